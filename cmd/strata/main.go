@@ -1,0 +1,175 @@
+// Command strata manages storage and restore points for virtual machine
+// guests. This package only parses flags and prints; the work is done by
+// the libraries under storage, snapshot and hvm.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/log"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// Exit codes, documented in README.md. Each error kind maps to one.
+const (
+	exitOK           = 0
+	exitInternal     = 1
+	exitInvalid      = 2
+	exitNotFound     = 3
+	exitExists       = 4
+	exitInUse        = 5
+	exitBusy         = 6
+	exitPrecondition = 7
+	exitNotSupported = 8
+)
+
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, storage.ErrInvalid):
+		return exitInvalid
+	case errors.Is(err, storage.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, storage.ErrExists):
+		return exitExists
+	case errors.Is(err, storage.ErrInUse):
+		return exitInUse
+	case errors.Is(err, storage.ErrBusy):
+		return exitBusy
+	case errors.Is(err, storage.ErrPrecondition):
+		return exitPrecondition
+	case errors.Is(err, storage.ErrNotSupported):
+		return exitNotSupported
+	}
+	var re *run.Error
+	if errors.As(err, &re) {
+		return exitPrecondition
+	}
+	return exitInternal
+}
+
+func defaultHome() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/strata"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "strata")
+	}
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "strata")
+	}
+	return filepath.Join(h, ".local", "share", "strata")
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "strata",
+		Usage:   "storage and restore points for virtual machine guests",
+		Version: buildVersion(),
+		Description: "strata keeps the backing stores of Xen and KVM guests (sparse raw and qcow2 images,\n" +
+			"block devices) in pools, and records them in a catalog in its state home.",
+		EnableBashCompletion: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "home", Usage: "state home (catalog and default pool)", EnvVars: []string{"STRATA_HOME"}, Value: defaultHome()},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "result format: table or json", Value: "table"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+			&cli.StringFlag{Name: "log-format", Usage: "console or json", Value: "console"},
+			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
+		},
+		Before:         setup,
+		Commands:       []*cli.Command{poolCommand(), volumeCommand()},
+		OnUsageError:   usageError,
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return storage.Errorf(storage.ErrInvalid, "%v (see --help)", err)
+}
+
+func setup(c *cli.Context) error {
+	level, err := zerolog.ParseLevel(c.String("log-level"))
+	if err != nil || c.String("log-level") == "" {
+		return storage.Errorf(storage.ErrInvalid, "invalid --log-level %q: use debug, info, warn or error", c.String("log-level"))
+	}
+	zerolog.SetGlobalLevel(level)
+	switch c.String("log-format") {
+	case "json":
+		log.Logger = zerolog.New(os.Stderr).With().Timestamp().Logger()
+	case "console":
+		log.Logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: !term.IsTerminal(int(os.Stderr.Fd())), TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
+	default:
+		return storage.Errorf(storage.ErrInvalid, "invalid --log-format %q: use console or json", c.String("log-format"))
+	}
+	switch c.String("output") {
+	case "table", "json":
+	default:
+		return storage.Errorf(storage.ErrInvalid, "invalid --output %q: use table or json", c.String("output"))
+	}
+	if c.String("home") == "" {
+		return storage.Errorf(storage.ErrInvalid, "invalid --home \"\": give a directory")
+	}
+	return nil
+}
+
+func openStore(c *cli.Context) (*store.Store, error) {
+	return store.Open(c.String("home"), c.Duration("lock-timeout"))
+}
+
+// withUsageErrors makes every command's flag errors an invalid-argument
+// error (exit code 2) with one line of text, not a help page on stdout.
+func withUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = usageError
+		withUsageErrors(c.Subcommands)
+	}
+}
+
+func main() {
+	// Everything strata creates (catalog, images) is readable by its owner
+	// only: images hold guests' data.
+	syscall.Umask(0o077)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	app := newApp()
+	withUsageErrors(app.Commands)
+	err := app.RunContext(ctx, interspersed(app, os.Args))
+	stop()
+	if err != nil && strings.HasPrefix(err.Error(), "Required flag") {
+		// urfave/cli's own check of Required flags.
+		err = storage.Errorf(storage.ErrInvalid, "%v (see --help)", err)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
+	}
+	os.Exit(exitCode(err))
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+func poolCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "pool",
+		Usage: "manage pools: places where volumes live",
+		Subcommands: []*cli.Command{
+			{
+				Name: "add", Usage: "register a directory as a pool", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir)"},
+					&cli.StringFlag{Name: "path", Usage: "the pool's directory (created if missing)", Required: true},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					p, err := st.AddPool(c.Context, c.Args().First(), c.String("driver"), c.String("path"))
+					if err != nil {
+						return err
+					}
+					return emitPools(c, p, false)
+				},
+			},
+			{
+				Name: "list", Usage: "list pools with space and capabilities",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					pools, err := st.Pools(c.Context)
+					if err != nil {
+						return err
+					}
+					return emitPools(c, pools, true)
+				},
+			},
+			{
+				Name: "info", Usage: "show a pool: filesystem, space, capabilities", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					p, err := st.Pool(c.Context, c.Args().First())
+					if err != nil {
+						return err
+					}
+					return emitPools(c, p, false)
+				},
+			},
+			{
+				Name: "remove", Usage: "forget a pool that holds no volumes (its directory is kept)", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					return st.RemovePool(c.Context, c.Args().First())
+				},
+			},
+		},
+	}
+}
+
+func emitPools(c *cli.Context, v any, list bool) error {
+	pools, _ := v.([]storage.PoolStatus)
+	if p, ok := v.(storage.PoolStatus); ok {
+		pools = []storage.PoolStatus{p}
+	}
+	return emit(c, v, func(w *tabwriter.Writer) {
+		if !list && len(pools) == 1 {
+			p := pools[0]
+			row(w, "name:", p.Name)
+			row(w, "driver:", p.Driver)
+			row(w, "path:", p.Path)
+			row(w, "filesystem:", p.Filesystem)
+			row(w, "size:", storage.FormatSize(int64(p.TotalBytes)))
+			row(w, "free:", storage.FormatSize(int64(p.FreeBytes)))
+			row(w, "volumes:", p.Volumes)
+			row(w, "reflink:", p.Capabilities.Reflink)
+			row(w, "sparse:", p.Capabilities.Sparse)
+			row(w, "o1_snapshots:", p.Capabilities.O1Snapshots)
+			return
+		}
+		row(w, "NAME", "DRIVER", "FS", "SIZE", "FREE", "VOLUMES", "REFLINK", "SPARSE", "PATH")
+		for _, p := range pools {
+			row(w, p.Name, p.Driver, p.Filesystem, storage.FormatSize(int64(p.TotalBytes)), storage.FormatSize(int64(p.FreeBytes)), p.Volumes, p.Capabilities.Reflink, p.Capabilities.Sparse, p.Path)
+		}
+	})
+}

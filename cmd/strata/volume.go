@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/store"
+)
+
+func volumeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "volume",
+		Usage: "manage volumes: virtual disks (raw and qcow2 images, block devices)",
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "create an empty volume (raw images are sparse)", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "size", Usage: "virtual size: bytes or with K/M/G/T (1024) or KB/MB/GB/TB (1000)", Required: true},
+					&cli.StringFlag{Name: "format", Value: "raw", Usage: "raw or qcow2"},
+					&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to create it in"},
+					&cli.StringFlag{Name: "partition", Usage: "lay out a partition table: gpt or mbr (one partition over the disk)"},
+					&cli.StringFlag{Name: "fs", Usage: "create a filesystem: fat32 (on the partition, or on the whole disk)"},
+					&cli.StringFlag{Name: "label", Usage: "filesystem label (FAT: up to 11 characters)"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					size, err := storage.ParseSize(c.String("size"))
+					if err != nil {
+						return err
+					}
+					format, err := storage.ParseFormat(c.String("format"))
+					if err != nil {
+						return err
+					}
+					layout, err := image.ParseLayout(c.String("partition"), c.String("fs"), c.String("label"))
+					if err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					v, err := st.CreateVolume(c.Context, store.CreateOptions{Name: c.Args().First(), Size: size, Format: format, Pool: c.String("pool"), Layout: layout})
+					if err != nil {
+						return err
+					}
+					return emitVolumes(c, v)
+				},
+			},
+			{
+				Name: "import", Usage: "register an existing image file or block device (in place, or --copy into a pool)", ArgsUsage: "PATH",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "volume name (default: the file name without extension)"},
+					&cli.BoolFlag{Name: "copy", Usage: "copy the image into a pool (sparse: holes stay holes)"},
+					&cli.StringFlag{Name: "pool", Usage: "pool to copy into (with --copy; default: default)"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "PATH"); err != nil {
+						return err
+					}
+					if c.IsSet("pool") && !c.Bool("copy") {
+						return storage.Errorf(storage.ErrInvalid, "--pool only applies with --copy: an image imported in place stays where it is")
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					v, err := st.ImportVolume(c.Context, store.ImportOptions{Path: c.Args().First(), Name: c.String("name"), Copy: c.Bool("copy"), Pool: c.String("pool")}, progress())
+					if err != nil {
+						return err
+					}
+					return emitVolumes(c, v)
+				},
+			},
+			{
+				Name: "list", Usage: "list volumes",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					vols, err := st.Volumes(c.Context)
+					if err != nil {
+						return err
+					}
+					return emitVolumes(c, vols)
+				},
+			},
+			{
+				Name: "info", Usage: "show a volume: format, sizes, backing file, partitions", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					v, err := st.Volume(c.Context, c.Args().First())
+					if err != nil {
+						return err
+					}
+					return emitVolumes(c, v)
+				},
+			},
+			{
+				Name: "resize", Usage: "change a volume's virtual size (grow; shrink only with --shrink)", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "size", Usage: "new virtual size", Required: true},
+					&cli.BoolFlag{Name: "shrink", Usage: "allow making the volume smaller (data past the new end is lost)"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					size, err := storage.ParseSize(c.String("size"))
+					if err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					v, err := st.ResizeVolume(c.Context, c.Args().First(), size, c.Bool("shrink"))
+					if err != nil {
+						return err
+					}
+					return emitVolumes(c, v)
+				},
+			},
+			{
+				Name: "delete", Usage: "delete a volume (imported images are kept unless --purge)", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "purge", Usage: "also remove the image file of an imported volume"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					st, err := openStore(c)
+					if err != nil {
+						return err
+					}
+					return st.DeleteVolume(c.Context, c.Args().First(), c.Bool("purge"))
+				},
+			},
+		},
+	}
+}
+
+func emitVolumes(c *cli.Context, v any) error {
+	vols, _ := v.([]storage.VolumeInfo)
+	one, single := v.(storage.VolumeInfo)
+	return emit(c, v, func(w *tabwriter.Writer) {
+		if single {
+			row(w, "name:", one.Name)
+			row(w, "id:", one.ID)
+			row(w, "pool:", one.Pool)
+			row(w, "format:", one.Format)
+			row(w, "path:", one.Path)
+			row(w, "virtual size:", fmt.Sprintf("%s (%d bytes)", storage.FormatSize(one.VirtualSize), one.VirtualSize))
+			row(w, "allocated:", storage.FormatSize(one.AllocatedBytes))
+			backing := ""
+			if one.BackingFile != nil {
+				backing = *one.BackingFile
+			}
+			row(w, "backing:", backing)
+			row(w, "imported:", one.Imported)
+			row(w, "partition table:", one.PartitionTable)
+			for _, p := range one.Partitions {
+				row(w, "  partition:", p.Index, "start", p.Start, "size", storage.FormatSize(p.Size), "type", p.Type)
+			}
+			return
+		}
+		row(w, "NAME", "POOL", "FORMAT", "SIZE", "ALLOCATED", "PARTS", "PATH")
+		for _, v := range vols {
+			row(w, v.Name, v.Pool, v.Format, storage.FormatSize(v.VirtualSize), storage.FormatSize(v.AllocatedBytes), v.PartitionTable, v.Path)
+		}
+	})
+}

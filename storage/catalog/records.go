@@ -1,0 +1,156 @@
+package catalog
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+// Pool returns the pool called name.
+func (t *Tx) Pool(name string) (storage.Pool, error) {
+	var p storage.Pool
+	ok, err := t.Get(string(bPools), name, &p)
+	if err == nil && !ok {
+		err = storage.Errorf(storage.ErrNotFound, "pool %q not found: see 'strata pool list'", name)
+	}
+	return p, err
+}
+
+// Pools returns all pools sorted by name.
+func (t *Tx) Pools() ([]storage.Pool, error) {
+	var out []storage.Pool
+	err := t.Scan(string(bPools), "", func(_ string, raw []byte) error {
+		var p storage.Pool
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+// AddPool records a new pool; its name and path must be unused.
+func (t *Tx) AddPool(p storage.Pool) error {
+	pools, err := t.Pools()
+	if err != nil {
+		return err
+	}
+	for _, q := range pools {
+		if q.Name == p.Name {
+			return storage.Errorf(storage.ErrExists, "pool %q already exists (at %s)", p.Name, q.Path)
+		}
+		if q.Path == p.Path {
+			return storage.Errorf(storage.ErrExists, "path %q is already pool %q", p.Path, q.Name)
+		}
+	}
+	return t.Put(string(bPools), p.Name, p)
+}
+
+// RemovePool forgets a pool; it must hold no volumes.
+func (t *Tx) RemovePool(name string) error {
+	if _, err := t.Pool(name); err != nil {
+		return err
+	}
+	vols, err := t.Volumes()
+	if err != nil {
+		return err
+	}
+	var held []string
+	for _, v := range vols {
+		if v.Pool == name {
+			held = append(held, v.Name)
+		}
+	}
+	if len(held) > 0 {
+		return storage.Errorf(storage.ErrInUse, "pool %q still holds volumes %q: delete or move them first", name, held)
+	}
+	return t.Delete(string(bPools), name)
+}
+
+// Volume returns the volume called name.
+func (t *Tx) Volume(name string) (storage.Volume, error) {
+	var id string
+	ok, err := t.Get(string(bVolumeNames), name, &id)
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	if !ok {
+		return storage.Volume{}, storage.Errorf(storage.ErrNotFound, "volume %q not found: see 'strata volume list'", name)
+	}
+	return t.VolumeByID(id)
+}
+
+// VolumeByID returns the volume with a stable ID.
+func (t *Tx) VolumeByID(id string) (storage.Volume, error) {
+	var v storage.Volume
+	ok, err := t.Get(string(bVolumes), id, &v)
+	if err == nil && !ok {
+		err = storage.Errorf(storage.ErrNotFound, "volume with id %q not found", id)
+	}
+	return v, err
+}
+
+// Volumes returns all volumes sorted by name.
+func (t *Tx) Volumes() ([]storage.Volume, error) {
+	var out []storage.Volume
+	err := t.Scan(string(bVolumes), "", func(_ string, raw []byte) error {
+		var v storage.Volume
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// AddVolume records a new volume; its name, ID and path must be unused.
+func (t *Tx) AddVolume(v storage.Volume) error {
+	var id string
+	if ok, err := t.Get(string(bVolumeNames), v.Name, &id); err != nil {
+		return err
+	} else if ok {
+		return storage.Errorf(storage.ErrExists, "volume %q already exists: choose another name or delete it first", v.Name)
+	}
+	if v.Pool != "" {
+		if _, err := t.Pool(v.Pool); err != nil {
+			return err
+		}
+	}
+	vols, err := t.Volumes()
+	if err != nil {
+		return err
+	}
+	for _, o := range vols {
+		if o.Path == v.Path {
+			return storage.Errorf(storage.ErrExists, "%q is already registered as volume %q", v.Path, o.Name)
+		}
+	}
+	if err := t.Put(string(bVolumeNames), v.Name, v.ID); err != nil {
+		return err
+	}
+	return t.Put(string(bVolumes), v.ID, v)
+}
+
+// RemoveVolume forgets a volume record (not its file).
+func (t *Tx) RemoveVolume(v storage.Volume) error {
+	if err := t.Delete(string(bVolumeNames), v.Name); err != nil {
+		return err
+	}
+	return t.Delete(string(bVolumes), v.ID)
+}
+
+// Dependants lists the volumes whose recorded backing file is path.
+func (t *Tx) Dependants(path string) ([]string, error) {
+	vols, err := t.Volumes()
+	var out []string
+	for _, v := range vols {
+		if v.Backing == path {
+			out = append(out, v.Name)
+		}
+	}
+	return out, err
+}

@@ -1,0 +1,146 @@
+// Package dir is the storage driver for pools that are a directory on a
+// local filesystem: volumes are image files named by their stable ID.
+package dir
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+// Driver is the dir driver.
+type Driver struct{}
+
+var _ storage.Driver = Driver{}
+
+// Name is the driver's name in pool records.
+const Name = "dir"
+
+var fsNames = map[int64]string{
+	0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
+	0x794c7630: "overlay", 0x2fc12fc1: "zfs", 0x6969: "nfs", 0xF2F52010: "f2fs",
+	0x858458f6: "ramfs", 0xFF534D42: "cifs", 0x65735546: "fuse",
+}
+
+// Status reports the filesystem holding the pool, its space, and what it
+// can do, probed with scratch files (FICLONE, a hole).
+func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, error) {
+	st := storage.PoolStatus{Pool: p}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(p.Path, &fs); err != nil {
+		return st, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot read its directory %q: %w", p.Name, p.Path, err)
+	}
+	st.Filesystem = fsNames[int64(fs.Type)]
+	if st.Filesystem == "" {
+		st.Filesystem = fmt.Sprintf("0x%x", fs.Type)
+	}
+	st.TotalBytes = fs.Blocks * uint64(fs.Bsize)
+	st.FreeBytes = fs.Bavail * uint64(fs.Bsize)
+	caps, err := probe(p.Path)
+	if err != nil {
+		return st, fmt.Errorf("pool %q: probe capabilities: %w", p.Name, err)
+	}
+	st.Capabilities = caps
+	return st, nil
+}
+
+func probe(dir string) (storage.Capabilities, error) {
+	var caps storage.Capabilities
+	tmp, err := os.MkdirTemp(dir, ".strata-probe-")
+	if err != nil {
+		return caps, err
+	}
+	defer os.RemoveAll(tmp)
+	src := filepath.Join(tmp, "a")
+	if err := os.WriteFile(src, make([]byte, 4096), 0o600); err != nil {
+		return caps, err
+	}
+	err = image.Reflink(src, filepath.Join(tmp, "b"))
+	caps.Reflink = err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotSupported) {
+		return caps, err
+	}
+	hole := filepath.Join(tmp, "c")
+	if err := os.WriteFile(hole, nil, 0o600); err != nil {
+		return caps, err
+	}
+	if err := os.Truncate(hole, 16<<20); err != nil {
+		return caps, err
+	}
+	info, err := image.Inspect(hole)
+	if err != nil {
+		return caps, err
+	}
+	caps.Sparse = info.AllocatedBytes < 16<<20
+	caps.O1Snapshots = caps.Reflink
+	return caps, nil
+}
+
+// NewID returns a fresh stable volume ID.
+func NewID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// VolumePath implements storage.Driver.
+func (Driver) VolumePath(p storage.Pool, id string, f storage.Format) string {
+	ext := ".img"
+	if f == storage.FormatQcow2 {
+		ext = ".qcow2"
+	}
+	return filepath.Join(p.Path, id+ext)
+}
+
+// Create implements storage.Driver. A raw image is a sparse file: it is
+// sized with ftruncate and nothing is written.
+func (Driver) Create(ctx context.Context, path string, f storage.Format, size int64) error {
+	switch f {
+	case storage.FormatRaw:
+		fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("create %q: %w", path, err)
+		}
+		if err := fh.Truncate(size); err != nil {
+			fh.Close()
+			os.Remove(path)
+			if errors.Is(err, unix.EFBIG) || errors.Is(err, unix.EINVAL) {
+				return storage.Errorf(storage.ErrInvalid, "size %d bytes is larger than the pool's filesystem allows for a file", size)
+			}
+			return fmt.Errorf("size %q: %w", path, err)
+		}
+		return fh.Close()
+	case storage.FormatQcow2:
+		if err := run.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", path, fmt.Sprint(size)); err != nil {
+			os.Remove(path)
+			return err
+		}
+		return nil
+	}
+	return storage.Errorf(storage.ErrNotSupported, "cannot create volumes of format %q", f)
+}
+
+// Resize implements storage.Driver.
+func (Driver) Resize(ctx context.Context, path string, f storage.Format, size int64, shrink bool) error {
+	switch f {
+	case storage.FormatRaw:
+		return os.Truncate(path, size)
+	case storage.FormatQcow2:
+		argv := []string{"qemu-img", "resize", "-q", "-f", "qcow2"}
+		if shrink {
+			argv = append(argv, "--shrink")
+		}
+		return run.Run(ctx, nil, nil, append(argv, path, fmt.Sprint(size))...)
+	}
+	return storage.Errorf(storage.ErrNotSupported, "cannot resize volumes of format %q", f)
+}

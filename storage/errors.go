@@ -1,0 +1,44 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error kinds. Every error strata returns to a user wraps at most one of
+// these (none means internal); cmd/strata maps them to exit codes in one
+// place.
+var (
+	ErrInvalid      = errors.New("invalid argument")
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrInUse        = errors.New("in use")
+	ErrBusy         = errors.New("busy")
+	ErrPrecondition = errors.New("failed precondition")
+	ErrNotSupported = errors.New("not supported")
+)
+
+// kindError carries an error kind without repeating the kind's text in
+// what the user reads.
+type kindError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+func (e *kindError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.kind, e.cause}
+	}
+	return []error{e.kind}
+}
+
+// Errorf returns an error of the given kind whose text is the formatted
+// message alone; errors.Is(err, kind) holds, and so does errors.Is for an
+// error wrapped with %w in format.
+func Errorf(kind error, format string, args ...any) error {
+	wrapped := fmt.Errorf(format, args...)
+	return &kindError{kind: kind, msg: wrapped.Error(), cause: errors.Unwrap(wrapped)}
+}

@@ -1,0 +1,176 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+const (
+	copyChunk = 1 << 20  // bytes read at a time: memory stays constant
+	zeroBlock = 64 << 10 // granularity at which zeros become holes
+)
+
+var zeros = make([]byte, zeroBlock)
+
+// CopySparse copies src (file or block device) to dst, a new file that
+// must not exist. Holes stay holes: on files it walks only the data
+// segments (SEEK_DATA/SEEK_HOLE), and within data, blocks of zeros are
+// skipped so they become holes too (as cp --sparse=always does). Memory use
+// is constant. dst is synced before CopySparse returns; on error it is
+// removed.
+func CopySparse(ctx context.Context, src, dst string, prog storage.Progress) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return openError(src, err)
+	}
+	defer in.Close()
+	size, err := in.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %q: %w", dst, err)
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if err := out.Truncate(size); err != nil {
+		return fmt.Errorf("size %q: %w", dst, err)
+	}
+	if prog == nil {
+		prog = storage.NoProgress{}
+	}
+	prog.Start(size, src)
+	defer prog.Done()
+	buf := make([]byte, copyChunk)
+	var done int64
+	for off := int64(0); off < size; {
+		start, end, err := nextData(in, off, size)
+		if err != nil {
+			return fmt.Errorf("read %q: %w", src, err)
+		}
+		prog.Add(start - done)
+		done = start
+		for p := start; p < end; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n := min(int64(len(buf)), end-p)
+			if _, err := in.ReadAt(buf[:n], p); err != nil && err != io.EOF {
+				return fmt.Errorf("read %q at %d: %w", src, p, err)
+			}
+			if err := writeNonZero(out, buf[:n], p); err != nil {
+				return writeError(dst, err)
+			}
+			p += n
+			prog.Add(n)
+			done = p
+		}
+		off = end
+	}
+	prog.Add(size - done)
+	if err := out.Sync(); err != nil {
+		return writeError(dst, err)
+	}
+	return nil
+}
+
+// nextData returns the next data segment at or after off. Where SEEK_DATA
+// is not supported (block devices, some filesystems) everything is data.
+func nextData(f *os.File, off, size int64) (int64, int64, error) {
+	fd := int(f.Fd())
+	start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return size, size, nil // only a hole remains
+	}
+	if err != nil {
+		return off, size, nil
+	}
+	end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+	if err != nil || end > size {
+		end = size
+	}
+	return start, end, nil
+}
+
+func writeNonZero(out *os.File, b []byte, off int64) error {
+	for len(b) > 0 {
+		n := min(len(b), zeroBlock)
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			// Write runs of non-zero blocks in one call.
+			m := n
+			for m < len(b) {
+				k := min(len(b)-m, zeroBlock)
+				if bytes.Equal(b[m:m+k], zeros[:k]) {
+					break
+				}
+				m += k
+			}
+			if _, err := out.WriteAt(b[:m], off); err != nil {
+				return err
+			}
+			n = m
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+func writeError(path string, err error) error {
+	if errors.Is(err, unix.ENOSPC) {
+		return storage.Errorf(storage.ErrPrecondition, "no space left writing %q: free space in its pool or use another pool (--pool)", path)
+	}
+	return fmt.Errorf("write %q: %w", path, err)
+}
+
+// Reflink makes dst (a new file) share src's extents with FICLONE, in O(1).
+// It returns an error wrapping storage.ErrNotSupported where the
+// filesystem cannot (ext4, tmpfs, across filesystems); the caller falls
+// back to CopySparse.
+func Reflink(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return openError(src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %q: %w", dst, err)
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
+			return storage.Errorf(storage.ErrNotSupported, "reflink %q to %q: %w", src, dst, err)
+		}
+		return fmt.Errorf("reflink %q to %q: %w", src, dst, err)
+	}
+	return out.Sync()
+}
+
+// Convert rewrites an image in another format with qemu-img convert; holes
+// stay holes.
+func Convert(ctx context.Context, src string, from storage.Format, dst string, to storage.Format) error {
+	return run.Run(ctx, nil, nil, "qemu-img", "convert", "-q", "-f", string(from), "-O", string(to), src, dst)
+}

@@ -1,0 +1,153 @@
+// Package image knows disk image files and devices: their format (from
+// content, never from the name), sizes, partition tables, laying out a new
+// partition table and filesystem (go-diskfs), and copying them sparsely.
+package image
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+// Other formats strata recognises but does not manage; import refuses them
+// with a hint to convert.
+var foreignMagic = []struct {
+	off   int64
+	magic []byte
+	name  string
+}{
+	{0, []byte("KDMV"), "vmdk"},
+	{0, []byte("# Disk DescriptorFile"), "vmdk"},
+	{0, []byte("vhdxfile"), "vhdx"},
+	{0, []byte("conectix"), "vpc"},
+	{0, []byte("QED\x00"), "qed"},
+	{0, []byte("LUKS\xba\xbe"), "luks"},
+	{64, []byte{0x7f, 0x10, 0xda, 0xbe}, "vdi"},
+}
+
+// Info is what Inspect learns about an image file or block device.
+type Info struct {
+	Format         storage.Format
+	Device         bool   // a block device
+	VirtualSize    int64  // bytes the guest sees
+	AllocatedBytes int64  // bytes the image occupies on the host
+	BackingFile    string // qcow2 only; "" when none
+	BackingFormat  string
+}
+
+// Inspect reads the format and sizes of path. It is O(1) in the image's
+// size: it reads headers only.
+func Inspect(path string) (Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Info{}, openError(path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Info{}, err
+	}
+	var info Info
+	switch {
+	case st.Mode().IsRegular():
+		info.AllocatedBytes = st.Sys().(*syscall.Stat_t).Blocks * 512
+	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+		info.Device = true
+	default:
+		return Info{}, storage.Errorf(storage.ErrInvalid, "%q is neither a regular file nor a block device", path)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return Info{}, fmt.Errorf("size of %q: %w", path, err)
+	}
+	if info.Device {
+		info.AllocatedBytes = size
+	}
+	head := make([]byte, 34816)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && err != io.EOF {
+		return Info{}, fmt.Errorf("read %q: %w", path, err)
+	}
+	head = head[:n]
+	switch {
+	case bytes.HasPrefix(head, []byte("QFI\xfb")):
+		q, err := parseQcow2Header(f, head)
+		if err != nil {
+			return Info{}, fmt.Errorf("%q: %w", path, err)
+		}
+		info.Format, info.VirtualSize, info.BackingFile = storage.FormatQcow2, q.size, q.backing
+		info.BackingFormat = q.backingFormat
+		return info, nil
+	case len(head) >= 32774 && string(head[32769:32774]) == "CD001":
+		info.Format = storage.FormatISO
+	default:
+		for _, m := range foreignMagic {
+			if int64(len(head)) >= m.off+int64(len(m.magic)) && bytes.Equal(head[m.off:m.off+int64(len(m.magic))], m.magic) {
+				return Info{}, storage.Errorf(storage.ErrNotSupported, "%q is a %s image, which strata does not manage: convert it with 'qemu-img convert -O qcow2 %s NEW.qcow2' and import that", path, m.name, path)
+			}
+		}
+		info.Format = storage.FormatRaw
+	}
+	info.VirtualSize = size
+	return info, nil
+}
+
+func openError(path string, err error) error {
+	if os.IsNotExist(err) {
+		return storage.Errorf(storage.ErrNotFound, "%q does not exist", path)
+	}
+	if os.IsPermission(err) {
+		return storage.Errorf(storage.ErrPrecondition, "cannot read %q: permission denied", path)
+	}
+	return fmt.Errorf("open %q: %w", path, err)
+}
+
+type qcow2Header struct {
+	size          int64
+	backing       string
+	backingFormat string
+}
+
+// parseQcow2Header reads the fields strata needs from a qcow2 header
+// (QEMU's docs/interop/qcow2.txt): version, size, backing file name and,
+// from the header extensions, the backing format.
+func parseQcow2Header(r io.ReaderAt, head []byte) (qcow2Header, error) {
+	if len(head) < 72 {
+		return qcow2Header{}, fmt.Errorf("truncated qcow2 header")
+	}
+	be := binary.BigEndian
+	version := be.Uint32(head[4:])
+	if version < 2 {
+		return qcow2Header{}, storage.Errorf(storage.ErrNotSupported, "qcow version %d is not supported: convert it with qemu-img convert -O qcow2", version)
+	}
+	h := qcow2Header{size: int64(be.Uint64(head[24:]))}
+	if off, n := be.Uint64(head[8:]), be.Uint32(head[16:]); off != 0 && n > 0 && n <= 1023 {
+		buf := make([]byte, n)
+		if _, err := r.ReadAt(buf, int64(off)); err != nil {
+			return h, fmt.Errorf("read backing file name: %w", err)
+		}
+		h.backing = string(buf)
+	}
+	// Header extensions follow the header (72 bytes for v2, header_length
+	// for v3); the backing format is extension 0xE2792ACA.
+	extOff := 72
+	if version >= 3 && len(head) >= 104 {
+		extOff = int(be.Uint32(head[100:]))
+	}
+	for extOff+8 <= len(head) {
+		typ, l := be.Uint32(head[extOff:]), int(be.Uint32(head[extOff+4:]))
+		if typ == 0 || extOff+8+l > len(head) {
+			break
+		}
+		if typ == 0xE2792ACA {
+			h.backingFormat = string(head[extOff+8 : extOff+8+l])
+		}
+		extOff += 8 + (l+7)/8*8
+	}
+	return h, nil
+}

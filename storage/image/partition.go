@@ -1,0 +1,239 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/partition"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/diskfs/go-diskfs/partition/mbr"
+	"github.com/sirupsen/logrus"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+func init() {
+	// go-diskfs logs through logrus; strata's output is its own.
+	logrus.SetOutput(io.Discard)
+}
+
+// Partitions reads the partition table of a raw image or device, or of a
+// qcow2 image through its first MiB (extracted with qemu-img dd). kind is
+// "gpt", "mbr" or "none".
+func Partitions(ctx context.Context, path string, info Info) (kind string, parts []storage.Partition, err error) {
+	var r partitionReader
+	switch info.Format {
+	case storage.FormatRaw:
+		f, err := os.Open(path)
+		if err != nil {
+			return "", nil, openError(path, err)
+		}
+		defer f.Close()
+		r = f
+	case storage.FormatQcow2:
+		head, err := qcow2Head(ctx, path, 1<<20)
+		if err != nil {
+			return "", nil, err
+		}
+		r = &headFile{head: head, size: info.VirtualSize}
+	default:
+		return "none", []storage.Partition{}, nil
+	}
+	table, err := partition.Read(r, 512, 512)
+	if err != nil {
+		return "none", []storage.Partition{}, nil
+	}
+	parts = []storage.Partition{}
+	for _, p := range table.GetPartitions() {
+		sp := storage.Partition{Index: p.GetIndex(), Start: p.GetStart(), Size: p.GetSize()}
+		switch q := p.(type) {
+		case *gpt.Partition:
+			if q.Type == gpt.Unused {
+				continue
+			}
+			sp.Type, sp.Name = string(q.Type), q.Name
+		case *mbr.Partition:
+			if q.Type == mbr.Empty {
+				continue
+			}
+			sp.Type = fmt.Sprintf("0x%02x", byte(q.Type))
+		}
+		parts = append(parts, sp)
+	}
+	return table.Type(), parts, nil
+}
+
+type partitionReader interface {
+	fs.File
+	io.ReaderAt
+	io.Seeker
+}
+
+// qcow2Head returns the first n guest bytes of a qcow2 image.
+func qcow2Head(ctx context.Context, path string, n int) ([]byte, error) {
+	tmp, err := os.MkdirTemp("", "strata-head-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "head")
+	if err := run.Run(ctx, nil, nil, "qemu-img", "dd", "-f", "qcow2", "-O", "raw", "bs=65536",
+		fmt.Sprintf("count=%d", n/65536), "if="+path, "of="+out); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(out)
+}
+
+// headFile is a read-only disk whose first bytes are known and whose rest
+// reads as zeros: enough for partition.Read, which reads the primary table.
+type headFile struct {
+	head []byte
+	size int64
+	pos  int64
+}
+
+func (h *headFile) ReadAt(p []byte, off int64) (int, error) {
+	if off >= h.size {
+		return 0, io.EOF
+	}
+	n := len(p)
+	if rest := h.size - off; int64(n) > rest {
+		n = int(rest)
+	}
+	clear(p[:n])
+	if off < int64(len(h.head)) {
+		copy(p[:n], h.head[off:])
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (h *headFile) Read(p []byte) (int, error) {
+	n, err := h.ReadAt(p, h.pos)
+	h.pos += int64(n)
+	return n, err
+}
+
+func (h *headFile) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+		h.pos = off
+	case io.SeekCurrent:
+		h.pos += off
+	case io.SeekEnd:
+		h.pos = h.size + off
+	}
+	return h.pos, nil
+}
+
+func (h *headFile) Close() error               { return nil }
+func (h *headFile) Stat() (fs.FileInfo, error) { return headInfo{h.size}, nil }
+
+type headInfo struct{ size int64 }
+
+func (i headInfo) Name() string       { return "head" }
+func (i headInfo) Size() int64        { return i.size }
+func (i headInfo) Mode() fs.FileMode  { return 0o400 }
+func (i headInfo) ModTime() time.Time { return time.Time{} }
+func (i headInfo) IsDir() bool        { return false }
+func (i headInfo) Sys() any           { return nil }
+
+// Layout describes a partition table and filesystem to lay on a new disk.
+type Layout struct {
+	Table string // "", "gpt" or "mbr"
+	FS    string // "" or "fat32"
+	Label string // filesystem label
+}
+
+// ParseLayout checks the --partition and --fs flags.
+func ParseLayout(table, fsType, label string) (Layout, error) {
+	l := Layout{Table: strings.ToLower(table), FS: strings.ToLower(fsType), Label: label}
+	switch l.Table {
+	case "", "gpt", "mbr":
+	default:
+		return l, storage.Errorf(storage.ErrInvalid, "invalid partition table %q: use gpt or mbr", table)
+	}
+	switch l.FS {
+	case "", "fat32":
+	default:
+		return l, storage.Errorf(storage.ErrInvalid, "invalid filesystem %q: strata can lay out fat32", fsType)
+	}
+	if len(l.Label) > 11 {
+		return l, storage.Errorf(storage.ErrInvalid, "invalid label %q: a FAT label is at most 11 characters", label)
+	}
+	return l, nil
+}
+
+// Empty reports whether the layout asks for nothing.
+func (l Layout) Empty() bool { return l.Table == "" && l.FS == "" }
+
+// firstSector is where the one partition starts: 1 MiB, aligned for every
+// modern disk and what Windows and Linux partitioners use.
+const firstSector = 2048
+
+// Apply lays out an existing raw image: one partition spanning the disk
+// (type Microsoft basic data for GPT, FAT32 LBA for MBR, since the use is a
+// data disk for a guest) and, when asked, a FAT32 filesystem on it (or on
+// the whole disk without a table).
+func (l Layout) Apply(path string) error {
+	if l.Empty() {
+		return nil
+	}
+	d, err := diskfs.Open(path, diskfs.WithOpenMode(diskfs.ReadWrite))
+	if err != nil {
+		return fmt.Errorf("open %q for layout: %w", path, err)
+	}
+	defer d.Close()
+	sectors := d.Size / 512
+	part := 0
+	switch l.Table {
+	case "gpt":
+		// The backup GPT takes the last 33 sectors.
+		end := uint64(sectors - 34)
+		end -= (end + 1) % 2048 // end on a 1 MiB boundary
+		if int64(end) <= firstSector {
+			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes is too small for a GPT partition", d.Size)
+		}
+		name := l.Label
+		if name == "" {
+			name = "data"
+		}
+		err = d.Partition(&gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true,
+			Partitions: []*gpt.Partition{{Index: 1, Start: firstSector, End: end, Type: gpt.MicrosoftBasicData, Name: name}}})
+		part = 1
+	case "mbr":
+		size := sectors - firstSector
+		if size <= 0 || size > 0xffffffff {
+			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes does not fit an MBR partition (1 MiB to 2 TiB): use --partition gpt", d.Size)
+		}
+		size -= size % 2048
+		err = d.Partition(&mbr.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512,
+			Partitions: []*mbr.Partition{{Index: 1, Type: mbr.Fat32LBA, Start: firstSector, Size: uint32(size)}}})
+		part = 1
+	}
+	if err != nil {
+		return fmt.Errorf("write partition table: %w", err)
+	}
+	if l.FS == "fat32" {
+		label := l.Label
+		if label == "" {
+			label = "DATA"
+		}
+		if _, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: part, FSType: filesystem.TypeFat32, VolumeLabel: label}); err != nil {
+			return fmt.Errorf("create FAT32 filesystem: %w", err)
+		}
+	}
+	return nil
+}

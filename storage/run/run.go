@@ -1,0 +1,107 @@
+// Package run is strata's one way to run external tools: argv only (never a
+// shell), the C locale, a context for cancellation, and errors that keep the
+// command line, exit code and stderr.
+package run
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+// packages maps tools to the Debian package that provides them, so that a
+// missing tool gives an error that says what to install.
+var packages = map[string]string{
+	"qemu-img":           "qemu-utils",
+	"qemu-io":            "qemu-utils",
+	"qemu-nbd":           "qemu-utils",
+	"qemu-system-x86_64": "qemu-system-x86",
+	"xorriso":            "xorriso",
+	"mkfs.xfs":           "xfsprogs",
+	"mkfs.btrfs":         "btrfs-progs",
+	"btrfs":              "btrfs-progs",
+	"virsh":              "libvirt-clients",
+	"virt-xml-validate":  "libvirt-clients libxml2-utils",
+	"lvcreate":           "lvm2",
+	"sfdisk":             "fdisk",
+	"mdir":               "mtools",
+}
+
+// Error is a command that ran and failed, or could not start.
+type Error struct {
+	Argv     []string
+	ExitCode int // -1 when the command did not start or was killed
+	Stderr   string
+	Err      error
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s failed", strings.Join(e.Argv, " "))
+	if e.ExitCode >= 0 {
+		msg += fmt.Sprintf(" (exit code %d)", e.ExitCode)
+	}
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += ": " + s
+	} else if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Look checks that a tool is installed; the error names the Debian package.
+func Look(tool string) (string, error) {
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		if pkg, ok := packages[tool]; ok {
+			return "", storage.Errorf(storage.ErrPrecondition, "%s is not installed: install the Debian package %s (apt-get install %s)", tool, pkg, pkg)
+		}
+		return "", storage.Errorf(storage.ErrPrecondition, "%s is not installed or not on PATH", tool)
+	}
+	return p, nil
+}
+
+// Output runs argv and returns its stdout. stderr is kept for the error.
+func Output(ctx context.Context, argv ...string) ([]byte, error) {
+	var stdout bytes.Buffer
+	err := Run(ctx, nil, &stdout, argv...)
+	return stdout.Bytes(), err
+}
+
+// Run runs argv with stdin and stdout as given (nil: none / discarded).
+func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string) error {
+	if len(argv) == 0 {
+		return errors.New("run: empty command")
+	}
+	path, err := Look(argv[0])
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, path, argv[1:]...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
+	if err := cmd.Run(); err != nil {
+		code := -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return &Error{Argv: argv, ExitCode: code, Stderr: stderr.String(), Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,386 @@
+// Package store is the entry point to strata's storage: it ties the catalog
+// to the pool drivers and implements the pool and volume operations the CLI
+// offers. Each operation validates all input before changing anything, and
+// orders its steps so that a crash leaves at worst an orphan file named by
+// an unused ID (which strata doctor removes), never a catalog record
+// pointing at nothing.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/dir"
+	"github.com/strata-vm/strata/storage/image"
+)
+
+// Store is an open state home.
+type Store struct {
+	Catalog *catalog.Catalog
+	drivers map[string]storage.Driver
+}
+
+// Open opens (creating on first use) the state home.
+func Open(home string, lockTimeout time.Duration) (*Store, error) {
+	c, err := catalog.Open(home, lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{Catalog: c, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}, nil
+}
+
+// Driver returns the driver serving pool p.
+func (s *Store) Driver(p storage.Pool) (storage.Driver, error) {
+	d, ok := s.drivers[p.Driver]
+	if !ok {
+		return nil, storage.Errorf(storage.ErrNotSupported, "pool %q uses driver %q, which this strata does not have", p.Name, p.Driver)
+	}
+	return d, nil
+}
+
+// AddPool registers a directory as a pool, creating it (mode 0700) if
+// missing.
+func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage.PoolStatus, error) {
+	if err := storage.ValidateName("pool", name); err != nil {
+		return storage.PoolStatus{}, err
+	}
+	if _, ok := s.drivers[driver]; !ok {
+		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid driver %q: available drivers: dir", driver)
+	}
+	if path == "" {
+		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "pool %q needs a directory: give --path DIR", name)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid path %q: %w", path, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid path %q: it is not a directory", path)
+	}
+	p := storage.Pool{Name: name, Driver: driver, Path: abs, Created: time.Now().UTC()}
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		_, err := tx.Pool(name)
+		if err == nil {
+			return storage.Errorf(storage.ErrExists, "pool %q already exists", name)
+		}
+		return nil
+	}); err != nil {
+		return storage.PoolStatus{}, err
+	}
+	created := false
+	if _, err := os.Stat(abs); os.IsNotExist(err) {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return storage.PoolStatus{}, storage.Errorf(storage.ErrPrecondition, "cannot create pool directory %q: %w", abs, err)
+		}
+		created = true
+	}
+	if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddPool(p) }); err != nil {
+		if created {
+			os.Remove(abs)
+		}
+		return storage.PoolStatus{}, err
+	}
+	log.Info().Str("pool", name).Str("path", abs).Msg("pool added")
+	return s.status(ctx, p, 0)
+}
+
+func (s *Store) status(ctx context.Context, p storage.Pool, volumes int) (storage.PoolStatus, error) {
+	d, err := s.Driver(p)
+	if err != nil {
+		return storage.PoolStatus{}, err
+	}
+	st, err := d.Status(ctx, p)
+	st.Volumes = volumes
+	return st, err
+}
+
+// Pools lists every pool with its status.
+func (s *Store) Pools(ctx context.Context) ([]storage.PoolStatus, error) {
+	var pools []storage.Pool
+	count := map[string]int{}
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		if pools, err = tx.Pools(); err != nil {
+			return err
+		}
+		vols, err := tx.Volumes()
+		for _, v := range vols {
+			count[v.Pool]++
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]storage.PoolStatus, 0, len(pools))
+	for _, p := range pools {
+		st, err := s.status(ctx, p, count[p.Name])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Pool returns one pool with its status.
+func (s *Store) Pool(ctx context.Context, name string) (storage.PoolStatus, error) {
+	var p storage.Pool
+	n := 0
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		if p, err = tx.Pool(name); err != nil {
+			return err
+		}
+		vols, err := tx.Volumes()
+		for _, v := range vols {
+			if v.Pool == name {
+				n++
+			}
+		}
+		return err
+	}); err != nil {
+		return storage.PoolStatus{}, err
+	}
+	return s.status(ctx, p, n)
+}
+
+// RemovePool forgets a pool that holds no volumes. Its directory stays.
+func (s *Store) RemovePool(ctx context.Context, name string) error {
+	if name == catalog.DefaultPool {
+		return storage.Errorf(storage.ErrInvalid, "the default pool cannot be removed")
+	}
+	return s.Catalog.Update(func(tx *catalog.Tx) error { return tx.RemovePool(name) })
+}
+
+// CreateOptions describes a new volume.
+type CreateOptions struct {
+	Name   string
+	Size   int64
+	Format storage.Format
+	Pool   string
+	Layout image.Layout
+}
+
+// CreateVolume makes a new, empty volume in a pool.
+func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.VolumeInfo, error) {
+	if err := storage.ValidateName("volume", o.Name); err != nil {
+		return storage.VolumeInfo{}, err
+	}
+	if o.Size <= 0 {
+		return storage.VolumeInfo{}, storage.Errorf(storage.ErrInvalid, "volume %q needs a size: give --size, e.g. --size 20G", o.Name)
+	}
+	if o.Pool == "" {
+		o.Pool = catalog.DefaultPool
+	}
+	var pool storage.Pool
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		if _, err := tx.Volume(o.Name); err == nil {
+			return storage.Errorf(storage.ErrExists, "volume %q already exists: choose another name or delete it first", o.Name)
+		}
+		var err error
+		pool, err = tx.Pool(o.Pool)
+		return err
+	}); err != nil {
+		return storage.VolumeInfo{}, err
+	}
+	d, err := s.Driver(pool)
+	if err != nil {
+		return storage.VolumeInfo{}, err
+	}
+	if err := os.MkdirAll(pool.Path, 0o700); err != nil {
+		return storage.VolumeInfo{}, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", pool.Name, pool.Path, err)
+	}
+	v := storage.Volume{ID: dir.NewID(), Name: o.Name, Pool: pool.Name, Format: o.Format, Created: time.Now().UTC()}
+	v.Path = d.VolumePath(pool, v.ID, v.Format)
+	if err := s.makeImage(ctx, d, pool, v, o); err != nil {
+		return storage.VolumeInfo{}, err
+	}
+	if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddVolume(v) }); err != nil {
+		os.Remove(v.Path)
+		return storage.VolumeInfo{}, err
+	}
+	log.Info().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
+	return s.info(ctx, v)
+}
+
+// makeImage creates the image file. A layout is written with go-diskfs on
+// a raw image; for qcow2 the raw image is converted (holes stay holes).
+func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Pool, v storage.Volume, o CreateOptions) error {
+	if o.Layout.Empty() {
+		return d.Create(ctx, v.Path, v.Format, o.Size)
+	}
+	rawPath := v.Path
+	if v.Format != storage.FormatRaw {
+		rawPath = filepath.Join(pool.Path, ".strata-tmp-"+v.ID+".img")
+		defer os.Remove(rawPath)
+	}
+	if err := d.Create(ctx, rawPath, storage.FormatRaw, o.Size); err != nil {
+		return err
+	}
+	if err := o.Layout.Apply(rawPath); err != nil {
+		os.Remove(rawPath)
+		return err
+	}
+	if v.Format == storage.FormatRaw {
+		return nil
+	}
+	if err := image.Convert(ctx, rawPath, storage.FormatRaw, v.Path, v.Format); err != nil {
+		os.Remove(v.Path)
+		return err
+	}
+	return nil
+}
+
+// info adds what the image reports now to a volume record.
+func (s *Store) info(ctx context.Context, v storage.Volume) (storage.VolumeInfo, error) {
+	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
+	info, err := image.Inspect(v.Path)
+	if err != nil {
+		return vi, fmt.Errorf("volume %q: %w", v.Name, err)
+	}
+	vi.Format = info.Format
+	vi.VirtualSize, vi.AllocatedBytes = info.VirtualSize, info.AllocatedBytes
+	if info.BackingFile != "" {
+		b := info.BackingFile
+		vi.BackingFile = &b
+	}
+	vi.PartitionTable, vi.Partitions, err = image.Partitions(ctx, v.Path, info)
+	if err != nil {
+		return vi, fmt.Errorf("volume %q: %w", v.Name, err)
+	}
+	return vi, nil
+}
+
+// Volume returns one volume with what its image reports now.
+func (s *Store) Volume(ctx context.Context, name string) (storage.VolumeInfo, error) {
+	var v storage.Volume
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		v, err = tx.Volume(name)
+		return err
+	}); err != nil {
+		return storage.VolumeInfo{}, err
+	}
+	return s.info(ctx, v)
+}
+
+// Volumes lists every volume with what its image reports now.
+func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
+	var vols []storage.Volume
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		vols, err = tx.Volumes()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]storage.VolumeInfo, 0, len(vols))
+	for _, v := range vols {
+		vi, err := s.info(ctx, v)
+		if err != nil {
+			// A missing image must not hide the others: report it in place.
+			log.Warn().Err(err).Msg("volume image unreadable; run strata doctor")
+		}
+		out = append(out, vi)
+	}
+	return out, nil
+}
+
+// ResizeVolume changes a volume's virtual size. Shrinking needs shrink and
+// is refused where it would cut a partition.
+func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrink bool) (storage.VolumeInfo, error) {
+	vi, err := s.Volume(ctx, name)
+	if err != nil {
+		return vi, err
+	}
+	if size <= 0 {
+		return vi, storage.Errorf(storage.ErrInvalid, "volume %q needs a new size: give --size", name)
+	}
+	if vi.Device {
+		return vi, storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q: resize it with its own tools (e.g. lvextend)", name, vi.Path)
+	}
+	if vi.Format != storage.FormatRaw && vi.Format != storage.FormatQcow2 {
+		return vi, storage.Errorf(storage.ErrNotSupported, "volume %q is a %s image, which cannot be resized", name, vi.Format)
+	}
+	if size == vi.VirtualSize {
+		return vi, nil
+	}
+	if size < vi.VirtualSize {
+		if !shrink {
+			return vi, storage.Errorf(storage.ErrInvalid, "volume %q is %d bytes and %d would shrink it, losing data at its end: add --shrink if that is what you want", name, vi.VirtualSize, size)
+		}
+		for _, p := range vi.Partitions {
+			if end := p.Start + p.Size; end > size {
+				return vi, storage.Errorf(storage.ErrPrecondition, "shrinking volume %q to %d bytes would cut partition %d (ends at %d): shrink the partition inside the guest first", name, size, p.Index, end)
+			}
+		}
+	}
+	var d storage.Driver = dir.Driver{}
+	if vi.Pool != "" {
+		var p storage.Pool
+		if err := s.Catalog.View(func(tx *catalog.Tx) error { p, err = tx.Pool(vi.Pool); return err }); err != nil {
+			return vi, err
+		}
+		if d, err = s.Driver(p); err != nil {
+			return vi, err
+		}
+	}
+	if err := d.Resize(ctx, vi.Path, vi.Format, size, shrink); err != nil {
+		return vi, err
+	}
+	log.Info().Str("volume", name).Int64("size", size).Msg("volume resized")
+	return s.info(ctx, vi.Volume)
+}
+
+// DeleteVolume forgets a volume and removes its image. Imported images are
+// kept unless purge is set; block devices are never removed. The catalog
+// record goes first, so a crash leaves at worst an orphan file.
+func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error {
+	var v storage.Volume
+	err := s.Catalog.Update(func(tx *catalog.Tx) error {
+		var err error
+		if v, err = tx.Volume(name); err != nil {
+			return err
+		}
+		deps, err := tx.Dependants(v.Path)
+		if err != nil {
+			return err
+		}
+		if len(deps) > 0 {
+			return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: delete or flatten them first", name, quoteList(deps))
+		}
+		if v.Device && purge {
+			return storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q, which strata never removes: drop --purge, then remove it with its own tools (e.g. lvremove)", name, v.Path)
+		}
+		return tx.RemoveVolume(v)
+	})
+	if err != nil {
+		return err
+	}
+	if v.Imported && !purge {
+		log.Info().Str("volume", name).Str("path", v.Path).Msg("volume forgotten; its image is kept (use --purge to remove it)")
+		return nil
+	}
+	if err := os.Remove(v.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("volume %q is deleted from the catalog but its image %q could not be removed: %w", name, v.Path, err)
+	}
+	log.Info().Str("volume", name).Msg("volume deleted")
+	return nil
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,101 @@
+package storage
+
+import "time"
+
+// Format is the on-disk format of a volume, detected from content.
+type Format string
+
+const (
+	FormatRaw   Format = "raw"
+	FormatQcow2 Format = "qcow2"
+	FormatISO   Format = "iso"
+)
+
+// ParseFormat checks a format a user asked for when creating a volume.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
+	case FormatRaw, FormatQcow2:
+		return Format(s), nil
+	}
+	return "", Errorf(ErrInvalid, "invalid format %q: use raw or qcow2", s)
+}
+
+// Capabilities is what a pool's filesystem can do, measured by probing it
+// (never guessed from a type name). Callers choose methods from these.
+type Capabilities struct {
+	// Reflink: FICLONE works, so a raw image can be copied in O(1).
+	Reflink bool `json:"reflink"`
+	// Sparse: files can have holes, so a raw image costs nothing until
+	// written.
+	Sparse bool `json:"sparse"`
+	// O1Snapshots: a snapshot of a raw volume costs O(1) (via reflink).
+	// qcow2 volumes have O(1) internal snapshots on any pool.
+	O1Snapshots bool `json:"o1_snapshots"`
+}
+
+// Pool is a place where volumes live.
+type Pool struct {
+	Name    string    `json:"name"`
+	Driver  string    `json:"driver"`
+	Path    string    `json:"path"`
+	Created time.Time `json:"created"`
+}
+
+// PoolStatus is a pool with what its filesystem reports now.
+type PoolStatus struct {
+	Pool
+	Filesystem   string       `json:"filesystem"`
+	TotalBytes   uint64       `json:"total_bytes"`
+	FreeBytes    uint64       `json:"free_bytes"`
+	Volumes      int          `json:"volumes"`
+	Capabilities Capabilities `json:"capabilities"`
+}
+
+// Volume is the catalog record of a virtual disk.
+type Volume struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	Pool     string    `json:"pool"`
+	Format   Format    `json:"format"`
+	Path     string    `json:"path"`
+	Imported bool      `json:"imported"`
+	Device   bool      `json:"block_device"`
+	Created  time.Time `json:"created"`
+	// Backing is the backing file recorded when the volume was registered
+	// (qcow2 overlays); dependants are found through it.
+	Backing string `json:"backing,omitempty"`
+}
+
+// Partition is one entry of a volume's partition table.
+type Partition struct {
+	Index int    `json:"index"`
+	Start int64  `json:"start"` // bytes from the start of the disk
+	Size  int64  `json:"size"`  // bytes
+	Type  string `json:"type"`  // GPT type GUID or MBR type as 0xNN
+	Name  string `json:"name,omitempty"`
+}
+
+// VolumeInfo is a volume with what its image reports now.
+type VolumeInfo struct {
+	Volume
+	VirtualSize    int64       `json:"virtual_size"`
+	AllocatedBytes int64       `json:"allocated_bytes"`
+	BackingFile    *string     `json:"backing"`
+	PartitionTable string      `json:"partition_table"` // gpt, mbr or none
+	Partitions     []Partition `json:"partitions"`
+}
+
+// Progress receives the advance of a long copy. Implementations must be
+// cheap; NoProgress is the default.
+type Progress interface {
+	Start(total int64, what string)
+	Add(n int64)
+	Done()
+}
+
+// NoProgress draws nothing.
+type NoProgress struct{}
+
+func (NoProgress) Start(int64, string) {}
+func (NoProgress) Add(int64)           {}
+func (NoProgress) Done()               {}
