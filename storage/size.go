@@ -65,19 +65,18 @@ func ParseSize(s string) (int64, error) {
 	return int64(total), nil
 }
 
-// FormatSize prints a byte count with the largest power-of-1024 unit that
-// keeps it readable, e.g. "100G", "1.5M", "512B". ParseSize reads back a
-// value within rounding of the original.
+// FormatSize prints a byte count with the largest power-of-1024 unit up
+// to T that keeps it readable: "100G", "512B", or "1.5M" when inexact.
+// ParseSize reads every output without a decimal point back exactly.
 func FormatSize(n int64) string {
-	units := []string{"B", "K", "M", "G", "T", "P", "E"}
-	v := float64(n)
+	units := []string{"B", "K", "M", "G", "T"}
 	u := 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
+	for u < len(units)-1 && n >= 1<<(10*(u+1)) {
 		u++
 	}
-	if u == 0 || v == math.Trunc(v) {
-		return fmt.Sprintf("%d%s", int64(v), units[u])
+	unit := int64(1) << (10 * u)
+	if n%unit == 0 {
+		return fmt.Sprintf("%d%s", n/unit, units[u])
 	}
-	return fmt.Sprintf("%.1f%s", v, units[u])
+	return fmt.Sprintf("%.1f%s", float64(n)/float64(unit), units[u])
 }

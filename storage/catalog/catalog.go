@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rs/zerolog/log"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
@@ -81,6 +82,9 @@ func Open(home string, lockTimeout time.Duration) (*Catalog, error) {
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, storage.Errorf(storage.ErrPrecondition, "cannot create the state home %q: %w", abs, err)
+	}
+	if st, err := os.Stat(abs); err == nil && st.Mode().Perm()&0o077 != 0 {
+		log.Warn().Str("home", abs).Str("mode", st.Mode().Perm().String()).Msg("the state home is readable by others: chmod 700 it (strata creates it so)")
 	}
 	c := &Catalog{home: abs, path: filepath.Join(abs, FileName), timeout: lockTimeout}
 	return c, nil

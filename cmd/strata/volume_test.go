@@ -1,0 +1,416 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	diskfs "github.com/diskfs/go-diskfs"
+
+	"github.com/strata-vm/strata/storage/storagetest"
+)
+
+// volumeJSON is the documented shape of volume info --output json.
+type volumeJSON struct {
+	ID             string  `json:"id"`
+	Name           string  `json:"name"`
+	Pool           string  `json:"pool"`
+	Format         string  `json:"format"`
+	Path           string  `json:"path"`
+	VirtualSize    int64   `json:"virtual_size"`
+	AllocatedBytes int64   `json:"allocated_bytes"`
+	Backing        *string `json:"backing"`
+	Imported       bool    `json:"imported"`
+	PartitionTable string  `json:"partition_table"`
+	Partitions     []struct {
+		Index int    `json:"index"`
+		Start int64  `json:"start"`
+		Size  int64  `json:"size"`
+		Type  string `json:"type"`
+	} `json:"partitions"`
+}
+
+type qemuInfo struct {
+	Format        string `json:"format"`
+	VirtualSize   int64  `json:"virtual-size"`
+	ActualSize    int64  `json:"actual-size"`
+	BackingFile   string `json:"backing-filename"`
+	BackingFormat string `json:"backing-filename-format"`
+}
+
+func qemuImgInfo(t *testing.T, path string) qemuInfo {
+	t.Helper()
+	var qi qemuInfo
+	if err := json.Unmarshal([]byte(storagetest.Cmd(t, "qemu-img", "info", "--output=json", path)), &qi); err != nil {
+		t.Fatal(err)
+	}
+	return qi
+}
+
+func TestVolumeCreateRawAndQcow2(t *testing.T) {
+	storagetest.NeedTool(t, "qemu-img")
+	home := filepath.Join(t.TempDir(), "home")
+	for _, tc := range []struct {
+		format, size string
+		bytes        int64
+	}{{"raw", "100G", 100 << 30}, {"qcow2", "20GB", 20e9}, {"raw", "1.5M", 3 << 19}} {
+		name := "v-" + tc.format + "-" + tc.size
+		var v volumeJSON
+		jsonOf(t, home, &v, "volume", "create", name, "--size", tc.size, "--format", tc.format)
+		if v.Name != name || v.Format != tc.format || v.VirtualSize != tc.bytes || v.Pool != "default" || v.Backing != nil || v.Partitions == nil {
+			t.Errorf("create %s: got %+v", name, v)
+		}
+		qi := qemuImgInfo(t, v.Path)
+		if qi.Format != tc.format || qi.VirtualSize != tc.bytes {
+			t.Errorf("qemu-img info %s: format %s size %d; strata said %s %d", v.Path, qi.Format, qi.VirtualSize, v.Format, v.VirtualSize)
+		}
+		if tc.format == "qcow2" {
+			storagetest.Cmd(t, "qemu-img", "check", v.Path)
+		}
+		if tc.format == "raw" && v.AllocatedBytes >= 1<<20 {
+			t.Errorf("raw %s allocates %d bytes: it must be sparse (under 1 MiB)", tc.size, v.AllocatedBytes)
+		}
+		var again volumeJSON
+		jsonOf(t, home, &again, "volume", "info", name)
+		if again.Path != v.Path || again.VirtualSize != v.VirtualSize {
+			t.Errorf("info after create differs: %+v vs %+v", again, v)
+		}
+		if st, err := os.Stat(v.Path); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("image %s mode %v, %v: want 0600 (state is root-only)", v.Path, st.Mode(), err)
+		}
+	}
+	var list []volumeJSON
+	jsonOf(t, home, &list, "volume", "list")
+	if len(list) != 3 {
+		t.Fatalf("volume list: %d volumes, want 3", len(list))
+	}
+	if st, err := os.Stat(home); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("home mode %v: want 0700", st.Mode())
+	}
+}
+
+func TestVolumeLayoutGPTFat32(t *testing.T) {
+	storagetest.NeedTool(t, "sfdisk")
+	storagetest.NeedTool(t, "mdir")
+	home := t.TempDir()
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "drivers", "--size", "64M", "--partition", "gpt", "--fs", "fat32", "--label", "PVDRIVERS")
+	if v.PartitionTable != "gpt" || len(v.Partitions) != 1 || v.Partitions[0].Start != 1<<20 || v.Partitions[0].Index != 1 {
+		t.Fatalf("strata reports %+v", v)
+	}
+	// go-diskfs reads the table and the filesystem back.
+	d, err := diskfs.Open(v.Path, diskfs.WithOpenMode(diskfs.ReadOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fs, err := d.GetFilesystem(1)
+	if err != nil {
+		t.Fatalf("go-diskfs finds no filesystem on partition 1: %v", err)
+	}
+	if got := strings.TrimSpace(fs.Label()); got != "PVDRIVERS" {
+		t.Errorf("label %q", got)
+	}
+	// So do independent tools: sfdisk for the table, mtools for FAT32.
+	dump := storagetest.Cmd(t, "sfdisk", "-d", v.Path)
+	if !strings.Contains(dump, "label: gpt") || !strings.Contains(dump, "start=        2048") || !strings.Contains(strings.ToUpper(dump), "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7") {
+		t.Errorf("sfdisk -d:\n%s", dump)
+	}
+	if m := regexp.MustCompile(`size=\s*(\d+)`).FindStringSubmatch(dump); m == nil || m[1] != fmt.Sprint(v.Partitions[0].Size/512) {
+		size := v.Partitions[0].Size
+		t.Errorf("sfdisk size differs from strata's %d bytes:\n%s", size, dump)
+	}
+	cmd := exec.Command("mdir", "-i", v.Path+"@@1M", "::")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "PVDRIVERS") {
+		t.Errorf("mdir on partition 1: %v\n%s", err, out)
+	}
+}
+
+func TestVolumeLayoutMBRFat32Qcow2(t *testing.T) {
+	home := t.TempDir()
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "data", "--size", "128M", "--format", "qcow2", "--partition", "mbr", "--fs", "fat32")
+	if v.Format != "qcow2" || v.PartitionTable != "mbr" || len(v.Partitions) != 1 || v.Partitions[0].Type != "0x0c" {
+		t.Fatalf("strata reports %+v", v)
+	}
+	raw := filepath.Join(t.TempDir(), "raw.img")
+	storagetest.Cmd(t, "qemu-img", "convert", "-O", "raw", v.Path, raw)
+	dump := storagetest.Cmd(t, "sfdisk", "-d", raw)
+	if !strings.Contains(dump, "label: dos") || !strings.Contains(dump, "type=c") {
+		t.Errorf("sfdisk -d:\n%s", dump)
+	}
+	cmd := exec.Command("minfo", "-i", raw+"@@1M", "::")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "FAT32") {
+		t.Errorf("minfo: %v\n%s", err, out)
+	}
+	storagetest.Cmd(t, "qemu-img", "check", v.Path)
+}
+
+// writeAt writes data at offset into a file, creating it with size.
+func sparseFile(t *testing.T, path string, size int64, chunks map[int64][]byte) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for off, b := range chunks {
+		if _, err := f.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestVolumeImportCopyKeepsHoles(t *testing.T) {
+	home := t.TempDir()
+	src := filepath.Join(t.TempDir(), "falstaff.img")
+	data := bytes.Repeat([]byte{0x11}, 3<<20)
+	zeros := make([]byte, 4<<20) // written zeros: must become holes too
+	sparseFile(t, src, 512<<20, map[int64][]byte{0: data, 256 << 20: data, 100 << 20: zeros, (512 << 20) - 4096: bytes.Repeat([]byte{0x22}, 4096)})
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "import", src, "--copy")
+	if v.Name != "falstaff" || v.Imported || v.Path == src || v.VirtualSize != 512<<20 || v.Format != "raw" {
+		t.Fatalf("import --copy: %+v", v)
+	}
+	srcInfo := qemuImgInfo(t, src)
+	if v.AllocatedBytes > srcInfo.ActualSize || v.AllocatedBytes > 8<<20 {
+		t.Errorf("copy allocates %d bytes, source %d: holes were filled", v.AllocatedBytes, srcInfo.ActualSize)
+	}
+	storagetest.Cmd(t, "cmp", src, v.Path)
+	if _, err := os.Stat(src); err != nil {
+		t.Errorf("source gone after --copy: %v", err)
+	}
+	// In place: registered where it is, kept on delete unless --purge.
+	var in volumeJSON
+	jsonOf(t, home, &in, "volume", "import", src, "--name", "inplace")
+	if !in.Imported || in.Path != src {
+		t.Errorf("import in place: %+v", in)
+	}
+	ok(t, home, "volume", "delete", "inplace")
+	if _, err := os.Stat(src); err != nil {
+		t.Errorf("delete of an imported volume removed its file: %v", err)
+	}
+	jsonOf(t, home, &in, "volume", "import", src, "--name", "inplace")
+	ok(t, home, "volume", "delete", "inplace", "--purge")
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Errorf("delete --purge kept the file: %v", err)
+	}
+	ok(t, home, "volume", "delete", "falstaff")
+	if _, err := os.Stat(v.Path); !os.IsNotExist(err) {
+		t.Errorf("delete kept the pool image: %v", err)
+	}
+}
+
+func TestVolumeFormatFromContent(t *testing.T) {
+	home := t.TempDir()
+	dir := t.TempDir()
+	// A qcow2 image named .img, an overlay with a relative backing file,
+	// an ISO, and a vmdk.
+	q := filepath.Join(dir, "disk.img")
+	storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", q, "1G")
+	ov := filepath.Join(dir, "overlay.raw")
+	cmd := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", "disk.img", "-F", "qcow2", ov)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "import", q)
+	if v.Format != "qcow2" || v.VirtualSize != 1<<30 {
+		t.Errorf("qcow2 named .img detected as %+v", v)
+	}
+	jsonOf(t, home, &v, "volume", "import", ov)
+	if v.Format != "qcow2" || v.Backing == nil || *v.Backing != "disk.img" {
+		t.Errorf("overlay: %+v", v)
+	}
+	// The base cannot go while the overlay depends on it.
+	fails(t, home, 5, []string{`volume "disk" is the backing file of "overlay"`}, "volume", "delete", "disk")
+	// A copied overlay keeps pointing at its base (made absolute).
+	jsonOf(t, home, &v, "volume", "import", ov, "--copy", "--name", "ovcopy")
+	if v.Backing == nil || *v.Backing != q {
+		t.Errorf("copied overlay backing %v, want %s", v.Backing, q)
+	}
+	storagetest.Cmd(t, "qemu-img", "check", v.Path)
+	if qemuImgInfo(t, v.Path).BackingFile != q {
+		t.Errorf("qemu-img sees another backing file")
+	}
+	if _, err := exec.LookPath("xorriso"); err == nil {
+		iso := filepath.Join(dir, "media.bin")
+		src := t.TempDir()
+		os.WriteFile(filepath.Join(src, "a.txt"), []byte("x"), 0o600)
+		storagetest.Cmd(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "M", "-o", iso, src)
+		jsonOf(t, home, &v, "volume", "import", iso)
+		if v.Format != "iso" {
+			t.Errorf("ISO detected as %s", v.Format)
+		}
+	}
+	vmdk := filepath.Join(dir, "x.vmdk")
+	storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "vmdk", vmdk, "16M")
+	fails(t, home, 8, []string{"vmdk image", "qemu-img convert"}, "volume", "import", vmdk)
+}
+
+func TestVolumeImportBlockDevice(t *testing.T) {
+	storagetest.NeedRoot(t)
+	home := t.TempDir()
+	img := filepath.Join(t.TempDir(), "lv.img")
+	sparseFile(t, img, 64<<20, map[int64][]byte{5 << 20: bytes.Repeat([]byte{0x33}, 1<<20)})
+	dev := storagetest.Loop(t, img)
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "import", dev, "--name", "falstaff")
+	if v.Path != dev || v.VirtualSize != 64<<20 || v.Format != "raw" || !v.Imported {
+		t.Errorf("block device import: %+v", v)
+	}
+	fails(t, home, 8, []string{"lvextend"}, "volume", "resize", "falstaff", "--size", "128M")
+	fails(t, home, 8, []string{"never removes"}, "volume", "delete", "falstaff", "--purge")
+	// A copy of the device into the pool is sparse: only the written MiB.
+	jsonOf(t, home, &v, "volume", "import", dev, "--name", "copy", "--copy")
+	if v.AllocatedBytes > 2<<20 {
+		t.Errorf("copy of a device allocates %d bytes: zeros were written", v.AllocatedBytes)
+	}
+	storagetest.Cmd(t, "cmp", dev, v.Path)
+	ok(t, home, "volume", "delete", "falstaff")
+	if _, err := os.Stat(dev); err != nil {
+		t.Errorf("device gone: %v", err)
+	}
+}
+
+func TestVolumeResize(t *testing.T) {
+	home := t.TempDir()
+	for _, f := range []string{"raw", "qcow2"} {
+		var v volumeJSON
+		jsonOf(t, home, &v, "volume", "create", "r"+f, "--size", "1G", "--format", f)
+		jsonOf(t, home, &v, "volume", "resize", "r"+f, "--size", "2G")
+		if v.VirtualSize != 2<<30 || qemuImgInfo(t, v.Path).VirtualSize != 2<<30 {
+			t.Errorf("%s grow: %+v", f, v)
+		}
+		before := snapshotState(t, home)
+		fails(t, home, 2, []string{"--shrink"}, "volume", "resize", "r"+f, "--size", "1G")
+		if after := snapshotState(t, home); after != before || qemuImgInfo(t, v.Path).VirtualSize != 2<<30 {
+			t.Errorf("refused shrink changed something")
+		}
+		jsonOf(t, home, &v, "volume", "resize", "r"+f, "--size", "512M", "--shrink")
+		if v.VirtualSize != 512<<20 || qemuImgInfo(t, v.Path).VirtualSize != 512<<20 {
+			t.Errorf("%s shrink: %+v", f, v)
+		}
+	}
+	ok(t, home, "volume", "create", "parted", "--size", "64M", "--partition", "gpt")
+	fails(t, home, 7, []string{"would cut partition 1"}, "volume", "resize", "parted", "--size", "32M", "--shrink")
+}
+
+func TestPoolCapabilitiesOnRealFilesystems(t *testing.T) {
+	storagetest.NeedRoot(t)
+	home := t.TempDir()
+	for _, tc := range []struct {
+		fs      string
+		reflink bool
+	}{{"xfs", true}, {"btrfs", true}, {"ext4", false}} {
+		mnt := storagetest.LoopFS(t, tc.fs, 512<<20)
+		var p struct {
+			Name         string `json:"name"`
+			Filesystem   string `json:"filesystem"`
+			TotalBytes   uint64 `json:"total_bytes"`
+			FreeBytes    uint64 `json:"free_bytes"`
+			Capabilities struct {
+				Reflink, Sparse bool
+				O1Snapshots     bool `json:"o1_snapshots"`
+			} `json:"capabilities"`
+		}
+		jsonOf(t, home, &p, "pool", "add", "p-"+tc.fs, "--path", filepath.Join(mnt, "pool"))
+		jsonOf(t, home, &p, "pool", "info", "p-"+tc.fs)
+		if p.Filesystem != tc.fs || p.Capabilities.Reflink != tc.reflink || p.Capabilities.O1Snapshots != tc.reflink || !p.Capabilities.Sparse {
+			t.Errorf("%s: pool info %+v", tc.fs, p)
+		}
+		if p.TotalBytes == 0 || p.FreeBytes == 0 || p.FreeBytes > p.TotalBytes {
+			t.Errorf("%s: sizes %+v", tc.fs, p)
+		}
+		// Volumes go into the pool; the pool cannot go while it holds one.
+		var v volumeJSON
+		jsonOf(t, home, &v, "volume", "create", "on-"+tc.fs, "--size", "10G", "--pool", "p-"+tc.fs)
+		if !strings.HasPrefix(v.Path, mnt) || v.Pool != "p-"+tc.fs {
+			t.Errorf("volume not in pool: %+v", v)
+		}
+		fails(t, home, 5, []string{"still holds volumes", "on-" + tc.fs}, "pool", "remove", "p-"+tc.fs)
+		ok(t, home, "volume", "delete", "on-"+tc.fs)
+		ok(t, home, "pool", "remove", "p-"+tc.fs)
+	}
+	// No probe files are left behind.
+	entries, _ := filepath.Glob(filepath.Join(home, "pools", "default", ".strata-*"))
+	if len(entries) > 0 {
+		t.Errorf("probe leftovers: %v", entries)
+	}
+}
+
+func TestConcurrentCreates(t *testing.T) {
+	home := t.TempDir()
+	ok(t, home, "pool", "list") // the catalog exists; the race is on volumes
+	const n = 20
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			format := []string{"raw", "qcow2"}[i%2]
+			results[i] = runIn(t, home, nil, "volume", "create", fmt.Sprintf("c%02d", i), "--size", "1G", "--format", format)
+		}(i)
+	}
+	wg.Wait()
+	want := map[string]bool{}
+	for i, r := range results {
+		switch {
+		case r.code == 0:
+			want[fmt.Sprintf("c%02d", i)] = true
+		case r.code == 6 && strings.Contains(r.stderr, "busy"):
+		default:
+			t.Errorf("create c%02d: exit %d: %s", i, r.code, r.stderr)
+		}
+	}
+	var list []volumeJSON
+	jsonOf(t, home, &list, "volume", "list")
+	got := map[string]bool{}
+	for _, v := range list {
+		got[v.Name] = true
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("catalog lists %v, succeeded %v", got, want)
+	}
+	files, _ := filepath.Glob(filepath.Join(home, "pools", "default", "*"))
+	if len(files) != len(want) {
+		t.Errorf("%d image files for %d volumes", len(files), len(want))
+	}
+	t.Logf("%d of %d concurrent creates succeeded", len(want), n)
+}
+
+// A fresh home raced by many first commands: the schema is made once.
+func TestConcurrentFirstUse(t *testing.T) {
+	home := t.TempDir()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if r := runIn(t, home, nil, "volume", "create", fmt.Sprintf("f%d", i), "--size", "1M"); r.code != 0 {
+				t.Errorf("first use %d: exit %d: %s", i, r.code, r.stderr)
+			}
+		}(i)
+	}
+	wg.Wait()
+	var list []volumeJSON
+	jsonOf(t, home, &list, "volume", "list")
+	if len(list) != 8 {
+		t.Errorf("%d volumes, want 8", len(list))
+	}
+}
