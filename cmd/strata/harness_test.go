@@ -28,7 +28,7 @@ func strataBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "strata")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = &buildError{out: string(out), err: err}
 		}

@@ -154,11 +154,14 @@ func (c *Catalog) Update(fn func(*Tx) error) error {
 }
 
 // View runs fn in a read-only transaction that shares the file with other
-// readers.
+// readers. A catalog that does not exist yet or has an older schema is
+// first brought up to date under the write lock.
 func (c *Catalog) View(fn func(*Tx) error) error {
 	if !c.migrated {
-		if err := c.ensure(); err != nil {
-			return err
+		if _, err := os.Stat(c.path); err != nil {
+			if err := c.Update(func(*Tx) error { return nil }); err != nil {
+				return err
+			}
 		}
 	}
 	db, err := c.open(true)
@@ -166,26 +169,23 @@ func (c *Catalog) View(fn func(*Tx) error) error {
 		return err
 	}
 	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
-}
-
-// ensure creates or migrates the schema when needed, taking the write lock
-// only if a read shows that it must.
-func (c *Catalog) ensure() error {
-	if _, err := os.Stat(c.path); err == nil {
-		db, err := c.open(true)
-		if err != nil {
-			return err
-		}
-		v := 0
-		_ = db.View(func(tx *bolt.Tx) error { v = schemaOf(tx); return nil })
-		db.Close()
-		if v == SchemaVersion {
-			c.migrated = true
+	stale := false
+	err = db.View(func(tx *bolt.Tx) error {
+		if !c.migrated && schemaOf(tx) != SchemaVersion {
+			stale = true
 			return nil
 		}
+		c.migrated = true
+		return fn(&Tx{tx: tx})
+	})
+	if stale {
+		db.Close()
+		if err := c.Update(func(*Tx) error { return nil }); err != nil {
+			return err
+		}
+		return c.View(fn)
 	}
-	return c.Update(func(*Tx) error { return nil })
+	return err
 }
 
 // Tx is a catalog transaction.

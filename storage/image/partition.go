@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
-	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
@@ -186,42 +185,55 @@ const firstSector = 2048
 // Apply lays out an existing raw image: one partition spanning the disk
 // (type Microsoft basic data for GPT, FAT32 LBA for MBR, since the use is a
 // data disk for a guest) and, when asked, a FAT32 filesystem on it (or on
-// the whole disk without a table).
+// the whole disk without a table). It uses go-diskfs's partition and fat32
+// packages directly: the diskfs package would pull every filesystem it
+// knows into strata's start-up.
 func (l Layout) Apply(path string) error {
 	if l.Empty() {
 		return nil
 	}
-	d, err := diskfs.Open(path, diskfs.WithOpenMode(diskfs.ReadWrite))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open %q for layout: %w", path, err)
 	}
-	defer d.Close()
-	sectors := d.Size / 512
-	part := 0
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	b := file.New(f, false)
+	w, err := b.Writable()
+	if err != nil {
+		return err
+	}
+	sectors := size / 512
+	start, fsSize := int64(0), size
 	switch l.Table {
 	case "gpt":
 		// The backup GPT takes the last 33 sectors.
 		end := uint64(sectors - 34)
 		end -= (end + 1) % 2048 // end on a 1 MiB boundary
 		if int64(end) <= firstSector {
-			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes is too small for a GPT partition", d.Size)
+			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes is too small for a GPT partition", size)
 		}
 		name := l.Label
 		if name == "" {
 			name = "data"
 		}
-		err = d.Partition(&gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true,
-			Partitions: []*gpt.Partition{{Index: 1, Start: firstSector, End: end, Type: gpt.MicrosoftBasicData, Name: name}}})
-		part = 1
+		t := &gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true,
+			Partitions: []*gpt.Partition{{Index: 1, Start: firstSector, End: end, Type: gpt.MicrosoftBasicData, Name: name}}}
+		err = t.Write(w, size)
+		start, fsSize = firstSector*512, int64(end-firstSector+1)*512
 	case "mbr":
-		size := sectors - firstSector
-		if size <= 0 || size > 0xffffffff {
-			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes does not fit an MBR partition (1 MiB to 2 TiB): use --partition gpt", d.Size)
+		n := sectors - firstSector
+		if n <= 0 || n > 0xffffffff {
+			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes does not fit an MBR partition (1 MiB to 2 TiB): use --partition gpt", size)
 		}
-		size -= size % 2048
-		err = d.Partition(&mbr.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512,
-			Partitions: []*mbr.Partition{{Index: 1, Type: mbr.Fat32LBA, Start: firstSector, Size: uint32(size)}}})
-		part = 1
+		n -= n % 2048
+		t := &mbr.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512,
+			Partitions: []*mbr.Partition{{Index: 1, Type: mbr.Fat32LBA, Start: firstSector, Size: uint32(n)}}}
+		err = t.Write(w, size)
+		start, fsSize = firstSector*512, n*512
 	}
 	if err != nil {
 		return fmt.Errorf("write partition table: %w", err)
@@ -231,9 +243,9 @@ func (l Layout) Apply(path string) error {
 		if label == "" {
 			label = "DATA"
 		}
-		if _, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: part, FSType: filesystem.TypeFat32, VolumeLabel: label}); err != nil {
+		if _, err := fat32.Create(b, fsSize, start, 512, label, false); err != nil {
 			return fmt.Errorf("create FAT32 filesystem: %w", err)
 		}
 	}
-	return nil
+	return f.Sync()
 }

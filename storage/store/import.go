@@ -100,7 +100,7 @@ func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.
 		return storage.VolumeInfo{}, err
 	}
 	log.Info().Str("volume", v.Name).Str("path", v.Path).Bool("copied", o.Copy).Msg("volume imported")
-	return s.info(ctx, v)
+	return s.info(ctx, v, true)
 }
 
 func backingFormat(info image.Info) string {

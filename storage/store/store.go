@@ -181,43 +181,77 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 	if o.Pool == "" {
 		o.Pool = catalog.DefaultPool
 	}
-	var pool storage.Pool
-	if err := s.Catalog.View(func(tx *catalog.Tx) error {
-		if _, err := tx.Volume(o.Name); err == nil {
-			return storage.Errorf(storage.ErrExists, "volume %q already exists: choose another name or delete it first", o.Name)
+	v := storage.Volume{ID: dir.NewID(), Name: o.Name, Pool: o.Pool, Format: o.Format, Created: time.Now().UTC()}
+	if o.Layout.Empty() {
+		// An empty image takes microseconds (raw) to a few milliseconds
+		// (qemu-img): make it inside the catalog transaction, so the
+		// whole create costs one catalog commit.
+		err := s.Catalog.Update(func(tx *catalog.Tx) error {
+			pool, d, err := s.poolForCreate(tx, o.Name, o.Pool)
+			if err != nil {
+				return err
+			}
+			v.Path = d.VolumePath(pool, v.ID, v.Format)
+			if err := d.Create(ctx, v.Path, v.Format, o.Size); err != nil {
+				return err
+			}
+			if err := tx.AddVolume(v); err != nil {
+				os.Remove(v.Path)
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return storage.VolumeInfo{}, err
 		}
-		var err error
-		pool, err = tx.Pool(o.Pool)
-		return err
-	}); err != nil {
-		return storage.VolumeInfo{}, err
+	} else {
+		// Laying out a filesystem can take long: outside the lock, then
+		// recorded (the image is removed if recording fails).
+		var pool storage.Pool
+		var d storage.Driver
+		if err := s.Catalog.View(func(tx *catalog.Tx) error {
+			var err error
+			pool, d, err = s.poolForCreate(tx, o.Name, o.Pool)
+			return err
+		}); err != nil {
+			return storage.VolumeInfo{}, err
+		}
+		v.Path = d.VolumePath(pool, v.ID, v.Format)
+		if err := s.makeImage(ctx, d, pool, v, o); err != nil {
+			return storage.VolumeInfo{}, err
+		}
+		if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddVolume(v) }); err != nil {
+			os.Remove(v.Path)
+			return storage.VolumeInfo{}, err
+		}
+	}
+	log.Info().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
+	return s.info(ctx, v, !o.Layout.Empty())
+}
+
+// poolForCreate checks that a new volume's name is free and returns its
+// pool and driver, with the pool's directory in place.
+func (s *Store) poolForCreate(tx *catalog.Tx, name, poolName string) (storage.Pool, storage.Driver, error) {
+	if _, err := tx.Volume(name); err == nil {
+		return storage.Pool{}, nil, storage.Errorf(storage.ErrExists, "volume %q already exists: choose another name or delete it first", name)
+	}
+	pool, err := tx.Pool(poolName)
+	if err != nil {
+		return pool, nil, err
 	}
 	d, err := s.Driver(pool)
 	if err != nil {
-		return storage.VolumeInfo{}, err
+		return pool, nil, err
 	}
 	if err := os.MkdirAll(pool.Path, 0o700); err != nil {
-		return storage.VolumeInfo{}, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", pool.Name, pool.Path, err)
+		return pool, nil, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", pool.Name, pool.Path, err)
 	}
-	v := storage.Volume{ID: dir.NewID(), Name: o.Name, Pool: pool.Name, Format: o.Format, Created: time.Now().UTC()}
-	v.Path = d.VolumePath(pool, v.ID, v.Format)
-	if err := s.makeImage(ctx, d, pool, v, o); err != nil {
-		return storage.VolumeInfo{}, err
-	}
-	if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddVolume(v) }); err != nil {
-		os.Remove(v.Path)
-		return storage.VolumeInfo{}, err
-	}
-	log.Info().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
-	return s.info(ctx, v)
+	return pool, d, nil
 }
 
-// makeImage creates the image file. A layout is written with go-diskfs on
+// makeImage creates an image file with a layout. The layout is written with go-diskfs on
 // a raw image; for qcow2 the raw image is converted (holes stay holes).
 func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Pool, v storage.Volume, o CreateOptions) error {
-	if o.Layout.Empty() {
-		return d.Create(ctx, v.Path, v.Format, o.Size)
-	}
 	rawPath := v.Path
 	if v.Format != storage.FormatRaw {
 		rawPath = filepath.Join(pool.Path, ".strata-tmp-"+v.ID+".img")
@@ -240,8 +274,9 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 	return nil
 }
 
-// info adds what the image reports now to a volume record.
-func (s *Store) info(ctx context.Context, v storage.Volume) (storage.VolumeInfo, error) {
+// info adds what the image reports now to a volume record; the partition
+// table is read only if parts is set (a new empty image has none).
+func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
 	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
 	info, err := image.Inspect(v.Path)
 	if err != nil {
@@ -252,6 +287,9 @@ func (s *Store) info(ctx context.Context, v storage.Volume) (storage.VolumeInfo,
 	if info.BackingFile != "" {
 		b := info.BackingFile
 		vi.BackingFile = &b
+	}
+	if !parts {
+		return vi, nil
 	}
 	vi.PartitionTable, vi.Partitions, err = image.Partitions(ctx, v.Path, info)
 	if err != nil {
@@ -270,7 +308,7 @@ func (s *Store) Volume(ctx context.Context, name string) (storage.VolumeInfo, er
 	}); err != nil {
 		return storage.VolumeInfo{}, err
 	}
-	return s.info(ctx, v)
+	return s.info(ctx, v, true)
 }
 
 // Volumes lists every volume with what its image reports now.
@@ -285,7 +323,7 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 	}
 	out := make([]storage.VolumeInfo, 0, len(vols))
 	for _, v := range vols {
-		vi, err := s.info(ctx, v)
+		vi, err := s.info(ctx, v, true)
 		if err != nil {
 			// A missing image must not hide the others: report it in place.
 			log.Warn().Err(err).Msg("volume image unreadable; run strata doctor")
@@ -338,7 +376,7 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 		return vi, err
 	}
 	log.Info().Str("volume", name).Int64("size", size).Msg("volume resized")
-	return s.info(ctx, vi.Volume)
+	return s.info(ctx, vi.Volume, true)
 }
 
 // DeleteVolume forgets a volume and removes its image. Imported images are

@@ -1,0 +1,214 @@
+// Command strata-bench compares strata with the tools admins use instead,
+// side by side in one run: each comparison runs every contender in turn,
+// round after round, times whole processes (start-up and catalog
+// included), and reports medians and the ratio to a reference contender.
+// make bench runs it; README.md shows its table.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// contender is one way of doing a job. prepare runs untimed before each
+// timed run and returns the argv to time; cleanup runs untimed after.
+type contender struct {
+	name    string
+	prepare func(round int) []string
+	cleanup func(round int)
+}
+
+// comparison is one row group of the results table.
+type comparison struct {
+	title      string
+	reference  string // contender the ratios are relative to
+	rounds     int
+	contenders []contender
+	// targets: contender name → the ratio it must stay under (vs reference)
+	targets map[string]float64
+}
+
+type env struct {
+	strata string
+	dir    string // scratch directory
+	home   string // strata state home
+}
+
+// run runs argv and fails loudly: a benchmark of a failing command is
+// meaningless.
+func run(argv ...string) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "strata-bench: %s: %v\n%s", strings.Join(argv, " "), err, out)
+		os.Exit(1)
+	}
+}
+
+func timed(argv []string) time.Duration {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata-bench: %s: %v\n%s", strings.Join(argv, " "), err, out)
+		os.Exit(1)
+	}
+	return d
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+type row struct {
+	title, contender string
+	median           time.Duration
+	ratio            float64
+	target           float64
+	isRef            bool
+}
+
+func (c comparison) measure() []row {
+	times := make(map[string][]time.Duration)
+	for round := -1; round < c.rounds; round++ { // round -1 warms caches
+		for _, k := range c.contenders {
+			argv := k.prepare(round)
+			d := timed(argv)
+			if k.cleanup != nil {
+				k.cleanup(round)
+			}
+			if round >= 0 {
+				times[k.name] = append(times[k.name], d)
+			}
+		}
+	}
+	ref := median(times[c.reference])
+	var rows []row
+	for _, k := range c.contenders {
+		m := median(times[k.name])
+		rows = append(rows, row{title: c.title, contender: k.name, median: m, ratio: float64(m) / float64(ref), target: c.targets[k.name], isRef: k.name == c.reference})
+	}
+	return rows
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// flat is a derived check: one contender's median across sizes.
+type flat struct {
+	what     string
+	small    time.Duration
+	large    time.Duration
+	maxRatio float64
+}
+
+func main() {
+	strata := flag.String("strata", "bin/strata", "strata binary to measure")
+	dir := flag.String("dir", "", "scratch directory (default: a temp dir under /var/tmp)")
+	rounds := flag.Int("rounds", 15, "timed rounds per comparison")
+	only := flag.String("only", "", "run only comparisons whose title contains this")
+	flag.Parse()
+	bin, err := filepath.Abs(*strata)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	scratch := *dir
+	if scratch == "" {
+		if scratch, err = os.MkdirTemp("/var/tmp", "strata-bench-"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(scratch)
+	}
+	e := env{strata: bin, dir: scratch, home: filepath.Join(scratch, "home")}
+	run(bin, "--home", e.home, "pool", "list") // first use outside the timings
+
+	var rows []row
+	var flats []flat
+	for _, group := range groups {
+		comps, fl := group(e, *rounds)
+		for _, c := range comps {
+			if *only != "" && !strings.Contains(c.title, *only) {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "measuring: %s\n", c.title)
+			rows = append(rows, c.measure()...)
+		}
+		if fl != nil {
+			flats = append(flats, fl(rows)...)
+		}
+	}
+	failed := report(rows, flats)
+	if failed > 0 {
+		fmt.Printf("\n%d target(s) missed\n", failed)
+	}
+}
+
+// groups are the benchmark sets, one per capability (volumes, restore
+// points, ...). Each returns its comparisons and, optionally, derived
+// O(1) checks computed from the measured rows.
+var groups []func(e env, rounds int) ([]comparison, func([]row) []flat)
+
+func report(rows []row, flats []flat) int {
+	failed := 0
+	fmt.Println("| comparison | contender | median | ratio | target | ok |")
+	fmt.Println("|---|---|---:|---:|---|---|")
+	for _, r := range rows {
+		target, verdict := "", ""
+		switch {
+		case r.isRef:
+			target = "reference"
+		case r.target > 0:
+			target = fmt.Sprintf("≤ %.2gx", r.target)
+			verdict = "yes"
+			if r.ratio > r.target {
+				verdict = "**no**"
+				failed++
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %.2fx | %s | %s |\n", r.title, r.contender, fmtDur(r.median), r.ratio, target, verdict)
+	}
+	if len(flats) > 0 {
+		fmt.Println()
+		fmt.Println("| O(1) check | small | large | large/small | target | ok |")
+		fmt.Println("|---|---:|---:|---:|---|---|")
+		for _, f := range flats {
+			ratio := float64(f.large) / float64(f.small)
+			verdict := "yes"
+			if ratio > f.maxRatio {
+				verdict = "**no**"
+				failed++
+			}
+			fmt.Printf("| %s | %s | %s | %.2fx | ≤ %.2gx | %s |\n", f.what, fmtDur(f.small), fmtDur(f.large), ratio, f.maxRatio, verdict)
+		}
+	}
+	return failed
+}
+
+func find(rows []row, title, contender string) time.Duration {
+	for _, r := range rows {
+		if r.title == title && r.contender == contender {
+			return r.median
+		}
+	}
+	return 0
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+func init() { groups = append(groups, volumeBenches) }
+
+// volumeBenches: creating a volume against truncate, qemu-img and the
+// classic dd recipe.
+func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	path := func(tool string, round int, ext string) string {
+		return filepath.Join(e.dir, fmt.Sprintf("%s-%d.%s", tool, round, ext))
+	}
+	rm := func(tool, ext string) func(int) {
+		return func(round int) { os.Remove(path(tool, round, ext)) }
+	}
+	seq := 0
+	strataCreate := func(size, format string) contender {
+		return contender{name: "strata volume create", prepare: func(round int) []string {
+			seq++
+			return []string{e.strata, "--home", e.home, "--log-level", "warn", "volume", "create", fmt.Sprintf("b%s-%s-%d", format, size, seq), "--size", size, "--format", format}
+		}}
+	}
+	raw := func(size string, withDD bool) comparison {
+		c := comparison{
+			title: "raw create " + size, reference: "truncate", rounds: rounds,
+			targets: map[string]float64{"strata volume create": 2},
+			contenders: []contender{
+				{name: "truncate", prepare: func(r int) []string { return []string{"truncate", "-s", size, path("t", r, "img")} }, cleanup: rm("t", "img")},
+				strataCreate(size, "raw"),
+				{name: "qemu-img create -f raw", prepare: func(r int) []string {
+					return []string{"qemu-img", "create", "-q", "-f", "raw", path("q", r, "img"), size}
+				}, cleanup: rm("q", "img")},
+			},
+		}
+		if withDD {
+			c.rounds = 3
+			c.contenders = append(c.contenders, contender{name: "dd if=/dev/zero bs=1M", prepare: func(r int) []string {
+				return []string{"dd", "if=/dev/zero", "of=" + path("dd", r, "img"), "bs=1M", "count=1024", "conv=fsync", "status=none"}
+			}, cleanup: rm("dd", "img")})
+		}
+		return c
+	}
+	comps := []comparison{
+		raw("1G", true),
+		raw("100G", false),
+		raw("10T", false),
+		{
+			title: "qcow2 create 100G", reference: "qemu-img create -f qcow2", rounds: rounds,
+			targets: map[string]float64{"strata volume create": 1.5},
+			contenders: []contender{
+				{name: "qemu-img create -f qcow2", prepare: func(r int) []string {
+					return []string{"qemu-img", "create", "-q", "-f", "qcow2", path("q", r, "qcow2"), "100G"}
+				}, cleanup: rm("q", "qcow2")},
+				strataCreate("100G", "qcow2"),
+			},
+		},
+	}
+	return comps, func(rows []row) []flat {
+		return []flat{{
+			what:  "strata raw create, 1G → 10T",
+			small: find(rows, "raw create 1G", "strata volume create"), large: find(rows, "raw create 10T", "strata volume create"),
+			maxRatio: 1.5,
+		}}
+	}
+}
