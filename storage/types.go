@@ -1,6 +1,9 @@
 package storage
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Format is the on-disk format of a volume, detected from content.
 type Format string
@@ -99,3 +102,15 @@ type NoProgress struct{}
 func (NoProgress) Start(int64, string) {}
 func (NoProgress) Add(int64)           {}
 func (NoProgress) Done()               {}
+
+// Guest is the catalog record of a virtual machine guest: its name, its
+// disks (volume IDs, in order) and its definition, an opaque JSON document
+// owned by the hvm package (empty for a guest that is only a name and
+// disks). A restore point copies the whole record.
+type Guest struct {
+	ID         string          `json:"id"`
+	Name       string          `json:"name"`
+	Disks      []string        `json:"disks"`
+	Definition json.RawMessage `json:"definition,omitempty"`
+	Created    time.Time       `json:"created"`
+}

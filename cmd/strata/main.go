@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
@@ -41,10 +42,19 @@ const (
 	exitNotSupported = 8
 )
 
+// exitWith ends strata with a given code and no message: snapshot run
+// passes on its command's exit code.
+type exitWith int
+
+func (e exitWith) Error() string { return "" }
+
 func exitCode(err error) int {
+	var ew exitWith
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &ew):
+		return int(ew)
 	case errors.Is(err, storage.ErrInvalid):
 		return exitInvalid
 	case errors.Is(err, storage.ErrNotFound):
@@ -107,7 +117,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
 		},
 		Before:         setup,
-		Commands:       []*cli.Command{poolCommand(), volumeCommand(), isoCommand()},
+		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), doctorCommand(), isoCommand()},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
@@ -142,8 +152,30 @@ func setup(c *cli.Context) error {
 	return nil
 }
 
+// opLock is this process's shared hold on the state home (see
+// store.OpLock); doctor --repair trades it for an exclusive one.
+var opLock *store.OpLock
+
+// openStore opens the state home with the restore-point manager attached
+// (its checks guard volume and guest deletes).
 func openStore(c *cli.Context) (*store.Store, error) {
-	return store.Open(c.String("home"), c.Duration("lock-timeout"))
+	st, _, err := openManager(c)
+	return st, err
+}
+
+func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
+	st, err := store.Open(c.String("home"), c.Duration("lock-timeout"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if opLock == nil {
+		if opLock, err = st.LockShared(); err != nil {
+			return nil, nil, err
+		}
+	}
+	m := snapshot.New(st, c.Duration("lock-timeout"))
+	m.Progress = progress()
+	return st, m, nil
 }
 
 // withUsageErrors makes every command's flag errors an invalid-argument
@@ -168,7 +200,7 @@ func main() {
 		// urfave/cli's own check of Required flags.
 		err = storage.Errorf(storage.ErrInvalid, "%v (see --help)", err)
 	}
-	if err != nil {
+	if err != nil && err.Error() != "" {
 		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
 	}
 	os.Exit(exitCode(err))

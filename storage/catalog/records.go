@@ -154,3 +154,88 @@ func (t *Tx) Dependants(path string) ([]string, error) {
 	}
 	return out, err
 }
+
+var (
+	bGuests     = "guests"      // ID → storage.Guest
+	bGuestNames = "guest_names" // name → ID
+)
+
+// Guest returns the guest called name.
+func (t *Tx) Guest(name string) (storage.Guest, error) {
+	var id string
+	ok, err := t.Get(bGuestNames, name, &id)
+	if err != nil {
+		return storage.Guest{}, err
+	}
+	if !ok {
+		return storage.Guest{}, storage.Errorf(storage.ErrNotFound, "guest %q not found: see 'strata guest list'", name)
+	}
+	return t.GuestByID(id)
+}
+
+// GuestByID returns the guest with a stable ID.
+func (t *Tx) GuestByID(id string) (storage.Guest, error) {
+	var g storage.Guest
+	ok, err := t.Get(bGuests, id, &g)
+	if err == nil && !ok {
+		err = storage.Errorf(storage.ErrNotFound, "guest with id %q not found", id)
+	}
+	return g, err
+}
+
+// Guests returns all guests sorted by name.
+func (t *Tx) Guests() ([]storage.Guest, error) {
+	var out []storage.Guest
+	err := t.Scan(bGuests, "", func(_ string, raw []byte) error {
+		var g storage.Guest
+		if err := json.Unmarshal(raw, &g); err != nil {
+			return err
+		}
+		out = append(out, g)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// PutGuest creates or replaces a guest record. A new name must be free.
+func (t *Tx) PutGuest(g storage.Guest) error {
+	var id string
+	if ok, err := t.Get(bGuestNames, g.Name, &id); err != nil {
+		return err
+	} else if ok && id != g.ID {
+		return storage.Errorf(storage.ErrExists, "guest %q already exists: choose another name or delete it first", g.Name)
+	}
+	if old, err := t.GuestByID(g.ID); err == nil && old.Name != g.Name {
+		if err := t.Delete(bGuestNames, old.Name); err != nil {
+			return err
+		}
+	}
+	if err := t.Put(bGuestNames, g.Name, g.ID); err != nil {
+		return err
+	}
+	return t.Put(bGuests, g.ID, g)
+}
+
+// RemoveGuest forgets a guest record.
+func (t *Tx) RemoveGuest(g storage.Guest) error {
+	if err := t.Delete(bGuestNames, g.Name); err != nil {
+		return err
+	}
+	return t.Delete(bGuests, g.ID)
+}
+
+// GuestsUsing lists the guests that have volume id among their disks.
+func (t *Tx) GuestsUsing(volumeID string) ([]string, error) {
+	guests, err := t.Guests()
+	var out []string
+	for _, g := range guests {
+		for _, d := range g.Disks {
+			if d == volumeID {
+				out = append(out, g.Name)
+				break
+			}
+		}
+	}
+	return out, err
+}

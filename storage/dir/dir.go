@@ -46,7 +46,7 @@ func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, e
 	}
 	st.TotalBytes = fs.Blocks * uint64(fs.Bsize)
 	st.FreeBytes = fs.Bavail * uint64(fs.Bsize)
-	caps, err := probe(p.Path)
+	caps, err := Probe(p.Path)
 	if err != nil {
 		return st, fmt.Errorf("pool %q: probe capabilities: %w", p.Name, err)
 	}
@@ -54,7 +54,9 @@ func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, e
 	return st, nil
 }
 
-func probe(dir string) (storage.Capabilities, error) {
+// Probe measures what the filesystem holding dir can do, with scratch files
+// in dir: FICLONE and a hole.
+func Probe(dir string) (storage.Capabilities, error) {
 	var caps storage.Capabilities
 	tmp, err := os.MkdirTemp(dir, ".strata-probe-")
 	if err != nil {

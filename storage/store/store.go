@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog/log"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
@@ -25,8 +26,11 @@ import (
 
 // Store is an open state home.
 type Store struct {
-	Catalog *catalog.Catalog
-	drivers map[string]storage.Driver
+	Catalog     *catalog.Catalog
+	lockTimeout time.Duration
+	drivers     map[string]storage.Driver
+	volumeUsers []func(tx *catalog.Tx, v storage.Volume) error
+	guestUsers  []func(tx *catalog.Tx, g storage.Guest) error
 }
 
 // Open opens (creating on first use) the state home.
@@ -35,7 +39,7 @@ func Open(home string, lockTimeout time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Catalog: c, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}, nil
+	return &Store{Catalog: c, lockTimeout: lockTimeout, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}, nil
 }
 
 // Driver returns the driver serving pool p.
@@ -396,6 +400,18 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 		if len(deps) > 0 {
 			return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: delete or flatten them first", name, quoteList(deps))
 		}
+		guests, err := tx.GuestsUsing(v.ID)
+		if err != nil {
+			return err
+		}
+		if len(guests) > 0 {
+			return storage.Errorf(storage.ErrInUse, "volume %q is a disk of guest %s: delete the guest first ('strata guest delete')", name, quoteList(guests))
+		}
+		for _, user := range s.volumeUsers {
+			if err := user(tx, v); err != nil {
+				return err
+			}
+		}
 		if v.Device && purge {
 			return storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q, which strata never removes: drop --purge, then remove it with its own tools (e.g. lvremove)", name, v.Path)
 		}
@@ -421,4 +437,53 @@ func quoteList(names []string) string {
 		q[i] = fmt.Sprintf("%q", n)
 	}
 	return strings.Join(q, ", ")
+}
+
+// OpLock is the state home's operation lock: every strata process holds it
+// shared while it works; strata doctor --repair takes it exclusive, so it
+// never mistakes a running operation's files for leftovers.
+type OpLock struct{ f *os.File }
+
+// LockShared takes the operation lock shared, waiting up to the lock
+// timeout while doctor --repair works. The kernel drops it at exit.
+func (s *Store) LockShared() (*OpLock, error) {
+	return s.opLock(unix.LOCK_SH, s.lockTimeout)
+}
+
+// LockExclusive takes the operation lock exclusive, waiting up to the lock
+// timeout for other strata processes to finish.
+func (s *Store) LockExclusive() (*OpLock, error) {
+	return s.opLock(unix.LOCK_EX, s.lockTimeout)
+}
+
+func (s *Store) opLock(how int, timeout time.Duration) (*OpLock, error) {
+	dir := filepath.Join(s.Catalog.Home(), "locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "strata.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			return &OpLock{f: f}, nil
+		}
+		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
+			f.Close()
+			if err == unix.EWOULDBLOCK {
+				return nil, storage.Errorf(storage.ErrBusy, "the state home %q is busy (strata doctor --repair, or other strata processes while it waits); try again or raise --lock-timeout", s.Catalog.Home())
+			}
+			return nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Release drops the lock.
+func (l *OpLock) Release() {
+	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	l.f.Close()
 }

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/strata-vm/strata/snapshot"
+	"github.com/strata-vm/strata/storage"
+)
+
+var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "target one volume instead of a guest (then omit GUEST)"}
+
+// target reads the target (GUEST, or --volume NAME) and the remaining
+// positional arguments, which must be exactly rest.
+func target(c *cli.Context, rest ...string) (snapshot.TargetRef, []string, error) {
+	args := c.Args().Slice()
+	if v := c.String("volume"); v != "" {
+		if len(args) != len(rest) {
+			return snapshot.TargetRef{}, nil, storage.Errorf(storage.ErrInvalid, "%s --volume %s takes %d argument(s): %s (got %d)", c.Command.FullName(), v, len(rest), strings.Join(rest, " "), len(args))
+		}
+		return snapshot.TargetRef{Name: v, Volume: true}, args, nil
+	}
+	if len(args) != len(rest)+1 {
+		return snapshot.TargetRef{}, nil, storage.Errorf(storage.ErrInvalid, "%s takes %d argument(s): GUEST %s (or --volume NAME %s); got %d", c.Command.FullName(), len(rest)+1, strings.Join(rest, " "), strings.Join(rest, " "), len(args))
+	}
+	return snapshot.TargetRef{Name: args[0]}, args[1:], nil
+}
+
+var policyFlags = []cli.Flag{
+	&cli.IntFlag{Name: "keep-last", Usage: "keep the N newest points"},
+	&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest point of each of the last N hours with points"},
+	&cli.IntFlag{Name: "keep-daily", Usage: "keep the newest point of each of the last N days with points"},
+	&cli.IntFlag{Name: "keep-weekly", Usage: "keep the newest point of each of the last N weeks with points"},
+	&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the last N months with points"},
+	&cli.StringFlag{Name: "older-than", Usage: "only prune points older than this (e.g. 36h, 7d, 2w): newer ones are kept"},
+}
+
+func policyOf(c *cli.Context) (snapshot.Policy, error) {
+	within, err := snapshot.ParseAge(c.String("older-than"))
+	p := snapshot.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
+		KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly"), KeepWithin: within}
+	if err == nil {
+		err = p.Validate()
+	}
+	return p, err
+}
+
+func snapshotCommand() *cli.Command {
+	pointAction := func(fn func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			t, rest, err := target(c, "POINT")
+			if err != nil {
+				return err
+			}
+			_, m, err := openManager(c)
+			if err != nil {
+				return err
+			}
+			return fn(c, m, t, rest[0])
+		}
+	}
+	return &cli.Command{
+		Name:  "snapshot",
+		Usage: "restore points of a guest (all its disks and its definition) or of one volume",
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "take a restore point", ArgsUsage: "GUEST",
+				Flags: []cli.Flag{volumeFlag,
+					&cli.StringFlag{Name: "name", Usage: "a unique name for the point"},
+					&cli.StringFlag{Name: "description", Usage: "what the point is for"},
+					&cli.StringSliceFlag{Name: "tag", Usage: "KEY=VALUE (repeat)"},
+					&cli.BoolFlag{Name: "pre", Usage: "a pre point, to pair with a post point after an update"},
+					&cli.IntFlag{Name: "post", Usage: "a post point paired with pre point N"},
+					&cli.StringFlag{Name: "method", Usage: "qcow2-internal, reflink or copy (default: chosen per volume)"},
+				},
+				Action: func(c *cli.Context) error {
+					t, _, err := target(c)
+					if err != nil {
+						return err
+					}
+					tags, err := snapshot.ParseTags(c.StringSlice("tag"))
+					if err != nil {
+						return err
+					}
+					o := snapshot.CreateOptions{Name: c.String("name"), Description: c.String("description"), Tags: tags, Method: c.String("method")}
+					switch {
+					case c.Bool("pre") && c.IsSet("post"):
+						return storage.Errorf(storage.ErrInvalid, "--pre and --post exclude each other")
+					case c.Bool("pre"):
+						o.Kind = snapshot.KindPre
+					case c.IsSet("post"):
+						o.Kind, o.PreID = snapshot.KindPost, c.Int("post")
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					p, err := m.Create(c.Context, t, o)
+					if err != nil {
+						return err
+					}
+					return emitPoints(c, p)
+				},
+			},
+			{
+				Name: "list", Usage: "list restore points (of one target, or all)", ArgsUsage: "[GUEST]",
+				Flags: []cli.Flag{volumeFlag},
+				Action: func(c *cli.Context) error {
+					var ref *snapshot.TargetRef
+					if c.NArg() > 0 || c.IsSet("volume") {
+						t, _, err := target(c)
+						if err != nil {
+							return err
+						}
+						ref = &t
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					points, err := m.List(c.Context, ref)
+					if err != nil {
+						return err
+					}
+					return emitPoints(c, points)
+				},
+			},
+			{
+				Name: "show", Usage: "show a restore point", ArgsUsage: "GUEST POINT", Flags: []cli.Flag{volumeFlag},
+				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
+					p, err := m.Show(c.Context, t, point)
+					if err != nil {
+						return err
+					}
+					return emitPoints(c, p)
+				}),
+			},
+			{
+				Name: "delete", Usage: "delete a restore point and its data", ArgsUsage: "GUEST POINT", Flags: []cli.Flag{volumeFlag},
+				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
+					return m.Delete(c.Context, t, point)
+				}),
+			},
+			{
+				Name: "pin", Usage: "keep a restore point from prune and delete", ArgsUsage: "GUEST POINT", Flags: []cli.Flag{volumeFlag},
+				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
+					p, err := m.SetPinned(c.Context, t, point, true)
+					if err != nil {
+						return err
+					}
+					return emitPoints(c, p)
+				}),
+			},
+			{
+				Name: "unpin", Usage: "let prune and delete remove a restore point again", ArgsUsage: "GUEST POINT", Flags: []cli.Flag{volumeFlag},
+				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
+					p, err := m.SetPinned(c.Context, t, point, false)
+					if err != nil {
+						return err
+					}
+					return emitPoints(c, p)
+				}),
+			},
+			{
+				Name: "rollback", Usage: "return to any restore point; the current state is kept as a pre-rollback point", ArgsUsage: "GUEST POINT",
+				Flags: []cli.Flag{volumeFlag, &cli.BoolFlag{Name: "force", Usage: "roll back even if the guest is running"}},
+				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
+					res, err := m.Rollback(c.Context, t, point, c.Bool("force"))
+					if err != nil {
+						return err
+					}
+					return emit(c, res, func(w *tabwriter.Writer) {
+						row(w, "rolled back to:", res.To.ID, res.To.Description)
+						row(w, "pre-rollback point:", res.PreRollback.ID, fmt.Sprintf("(undo with: strata snapshot rollback %s %d)", t.Name, res.PreRollback.ID))
+					})
+				}),
+			},
+			{
+				Name: "run", Usage: "take a pre point, run a command (no shell), take a post point; optionally roll back if it fails", ArgsUsage: "GUEST -- COMMAND [ARGS...]",
+				Flags: []cli.Flag{volumeFlag,
+					&cli.StringFlag{Name: "description", Usage: "what the update is (default: the command)"},
+					&cli.BoolFlag{Name: "rollback-on-failure", Usage: "roll back to the pre point when the command exits non-zero"},
+				},
+				Action: func(c *cli.Context) error {
+					args := c.Args().Slice()
+					dash := -1
+					for i, a := range args {
+						if a == "--" {
+							dash = i
+							break
+						}
+					}
+					if dash < 0 {
+						return storage.Errorf(storage.ErrInvalid, "put the command after --, e.g. strata snapshot run GUEST -- apt-get upgrade -y")
+					}
+					t := snapshot.TargetRef{Name: c.String("volume"), Volume: true}
+					if !c.IsSet("volume") {
+						if dash != 1 {
+							return storage.Errorf(storage.ErrInvalid, "snapshot run takes GUEST before -- (or --volume NAME)")
+						}
+						t = snapshot.TargetRef{Name: args[0]}
+					} else if dash != 0 {
+						return storage.Errorf(storage.ErrInvalid, "snapshot run --volume takes no GUEST before --")
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					res, err := m.Run(c.Context, t, c.String("description"), c.Bool("rollback-on-failure"), args[dash+1:], os.Stdin, os.Stdout, os.Stderr)
+					if err != nil {
+						return err
+					}
+					if res.ExitCode != 0 {
+						return exitWith(res.ExitCode)
+					}
+					return nil
+				},
+			},
+			{
+				Name: "prune", Usage: "delete the points no retention rule keeps (pinned points always stay)", ArgsUsage: "GUEST",
+				Flags: append([]cli.Flag{volumeFlag,
+					&cli.BoolFlag{Name: "dry-run", Usage: "only show what would be deleted"},
+					&cli.BoolFlag{Name: "all", Usage: "apply every stored policy (for cron)"},
+				}, policyFlags...),
+				Action: func(c *cli.Context) error {
+					p, err := policyOf(c)
+					if err != nil {
+						return err
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					var results []snapshot.PruneResult
+					if c.Bool("all") {
+						if c.NArg() > 0 || c.IsSet("volume") || !p.Empty() {
+							return storage.Errorf(storage.ErrInvalid, "prune --all applies the stored policies: give no target and no rule")
+						}
+						if results, err = m.PruneAll(c.Context, c.Bool("dry-run")); err != nil {
+							return err
+						}
+					} else {
+						t, _, err := target(c)
+						if err != nil {
+							return err
+						}
+						res, err := m.Prune(c.Context, t, p, c.Bool("dry-run"))
+						if err != nil {
+							return err
+						}
+						results = []snapshot.PruneResult{res}
+					}
+					return emit(c, results, func(w *tabwriter.Writer) {
+						row(w, "TARGET", "ID", "CREATED", "ACTION", "KEPT BY")
+						for _, r := range results {
+							for _, d := range r.Decisions {
+								action := "delete"
+								if r.DryRun {
+									action = "would delete"
+								}
+								if d.Keep {
+									action = "keep"
+								}
+								row(w, r.Target, d.Point.ID, d.Point.Created.Format(time.RFC3339), action, strings.Join(d.Reasons, ","))
+							}
+						}
+					})
+				},
+			},
+			{
+				Name: "policy", Usage: "store (or show, without rules) a target's retention policy for prune", ArgsUsage: "GUEST",
+				Flags: append([]cli.Flag{volumeFlag, &cli.BoolFlag{Name: "clear", Usage: "remove the stored policy"}}, policyFlags...),
+				Action: func(c *cli.Context) error {
+					t, _, err := target(c)
+					if err != nil {
+						return err
+					}
+					p, err := policyOf(c)
+					if err != nil {
+						return err
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					if !p.Empty() || c.Bool("clear") {
+						if err := m.SetPolicy(c.Context, t, p); err != nil {
+							return err
+						}
+					}
+					if p, err = m.GetPolicy(c.Context, t); err != nil {
+						return err
+					}
+					return emit(c, p, func(w *tabwriter.Writer) {
+						row(w, "keep-last:", p.KeepLast)
+						row(w, "keep-hourly:", p.KeepHourly)
+						row(w, "keep-daily:", p.KeepDaily)
+						row(w, "keep-weekly:", p.KeepWeekly)
+						row(w, "keep-monthly:", p.KeepMonthly)
+						row(w, "older-than:", p.KeepWithin)
+					})
+				},
+			},
+		},
+	}
+}
+
+func emitPoints(c *cli.Context, v any) error {
+	points, _ := v.([]snapshot.Point)
+	one, single := v.(snapshot.Point)
+	if single {
+		points = []snapshot.Point{one}
+	}
+	return emit(c, v, func(w *tabwriter.Writer) {
+		row(w, "TARGET", "ID", "NAME", "KIND", "CREATED", "METHOD", "PINNED", "BYTES", "PRE", "DESCRIPTION")
+		for _, p := range points {
+			bytes, pre := "", ""
+			if p.Bytes != nil {
+				bytes = storage.FormatSize(*p.Bytes)
+			}
+			if p.PreID != nil {
+				pre = fmt.Sprint(*p.PreID)
+			}
+			row(w, p.Target, p.ID, p.Name, p.Kind, p.Created.Format(time.RFC3339), p.Method, p.Pinned, bytes, pre, p.Description)
+		}
+		if single {
+			for _, d := range one.Disks {
+				row(w, "  disk:", d.Volume, d.Method, d.Ref)
+			}
+		}
+	})
+}

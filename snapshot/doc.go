@@ -1,0 +1,24 @@
+// Package snapshot keeps restore points: snapshots of all of a guest's
+// disks and its definition at one instant (or of one volume), which can be
+// rolled back to at any time, in any order, with nothing lost.
+//
+// Vocabulary:
+//
+//   - Target: what a restore point is of — a guest (all its disks plus its
+//     catalog record) or a single volume. Targets are keyed by stable ID, so
+//     renaming a guest or volume touches the catalog only.
+//   - Restore point: numbered per target (1, 2, 3 ...), optionally named;
+//     kind single, pre, post (linked to its pre) or pre-rollback (taken
+//     automatically before every rollback, so a rollback can be undone).
+//   - Method: how one disk is captured, chosen per volume from the pool's
+//     probed capabilities: qcow2-internal (qemu-img snapshot; no backing
+//     chain grows), reflink (FICLONE; O(1)), copy (sparse full copy).
+//
+// Invariants: every multi-step change is journaled in the catalog before it
+// touches a disk; operations on one target hold that target's lock file
+// for their whole length, so whoever takes the lock and finds a journaled
+// operation knows its process died and finishes (rollback, delete) or
+// undoes (create) it. Artefacts are named by a random point UID, never
+// reused. Rolling back never deletes a point: all points, older and newer,
+// survive, and the state before the rollback becomes a pre-rollback point.
+package snapshot

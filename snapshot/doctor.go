@@ -1,0 +1,226 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+// Finding is one problem strata doctor found.
+type Finding struct {
+	Kind     string `json:"kind"` // interrupted-operation, orphan-file, orphan-snapshot, missing-file, missing-point-data, qcow2-check
+	Path     string `json:"path,omitempty"`
+	Target   string `json:"target,omitempty"`
+	Detail   string `json:"detail"`
+	Repaired bool   `json:"repaired"`
+}
+
+// strataFile matches the files strata itself creates in a directory: a
+// volume image named by ID, a temporary copy, a rollback in progress.
+var strataFile = regexp.MustCompile(`^([0-9a-f]{16}\.(img|qcow2)|\.strata-tmp-.*|.*\.strata-rollback)$`)
+
+// Doctor checks that the catalog and the files agree. With repair it
+// finishes or undoes interrupted operations, removes orphans that strata
+// made (never any other file) and repairs qcow2 leaks. The caller holds the
+// state home's operation lock exclusively, so nothing is in progress.
+func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
+	out := []Finding{}
+	// 1. Operations a dead process left: recover them target by target.
+	var targets []string
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		seen := map[string]bool{}
+		if err := tx.Scan(bJournal, "", func(k string, _ []byte) error { seen[k] = true; return nil }); err != nil {
+			return err
+		}
+		if err := tx.Scan(bPoints, "", func(_ string, raw []byte) error {
+			var p Point
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return err
+			}
+			if p.State != stateReady {
+				seen[p.TargetKey] = true
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for k := range seen {
+			targets = append(targets, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(targets)
+	for _, k := range targets {
+		var name string
+		_ = m.st.Catalog.View(func(tx *catalog.Tx) error { name = currentName(tx, Point{TargetKey: k, Target: k}); return nil })
+		kind, n, _ := strings.Cut(name, ":")
+		f := Finding{Kind: "interrupted-operation", Target: name, Detail: "a restore point operation was interrupted (create, delete or rollback)"}
+		if repair {
+			t := Target{Kind: kind, Name: n, Key: k}
+			l, ok := tryLockTarget(m.st.Catalog.Home(), t)
+			if ok {
+				err := m.recoverTarget(ctx, t)
+				l.unlock()
+				if err != nil {
+					return out, err
+				}
+				f.Repaired = true
+			}
+		}
+		out = append(out, f)
+	}
+	// 2. What the catalog references, and the directories strata writes in.
+	refs := map[string]bool{}
+	snaps := map[string]map[string]bool{} // qcow2 path → referenced snapshot names
+	dirs := map[string]bool{}
+	var vols []storage.Volume
+	var points []Point
+	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		if vols, err = tx.Volumes(); err != nil {
+			return err
+		}
+		pools, err := tx.Pools()
+		if err != nil {
+			return err
+		}
+		for _, p := range pools {
+			dirs[p.Path] = true
+		}
+		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
+			var p Point
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return err
+			}
+			points = append(points, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return out, err
+	}
+	byID := map[string]storage.Volume{}
+	for _, v := range vols {
+		byID[v.ID] = v
+		refs[v.Path] = true
+		if !v.Device {
+			dirs[filepath.Dir(v.Path)] = true
+		}
+		if _, err := os.Stat(v.Path); err != nil {
+			out = append(out, Finding{Kind: "missing-file", Path: v.Path, Detail: "the image of volume " + v.Name + " is missing: restore it from a backup, or forget the volume with 'strata volume delete " + v.Name + "'"})
+		}
+	}
+	for _, p := range points {
+		for _, d := range p.Disks {
+			if d.Method == MethodQcow2 {
+				if v, ok := byID[d.VolumeID]; ok {
+					if snaps[v.Path] == nil {
+						snaps[v.Path] = map[string]bool{}
+					}
+					snaps[v.Path][d.Ref] = true
+				}
+				continue
+			}
+			refs[d.Ref] = true
+			if _, err := os.Stat(d.Ref); err != nil && p.State == stateReady {
+				out = append(out, Finding{Kind: "missing-point-data", Path: d.Ref, Target: p.Target, Detail: "restore point " + itoa(p.ID) + " has lost the data of volume " + d.Volume + ": delete the point"})
+			}
+		}
+	}
+	// 3. Orphans: files strata made that nothing references.
+	for d := range dirs {
+		candidates, _ := os.ReadDir(d)
+		var paths []string
+		for _, e := range candidates {
+			if !e.IsDir() && strataFile.MatchString(e.Name()) {
+				paths = append(paths, filepath.Join(d, e.Name()))
+			}
+		}
+		pts, _ := os.ReadDir(filepath.Join(d, pointsDir))
+		for _, e := range pts {
+			paths = append(paths, filepath.Join(d, pointsDir, e.Name()))
+		}
+		for _, p := range paths {
+			if refs[p] {
+				continue
+			}
+			f := Finding{Kind: "orphan-file", Path: p, Detail: "a file strata made that no volume or restore point references (left by an interrupted operation)"}
+			if repair {
+				f.Repaired = os.Remove(p) == nil
+			}
+			out = append(out, f)
+		}
+	}
+	// 4. qcow2 images: internal snapshots strata made that no point
+	// references, and qemu-img check.
+	for _, v := range vols {
+		if v.Format != storage.FormatQcow2 || v.Device {
+			continue
+		}
+		if _, err := os.Stat(v.Path); err != nil {
+			continue
+		}
+		names, err := qcow2Snapshots(ctx, v.Path)
+		if err != nil {
+			return out, err
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n, "strata-") && !snaps[v.Path][n] {
+				f := Finding{Kind: "orphan-snapshot", Path: v.Path, Detail: "internal snapshot " + n + " of volume " + v.Name + " belongs to no restore point"}
+				if repair {
+					f.Repaired = run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-d", n, v.Path) == nil
+				}
+				out = append(out, f)
+			}
+		}
+		if err := run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-f", "qcow2", v.Path); err != nil {
+			f := Finding{Kind: "qcow2-check", Path: v.Path, Detail: "qemu-img check reports problems in volume " + v.Name + ": " + err.Error()}
+			if repair {
+				f.Repaired = run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-r", "leaks", "-f", "qcow2", v.Path) == nil
+			}
+			out = append(out, f)
+		}
+	}
+	for _, f := range out {
+		log.Debug().Str("kind", f.Kind).Str("path", f.Path).Bool("repaired", f.Repaired).Msg(f.Detail)
+	}
+	return out, nil
+}
+
+func qcow2Snapshots(ctx context.Context, path string) ([]string, error) {
+	out, err := run.Output(ctx, "qemu-img", "info", "--output=json", "-f", "qcow2", "--force-share", path)
+	if err != nil {
+		return nil, err
+	}
+	var info struct {
+		Snapshots []struct {
+			Name string `json:"name"`
+		} `json:"snapshots"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(info.Snapshots))
+	for i, s := range info.Snapshots {
+		names[i] = s.Name
+	}
+	return names, nil
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

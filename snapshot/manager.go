@@ -1,0 +1,682 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/store"
+)
+
+// Catalog buckets owned by this package.
+const (
+	bPoints   = "points"   // "TARGETKEY/NNNNNNNNNN" → Point
+	bJournal  = "journal"  // TARGETKEY → journalEntry (an operation under way)
+	bPolicies = "policies" // TARGETKEY → Policy
+)
+
+// Manager takes, lists, rolls back and prunes restore points.
+type Manager struct {
+	st          *store.Store
+	lockTimeout time.Duration
+	// Progress draws long copies; NoProgress by default.
+	Progress storage.Progress
+	// Running reports whether a guest is running: rollback refuses then
+	// unless forced. Until guests can be booted, none is.
+	Running func(ctx context.Context, g storage.Guest) (bool, error)
+	// Now is the clock (tests inject creation times through
+	// STRATA_TEST_NOW).
+	Now     func() time.Time
+	chooser chooser
+}
+
+// New returns a Manager on a store, and registers with the store the
+// checks that keep volumes and guests with restore points from being
+// deleted.
+func New(st *store.Store, lockTimeout time.Duration) *Manager {
+	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
+	m.Running = func(context.Context, storage.Guest) (bool, error) { return false, nil }
+	st.AddVolumeUser(volumeUser)
+	st.AddGuestUser(guestUser)
+	return m
+}
+
+func clock() func() time.Time {
+	if s := os.Getenv("STRATA_TEST_NOW"); s != "" {
+		if t, err := time.Parse(time.RFC3339, s); err == nil {
+			return func() time.Time { return t.UTC() }
+		}
+	}
+	return func() time.Time { return time.Now().UTC() }
+}
+
+// crashAt is the test-only fault injection hook: STRATA_CRASH_AT names a
+// step ("create:recorded", "rollback:disk-1", ...) at which strata kills
+// itself with SIGKILL, as a power cut or kill -9 would.
+var crashAt = os.Getenv("STRATA_CRASH_AT")
+
+func crashpoint(step string) {
+	if crashAt != "" && crashAt == step {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+}
+
+func newUID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// TargetRef names a target as the user gave it: a guest name, or a volume
+// name with Volume set.
+type TargetRef struct {
+	Name   string
+	Volume bool
+}
+
+func (r TargetRef) resolve(tx *catalog.Tx) (Target, error) {
+	if r.Volume {
+		v, err := tx.Volume(r.Name)
+		return Target{Kind: "volume", Name: v.Name, Key: "v-" + v.ID}, err
+	}
+	g, err := tx.Guest(r.Name)
+	return Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID}, err
+}
+
+func (m *Manager) target(r TargetRef) (Target, error) {
+	var t Target
+	err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { t, err = r.resolve(tx); return err })
+	return t, err
+}
+
+// withTarget resolves r, takes its lock, finishes or undoes any operation
+// a dead process left on it, and runs fn.
+func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) error) error {
+	t, err := m.target(r)
+	if err != nil {
+		return err
+	}
+	l, err := lockTarget(m.st.Catalog.Home(), t, m.lockTimeout)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	if err := m.recoverTarget(ctx, t); err != nil {
+		return fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
+	}
+	return fn(t)
+}
+
+// CreateOptions describe a new restore point.
+type CreateOptions struct {
+	Name        string
+	Description string
+	Tags        map[string]string
+	Kind        string // single (default), pre, post
+	PreID       int    // for a post point
+	Method      string // override; "" chooses per volume
+}
+
+// Create takes a restore point of a target.
+func (m *Manager) Create(ctx context.Context, r TargetRef, o CreateOptions) (Point, error) {
+	if o.Name != "" {
+		if err := storage.ValidateName("restore point", o.Name); err != nil {
+			return Point{}, err
+		}
+		if isNumber(o.Name) {
+			return Point{}, storage.Errorf(storage.ErrInvalid, "invalid restore point name %q: a number would be read as a point's id", o.Name)
+		}
+	}
+	if o.Method != "" {
+		if _, err := methodByName(o.Method); err != nil {
+			return Point{}, err
+		}
+	}
+	var p Point
+	err := m.withTarget(ctx, r, func(t Target) (err error) {
+		p, err = m.create(ctx, t, o, nil)
+		return err
+	})
+	return p, err
+}
+
+func isNumber(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// volumesOf returns the target's volumes now (and the guest record).
+func volumesOf(tx *catalog.Tx, t Target) ([]storage.Volume, *storage.Guest, error) {
+	if t.Kind == "volume" {
+		v, err := tx.VolumeByID(strings.TrimPrefix(t.Key, "v-"))
+		return []storage.Volume{v}, nil, err
+	}
+	g, err := tx.GuestByID(strings.TrimPrefix(t.Key, "g-"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var vols []storage.Volume
+	for _, id := range g.Disks {
+		v, err := tx.VolumeByID(id)
+		if err != nil {
+			return nil, nil, storage.Errorf(storage.ErrPrecondition, "guest %q lists a disk (volume id %s) that no longer exists: fix the guest's disks", g.Name, id)
+		}
+		vols = append(vols, v)
+	}
+	return vols, &g, nil
+}
+
+// create takes a point with the target's lock held. extra runs inside the
+// transaction that records the point as being created (rollback journals
+// itself there, so the two can never be separated by a crash).
+func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra func(tx *catalog.Tx, p Point) error) (Point, error) {
+	if o.Kind == "" {
+		o.Kind = KindSingle
+	}
+	var vols []storage.Volume
+	var guest *storage.Guest
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { vols, guest, err = volumesOf(tx, t); return err }); err != nil {
+		return Point{}, err
+	}
+	p := Point{Name: o.Name, Target: t.String(), TargetKey: t.Key, Created: m.Now(), Kind: o.Kind, Description: o.Description,
+		Tags: o.Tags, State: stateCreating, UID: newUID(), Guest: guest}
+	if p.Tags == nil {
+		p.Tags = map[string]string{}
+	}
+	if o.Kind == KindPost {
+		pre := o.PreID
+		p.PreID = &pre
+	}
+	methods := map[string]bool{}
+	for _, v := range vols {
+		name, err := m.chooser.choose(v, o.Method)
+		if err != nil {
+			return Point{}, err
+		}
+		if name == MethodCopy && o.Method == "" {
+			log.Warn().Str("volume", v.Name).Msg("restore points of this raw volume are full copies: for O(1) points use a qcow2 volume or a pool on XFS (reflink=1) or btrfs")
+		}
+		meth, _ := methodByName(name)
+		p.Disks = append(p.Disks, meth.plan(v, p.UID))
+		methods[name] = true
+	}
+	p.Method = methodMixed
+	if len(methods) == 1 {
+		p.Method = p.Disks[0].Method
+	}
+	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		existing, err := pointsOf(tx, t.Key)
+		if err != nil {
+			return err
+		}
+		for _, q := range existing {
+			if o.Name != "" && q.Name == o.Name {
+				return storage.Errorf(storage.ErrExists, "%s already has a restore point named %q (number %d)", t, o.Name, q.ID)
+			}
+		}
+		if o.Kind == KindPost {
+			pre, ok := findPoint(existing, o.PreID, "")
+			if !ok || pre.State != stateReady {
+				return storage.Errorf(storage.ErrNotFound, "%s has no restore point %d to pair a post point with", t, o.PreID)
+			}
+			if pre.Kind != KindPre {
+				return storage.Errorf(storage.ErrInvalid, "restore point %d of %s is of kind %s: a post point pairs with a pre point (snapshot create --pre)", o.PreID, t, pre.Kind)
+			}
+		}
+		n, err := tx.NextSeq("points/" + t.Key)
+		if err != nil {
+			return err
+		}
+		p.ID = int(n)
+		if extra != nil {
+			if err := extra(tx, p); err != nil {
+				return err
+			}
+		}
+		return tx.Put(bPoints, key(t.Key, p.ID), p)
+	})
+	if err != nil {
+		return Point{}, err
+	}
+	crashpoint("create:recorded")
+	for i := range p.Disks {
+		meth, _ := methodByName(p.Disks[i].Method)
+		if err := meth.take(ctx, vols[i], &p.Disks[i], m.Progress); err != nil {
+			if uerr := m.undoCreate(context.WithoutCancel(ctx), p); uerr != nil {
+				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
+			}
+			return Point{}, fmt.Errorf("restore point of %s, volume %q: %w", t, vols[i].Name, err)
+		}
+		crashpoint(fmt.Sprintf("create:disk-%d", i+1))
+	}
+	p.State = stateReady
+	p.Bytes = sumBytes(p.Disks)
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bPoints, key(t.Key, p.ID), p) }); err != nil {
+		return Point{}, err
+	}
+	log.Info().Str("target", t.String()).Int("point", p.ID).Str("method", p.Method).Str("kind", p.Kind).Msg("restore point created")
+	return p, nil
+}
+
+func sumBytes(disks []DiskPoint) *int64 {
+	var total int64
+	for _, d := range disks {
+		if d.Bytes == nil {
+			return nil
+		}
+		total += *d.Bytes
+	}
+	return &total
+}
+
+// undoCreate removes whatever an unfinished point wrote, then its record.
+func (m *Manager) undoCreate(ctx context.Context, p Point) error {
+	if err := m.removeData(ctx, p); err != nil {
+		return err
+	}
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bPoints, key(p.TargetKey, p.ID)) })
+}
+
+// removeData deletes every disk's data of a point (idempotent).
+func (m *Manager) removeData(ctx context.Context, p Point) error {
+	for i, d := range p.Disks {
+		var v storage.Volume
+		err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err })
+		if err != nil {
+			if d.Method == MethodQcow2 {
+				continue // the image and its internal snapshots are gone
+			}
+			v = storage.Volume{ID: d.VolumeID, Name: d.Volume}
+		}
+		meth, err := methodByName(d.Method)
+		if err != nil {
+			return err
+		}
+		if err := meth.remove(ctx, v, d); err != nil {
+			return fmt.Errorf("remove restore point %d data of volume %q: %w", p.ID, d.Volume, err)
+		}
+		crashpoint(fmt.Sprintf("delete:disk-%d", i+1))
+	}
+	return nil
+}
+
+func pointsOf(tx *catalog.Tx, targetKey string) ([]Point, error) {
+	var out []Point
+	err := tx.Scan(bPoints, targetKey+"/", func(_ string, raw []byte) error {
+		var p Point
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+func findPoint(points []Point, num int, name string) (Point, bool) {
+	for _, p := range points {
+		if (num > 0 && p.ID == num) || (name != "" && p.Name == name) {
+			return p, true
+		}
+	}
+	return Point{}, false
+}
+
+// point returns a ready point of t by number or name.
+func (m *Manager) point(t Target, ref string) (Point, error) {
+	num, name, err := ParsePointRef(ref)
+	if err != nil {
+		return Point{}, err
+	}
+	var p Point
+	var ok bool
+	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
+		if num > 0 {
+			found, err := tx.Get(bPoints, key(t.Key, num), &p)
+			ok = found
+			return err
+		}
+		points, err := pointsOf(tx, t.Key)
+		p, ok = findPoint(points, 0, name)
+		return err
+	})
+	if err != nil {
+		return Point{}, err
+	}
+	if !ok || p.State != stateReady {
+		return Point{}, storage.Errorf(storage.ErrNotFound, "%s has no restore point %q: see 'strata snapshot list %s'", t, ref, t.Name)
+	}
+	return p, nil
+}
+
+// List returns the ready points of one target (r non-nil) or of all, in
+// target then number order, with their targets' current names.
+func (m *Manager) List(ctx context.Context, r *TargetRef) ([]Point, error) {
+	out := []Point{}
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		prefix := ""
+		name := map[string]string{}
+		if r != nil {
+			t, err := r.resolve(tx)
+			if err != nil {
+				return err
+			}
+			prefix = t.Key + "/"
+			name[t.Key] = t.String()
+		}
+		return tx.Scan(bPoints, prefix, func(_ string, raw []byte) error {
+			var p Point
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return err
+			}
+			if p.State != stateReady {
+				return nil
+			}
+			if n, ok := name[p.TargetKey]; ok {
+				p.Target = n
+			} else {
+				name[p.TargetKey] = currentName(tx, p)
+				p.Target = name[p.TargetKey]
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// currentName is a point's target as named now (it may have been renamed).
+func currentName(tx *catalog.Tx, p Point) string {
+	id := p.TargetKey[2:]
+	if strings.HasPrefix(p.TargetKey, "v-") {
+		if v, err := tx.VolumeByID(id); err == nil {
+			return "volume:" + v.Name
+		}
+	} else if g, err := tx.GuestByID(id); err == nil {
+		return "guest:" + g.Name
+	}
+	return p.Target
+}
+
+// Show returns one point.
+func (m *Manager) Show(ctx context.Context, r TargetRef, ref string) (Point, error) {
+	t, err := m.target(r)
+	if err != nil {
+		return Point{}, err
+	}
+	p, err := m.point(t, ref)
+	p.Target = t.String()
+	return p, err
+}
+
+// SetPinned pins (never pruned, never deleted until unpinned) or unpins.
+func (m *Manager) SetPinned(ctx context.Context, r TargetRef, ref string, pinned bool) (Point, error) {
+	var p Point
+	err := m.withTarget(ctx, r, func(t Target) (err error) {
+		if p, err = m.point(t, ref); err != nil {
+			return err
+		}
+		p.Pinned = pinned
+		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bPoints, key(t.Key, p.ID), p) })
+	})
+	return p, err
+}
+
+// Delete removes a restore point and its data. Pinned points are refused.
+func (m *Manager) Delete(ctx context.Context, r TargetRef, ref string) error {
+	return m.withTarget(ctx, r, func(t Target) error {
+		p, err := m.point(t, ref)
+		if err != nil {
+			return err
+		}
+		if p.Pinned {
+			return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s is pinned: unpin it first ('strata snapshot unpin %s %d')", p.ID, t, t.Name, p.ID)
+		}
+		return m.delete(ctx, t, p)
+	})
+}
+
+func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
+	p.State = stateDeleting
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bPoints, key(t.Key, p.ID), p) }); err != nil {
+		return err
+	}
+	crashpoint("delete:marked")
+	if err := m.removeData(ctx, p); err != nil {
+		return err
+	}
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bPoints, key(t.Key, p.ID)) }); err != nil {
+		return err
+	}
+	log.Info().Str("target", t.String()).Int("point", p.ID).Msg("restore point deleted")
+	return nil
+}
+
+// journalEntry records a rollback under way.
+type journalEntry struct {
+	Op      string    `json:"op"` // "rollback"
+	To      int       `json:"to"`
+	Pre     int       `json:"pre"` // the pre-rollback point
+	Started time.Time `json:"started"`
+}
+
+// RollbackResult says where a rollback went and how to undo it.
+type RollbackResult struct {
+	To          Point `json:"to"`
+	PreRollback Point `json:"pre_rollback"`
+}
+
+// Rollback returns a target to a restore point — any point, not only the
+// newest. The current state is first saved as a pre-rollback point, every
+// other point survives, and a guest's definition is restored with its
+// disks. A running guest is refused unless force.
+func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force bool) (RollbackResult, error) {
+	var res RollbackResult
+	err := m.withTarget(ctx, r, func(t Target) error {
+		to, err := m.point(t, ref)
+		if err != nil {
+			return err
+		}
+		var guest *storage.Guest
+		err = m.st.Catalog.View(func(tx *catalog.Tx) error {
+			for _, d := range to.Disks {
+				if _, err := tx.VolumeByID(d.VolumeID); err != nil {
+					return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
+				}
+			}
+			if t.Kind == "guest" {
+				g, err := tx.GuestByID(t.Key[2:])
+				guest = &g
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if guest != nil && !force {
+			running, err := m.Running(ctx, *guest)
+			if err != nil {
+				return err
+			}
+			if running {
+				return storage.Errorf(storage.ErrPrecondition, "guest %q is running: shut it down first, or add --force to roll back under it", guest.Name)
+			}
+		}
+		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID)},
+			func(tx *catalog.Tx, p Point) error {
+				return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
+			})
+		if err != nil {
+			// create undid its point; the journal entry made with it goes too.
+			_ = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
+			return err
+		}
+		crashpoint("rollback:pre-point")
+		if err := m.completeRollback(ctx, t, to, pre); err != nil {
+			return err
+		}
+		res = RollbackResult{To: to, PreRollback: pre}
+		log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msg("rolled back; undo with a rollback to the pre-rollback point")
+		return nil
+	})
+	return res, err
+}
+
+// completeRollback finishes a rollback to to; if a disk cannot be
+// restored, it puts every disk back as the pre-rollback point has it, so a
+// guest's disks roll back all or none.
+func (m *Manager) completeRollback(ctx context.Context, t Target, to, pre Point) error {
+	err := m.finishRollback(ctx, t, to)
+	if err == nil {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	if uerr := m.restoreDisks(ctx, pre); uerr != nil {
+		return fmt.Errorf("%w; putting the disks back as they were also failed: %v (run strata doctor --repair)", err, uerr)
+	}
+	if jerr := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) }); jerr != nil {
+		return fmt.Errorf("%w; the disks are back as they were, but the journal could not be closed: %v", err, jerr)
+	}
+	return fmt.Errorf("%w; nothing was rolled back: every disk is as it was (also kept as restore point %d)", err, pre.ID)
+}
+
+// restoreDisks puts every disk of p back to p's state.
+func (m *Manager) restoreDisks(ctx context.Context, p Point) error {
+	for i, d := range p.Disks {
+		var v storage.Volume
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err }); err != nil {
+			return err
+		}
+		meth, err := methodByName(d.Method)
+		if err != nil {
+			return err
+		}
+		if err := meth.restore(ctx, v, d, m.Progress); err != nil {
+			return fmt.Errorf("roll back volume %q to restore point %d: %w", v.Name, p.ID, err)
+		}
+		crashpoint(fmt.Sprintf("rollback:disk-%d", i+1))
+	}
+	return nil
+}
+
+// finishRollback restores every disk of to, then the guest record, and
+// closes the journal. Each step can be repeated, so recovery repeats it.
+func (m *Manager) finishRollback(ctx context.Context, t Target, to Point) error {
+	if err := m.restoreDisks(ctx, to); err != nil {
+		return err
+	}
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if to.Guest != nil {
+			g, err := tx.GuestByID(to.Guest.ID)
+			if err != nil {
+				return err
+			}
+			// The definition and disks come back; the name stays what it
+			// is now (renames are not undone by a rollback).
+			g.Disks, g.Definition = to.Guest.Disks, to.Guest.Definition
+			if err := tx.PutGuest(g); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(bJournal, t.Key)
+	})
+}
+
+// recoverTarget finishes or undoes what a dead process left on t; the
+// caller holds t's lock, so nobody else is working on it.
+func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
+	var j journalEntry
+	var hasJournal bool
+	var points []Point
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if hasJournal, err = tx.Get(bJournal, t.Key, &j); err != nil {
+			return err
+		}
+		points, err = pointsOf(tx, t.Key)
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, p := range points {
+		switch p.State {
+		case stateCreating:
+			log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
+			if err := m.undoCreate(ctx, p); err != nil {
+				return err
+			}
+		case stateDeleting:
+			log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing an interrupted delete of a restore point")
+			if err := m.delete(ctx, t, p); err != nil {
+				return err
+			}
+		}
+	}
+	if !hasJournal {
+		return nil
+	}
+	pre, preOK := findPoint(points, j.Pre, "")
+	to, toOK := findPoint(points, j.To, "")
+	if !preOK || pre.State != stateReady || !toOK {
+		// The pre-rollback point was never completed: nothing was rolled
+		// back, and its remains were undone above.
+		log.Warn().Str("target", t.String()).Int("to", j.To).Msg("an interrupted rollback had not started: nothing to finish")
+		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
+	}
+	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing an interrupted rollback")
+	return m.completeRollback(ctx, t, to, pre)
+}
+
+// volumeUser refuses to delete a volume that restore points hold.
+func volumeUser(tx *catalog.Tx, v storage.Volume) error {
+	var held []string
+	err := tx.Scan(bPoints, "", func(k string, raw []byte) error {
+		var p Point
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		for _, d := range p.Disks {
+			if d.VolumeID == v.ID {
+				held = append(held, fmt.Sprintf("%s#%d", currentName(tx, p), p.ID))
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(held) > 0 {
+		sort.Strings(held)
+		return storage.Errorf(storage.ErrInUse, "volume %q is held by %d restore point(s) (%s): delete them first ('strata snapshot delete')", v.Name, len(held), strings.Join(held, ", "))
+	}
+	return nil
+}
+
+// guestUser refuses to delete a guest that has restore points.
+func guestUser(tx *catalog.Tx, g storage.Guest) error {
+	points, err := pointsOf(tx, "g-"+g.ID)
+	if err != nil {
+		return err
+	}
+	if len(points) > 0 {
+		return storage.Errorf(storage.ErrInUse, "guest %q has %d restore point(s): delete them first ('strata snapshot delete %s POINT', or prune)", g.Name, len(points), g.Name)
+	}
+	return nil
+}

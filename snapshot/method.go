@@ -1,0 +1,277 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/rs/zerolog/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/dir"
+	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+// Method names.
+const (
+	MethodQcow2    = "qcow2-internal"
+	MethodReflink  = "reflink"
+	MethodCopy     = "copy"
+	methodMixed    = "mixed"
+	pointsDir      = ".strata-points"
+	rollbackSuffix = ".strata-rollback"
+)
+
+// A method captures, restores and removes one disk's state.
+type method interface {
+	// plan fills in where the point's data will be (before anything is
+	// written, so an interrupted take can be cleaned up).
+	plan(v storage.Volume, uid string) DiskPoint
+	take(ctx context.Context, v storage.Volume, dp *DiskPoint, prog storage.Progress) error
+	restore(ctx context.Context, v storage.Volume, dp DiskPoint, prog storage.Progress) error
+	// remove deletes the point's data; absent data is not an error.
+	remove(ctx context.Context, v storage.Volume, dp DiskPoint) error
+	// exists tells whether the point's data is there.
+	exists(ctx context.Context, v storage.Volume, dp DiskPoint) (bool, error)
+}
+
+func methodByName(name string) (method, error) {
+	switch name {
+	case MethodQcow2:
+		return qcow2Internal{}, nil
+	case MethodReflink:
+		return fileCopy{reflink: true}, nil
+	case MethodCopy:
+		return fileCopy{}, nil
+	}
+	return nil, storage.Errorf(storage.ErrInvalid, "invalid method %q: use qcow2-internal, reflink or copy", name)
+}
+
+// chooser picks methods from the probed capabilities of each volume's
+// directory (probed once per directory).
+type chooser struct {
+	caps map[string]storage.Capabilities
+}
+
+func (c *chooser) capsOf(path string) (storage.Capabilities, error) {
+	d := filepath.Dir(path)
+	if caps, ok := c.caps[d]; ok {
+		return caps, nil
+	}
+	caps, err := dir.Probe(d)
+	if err != nil {
+		return caps, fmt.Errorf("probe %q: %w", d, err)
+	}
+	if c.caps == nil {
+		c.caps = map[string]storage.Capabilities{}
+	}
+	c.caps[d] = caps
+	return caps, nil
+}
+
+// choose returns the method for a volume: the override if it applies,
+// else qcow2-internal for qcow2, reflink where the filesystem clones, else
+// a sparse copy.
+func (c *chooser) choose(v storage.Volume, override string) (string, error) {
+	if v.Device {
+		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q: strata cannot take restore points of block devices yet (LVM snapshots are planned); copy it into a pool with 'strata volume import --copy'", v.Name, v.Path)
+	}
+	if v.Format != storage.FormatRaw && v.Format != storage.FormatQcow2 {
+		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is %s media, which has no restore points", v.Name, v.Format)
+	}
+	caps, err := c.capsOf(v.Path)
+	if err != nil {
+		return "", err
+	}
+	switch override {
+	case "":
+		if v.Format == storage.FormatQcow2 {
+			return MethodQcow2, nil
+		}
+		if caps.Reflink {
+			return MethodReflink, nil
+		}
+		return MethodCopy, nil
+	case MethodQcow2:
+		if v.Format != storage.FormatQcow2 {
+			return "", storage.Errorf(storage.ErrInvalid, "method qcow2-internal needs a qcow2 volume; %q is %s", v.Name, v.Format)
+		}
+	case MethodReflink:
+		if !caps.Reflink {
+			return "", storage.Errorf(storage.ErrInvalid, "method reflink needs a filesystem that supports FICLONE (XFS with reflink=1, btrfs); %q is on one that does not", v.Name)
+		}
+	case MethodCopy:
+	default:
+		_, err := methodByName(override)
+		return "", err
+	}
+	return override, nil
+}
+
+// qcow2Internal keeps points inside the image (qemu-img snapshot), so no
+// backing chain grows and taking or applying one is O(1).
+type qcow2Internal struct{}
+
+func (qcow2Internal) plan(v storage.Volume, uid string) DiskPoint {
+	return DiskPoint{VolumeID: v.ID, Volume: v.Name, Format: v.Format, Method: MethodQcow2, Ref: "strata-" + uid}
+}
+
+func (qcow2Internal) take(ctx context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
+	return run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-c", dp.Ref, v.Path)
+}
+
+func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint, _ storage.Progress) error {
+	return run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-a", dp.Ref, v.Path)
+}
+
+func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, dp DiskPoint) error {
+	ok, err := m.exists(ctx, v, dp)
+	if err != nil || !ok {
+		return err
+	}
+	return run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-d", dp.Ref, v.Path)
+}
+
+func (qcow2Internal) exists(ctx context.Context, v storage.Volume, dp DiskPoint) (bool, error) {
+	if _, err := os.Stat(v.Path); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	out, err := run.Output(ctx, "qemu-img", "info", "--output=json", "-f", "qcow2", "--force-share", v.Path)
+	if err != nil {
+		return false, err
+	}
+	var info struct {
+		Snapshots []struct {
+			Name string `json:"name"`
+		} `json:"snapshots"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return false, fmt.Errorf("qemu-img info %q: %w", v.Path, err)
+	}
+	for _, s := range info.Snapshots {
+		if s.Name == dp.Ref {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// fileCopy keeps a point as a file beside the volume, in .strata-points/:
+// a reflink (O(1), shares extents) or a sparse copy. Restoring materialises
+// the point under a temporary name and renames it over the live image.
+type fileCopy struct{ reflink bool }
+
+func (m fileCopy) name() string {
+	if m.reflink {
+		return MethodReflink
+	}
+	return MethodCopy
+}
+
+func (m fileCopy) plan(v storage.Volume, uid string) DiskPoint {
+	ext := filepath.Ext(v.Path)
+	ref := filepath.Join(filepath.Dir(v.Path), pointsDir, v.ID+"-"+uid+ext)
+	return DiskPoint{VolumeID: v.ID, Volume: v.Name, Format: v.Format, Method: m.name(), Ref: ref}
+}
+
+func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, prog storage.Progress) error {
+	if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
+		return err
+	}
+	if err := m.materialise(ctx, v.Path, dp.Ref, prog); err != nil {
+		return err
+	}
+	if !m.reflink {
+		info, err := image.Inspect(dp.Ref)
+		if err != nil {
+			return err
+		}
+		dp.Bytes = &info.AllocatedBytes
+	}
+	return syncDir(filepath.Dir(dp.Ref))
+}
+
+// materialise makes dst a copy of src: a reflink if asked and possible,
+// else a sparse copy after a free-space check.
+func (m fileCopy) materialise(ctx context.Context, src, dst string, prog storage.Progress) error {
+	if m.reflink {
+		err := image.Reflink(src, dst)
+		if err == nil || !errors.Is(err, storage.ErrNotSupported) {
+			return err
+		}
+		log.Warn().Str("image", src).Msg("reflink is not possible here; falling back to a full copy")
+	}
+	if err := checkSpace(src, filepath.Dir(dst)); err != nil {
+		return err
+	}
+	return image.CopySparse(ctx, src, dst, prog)
+}
+
+func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, prog storage.Progress) error {
+	tmp := v.Path + rollbackSuffix
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := m.materialise(ctx, dp.Ref, tmp, prog); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, v.Path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(v.Path))
+}
+
+func (fileCopy) remove(_ context.Context, _ storage.Volume, dp DiskPoint) error {
+	if err := os.Remove(dp.Ref); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (fileCopy) exists(_ context.Context, _ storage.Volume, dp DiskPoint) (bool, error) {
+	_, err := os.Stat(dp.Ref)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// skipSpaceCheck is a test-only switch (STRATA_TEST_SKIP_SPACE_CHECK=1)
+// that lets a copy run into a real ENOSPC.
+var skipSpaceCheck = os.Getenv("STRATA_TEST_SKIP_SPACE_CHECK") == "1"
+
+// checkSpace refuses a copy that cannot fit: the free space where it goes
+// must hold the source's allocated bytes.
+func checkSpace(src, dstDir string) error {
+	if skipSpaceCheck {
+		return nil
+	}
+	info, err := image.Inspect(src)
+	if err != nil {
+		return err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dstDir, &fs); err != nil {
+		return err
+	}
+	if free := int64(fs.Bavail) * fs.Bsize; info.AllocatedBytes > free {
+		return storage.Errorf(storage.ErrPrecondition, "not enough space for a full copy of %q: it holds %s and %q has %s free; free space, or move the volume to a reflink pool (XFS reflink=1, btrfs) or to qcow2 for O(1) restore points",
+			src, storage.FormatSize(info.AllocatedBytes), dstDir, storage.FormatSize(free))
+	}
+	return nil
+}
+
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

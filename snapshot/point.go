@@ -1,0 +1,105 @@
+package snapshot
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+// Kinds of restore point.
+const (
+	KindSingle      = "single"
+	KindPre         = "pre"
+	KindPost        = "post"
+	KindPreRollback = "pre-rollback"
+)
+
+// States of a point record. Only ready points are listed as usable; the
+// others belong to an operation in progress or interrupted.
+const (
+	stateCreating = "creating"
+	stateReady    = "ready"
+	stateDeleting = "deleting"
+)
+
+// Point is a restore point.
+type Point struct {
+	ID          int               `json:"id"`
+	Name        string            `json:"name"`
+	Target      string            `json:"target"` // "guest:NAME" or "volume:NAME" when taken
+	TargetKey   string            `json:"target_key"`
+	Created     time.Time         `json:"created"`
+	Kind        string            `json:"kind"`
+	Method      string            `json:"method"` // the disks' method, or "mixed"
+	Description string            `json:"description"`
+	Tags        map[string]string `json:"tags"`
+	Pinned      bool              `json:"pinned"`
+	PreID       *int              `json:"pre_id"`
+	Bytes       *int64            `json:"bytes"`
+	State       string            `json:"state"`
+	UID         string            `json:"uid"`
+	Disks       []DiskPoint       `json:"disks"`
+	// Guest is the guest record as it was (definition included); nil for a
+	// volume target.
+	Guest *storage.Guest `json:"guest,omitempty"`
+}
+
+// DiskPoint is one disk's part of a restore point.
+type DiskPoint struct {
+	VolumeID string         `json:"volume_id"`
+	Volume   string         `json:"volume"`
+	Format   storage.Format `json:"format"`
+	Method   string         `json:"method"`
+	// Ref locates the captured state: the qcow2 internal snapshot's name or
+	// the path of the reflinked/copied image.
+	Ref   string `json:"ref"`
+	Bytes *int64 `json:"bytes"`
+}
+
+// key is the catalog key of a point: ordered by target, then number.
+func key(targetKey string, id int) string { return fmt.Sprintf("%s/%010d", targetKey, id) }
+
+// Target is what restore points are taken of.
+type Target struct {
+	Kind string // "guest" or "volume"
+	Name string
+	Key  string // "g-ID" or "v-ID": stable across renames
+}
+
+func (t Target) String() string { return t.Kind + ":" + t.Name }
+
+// ParsePointRef reads a POINT argument: a number or a point name.
+func ParsePointRef(s string) (num int, name string, err error) {
+	if s == "" {
+		return 0, "", storage.Errorf(storage.ErrInvalid, "give a restore point: its number or its name")
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 {
+			return 0, "", storage.Errorf(storage.ErrInvalid, "invalid restore point %q: numbers start at 1", s)
+		}
+		return n, "", nil
+	}
+	if err := storage.ValidateName("restore point", s); err != nil {
+		return 0, "", err
+	}
+	return 0, s, nil
+}
+
+// ParseTags reads KEY=VALUE tags.
+func ParseTags(in []string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, t := range in {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok || k == "" {
+			return nil, storage.Errorf(storage.ErrInvalid, "invalid tag %q: write KEY=VALUE", t)
+		}
+		if err := storage.ValidateName("tag key", k); err != nil {
+			return nil, err
+		}
+		tags[k] = v
+	}
+	return tags, nil
+}

@@ -1,0 +1,241 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+)
+
+// Policy is a retention policy, restic-style: a point kept by any rule
+// stays; pinned points always stay. KeepHourly..KeepMonthly keep the newest
+// point of each of the last N hours/days/ISO weeks/months that have points
+// (in UTC). KeepWithin keeps every point younger than it (--older-than D
+// prunes only points older than D).
+type Policy struct {
+	KeepLast    int           `json:"keep_last,omitempty"`
+	KeepHourly  int           `json:"keep_hourly,omitempty"`
+	KeepDaily   int           `json:"keep_daily,omitempty"`
+	KeepWeekly  int           `json:"keep_weekly,omitempty"`
+	KeepMonthly int           `json:"keep_monthly,omitempty"`
+	KeepWithin  time.Duration `json:"keep_within,omitempty"`
+}
+
+// Empty reports whether the policy has no rule.
+func (p Policy) Empty() bool { return p == Policy{} }
+
+// Validate refuses negative counts.
+func (p Policy) Validate() error {
+	for name, n := range map[string]int{"--keep-last": p.KeepLast, "--keep-hourly": p.KeepHourly, "--keep-daily": p.KeepDaily, "--keep-weekly": p.KeepWeekly, "--keep-monthly": p.KeepMonthly} {
+		if n < 0 {
+			return storage.Errorf(storage.ErrInvalid, "invalid %s %d: give a count of 0 or more", name, n)
+		}
+	}
+	if p.KeepWithin < 0 {
+		return storage.Errorf(storage.ErrInvalid, "invalid --older-than %s: give a positive duration", p.KeepWithin)
+	}
+	return nil
+}
+
+// ParseAge reads a duration such as 90m, 36h, 7d, 2w.
+func ParseAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	unit := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour}
+	if u, ok := unit[s[len(s)-1]]; ok {
+		n, err := strconv.Atoi(s[:len(s)-1])
+		if err != nil || n <= 0 {
+			return 0, storage.Errorf(storage.ErrInvalid, "invalid duration %q: write e.g. 36h, 7d or 2w", s)
+		}
+		return time.Duration(n) * u, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, storage.Errorf(storage.ErrInvalid, "invalid duration %q: write e.g. 36h, 7d or 2w", s)
+	}
+	return d, nil
+}
+
+// Decision is what prune does with one point, and why it keeps it.
+type Decision struct {
+	Point   Point    `json:"point"`
+	Keep    bool     `json:"keep"`
+	Reasons []string `json:"reasons"`
+}
+
+// Select applies a policy to points at time now. It is a pure function:
+// the same points and policy always give the same decisions.
+func Select(points []Point, p Policy, now time.Time) []Decision {
+	sorted := append([]Point(nil), points...)
+	sort.Slice(sorted, func(i, j int) bool {
+		if !sorted[i].Created.Equal(sorted[j].Created) {
+			return sorted[i].Created.After(sorted[j].Created)
+		}
+		return sorted[i].ID > sorted[j].ID
+	})
+	out := make([]Decision, len(sorted))
+	for i, pt := range sorted {
+		out[i] = Decision{Point: pt, Reasons: []string{}}
+		if pt.Pinned {
+			out[i].Reasons = append(out[i].Reasons, "pinned")
+		}
+		if i < p.KeepLast {
+			out[i].Reasons = append(out[i].Reasons, "last")
+		}
+		if p.KeepWithin > 0 && now.Sub(pt.Created) < p.KeepWithin {
+			out[i].Reasons = append(out[i].Reasons, "within")
+		}
+	}
+	buckets := []struct {
+		name string
+		n    int
+		of   func(time.Time) string
+	}{
+		{"hourly", p.KeepHourly, func(t time.Time) string { return t.UTC().Format("2006-01-02T15") }},
+		{"daily", p.KeepDaily, func(t time.Time) string { return t.UTC().Format("2006-01-02") }},
+		{"weekly", p.KeepWeekly, func(t time.Time) string { y, w := t.UTC().ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
+		{"monthly", p.KeepMonthly, func(t time.Time) string { return t.UTC().Format("2006-01") }},
+	}
+	for _, b := range buckets {
+		seen := map[string]bool{}
+		for i := range out {
+			if len(seen) >= b.n {
+				break
+			}
+			k := b.of(out[i].Point.Created)
+			if !seen[k] {
+				seen[k] = true
+				out[i].Reasons = append(out[i].Reasons, b.name)
+			}
+		}
+	}
+	for i := range out {
+		out[i].Keep = len(out[i].Reasons) > 0
+	}
+	return out
+}
+
+// SetPolicy stores a target's retention policy (an empty one removes it).
+func (m *Manager) SetPolicy(ctx context.Context, r TargetRef, p Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		t, err := r.resolve(tx)
+		if err != nil {
+			return err
+		}
+		if p.Empty() {
+			return tx.Delete(bPolicies, t.Key)
+		}
+		return tx.Put(bPolicies, t.Key, p)
+	})
+}
+
+// GetPolicy returns a target's stored policy (empty if none).
+func (m *Manager) GetPolicy(ctx context.Context, r TargetRef) (Policy, error) {
+	var p Policy
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		t, err := r.resolve(tx)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Get(bPolicies, t.Key, &p)
+		return err
+	})
+	return p, err
+}
+
+// PruneResult lists the decisions for one target.
+type PruneResult struct {
+	Target    string     `json:"target"`
+	Policy    Policy     `json:"policy"`
+	DryRun    bool       `json:"dry_run"`
+	Decisions []Decision `json:"decisions"`
+}
+
+// Prune deletes the points of a target that no rule keeps. With an empty
+// policy the stored one applies; with neither, nothing is pruned.
+func (m *Manager) Prune(ctx context.Context, r TargetRef, p Policy, dryRun bool) (PruneResult, error) {
+	if err := p.Validate(); err != nil {
+		return PruneResult{}, err
+	}
+	if p.Empty() {
+		stored, err := m.GetPolicy(ctx, r)
+		if err != nil {
+			return PruneResult{}, err
+		}
+		if stored.Empty() {
+			return PruneResult{}, storage.Errorf(storage.ErrInvalid, "no retention rule for %q: give --keep-last, --keep-daily, ... or store a policy with 'strata snapshot policy'", r.Name)
+		}
+		p = stored
+	}
+	res := PruneResult{Policy: p, DryRun: dryRun}
+	err := m.withTarget(ctx, r, func(t Target) error {
+		res.Target = t.String()
+		var points []Point
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { points, err = pointsOf(tx, t.Key); return err }); err != nil {
+			return err
+		}
+		res.Decisions = Select(points, p, m.Now())
+		if dryRun {
+			return nil
+		}
+		for _, d := range res.Decisions {
+			if d.Keep {
+				continue
+			}
+			if err := m.delete(ctx, t, d.Point); err != nil {
+				return err
+			}
+		}
+		log.Info().Str("target", t.String()).Int("deleted", countRemoved(res.Decisions)).Msg("pruned")
+		return nil
+	})
+	return res, err
+}
+
+func countRemoved(ds []Decision) int {
+	n := 0
+	for _, d := range ds {
+		if !d.Keep {
+			n++
+		}
+	}
+	return n
+}
+
+// PruneAll applies every stored policy (for cron).
+func (m *Manager) PruneAll(ctx context.Context, dryRun bool) ([]PruneResult, error) {
+	var refs []TargetRef
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		return tx.Scan(bPolicies, "", func(k string, _ []byte) error {
+			name := currentName(tx, Point{TargetKey: k})
+			kind, n, _ := strings.Cut(name, ":")
+			if n != "" {
+				refs = append(refs, TargetRef{Name: n, Volume: kind == "volume"})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := []PruneResult{}
+	for _, r := range refs {
+		res, err := m.Prune(ctx, r, Policy{}, dryRun)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}

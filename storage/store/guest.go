@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/dir"
+)
+
+// DefineGuest records a guest as a name and its disks (volume names, in
+// order). The hvm package extends the record with a full definition.
+func (s *Store) DefineGuest(ctx context.Context, name string, disks []string) (storage.Guest, error) {
+	if err := storage.ValidateName("guest", name); err != nil {
+		return storage.Guest{}, err
+	}
+	if len(disks) == 0 {
+		return storage.Guest{}, storage.Errorf(storage.ErrInvalid, "guest %q needs at least one disk: give --disk VOLUME", name)
+	}
+	g := storage.Guest{ID: dir.NewID(), Name: name, Created: time.Now().UTC()}
+	err := s.Catalog.Update(func(tx *catalog.Tx) error {
+		if _, err := tx.Guest(name); err == nil {
+			return storage.Errorf(storage.ErrExists, "guest %q already exists: choose another name or delete it first", name)
+		}
+		seen := map[string]bool{}
+		for _, d := range disks {
+			v, err := tx.Volume(d)
+			if err != nil {
+				return err
+			}
+			if seen[v.ID] {
+				return storage.Errorf(storage.ErrInvalid, "volume %q is given twice as a disk of guest %q", d, name)
+			}
+			seen[v.ID] = true
+			g.Disks = append(g.Disks, v.ID)
+		}
+		return tx.PutGuest(g)
+	})
+	if err == nil {
+		log.Info().Str("guest", name).Strs("disks", disks).Msg("guest defined")
+	}
+	return g, err
+}
+
+// GuestView is a guest with its disks' names, for printing.
+type GuestView struct {
+	storage.Guest
+	DiskNames []string `json:"disk_names"`
+}
+
+func viewOf(tx *catalog.Tx, g storage.Guest) GuestView {
+	gv := GuestView{Guest: g, DiskNames: []string{}}
+	for _, id := range g.Disks {
+		name := "(deleted volume " + id + ")"
+		if v, err := tx.VolumeByID(id); err == nil {
+			name = v.Name
+		}
+		gv.DiskNames = append(gv.DiskNames, name)
+	}
+	return gv
+}
+
+// Guest returns one guest.
+func (s *Store) Guest(ctx context.Context, name string) (GuestView, error) {
+	var gv GuestView
+	err := s.Catalog.View(func(tx *catalog.Tx) error {
+		g, err := tx.Guest(name)
+		gv = viewOf(tx, g)
+		return err
+	})
+	return gv, err
+}
+
+// Guests lists every guest.
+func (s *Store) Guests(ctx context.Context) ([]GuestView, error) {
+	out := []GuestView{}
+	err := s.Catalog.View(func(tx *catalog.Tx) error {
+		gs, err := tx.Guests()
+		for _, g := range gs {
+			out = append(out, viewOf(tx, g))
+		}
+		return err
+	})
+	return out, err
+}
+
+// DeleteGuest forgets a guest; its volumes stay. Guests with restore points
+// are refused by the users registered with AddGuestUser.
+func (s *Store) DeleteGuest(ctx context.Context, name string) error {
+	return s.Catalog.Update(func(tx *catalog.Tx) error {
+		g, err := tx.Guest(name)
+		if err != nil {
+			return err
+		}
+		for _, user := range s.guestUsers {
+			if err := user(tx, g); err != nil {
+				return err
+			}
+		}
+		return tx.RemoveGuest(g)
+	})
+}
+
+// AddVolumeUser registers a check that refuses to delete a volume something
+// still needs (restore points, golden images); it returns an error of kind
+// storage.ErrInUse saying what.
+func (s *Store) AddVolumeUser(check func(tx *catalog.Tx, v storage.Volume) error) {
+	s.volumeUsers = append(s.volumeUsers, check)
+}
+
+// AddGuestUser is AddVolumeUser for guests.
+func (s *Store) AddGuestUser(check func(tx *catalog.Tx, g storage.Guest) error) {
+	s.guestUsers = append(s.guestUsers, check)
+}
