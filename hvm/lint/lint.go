@@ -1,0 +1,228 @@
+// Package lint checks guest definitions for the mistakes that hurt HVM
+// Windows guests on Xen: the HAL Setup will install and changes to it
+// after install, activation-relevant hardware changes (MAC, memory,
+// CD-ROM), the XP phase-1 ACPI hang, ballooning without a balloon driver,
+// an exposed VNC console, and deprecated or contradictory config keys.
+// Findings are data (JSON-tagged) for `strata guest lint --output json`.
+package lint
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/xlcfg"
+)
+
+// Severity of a finding.
+type Severity string
+
+// Severities.
+const (
+	Info    Severity = "info"
+	Warning Severity = "warning"
+	Error   Severity = "error"
+)
+
+// Finding is one lint result.
+type Finding struct {
+	ID       string   `json:"id"`
+	Severity Severity `json:"severity"`
+	Field    string   `json:"field,omitempty"`
+	Message  string   `json:"message"`
+	Fix      string   `json:"fix,omitempty"`
+}
+
+func (f Finding) String() string {
+	s := fmt.Sprintf("%s %s: %s", f.Severity, f.ID, f.Message)
+	if f.Fix != "" {
+		s += " (fix: " + f.Fix + ")"
+	}
+	return s
+}
+
+// Finding IDs.
+const (
+	IDHAL            = "hal"
+	IDHALChanged     = "hal-changed"
+	IDHALMPToUP      = "hal-mp-to-up"
+	IDXPInstallACPI  = "xp-install-acpi"
+	IDMACUnpinned    = "mac-unpinned"
+	IDMACChanged     = "mac-changed"
+	IDMemoryChanged  = "memory-changed"
+	IDCDROMChanged   = "cdrom-changed"
+	IDBalloon        = "balloon"
+	IDVNCExposed     = "vnc-exposed"
+	IDBuilderType    = "builder-type"
+	IDDeprecatedKey  = "deprecated-key"
+	IDPythonPreamble = "python-preamble"
+	IDConfigNote     = "config-note"
+)
+
+// HAL is the Windows hardware abstraction layer Setup installs.
+type HAL struct {
+	Name string `json:"name"`
+	DLL  string `json:"dll"`
+	ACPI bool   `json:"acpi"`
+	MP   bool   `json:"mp"` // multiprocessor
+}
+
+// HALFor returns the HAL Windows XP / Server 2003 Setup installs for the
+// firmware it finds (KB 309283): ACPI tables only with acpi, MP tables and
+// an APIC with apic or more than one vCPU.
+func HALFor(acpi, apic bool, vcpus int) HAL {
+	switch {
+	case !acpi && vcpus > 1:
+		return HAL{"MPS Multiprocessor PC", "halmps.dll", false, true}
+	case !acpi && apic:
+		return HAL{"MPS Uniprocessor PC", "halapic.dll", false, false}
+	case !acpi:
+		return HAL{"Standard PC", "hal.dll", false, false}
+	case vcpus > 1:
+		return HAL{"ACPI Multiprocessor PC", "halmacpi.dll", true, true}
+	case apic:
+		return HAL{"ACPI Uniprocessor PC", "halaacpi.dll", true, false}
+	}
+	return HAL{"ACPI PC", "halacpi.dll", true, false}
+}
+
+func isWindows(os string) bool { return os == "" || strings.HasPrefix(os, "win") }
+
+func isXPEra(os string) bool { return os == "winxp" || os == "win2000" || os == "win2003" }
+
+func loopback(addr string) bool {
+	if addr == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(addr)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Check lints a guest definition (after FillDefaults or not: fields that
+// are not set count with their defaults).
+func Check(g *hvm.Guest) []Finding {
+	var fs []Finding
+	add := func(id string, sev Severity, field, fix, format string, args ...any) {
+		fs = append(fs, Finding{ID: id, Severity: sev, Field: field, Message: fmt.Sprintf(format, args...), Fix: fix})
+	}
+	acpi, apic, vcpus := g.EffectiveACPI(), g.EffectiveAPIC(), g.EffectiveVCPUs()
+	hal := HALFor(acpi, apic, vcpus)
+	if isWindows(g.OS) {
+		add(IDHAL, Info, "features", "", "Windows XP/2003 Setup installs the %s HAL (%s) with acpi=%d, apic=%d, vcpus=%d; it cannot change after install", hal.Name, hal.DLL, b2i(acpi), b2i(apic), vcpus)
+	}
+	if in := g.Install; in != nil {
+		was := HALFor(hvm.Val(in.ACPI, acpi), hvm.Val(in.APIC, apic), hvm.Val(in.VCPUs, vcpus))
+		switch {
+		case was == hal:
+		case was.MP && !hal.MP && was.ACPI == hal.ACPI:
+			add(IDHALMPToUP, Warning, "vcpus", "", "installed with the %s HAL (%s); with one vCPU it keeps running that HAL, which works but is slower", was.Name, was.DLL)
+		default:
+			add(IDHALChanged, Error, "features",
+				fmt.Sprintf("restore acpi=%d, apic=%d, vcpus=%d as at install, or reinstall Windows", b2i(was.ACPI), b2i(hvm.Val(in.APIC, apic)), hvm.Val(in.VCPUs, vcpus)),
+				"installed with the %s HAL (%s) but the firmware now describes %s (%s): Windows may hang at boot or stop with 0x7B", was.Name, was.DLL, hal.Name, hal.DLL)
+		}
+		if in.MAC != "" {
+			found := false
+			for _, n := range g.NICs {
+				if strings.EqualFold(n.MAC, in.MAC) {
+					found = true
+				}
+			}
+			if !found {
+				add(IDMACChanged, Warning, "nics", "set mac="+strings.ToLower(in.MAC)+" on the first NIC", "no NIC has the MAC address %s that Windows was installed with: Windows will ask for reactivation", in.MAC)
+			}
+		}
+		if in.Memory != nil && g.Memory != nil && *in.Memory != *g.Memory {
+			add(IDMemoryChanged, Warning, "memory", fmt.Sprintf("set memory = %d", *in.Memory), "memory is %d MiB but Windows was installed with %d MiB: a change counts toward reactivation", *g.Memory, *in.Memory)
+		}
+		if in.CDROM != "" {
+			found := false
+			for _, d := range g.Disks {
+				if d.CDROM && d.Vdev == in.CDROM {
+					found = true
+				}
+			}
+			if !found {
+				add(IDCDROMChanged, Warning, "disks", "keep an (empty) CD-ROM drive at "+in.CDROM, "there is no CD-ROM at %s as at install: a change counts toward reactivation", in.CDROM)
+			}
+		}
+	}
+	if isXPEra(g.OS) && g.Install == nil && strings.HasPrefix(g.EffectiveBoot(), "d") && acpi {
+		add(IDXPInstallACPI, Warning, "features.acpi", "for phase 1 set acpi = 0, apic = 0 and on_reboot = destroy; then restore on_reboot = restart and boot from disk for phase 2",
+			"installing %s from CD with ACPI on: text-mode Setup (phase 1) may hang", g.OS)
+	}
+	for i, n := range g.NICs {
+		if n.MAC == "" {
+			fix := "set a fixed MAC in Xen's range 00:16:3e:xx:xx:xx"
+			if mac, err := hvm.GenerateMAC(nil); err == nil {
+				fix = "set mac=" + mac + " (a free address in Xen's range)"
+			}
+			add(IDMACUnpinned, Warning, fmt.Sprintf("nics[%d]", i), fix, "nics[%d] has no fixed MAC address: a new one at every boot changes Windows' hardware hash and the guest's DHCP lease", i)
+		}
+	}
+	if g.MaxMem != nil && g.Memory != nil && *g.MaxMem > *g.Memory {
+		add(IDBalloon, Warning, "maxmem", fmt.Sprintf("set maxmem = %d (equal to memory) unless the guest has a balloon driver", *g.Memory),
+			"maxmem (%d MiB) is above memory (%d MiB): the guest starts ballooned and crashes without a balloon driver", *g.MaxMem, *g.Memory)
+	}
+	if d := g.Display; d.VNCEnabled() && !loopback(d.EffectiveVNCListen()) && d.VNCPasswd.IsZero() {
+		add(IDVNCExposed, Error, "display.vnclisten", "set vncpasswd, or vnclisten = 127.0.0.1 and tunnel over SSH",
+			"the VNC console listens on %s without a password: anyone who can reach it controls the guest", d.EffectiveVNCListen())
+	}
+	return fs
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// FromWarnings turns config import warnings into findings.
+func FromWarnings(ws []xlcfg.Warning) []Finding {
+	var fs []Finding
+	for _, w := range ws {
+		f := Finding{ID: IDConfigNote, Severity: Info, Field: w.Key, Message: w.String()}
+		switch w.Code {
+		case "deprecated-key":
+			f.ID, f.Severity = IDDeprecatedKey, Warning
+			f.Fix = "use " + w.Replacement
+		case "python-preamble":
+			f.ID = IDPythonPreamble
+			f.Fix = "delete those lines: xl rejects them"
+		}
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+// CheckConfig lints an xl.cfg or xm file: the raw settings (a builder that
+// contradicts type, deprecated keys) and, when it converts, the guest.
+// Errors are returned only for files that cannot be read at all.
+func CheckConfig(name string, data []byte) ([]Finding, error) {
+	c, err := xlcfg.Decode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	var fs []Finding
+	ts, bs := c.Get("type"), c.Get("builder")
+	if ts != nil && bs != nil {
+		want := map[string]string{"hvm": "hvm", "linux": "pv", "generic": "pv"}[bs.Value.Text]
+		if want != ts.Value.Text {
+			fs = append(fs, Finding{ID: IDBuilderType, Severity: Error, Field: "builder",
+				Message: fmt.Sprintf("%s:%d: type = %q contradicts builder = %q on line %d", name, ts.Line, ts.Value.Text, bs.Value.Text, bs.Line),
+				Fix:     "delete the builder line (deprecated) and keep the right type"})
+		}
+	}
+	g, ws, err := c.Guest()
+	if err != nil {
+		if errors.Is(err, xlcfg.ErrBuilderType) {
+			return fs, nil
+		}
+		return fs, err
+	}
+	fs = append(fs, FromWarnings(ws)...)
+	return append(fs, Check(g)...), nil
+}

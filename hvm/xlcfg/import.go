@@ -1,0 +1,401 @@
+package xlcfg
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"strings"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/storage"
+)
+
+// ErrNotHVM marks a config of a PV or PVH guest, which strata refuses.
+var ErrNotHVM = errors.New("not an HVM guest")
+
+// ErrBuilderType marks a config whose deprecated builder contradicts type.
+var ErrBuilderType = errors.New("builder contradicts type")
+
+// Deprecated maps keys that xl deprecated (or that only xm knew) to what
+// replaces them; the importer drops them with a warning.
+var Deprecated = map[string]string{
+	"builder":      `type = "hvm"`,
+	"device_model": `device_model_override (or nothing: xl picks qemu-xen)`,
+	"kernel":       `nothing: xl loads hvmloader itself for HVM guests`,
+	"stdvga":       `vga = "stdvga"`,
+	"vncviewer":    `nothing: run a VNC viewer yourself`,
+	"vncconsole":   `nothing: run a VNC viewer yourself`,
+}
+
+// Parse reads an xl.cfg or xm file into a guest (name is the file name
+// used in messages). It returns the warnings about what was skipped or
+// ignored; it refuses PV and PVH guests (ErrNotHVM), a builder that
+// contradicts type (ErrBuilderType) and any code. Every value problem is
+// reported at once, each naming file and line.
+func Parse(name string, data []byte) (*hvm.Guest, []Warning, error) {
+	c, err := Decode(name, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Guest()
+}
+
+type conv struct {
+	c    *Config
+	g    *hvm.Guest
+	errs []error
+	ws   []Warning
+	used map[string]bool
+}
+
+func (v *conv) errf(s *Setting, format string, args ...any) {
+	v.errs = append(v.errs, errAt(v.c.File, s.Line, "%s: %s", s.Key, fmt.Sprintf(format, args...)))
+}
+
+func (v *conv) warn(s *Setting, code, msg, repl string) {
+	v.ws = append(v.ws, Warning{File: v.c.File, Line: s.Line, Key: s.Key, Code: code, Message: msg, Replacement: repl})
+}
+
+func (v *conv) get(key string) *Setting {
+	s := v.c.Get(key)
+	if s != nil {
+		v.used[key] = true
+	}
+	return s
+}
+
+func (v *conv) str(key string) (string, *Setting) {
+	s := v.get(key)
+	if s == nil {
+		return "", nil
+	}
+	if s.Value.Kind == List {
+		v.errf(s, "expected a single value, not a list")
+		return "", nil
+	}
+	return s.Value.Text, s
+}
+
+func (v *conv) intp(key string) *int {
+	t, s := v.str(key)
+	if s == nil {
+		return nil
+	}
+	n, err := ParseInt(t)
+	if err != nil || n < -1<<31 || n > 1<<31-1 {
+		v.errf(s, "%q is not a number: write a decimal number such as 512", t)
+		return nil
+	}
+	i := int(n)
+	return &i
+}
+
+func (v *conv) boolp(key string) *bool {
+	t, s := v.str(key)
+	if s == nil {
+		return nil
+	}
+	n, err := ParseInt(t)
+	if err != nil {
+		v.errf(s, "%q is not a boolean: xl reads 0 as false and any other number as true", t)
+		return nil
+	}
+	return hvm.Bool(n != 0)
+}
+
+// strs reads a string or a list of strings.
+func (v *conv) strs(key string) ([]string, *Setting) {
+	s := v.get(key)
+	if s == nil {
+		return nil, nil
+	}
+	if s.Value.Kind != List {
+		return []string{s.Value.Text}, s
+	}
+	out := make([]string, 0, len(s.Value.Items))
+	for _, it := range s.Value.Items {
+		if it.Kind == List {
+			v.errf(s, "expected a list of strings, found a nested list on line %d", it.Line)
+			return nil, nil
+		}
+		out = append(out, it.Text)
+	}
+	return out, s
+}
+
+func isHVMLoader(path string) bool {
+	return strings.HasSuffix(path, "/hvmloader") || path == "hvmloader" || strings.Contains(path, "/hvmloader")
+}
+
+// Guest converts the settings to a guest definition.
+func (c *Config) Guest() (*hvm.Guest, []Warning, error) {
+	v := &conv{c: c, g: &hvm.Guest{}, used: map[string]bool{}}
+	ws := append([]Warning{}, c.Warnings...)
+	if err := v.guestType(); err != nil {
+		return nil, ws, err
+	}
+	g := v.g
+	g.Name, _ = v.str("name")
+	if s := c.Get("name"); s == nil || g.Name == "" {
+		v.errs = append(v.errs, storage.Errorf(storage.ErrInvalid, "%s: name is missing or empty: add name = \"...\"", c.File))
+	}
+	g.UUID, _ = v.str("uuid")
+	g.Memory, g.MaxMem = v.intp("memory"), v.intp("maxmem")
+	g.VCPUs, g.MaxVCPUs = v.intp("vcpus"), v.intp("maxvcpus")
+	if t, s := v.str("vcpu_avail"); s != nil && g.MaxVCPUs == nil {
+		// xm: vcpus is the maximum and vcpu_avail the bitmap of online ones.
+		if n, err := ParseInt(t); err != nil || n < 0 {
+			v.errf(s, "%q is not a bitmap of online vCPUs", t)
+		} else {
+			g.MaxVCPUs, g.VCPUs = g.VCPUs, hvm.Int(bits.OnesCount64(uint64(n)))
+		}
+	}
+	f := &g.Features
+	f.ACPI, f.APIC, f.PAE = v.boolp("acpi"), v.boolp("apic"), v.boolp("pae")
+	f.HAP, f.HPET, f.NX = v.boolp("hap"), v.boolp("hpet"), v.boolp("nx")
+	if s := v.get("viridian"); s != nil {
+		if s.Value.Kind == List {
+			groups, _ := v.strs("viridian")
+			f.Viridian = &hvm.Viridian{Enabled: true, Groups: groups}
+		} else if b := v.boolp("viridian"); b != nil {
+			f.Viridian = &hvm.Viridian{Enabled: *b}
+		}
+	}
+	v.firmware()
+	g.Boot, _ = v.str("boot")
+	v.directBoot()
+	v.disks()
+	v.nics()
+	v.display()
+	g.USB = v.boolp("usb")
+	if s := v.get("usbdevice"); s != nil {
+		g.USBDevices, _ = v.strs("usbdevice")
+	}
+	g.Serial = v.chardevs("serial")
+	g.Parallel = v.chardevs("parallel")
+	if hw, s := v.strs("soundhw"); s != nil {
+		for _, h := range hw {
+			for part := range strings.SplitSeq(h, ",") {
+				if part = strings.TrimSpace(part); part != "" {
+					g.SoundHW = append(g.SoundHW, part)
+				}
+			}
+		}
+	}
+	g.PCI, _ = v.strs("pci")
+	g.Lifecycle.OnPoweroff, _ = v.str("on_poweroff")
+	g.Lifecycle.OnReboot, _ = v.str("on_reboot")
+	g.Lifecycle.OnCrash, _ = v.str("on_crash")
+	g.DeviceModel.Version, _ = v.str("device_model_version")
+	g.DeviceModel.Override, _ = v.str("device_model_override")
+	if s := v.get("device_model"); s != nil {
+		v.warn(s, "deprecated-key", "device_model is ignored: xl chooses the device model itself", Deprecated["device_model"])
+	}
+	for _, k := range []string{"vncviewer", "vncconsole"} {
+		if s := v.get(k); s != nil {
+			v.warn(s, "deprecated-key", k+" (xm only) is ignored", Deprecated[k])
+		}
+	}
+	for _, s := range c.Settings {
+		if v.used[s.Key] {
+			continue
+		}
+		if g.Extra == nil {
+			g.Extra = map[string]string{}
+		}
+		g.Extra[s.Key] = s.Value.String()
+	}
+	ws = append(ws, v.ws...)
+	if len(v.errs) > 0 {
+		return nil, ws, errors.Join(v.errs...)
+	}
+	return g, ws, nil
+}
+
+// guestType decides HVM or not from type, builder and kernel.
+func (v *conv) guestType() error {
+	c := v.c
+	typ, ts := v.str("type")
+	builder, bs := v.str("builder")
+	kernel := ""
+	if s := c.Get("kernel"); s != nil && s.Value.Kind != List {
+		kernel = s.Value.Text
+	}
+	fromBuilder := ""
+	if bs != nil {
+		switch builder {
+		case "hvm":
+			fromBuilder = "hvm"
+		case "linux", "generic":
+			fromBuilder = "pv"
+		default:
+			return errAt(c.File, bs.Line, "builder %q is not known: write type = \"hvm\" for an HVM guest", builder)
+		}
+		v.warn(bs, "deprecated-key", fmt.Sprintf("builder = %q is deprecated", builder), Deprecated["builder"])
+	}
+	if ts != nil && typ != "hvm" && typ != "pv" && typ != "pvh" {
+		return errAt(c.File, ts.Line, "type %q is not known: write type = \"hvm\"", typ)
+	}
+	if ts != nil && bs != nil && typ != fromBuilder {
+		return storage.Errorf(storage.ErrInvalid, "%s:%d: type = %q contradicts builder = %q on line %d: remove the deprecated builder line and keep the type that is right: %w", c.File, ts.Line, typ, builder, bs.Line, ErrBuilderType)
+	}
+	kind, line := typ, 0
+	if ts != nil {
+		line = ts.Line
+	} else if bs != nil {
+		kind, line = fromBuilder, bs.Line
+	}
+	switch {
+	case kind == "hvm":
+	case kind == "pv" || kind == "pvh":
+		return storage.Errorf(storage.ErrNotSupported, "%s:%d: this is a %s guest; strata manages HVM guests only: %w", c.File, line, strings.ToUpper(kind), ErrNotHVM)
+	case kernel != "" && isHVMLoader(kernel):
+		s := c.Get("kernel")
+		v.ws = append(v.ws, Warning{File: c.File, Line: s.Line, Key: "type", Code: "deprecated-key",
+			Message: "no type or builder: taken as HVM because kernel is hvmloader", Replacement: `type = "hvm"`})
+	case kernel != "":
+		return storage.Errorf(storage.ErrNotSupported, "%s:%d: kernel %q without type = \"hvm\" makes this a PV guest; strata manages HVM guests only (add type = \"hvm\" if it is one): %w", c.File, c.Get("kernel").Line, kernel, ErrNotHVM)
+	default:
+		return storage.Errorf(storage.ErrNotSupported, "%s: neither type = \"hvm\" nor builder = \"hvm\": xl treats this as a PV guest, which strata does not manage (add type = \"hvm\" if it is an HVM guest): %w", c.File, ErrNotHVM)
+	}
+	return nil
+}
+
+func (v *conv) firmware() {
+	g := v.g
+	if t, s := v.str("bios"); s != nil {
+		switch t {
+		case "rombios", "seabios", "ovmf":
+			g.Firmware = t
+		default:
+			v.errf(s, "%q is not rombios, seabios or ovmf", t)
+		}
+	}
+	if t, s := v.str("firmware"); s != nil {
+		fw := ""
+		switch t {
+		case "bios", "rombios", "seabios", "ovmf":
+			fw = t
+		case "uefi":
+			fw = "ovmf"
+		default:
+			v.errf(s, "%q is not bios, seabios, rombios, ovmf or uefi", t)
+		}
+		if fw != "" && g.Firmware != "" && g.Firmware != fw {
+			v.errf(s, "firmware %q contradicts bios %q: keep one", t, g.Firmware)
+		}
+		if g.Firmware == "" {
+			g.Firmware = fw
+		}
+	}
+	g.FirmwarePath, _ = v.str("bios_path_override")
+}
+
+func (v *conv) directBoot() {
+	kernel, ks := v.str("kernel")
+	if ks == nil {
+		return
+	}
+	ramdisk, _ := v.str("ramdisk")
+	cmdline, cs := v.str("cmdline")
+	root, rs := v.str("root")
+	extra, es := v.str("extra")
+	if isHVMLoader(kernel) {
+		v.warn(ks, "deprecated-key", fmt.Sprintf("kernel = %q is ignored: xl loads hvmloader itself", kernel), Deprecated["kernel"])
+		return
+	}
+	if cs == nil && (rs != nil || es != nil) {
+		parts := []string{}
+		if rs != nil {
+			parts = append(parts, "root="+root)
+		}
+		if es != nil {
+			parts = append(parts, extra)
+		}
+		cmdline = strings.Join(parts, " ")
+	} else if es != nil {
+		v.warn(es, "ignored-key", "extra is ignored because cmdline is set", "")
+	}
+	v.g.DirectBoot = &hvm.DirectBoot{Kernel: kernel, Ramdisk: ramdisk, Cmdline: cmdline}
+}
+
+func (v *conv) disks() {
+	specs, s := v.strs("disk")
+	for i, spec := range specs {
+		d, err := ParseDisk(spec)
+		if err != nil {
+			v.errf(s, "item %d: %v", i+1, err)
+			continue
+		}
+		v.g.Disks = append(v.g.Disks, d)
+	}
+}
+
+func (v *conv) nics() {
+	specs, s := v.strs("vif")
+	for i, spec := range specs {
+		n, unknown, err := ParseVif(spec)
+		if err != nil {
+			v.errf(s, "item %d: %v", i+1, err)
+			continue
+		}
+		if len(unknown) > 0 {
+			v.warn(s, "unknown-vif-key", fmt.Sprintf("vif item %d: kept keys strata does not model: %s", i+1, strings.Join(unknown, ", ")), "")
+		}
+		v.g.NICs = append(v.g.NICs, n)
+	}
+}
+
+func (v *conv) display() {
+	d := &v.g.Display
+	d.VNC = v.boolp("vnc")
+	d.VNCListen, _ = v.str("vnclisten")
+	d.VNCDisplay = v.intp("vncdisplay")
+	d.VNCUnused = v.boolp("vncunused")
+	pw, _ := v.str("vncpasswd")
+	d.VNCPasswd = hvm.Secret(pw)
+	d.SDL = v.boolp("sdl")
+	d.Keymap, _ = v.str("keymap")
+	d.VGA, _ = v.str("vga")
+	if b := v.boolp("stdvga"); b != nil {
+		s := v.c.Get("stdvga")
+		v.warn(s, "deprecated-key", "stdvga is deprecated", Deprecated["stdvga"])
+		switch {
+		case d.VGA != "":
+			v.warn(s, "ignored-key", "stdvga is ignored because vga is set", "")
+		case *b:
+			d.VGA = "stdvga"
+		default:
+			d.VGA = "cirrus"
+		}
+	}
+	d.VideoRAM = v.intp("videoram")
+	if sp := v.c.Get("spice"); sp != nil {
+		s := &hvm.Spice{Enabled: hvm.Val(v.boolp("spice"), false)}
+		s.Host, _ = v.str("spicehost")
+		s.Port = v.intp("spiceport")
+		s.TLSPort = v.intp("spicetls_port")
+		s.DisableTicketing = v.boolp("spicedisable_ticketing")
+		pw, _ := v.str("spicepasswd")
+		s.Passwd = hvm.Secret(pw)
+		s.AgentMouse = v.boolp("spiceagent_mouse")
+		s.VDAgent = v.boolp("spicevdagent")
+		s.ClipboardSharing = v.boolp("spice_clipboard_sharing")
+		d.Spice = s
+	}
+}
+
+// chardevs reads serial or parallel: a string or a list; "none" is none.
+func (v *conv) chardevs(key string) []string {
+	specs, _ := v.strs(key)
+	var out []string
+	for _, s := range specs {
+		if s != "none" && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

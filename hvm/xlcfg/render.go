@@ -1,0 +1,282 @@
+package xlcfg
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/storage"
+)
+
+type writer struct {
+	buf  bytes.Buffer
+	keys map[string]bool
+}
+
+func (w *writer) raw(key, value string) {
+	w.keys[key] = true
+	fmt.Fprintf(&w.buf, "%s = %s\n", key, value)
+}
+
+func (w *writer) str(key, s string) {
+	if s != "" {
+		w.raw(key, Quote(s))
+	}
+}
+
+func (w *writer) int(key string, p *int) {
+	if p != nil {
+		w.raw(key, strconv.Itoa(*p))
+	}
+}
+
+func (w *writer) bool(key string, p *bool) {
+	if p != nil {
+		w.raw(key, b2s(*p))
+	}
+}
+
+func (w *writer) list(key string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = Quote(s)
+	}
+	w.raw(key, "[ "+strings.Join(q, ", ")+" ]")
+}
+
+func b2s(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Render writes g as an xl.cfg file (xl.cfg(5)) that Parse reads back to
+// the same guest. Disks must name host paths or devices (ResolveDisks).
+func Render(g *hvm.Guest) ([]byte, error) {
+	return render(g, false)
+}
+
+// RenderXM writes g in the xm dialect of Xen 3 and 4.0-4.4: builder and
+// hvmloader kernel instead of type, device_model, legacy disk specs and
+// vif type=ioemu. What xm cannot express (OVMF, SPICE, qed images) is an
+// error.
+func RenderXM(g *hvm.Guest) ([]byte, error) {
+	return render(g, true)
+}
+
+func render(g *hvm.Guest, xm bool) ([]byte, error) {
+	if err := hvm.Unresolved(g); err != nil {
+		return nil, err
+	}
+	w := &writer{keys: map[string]bool{}}
+	dialect := "xl.cfg(5)"
+	if xm {
+		dialect = "xm (xmdomain.cfg(5))"
+	}
+	fmt.Fprintf(&w.buf, "# HVM guest %s, written by strata in %s syntax.\n", sanitizeComment(g.Name), dialect)
+	w.str("name", g.Name)
+	w.str("uuid", g.UUID)
+	if xm {
+		w.str("builder", "hvm")
+		w.str("kernel", "/usr/lib/xen/boot/hvmloader")
+	} else {
+		w.str("type", "hvm")
+	}
+	w.int("memory", g.Memory)
+	w.int("maxmem", g.MaxMem)
+	if xm && g.MaxVCPUs != nil && *g.MaxVCPUs != g.EffectiveVCPUs() {
+		if *g.MaxVCPUs > 64 {
+			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm cannot express more than 64 vCPUs", g.Name)
+		}
+		w.int("vcpus", g.MaxVCPUs)
+		w.raw("vcpu_avail", strconv.FormatUint(1<<uint(g.EffectiveVCPUs())-1, 10))
+	} else {
+		w.int("vcpus", g.VCPUs)
+		w.int("maxvcpus", g.MaxVCPUs)
+	}
+	f := g.Features
+	w.bool("acpi", f.ACPI)
+	w.bool("apic", f.APIC)
+	w.bool("pae", f.PAE)
+	w.bool("hap", f.HAP)
+	w.bool("hpet", f.HPET)
+	w.bool("nx", f.NX)
+	if vi := f.Viridian; vi != nil {
+		if len(vi.Groups) > 0 {
+			w.list("viridian", vi.Groups)
+		} else {
+			w.raw("viridian", b2s(vi.Enabled))
+		}
+	}
+	switch g.Firmware {
+	case "":
+	case "bios":
+		if !xm {
+			w.str("firmware", "bios")
+		}
+	case "ovmf":
+		if xm {
+			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no UEFI firmware (ovmf); use xl", g.Name)
+		}
+		w.str("bios", g.Firmware)
+	default:
+		w.str("bios", g.Firmware)
+	}
+	w.str("bios_path_override", g.FirmwarePath)
+	w.str("boot", g.Boot)
+	if b := g.DirectBoot; b != nil {
+		if xm {
+			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm HVM guests cannot boot a kernel directly; use xl", g.Name)
+		}
+		w.str("kernel", b.Kernel)
+		w.str("ramdisk", b.Ramdisk)
+		w.str("cmdline", b.Cmdline)
+	}
+	var disks []string
+	for _, d := range g.Disks {
+		var s string
+		var err error
+		if xm {
+			s, err = FormatDiskXM(d)
+		} else {
+			s, err = FormatDisk(d)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("guest %q: %w", g.Name, err)
+		}
+		disks = append(disks, s)
+	}
+	w.list("disk", disks)
+	var vifs []string
+	for _, n := range g.NICs {
+		if xm && n.Type == "" {
+			n.Type = "ioemu"
+		}
+		s, err := FormatVif(n)
+		if err != nil {
+			return nil, fmt.Errorf("guest %q: %w", g.Name, err)
+		}
+		vifs = append(vifs, s)
+	}
+	w.list("vif", vifs)
+	if err := renderDisplay(w, g, xm); err != nil {
+		return nil, err
+	}
+	w.bool("usb", g.USB)
+	switch len(g.USBDevices) {
+	case 0:
+	case 1:
+		w.str("usbdevice", g.USBDevices[0])
+	default:
+		w.list("usbdevice", g.USBDevices)
+	}
+	for _, cd := range []struct {
+		key  string
+		devs []string
+	}{{"serial", g.Serial}, {"parallel", g.Parallel}} {
+		switch len(cd.devs) {
+		case 0:
+		case 1:
+			w.str(cd.key, cd.devs[0])
+		default:
+			w.list(cd.key, cd.devs)
+		}
+	}
+	w.str("soundhw", strings.Join(g.SoundHW, ","))
+	w.list("pci", g.PCI)
+	w.str("on_poweroff", g.Lifecycle.OnPoweroff)
+	w.str("on_reboot", g.Lifecycle.OnReboot)
+	w.str("on_crash", g.Lifecycle.OnCrash)
+	w.str("device_model_version", g.DeviceModel.Version)
+	if xm {
+		dm := g.DeviceModel.Override
+		if dm == "" {
+			dm = "/usr/lib/xen/bin/qemu-dm"
+		}
+		w.str("device_model", dm)
+	} else {
+		w.str("device_model_override", g.DeviceModel.Override)
+	}
+	for _, k := range slices.Sorted(maps.Keys(g.Extra)) {
+		if w.keys[k] {
+			return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q is one strata models: set it in its own field", g.Name, k)
+		}
+		if !xlKey(k) {
+			return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q is not an xl.cfg key", g.Name, k)
+		}
+		val, err := ParseValue(g.Extra[k])
+		if err != nil {
+			return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q: the value %q is not one xl.cfg value: %w", g.Name, k, g.Extra[k], err)
+		}
+		w.raw(k, val.String())
+	}
+	return w.buf.Bytes(), nil
+}
+
+func renderDisplay(w *writer, g *hvm.Guest, xm bool) error {
+	d := g.Display
+	w.bool("vnc", d.VNC)
+	w.str("vnclisten", d.VNCListen)
+	w.int("vncdisplay", d.VNCDisplay)
+	w.bool("vncunused", d.VNCUnused)
+	w.str("vncpasswd", d.VNCPasswd.Value())
+	w.bool("sdl", d.SDL)
+	w.str("keymap", d.Keymap)
+	if xm && d.VGA != "" {
+		switch d.VGA {
+		case "stdvga":
+			w.raw("stdvga", "1")
+		case "cirrus":
+			w.raw("stdvga", "0")
+		default:
+			return storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no vga = %q", g.Name, d.VGA)
+		}
+	} else {
+		w.str("vga", d.VGA)
+	}
+	w.int("videoram", d.VideoRAM)
+	if s := d.Spice; s != nil {
+		if xm {
+			return storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no SPICE console; use xl", g.Name)
+		}
+		w.raw("spice", b2s(s.Enabled))
+		w.str("spicehost", s.Host)
+		w.int("spiceport", s.Port)
+		w.int("spicetls_port", s.TLSPort)
+		w.bool("spicedisable_ticketing", s.DisableTicketing)
+		w.str("spicepasswd", s.Passwd.Value())
+		w.bool("spiceagent_mouse", s.AgentMouse)
+		w.bool("spicevdagent", s.VDAgent)
+		w.bool("spice_clipboard_sharing", s.ClipboardSharing)
+	}
+	return nil
+}
+
+func xlKey(k string) bool {
+	if k == "" || !isKeyStart(k[0]) {
+		return false
+	}
+	for i := 1; i < len(k); i++ {
+		if !isKeyChar(k[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sanitizeComment(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
