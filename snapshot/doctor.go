@@ -25,6 +25,10 @@ type Finding struct {
 	Repaired bool   `json:"repaired"`
 }
 
+// extraRefs lets other parts of this package (golden images, clones) add
+// the files they reference, so doctor never calls them orphans.
+var extraRefs []func(tx *catalog.Tx, refs map[string]bool) error
+
 // strataFile matches the files strata itself creates in a directory: a
 // volume image named by ID, a temporary copy, a rollback in progress.
 var strataFile = regexp.MustCompile(`^([0-9a-f]{16}\.(img|qcow2)|\.strata-tmp-.*|.*\.strata-rollback)$`)
@@ -99,6 +103,11 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		for _, p := range pools {
 			dirs[p.Path] = true
+		}
+		for _, add := range extraRefs {
+			if err := add(tx, refs); err != nil {
+				return err
+			}
 		}
 		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
 			var p Point

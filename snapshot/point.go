@@ -103,3 +103,24 @@ func ParseTags(in []string) (map[string]string, error) {
 	}
 	return tags, nil
 }
+
+// PutSyntheticPoints records n ready points without data for a target, in
+// one transaction: for benchmarks of the catalog (listing among many
+// points), never for real use.
+func PutSyntheticPoints(tx interface {
+	Put(bucket, key string, v any) error
+	NextSeq(name string) (uint64, error)
+}, t Target, n int, created time.Time) error {
+	for i := 0; i < n; i++ {
+		id, err := tx.NextSeq("points/" + t.Key)
+		if err != nil {
+			return err
+		}
+		p := Point{ID: int(id), Target: t.String(), TargetKey: t.Key, Created: created.Add(time.Duration(i) * time.Minute),
+			Kind: KindSingle, Method: MethodQcow2, State: stateReady, UID: newUID(), Tags: map[string]string{}}
+		if err := tx.Put(bPoints, key(t.Key, p.ID), p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

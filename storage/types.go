@@ -1,9 +1,6 @@
 package storage
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Format is the on-disk format of a volume, detected from content.
 type Format string
@@ -104,13 +101,15 @@ func (NoProgress) Add(int64)           {}
 func (NoProgress) Done()               {}
 
 // Guest is the catalog record of a virtual machine guest: its name, its
-// disks (volume IDs, in order) and its definition, an opaque JSON document
-// owned by the hvm package (empty for a guest that is only a name and
-// disks). A restore point copies the whole record.
+// writable disks (volume IDs, in order) and its definition, a YAML
+// document in the hvm package's schema (hvm.Marshal / hvm.Unmarshal; YAML
+// rather than JSON because it keeps the VNC password, which hvm's JSON
+// redacts). The definition is empty for a guest that is only a name and
+// disks. A restore point copies the whole record.
 type Guest struct {
-	ID         string          `json:"id"`
-	Name       string          `json:"name"`
-	Disks      []string        `json:"disks"`
-	Definition json.RawMessage `json:"definition,omitempty"`
-	Created    time.Time       `json:"created"`
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Disks      []string  `json:"disks"`
+	Definition string    `json:"definition,omitempty"`
+	Created    time.Time `json:"created"`
 }

@@ -32,6 +32,8 @@ type comparison struct {
 	contenders []contender
 	// targets: contender name → the ratio it must stay under (vs reference)
 	targets map[string]float64
+	// maxMedian: an absolute bound on every contender's median, if set.
+	maxMedian time.Duration
 }
 
 type env struct {
@@ -76,6 +78,7 @@ type row struct {
 	median           time.Duration
 	ratio            float64
 	target           float64
+	maxMedian        time.Duration
 	isRef            bool
 }
 
@@ -97,7 +100,7 @@ func (c comparison) measure() []row {
 	var rows []row
 	for _, k := range c.contenders {
 		m := median(times[k.name])
-		rows = append(rows, row{title: c.title, contender: k.name, median: m, ratio: float64(m) / float64(ref), target: c.targets[k.name], isRef: k.name == c.reference})
+		rows = append(rows, row{title: c.title, contender: k.name, median: m, ratio: float64(m) / float64(ref), target: c.targets[k.name], maxMedian: c.maxMedian, isRef: k.name == c.reference})
 	}
 	return rows
 }
@@ -175,6 +178,13 @@ func report(rows []row, flats []flat) int {
 	for _, r := range rows {
 		target, verdict := "", ""
 		switch {
+		case r.maxMedian > 0:
+			target = "< " + fmtDur(r.maxMedian)
+			verdict = "yes"
+			if r.median >= r.maxMedian {
+				verdict = "**no**"
+				failed++
+			}
 		case r.isRef:
 			target = "reference"
 		case r.target > 0:

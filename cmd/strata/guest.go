@@ -14,6 +14,7 @@ func guestCommand() *cli.Command {
 		Name:  "guest",
 		Usage: "manage guests: a name and its disks (full HVM definitions come later)",
 		Subcommands: []*cli.Command{
+			flattenCommand(true),
 			{
 				Name: "define", Usage: "define a guest from its disks", ArgsUsage: "NAME",
 				Flags: []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a volume that is a disk of the guest (repeat, in order)"}},

@@ -16,6 +16,7 @@ func volumeCommand() *cli.Command {
 		Name:  "volume",
 		Usage: "manage volumes: virtual disks (raw and qcow2 images, block devices)",
 		Subcommands: []*cli.Command{
+			flattenCommand(false),
 			{
 				Name: "create", Usage: "create an empty volume (raw images are sparse)", ArgsUsage: "NAME",
 				Flags: []cli.Flag{

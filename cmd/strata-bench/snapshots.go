@@ -1,0 +1,224 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/strata-vm/strata/snapshot"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+)
+
+func init() { groups = append(groups, snapshotBenches) }
+
+var snapshotData = "256M" // the 1x data size; the benchmark uses 1x, 4x, 16x
+
+// strataJSON runs strata with --output json and decodes the result.
+func strataJSON(e env, home string, v any, args ...string) {
+	out, err := exec.Command(e.strata, append([]string{"--home", home, "--log-level", "error", "--output", "json"}, args...)...).Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata-bench: strata %v: %v\n", args, err)
+		os.Exit(1)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		fmt.Fprintf(os.Stderr, "strata-bench: strata %v: %v\n", args, err)
+		os.Exit(1)
+	}
+}
+
+// fill writes n bytes of data from the start of an image, 64 MiB per
+// qemu-io request (a request is one buffer in qemu-io's memory).
+func fill(path, format string, n int64) {
+	argv := []string{"qemu-io", "-f", format}
+	for off := int64(0); off < n; off += 64 << 20 {
+		argv = append(argv, "-c", fmt.Sprintf("write -P 0x5a %d %d", off, min(64<<20, n-off)))
+	}
+	run(append(argv, path)...)
+}
+
+// loopFS mounts a fresh filesystem of type fs on a sparse file in dir.
+func loopFS(dir, fs string, size int64) (mnt string, cleanup func()) {
+	img := filepath.Join(dir, fs+".fs")
+	run("truncate", "-s", fmt.Sprint(size), img)
+	switch fs {
+	case "xfs":
+		run("mkfs.xfs", "-q", "-m", "reflink=1", img)
+	}
+	mnt = filepath.Join(dir, fs+"-mnt")
+	if err := os.MkdirAll(mnt, 0o700); err != nil {
+		panic(err)
+	}
+	run("mount", "-o", "loop", img, mnt)
+	return mnt, func() { _ = exec.Command("umount", mnt).Run(); os.Remove(img) }
+}
+
+// snapshotBenches: restore points per method at 1x/4x/16x data, against
+// qemu-img snapshot and cp --sparse=always; listing among 10,000 points.
+func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	unit, err := storage.ParseSize(snapshotData)
+	if err != nil {
+		panic(err)
+	}
+	var comps []comparison
+	var cleanups []func()
+	sizes := []int64{unit, 4 * unit, 16 * unit}
+	label := func(n int64) string { return storage.FormatSize(n) + " data" }
+	xfs := ""
+	if os.Geteuid() == 0 {
+		mnt, done := loopFS(e.dir, "xfs", 24<<30)
+		cleanups = append(cleanups, done)
+		xfs = mnt
+		run(e.strata, "--home", e.home, "pool", "add", "xfs", "--path", filepath.Join(mnt, "pool"))
+	} else {
+		fmt.Fprintln(os.Stderr, "strata-bench: not root: no XFS loop mount, the reflink rows are left out")
+	}
+	for i, n := range sizes {
+		// qcow2: strata's internal snapshots against qemu-img's own.
+		var q volumeInfo
+		strataJSON(e, e.home, &q, "volume", "create", fmt.Sprintf("q%d", i), "--size", "20G", "--format", "qcow2")
+		fill(q.Path, "qcow2", n)
+		qn := 0
+		comps = append(comps, comparison{
+			title: "snapshot create, qcow2, " + label(n), reference: "qemu-img snapshot -c", rounds: rounds,
+			targets: map[string]float64{"strata snapshot create": 1.5},
+			contenders: []contender{
+				{name: "qemu-img snapshot -c", prepare: func(int) []string {
+					qn++
+					return []string{"qemu-img", "snapshot", "-c", fmt.Sprintf("bench-%d", qn), q.Path}
+				}},
+				{name: "strata snapshot create", prepare: func(int) []string {
+					return []string{e.strata, "--home", e.home, "--log-level", "warn", "snapshot", "create", "--volume", q.Name}
+				}},
+			},
+		}, comparison{
+			title: "snapshot rollback, qcow2, " + label(n), reference: "qemu-img snapshot -a", rounds: rounds,
+			contenders: []contender{
+				{name: "qemu-img snapshot -a", prepare: func(int) []string { return []string{"qemu-img", "snapshot", "-a", "bench-1", q.Path} }},
+				{name: "strata snapshot rollback", prepare: func(int) []string {
+					return []string{e.strata, "--home", e.home, "--log-level", "warn", "snapshot", "rollback", "--volume", q.Name, "1"}
+				}},
+			},
+		})
+		// Raw: reflink on XFS, full copy on the scratch filesystem, both
+		// against the naive copy.
+		pools := []struct{ pool, method, where string }{{"default", "copy", e.dir}}
+		if xfs != "" {
+			pools = append(pools, struct{ pool, method, where string }{"xfs", "reflink", xfs})
+		}
+		for _, p := range pools {
+			var r volumeInfo
+			name := fmt.Sprintf("r%s%d", p.method, i)
+			strataJSON(e, e.home, &r, "volume", "create", name, "--size", "20G", "--pool", p.pool)
+			fill(r.Path, "raw", n)
+			cpDst := filepath.Join(filepath.Dir(r.Path), "cp-copy.img")
+			var made []int
+			c := comparison{
+				title: fmt.Sprintf("snapshot create, raw %s, %s", p.method, label(n)), reference: "cp --sparse=always",
+				rounds: min(rounds, 3),
+				contenders: []contender{
+					{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", r.Path, cpDst} },
+						cleanup: func(int) { os.Remove(cpDst) }},
+					{name: "strata snapshot create", prepare: func(int) []string {
+						return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "create", "--volume", name}
+					}, cleanup: func(int) {
+						// Keep point 1 for the rollbacks; drop the others so copies do not fill the disk.
+						made = append(made, len(made)+1)
+						if len(made) > 1 {
+							run(e.strata, "--home", e.home, "snapshot", "delete", "--volume", name, fmt.Sprint(len(made)))
+						}
+					}},
+				},
+			}
+			if p.method == "copy" {
+				c.targets = map[string]float64{"strata snapshot create": 1.0}
+			}
+			comps = append(comps, c)
+			comps = append(comps, comparison{
+				title: fmt.Sprintf("snapshot rollback, raw %s, %s", p.method, label(n)), reference: "cp --sparse=always",
+				rounds: min(rounds, 3),
+				contenders: []contender{
+					{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", r.Path, cpDst} },
+						cleanup: func(int) { os.Remove(cpDst) }},
+					{name: "strata snapshot rollback", prepare: func(int) []string {
+						return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "rollback", "--volume", name, "1"}
+					}, cleanup: func(int) {
+						// Each rollback saves a pre-rollback point: drop it.
+						var ps []snapshot.Point
+						strataJSON(e, e.home, &ps, "snapshot", "list", "--volume", name)
+						run(e.strata, "--home", e.home, "snapshot", "delete", "--volume", name, fmt.Sprint(ps[len(ps)-1].ID))
+					}},
+				},
+			})
+		}
+	}
+	comps = append(comps, listAmongMany(e, rounds))
+	return comps, func(rows []row) []flat {
+		var fl []flat
+		methods := []string{"qcow2", "raw reflink"}
+		for _, m := range methods {
+			for _, op := range []string{"create", "rollback"} {
+				small := find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, label(sizes[0])), "strata snapshot "+op)
+				large := find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, label(sizes[2])), "strata snapshot "+op)
+				if small > 0 && large > 0 {
+					fl = append(fl, flat{what: fmt.Sprintf("strata snapshot %s, %s, 1x → 16x data", op, m), small: small, large: large, maxRatio: 1.5})
+				}
+			}
+		}
+		for _, c := range cleanups {
+			c()
+		}
+		return fl
+	}
+}
+
+type volumeInfo struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+}
+
+// listAmongMany measures listing one guest's points when the catalog holds
+// 10,000 (100 guests of 100 points, recorded directly in the catalog).
+func listAmongMany(e env, rounds int) comparison {
+	home := filepath.Join(e.dir, "home-10k")
+	var v volumeInfo
+	strataJSON(e, home, &v, "volume", "create", "lone", "--size", "1G", "--format", "qcow2")
+	for g := 0; g < 100; g++ {
+		run(e.strata, "--home", home, "--log-level", "error", "guest", "define", fmt.Sprintf("g%03d", g), "--disk", "lone")
+	}
+	cat, err := catalog.Open(home, time.Minute)
+	if err != nil {
+		panic(err)
+	}
+	err = cat.Update(func(tx *catalog.Tx) error {
+		guests, err := tx.Guests()
+		if err != nil {
+			return err
+		}
+		for _, g := range guests {
+			t := snapshot.Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID}
+			if err := snapshot.PutSyntheticPoints(tx, t, 100, time.Now().Add(-time.Hour*24*30)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	var all []snapshot.Point
+	strataJSON(e, home, &all, "snapshot", "list")
+	if len(all) != 10000 {
+		panic(fmt.Sprintf("expected 10000 points, found %d", len(all)))
+	}
+	return comparison{
+		title: "snapshot list, one guest among 10,000 points", reference: "strata snapshot list g050", rounds: rounds,
+		maxMedian: 100 * time.Millisecond,
+		contenders: []contender{{name: "strata snapshot list g050", prepare: func(int) []string {
+			return []string{e.strata, "--home", home, "snapshot", "list", "g050"}
+		}}},
+	}
+}
