@@ -1,8 +1,221 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
 
-// isoCommand is filled in by the media work (issue 6).
+	"github.com/urfave/cli/v2"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/media"
+)
+
 func isoCommand() *cli.Command {
-	return &cli.Command{Name: "iso", Usage: "manage install media (ISO images)", Hidden: true}
+	return &cli.Command{
+		Name:  "iso",
+		Usage: "manage install media: ISO images captured from discs, built from directories or imported",
+		Subcommands: []*cli.Command{
+			{
+				Name: "capture", Usage: "copy an ISO from a drive, loop device or image file into a pool", ArgsUsage: "SOURCE NAME",
+				Description: "Copies exactly the image (the ISO9660 volume size, plus partitions a hybrid image appends),\n" +
+					"never the padding a drive adds, computing its SHA-256 on the way.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
+					&cli.BoolFlag{Name: "verify", Usage: "read the source a second time and compare SHA-256s"},
+					&cli.IntFlag{Name: "retries", Value: media.DefaultRetries, Usage: "how often to re-read an unreadable sector"},
+					&cli.BoolFlag{Name: "allow-bad-sectors", Usage: "zero-fill sectors that stay unreadable (recorded on the iso) instead of failing"},
+					&cli.BoolFlag{Name: "raw", Usage: "copy the whole source, for sources without an ISO9660 filesystem"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "SOURCE", "NAME"); err != nil {
+						return err
+					}
+					mg, err := openMedia(c)
+					if err != nil {
+						return err
+					}
+					m, err := mg.Capture(c.Context, media.CaptureOptions{
+						Source: c.Args().Get(0), Name: c.Args().Get(1), Pool: c.String("pool"),
+						Verify: c.Bool("verify"), Retries: c.Int("retries"), AllowBadSectors: c.Bool("allow-bad-sectors"), Raw: c.Bool("raw"),
+					}, progress())
+					if err != nil {
+						return err
+					}
+					return emitMedia(c, m)
+				},
+			},
+			{
+				Name: "build", Usage: "build an ISO9660 image from a directory (the directory is only read)", ArgsUsage: "DIR NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
+					&cli.StringFlag{Name: "label", Usage: "volume label, up to 32 characters (default: NAME)"},
+					&cli.BoolFlag{Name: "joliet", Usage: "add Joliet names (long Unicode names for Windows)"},
+					&cli.BoolFlag{Name: "rock-ridge", Usage: "add Rock Ridge (POSIX names, modes, symlinks); what Linux installers expect"},
+					&cli.StringFlag{Name: "boot", Usage: "make it bootable (BIOS, El Torito no emulation) with this boot image, a path inside DIR, e.g. isolinux/isolinux.bin"},
+					&cli.StringFlag{Name: "boot-catalog", Usage: "path of the boot catalog in the image (default: boot.catalog with --rock-ridge, else BOOT.CAT)"},
+					&cli.BoolFlag{Name: "boot-info-table", Usage: "patch a boot information table into the boot image (isolinux needs it)"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "DIR", "NAME"); err != nil {
+						return err
+					}
+					mg, err := openMedia(c)
+					if err != nil {
+						return err
+					}
+					m, err := mg.Build(c.Context, media.BuildOptions{
+						Dir: c.Args().Get(0), Name: c.Args().Get(1), Pool: c.String("pool"), Label: c.String("label"),
+						Joliet: c.Bool("joliet"), RockRidge: c.Bool("rock-ridge"),
+						Boot: c.String("boot"), BootCatalog: c.String("boot-catalog"), BootInfoTable: c.Bool("boot-info-table"),
+					}, progress())
+					if err != nil {
+						return err
+					}
+					return emitMedia(c, m)
+				},
+			},
+			{
+				Name: "import", Usage: "register an existing ISO image file (in place, or copied with --pool)", ArgsUsage: "PATH",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "iso name (default: the file name without extension)"},
+					&cli.StringFlag{Name: "pool", Usage: "copy the file, byte for byte, into this pool instead of registering it in place"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "PATH"); err != nil {
+						return err
+					}
+					mg, err := openMedia(c)
+					if err != nil {
+						return err
+					}
+					m, err := mg.Import(c.Context, media.ImportOptions{Path: c.Args().First(), Name: c.String("name"), Pool: c.String("pool")}, progress())
+					if err != nil {
+						return err
+					}
+					return emitMedia(c, m)
+				},
+			},
+			{
+				Name: "list", Usage: "list install media",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c); err != nil {
+						return err
+					}
+					mg, err := openMedia(c)
+					if err != nil {
+						return err
+					}
+					list, err := mg.List(c.Context)
+					if err != nil {
+						return err
+					}
+					return emitMedia(c, list)
+				},
+			},
+			{
+				Name: "info", Usage: "show an iso, or any ISO image file: label, size, SHA-256, boot entries", ArgsUsage: "NAME|PATH",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "files", Usage: "also list the files in the image"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME|PATH"); err != nil {
+						return err
+					}
+					mg, err := openMedia(c)
+					if err != nil {
+						return err
+					}
+					m, err := mg.Info(c.Context, c.Args().First(), c.Bool("files"), progress())
+					if err != nil {
+						return err
+					}
+					return emitMedia(c, m)
+				},
+			},
+			{
+				Name: "delete", Usage: "delete an iso (an imported image file is kept unless --purge)", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "purge", Usage: "also remove the image file of an imported iso"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					mg, err := openMedia(c)
+					if err != nil {
+						return err
+					}
+					return mg.Delete(c.Context, c.Args().First(), c.Bool("purge"))
+				},
+			},
+		},
+	}
+}
+
+func openMedia(c *cli.Context) (*media.Manager, error) {
+	st, err := openStore(c)
+	if err != nil {
+		return nil, err
+	}
+	return media.New(st.Catalog), nil
+}
+
+func emitMedia(c *cli.Context, v any) error {
+	list, _ := v.([]media.Medium)
+	one, single := v.(media.Medium)
+	return emit(c, v, func(w *tabwriter.Writer) {
+		if !single {
+			row(w, "NAME", "LABEL", "SIZE", "BOOTABLE", "BAD SECTORS", "ORIGIN", "PATH")
+			for _, m := range list {
+				row(w, m.Name, m.Label, storage.FormatSize(m.Size), m.Bootable, len(m.BadSectors), m.Origin, m.Path)
+			}
+			return
+		}
+		row(w, "name:", one.Name)
+		row(w, "path:", one.Path)
+		row(w, "pool:", one.Pool)
+		row(w, "label:", one.Label)
+		row(w, "size:", fmt.Sprintf("%s (%d bytes)", storage.FormatSize(one.Size), one.Size))
+		row(w, "sha256:", one.SHA256)
+		row(w, "bootable:", one.Bootable)
+		for _, e := range one.BootEntries {
+			row(w, "  boot entry:", fmt.Sprintf("%s, emulation %s, %d sectors at byte %d, bootable %t, file %s", e.Platform, e.Emulation, e.SectorCount, e.Offset, e.Bootable, orDash(e.File)))
+		}
+		if !one.Created.IsZero() {
+			row(w, "created:", one.Created.Local().Format("2006-01-02 15:04:05"))
+		}
+		row(w, "origin:", one.Origin)
+		row(w, "source:", one.Source)
+		bad := "none"
+		if n := len(one.BadSectors); n > 0 {
+			offs := make([]string, n)
+			for i, o := range one.BadSectors {
+				offs[i] = fmt.Sprint(o)
+			}
+			bad = fmt.Sprintf("%d, zero-filled at byte offsets %s", n, strings.Join(offs, ", "))
+		}
+		row(w, "bad sectors:", bad)
+		if one.Files != nil {
+			row(w, "files:", len(one.Files))
+			for _, f := range one.Files {
+				size := fmt.Sprint(f.Size)
+				if f.Type == "dir" {
+					size = "-"
+				}
+				name := f.Path
+				if f.Type == "symlink" {
+					name += " -> " + f.Target
+				}
+				row(w, "  "+f.Type, f.Mode, size, name)
+			}
+		}
+	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,0 +1,511 @@
+package media
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/dir"
+)
+
+// Catalog buckets: media by ID; media_names name → ID.
+const (
+	bucketMedia = "media"
+	bucketNames = "media_names"
+)
+
+// Origins of a medium.
+const (
+	OriginCapture = "capture"
+	OriginBuild   = "build"
+	OriginImport  = "import"
+)
+
+// Medium is the catalog record of an install medium.
+type Medium struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Pool holds the image; "" for a medium imported in place.
+	Pool string `json:"pool"`
+	Path string `json:"path"`
+	// Label is the ISO9660 volume identifier; "" for a raw capture
+	// without one.
+	Label string `json:"label"`
+	// Size is the image file's size in bytes.
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Bootable: the image has an El Torito entry with its boot indicator.
+	Bootable    bool        `json:"bootable"`
+	BootEntries []BootEntry `json:"boot_entries"`
+	Created     time.Time   `json:"created"`
+	// Origin is how the medium came: capture, build or import.
+	Origin string `json:"origin"`
+	// Source is the device or file captured, the directory built from, or
+	// the file imported.
+	Source string `json:"source"`
+	// BadSectors are the byte offsets of sectors that could not be read
+	// and were zero-filled (capture with --allow-bad-sectors).
+	BadSectors []int64 `json:"bad_sectors"`
+	// Imported: the image is not strata's; delete keeps it unless purged.
+	Imported bool `json:"imported"`
+	// Files lists the image's contents when asked for (Info with files).
+	Files []File `json:"files,omitempty"`
+}
+
+// File is one entry of an image's file tree.
+type File struct {
+	Path string `json:"path"` // absolute in the image, e.g. /isolinux/isolinux.bin
+	Type string `json:"type"` // file, dir or symlink
+	Size int64  `json:"size"`
+	Mode string `json:"mode"`
+	// Target is a symlink's target (Rock Ridge).
+	Target string `json:"target,omitempty"`
+}
+
+// normalize makes lists empty rather than null in JSON.
+func (m *Medium) normalize() {
+	if m.BadSectors == nil {
+		m.BadSectors = []int64{}
+	}
+	if m.BootEntries == nil {
+		m.BootEntries = []BootEntry{}
+	}
+}
+
+// InUse, when set, lists the guest definitions that use the medium called
+// name; Delete refuses to delete a medium in use. It runs inside the
+// deleting transaction, so no guest can start using the medium meanwhile.
+// The guest package sets it.
+var InUse func(tx *catalog.Tx, name string) ([]string, error)
+
+// Manager does the media operations on one catalog.
+type Manager struct {
+	Catalog *catalog.Catalog
+}
+
+// New returns a Manager for the catalog c.
+func New(c *catalog.Catalog) *Manager { return &Manager{Catalog: c} }
+
+func notFound(name string) error {
+	return storage.Errorf(storage.ErrNotFound, "iso %q not found: see 'strata iso list'", name)
+}
+
+// get returns the medium called name.
+func get(tx *catalog.Tx, name string) (Medium, error) {
+	var id string
+	ok, err := tx.Get(bucketNames, name, &id)
+	if err != nil {
+		return Medium{}, err
+	}
+	if !ok {
+		return Medium{}, notFound(name)
+	}
+	var m Medium
+	ok, err = tx.Get(bucketMedia, id, &m)
+	if err == nil && !ok {
+		err = fmt.Errorf("catalog: iso %q points at missing record %q", name, id)
+	}
+	m.normalize()
+	return m, err
+}
+
+func all(tx *catalog.Tx) ([]Medium, error) {
+	out := []Medium{}
+	err := tx.Scan(bucketMedia, "", func(_ string, raw []byte) error {
+		var m Medium
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		m.normalize()
+		out = append(out, m)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// add records a new medium; its name and path must be unused.
+func add(tx *catalog.Tx, m Medium) error {
+	if err := nameFree(tx, m.Name); err != nil {
+		return err
+	}
+	if m.Pool != "" {
+		if _, err := tx.Pool(m.Pool); err != nil {
+			return err
+		}
+	}
+	media, err := all(tx)
+	if err != nil {
+		return err
+	}
+	for _, o := range media {
+		if o.Path == m.Path {
+			return storage.Errorf(storage.ErrExists, "%q is already registered as iso %q", m.Path, o.Name)
+		}
+	}
+	m.Files = nil
+	if err := tx.Put(bucketNames, m.Name, m.ID); err != nil {
+		return err
+	}
+	return tx.Put(bucketMedia, m.ID, m)
+}
+
+func nameFree(tx *catalog.Tx, name string) error {
+	var id string
+	ok, err := tx.Get(bucketNames, name, &id)
+	if err == nil && ok {
+		err = storage.Errorf(storage.ErrExists, "iso %q already exists: choose another name or delete it first", name)
+	}
+	return err
+}
+
+// InPool lists the media whose images live in the pool called pool, so that
+// removing the pool can be refused while it holds any.
+func InPool(tx *catalog.Tx, pool string) ([]string, error) {
+	media, err := all(tx)
+	var out []string
+	for _, m := range media {
+		if m.Pool == pool {
+			out = append(out, m.Name)
+		}
+	}
+	return out, err
+}
+
+// Resolve returns the image path of the medium called name, for guest
+// definitions that refer to media by name.
+func Resolve(tx *catalog.Tx, name string) (string, error) {
+	if err := storage.ValidateName("iso", name); err != nil {
+		return "", err
+	}
+	m, err := get(tx, name)
+	return m.Path, err
+}
+
+// List returns every medium, sorted by name, from the catalog alone.
+func (mg *Manager) List(ctx context.Context) ([]Medium, error) {
+	var out []Medium
+	err := mg.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		out, err = all(tx)
+		return err
+	})
+	return out, err
+}
+
+// Get returns the medium called name from the catalog.
+func (mg *Manager) Get(ctx context.Context, name string) (Medium, error) {
+	if err := storage.ValidateName("iso", name); err != nil {
+		return Medium{}, err
+	}
+	var m Medium
+	err := mg.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		m, err = get(tx, name)
+		return err
+	})
+	return m, err
+}
+
+// Info describes a registered medium (by name) or any ISO image file (by
+// path; a path that is registered shows its record). An unregistered image
+// is read in full to compute its SHA-256. With files, the image's file tree
+// is listed.
+func (mg *Manager) Info(ctx context.Context, nameOrPath string, files bool, prog storage.Progress) (Medium, error) {
+	if nameOrPath == "" {
+		return Medium{}, storage.Errorf(storage.ErrInvalid, "give the name of an iso or the path of an ISO image")
+	}
+	var m Medium
+	var found bool
+	abs := ""
+	if strings.ContainsRune(nameOrPath, '/') || storage.ValidateName("iso", nameOrPath) != nil {
+		abs = absPath(nameOrPath)
+	}
+	err := mg.Catalog.View(func(tx *catalog.Tx) error {
+		if abs == "" {
+			var err error
+			m, err = get(tx, nameOrPath)
+			if err == nil {
+				found = true
+				return nil
+			}
+			if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			if _, serr := os.Stat(nameOrPath); serr != nil {
+				return err
+			}
+			abs = absPath(nameOrPath)
+		}
+		media, err := all(tx)
+		for _, o := range media {
+			if o.Path == abs {
+				m, found = o, true
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return Medium{}, err
+	}
+	if !found {
+		m, err = describeFile(ctx, abs, prog)
+		if err != nil {
+			return Medium{}, err
+		}
+		m.Source = abs
+	}
+	if files {
+		h, f, err := openImage(m.Path)
+		if err != nil {
+			return m, err
+		}
+		defer f.Close()
+		if m.Files, err = listFiles(f, h, m.Path); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+func absPath(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r
+	}
+	return abs
+}
+
+// describeFile reads an image file that is not (yet) a medium: size,
+// SHA-256, label and boot entries.
+func describeFile(ctx context.Context, path string, prog storage.Progress) (Medium, error) {
+	h, f, err := openImage(path)
+	if err != nil {
+		return Medium{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Medium{}, err
+	}
+	m := Medium{Path: path, Size: st.Size(), Label: h.Label}
+	if err := fillBoot(&m, f, h); err != nil {
+		return m, err
+	}
+	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+	res, err := copyHashed(ctx, f, m.Size, discard{}, readPolicy{what: path, size: m.Size}, progressOr(prog))
+	if err != nil {
+		return m, err
+	}
+	m.SHA256 = res.SHA256
+	m.normalize()
+	return m, nil
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+func progressOr(p storage.Progress) storage.Progress {
+	if p == nil {
+		return storage.NoProgress{}
+	}
+	return p
+}
+
+// openImage opens an ISO image file (not a device) and reads its header.
+func openImage(path string) (Header, *os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Header{}, nil, openError(path, "an ISO image file", err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = storage.Errorf(storage.ErrInvalid, "%q is not a regular file: give the path of an ISO image file (capture devices with 'strata iso capture')", path)
+	}
+	var h Header
+	if err == nil {
+		h, err = ReadHeader(f, path)
+	}
+	if err != nil {
+		f.Close()
+		return Header{}, nil, err
+	}
+	return h, f, nil
+}
+
+// fillBoot sets a medium's boot entries from its image, naming each boot
+// image's file where it is visible in the file tree.
+func fillBoot(m *Medium, f *os.File, h Header) error {
+	entries, err := ReadBootEntries(f, h, m.Path)
+	if err != nil {
+		return err
+	}
+	m.BootEntries = entries
+	m.Bootable = false
+	for _, e := range entries {
+		m.Bootable = m.Bootable || e.Bootable
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	byOffset, err := fileOffsets(f, h, m.Path)
+	if err != nil {
+		// The boot entries stand without names; a tree go-diskfs cannot
+		// read must not make the image unusable.
+		log.Warn().Err(err).Str("image", m.Path).Msg("cannot name the boot images")
+		return nil
+	}
+	for i := range m.BootEntries {
+		m.BootEntries[i].File = byOffset[m.BootEntries[i].Offset]
+	}
+	return nil
+}
+
+func openError(path, want string, err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return storage.Errorf(storage.ErrNotFound, "%q does not exist: give %s", path, want)
+	case errors.Is(err, os.ErrPermission):
+		return storage.Errorf(storage.ErrPrecondition, "cannot read %q: permission denied; run strata as a user who can read it", path)
+	case errors.Is(err, unix.ENOMEDIUM):
+		return storage.Errorf(storage.ErrPrecondition, "no disc in %q: insert one and retry", path)
+	}
+	return fmt.Errorf("open %q: %w", path, err)
+}
+
+// Delete forgets the medium called name and removes its image, unless the
+// image was imported (kept unless purge). A medium that a guest definition
+// uses is refused. The record goes first, so a crash leaves at worst an
+// orphan file.
+func (mg *Manager) Delete(ctx context.Context, name string, purge bool) error {
+	if err := storage.ValidateName("iso", name); err != nil {
+		return err
+	}
+	var m Medium
+	err := mg.Catalog.Update(func(tx *catalog.Tx) error {
+		var err error
+		if m, err = get(tx, name); err != nil {
+			return err
+		}
+		if InUse != nil {
+			users, err := InUse(tx, name)
+			if err != nil {
+				return err
+			}
+			if len(users) > 0 {
+				return storage.Errorf(storage.ErrInUse, "iso %q is used by guest(s) %s: remove it from their definitions first", name, quoteList(users))
+			}
+		}
+		if err := tx.Delete(bucketNames, m.Name); err != nil {
+			return err
+		}
+		return tx.Delete(bucketMedia, m.ID)
+	})
+	if err != nil {
+		return err
+	}
+	if m.Imported && !purge {
+		log.Info().Str("iso", name).Str("path", m.Path).Msg("iso forgotten; its image is kept (use --purge to remove it)")
+		return nil
+	}
+	if err := os.Remove(m.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("iso %q is deleted from the catalog but its image %q could not be removed: %w", name, m.Path, err)
+	}
+	log.Info().Str("iso", name).Msg("iso deleted")
+	return nil
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// poolFor returns the pool called name (default: the default pool),
+// checking that its driver keeps files in a directory.
+func poolFor(tx *catalog.Tx, name string) (storage.Pool, error) {
+	if name == "" {
+		name = catalog.DefaultPool
+	}
+	p, err := tx.Pool(name)
+	if err != nil {
+		return p, err
+	}
+	if p.Driver != dir.Name {
+		return p, storage.Errorf(storage.ErrNotSupported, "pool %q uses driver %q, which cannot hold ISO images: use a dir pool", p.Name, p.Driver)
+	}
+	return p, nil
+}
+
+// imagePaths are a new medium's final and temporary file names in a pool.
+func imagePaths(p storage.Pool, id string) (final, tmp string) {
+	return filepath.Join(p.Path, id+".iso"), filepath.Join(p.Path, ".strata-tmp-"+id+".iso")
+}
+
+// checkSpace fails unless the pool's filesystem has need bytes free.
+func checkSpace(p storage.Pool, need int64, what string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(p.Path, &fs); err != nil {
+		return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot read its directory %q: %w", p.Name, p.Path, err)
+	}
+	if free := int64(fs.Bavail) * fs.Bsize; need > free {
+		return storage.Errorf(storage.ErrPrecondition, "pool %q has %s free but %s needs %s: free space or use another pool (--pool)", p.Name, storage.FormatSize(free), what, storage.FormatSize(need))
+	}
+	return nil
+}
+
+// spaceError explains a failed write of a new image, removed by the caller.
+func spaceError(p storage.Pool, path string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return storage.Errorf(storage.ErrPrecondition, "pool %q ran out of space writing %q (nothing was kept): free space or use another pool (--pool)", p.Name, path)
+	}
+	return fmt.Errorf("write %q: %w", path, err)
+}
+
+// commit makes a finished temporary image final: sync, rename, sync the
+// directory, then record it. On any failure nothing is left behind.
+func (mg *Manager) commit(m Medium, tmp string) (Medium, error) {
+	if err := os.Rename(tmp, m.Path); err != nil {
+		os.Remove(tmp)
+		return m, fmt.Errorf("rename %q to %q: %w", tmp, m.Path, err)
+	}
+	if err := syncDir(filepath.Dir(m.Path)); err != nil {
+		os.Remove(m.Path)
+		return m, fmt.Errorf("sync %q: %w", filepath.Dir(m.Path), err)
+	}
+	m.normalize()
+	if err := mg.Catalog.Update(func(tx *catalog.Tx) error { return add(tx, m) }); err != nil {
+		os.Remove(m.Path)
+		return m, err
+	}
+	return m, nil
+}
+
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
