@@ -154,7 +154,8 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		candidates, _ := os.ReadDir(d)
 		var paths []string
 		for _, e := range candidates {
-			if !e.IsDir() && strataFile.MatchString(e.Name()) {
+			// Files strata names, and staging directories of iso build.
+			if strataFile.MatchString(e.Name()) && (!e.IsDir() || strings.HasPrefix(e.Name(), ".strata-tmp-")) {
 				paths = append(paths, filepath.Join(d, e.Name()))
 			}
 		}
@@ -168,7 +169,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			}
 			f := Finding{Kind: "orphan-file", Path: p, Detail: "a file strata made that no volume or restore point references (left by an interrupted operation)"}
 			if repair {
-				f.Repaired = os.Remove(p) == nil
+				f.Repaired = os.RemoveAll(p) == nil
 			}
 			out = append(out, f)
 		}

@@ -13,7 +13,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/strata-vm/strata/storage"
 )
 
 // contender is one way of doing a job. prepare runs untimed before each
@@ -34,6 +37,8 @@ type comparison struct {
 	targets map[string]float64
 	// maxMedian: an absolute bound on every contender's median, if set.
 	maxMedian time.Duration
+	// maxRSS: contender name → a bound on its peak resident memory.
+	maxRSS map[string]int64
 }
 
 type env struct {
@@ -52,7 +57,9 @@ func run(argv ...string) {
 	}
 }
 
-func timed(argv []string) time.Duration {
+// timed runs argv and returns its wall time and peak resident memory (of
+// the process or, for a pipeline under sh, its largest child).
+func timed(argv []string) (time.Duration, int64) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
@@ -61,7 +68,11 @@ func timed(argv []string) time.Duration {
 		fmt.Fprintf(os.Stderr, "strata-bench: %s: %v\n%s", strings.Join(argv, " "), err, out)
 		os.Exit(1)
 	}
-	return d
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss << 10
+	}
+	return d, rss
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -80,14 +91,17 @@ type row struct {
 	target           float64
 	maxMedian        time.Duration
 	isRef            bool
+	rss, maxRSS      int64
 }
 
 func (c comparison) measure() []row {
 	times := make(map[string][]time.Duration)
+	rss := make(map[string]int64)
 	for round := -1; round < c.rounds; round++ { // round -1 warms caches
 		for _, k := range c.contenders {
 			argv := k.prepare(round)
-			d := timed(argv)
+			d, r := timed(argv)
+			rss[k.name] = max(rss[k.name], r)
 			if k.cleanup != nil {
 				k.cleanup(round)
 			}
@@ -100,7 +114,7 @@ func (c comparison) measure() []row {
 	var rows []row
 	for _, k := range c.contenders {
 		m := median(times[k.name])
-		rows = append(rows, row{title: c.title, contender: k.name, median: m, ratio: float64(m) / float64(ref), target: c.targets[k.name], maxMedian: c.maxMedian, isRef: k.name == c.reference})
+		rows = append(rows, row{title: c.title, contender: k.name, median: m, ratio: float64(m) / float64(ref), target: c.targets[k.name], maxMedian: c.maxMedian, isRef: k.name == c.reference, rss: rss[k.name], maxRSS: c.maxRSS[k.name]})
 	}
 	return rows
 }
@@ -173,8 +187,8 @@ var groups []func(e env, rounds int) ([]comparison, func([]row) []flat)
 
 func report(rows []row, flats []flat) int {
 	failed := 0
-	fmt.Println("| comparison | contender | median | ratio | target | ok |")
-	fmt.Println("|---|---|---:|---:|---|---|")
+	fmt.Println("| comparison | contender | median | ratio | peak RSS | target | ok |")
+	fmt.Println("|---|---|---:|---:|---:|---|---|")
 	for _, r := range rows {
 		target, verdict := "", ""
 		switch {
@@ -195,7 +209,14 @@ func report(rows []row, flats []flat) int {
 				failed++
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %.2fx | %s | %s |\n", r.title, r.contender, fmtDur(r.median), r.ratio, target, verdict)
+		if r.maxRSS > 0 {
+			target += fmt.Sprintf(", RSS < %s", storage.FormatSize(r.maxRSS))
+			if r.rss >= r.maxRSS {
+				verdict = "**no**"
+				failed++
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %.2fx | %s | %s | %s |\n", r.title, r.contender, fmtDur(r.median), r.ratio, storage.FormatSize(r.rss), target, verdict)
 	}
 	if len(flats) > 0 {
 		fmt.Println()

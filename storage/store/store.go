@@ -22,6 +22,7 @@ import (
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/media"
 )
 
 // Store is an open state home.
@@ -162,7 +163,16 @@ func (s *Store) RemovePool(ctx context.Context, name string) error {
 	if name == catalog.DefaultPool {
 		return storage.Errorf(storage.ErrInvalid, "the default pool cannot be removed")
 	}
-	return s.Catalog.Update(func(tx *catalog.Tx) error { return tx.RemovePool(name) })
+	return s.Catalog.Update(func(tx *catalog.Tx) error {
+		isos, err := media.InPool(tx, name)
+		if err != nil {
+			return err
+		}
+		if len(isos) > 0 {
+			return storage.Errorf(storage.ErrInUse, "pool %q still holds install media %s: delete them first ('strata iso delete')", name, quoteList(isos))
+		}
+		return tx.RemovePool(name)
+	})
 }
 
 // CreateOptions describes a new volume.
