@@ -9,7 +9,7 @@ trap 'rm -rf "$home" "$work"' EXIT
 export STRATA_HOME=$home
 
 step() { printf '\n\033[1m## %s\033[0m\n' "$1"; }
-run() { printf '$ strata %s\n' "$*"; "$strata" "$@"; }
+run() { printf '$ strata'; printf ' %q' "$@"; echo; "$strata" "$@"; }
 
 step "A fresh state home: the default pool exists on first use ($home)"
 run pool list
@@ -37,12 +37,45 @@ step "Grow a disk (shrinking needs --shrink, and never cuts a partition)"
 run volume resize web01 --size 40G
 run volume resize pvdrivers --size 64M --shrink || echo "(refused, as it should be: exit $?)"
 
+step "A CD image of drivers for the guest, built from a folder"
+mkdir -p "$work/drivers/xenpv"
+echo "GPL PV drivers for Windows (demo)" > "$work/drivers/xenpv/README.txt"
+run iso build "$work/drivers" pvdrivers-iso --label PVDRIVERS --joliet --rock-ridge
+run iso info pvdrivers-iso --files
+
+step "The guest: its system disk and its data disk"
+run guest define win2k3-guest --disk win2k3 --disk web01
+sys=$("$strata" --output json volume info win2k3 | sed -n 's/.*"path": "\(.*\)".*/\1/p' | head -1)
+printf 'clean install' | dd of="$sys" conv=notrunc status=none
+printf '$ (the installer writes "clean install" to the system disk)\n'
+
+step "A restore point before patching"
+run snapshot create win2k3-guest --name clean --description "fresh install"
+
+step "A patch that goes wrong, with automatic rollback"
+printf '#!/bin/sh\nprintf "broken patch" | dd of="%s" conv=notrunc status=none\necho "patch: installing... failed" >&2\nexit 3\n' "$sys" > "$work/patch.sh"
+chmod +x "$work/patch.sh"
+run snapshot run win2k3-guest --description "monthly patch" --rollback-on-failure -- "$work/patch.sh" || echo "(the patch exited $?: strata rolled back)"
+printf '$ head -c 13 system-disk: '; head -c 13 "$sys"; echo
+
+step "Every point survives, including the failed state (post) and the pre-rollback point"
+run snapshot list win2k3-guest
+
+step "Roll forward to the broken state to inspect it, then back to the clean install"
+run snapshot rollback win2k3-guest 3
+printf '$ head -c 12 system-disk: '; head -c 12 "$sys"; echo
+run snapshot rollback win2k3-guest clean
+printf '$ head -c 13 system-disk: '; head -c 13 "$sys"; echo
+
+step "Health check"
+run doctor
+
 step "All volumes"
 run volume list
 run --output json volume list | head -20
 echo "..."
 
-step "Clean up"
+step "Clean up a volume nobody uses"
 run volume delete falstaff
 run volume list
 echo
