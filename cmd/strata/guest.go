@@ -1,39 +1,200 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
 
-	"github.com/strata-vm/strata/storage/store"
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/lint"
+	"github.com/strata-vm/strata/hvm/registry"
+	"github.com/strata-vm/strata/hvm/xlcfg"
+	"github.com/strata-vm/strata/storage"
 )
+
+func openRegistry(c *cli.Context) (*registry.Registry, error) {
+	st, _, err := openManager(c) // the manager's hooks guard guest deletes
+	if err != nil {
+		return nil, err
+	}
+	return registry.New(st), nil
+}
+
+var defineFlags = []cli.Flag{
+	&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "define from a YAML file (see README: guest definition schema)"},
+	&cli.IntFlag{Name: "memory", Value: 512, Usage: "memory at boot, MiB"},
+	&cli.IntFlag{Name: "maxmem", Usage: "memory ceiling, MiB (above --memory needs a balloon driver)"},
+	&cli.IntFlag{Name: "vcpus", Usage: "vCPUs online at boot"},
+	&cli.IntFlag{Name: "maxvcpus", Usage: "vCPU ceiling"},
+	&cli.StringSliceFlag{Name: "disk", Usage: "VOLUME[:VDEV] (repeat, in order; default vdevs hda, hdb, hdd, sda...)"},
+	&cli.StringFlag{Name: "cdrom", Usage: "an iso name or a path, as the CD-ROM drive (hdc); \"\" for an empty drive"},
+	&cli.StringFlag{Name: "boot", Usage: "boot order: c disk, d CD-ROM, n network (e.g. dc)"},
+	&cli.StringSliceFlag{Name: "nic", Usage: "a vif spec: bridge=xenbr0[,mac=00:16:3e:..][,model=e1000] (repeat)"},
+	&cli.BoolFlag{Name: "vnc", Usage: "a VNC console (on 127.0.0.1 unless --vnclisten)"},
+	&cli.StringFlag{Name: "vnclisten", Usage: "VNC listen address (non-loopback needs a password)"},
+	&cli.StringFlag{Name: "vncpasswd-file", Usage: "file holding the VNC password (not on the command line, where ps shows it)"},
+	&cli.BoolFlag{Name: "tablet", Usage: "a USB tablet (absolute pointer under VNC)"},
+	&cli.BoolFlag{Name: "acpi", Usage: "ACPI (default on); --acpi=false turns it off"},
+	&cli.BoolFlag{Name: "apic", Usage: "APIC (default on); --apic=false turns it off"},
+	&cli.BoolFlag{Name: "viridian", Usage: "Hyper-V enlightenments for Windows"},
+	&cli.StringFlag{Name: "firmware", Usage: "bios, seabios, rombios or ovmf"},
+	&cli.StringFlag{Name: "os", Usage: "guest OS hint for lint: winxp, win2000, win2003, windows, linux, other"},
+	&cli.StringFlag{Name: "on-reboot", Usage: "destroy (e.g. XP install phase 1), restart, ..."},
+	&cli.StringFlag{Name: "on-poweroff", Usage: "destroy, restart, ..."},
+	&cli.StringFlag{Name: "on-crash", Usage: "destroy, restart, preserve, ..."},
+}
+
+// guestFromFlags builds a definition from define's flags.
+func guestFromFlags(c *cli.Context, name string) (*hvm.Guest, error) {
+	g := &hvm.Guest{APIVersion: hvm.APIVersion, Name: name, Boot: c.String("boot"), Firmware: c.String("firmware"), OS: c.String("os")}
+	g.Memory = hvm.Int(c.Int("memory"))
+	for flag, p := range map[string]**int{"maxmem": &g.MaxMem, "vcpus": &g.VCPUs, "maxvcpus": &g.MaxVCPUs} {
+		if c.IsSet(flag) {
+			*p = hvm.Int(c.Int(flag))
+		}
+	}
+	for flag, p := range map[string]**bool{"acpi": &g.Features.ACPI, "apic": &g.Features.APIC} {
+		if c.IsSet(flag) {
+			*p = hvm.Bool(c.Bool(flag))
+		}
+	}
+	if c.Bool("viridian") {
+		g.Features.Viridian = &hvm.Viridian{Enabled: true}
+	}
+	hasCD := c.IsSet("cdrom")
+	for i, spec := range c.StringSlice("disk") {
+		vol, vdev, _ := strings.Cut(spec, ":")
+		if vdev == "" {
+			vdev = registry.DiskVdev(i, hasCD)
+		}
+		g.Disks = append(g.Disks, hvm.Disk{Volume: vol, Vdev: vdev})
+	}
+	if hasCD {
+		cd := hvm.Disk{Vdev: "hdc", CDROM: true}
+		if v := c.String("cdrom"); strings.ContainsRune(v, '/') {
+			cd.Path = v
+		} else if v != "" {
+			cd.Media = v
+		}
+		g.Disks = append(g.Disks, cd)
+	}
+	for _, spec := range c.StringSlice("nic") {
+		n, _, err := xlcfg.ParseVif(spec)
+		if err != nil {
+			return nil, err
+		}
+		g.NICs = append(g.NICs, n)
+	}
+	if c.IsSet("vnc") {
+		g.Display.VNC = hvm.Bool(c.Bool("vnc"))
+	}
+	g.Display.VNCListen = c.String("vnclisten")
+	if f := c.String("vncpasswd-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, storage.Errorf(storage.ErrInvalid, "cannot read --vncpasswd-file %q: %w", f, err)
+		}
+		g.Display.VNCPasswd = hvm.Secret(strings.TrimRight(string(b), "\r\n"))
+	}
+	if c.Bool("tablet") {
+		g.USB, g.USBDevices = hvm.Bool(true), []string{"tablet"}
+	}
+	g.Lifecycle = hvm.Lifecycle{OnReboot: c.String("on-reboot"), OnPoweroff: c.String("on-poweroff"), OnCrash: c.String("on-crash")}
+	return g, nil
+}
 
 func guestCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "guest",
-		Usage: "manage guests: a name and its disks (full HVM definitions come later)",
+		Usage: "HVM guest definitions: define, import, edit, render, lint",
 		Subcommands: []*cli.Command{
 			flattenCommand(true),
 			{
-				Name: "define", Usage: "define a guest from its disks", ArgsUsage: "NAME",
-				Flags: []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a volume that is a disk of the guest (repeat, in order)"}},
+				Name: "define", Usage: "define a guest from flags or a YAML file (a MAC is generated and pinned per NIC)", ArgsUsage: "NAME",
+				Flags: defineFlags,
 				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "NAME"); err != nil {
-						return err
+					var g *hvm.Guest
+					if f := c.String("file"); f != "" {
+						for _, f := range defineFlags {
+							if n := f.Names()[0]; n != "file" && c.IsSet(n) {
+								return storage.Errorf(storage.ErrInvalid, "give either -f FILE (and optionally NAME) or flags like --%s, not both", n)
+							}
+						}
+						if c.NArg() > 1 {
+							return storage.Errorf(storage.ErrInvalid, "guest define -f FILE takes at most one NAME (got %d)", c.NArg())
+						}
+						var err error
+						if g, err = hvm.LoadFile(f); err != nil {
+							return err
+						}
+						if c.NArg() == 1 {
+							g.Name = c.Args().First()
+						}
+					} else {
+						if err := needArgs(c, "NAME"); err != nil {
+							return err
+						}
+						var err error
+						if g, err = guestFromFlags(c, c.Args().First()); err != nil {
+							return err
+						}
 					}
-					st, err := openStore(c)
+					r, err := openRegistry(c)
 					if err != nil {
 						return err
 					}
-					if _, err := st.DefineGuest(c.Context, c.Args().First(), c.StringSlice("disk")); err != nil {
+					if _, _, err := r.Define(c.Context, g); err != nil {
 						return err
 					}
-					g, err := st.Guest(c.Context, c.Args().First())
+					return showGuest(c, r, g.Name)
+				},
+			},
+			{
+				Name: "import", Usage: "import an xl/xm config (never executed) or, with --libvirt, domain XML", ArgsUsage: "FILE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "name of the guest (default: the config's)"},
+					&cli.BoolFlag{Name: "adopt-disks", Usage: "register the disk images and devices it names as volumes, in place"},
+					&cli.BoolFlag{Name: "libvirt", Usage: "FILE is libvirt domain XML"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "FILE"); err != nil {
+						return err
+					}
+					file := c.Args().First()
+					data, err := os.ReadFile(file)
+					if err != nil {
+						return storage.Errorf(storage.ErrNotFound, "cannot read %q: %w", file, err)
+					}
+					r, err := openRegistry(c)
 					if err != nil {
 						return err
 					}
-					return emitGuests(c, g)
+					g, _, err := r.Import(c.Context, file, data, registry.ImportOptions{Name: c.String("name"), AdoptDisks: c.Bool("adopt-disks"), Libvirt: c.Bool("libvirt")})
+					if err != nil {
+						return err
+					}
+					return showGuest(c, r, g.Name)
+				},
+			},
+			{
+				Name: "set", Usage: "change a guest: KEY=VALUE with xl names (memory=1024 acpi=0 vnclisten=...) or YAML paths (nics.0.bridge=br1); KEY= unsets", ArgsUsage: "NAME KEY=VALUE...",
+				Action: func(c *cli.Context) error {
+					if c.NArg() < 2 {
+						return storage.Errorf(storage.ErrInvalid, "guest set takes NAME and at least one KEY=VALUE")
+					}
+					r, err := openRegistry(c)
+					if err != nil {
+						return err
+					}
+					g, _, err := r.Set(c.Context, c.Args().First(), c.Args().Tail())
+					if err != nil {
+						return err
+					}
+					return showGuest(c, r, g.Name)
 				},
 			},
 			{
@@ -50,52 +211,143 @@ func guestCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return emitGuests(c, gs)
+					return emit(c, gs, func(w *tabwriter.Writer) {
+						row(w, "NAME", "ID", "DISKS")
+						for _, g := range gs {
+							row(w, g.Name, g.ID, strings.Join(g.DiskNames, ","))
+						}
+					})
 				},
 			},
 			{
-				Name: "show", Usage: "show a guest", ArgsUsage: "NAME",
+				Name: "show", Usage: "show a guest's definition (--output yaml writes the YAML schema back)", ArgsUsage: "NAME",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "show-secrets", Usage: "print passwords instead of [redacted]"}},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
 						return err
 					}
-					st, err := openStore(c)
+					r, err := openRegistry(c)
 					if err != nil {
 						return err
 					}
-					g, err := st.Guest(c.Context, c.Args().First())
-					if err != nil {
-						return err
-					}
-					return emitGuests(c, g)
+					return showGuest(c, r, c.Args().First())
 				},
 			},
 			{
-				Name: "delete", Usage: "forget a guest (its volumes stay)", ArgsUsage: "NAME",
+				Name: "render", Usage: "render a guest as xl.cfg, xm, libvirt domain XML or a QEMU command line", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "format", Value: "xl", Usage: "xl, xm, libvirt or qemu"},
+					&cli.StringFlag{Name: "hypervisor", Usage: "xen or kvm (libvirt: default xen; qemu: kvm selects -accel kvm)"},
+					&cli.StringFlag{Name: "accel", Usage: "qemu: tcg or kvm"},
+					&cli.StringFlag{Name: "network", Usage: "qemu: bridge (default), user or none"},
+					&cli.BoolFlag{Name: "show-secrets", Usage: "include console passwords (left out by default)"},
+				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
 						return err
 					}
-					st, err := openStore(c)
+					r, err := openRegistry(c)
 					if err != nil {
 						return err
 					}
-					return st.DeleteGuest(c.Context, c.Args().First())
+					text, argv, err := r.Render(c.Context, c.Args().First(), registry.RenderOptions{Format: c.String("format"), Hypervisor: c.String("hypervisor"), Accel: c.String("accel"), Network: c.String("network"), ShowSecrets: c.Bool("show-secrets")})
+					if err != nil {
+						return err
+					}
+					if argv != nil {
+						return emit(c, argv, func(w *tabwriter.Writer) {
+							for _, a := range argv {
+								fmt.Fprintln(w, a)
+							}
+						})
+					}
+					_, err = os.Stdout.Write(text)
+					return err
+				},
+			},
+			{
+				Name: "lint", Usage: "check a guest for Windows pitfalls (HAL, activation, XP install, exposed VNC, ...)", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					r, err := openRegistry(c)
+					if err != nil {
+						return err
+					}
+					fs, err := r.Lint(c.Context, c.Args().First())
+					if err != nil {
+						return err
+					}
+					if fs == nil {
+						fs = []lint.Finding{}
+					}
+					return emit(c, fs, func(w *tabwriter.Writer) {
+						row(w, "SEVERITY", "ID", "FIELD", "MESSAGE", "FIX")
+						for _, f := range fs {
+							row(w, f.Severity, f.ID, f.Field, f.Message, f.Fix)
+						}
+					})
+				},
+			},
+			{
+				Name: "delete", Usage: "forget a guest (its disks stay unless --with-disks)", ArgsUsage: "NAME",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "with-disks", Usage: "also delete the volumes that are its disks"}},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					r, err := openRegistry(c)
+					if err != nil {
+						return err
+					}
+					return r.Delete(c.Context, c.Args().First(), c.Bool("with-disks"))
 				},
 			},
 		},
 	}
 }
 
-func emitGuests(c *cli.Context, v any) error {
-	gs, _ := v.([]store.GuestView)
-	if g, ok := v.(store.GuestView); ok {
-		gs = []store.GuestView{g}
+// showGuest prints a guest: YAML (the schema, for define -f), JSON (the
+// same keys plus id and disk volumes) or a summary table. Passwords are
+// redacted unless --show-secrets.
+func showGuest(c *cli.Context, r *registry.Registry, name string) error {
+	g, rec, err := r.Get(c.Context, name)
+	if err != nil {
+		return err
 	}
-	return emit(c, v, func(w *tabwriter.Writer) {
-		row(w, "NAME", "ID", "DISKS")
-		for _, g := range gs {
-			row(w, g.Name, g.ID, strings.Join(g.DiskNames, ","))
+	if !c.Bool("show-secrets") {
+		g = g.Redacted()
+	}
+	doc, err := hvm.Marshal(g)
+	if err != nil {
+		return err
+	}
+	if c.String("output") == "yaml" {
+		_, err := os.Stdout.Write(doc)
+		return err
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(doc, &tree); err != nil {
+		return err
+	}
+	tree["id"] = rec.ID
+	return emit(c, tree, func(w *tabwriter.Writer) {
+		row(w, "name:", g.Name)
+		row(w, "uuid:", g.UUID)
+		row(w, "memory:", fmt.Sprintf("%d MiB", hvm.Val(g.Memory, 0)))
+		row(w, "vcpus:", g.EffectiveVCPUs())
+		row(w, "acpi/apic:", fmt.Sprintf("%v/%v", g.EffectiveACPI(), g.EffectiveAPIC()))
+		row(w, "boot:", g.EffectiveBoot())
+		for _, d := range g.Disks {
+			kind, src := d.Source()
+			row(w, "disk:", d.Vdev, kind, src, d.Format, map[bool]string{true: "cdrom", false: ""}[d.CDROM])
+		}
+		for _, n := range g.NICs {
+			row(w, "nic:", n.MAC, n.Bridge, n.Model)
+		}
+		if g.Display.VNCEnabled() {
+			row(w, "vnc:", g.Display.EffectiveVNCListen(), g.Display.VNCPasswd.String())
 		}
 	})
 }

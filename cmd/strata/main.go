@@ -109,9 +109,11 @@ func newApp() *cli.App {
 		Description: "strata keeps the backing stores of Xen and KVM guests (sparse raw and qcow2 images,\n" +
 			"block devices) in pools, and records them in a catalog in its state home.",
 		EnableBashCompletion: true,
+		// Repeated flags, not commas, make lists: a --nic spec has commas.
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "home", Usage: "state home (catalog and default pool)", EnvVars: []string{"STRATA_HOME"}, Value: defaultHome()},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "result format: table or json", Value: "table"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "result format: table or json (and yaml for guest show)", Value: "table"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 			&cli.StringFlag{Name: "log-format", Usage: "console or json", Value: "console"},
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
@@ -142,9 +144,9 @@ func setup(c *cli.Context) error {
 		return storage.Errorf(storage.ErrInvalid, "invalid --log-format %q: use console or json", c.String("log-format"))
 	}
 	switch c.String("output") {
-	case "table", "json":
+	case "table", "json", "yaml":
 	default:
-		return storage.Errorf(storage.ErrInvalid, "invalid --output %q: use table or json", c.String("output"))
+		return storage.Errorf(storage.ErrInvalid, "invalid --output %q: use table or json (yaml: guest show)", c.String("output"))
 	}
 	if c.String("home") == "" {
 		return storage.Errorf(storage.ErrInvalid, "invalid --home \"\": give a directory")

@@ -18,6 +18,9 @@ import (
 // emit prints a result: as indented JSON with --output json, else through
 // table, which writes aligned columns.
 func emit(c *cli.Context, v any, table func(w *tabwriter.Writer)) error {
+	if c.String("output") == "yaml" {
+		return storage.Errorf(storage.ErrInvalid, "--output yaml is only for guest show: use table or json")
+	}
 	out := bufio.NewWriter(os.Stdout)
 	if c.String("output") == "json" {
 		enc := json.NewEncoder(out)

@@ -509,3 +509,7 @@ func syncDir(path string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// All returns every medium in the catalog, sorted by name, within a
+// transaction (for callers that combine it with other records).
+func All(tx *catalog.Tx) ([]Medium, error) { return all(tx) }

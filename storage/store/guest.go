@@ -2,48 +2,10 @@ package store
 
 import (
 	"context"
-	"time"
-
-	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/dir"
 )
-
-// DefineGuest records a guest as a name and its disks (volume names, in
-// order). The hvm package extends the record with a full definition.
-func (s *Store) DefineGuest(ctx context.Context, name string, disks []string) (storage.Guest, error) {
-	if err := storage.ValidateName("guest", name); err != nil {
-		return storage.Guest{}, err
-	}
-	if len(disks) == 0 {
-		return storage.Guest{}, storage.Errorf(storage.ErrInvalid, "guest %q needs at least one disk: give --disk VOLUME", name)
-	}
-	g := storage.Guest{ID: dir.NewID(), Name: name, Created: time.Now().UTC()}
-	err := s.Catalog.Update(func(tx *catalog.Tx) error {
-		if _, err := tx.Guest(name); err == nil {
-			return storage.Errorf(storage.ErrExists, "guest %q already exists: choose another name or delete it first", name)
-		}
-		seen := map[string]bool{}
-		for _, d := range disks {
-			v, err := tx.Volume(d)
-			if err != nil {
-				return err
-			}
-			if seen[v.ID] {
-				return storage.Errorf(storage.ErrInvalid, "volume %q is given twice as a disk of guest %q", d, name)
-			}
-			seen[v.ID] = true
-			g.Disks = append(g.Disks, v.ID)
-		}
-		return tx.PutGuest(g)
-	})
-	if err == nil {
-		log.Info().Str("guest", name).Strs("disks", disks).Msg("guest defined")
-	}
-	return g, err
-}
 
 // GuestView is a guest with its disks' names, for printing.
 type GuestView struct {

@@ -1,0 +1,143 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/libvirt"
+	"github.com/strata-vm/strata/hvm/lint"
+	"github.com/strata-vm/strata/hvm/xlcfg"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/media"
+	"github.com/strata-vm/strata/storage/store"
+)
+
+// ImportOptions describe an import of an existing guest config.
+type ImportOptions struct {
+	Name       string // overrides the config's name
+	AdoptDisks bool   // register the disk images it names as volumes, in place
+	Libvirt    bool   // data is libvirt domain XML, not xl/xm
+}
+
+// Import parses an xl/xm config (never executing it) or libvirt XML and
+// defines the guest. With AdoptDisks the images and devices it names are
+// registered as volumes in place (named GUEST-VDEV), so restore points work
+// on an existing Xen guest at once; if the define fails they are
+// unregistered again.
+func (r *Registry) Import(ctx context.Context, file string, data []byte, o ImportOptions) (*hvm.Guest, []lint.Finding, error) {
+	var g *hvm.Guest
+	var findings []lint.Finding
+	if o.Libvirt {
+		var warnings []string
+		var err error
+		if g, warnings, err = libvirt.ParseXML(file, data); err != nil {
+			return nil, nil, err
+		}
+		for _, w := range warnings {
+			log.Warn().Str("file", file).Msg(w)
+		}
+	} else {
+		var warnings []xlcfg.Warning
+		var err error
+		if g, warnings, err = xlcfg.Parse(file, data); err != nil {
+			return nil, nil, err
+		}
+		for _, w := range warnings {
+			log.Warn().Str("file", w.File).Int("line", w.Line).Str("code", w.Code).Msg(w.Message)
+		}
+		findings = lint.FromWarnings(warnings)
+	}
+	if o.Name != "" {
+		g.Name = o.Name
+	}
+	if err := storage.ValidateName("guest", g.Name); err != nil {
+		return nil, nil, storage.Errorf(storage.ErrInvalid, "%s: the guest's name %q cannot be a strata name: give one with --name (%v)", file, g.Name, err)
+	}
+	if _, _, err := r.Get(ctx, g.Name); err == nil {
+		return nil, nil, storage.Errorf(storage.ErrExists, "guest %q already exists: import under another name with --name", g.Name)
+	}
+	if err := r.mediaByPath(g); err != nil {
+		return nil, nil, err
+	}
+	var adopted []string
+	if o.AdoptDisks {
+		var err error
+		if adopted, err = r.adopt(ctx, g); err != nil {
+			r.unadopt(ctx, adopted)
+			return nil, nil, err
+		}
+	}
+	g, more, err := r.Define(ctx, g)
+	if err != nil {
+		r.unadopt(ctx, adopted)
+		return nil, nil, err
+	}
+	return g, append(findings, more...), nil
+}
+
+// mediaByPath turns CD-ROM paths of registered isos into media names.
+func (r *Registry) mediaByPath(g *hvm.Guest) error {
+	return r.st.Catalog.View(func(tx *catalog.Tx) error {
+		isos, err := media.All(tx)
+		if err != nil {
+			return err
+		}
+		for i := range g.Disks {
+			d := &g.Disks[i]
+			for _, m := range isos {
+				if d.CDROM && d.Path != "" && d.Path == m.Path {
+					d.Media, d.Path = m.Name, ""
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// adopt registers each writable disk image or device as a volume (or
+// reuses the volume already registered at that path).
+func (r *Registry) adopt(ctx context.Context, g *hvm.Guest) ([]string, error) {
+	var adopted []string
+	vols, err := r.st.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byPath := map[string]string{}
+	for _, v := range vols {
+		byPath[v.Path] = v.Name
+	}
+	for i := range g.Disks {
+		d := &g.Disks[i]
+		kind, path := d.Source()
+		if d.CDROM || (kind != hvm.SourcePath && kind != hvm.SourceDevice) {
+			continue
+		}
+		if name, ok := byPath[path]; ok {
+			d.Volume, d.Path, d.Device = name, "", ""
+			continue
+		}
+		name := g.Name + "-" + d.Vdev
+		v, err := r.st.ImportVolume(ctx, store.ImportOptions{Path: path, Name: name}, storage.NoProgress{})
+		if err != nil {
+			return adopted, fmt.Errorf("adopt disk %s of guest %q: %w", d.Vdev, g.Name, err)
+		}
+		adopted = append(adopted, v.Name)
+		d.Volume, d.Path, d.Device = v.Name, "", ""
+		if d.Format == "" || d.Format != string(v.Format) {
+			d.Format = string(v.Format)
+		}
+	}
+	return adopted, nil
+}
+
+func (r *Registry) unadopt(ctx context.Context, names []string) {
+	for _, n := range names {
+		if err := r.st.DeleteVolume(context.WithoutCancel(ctx), n, false); err != nil {
+			log.Error().Err(err).Str("volume", n).Msg("could not unregister an adopted disk")
+		}
+	}
+}

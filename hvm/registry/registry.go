@@ -1,0 +1,303 @@
+// Package registry keeps HVM guest definitions in the catalog: it turns
+// what an admin gives (flags, a YAML file, an xl/xm config, libvirt XML)
+// into a validated hvm.Guest with pinned MACs, stores it as the guest's
+// definition, edits it, and renders it with volume and media names
+// resolved to host paths.
+//
+// Invariants: a stored definition has passed FillDefaults and Validate;
+// every NIC has a MAC, unique across the catalog; every volume and medium
+// it names exists; the guest record's Disks are the volume IDs of its
+// writable disks (what restore points capture).
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/lint"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/dir"
+	"github.com/strata-vm/strata/storage/media"
+	"github.com/strata-vm/strata/storage/store"
+)
+
+func init() {
+	// An iso cannot be deleted while a guest definition uses it.
+	media.InUse = func(tx *catalog.Tx, name string) ([]string, error) {
+		return guestsWhere(tx, func(g *hvm.Guest) bool {
+			for _, d := range g.Disks {
+				if d.Media == name {
+					return true
+				}
+			}
+			return false
+		})
+	}
+}
+
+// Registry is the guest definitions of a state home.
+type Registry struct{ st *store.Store }
+
+// New returns the registry of a store.
+func New(st *store.Store) *Registry { return &Registry{st: st} }
+
+// decode reads a stored guest's definition. A guest recorded as only a
+// name and disks (before it had a definition) gets a minimal one.
+func decode(tx *catalog.Tx, rec storage.Guest) (*hvm.Guest, error) {
+	if rec.Definition != "" {
+		g, err := hvm.Unmarshal("guest "+rec.Name, []byte(rec.Definition))
+		if err != nil {
+			return nil, fmt.Errorf("stored definition of guest %q: %w", rec.Name, err)
+		}
+		return g, nil
+	}
+	g := &hvm.Guest{APIVersion: hvm.APIVersion, Name: rec.Name}
+	for i, id := range rec.Disks {
+		v, err := tx.VolumeByID(id)
+		if err != nil {
+			continue
+		}
+		g.Disks = append(g.Disks, hvm.Disk{Volume: v.Name, Vdev: DiskVdev(i, false), Format: string(v.Format)})
+	}
+	return g, nil
+}
+
+func guestsWhere(tx *catalog.Tx, match func(*hvm.Guest) bool) ([]string, error) {
+	recs, err := tx.Guests()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rec := range recs {
+		g, err := decode(tx, rec)
+		if err != nil {
+			return nil, err
+		}
+		if match(g) {
+			out = append(out, rec.Name)
+		}
+	}
+	return out, nil
+}
+
+// DiskVdev names a guest's n-th hard disk (from 0): hda, hdb, hdc, hdd,
+// then sda, sdb, ...; with a CD-ROM drive, hdc is the drive's (the classic
+// convention) and the disks skip it.
+func DiskVdev(n int, withCDROM bool) string {
+	ide := []string{"hda", "hdb", "hdc", "hdd"}
+	if withCDROM {
+		ide = []string{"hda", "hdb", "hdd"}
+	}
+	if n < len(ide) {
+		return ide[n]
+	}
+	return fmt.Sprintf("sd%c", 'a'+n-len(ide))
+}
+
+// macsInUse collects every MAC of every guest but skip.
+func macsInUse(tx *catalog.Tx, skip string) (map[string]bool, error) {
+	inUse := map[string]bool{}
+	recs, err := tx.Guests()
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range recs {
+		if rec.Name == skip {
+			continue
+		}
+		g, err := decode(tx, rec)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range g.NICs {
+			if n.MAC != "" {
+				inUse[strings.ToLower(n.MAC)] = true
+			}
+		}
+	}
+	return inUse, nil
+}
+
+// prepare completes and checks g inside a transaction: defaults, pinned
+// unique MACs, the volumes and media it names, validation. It returns the
+// volume IDs of the writable disks.
+func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) ([]string, error) {
+	if err := storage.ValidateName("guest", g.Name); err != nil {
+		return nil, err
+	}
+	if err := g.FillDefaults(); err != nil {
+		return nil, err
+	}
+	inUse, err := macsInUse(tx, previous)
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range g.NICs {
+		if n.MAC != "" && inUse[strings.ToLower(n.MAC)] {
+			return nil, storage.Errorf(storage.ErrExists, "guest %q: nics[%d] MAC %s is already used by another guest: give another or omit it to get a fresh one", g.Name, i, n.MAC)
+		}
+	}
+	if err := g.PinMACs(inUse); err != nil {
+		return nil, err
+	}
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, d := range g.Disks {
+		switch kind, name := d.Source(); kind {
+		case hvm.SourceVolume:
+			v, err := tx.Volume(name)
+			if err != nil {
+				return nil, fmt.Errorf("guest %q: disk %s: %w", g.Name, d.Vdev, err)
+			}
+			if d.CDROM || d.ReadOnly() || seen[v.ID] {
+				continue
+			}
+			seen[v.ID] = true
+			ids = append(ids, v.ID)
+		case hvm.SourceMedia:
+			if _, err := media.Resolve(tx, name); err != nil {
+				return nil, fmt.Errorf("guest %q: disk %s: %w", g.Name, d.Vdev, err)
+			}
+		}
+	}
+	if g.Install == nil {
+		g.Install = installRecord(g)
+	}
+	return ids, nil
+}
+
+// installRecord notes the hardware Windows sees when it is installed on
+// this definition; lint compares later changes with it.
+func installRecord(g *hvm.Guest) *hvm.Install {
+	in := &hvm.Install{ACPI: hvm.Bool(g.EffectiveACPI()), APIC: hvm.Bool(g.EffectiveAPIC()), VCPUs: hvm.Int(g.EffectiveVCPUs()), Memory: g.Memory}
+	if len(g.NICs) > 0 {
+		in.MAC = g.NICs[0].MAC
+	}
+	for _, d := range g.Disks {
+		if d.CDROM {
+			in.CDROM = d.Vdev
+			break
+		}
+	}
+	return in
+}
+
+func store1(tx *catalog.Tx, rec storage.Guest, g *hvm.Guest, ids []string) error {
+	y, err := hvm.Marshal(g)
+	if err != nil {
+		return err
+	}
+	rec.Name, rec.Disks, rec.Definition = g.Name, ids, string(y)
+	return tx.PutGuest(rec)
+}
+
+// Define records a new guest.
+func (r *Registry) Define(ctx context.Context, g *hvm.Guest) (*hvm.Guest, []lint.Finding, error) {
+	err := r.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if _, err := tx.Guest(g.Name); err == nil {
+			return storage.Errorf(storage.ErrExists, "guest %q already exists: choose another name, or change it with 'strata guest set'", g.Name)
+		}
+		ids, err := prepare(tx, g, "")
+		if err != nil {
+			return err
+		}
+		return store1(tx, storage.Guest{ID: dir.NewID(), Created: nowUTC()}, g, ids)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info().Str("guest", g.Name).Msg("guest defined")
+	return g, warn(g), nil
+}
+
+// warn runs lint and logs what it finds (define, import and set do).
+func warn(g *hvm.Guest) []lint.Finding {
+	fs := lint.Check(g)
+	for _, f := range fs {
+		if f.Severity != lint.Info {
+			log.Warn().Str("guest", g.Name).Str("id", f.ID).Str("fix", f.Fix).Msg(f.Message)
+		}
+	}
+	return fs
+}
+
+// Get returns a guest's definition and record.
+func (r *Registry) Get(ctx context.Context, name string) (*hvm.Guest, storage.Guest, error) {
+	var g *hvm.Guest
+	var rec storage.Guest
+	err := r.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if rec, err = tx.Guest(name); err != nil {
+			return err
+		}
+		g, err = decode(tx, rec)
+		return err
+	})
+	return g, rec, err
+}
+
+// Update applies change to a stored definition and stores the result if
+// it is valid. A new name must be free.
+func (r *Registry) Update(ctx context.Context, name string, change func(g *hvm.Guest) error) (*hvm.Guest, []lint.Finding, error) {
+	var g *hvm.Guest
+	err := r.st.Catalog.Update(func(tx *catalog.Tx) error {
+		rec, err := tx.Guest(name)
+		if err != nil {
+			return err
+		}
+		if g, err = decode(tx, rec); err != nil {
+			return err
+		}
+		if err := change(g); err != nil {
+			return err
+		}
+		ids, err := prepare(tx, g, name)
+		if err != nil {
+			return err
+		}
+		return store1(tx, rec, g, ids)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info().Str("guest", g.Name).Msg("guest changed")
+	return g, warn(g), nil
+}
+
+// Lint checks a stored guest.
+func (r *Registry) Lint(ctx context.Context, name string) ([]lint.Finding, error) {
+	g, _, err := r.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return lint.Check(g), nil
+}
+
+// Delete forgets a guest, and with withDisks deletes its volumes too.
+func (r *Registry) Delete(ctx context.Context, name string, withDisks bool) error {
+	g, _, err := r.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := r.st.DeleteGuest(ctx, name); err != nil {
+		return err
+	}
+	if !withDisks {
+		return nil
+	}
+	for _, d := range g.Disks {
+		if d.Volume != "" {
+			if err := r.st.DeleteVolume(ctx, d.Volume, false); err != nil {
+				return fmt.Errorf("guest %q is deleted, but its disk %q: %w", name, d.Volume, err)
+			}
+		}
+	}
+	return nil
+}
