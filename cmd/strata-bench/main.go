@@ -47,13 +47,29 @@ type env struct {
 	home   string // strata state home
 }
 
+// atExit undoes set-up (mounts, loop devices, scratch files), last first,
+// whether the run ends normally or by fatal.
+var atExit []func()
+
+func cleanup() {
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
+	atExit = nil
+}
+
+func fatal(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "strata-bench: "+format+"\n", args...)
+	cleanup()
+	os.Exit(1)
+}
+
 // run runs argv and fails loudly: a benchmark of a failing command is
 // meaningless.
 func run(argv ...string) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "strata-bench: %s: %v\n%s", strings.Join(argv, " "), err, out)
-		os.Exit(1)
+		fatal("%s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 }
 
@@ -65,8 +81,7 @@ func timed(argv []string) (time.Duration, int64) {
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "strata-bench: %s: %v\n%s", strings.Join(argv, " "), err, out)
-		os.Exit(1)
+		fatal("%s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -143,19 +158,17 @@ func main() {
 	rounds := flag.Int("rounds", 15, "timed rounds per comparison")
 	only := flag.String("only", "", "run only comparisons whose title contains this")
 	flag.Parse()
-	bin, err := filepath.Abs(*strata)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	scratch := *dir
 	if scratch == "" {
+		var err error
 		if scratch, err = os.MkdirTemp("/var/tmp", "strata-bench-"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			fatal("%v", err)
 		}
-		defer os.RemoveAll(scratch)
+		atExit = append(atExit, func() { os.RemoveAll(scratch) })
 	}
+	// A private copy: a rebuild during the run must not change what is measured.
+	bin := filepath.Join(scratch, "strata")
+	run("cp", *strata, bin)
 	e := env{strata: bin, dir: scratch, home: filepath.Join(scratch, "home")}
 	run(bin, "--home", e.home, "pool", "list") // first use outside the timings
 
@@ -174,6 +187,7 @@ func main() {
 			flats = append(flats, fl(rows)...)
 		}
 	}
+	cleanup()
 	failed := report(rows, flats)
 	if failed > 0 {
 		fmt.Printf("\n%d target(s) missed\n", failed)

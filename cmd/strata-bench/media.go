@@ -27,7 +27,7 @@ func mediaBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	}
 	src := filepath.Join(e.dir, "iso-src")
 	if err := os.MkdirAll(src, 0o700); err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	run("dd", "if=/dev/urandom", "of="+filepath.Join(src, "payload.bin"), "bs=1M", fmt.Sprintf("count=%d", isoSize>>20), "status=none")
 	iso := filepath.Join(e.dir, "bench.iso")
@@ -35,9 +35,10 @@ func mediaBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	os.RemoveAll(src)
 	out, err := exec.Command("losetup", "-r", "-f", "--show", iso).Output()
 	if err != nil {
-		panic(err)
+		fatal("losetup %s: %v", iso, err)
 	}
 	dev := strings.TrimSpace(string(out))
+	atExit = append(atExit, func() { _ = exec.Command("losetup", "-d", dev).Run(); os.Remove(iso) })
 	dst := filepath.Join(e.dir, "captured.iso")
 	n := 0
 	c := comparison{
@@ -62,9 +63,5 @@ func mediaBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			}},
 		},
 	}
-	return []comparison{c}, func([]row) []flat {
-		_ = exec.Command("losetup", "-d", dev).Run()
-		os.Remove(iso)
-		return nil
-	}
+	return []comparison{c}, nil
 }

@@ -21,12 +21,10 @@ var snapshotData = "256M" // the 1x data size; the benchmark uses 1x, 4x, 16x
 func strataJSON(e env, home string, v any, args ...string) {
 	out, err := exec.Command(e.strata, append([]string{"--home", home, "--log-level", "error", "--output", "json"}, args...)...).Output()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "strata-bench: strata %v: %v\n", args, err)
-		os.Exit(1)
+		fatal("strata %v: %v", args, err)
 	}
 	if err := json.Unmarshal(out, v); err != nil {
-		fmt.Fprintf(os.Stderr, "strata-bench: strata %v: %v\n", args, err)
-		os.Exit(1)
+		fatal("strata %v: %v", args, err)
 	}
 }
 
@@ -41,7 +39,7 @@ func fill(path, format string, n int64) {
 }
 
 // loopFS mounts a fresh filesystem of type fs on a sparse file in dir.
-func loopFS(dir, fs string, size int64) (mnt string, cleanup func()) {
+func loopFS(dir, fs string, size int64) (mnt string) {
 	img := filepath.Join(dir, fs+".fs")
 	run("truncate", "-s", fmt.Sprint(size), img)
 	switch fs {
@@ -50,10 +48,11 @@ func loopFS(dir, fs string, size int64) (mnt string, cleanup func()) {
 	}
 	mnt = filepath.Join(dir, fs+"-mnt")
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	run("mount", "-o", "loop", img, mnt)
-	return mnt, func() { _ = exec.Command("umount", mnt).Run(); os.Remove(img) }
+	atExit = append(atExit, func() { _ = exec.Command("umount", mnt).Run(); os.Remove(img) })
+	return mnt
 }
 
 // snapshotBenches: restore points per method at 1x/4x/16x data, against
@@ -61,18 +60,15 @@ func loopFS(dir, fs string, size int64) (mnt string, cleanup func()) {
 func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	unit, err := storage.ParseSize(snapshotData)
 	if err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	var comps []comparison
-	var cleanups []func()
 	sizes := []int64{unit, 4 * unit, 16 * unit}
 	label := func(n int64) string { return storage.FormatSize(n) + " data" }
 	xfs := ""
 	if os.Geteuid() == 0 {
-		mnt, done := loopFS(e.dir, "xfs", 24<<30)
-		cleanups = append(cleanups, done)
-		xfs = mnt
-		run(e.strata, "--home", e.home, "pool", "add", "xfs", "--path", filepath.Join(mnt, "pool"))
+		xfs = loopFS(e.dir, "xfs", 24<<30)
+		run(e.strata, "--home", e.home, "pool", "add", "xfs", "--path", filepath.Join(xfs, "pool"))
 	} else {
 		fmt.Fprintln(os.Stderr, "strata-bench: not root: no XFS loop mount, the reflink rows are left out")
 	}
@@ -168,9 +164,6 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 				}
 			}
 		}
-		for _, c := range cleanups {
-			c()
-		}
 		return fl
 	}
 }
@@ -187,11 +180,11 @@ func listAmongMany(e env, rounds int) comparison {
 	var v volumeInfo
 	strataJSON(e, home, &v, "volume", "create", "lone", "--size", "1G", "--format", "qcow2")
 	for g := 0; g < 100; g++ {
-		run(e.strata, "--home", home, "--log-level", "error", "guest", "define", fmt.Sprintf("g%03d", g), "--disk", "lone")
+		run(e.strata, "--home", home, "--log-level", "error", "guest", "define", fmt.Sprintf("g%03d", g), "--disk", "lone", "--memory", "256")
 	}
 	cat, err := catalog.Open(home, time.Minute)
 	if err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	err = cat.Update(func(tx *catalog.Tx) error {
 		guests, err := tx.Guests()
@@ -207,12 +200,12 @@ func listAmongMany(e env, rounds int) comparison {
 		return nil
 	})
 	if err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	var all []snapshot.Point
 	strataJSON(e, home, &all, "snapshot", "list")
 	if len(all) != 10000 {
-		panic(fmt.Sprintf("expected 10000 points, found %d", len(all)))
+		fatal("expected 10000 points, found %d", len(all))
 	}
 	return comparison{
 		title: "snapshot list, one guest among 10,000 points", reference: "strata snapshot list g050", rounds: rounds,
