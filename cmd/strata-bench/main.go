@@ -25,6 +25,9 @@ type contender struct {
 	name    string
 	prepare func(round int) []string
 	cleanup func(round int)
+	// inProcess, if set, is timed instead of a process (for library
+	// throughput, e.g. the config parser).
+	inProcess func()
 }
 
 // comparison is one row group of the results table.
@@ -45,7 +48,12 @@ type env struct {
 	strata string
 	dir    string // scratch directory
 	home   string // strata state home
+	only   string // -only: measure only comparisons whose title contains it
 }
+
+// want tells a group whether to set up comparisons with this title (set-up
+// can be costly: gigabytes of data, loop mounts).
+func (e env) want(title string) bool { return e.only == "" || strings.Contains(title, e.only) }
 
 // atExit undoes set-up (mounts, loop devices, scratch files), last first,
 // whether the run ends normally or by fatal.
@@ -114,8 +122,15 @@ func (c comparison) measure() []row {
 	rss := make(map[string]int64)
 	for round := -1; round < c.rounds; round++ { // round -1 warms caches
 		for _, k := range c.contenders {
-			argv := k.prepare(round)
-			d, r := timed(argv)
+			var d time.Duration
+			var r int64
+			if k.inProcess != nil {
+				start := time.Now()
+				k.inProcess()
+				d = time.Since(start)
+			} else {
+				d, r = timed(k.prepare(round))
+			}
 			rss[k.name] = max(rss[k.name], r)
 			if k.cleanup != nil {
 				k.cleanup(round)
@@ -169,7 +184,7 @@ func main() {
 	// A private copy: a rebuild during the run must not change what is measured.
 	bin := filepath.Join(scratch, "strata")
 	run("cp", *strata, bin)
-	e := env{strata: bin, dir: scratch, home: filepath.Join(scratch, "home")}
+	e := env{strata: bin, dir: scratch, home: filepath.Join(scratch, "home"), only: *only}
 	run(bin, "--home", e.home, "pool", "list") // first use outside the timings
 
 	var rows []row

@@ -11,6 +11,9 @@ func init() { groups = append(groups, volumeBenches) }
 // volumeBenches: creating a volume against truncate, qemu-img and the
 // classic dd recipe.
 func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	if !e.want("create") {
+		return nil, nil
+	}
 	path := func(tool string, round int, ext string) string {
 		return filepath.Join(e.dir, fmt.Sprintf("%s-%d.%s", tool, round, ext))
 	}
