@@ -221,8 +221,16 @@ func TestGuestRenderValidates(t *testing.T) {
 		storagetest.Cmd(t, "virt-xml-validate", xml, "domain")
 		storagetest.Cmd(t, "virsh", "-c", "test:///default", "define", xml)
 	}
+	// Each disk is rendered in its volume's real format.
+	xl := ok(t, home, "guest", "render", "web", "--format", "xl")
+	if !contains(xl, "format=qcow2,vdev=hda", "format=raw,vdev=hdb") {
+		t.Errorf("disk formats in xl:\n%s", xl)
+	}
 	var argv []string
 	jsonOf(t, home, &argv, "guest", "render", "web", "--format", "qemu", "--accel", "tcg", "--network", "none")
+	if !contains(strings.Join(argv, " "), "format=qcow2,media=disk") {
+		t.Errorf("qemu drive format: %v", argv)
+	}
 	if !contains(strings.Join(argv, " "), "-vnc 127.0.0.1", "accel=tcg") {
 		t.Errorf("argv %v", argv)
 	}

@@ -150,12 +150,19 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) ([]string, error) {
 	}
 	var ids []string
 	seen := map[string]bool{}
-	for _, d := range g.Disks {
+	for i := range g.Disks {
+		d := &g.Disks[i]
 		switch kind, name := d.Source(); kind {
 		case hvm.SourceVolume:
 			v, err := tx.Volume(name)
 			if err != nil {
 				return nil, fmt.Errorf("guest %q: disk %s: %w", g.Name, d.Vdev, err)
+			}
+			// The volume's format, detected from its content, is the
+			// truth: a qcow2 image opened as raw would be corrupted.
+			d.Format = string(v.Format)
+			if v.Format == storage.FormatISO {
+				d.Format = "raw"
 			}
 			if d.CDROM || d.ReadOnly() || seen[v.ID] {
 				continue
