@@ -124,3 +124,14 @@ func PutSyntheticPoints(tx interface {
 	}
 	return nil
 }
+
+// Printable returns the point as strata prints it: the guest record without
+// its definition, which may hold a console password.
+func (p Point) Printable() Point {
+	if p.Guest != nil {
+		g := *p.Guest
+		g.Definition = ""
+		p.Guest = &g
+	}
+	return p
+}

@@ -281,3 +281,22 @@ func TestGuestDeleteWithDisks(t *testing.T) {
 		t.Errorf("disk kept: %v", err)
 	}
 }
+
+// The console password never leaks through guest list or restore points.
+func TestPasswordNeverListed(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "sys", "qcow2", "")
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("hunter2-vnc"), 0o600)
+	ok(t, home, "guest", "define", "web", "--disk", "sys", "--vnc", "--vncpasswd-file", pw)
+	ok(t, home, "snapshot", "create", "web")
+	for _, args := range [][]string{
+		{"-o", "json", "guest", "list"}, {"guest", "list"}, {"-o", "json", "snapshot", "list"}, {"-o", "json", "snapshot", "show", "web", "1"},
+		{"-o", "json", "snapshot", "rollback", "web", "1"}, {"-o", "json", "guest", "lint", "web"}, {"-o", "json", "guest", "render", "web", "--format", "qemu"},
+	} {
+		r := runIn(t, home, nil, append([]string{"--log-level", "debug"}, args...)...)
+		if r.code != 0 || strings.Contains(r.stdout+r.stderr, "hunter2") {
+			t.Errorf("%v: exit %d, or it shows the password:\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}

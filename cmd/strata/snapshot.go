@@ -174,6 +174,7 @@ func snapshotCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					res.To, res.PreRollback = res.To.Printable(), res.PreRollback.Printable()
 					return emit(c, res, func(w *tabwriter.Writer) {
 						row(w, "rolled back to:", res.To.ID, res.To.Description)
 						row(w, "pre-rollback point:", res.PreRollback.ID, fmt.Sprintf("(undo with: strata snapshot rollback %s %d)", t.Name, res.PreRollback.ID))
@@ -314,7 +315,12 @@ func emitPoints(c *cli.Context, v any) error {
 	points, _ := v.([]snapshot.Point)
 	one, single := v.(snapshot.Point)
 	if single {
-		points = []snapshot.Point{one}
+		one = one.Printable()
+		points, v = []snapshot.Point{one}, one
+	} else {
+		for i := range points {
+			points[i] = points[i].Printable()
+		}
 	}
 	return emit(c, v, func(w *tabwriter.Writer) {
 		row(w, "TARGET", "ID", "NAME", "KIND", "CREATED", "METHOD", "PINNED", "BYTES", "PRE", "DESCRIPTION")

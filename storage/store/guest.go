@@ -2,19 +2,24 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 )
 
-// GuestView is a guest with its disks' names, for printing.
+// GuestView is a guest record for printing: with its disks' names and
+// without its definition, which may hold a console password.
 type GuestView struct {
-	storage.Guest
-	DiskNames []string `json:"disk_names"`
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Disks     []string  `json:"disks"`
+	DiskNames []string  `json:"disk_names"`
+	Created   time.Time `json:"created"`
 }
 
 func viewOf(tx *catalog.Tx, g storage.Guest) GuestView {
-	gv := GuestView{Guest: g, DiskNames: []string{}}
+	gv := GuestView{ID: g.ID, Name: g.Name, Disks: g.Disks, Created: g.Created, DiskNames: []string{}}
 	for _, id := range g.Disks {
 		name := "(deleted volume " + id + ")"
 		if v, err := tx.VolumeByID(id); err == nil {
