@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Error kinds. Every error strata returns to a user wraps at most one of
@@ -41,4 +42,13 @@ func (e *kindError) Unwrap() []error {
 func Errorf(kind error, format string, args ...any) error {
 	wrapped := fmt.Errorf(format, args...)
 	return &kindError{kind: kind, msg: wrapped.Error(), cause: errors.Unwrap(wrapped)}
+}
+
+// QuoteList quotes names for a message: "a", "b", "c".
+func QuoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
 }

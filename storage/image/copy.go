@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
@@ -173,4 +174,18 @@ func Reflink(src, dst string) (err error) {
 // stay holes.
 func Convert(ctx context.Context, src string, from storage.Format, dst string, to storage.Format) error {
 	return run.Run(ctx, nil, nil, "qemu-img", "convert", "-q", "-f", string(from), "-O", string(to), src, dst)
+}
+
+// Discard removes the image file of a thing (a volume, an iso) whose
+// catalog record is already gone; an imported file is kept unless purge.
+func Discard(what, name, path string, imported, purge bool) error {
+	if imported && !purge {
+		log.Info().Str(what, name).Str("path", path).Msgf("%s forgotten; its image is kept (use --purge to remove it)", what)
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s %q is deleted from the catalog but its image %q could not be removed: %w", what, name, path, err)
+	}
+	log.Info().Str(what, name).Msgf("%s deleted", what)
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
+	"github.com/strata-vm/strata/storage/image"
 )
 
 // Catalog buckets: media by ID; media_names name → ID.
@@ -408,7 +409,7 @@ func (mg *Manager) Delete(ctx context.Context, name string, purge bool) error {
 				return err
 			}
 			if len(users) > 0 {
-				return storage.Errorf(storage.ErrInUse, "iso %q is used by guest(s) %s: remove it from their definitions first", name, quoteList(users))
+				return storage.Errorf(storage.ErrInUse, "iso %q is used by guest(s) %s: remove it from their definitions first", name, storage.QuoteList(users))
 			}
 		}
 		if err := tx.Delete(bucketNames, m.Name); err != nil {
@@ -419,23 +420,7 @@ func (mg *Manager) Delete(ctx context.Context, name string, purge bool) error {
 	if err != nil {
 		return err
 	}
-	if m.Imported && !purge {
-		log.Info().Str("iso", name).Str("path", m.Path).Msg("iso forgotten; its image is kept (use --purge to remove it)")
-		return nil
-	}
-	if err := os.Remove(m.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("iso %q is deleted from the catalog but its image %q could not be removed: %w", name, m.Path, err)
-	}
-	log.Info().Str("iso", name).Msg("iso deleted")
-	return nil
-}
-
-func quoteList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = fmt.Sprintf("%q", n)
-	}
-	return strings.Join(q, ", ")
+	return image.Discard("iso", name, m.Path, m.Imported, purge)
 }
 
 // poolFor returns the pool called name (default: the default pool),

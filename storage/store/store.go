@@ -8,11 +8,9 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -169,7 +167,7 @@ func (s *Store) RemovePool(ctx context.Context, name string) error {
 			return err
 		}
 		if len(isos) > 0 {
-			return storage.Errorf(storage.ErrInUse, "pool %q still holds install media %s: delete them first ('strata iso delete')", name, quoteList(isos))
+			return storage.Errorf(storage.ErrInUse, "pool %q still holds install media %s: delete them first ('strata iso delete')", name, storage.QuoteList(isos))
 		}
 		return tx.RemovePool(name)
 	})
@@ -408,14 +406,14 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 			return err
 		}
 		if len(deps) > 0 {
-			return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: delete or flatten them first", name, quoteList(deps))
+			return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: delete or flatten them first", name, storage.QuoteList(deps))
 		}
 		guests, err := tx.GuestsUsing(v.ID)
 		if err != nil {
 			return err
 		}
 		if len(guests) > 0 {
-			return storage.Errorf(storage.ErrInUse, "volume %q is a disk of guest %s: delete the guest first ('strata guest delete')", name, quoteList(guests))
+			return storage.Errorf(storage.ErrInUse, "volume %q is a disk of guest %s: delete the guest first ('strata guest delete')", name, storage.QuoteList(guests))
 		}
 		for _, user := range s.volumeUsers {
 			if err := user(tx, v); err != nil {
@@ -430,23 +428,7 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 	if err != nil {
 		return err
 	}
-	if v.Imported && !purge {
-		log.Info().Str("volume", name).Str("path", v.Path).Msg("volume forgotten; its image is kept (use --purge to remove it)")
-		return nil
-	}
-	if err := os.Remove(v.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("volume %q is deleted from the catalog but its image %q could not be removed: %w", name, v.Path, err)
-	}
-	log.Info().Str("volume", name).Msg("volume deleted")
-	return nil
-}
-
-func quoteList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = fmt.Sprintf("%q", n)
-	}
-	return strings.Join(q, ", ")
+	return image.Discard("volume", name, v.Path, v.Imported, purge)
 }
 
 // OpLock is the state home's operation lock: every strata process holds it
