@@ -86,6 +86,22 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		out = append(out, f)
 	}
+	// Golden images being made or deleted, clones under way.
+	if repair {
+		fs, err := m.recoverGoldens(ctx)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, fs...)
+	} else {
+		pending, err := m.pendingGoldens()
+		if err != nil {
+			return out, err
+		}
+		for _, g := range pending {
+			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "a golden image or clone operation was interrupted"})
+		}
+	}
 	// 2. What the catalog references, and the directories strata writes in.
 	refs := map[string]bool{}
 	snaps := map[string]map[string]bool{} // qcow2 path → referenced snapshot names

@@ -34,7 +34,7 @@ func lockTarget(home string, t Target, timeout time.Duration) (*targetLock, erro
 		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
 			f.Close()
 			if err == unix.EWOULDBLOCK {
-				return nil, storage.Errorf(storage.ErrBusy, "%s is busy: another strata process is working on its restore points; try again or raise --lock-timeout", t)
+				return nil, storage.Errorf(storage.ErrBusy, "%s is busy: another strata process is working on it; try again or raise --lock-timeout", t)
 			}
 			return nil, err
 		}

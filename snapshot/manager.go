@@ -49,6 +49,7 @@ func New(st *store.Store, lockTimeout time.Duration) *Manager {
 	m.Running = func(context.Context, storage.Guest) (bool, error) { return false, nil }
 	st.AddVolumeUser(volumeUser)
 	st.AddGuestUser(guestUser)
+	st.AddPoolUser(goldenPoolUser)
 	return m
 }
 

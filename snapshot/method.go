@@ -197,19 +197,20 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, pro
 }
 
 // materialise makes dst a copy of src: a reflink if asked and possible,
-// else a sparse copy after a free-space check.
+// else a sparse copy after a free-space check. A fallback from reflink is
+// logged at debug level (callers report the method they got).
 func (m fileCopy) materialise(ctx context.Context, src, dst string, prog storage.Progress) error {
 	if m.reflink {
 		err := image.Reflink(src, dst)
 		if err == nil || !errors.Is(err, storage.ErrNotSupported) {
 			return err
 		}
-		log.Warn().Str("image", src).Msg("reflink is not possible here; falling back to a full copy")
+		log.Debug().Str("image", src).Msg("reflink is not possible here; falling back to a full copy")
 	}
 	if err := checkSpace(src, filepath.Dir(dst)); err != nil {
 		return err
 	}
-	return image.CopySparse(ctx, src, dst, prog)
+	return image.CopyData(ctx, src, dst, prog)
 }
 
 func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, prog storage.Progress) error {

@@ -1,19 +1,228 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
 
-// goldenCommand is filled in by the golden-image work (issue 4).
+	"github.com/urfave/cli/v2"
+
+	"github.com/strata-vm/strata/snapshot"
+	"github.com/strata-vm/strata/storage"
+)
+
 func goldenCommand() *cli.Command {
-	return &cli.Command{Name: "golden", Usage: "golden images: frozen templates to clone guests from", Hidden: true}
+	return &cli.Command{
+		Name:  "golden",
+		Usage: "golden images: a guest's disks and definition (or a volume) frozen read-only, to clone from",
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "freeze a guest (--from) or a volume (--volume), now or at a restore point, as a golden image", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "from", Usage: "GUEST or GUEST@POINT (a restore point's number or name)"},
+					&cli.StringFlag{Name: "volume", Usage: "VOLUME or VOLUME@POINT, instead of a guest"},
+					&cli.StringFlag{Name: "pool", Usage: "pool for the golden's images (default: each source volume's pool)"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					from, vol := c.String("from"), c.String("volume")
+					if (from == "") == (vol == "") {
+						return storage.Errorf(storage.ErrInvalid, "give exactly one source: --from GUEST[@POINT] or --volume VOLUME[@POINT]")
+					}
+					src := from
+					if vol != "" {
+						src = vol
+					}
+					name, point, err := snapshot.ParseSourceRef(src)
+					if err != nil {
+						return err
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					g, err := m.CreateGolden(c.Context, snapshot.GoldenOptions{Name: c.Args().First(), Source: snapshot.TargetRef{Name: name, Volume: vol != ""}, Point: point, Pool: c.String("pool")})
+					if err != nil {
+						return err
+					}
+					return emitGoldens(c, g)
+				},
+			},
+			{
+				Name: "list", Usage: "list golden images with their clone counts, space and lineage",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c); err != nil {
+						return err
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					gs, err := m.GoldenList(c.Context)
+					if err != nil {
+						return err
+					}
+					return emitGoldens(c, gs)
+				},
+			},
+			{
+				Name: "show", Usage: "show a golden image and its clones", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					g, err := m.GoldenShow(c.Context, c.Args().First())
+					if err != nil {
+						return err
+					}
+					return emitGoldens(c, g)
+				},
+			},
+			{
+				Name: "delete", Usage: "delete a golden image (refused while linked clones depend on it)", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					return m.DeleteGolden(c.Context, c.Args().First())
+				},
+			},
+		},
+	}
 }
 
-// cloneCommand is filled in by the golden-image work (issue 4).
 func cloneCommand() *cli.Command {
-	return &cli.Command{Name: "clone", Usage: "clone a golden image into new guests or volumes", Hidden: true}
+	return &cli.Command{
+		Name:      "clone",
+		Usage:     "clone a golden image into new guests (or volumes): linked (qcow2 overlays, instant) or --full",
+		ArgsUsage: "GOLDEN NEWNAME",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "full", Usage: "an independent copy: reflink where the filesystem can, else a sparse copy"},
+			&cli.StringFlag{Name: "pool", Usage: "pool for the clones' disks (default: the golden's pool)"},
+			&cli.IntFlag{Name: "count", Usage: "make N clones named NEWNAME-1 ... NEWNAME-N"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, "GOLDEN", "NEWNAME"); err != nil {
+				return err
+			}
+			if c.IsSet("count") && c.Int("count") < 1 {
+				return storage.Errorf(storage.ErrInvalid, "invalid --count %d: give 1 or more", c.Int("count"))
+			}
+			_, m, err := openManager(c)
+			if err != nil {
+				return err
+			}
+			clones, err := m.Clone(c.Context, snapshot.CloneOptions{Golden: c.Args().Get(0), Name: c.Args().Get(1), Count: c.Int("count"), Full: c.Bool("full"), Pool: c.String("pool")})
+			if err != nil {
+				return err
+			}
+			var v any = clones
+			if !c.IsSet("count") {
+				v = clones[0]
+			}
+			return emit(c, v, func(w *tabwriter.Writer) { cloneTable(w, clones) })
+		},
+	}
 }
 
 // flattenCommand is the "flatten" subcommand of volume (guest=false) and
-// guest (guest=true); filled in by the golden-image work (issue 4).
+// guest (guest=true).
 func flattenCommand(guest bool) *cli.Command {
-	return &cli.Command{Name: "flatten", Usage: "detach linked clones from their golden image", Hidden: true}
+	arg, what := "VOLUME", "the volume"
+	if guest {
+		arg, what = "GUEST", "every disk of the guest"
+	}
+	return &cli.Command{
+		Name: "flatten", ArgsUsage: arg,
+		Usage: "detach a linked clone from its golden image: " + what + " becomes self-contained (restore points keep working)",
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, arg); err != nil {
+				return err
+			}
+			_, m, err := openManager(c)
+			if err != nil {
+				return err
+			}
+			vols, err := m.Flatten(c.Context, snapshot.TargetRef{Name: c.Args().First(), Volume: !guest})
+			if err != nil {
+				return err
+			}
+			if !guest && len(vols) == 1 {
+				return emitVolumes(c, vols[0])
+			}
+			return emitVolumes(c, vols)
+		},
+	}
+}
+
+func emitGoldens(c *cli.Context, v any) error {
+	gs, _ := v.([]snapshot.GoldenInfo)
+	one, single := v.(snapshot.GoldenInfo)
+	return emit(c, v, func(w *tabwriter.Writer) {
+		if single {
+			row(w, "name:", one.Name)
+			row(w, "id:", one.ID)
+			row(w, "created:", one.Created)
+			row(w, "kind:", one.Kind)
+			row(w, "source:", sourceText(one.Source))
+			row(w, "from:", fromText(one.From))
+			row(w, "space:", storage.FormatSize(one.Bytes))
+			row(w, "clones:", fmt.Sprintf("%d (%d linked)", one.Clones, one.LinkedClones))
+			for i, d := range one.Disks {
+				row(w, fmt.Sprintf("  disk %d:", i+1), d.Format, storage.FormatSize(d.VirtualSize), storage.FormatSize(d.Bytes), d.Path)
+			}
+			if len(one.CloneList) > 0 {
+				fmt.Fprintln(w)
+				cloneTable(w, one.CloneList)
+			}
+			return
+		}
+		row(w, "NAME", "KIND", "SOURCE", "FROM", "DISKS", "CLONES", "LINKED", "SPACE", "CREATED")
+		for _, g := range gs {
+			row(w, g.Name, g.Kind, sourceText(g.Source), fromText(g.From), len(g.Disks), g.Clones, g.LinkedClones, storage.FormatSize(g.Bytes), g.Created)
+		}
+	})
+}
+
+func cloneTable(w *tabwriter.Writer, clones []snapshot.CloneInfo) {
+	row(w, "CLONE", "KIND", "UUID", "MACS", "DISKS", "LINKED")
+	for _, cl := range clones {
+		var disks []string
+		linked := 0
+		for _, d := range cl.Disks {
+			disks = append(disks, d.Volume)
+			if d.Linked {
+				linked++
+			}
+		}
+		row(w, cl.Name, cl.Kind, cl.UUID, strings.Join(cl.MACs, ","), strings.Join(disks, ","), fmt.Sprintf("%d/%d", linked, len(cl.Disks)))
+	}
+}
+
+func sourceText(s snapshot.GoldenSource) string {
+	t := s.Kind + ":" + s.Name
+	if s.Point != nil {
+		t += fmt.Sprintf("@%d", *s.Point)
+		if s.PointName != "" {
+			t += " (" + s.PointName + ")"
+		}
+	}
+	return t
+}
+
+func fromText(f *string) string {
+	if f == nil {
+		return ""
+	}
+	return *f
 }

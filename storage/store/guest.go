@@ -82,3 +82,9 @@ func (s *Store) AddVolumeUser(check func(tx *catalog.Tx, v storage.Volume) error
 func (s *Store) AddGuestUser(check func(tx *catalog.Tx, g storage.Guest) error) {
 	s.guestUsers = append(s.guestUsers, check)
 }
+
+// AddPoolUser registers a check that refuses to remove a pool something
+// still keeps files in (golden images).
+func (s *Store) AddPoolUser(check func(tx *catalog.Tx, pool string) error) {
+	s.poolUsers = append(s.poolUsers, check)
+}

@@ -30,6 +30,7 @@ type Store struct {
 	drivers     map[string]storage.Driver
 	volumeUsers []func(tx *catalog.Tx, v storage.Volume) error
 	guestUsers  []func(tx *catalog.Tx, g storage.Guest) error
+	poolUsers   []func(tx *catalog.Tx, pool string) error
 }
 
 // Open opens (creating on first use) the state home.
@@ -168,6 +169,11 @@ func (s *Store) RemovePool(ctx context.Context, name string) error {
 		}
 		if len(isos) > 0 {
 			return storage.Errorf(storage.ErrInUse, "pool %q still holds install media %s: delete them first ('strata iso delete')", name, storage.QuoteList(isos))
+		}
+		for _, user := range s.poolUsers {
+			if err := user(tx, name); err != nil {
+				return err
+			}
 		}
 		return tx.RemovePool(name)
 	})

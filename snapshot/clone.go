@@ -1,0 +1,498 @@
+package snapshot
+
+// Clones.
+//
+// A clone is a new guest (or volume) made from a golden image. A linked
+// clone's disks are qcow2 overlays whose backing file is the golden's
+// image (absolute path, backing format recorded with -F): O(1) whatever
+// the golden's size, and the golden cannot be deleted while it is linked.
+// A full clone (--full) is an independent copy: FICLONE where the
+// filesystem shares extents (O(1), no chain), else a sparse copy. Every
+// clone gets a new name, a new UUID and a new MAC on every NIC; its disks
+// are volumes like any other, with their own restore points.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rs/zerolog/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/dir"
+	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+// Clone methods, per disk.
+const (
+	CloneLinked  = "linked"  // qcow2 overlay on the golden's image
+	CloneReflink = "reflink" // FICLONE of the golden's image (full, O(1))
+	CloneCopy    = "copy"    // sparse copy of the golden's image (full)
+)
+
+// CloneOptions describe new clones of a golden image.
+type CloneOptions struct {
+	Golden string
+	// Name is the new guest's (or volume's) name; with Count, the prefix
+	// of Name-1 ... Name-Count.
+	Name  string
+	Count int
+	Full  bool
+	Pool  string // where the clones' disks go; default: the golden's pool
+}
+
+// CloneInfo is a clone as made and as listed by golden show.
+type CloneInfo struct {
+	Name   string      `json:"name"`
+	Kind   string      `json:"kind"` // guest or volume
+	Golden string      `json:"golden"`
+	UUID   string      `json:"uuid,omitempty"`
+	MACs   []string    `json:"macs"`
+	Disks  []CloneDisk `json:"disks"`
+}
+
+// CloneDisk is one disk of a clone.
+type CloneDisk struct {
+	Volume  string         `json:"volume"`
+	Path    string         `json:"path"`
+	Format  storage.Format `json:"format"`
+	Backing *string        `json:"backing"`
+	// Linked: the disk still reads from the golden's image.
+	Linked bool   `json:"linked"`
+	Method string `json:"method"` // linked, reflink or copy (as made)
+}
+
+// CloneNames returns the names of the clones o makes.
+func (o CloneOptions) CloneNames() []string {
+	if o.Count == 0 {
+		return []string{o.Name}
+	}
+	names := make([]string, o.Count)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", o.Name, i+1)
+	}
+	return names
+}
+
+// cloneDiskName is the volume name of disk k (0-based) of a guest clone.
+func cloneDiskName(guest string, k int) string { return fmt.Sprintf("%s-disk%d", guest, k+1) }
+
+// clonePlan is one clone to make.
+type clonePlan struct {
+	info  CloneInfo
+	guest *storage.Guest
+	vols  []storage.Volume
+	links []cloneLink
+}
+
+// Clone makes new guests (or volumes) from a golden image. It is all or
+// nothing: every image is journaled before the first is made, and every
+// guest and volume is recorded in one final transaction; on failure or
+// after a crash, nothing half-made is ever listed.
+func (m *Manager) Clone(ctx context.Context, o CloneOptions) ([]CloneInfo, error) {
+	if o.Count < 0 || o.Count > 1000 {
+		return nil, storage.Errorf(storage.ErrInvalid, "invalid --count %d: give 1 to 1000", o.Count)
+	}
+	var out []CloneInfo
+	err := m.withGolden(ctx, o.Golden, func(g goldenRecord) error {
+		names := o.CloneNames()
+		for _, n := range names {
+			if err := storage.ValidateName(g.Kind, n); err != nil {
+				return err
+			}
+			if g.Kind == GoldenGuest {
+				if err := storage.ValidateName("volume", cloneDiskName(n, len(g.Disks)-1)); err != nil {
+					return storage.Errorf(storage.ErrInvalid, "guest name %q is too long for its disks' names (%s): choose a shorter one", n, cloneDiskName(n, len(g.Disks)-1))
+				}
+			}
+		}
+		plans, err := m.planClones(g, o, names)
+		if err != nil {
+			return err
+		}
+		out, err = m.makeClones(ctx, g, plans)
+		return err
+	})
+	return out, err
+}
+
+// planClones checks the names and chooses each disk's path and method.
+func (m *Manager) planClones(g goldenRecord, o CloneOptions, names []string) ([]clonePlan, error) {
+	pools := map[string]storage.Pool{}
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		if err := namesFree(tx, g, names); err != nil {
+			return err
+		}
+		for _, d := range g.Disks {
+			name := o.Pool
+			if name == "" {
+				name = d.Pool
+			}
+			p, err := tx.Pool(name)
+			if err != nil {
+				return err
+			}
+			pools[name] = p
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := m.Now()
+	methods := make([]string, len(g.Disks))
+	dests := make([]storage.Pool, len(g.Disks))
+	need := map[string]int64{} // bytes a full copy needs, per pool directory
+	for k, d := range g.Disks {
+		p := pools[o.Pool]
+		if o.Pool == "" {
+			p = pools[d.Pool]
+		}
+		dests[k] = p
+		if err := os.MkdirAll(p.Path, 0o700); err != nil {
+			return nil, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
+		}
+		methods[k] = CloneLinked
+		if o.Full {
+			methods[k] = CloneCopy
+			if caps, err := m.chooser.capsOf(filepath.Join(p.Path, "x")); err == nil && caps.Reflink && sameFS(d.Path, filepath.Join(p.Path, "x")) {
+				methods[k] = CloneReflink
+			} else {
+				info, err := image.Inspect(d.Path)
+				if err != nil {
+					return nil, err
+				}
+				need[p.Path] += info.AllocatedBytes * int64(len(names))
+			}
+		}
+	}
+	if !skipSpaceCheck {
+		for path, n := range need {
+			var fs unix.Statfs_t
+			if err := unix.Statfs(path, &fs); err != nil {
+				return nil, err
+			}
+			if free := int64(fs.Bavail) * fs.Bsize; n > free {
+				return nil, storage.Errorf(storage.ErrPrecondition, "not enough space for %d full clone(s) of golden image %q: they need %s and %q has %s free; make linked clones (drop --full), use a reflink pool (XFS reflink=1, btrfs) or free space",
+					len(names), g.Name, storage.FormatSize(n), path, storage.FormatSize(free))
+			}
+		}
+	}
+	var plans []clonePlan
+	for _, n := range names {
+		pl := clonePlan{info: CloneInfo{Name: n, Kind: g.Kind, Golden: g.Name, MACs: []string{}}}
+		if g.Kind == GoldenGuest {
+			pl.guest = &storage.Guest{ID: dir.NewID(), Name: n, Created: now}
+		}
+		for k, d := range g.Disks {
+			vname := n
+			if g.Kind == GoldenGuest {
+				vname = cloneDiskName(n, k)
+			}
+			format := d.Format
+			if methods[k] == CloneLinked {
+				format = storage.FormatQcow2
+			}
+			v := storage.Volume{ID: dir.NewID(), Name: vname, Pool: dests[k].Name, Format: format, Created: now}
+			v.Path = dir.Driver{}.VolumePath(dests[k], v.ID, format)
+			if methods[k] == CloneLinked {
+				v.Backing = d.Path
+			}
+			pl.vols = append(pl.vols, v)
+			l := cloneLink{Golden: g.ID, VolumeID: v.ID, Disk: k, Method: methods[k]}
+			if pl.guest != nil {
+				pl.guest.Disks = append(pl.guest.Disks, v.ID)
+				l.GuestID = pl.guest.ID
+			}
+			pl.links = append(pl.links, l)
+		}
+		plans = append(plans, pl)
+	}
+	return plans, nil
+}
+
+// namesFree refuses names already taken, by a guest or a volume.
+func namesFree(tx *catalog.Tx, g goldenRecord, names []string) error {
+	for _, n := range names {
+		if g.Kind == GoldenGuest {
+			if _, err := tx.Guest(n); err == nil {
+				return storage.Errorf(storage.ErrExists, "guest %q already exists: choose another name or delete it first", n)
+			}
+			for k := range g.Disks {
+				if _, err := tx.Volume(cloneDiskName(n, k)); err == nil {
+					return storage.Errorf(storage.ErrExists, "volume %q already exists, and clone %q needs the name for its disk %d: choose another name", cloneDiskName(n, k), n, k+1)
+				}
+			}
+		} else if _, err := tx.Volume(n); err == nil {
+			return storage.Errorf(storage.ErrExists, "volume %q already exists: choose another name or delete it first", n)
+		}
+	}
+	return nil
+}
+
+// makeClones journals, makes every image, then records everything at once.
+func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []clonePlan) (out []CloneInfo, err error) {
+	j := cloneJournal{Op: "clone", Started: m.Now().Format(timeFormat)}
+	for _, pl := range plans {
+		for _, v := range pl.vols {
+			j.Paths = append(j.Paths, v.Path)
+		}
+	}
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bCloneJournal, g.ID, j) }); err != nil {
+		return nil, err
+	}
+	committed := false
+	defer func() {
+		if err != nil && !committed {
+			uerr := removeFiles(j.Paths)
+			if uerr == nil {
+				uerr = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bCloneJournal, g.ID) })
+			}
+			if uerr != nil {
+				log.Error().Err(uerr).Msg("could not undo the partial clones; the next command on the golden image or strata doctor --repair will")
+			}
+		}
+	}()
+	crashpoint("clone:journaled")
+	n := 0
+	dirs := map[string]bool{}
+	for _, pl := range plans {
+		for k, v := range pl.vols {
+			d := g.Disks[k]
+			if err := m.makeCloneDisk(ctx, d, v, pl.links[k].Method); err != nil {
+				return nil, fmt.Errorf("clone %q of golden image %q, disk %d: %w", pl.info.Name, g.Name, k+1, err)
+			}
+			dirs[filepath.Dir(v.Path)] = true
+			n++
+			crashpoint(fmt.Sprintf("clone:disk-%d", n))
+		}
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return nil, err
+		}
+	}
+	err = m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		names := make([]string, len(plans))
+		for i, pl := range plans {
+			names[i] = pl.info.Name
+		}
+		if err := namesFree(tx, g, names); err != nil {
+			return err
+		}
+		var inUse map[string]bool
+		for i := range plans {
+			pl := &plans[i]
+			for _, v := range pl.vols {
+				if err := tx.AddVolume(v); err != nil {
+					return err
+				}
+			}
+			if pl.guest != nil {
+				if inUse == nil && definitionHasNICs(g.Definition) {
+					if inUse, err = macsInUse(tx); err != nil {
+						return err
+					}
+				}
+				r := DefinitionRewrite{Name: pl.info.Name, Volumes: map[string]RewriteDisk{}, Paths: map[string]RewriteDisk{}, InUse: inUse}
+				for k, d := range g.Disks {
+					nd := RewriteDisk{Volume: pl.vols[k].Name, Format: pl.vols[k].Format}
+					r.Volumes[d.Volume], r.Paths[d.SourcePath] = nd, nd
+				}
+				def, uuid, macs, err := CloneDefinition(g.Definition, r)
+				if err != nil {
+					return fmt.Errorf("golden image %q: %w", g.Name, err)
+				}
+				pl.guest.Definition, pl.info.UUID, pl.info.MACs = def, uuid, macs
+				if err := tx.PutGuest(*pl.guest); err != nil {
+					return err
+				}
+			}
+			for _, l := range pl.links {
+				if err := tx.Put(bGoldenClones, g.ID+"/"+l.VolumeID, l); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Delete(bCloneJournal, g.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	committed = true
+	crashpoint("clone:recorded")
+	paths := map[string]bool{}
+	for _, d := range g.Disks {
+		paths[d.Path] = true
+	}
+	for _, pl := range plans {
+		for k, v := range pl.vols {
+			pl.info.Disks = append(pl.info.Disks, cloneDiskOf(v, pl.links[k].Method, paths))
+		}
+		out = append(out, pl.info)
+		log.Info().Str("clone", pl.info.Name).Str("golden", g.Name).Str("kind", g.Kind).Msg("clone created")
+	}
+	return out, nil
+}
+
+// makeCloneDisk makes one clone image at v.Path.
+func (m *Manager) makeCloneDisk(ctx context.Context, d GoldenDisk, v storage.Volume, method string) error {
+	if method == CloneLinked {
+		// Absolute backing path and explicit backing format: qemu never
+		// probes the golden's format (a raw golden could otherwise be
+		// read as whatever its first bytes look like).
+		if err := run.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-b", d.Path, "-F", string(d.Format), v.Path); err != nil {
+			os.Remove(v.Path)
+			return err
+		}
+		return nil
+	}
+	if method == CloneReflink {
+		return image.Reflink(d.Path, v.Path)
+	}
+	return image.CopyData(ctx, d.Path, v.Path, m.Progress)
+}
+
+// DefinitionRewrite says how a golden's definition becomes a clone's.
+type DefinitionRewrite struct {
+	Name string
+	// Volumes maps the golden's source volume names to the clone's
+	// volumes; Paths maps the source images' paths (disks given by path)
+	// to them.
+	Volumes map[string]RewriteDisk
+	Paths   map[string]RewriteDisk
+	// InUse holds the MAC addresses already taken (any case); the new ones
+	// are added. May be nil when the definition has no NICs.
+	InUse map[string]bool
+}
+
+// RewriteDisk is the clone's volume that replaces a source disk.
+type RewriteDisk struct {
+	Volume string
+	Format storage.Format // a linked clone of a raw disk is qcow2
+}
+
+// CloneDefinition makes a clone's definition from a golden's: the new
+// name, a new UUID, a new MAC on every NIC (Xen's OUI, unique among
+// InUse) and disks that reference the clone's volumes, in their format;
+// everything else is kept. An empty golden definition (a guest that was
+// only a name and disks) gives a definition with the name and UUID alone,
+// so that every clone has an identity of its own.
+func CloneDefinition(def string, r DefinitionRewrite) (yaml, uuid string, macs []string, err error) {
+	g := &hvm.Guest{}
+	if strings.TrimSpace(def) != "" {
+		if g, err = hvm.Unmarshal("the golden image's definition", []byte(def)); err != nil {
+			return "", "", nil, err
+		}
+	}
+	g.Name = r.Name
+	if g.UUID, err = hvm.NewUUID(); err != nil {
+		return "", "", nil, err
+	}
+	for i := range g.Disks {
+		d := &g.Disks[i]
+		nd, ok := r.Volumes[d.Volume]
+		if !ok || d.Volume == "" {
+			if nd, ok = r.Paths[d.Path]; !ok || d.Path == "" {
+				continue
+			}
+		}
+		d.Volume, d.Path = nd.Volume, ""
+		if d.Format != "" || nd.Format != storage.FormatRaw {
+			d.Format = string(nd.Format)
+		}
+	}
+	for i := range g.NICs {
+		g.NICs[i].MAC = ""
+	}
+	if r.InUse == nil {
+		r.InUse = map[string]bool{}
+	}
+	if err := g.PinMACs(r.InUse); err != nil {
+		return "", "", nil, err
+	}
+	macs = []string{}
+	for _, n := range g.NICs {
+		macs = append(macs, n.MAC)
+	}
+	out, err := hvm.Marshal(g)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return string(out), g.UUID, macs, nil
+}
+
+func definitionHasNICs(def string) bool {
+	if strings.TrimSpace(def) == "" {
+		return false
+	}
+	g, err := hvm.Unmarshal("definition", []byte(def))
+	return err == nil && len(g.NICs) > 0
+}
+
+// macsInUse collects the MAC addresses of every guest's and golden's
+// definition in the catalog.
+func macsInUse(tx *catalog.Tx) (map[string]bool, error) {
+	used := map[string]bool{}
+	add := func(def string) {
+		if strings.TrimSpace(def) == "" {
+			return
+		}
+		if g, err := hvm.Unmarshal("definition", []byte(def)); err == nil {
+			for _, n := range g.NICs {
+				if n.MAC != "" {
+					used[strings.ToLower(n.MAC)] = true
+				}
+			}
+		}
+	}
+	guests, err := tx.Guests()
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range guests {
+		add(g.Definition)
+	}
+	err = tx.Scan(bGoldens, "", func(_ string, raw []byte) error {
+		var g goldenRecord
+		if err := json.Unmarshal(raw, &g); err != nil {
+			return err
+		}
+		add(g.Definition)
+		return nil
+	})
+	return used, err
+}
+
+// identity reads a clone guest's UUID and MACs from its definition.
+func identity(def string) (uuid string, macs []string) {
+	macs = []string{}
+	if strings.TrimSpace(def) == "" {
+		return "", macs
+	}
+	g, err := hvm.Unmarshal("definition", []byte(def))
+	if err != nil {
+		return "", macs
+	}
+	for _, n := range g.NICs {
+		macs = append(macs, n.MAC)
+	}
+	return g.UUID, macs
+}
+
+// linked reports whether any disk of the clone still reads from its golden.
+func (c CloneInfo) linked() bool {
+	for _, d := range c.Disks {
+		if d.Linked {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,844 @@
+package snapshot
+
+// Golden images.
+//
+// A golden image is a guest's disks and definition (or one volume) frozen
+// at an instant — now, or a restore point — as a read-only template that
+// clones are made from. Its images are copies in a pool (reflink where
+// the filesystem can, else a sparse copy; qcow2 disks are rewritten by
+// qemu-img convert, which drops internal snapshots and any backing chain),
+// named by stable IDs, mode 0400, and not volumes: no volume command can
+// write or delete them. A golden is deleted only while no linked clone
+// (a volume whose recorded backing file is one of its images) depends on
+// it.
+//
+// Crash safety: a golden is recorded in state "creating" (with the paths
+// its images will have) before anything is copied, and in state
+// "deleting" before its images are removed; a clone journals the paths of
+// every image it will make before making any, and records all its guests
+// and volumes in one final transaction that also closes the journal. Each
+// operation holds the golden's lock file (locks/gold-ID.lock) for its
+// whole length, so whoever takes the lock and finds such a state knows its
+// process died and undoes (create, clone) or finishes (delete) it. Until
+// then, doctor does not count the images of unfinished operations as
+// referenced: doctor --repair removes them as orphans.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/dir"
+	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+// Catalog buckets of golden images and clones.
+const (
+	bGoldens      = "goldens"        // golden ID → goldenRecord
+	bGoldenNames  = "golden_names"   // name → golden ID
+	bGoldenClones = "golden_clones"  // "GOLDENID/VOLUMEID" → cloneLink
+	bCloneJournal = "golden_journal" // golden ID → cloneJournal (a clone under way)
+)
+
+// Golden kinds: what its clones are.
+const (
+	GoldenGuest  = "guest"
+	GoldenVolume = "volume"
+)
+
+// goldenRecord is a golden image in the catalog. Definition is the source
+// guest's YAML definition (it may hold a VNC password, so it is never
+// printed).
+type goldenRecord struct {
+	ID         string       `json:"id"`
+	Name       string       `json:"name"`
+	Created    string       `json:"created"`
+	Kind       string       `json:"kind"`
+	Source     GoldenSource `json:"source"`
+	FromID     string       `json:"from_id,omitempty"`
+	FromName   string       `json:"from_name,omitempty"`
+	Disks      []GoldenDisk `json:"disks"`
+	Definition string       `json:"definition,omitempty"`
+	State      string       `json:"state"`
+}
+
+// GoldenSource is what a golden image was frozen from.
+type GoldenSource struct {
+	Kind      string `json:"kind"` // guest or volume
+	Name      string `json:"name"`
+	ID        string `json:"id"`
+	Point     *int   `json:"point"` // nil: frozen as it was at the time
+	PointName string `json:"point_name,omitempty"`
+}
+
+// GoldenDisk is one image of a golden.
+type GoldenDisk struct {
+	// Volume is the source volume's name at freezing time; the source
+	// definition's disks reference it.
+	Volume      string         `json:"volume"`
+	VolumeID    string         `json:"volume_id"`
+	SourcePath  string         `json:"source_path"`
+	Path        string         `json:"path"`
+	Format      storage.Format `json:"format"`
+	Pool        string         `json:"pool"`
+	VirtualSize int64          `json:"virtual_size"`
+	Bytes       int64          `json:"allocated_bytes"`
+}
+
+// GoldenInfo is a golden image as listed and shown.
+type GoldenInfo struct {
+	ID      string       `json:"id"`
+	Name    string       `json:"name"`
+	Created string       `json:"created"`
+	Kind    string       `json:"kind"`
+	Source  GoldenSource `json:"source"`
+	Disks   []GoldenDisk `json:"disks"`
+	// Clones counts the guests (or volumes) cloned from it that exist;
+	// LinkedClones those of them that still depend on it.
+	Clones       int   `json:"clones"`
+	LinkedClones int   `json:"linked_clones"`
+	Bytes        int64 `json:"bytes"`
+	// From is the golden the source was cloned from (lineage), nil if none.
+	From *string `json:"from"`
+	// CloneList is filled in by GoldenShow only.
+	CloneList []CloneInfo `json:"clone_list,omitempty"`
+}
+
+// cloneLink records that a volume was cloned from a golden.
+type cloneLink struct {
+	Golden   string `json:"golden"`
+	VolumeID string `json:"volume_id"`
+	GuestID  string `json:"guest_id,omitempty"`
+	Disk     int    `json:"disk"`
+	Method   string `json:"method"` // linked, reflink or copy
+}
+
+// cloneJournal lists the images a clone under way makes.
+type cloneJournal struct {
+	Op      string   `json:"op"` // clone
+	Paths   []string `json:"paths"`
+	Started string   `json:"started"`
+}
+
+func goldenTarget(g goldenRecord) Target {
+	return Target{Kind: "golden", Name: g.Name, Key: "gold-" + g.ID}
+}
+
+func init() { extraRefs = append(extraRefs, goldenRefs) }
+
+// goldenRefs tells doctor the images of ready goldens. Images of
+// unfinished creates, deletes and clones are left out on purpose: doctor
+// --repair holds the state home exclusively, so they are leftovers of a
+// dead process and are removed as orphans.
+func goldenRefs(tx *catalog.Tx, refs map[string]bool) error {
+	return tx.Scan(bGoldens, "", func(_ string, raw []byte) error {
+		var g goldenRecord
+		if err := json.Unmarshal(raw, &g); err != nil {
+			return err
+		}
+		if g.State == stateReady {
+			for _, d := range g.Disks {
+				refs[d.Path] = true
+			}
+		}
+		return nil
+	})
+}
+
+func goldenByName(tx *catalog.Tx, name string) (goldenRecord, error) {
+	var id string
+	ok, err := tx.Get(bGoldenNames, name, &id)
+	if err != nil {
+		return goldenRecord{}, err
+	}
+	var g goldenRecord
+	if ok {
+		ok, err = tx.Get(bGoldens, id, &g)
+	}
+	if err != nil {
+		return g, err
+	}
+	if !ok || g.State != stateReady {
+		return g, storage.Errorf(storage.ErrNotFound, "golden image %q not found: see 'strata golden list'", name)
+	}
+	return g, nil
+}
+
+func goldens(tx *catalog.Tx) ([]goldenRecord, error) {
+	var out []goldenRecord
+	err := tx.Scan(bGoldens, "", func(_ string, raw []byte) error {
+		var g goldenRecord
+		if err := json.Unmarshal(raw, &g); err != nil {
+			return err
+		}
+		out = append(out, g)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// recoverGoldens finishes or undoes every golden operation a dead process
+// left (a golden being created or deleted, a clone under way). Operations
+// whose lock is held are running and left alone. Every golden and clone
+// command calls it first; doctor should too (see the report of issue 4).
+func (m *Manager) recoverGoldens(ctx context.Context) ([]Finding, error) {
+	pending, err := m.pendingGoldens()
+	if err != nil || len(pending) == 0 {
+		return nil, err
+	}
+	var out []Finding
+	for _, g := range pending {
+		l, ok := tryLockTarget(m.st.Catalog.Home(), goldenTarget(g))
+		if !ok {
+			continue
+		}
+		f, err := m.recoverGolden(ctx, g.ID)
+		l.unlock()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, f...)
+	}
+	return out, nil
+}
+
+// pendingGoldens lists the goldens with an operation under way or
+// interrupted.
+func (m *Manager) pendingGoldens() ([]goldenRecord, error) {
+	var pending []goldenRecord
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		journaled := map[string]bool{}
+		if err := tx.Scan(bCloneJournal, "", func(k string, _ []byte) error { journaled[k] = true; return nil }); err != nil {
+			return err
+		}
+		return tx.Scan(bGoldens, "", func(k string, raw []byte) error {
+			var g goldenRecord
+			if err := json.Unmarshal(raw, &g); err != nil {
+				return err
+			}
+			if g.State != stateReady || journaled[k] {
+				pending = append(pending, g)
+			}
+			return nil
+		})
+	})
+	return pending, err
+}
+
+// recoverGolden deals with what a dead process left on one golden; the
+// caller holds its lock.
+func (m *Manager) recoverGolden(ctx context.Context, id string) ([]Finding, error) {
+	var g goldenRecord
+	var j cloneJournal
+	var hasG, hasJ bool
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if hasG, err = tx.Get(bGoldens, id, &g); err != nil {
+			return err
+		}
+		hasJ, err = tx.Get(bCloneJournal, id, &j)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var out []Finding
+	if hasJ {
+		log.Warn().Str("golden", g.Name).Int("images", len(j.Paths)).Msg("undoing a clone that was interrupted")
+		if err := removeFiles(j.Paths); err != nil {
+			return out, err
+		}
+		if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bCloneJournal, id) }); err != nil {
+			return out, err
+		}
+		out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "a clone was interrupted: its half-made images were removed", Repaired: true})
+	}
+	if hasG && g.State != stateReady {
+		what := "creation"
+		if g.State == stateDeleting {
+			what = "delete"
+		}
+		log.Warn().Str("golden", g.Name).Str("state", g.State).Msg("finishing an interrupted golden image " + what)
+		if err := m.dropGolden(g); err != nil {
+			return out, err
+		}
+		out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "the " + what + " of a golden image was interrupted: its images and record were removed", Repaired: true})
+	}
+	return out, nil
+}
+
+// dropGolden removes a golden's images, then its records.
+func (m *Manager) dropGolden(g goldenRecord) error {
+	var paths []string
+	for _, d := range g.Disks {
+		paths = append(paths, d.Path)
+	}
+	if err := removeFiles(paths); err != nil {
+		return err
+	}
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		var id string
+		if ok, err := tx.Get(bGoldenNames, g.Name, &id); err != nil {
+			return err
+		} else if ok && id == g.ID {
+			if err := tx.Delete(bGoldenNames, g.Name); err != nil {
+				return err
+			}
+		}
+		var links []string
+		if err := tx.Scan(bGoldenClones, g.ID+"/", func(k string, _ []byte) error { links = append(links, k); return nil }); err != nil {
+			return err
+		}
+		for _, k := range links {
+			if err := tx.Delete(bGoldenClones, k); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(bGoldens, g.ID)
+	})
+}
+
+func removeFiles(paths []string) error {
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		dirs[filepath.Dir(p)] = true
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// withGolden recovers abandoned operations, resolves a ready golden by
+// name, takes its lock and runs fn with the record as it is under the
+// lock.
+func (m *Manager) withGolden(ctx context.Context, name string, fn func(g goldenRecord) error) error {
+	if _, err := m.recoverGoldens(ctx); err != nil {
+		return err
+	}
+	var g goldenRecord
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = goldenByName(tx, name); return err }); err != nil {
+		return err
+	}
+	l, err := lockTarget(m.st.Catalog.Home(), goldenTarget(g), m.lockTimeout)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = goldenByName(tx, name); return err }); err != nil {
+		return err
+	}
+	return fn(g)
+}
+
+// GoldenOptions describe a new golden image.
+type GoldenOptions struct {
+	Name   string
+	Source TargetRef // a guest, or a volume with Volume set
+	Point  string    // a restore point of the source (number or name); "" for now
+	Pool   string    // where the images go; default: each source volume's pool
+}
+
+// ParseSourceRef reads GUEST[@POINT] (or VOLUME[@POINT]).
+func ParseSourceRef(s string) (name, point string, err error) {
+	name, point, hasPoint := strings.Cut(s, "@")
+	if hasPoint {
+		if _, _, err := ParsePointRef(point); err != nil {
+			return "", "", err
+		}
+	}
+	return name, point, nil
+}
+
+// goldenSourceDisk is one disk to freeze: where its state is read from.
+type goldenSourceDisk struct {
+	vol    storage.Volume
+	from   string // file to copy: the volume's image or a point's copy
+	snap   string // qcow2 internal snapshot to read, if any
+	format storage.Format
+}
+
+// CreateGolden freezes a guest's disks and definition (or one volume),
+// now or at a restore point, as a read-only golden image. The source is
+// only read: it keeps its own life, restore points and name.
+func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo, error) {
+	if err := storage.ValidateName("golden image", o.Name); err != nil {
+		return GoldenInfo{}, err
+	}
+	if o.Point != "" {
+		if _, _, err := ParsePointRef(o.Point); err != nil {
+			return GoldenInfo{}, err
+		}
+	}
+	if _, err := m.recoverGoldens(ctx); err != nil {
+		return GoldenInfo{}, err
+	}
+	g := goldenRecord{ID: dir.NewID(), Name: o.Name, Created: m.Now().Format(timeFormat), State: stateCreating}
+	err := m.withTarget(ctx, o.Source, func(t Target) error {
+		srcs, err := m.goldenSources(t, o.Point, &g)
+		if err != nil {
+			return err
+		}
+		pools := map[string]storage.Pool{}
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+			if _, err := goldenByName(tx, o.Name); err == nil {
+				return storage.Errorf(storage.ErrExists, "golden image %q already exists: a golden never changes; freeze a new one (e.g. %s-v2) or delete it first", o.Name, o.Name)
+			}
+			all, err := tx.Pools()
+			if err != nil {
+				return err
+			}
+			for _, p := range all {
+				pools[p.Name] = p
+			}
+			if o.Pool != "" {
+				if _, err := tx.Pool(o.Pool); err != nil {
+					return err
+				}
+			}
+			g.FromID, g.FromName = lineage(tx, srcs)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, s := range srcs {
+			pool := o.Pool
+			if pool == "" {
+				pool = s.vol.Pool
+			}
+			if pool == "" {
+				pool = catalog.DefaultPool
+			}
+			p := pools[pool]
+			if err := os.MkdirAll(p.Path, 0o700); err != nil {
+				return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
+			}
+			g.Disks = append(g.Disks, GoldenDisk{Volume: s.vol.Name, VolumeID: s.vol.ID, SourcePath: s.vol.Path, Format: s.format, Pool: pool,
+				Path: dir.Driver{}.VolumePath(p, dir.NewID(), s.format)})
+		}
+		return m.freeze(ctx, g, srcs)
+	})
+	if err != nil {
+		return GoldenInfo{}, err
+	}
+	return m.GoldenShow(ctx, o.Name)
+}
+
+const timeFormat = "2006-01-02T15:04:05.999999999Z07:00"
+
+// goldenSources resolves what to freeze, and fills in g's kind, source
+// and definition. The caller holds t's lock.
+func (m *Manager) goldenSources(t Target, pointRef string, g *goldenRecord) ([]goldenSourceDisk, error) {
+	g.Kind = t.Kind
+	g.Source = GoldenSource{Kind: t.Kind, Name: t.Name, ID: t.Key[2:]}
+	var srcs []goldenSourceDisk
+	if pointRef == "" {
+		var vols []storage.Volume
+		var guest *storage.Guest
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { vols, guest, err = volumesOf(tx, t); return err }); err != nil {
+			return nil, err
+		}
+		if guest != nil {
+			g.Definition = guest.Definition
+		}
+		for _, v := range vols {
+			srcs = append(srcs, goldenSourceDisk{vol: v, from: v.Path, format: v.Format})
+		}
+	} else {
+		p, err := m.point(t, pointRef)
+		if err != nil {
+			return nil, err
+		}
+		id := p.ID
+		g.Source.Point, g.Source.PointName = &id, p.Name
+		if p.Guest != nil {
+			g.Definition = p.Guest.Definition
+		}
+		for _, d := range p.Disks {
+			var v storage.Volume
+			if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err }); err != nil {
+				return nil, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", p.ID, t, d.Volume)
+			}
+			v.Name = d.Volume // the name the point's definition uses
+			s := goldenSourceDisk{vol: v, from: d.Ref, format: d.Format}
+			if d.Method == MethodQcow2 {
+				s.from, s.snap = v.Path, d.Ref
+			}
+			srcs = append(srcs, s)
+		}
+	}
+	for _, s := range srcs {
+		if s.format != storage.FormatRaw && s.format != storage.FormatQcow2 {
+			return nil, storage.Errorf(storage.ErrNotSupported, "volume %q is %s: golden images hold raw or qcow2 disks only", s.vol.Name, s.format)
+		}
+	}
+	return srcs, nil
+}
+
+// lineage is the golden the source's disks were cloned from, if any.
+func lineage(tx *catalog.Tx, srcs []goldenSourceDisk) (id, name string) {
+	want := map[string]bool{}
+	for _, s := range srcs {
+		want[s.vol.ID] = true
+	}
+	_ = tx.Scan(bGoldenClones, "", func(_ string, raw []byte) error {
+		var l cloneLink
+		if json.Unmarshal(raw, &l) == nil && want[l.VolumeID] {
+			id = l.Golden
+			var g goldenRecord
+			if ok, _ := tx.Get(bGoldens, id, &g); ok {
+				name = g.Name
+			}
+			return catalog.ErrStop
+		}
+		return nil
+	})
+	return id, name
+}
+
+// freeze records g as being created, copies every source disk into its
+// image, protects the images and marks g ready.
+func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourceDisk) (err error) {
+	l, err := lockTarget(m.st.Catalog.Home(), goldenTarget(g), m.lockTimeout)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	for i, s := range srcs {
+		if s.snap != "" || s.format == storage.FormatQcow2 {
+			continue // qemu-img convert writes only the data
+		}
+		if caps, err := m.chooser.capsOf(g.Disks[i].Path); err == nil && caps.Reflink && sameFS(s.from, g.Disks[i].Path) {
+			continue
+		}
+		if err := checkSpace(s.from, filepath.Dir(g.Disks[i].Path)); err != nil {
+			return err
+		}
+	}
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if _, err := goldenByName(tx, g.Name); err == nil {
+			return storage.Errorf(storage.ErrExists, "golden image %q already exists", g.Name)
+		}
+		if err := tx.Put(bGoldenNames, g.Name, g.ID); err != nil {
+			return err
+		}
+		return tx.Put(bGoldens, g.ID, g)
+	}); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			if uerr := m.dropGolden(g); uerr != nil {
+				log.Error().Err(uerr).Msg("could not undo the partial golden image; the next golden command or strata doctor --repair will")
+			}
+		}
+	}()
+	crashpoint("golden:recorded")
+	for i, s := range srcs {
+		d := &g.Disks[i]
+		if err := m.freezeDisk(ctx, s, d.Path); err != nil {
+			return fmt.Errorf("golden image %q, volume %q: %w", g.Name, s.vol.Name, err)
+		}
+		if err := os.Chmod(d.Path, 0o400); err != nil {
+			return err
+		}
+		info, err := image.Inspect(d.Path)
+		if err != nil {
+			return err
+		}
+		d.VirtualSize, d.Bytes = info.VirtualSize, info.AllocatedBytes
+		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
+	}
+	for _, d := range g.Disks {
+		if err := syncDir(filepath.Dir(d.Path)); err != nil {
+			return err
+		}
+	}
+	g.State = stateReady
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bGoldens, g.ID, g) }); err != nil {
+		return err
+	}
+	log.Info().Str("golden", g.Name).Str("source", g.Source.Kind+":"+g.Source.Name).Int("disks", len(g.Disks)).Msg("golden image created")
+	return nil
+}
+
+// freezeDisk writes one golden image: qcow2 through qemu-img convert (only
+// the data at that instant: no internal snapshots, no backing chain), raw
+// by reflink where possible, else a sparse copy.
+func (m *Manager) freezeDisk(ctx context.Context, s goldenSourceDisk, dst string) error {
+	if s.format == storage.FormatQcow2 {
+		argv := []string{"qemu-img", "convert", "-q", "-U", "-f", "qcow2"}
+		if s.snap != "" {
+			argv = append(argv, "-l", "snapshot.name="+s.snap)
+		}
+		argv = append(argv, "-O", "qcow2", s.from, dst)
+		if err := run.Run(ctx, nil, nil, argv...); err != nil {
+			os.Remove(dst)
+			return err
+		}
+		f, err := os.Open(dst)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	}
+	return fileCopy{reflink: true}.materialise(ctx, s.from, dst, m.Progress)
+}
+
+// GoldenList lists every golden image.
+func (m *Manager) GoldenList(ctx context.Context) ([]GoldenInfo, error) {
+	if _, err := m.recoverGoldens(ctx); err != nil {
+		return nil, err
+	}
+	out := []GoldenInfo{}
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		gs, err := goldens(tx)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs {
+			if g.State != stateReady {
+				continue
+			}
+			info, err := goldenInfo(tx, g, false)
+			if err != nil {
+				return err
+			}
+			out = append(out, info)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// GoldenShow returns one golden image with its clones.
+func (m *Manager) GoldenShow(ctx context.Context, name string) (GoldenInfo, error) {
+	if _, err := m.recoverGoldens(ctx); err != nil {
+		return GoldenInfo{}, err
+	}
+	var info GoldenInfo
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		g, err := goldenByName(tx, name)
+		if err != nil {
+			return err
+		}
+		info, err = goldenInfo(tx, g, true)
+		return err
+	})
+	return info, err
+}
+
+func goldenInfo(tx *catalog.Tx, g goldenRecord, withClones bool) (GoldenInfo, error) {
+	info := GoldenInfo{ID: g.ID, Name: g.Name, Created: g.Created, Kind: g.Kind, Source: g.Source, Disks: g.Disks}
+	for i, d := range info.Disks {
+		if st, err := image.Inspect(d.Path); err == nil {
+			info.Disks[i].Bytes = st.AllocatedBytes
+		}
+		info.Bytes += info.Disks[i].Bytes
+	}
+	if g.FromID != "" {
+		from := g.FromName
+		var parent goldenRecord
+		if ok, _ := tx.Get(bGoldens, g.FromID, &parent); ok {
+			from = parent.Name
+		}
+		info.From = &from
+	}
+	clones, err := clonesOf(tx, g)
+	if err != nil {
+		return info, err
+	}
+	info.Clones = len(clones)
+	for _, c := range clones {
+		if c.linked() {
+			info.LinkedClones++
+		}
+	}
+	if withClones {
+		info.CloneList = clones
+		if info.CloneList == nil {
+			info.CloneList = []CloneInfo{}
+		}
+	}
+	return info, nil
+}
+
+// clonesOf lists the existing clones of g, one per guest (or volume for a
+// volume golden), with each disk's current dependency on g.
+func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
+	paths := map[string]bool{}
+	for _, d := range g.Disks {
+		paths[d.Path] = true
+	}
+	var out []CloneInfo
+	index := map[string]int{}
+	err := tx.Scan(bGoldenClones, g.ID+"/", func(_ string, raw []byte) error {
+		var l cloneLink
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return err
+		}
+		v, err := tx.VolumeByID(l.VolumeID)
+		if err != nil {
+			return nil // deleted since
+		}
+		key, name, kind := "v-"+v.ID, v.Name, GoldenVolume
+		if l.GuestID != "" {
+			gu, err := tx.GuestByID(l.GuestID)
+			if err == nil {
+				key, name, kind = "g-"+gu.ID, gu.Name, GoldenGuest
+			}
+		}
+		i, ok := index[key]
+		if !ok {
+			i = len(out)
+			index[key] = i
+			out = append(out, CloneInfo{Name: name, Kind: kind, Golden: g.Name, MACs: []string{}, Disks: []CloneDisk{}})
+		}
+		if !ok && kind == GoldenGuest {
+			gu, _ := tx.GuestByID(l.GuestID)
+			out[i].UUID, out[i].MACs = identity(gu.Definition)
+		}
+		out[i].Disks = append(out[i].Disks, cloneDiskOf(v, l.Method, paths))
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+func cloneDiskOf(v storage.Volume, method string, goldenPaths map[string]bool) CloneDisk {
+	d := CloneDisk{Volume: v.Name, Path: v.Path, Format: v.Format, Method: method}
+	if v.Backing != "" {
+		b := v.Backing
+		d.Backing = &b
+		d.Linked = goldenPaths[v.Backing]
+	}
+	return d
+}
+
+// dependants lists the clones (guests, or volumes of a volume golden)
+// that still read from g's images, each with its linked volumes. A volume
+// whose record names a golden image as backing but whose image no longer
+// has it (a flatten that died before recording) does not count.
+func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
+	paths := map[string]bool{}
+	for _, d := range g.Disks {
+		paths[d.Path] = true
+	}
+	vols, err := tx.Volumes()
+	if err != nil {
+		return nil, err
+	}
+	var order []string
+	linked := map[string][]string{}
+	for _, v := range vols {
+		if !paths[v.Backing] {
+			continue
+		}
+		if info, err := image.Inspect(v.Path); err == nil && info.BackingFile != v.Backing {
+			continue
+		}
+		what := fmt.Sprintf("volume %q", v.Name)
+		if guests, _ := tx.GuestsUsing(v.ID); len(guests) > 0 {
+			what = fmt.Sprintf("guest %q", guests[0])
+		}
+		if _, ok := linked[what]; !ok {
+			order = append(order, what)
+		}
+		linked[what] = append(linked[what], v.Name)
+	}
+	sort.Strings(order)
+	out := make([]string, len(order))
+	for i, what := range order {
+		out[i] = what
+		if strings.HasPrefix(what, "guest") {
+			out[i] += " (" + strings.Join(linked[what], ", ") + ")"
+		}
+	}
+	return out, nil
+}
+
+// DeleteGolden removes a golden image and its images; refused while
+// linked clones depend on it (the error lists them).
+func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
+	return m.withGolden(ctx, name, func(g goldenRecord) error {
+		err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+			deps, err := dependants(tx, g)
+			if err != nil {
+				return err
+			}
+			if len(deps) > 0 {
+				return storage.Errorf(storage.ErrInUse, "golden image %q has %d linked clone(s) depending on it: %s; flatten them ('strata guest flatten', 'strata volume flatten') or delete them first",
+					g.Name, len(deps), strings.Join(deps, ", "))
+			}
+			g.State = stateDeleting
+			return tx.Put(bGoldens, g.ID, g)
+		})
+		if err != nil {
+			return err
+		}
+		crashpoint("golden-delete:marked")
+		if err := m.dropGolden(g); err != nil {
+			return err
+		}
+		log.Info().Str("golden", g.Name).Msg("golden image deleted")
+		return nil
+	})
+}
+
+// sameFS reports whether two paths' directories are on one filesystem
+// (a reflink cannot cross filesystems).
+func sameFS(a, b string) bool {
+	var sa, sb os.FileInfo
+	var err error
+	if sa, err = os.Stat(filepath.Dir(a)); err != nil {
+		return false
+	}
+	if sb, err = os.Stat(filepath.Dir(b)); err != nil {
+		return false
+	}
+	return devOf(sa) == devOf(sb)
+}
+
+func devOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev)
+	}
+	return 0
+}
+
+// goldenPoolUser refuses to remove a pool that holds golden images.
+func goldenPoolUser(tx *catalog.Tx, pool string) error {
+	gs, err := goldens(tx)
+	if err != nil {
+		return err
+	}
+	var held []string
+	for _, g := range gs {
+		for _, d := range g.Disks {
+			if d.Pool == pool {
+				held = append(held, g.Name)
+				break
+			}
+		}
+	}
+	if len(held) > 0 {
+		return storage.Errorf(storage.ErrInUse, "pool %q still holds golden images %s: delete them first ('strata golden delete')", pool, storage.QuoteList(held))
+	}
+	return nil
+}
