@@ -21,9 +21,12 @@ const batch = 50
 // goldenBenches: linked clones against qemu-img create -b (one, and 50),
 // full clones against a virt-clone-style cp --sparse=always.
 func goldenBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	if !e.want("clone") {
+		return nil, nil
+	}
 	data, err := storage.ParseSize(goldenData)
 	if err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	home := filepath.Join(e.dir, "home-golden")
 	var src volumeInfo
@@ -39,7 +42,7 @@ func goldenBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	run(e.strata, "--home", home, "volume", "delete", "gsrc") // only the golden stays
 	scratch := filepath.Join(e.dir, "golden-peers")
 	if err := os.MkdirAll(scratch, 0o700); err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	strataArgs := func(args ...string) []string {
 		return append([]string{e.strata, "--home", home, "--log-level", "warn"}, args...)
@@ -60,7 +63,7 @@ func goldenBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 		names = append(names, filepath.Join(scratch, fmt.Sprintf("o%d.qcow2", i)))
 	}
 	if err := os.WriteFile(list, []byte(strings.Join(names, "\n")+"\n"), 0o600); err != nil {
-		panic(err)
+		fatal("%v", err)
 	}
 	comps := []comparison{
 		{
