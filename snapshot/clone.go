@@ -275,7 +275,7 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 		}
 	}
 	for d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := image.SyncPath(d); err != nil {
 			return nil, err
 		}
 	}

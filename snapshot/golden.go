@@ -317,7 +317,7 @@ func removeFiles(paths []string) error {
 		dirs[filepath.Dir(p)] = true
 	}
 	for d := range dirs {
-		if err := syncDir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := image.SyncPath(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -565,7 +565,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
 	}
 	for _, d := range g.Disks {
-		if err := syncDir(filepath.Dir(d.Path)); err != nil {
+		if err := image.SyncPath(filepath.Dir(d.Path)); err != nil {
 			return err
 		}
 	}
@@ -591,12 +591,7 @@ func (m *Manager) freezeDisk(ctx context.Context, s goldenSourceDisk, dst string
 			os.Remove(dst)
 			return err
 		}
-		f, err := os.Open(dst)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return f.Sync()
+		return image.SyncPath(dst)
 	}
 	return fileCopy{reflink: true}.materialise(ctx, s.from, dst, m.Progress)
 }

@@ -174,7 +174,7 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := syncDir(filepath.Dir(v.Path)); err != nil {
+	if err := image.SyncPath(filepath.Dir(v.Path)); err != nil {
 		return err
 	}
 	crashpoint("flatten:renamed")
@@ -231,12 +231,7 @@ func completeImage(ctx context.Context, path string, info image.Info) error {
 			return err
 		}
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return image.SyncPath(path)
 }
 
 func qimg(ctx context.Context, args ...string) error {

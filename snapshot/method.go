@@ -193,7 +193,7 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, pro
 		}
 		dp.Bytes = &info.AllocatedBytes
 	}
-	return syncDir(filepath.Dir(dp.Ref))
+	return image.SyncPath(filepath.Dir(dp.Ref))
 }
 
 // materialise makes dst a copy of src: a reflink if asked and possible,
@@ -225,7 +225,7 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, p
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(v.Path))
+	return image.SyncPath(filepath.Dir(v.Path))
 }
 
 func (fileCopy) remove(_ context.Context, _ storage.Volume, dp DiskPoint) error {
@@ -266,13 +266,4 @@ func checkSpace(src, dstDir string) error {
 			src, storage.FormatSize(info.AllocatedBytes), dstDir, storage.FormatSize(free))
 	}
 	return nil
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

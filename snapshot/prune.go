@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/image"
 )
 
 // Policy is a retention policy, restic-style: a point kept by any rule
@@ -69,6 +70,9 @@ type Decision struct {
 	Point   Point    `json:"point"`
 	Keep    bool     `json:"keep"`
 	Reasons []string `json:"reasons"`
+	// EmptyPair: a pre or post point of a pair whose post shows no change,
+	// deleted with --empty-pairs.
+	EmptyPair bool `json:"empty_pair,omitempty"`
 }
 
 // Select applies a policy to points at time now. It is a pure function:
@@ -163,12 +167,18 @@ type PruneResult struct {
 }
 
 // Prune deletes the points of a target that no rule keeps. With an empty
-// policy the stored one applies; with neither, nothing is pruned.
-func (m *Manager) Prune(ctx context.Context, r TargetRef, p Policy, dryRun bool) (PruneResult, error) {
+// policy the stored one applies; with neither, nothing is pruned (unless
+// emptyPairs). With emptyPairs, pre/post pairs whose post shows no change
+// go too, where the method can tell (full copies and reflinks are compared
+// byte for byte; qcow2 internal snapshots cannot be and are kept); pinned
+// points always stay.
+func (m *Manager) Prune(ctx context.Context, r TargetRef, p Policy, dryRun, emptyPairs bool) (PruneResult, error) {
 	if err := p.Validate(); err != nil {
 		return PruneResult{}, err
 	}
-	if p.Empty() {
+	if p.Empty() && emptyPairs {
+		p = Policy{KeepLast: 1 << 30} // only the empty pairs go
+	} else if p.Empty() {
 		stored, err := m.GetPolicy(ctx, r)
 		if err != nil {
 			return PruneResult{}, err
@@ -186,6 +196,11 @@ func (m *Manager) Prune(ctx context.Context, r TargetRef, p Policy, dryRun bool)
 			return err
 		}
 		res.Decisions = Select(points, p, m.Now())
+		if emptyPairs {
+			if err := markEmptyPairs(res.Decisions); err != nil {
+				return err
+			}
+		}
 		if dryRun {
 			return nil
 		}
@@ -231,11 +246,59 @@ func (m *Manager) PruneAll(ctx context.Context, dryRun bool) ([]PruneResult, err
 	}
 	out := []PruneResult{}
 	for _, r := range refs {
-		res, err := m.Prune(ctx, r, Policy{}, dryRun)
+		res, err := m.Prune(ctx, r, Policy{}, dryRun, false)
 		if err != nil {
 			return out, err
 		}
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// markEmptyPairs marks for deletion the unpinned pre/post pairs whose post
+// holds the same bytes as its pre on every disk.
+func markEmptyPairs(ds []Decision) error {
+	byID := map[int]int{}
+	for i, d := range ds {
+		byID[d.Point.ID] = i
+	}
+	for i, d := range ds {
+		post := d.Point
+		if post.Kind != KindPost || post.PreID == nil || post.Pinned {
+			continue
+		}
+		j, ok := byID[*post.PreID]
+		if !ok || ds[j].Point.Pinned {
+			continue
+		}
+		same, err := samePoints(ds[j].Point, post)
+		if err != nil {
+			return err
+		}
+		if same {
+			for _, k := range []int{i, j} {
+				ds[k].Keep, ds[k].EmptyPair, ds[k].Reasons = false, true, []string{}
+			}
+		}
+	}
+	return nil
+}
+
+// samePoints tells whether two points of one target hold the same bytes,
+// for file-based methods only.
+func samePoints(a, b Point) (bool, error) {
+	if len(a.Disks) != len(b.Disks) {
+		return false, nil
+	}
+	for k := range a.Disks {
+		da, db := a.Disks[k], b.Disks[k]
+		if da.VolumeID != db.VolumeID || da.Method == MethodQcow2 || db.Method == MethodQcow2 {
+			return false, nil
+		}
+		same, err := image.SameContent(da.Ref, db.Ref)
+		if err != nil || !same {
+			return false, err
+		}
+	}
+	return true, nil
 }

@@ -227,6 +227,7 @@ func snapshotCommand() *cli.Command {
 				Flags: append([]cli.Flag{volumeFlag,
 					&cli.BoolFlag{Name: "dry-run", Usage: "only show what would be deleted"},
 					&cli.BoolFlag{Name: "all", Usage: "apply every stored policy (for cron)"},
+					&cli.BoolFlag{Name: "empty-pairs", Usage: "also delete pre/post pairs whose post shows no change (full-copy and reflink points; qcow2 points cannot be compared)"},
 				}, policyFlags...),
 				Action: func(c *cli.Context) error {
 					p, err := policyOf(c)
@@ -250,7 +251,7 @@ func snapshotCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						res, err := m.Prune(c.Context, t, p, c.Bool("dry-run"))
+						res, err := m.Prune(c.Context, t, p, c.Bool("dry-run"), c.Bool("empty-pairs"))
 						if err != nil {
 							return err
 						}
@@ -266,6 +267,9 @@ func snapshotCommand() *cli.Command {
 								}
 								if d.Keep {
 									action = "keep"
+								}
+								if d.EmptyPair {
+									action += " (empty pair)"
 								}
 								row(w, r.Target, d.Point.ID, d.Point.Created.Format(time.RFC3339), action, strings.Join(d.Reasons, ","))
 							}

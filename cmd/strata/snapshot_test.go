@@ -505,3 +505,34 @@ func TestFullCopyOnFullDisk(t *testing.T) {
 		t.Errorf("live disk damaged")
 	}
 }
+
+// Pre/post pairs whose post shows no change go with --empty-pairs where
+// the method can compare (full copies); a pair with a change stays, and so
+// do qcow2 pairs (internal snapshots cannot be compared).
+func TestPruneEmptyPairs(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := newDisk(t, home, "sys", "raw", "")
+	q := newDisk(t, home, "qsys", "qcow2", "")
+	ok(t, home, "guest", "define", "web", "--disk", "sys")
+	ok(t, home, "guest", "define", "qweb", "--disk", "qsys")
+	d.write(t, 0x01)
+	ok(t, home, "snapshot", "run", "web", "--", "true") // 1, 2: empty
+	script := fmt.Sprintf("qemu-io -f raw -c 'write -P 0x02 0 1M' %s >/dev/null", d.path)
+	ok(t, home, "snapshot", "run", "web", "--", "sh", "-c", script) // 3, 4: a change
+	ok(t, home, "snapshot", "run", "web", "--", "true")             // 5, 6: empty
+	ok(t, home, "snapshot", "pin", "web", "6")                      // a pinned pair stays
+	ok(t, home, "snapshot", "run", "qweb", "--", "true")
+	r := runIn(t, home, nil, "--output", "json", "snapshot", "prune", "web", "--empty-pairs", "--dry-run")
+	if r.code != 0 || ids(points(t, home, "web")) != "1,2,3,4,5,6" {
+		t.Fatalf("dry run: %d %s", r.code, r.stderr)
+	}
+	ok(t, home, "snapshot", "prune", "web", "--empty-pairs")
+	if got := ids(points(t, home, "web")); got != "3,4,5,6" {
+		t.Errorf("after --empty-pairs: %s, want 3,4,5,6", got)
+	}
+	ok(t, home, "snapshot", "prune", "qweb", "--empty-pairs")
+	if got := ids(points(t, home, "qweb")); got != "1,2" {
+		t.Errorf("qcow2 pair: %s, want it kept", got)
+	}
+	_ = q
+}

@@ -189,3 +189,14 @@ func Discard(what, name, path string, imported, purge bool) error {
 	log.Info().Str(what, name).Msgf("%s deleted", what)
 	return nil
 }
+
+// SyncPath fsyncs a file or directory by path: a file written by another
+// process (qemu-img), or a directory after a rename in it.
+func SyncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

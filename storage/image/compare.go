@@ -1,0 +1,103 @@
+package image
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// SameContent reports whether two image files hold the same bytes. It
+// reads only where either file has data (SEEK_DATA/SEEK_HOLE): holes in
+// both are equal without being read.
+func SameContent(a, b string) (bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, err
+	}
+	defer fb.Close()
+	sa, err := fa.Seek(0, io.SeekEnd)
+	if err != nil {
+		return false, err
+	}
+	sb, err := fb.Seek(0, io.SeekEnd)
+	if err != nil {
+		return false, err
+	}
+	if sa != sb {
+		return false, nil
+	}
+	ra, err := dataRanges(fa, sa)
+	if err != nil {
+		return false, err
+	}
+	rb, err := dataRanges(fb, sb)
+	if err != nil {
+		return false, err
+	}
+	bufA, bufB := make([]byte, copyChunk), make([]byte, copyChunk)
+	for _, r := range union(ra, rb) {
+		for off := r[0]; off < r[1]; {
+			n := min(int64(len(bufA)), r[1]-off)
+			if _, err := fa.ReadAt(bufA[:n], off); err != nil && !errors.Is(err, io.EOF) {
+				return false, fmt.Errorf("read %q: %w", a, err)
+			}
+			if _, err := fb.ReadAt(bufB[:n], off); err != nil && !errors.Is(err, io.EOF) {
+				return false, fmt.Errorf("read %q: %w", b, err)
+			}
+			if !bytes.Equal(bufA[:n], bufB[:n]) {
+				return false, nil
+			}
+			off += n
+		}
+	}
+	return true, nil
+}
+
+// dataRanges lists a file's data segments [start, end).
+func dataRanges(f *os.File, size int64) ([][2]int64, error) {
+	var out [][2]int64
+	for off := int64(0); off < size; {
+		start, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break
+		}
+		if err != nil { // no SEEK_DATA: all of it is data
+			return [][2]int64{{0, size}}, nil
+		}
+		end, err := unix.Seek(int(f.Fd()), start, unix.SEEK_HOLE)
+		if err != nil || end > size {
+			end = size
+		}
+		out = append(out, [2]int64{start, end})
+		off = end
+	}
+	return out, nil
+}
+
+// union merges two sorted lists of ranges.
+func union(a, b [][2]int64) [][2]int64 {
+	all := append(append([][2]int64{}, a...), b...)
+	for i := 1; i < len(all); i++ { // insertion sort: the lists are short and nearly sorted
+		for j := i; j > 0 && all[j][0] < all[j-1][0]; j-- {
+			all[j], all[j-1] = all[j-1], all[j]
+		}
+	}
+	var out [][2]int64
+	for _, r := range all {
+		if n := len(out); n > 0 && r[0] <= out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], r[1])
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
