@@ -474,7 +474,7 @@ func (mg *Manager) commit(m Medium, tmp string) (Medium, error) {
 		os.Remove(tmp)
 		return m, fmt.Errorf("rename %q to %q: %w", tmp, m.Path, err)
 	}
-	if err := syncDir(filepath.Dir(m.Path)); err != nil {
+	if err := image.SyncPath(filepath.Dir(m.Path)); err != nil {
 		os.Remove(m.Path)
 		return m, fmt.Errorf("sync %q: %w", filepath.Dir(m.Path), err)
 	}
@@ -484,15 +484,6 @@ func (mg *Manager) commit(m Medium, tmp string) (Medium, error) {
 		return m, err
 	}
 	return m, nil
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // All returns every medium in the catalog, sorted by name, within a

@@ -139,14 +139,5 @@ func copyInto(ctx context.Context, src, dst string, pool storage.Pool, info imag
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return image.SyncPath(filepath.Dir(dst))
 }
