@@ -44,7 +44,7 @@ run iso build "$work/drivers" pvdrivers-iso --label PVDRIVERS --joliet --rock-ri
 run iso info pvdrivers-iso --files
 
 step "The guest: its system disk and its data disk"
-run guest define win2k3-guest --disk win2k3 --disk web01
+run guest define win2k3-guest --disk win2k3 --disk web01 --cdrom pvdrivers-iso --nic bridge=xenbr0 --vnc --tablet --os win2003
 sys=$("$strata" --output json volume info win2k3 | sed -n 's/.*"path": "\(.*\)".*/\1/p' | head -1)
 printf 'clean install' | dd of="$sys" conv=notrunc status=none
 printf '$ (the installer writes "clean install" to the system disk)\n'
@@ -66,6 +66,15 @@ run snapshot rollback win2k3-guest 3
 printf '$ head -c 12 system-disk: '; head -c 12 "$sys"; echo
 run snapshot rollback win2k3-guest clean
 printf '$ head -c 13 system-disk: '; head -c 13 "$sys"; echo
+
+step "Freeze the clean install as a golden image, stamp out two guests"
+run golden create win2k3-gold --from win2k3-guest@clean
+run clone win2k3-gold lab --count 2
+run golden list
+run guest lint lab-1
+
+step "lab-1 rendered for Xen (xl.cfg): its own UUID and MAC, disks linked to the golden"
+run guest render lab-1 --format xl
 
 step "Health check"
 run doctor
