@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/pattern"
 )
 
 // Known values, shared with the parsers and renderers.
@@ -23,13 +23,13 @@ var (
 	NICTypes        = []string{"ioemu", "vif"}
 	ViridianGroups  = []string{"base", "freq", "time_ref_count", "reference_tsc", "hcall_remote_tlb_flush", "apic_assist", "crash_ctl", "stimer", "hcall_ipi", "ex_processor_masks", "no_vp_limit", "cpu_hotplug", "all", "defaults"}
 	DeviceModels    = []string{"qemu-xen", "qemu-xen-traditional"}
-	UUIDPattern     = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
-	VdevPattern     = regexp.MustCompile(`^(hd|sd|xvd)[a-z]{1,3}$`)
-	PCIPattern      = regexp.MustCompile(`^([0-9a-fA-F]{1,4}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.([0-7]|\*)(@[0-9a-fA-F]{1,2})?(,[a-z_]+=[^,]*)*$`)
-	RatePattern     = regexp.MustCompile(`^[0-9]+[GMK]?[Bb]/s(@[0-9]+[mu]?s)?$`)
-	tokenPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
-	xlKeyPattern    = regexp.MustCompile(`^[a-z][._0-9a-z]*$`)
-	usbHostPattern  = regexp.MustCompile(`^host:[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$`)
+	UUIDPattern     = pattern.New(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
+	VdevPattern     = pattern.New(`^(hd|sd|xvd)[a-z]{1,3}$`)
+	PCIPattern      = pattern.New(`^([0-9a-fA-F]{1,4}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.([0-7]|\*)(@[0-9a-fA-F]{1,2})?(,[a-z_]+=[^,]*)*$`)
+	RatePattern     = pattern.New(`^[0-9]+[GMK]?[Bb]/s(@[0-9]+[mu]?s)?$`)
+	tokenPattern    = pattern.New(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+	xlKeyPattern    = pattern.New(`^[a-z][._0-9a-z]*$`)
+	usbHostPattern  = pattern.New(`^host:[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$`)
 	OSHints         = []string{"winxp", "win2000", "win2003", "windows", "linux", "other"}
 	accessValues    = []string{"ro", "rw"}
 	usbDeviceValues = []string{"tablet", "mouse", "keyboard"}
@@ -334,7 +334,7 @@ func (g *Guest) validateDisplay(p *problems) {
 	}
 }
 
-var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+var hostnamePattern = pattern.New(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 
 func mustHexByte(s string) int {
 	v, _ := strconv.ParseUint(s, 16, 8)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -31,7 +31,7 @@ var extraRefs []func(tx *catalog.Tx, refs map[string]bool) error
 
 // strataFile matches the files strata itself creates in a directory: a
 // volume image named by ID, a temporary copy, a rollback in progress.
-var strataFile = regexp.MustCompile(`^([0-9a-f]{16}\.(img|qcow2)|\.strata-tmp-.*|.*\.strata-rollback)$`)
+var strataFile = pattern.New(`^([0-9a-f]{16}\.(img|qcow2)|\.strata-tmp-.*|.*\.strata-rollback)$`)
 
 // Doctor checks that the catalog and the files agree. With repair it
 // finishes or undoes interrupted operations, removes orphans that strata

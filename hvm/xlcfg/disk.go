@@ -2,20 +2,20 @@ package xlcfg
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/pattern"
 )
 
 // MaxSpecSize bounds one disk or vif spec.
 const MaxSpecSize = 64 << 10
 
 var (
-	prefixPattern = regexp.MustCompile(`^([a-z][a-z0-9]*):`)
-	paramPattern  = regexp.MustCompile(`^[a-z][-a-z0-9]*=`)
+	prefixPattern = pattern.New(`^([a-z][a-z0-9]*):`)
+	paramPattern  = pattern.New(`^[a-z][-a-z0-9]*=`)
 )
 
 func specError(kind, spec, format string, args ...any) error {

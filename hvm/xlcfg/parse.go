@@ -2,12 +2,12 @@ package xlcfg
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/pattern"
 )
 
 // Limits that keep parsing bounded whatever the input.
@@ -189,12 +189,12 @@ func (p *parser) atLineStart() bool {
 
 // The classic xm preamble, line by line (trimmed, comments allowed after).
 var (
-	reImport = regexp.MustCompile(`^import\s+(os|re)(\s*,\s*(os|re))*\s*(#.*)?$`)
-	reArch   = regexp.MustCompile(`^arch\s*=\s*os\.uname\(\)\[4\]\s*(#.*)?$`)
-	reIf     = regexp.MustCompile(`^if\s+re\.search\(\s*(['"])64['"]\s*,\s*arch\s*\)\s*:\s*(#.*)?$`)
-	reElse   = regexp.MustCompile(`^else\s*:\s*(#.*)?$`)
-	reLibdir = regexp.MustCompile(`^arch_libdir\s*=\s*(['"])lib(64)?['"]\s*(#.*)?$`)
-	reDM     = regexp.MustCompile(`^device_model\s*=\s*(['"])/usr/['"]\s*\+\s*arch_libdir\s*\+\s*(['"])/xen/bin/qemu-dm['"]\s*(#.*)?$`)
+	reImport = pattern.New(`^import\s+(os|re)(\s*,\s*(os|re))*\s*(#.*)?$`)
+	reArch   = pattern.New(`^arch\s*=\s*os\.uname\(\)\[4\]\s*(#.*)?$`)
+	reIf     = pattern.New(`^if\s+re\.search\(\s*(['"])64['"]\s*,\s*arch\s*\)\s*:\s*(#.*)?$`)
+	reElse   = pattern.New(`^else\s*:\s*(#.*)?$`)
+	reLibdir = pattern.New(`^arch_libdir\s*=\s*(['"])lib(64)?['"]\s*(#.*)?$`)
+	reDM     = pattern.New(`^device_model\s*=\s*(['"])/usr/['"]\s*\+\s*arch_libdir\s*\+\s*(['"])/xen/bin/qemu-dm['"]\s*(#.*)?$`)
 )
 
 // idiom skips the current line when it is part of the xm Python preamble.
