@@ -15,7 +15,7 @@ TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 
 	xorriso=xorriso mkfs.xfs=xfsprogs mkfs.btrfs=btrfs-progs mkfs.ext4=e2fsprogs \
 	losetup=mount virsh=libvirt-clients virt-xml-validate=libvirt-clients xmllint=libxml2-utils \
 	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
-BENCH_DEPS := $(DEMO_DEPS) cp=coreutils
+BENCH_DEPS := $(DEMO_DEPS) /usr/bin/time=time xorriso=xorriso mkfs.xfs=xfsprogs qemu-io=qemu-utils
 
 .PHONY: all build demo test test-deps bench vet fmt clean
 

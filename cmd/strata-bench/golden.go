@@ -110,8 +110,7 @@ func goldenBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 				// The same copy made durable, as strata makes it before
 				// recording the clone (find runs both, without a shell).
 				{name: "cp --sparse=always + sync", prepare: func(int) []string {
-					dst := filepath.Join(scratch, "full.img")
-					return []string{"find", gold, "-maxdepth", "0", "-exec", "cp", "--sparse=always", "{}", dst, ";", "-exec", "sync", dst, ";"}
+					return cpSync(gold, filepath.Join(scratch, "full.img"))
 				}, cleanup: func(int) { os.Remove(filepath.Join(scratch, "full.img")) }},
 				{name: "strata clone --full", prepare: func(int) []string {
 					seq++

@@ -121,6 +121,8 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 				contenders: []contender{
 					{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", r.Path, cpDst} },
 						cleanup: func(int) { os.Remove(cpDst) }},
+					{name: "cp --sparse=always + sync", prepare: func(int) []string { return cpSync(r.Path, cpDst) },
+						cleanup: func(int) { os.Remove(cpDst) }},
 					{name: "strata snapshot create", prepare: func(int) []string {
 						return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "create", "--volume", name}
 					}, cleanup: func(int) {
