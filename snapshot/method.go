@@ -84,14 +84,14 @@ func (c *chooser) choose(v storage.Volume, override string) (string, error) {
 	if v.Format != storage.FormatRaw && v.Format != storage.FormatQcow2 {
 		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is %s media, which has no restore points", v.Name, v.Format)
 	}
-	caps, err := c.capsOf(v.Path)
-	if err != nil {
-		return "", err
-	}
 	switch override {
 	case "":
 		if v.Format == storage.FormatQcow2 {
-			return MethodQcow2, nil
+			return MethodQcow2, nil // on any filesystem: no probe needed
+		}
+		caps, err := c.capsOf(v.Path)
+		if err != nil {
+			return "", err
 		}
 		if caps.Reflink {
 			return MethodReflink, nil
@@ -102,6 +102,10 @@ func (c *chooser) choose(v storage.Volume, override string) (string, error) {
 			return "", storage.Errorf(storage.ErrInvalid, "method qcow2-internal needs a qcow2 volume; %q is %s", v.Name, v.Format)
 		}
 	case MethodReflink:
+		caps, err := c.capsOf(v.Path)
+		if err != nil {
+			return "", err
+		}
 		if !caps.Reflink {
 			return "", storage.Errorf(storage.ErrInvalid, "method reflink needs a filesystem that supports FICLONE (XFS with reflink=1, btrfs); %q is on one that does not", v.Name)
 		}

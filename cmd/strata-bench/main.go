@@ -53,7 +53,9 @@ type env struct {
 
 // want tells a group whether to set up comparisons with this title (set-up
 // can be costly: gigabytes of data, loop mounts).
-func (e env) want(title string) bool { return e.only == "" || strings.Contains(title, e.only) }
+func (e env) want(title string) bool {
+	return e.only == "" || strings.Contains(title, e.only) || strings.Contains(e.only, title)
+}
 
 // atExit undoes set-up (mounts, loop devices, scratch files), last first,
 // whether the run ends normally or by fatal.
