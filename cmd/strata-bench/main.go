@@ -264,7 +264,8 @@ func report(rows []row, flats []flat) int {
 				failed++
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %.2fx | %s | %s |\n", r.title, r.contender, fmtDur(r.median), r.ratio, target, verdict)
+		cell := strings.NewReplacer("|", "\\|")
+		fmt.Printf("| %s | %s | %s | %.2fx | %s | %s |\n", cell.Replace(r.title), cell.Replace(r.contender), fmtDur(r.median), r.ratio, target, verdict)
 	}
 	if len(flats) > 0 {
 		fmt.Println()
