@@ -128,6 +128,12 @@ type CreateOptions struct {
 	Kind        string // single (default), pre, post
 	PreID       int    // for a post point
 	Method      string // override; "" chooses per volume
+	// replaced lists the volumes (by ID) whose live image a rollback
+	// replaces right after this pre-rollback point: a full-copy point of
+	// one is a hard link to the live image (O(1)), since the rollback
+	// renames a new image over the live name and leaves the old one to
+	// the point alone.
+	replaced map[string]bool
 }
 
 // Create takes a restore point of a target.
@@ -258,7 +264,11 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	crashpoint("create:recorded")
 	for i := range p.Disks {
 		meth, _ := methodByName(p.Disks[i].Method)
-		if err := meth.take(ctx, vols[i], &p.Disks[i], m.Progress); err != nil {
+		take := meth.take
+		if fc, ok := meth.(fileCopy); ok && !fc.reflink && o.replaced[vols[i].ID] {
+			take = fc.link
+		}
+		if err := take(ctx, vols[i], &p.Disks[i], m.Progress); err != nil {
 			if uerr := m.undoCreate(context.WithoutCancel(ctx), p); uerr != nil {
 				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
 			}
@@ -520,7 +530,16 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force b
 				return storage.Errorf(storage.ErrPrecondition, "guest %q is running: shut it down first, or add --force to roll back under it", guest.Name)
 			}
 		}
-		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID)},
+		// Disks the rollback replaces with a full copy keep their current
+		// image as the pre-rollback point's, by a hard link: one copy
+		// instead of two (the live image is renamed away, in effect).
+		replaced := map[string]bool{}
+		for _, d := range to.Disks {
+			if d.Method == MethodCopy {
+				replaced[d.VolumeID] = true
+			}
+		}
+		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced},
 			func(tx *catalog.Tx, p Point) error {
 				return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
 			})

@@ -200,6 +200,26 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, pro
 	return image.SyncPath(filepath.Dir(dp.Ref))
 }
 
+// link takes a point as a hard link to the live image: valid only when the
+// live name is replaced by a new image right after (a rollback), so that
+// the old image belongs to the point alone. Until then the two names share
+// one image; completeRollback either replaces the live name or puts a copy
+// back over it, which ends the sharing in both cases.
+func (m fileCopy) link(_ context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
+	if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
+		return err
+	}
+	if err := os.Link(v.Path, dp.Ref); err != nil {
+		return fmt.Errorf("link %q to %q: %w", v.Path, dp.Ref, err)
+	}
+	info, err := image.Inspect(dp.Ref)
+	if err != nil {
+		return err
+	}
+	dp.Bytes = &info.AllocatedBytes
+	return image.SyncPath(filepath.Dir(dp.Ref))
+}
+
 // materialise makes dst a copy of src: a reflink if asked and possible,
 // else a sparse copy after a free-space check. A fallback from reflink is
 // logged at debug level (callers report the method they got).
