@@ -80,6 +80,9 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 		var q volumeInfo
 		strataJSON(e, e.home, &q, "volume", "create", fmt.Sprintf("q%d", i), "--size", "20G", "--format", "qcow2")
 		fill(q.Path, "qcow2", n)
+		// Points to roll back to, untimed: strata's 1 and qemu-img's bench-0.
+		run(e.strata, "--home", e.home, "snapshot", "create", "--volume", q.Name)
+		run("qemu-img", "snapshot", "-c", "bench-0", q.Path)
 		qn := 0
 		comps = append(comps, comparison{
 			title: "snapshot create, qcow2, " + label(n), reference: "qemu-img snapshot -c", rounds: rounds,
@@ -96,7 +99,7 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 		}, comparison{
 			title: "snapshot rollback, qcow2, " + label(n), reference: "qemu-img snapshot -a", rounds: rounds,
 			contenders: []contender{
-				{name: "qemu-img snapshot -a", prepare: func(int) []string { return []string{"qemu-img", "snapshot", "-a", "bench-1", q.Path} }},
+				{name: "qemu-img snapshot -a", prepare: func(int) []string { return []string{"qemu-img", "snapshot", "-a", "bench-0", q.Path} }},
 				{name: "strata snapshot rollback", prepare: func(int) []string {
 					return []string{e.strata, "--home", e.home, "--log-level", "warn", "snapshot", "rollback", "--volume", q.Name, "1"}
 				}},
@@ -113,8 +116,9 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			name := fmt.Sprintf("r%s%d", p.method, i)
 			strataJSON(e, e.home, &r, "volume", "create", name, "--size", "20G", "--pool", p.pool)
 			fill(r.Path, "raw", n)
+			// Point 1, untimed, for the rollbacks to go back to.
+			run(e.strata, "--home", e.home, "snapshot", "create", "--volume", name)
 			cpDst := filepath.Join(filepath.Dir(r.Path), "cp-copy.img")
-			var made []int
 			c := comparison{
 				title: fmt.Sprintf("snapshot create, raw %s, %s", p.method, label(n)), reference: "cp --sparse=always",
 				rounds: min(rounds, 3),
@@ -125,13 +129,7 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 						cleanup: func(int) { os.Remove(cpDst) }},
 					{name: "strata snapshot create", prepare: func(int) []string {
 						return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "create", "--volume", name}
-					}, cleanup: func(int) {
-						// Keep point 1 for the rollbacks; drop the others so copies do not fill the disk.
-						made = append(made, len(made)+1)
-						if len(made) > 1 {
-							run(e.strata, "--home", e.home, "snapshot", "delete", "--volume", name, fmt.Sprint(len(made)))
-						}
-					}},
+					}, cleanup: func(int) { deleteNewest(e, name) }}, // copies must not fill the disk
 				},
 			}
 			if p.method == "copy" {
@@ -146,12 +144,7 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 						cleanup: func(int) { os.Remove(cpDst) }},
 					{name: "strata snapshot rollback", prepare: func(int) []string {
 						return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "rollback", "--volume", name, "1"}
-					}, cleanup: func(int) {
-						// Each rollback saves a pre-rollback point: drop it.
-						var ps []snapshot.Point
-						strataJSON(e, e.home, &ps, "snapshot", "list", "--volume", name)
-						run(e.strata, "--home", e.home, "snapshot", "delete", "--volume", name, fmt.Sprint(ps[len(ps)-1].ID))
-					}},
+					}, cleanup: func(int) { deleteNewest(e, name) }}, // the pre-rollback point
 				},
 			})
 		}
@@ -219,4 +212,11 @@ func listAmongMany(e env, rounds int) comparison {
 			return []string{e.strata, "--home", home, "snapshot", "list", "g050"}
 		}}},
 	}
+}
+
+// deleteNewest deletes a volume's newest restore point (untimed cleanup).
+func deleteNewest(e env, volume string) {
+	var ps []snapshot.Point
+	strataJSON(e, e.home, &ps, "snapshot", "list", "--volume", volume)
+	run(e.strata, "--home", e.home, "snapshot", "delete", "--volume", volume, fmt.Sprint(ps[len(ps)-1].ID))
 }
