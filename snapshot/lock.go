@@ -3,6 +3,7 @@ package snapshot
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,4 +52,33 @@ func tryLockTarget(home string, t Target) (*targetLock, bool) {
 func (l *targetLock) unlock() {
 	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	l.f.Close()
+}
+
+// lockKeys takes the locks of several keys in sorted order (every process
+// takes them in the same order, so two never wait for each other).
+func lockKeys(home string, what Target, keys []string, timeout time.Duration) (func(), error) {
+	sorted := append([]string(nil), keys...)
+	sort.Strings(sorted)
+	var held []*targetLock
+	release := func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].unlock()
+		}
+	}
+	seen := map[string]bool{}
+	for _, k := range sorted {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		t := what
+		t.Key = k
+		l, err := lockTarget(home, t, timeout)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, l)
+	}
+	return release, nil
 }

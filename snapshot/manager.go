@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog/log"
 
+	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/store"
@@ -102,18 +104,42 @@ func (m *Manager) target(r TargetRef) (Target, error) {
 	return t, err
 }
 
-// withTarget resolves r, takes its lock, finishes or undoes any operation
-// a dead process left on it, and runs fn.
+// withTarget resolves r, takes its lock and the locks of every volume it
+// involves (a guest's disks now and in any of its points: a guest and a
+// volume-only target on one disk exclude each other), finishes or undoes
+// any operation a dead process left on it, and runs fn.
 func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) error) error {
 	t, err := m.target(r)
 	if err != nil {
 		return err
 	}
-	l, err := lockTarget(m.st.Catalog.Home(), t, m.lockTimeout)
+	keys := []string{t.Key}
+	if t.Kind == "guest" {
+		err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+			g, err := tx.GuestByID(t.Key[2:])
+			if err != nil {
+				return err
+			}
+			for _, id := range g.Disks {
+				keys = append(keys, "v-"+id)
+			}
+			points, err := pointsOf(tx, t.Key)
+			for _, p := range points {
+				for _, d := range p.Disks {
+					keys = append(keys, "v-"+d.VolumeID)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	unlock, err := lockKeys(m.st.Catalog.Home(), t, keys, m.lockTimeout)
 	if err != nil {
 		return err
 	}
-	defer l.unlock()
+	defer unlock()
 	if err := m.recoverTarget(ctx, t); err != nil {
 		return fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
 	}
@@ -128,6 +154,9 @@ type CreateOptions struct {
 	Kind        string // single (default), pre, post
 	PreID       int    // for a post point
 	Method      string // override; "" chooses per volume
+	// also adds volumes (by ID) to the guest's current disks: a
+	// pre-rollback point covers every disk the rollback will write.
+	also []string
 	// replaced lists the volumes (by ID) whose live image a rollback
 	// replaces right after this pre-rollback point: a full-copy point of
 	// one is a hard link to the live image (O(1)), since the rollback
@@ -168,7 +197,9 @@ func isNumber(s string) bool {
 	return true
 }
 
-// volumesOf returns the target's volumes now (and the guest record).
+// volumesOf returns the target's volumes now (and the guest record). A
+// guest with a writable disk that is not a volume (a host path or device)
+// is refused: a restore point must capture all of its disks.
 func volumesOf(tx *catalog.Tx, t Target) ([]storage.Volume, *storage.Guest, error) {
 	if t.Kind == "volume" {
 		v, err := tx.VolumeByID(strings.TrimPrefix(t.Key, "v-"))
@@ -177,6 +208,18 @@ func volumesOf(tx *catalog.Tx, t Target) ([]storage.Volume, *storage.Guest, erro
 	g, err := tx.GuestByID(strings.TrimPrefix(t.Key, "g-"))
 	if err != nil {
 		return nil, nil, err
+	}
+	if g.Definition != "" {
+		def, err := hvm.Unmarshal("guest "+g.Name, []byte(g.Definition))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, d := range def.Disks {
+			kind, src := d.Source()
+			if (kind == hvm.SourcePath || kind == hvm.SourceDevice) && !d.CDROM && !d.ReadOnly() {
+				return nil, nil, storage.Errorf(storage.ErrPrecondition, "guest %q: disk %s is the host %s %q, not a strata volume, so a restore point could not capture it: register it with 'strata volume import %s' and point the disk at the volume ('strata guest set %s disks.N.volume=NAME disks.N.%s='), or import the guest with --adopt-disks", g.Name, d.Vdev, kind, src, src, g.Name, kind)
+			}
+		}
 	}
 	var vols []storage.Volume
 	for _, id := range g.Disks {
@@ -198,10 +241,24 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	var vols []storage.Volume
 	var guest *storage.Guest
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { vols, guest, err = volumesOf(tx, t); return err }); err != nil {
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if vols, guest, err = volumesOf(tx, t); err != nil {
+			return err
+		}
+		for _, id := range o.also {
+			if !slices.ContainsFunc(vols, func(v storage.Volume) bool { return v.ID == id }) {
+				v, err := tx.VolumeByID(id)
+				if err != nil {
+					return err
+				}
+				vols = append(vols, v)
+			}
+		}
+		return nil
+	}); err != nil {
 		return Point{}, err
 	}
-	p := Point{Name: o.Name, Target: t.String(), TargetKey: t.Key, Created: m.Now(), Kind: o.Kind, Description: o.Description,
+	p := Point{Disks: []DiskPoint{}, Name: o.Name, Target: t.String(), TargetKey: t.Key, Created: m.Now(), Kind: o.Kind, Description: o.Description,
 		Tags: o.Tags, State: stateCreating, UID: newUID(), Guest: guest}
 	if p.Tags == nil {
 		p.Tags = map[string]string{}
@@ -505,10 +562,33 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force b
 			return err
 		}
 		var guest *storage.Guest
+		var also []string
 		err = m.st.Catalog.View(func(tx *catalog.Tx) error {
 			for _, d := range to.Disks {
-				if _, err := tx.VolumeByID(d.VolumeID); err != nil {
+				v, err := tx.VolumeByID(d.VolumeID)
+				if err != nil {
 					return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
+				}
+				also = append(also, v.ID)
+				// Overlays read the volume's blocks: rolling it back
+				// under them would silently change what they hold.
+				deps, err := tx.Dependants(v.Path)
+				if err != nil {
+					return err
+				}
+				if len(deps) > 0 {
+					return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
+				}
+				if t.Kind == "guest" {
+					users, err := tx.GuestsUsing(v.ID)
+					if err != nil {
+						return err
+					}
+					for _, u := range users {
+						if u != t.Name {
+							return storage.Errorf(storage.ErrInUse, "restore point %d of %s includes volume %q, which is now a disk of guest %q: rolling it back would overwrite that guest's disk; remove it from %q first", to.ID, t, v.Name, u, u)
+						}
+					}
 				}
 			}
 			if t.Kind == "guest" {
@@ -539,7 +619,7 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force b
 				replaced[d.VolumeID] = true
 			}
 		}
-		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced},
+		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also},
 			func(tx *catalog.Tx, p Point) error {
 				return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
 			})
@@ -560,15 +640,24 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force b
 }
 
 // completeRollback finishes a rollback to to; if a disk cannot be
-// restored, it puts every disk back as the pre-rollback point has it, so a
-// guest's disks roll back all or none.
+// restored, it puts the disks it had already replaced back as the
+// pre-rollback point has them, so a guest's disks roll back all or none.
 func (m *Manager) completeRollback(ctx context.Context, t Target, to, pre Point) error {
-	err := m.finishRollback(ctx, t, to)
+	done, err := m.finishRollback(ctx, t, to)
 	if err == nil {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
-	if uerr := m.restoreDisks(ctx, pre); uerr != nil {
+	// Put back what was replaced, and end the sharing of an image the
+	// pre-rollback point took by a hard link (see fileCopy.link) where the
+	// rollback did not get to replace it: a copy over the live name.
+	var undo []DiskPoint
+	for _, d := range pre.Disks {
+		if done[d.VolumeID] || sharesImage(m, d) {
+			undo = append(undo, d)
+		}
+	}
+	if uerr := m.restoreDisks(ctx, Point{ID: pre.ID, Disks: undo}, nil); uerr != nil {
 		return fmt.Errorf("%w; putting the disks back as they were also failed: %v (run strata doctor --repair)", err, uerr)
 	}
 	if jerr := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) }); jerr != nil {
@@ -577,8 +666,23 @@ func (m *Manager) completeRollback(ctx context.Context, t Target, to, pre Point)
 	return fmt.Errorf("%w; nothing was rolled back: every disk is as it was (also kept as restore point %d)", err, pre.ID)
 }
 
-// restoreDisks puts every disk of p back to p's state.
-func (m *Manager) restoreDisks(ctx context.Context, p Point) error {
+// sharesImage tells whether a point's file is the live image itself.
+func sharesImage(m *Manager, d DiskPoint) bool {
+	if d.Method != MethodCopy {
+		return false
+	}
+	var v storage.Volume
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err }); err != nil {
+		return false
+	}
+	a, errA := os.Stat(v.Path)
+	b, errB := os.Stat(d.Ref)
+	return errA == nil && errB == nil && os.SameFile(a, b)
+}
+
+// restoreDisks puts every disk of p back to p's state, noting in done
+// (if not nil) the volumes it has replaced.
+func (m *Manager) restoreDisks(ctx context.Context, p Point, done map[string]bool) error {
 	for i, d := range p.Disks {
 		var v storage.Volume
 		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err }); err != nil {
@@ -591,6 +695,9 @@ func (m *Manager) restoreDisks(ctx context.Context, p Point) error {
 		if err := meth.restore(ctx, v, d, m.Progress); err != nil {
 			return fmt.Errorf("roll back volume %q to restore point %d: %w", v.Name, p.ID, err)
 		}
+		if done != nil {
+			done[d.VolumeID] = true
+		}
 		crashpoint(fmt.Sprintf("rollback:disk-%d", i+1))
 	}
 	return nil
@@ -598,11 +705,12 @@ func (m *Manager) restoreDisks(ctx context.Context, p Point) error {
 
 // finishRollback restores every disk of to, then the guest record, and
 // closes the journal. Each step can be repeated, so recovery repeats it.
-func (m *Manager) finishRollback(ctx context.Context, t Target, to Point) error {
-	if err := m.restoreDisks(ctx, to); err != nil {
-		return err
+func (m *Manager) finishRollback(ctx context.Context, t Target, to Point) (map[string]bool, error) {
+	done := map[string]bool{}
+	if err := m.restoreDisks(ctx, to, done); err != nil {
+		return done, err
 	}
-	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
+	return done, m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		if to.Guest != nil {
 			g, err := tx.GuestByID(to.Guest.ID)
 			if err != nil {

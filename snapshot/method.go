@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
@@ -237,17 +238,31 @@ func (m fileCopy) materialise(ctx context.Context, src, dst string, prog storage
 	return image.CopyData(ctx, src, dst, prog)
 }
 
+// restore materialises the point under a temporary name of its own
+// (IMAGE.strata-rollback-UID: never another operation's), gives it the
+// live image's owner and mode (a hypervisor running as another user must
+// still open it), and renames it over the live image.
 func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, prog storage.Progress) error {
-	tmp := v.Path + rollbackSuffix
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
+	tmp := v.Path + rollbackSuffix + "-" + newUID()
 	if err := m.materialise(ctx, dp.Ref, tmp, prog); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, v.Path); err != nil {
+	fail := func(err error) error {
 		os.Remove(tmp)
 		return err
+	}
+	if st, err := os.Stat(v.Path); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			if err := os.Lchown(tmp, int(sys.Uid), int(sys.Gid)); err != nil {
+				return fail(err)
+			}
+		}
+		if err := os.Chmod(tmp, st.Mode().Perm()); err != nil {
+			return fail(err)
+		}
+	}
+	if err := os.Rename(tmp, v.Path); err != nil {
+		return fail(err)
 	}
 	return image.SyncPath(filepath.Dir(v.Path))
 }

@@ -107,9 +107,12 @@ func (NoProgress) Done()               {}
 // redacts). The definition is empty for a guest that is only a name and
 // disks. A restore point copies the whole record.
 type Guest struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Disks      []string  `json:"disks"`
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	Disks []string `json:"disks"`
+	// Uses are all the volumes the definition names (Disks and read-only
+	// ones): none of them can be deleted while the guest exists.
+	Uses       []string  `json:"uses,omitempty"`
 	Definition string    `json:"definition,omitempty"`
 	Created    time.Time `json:"created"`
 }

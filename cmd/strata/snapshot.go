@@ -196,6 +196,11 @@ func snapshotCommand() *cli.Command {
 							break
 						}
 					}
+					if dash < 0 && c.IsSet("volume") && len(args) > 0 {
+						// The flag parser consumed the "--" that came right
+						// after --volume NAME: all that is left is the command.
+						args, dash = append([]string{"--"}, args...), 0
+					}
 					if dash < 0 {
 						return storage.Errorf(storage.ErrInvalid, "put the command after --, e.g. strata snapshot run GUEST -- apt-get upgrade -y")
 					}
@@ -256,6 +261,11 @@ func snapshotCommand() *cli.Command {
 							return err
 						}
 						results = []snapshot.PruneResult{res}
+					}
+					for _, r := range results {
+						for i := range r.Decisions {
+							r.Decisions[i].Point = r.Decisions[i].Point.Printable()
+						}
 					}
 					return emit(c, results, func(w *tabwriter.Writer) {
 						row(w, "TARGET", "ID", "CREATED", "ACTION", "KEPT BY")

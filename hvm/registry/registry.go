@@ -13,6 +13,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/rs/zerolog/log"
@@ -125,30 +126,29 @@ func macsInUse(tx *catalog.Tx, skip string) (map[string]bool, error) {
 
 // prepare completes and checks g inside a transaction: defaults, pinned
 // unique MACs, the volumes and media it names, validation. It returns the
-// volume IDs of the writable disks.
-func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) ([]string, error) {
+// volume IDs of the writable disks and of every volume it names.
+func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string, err error) {
 	if err := storage.ValidateName("guest", g.Name); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := g.FillDefaults(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	inUse, err := macsInUse(tx, previous)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, n := range g.NICs {
 		if n.MAC != "" && inUse[strings.ToLower(n.MAC)] {
-			return nil, storage.Errorf(storage.ErrExists, "guest %q: nics[%d] MAC %s is already used by another guest: give another or omit it to get a fresh one", g.Name, i, n.MAC)
+			return nil, nil, storage.Errorf(storage.ErrExists, "guest %q: nics[%d] MAC %s is already used by another guest: give another or omit it to get a fresh one", g.Name, i, n.MAC)
 		}
 	}
 	if err := g.PinMACs(inUse); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := g.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var ids []string
 	seen := map[string]bool{}
 	for i := range g.Disks {
 		d := &g.Disks[i]
@@ -156,7 +156,7 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) ([]string, error) {
 		case hvm.SourceVolume:
 			v, err := tx.Volume(name)
 			if err != nil {
-				return nil, fmt.Errorf("guest %q: disk %s: %w", g.Name, d.Vdev, err)
+				return nil, nil, fmt.Errorf("guest %q: disk %s: %w", g.Name, d.Vdev, err)
 			}
 			// The volume's format, detected from its content, is the
 			// truth: a qcow2 image opened as raw would be corrupted.
@@ -164,21 +164,35 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) ([]string, error) {
 			if v.Format == storage.FormatISO {
 				d.Format = "raw"
 			}
+			if !slices.Contains(uses, v.ID) {
+				uses = append(uses, v.ID)
+			}
 			if d.CDROM || d.ReadOnly() || seen[v.ID] {
 				continue
+			}
+			// Two guests writing one disk corrupt it, and a rollback of
+			// one would overwrite the other's data.
+			writers, err := tx.GuestsWriting(v.ID)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, w := range writers {
+				if w != previous {
+					return nil, nil, storage.Errorf(storage.ErrInUse, "guest %q: volume %q is already a writable disk of guest %q: give it read-only (access: ro) or use another volume", g.Name, v.Name, w)
+				}
 			}
 			seen[v.ID] = true
 			ids = append(ids, v.ID)
 		case hvm.SourceMedia:
 			if _, err := media.Resolve(tx, name); err != nil {
-				return nil, fmt.Errorf("guest %q: disk %s: %w", g.Name, d.Vdev, err)
+				return nil, nil, fmt.Errorf("guest %q: disk %s: %w", g.Name, d.Vdev, err)
 			}
 		}
 	}
 	if g.Install == nil {
 		g.Install = installRecord(g)
 	}
-	return ids, nil
+	return ids, uses, nil
 }
 
 // installRecord notes the hardware Windows sees when it is installed on
@@ -197,12 +211,12 @@ func installRecord(g *hvm.Guest) *hvm.Install {
 	return in
 }
 
-func store1(tx *catalog.Tx, rec storage.Guest, g *hvm.Guest, ids []string) error {
+func store1(tx *catalog.Tx, rec storage.Guest, g *hvm.Guest, ids, uses []string) error {
 	y, err := hvm.Marshal(g)
 	if err != nil {
 		return err
 	}
-	rec.Name, rec.Disks, rec.Definition = g.Name, ids, string(y)
+	rec.Name, rec.Disks, rec.Uses, rec.Definition = g.Name, ids, uses, string(y)
 	return tx.PutGuest(rec)
 }
 
@@ -212,11 +226,11 @@ func (r *Registry) Define(ctx context.Context, g *hvm.Guest) (*hvm.Guest, []lint
 		if _, err := tx.Guest(g.Name); err == nil {
 			return storage.Errorf(storage.ErrExists, "guest %q already exists: choose another name, or change it with 'strata guest set'", g.Name)
 		}
-		ids, err := prepare(tx, g, "")
+		ids, uses, err := prepare(tx, g, "")
 		if err != nil {
 			return err
 		}
-		return store1(tx, storage.Guest{ID: dir.NewID(), Created: nowUTC()}, g, ids)
+		return store1(tx, storage.Guest{ID: dir.NewID(), Created: nowUTC()}, g, ids, uses)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -265,11 +279,11 @@ func (r *Registry) Update(ctx context.Context, name string, change func(g *hvm.G
 		if err := change(g); err != nil {
 			return err
 		}
-		ids, err := prepare(tx, g, name)
+		ids, uses, err := prepare(tx, g, name)
 		if err != nil {
 			return err
 		}
-		return store1(tx, rec, g, ids)
+		return store1(tx, rec, g, ids, uses)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -287,24 +301,20 @@ func (r *Registry) Lint(ctx context.Context, name string) ([]lint.Finding, error
 	return lint.Check(g), nil
 }
 
-// Delete forgets a guest, and with withDisks deletes its volumes too.
+// Delete forgets a guest, and with withDisks deletes its volumes too (all
+// or nothing).
 func (r *Registry) Delete(ctx context.Context, name string, withDisks bool) error {
 	g, _, err := r.Get(ctx, name)
 	if err != nil {
 		return err
 	}
-	if err := r.st.DeleteGuest(ctx, name); err != nil {
-		return err
-	}
-	if !withDisks {
-		return nil
-	}
-	for _, d := range g.Disks {
-		if d.Volume != "" {
-			if err := r.st.DeleteVolume(ctx, d.Volume, false); err != nil {
-				return fmt.Errorf("guest %q is deleted, but its disk %q: %w", name, d.Volume, err)
+	var vols []string
+	if withDisks {
+		for _, d := range g.Disks {
+			if d.Volume != "" && !slices.Contains(vols, d.Volume) {
+				vols = append(vols, d.Volume)
 			}
 		}
 	}
-	return nil
+	return r.st.DeleteGuest(ctx, name, vols)
 }

@@ -68,7 +68,7 @@ func (r *Registry) Set(ctx context.Context, name string, assignments []string) (
 		}
 		ng, err := hvm.Unmarshal("guest set", out)
 		if err != nil {
-			return storage.Errorf(storage.ErrInvalid, "invalid %s: %w", strings.Join(assignments, " "), err)
+			return storage.Errorf(storage.ErrInvalid, "invalid %s: %w", strings.Join(redactAssignments(assignments), " "), err)
 		}
 		*g = *ng
 		return nil
@@ -135,4 +135,17 @@ func setPath(node any, path []string, value any, orig string) error {
 		}
 	}
 	return nil
+}
+
+// redactAssignments hides the values of password keys for messages.
+func redactAssignments(as []string) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		k, _, _ := strings.Cut(a, "=")
+		out[i] = a
+		if strings.Contains(strings.ToLower(k), "passw") {
+			out[i] = k + "=[redacted]"
+		}
+	}
+	return out
 }

@@ -244,6 +244,9 @@ func (p *parser) codeError(what string) error {
 		start--
 	}
 	line := strings.TrimSpace(string(p.src[start:end]))
+	if k, _, ok := strings.Cut(line, "="); ok && strings.Contains(strings.ToLower(k), "passw") {
+		line = strings.TrimSpace(k) + " = [redacted]" // a password is never echoed
+	}
 	if len(line) > 60 {
 		line = line[:60] + "..."
 	}

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 
 	"github.com/strata-vm/strata/storage"
@@ -225,16 +226,26 @@ func (t *Tx) RemoveGuest(g storage.Guest) error {
 	return t.Delete(bGuests, g.ID)
 }
 
-// GuestsUsing lists the guests that have volume id among their disks.
+// GuestsUsing lists the guests whose definition names volume id (as a
+// writable disk or otherwise).
 func (t *Tx) GuestsUsing(volumeID string) ([]string, error) {
 	guests, err := t.Guests()
 	var out []string
 	for _, g := range guests {
-		for _, d := range g.Disks {
-			if d == volumeID {
-				out = append(out, g.Name)
-				break
-			}
+		if slices.Contains(g.Disks, volumeID) || slices.Contains(g.Uses, volumeID) {
+			out = append(out, g.Name)
+		}
+	}
+	return out, err
+}
+
+// GuestsWriting lists the guests that have volume id as a writable disk.
+func (t *Tx) GuestsWriting(volumeID string) ([]string, error) {
+	guests, err := t.Guests()
+	var out []string
+	for _, g := range guests {
+		if slices.Contains(g.Disks, volumeID) {
+			out = append(out, g.Name)
 		}
 	}
 	return out, err

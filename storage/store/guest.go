@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/image"
 )
 
 // GuestView is a guest record for printing: with its disks' names and
@@ -54,10 +56,13 @@ func (s *Store) Guests(ctx context.Context) ([]GuestView, error) {
 	return out, err
 }
 
-// DeleteGuest forgets a guest; its volumes stay. Guests with restore points
-// are refused by the users registered with AddGuestUser.
-func (s *Store) DeleteGuest(ctx context.Context, name string) error {
-	return s.Catalog.Update(func(tx *catalog.Tx) error {
+// DeleteGuest forgets a guest and deletes the named volumes (its disks,
+// with guest delete --with-disks) in one transaction: if any of them is
+// still needed, nothing changes. Guests with restore points are refused by
+// the users registered with AddGuestUser.
+func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) error {
+	var gone []storage.Volume
+	err := s.Catalog.Update(func(tx *catalog.Tx) error {
 		g, err := tx.Guest(name)
 		if err != nil {
 			return err
@@ -67,8 +72,28 @@ func (s *Store) DeleteGuest(ctx context.Context, name string) error {
 				return err
 			}
 		}
-		return tx.RemoveGuest(g)
+		if err := tx.RemoveGuest(g); err != nil {
+			return err
+		}
+		// Its volumes go in the same transaction: all or nothing.
+		for _, n := range volumes {
+			v, err := s.removeVolume(tx, n, false)
+			if err != nil {
+				return fmt.Errorf("guest %q was not deleted: %w", name, err)
+			}
+			gone = append(gone, v)
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, v := range gone {
+		if err := image.Discard("volume", v.Name, v.Path, v.Imported, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddVolumeUser registers a check that refuses to delete a volume something

@@ -374,6 +374,13 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 		if !shrink {
 			return vi, storage.Errorf(storage.ErrInvalid, "volume %q is %d bytes and %d would shrink it, losing data at its end: add --shrink if that is what you want", name, vi.VirtualSize, size)
 		}
+		var deps []string
+		if err := s.Catalog.View(func(tx *catalog.Tx) (err error) { deps, err = tx.Dependants(vi.Path); return err }); err != nil {
+			return vi, err
+		}
+		if len(deps) > 0 {
+			return vi, storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: shrinking it would cut what they read; delete or flatten them first", name, storage.QuoteList(deps))
+		}
 		for _, p := range vi.Partitions {
 			if end := p.Start + p.Size; end > size {
 				return vi, storage.Errorf(storage.ErrPrecondition, "shrinking volume %q to %d bytes would cut partition %d (ends at %d): shrink the partition inside the guest first", name, size, p.Index, end)
@@ -402,39 +409,46 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 // record goes first, so a crash leaves at worst an orphan file.
 func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error {
 	var v storage.Volume
-	err := s.Catalog.Update(func(tx *catalog.Tx) error {
-		var err error
-		if v, err = tx.Volume(name); err != nil {
-			return err
-		}
-		deps, err := tx.Dependants(v.Path)
-		if err != nil {
-			return err
-		}
-		if len(deps) > 0 {
-			return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: delete or flatten them first", name, storage.QuoteList(deps))
-		}
-		guests, err := tx.GuestsUsing(v.ID)
-		if err != nil {
-			return err
-		}
-		if len(guests) > 0 {
-			return storage.Errorf(storage.ErrInUse, "volume %q is a disk of guest %s: delete the guest first ('strata guest delete')", name, storage.QuoteList(guests))
-		}
-		for _, user := range s.volumeUsers {
-			if err := user(tx, v); err != nil {
-				return err
-			}
-		}
-		if v.Device && purge {
-			return storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q, which strata never removes: drop --purge, then remove it with its own tools (e.g. lvremove)", name, v.Path)
-		}
-		return tx.RemoveVolume(v)
+	err := s.Catalog.Update(func(tx *catalog.Tx) (err error) {
+		v, err = s.removeVolume(tx, name, purge)
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	return image.Discard("volume", name, v.Path, v.Imported, purge)
+}
+
+// removeVolume checks that nothing needs a volume and removes its record
+// within a transaction; the caller discards the image after the commit.
+func (s *Store) removeVolume(tx *catalog.Tx, name string, purge bool) (storage.Volume, error) {
+	v, err := tx.Volume(name)
+	if err != nil {
+		return v, err
+	}
+	deps, err := tx.Dependants(v.Path)
+	if err != nil {
+		return v, err
+	}
+	if len(deps) > 0 {
+		return v, storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: delete or flatten them first", name, storage.QuoteList(deps))
+	}
+	guests, err := tx.GuestsUsing(v.ID)
+	if err != nil {
+		return v, err
+	}
+	if len(guests) > 0 {
+		return v, storage.Errorf(storage.ErrInUse, "volume %q is a disk of guest %s: delete the guest first ('strata guest delete')", name, storage.QuoteList(guests))
+	}
+	for _, user := range s.volumeUsers {
+		if err := user(tx, v); err != nil {
+			return v, err
+		}
+	}
+	if v.Device && purge {
+		return v, storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q, which strata never removes: drop --purge, then remove it with its own tools (e.g. lvremove)", name, v.Path)
+	}
+	return v, tx.RemoveVolume(v)
 }
 
 // OpLock is the state home's operation lock: every strata process holds it
