@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
 )
@@ -29,9 +30,44 @@ type Finding struct {
 // the files they reference, so doctor never calls them orphans.
 var extraRefs []func(tx *catalog.Tx, refs map[string]bool) error
 
-// strataFile matches the files strata itself creates in a directory: a
-// volume image named by ID, a temporary copy, a rollback in progress.
-var strataFile = pattern.New(`^([0-9a-f]{16}\.(img|qcow2)|\.strata-tmp-.*|.*\.strata-rollback)$`)
+// Names strata gives the files it makes, by where they are. Doctor reports
+// and removes only unreferenced files matching these, never anything else.
+var (
+	// idImage: a volume, golden or clone image or an ISO named by ID; strata
+	// names files so only inside pool directories (an in-place imported
+	// volume's folder is the admin's, whatever the names in it).
+	idImage = pattern.New(`^[0-9a-f]{16}\.(img|qcow2|iso)$`)
+	// tmpName: a temporary copy or staging directory, in any directory.
+	tmpName = pattern.New(`^\.strata-tmp-.+$`)
+	// probeDir: a capability probe's scratch directory (storage/dir).
+	probeDir = pattern.New(`^\.strata-probe-.+$`)
+	// rollbackTmp: the new image of a rollback in progress, next to the
+	// live image (<image>.strata-rollback-<uid>, or the older
+	// <image>.strata-rollback).
+	rollbackTmp = pattern.New(`^.+\.strata-rollback(-[0-9a-f]{12})?$`)
+	// pointData: a restore point's copy under .strata-points/:
+	// <volume id>-<point uid><extension of the volume's image>.
+	pointData = pattern.New(`^[0-9a-f]{16}-[0-9a-f]{12}(\.[^.]+)?$`)
+)
+
+// strataEntry tells whether a directory entry is a file or directory strata
+// names as its own, in a pool directory if pool is set.
+func strataEntry(e os.DirEntry, pool bool) bool {
+	n := e.Name()
+	switch {
+	case tmpName.MatchString(n):
+		return true // a temporary file, or an iso build's staging directory
+	case probeDir.MatchString(n):
+		return e.IsDir()
+	case e.IsDir():
+		return false
+	case rollbackTmp.MatchString(n):
+		return true
+	case pool && idImage.MatchString(n):
+		return true
+	}
+	return false
+}
 
 // Doctor checks that the catalog and the files agree. With repair it
 // finishes or undoes interrupted operations, removes orphans that strata
@@ -102,7 +138,8 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "a golden image or clone operation was interrupted"})
 		}
 	}
-	// 2. What the catalog references, and the directories strata writes in.
+	// 2. What the catalog references, and the directories strata writes in
+	// (dirs: directory → whether it is a pool's).
 	refs := map[string]bool{}
 	snaps := map[string]map[string]bool{} // qcow2 path → referenced snapshot names
 	dirs := map[string]bool{}
@@ -118,12 +155,21 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			return err
 		}
 		for _, p := range pools {
-			dirs[p.Path] = true
+			dirs[filepath.Clean(p.Path)] = true
 		}
 		for _, add := range extraRefs {
 			if err := add(tx, refs); err != nil {
 				return err
 			}
+		}
+		// Install media: an ISO in a pool that no medium records is left
+		// by a crash between the rename of its image and its record.
+		isos, err := media.All(tx)
+		if err != nil {
+			return err
+		}
+		for _, md := range isos {
+			refs[filepath.Clean(md.Path)] = true
 		}
 		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
 			var p Point
@@ -140,9 +186,9 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	byID := map[string]storage.Volume{}
 	for _, v := range vols {
 		byID[v.ID] = v
-		refs[v.Path] = true
-		if !v.Device {
-			dirs[filepath.Dir(v.Path)] = true
+		refs[filepath.Clean(v.Path)] = true
+		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
+			dirs[d] = false // an in-place import's folder: not a pool
 		}
 		if _, err := os.Stat(v.Path); err != nil {
 			out = append(out, Finding{Kind: "missing-file", Path: v.Path, Detail: "the image of volume " + v.Name + " is missing: restore it from a backup, or forget the volume with 'strata volume delete " + v.Name + "'"})
@@ -159,25 +205,35 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 				}
 				continue
 			}
-			refs[d.Ref] = true
+			refs[filepath.Clean(d.Ref)] = true
 			if _, err := os.Stat(d.Ref); err != nil && p.State == stateReady {
 				out = append(out, Finding{Kind: "missing-point-data", Path: d.Ref, Target: p.Target, Detail: "restore point " + itoa(p.ID) + " has lost the data of volume " + d.Volume + ": delete the point"})
 			}
 		}
 	}
-	// 3. Orphans: files strata made that nothing references.
+	// 3. Orphans: files strata made (by their names, see strataEntry) that
+	// nothing references. Any other file is the admin's and never touched.
+	for r := range refs {
+		refs[filepath.Clean(r)] = true
+	}
+	dirList := make([]string, 0, len(dirs))
 	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	sort.Strings(dirList)
+	for _, d := range dirList {
 		candidates, _ := os.ReadDir(d)
 		var paths []string
 		for _, e := range candidates {
-			// Files strata names, and staging directories of iso build.
-			if strataFile.MatchString(e.Name()) && (!e.IsDir() || strings.HasPrefix(e.Name(), ".strata-tmp-")) {
+			if strataEntry(e, dirs[d]) {
 				paths = append(paths, filepath.Join(d, e.Name()))
 			}
 		}
 		pts, _ := os.ReadDir(filepath.Join(d, pointsDir))
 		for _, e := range pts {
-			paths = append(paths, filepath.Join(d, pointsDir, e.Name()))
+			if !e.IsDir() && pointData.MatchString(e.Name()) {
+				paths = append(paths, filepath.Join(d, pointsDir, e.Name()))
+			}
 		}
 		for _, p := range paths {
 			if refs[p] {

@@ -531,8 +531,13 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		}
 	}
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		if _, err := goldenByName(tx, g.Name); err == nil {
-			return storage.Errorf(storage.ErrExists, "golden image %q already exists", g.Name)
+		// The name index, not only ready goldens: another process may be
+		// freezing a golden of this name right now.
+		var other string
+		if taken, err := tx.Get(bGoldenNames, g.Name, &other); err != nil {
+			return err
+		} else if taken {
+			return storage.Errorf(storage.ErrExists, "golden image %q already exists (or is being created): choose another name", g.Name)
 		}
 		if err := tx.Put(bGoldenNames, g.Name, g.ID); err != nil {
 			return err

@@ -83,21 +83,33 @@ func dataRanges(f *os.File, size int64) ([][2]int64, error) {
 	return out, nil
 }
 
-// union merges two sorted lists of ranges.
+// union merges two lists of ranges, each sorted by start, into one sorted
+// list of disjoint ranges; overlapping and adjacent ranges are joined. It
+// is linear in the total length (a merge, as in merge sort).
 func union(a, b [][2]int64) [][2]int64 {
-	all := append(append([][2]int64{}, a...), b...)
-	for i := 1; i < len(all); i++ { // insertion sort: the lists are short and nearly sorted
-		for j := i; j > 0 && all[j][0] < all[j-1][0]; j-- {
-			all[j], all[j-1] = all[j-1], all[j]
-		}
-	}
-	var out [][2]int64
-	for _, r := range all {
+	out := make([][2]int64, 0, len(a)+len(b))
+	add := func(r [2]int64) {
 		if n := len(out); n > 0 && r[0] <= out[n-1][1] {
 			out[n-1][1] = max(out[n-1][1], r[1])
-			continue
+			return
 		}
 		out = append(out, r)
+	}
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if a[i][0] <= b[j][0] {
+			add(a[i])
+			i++
+		} else {
+			add(b[j])
+			j++
+		}
+	}
+	for ; i < len(a); i++ {
+		add(a[i])
+	}
+	for ; j < len(b); j++ {
+		add(b[j])
 	}
 	return out
 }

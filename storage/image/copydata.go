@@ -12,6 +12,10 @@ import (
 	"github.com/strata-vm/strata/storage"
 )
 
+// copyFileRange is unix.CopyFileRange; tests replace it to see how
+// CopyData handles each answer of the kernel.
+var copyFileRange = unix.CopyFileRange
+
 // CopyData copies src to dst (a new file) segment by segment: holes
 // (SEEK_HOLE) stay holes and each data segment is copied in the kernel
 // with copy_file_range, which skips the round trip of every byte through
@@ -56,6 +60,7 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 	defer prog.Done()
 	fdIn, fdOut := int(in.Fd()), int(out.Fd())
 	var done int64
+	first := true // no copy_file_range call made yet
 	for off := int64(0); off < size; {
 		start, err := unix.Seek(fdIn, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {
@@ -75,16 +80,23 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 				return err
 			}
 			ri, wo := p, p
-			n, err := unix.CopyFileRange(fdIn, &ri, fdOut, &wo, int(min(end-p, 64<<20)), 0)
-			if err != nil || n == 0 {
-				if p == 0 && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
-					fallback = true
-					return nil
-				}
+			n, err := copyFileRange(fdIn, &ri, fdOut, &wo, int(min(end-p, 64<<20)), 0)
+			if err != nil && first && copyRangeUnsupported(err) {
+				// The first call, wherever the first data segment
+				// starts, tells whether copy_file_range works between
+				// these files at all.
+				fallback = true
+				return nil
+			}
+			first = false
+			if err != nil {
 				if errors.Is(err, unix.ENOSPC) {
 					return writeError(dst, err)
 				}
 				return fmt.Errorf("copy %q to %q at %d: %w", src, dst, p, err)
+			}
+			if n == 0 { // src shrank under us: it ends before its data segment
+				return fmt.Errorf("copy %q to %q at %d: %w", src, dst, p, io.ErrUnexpectedEOF)
 			}
 			p += int64(n)
 			prog.Add(int64(n))
@@ -93,4 +105,12 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 	}
 	prog.Add(size - done)
 	return out.Sync()
+}
+
+// copyRangeUnsupported tells whether a copy_file_range error means the call
+// does not apply to these files (across filesystems before Linux 5.3 or
+// between some since 5.19, a kernel without it, a filesystem that refuses
+// it), so that a plain copy should be done instead.
+func copyRangeUnsupported(err error) bool {
+	return errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
 }
