@@ -133,3 +133,23 @@ func TestGuestDeleteWithDisksAllOrNothing(t *testing.T) {
 	// A read-only disk is still a use: its volume cannot be deleted.
 	fails(t, home, 5, []string{`disk of guest "gx"`}, "volume", "delete", "d2")
 }
+
+// --adopt-disks reuses a volume already registered through a symlink.
+func TestAdoptDisksThroughSymlink(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "real.img")
+	sparseFile(t, img, 1<<20, nil)
+	link := filepath.Join(dir, "link.img")
+	if err := os.Symlink(img, link); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "volume", "import", img, "--name", "known")
+	cfg := filepath.Join(dir, "g.cfg")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("name = 'sym'\nbuilder = 'hvm'\nmemory = 256\ndisk = [ 'file:%s,hda,w' ]\n", link)), 0o600)
+	var g guestJSON
+	jsonOf(t, home, &g, "guest", "import", cfg, "--adopt-disks")
+	if g.Disks[0].Volume != "known" {
+		t.Errorf("disk %+v: want the volume already registered", g.Disks[0])
+	}
+}

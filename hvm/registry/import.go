@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/rs/zerolog/log"
 
@@ -115,6 +116,9 @@ func (r *Registry) adopt(ctx context.Context, g *hvm.Guest) ([]string, error) {
 		kind, path := d.Source()
 		if d.CDROM || (kind != hvm.SourcePath && kind != hvm.SourceDevice) {
 			continue
+		}
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real // volumes are recorded by their resolved path
 		}
 		if name, ok := byPath[path]; ok {
 			d.Volume, d.Path, d.Device = name, "", ""
