@@ -106,8 +106,12 @@ func newApp() *cli.App {
 		Name:    "strata",
 		Usage:   "storage and restore points for virtual machine guests",
 		Version: buildVersion(),
-		Description: "strata keeps the backing stores of Xen and KVM guests (sparse raw and qcow2 images,\n" +
-			"block devices) in pools, and records them in a catalog in its state home.",
+		Description: "strata keeps the storage of Xen and KVM guests: sparse raw and qcow2 volumes in pools,\n" +
+			"install media, HVM guest definitions (imported from xm/xl or libvirt, rendered for xl, libvirt\n" +
+			"and QEMU), restore points of all of a guest's disks that roll back to any point, and golden\n" +
+			"images cloned into new guests. It records them in a catalog in its state home (--home).\n" +
+			"Exit codes: 0 ok, 1 internal, 2 invalid argument, 3 not found, 4 already exists, 5 in use,\n" +
+			"6 busy, 7 failed precondition, 8 not supported; snapshot run exits with its command's code.",
 		EnableBashCompletion: true,
 		// Repeated flags, not commas, make lists: a --nic spec has commas.
 		DisableSliceFlagSeparator: true,
