@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog/log"
@@ -240,8 +241,9 @@ func (m fileCopy) materialise(ctx context.Context, src, dst string, prog storage
 
 // restore materialises the point under a temporary name of its own
 // (IMAGE.strata-rollback-UID: never another operation's), gives it the
-// live image's owner and mode (a hypervisor running as another user must
-// still open it), and renames it over the live image.
+// live image's owner, mode and extended attributes (a hypervisor running
+// as another user, or confined by an SELinux label, must still open it),
+// and renames it over the live image.
 func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, prog storage.Progress) error {
 	tmp := v.Path + rollbackSuffix + "-" + newUID()
 	if err := m.materialise(ctx, dp.Ref, tmp, prog); err != nil {
@@ -258,6 +260,9 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, p
 			}
 		}
 		if err := os.Chmod(tmp, st.Mode().Perm()); err != nil {
+			return fail(err)
+		}
+		if err := copyXattrs(v.Path, tmp); err != nil {
 			return fail(err)
 		}
 	}
@@ -303,6 +308,41 @@ func checkSpace(src, dstDir string) error {
 	if free := int64(fs.Bavail) * fs.Bsize; info.AllocatedBytes > free {
 		return storage.Errorf(storage.ErrPrecondition, "not enough space for a full copy of %q: it holds %s and %q has %s free; free space, or move the volume to a reflink pool (XFS reflink=1, btrfs) or to qcow2 for O(1) restore points",
 			src, storage.FormatSize(info.AllocatedBytes), dstDir, storage.FormatSize(free))
+	}
+	return nil
+}
+
+// copyXattrs copies the extended attributes of src to dst (e.g.
+// security.selinux, the label sVirt gives a guest's image). A filesystem
+// without xattrs has nothing to copy.
+func copyXattrs(src, dst string) error {
+	size, err := unix.Llistxattr(src, nil)
+	if err != nil || size == 0 {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil
+		}
+		return err
+	}
+	buf := make([]byte, size)
+	n, err := unix.Llistxattr(src, buf)
+	if err != nil {
+		return err
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if name == "" {
+			continue
+		}
+		vsize, err := unix.Lgetxattr(src, name, nil)
+		if err != nil {
+			return fmt.Errorf("read xattr %s of %q: %w", name, src, err)
+		}
+		val := make([]byte, vsize)
+		if vsize, err = unix.Lgetxattr(src, name, val); err != nil {
+			return fmt.Errorf("read xattr %s of %q: %w", name, src, err)
+		}
+		if err := unix.Lsetxattr(dst, name, val[:vsize], 0); err != nil {
+			return fmt.Errorf("copy xattr %s to %q: %w", name, dst, err)
+		}
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-vm/strata/storage/storagetest"
 )
 
@@ -91,8 +93,8 @@ func TestSnapshotRunOnVolume(t *testing.T) {
 	}
 }
 
-// A rollback of a file-copy point keeps the image's owner and mode.
-func TestRollbackKeepsOwnerAndMode(t *testing.T) {
+// A rollback of a file-copy point keeps the image's owner, mode and xattrs.
+func TestRollbackKeepsOwnerModeAndXattrs(t *testing.T) {
 	storagetest.NeedRoot(t)
 	home := filepath.Join(t.TempDir(), "home")
 	img := filepath.Join(t.TempDir(), "web.img")
@@ -102,6 +104,9 @@ func TestRollbackKeepsOwnerAndMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(img, 0o664)
+	if err := unix.Setxattr(img, "user.strata-test", []byte("label"), 0); err != nil {
+		t.Fatalf("setxattr (the test filesystem must support user xattrs): %v", err)
+	}
 	ok(t, home, "snapshot", "create", "--volume", "web")
 	ok(t, home, "snapshot", "rollback", "--volume", "web", "1")
 	st, err := os.Stat(img)
@@ -111,6 +116,10 @@ func TestRollbackKeepsOwnerAndMode(t *testing.T) {
 	sys := st.Sys().(*syscall.Stat_t)
 	if sys.Uid != 65534 || sys.Gid != 65534 || st.Mode().Perm() != 0o664 {
 		t.Errorf("after rollback: uid %d gid %d mode %v", sys.Uid, sys.Gid, st.Mode().Perm())
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(img, "user.strata-test", buf); err != nil || string(buf[:n]) != "label" {
+		t.Errorf("xattr after rollback: %q, %v", buf[:max(n, 0)], err)
 	}
 }
 
