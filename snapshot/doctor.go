@@ -211,6 +211,18 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			}
 		}
 	}
+	// Golden images whose files are gone: their clones cannot read them.
+	var gs []goldenRecord
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { gs, err = goldens(tx); return err }); err != nil {
+		return out, err
+	}
+	for _, g := range gs {
+		for _, d := range g.Disks {
+			if _, err := os.Stat(d.Path); err != nil {
+				out = append(out, Finding{Kind: "missing-file", Path: d.Path, Target: "golden:" + g.Name, Detail: "an image of golden image " + g.Name + " is missing: its linked clones cannot read their disks; restore it from a backup"})
+			}
+		}
+	}
 	// 3. Orphans: files strata made (by their names, see strataEntry) that
 	// nothing references. Any other file is the admin's and never touched.
 	for r := range refs {

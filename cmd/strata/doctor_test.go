@@ -77,3 +77,20 @@ func TestDoctorFindsAndRepairs(t *testing.T) {
 		t.Errorf("after forgetting the missing volume: exit %d %+v", code, fs)
 	}
 }
+
+// A golden image whose file is gone is reported.
+func TestDoctorMissingGoldenImage(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "src", "raw", "")
+	var g struct {
+		Disks []struct {
+			Path string `json:"path"`
+		} `json:"disks"`
+	}
+	jsonOf(t, home, &g, "golden", "create", "base", "--volume", "src")
+	os.Remove(g.Disks[0].Path)
+	fs, code := doctor(t, home)
+	if code != 7 || kinds(fs) != "missing-file" || fs[0].Target != "golden:base" {
+		t.Errorf("exit %d, %+v", code, fs)
+	}
+}
