@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -339,15 +340,25 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 	}); err != nil {
 		return nil, err
 	}
-	out := make([]storage.VolumeInfo, 0, len(vols))
-	for _, v := range vols {
-		vi, err := s.info(ctx, v, true)
-		if err != nil {
-			// A missing image must not hide the others: report it in place.
-			log.Warn().Err(err).Msg("volume image unreadable; run strata doctor")
-		}
-		out = append(out, vi)
+	// Reading a qcow2 image's partition table runs qemu-img: a few at a
+	// time, in order of the names all the same.
+	out := make([]storage.VolumeInfo, len(vols))
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, v := range vols {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			vi, err := s.info(ctx, v, true)
+			if err != nil {
+				// A missing image must not hide the others: report it in place.
+				log.Warn().Err(err).Msg("volume image unreadable; run strata doctor")
+			}
+			out[i] = vi
+		}()
 	}
+	wg.Wait()
 	return out, nil
 }
 
