@@ -59,6 +59,7 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 	prog.Start(size, src)
 	defer prog.Done()
 	fdIn, fdOut := int(in.Fd()), int(out.Fd())
+	wb := NewWriteBehind(out)
 	var done int64
 	first := true // no copy_file_range call made yet
 	for off := int64(0); off < size; {
@@ -100,6 +101,7 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 			}
 			p += int64(n)
 			prog.Add(int64(n))
+			wb.Reached(p)
 		}
 		done, off = end, end
 	}
@@ -113,4 +115,32 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 // it), so that a plain copy should be done instead.
 func copyRangeUnsupported(err error) bool {
 	return errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
+}
+
+// WriteBehind starts writeback of each window of a large write as soon as
+// it is written, and drops the window before it from the page cache once
+// it is on disk: the final fsync then has little left to do, and copying
+// gigabytes neither builds up dirty pages nor pushes the rest of the page
+// cache out. The zero value does nothing.
+type WriteBehind struct {
+	fd             int
+	prev, off, end int64
+}
+
+const writeWindow = 16 << 20
+
+// NewWriteBehind follows writes to f.
+func NewWriteBehind(f *os.File) WriteBehind { return WriteBehind{fd: int(f.Fd())} }
+
+// Reached records that everything before offset end has been written.
+func (w *WriteBehind) Reached(end int64) {
+	if w.fd == 0 || end-w.off < writeWindow {
+		return
+	}
+	_ = unix.SyncFileRange(w.fd, w.off, end-w.off, unix.SYNC_FILE_RANGE_WRITE)
+	if w.off > w.prev {
+		_ = unix.SyncFileRange(w.fd, w.prev, w.off-w.prev, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+		_ = unix.Fadvise(w.fd, w.prev, w.off-w.prev, unix.FADV_DONTNEED)
+	}
+	w.prev, w.off = w.off, end
 }

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/image"
 )
 
 // The copy reads chunks of chunkSize; at most inFlight chunks exist, so a
@@ -110,6 +112,11 @@ func copyHashed(ctx context.Context, src io.ReaderAt, size int64, dst io.Writer,
 
 	prog.Start(size, p.what)
 	var werr error
+	var wb image.WriteBehind
+	var written int64
+	if f, ok := dst.(*os.File); ok {
+		wb = image.NewWriteBehind(f)
+	}
 	for c := range toWrite {
 		if werr == nil {
 			if _, err := dst.Write(c.buf[:c.n]); err != nil {
@@ -117,6 +124,8 @@ func copyHashed(ctx context.Context, src io.ReaderAt, size int64, dst io.Writer,
 				cancel() // stops the reader; keep draining so it can finish
 			} else {
 				prog.Add(int64(c.n))
+				written += int64(c.n)
+				wb.Reached(written)
 			}
 		}
 		release(c)
