@@ -218,7 +218,11 @@ func main() {
 			rows = append(rows, c.measure()...)
 		}
 		if fl != nil {
-			flats = append(flats, fl(rows)...)
+			for _, f := range fl(rows) {
+				if f.small > 0 && f.large > 0 { // both measured (-only may skip one)
+					flats = append(flats, f)
+				}
+			}
 		}
 	}
 	cleanup()
