@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,4 +51,50 @@ func TestCatalogNewerSchema(t *testing.T) {
 	db.Close()
 	fails(t, home, 7, []string{"schema version 999", "upgrade strata"}, "volume", "create", "x", "--size", "1M")
 	fails(t, home, 7, []string{"schema version 999"}, "volume", "list")
+}
+
+// A catalog of schema 1 (no index of volumes by path) is migrated on first
+// use: the index is built from the records, so an image already registered
+// is still refused, and deleting a volume frees its path.
+func TestCatalogMigratePathIndex(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "volume", "import", img, "--name", "old")
+	ok(t, home, "volume", "create", "keep", "--size", "1M")
+	db, err := bolt.Open(filepath.Join(home, "catalog.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("volume_paths")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("1"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	fails(t, home, 4, []string{img, `already registered as volume "old"`}, "volume", "import", img, "--name", "again")
+	db, err = bolt.Open(filepath.Join(home, "catalog.db"), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema string
+	var indexed int
+	db.View(func(tx *bolt.Tx) error {
+		schema = string(tx.Bucket([]byte("meta")).Get([]byte("schema_version")))
+		if b := tx.Bucket([]byte("volume_paths")); b != nil {
+			indexed = b.Stats().KeyN
+		}
+		return nil
+	})
+	db.Close()
+	if schema != "2" || indexed != 2 {
+		t.Errorf("after migration: schema %s with %d paths indexed; want schema 2 with 2", schema, indexed)
+	}
+	ok(t, home, "volume", "delete", "old")
+	ok(t, home, "volume", "import", img, "--name", "again")
 }

@@ -35,12 +35,14 @@ const FileName = "catalog.db"
 // DefaultPool is the pool that exists on first use, at HOME/pools/default.
 const DefaultPool = "default"
 
-// Bucket names. Keys: pools by name; volumes by ID; volume_names name → ID.
+// Bucket names. Keys: pools by name; volumes by ID; volume_names name → ID;
+// volume_paths image path → ID (so registering a volume is O(1), not a scan).
 var (
 	bMeta        = []byte("meta")
 	bPools       = []byte("pools")
 	bVolumes     = []byte("volumes")
 	bVolumeNames = []byte("volume_names")
+	bVolumePaths = []byte("volume_paths")
 	kSchema      = []byte("schema_version")
 )
 
@@ -57,6 +59,20 @@ var migrations = []func(c *Catalog, tx *bolt.Tx) error{
 			return fmt.Errorf("create default pool directory: %w", err)
 		}
 		return putJSON(tx.Bucket(bPools), []byte(p.Name), p)
+	},
+	// 1 → 2: index volumes by image path.
+	func(c *Catalog, tx *bolt.Tx) error {
+		paths, err := tx.CreateBucketIfNotExists(bVolumePaths)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bVolumes).ForEach(func(id, raw []byte) error {
+			var v storage.Volume
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fmt.Errorf("volume record %s: %w", id, err)
+			}
+			return putJSON(paths, []byte(v.Path), v.ID)
+		})
 	},
 }
 

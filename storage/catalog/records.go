@@ -121,16 +121,19 @@ func (t *Tx) AddVolume(v storage.Volume) error {
 			return err
 		}
 	}
-	vols, err := t.Volumes()
-	if err != nil {
+	if ok, err := t.Get(string(bVolumePaths), v.Path, &id); err != nil {
 		return err
-	}
-	for _, o := range vols {
-		if o.Path == v.Path {
-			return storage.Errorf(storage.ErrExists, "%q is already registered as volume %q", v.Path, o.Name)
+	} else if ok {
+		o, err := t.VolumeByID(id)
+		if err != nil {
+			return err
 		}
+		return storage.Errorf(storage.ErrExists, "%q is already registered as volume %q", v.Path, o.Name)
 	}
 	if err := t.Put(string(bVolumeNames), v.Name, v.ID); err != nil {
+		return err
+	}
+	if err := t.Put(string(bVolumePaths), v.Path, v.ID); err != nil {
 		return err
 	}
 	return t.Put(string(bVolumes), v.ID, v)
@@ -139,6 +142,9 @@ func (t *Tx) AddVolume(v storage.Volume) error {
 // RemoveVolume forgets a volume record (not its file).
 func (t *Tx) RemoveVolume(v storage.Volume) error {
 	if err := t.Delete(string(bVolumeNames), v.Name); err != nil {
+		return err
+	}
+	if err := t.Delete(string(bVolumePaths), v.Path); err != nil {
 		return err
 	}
 	return t.Delete(string(bVolumes), v.ID)
