@@ -20,7 +20,7 @@ const (
 	zeroBlock = 64 << 10 // granularity at which zeros become holes
 )
 
-var zeros = make([]byte, zeroBlock)
+var zeros [zeroBlock]byte // in BSS: no allocation at start-up
 
 // CopySparse copies src (file or block device) to dst, a new file that
 // must not exist. Holes stay holes: on files it walks only the data
