@@ -101,7 +101,7 @@ func goldenBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			},
 		},
 		{
-			title: "full clone, " + label, reference: "cp --sparse=always", rounds: min(rounds, 3),
+			title: "full clone, " + label, reference: "cp --sparse=always", rounds: min(rounds, 3), settle: true,
 			targets: map[string]float64{"strata clone --full": 1.0},
 			contenders: []contender{
 				{name: "cp --sparse=always", prepare: func(int) []string {

@@ -42,6 +42,10 @@ type comparison struct {
 	maxMedian time.Duration
 	// maxRSS: contender name → a bound on its peak resident memory.
 	maxRSS map[string]int64
+	// settle: write back all dirty data (sync, untimed) after each run,
+	// so that a contender that leaves gigabytes dirty (cp) does not slow
+	// down the one after it.
+	settle bool
 }
 
 type env struct {
@@ -153,6 +157,9 @@ func (c comparison) measure() []row {
 			}
 			if k.cleanup != nil {
 				k.cleanup(round)
+			}
+			if c.settle {
+				run("sync")
 			}
 			if round >= 0 {
 				times[k.name] = append(times[k.name], d)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/strata-vm/strata/storage"
 )
 
 func init() { groups = append(groups, volumeBenches) }
@@ -20,6 +22,14 @@ func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	rm := func(tool, ext string) func(int) {
 		return func(round int) { os.Remove(path(tool, round, ext)) }
 	}
+	// The floor: a minimal Go program doing only what a create must do
+	// (one durable bbolt commit and a sparse file), built like strata.
+	floor := filepath.Join(e.dir, "floor")
+	run("go", "build", "-o", floor, "./cmd/strata-bench/floor")
+	floorDir := filepath.Join(e.dir, "floor.d")
+	if err := os.MkdirAll(floorDir, 0o700); err != nil {
+		fatal("%v", err)
+	}
 	seq := 0
 	strataCreate := func(size, format string) contender {
 		return contender{name: "strata volume create", prepare: func(round int) []string {
@@ -33,6 +43,14 @@ func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			targets: map[string]float64{"strata volume create": 2},
 			contenders: []contender{
 				{name: "truncate", prepare: func(r int) []string { return []string{"truncate", "-s", size, path("t", r, "img")} }, cleanup: rm("t", "img")},
+				{name: "floor: Go + durable bbolt commit + sparse file", prepare: func(r int) []string {
+					seq++
+					n, err := storage.ParseSize(size)
+					if err != nil {
+						fatal("%v", err)
+					}
+					return []string{floor, floorDir, fmt.Sprintf("f%s-%d", size, seq), fmt.Sprint(n)}
+				}},
 				strataCreate(size, "raw"),
 				{name: "qemu-img create -f raw", prepare: func(r int) []string {
 					return []string{"qemu-img", "create", "-q", "-f", "raw", path("q", r, "img"), size}
@@ -58,6 +76,10 @@ func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 				{name: "qemu-img create -f qcow2", prepare: func(r int) []string {
 					return []string{"qemu-img", "create", "-q", "-f", "qcow2", path("q", r, "qcow2"), "100G"}
 				}, cleanup: rm("q", "qcow2")},
+				{name: "floor: Go + qemu-img + durable bbolt commit", prepare: func(r int) []string {
+					seq++
+					return []string{floor, floorDir, fmt.Sprintf("q-%d", seq), fmt.Sprint(int64(100) << 30), "qcow2"}
+				}},
 				strataCreate("100G", "qcow2"),
 			},
 		},
