@@ -123,11 +123,9 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 			for _, id := range g.Disks {
 				keys = append(keys, "v-"+id)
 			}
-			points, err := pointsOf(tx, t.Key)
-			for _, p := range points {
-				for _, d := range p.Disks {
-					keys = append(keys, "v-"+d.VolumeID)
-				}
+			held, err := volumesOfPoints(tx, t.Key)
+			for _, id := range held {
+				keys = append(keys, "v-"+id)
 			}
 			return err
 		})
@@ -285,17 +283,20 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		p.Method = p.Disks[0].Method
 	}
 	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		existing, err := pointsOf(tx, t.Key)
-		if err != nil {
-			return err
-		}
-		for _, q := range existing {
-			if o.Name != "" && q.Name == o.Name {
+		if o.Name != "" {
+			q, ok, err := pointByName(tx, t.Key, o.Name)
+			if err != nil {
+				return err
+			}
+			if ok {
 				return storage.Errorf(storage.ErrExists, "%s already has a restore point named %q (number %d)", t, o.Name, q.ID)
 			}
 		}
 		if o.Kind == KindPost {
-			pre, ok := findPoint(existing, o.PreID, "")
+			pre, ok, err := pointByNumber(tx, t.Key, o.PreID)
+			if err != nil {
+				return err
+			}
 			if !ok || pre.State != stateReady {
 				return storage.Errorf(storage.ErrNotFound, "%s has no restore point %d to pair a post point with", t, o.PreID)
 			}
@@ -313,7 +314,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 				return err
 			}
 		}
-		return tx.Put(bPoints, key(t.Key, p.ID), p)
+		return putPoint(tx, p)
 	})
 	if err != nil {
 		return Point{}, err
@@ -335,7 +336,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	p.State = stateReady
 	p.Bytes = sumBytes(p.Disks)
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bPoints, key(t.Key, p.ID), p) }); err != nil {
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putPoint(tx, p) }); err != nil {
 		return Point{}, err
 	}
 	log.Info().Str("target", t.String()).Int("point", p.ID).Str("method", p.Method).Str("kind", p.Kind).Msg("restore point created")
@@ -358,7 +359,7 @@ func (m *Manager) undoCreate(ctx context.Context, p Point) error {
 	if err := m.removeData(ctx, p); err != nil {
 		return err
 	}
-	return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bPoints, key(p.TargetKey, p.ID)) })
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) })
 }
 
 // removeData deletes every disk's data of a point (idempotent).
@@ -397,15 +398,6 @@ func pointsOf(tx *catalog.Tx, targetKey string) ([]Point, error) {
 	return out, err
 }
 
-func findPoint(points []Point, num int, name string) (Point, bool) {
-	for _, p := range points {
-		if (num > 0 && p.ID == num) || (name != "" && p.Name == name) {
-			return p, true
-		}
-	}
-	return Point{}, false
-}
-
 // point returns a ready point of t by number or name.
 func (m *Manager) point(t Target, ref string) (Point, error) {
 	num, name, err := ParsePointRef(ref)
@@ -415,13 +407,12 @@ func (m *Manager) point(t Target, ref string) (Point, error) {
 	var p Point
 	var ok bool
 	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
 		if num > 0 {
-			found, err := tx.Get(bPoints, key(t.Key, num), &p)
-			ok = found
-			return err
+			p, ok, err = pointByNumber(tx, t.Key, num)
+		} else {
+			p, ok, err = pointByName(tx, t.Key, name)
 		}
-		points, err := pointsOf(tx, t.Key)
-		p, ok = findPoint(points, 0, name)
 		return err
 	})
 	if err != nil {
@@ -501,7 +492,7 @@ func (m *Manager) SetPinned(ctx context.Context, r TargetRef, ref string, pinned
 			return err
 		}
 		p.Pinned = pinned
-		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bPoints, key(t.Key, p.ID), p) })
+		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return putPoint(tx, p) })
 	})
 	return p, err
 }
@@ -522,14 +513,14 @@ func (m *Manager) Delete(ctx context.Context, r TargetRef, ref string) error {
 
 func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 	p.State = stateDeleting
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bPoints, key(t.Key, p.ID), p) }); err != nil {
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putPoint(tx, p) }); err != nil {
 		return err
 	}
 	crashpoint("delete:marked")
 	if err := m.removeData(ctx, p); err != nil {
 		return err
 	}
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bPoints, key(t.Key, p.ID)) }); err != nil {
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, t.Key, p.ID) }); err != nil {
 		return err
 	}
 	log.Info().Str("target", t.String()).Int("point", p.ID).Msg("restore point deleted")
@@ -732,17 +723,17 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to Point) (map[s
 func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 	var j journalEntry
 	var hasJournal bool
-	var points []Point
+	var pending []Point
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
 		if hasJournal, err = tx.Get(bJournal, t.Key, &j); err != nil {
 			return err
 		}
-		points, err = pointsOf(tx, t.Key)
+		pending, err = pendingOf(tx, t.Key)
 		return err
 	}); err != nil {
 		return err
 	}
-	for _, p := range points {
+	for _, p := range pending {
 		switch p.State {
 		case stateCreating:
 			log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
@@ -759,8 +750,17 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 	if !hasJournal {
 		return nil
 	}
-	pre, preOK := findPoint(points, j.Pre, "")
-	to, toOK := findPoint(points, j.To, "")
+	var pre, to Point
+	var preOK, toOK bool
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if pre, preOK, err = pointByNumber(tx, t.Key, j.Pre); err != nil {
+			return err
+		}
+		to, toOK, err = pointByNumber(tx, t.Key, j.To)
+		return err
+	}); err != nil {
+		return err
+	}
 	if !preOK || pre.State != stateReady || !toOK {
 		// The pre-rollback point was never completed: nothing was rolled
 		// back, and its remains were undone above.

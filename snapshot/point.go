@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 )
 
 // Kinds of restore point.
@@ -107,10 +108,7 @@ func ParseTags(in []string) (map[string]string, error) {
 // PutSyntheticPoints records n ready points without data for a target, in
 // one transaction: for benchmarks of the catalog (listing among many
 // points), never for real use.
-func PutSyntheticPoints(tx interface {
-	Put(bucket, key string, v any) error
-	NextSeq(name string) (uint64, error)
-}, t Target, n int, created time.Time) error {
+func PutSyntheticPoints(tx *catalog.Tx, t Target, n int, created time.Time) error {
 	for i := 0; i < n; i++ {
 		id, err := tx.NextSeq("points/" + t.Key)
 		if err != nil {
@@ -118,7 +116,7 @@ func PutSyntheticPoints(tx interface {
 		}
 		p := Point{ID: int(id), Target: t.String(), TargetKey: t.Key, Created: created.Add(time.Duration(i) * time.Minute),
 			Kind: KindSingle, Method: MethodQcow2, State: stateReady, UID: newUID(), Tags: map[string]string{}}
-		if err := tx.Put(bPoints, key(t.Key, p.ID), p); err != nil {
+		if err := putPoint(tx, p); err != nil {
 			return err
 		}
 	}

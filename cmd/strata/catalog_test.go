@@ -1,8 +1,10 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,9 +94,30 @@ func TestCatalogMigratePathIndex(t *testing.T) {
 		return nil
 	})
 	db.Close()
-	if schema != "2" || indexed != 2 {
-		t.Errorf("after migration: schema %s with %d paths indexed; want schema 2 with 2", schema, indexed)
+	if schema != fmt.Sprint(currentSchema(t)) || indexed != 2 {
+		t.Errorf("after migration: schema %s with %d paths indexed; want schema %d with 2", schema, indexed, currentSchema(t))
 	}
 	ok(t, home, "volume", "delete", "old")
 	ok(t, home, "volume", "import", img, "--name", "again")
+}
+
+// currentSchema is the schema version a fresh home gets.
+func currentSchema(t *testing.T) int {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), "fresh")
+	ok(t, home, "volume", "list")
+	db, err := bolt.Open(filepath.Join(home, "catalog.db"), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v int
+	db.View(func(tx *bolt.Tx) error {
+		v, _ = strconv.Atoi(string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))))
+		return nil
+	})
+	if v < 3 {
+		t.Fatalf("a fresh catalog has schema %d", v)
+	}
+	return v
 }

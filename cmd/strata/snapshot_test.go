@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage/storagetest"
@@ -535,4 +536,68 @@ func TestPruneEmptyPairs(t *testing.T) {
 		t.Errorf("qcow2 pair: %s, want it kept", got)
 	}
 	_ = q
+}
+
+// A catalog from before the point indexes (schema 2) is migrated on first
+// use: names, unfinished points and the volumes points hold are indexed
+// from the records, so a taken name is still refused, a point interrupted
+// before the upgrade is still undone, and the indexes follow every change
+// after it.
+func TestSnapshotIndexMigration(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := newDisk(t, home, "v", "qcow2", "")
+	d.write(t, 0x11)
+	ok(t, home, "snapshot", "create", "--volume", "v", "--name", "before")
+	d.write(t, 0x22)
+	ok(t, home, "snapshot", "create", "--volume", "v")
+	crash(t, home, "create:recorded", "snapshot", "create", "--volume", "v", "--name", "crashed")
+
+	db, err := bolt.Open(filepath.Join(home, "catalog.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range []string{"point_names", "point_pending", "point_volumes"} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return fmt.Errorf("bucket %s: %w", b, err)
+			}
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("2"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	fails(t, home, 4, []string{`already has a restore point named "before"`}, "snapshot", "create", "--volume", "v", "--name", "before")
+	ok(t, home, "snapshot", "show", "--volume", "v", "before")
+	// The next operation on the volume undoes the interrupted point 3,
+	// which frees its name.
+	ok(t, home, "snapshot", "create", "--volume", "v", "--name", "crashed")
+	if got := ids(points(t, home, "--volume", "v")); got != "1,2,4" {
+		t.Errorf("points after the upgrade: %s, want 1,2,4", got)
+	}
+	fails(t, home, 5, []string{"held by 3 restore point(s)"}, "volume", "delete", "v")
+	ok(t, home, "snapshot", "rollback", "--volume", "v", "before")
+	d.expect(t, 0x11, "rolled back to the named point after the upgrade")
+	for _, p := range []string{"before", "crashed", "2", "5"} {
+		ok(t, home, "snapshot", "delete", "--volume", "v", p)
+	}
+	ok(t, home, "volume", "delete", "v")
+
+	// Nothing is left in the indexes once the points are gone.
+	db, err = bolt.Open(filepath.Join(home, "catalog.db"), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		for _, b := range []string{"points", "point_names", "point_pending", "point_volumes"} {
+			if bk := tx.Bucket([]byte(b)); bk == nil {
+				t.Errorf("bucket %s missing after the migration", b)
+			} else if n := bk.Stats().KeyN; n != 0 {
+				t.Errorf("bucket %s keeps %d keys after every point was deleted", b, n)
+			}
+		}
+		return nil
+	})
 }

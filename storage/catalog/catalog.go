@@ -76,8 +76,19 @@ var migrations = []func(c *Catalog, tx *bolt.Tx) error{
 	},
 }
 
+// Register adds the migration that brings the schema to version: packages
+// that own buckets (restore points, golden images) register theirs from
+// init, after this package's own. Versions must follow on without a gap; a
+// mistake panics at start-up, where every test sees it.
+func Register(version int, fn func(tx *Tx) error) {
+	if version != len(migrations)+1 {
+		panic(fmt.Sprintf("catalog: migration to schema %d registered after schema %d", version, len(migrations)))
+	}
+	migrations = append(migrations, func(_ *Catalog, tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
 // SchemaVersion is the schema this build of strata writes.
-var SchemaVersion = len(migrations)
+func SchemaVersion() int { return len(migrations) }
 
 // Catalog is a handle on the catalog file; it holds no open file between
 // transactions.
@@ -134,17 +145,17 @@ func schemaOf(tx *bolt.Tx) int {
 
 func (c *Catalog) migrate(tx *bolt.Tx) error {
 	v := schemaOf(tx)
-	if v > SchemaVersion {
-		return storage.Errorf(storage.ErrPrecondition, "the catalog %q has schema version %d, newer than this strata understands (%d): upgrade strata", c.path, v, SchemaVersion)
+	if v > SchemaVersion() {
+		return storage.Errorf(storage.ErrPrecondition, "the catalog %q has schema version %d, newer than this strata understands (%d): upgrade strata", c.path, v, SchemaVersion())
 	}
-	if v == SchemaVersion {
+	if v == SchemaVersion() {
 		return nil
 	}
 	meta, err := tx.CreateBucketIfNotExists(bMeta)
 	if err != nil {
 		return err
 	}
-	for ; v < SchemaVersion; v++ {
+	for ; v < SchemaVersion(); v++ {
 		if err := migrations[v](c, tx); err != nil {
 			return fmt.Errorf("catalog migration to schema %d: %w", v+1, err)
 		}
@@ -187,7 +198,7 @@ func (c *Catalog) View(fn func(*Tx) error) error {
 	defer db.Close()
 	stale := false
 	err = db.View(func(tx *bolt.Tx) error {
-		if !c.migrated && schemaOf(tx) != SchemaVersion {
+		if !c.migrated && schemaOf(tx) != SchemaVersion() {
 			stale = true
 			return nil
 		}
