@@ -154,9 +154,13 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			})
 		}
 	}
-	comps = append(comps, listAmongMany(e, rounds))
+	comps = append(comps, listAmongMany(e, rounds), createAmongMany(e, rounds))
 	return comps, func(rows []row) []flat {
 		var fl []flat
+		if many := find(rows, manyTitle, "strata snapshot create"); many > 0 {
+			fl = append(fl, flat{what: "strata snapshot create, qcow2: a few points → 10,000 on the volume",
+				small: find(rows, "snapshot create, qcow2, "+label(sizes[0]), "strata snapshot create"), large: many, maxRatio: 1.5})
+		}
 		methods := []string{"qcow2", "raw reflink"}
 		for _, m := range methods {
 			for _, op := range []string{"create", "rollback"} {
@@ -214,6 +218,45 @@ func listAmongMany(e env, rounds int) comparison {
 		contenders: []contender{{name: "strata snapshot list g050", prepare: func(int) []string {
 			return []string{e.strata, "--home", home, "snapshot", "list", "g050"}
 		}}},
+	}
+}
+
+const manyTitle = "snapshot create, qcow2, 256M data, 10,000 points on the volume"
+
+// createAmongMany measures taking a point of a volume that already has
+// 10,000 (recorded directly in the catalog): the catalog work of a point
+// must not grow with the target's history.
+func createAmongMany(e env, rounds int) comparison {
+	var q volumeInfo
+	strataJSON(e, e.home, &q, "volume", "create", "many", "--size", "20G", "--format", "qcow2")
+	fill(q.Path, "qcow2", 256<<20)
+	cat, err := catalog.Open(e.home, time.Minute)
+	if err != nil {
+		fatal("%v", err)
+	}
+	if err := cat.Update(func(tx *catalog.Tx) error {
+		v, err := tx.Volume("many")
+		if err != nil {
+			return err
+		}
+		return snapshot.PutSyntheticPoints(tx, snapshot.Target{Kind: "volume", Name: v.Name, Key: "v-" + v.ID}, 10000, time.Now().Add(-time.Hour*24*500))
+	}); err != nil {
+		fatal("%v", err)
+	}
+	run("qemu-img", "snapshot", "-c", "bench-0", q.Path)
+	qn := 0
+	return comparison{
+		title: manyTitle, reference: "qemu-img snapshot -c", rounds: rounds,
+		targets: map[string]float64{"strata snapshot create": 1.5},
+		contenders: []contender{
+			{name: "qemu-img snapshot -c", prepare: func(int) []string {
+				qn++
+				return []string{"qemu-img", "snapshot", "-c", fmt.Sprintf("bench-%d", qn), q.Path}
+			}},
+			{name: "strata snapshot create", prepare: func(int) []string {
+				return []string{e.strata, "--home", e.home, "--log-level", "warn", "snapshot", "create", "--volume", "many"}
+			}},
+		},
 	}
 }
 
