@@ -2,8 +2,9 @@ package snapshot
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
+
+	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage/catalog"
 )
@@ -19,18 +20,29 @@ const (
 	bPointVolumes = "point_volumes" // "TARGETKEY/VOLUMEID" → how many of the target's points hold the volume
 )
 
-// schemaPointIndexes is the catalog schema that adds the indexes.
-const schemaPointIndexes = 3
-
 func init() {
-	catalog.Register(schemaPointIndexes, func(tx *catalog.Tx) error {
-		return tx.Scan(bPoints, "", func(k string, raw []byte) error {
-			var p Point
-			if err := json.Unmarshal(raw, &p); err != nil {
-				return fmt.Errorf("restore point record %s: %w", k, err)
-			}
-			return index(tx, nil, &p)
-		})
+	catalog.Register("snapshot",
+		// 1: the point indexes, built from the records.
+		rebuildIndexes,
+	)
+}
+
+// rebuildIndexes makes the point indexes anew from the point records. A
+// record that cannot be read is left out (and logged): the commands that
+// read it report it, and one bad record must not stop every command.
+func rebuildIndexes(tx *catalog.Tx) error {
+	for _, b := range []string{bPointNames, bPointPending, bPointVolumes} {
+		if err := tx.DeleteBucket(b); err != nil {
+			return err
+		}
+	}
+	return tx.Scan(bPoints, "", func(k string, raw []byte) error {
+		var p Point
+		if err := json.Unmarshal(raw, &p); err != nil {
+			log.Error().Str("record", k).Err(err).Msg("restore point record unreadable: left out of the indexes; run strata doctor")
+			return nil
+		}
+		return index(tx, nil, &p)
 	})
 }
 

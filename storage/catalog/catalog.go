@@ -76,19 +76,33 @@ var migrations = []func(c *Catalog, tx *bolt.Tx) error{
 	},
 }
 
-// Register adds the migration that brings the schema to version: packages
-// that own buckets (restore points, golden images) register theirs from
-// init, after this package's own. Versions must follow on without a gap; a
-// mistake panics at start-up, where every test sees it.
-func Register(version int, fn func(tx *Tx) error) {
-	if version != len(migrations)+1 {
-		panic(fmt.Sprintf("catalog: migration to schema %d registered after schema %d", version, len(migrations)))
-	}
-	migrations = append(migrations, func(_ *Catalog, tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+// SchemaVersion is the schema of this package's own buckets that this
+// build writes.
+func SchemaVersion() int { return len(migrations) }
+
+// An owner is a package that keeps buckets of its own in the catalog
+// (restore points, golden images) and versions their schema itself, under
+// meta key "schema_version:NAME": its migrations never depend on another
+// package's, and a program that does not link it leaves its buckets alone.
+type owner struct {
+	name       string
+	migrations []func(tx *Tx) error
 }
 
-// SchemaVersion is the schema this build of strata writes.
-func SchemaVersion() int { return len(migrations) }
+var owners []owner
+
+// Register declares the migrations of a package's buckets: migrations[i]
+// brings them from version i to i+1. Call it once, from the package's init.
+// A migration must be safe to run again over its own result (rebuild an
+// index from scratch, never add to it).
+func Register(name string, migrations ...func(tx *Tx) error) {
+	for _, o := range owners {
+		if o.name == name {
+			panic("catalog: migrations of " + name + " registered twice")
+		}
+	}
+	owners = append(owners, owner{name: name, migrations: migrations})
+}
 
 // Catalog is a handle on the catalog file; it holds no open file between
 // transactions.
@@ -131,25 +145,48 @@ func (c *Catalog) open(readOnly bool) (*bolt.DB, error) {
 	return db, nil
 }
 
-func schemaOf(tx *bolt.Tx) int {
+func versionAt(tx *bolt.Tx, k []byte) int {
 	b := tx.Bucket(bMeta)
 	if b == nil {
 		return 0
 	}
 	var v int
-	if raw := b.Get(kSchema); raw != nil {
+	if raw := b.Get(k); raw != nil {
 		_ = json.Unmarshal(raw, &v)
 	}
 	return v
 }
 
-func (c *Catalog) migrate(tx *bolt.Tx) error {
-	v := schemaOf(tx)
-	if v > SchemaVersion() {
-		return storage.Errorf(storage.ErrPrecondition, "the catalog %q has schema version %d, newer than this strata understands (%d): upgrade strata", c.path, v, SchemaVersion())
+func ownerKey(name string) []byte { return []byte(string(kSchema) + ":" + name) }
+
+// upToDate tells whether no migration is due.
+func upToDate(tx *bolt.Tx) bool {
+	if versionAt(tx, kSchema) != SchemaVersion() {
+		return false
 	}
-	if v == SchemaVersion() {
+	for _, o := range owners {
+		if versionAt(tx, ownerKey(o.name)) != len(o.migrations) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Catalog) migrate(tx *bolt.Tx) error {
+	if upToDate(tx) {
 		return nil
+	}
+	newer := func(what string, v, known int) error {
+		return storage.Errorf(storage.ErrPrecondition, "the catalog %q has %sschema version %d, newer than this strata understands (%d): upgrade strata", c.path, what, v, known)
+	}
+	v := versionAt(tx, kSchema)
+	if v > SchemaVersion() {
+		return newer("", v, SchemaVersion())
+	}
+	for _, o := range owners {
+		if ov := versionAt(tx, ownerKey(o.name)); ov > len(o.migrations) {
+			return newer(o.name+" ", ov, len(o.migrations))
+		}
 	}
 	meta, err := tx.CreateBucketIfNotExists(bMeta)
 	if err != nil {
@@ -160,7 +197,21 @@ func (c *Catalog) migrate(tx *bolt.Tx) error {
 			return fmt.Errorf("catalog migration to schema %d: %w", v+1, err)
 		}
 	}
-	return putJSON(meta, kSchema, v)
+	if err := putJSON(meta, kSchema, v); err != nil {
+		return err
+	}
+	for _, o := range owners {
+		ov := versionAt(tx, ownerKey(o.name))
+		for ; ov < len(o.migrations); ov++ {
+			if err := o.migrations[ov](&Tx{tx: tx}); err != nil {
+				return fmt.Errorf("catalog migration of %s to schema %d: %w", o.name, ov+1, err)
+			}
+		}
+		if err := putJSON(meta, ownerKey(o.name), ov); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Update runs fn in one read-write transaction: all of fn's changes are
@@ -198,7 +249,7 @@ func (c *Catalog) View(fn func(*Tx) error) error {
 	defer db.Close()
 	stale := false
 	err = db.View(func(tx *bolt.Tx) error {
-		if !c.migrated && schemaOf(tx) != SchemaVersion() {
+		if !c.migrated && !upToDate(tx) {
 			stale = true
 			return nil
 		}
@@ -270,6 +321,16 @@ func (t *Tx) Delete(bucket, key string) error {
 		return err
 	}
 	return b.Delete([]byte(key))
+}
+
+// DeleteBucket removes a top-level bucket and everything in it (no error if
+// there is none).
+func (t *Tx) DeleteBucket(name string) error {
+	err := t.tx.DeleteBucket([]byte(name))
+	if errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return nil
+	}
+	return err
 }
 
 // Scan calls fn for each record in bucket whose key starts with prefix, in
