@@ -77,15 +77,19 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	out := []Finding{}
 	// 1. Operations a dead process left: recover them target by target.
 	var targets []string
+	// unreadable: point records that do not decode. Files and internal
+	// snapshots they may name are then never removed as orphans.
+	unreadable := map[string]error{}
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		seen := map[string]bool{}
 		if err := tx.Scan(bJournal, "", func(k string, _ []byte) error { seen[k] = true; return nil }); err != nil {
 			return err
 		}
-		if err := tx.Scan(bPoints, "", func(_ string, raw []byte) error {
+		if err := tx.Scan(bPoints, "", func(k string, raw []byte) error {
 			var p Point
 			if err := json.Unmarshal(raw, &p); err != nil {
-				return err
+				unreadable[k] = err
+				return nil
 			}
 			if p.State != stateReady {
 				seen[p.TargetKey] = true
@@ -103,6 +107,19 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		return nil, err
 	}
 	sort.Strings(targets)
+	keep := "" // why orphans are not removed, if they must not be
+	if len(unreadable) > 0 {
+		keep = " (not removed: a restore point record strata cannot read may reference it)"
+		keys := make([]string, 0, len(unreadable))
+		for k := range unreadable {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, Finding{Kind: "unreadable-record", Target: "points/" + k,
+				Detail: "the catalog record of a restore point cannot be read (" + unreadable[k].Error() + "): strata leaves it, and any file it may name, alone; restore HOME/catalog.db from a backup, or delete the record if its point is not needed"})
+		}
+	}
 	for _, k := range targets {
 		var name string
 		_ = m.st.Catalog.View(func(tx *catalog.Tx) error { name = currentName(tx, Point{TargetKey: k, Target: k}); return nil })
@@ -173,10 +190,9 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
 			var p Point
-			if err := json.Unmarshal(raw, &p); err != nil {
-				return err
+			if json.Unmarshal(raw, &p) == nil { // unreadable ones: above
+				points = append(points, p)
 			}
-			points = append(points, p)
 			return nil
 		})
 	})
@@ -251,8 +267,8 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			if refs[p] {
 				continue
 			}
-			f := Finding{Kind: "orphan-file", Path: p, Detail: "a file strata made that no volume or restore point references (left by an interrupted operation)"}
-			if repair {
+			f := Finding{Kind: "orphan-file", Path: p, Detail: "a file strata made that no volume or restore point references (left by an interrupted operation)" + keep}
+			if repair && keep == "" {
 				f.Repaired = os.RemoveAll(p) == nil
 			}
 			out = append(out, f)
@@ -273,8 +289,8 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		for _, n := range names {
 			if strings.HasPrefix(n, "strata-") && !snaps[v.Path][n] {
-				f := Finding{Kind: "orphan-snapshot", Path: v.Path, Detail: "internal snapshot " + n + " of volume " + v.Name + " belongs to no restore point"}
-				if repair {
+				f := Finding{Kind: "orphan-snapshot", Path: v.Path, Detail: "internal snapshot " + n + " of volume " + v.Name + " belongs to no restore point" + keep}
+				if repair && keep == "" {
 					f.Repaired = run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-d", n, v.Path) == nil
 				}
 				out = append(out, f)

@@ -1,11 +1,14 @@
 package main_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // touch writes a small file, making its directory.
@@ -166,4 +169,37 @@ func TestDoctorPoolISOAndProbeOrphans(t *testing.T) {
 		t.Errorf("after repair: exit %d, %+v", code, fs)
 	}
 	ok(t, home, "iso", "info", "inst")
+}
+
+// A restore point record that cannot be read is reported by doctor, and
+// while it exists --repair removes no orphan: the record may name it.
+func TestDoctorUnreadablePointRecord(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "v", "raw", "")
+	ok(t, home, "snapshot", "create", "--volume", "v", "--method", "copy")
+	var ps []pointJSON
+	jsonOf(t, home, &ps, "snapshot", "list", "--volume", "v")
+	orphan := ""
+	setMeta(t, home, func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("points"))
+		k, raw := b.Cursor().First()
+		var p struct {
+			Disks []struct{ Ref string } `json:"disks"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		orphan = p.Disks[0].Ref
+		return b.Put(k, []byte("{damaged"))
+	})
+	r := runIn(t, home, nil, "--output", "json", "doctor", "--repair")
+	if r.code != 7 {
+		t.Errorf("doctor --repair: exit %d, want 7 (something left to repair)\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `"unreadable-record"`) || !strings.Contains(r.stdout, "not removed") {
+		t.Errorf("doctor did not report the unreadable record and the kept file:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(orphan); err != nil {
+		t.Errorf("doctor --repair removed %s, which the unreadable record names: %v", orphan, err)
+	}
 }
