@@ -109,13 +109,21 @@ func ParseTags(in []string) (map[string]string, error) {
 // one transaction: for benchmarks of the catalog (listing among many
 // points), never for real use.
 func PutSyntheticPoints(tx *catalog.Tx, t Target, n int, created time.Time) error {
+	var guest *storage.Guest
+	if t.Kind == "guest" { // a guest's points carry its record, definition included
+		g, err := tx.GuestByID(strings.TrimPrefix(t.Key, "g-"))
+		if err != nil {
+			return err
+		}
+		guest = &g
+	}
 	for i := 0; i < n; i++ {
 		id, err := tx.NextSeq("points/" + t.Key)
 		if err != nil {
 			return err
 		}
 		p := Point{ID: int(id), Target: t.String(), TargetKey: t.Key, Created: created.Add(time.Duration(i) * time.Minute),
-			Kind: KindSingle, Method: MethodQcow2, State: stateReady, UID: newUID(), Tags: map[string]string{}}
+			Kind: KindSingle, Method: MethodQcow2, State: stateReady, UID: newUID(), Tags: map[string]string{}, Guest: guest}
 		if err := putPoint(tx, p); err != nil {
 			return err
 		}

@@ -175,7 +175,8 @@ type volumeInfo struct {
 func listAmongMany(e env, rounds int) comparison {
 	home := filepath.Join(e.dir, "home-10k")
 	for g := 0; g < 100; g++ { // the points are recorded directly: no disks needed
-		run(e.strata, "--home", home, "--log-level", "error", "guest", "define", fmt.Sprintf("g%03d", g), "--memory", "256")
+		run(e.strata, "--home", home, "--log-level", "error", "guest", "define", fmt.Sprintf("g%03d", g), "--memory", "2048", "--vcpus", "2", "--os", "win2003",
+			"--nic", "bridge=xenbr0,model=e1000", "--vnc", "--tablet", "--viridian", "--boot", "dc", "--on-crash", "restart") // a typical Windows guest: each point carries its definition
 	}
 	cat, err := catalog.Open(home, time.Minute)
 	if err != nil {
