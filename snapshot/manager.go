@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/store"
@@ -113,35 +115,70 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 	if err != nil {
 		return err
 	}
-	keys := []string{t.Key}
-	if t.Kind == "guest" {
-		err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-			g, err := tx.GuestByID(t.Key[2:])
-			if err != nil {
-				return err
-			}
-			for _, id := range g.Disks {
-				keys = append(keys, "v-"+id)
-			}
-			held, err := volumesOfPoints(tx, t.Key)
-			for _, id := range held {
-				keys = append(keys, "v-"+id)
-			}
-			return err
-		})
+	// The set of locks is read before they are taken: a disk given to the
+	// guest while this process waited would be written without its lock.
+	// So read it again once they are held, and start over if it grew.
+	for attempt := 1; ; attempt++ {
+		keys, err := m.lockSet(t)
 		if err != nil {
 			return err
 		}
+		unlock, err := lockKeys(m.st.Catalog.Home(), t, keys, m.lockTimeout)
+		if err != nil {
+			return err
+		}
+		now, err := m.lockSet(t)
+		if err != nil {
+			unlock()
+			return err
+		}
+		if !subset(now, keys) {
+			unlock()
+			if attempt == 10 {
+				return storage.Errorf(storage.ErrBusy, "the disks of %s kept changing while strata waited for their locks: try again", t)
+			}
+			continue
+		}
+		defer unlock()
+		break
 	}
-	unlock, err := lockKeys(m.st.Catalog.Home(), t, keys, m.lockTimeout)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	if err := m.recoverTarget(ctx, t); err != nil {
 		return fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
 	}
 	return fn(t)
+}
+
+// lockSet is the lock keys an operation on t takes: t's, and for a guest
+// those of its disks now and of every volume its points hold.
+func (m *Manager) lockSet(t Target) ([]string, error) {
+	keys := []string{t.Key}
+	if t.Kind != "guest" {
+		return keys, nil
+	}
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		g, err := tx.GuestByID(t.Key[2:])
+		if err != nil {
+			return err
+		}
+		for _, id := range g.Disks {
+			keys = append(keys, "v-"+id)
+		}
+		held, err := volumesOfPoints(tx, t.Key)
+		for _, id := range held {
+			keys = append(keys, "v-"+id)
+		}
+		return err
+	})
+	return keys, err
+}
+
+func subset(a, b []string) bool {
+	for _, k := range a {
+		if !slices.Contains(b, k) {
+			return false
+		}
+	}
+	return true
 }
 
 // CreateOptions describe a new restore point.
@@ -419,7 +456,7 @@ func (m *Manager) point(t Target, ref string) (Point, error) {
 		return Point{}, err
 	}
 	if !ok || p.State != stateReady {
-		return Point{}, storage.Errorf(storage.ErrNotFound, "%s has no restore point %q: see 'strata snapshot list %s'", t, ref, t.Name)
+		return Point{}, storage.Errorf(storage.ErrNotFound, "%s has no restore point %q: see 'strata snapshot list %s'", t, ref, t.Arg())
 	}
 	return p, nil
 }
@@ -505,7 +542,7 @@ func (m *Manager) Delete(ctx context.Context, r TargetRef, ref string) error {
 			return err
 		}
 		if p.Pinned {
-			return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s is pinned: unpin it first ('strata snapshot unpin %s %d')", p.ID, t, t.Name, p.ID)
+			return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s is pinned: unpin it first ('strata snapshot unpin %s %d')", p.ID, t, t.Arg(), p.ID)
 		}
 		return m.delete(ctx, t, p)
 	})
@@ -554,9 +591,17 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force b
 		}
 		var guest *storage.Guest
 		var also []string
+		var fileOverQcow2 []storage.Volume // file points put back over a qcow2 image
+		space := map[string]string{}       // copy point data → the directory it is restored in
 		err = m.st.Catalog.View(func(tx *catalog.Tx) error {
 			for _, d := range to.Disks {
 				v, err := tx.VolumeByID(d.VolumeID)
+				if err == nil && d.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
+					fileOverQcow2 = append(fileOverQcow2, v)
+				}
+				if err == nil && d.Method == MethodCopy {
+					space[d.Ref] = filepath.Dir(v.Path)
+				}
 				if err != nil {
 					return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
 				}
@@ -582,6 +627,13 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force b
 					}
 				}
 			}
+			if to.Guest != nil {
+				// What the guest record will become must fit the catalog
+				// as it is now: checked before any disk is touched.
+				if _, err := restoredGuest(tx, to); err != nil {
+					return err
+				}
+			}
 			if t.Kind == "guest" {
 				g, err := tx.GuestByID(t.Key[2:])
 				guest = &g
@@ -591,6 +643,22 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force b
 		})
 		if err != nil {
 			return err
+		}
+		for _, v := range fileOverQcow2 {
+			names, err := qcow2Snapshots(ctx, v.Path)
+			if err != nil {
+				return err
+			}
+			if len(names) > 0 {
+				return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s holds qcow2 volume %q as a copy of its image: putting it back would discard the %d internal snapshots the image holds now (other restore points); delete those points first, or roll back to another point", to.ID, t, v.Name, len(names))
+			}
+		}
+		// A full copy is restored by copying the point back: refuse now,
+		// not halfway, if it cannot fit.
+		for ref, dir := range space {
+			if err := checkSpace(ref, dir); err != nil {
+				return err
+			}
 		}
 		if guest != nil && !force {
 			running, err := m.Running(ctx, *guest)
@@ -703,19 +771,38 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to Point) (map[s
 	}
 	return done, m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		if to.Guest != nil {
-			g, err := tx.GuestByID(to.Guest.ID)
+			g, err := restoredGuest(tx, to)
 			if err != nil {
 				return err
 			}
-			// The definition and disks come back; the name stays what it
-			// is now (renames are not undone by a rollback).
-			g.Disks, g.Definition = to.Guest.Disks, to.Guest.Definition
 			if err := tx.PutGuest(g); err != nil {
 				return err
 			}
 		}
 		return tx.Delete(bJournal, t.Key)
 	})
+}
+
+// restoredGuest is the guest record a rollback to p writes: p's
+// definition, checked against the catalog as it is now and under the name
+// the guest has now (renames are not undone by a rollback), with the disks
+// and volumes it names. A definition that no longer fits (a volume gone, a
+// MAC or a disk another guest has taken since) is refused.
+func restoredGuest(tx *catalog.Tx, p Point) (storage.Guest, error) {
+	g, err := tx.GuestByID(p.Guest.ID)
+	if err != nil {
+		return g, err
+	}
+	if p.Guest.Definition == "" { // a guest recorded as a list of disks only
+		g.Disks, g.Uses, g.Definition = p.Guest.Disks, p.Guest.Uses, ""
+		return g, nil
+	}
+	def, ids, uses, err := registry.ForRollback(tx, g, p.Guest.Definition)
+	if err != nil {
+		return g, fmt.Errorf("restore point %d of guest %q cannot bring its definition back: %w", p.ID, g.Name, err)
+	}
+	g.Disks, g.Uses, g.Definition = ids, uses, def
+	return g, nil
 }
 
 // recoverTarget finishes or undoes what a dead process left on t; the

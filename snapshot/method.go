@@ -103,7 +103,16 @@ func (c *chooser) choose(v storage.Volume, override string) (string, error) {
 		if v.Format != storage.FormatQcow2 {
 			return "", storage.Errorf(storage.ErrInvalid, "method qcow2-internal needs a qcow2 volume; %q is %s", v.Name, v.Format)
 		}
-	case MethodReflink:
+	case MethodReflink, MethodCopy:
+		if v.Format == storage.FormatQcow2 {
+			// The point would be a copy of the whole image, put back over
+			// it by a rollback: with it would go every internal snapshot,
+			// the other points of this volume.
+			return "", storage.Errorf(storage.ErrInvalid, "method %s does not apply to qcow2 volume %q: its restore points are internal snapshots (qcow2-internal), which a copy of the image put back by a rollback would discard; leave --method out", override, v.Name)
+		}
+		if override == MethodCopy {
+			break
+		}
 		caps, err := c.capsOf(v.Path)
 		if err != nil {
 			return "", err
@@ -111,7 +120,6 @@ func (c *chooser) choose(v storage.Volume, override string) (string, error) {
 		if !caps.Reflink {
 			return "", storage.Errorf(storage.ErrInvalid, "method reflink needs a filesystem that supports FICLONE (XFS with reflink=1, btrfs); %q is on one that does not", v.Name)
 		}
-	case MethodCopy:
 	default:
 		_, err := methodByName(override)
 		return "", err

@@ -72,6 +72,19 @@ type Target struct {
 
 func (t Target) String() string { return t.Kind + ":" + t.Name }
 
+// Arg is how the target is written on a strata snapshot command line.
+func (t Target) Arg() string { return TargetRef{Name: t.Name, Volume: t.Kind == "volume"}.Arg() }
+
+// Arg is how the target is written on a strata snapshot command line:
+// "--volume NAME" for a volume, so that a hint run as printed never acts on
+// a guest of the same name.
+func (r TargetRef) Arg() string {
+	if r.Volume {
+		return "--volume " + r.Name
+	}
+	return r.Name
+}
+
 // ParsePointRef reads a POINT argument: a number or a point name.
 func ParsePointRef(s string) (num int, name string, err error) {
 	if s == "" {

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +56,9 @@ func ParseAge(s string) (time.Duration, error) {
 		n, err := strconv.Atoi(s[:len(s)-1])
 		if err != nil || n <= 0 {
 			return 0, storage.Errorf(storage.ErrInvalid, "invalid duration %q: write e.g. 36h, 7d or 2w", s)
+		}
+		if int64(n) > math.MaxInt64/int64(u) { // would wrap around to a short age
+			return 0, storage.Errorf(storage.ErrInvalid, "invalid duration %q: longer than strata can count (about 290 years)", s)
 		}
 		return time.Duration(n) * u, nil
 	}

@@ -177,7 +177,7 @@ func snapshotCommand() *cli.Command {
 					res.To, res.PreRollback = res.To.Printable(), res.PreRollback.Printable()
 					return emit(c, res, func(w *tabwriter.Writer) {
 						row(w, "rolled back to:", res.To.ID, res.To.Description)
-						row(w, "pre-rollback point:", res.PreRollback.ID, fmt.Sprintf("(undo with: strata snapshot rollback %s %d)", t.Name, res.PreRollback.ID))
+						row(w, "pre-rollback point:", res.PreRollback.ID, fmt.Sprintf("(undo with: strata snapshot rollback %s %d)", t.Arg(), res.PreRollback.ID))
 					})
 				}),
 			},

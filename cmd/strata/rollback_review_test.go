@@ -1,0 +1,204 @@
+package main_test
+
+import (
+	"fmt"
+	"github.com/strata-vm/strata/storage/storagetest"
+	"golang.org/x/sys/unix"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A copy or reflink point of a qcow2 volume would be put back over the
+// image by a rollback, and with it every internal snapshot taken since:
+// those methods are refused for qcow2 volumes, before anything is written.
+func TestRollbackCopyMethodRefusedForQcow2(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	q := newDisk(t, home, "data", "qcow2", "")
+	q.write(t, 0x01)
+	ok(t, home, "snapshot", "create", "--volume", "data")
+	before := snapshotState(t, home)
+	for _, m := range []string{"copy", "reflink"} {
+		fails(t, home, 2, []string{"method " + m + " does not apply to qcow2 volume \"data\"", "leave --method out"}, "snapshot", "create", "--volume", "data", "--method", m)
+	}
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a refused --method changed the state")
+	}
+	q.write(t, 0x02)
+	ok(t, home, "snapshot", "rollback", "--volume", "data", "1")
+	q.expect(t, 0x01, "rollback after the refusals")
+}
+
+// After a guest rename, a rollback brings back the old name inside the
+// definition: show/render use it, and the next 'guest set' renames the
+// guest back (or fails if the old name is taken).
+func TestRollbackAfterRenameKeepsName(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "sys", "qcow2", "")
+	ok(t, home, "guest", "define", "web", "--disk", "sys")
+	ok(t, home, "snapshot", "create", "web")
+	ok(t, home, "guest", "set", "web", "name=web2")
+	ok(t, home, "snapshot", "rollback", "web2", "1")
+	var g struct{ Name string }
+	jsonOf(t, home, &g, "guest", "show", "web2")
+	if g.Name != "web2" {
+		t.Errorf("guest show web2 after rollback: name %q, want web2", g.Name)
+	}
+	if out := ok(t, home, "guest", "render", "web2", "--format", "xl"); !strings.Contains(out, `name = "web2"`) && !strings.Contains(out, `name = 'web2'`) {
+		t.Errorf("render of web2 names another domain:\n%s", out)
+	}
+	newDisk(t, home, "sys2", "qcow2", "")
+	ok(t, home, "guest", "define", "web", "--disk", "sys2") // the old name, reused
+	if r := runIn(t, home, nil, "guest", "set", "web2", "memory=1024"); r.code != 0 {
+		t.Errorf("guest set web2 after rollback: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// A rollback restores the definition and writable disks but not Uses
+// (the volumes the definition names read-only): such a volume can then be
+// deleted under the guest that names it.
+func TestRollbackRestoresUses(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "sys", "qcow2", "")
+	newDisk(t, home, "tools", "raw", "")
+	y := filepath.Join(t.TempDir(), "web.yaml")
+	os.WriteFile(y, []byte("api_version: strata/v1\nname: web\nmemory: 512\ndisks:\n  - {volume: sys, vdev: hda}\n  - {volume: tools, vdev: hdb, access: ro}\n"), 0o600)
+	ok(t, home, "guest", "define", "web", "-f", y)
+	ok(t, home, "snapshot", "create", "web") // 1: names tools read-only
+	ok(t, home, "guest", "set", "web", "disks.1=")
+	ok(t, home, "snapshot", "rollback", "web", "1") // the definition names tools again
+	if r := runIn(t, home, nil, "volume", "delete", "tools"); r.code == 0 {
+		t.Errorf("volume tools deleted while guest web's definition names it")
+	}
+	ok(t, home, "guest", "render", "web", "--format", "xl")
+}
+
+// --older-than overflows time.Duration: 213504d (585 years) wraps to
+// about 25 minutes, and prune deletes every point older than that.
+func TestPruneOlderThanOverflow(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "v", "qcow2", "")
+	for day := 1; day <= 3; day++ {
+		if r := runIn(t, home, []string{fmt.Sprintf("STRATA_TEST_NOW=2026-11-%02dT12:00:00Z", day)}, "snapshot", "create", "--volume", "v"); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+	}
+	r := runIn(t, home, []string{"STRATA_TEST_NOW=2026-11-04T12:00:00Z"}, "snapshot", "prune", "--volume", "v", "--older-than", "213504d")
+	if r.code != 2 {
+		t.Errorf("--older-than 213504d: exit %d, want 2 (refused)", r.code)
+	}
+	if got := ids(points(t, home, "--volume", "v")); got != "1,2,3" {
+		t.Errorf("points %q after prune --older-than 213504d, want 1,2,3 (all younger than 585 years)", got)
+	}
+}
+
+// A copy rollback that does not fit fails, and so does its undo (a
+// second full copy, to end the hard-link sharing of the pre-rollback
+// point): the journal stays, and every later command on the target, the
+// delete that would free the space included, fails.
+func TestRollbackNoSpaceRefusedUpFront(t *testing.T) {
+	mnt := storagetest.LoopFS(t, "ext4", 64<<20)
+	home := filepath.Join(t.TempDir(), "home")
+	ok(t, home, "pool", "add", "small", "--path", mnt)
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "big", "--size", "40M", "--pool", "small")
+	d := disk{v.Path, "raw"}
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 20M", v.Path)
+	ok(t, home, "snapshot", "create", "--volume", "big") // 1: a 20M copy
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 0 1M", v.Path)
+	before := snapshotState(t, home)
+	fails(t, home, 7, []string{"not enough space"}, "snapshot", "rollback", "--volume", "big", "1")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a rollback refused for space changed the state")
+	}
+	if !d.hasRange(t, 0x22, "0 1M") {
+		t.Fatalf("live disk changed by a failed rollback")
+	}
+	r := runIn(t, home, nil, "snapshot", "delete", "--volume", "big", "1")
+	if r.code != 0 {
+		t.Errorf("delete of point 1 to free space after a failed rollback: exit %d %s", r.code, r.stderr)
+	}
+	if r := runIn(t, home, nil, "doctor", "--repair"); r.code != 0 {
+		t.Errorf("doctor --repair: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// withTarget reads a guest's disks, then waits for the locks: a disk
+// given to the guest meanwhile is written by the operation without its
+// lock, while another process holds it (here: the test, as a
+// 'snapshot rollback --volume c' in progress would).
+func TestGuestLockCoversDiskAddedWhileWaiting(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "sys", "qcow2", "")
+	var c volumeJSON
+	jsonOf(t, home, &c, "volume", "create", "c", "--size", "32M", "--format", "qcow2")
+	var g struct{ ID string }
+	jsonOf(t, home, &g, "guest", "define", "web", "--disk", "sys")
+	lock := func(key string) *os.File {
+		f, err := os.OpenFile(filepath.Join(home, "locks", key+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	gl := lock("g-" + g.ID)
+	done := make(chan result)
+	go func() { done <- runIn(t, home, nil, "snapshot", "create", "web") }()
+	time.Sleep(500 * time.Millisecond) // the create has read the disks and waits for g-web
+	ok(t, home, "guest", "set", "web", "disks.0.volume=c")
+	vl := lock("v-" + c.ID) // another operation on volume c is under way
+	gl.Close()
+	select {
+	case r := <-done:
+		vl.Close()
+		t.Errorf("snapshot create web ran on volume c while c's lock was held (exit %d)", r.code)
+	case <-time.After(2 * time.Second):
+		vl.Close()
+		<-done
+	}
+}
+
+// The hints strata prints for a volume target leave out --volume: run
+// as printed they act on the guest of the same name.
+func TestVolumeHintsSayVolume(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "web", "qcow2", "")
+	newDisk(t, home, "sys", "qcow2", "")
+	ok(t, home, "guest", "define", "web", "--disk", "sys")
+	ok(t, home, "snapshot", "create", "--volume", "web")
+	ok(t, home, "snapshot", "create", "web")
+	ok(t, home, "snapshot", "create", "web")
+	out := ok(t, home, "snapshot", "rollback", "--volume", "web", "1")
+	if !strings.Contains(out, "strata snapshot rollback --volume web 2") {
+		t.Errorf("undo hint of a volume rollback: %q (run as printed, it rolls guest web back to its point 2)", out)
+	}
+	ok(t, home, "snapshot", "pin", "--volume", "web", "1")
+	r := fails(t, home, 7, nil, "snapshot", "delete", "--volume", "web", "1")
+	if !strings.Contains(r.stderr, "unpin --volume web 1") {
+		t.Errorf("pinned hint: %q (run as printed, it unpins guest web's point 1)", r.stderr)
+	}
+}
+
+// The restored definition's MAC may now be another guest's: two
+// guests share one MAC, and neither can be changed any more.
+func TestRollbackRefusesTakenMAC(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "s", "qcow2", "")
+	newDisk(t, home, "s2", "qcow2", "")
+	ok(t, home, "guest", "define", "web", "--disk", "s", "--nic", "bridge=xenbr0,mac=00:16:3e:00:00:01")
+	ok(t, home, "snapshot", "create", "web")
+	ok(t, home, "guest", "set", "web", "nics.0.mac=00:16:3e:00:00:02")
+	ok(t, home, "guest", "define", "g2", "--disk", "s2", "--nic", "bridge=xenbr0,mac=00:16:3e:00:00:01")
+	before := snapshotState(t, home)
+	fails(t, home, 4, []string{"cannot bring its definition back", "MAC 00:16:3e:00:00:01 is already used by another guest"}, "snapshot", "rollback", "web", "1")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a refused rollback changed the state")
+	}
+	ok(t, home, "guest", "set", "g2", "memory=600")
+	ok(t, home, "guest", "set", "web", "memory=600")
+}
