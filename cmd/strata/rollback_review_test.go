@@ -202,3 +202,20 @@ func TestRollbackRefusesTakenMAC(t *testing.T) {
 	ok(t, home, "guest", "set", "g2", "memory=600")
 	ok(t, home, "guest", "set", "web", "memory=600")
 }
+
+// Flag combinations that cannot mean what they say are refused (exit 2)
+// and change nothing.
+func TestSnapshotFlagCombinationsRefused(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "v", "qcow2", "")
+	ok(t, home, "snapshot", "create", "--volume", "v", "--pre")
+	ok(t, home, "snapshot", "policy", "--volume", "v", "--keep-last", "5")
+	before := snapshotState(t, home)
+	fails(t, home, 2, []string{"invalid --post 0"}, "snapshot", "create", "--volume", "v", "--post", "0")
+	fails(t, home, 2, []string{"invalid --post -3"}, "snapshot", "create", "--volume", "v", "--post=-3")
+	fails(t, home, 2, []string{"no --empty-pairs"}, "snapshot", "prune", "--all", "--empty-pairs")
+	fails(t, home, 2, []string{"--clear removes the stored policy"}, "snapshot", "policy", "--volume", "v", "--clear", "--keep-last", "3")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a refused command changed the state")
+	}
+}

@@ -94,6 +94,9 @@ func snapshotCommand() *cli.Command {
 					case c.Bool("pre"):
 						o.Kind = snapshot.KindPre
 					case c.IsSet("post"):
+						if c.Int("post") <= 0 {
+							return storage.Errorf(storage.ErrInvalid, "invalid --post %d: give the number of the pre point (numbers start at 1)", c.Int("post"))
+						}
 						o.Kind, o.PreID = snapshot.KindPost, c.Int("post")
 					}
 					_, m, err := openManager(c)
@@ -245,8 +248,8 @@ func snapshotCommand() *cli.Command {
 					}
 					var results []snapshot.PruneResult
 					if c.Bool("all") {
-						if c.NArg() > 0 || c.IsSet("volume") || !p.Empty() {
-							return storage.Errorf(storage.ErrInvalid, "prune --all applies the stored policies: give no target and no rule")
+						if c.NArg() > 0 || c.IsSet("volume") || !p.Empty() || c.Bool("empty-pairs") {
+							return storage.Errorf(storage.ErrInvalid, "prune --all applies the stored policies: give no target, no rule and no --empty-pairs")
 						}
 						if results, err = m.PruneAll(c.Context, c.Bool("dry-run")); err != nil {
 							return err
@@ -302,6 +305,9 @@ func snapshotCommand() *cli.Command {
 					_, m, err := openManager(c)
 					if err != nil {
 						return err
+					}
+					if c.Bool("clear") && !p.Empty() {
+						return storage.Errorf(storage.ErrInvalid, "--clear removes the stored policy: give it without rules")
 					}
 					if !p.Empty() || c.Bool("clear") {
 						if err := m.SetPolicy(c.Context, t, p); err != nil {
