@@ -241,8 +241,13 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	}
 	// 3. Orphans: files strata made (by their names, see strataEntry) that
 	// nothing references. Any other file is the admin's and never touched.
+	// Files are compared by what they are, not how they are spelled: a
+	// pool reached through a symlink must not make its images nobody's.
 	for r := range refs {
 		refs[filepath.Clean(r)] = true
+		if real, err := filepath.EvalSymlinks(r); err == nil {
+			refs[real] = true
+		}
 	}
 	dirList := make([]string, 0, len(dirs))
 	for d := range dirs {
@@ -264,7 +269,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			}
 		}
 		for _, p := range paths {
-			if refs[p] {
+			if real, err := filepath.EvalSymlinks(p); refs[p] || (err == nil && refs[real]) {
 				continue
 			}
 			f := Finding{Kind: "orphan-file", Path: p, Detail: "a file strata made that no volume or restore point references (left by an interrupted operation)" + keep}

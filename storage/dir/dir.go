@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
@@ -48,7 +49,10 @@ func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, e
 	st.FreeBytes = fs.Bavail * uint64(fs.Bsize)
 	caps, err := Probe(p.Path)
 	if err != nil {
-		return st, fmt.Errorf("pool %q: probe capabilities: %w", p.Name, err)
+		// A full or read-only filesystem is when its free space matters
+		// most: report the pool, with no capability claimed.
+		log.Warn().Str("pool", p.Name).Err(err).Msg("cannot probe the pool's capabilities (is its filesystem full or read-only?): reporting none")
+		return st, nil
 	}
 	st.Capabilities = caps
 	return st, nil

@@ -40,17 +40,21 @@ type Info struct {
 	BackingFormat  string
 }
 
-// Inspect reads the format and sizes of path. It is O(1) in the image's
-// size: it reads headers only.
-func Inspect(path string) (Info, error) {
-	f, err := os.Open(path)
+// Inspect reads the format and sizes of path, the format from its content.
+// It is O(1) in the image's size: it reads headers only.
+func Inspect(path string) (Info, error) { return inspect(path, "") }
+
+// InspectAs reads the sizes of an image whose format is known (a volume
+// strata recorded). A raw image is never read as anything else: what a
+// guest writes at the start of its raw disk (a qcow2 header naming a host
+// file as its backing file, say) must not change how the host opens it.
+func InspectAs(path string, format storage.Format) (Info, error) { return inspect(path, format) }
+
+func inspect(path string, known storage.Format) (Info, error) {
+	// What it is, before opening it: opening a FIFO would block.
+	st, err := os.Stat(path)
 	if err != nil {
 		return Info{}, openError(path, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return Info{}, err
 	}
 	var info Info
 	switch {
@@ -61,12 +65,21 @@ func Inspect(path string) (Info, error) {
 	default:
 		return Info{}, storage.Errorf(storage.ErrInvalid, "%q is neither a regular file nor a block device", path)
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Info{}, openError(path, err)
+	}
+	defer f.Close()
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return Info{}, fmt.Errorf("size of %q: %w", path, err)
 	}
 	if info.Device {
 		info.AllocatedBytes = size
+	}
+	if known != "" && known != storage.FormatQcow2 {
+		info.Format, info.VirtualSize = known, size
+		return info, nil
 	}
 	head := make([]byte, 34816)
 	n, err := f.ReadAt(head, 0)
@@ -83,6 +96,8 @@ func Inspect(path string) (Info, error) {
 		info.Format, info.VirtualSize, info.BackingFile = storage.FormatQcow2, q.size, q.backing
 		info.BackingFormat = q.backingFormat
 		return info, nil
+	case known == storage.FormatQcow2:
+		return Info{}, storage.Errorf(storage.ErrPrecondition, "%q was recorded as a qcow2 image but no longer has a qcow2 header: restore it from a backup or a restore point", path)
 	case len(head) >= 32774 && string(head[32769:32774]) == "CD001":
 		info.Format = storage.FormatISO
 	default:

@@ -175,6 +175,63 @@ func ParseLayout(table, fsType, label string) (Layout, error) {
 	return l, nil
 }
 
+// extent is where the layout's one partition (or the filesystem on the
+// whole disk) lies on a disk of size bytes.
+func (l Layout) extent(size int64) (start, length int64, err error) {
+	sectors := size / 512
+	switch l.Table {
+	case "gpt":
+		// The backup GPT takes the last 33 sectors.
+		end := sectors - 34
+		end -= (end + 1) % 2048 // end on a 1 MiB boundary
+		if end <= firstSector {
+			return 0, 0, storage.Errorf(storage.ErrInvalid, "a disk of %s is too small for a GPT partition", storage.FormatSize(size))
+		}
+		return firstSector * 512, (end - firstSector + 1) * 512, nil
+	case "mbr":
+		n := sectors - firstSector
+		if n <= 0 || n > 0xffffffff {
+			return 0, 0, storage.Errorf(storage.ErrInvalid, "a disk of %s does not fit an MBR partition (1 MiB to 2 TiB): use --partition gpt", storage.FormatSize(size))
+		}
+		n -= n % 2048
+		return firstSector * 512, n * 512, nil
+	}
+	return 0, size, nil
+}
+
+// Check refuses, before any file is made, a layout that a disk of size
+// bytes cannot hold: FAT32 needs at least 65,525 clusters (Windows and
+// Linux decide the FAT type by the count), and the FAT32 writer used here
+// sizes a FAT with 16 bits of sectors.
+func (l Layout) Check(size int64) error {
+	_, length, err := l.extent(size)
+	if err != nil || l.FS != "fat32" {
+		return err
+	}
+	// The geometry go-diskfs's fat32.Create chooses (mkfs.fat's table).
+	cluster := int64(512)
+	switch {
+	case length > 32<<30:
+		cluster = 32 << 10
+	case length > 16<<30:
+		cluster = 16 << 10
+	case length > 8<<30:
+		cluster = 8 << 10
+	case length > 260<<20:
+		cluster = 4 << 10
+	}
+	total := length / 512
+	perFat := (4*(total-32) + (cluster + 8) - 1) / (cluster + 8)
+	clusters := (total - 32 - 2*perFat) / (cluster / 512)
+	if clusters < 65525 {
+		return storage.Errorf(storage.ErrInvalid, "a FAT32 filesystem needs at least 65,525 clusters and %s gives %d: give --size 40M or more", storage.FormatSize(size), clusters)
+	}
+	if perFat > 0xffff {
+		return storage.Errorf(storage.ErrInvalid, "a FAT32 filesystem of %s is larger than strata can lay out (about 256 GiB): use a smaller --size, or format the disk inside the guest", storage.FormatSize(size))
+	}
+	return nil
+}
+
 // Empty reports whether the layout asks for nothing.
 func (l Layout) Empty() bool { return l.Table == "" && l.FS == "" }
 
@@ -206,34 +263,23 @@ func (l Layout) Apply(path string) error {
 	if err != nil {
 		return err
 	}
-	sectors := size / 512
-	start, fsSize := int64(0), size
+	start, fsSize, err := l.extent(size)
+	if err != nil {
+		return err
+	}
 	switch l.Table {
 	case "gpt":
-		// The backup GPT takes the last 33 sectors.
-		end := uint64(sectors - 34)
-		end -= (end + 1) % 2048 // end on a 1 MiB boundary
-		if int64(end) <= firstSector {
-			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes is too small for a GPT partition", size)
-		}
 		name := l.Label
 		if name == "" {
 			name = "data"
 		}
 		t := &gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true,
-			Partitions: []*gpt.Partition{{Index: 1, Start: firstSector, End: end, Type: gpt.MicrosoftBasicData, Name: name}}}
+			Partitions: []*gpt.Partition{{Index: 1, Start: firstSector, End: uint64((start+fsSize)/512 - 1), Type: gpt.MicrosoftBasicData, Name: name}}}
 		err = t.Write(w, size)
-		start, fsSize = firstSector*512, int64(end-firstSector+1)*512
 	case "mbr":
-		n := sectors - firstSector
-		if n <= 0 || n > 0xffffffff {
-			return storage.Errorf(storage.ErrInvalid, "disk of %d bytes does not fit an MBR partition (1 MiB to 2 TiB): use --partition gpt", size)
-		}
-		n -= n % 2048
 		t := &mbr.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512,
-			Partitions: []*mbr.Partition{{Index: 1, Type: mbr.Fat32LBA, Start: firstSector, Size: uint32(n)}}}
+			Partitions: []*mbr.Partition{{Index: 1, Type: mbr.Fat32LBA, Start: firstSector, Size: uint32(fsSize / 512)}}}
 		err = t.Write(w, size)
-		start, fsSize = firstSector*512, n*512
 	}
 	if err != nil {
 		return fmt.Errorf("write partition table: %w", err)

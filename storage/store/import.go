@@ -119,10 +119,24 @@ func backingFormat(info image.Info) string {
 // resolveBacking makes a qcow2 backing file name absolute (qemu resolves a
 // relative one against the overlay's directory).
 func resolveBacking(image, backing string) string {
-	if backing == "" || filepath.IsAbs(backing) || strings.Contains(backing, ":") {
+	if backing == "" || strings.Contains(backing, ":") {
 		return backing
 	}
-	return filepath.Join(filepath.Dir(image), backing)
+	if !filepath.IsAbs(backing) {
+		backing = filepath.Join(filepath.Dir(image), backing)
+	}
+	// One spelling per file ("a/../b", symlinks), so that the volume it is
+	// is found as the backing file of this one and kept from deletion.
+	return realPath(backing)
+}
+
+// realPath is path with symlinks resolved and cleaned; path as it is if it
+// cannot be resolved (it does not exist).
+func realPath(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return filepath.Clean(path)
 }
 
 // copyInto copies src sparsely into the pool: first into a temporary name,
@@ -157,7 +171,7 @@ var strataName = pattern.New(`^([0-9a-f]{16}\.(img|qcow2|iso)|\.strata-.*)$`)
 // (the state home, a golden image, an iso, restore point data): as a
 // volume it could be resized or purged under its owner.
 func (s *Store) checkForeign(path string) error {
-	home := s.Catalog.Home()
+	home := realPath(s.Catalog.Home()) // path is resolved: compare like with like
 	if path == home || strings.HasPrefix(path, home+string(filepath.Separator)) {
 		return storage.Errorf(storage.ErrInvalid, "%q is inside strata's state home: strata manages it; copy it with --copy if you want it as a volume", path)
 	}
@@ -169,7 +183,7 @@ func (s *Store) checkForeign(path string) error {
 	return s.Catalog.View(func(tx *catalog.Tx) error {
 		pools, err := tx.Pools()
 		for _, p := range pools {
-			if filepath.Dir(path) == p.Path && strataName.MatchString(filepath.Base(path)) {
+			if filepath.Dir(path) == realPath(p.Path) && strataName.MatchString(filepath.Base(path)) {
 				return storage.Errorf(storage.ErrInvalid, "%q is a file strata made in pool %q (a volume, golden image or iso): use --copy to make a volume of it", path, p.Name)
 			}
 		}

@@ -88,7 +88,28 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 		}
 		created = true
 	}
-	if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddPool(p) }); err != nil {
+	// A pool must be writable: strata makes images in it.
+	if err := unix.Access(abs, unix.W_OK|unix.X_OK); err != nil {
+		if created {
+			os.Remove(abs)
+		}
+		return storage.PoolStatus{}, storage.Errorf(storage.ErrPrecondition, "pool directory %q is not writable (%v): strata makes its images there", abs, err)
+	}
+	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
+		// One directory, one pool, however it is spelled (a symlink to
+		// another pool's directory would make doctor see that pool's
+		// images twice, once as nobody's).
+		pools, err := tx.Pools()
+		if err != nil {
+			return err
+		}
+		for _, q := range pools {
+			if sameDir(q.Path, abs) {
+				return storage.Errorf(storage.ErrExists, "path %q is already pool %q (as %s)", path, q.Name, q.Path)
+			}
+		}
+		return tx.AddPool(p)
+	}); err != nil {
 		if created {
 			os.Remove(abs)
 		}
@@ -96,6 +117,13 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 	}
 	log.Info().Str("pool", name).Str("path", abs).Msg("pool added")
 	return s.status(ctx, p, 0)
+}
+
+// sameDir tells whether two paths name one directory.
+func sameDir(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 func (s *Store) status(ctx context.Context, p storage.Pool, volumes int) (storage.PoolStatus, error) {
@@ -197,6 +225,9 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 	if o.Size <= 0 {
 		return storage.VolumeInfo{}, storage.Errorf(storage.ErrInvalid, "volume %q needs a size: give --size, e.g. --size 20G", o.Name)
 	}
+	if err := o.Layout.Check(o.Size); err != nil {
+		return storage.VolumeInfo{}, err
+	}
 	if o.Pool == "" {
 		o.Pool = catalog.DefaultPool
 	}
@@ -297,7 +328,8 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 // table is read only if parts is set (a new empty image has none).
 func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
 	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
-	info, err := image.Inspect(v.Path)
+	// As recorded: a raw disk whose guest wrote a qcow2 header stays raw.
+	info, err := image.InspectAs(v.Path, v.Format)
 	if err != nil {
 		return vi, fmt.Errorf("volume %q: %w", v.Name, err)
 	}
@@ -396,6 +428,12 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 			if end := p.Start + p.Size; end > size {
 				return vi, storage.Errorf(storage.ErrPrecondition, "shrinking volume %q to %d bytes would cut partition %d (ends at %d): shrink the partition inside the guest first", name, size, p.Index, end)
 			}
+		}
+		if vi.PartitionTable == "gpt" {
+			// GPT keeps a backup of the table in the disk's last 33
+			// sectors: any shrink cuts it off and leaves the primary
+			// header pointing past the end.
+			return vi, storage.Errorf(storage.ErrPrecondition, "volume %q has a GPT partition table, whose backup copy at the end of the disk a shrink would cut off: shrink the partitions inside the guest, move the backup table (e.g. sgdisk -e after the shrink), or copy the data to a smaller volume", name)
 		}
 	}
 	var d storage.Driver = dir.Driver{}
