@@ -183,3 +183,18 @@ func TestImportFIFORefused(t *testing.T) {
 		t.Errorf("import of a FIFO: %v %s, want exit 2 saying what it is", err, out)
 	}
 }
+
+// Sizes the filesystem cannot hold are refused alike by create and resize
+// (exit 2), and a --label with nothing to label is refused.
+func TestResizeTooLargeAndStrayLabel(t *testing.T) {
+	mnt := storagetest.LoopFS(t, "ext4", 64<<20) // ext4: files up to 16 TiB
+	home := filepath.Join(t.TempDir(), "home")
+	ok(t, home, "pool", "add", "e4", "--path", mnt)
+	ok(t, home, "volume", "create", "v", "--size", "16M", "--pool", "e4")
+	before := snapshotState(t, home)
+	fails(t, home, 2, []string{"larger than the pool's filesystem allows"}, "volume", "resize", "v", "--size", "17T")
+	fails(t, home, 2, []string{"--label", "add --fs fat32"}, "volume", "create", "w", "--size", "16M", "--label", "DATA")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a refusal changed the state")
+	}
+}

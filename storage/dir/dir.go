@@ -140,7 +140,11 @@ func (Driver) Create(ctx context.Context, path string, f storage.Format, size in
 func (Driver) Resize(ctx context.Context, path string, f storage.Format, size int64, shrink bool) error {
 	switch f {
 	case storage.FormatRaw:
-		return os.Truncate(path, size)
+		err := os.Truncate(path, size)
+		if errors.Is(err, unix.EFBIG) || errors.Is(err, unix.EINVAL) {
+			return storage.Errorf(storage.ErrInvalid, "size %d bytes is larger than the pool's filesystem allows for a file", size)
+		}
+		return err
 	case storage.FormatQcow2:
 		argv := []string{"qemu-img", "resize", "-q", "-f", "qcow2"}
 		if shrink {

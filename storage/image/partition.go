@@ -169,6 +169,9 @@ func ParseLayout(table, fsType, label string) (Layout, error) {
 	default:
 		return l, storage.Errorf(storage.ErrInvalid, "invalid filesystem %q: strata can lay out fat32", fsType)
 	}
+	if l.Label != "" && l.FS == "" && l.Table != "gpt" {
+		return l, storage.Errorf(storage.ErrInvalid, "--label %q names a filesystem (or a GPT partition): add --fs fat32 or --partition gpt", label)
+	}
 	if len(l.Label) > 11 {
 		return l, storage.Errorf(storage.ErrInvalid, "invalid label %q: a FAT label is at most 11 characters", label)
 	}
