@@ -165,7 +165,7 @@ func (m *Manager) planClones(g goldenRecord, o CloneOptions, names []string) ([]
 			if caps, err := m.chooser.capsOf(filepath.Join(p.Path, "x")); err == nil && caps.Reflink && sameFS(d.Path, filepath.Join(p.Path, "x")) {
 				methods[k] = CloneReflink
 			} else {
-				info, err := image.Inspect(d.Path)
+				info, err := image.InspectAs(d.Path, d.Format)
 				if err != nil {
 					return nil, err
 				}

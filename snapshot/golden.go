@@ -562,7 +562,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		if err := os.Chmod(d.Path, 0o400); err != nil {
 			return err
 		}
-		info, err := image.Inspect(d.Path)
+		info, err := image.InspectAs(d.Path, d.Format)
 		if err != nil {
 			return err
 		}
@@ -647,7 +647,7 @@ func (m *Manager) GoldenShow(ctx context.Context, name string) (GoldenInfo, erro
 func goldenInfo(tx *catalog.Tx, g goldenRecord, withClones bool) (GoldenInfo, error) {
 	info := GoldenInfo{ID: g.ID, Name: g.Name, Created: g.Created, Kind: g.Kind, Source: g.Source, Disks: g.Disks}
 	for i, d := range info.Disks {
-		if st, err := image.Inspect(d.Path); err == nil {
+		if st, err := image.InspectAs(d.Path, d.Format); err == nil {
 			info.Disks[i].Bytes = st.AllocatedBytes
 		}
 		info.Bytes += info.Disks[i].Bytes
@@ -750,7 +750,7 @@ func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
 		if !paths[v.Backing] {
 			continue
 		}
-		if info, err := image.Inspect(v.Path); err == nil && info.BackingFile != v.Backing {
+		if info, err := image.InspectAs(v.Path, v.Format); err == nil && info.BackingFile != v.Backing {
 			continue
 		}
 		what := fmt.Sprintf("volume %q", v.Name)

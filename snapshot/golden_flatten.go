@@ -114,7 +114,7 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 	if v.Device {
 		return nil
 	}
-	info, err := image.Inspect(v.Path)
+	info, err := image.InspectAs(v.Path, v.Format) // a raw full clone stays raw
 	if err != nil {
 		return err
 	}

@@ -201,7 +201,7 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, pro
 		return err
 	}
 	if !m.reflink {
-		info, err := image.Inspect(dp.Ref)
+		info, err := image.InspectAs(dp.Ref, v.Format)
 		if err != nil {
 			return err
 		}
@@ -222,7 +222,7 @@ func (m fileCopy) link(_ context.Context, v storage.Volume, dp *DiskPoint, _ sto
 	if err := os.Link(v.Path, dp.Ref); err != nil {
 		return fmt.Errorf("link %q to %q: %w", v.Path, dp.Ref, err)
 	}
-	info, err := image.Inspect(dp.Ref)
+	info, err := image.InspectAs(dp.Ref, v.Format)
 	if err != nil {
 		return err
 	}
@@ -305,7 +305,7 @@ func checkSpace(src, dstDir string) error {
 	if skipSpaceCheck {
 		return nil
 	}
-	info, err := image.Inspect(src)
+	info, err := image.InspectAs(src, storage.FormatRaw) // the bytes it holds, whatever they say
 	if err != nil {
 		return err
 	}

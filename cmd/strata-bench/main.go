@@ -284,6 +284,10 @@ func report(rows []row, flats []flat) int {
 		fmt.Println("|---|---:|---:|---:|---|---|")
 		for _, f := range flats {
 			ratio := float64(f.large) / float64(f.small)
+			if f.maxRatio == 0 { // a peer's own scaling, for comparison
+				fmt.Printf("| %s | %s | %s | %.2fx | reference |  |\n", f.what, fmtDur(f.small), fmtDur(f.large), ratio)
+				continue
+			}
 			verdict := "yes"
 			if ratio > f.maxRatio {
 				verdict = "**no**"
