@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
@@ -310,7 +311,14 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 				if err != nil {
 					return fmt.Errorf("golden image %q: %w", g.Name, err)
 				}
-				pl.guest.Definition, pl.info.UUID, pl.info.MACs = def, uuid, macs
+				// Checked as a definition of its own, which also finds the
+				// volumes it names besides its disks (read-only ones), so
+				// that none can be deleted under the clone.
+				def, _, uses, err := registry.Recheck(tx, *pl.guest, def)
+				if err != nil {
+					return fmt.Errorf("golden image %q, clone %q: %w", g.Name, pl.info.Name, err)
+				}
+				pl.guest.Definition, pl.guest.Uses, pl.info.UUID, pl.info.MACs = def, uses, uuid, macs
 				if err := tx.PutGuest(*pl.guest); err != nil {
 					return err
 				}
@@ -330,7 +338,7 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 	crashpoint("clone:recorded")
 	paths := map[string]bool{}
 	for _, d := range g.Disks {
-		paths[d.Path] = true
+		paths[storage.RealPath(d.Path)] = true
 	}
 	for _, pl := range plans {
 		for k, v := range pl.vols {

@@ -35,6 +35,7 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog/log"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
@@ -328,6 +329,9 @@ func removeFiles(paths []string) error {
 // name, takes its lock and runs fn with the record as it is under the
 // lock.
 func (m *Manager) withGolden(ctx context.Context, name string, fn func(g goldenRecord) error) error {
+	if err := storage.ValidateName("golden image", name); err != nil {
+		return err
+	}
 	if _, err := m.recoverGoldens(ctx); err != nil {
 		return err
 	}
@@ -357,6 +361,9 @@ type GoldenOptions struct {
 // ParseSourceRef reads GUEST[@POINT] (or VOLUME[@POINT]).
 func ParseSourceRef(s string) (name, point string, err error) {
 	name, point, hasPoint := strings.Cut(s, "@")
+	if name == "" {
+		return "", "", storage.Errorf(storage.ErrInvalid, "invalid source %q: write NAME or NAME@POINT", s)
+	}
 	if hasPoint {
 		if _, _, err := ParsePointRef(point); err != nil {
 			return "", "", err
@@ -519,6 +526,9 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		return err
 	}
 	defer l.unlock()
+	// Every full copy into a directory must fit at once: checked before
+	// anything is written, not disk by disk.
+	need := map[string]int64{}
 	for i, s := range srcs {
 		if s.snap != "" || s.format == storage.FormatQcow2 {
 			continue // qemu-img convert writes only the data
@@ -526,8 +536,19 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		if caps, err := m.chooser.capsOf(g.Disks[i].Path); err == nil && caps.Reflink && sameFS(s.from, g.Disks[i].Path) {
 			continue
 		}
-		if err := checkSpace(s.from, filepath.Dir(g.Disks[i].Path)); err != nil {
+		info, err := image.InspectAs(s.from, storage.FormatRaw)
+		if err != nil {
 			return err
+		}
+		need[filepath.Dir(g.Disks[i].Path)] += info.AllocatedBytes
+	}
+	for dir, n := range need {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(dir, &fs); err != nil {
+			return err
+		}
+		if free := int64(fs.Bavail) * fs.Bsize; n > free && !skipSpaceCheck {
+			return storage.Errorf(storage.ErrPrecondition, "not enough space for golden image %q: its disks hold %s and %q has %s free; free space, or put the golden in another pool (--pool)", g.Name, storage.FormatSize(n), dir, storage.FormatSize(free))
 		}
 	}
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
@@ -684,7 +705,7 @@ func goldenInfo(tx *catalog.Tx, g goldenRecord, withClones bool) (GoldenInfo, er
 func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
 	paths := map[string]bool{}
 	for _, d := range g.Disks {
-		paths[d.Path] = true
+		paths[storage.RealPath(d.Path)] = true
 	}
 	var out []CloneInfo
 	index := map[string]int{}
@@ -726,7 +747,7 @@ func cloneDiskOf(v storage.Volume, method string, goldenPaths map[string]bool) C
 	if v.Backing != "" {
 		b := v.Backing
 		d.Backing = &b
-		d.Linked = goldenPaths[v.Backing]
+		d.Linked = goldenPaths[storage.RealPath(v.Backing)]
 	}
 	return d
 }
@@ -738,7 +759,7 @@ func cloneDiskOf(v storage.Volume, method string, goldenPaths map[string]bool) C
 func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
 	paths := map[string]bool{}
 	for _, d := range g.Disks {
-		paths[d.Path] = true
+		paths[storage.RealPath(d.Path)] = true
 	}
 	vols, err := tx.Volumes()
 	if err != nil {
@@ -747,10 +768,10 @@ func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
 	var order []string
 	linked := map[string][]string{}
 	for _, v := range vols {
-		if !paths[v.Backing] {
+		if v.Backing == "" || !paths[storage.RealPath(v.Backing)] {
 			continue
 		}
-		if info, err := image.InspectAs(v.Path, v.Format); err == nil && info.BackingFile != v.Backing {
+		if info, err := image.InspectAs(v.Path, v.Format); err == nil && storage.RealPath(info.BackingFile) != storage.RealPath(v.Backing) {
 			continue
 		}
 		what := fmt.Sprintf("volume %q", v.Name)

@@ -169,6 +169,10 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 		os.Remove(tmp)
 		return err
 	}
+	if err := keepIdentity(v.Path, tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
 	crashpoint("flatten:built")
 	if err := os.Rename(tmp, v.Path); err != nil {
 		os.Remove(tmp)

@@ -797,7 +797,7 @@ func restoredGuest(tx *catalog.Tx, p Point) (storage.Guest, error) {
 		g.Disks, g.Uses, g.Definition = p.Guest.Disks, p.Guest.Uses, ""
 		return g, nil
 	}
-	def, ids, uses, err := registry.ForRollback(tx, g, p.Guest.Definition)
+	def, ids, uses, err := registry.Recheck(tx, g, p.Guest.Definition)
 	if err != nil {
 		return g, fmt.Errorf("restore point %d of guest %q cannot bring its definition back: %w", p.ID, g.Name, err)
 	}

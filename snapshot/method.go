@@ -257,27 +257,34 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, p
 	if err := m.materialise(ctx, dp.Ref, tmp, prog); err != nil {
 		return err
 	}
-	fail := func(err error) error {
+	if err := keepIdentity(v.Path, tmp); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if st, err := os.Stat(v.Path); err == nil {
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			if err := os.Lchown(tmp, int(sys.Uid), int(sys.Gid)); err != nil {
-				return fail(err)
-			}
-		}
-		if err := os.Chmod(tmp, st.Mode().Perm()); err != nil {
-			return fail(err)
-		}
-		if err := copyXattrs(v.Path, tmp); err != nil {
-			return fail(err)
-		}
-	}
 	if err := os.Rename(tmp, v.Path); err != nil {
-		return fail(err)
+		os.Remove(tmp)
+		return err
 	}
 	return image.SyncPath(filepath.Dir(v.Path))
+}
+
+// keepIdentity gives tmp, about to be renamed over live, live's owner,
+// mode and extended attributes: a hypervisor running as another user, or
+// confined by an SELinux label (sVirt), must still open the image.
+func keepIdentity(live, tmp string) error {
+	st, err := os.Stat(live)
+	if err != nil {
+		return nil // nothing to keep
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if err := os.Lchown(tmp, int(sys.Uid), int(sys.Gid)); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(tmp, st.Mode().Perm()); err != nil {
+		return err
+	}
+	return copyXattrs(live, tmp)
 }
 
 func (fileCopy) remove(_ context.Context, _ storage.Volume, dp DiskPoint) error {

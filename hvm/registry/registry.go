@@ -100,13 +100,13 @@ func DiskVdev(n int, withCDROM bool) string {
 	return fmt.Sprintf("sd%c", 'a'+n-len(ide))
 }
 
-// ForRollback checks def, a definition of guest g kept in a restore point,
-// as define and set check a new one, and returns it as it may come back
-// now, with the writable disks and all volumes it names: under g's current
-// name (a rename is not undone), refused if a volume or medium it names is
-// gone, a MAC it gives has been taken by another guest, or a disk it writes
-// has become another guest's.
-func ForRollback(tx *catalog.Tx, g storage.Guest, def string) (out string, ids, uses []string, err error) {
+// Recheck checks def, a definition of guest g stored elsewhere (in a
+// restore point, or made for a clone), as define and set check a new one,
+// and returns it as it may be recorded now, with the writable disks and
+// all volumes it names: under g's name (a rollback does not undo a
+// rename), refused if a volume or medium it names is gone, a MAC it gives
+// has been taken by another guest, or a disk it writes is another guest's.
+func Recheck(tx *catalog.Tx, g storage.Guest, def string) (out string, ids, uses []string, err error) {
 	d, err := hvm.Unmarshal("guest "+g.Name, []byte(def))
 	if err != nil {
 		return "", nil, nil, err

@@ -124,6 +124,7 @@ func Open(home string, lockTimeout time.Duration) (*Catalog, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, storage.Errorf(storage.ErrPrecondition, "cannot create the state home %q: %w", abs, err)
 	}
+	abs = storage.RealPath(abs) // paths strata records have one spelling
 	if st, err := os.Stat(abs); err == nil && st.Mode().Perm()&0o077 != 0 {
 		log.Warn().Str("home", abs).Str("mode", st.Mode().Perm().String()).Msg("the state home is readable by others: chmod 700 it (strata creates it so)")
 	}

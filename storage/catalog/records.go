@@ -154,8 +154,9 @@ func (t *Tx) RemoveVolume(v storage.Volume) error {
 func (t *Tx) Dependants(path string) ([]string, error) {
 	vols, err := t.Volumes()
 	var out []string
+	real := storage.RealPath(path)
 	for _, v := range vols {
-		if v.Backing == path {
+		if v.Backing != "" && (v.Backing == path || storage.RealPath(v.Backing) == real) {
 			out = append(out, v.Name)
 		}
 	}

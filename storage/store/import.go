@@ -130,14 +130,8 @@ func resolveBacking(image, backing string) string {
 	return realPath(backing)
 }
 
-// realPath is path with symlinks resolved and cleaned; path as it is if it
-// cannot be resolved (it does not exist).
-func realPath(path string) string {
-	if r, err := filepath.EvalSymlinks(path); err == nil {
-		return r
-	}
-	return filepath.Clean(path)
-}
+// realPath is storage.RealPath.
+func realPath(path string) string { return storage.RealPath(path) }
 
 // copyInto copies src sparsely into the pool: first into a temporary name,
 // then renamed, so no half image ever carries a volume's name. The free

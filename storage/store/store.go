@@ -88,6 +88,8 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 		}
 		created = true
 	}
+	abs = storage.RealPath(abs) // images in it are recorded under one spelling
+	p.Path = abs
 	// A pool must be writable: strata makes images in it.
 	if err := unix.Access(abs, unix.W_OK|unix.X_OK); err != nil {
 		if created {

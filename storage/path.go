@@ -1,0 +1,15 @@
+package storage
+
+import "path/filepath"
+
+// RealPath is path with symlinks resolved and cleaned, or cleaned only if
+// it cannot be resolved (it does not exist). Paths strata records and
+// compares go through it, so that one file has one spelling: a pool or
+// state home reached through a symlink, or a backing name written "a/../b",
+// must not look like another file.
+func RealPath(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return filepath.Clean(path)
+}
