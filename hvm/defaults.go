@@ -47,6 +47,11 @@ func (g *Guest) FillDefaults() error {
 			d.VNCUnused = Bool(true)
 		}
 	}
+	if sp := d.Spice; sp != nil && sp.Enabled && sp.Host == "" {
+		// As VNC: the console is on loopback unless asked otherwise
+		// (without a host, QEMU would listen on every interface).
+		sp.Host = DefaultVNCListen
+	}
 	for i := range g.NICs {
 		n := &g.NICs[i]
 		if n.Bridge == "" {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"strings"
 
 	"github.com/strata-vm/strata/storage"
 	"go.yaml.in/yaml/v3"
@@ -51,6 +53,14 @@ func Unmarshal(name string, data []byte) (*Guest, error) {
 	default:
 		return nil, storage.Errorf(storage.ErrInvalid, "%s: api_version %q is not supported by this strata; write api_version: %s", name, probe.APIVersion, APIVersion)
 	}
+	// yaml.v3 truncates a float into an integer field (memory: 1.9 would
+	// be 1 MiB): refuse one first, naming its key.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		if key := floatInInt(&root, reflect.TypeOf(Guest{}), ""); key != "" {
+			return nil, storage.Errorf(storage.ErrInvalid, "%s: %s must be a whole number", name, key)
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var g Guest
@@ -61,6 +71,63 @@ func Unmarshal(name string, data []byte) (*Guest, error) {
 		return nil, storage.Errorf(storage.ErrInvalid, "%s: %w; see the guest schema (hvm.Guest) for the keys", name, err)
 	}
 	return &g, nil
+}
+
+// floatInInt returns the path of the first non-integer number written where
+// t (a struct, slice or map type, through pointers) holds an integer, or "".
+func floatInInt(n *yaml.Node, t reflect.Type, path string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := floatInInt(c, t, path); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i].Value, n.Content[i+1]
+			var ft reflect.Type
+			switch t.Kind() {
+			case reflect.Struct:
+				for j := 0; j < t.NumField(); j++ {
+					if tag, _, _ := strings.Cut(t.Field(j).Tag.Get("yaml"), ","); tag == key {
+						ft = t.Field(j).Type
+					}
+				}
+			case reflect.Map:
+				ft = t.Elem()
+			}
+			if ft == nil {
+				continue
+			}
+			sub := key
+			if path != "" {
+				sub = path + "." + key
+			}
+			if p := floatInInt(val, ft, sub); p != "" {
+				return p
+			}
+		}
+	case yaml.SequenceNode:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for i, c := range n.Content {
+				if p := floatInInt(c, t.Elem(), fmt.Sprintf("%s.%d", path, i)); p != "" {
+					return p
+				}
+			}
+		}
+	case yaml.ScalarNode:
+		switch t.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if n.Tag == "!!float" {
+				return path
+			}
+		}
+	}
+	return ""
 }
 
 // LoadFile reads a YAML guest definition from path.

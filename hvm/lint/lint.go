@@ -55,6 +55,7 @@ const (
 	IDCDROMChanged   = "cdrom-changed"
 	IDBalloon        = "balloon"
 	IDVNCExposed     = "vnc-exposed"
+	IDSpiceExposed   = "spice-exposed"
 	IDBuilderType    = "builder-type"
 	IDDeprecatedKey  = "deprecated-key"
 	IDPythonPreamble = "python-preamble"
@@ -169,6 +170,17 @@ func Check(g *hvm.Guest) []Finding {
 	if d := g.Display; d.VNCEnabled() && !loopback(d.EffectiveVNCListen()) && d.VNCPasswd.IsZero() {
 		add(IDVNCExposed, Error, "display.vnclisten", "set vncpasswd, or vnclisten = 127.0.0.1 and tunnel over SSH",
 			"the VNC console listens on %s without a password: anyone who can reach it controls the guest", d.EffectiveVNCListen())
+	}
+	if sp := g.Display.Spice; sp != nil && sp.Enabled {
+		host := sp.Host
+		if host == "" {
+			host = "0.0.0.0" // what QEMU does without one
+		}
+		open := sp.Passwd.IsZero() || (sp.DisableTicketing != nil && *sp.DisableTicketing)
+		if !loopback(host) && open {
+			add(IDSpiceExposed, Error, "display.spice.host", "set display.spice.passwd (and leave ticketing on), or host = 127.0.0.1 and tunnel over SSH",
+				"the SPICE console listens on %s without a password: anyone who can reach it controls the guest", host)
+		}
 	}
 	return fs
 }

@@ -29,10 +29,18 @@ import (
 
 func init() {
 	// An iso cannot be deleted while a guest definition uses it.
+	// A guest may name it, or give its file's path.
 	media.InUse = func(tx *catalog.Tx, name string) ([]string, error) {
+		path := ""
+		if p, err := media.Resolve(tx, name); err == nil {
+			path = storage.RealPath(p)
+		}
 		return guestsWhere(tx, func(g *hvm.Guest) bool {
 			for _, d := range g.Disks {
 				if d.Media == name {
+					return true
+				}
+				if kind, src := d.Source(); path != "" && kind == hvm.SourcePath && storage.RealPath(src) == path {
 					return true
 				}
 			}

@@ -77,11 +77,10 @@ func (r *Registry) Render(ctx context.Context, name string, o RenderOptions) ([]
 	if err != nil {
 		return nil, nil, err
 	}
-	if !o.ShowSecrets && (!g.Display.VNCPasswd.IsZero() || (g.Display.Spice != nil && !g.Display.Spice.Passwd.IsZero())) {
-		g.Display.VNCPasswd = ""
-		if g.Display.Spice != nil {
-			g.Display.Spice.Passwd = ""
-		}
+	// The QEMU argv never holds the password (it is set over QMP), only
+	// that one is required: leaving it out there would start an open console.
+	if !o.ShowSecrets && o.Format != "qemu" && g.HasSecrets() {
+		g = g.WithoutSecrets()
 		log.Warn().Str("guest", name).Msg("the console password is left out of the rendered config: add --show-secrets to include it")
 	}
 	switch o.Format {

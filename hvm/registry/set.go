@@ -90,8 +90,8 @@ func parseValue(key, value string) any {
 	if key == "usb_devices" {
 		return strings.Split(value, ",")
 	}
-	if key == "display.vncpasswd" || key == "name" || key == "uuid" {
-		return value // never a number
+	if strings.Contains(key, "passw") || key == "name" || key == "uuid" || strings.HasSuffix(key, ".mac") {
+		return value // never a number: a password "007" stays "007"
 	}
 	var v any
 	if err := yaml.Unmarshal([]byte(value), &v); err != nil {

@@ -2,10 +2,13 @@ package catalog
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/pattern"
 )
 
 // Pool returns the pool called name.
@@ -256,4 +259,44 @@ func (t *Tx) GuestsWriting(volumeID string) ([]string, error) {
 		}
 	}
 	return out, err
+}
+
+// strataName matches the names strata gives its own files in a pool:
+// images named by ID (volumes, golden images, isos), temporary copies,
+// restore point data.
+var strataName = pattern.New(`^([0-9a-f]{16}\.(img|qcow2|iso)|\.strata-.*)$`)
+
+// CheckUnmanaged refuses a path (symlinks resolved) that strata manages
+// itself, so that it is never registered a second time in place (as a
+// volume or an iso) and resized or purged under its owner: anything in the
+// state home home, restore point data, a file strata named in a pool, the
+// image of a volume.
+func (t *Tx) CheckUnmanaged(home, path string) error {
+	path = storage.RealPath(path)
+	home = storage.RealPath(home)
+	if path == home || strings.HasPrefix(path, home+string(filepath.Separator)) {
+		return storage.Errorf(storage.ErrInvalid, "%q is inside strata's state home: strata manages it; copy it with --copy if you want it as a volume", path)
+	}
+	for _, part := range strings.Split(path, string(filepath.Separator)) {
+		if part == ".strata-points" {
+			return storage.Errorf(storage.ErrInvalid, "%q is restore point data: roll back to the point or use --copy", path)
+		}
+	}
+	var id string
+	if ok, err := t.Get(string(bVolumePaths), path, &id); err != nil {
+		return err
+	} else if ok {
+		name := id
+		if v, err := t.VolumeByID(id); err == nil {
+			name = v.Name
+		}
+		return storage.Errorf(storage.ErrExists, "%q is already registered as volume %q", path, name)
+	}
+	pools, err := t.Pools()
+	for _, p := range pools {
+		if filepath.Dir(path) == storage.RealPath(p.Path) && strataName.MatchString(filepath.Base(path)) {
+			return storage.Errorf(storage.ErrInvalid, "%q is a file strata made in pool %q (a volume, golden image or iso): use --copy to make a volume of it", path, p.Name)
+		}
+	}
+	return err
 }

@@ -64,6 +64,10 @@ func openSource(path string) (*source, error) {
 		return nil, storage.Errorf(storage.ErrInvalid, "invalid source %q: %w", path, err)
 	}
 	const want = "a block device (e.g. /dev/sr0) or an ISO image file"
+	// What it is, before opening it: opening a FIFO would block.
+	if st, err := os.Stat(abs); err == nil && !st.Mode().IsRegular() && (st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0) {
+		return nil, storage.Errorf(storage.ErrInvalid, "%q is neither a block device nor a regular file: give %s", path, want)
+	}
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, openError(path, want, err)
@@ -316,6 +320,12 @@ func (mg *Manager) Import(ctx context.Context, o ImportOptions, prog storage.Pro
 	}
 	if err := mg.Catalog.View(func(tx *catalog.Tx) error {
 		if err := nameFree(tx, o.Name); err != nil {
+			return err
+		}
+		// In place, it must not be a file strata manages (a volume's
+		// image, one of its isos, point data): iso delete --purge would
+		// remove it under its owner.
+		if err := tx.CheckUnmanaged(mg.Catalog.Home(), abs); err != nil {
 			return err
 		}
 		media, err := all(tx)

@@ -330,6 +330,10 @@ func progressOr(p storage.Progress) storage.Progress {
 
 // openImage opens an ISO image file (not a device) and reads its header.
 func openImage(path string) (Header, *os.File, error) {
+	// What it is, before opening it: opening a FIFO would block.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return Header{}, nil, storage.Errorf(storage.ErrInvalid, "%q is not a regular file: give the path of an ISO image file (capture devices with 'strata iso capture')", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return Header{}, nil, openError(path, "an ISO image file", err)

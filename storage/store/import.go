@@ -14,7 +14,6 @@ import (
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
-	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -156,31 +155,9 @@ func copyInto(ctx context.Context, src, dst string, pool storage.Pool, info imag
 	return image.SyncPath(filepath.Dir(dst))
 }
 
-// strataName matches the names strata gives its own files in a pool:
-// images named by ID (volumes, golden images, isos), temporary copies,
-// restore point data.
-var strataName = pattern.New(`^([0-9a-f]{16}\.(img|qcow2|iso)|\.strata-.*)$`)
-
 // checkForeign refuses to register in place a file strata manages itself
 // (the state home, a golden image, an iso, restore point data): as a
 // volume it could be resized or purged under its owner.
 func (s *Store) checkForeign(path string) error {
-	home := realPath(s.Catalog.Home()) // path is resolved: compare like with like
-	if path == home || strings.HasPrefix(path, home+string(filepath.Separator)) {
-		return storage.Errorf(storage.ErrInvalid, "%q is inside strata's state home: strata manages it; copy it with --copy if you want it as a volume", path)
-	}
-	for _, part := range strings.Split(path, string(filepath.Separator)) {
-		if part == ".strata-points" {
-			return storage.Errorf(storage.ErrInvalid, "%q is restore point data: roll back to the point or use --copy", path)
-		}
-	}
-	return s.Catalog.View(func(tx *catalog.Tx) error {
-		pools, err := tx.Pools()
-		for _, p := range pools {
-			if filepath.Dir(path) == realPath(p.Path) && strataName.MatchString(filepath.Base(path)) {
-				return storage.Errorf(storage.ErrInvalid, "%q is a file strata made in pool %q (a volume, golden image or iso): use --copy to make a volume of it", path, p.Name)
-			}
-		}
-		return err
-	})
+	return s.Catalog.View(func(tx *catalog.Tx) error { return tx.CheckUnmanaged(s.Catalog.Home(), path) })
 }
