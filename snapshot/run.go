@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"syscall"
+	"time"
 
 	"github.com/rs/zerolog/log"
 
@@ -42,18 +44,28 @@ func (m *Manager) Run(ctx context.Context, r TargetRef, description string, roll
 	}
 	cmd := exec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	// strata stopped (SIGINT, SIGTERM) passes the stop on, so that the
+	// update can clean up, rather than killing it outright.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
 	runErr := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case runErr == nil:
 	case errors.As(runErr, &ee):
 		res.ExitCode = ee.ExitCode()
-		if res.ExitCode < 0 {
-			res.ExitCode = 128 // killed by a signal
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.ExitCode = 128 + int(ws.Signal()) // as a shell reports it
+		} else if res.ExitCode < 0 {
+			res.ExitCode = 128
 		}
 	default:
 		return res, fmt.Errorf("run %q: %w (pre point %d was taken)", argv[0], runErr, res.Pre.ID)
 	}
+	// Once the command has ended, the post point (and a rollback asked
+	// for) happen even if strata was told to stop meanwhile: they record
+	// what the command left.
+	ctx = context.WithoutCancel(ctx)
 	post, err := m.Create(ctx, r, CreateOptions{Kind: KindPost, PreID: res.Pre.ID, Description: description})
 	if err != nil {
 		return res, err

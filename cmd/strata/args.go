@@ -6,6 +6,11 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// afterDash is the argv after the first "--" that ends strata's own
+// arguments (not a flag's value), as given: the command of snapshot run,
+// whatever "--" it holds itself. nil when there is none.
+var afterDash []string
+
 // interspersed moves a command's flags in front of its positional
 // arguments, so that "strata volume create NAME --size 20G" works: urfave/cli
 // v2, like Go's flag package, stops reading flags at the first positional
@@ -15,17 +20,27 @@ func interspersed(app *cli.App, args []string) []string {
 		return args
 	}
 	out := []string{args[0]}
+	var early []string // global flags found between commands
 	i := 1
 	flags, cmds := app.Flags, app.Commands
 	for i < len(args) {
 		// Flags of the current level stay where they are.
 		for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
-			n, _ := flagWidth(flags, args[i])
+			n, ok := flagWidth(flags, args[i])
+			if !ok && len(out) > 1 {
+				// A global flag after a command ("volume -o json list"):
+				// it goes in front, with its value.
+				if gn, gok := flagWidth(app.Flags, args[i]); gok {
+					early = append(early, args[i:min(i+gn, len(args))]...)
+					i += gn
+					continue
+				}
+			}
 			out = append(out, args[i:min(i+n, len(args))]...)
 			i += n
 		}
 		if i >= len(args) {
-			return out
+			return append(append([]string{out[0]}, early...), out[1:]...)
 		}
 		cmd := findCommand(cmds, args[i])
 		if cmd == nil {
@@ -42,6 +57,7 @@ func interspersed(app *cli.App, args []string) []string {
 	for i < len(args) {
 		a := args[i]
 		if a == "--" {
+			afterDash = args[i+1:]
 			break
 		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
@@ -59,7 +75,7 @@ func interspersed(app *cli.App, args []string) []string {
 		positional = append(positional, a)
 		i++
 	}
-	out = append(append([]string{out[0]}, global...), out[1:]...)
+	out = append(append(append([]string{out[0]}, early...), global...), out[1:]...)
 	out = append(out, moved...)
 	out = append(out, positional...)
 	return append(out, args[i:]...)

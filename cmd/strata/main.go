@@ -202,6 +202,10 @@ func main() {
 	withUsageErrors(app.Commands)
 	err := app.RunContext(ctx, interspersed(app, os.Args))
 	stop()
+	if err != nil && strings.HasPrefix(err.Error(), "No help topic for ") {
+		// urfave/cli's answer to an unknown command or subcommand.
+		err = storage.Errorf(storage.ErrInvalid, "unknown command %s: see strata --help", strings.TrimPrefix(err.Error(), "No help topic for "))
+	}
 	if err != nil && strings.HasPrefix(err.Error(), "Required flag") {
 		// urfave/cli's own check of Required flags.
 		err = storage.Errorf(storage.ErrInvalid, "%v (see --help)", err)

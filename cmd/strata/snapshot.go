@@ -191,36 +191,31 @@ func snapshotCommand() *cli.Command {
 					&cli.BoolFlag{Name: "rollback-on-failure", Usage: "roll back to the pre point when the command exits non-zero"},
 				},
 				Action: func(c *cli.Context) error {
-					args := c.Args().Slice()
-					dash := -1
-					for i, a := range args {
-						if a == "--" {
-							dash = i
-							break
-						}
-					}
-					if dash < 0 && c.IsSet("volume") && len(args) > 0 {
-						// The flag parser consumed the "--" that came right
-						// after --volume NAME: all that is left is the command.
-						args, dash = append([]string{"--"}, args...), 0
-					}
-					if dash < 0 {
+					// The command is what followed the "--" that ended
+					// strata's arguments, as given (it may hold "--" itself).
+					if afterDash == nil {
 						return storage.Errorf(storage.ErrInvalid, "put the command after --, e.g. strata snapshot run GUEST -- apt-get upgrade -y")
+					}
+					command := afterDash
+					args := c.Args().Slice()
+					before := args[:max(0, len(args)-len(command))]
+					if n := len(before); n > 0 && before[n-1] == "--" {
+						before = before[:n-1]
 					}
 					t := snapshot.TargetRef{Name: c.String("volume"), Volume: true}
 					if !c.IsSet("volume") {
-						if dash != 1 {
+						if len(before) != 1 {
 							return storage.Errorf(storage.ErrInvalid, "snapshot run takes GUEST before -- (or --volume NAME)")
 						}
-						t = snapshot.TargetRef{Name: args[0]}
-					} else if dash != 0 {
+						t = snapshot.TargetRef{Name: before[0]}
+					} else if len(before) != 0 {
 						return storage.Errorf(storage.ErrInvalid, "snapshot run --volume takes no GUEST before --")
 					}
 					_, m, err := openManager(c)
 					if err != nil {
 						return err
 					}
-					res, err := m.Run(c.Context, t, c.String("description"), c.Bool("rollback-on-failure"), args[dash+1:], os.Stdin, os.Stdout, os.Stderr)
+					res, err := m.Run(c.Context, t, c.String("description"), c.Bool("rollback-on-failure"), command, os.Stdin, os.Stdout, os.Stderr)
 					if err != nil {
 						return err
 					}
