@@ -70,18 +70,7 @@ func TestFlattenKeepsOwnerModeAndXattrs(t *testing.T) {
 		t.Fatalf("setxattr: %v", err)
 	}
 	ok(t, home, "volume", "flatten", "c")
-	st, err := os.Stat(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := st.Sys().(*syscall.Stat_t)
-	if sys.Uid != 64055 || sys.Gid != 64055 || st.Mode().Perm() != 0o660 {
-		t.Errorf("after flatten: uid %d gid %d mode %v", sys.Uid, sys.Gid, st.Mode().Perm())
-	}
-	buf := make([]byte, 64)
-	if n, err := unix.Getxattr(img, "user.strata-test", buf); err != nil || string(buf[:n]) != "label" {
-		t.Errorf("xattr after flatten: %q, %v", buf[:max(n, 0)], err)
-	}
+	expectIdentity(t, img, 64055, 0o660, "after flatten")
 }
 
 // golden create checks each disk's space alone; two disks that do not

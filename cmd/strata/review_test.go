@@ -109,18 +109,7 @@ func TestRollbackKeepsOwnerModeAndXattrs(t *testing.T) {
 	}
 	ok(t, home, "snapshot", "create", "--volume", "web")
 	ok(t, home, "snapshot", "rollback", "--volume", "web", "1")
-	st, err := os.Stat(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := st.Sys().(*syscall.Stat_t)
-	if sys.Uid != 65534 || sys.Gid != 65534 || st.Mode().Perm() != 0o664 {
-		t.Errorf("after rollback: uid %d gid %d mode %v", sys.Uid, sys.Gid, st.Mode().Perm())
-	}
-	buf := make([]byte, 64)
-	if n, err := unix.Getxattr(img, "user.strata-test", buf); err != nil || string(buf[:n]) != "label" {
-		t.Errorf("xattr after rollback: %q, %v", buf[:max(n, 0)], err)
-	}
+	expectIdentity(t, img, 65534, 0o664, "after rollback")
 }
 
 // guest delete --with-disks changes nothing if one disk cannot go.
@@ -160,5 +149,24 @@ func TestAdoptDisksThroughSymlink(t *testing.T) {
 	jsonOf(t, home, &g, "guest", "import", cfg, "--adopt-disks")
 	if g.Disks[0].Volume != "known" {
 		t.Errorf("disk %+v: want the volume already registered", g.Disks[0])
+	}
+}
+
+// expectIdentity checks that path kept the owner id (as uid and gid), the
+// mode and the user.strata-test extended attribute ("label") a test gave
+// it.
+func expectIdentity(t *testing.T, path string, id uint32, mode os.FileMode, when string) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if sys.Uid != id || sys.Gid != id || st.Mode().Perm() != mode {
+		t.Errorf("%s: uid %d gid %d mode %v", when, sys.Uid, sys.Gid, st.Mode().Perm())
+	}
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(path, "user.strata-test", buf); err != nil || string(buf[:n]) != "label" {
+		t.Errorf("xattr %s: %q, %v", when, buf[:max(n, 0)], err)
 	}
 }

@@ -94,10 +94,9 @@ func TestPruneOlderThanOverflow(t *testing.T) {
 	}
 }
 
-// A copy rollback that does not fit fails, and so does its undo (a
-// second full copy, to end the hard-link sharing of the pre-rollback
-// point): the journal stays, and every later command on the target, the
-// delete that would free the space included, fails.
+// A copy rollback that would not fit is refused before anything changes
+// (it used to fail halfway, its undo too, and wedge the target); the
+// point can then be deleted and doctor finds nothing to repair.
 func TestRollbackNoSpaceRefusedUpFront(t *testing.T) {
 	mnt := storagetest.LoopFS(t, "ext4", 64<<20)
 	home := filepath.Join(t.TempDir(), "home")
