@@ -1,46 +1,22 @@
 package snapshot
 
 import (
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/store"
 )
 
-// targetLock is an exclusive flock on HOME/locks/KEY.lock, held for the
-// whole of an operation on one target. The kernel releases it when the
-// process dies, which is how a journaled operation is known to be
-// abandoned.
-type targetLock struct{ f *os.File }
+// targetLock is a target's exclusive lock (store.LockKey), held for the
+// whole of an operation on it.
+type targetLock struct{ release func() }
 
 func lockTarget(home string, t Target, timeout time.Duration) (*targetLock, error) {
-	dir := filepath.Join(home, "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, t.Key+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	release, err := store.LockKey(home, t.Key, t.String(), timeout)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return &targetLock{f: f}, nil
-		}
-		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
-			f.Close()
-			if err == unix.EWOULDBLOCK {
-				return nil, storage.Errorf(storage.ErrBusy, "%s is busy: another strata process is working on it; try again or raise --lock-timeout", t)
-			}
-			return nil, err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &targetLock{release: release}, nil
 }
 
 // tryLockTarget takes the lock only if it is free now.
@@ -49,10 +25,7 @@ func tryLockTarget(home string, t Target) (*targetLock, bool) {
 	return l, err == nil
 }
 
-func (l *targetLock) unlock() {
-	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
-	l.f.Close()
-}
+func (l *targetLock) unlock() { l.release() }
 
 // lockKeys takes the locks of several keys in sorted order (every process
 // takes them in the same order, so two never wait for each other).

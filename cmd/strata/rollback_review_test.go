@@ -218,3 +218,32 @@ func TestSnapshotFlagCombinationsRefused(t *testing.T) {
 		t.Errorf("a refused command changed the state")
 	}
 }
+
+// volume resize and delete wait for the lock a restore point operation
+// holds on the volume (a resize during a rollback went into the
+// pre-rollback point's hard-linked file, not the volume), and give up with
+// "busy" after --lock-timeout, changing nothing.
+func TestResizeAndDeleteWaitForPointOperation(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "sys", "--size", "32M")
+	ok(t, home, "snapshot", "create", "--volume", "sys")
+	ok(t, home, "snapshot", "delete", "--volume", "sys", "1")
+	f, err := os.OpenFile(filepath.Join(home, "locks", "v-"+v.ID+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotState(t, home)
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "volume", "resize", "sys", "--size", "64M")
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "volume", "delete", "sys")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a busy resize or delete changed the state")
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	ok(t, home, "volume", "resize", "sys", "--size", "64M")
+	ok(t, home, "volume", "delete", "sys")
+}

@@ -403,6 +403,16 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 	if err != nil {
 		return vi, err
 	}
+	// A restore point or golden operation on the volume holds its lock
+	// while it copies from or over the image: wait for it, then look again.
+	unlock, err := s.lockVolume(vi.Volume)
+	if err != nil {
+		return vi, err
+	}
+	defer unlock()
+	if vi, err = s.Volume(ctx, name); err != nil {
+		return vi, err
+	}
 	if size <= 0 {
 		return vi, storage.Errorf(storage.ErrInvalid, "volume %q needs a new size: give --size", name)
 	}
@@ -460,7 +470,15 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 // record goes first, so a crash leaves at worst an orphan file.
 func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error {
 	var v storage.Volume
-	err := s.Catalog.Update(func(tx *catalog.Tx) (err error) {
+	if err := s.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.Volume(name); return err }); err != nil {
+		return err
+	}
+	unlock, err := s.lockVolume(v)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	err = s.Catalog.Update(func(tx *catalog.Tx) (err error) {
 		v, err = s.removeVolume(tx, name, purge)
 		return err
 	})
