@@ -124,41 +124,32 @@ func TestRollbackNoSpaceRefusedUpFront(t *testing.T) {
 	}
 }
 
-// withTarget reads a guest's disks, then waits for the locks: a disk
-// given to the guest meanwhile is written by the operation without its
-// lock, while another process holds it (here: the test, as a
-// 'snapshot rollback --volume c' in progress would).
+// A guest's disks cannot change under an operation that waits for the
+// guest's lock: guest set takes that lock too (it used to change the disks
+// while snapshot create waited, and the create then wrote the new disk
+// without its lock). The create, once the lock is free, takes its point of
+// the disk the guest had.
 func TestGuestLockCoversDiskAddedWhileWaiting(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
 	newDisk(t, home, "sys", "qcow2", "")
-	var c volumeJSON
-	jsonOf(t, home, &c, "volume", "create", "c", "--size", "32M", "--format", "qcow2")
+	ok(t, home, "volume", "create", "c", "--size", "32M", "--format", "qcow2")
 	var g struct{ ID string }
 	jsonOf(t, home, &g, "guest", "define", "web", "--disk", "sys")
-	lock := func(key string) *os.File {
-		f, err := os.OpenFile(filepath.Join(home, "locks", key+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	gl := lock("g-" + g.ID)
+	release := holdLock(t, home, "g-"+g.ID)
 	done := make(chan result)
 	go func() { done <- runIn(t, home, nil, "snapshot", "create", "web") }()
-	time.Sleep(500 * time.Millisecond) // the create has read the disks and waits for g-web
-	ok(t, home, "guest", "set", "web", "disks.0.volume=c")
-	vl := lock("v-" + c.ID) // another operation on volume c is under way
-	gl.Close()
-	select {
-	case r := <-done:
-		vl.Close()
-		t.Errorf("snapshot create web ran on volume c while c's lock was held (exit %d)", r.code)
-	case <-time.After(2 * time.Second):
-		vl.Close()
-		<-done
+	time.Sleep(500 * time.Millisecond) // the create waits for g-web
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "guest", "set", "web", "disks.0.volume=c")
+	release()
+	if r := <-done; r.code != 0 {
+		t.Fatalf("snapshot create web: exit %d %s", r.code, r.stderr)
+	}
+	var ps []struct {
+		Disks []struct{ Volume string } `json:"disks"`
+	}
+	jsonOf(t, home, &ps, "snapshot", "list", "web")
+	if len(ps) != 1 || len(ps[0].Disks) != 1 || ps[0].Disks[0].Volume != "sys" {
+		t.Errorf("points of web: %+v, want one point of sys", ps)
 	}
 }
 
@@ -246,4 +237,47 @@ func TestResizeAndDeleteWaitForPointOperation(t *testing.T) {
 	unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	ok(t, home, "volume", "resize", "sys", "--size", "64M")
 	ok(t, home, "volume", "delete", "sys")
+}
+
+// holdLock takes HOME/locks/KEY.lock as a running operation would.
+func holdLock(t *testing.T, home, key string) func() {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(home, "locks", key+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }
+}
+
+// guest delete (--with-disks) and guest set wait for the locks a restore
+// point operation holds on the guest and its disks: the delete used to
+// remove a disk's image under a running copy, and a set was lost to the
+// rollback's record.
+func TestGuestDeleteAndSetWaitForPointOperation(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "sys", "--size", "32M")
+	ok(t, home, "volume", "create", "other", "--size", "32M")
+	var g struct{ ID string }
+	jsonOf(t, home, &g, "guest", "define", "web", "--disk", "sys")
+	ok(t, home, "snapshot", "create", "web")
+	ok(t, home, "snapshot", "delete", "web", "1")
+	releaseV := holdLock(t, home, "v-"+v.ID)
+	releaseG := holdLock(t, home, "g-"+g.ID)
+	before := snapshotState(t, home)
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "guest", "delete", "web", "--with-disks")
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "guest", "set", "web", "disks.0.volume=other")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a busy guest delete or set changed the state")
+	}
+	if _, err := os.Stat(v.Path); err != nil {
+		t.Errorf("the disk's image was removed under the point operation: %v", err)
+	}
+	releaseG()
+	releaseV()
+	ok(t, home, "guest", "set", "web", "disks.0.volume=other")
+	ok(t, home, "guest", "delete", "web", "--with-disks")
 }

@@ -294,10 +294,20 @@ func (r *Registry) Get(ctx context.Context, name string) (*hvm.Guest, storage.Gu
 // Update applies change to a stored definition and stores the result if
 // it is valid. A new name must be free.
 func (r *Registry) Update(ctx context.Context, name string, change func(g *hvm.Guest) error) (*hvm.Guest, []lint.Finding, error) {
+	// A restore point operation on the guest holds its lock: a change in
+	// its middle (its disks, say) would be lost to a rollback's record.
+	unlock, id, err := r.st.LockGuest(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
 	var g *hvm.Guest
-	err := r.st.Catalog.Update(func(tx *catalog.Tx) error {
+	err = r.st.Catalog.Update(func(tx *catalog.Tx) error {
 		rec, err := tx.Guest(name)
 		if err != nil {
+			return err
+		}
+		if err := store.SameGuest(rec, id); err != nil {
 			return err
 		}
 		if g, err = decode(tx, rec); err != nil {

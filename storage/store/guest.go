@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/strata-vm/strata/storage"
@@ -61,10 +63,41 @@ func (s *Store) Guests(ctx context.Context) ([]GuestView, error) {
 // still needed, nothing changes. Guests with restore points are refused by
 // the users registered with AddGuestUser.
 func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) error {
+	// The guest's lock, then its volumes' in key order (as restore point
+	// operations take them): nothing is deleted under one of them.
+	unlock, id, err := s.LockGuest(name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var vols []storage.Volume
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		for _, n := range volumes {
+			v, err := tx.Volume(n)
+			if err != nil {
+				return err
+			}
+			vols = append(vols, v)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	slices.SortFunc(vols, func(a, b storage.Volume) int { return strings.Compare(a.ID, b.ID) })
+	for _, v := range vols {
+		release, err := s.lockVolume(v)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	var gone []storage.Volume
-	err := s.Catalog.Update(func(tx *catalog.Tx) error {
+	err = s.Catalog.Update(func(tx *catalog.Tx) error {
 		g, err := tx.Guest(name)
 		if err != nil {
+			return err
+		}
+		if err := SameGuest(g, id); err != nil {
 			return err
 		}
 		for _, user := range s.guestUsers {

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 )
 
 // LockKey takes the exclusive lock HOME/locks/KEY.lock, waiting up to
@@ -49,4 +50,25 @@ func LockKey(home, key, what string, timeout time.Duration) (func(), error) {
 // operations on it hold: a resize or delete never runs in their middle.
 func (s *Store) lockVolume(v storage.Volume) (func(), error) {
 	return LockKey(s.Catalog.Home(), "v-"+v.ID, "volume:"+v.Name, s.lockTimeout)
+}
+
+// LockGuest takes a guest's lock, the one restore point operations on it
+// hold, and returns its release and the guest's ID (check it again inside
+// the transaction that changes the guest: it may have been replaced).
+func (s *Store) LockGuest(name string) (func(), string, error) {
+	var g storage.Guest
+	if err := s.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = tx.Guest(name); return err }); err != nil {
+		return nil, "", err
+	}
+	unlock, err := LockKey(s.Catalog.Home(), "g-"+g.ID, "guest:"+g.Name, s.lockTimeout)
+	return unlock, g.ID, err
+}
+
+// SameGuest refuses to go on if the guest called name is no longer the one
+// whose lock is held (deleted and defined again meanwhile).
+func SameGuest(g storage.Guest, id string) error {
+	if g.ID != id {
+		return storage.Errorf(storage.ErrBusy, "guest %q changed while strata waited for its lock: try again", g.Name)
+	}
+	return nil
 }
