@@ -115,9 +115,10 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 	if err != nil {
 		return err
 	}
-	// The set of locks is read before they are taken: a disk given to the
-	// guest while this process waited would be written without its lock.
-	// So read it again once they are held, and start over if it grew.
+	// The set of locks is read before they are taken: a guest set that
+	// held the guest's lock meanwhile may have given it another disk,
+	// which would be written without its lock. So read the set again once
+	// the locks are held, and start over if it grew.
 	for attempt := 1; ; attempt++ {
 		keys, err := m.lockSet(t)
 		if err != nil {

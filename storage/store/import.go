@@ -126,11 +126,9 @@ func resolveBacking(image, backing string) string {
 	}
 	// One spelling per file ("a/../b", symlinks), so that the volume it is
 	// is found as the backing file of this one and kept from deletion.
-	return realPath(backing)
+	return storage.RealPath(backing)
 }
 
-// realPath is storage.RealPath.
-func realPath(path string) string { return storage.RealPath(path) }
 
 // copyInto copies src sparsely into the pool: first into a temporary name,
 // then renamed, so no half image ever carries a volume's name. The free
