@@ -129,7 +129,6 @@ func resolveBacking(image, backing string) string {
 	return storage.RealPath(backing)
 }
 
-
 // copyInto copies src sparsely into the pool: first into a temporary name,
 // then renamed, so no half image ever carries a volume's name. The free
 // space is checked first.
