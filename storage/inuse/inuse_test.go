@@ -1,0 +1,226 @@
+package inuse_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/inuse"
+)
+
+func need(t *testing.T, tool string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		t.Fatalf("%s is not installed (make test installs it)", tool)
+	}
+}
+
+func image(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startQEMU runs a real QEMU (TCG, stopped at start) with path as its
+// disk, and waits until it has opened it.
+func startQEMU(t *testing.T, path string) *exec.Cmd {
+	t.Helper()
+	need(t, "qemu-system-x86_64")
+	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-display", "none", "-nodefaults", "-S",
+		"-name", "guest=win7,debug-threads=on", "-qmp", "stdio",
+		"-drive", "file="+path+",format=raw,if=virtio")
+	stdout, _ := cmd.StdoutPipe()
+	in, _ := cmd.StdinPipe() // kept open: QMP on stdio
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); in.Close() })
+	// QMP greets once the machine (and its disks) are set up.
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, "QMP") {
+		t.Fatalf("qemu did not start: %q %v", line, err)
+	}
+	return cmd
+}
+
+func TestRunningQEMUHoldsItsImage(t *testing.T) {
+	p := image(t)
+	c := &inuse.Checker{Sources: []inuse.Source{inuse.Processes{}}}
+	if err := c.Check(context.Background(), `volume "d"`, p); err != nil {
+		t.Fatalf("an image nobody opened is reported in use: %v", err)
+	}
+	q := startQEMU(t, p)
+	err := c.Check(context.Background(), `volume "d"`, p)
+	if !errors.Is(err, storage.ErrInUse) {
+		t.Fatalf("an image a running QEMU holds is not reported in use: %v", err)
+	}
+	for _, want := range []string{"pid", "qemu-system-x86", `guest "win7"`, "lock", `volume "d"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	hs, _ := c.Holders(context.Background(), p)
+	if len(hs) != 1 || hs[0].PID != q.Process.Pid {
+		t.Errorf("holders %+v, want pid %d alone", hs, q.Process.Pid)
+	}
+}
+
+func TestWriterWithoutLockHoldsTheImage(t *testing.T) {
+	p := image(t)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("sleep", "30")
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	hs, err := (&inuse.Checker{Sources: []inuse.Source{inuse.Processes{}}}).Holders(context.Background(), p)
+	if err != nil || len(hs) != 1 || hs[0].PID != cmd.Process.Pid || !strings.Contains(hs[0].How, "open for writing") {
+		t.Fatalf("a process writing without a lock: holders %+v, %v", hs, err)
+	}
+	// A reader without a lock is nobody's business.
+	r, _ := os.Open(p)
+	defer r.Close()
+	rd := exec.Command("sleep", "30")
+	rd.ExtraFiles = []*os.File{r}
+	_ = rd.Start()
+	defer func() { _ = rd.Process.Kill(); _ = rd.Wait() }()
+	hs, _ = (&inuse.Checker{Sources: []inuse.Source{inuse.Processes{}}}).Holders(context.Background(), p)
+	if len(hs) != 1 {
+		t.Errorf("a plain reader counted as a holder: %+v", hs)
+	}
+}
+
+func TestSymlinkIsRefusedNotFollowed(t *testing.T) {
+	p := image(t)
+	link := filepath.Join(t.TempDir(), "link.img")
+	if err := os.Symlink(p, link); err != nil {
+		t.Fatal(err)
+	}
+	err := inuse.Default().Check(context.Background(), "x", link)
+	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("a symlink: %v", err)
+	}
+}
+
+func TestWaitReturnsOnceTheHolderExits(t *testing.T) {
+	need(t, "qemu-img")
+	p := image(t)
+	c := &inuse.Checker{Sources: []inuse.Source{inuse.Processes{}}}
+	q := startQEMU(t, p)
+	go func() { time.Sleep(300 * time.Millisecond); _ = q.Process.Kill() }()
+	start := time.Now()
+	if err := c.Wait(context.Background(), "x", p, 10*time.Second); err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("wait returned after %s, before the holder exited", d)
+	}
+	q2 := startQEMU(t, p)
+	defer func() { _ = q2.Process.Kill() }()
+	if err := c.Wait(context.Background(), "x", p, 300*time.Millisecond); !errors.Is(err, storage.ErrInUse) {
+		t.Errorf("wait past its deadline: %v, want in use", err)
+	}
+}
+
+// The test driver of libvirt (test:///FILE) runs the domains a node file
+// describes, in virsh's own process: a real libvirt client and real XML.
+func TestRunningLibvirtDomainHoldsItsDisk(t *testing.T) {
+	need(t, "virsh")
+	p := image(t)
+	node := filepath.Join(t.TempDir(), "node.xml")
+	xml := `<node><domain type='test'><name>web01</name><memory>1048576</memory><os><type>hvm</type></os>
+<devices><disk type='file' device='disk'><source file='` + p + `'/><target dev='vda' bus='virtio'/></disk></devices></domain></node>`
+	if err := os.WriteFile(node, []byte(xml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LIBVIRT_DEFAULT_URI", "test://"+node)
+	c := &inuse.Checker{Sources: []inuse.Source{inuse.NewLibvirt()}}
+	err := c.Check(context.Background(), "x", p)
+	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), `libvirt domain "web01"`) {
+		t.Fatalf("a running libvirt domain's disk: %v", err)
+	}
+	if err := c.Check(context.Background(), "x", image(t)); err != nil {
+		t.Errorf("another image: %v", err)
+	}
+}
+
+// Xen cannot run here (no hypervisor): a stand-in xl prints what
+// `xl list -l` prints for a running HVM domain (xl 4.17's JSON shape).
+func TestRunningXenDomainHoldsItsDisk(t *testing.T) {
+	p := image(t)
+	bin := t.TempDir()
+	script := `#!/bin/sh
+[ "$1 $2" = "list -l" ] || exit 1
+cat <<EOF
+[
+    {
+        "domid": 7,
+        "config": {
+            "c_info": {"type": "hvm", "name": "xp-sp3"},
+            "disks": [
+                {"pdev_path": "/srv/iso/xp.iso", "vdev": "hdc", "is_cdrom": 1},
+                {"pdev_path": "` + p + `", "vdev": "hda", "format": "raw"}
+            ]
+        }
+    }
+]
+EOF
+`
+	if err := os.WriteFile(filepath.Join(bin, "xl"), []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	c := &inuse.Checker{Sources: []inuse.Source{inuse.NewXL()}}
+	err := c.Check(context.Background(), "x", p)
+	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), `xl domain "xp-sp3"`) {
+		t.Fatalf("a running Xen domain's disk: %v", err)
+	}
+	if err := c.Check(context.Background(), "x", image(t)); err != nil {
+		t.Errorf("another image: %v", err)
+	}
+}
+
+func TestMountedBlockDeviceIsClaimed(t *testing.T) {
+	need(t, "losetup")
+	need(t, "mkfs.ext4")
+	p := image(t)
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", p).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs: %v %s", err, out)
+	}
+	out, err := exec.Command("losetup", "-f", "--show", p).Output()
+	if err != nil {
+		t.Skipf("no loop device here: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", dev).Run()
+	c := inuse.Default()
+	if err := c.Check(context.Background(), "x", dev); err != nil {
+		t.Fatalf("an unused loop device: %v", err)
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", dev, mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount here: %v %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	if err := c.Check(context.Background(), "x", dev); !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), "claimed") {
+		t.Fatalf("a mounted block device: %v", err)
+	}
+}
