@@ -81,20 +81,10 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 		if err := m.recoverTarget(ctx, t); err != nil {
 			return nil, fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
 		}
-		if t.Kind != "guest" {
-			continue
-		}
-		var g storage.Guest
-		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = tx.GuestByID(t.Key[2:]); return err }); err != nil {
-			return nil, err
-		}
-		running, err := m.Running(ctx, g)
-		if err != nil {
-			return nil, err
-		}
-		if running {
-			return nil, storage.Errorf(storage.ErrPrecondition, "guest %q is running: shut it down before flattening its disks", g.Name)
-		}
+	}
+	// Flattening rewrites each image: none may be held by a running guest.
+	if err := m.checkNotInUse(ctx, vols); err != nil {
+		return nil, err
 	}
 	var out []storage.VolumeInfo
 	for _, v := range vols {

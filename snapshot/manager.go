@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/hvm"
-	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/store"
@@ -36,9 +34,6 @@ type Manager struct {
 	lockTimeout time.Duration
 	// Progress draws long copies; NoProgress by default.
 	Progress storage.Progress
-	// Running reports whether a guest is running: rollback refuses then
-	// unless forced. Until guests can be booted, none is.
-	Running func(ctx context.Context, g storage.Guest) (bool, error)
 	// Now is the clock (tests inject creation times through
 	// STRATA_TEST_NOW).
 	Now     func() time.Time
@@ -50,7 +45,6 @@ type Manager struct {
 // deleted.
 func New(st *store.Store, lockTimeout time.Duration) *Manager {
 	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
-	m.Running = func(context.Context, storage.Guest) (bool, error) { return false, nil }
 	st.AddVolumeUser(volumeUser)
 	st.AddGuestUser(guestUser)
 	st.AddPoolUser(goldenPoolUser)
@@ -195,10 +189,11 @@ type CreateOptions struct {
 	also []string
 	// replaced lists the volumes (by ID) whose live image a rollback
 	// replaces right after this pre-rollback point: a full-copy point of
-	// one is a hard link to the live image (O(1)), since the rollback
-	// renames a new image over the live name and leaves the old one to
-	// the point alone.
+	// one is the live image itself, moved into the point when the
+	// restored image takes its name (DiskPoint.Moved).
 	replaced map[string]bool
+	// onReady runs inside the transaction that records the point ready.
+	onReady func(tx *catalog.Tx, p Point) error
 }
 
 // Create takes a restore point of a target.
@@ -303,6 +298,11 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		pre := o.PreID
 		p.PreID = &pre
 	}
+	// A point of a disk a guest is writing would be torn (live points
+	// come with the boot drivers); qemu-img would refuse a qcow2 one.
+	if err := m.checkNotInUse(ctx, vols); err != nil {
+		return Point{}, err
+	}
 	methods := map[string]bool{}
 	for _, v := range vols {
 		name, err := m.chooser.choose(v, o.Method)
@@ -362,9 +362,15 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		meth, _ := methodByName(p.Disks[i].Method)
 		take := meth.take
 		if fc, ok := meth.(fileCopy); ok && !fc.reflink && o.replaced[vols[i].ID] {
-			take = fc.link
+			take = fc.move
 		}
-		if err := take(ctx, vols[i], &p.Disks[i], m.Progress); err != nil {
+		err := ctx.Err()
+		if err != nil {
+			err = interrupted(err)
+		} else {
+			err = take(ctx, vols[i], &p.Disks[i], m.Progress)
+		}
+		if err != nil {
 			if uerr := m.undoCreate(context.WithoutCancel(ctx), p); uerr != nil {
 				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
 			}
@@ -374,7 +380,14 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	p.State = stateReady
 	p.Bytes = sumBytes(p.Disks)
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putPoint(tx, p) }); err != nil {
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if o.onReady != nil {
+			if err := o.onReady(tx, p); err != nil {
+				return err
+			}
+		}
+		return putPoint(tx, p)
+	}); err != nil {
 		return Point{}, err
 	}
 	log.Info().Str("target", t.String()).Int("point", p.ID).Str("method", p.Method).Str("kind", p.Kind).Msg("restore point created")
@@ -565,247 +578,6 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 	return nil
 }
 
-// journalEntry records a rollback under way.
-type journalEntry struct {
-	Op      string    `json:"op"` // "rollback"
-	To      int       `json:"to"`
-	Pre     int       `json:"pre"` // the pre-rollback point
-	Started time.Time `json:"started"`
-}
-
-// RollbackResult says where a rollback went and how to undo it.
-type RollbackResult struct {
-	To          Point `json:"to"`
-	PreRollback Point `json:"pre_rollback"`
-}
-
-// Rollback returns a target to a restore point — any point, not only the
-// newest. The current state is first saved as a pre-rollback point, every
-// other point survives, and a guest's definition is restored with its
-// disks. A running guest is refused unless force.
-func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string, force bool) (RollbackResult, error) {
-	var res RollbackResult
-	err := m.withTarget(ctx, r, func(t Target) error {
-		to, err := m.point(t, ref)
-		if err != nil {
-			return err
-		}
-		var guest *storage.Guest
-		var also []string
-		var fileOverQcow2 []storage.Volume // file points put back over a qcow2 image
-		space := map[string]string{}       // copy point data → the directory it is restored in
-		err = m.st.Catalog.View(func(tx *catalog.Tx) error {
-			for _, d := range to.Disks {
-				v, err := tx.VolumeByID(d.VolumeID)
-				if err == nil && d.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
-					fileOverQcow2 = append(fileOverQcow2, v)
-				}
-				if err == nil && d.Method == MethodCopy {
-					space[d.Ref] = filepath.Dir(v.Path)
-				}
-				if err != nil {
-					return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
-				}
-				also = append(also, v.ID)
-				// Overlays read the volume's blocks: rolling it back
-				// under them would silently change what they hold.
-				deps, err := tx.Dependants(v.Path)
-				if err != nil {
-					return err
-				}
-				if len(deps) > 0 {
-					return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
-				}
-				if t.Kind == "guest" {
-					users, err := tx.GuestsUsing(v.ID)
-					if err != nil {
-						return err
-					}
-					for _, u := range users {
-						if u != t.Name {
-							return storage.Errorf(storage.ErrInUse, "restore point %d of %s includes volume %q, which is now a disk of guest %q: rolling it back would overwrite that guest's disk; remove it from %q first", to.ID, t, v.Name, u, u)
-						}
-					}
-				}
-			}
-			if to.Guest != nil {
-				// What the guest record will become must fit the catalog
-				// as it is now: checked before any disk is touched.
-				if _, err := restoredGuest(tx, to); err != nil {
-					return err
-				}
-			}
-			if t.Kind == "guest" {
-				g, err := tx.GuestByID(t.Key[2:])
-				guest = &g
-				return err
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, v := range fileOverQcow2 {
-			names, err := qcow2Snapshots(ctx, v.Path)
-			if err != nil {
-				return err
-			}
-			if len(names) > 0 {
-				return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s holds qcow2 volume %q as a copy of its image: putting it back would discard the %d internal snapshots the image holds now (other restore points); delete those points first, or roll back to another point", to.ID, t, v.Name, len(names))
-			}
-		}
-		// A full copy is restored by copying the point back: refuse now,
-		// not halfway, if it cannot fit.
-		for ref, dir := range space {
-			if err := checkSpace(ref, dir); err != nil {
-				return err
-			}
-		}
-		if guest != nil && !force {
-			running, err := m.Running(ctx, *guest)
-			if err != nil {
-				return err
-			}
-			if running {
-				return storage.Errorf(storage.ErrPrecondition, "guest %q is running: shut it down first, or add --force to roll back under it", guest.Name)
-			}
-		}
-		// Disks the rollback replaces with a full copy keep their current
-		// image as the pre-rollback point's, by a hard link: one copy
-		// instead of two (the live image is renamed away, in effect).
-		replaced := map[string]bool{}
-		for _, d := range to.Disks {
-			if d.Method == MethodCopy {
-				replaced[d.VolumeID] = true
-			}
-		}
-		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also},
-			func(tx *catalog.Tx, p Point) error {
-				return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
-			})
-		if err != nil {
-			// create undid its point; the journal entry made with it goes too.
-			_ = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
-			return err
-		}
-		crashpoint("rollback:pre-point")
-		if err := m.completeRollback(ctx, t, to, pre); err != nil {
-			return err
-		}
-		res = RollbackResult{To: to, PreRollback: pre}
-		log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msg("rolled back; undo with a rollback to the pre-rollback point")
-		return nil
-	})
-	return res, err
-}
-
-// completeRollback finishes a rollback to to; if a disk cannot be
-// restored, it puts the disks it had already replaced back as the
-// pre-rollback point has them, so a guest's disks roll back all or none.
-func (m *Manager) completeRollback(ctx context.Context, t Target, to, pre Point) error {
-	done, err := m.finishRollback(ctx, t, to)
-	if err == nil {
-		return nil
-	}
-	ctx = context.WithoutCancel(ctx)
-	// Put back what was replaced, and end the sharing of an image the
-	// pre-rollback point took by a hard link (see fileCopy.link) where the
-	// rollback did not get to replace it: a copy over the live name.
-	var undo []DiskPoint
-	for _, d := range pre.Disks {
-		if done[d.VolumeID] || sharesImage(m, d) {
-			undo = append(undo, d)
-		}
-	}
-	if uerr := m.restoreDisks(ctx, Point{ID: pre.ID, Disks: undo}, nil); uerr != nil {
-		return fmt.Errorf("%w; putting the disks back as they were also failed: %v (run strata doctor --repair)", err, uerr)
-	}
-	if jerr := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) }); jerr != nil {
-		return fmt.Errorf("%w; the disks are back as they were, but the journal could not be closed: %v", err, jerr)
-	}
-	return fmt.Errorf("%w; nothing was rolled back: every disk is as it was (also kept as restore point %d)", err, pre.ID)
-}
-
-// sharesImage tells whether a point's file is the live image itself.
-func sharesImage(m *Manager, d DiskPoint) bool {
-	if d.Method != MethodCopy {
-		return false
-	}
-	var v storage.Volume
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err }); err != nil {
-		return false
-	}
-	a, errA := os.Stat(v.Path)
-	b, errB := os.Stat(d.Ref)
-	return errA == nil && errB == nil && os.SameFile(a, b)
-}
-
-// restoreDisks puts every disk of p back to p's state, noting in done
-// (if not nil) the volumes it has replaced.
-func (m *Manager) restoreDisks(ctx context.Context, p Point, done map[string]bool) error {
-	for i, d := range p.Disks {
-		var v storage.Volume
-		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err }); err != nil {
-			return err
-		}
-		meth, err := methodByName(d.Method)
-		if err != nil {
-			return err
-		}
-		if err := meth.restore(ctx, v, d, m.Progress); err != nil {
-			return fmt.Errorf("roll back volume %q to restore point %d: %w", v.Name, p.ID, err)
-		}
-		if done != nil {
-			done[d.VolumeID] = true
-		}
-		crashpoint(fmt.Sprintf("rollback:disk-%d", i+1))
-	}
-	return nil
-}
-
-// finishRollback restores every disk of to, then the guest record, and
-// closes the journal. Each step can be repeated, so recovery repeats it.
-func (m *Manager) finishRollback(ctx context.Context, t Target, to Point) (map[string]bool, error) {
-	done := map[string]bool{}
-	if err := m.restoreDisks(ctx, to, done); err != nil {
-		return done, err
-	}
-	return done, m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		if to.Guest != nil {
-			g, err := restoredGuest(tx, to)
-			if err != nil {
-				return err
-			}
-			if err := tx.PutGuest(g); err != nil {
-				return err
-			}
-		}
-		return tx.Delete(bJournal, t.Key)
-	})
-}
-
-// restoredGuest is the guest record a rollback to p writes: p's
-// definition, checked against the catalog as it is now and under the name
-// the guest has now (renames are not undone by a rollback), with the disks
-// and volumes it names. A definition that no longer fits (a volume gone, a
-// MAC or a disk another guest has taken since) is refused.
-func restoredGuest(tx *catalog.Tx, p Point) (storage.Guest, error) {
-	g, err := tx.GuestByID(p.Guest.ID)
-	if err != nil {
-		return g, err
-	}
-	if p.Guest.Definition == "" { // a guest recorded as a list of disks only
-		g.Disks, g.Uses, g.Definition = p.Guest.Disks, p.Guest.Uses, ""
-		return g, nil
-	}
-	def, ids, uses, err := registry.Recheck(tx, g, p.Guest.Definition)
-	if err != nil {
-		return g, fmt.Errorf("restore point %d of guest %q cannot bring its definition back: %w", p.ID, g.Name, err)
-	}
-	g.Disks, g.Uses, g.Definition = ids, uses, def
-	return g, nil
-}
-
 // recoverTarget finishes or undoes what a dead process left on t; the
 // caller holds t's lock, so nobody else is working on it.
 func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
@@ -822,6 +594,18 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 		return err
 	}
 	for _, p := range pending {
+		// A qemu-img that outlived its strata may still be changing the
+		// image: let it finish before deciding anything.
+		for _, d := range p.Disks {
+			if d.Method != MethodQcow2 {
+				continue
+			}
+			if v, err := m.volumeByID(d.VolumeID); err == nil {
+				if err := m.st.InUse.Wait(ctx, fmt.Sprintf("volume %q", v.Name), v.Path, m.lockTimeout); err != nil {
+					return err
+				}
+			}
+		}
 		switch p.State {
 		case stateCreating:
 			log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
@@ -838,25 +622,7 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 	if !hasJournal {
 		return nil
 	}
-	var pre, to Point
-	var preOK, toOK bool
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
-		if pre, preOK, err = pointByNumber(tx, t.Key, j.Pre); err != nil {
-			return err
-		}
-		to, toOK, err = pointByNumber(tx, t.Key, j.To)
-		return err
-	}); err != nil {
-		return err
-	}
-	if !preOK || pre.State != stateReady || !toOK {
-		// The pre-rollback point was never completed: nothing was rolled
-		// back, and its remains were undone above.
-		log.Warn().Str("target", t.String()).Int("to", j.To).Msg("an interrupted rollback had not started: nothing to finish")
-		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
-	}
-	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing an interrupted rollback")
-	return m.completeRollback(ctx, t, to, pre)
+	return m.recoverRollback(ctx, t, j)
 }
 
 // volumeUser refuses to delete a volume that restore points hold.

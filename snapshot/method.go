@@ -27,6 +27,9 @@ const (
 	methodMixed    = "mixed"
 	pointsDir      = ".strata-points"
 	rollbackSuffix = ".strata-rollback"
+	// applyingSuffix: a qcow2 image moved away from its live name while
+	// qemu-img applies one of its snapshots (see qcow2Internal.restore).
+	applyingSuffix = ".strata-applying"
 )
 
 // A method captures, restores and removes one disk's state.
@@ -35,11 +38,25 @@ type method interface {
 	// written, so an interrupted take can be cleaned up).
 	plan(v storage.Volume, uid string) DiskPoint
 	take(ctx context.Context, v storage.Volume, dp *DiskPoint, prog storage.Progress) error
-	restore(ctx context.Context, v storage.Volume, dp DiskPoint, prog storage.Progress) error
+	// restore puts the point's state back under the live name; run again
+	// after an interruption, it finishes what it had begun.
+	restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error
 	// remove deletes the point's data; absent data is not an error.
 	remove(ctx context.Context, v storage.Volume, dp DiskPoint) error
 	// exists tells whether the point's data is there.
 	exists(ctx context.Context, v storage.Volume, dp DiskPoint) (bool, error)
+}
+
+// restoreStep is what a restore is told besides the point.
+type restoreStep struct {
+	prog storage.Progress
+	// record is told the state the restored image is in before it takes
+	// the live name (the journal keeps it, so that recovery can tell a
+	// guest's later writes from strata's own work).
+	record func(fingerprint) error
+	// moveTo: where the live image goes when the restored one takes its
+	// name (it becomes the pre-rollback point's; see DiskPoint.Moved).
+	moveTo string
 }
 
 func methodByName(name string) (method, error) {
@@ -136,11 +153,67 @@ func (qcow2Internal) plan(v storage.Volume, uid string) DiskPoint {
 }
 
 func (qcow2Internal) take(ctx context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
-	return run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-c", dp.Ref, v.Path)
+	return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", dp.Ref, v.Path)
 }
 
-func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint, _ storage.Progress) error {
-	return run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-a", dp.Ref, v.Path)
+// restore applies the internal snapshot with the image moved away from its
+// live name (IMAGE.strata-applying), then moves it back. qemu-img switches
+// the active table before it fixes reference counts and copied flags:
+// stopped midway (a power cut) it leaves an image in which a write would
+// go into clusters the other snapshots share. Moved away, such an image
+// cannot be opened by a guest started by hand before strata recovers; the
+// next restore finds it there, lets qemu-img repair it (check -r all) and
+// applies the snapshot again.
+func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error {
+	applying := v.Path + applyingSuffix
+	_, err := os.Lstat(applying)
+	resumed := err == nil
+	if resumed {
+		if _, err := os.Lstat(v.Path); err == nil {
+			return storage.Errorf(storage.ErrPrecondition, "volume %q has both an image %q and one being rolled back (%q): strata cannot tell which is the disk; move the one that is not aside, then run strata doctor --repair", v.Name, v.Path, applying)
+		}
+		if _, err := repairQcow2(ctx, applying); err != nil {
+			return err
+		}
+	} else {
+		if err := os.Rename(v.Path, applying); err != nil {
+			return fmt.Errorf("move the image of volume %q aside while it is rolled back: %w", v.Name, err)
+		}
+		if err := image.SyncPath(filepath.Dir(v.Path)); err != nil {
+			return err
+		}
+	}
+	crashpoint("rollback:qcow2-moved")
+	if err := run.Critical(ctx, "qemu-img", "snapshot", "-q", "-a", dp.Ref, applying); err != nil {
+		return err
+	}
+	crashpoint("rollback:qcow2-applied")
+	fp, _, err := fingerprintOf(applying)
+	if err != nil {
+		return err
+	}
+	if err := s.record(fp); err != nil {
+		return err
+	}
+	if err := os.Rename(applying, v.Path); err != nil {
+		return fmt.Errorf("move the image of volume %q back: %w", v.Name, err)
+	}
+	return image.SyncPath(filepath.Dir(v.Path))
+}
+
+// repairQcow2 runs qemu-img check on an image and, if it reports anything
+// but a clean image, repairs it (-r all: leaked clusters, and reference
+// counts or copied flags that a write would trust). repaired tells whether
+// it had to.
+func repairQcow2(ctx context.Context, path string) (repaired bool, err error) {
+	if run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-f", "qcow2", path) == nil {
+		return false, nil
+	}
+	log.Warn().Str("image", path).Msg("qemu-img check reports errors (an interrupted qemu-img left them): repairing them with qemu-img check -r all")
+	if err := run.Critical(ctx, "qemu-img", "check", "-q", "-r", "all", "-f", "qcow2", path); err != nil {
+		return true, fmt.Errorf("repair %q: %w", path, err)
+	}
+	return true, nil
 }
 
 func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, dp DiskPoint) error {
@@ -148,7 +221,7 @@ func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, dp DiskPoin
 	if err != nil || !ok {
 		return err
 	}
-	return run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-d", dp.Ref, v.Path)
+	return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", dp.Ref, v.Path)
 }
 
 func (qcow2Internal) exists(ctx context.Context, v storage.Volume, dp DiskPoint) (bool, error) {
@@ -210,24 +283,20 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, pro
 	return image.SyncPath(filepath.Dir(dp.Ref))
 }
 
-// link takes a point as a hard link to the live image: valid only when the
-// live name is replaced by a new image right after (a rollback), so that
-// the old image belongs to the point alone. Until then the two names share
-// one image; completeRollback either replaces the live name or puts a copy
-// back over it, which ends the sharing in both cases.
-func (m fileCopy) link(_ context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
+// move makes a point of the live image itself: recorded now (Moved, with
+// its size), moved to dp.Ref by the rollback that replaces the live image
+// (restoreStep.moveTo).
+func (m fileCopy) move(_ context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
 	if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
 		return err
 	}
-	if err := os.Link(v.Path, dp.Ref); err != nil {
-		return fmt.Errorf("link %q to %q: %w", v.Path, dp.Ref, err)
-	}
-	info, err := image.InspectAs(dp.Ref, v.Format)
+	info, err := image.InspectAs(v.Path, v.Format)
 	if err != nil {
 		return err
 	}
 	dp.Bytes = &info.AllocatedBytes
-	return image.SyncPath(filepath.Dir(dp.Ref))
+	dp.Moved = true
+	return nil
 }
 
 // materialise makes dst a copy of src: a reflink if asked and possible,
@@ -252,18 +321,50 @@ func (m fileCopy) materialise(ctx context.Context, src, dst string, prog storage
 // live image's owner, mode and extended attributes (a hypervisor running
 // as another user, or confined by an SELinux label, must still open it),
 // and renames it over the live image.
-func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, prog storage.Progress) error {
+func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error {
 	tmp := v.Path + rollbackSuffix + "-" + newUID()
-	if err := m.materialise(ctx, dp.Ref, tmp, prog); err != nil {
-		return err
-	}
-	if err := keepIdentity(v.Path, tmp); err != nil {
+	if err := m.materialise(ctx, dp.Ref, tmp, s.prog); err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	// The image the new one replaces gives it its identity; it may already
+	// have been moved into its point by an interrupted run of this step.
+	like := v.Path
+	if _, err := os.Lstat(like); err != nil && s.moveTo != "" {
+		like = s.moveTo
+	}
+	if err := keepIdentity(like, tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	fp, _, err := fingerprintOf(tmp)
+	if err == nil {
+		err = s.record(fp)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if s.moveTo != "" {
+		// The live image becomes the pre-rollback point's, unless an
+		// interrupted run moved it already (then the live name holds
+		// nothing, or an image this step restored).
+		if _, err := os.Lstat(s.moveTo); errors.Is(err, os.ErrNotExist) {
+			if err := os.Rename(v.Path, s.moveTo); err != nil && !errors.Is(err, os.ErrNotExist) {
+				os.Remove(tmp)
+				return fmt.Errorf("move the image of volume %q into its pre-rollback point: %w", v.Name, err)
+			}
+			crashpoint("rollback:copy-moved")
+		}
 	}
 	if err := os.Rename(tmp, v.Path); err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if s.moveTo != "" {
+		if err := image.SyncPath(filepath.Dir(s.moveTo)); err != nil {
+			return err
+		}
 	}
 	return image.SyncPath(filepath.Dir(v.Path))
 }

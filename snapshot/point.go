@@ -58,6 +58,11 @@ type DiskPoint struct {
 	// the path of the reflinked/copied image.
 	Ref   string `json:"ref"`
 	Bytes *int64 `json:"bytes"`
+	// Moved: the point is the live image itself, moved to Ref by the
+	// rollback that replaced it (a pre-rollback point of a full-copy
+	// disk: one copy instead of two). Until that rollback moves it, Ref
+	// does not exist and the live image is the point's state.
+	Moved bool `json:"moved,omitempty"`
 }
 
 // key is the catalog key of a point: ordered by target, then number.

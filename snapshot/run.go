@@ -73,7 +73,7 @@ func (m *Manager) Run(ctx context.Context, r TargetRef, description string, roll
 	res.Post = &post
 	if res.ExitCode != 0 && rollbackOnFailure {
 		log.Warn().Int("exit_code", res.ExitCode).Int("pre", res.Pre.ID).Msg("the command failed: rolling back to the pre point")
-		if _, err := m.Rollback(ctx, r, fmt.Sprint(res.Pre.ID), false); err != nil {
+		if _, err := m.Rollback(ctx, r, fmt.Sprint(res.Pre.ID)); err != nil {
 			return res, err
 		}
 		res.RolledBack = true

@@ -171,9 +171,9 @@ func snapshotCommand() *cli.Command {
 			},
 			{
 				Name: "rollback", Usage: "return to any restore point; the current state is kept as a pre-rollback point", ArgsUsage: "GUEST POINT",
-				Flags: []cli.Flag{volumeFlag, &cli.BoolFlag{Name: "force", Usage: "roll back even if the guest is running"}},
+				Flags: []cli.Flag{volumeFlag},
 				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
-					res, err := m.Rollback(c.Context, t, point, c.Bool("force"))
+					res, err := m.Rollback(c.Context, t, point)
 					if err != nil {
 						return err
 					}

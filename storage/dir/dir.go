@@ -150,7 +150,7 @@ func (Driver) Resize(ctx context.Context, path string, f storage.Format, size in
 		if shrink {
 			argv = append(argv, "--shrink")
 		}
-		return run.Run(ctx, nil, nil, append(argv, path, fmt.Sprint(size))...)
+		return run.Critical(ctx, append(argv, path, fmt.Sprint(size))...)
 	}
 	return storage.Errorf(storage.ErrNotSupported, "cannot resize volumes of format %q", f)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/strata-vm/strata/storage"
 )
@@ -78,6 +79,20 @@ func Output(ctx context.Context, argv ...string) ([]byte, error) {
 
 // Run runs argv with stdin and stdout as given (nil: none / discarded).
 func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string) error {
+	return start(ctx, stdin, stdout, false, argv)
+}
+
+// Critical runs a tool that changes an image in place (qemu-img snapshot
+// -c/-a/-d, resize, check -r): killed midway it leaves the image half
+// changed, so nothing strata receives stops it. A cancelled context does
+// not kill it, and it runs in a process group of its own, so the SIGINT a
+// terminal's Ctrl-C sends to strata's group does not reach it. The caller
+// looks at ctx afterwards and finishes or undoes its operation.
+func Critical(ctx context.Context, argv ...string) error {
+	return start(context.WithoutCancel(ctx), nil, nil, true, argv)
+}
+
+func start(ctx context.Context, stdin io.Reader, stdout io.Writer, detach bool, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("run: empty command")
 	}
@@ -87,6 +102,9 @@ func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string)
 	}
 	cmd := exec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
+	if detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if stdout != nil {

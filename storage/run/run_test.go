@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/run"
@@ -37,5 +38,26 @@ func TestMissingToolNamesPackage(t *testing.T) {
 	err := run.Run(context.Background(), nil, nil, "qemu-img", "info", "x")
 	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "apt-get install qemu-utils") {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestCriticalIsNotStoppedByCancelOrTerminalSignal(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- run.Critical(ctx, "sh", "-c", "sleep 0.4; test $$ = $(ps -o pgid= -p $$ | tr -d ' ')") }()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("a critical tool was stopped, or does not lead its own process group: %v", err)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("returned after %s: the tool did not run to its end", d)
+	}
+	// The same with Run is killed at once.
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	if err := run.Run(ctx, nil, nil, "sleep", "5"); err == nil {
+		t.Error("Run was not stopped by its context")
 	}
 }

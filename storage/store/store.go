@@ -21,12 +21,17 @@ import (
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/media"
 )
 
 // Store is an open state home.
 type Store struct {
-	Catalog     *catalog.Catalog
+	Catalog *catalog.Catalog
+	// InUse tells who holds an image: every operation that writes,
+	// replaces, truncates or removes one asks it first. Guest drivers add
+	// their sources to it.
+	InUse       *inuse.Checker
 	lockTimeout time.Duration
 	drivers     map[string]storage.Driver
 	volumeUsers []func(tx *catalog.Tx, v storage.Volume) error
@@ -40,7 +45,7 @@ func Open(home string, lockTimeout time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Catalog: c, lockTimeout: lockTimeout, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}, nil
+	return &Store{Catalog: c, InUse: inuse.Default(), lockTimeout: lockTimeout, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}, nil
 }
 
 // Driver returns the driver serving pool p.
@@ -425,6 +430,9 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 	if size == vi.VirtualSize {
 		return vi, nil
 	}
+	if err := s.InUse.Check(ctx, fmt.Sprintf("volume %q", name), vi.Path); err != nil {
+		return vi, err
+	}
 	if size < vi.VirtualSize {
 		if !shrink {
 			return vi, storage.Errorf(storage.ErrInvalid, "volume %q is %d bytes and %d would shrink it, losing data at its end: add --shrink if that is what you want", name, vi.VirtualSize, size)
@@ -478,6 +486,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 		return err
 	}
 	defer unlock()
+	// Even a volume whose image is kept: a guest running on it would go on
+	// writing a disk that strata no longer knows.
+	if err := s.InUse.Check(ctx, fmt.Sprintf("volume %q", name), v.Path); err != nil {
+		return err
+	}
 	err = s.Catalog.Update(func(tx *catalog.Tx) (err error) {
 		v, err = s.removeVolume(tx, name, purge)
 		return err

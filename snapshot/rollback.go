@@ -1,0 +1,572 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/hvm/registry"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/image"
+)
+
+// journalEntry records a rollback under way. Its direction is what
+// recovery does: finish the rollback, or (Undo) put every disk back as the
+// pre-rollback point has it. A rollback that failed or was interrupted is
+// marked Undo before anything is put back, so no later command ever
+// applies a rollback strata reported as failed.
+type journalEntry struct {
+	Op      string    `json:"op"` // "rollback"
+	To      int       `json:"to"`
+	Pre     int       `json:"pre"` // the pre-rollback point
+	Started time.Time `json:"started"`
+	Undo    bool      `json:"undo,omitempty"`
+	// The states of each disk's image (by volume ID) that strata itself
+	// produced: Before, when the pre-rollback point was complete; After,
+	// restored to To; Undone, put back to Pre. An image found in any
+	// other state was written by someone else since the interruption (a
+	// guest started by hand): recovery keeps it as a point first.
+	Before map[string]fingerprint `json:"before,omitempty"`
+	After  map[string]fingerprint `json:"after,omitempty"`
+	Undone map[string]fingerprint `json:"undone,omitempty"`
+}
+
+// fingerprint tells whether an image changed: a rename keeps all three, a
+// write changes the modification time, a replacement the inode.
+type fingerprint struct {
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	Mtime int64  `json:"mtime_ns"`
+}
+
+// fingerprintOf reads the state of the image at path without following a
+// symlink; ok is false when there is none.
+func fingerprintOf(path string) (fp fingerprint, ok bool, err error) {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fp, false, nil
+	}
+	if err != nil {
+		return fp, false, err
+	}
+	fp = fingerprint{Size: st.Size(), Mtime: st.ModTime().UnixNano()}
+	if sys, isUnix := st.Sys().(*syscall.Stat_t); isUnix {
+		fp.Ino = sys.Ino
+	}
+	return fp, true, nil
+}
+
+// RollbackResult says where a rollback went and how to undo it.
+type RollbackResult struct {
+	To          Point `json:"to"`
+	PreRollback Point `json:"pre_rollback"`
+}
+
+// Rollback returns a target to a restore point — any point, not only the
+// newest. The current state is first saved as a pre-rollback point, every
+// other point survives, and a guest's definition is restored with its
+// disks. A disk in use (a running guest, a tool holding it) is refused.
+func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (RollbackResult, error) {
+	var res RollbackResult
+	err := m.withTarget(ctx, r, func(t Target) error {
+		to, err := m.point(t, ref)
+		if err != nil {
+			return err
+		}
+		var also []string
+		var touched []storage.Volume       // every disk the rollback writes
+		var fileOverQcow2 []storage.Volume // file points put back over a qcow2 image
+		space := map[string]string{}       // copy point data → the directory it is restored in
+		err = m.st.Catalog.View(func(tx *catalog.Tx) error {
+			cur, _, err := volumesOf(tx, t)
+			if err != nil {
+				return err
+			}
+			touched = append(touched, cur...)
+			for _, d := range to.Disks {
+				v, err := tx.VolumeByID(d.VolumeID)
+				if err != nil {
+					return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
+				}
+				if d.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
+					fileOverQcow2 = append(fileOverQcow2, v)
+				}
+				if d.Method == MethodCopy {
+					space[d.Ref] = filepath.Dir(v.Path)
+				}
+				also = append(also, v.ID)
+				touched = append(touched, v)
+				// Overlays read the volume's blocks: rolling it back
+				// under them would silently change what they hold.
+				deps, err := tx.Dependants(v.Path)
+				if err != nil {
+					return err
+				}
+				if len(deps) > 0 {
+					return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
+				}
+				if t.Kind == "guest" {
+					users, err := tx.GuestsUsing(v.ID)
+					if err != nil {
+						return err
+					}
+					for _, u := range users {
+						if u != t.Name {
+							return storage.Errorf(storage.ErrInUse, "restore point %d of %s includes volume %q, which is now a disk of guest %q: rolling it back would overwrite that guest's disk; remove it from %q first", to.ID, t, v.Name, u, u)
+						}
+					}
+				}
+			}
+			if to.Guest != nil {
+				// What the guest record will become must fit the catalog
+				// as it is now: checked before any disk is touched.
+				if _, err := restoredGuest(tx, to); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := m.checkNotInUse(ctx, touched); err != nil {
+			return err
+		}
+		for _, v := range fileOverQcow2 {
+			names, err := qcow2Snapshots(ctx, v.Path)
+			if err != nil {
+				return err
+			}
+			if len(names) > 0 {
+				return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s holds qcow2 volume %q as a copy of its image: putting it back would discard the %d internal snapshots the image holds now (other restore points); delete those points first, or roll back to another point", to.ID, t, v.Name, len(names))
+			}
+		}
+		// A full copy is restored by copying the point back: refuse now,
+		// not halfway, if it cannot fit.
+		for ref, dir := range space {
+			if err := checkSpace(ref, dir); err != nil {
+				return err
+			}
+		}
+		// A disk the rollback replaces with a full copy keeps its current
+		// image as the pre-rollback point's: moved there when the restored
+		// copy takes its name (one copy instead of two, and never an image
+		// shared by the live name and a point).
+		replaced := map[string]bool{}
+		for _, d := range to.Disks {
+			if d.Method == MethodCopy {
+				replaced[d.VolumeID] = true
+			}
+		}
+		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also,
+			onReady: func(tx *catalog.Tx, p Point) error {
+				j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now(), Before: map[string]fingerprint{}}
+				for _, d := range p.Disks {
+					v, err := tx.VolumeByID(d.VolumeID)
+					if err != nil {
+						return err
+					}
+					if fp, ok, err := fingerprintOf(v.Path); err != nil {
+						return err
+					} else if ok {
+						j.Before[v.ID] = fp
+					}
+				}
+				return tx.Put(bJournal, t.Key, j)
+			}},
+			func(tx *catalog.Tx, p Point) error {
+				return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
+			})
+		if err != nil {
+			// create undid its point; the journal entry made with it goes too.
+			_ = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
+			return err
+		}
+		crashpoint("rollback:pre-point")
+		if err := m.completeRollback(ctx, t, to, pre); err != nil {
+			return err
+		}
+		res = RollbackResult{To: to, PreRollback: pre}
+		log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msg("rolled back; undo with a rollback to the pre-rollback point")
+		return nil
+	})
+	return res, err
+}
+
+// checkNotInUse refuses if anything holds the image of any of vols.
+func (m *Manager) checkNotInUse(ctx context.Context, vols []storage.Volume) error {
+	seen := map[string]bool{}
+	for _, v := range vols {
+		if seen[v.ID] {
+			continue
+		}
+		seen[v.ID] = true
+		if err := m.st.InUse.Check(ctx, fmt.Sprintf("volume %q", v.Name), v.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// completeRollback finishes a rollback to to; if that fails, or strata is
+// told to stop (a signal cancels ctx), it marks the journal for undoing
+// and puts every disk back as the pre-rollback point has it, so a guest's
+// disks roll back all or none.
+func (m *Manager) completeRollback(ctx context.Context, t Target, to, pre Point) error {
+	err := m.finishRollback(ctx, t, to, pre)
+	if err == nil {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	if jerr := m.updateJournal(t, func(j *journalEntry) { j.Undo = true }); jerr != nil {
+		return fmt.Errorf("%w; the journal could not be marked for undoing: %v (run strata doctor --repair)", err, jerr)
+	}
+	kept, uerr := m.undoRollback(ctx, t, pre)
+	if uerr != nil {
+		return fmt.Errorf("%w; putting the disks back as they were also failed: %v (strata doctor --repair finishes putting them back; it never applies this rollback)", err, uerr)
+	}
+	if kept {
+		return fmt.Errorf("%w; nothing was rolled back: every disk is as it was (also kept as restore point %d)", err, pre.ID)
+	}
+	return fmt.Errorf("%w; nothing was rolled back: every disk is as it was", err)
+}
+
+// interrupted is the error of an operation stopped by a signal (ctx's
+// error: context.Canceled, which main maps to its exit code).
+func interrupted(err error) error {
+	return fmt.Errorf("interrupted: %w", err)
+}
+
+func (m *Manager) journal(t Target) (journalEntry, bool, error) {
+	var j journalEntry
+	var ok bool
+	err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { ok, err = tx.Get(bJournal, t.Key, &j); return err })
+	return j, ok, err
+}
+
+func (m *Manager) updateJournal(t Target, fn func(j *journalEntry)) error {
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		var j journalEntry
+		ok, err := tx.Get(bJournal, t.Key, &j)
+		if err != nil || !ok {
+			return err
+		}
+		fn(&j)
+		return tx.Put(bJournal, t.Key, j)
+	})
+}
+
+func (m *Manager) volumeByID(id string) (storage.Volume, error) {
+	var v storage.Volume
+	err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(id); return err })
+	return v, err
+}
+
+func diskOf(p Point, volumeID string) (DiskPoint, bool) {
+	for _, d := range p.Disks {
+		if d.VolumeID == volumeID {
+			return d, true
+		}
+	}
+	return DiskPoint{}, false
+}
+
+// finishRollback restores every disk of to, then the guest record, and
+// closes the journal. A disk already restored (its image as strata left
+// it) is skipped, so recovery repeats it safely.
+func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) error {
+	j, _, err := m.journal(t)
+	if err != nil {
+		return err
+	}
+	for i, d := range to.Disks {
+		if err := ctx.Err(); err != nil {
+			return interrupted(err)
+		}
+		v, err := m.volumeByID(d.VolumeID)
+		if err != nil {
+			return err
+		}
+		if fp, ok, err := fingerprintOf(v.Path); err != nil {
+			return err
+		} else if after, done := j.After[v.ID]; ok && done && fp == after {
+			continue
+		}
+		if err := m.forward(ctx, t, to, pre, v, d); err != nil {
+			return err
+		}
+		crashpoint(fmt.Sprintf("rollback:disk-%d", i+1))
+	}
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if to.Guest != nil {
+			g, err := restoredGuest(tx, to)
+			if err != nil {
+				return err
+			}
+			if err := tx.PutGuest(g); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(bJournal, t.Key)
+	})
+}
+
+// forward restores one disk to point to, noting in the journal the state
+// it leaves the image in before the image takes the live name.
+func (m *Manager) forward(ctx context.Context, t Target, to, pre Point, v storage.Volume, d DiskPoint) error {
+	meth, err := methodByName(d.Method)
+	if err != nil {
+		return err
+	}
+	step := restoreStep{prog: m.Progress, record: m.recorder(t, v.ID, false)}
+	if pd, ok := diskOf(pre, v.ID); ok && pd.Moved {
+		step.moveTo = pd.Ref
+	}
+	if err := meth.restore(ctx, v, d, step); err != nil {
+		return fmt.Errorf("roll back volume %q to restore point %d: %w", v.Name, to.ID, err)
+	}
+	return nil
+}
+
+// back puts one disk back as the pre-rollback point pre has it. A disk
+// whose image the point took by moving it gets it back by a rename (O(1),
+// no space needed: a rollback that failed for lack of space can always be
+// undone); moved tells that the point no longer holds that disk.
+func (m *Manager) back(ctx context.Context, t Target, pre Point, v storage.Volume, d DiskPoint) (moved bool, err error) {
+	if d.Moved {
+		if _, err := os.Lstat(d.Ref); err == nil {
+			if err := os.Rename(d.Ref, v.Path); err != nil {
+				return true, fmt.Errorf("put the image of volume %q back: %w", v.Name, err)
+			}
+			return true, image.SyncPath(filepath.Dir(v.Path))
+		}
+		return true, nil
+	}
+	meth, err := methodByName(d.Method)
+	if err != nil {
+		return false, err
+	}
+	if err := meth.restore(ctx, v, d, restoreStep{prog: m.Progress, record: m.recorder(t, v.ID, true)}); err != nil {
+		return false, fmt.Errorf("put volume %q back as restore point %d has it: %w", v.Name, pre.ID, err)
+	}
+	return false, nil
+}
+
+// recorder notes in t's journal the state a restore step leaves a
+// volume's image in (After when rolling forward, Undone when undoing).
+func (m *Manager) recorder(t Target, volumeID string, undo bool) func(fingerprint) error {
+	return func(fp fingerprint) error {
+		return m.updateJournal(t, func(j *journalEntry) {
+			at := &j.After
+			if undo {
+				at = &j.Undone
+			}
+			if *at == nil {
+				*at = map[string]fingerprint{}
+			}
+			(*at)[volumeID] = fp
+		})
+	}
+}
+
+// undoRollback puts every disk back as the pre-rollback point has it and
+// closes the journal. If the point held a disk by its moved image, that
+// image is the live one again and the point, no longer whole, is deleted:
+// kept is false.
+func (m *Manager) undoRollback(ctx context.Context, t Target, pre Point) (kept bool, err error) {
+	j, _, err := m.journal(t)
+	if err != nil {
+		return false, err
+	}
+	kept = true
+	for i, d := range pre.Disks {
+		v, err := m.volumeByID(d.VolumeID)
+		if err != nil {
+			return false, err
+		}
+		if !d.Moved {
+			fp, ok, err := fingerprintOf(v.Path)
+			if err != nil {
+				return false, err
+			}
+			if ok && (fp == j.Before[v.ID] || fp == j.Undone[v.ID]) {
+				continue // never touched, or already put back
+			}
+		}
+		moved, err := m.back(ctx, t, pre, v, d)
+		if err != nil {
+			return false, err
+		}
+		kept = kept && !moved
+		crashpoint(fmt.Sprintf("undo:disk-%d", i+1))
+	}
+	if !kept {
+		if err := m.removeData(ctx, pre); err != nil {
+			return false, err
+		}
+	}
+	return kept, m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if !kept {
+			if err := deletePoint(tx, t.Key, pre.ID); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(bJournal, t.Key)
+	})
+}
+
+// restoredGuest is the guest record a rollback to p writes: p's
+// definition, checked against the catalog as it is now and under the name
+// the guest has now (renames are not undone by a rollback), with the disks
+// and volumes it names. A definition that no longer fits (a volume gone, a
+// MAC or a disk another guest has taken since) is refused.
+func restoredGuest(tx *catalog.Tx, p Point) (storage.Guest, error) {
+	g, err := tx.GuestByID(p.Guest.ID)
+	if err != nil {
+		return g, err
+	}
+	if p.Guest.Definition == "" { // a guest recorded as a list of disks only
+		g.Disks, g.Uses, g.Definition = p.Guest.Disks, p.Guest.Uses, ""
+		return g, nil
+	}
+	def, ids, uses, err := registry.Recheck(tx, g, p.Guest.Definition)
+	if err != nil {
+		return g, fmt.Errorf("restore point %d of guest %q cannot bring its definition back: %w", p.ID, g.Name, err)
+	}
+	g.Disks, g.Uses, g.Definition = ids, uses, def
+	return g, nil
+}
+
+// recoverRollback continues the rollback a dead process journaled on t,
+// in the journal's direction. Before it decides anything it waits (up to
+// the lock timeout) for every process still holding one of the disks (a
+// qemu-img that outlived strata), and if a disk was written since the
+// interruption by anyone but strata, it keeps the disks as they are now as
+// a restore point first: recovery never discards a guest's writes.
+func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry) error {
+	var pre, to Point
+	var preOK, toOK bool
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if pre, preOK, err = pointByNumber(tx, t.Key, j.Pre); err != nil {
+			return err
+		}
+		to, toOK, err = pointByNumber(tx, t.Key, j.To)
+		return err
+	}); err != nil {
+		return err
+	}
+	if !preOK || pre.State != stateReady || !toOK {
+		// The pre-rollback point was never completed: nothing was rolled
+		// back, and its remains were undone already.
+		log.Warn().Str("target", t.String()).Int("to", j.To).Msg("an interrupted rollback had not started: nothing to finish")
+		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
+	}
+	disks := map[string]storage.Volume{}
+	for _, p := range []Point{to, pre} {
+		for _, d := range p.Disks {
+			v, err := m.volumeByID(d.VolumeID)
+			if err != nil {
+				return err
+			}
+			disks[v.ID] = v
+		}
+	}
+	for _, v := range disks {
+		for _, p := range []string{v.Path, v.Path + applyingSuffix} {
+			if err := m.st.InUse.Wait(ctx, fmt.Sprintf("volume %q", v.Name), p, m.lockTimeout); err != nil {
+				return err
+			}
+		}
+	}
+	changed, err := changedSince(j, disks)
+	if err != nil {
+		return err
+	}
+	if len(changed) > 0 {
+		// Disks strata left half-way (moved away, being applied) are
+		// settled first in the journal's direction: no guest can have
+		// used them. Then the state found is kept, before anything else.
+		if err := m.settle(ctx, t, j, to, pre, disks); err != nil {
+			return err
+		}
+		kept, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, also: keys(disks),
+			Description: fmt.Sprintf("found when recovering the interrupted rollback to %d: %s changed since", j.To, storage.QuoteList(changed))}, nil)
+		if err != nil {
+			return fmt.Errorf("keep the disks as they are now before finishing the interrupted rollback (%s changed since): %w", storage.QuoteList(changed), err)
+		}
+		log.Warn().Str("target", t.String()).Strs("changed", changed).Int("kept_as", kept.ID).Msg("disks changed after an interrupted rollback (a guest ran?): their state is kept as a restore point before the rollback is finished")
+	}
+	if j.Undo {
+		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing the undo of a rollback that failed or was interrupted: the disks go back as they were")
+		_, err := m.undoRollback(ctx, t, pre)
+		return err
+	}
+	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing an interrupted rollback")
+	return m.completeRollback(ctx, t, to, pre)
+}
+
+// changedSince names the disks whose image is in a state strata did not
+// produce during the journaled rollback. A disk with no image under its
+// name (moved away mid-step) cannot have been written.
+func changedSince(j journalEntry, disks map[string]storage.Volume) ([]string, error) {
+	var out []string
+	for id, v := range disks {
+		fp, ok, err := fingerprintOf(v.Path)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		b, inB := j.Before[id]
+		a, inA := j.After[id]
+		u, inU := j.Undone[id]
+		if (inB && fp == b) || (inA && fp == a) || (inU && fp == u) {
+			continue
+		}
+		out = append(out, v.Name)
+	}
+	return out, nil
+}
+
+// settle finishes, in the journal's direction, the step of every disk
+// that has no image under its live name (a qcow2 image moved away while
+// qemu-img applied a snapshot, a full-copy disk moved into its
+// pre-rollback point), so that every disk has an image again.
+func (m *Manager) settle(ctx context.Context, t Target, j journalEntry, to, pre Point, disks map[string]storage.Volume) error {
+	for id, v := range disks {
+		if _, ok, err := fingerprintOf(v.Path); err != nil || ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if j.Undo {
+			if d, ok := diskOf(pre, id); ok {
+				if _, err := m.back(ctx, t, pre, v, d); err != nil {
+					return err
+				}
+			}
+		} else if d, ok := diskOf(to, id); ok {
+			if err := m.forward(ctx, t, to, pre, v, d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func keys(m map[string]storage.Volume) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
