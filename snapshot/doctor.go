@@ -19,7 +19,7 @@ import (
 
 // Finding is one problem strata doctor found.
 type Finding struct {
-	Kind     string `json:"kind"` // interrupted-operation, orphan-file, orphan-snapshot, missing-file, missing-point-data, qcow2-check
+	Kind     string `json:"kind"` // interrupted-operation, orphan-file, orphan-snapshot, missing-file, missing-point-data, qcow2-check, in-use
 	Path     string `json:"path,omitempty"`
 	Target   string `json:"target,omitempty"`
 	Detail   string `json:"detail"`
@@ -288,6 +288,14 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		if _, err := os.Stat(v.Path); err != nil {
 			continue
 		}
+		if hs, err := m.st.InUse.Holders(ctx, v.Path); err != nil || len(hs) > 0 {
+			// A running guest's image: qemu-img cannot check it (its lock),
+			// nor may anything repair it under the guest.
+			if err == nil {
+				out = append(out, Finding{Kind: "in-use", Path: v.Path, Detail: "volume " + v.Name + " is in use (" + hs[0].String() + "): not checked"})
+			}
+			continue
+		}
 		names, err := qcow2Snapshots(ctx, v.Path)
 		if err != nil {
 			return out, err
@@ -296,7 +304,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			if strings.HasPrefix(n, "strata-") && !snaps[v.Path][n] {
 				f := Finding{Kind: "orphan-snapshot", Path: v.Path, Detail: "internal snapshot " + n + " of volume " + v.Name + " belongs to no restore point" + keep}
 				if repair && keep == "" {
-					f.Repaired = run.Run(ctx, nil, nil, "qemu-img", "snapshot", "-q", "-d", n, v.Path) == nil
+					f.Repaired = run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", n, v.Path) == nil
 				}
 				out = append(out, f)
 			}
@@ -304,7 +312,8 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		if err := run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-f", "qcow2", v.Path); err != nil {
 			f := Finding{Kind: "qcow2-check", Path: v.Path, Detail: "qemu-img check reports problems in volume " + v.Name + ": " + err.Error()}
 			if repair {
-				f.Repaired = run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-r", "leaks", "-f", "qcow2", v.Path) == nil
+				_, rerr := repairQcow2(ctx, v.Path)
+				f.Repaired = rerr == nil
 			}
 			out = append(out, f)
 		}

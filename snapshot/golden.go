@@ -397,7 +397,7 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 	}
 	g := goldenRecord{ID: dir.NewID(), Name: o.Name, Created: m.Now().Format(timeFormat), State: stateCreating}
 	err := m.withTarget(ctx, o.Source, func(t Target) error {
-		srcs, err := m.goldenSources(t, o.Point, &g)
+		srcs, err := m.goldenSources(ctx, t, o.Point, &g)
 		if err != nil {
 			return err
 		}
@@ -450,7 +450,7 @@ const timeFormat = "2006-01-02T15:04:05.999999999Z07:00"
 
 // goldenSources resolves what to freeze, and fills in g's kind, source
 // and definition. The caller holds t's lock.
-func (m *Manager) goldenSources(t Target, pointRef string, g *goldenRecord) ([]goldenSourceDisk, error) {
+func (m *Manager) goldenSources(ctx context.Context, t Target, pointRef string, g *goldenRecord) ([]goldenSourceDisk, error) {
 	g.Kind = t.Kind
 	g.Source = GoldenSource{Kind: t.Kind, Name: t.Name, ID: t.Key[2:]}
 	var srcs []goldenSourceDisk
@@ -462,6 +462,10 @@ func (m *Manager) goldenSources(t Target, pointRef string, g *goldenRecord) ([]g
 		}
 		if guest != nil {
 			g.Definition = guest.Definition
+		}
+		// A disk a guest is writing would be frozen torn.
+		if err := m.checkNotInUse(ctx, vols); err != nil {
+			return nil, err
 		}
 		for _, v := range vols {
 			srcs = append(srcs, goldenSourceDisk{vol: v, from: v.Path, format: v.Format})

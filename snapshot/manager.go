@@ -364,9 +364,9 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		if fc, ok := meth.(fileCopy); ok && !fc.reflink && o.replaced[vols[i].ID] {
 			take = fc.move
 		}
-		err := ctx.Err()
-		if err != nil {
-			err = interrupted(err)
+		var err error
+		if ctx.Err() != nil {
+			err = interrupted(ctx)
 		} else {
 			err = take(ctx, vols[i], &p.Disks[i], m.Progress)
 		}
@@ -563,6 +563,18 @@ func (m *Manager) Delete(ctx context.Context, r TargetRef, ref string) error {
 }
 
 func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
+	// An internal snapshot is removed from the live image: not under a
+	// running guest (qemu-img would meet its lock halfway through a prune).
+	for _, d := range p.Disks {
+		if d.Method != MethodQcow2 {
+			continue
+		}
+		if v, err := m.volumeByID(d.VolumeID); err == nil {
+			if err := m.st.InUse.Check(ctx, fmt.Sprintf("volume %q", v.Name), v.Path); err != nil {
+				return err
+			}
+		}
+	}
 	p.State = stateDeleting
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putPoint(tx, p) }); err != nil {
 		return err

@@ -238,10 +238,10 @@ func (m *Manager) completeRollback(ctx context.Context, t Target, to, pre Point)
 	return fmt.Errorf("%w; nothing was rolled back: every disk is as it was", err)
 }
 
-// interrupted is the error of an operation stopped by a signal (ctx's
-// error: context.Canceled, which main maps to its exit code).
-func interrupted(err error) error {
-	return fmt.Errorf("interrupted: %w", err)
+// interrupted is the error of an operation stopped by a signal: it wraps
+// context.Canceled (main maps it to its exit code) and says which signal.
+func interrupted(ctx context.Context) error {
+	return fmt.Errorf("interrupted (%v): %w", context.Cause(ctx), ctx.Err())
 }
 
 func (m *Manager) journal(t Target) (journalEntry, bool, error) {
@@ -287,8 +287,8 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 		return err
 	}
 	for i, d := range to.Disks {
-		if err := ctx.Err(); err != nil {
-			return interrupted(err)
+		if ctx.Err() != nil {
+			return interrupted(ctx)
 		}
 		v, err := m.volumeByID(d.VolumeID)
 		if err != nil {

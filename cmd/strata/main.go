@@ -40,6 +40,9 @@ const (
 	exitBusy         = 6
 	exitPrecondition = 7
 	exitNotSupported = 8
+	// exitInterrupted: a signal (Ctrl-C, SIGTERM) stopped the operation,
+	// which finished or undid what it had begun first.
+	exitInterrupted = 130
 )
 
 // exitWith ends strata with a given code and no message: snapshot run
@@ -69,6 +72,8 @@ func exitCode(err error) int {
 		return exitPrecondition
 	case errors.Is(err, storage.ErrNotSupported):
 		return exitNotSupported
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
 	}
 	var re *run.Error
 	if errors.As(err, &re) {
