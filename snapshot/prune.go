@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -288,10 +289,12 @@ func markEmptyPairs(ds []Decision) error {
 	return nil
 }
 
-// samePoints tells whether two points of one target hold the same bytes,
-// for file-based methods only.
+// samePoints tells whether two points of one target hold the same
+// definition and the same bytes, for file-based methods only. A pair whose
+// definition changed (memory, vcpus, disks) is not empty: its pre point
+// may be the only record of the old definition.
 func samePoints(a, b Point) (bool, error) {
-	if len(a.Disks) != len(b.Disks) {
+	if len(a.Disks) != len(b.Disks) || !sameGuest(a.Guest, b.Guest) {
 		return false, nil
 	}
 	for k := range a.Disks {
@@ -305,4 +308,13 @@ func samePoints(a, b Point) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// sameGuest tells whether two points recorded the same guest definition
+// and disks.
+func sameGuest(a, b *storage.Guest) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Definition == b.Definition && slices.Equal(a.Disks, b.Disks) && slices.Equal(a.Uses, b.Uses)
 }

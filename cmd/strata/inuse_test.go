@@ -1,0 +1,118 @@
+package main_test
+
+import (
+	"bufio"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runningQEMU starts a real QEMU (TCG, stopped before its first
+// instruction, as a guest started by hand from a rendered config would
+// hold its disks) with the given images as virtio disks, and waits until
+// it has opened them. It is killed when the test ends.
+func runningQEMU(t *testing.T, name string, disks ...disk) *exec.Cmd {
+	t.Helper()
+	args := []string{"-accel", "tcg", "-display", "none", "-nodefaults", "-S", "-name", name, "-qmp", "stdio"}
+	for _, d := range disks {
+		args = append(args, "-drive", "file="+d.path+",format="+d.format+",if=virtio")
+	}
+	cmd := exec.Command("qemu-system-x86_64", args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); stdin.Close() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || !strings.Contains(line, "QMP") {
+		t.Fatalf("qemu did not start: %q %v", line, err)
+	}
+	return cmd
+}
+
+// A guest started outside strata (a QEMU strata did not start) holds its
+// disks: every operation that would write, replace, truncate or remove
+// one is refused with the holder named, and nothing changes; once the
+// guest is gone, the same operations work.
+func TestDisksInUseAreNeverChanged(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	sys := newDisk(t, home, "sys", "raw", "")
+	data := newDisk(t, home, "data", "qcow2", "")
+	spare := newDisk(t, home, "spare", "raw", "")
+	ok(t, home, "guest", "define", "web", "--disk", "sys", "--disk", "data")
+	sys.write(t, 0x01)
+	data.write(t, 0x01)
+	ok(t, home, "snapshot", "create", "web")
+	ok(t, home, "golden", "create", "base", "--volume", "spare")
+	var clone volumeJSON
+	jsonOf(t, home, &clone, "clone", "base", "scratch")
+	jsonOf(t, home, &clone, "volume", "info", "scratch")
+	sys.write(t, 0x02)
+	data.write(t, 0x02)
+
+	q := runningQEMU(t, "guest=web", sys, data, spare, disk{clone.Path, "qcow2"})
+	before := snapshotState(t, home)
+	pointsBefore := ids(points(t, home, "web"))
+	for _, args := range [][]string{
+		{"snapshot", "rollback", "web", "1"},
+		{"snapshot", "create", "web"},
+		{"snapshot", "delete", "web", "1"},
+		{"volume", "resize", "sys", "--size", "64M"},
+		{"volume", "resize", "data", "--size", "64M"},
+		{"volume", "delete", "spare"},
+		{"golden", "create", "now", "--from", "web"},
+		{"volume", "flatten", "scratch"},
+	} {
+		r := fails(t, home, 5, []string{"in use by pid", "qemu-system", `guest "web"`, "shut the guest down"}, args...)
+		if strings.Contains(r.stderr, "-qmp") {
+			t.Errorf("%v: the error shows QEMU's command line (it may hold secrets): %s", args, r.stderr)
+		}
+	}
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("refused operations changed the state:\nbefore %s\nafter %s", before, after)
+	}
+	if got := ids(points(t, home, "web")); got != pointsBefore {
+		t.Errorf("points %s, want %s", got, pointsBefore)
+	}
+	_ = q.Process.Kill()
+	_ = q.Wait()
+	sys.expect(t, 0x02, "raw disk after the running guest")
+	data.expect(t, 0x02, "qcow2 disk after the running guest")
+	ok(t, home, "snapshot", "rollback", "web", "1")
+	sys.expect(t, 0x01, "rollback once the guest is gone")
+	data.expect(t, 0x01, "rollback once the guest is gone")
+	ok(t, home, "volume", "resize", "sys", "--size", "64M")
+	ok(t, home, "volume", "flatten", "scratch")
+}
+
+// A process that opened a raw image for writing without any lock (QEMU
+// with locking=off, dd) holds it too.
+func TestWriterWithoutLockHoldsAVolume(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := newDisk(t, home, "d", "raw", "")
+	ok(t, home, "snapshot", "create", "--volume", "d")
+	cmd := exec.Command("qemu-io", "-c", "write -P 7 0 1M", "-c", "sleep 10000", "--image-opts", "driver=file,filename="+d.path+",locking=off")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitFor(t, func() bool { return d.hasRange(t, 7, "0 1M") })
+	fails(t, home, 5, []string{"in use by pid", "qemu-io", "open for writing"}, "snapshot", "rollback", "--volume", "d", "1")
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("condition not met within 10 s")
+}
