@@ -1,0 +1,403 @@
+package main_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-vm/strata/storage/storagetest"
+)
+
+// slowQcow2 imports a qcow2 volume whose snapshot apply takes a fraction
+// of a second (512-byte clusters: qemu-img walks every cluster's
+// reference), long enough to act while it runs, holding pattern a in its
+// first 32 MiB, with point 1 taken there, and
+// pattern b written after it.
+func slowQcow2(t *testing.T, home string, a, b byte) disk {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "slow.qcow2")
+	storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", p, "64M")
+	d := disk{p, "qcow2"}
+	d.fill(t, a)
+	ok(t, home, "volume", "import", p, "--name", "slow")
+	ok(t, home, "snapshot", "create", "--volume", "slow")
+	d.fill(t, b)
+	return d
+}
+
+// fill writes pattern b over the first 32 MiB.
+func (d disk) fill(t *testing.T, b byte) {
+	t.Helper()
+	storagetest.Cmd(t, "qemu-io", "-f", d.format, "-c", fmt.Sprintf("write -P 0x%02x 0 32M", b), d.path)
+}
+
+// holds tells whether the first 32 MiB hold pattern b.
+func (d disk) holds(t *testing.T, b byte) bool {
+	t.Helper()
+	return d.hasRange(t, b, "0 32M")
+}
+
+// startStrata starts strata in the background.
+func startStrata(t *testing.T, home string, env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(strataBinary(t), append([]string{"--home", home}, args...)...)
+	cmd.Env = append(append(os.Environ(), "STRATA_LOCK_TIMEOUT=60s"), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, &stderr
+}
+
+// waitForTool waits until a process runs with all of words in its
+// command line, and returns its pid.
+func waitForTool(t *testing.T, words ...string) int {
+	t.Helper()
+	for i := 0; i < 400; i++ {
+		procs, _ := os.ReadDir("/proc")
+		for _, e := range procs {
+			raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if err != nil {
+				continue
+			}
+			args := strings.Split(string(raw), "\x00")
+			args[0] = filepath.Base(args[0])
+			all := true
+			for _, w := range words {
+				found := false
+				for _, a := range args {
+					if a == w {
+						found = true
+					}
+				}
+				all = all && found
+			}
+			if all {
+				var pid int
+				fmt.Sscan(e.Name(), &pid)
+				return pid
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no process %v appeared", words)
+	return 0
+}
+
+func exitCodeOf(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func qcow2Clean(t *testing.T, path string) {
+	t.Helper()
+	if out, err := exec.Command("qemu-img", "check", path).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img check %s: %v\n%.2000s", path, err, out)
+	}
+}
+
+// Ctrl-C or SIGTERM while qemu-img applies a snapshot to the first of a
+// guest's two disks: strata lets it finish (never kills a tool that is
+// changing an image), then undoes the rollback and says so; the images are
+// clean and every point restores its bytes.
+func TestSignalDuringQcow2ApplyLetsItFinishThenUndoes(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	var ds []disk
+	for _, name := range []string{"slow1", "slow2"} {
+		p := filepath.Join(t.TempDir(), name+".qcow2")
+		storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", p, "64M")
+		d := disk{p, "qcow2"}
+		d.fill(t, 0xa1)
+		ok(t, home, "volume", "import", p, "--name", name)
+		ds = append(ds, d)
+	}
+	ok(t, home, "guest", "define", "slow", "--disk", "slow1", "--disk", "slow2")
+	ok(t, home, "snapshot", "create", "slow")
+	for _, d := range ds {
+		d.fill(t, 0xb2)
+	}
+	cmd, stderr := startStrata(t, home, nil, "snapshot", "rollback", "slow", "1")
+	qimg := waitForTool(t, "qemu-img", "snapshot", "-a")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if code := exitCodeOf(err); code != 130 || !strings.Contains(stderr.String(), "nothing was rolled back") || !strings.Contains(stderr.String(), "interrupted") {
+		t.Fatalf("rollback stopped by SIGTERM: exit %d, want 130 and 'nothing was rolled back'\n%s", code, stderr)
+	}
+	if syscall.Kill(qimg, 0) == nil {
+		t.Errorf("qemu-img (pid %d) still runs after strata exited", qimg)
+	}
+	for _, d := range ds {
+		qcow2Clean(t, d.path)
+		if !d.holds(t, 0xb2) {
+			t.Errorf("%s is not as it was before the interrupted rollback", d.path)
+		}
+	}
+	if r := runIn(t, home, nil, "doctor"); r.code != 0 {
+		t.Errorf("doctor after the interrupted rollback: %s", r.stdout)
+	}
+	ok(t, home, "snapshot", "rollback", "slow", "1")
+	for _, d := range ds {
+		if !d.holds(t, 0xa1) {
+			t.Errorf("point 1 does not restore the bytes of %s", d.path)
+		}
+	}
+}
+
+// kill -9 of strata alone leaves qemu-img applying the snapshot: the next
+// strata (doctor --repair right away) waits for it, says so, and finishes
+// the rollback the journal records; every point restores its bytes.
+func TestRecoveryWaitsForAnOrphanedQemuImg(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := slowQcow2(t, home, 0xa1, 0xb2)
+	cmd, _ := startStrata(t, home, nil, "snapshot", "rollback", "--volume", "slow", "1")
+	qimg := waitForTool(t, "qemu-img", "snapshot", "-a")
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if syscall.Kill(qimg, 0) != nil {
+		t.Fatal("qemu-img died with strata: the test needs it to outlive strata")
+	}
+	r := runIn(t, home, nil, "doctor", "--repair")
+	if r.code != 0 || !strings.Contains(r.stderr, "waiting for") {
+		t.Errorf("doctor --repair with qemu-img still running: exit %d, want it to wait and say so\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	qcow2Clean(t, d.path)
+	if !d.holds(t, 0xa1) {
+		t.Error("the journaled rollback was not finished")
+	}
+	if got := ids(points(t, home, "--volume", "slow")); got != "1,2" {
+		t.Fatalf("points %s, want 1,2", got)
+	}
+	ok(t, home, "snapshot", "rollback", "--volume", "slow", "2")
+	if !d.holds(t, 0xb2) {
+		t.Error("the pre-rollback point does not restore the state before the rollback")
+	}
+}
+
+// A power cut mid-apply kills strata and qemu-img together, and the guest
+// is started by hand before any strata command runs: the half-applied
+// image must not take its writes (they would land in clusters other
+// points share); the next strata command repairs and finishes, and every
+// point restores its bytes.
+func TestPowerCutMidApplyKeepsEveryPoint(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := slowQcow2(t, home, 0xa1, 0xb2)
+	ok(t, home, "snapshot", "create", "--volume", "slow") // 2: b
+	d.fill(t, 0xc3)
+	var p1 pointJSON
+	jsonOf(t, home, &p1, "snapshot", "show", "--volume", "slow", "1")
+	// strata dies with the image moved aside for the apply ...
+	crash(t, home, "rollback:qcow2-moved", "snapshot", "rollback", "--volume", "slow", "1")
+	applying := d.path + ".strata-applying"
+	// ... and qemu-img dies halfway through it (retried until qemu-img
+	// check shows the damage a half-done apply leaves).
+	damaged := false
+	for delay := 10 * time.Millisecond; delay < 2*time.Second && !damaged; delay += 15 * time.Millisecond {
+		cmd := exec.Command("qemu-img", "snapshot", "-a", p1.Disks[0].Ref, applying)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		_ = cmd.Process.Kill()
+		if cmd.Wait() == nil {
+			t.Logf("qemu-img finished within %s", delay)
+			break // an apply killed later would finish too
+		}
+		damaged = exec.Command("qemu-img", "check", "-q", applying).Run() != nil
+	}
+	if !damaged {
+		t.Log("qemu-img finished before it could be killed halfway: the image was not left damaged")
+	}
+	// The guest, started by hand, writes.
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0xee 0 1M", d.path).CombinedOutput(); err == nil {
+		t.Errorf("a guest could write to the half-applied image before strata recovered it:\n%s", out)
+	}
+	r := runIn(t, home, nil, "snapshot", "create", "--volume", "slow") // cron
+	if r.code != 0 {
+		t.Fatalf("the next command: exit %d\n%s", r.code, r.stderr)
+	}
+	if damaged && !strings.Contains(r.stderr, "repairing") {
+		t.Errorf("the damaged image was not repaired before use:\n%s", r.stderr)
+	}
+	qcow2Clean(t, d.path)
+	if !d.holds(t, 0xa1) {
+		t.Error("the interrupted rollback was not finished")
+	}
+	for _, c := range []struct {
+		point string
+		b     byte
+	}{{"1", 0xa1}, {"2", 0xb2}, {"3", 0xc3}, {"1", 0xa1}} {
+		ok(t, home, "snapshot", "rollback", "--volume", "slow", c.point)
+		if !d.holds(t, c.b) {
+			t.Errorf("point %s does not restore pattern 0x%02x", c.point, c.b)
+		}
+		qcow2Clean(t, d.path)
+	}
+}
+
+// strata dies right after a rollback replaced a disk; the guest is
+// started and writes; then a cron 'snapshot create' runs. Recovery must
+// notice the disk changed, keep the state as a point first and say so:
+// the guest's writes end up in a restore point, not nowhere.
+func TestRecoveryKeepsWritesMadeAfterAnInterruptedRollback(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	r, q := guestWithTwoDisks(t, home) // points 1 (a), 2 (b); disks c
+	crash(t, home, "rollback:disk-1", "snapshot", "rollback", "web", "1")
+	r.write(t, 0x0e) // the guest writes to the disk already rolled back
+	res := runIn(t, home, nil, "snapshot", "create", "web")
+	if res.code != 0 || !strings.Contains(res.stderr, "changed") {
+		t.Fatalf("cron snapshot create after the interrupted rollback: exit %d, want a warning that the disks changed\n%s", res.code, res.stderr)
+	}
+	r.expect(t, 0x0a, "raw disk after recovery finished the rollback")
+	q.expect(t, 0x0a, "qcow2 disk after recovery finished the rollback")
+	var kept *pointJSON
+	for _, p := range points(t, home, "web") {
+		if strings.Contains(p.Description, "found when recovering") {
+			kept = &p
+		}
+	}
+	if kept == nil {
+		t.Fatalf("no point keeps the state recovery found: %+v", points(t, home, "web"))
+	}
+	ok(t, home, "snapshot", "rollback", "web", fmt.Sprint(kept.ID))
+	r.expect(t, 0x0e, "the guest's writes, from the point recovery kept")
+	q.expect(t, 0x0c, "the other disk as it was, from the point recovery kept")
+}
+
+// A crash with nothing written since: recovery finishes without keeping
+// an extra point.
+func TestRecoveryWithoutLaterWritesKeepsNoExtraPoint(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	r, q := guestWithTwoDisks(t, home)
+	crash(t, home, "rollback:disk-1", "snapshot", "rollback", "web", "1")
+	ok(t, home, "snapshot", "list")
+	ok(t, home, "doctor", "--repair")
+	r.expect(t, 0x0a, "raw disk")
+	q.expect(t, 0x0a, "qcow2 disk")
+	if got := ids(points(t, home, "web")); got != "1,2,3" {
+		t.Errorf("points %s, want 1,2,3 (no point kept for unchanged disks)", got)
+	}
+}
+
+// smallPool adds pool "small" on a 160 MiB ext4 filesystem and returns
+// its mount point.
+func smallPool(t *testing.T, home string) string {
+	t.Helper()
+	mnt := storagetest.LoopFS(t, "ext4", 160<<20)
+	ok(t, home, "pool", "add", "small", "--path", filepath.Join(mnt, "pool"))
+	return mnt
+}
+
+// fillUp fills the filesystem at mnt until 8 MiB are free, and returns
+// the file that fills it.
+func fillUp(t *testing.T, mnt string) string {
+	t.Helper()
+	filler := filepath.Join(mnt, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st syscall.Statfs_t
+	_ = syscall.Statfs(mnt, &st)
+	free := int64(st.Bavail) * st.Bsize
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, free-8<<20); err != nil {
+		t.Fatal(err)
+	}
+	return filler
+}
+
+// fullPool is a raw volume on a small filesystem with 20 MiB of data and
+// point 1 (a full copy), the volume then rewritten, and the filesystem
+// filled until a third copy cannot fit.
+func fullPool(t *testing.T, home string) (disk, string) {
+	t.Helper()
+	mnt := smallPool(t, home)
+	d := newDisk(t, home, "sys", "raw", "small")
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 20M", d.path)
+	ok(t, home, "snapshot", "create", "--volume", "sys")
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 0 20M", d.path)
+	return d, fillUp(t, mnt)
+}
+
+// A full-copy rollback that runs out of space (the free-space check
+// passed, then another writer filled the disk) is undone in O(1): the live
+// image is the old one again, never shared with a point, and later writes
+// to it change no point.
+func TestFullCopyRollbackOutOfSpaceLeavesNoSharedImage(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d, filler := fullPool(t, home)
+	r := runIn(t, home, []string{"STRATA_TEST_SKIP_SPACE_CHECK=1"}, "snapshot", "rollback", "--volume", "sys", "1")
+	if r.code == 0 || !strings.Contains(r.stderr, "nothing was rolled back") {
+		t.Fatalf("rollback into a full filesystem: exit %d\n%s", r.code, r.stderr)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(d.path, &st); err != nil || st.Nlink != 1 {
+		t.Fatalf("the live image has %d links after the failed rollback (a point shares it)", st.Nlink)
+	}
+	if !d.hasRange(t, 0x22, "0 20M") {
+		t.Error("the live image is not as it was")
+	}
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x33 0 20M", d.path) // the guest goes on
+	os.Remove(filler)
+	if got := ids(points(t, home, "--volume", "sys")); got != "1" {
+		t.Errorf("points %s, want 1 (the pre-rollback point of a rollback undone in O(1) goes)", got)
+	}
+	var res struct {
+		PreRollback pointJSON `json:"pre_rollback"`
+	}
+	jsonOf(t, home, &res, "snapshot", "rollback", "--volume", "sys", "1")
+	if !d.hasRange(t, 0x11, "0 20M") {
+		t.Error("point 1 changed")
+	}
+	ok(t, home, "snapshot", "rollback", "--volume", "sys", fmt.Sprint(res.PreRollback.ID))
+	if !d.hasRange(t, 0x33, "0 20M") {
+		t.Error("the pre-rollback point does not hold the state before the rollback")
+	}
+}
+
+// A rollback reported as failed is being undone when strata dies: the
+// next command, even an unrelated cron 'snapshot create' with space freed
+// meanwhile, finishes the undo and never applies the failed rollback.
+func TestFailedRollbackIsNeverAppliedLater(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	mnt := smallPool(t, home)
+	d := newDisk(t, home, "sys", "raw", "small")
+	q := newDisk(t, home, "data", "qcow2", "small")
+	ok(t, home, "guest", "define", "web", "--disk", "data", "--disk", "sys")
+	q.write(t, 0x11)
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 20M", d.path)
+	ok(t, home, "snapshot", "create", "web") // 1: both 0x11
+	q.write(t, 0x22)
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 0 20M", d.path)
+	filler := fillUp(t, mnt)
+	// data (qcow2) is rolled back, then sys (full copy) runs out of space,
+	// and strata dies putting data back.
+	res := runIn(t, home, []string{"STRATA_TEST_SKIP_SPACE_CHECK=1", "STRATA_CRASH_AT=undo:disk-1"}, "snapshot", "rollback", "web", "1")
+	if res.code != -1 {
+		t.Fatalf("the rollback was to fail for lack of space and strata to die undoing it: exit %d\n%s", res.code, res.stderr)
+	}
+	os.Remove(filler)
+	ok(t, home, "snapshot", "create", "web")
+	q.expect(t, 0x22, "qcow2 disk after the failed rollback was recovered")
+	if !d.hasRange(t, 0x22, "0 20M") {
+		t.Error("raw disk: the failed rollback was applied later")
+	}
+}
