@@ -109,9 +109,9 @@ type parser struct {
 
 	key       string // key of the statement being read
 	preamble  []int  // lines of the Python idiom that were skipped
-	idiomSeen bool  // import/arch/if lines seen: arch_libdir is the idiom's
-	inIf      bool  // inside the idiom's if/else block
-	libdir    bool  // arch_libdir was set by the idiom
+	idiomSeen bool   // import/arch/if lines seen: arch_libdir is the idiom's
+	inIf      bool   // inside the idiom's if/else block
+	libdir    bool   // arch_libdir was set by the idiom
 }
 
 func (p *parser) errf(format string, args ...any) error {
