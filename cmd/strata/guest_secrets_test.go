@@ -88,6 +88,13 @@ func TestGuestSetPasswordFromFileOrStdin(t *testing.T) {
 	if y := ok(t, h, "-o", "yaml", "guest", "show", "g", "--show-secrets"); strings.Contains(y, "from-file") {
 		t.Errorf("vncpasswd= did not unset the password:\n%s", y)
 	}
+	// define takes it from stdin too.
+	if r := runStdin(t, h, "std-in-pw\n", "guest", "define", "d", "--vnc", "--vncpasswd-file", "-"); r.code != 0 {
+		t.Fatalf("define --vncpasswd-file -: exit %d: %s", r.code, r.stderr)
+	}
+	if y := ok(t, h, "-o", "yaml", "guest", "show", "d", "--show-secrets"); !strings.Contains(y, "vncpasswd: std-in-pw") {
+		t.Errorf("define --vncpasswd-file - did not set the password:\n%s", y)
+	}
 	// Only password keys, each once, stdin once.
 	fails(t, h, 2, []string{"memory", "not a key that holds a password"}, "guest", "set", "g", "--secret-file", "memory="+writeFile(t, "1024"))
 	fails(t, h, 2, []string{"stdin"}, "guest", "set", "g", "--secret-file", "vncpasswd=-", "--secret-file", "spicepasswd=-")
