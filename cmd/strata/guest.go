@@ -83,7 +83,10 @@ func guestFromFlags(c *cli.Context, name string) (*hvm.Guest, error) {
 		}
 		g.Disks = append(g.Disks, cd)
 	}
-	for _, spec := range c.StringSlice("nic") {
+	for i, spec := range c.StringSlice("nic") {
+		if hvm.SecretValue(spec) {
+			return nil, storage.Errorf(storage.ErrInvalid, "--nic %d holds a password, which is not taken on the command line (ps shows it): define the guest from a YAML file (-f) instead", i+1)
+		}
 		n, _, err := xlcfg.ParseVif(spec)
 		if err != nil {
 			return nil, err
