@@ -16,6 +16,9 @@
 // nil when not set), so an imported config renders back without gaining
 // values it never had; keys strata does not know are kept verbatim in
 // Guest.Extra; the VNC password is a Secret, which never appears in String,
-// JSON or slog output (Redacted gives a printable copy). Nothing in this
-// package or below it executes a config file or starts a process.
+// JSON or slog output (Redacted gives a printable copy), and a value kept
+// verbatim that names a password (SecretKey, SecretValue) is treated as
+// one; a copy without passwords (WithoutSecrets) never has a console off
+// loopback that a password guarded. Nothing in this package or below it
+// executes a config file or starts a process.
 package hvm

@@ -296,7 +296,11 @@ func (g *Guest) validateNICs(p *problems) {
 		for _, k := range slices.Sorted(maps.Keys(n.Extra)) {
 			v := n.Extra[k]
 			if strings.ContainsAny(k+v, ",\n") || !xlKeyPattern.MatchString(k) {
-				p.add(field, "extra key %q=%q is not a vif key=value without commas", k, v)
+				if SecretKey(k) || SecretValue(v) {
+					p.add(field, "extra key %q (its value not quoted: it holds a password) is not a vif key=value without commas", k)
+				} else {
+					p.add(field, "extra key %q=%q is not a vif key=value without commas", k, v)
+				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -36,7 +37,7 @@ var defineFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "nic", Usage: "a vif spec: bridge=xenbr0[,mac=00:16:3e:..][,model=e1000] (repeat)"},
 	&cli.BoolFlag{Name: "vnc", Usage: "a VNC console (on 127.0.0.1 unless --vnclisten)"},
 	&cli.StringFlag{Name: "vnclisten", Usage: "VNC listen address (non-loopback needs a password)"},
-	&cli.StringFlag{Name: "vncpasswd-file", Usage: "file holding the VNC password (not on the command line, where ps shows it)"},
+	&cli.StringFlag{Name: "vncpasswd-file", Usage: "file holding the VNC password, - for stdin (not on the command line, where ps shows it)"},
 	&cli.BoolFlag{Name: "tablet", Usage: "a USB tablet (absolute pointer under VNC)"},
 	&cli.BoolFlag{Name: "acpi", Usage: "ACPI (default on); --acpi=false turns it off"},
 	&cli.BoolFlag{Name: "apic", Usage: "APIC (default on); --apic=false turns it off"},
@@ -82,7 +83,10 @@ func guestFromFlags(c *cli.Context, name string) (*hvm.Guest, error) {
 		}
 		g.Disks = append(g.Disks, cd)
 	}
-	for _, spec := range c.StringSlice("nic") {
+	for i, spec := range c.StringSlice("nic") {
+		if hvm.SecretValue(spec) {
+			return nil, storage.Errorf(storage.ErrInvalid, "--nic %d holds a password, which is not taken on the command line (ps shows it): define the guest from a YAML file (-f) instead", i+1)
+		}
 		n, _, err := xlcfg.ParseVif(spec)
 		if err != nil {
 			return nil, err
@@ -94,17 +98,65 @@ func guestFromFlags(c *cli.Context, name string) (*hvm.Guest, error) {
 	}
 	g.Display.VNCListen = c.String("vnclisten")
 	if f := c.String("vncpasswd-file"); f != "" {
-		b, err := os.ReadFile(f)
+		pw, err := readSecret("--vncpasswd-file", f)
 		if err != nil {
-			return nil, storage.Errorf(storage.ErrInvalid, "cannot read --vncpasswd-file %q: %w", f, err)
+			return nil, err
 		}
-		g.Display.VNCPasswd = hvm.Secret(strings.TrimRight(string(b), "\r\n"))
+		g.Display.VNCPasswd = pw
 	}
 	if c.Bool("tablet") {
 		g.USB, g.USBDevices = hvm.Bool(true), []string{"tablet"}
 	}
 	g.Lifecycle = hvm.Lifecycle{OnReboot: c.String("on-reboot"), OnPoweroff: c.String("on-poweroff"), OnCrash: c.String("on-crash")}
 	return g, nil
+}
+
+// readSecret reads a password from a file, or from stdin for "-", without
+// its trailing newline: passwords never come from argv, where ps and shell
+// history show them.
+func readSecret(flag, file string) (hvm.Secret, error) {
+	var b []byte
+	var err error
+	if file == "-" {
+		b, err = io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return "", storage.Errorf(storage.ErrInvalid, "cannot read %s %q: %w", flag, file, err)
+	}
+	return hvm.Secret(strings.TrimRight(string(b), "\r\n")), nil
+}
+
+// setSecrets reads guest set's --vncpasswd-file and --secret-file KEY=FILE.
+func setSecrets(c *cli.Context) (map[string]hvm.Secret, error) {
+	specs := c.StringSlice("secret-file")
+	if f := c.String("vncpasswd-file"); f != "" {
+		specs = append(specs, "vncpasswd="+f)
+	}
+	out := map[string]hvm.Secret{}
+	stdin := false
+	for _, spec := range specs {
+		key, file, ok := strings.Cut(spec, "=")
+		if !ok || key == "" || file == "" {
+			return nil, storage.Errorf(storage.ErrInvalid, "--secret-file %q is not KEY=FILE (FILE - reads stdin), e.g. --secret-file vncpasswd=/root/vnc.pw", spec)
+		}
+		if _, dup := out[key]; dup {
+			return nil, storage.Errorf(storage.ErrInvalid, "%s is given twice: give each password once", key)
+		}
+		if file == "-" {
+			if stdin {
+				return nil, storage.Errorf(storage.ErrInvalid, "only one password can come from stdin (-)")
+			}
+			stdin = true
+		}
+		pw, err := readSecret("--secret-file", file)
+		if err != nil {
+			return nil, err
+		}
+		out[key] = pw
+	}
+	return out, nil
 }
 
 func guestCommand() *cli.Command {
@@ -181,16 +233,24 @@ func guestCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "set", Usage: "change a guest: KEY=VALUE with xl names (memory=1024 acpi=0 vnclisten=...) or YAML paths (nics.0.bridge=br1); KEY= unsets", ArgsUsage: "NAME KEY=VALUE...",
+				Name: "set", Usage: "change a guest: KEY=VALUE with xl names (memory=1024 acpi=0 vnclisten=...) or YAML paths (nics.0.bridge=br1); KEY= unsets; passwords only from a file", ArgsUsage: "NAME [KEY=VALUE...]",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "vncpasswd-file", Usage: "file holding the VNC password, - for stdin (never on the command line)"},
+					&cli.StringSliceFlag{Name: "secret-file", Usage: "KEY=FILE: set a password key (vncpasswd, spicepasswd, extra.KEY, ...) from FILE, - for stdin (repeat)"},
+				},
 				Action: func(c *cli.Context) error {
-					if c.NArg() < 2 {
-						return storage.Errorf(storage.ErrInvalid, "guest set takes NAME and at least one KEY=VALUE")
+					secrets, err := setSecrets(c)
+					if err != nil {
+						return err
+					}
+					if c.NArg() < 1 || c.NArg() < 2 && len(secrets) == 0 {
+						return storage.Errorf(storage.ErrInvalid, "guest set takes NAME and at least one KEY=VALUE or --secret-file KEY=FILE")
 					}
 					r, err := openRegistry(c)
 					if err != nil {
 						return err
 					}
-					g, _, err := r.Set(c.Context, c.Args().First(), c.Args().Tail())
+					g, _, err := r.Set(c.Context, c.Args().First(), c.Args().Tail(), secrets)
 					if err != nil {
 						return err
 					}
@@ -240,7 +300,8 @@ func guestCommand() *cli.Command {
 					&cli.StringFlag{Name: "hypervisor", Usage: "xen or kvm (libvirt: default xen; qemu: kvm selects -accel kvm)"},
 					&cli.StringFlag{Name: "accel", Usage: "qemu: tcg or kvm"},
 					&cli.StringFlag{Name: "network", Usage: "qemu: bridge (default), user or none"},
-					&cli.BoolFlag{Name: "show-secrets", Usage: "include console passwords (left out by default)"},
+					&cli.BoolFlag{Name: "show-secrets", Usage: "include console passwords (left out by default; a console off loopback is then rendered on 127.0.0.1)"},
+					&cli.BoolFlag{Name: "allow-exposed", Usage: "render even if lint finds a console, monitor or port the network can reach (refused by default, exit 7)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
@@ -250,7 +311,7 @@ func guestCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					text, argv, err := r.Render(c.Context, c.Args().First(), registry.RenderOptions{Format: c.String("format"), Hypervisor: c.String("hypervisor"), Accel: c.String("accel"), Network: c.String("network"), ShowSecrets: c.Bool("show-secrets")})
+					text, argv, err := r.Render(c.Context, c.Args().First(), registry.RenderOptions{Format: c.String("format"), Hypervisor: c.String("hypervisor"), Accel: c.String("accel"), Network: c.String("network"), ShowSecrets: c.Bool("show-secrets"), AllowExposed: c.Bool("allow-exposed")})
 					if err != nil {
 						return err
 					}

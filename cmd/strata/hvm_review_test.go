@@ -130,11 +130,12 @@ func TestGuestReviewNonIntegerRefused(t *testing.T) {
 	}
 }
 
-// 7. guest set keeps a SPICE password as typed (leading zeros).
+// 7. guest set keeps a SPICE password as typed (leading zeros); it comes
+// from a file, never the command line.
 func TestGuestReviewSpicePasswordKeptVerbatim(t *testing.T) {
 	h := t.TempDir()
 	ok(t, h, "guest", "define", "g")
-	ok(t, h, "guest", "set", "g", "display.spice.enabled=true", "display.spice.passwd=007")
+	ok(t, h, "guest", "set", "g", "display.spice.enabled=true", "--secret-file", "display.spice.passwd="+writeFile(t, "007\n"))
 	y := ok(t, h, "--output", "yaml", "guest", "show", "g", "--show-secrets")
 	if !strings.Contains(y, `passwd: "007"`) {
 		t.Errorf("spice password changed:\n%s", y)

@@ -1,11 +1,14 @@
 package libvirt
 
 import (
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/xlcfg"
 	"github.com/strata-vm/strata/storage"
 	"libvirt.org/go/libvirtxml"
 )
@@ -19,6 +22,15 @@ func ParseXML(name string, data []byte) (*hvm.Guest, []string, error) {
 	}
 	var d libvirtxml.Domain
 	if err := d.Unmarshal(string(data)); err != nil {
+		// The XML parser quotes what it trips on (an entity in a passwd
+		// attribute: part of the password): only the line, then.
+		var se *xml.SyntaxError
+		if hvm.SecretValue(string(data)) {
+			if errors.As(err, &se) {
+				return nil, nil, storage.Errorf(storage.ErrInvalid, "%s: not libvirt domain XML: a syntax error on line %d (not quoted: the file holds a password)", name, se.Line)
+			}
+			return nil, nil, storage.Errorf(storage.ErrInvalid, "%s: not libvirt domain XML (the parser's message is not quoted: the file holds a password)", name)
+		}
 		return nil, nil, storage.Errorf(storage.ErrInvalid, "%s: not libvirt domain XML: %w", name, err)
 	}
 	bad := func(format string, args ...any) error {
@@ -240,10 +252,41 @@ func ParseXML(name string, data []byte) (*hvm.Guest, []string, error) {
 			warn("a host device was dropped")
 		}
 	}
+	// Extra device model arguments: xen:commandline is what libvirt's
+	// libxl driver writes for xl's device_model_args; qemu:commandline
+	// is the same for QEMU. Kept as device_model_args, so lint sees the
+	// monitors and consoles they may open.
+	var args []string
+	if x := d.XenCommandline; x != nil {
+		for _, a := range x.Args {
+			args = append(args, a.Value)
+		}
+	}
+	if q := d.QEMUCommandline; q != nil {
+		for _, a := range q.Args {
+			args = append(args, a.Value)
+		}
+		if len(q.Args) > 0 {
+			warn("qemu:commandline is kept as xl's device_model_args (libvirt's xen:commandline); check it with strata guest lint")
+		}
+		if len(q.Envs) > 0 {
+			warn("%d qemu:commandline environment variable(s) were dropped", len(q.Envs))
+		}
+	}
+	if len(args) > 0 {
+		q := make([]string, len(args))
+		for i, a := range args {
+			q[i] = xlcfg.Quote(a)
+		}
+		if g.Extra == nil {
+			g.Extra = map[string]string{}
+		}
+		g.Extra["device_model_args"] = "[ " + strings.Join(q, ", ") + " ]"
+	}
 	for _, what := range []struct {
 		n    int
 		name string
-	}{{len(dev.Channels), "channel"}, {len(dev.Filesystems), "filesystem"}, {len(dev.Watchdogs), "watchdog"}, {len(dev.RNGs), "rng"}, {len(dev.TPMs), "tpm"}} {
+	}{{len(dev.RedirDevs), "redirdev"}, {len(dev.Smartcards), "smartcard"}, {len(dev.Channels), "channel"}, {len(dev.Filesystems), "filesystem"}, {len(dev.Watchdogs), "watchdog"}, {len(dev.RNGs), "rng"}, {len(dev.TPMs), "tpm"}} {
 		if what.n > 0 {
 			warn("%d %s device(s) were dropped", what.n, what.name)
 		}

@@ -2,14 +2,14 @@
 // Windows guests on Xen: the HAL Setup will install and changes to it
 // after install, activation-relevant hardware changes (MAC, memory,
 // CD-ROM), the XP phase-1 ACPI hang, ballooning without a balloon driver,
-// an exposed VNC console, and deprecated or contradictory config keys.
+// control surfaces the network can reach (consoles, monitors, debuggers;
+// see exposure.go), and deprecated or contradictory config keys.
 // Findings are data (JSON-tagged) for `strata guest lint --output json`.
 package lint
 
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/strata-vm/strata/hvm"
@@ -93,14 +93,6 @@ func isWindows(os string) bool { return os == "" || strings.HasPrefix(os, "win")
 
 func isXPEra(os string) bool { return os == "winxp" || os == "win2000" || os == "win2003" }
 
-func loopback(addr string) bool {
-	if addr == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(addr)
-	return ip != nil && ip.IsLoopback()
-}
-
 // Check lints a guest definition (after FillDefaults or not: fields that
 // are not set count with their defaults).
 func Check(g *hvm.Guest) []Finding {
@@ -167,21 +159,7 @@ func Check(g *hvm.Guest) []Finding {
 		add(IDBalloon, Warning, "maxmem", fmt.Sprintf("set maxmem = %d (equal to memory) unless the guest has a balloon driver", *g.Memory),
 			"maxmem (%d MiB) is above memory (%d MiB): the guest starts ballooned and crashes without a balloon driver", *g.MaxMem, *g.Memory)
 	}
-	if d := g.Display; d.VNCEnabled() && !loopback(d.EffectiveVNCListen()) && d.VNCPasswd.IsZero() {
-		add(IDVNCExposed, Error, "display.vnclisten", "set vncpasswd, or vnclisten = 127.0.0.1 and tunnel over SSH",
-			"the VNC console listens on %s without a password: anyone who can reach it controls the guest", d.EffectiveVNCListen())
-	}
-	if sp := g.Display.Spice; sp != nil && sp.Enabled {
-		host := sp.Host
-		if host == "" {
-			host = "0.0.0.0" // what QEMU does without one
-		}
-		open := sp.Passwd.IsZero() || (sp.DisableTicketing != nil && *sp.DisableTicketing)
-		if !loopback(host) && open {
-			add(IDSpiceExposed, Error, "display.spice.host", "set display.spice.passwd (and leave ticketing on), or host = 127.0.0.1 and tunnel over SSH",
-				"the SPICE console listens on %s without a password: anyone who can reach it controls the guest", host)
-		}
-	}
+	checkExposure(g, add)
 	return fs
 }
 

@@ -2,12 +2,16 @@ package registry
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/rs/zerolog/log"
-	"time"
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/libvirt"
+	"github.com/strata-vm/strata/hvm/lint"
 	"github.com/strata-vm/strata/hvm/qemu"
 	"github.com/strata-vm/strata/hvm/xlcfg"
 	"github.com/strata-vm/strata/storage"
@@ -66,8 +70,13 @@ type RenderOptions struct {
 	Accel      string // qemu only: tcg or kvm (default: from Hypervisor)
 	Network    string // qemu only: bridge (default), user or none
 	// ShowSecrets keeps passwords in the output; without it they are left
-	// out (a config meant for xl or virsh then needs them set by hand).
+	// out (a config meant for xl or virsh then needs them set by hand),
+	// and a console off loopback that a password guarded is rendered on
+	// loopback instead, never open.
 	ShowSecrets bool
+	// AllowExposed renders a guest whose lint finds a control surface
+	// the network can reach (lint.IsExposure); without it Render refuses.
+	AllowExposed bool
 }
 
 // Render returns a guest as an xl.cfg or xm file, libvirt domain XML, or
@@ -77,12 +86,59 @@ func (r *Registry) Render(ctx context.Context, name string, o RenderOptions) ([]
 	if err != nil {
 		return nil, nil, err
 	}
+	exposed := lint.Exposures(g)
+	if len(exposed) > 0 && !o.AllowExposed {
+		msgs := make([]string, len(exposed))
+		for i, f := range exposed {
+			msgs[i] = f.Field + ": " + f.Message
+		}
+		return nil, nil, storage.Errorf(storage.ErrPrecondition, "guest %q opens what the network can reach: %s; fix it (strata guest lint %s says how) or add --allow-exposed to render it anyway",
+			name, strings.Join(msgs, "; "), name)
+	}
+	var notes []string
 	// The QEMU argv never holds the password (it is set over QMP), only
 	// that one is required: leaving it out there would start an open console.
 	if !o.ShowSecrets && o.Format != "qemu" && g.HasSecrets() {
-		g = g.WithoutSecrets()
+		g, notes = g.WithoutSecrets()
 		log.Warn().Str("guest", name).Msg("the console password is left out of the rendered config: add --show-secrets to include it")
+		for _, n := range notes {
+			log.Warn().Str("guest", name).Msg(n + ": add --show-secrets to render it as defined")
+		}
+		// What --allow-exposed allowed is the definition's own exposure,
+		// never one made here by leaving a password out.
+		if more := newExposures(exposed, lint.Exposures(g)); len(more) > 0 {
+			return nil, nil, storage.Errorf(storage.ErrPrecondition, "guest %q: without its password %s: %s; render with --show-secrets", name, more[0].Field, more[0].Message)
+		}
 	}
+	b, argv, err := render(g, o)
+	if err != nil || len(notes) == 0 {
+		return b, argv, err
+	}
+	// Say it in the file too, where whoever deploys it will look.
+	var head strings.Builder
+	for _, n := range notes {
+		if o.Format == "libvirt" {
+			// No "--" in an XML comment.
+			fmt.Fprintf(&head, "<!-- %s (rendered with show-secrets it is as defined) -->\n", strings.ReplaceAll(n, "--", "-"))
+		} else {
+			fmt.Fprintf(&head, "# %s (strata guest render --show-secrets renders it as defined)\n", n)
+		}
+	}
+	return append([]byte(head.String()), b...), argv, nil
+}
+
+// newExposures returns the findings of after that before does not have.
+func newExposures(before, after []lint.Finding) []lint.Finding {
+	var out []lint.Finding
+	for _, f := range after {
+		if !slices.ContainsFunc(before, func(b lint.Finding) bool { return b.ID == f.ID && b.Field == f.Field }) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func render(g *hvm.Guest, o RenderOptions) ([]byte, []string, error) {
 	switch o.Format {
 	case "xl":
 		b, err := xlcfg.Render(g)

@@ -19,6 +19,10 @@ var (
 )
 
 func specError(kind, spec, format string, args ...any) error {
+	if hvm.SecretValue(spec) {
+		// Nor a part of it: the details may quote one.
+		return storage.Errorf(storage.ErrInvalid, "a %s spec that holds a password (not quoted) is not valid: check it against xl-disk-configuration(5) or xl-network-configuration(5)", kind)
+	}
 	if len(spec) > 80 {
 		spec = spec[:80] + "..."
 	}

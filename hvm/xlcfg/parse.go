@@ -107,10 +107,11 @@ type parser struct {
 	line int
 	cfg  *Config
 
-	preamble  []int // lines of the Python idiom that were skipped
-	idiomSeen bool  // import/arch/if lines seen: arch_libdir is the idiom's
-	inIf      bool  // inside the idiom's if/else block
-	libdir    bool  // arch_libdir was set by the idiom
+	key       string // key of the statement being read
+	preamble  []int  // lines of the Python idiom that were skipped
+	idiomSeen bool   // import/arch/if lines seen: arch_libdir is the idiom's
+	inIf      bool   // inside the idiom's if/else block
+	libdir    bool   // arch_libdir was set by the idiom
 }
 
 func (p *parser) errf(format string, args ...any) error {
@@ -244,8 +245,9 @@ func (p *parser) codeError(what string) error {
 		start--
 	}
 	line := strings.TrimSpace(string(p.src[start:end]))
-	if k, _, ok := strings.Cut(line, "="); ok && strings.Contains(strings.ToLower(k), "passw") {
-		line = strings.TrimSpace(k) + " = [redacted]" // a password is never echoed
+	if p.secret(line) {
+		// A password is never echoed, nor a character of it.
+		return p.errf("this line of %s holds a password, so it is not quoted: write key = value with a number, a quoted string or a [ list ] (xl.cfg(5))", p.keyName())
 	}
 	if len(line) > 60 {
 		line = line[:60] + "..."
@@ -262,7 +264,33 @@ func (p *parser) codeError(what string) error {
 	return p.errf("%s in %q: write key = value with a number, a quoted string or a [ list ] (xl.cfg(5))", what, line)
 }
 
+// secret tells whether an error at this point could quote a password:
+// the statement's key is a password key, or the line names one.
+func (p *parser) secret(line string) bool {
+	return hvm.SecretKey(p.key) || hvm.SecretValue(line)
+}
+
+func (p *parser) keyName() string {
+	if p.key == "" {
+		return "the file"
+	}
+	return p.key
+}
+
+// currentLine is the text of the line being read.
+func (p *parser) currentLine() string {
+	start, end := min(p.pos, len(p.src)), min(p.pos, len(p.src))
+	for start > 0 && p.src[start-1] != '\n' {
+		start--
+	}
+	for end < len(p.src) && p.src[end] != '\n' {
+		end++
+	}
+	return string(p.src[start:end])
+}
+
 func (p *parser) statement() error {
+	p.key = ""
 	line := p.line
 	if !isKeyStart(p.src[p.pos]) {
 		return p.codeError(fmt.Sprintf("unexpected %q where a key should start", p.src[p.pos]))
@@ -272,6 +300,7 @@ func (p *parser) statement() error {
 		p.pos++
 	}
 	key := string(p.src[start:p.pos])
+	p.key = key
 	p.skipSpace(false)
 	appendOp := false
 	switch {
@@ -415,6 +444,9 @@ func (p *parser) str() (string, error) {
 		case c == '\\':
 			r, n, err := unescape(p.src[p.pos:])
 			if err != nil {
+				if p.secret(p.currentLine()) {
+					return "", p.errf("a string of %s has a bad escape; the line holds a password, so it is not quoted: write \\\\ for a backslash", p.keyName())
+				}
 				return "", p.errf("%v", err)
 			}
 			b.WriteString(r)

@@ -214,6 +214,9 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 		}
 		val, err := ParseValue(g.Extra[k])
 		if err != nil {
+			if hvm.SecretKey(k) || hvm.SecretValue(g.Extra[k]) {
+				return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q: the value (not quoted: it holds a password) is not one xl.cfg value", g.Name, k)
+			}
 			return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q: the value %q is not one xl.cfg value: %w", g.Name, k, g.Extra[k], err)
 		}
 		w.raw(k, val.String())
