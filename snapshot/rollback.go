@@ -15,6 +15,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/inuse"
 )
 
 // journalEntry records a rollback under way. Its direction is what
@@ -200,19 +201,18 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (Rollba
 	return res, err
 }
 
-// checkNotInUse refuses if anything holds the image of any of vols.
+// checkNotInUse refuses if anything holds the image of any of vols (one
+// look at the host for all of them).
 func (m *Manager) checkNotInUse(ctx context.Context, vols []storage.Volume) error {
 	seen := map[string]bool{}
+	var imgs []inuse.Image
 	for _, v := range vols {
-		if seen[v.ID] {
-			continue
-		}
-		seen[v.ID] = true
-		if err := m.st.InUse.Check(ctx, fmt.Sprintf("volume %q", v.Name), v.Path); err != nil {
-			return err
+		if !seen[v.ID] {
+			seen[v.ID] = true
+			imgs = append(imgs, inuse.Image{What: fmt.Sprintf("volume %q", v.Name), Path: v.Path})
 		}
 	}
-	return nil
+	return m.st.InUse.CheckAll(ctx, imgs)
 }
 
 // completeRollback finishes a rollback to to; if that fails, or strata is

@@ -58,8 +58,9 @@ func startStrata(t *testing.T, home string, env []string, args ...string) (*exec
 }
 
 // waitForTool waits until a process runs with all of words in its
-// command line, and returns its pid.
-func waitForTool(t *testing.T, words ...string) int {
+// command line and an argument under dir (other tests, and other test
+// binaries, run qemu-img too), and returns its pid.
+func waitForTool(t *testing.T, dir string, words ...string) int {
 	t.Helper()
 	for i := 0; i < 400; i++ {
 		procs, _ := os.ReadDir("/proc")
@@ -70,7 +71,10 @@ func waitForTool(t *testing.T, words ...string) int {
 			}
 			args := strings.Split(string(raw), "\x00")
 			args[0] = filepath.Base(args[0])
-			all := true
+			all := false
+			for _, a := range args {
+				all = all || strings.HasPrefix(a, dir)
+			}
 			for _, w := range words {
 				found := false
 				for _, a := range args {
@@ -133,7 +137,7 @@ func TestSignalDuringQcow2ApplyLetsItFinishThenUndoes(t *testing.T) {
 		d.fill(t, 0xb2)
 	}
 	cmd, stderr := startStrata(t, home, nil, "snapshot", "rollback", "slow", "1")
-	qimg := waitForTool(t, "qemu-img", "snapshot", "-a")
+	qimg := waitForTool(t, filepath.Dir(filepath.Dir(home)), "qemu-img", "snapshot", "-a")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +172,7 @@ func TestRecoveryWaitsForAnOrphanedQemuImg(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
 	d := slowQcow2(t, home, 0xa1, 0xb2)
 	cmd, _ := startStrata(t, home, nil, "snapshot", "rollback", "--volume", "slow", "1")
-	qimg := waitForTool(t, "qemu-img", "snapshot", "-a")
+	qimg := waitForTool(t, filepath.Dir(filepath.Dir(home)), "qemu-img", "snapshot", "-a")
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	if syscall.Kill(qimg, 0) != nil {

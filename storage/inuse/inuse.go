@@ -63,11 +63,23 @@ func (h Holder) String() string {
 	return who + ": " + h.How
 }
 
-// Source finds holders of the image at path. st is what Lstat found there
-// (never a symlink: the checker refuses those first).
-type Source interface {
-	Holders(ctx context.Context, path string, st os.FileInfo) ([]Holder, error)
+// Image is one image a check is about.
+type Image struct {
+	What string // how the user knows it: volume "win7"
+	Path string
+	st   os.FileInfo // what Lstat found there; nil if nothing
 }
+
+// Source finds holders of images. It answers for all the images of one
+// operation at once (one scan of the host's processes, one question to a
+// toolstack): holders[i] are those of imgs[i]. An image with a nil Stat
+// does not exist and has no holders; none is a symlink.
+type Source interface {
+	Holders(ctx context.Context, imgs []Image) ([][]Holder, error)
+}
+
+// Stat is what Lstat found at the image's path (nil: nothing).
+func (i Image) Stat() os.FileInfo { return i.st }
 
 // Checker asks its sources in order.
 type Checker struct {
@@ -81,27 +93,46 @@ func Default() *Checker {
 	return &Checker{Sources: []Source{Processes{}, BlockClaim{}, NewXL(), NewLibvirt()}}
 }
 
-// Holders lists who holds path; none if path does not exist.
-func (c *Checker) Holders(ctx context.Context, path string) ([]Holder, error) {
-	st, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode()&os.ModeSymlink != 0 {
-		return nil, storage.Errorf(storage.ErrPrecondition, "%q is a symbolic link, not the image strata recorded: strata does not follow links it did not make; point the volume at the real file", path)
-	}
-	var all []Holder
-	for _, s := range c.Sources {
-		hs, err := s.Holders(ctx, path, st)
+// HoldersAll lists who holds each image (none for an image that does not
+// exist). A symbolic link where an image should be is refused.
+func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, error) {
+	imgs = append([]Image(nil), imgs...)
+	for i := range imgs {
+		st, err := os.Lstat(imgs[i].Path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, hs...)
+		if st.Mode()&os.ModeSymlink != 0 {
+			return nil, storage.Errorf(storage.ErrPrecondition, "%q is a symbolic link, not the image strata recorded: strata does not follow links it did not make; point the volume at the real file", imgs[i].Path)
+		}
+		imgs[i].st = st
 	}
-	return dedupe(all), nil
+	all := make([][]Holder, len(imgs))
+	for _, s := range c.Sources {
+		hs, err := s.Holders(ctx, imgs)
+		if err != nil {
+			return nil, err
+		}
+		for i := range hs {
+			all[i] = append(all[i], hs[i]...)
+		}
+	}
+	for i := range all {
+		all[i] = dedupe(all[i])
+	}
+	return all, nil
+}
+
+// Holders lists who holds the image at path.
+func (c *Checker) Holders(ctx context.Context, path string) ([]Holder, error) {
+	hs, err := c.HoldersAll(ctx, []Image{{Path: path}})
+	if err != nil {
+		return nil, err
+	}
+	return hs[0], nil
 }
 
 // dedupe keeps one holder per pid or domain (the first found says most).
@@ -124,14 +155,22 @@ func dedupe(hs []Holder) []Holder {
 // Check refuses (storage.ErrInUse) if anything holds path. what names the
 // image for the user ("volume \"win7\"").
 func (c *Checker) Check(ctx context.Context, what, path string) error {
-	hs, err := c.Holders(ctx, path)
+	return c.CheckAll(ctx, []Image{{What: what, Path: path}})
+}
+
+// CheckAll refuses if anything holds any of imgs, naming the first image
+// held and its holders.
+func (c *Checker) CheckAll(ctx context.Context, imgs []Image) error {
+	hs, err := c.HoldersAll(ctx, imgs)
 	if err != nil {
 		return err
 	}
-	if len(hs) == 0 {
-		return nil
+	for i, h := range hs {
+		if len(h) > 0 {
+			return inUse(imgs[i].What, imgs[i].Path, h)
+		}
 	}
-	return inUse(what, path, hs)
+	return nil
 }
 
 func inUse(what, path string, hs []Holder) error {
@@ -190,68 +229,97 @@ func (p Processes) proc() string {
 	return p.Proc
 }
 
-// Holders implements Source.
-func (p Processes) Holders(_ context.Context, path string, st os.FileInfo) ([]Holder, error) {
-	locked, err := lockHeld(path)
+type fileID struct {
+	dev, ino uint64
+	block    bool
+}
+
+// Holders implements Source: one pass over every process's open files.
+func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) {
+	out := make([][]Holder, len(imgs))
+	locked := make([]bool, len(imgs))
+	want := map[fileID][]int{}
+	for i, img := range imgs {
+		if img.st == nil {
+			continue
+		}
+		sys, ok := img.st.Sys().(*syscall.Stat_t)
+		if !ok {
+			continue
+		}
+		var err error
+		if locked[i], err = lockHeld(img.Path); err != nil {
+			return nil, err
+		}
+		id := fileID{dev: uint64(sys.Dev), ino: sys.Ino}
+		if img.st.Mode()&os.ModeDevice != 0 {
+			// A block device is opened as a device node: match by rdev.
+			id = fileID{dev: uint64(sys.Rdev), block: true}
+		}
+		want[id] = append(want[id], i)
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	self := os.Getpid()
+	procDir, err := os.Open(p.proc())
 	if err != nil {
 		return nil, err
 	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil, nil
-	}
-	// A block device is opened as a device node: match by its rdev.
-	dev, ino := uint64(sys.Dev), sys.Ino
-	isBlock := st.Mode()&os.ModeDevice != 0
-	var out []Holder
-	self := os.Getpid()
-	procs, _ := os.ReadDir(p.proc())
-	for _, e := range procs {
-		pid := atoi(e.Name())
+	pids, _ := procDir.Readdirnames(-1)
+	procDir.Close()
+	for _, name := range pids {
+		pid := atoi(name)
 		if pid <= 0 || pid == self {
 			continue
 		}
-		fdDir := filepath.Join(p.proc(), e.Name(), "fd")
-		fds, err := os.ReadDir(fdDir)
+		fdDir := p.proc() + "/" + name + "/fd/"
+		d, err := os.Open(fdDir)
 		if err != nil {
 			continue // gone, or not ours to read
 		}
+		fds, _ := d.Readdirnames(-1)
+		d.Close()
+		found := map[int]bool{}
 		for _, fd := range fds {
 			var fst unix.Stat_t
-			if unix.Stat(filepath.Join(fdDir, fd.Name()), &fst) != nil {
+			if unix.Stat(fdDir+fd, &fst) != nil {
 				continue
 			}
-			if isBlock {
-				if fst.Mode&unix.S_IFMT != unix.S_IFBLK || fst.Rdev != uint64(sys.Rdev) {
+			id := fileID{dev: uint64(fst.Dev), ino: fst.Ino}
+			if fst.Mode&unix.S_IFMT == unix.S_IFBLK {
+				id = fileID{dev: uint64(fst.Rdev), block: true}
+			}
+			for _, i := range want[id] {
+				if found[i] {
 					continue
 				}
-			} else if uint64(fst.Dev) != dev || fst.Ino != ino {
-				continue
+				writing := openForWriting(p.proc() + "/" + name + "/fdinfo/" + fd)
+				if !locked[i] && !writing {
+					continue
+				}
+				found[i] = true
+				h := Holder{PID: pid, Program: program(p.proc(), name), Guest: qemuName(p.proc(), name)}
+				switch {
+				case locked[i] && writing:
+					h.How = "holds the image's lock and has it open for writing"
+				case locked[i]:
+					h.How = "holds the image's lock"
+				default:
+					h.How = "has the image open for writing"
+				}
+				out[i] = append(out[i], h)
 			}
-			writing := openForWriting(filepath.Join(p.proc(), e.Name(), "fdinfo", fd.Name()))
-			if !locked && !writing {
-				continue
-			}
-			h := Holder{PID: pid, Program: program(p.proc(), e.Name())}
-			h.Guest = qemuName(p.proc(), e.Name())
-			switch {
-			case locked && writing:
-				h.How = "holds the image's lock and has it open for writing"
-			case locked:
-				h.How = "holds the image's lock"
-			default:
-				h.How = "has the image open for writing"
-			}
-			out = append(out, h)
-			break
 		}
 	}
-	if locked && len(out) == 0 {
-		// Held by a process whose files strata cannot see (another
-		// namespace, or one that has just exited): still held.
-		out = append(out, Holder{How: "a process strata cannot see holds the image's lock"})
+	for i := range out {
+		if locked[i] && len(out[i]) == 0 {
+			// Held by a process whose files strata cannot see (another
+			// namespace, or one that has just exited): still held.
+			out[i] = append(out[i], Holder{How: "a process strata cannot see holds the image's lock"})
+		}
+		sort.Slice(out[i], func(a, b int) bool { return out[i][a].PID < out[i][b].PID })
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out, nil
 }
 
@@ -353,17 +421,21 @@ func atoi(s string) int {
 type BlockClaim struct{}
 
 // Holders implements Source.
-func (BlockClaim) Holders(_ context.Context, path string, st os.FileInfo) ([]Holder, error) {
-	if st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
-		return nil, nil
+func (BlockClaim) Holders(_ context.Context, imgs []Image) ([][]Holder, error) {
+	out := make([][]Holder, len(imgs))
+	for i, img := range imgs {
+		if img.st == nil || img.st.Mode()&os.ModeDevice == 0 || img.st.Mode()&os.ModeCharDevice != 0 {
+			continue
+		}
+		fd, err := unix.Open(img.Path, unix.O_RDONLY|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err == nil {
+			unix.Close(fd)
+			continue
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("open %q exclusively to look for its users: %w", img.Path, err)
+		}
+		out[i] = []Holder{{How: "the block device is claimed (mounted, used by device-mapper or md, or attached to a running domain)"}}
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err == nil {
-		unix.Close(fd)
-		return nil, nil
-	}
-	if errors.Is(err, unix.EBUSY) {
-		return []Holder{{How: "the block device is claimed (mounted, used by device-mapper or md, or attached to a running domain)"}}, nil
-	}
-	return nil, fmt.Errorf("open %q exclusively to look for its users: %w", path, err)
+	return out, nil
 }

@@ -12,16 +12,32 @@ import (
 	"github.com/strata-vm/strata/storage/run"
 )
 
-// sameFile tells whether a toolstack's disk source names the image at path
-// (st): by identity where it can be read, else by cleaned spelling.
-func sameFile(src, path string, st os.FileInfo) bool {
-	if src == "" {
-		return false
+// matching returns the indexes of the images a toolstack's disk source
+// names: by identity where it can be read, else by cleaned spelling.
+func matching(src string, imgs []Image) []int {
+	if src == "" || src == "-" {
+		return nil
 	}
-	if s, err := os.Stat(src); err == nil {
-		return os.SameFile(s, st)
+	s, serr := os.Stat(src)
+	var out []int
+	for i, img := range imgs {
+		if img.st == nil {
+			continue
+		}
+		if (serr == nil && os.SameFile(s, img.st)) || (serr != nil && filepath.Clean(src) == filepath.Clean(img.Path)) {
+			out = append(out, i)
+		}
 	}
-	return filepath.Clean(src) == filepath.Clean(path)
+	return out
+}
+
+func anyExists(imgs []Image) bool {
+	for _, img := range imgs {
+		if img.st != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // XL finds running Xen domains whose disk the image is (`xl list -l`).
@@ -36,20 +52,21 @@ type XL struct {
 func NewXL() *XL { return &XL{} }
 
 // Holders implements Source.
-func (x *XL) Holders(ctx context.Context, path string, st os.FileInfo) ([]Holder, error) {
+func (x *XL) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
+	hs := make([][]Holder, len(imgs))
 	x.once.Do(func() {
 		_, err := exec.LookPath("xl")
 		x.available = err == nil
 	})
-	if !x.available {
-		return nil, nil
+	if !x.available || !anyExists(imgs) {
+		return hs, nil
 	}
 	out, err := run.Output(ctx, "xl", "list", "-l")
 	if err != nil {
 		// No hypervisor (xl installed on a host not running Xen): no
 		// Xen domain can hold anything.
 		x.available = false
-		return nil, nil
+		return hs, nil
 	}
 	var doms []struct {
 		DomID  int `json:"domid"`
@@ -64,18 +81,16 @@ func (x *XL) Holders(ctx context.Context, path string, st os.FileInfo) ([]Holder
 		} `json:"config"`
 	}
 	if err := json.Unmarshal(out, &doms); err != nil {
-		return nil, nil // an xl whose output this strata does not know
+		return hs, nil // an xl whose output this strata does not know
 	}
-	var hs []Holder
 	for _, d := range doms {
 		for _, disk := range d.Config.Disks {
 			src := disk.PdevPath
 			if src == "" {
 				src = disk.Target
 			}
-			if sameFile(src, path, st) {
-				hs = append(hs, Holder{Toolstack: "xl", Domain: d.Config.CInfo.Name, How: "a disk of the running Xen domain"})
-				break
+			for _, i := range matching(src, imgs) {
+				hs[i] = append(hs[i], Holder{Toolstack: "xl", Domain: d.Config.CInfo.Name, How: "a disk of the running Xen domain"})
 			}
 		}
 	}
@@ -84,13 +99,17 @@ func (x *XL) Holders(ctx context.Context, path string, st os.FileInfo) ([]Holder
 
 // Libvirt finds running libvirt domains whose disk the image is, through
 // virsh: the connection is LIBVIRT_DEFAULT_URI if set, else qemu:///system
-// where its socket exists (no daemon, nothing to ask).
+// where its socket exists (no daemon, nothing to ask). Looked up on first
+// use, not by commands that never check.
 type Libvirt struct {
-	uri string
+	once sync.Once
+	uri  string
 }
 
 // NewLibvirt returns the libvirt source for this host.
-func NewLibvirt() *Libvirt {
+func NewLibvirt() *Libvirt { return &Libvirt{} }
+
+func libvirtURI() string {
 	uri := os.Getenv("LIBVIRT_DEFAULT_URI")
 	if uri == "" {
 		for _, s := range []string{"/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock"} {
@@ -105,19 +124,20 @@ func NewLibvirt() *Libvirt {
 			uri = ""
 		}
 	}
-	return &Libvirt{uri: uri}
+	return uri
 }
 
 // Holders implements Source.
-func (l *Libvirt) Holders(ctx context.Context, path string, st os.FileInfo) ([]Holder, error) {
-	if l.uri == "" {
-		return nil, nil
+func (l *Libvirt) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
+	hs := make([][]Holder, len(imgs))
+	l.once.Do(func() { l.uri = libvirtURI() })
+	if l.uri == "" || !anyExists(imgs) {
+		return hs, nil
 	}
 	out, err := run.Output(ctx, "virsh", "-c", l.uri, "-q", "list", "--name")
 	if err != nil {
-		return nil, nil // libvirtd is not answering: it runs no domain
+		return hs, nil // libvirtd is not answering: it runs no domain
 	}
-	var hs []Holder
 	for _, dom := range strings.Fields(string(out)) {
 		blk, err := run.Output(ctx, "virsh", "-c", l.uri, "-q", "domblklist", "--details", dom)
 		if err != nil {
@@ -136,9 +156,8 @@ func (l *Libvirt) Holders(ctx context.Context, path string, st os.FileInfo) ([]H
 				}
 				src = src[i:]
 			}
-			if src = strings.TrimSpace(src); src != "-" && sameFile(src, path, st) {
-				hs = append(hs, Holder{Toolstack: "libvirt", Domain: dom, How: "a disk of the running libvirt domain"})
-				break
+			for _, i := range matching(strings.TrimSpace(src), imgs) {
+				hs[i] = append(hs[i], Holder{Toolstack: "libvirt", Domain: dom, How: "a disk of the running libvirt domain"})
 			}
 		}
 	}
