@@ -348,7 +348,7 @@ func TestPoolCapabilitiesOnRealFilesystems(t *testing.T) {
 	}
 	// No probe files are left behind.
 	entries, _ := filepath.Glob(filepath.Join(home, "pools", "default", ".strata-*"))
-	if len(entries) > 0 {
+	if len(entries) > 0 && !(len(entries) == 1 && filepath.Base(entries[0]) == ".strata-pool") { // the pool's owner marker stays
 		t.Errorf("probe leftovers: %v", entries)
 	}
 }
