@@ -384,10 +384,11 @@ func (m *Manager) poolOwnership(dir, homeID string, repair, clean bool) string {
 	switch {
 	case err != nil:
 		return " (not removed: " + err.Error() + ")"
-	case ok && mk.HomeID == homeID:
-		return ""
 	case ok:
-		return " (not removed: the pool directory belongs to another strata state home, ID " + mk.HomeID + " at " + mk.Home + ")"
+		if mine, whose := m.st.Catalog.Owner(mk, homeID); !mine {
+			return " (not removed: the pool directory belongs to " + whose + ")"
+		}
+		return ""
 	case clean && repair && homeID != "":
 		if err := m.st.Catalog.Claim(dir, homeID); err != nil {
 			log.Warn().Err(err).Str("dir", dir).Msg("pool not claimed")

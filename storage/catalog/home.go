@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog/log"
 	bolt "go.etcd.io/bbolt"
@@ -109,10 +110,24 @@ func (c *Catalog) Accept() (bool, error) {
 	return was, err
 }
 
-// Marker is the content of a pool directory's MarkerFile.
+// Marker is the content of a pool directory's MarkerFile. A pool is a
+// home's if both its ID and its path match: a copy of a home (cp -a)
+// keeps the ID, and must not take the original's pools for its own.
 type Marker struct {
 	HomeID string `json:"home_id"`
-	Home   string `json:"home"` // where the home was when it claimed the pool (for people)
+	Home   string `json:"home"`
+}
+
+// Owner tells whether the marker names this home (ID and path); if not,
+// why, for a message.
+func (c *Catalog) Owner(m Marker, homeID string) (bool, string) {
+	switch {
+	case m.HomeID != homeID:
+		return false, "another strata state home (ID " + m.HomeID + ", at " + m.Home + ")"
+	case m.Home != c.home:
+		return false, "this home's ID at another path, " + m.Home + " (a copy of the home, or the home was moved: then set \"home\" in " + MarkerFile + " to " + c.home + ")"
+	}
+	return true, ""
 }
 
 // ReadMarker reads the marker of a pool directory; false if it has none.
@@ -145,8 +160,8 @@ func (c *Catalog) Claim(dir, homeID string) error {
 		return storage.Errorf(storage.ErrPrecondition, "%v: remove it if no other strata state home uses %q", err, dir)
 	}
 	if ok {
-		if m.HomeID != homeID {
-			return storage.Errorf(storage.ErrInUse, "directory %q is a pool of another strata state home (ID %s, at %s): two homes sharing a pool would remove each other's files; give this home a directory of its own", dir, m.HomeID, m.Home)
+		if mine, whose := c.Owner(m, homeID); !mine {
+			return storage.Errorf(storage.ErrInUse, "directory %q is a pool of %s: two homes sharing a pool would remove each other's files; give this home a directory of its own", dir, whose)
 		}
 		return nil
 	}
@@ -211,7 +226,7 @@ func (c *Catalog) mayCreate() error {
 	if len(signs) == 0 {
 		return nil
 	}
-	return storage.Errorf(storage.ErrDamaged, "the catalog %q is missing or empty, but the state home holds strata's files (%s): strata will not start a new catalog over them, which would take every image for an orphan. Restore a copy with 'strata catalog restore FILE' (strata keeps copies in %s), or start an empty catalog that keeps every file with 'strata catalog init --over-existing'", c.path, strings.Join(signs, ", "), filepath.Join(c.home, BackupDir))
+	return storage.Errorf(storage.ErrDamaged, "the catalog %q is missing or empty, but the state home holds strata's files (%s): strata will not start a new catalog over them, which would take every image for an orphan. Restore a copy with 'strata catalog restore FILE'%s, or start an empty catalog that keeps every file with 'strata catalog init --over-existing'", c.path, strings.Join(signs, ", "), c.copiesHint())
 }
 
 // panickedInBolt tells, from inside a deferred recover, whether the panic
@@ -238,7 +253,13 @@ func panickedInBolt() bool {
 // markDamaged records that the catalog is damaged (the first finder's
 // reason is kept) and returns the error every command then gives.
 func (c *Catalog) markDamaged(reason string) error {
-	reason = strings.TrimSpace(reason)
+	// bbolt's messages may quote a page's raw bytes.
+	reason = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, reason))
 	p := filepath.Join(c.home, DamagedFile)
 	if _, err := os.Stat(p); os.IsNotExist(err) {
 		rec := fmt.Sprintf("%s %s\n", time.Now().UTC().Format(time.RFC3339), reason)
@@ -251,7 +272,16 @@ func (c *Catalog) markDamaged(reason string) error {
 }
 
 func (c *Catalog) damagedError(reason string) error {
-	return storage.Errorf(storage.ErrDamaged, "the catalog %q is damaged (%s): strata will not write to it. Restore a copy with 'strata catalog restore FILE' (strata keeps copies in %s; 'strata catalog backup' makes them); 'strata doctor' runs a full check", c.path, reason, filepath.Join(c.home, BackupDir))
+	return storage.Errorf(storage.ErrDamaged, "the catalog %q is damaged (%s): strata will not write to it. Restore a copy with 'strata catalog restore FILE'%s; 'strata doctor' runs a full check", c.path, reason, c.copiesHint())
+}
+
+// copiesHint says where copies of the catalog may be.
+func (c *Catalog) copiesHint() string {
+	dir := filepath.Join(c.home, BackupDir)
+	if es, _ := os.ReadDir(dir); len(es) > 0 {
+		return fmt.Sprintf(" (strata keeps copies in %s; 'strata catalog backup' makes them)", dir)
+	}
+	return " (a file 'strata catalog backup' made)"
 }
 
 // Damaged returns the reason recorded in HOME/catalog.damaged; "" if the
@@ -282,20 +312,20 @@ func (c *Catalog) refuseDamaged() error {
 // Check runs bbolt's full consistency check (every page reachable once,
 // none freed twice) and returns the problems it finds, at most limit.
 // It reads the whole file: doctor and backups use it, not every command.
+// Problems found are recorded as damage.
 func (c *Catalog) Check(limit int) ([]string, error) {
 	if missing(c.path) {
 		return nil, c.mayCreate()
 	}
-	return checkFile(c, c.path, limit)
+	problems, err := checkFile(c, c.path, limit)
+	if len(problems) > 0 && c.damaged == nil {
+		_ = c.markDamaged(problems[0])
+	}
+	return problems, err
 }
 
 func checkFile(c *Catalog, path string, limit int) ([]string, error) {
-	// Damage of the home's own catalog is recorded; of another file only
-	// reported.
-	guard := protect
-	if path == c.path {
-		guard = c.guard
-	}
+	guard := protect // the caller decides whether to record damage
 	var problems []string
 	var db *bolt.DB
 	err := guard(func() (err error) {
@@ -305,7 +335,7 @@ func checkFile(c *Catalog, path string, limit int) ([]string, error) {
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, storage.ErrDamaged) || openDamage(err) {
+		if openDamage(err) {
 			return []string{err.Error()}, nil
 		}
 		return nil, fmt.Errorf("open catalog %q: %w", path, err)
@@ -327,8 +357,8 @@ func checkFile(c *Catalog, path string, limit int) ([]string, error) {
 		})
 	})
 	var d *damage
-	if errors.Is(err, storage.ErrDamaged) || errors.As(err, &d) {
-		return append(problems, err.Error()), nil
+	if errors.As(err, &d) {
+		return append(problems, "bbolt panicked: "+err.Error()), nil
 	}
 	return problems, err
 }

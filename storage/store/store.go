@@ -92,7 +92,7 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 	// or one holding strata's files without a marker (a pool of a home from
 	// before markers), is refused, since each home's doctor would take the
 	// other's images for orphans.
-	if err := checkUnowned(path, abs, homeID); err != nil {
+	if err := s.checkUnowned(path, abs, homeID); err != nil {
 		return storage.PoolStatus{}, err
 	}
 	created := false
@@ -190,15 +190,15 @@ func resolve(p string) string {
 var strataFile = pattern.New(`^([0-9a-f]{16}\.(img|qcow2|iso)|\.strata-points)$`)
 
 // checkUnowned refuses a directory that is already another home's pool.
-func checkUnowned(given, abs, homeID string) error {
+func (s *Store) checkUnowned(given, abs, homeID string) error {
 	m, ok, err := catalog.ReadMarker(abs)
 	if err != nil {
 		return storage.Errorf(storage.ErrPrecondition, "invalid path %q: %v; remove it if no other strata state home uses the directory", given, err)
 	}
-	if ok && m.HomeID != homeID {
-		return storage.Errorf(storage.ErrInUse, "invalid path %q: it is a pool of another strata state home (ID %s, at %s); two homes sharing a pool would remove each other's files: give this home a directory of its own", given, m.HomeID, m.Home)
-	}
 	if ok {
+		if mine, whose := s.Catalog.Owner(m, homeID); !mine {
+			return storage.Errorf(storage.ErrInUse, "invalid path %q: it is a pool of %s; two homes sharing a pool would remove each other's files: give this home a directory of its own", given, whose)
+		}
 		return nil
 	}
 	entries, _ := os.ReadDir(abs)
