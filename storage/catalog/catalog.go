@@ -151,6 +151,7 @@ type Catalog struct {
 	homeChecked bool
 	// damaged: this process found the catalog damaged; it writes no more.
 	damaged error
+	warned  bool // about a catalog an earlier command found damaged
 }
 
 // Open prepares the catalog in home, creating home (mode 0700) and the
@@ -377,6 +378,12 @@ func (c *Catalog) View(fn func(*Tx) error) error {
 	if !c.migrated && missing(c.path) {
 		if err := c.Update(func(*Tx) error { return nil }); err != nil {
 			return err
+		}
+	}
+	if !c.warned {
+		c.warned = true
+		if r := c.Damaged(); r != "" {
+			log.Warn().Str("catalog", c.path).Str("found", r).Msg("the catalog is damaged: strata reads what it can and writes nothing until it is restored ('strata catalog restore FILE')")
 		}
 	}
 	db, err := c.open(true)
