@@ -184,8 +184,10 @@ func (c *Catalog) open(readOnly bool) (db *bolt.DB, err error) {
 		if err := c.refuseDamaged(); err != nil {
 			return nil, err
 		}
+		// (Looked at again on refusal: another process starting the
+		// catalog of a new home may have finished it meanwhile.)
 		if missing(c.path) {
-			if err := c.mayCreate(); err != nil {
+			if err := c.mayCreate(); err != nil && missing(c.path) {
 				return nil, err
 			}
 		}
