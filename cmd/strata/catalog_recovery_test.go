@@ -242,7 +242,10 @@ func TestSchemaMigrationKeepsACopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v string
-	db.View(func(tx *bolt.Tx) error { v = string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); return nil })
+	db.View(func(tx *bolt.Tx) error {
+		v = string(tx.Bucket([]byte("meta")).Get([]byte("schema_version")))
+		return nil
+	})
 	db.Close()
 	if v != "2" {
 		t.Errorf("the copy has schema %q, want 2 (as before the migration)", v)
@@ -255,7 +258,9 @@ func TestSchemaMigrationKeepsACopy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the default pool has no marker: %v", err)
 	}
-	var m struct{ HomeID string `json:"home_id"` }
+	var m struct {
+		HomeID string `json:"home_id"`
+	}
 	json.Unmarshal(raw, &m)
 	if m.HomeID == "" || m.HomeID != strings.TrimSpace(string(id)) {
 		t.Errorf("marker %s, home id %s", raw, id)
