@@ -15,6 +15,7 @@ import (
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 // Finding is one problem strata doctor found.
@@ -231,8 +232,10 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		return out, err
 	}
 	byID := map[string]storage.Volume{}
+	byPath := map[string]storage.Volume{}
 	for _, v := range vols {
 		byID[v.ID] = v
+		byPath[filepath.Clean(v.Path)] = v
 		refs[filepath.Clean(v.Path)] = true
 		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
 			dirs[d] = false // an in-place import's folder: not a pool
@@ -324,6 +327,11 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			if real, err := filepath.EvalSymlinks(p); refs[p] || (err == nil && refs[real]) {
 				continue
 			}
+			if !repair && m.inUseByOperation(p, byPath, byID) {
+				// A running point, rollback or flatten is making it.
+				log.Info().Str("path", p).Msg("an operation on its volume is running: not checked")
+				continue
+			}
 			orphans = append(orphans, p)
 		}
 		why := keep // why this folder's orphans stay
@@ -396,6 +404,32 @@ func (m *Manager) poolOwnership(dir, homeID string, repair, clean bool) string {
 		return ""
 	}
 	return " (not removed: the pool directory has no owner marker (" + catalog.MarkerFile + ") and holds files this home does not know, so another state home may share it; remove them yourself if they are not another home's, then 'strata doctor --repair' claims the pool)"
+}
+
+// inUseByOperation tells whether a temporary file (point data, a
+// rollback's new image, a flatten's copy) belongs to a volume whose lock
+// is held: an operation on it is running and making that file.
+func (m *Manager) inUseByOperation(p string, byPath, byID map[string]storage.Volume) bool {
+	base, dir := filepath.Base(p), filepath.Dir(p)
+	var v storage.Volume
+	var ok bool
+	switch {
+	case filepath.Base(dir) == pointsDir && len(base) >= 16:
+		v, ok = byID[base[:16]]
+	case strings.Contains(base, rollbackSuffix):
+		v, ok = byPath[filepath.Join(dir, base[:strings.Index(base, rollbackSuffix)])]
+	case strings.HasPrefix(base, ".strata-tmp-flatten-"):
+		v, ok = byPath[filepath.Join(dir, strings.TrimPrefix(base, ".strata-tmp-flatten-"))]
+	}
+	if !ok {
+		return false
+	}
+	release, err := store.LockKey(m.st.Catalog.Home(), "v-"+v.ID, "volume:"+v.Name, 0)
+	if err != nil {
+		return true
+	}
+	release()
+	return false
 }
 
 // tiedToVolume tells whether the name of a strata file in an in-place

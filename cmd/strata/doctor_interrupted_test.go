@@ -23,8 +23,9 @@ func editCatalog(t *testing.T, home string, fn func(tx *bolt.Tx) error) {
 }
 
 // Plain doctor does not report a restore point operation that is running
-// (its target's lock is held) as interrupted; once the lock is free, the
-// journal left behind is an interrupted operation.
+// (its target's lock is held) as interrupted, nor the file it is making as
+// an orphan; once the lock is free, the journal and the file left behind
+// are an interrupted operation and an orphan.
 func TestDoctorLeavesRunningOperationAlone(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
 	var v volumeJSON
@@ -38,13 +39,15 @@ func TestDoctorLeavesRunningOperationAlone(t *testing.T) {
 		}
 		return b.Put([]byte(key), []byte(`{"op":"create"}`))
 	})
+	// The new image of the rollback it is running.
+	touch(t, v.Path+".strata-rollback-0123456789ab")
 	release := holdLock(t, home, key)
 	if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
 		t.Errorf("doctor while the operation runs: exit %d, %+v", code, fs)
 	}
 	release()
 	fs, code := doctor(t, home)
-	if code != 7 || kinds(fs) != "interrupted-operation" || fs[0].Target != "volume:v" {
+	if code != 7 || kinds(fs) != "interrupted-operation,orphan-file" || fs[0].Target != "volume:v" {
 		t.Errorf("doctor after the operation died: exit %d, %+v", code, fs)
 	}
 }
