@@ -428,3 +428,23 @@ func TestFailedCreateRemovesItsImage(t *testing.T) {
 		t.Errorf("the image of the failed create is left: %d files before, %d after", len(before), len(after))
 	}
 }
+
+// A record whose bytes were changed on disk (not JSON any more) is a clear
+// "catalog damaged" error with exit 9, not an internal error; it is not
+// recorded as damage of the whole catalog (bbolt's pages are sound, so
+// restoring a copy of the same catalog would not help).
+func TestDamagedRecordIsAClearError(t *testing.T) {
+	home := homeWithData(t)
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "info", "v2")
+	editCatalog(t, home, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("volumes")).Put([]byte(v.ID), []byte("{\"id\":\x13"))
+	})
+	for _, args := range [][]string{{"volume", "list"}, {"volume", "info", "v2"}, {"doctor"}} {
+		r := fails(t, home, exitDamaged, []string{"catalog record volumes/" + v.ID + " is damaged", "catalog restore"}, args...)
+		noPanic(t, r, strings.Join(args, " "))
+	}
+	if exists(t, filepath.Join(home, "catalog.damaged")) {
+		t.Errorf("a bad record was recorded as damage of the whole catalog")
+	}
+}

@@ -451,7 +451,7 @@ func (t *Tx) Get(bucket, key string, v any) (bool, error) {
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("catalog record %s/%s: %w", bucket, key, err)
+		return false, badRecord(bucket, key, fmt.Errorf("catalog record %s/%s: %w", bucket, key, err))
 	}
 	return true, nil
 }
@@ -499,10 +499,22 @@ func (t *Tx) Scan(bucket, prefix string, fn func(key string, raw []byte) error) 
 			if errors.Is(err, ErrStop) {
 				return nil
 			}
-			return err
+			return badRecord(bucket, string(k), err)
 		}
 	}
 	return nil
+}
+
+// badRecord makes a record that is not JSON at all (strata writes only
+// JSON: its bytes were changed on disk) a "catalog damaged" error, exit
+// 9. It is not recorded as damage of the whole catalog: bbolt's pages
+// are sound, and the record can be restored from a copy or deleted.
+func badRecord(bucket, key string, err error) error {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) || errors.Is(err, storage.ErrDamaged) {
+		return err
+	}
+	return storage.Errorf(storage.ErrDamaged, "the catalog record %s/%s is damaged (%v): restore the catalog from a copy ('strata catalog restore FILE'); 'strata doctor' tells more", bucket, key, err)
 }
 
 // ErrStop ends a Scan early.

@@ -161,7 +161,7 @@ func (c *Catalog) Claim(dir, homeID string) error {
 	}
 	if ok {
 		if mine, whose := c.Owner(m, homeID); !mine {
-			return storage.Errorf(storage.ErrInUse, "directory %q is a pool of %s: two homes sharing a pool would remove each other's files; give this home a directory of its own", dir, whose)
+			return storage.Errorf(storage.ErrInUse, "directory %q is a pool of %s: two homes sharing a pool would remove each other's files; give this home a directory of its own (or, if that home no longer uses it, remove %s)", dir, whose, filepath.Join(dir, MarkerFile))
 		}
 		return nil
 	}

@@ -197,7 +197,7 @@ func (s *Store) checkUnowned(given, abs, homeID string) error {
 	}
 	if ok {
 		if mine, whose := s.Catalog.Owner(m, homeID); !mine {
-			return storage.Errorf(storage.ErrInUse, "invalid path %q: it is a pool of %s; two homes sharing a pool would remove each other's files: give this home a directory of its own", given, whose)
+			return storage.Errorf(storage.ErrInUse, "invalid path %q: it is a pool of %s; two homes sharing a pool would remove each other's files: give this home a directory of its own (or, if that home no longer uses it, remove %s)", given, whose, filepath.Join(abs, catalog.MarkerFile))
 		}
 		return nil
 	}
