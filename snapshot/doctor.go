@@ -398,6 +398,9 @@ func (m *Manager) poolOwnership(dir, homeID string, repair, clean bool) string {
 		}
 		return ""
 	case clean && repair && homeID != "":
+		if _, err := os.Stat(dir); err != nil {
+			return "" // nothing there to remove, or to claim
+		}
 		if err := m.st.Catalog.Claim(dir, homeID); err != nil {
 			log.Warn().Err(err).Str("dir", dir).Msg("pool not claimed")
 		}
