@@ -15,6 +15,7 @@ import (
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 // Finding is one problem strata doctor found.
@@ -120,26 +121,56 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 				Detail: "the catalog record of a restore point cannot be read (" + unreadable[k].Error() + "): strata leaves it, and any file it may name, alone; restore HOME/catalog.db from a backup, or delete the record if its point is not needed"})
 		}
 	}
+	// A catalog put back from a copy (or started empty) over this home may
+	// lack records of files that are in the pools: keep every file until
+	// the admin accepts it.
+	var restored catalog.Restored
+	var isRestored bool
+	var homeID string
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		restored, isRestored = tx.Restored()
+		homeID = tx.HomeID()
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if isRestored && keep == "" {
+		keep = " (not removed: the catalog was restored from " + restored.From + " on " + restored.At.Format("2006-01-02 15:04") + " UTC and may lack its record: import it again if it is needed; once every such file is dealt with, 'strata catalog accept' lets doctor --repair remove the rest)"
+	}
+	if fileID := readHomeID(m.st.Catalog.Home()); fileID != "" && fileID != homeID {
+		out = append(out, Finding{Kind: "home-id-mismatch", Path: filepath.Join(m.st.Catalog.Home(), catalog.HomeIDFile),
+			Detail: "the state home's ID file says " + fileID + " but the catalog belongs to home " + homeID + ": the catalog may be another home's; no file is removed until they agree (restore this home's catalog, or fix the file if the catalog is right)"})
+		if keep == "" {
+			keep = " (not removed: the catalog and the state home's ID disagree)"
+		}
+	}
 	for _, k := range targets {
 		var name string
 		_ = m.st.Catalog.View(func(tx *catalog.Tx) error { name = currentName(tx, Point{TargetKey: k, Target: k}); return nil })
 		kind, n, _ := strings.Cut(name, ":")
-		f := Finding{Kind: "interrupted-operation", Target: name, Detail: "a restore point operation was interrupted (create, delete or rollback)"}
+		t := Target{Kind: kind, Name: n, Key: k}
+		// An operation whose lock is held is running, not interrupted
+		// (doctor --repair holds the state home exclusively, so none is).
+		l, free := tryLockTarget(m.st.Catalog.Home(), t)
+		if !free {
+			log.Info().Str("target", name).Msg("a restore point operation is running: not checked")
+			continue
+		}
+		f := Finding{Kind: "interrupted-operation", Target: name, Detail: "a restore point operation was interrupted (create, delete or rollback): 'strata doctor --repair' finishes or undoes it as its journal says"}
 		if repair {
-			t := Target{Kind: kind, Name: n, Key: k}
-			l, ok := tryLockTarget(m.st.Catalog.Home(), t)
-			if ok {
-				err := m.recoverTarget(ctx, t)
-				l.unlock()
-				if err != nil {
-					return out, err
-				}
-				f.Repaired = true
+			err := m.recoverTarget(ctx, t)
+			l.unlock()
+			if err != nil {
+				return out, err
 			}
+			f.Repaired = true
+		} else {
+			l.unlock()
 		}
 		out = append(out, f)
 	}
 	// Golden images being made or deleted, clones under way.
+	running := map[string]bool{} // images of golden operations running now
 	if repair {
 		fs, err := m.recoverGoldens(ctx)
 		if err != nil {
@@ -147,12 +178,13 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		out = append(out, fs...)
 	} else {
-		pending, err := m.pendingGoldens()
+		fs, paths, err := m.interruptedGoldens()
 		if err != nil {
 			return out, err
 		}
-		for _, g := range pending {
-			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "a golden image or clone operation was interrupted"})
+		out = append(out, fs...)
+		for _, p := range paths {
+			running[filepath.Clean(p)] = true
 		}
 	}
 	// 2. What the catalog references, and the directories strata writes in
@@ -200,8 +232,10 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		return out, err
 	}
 	byID := map[string]storage.Volume{}
+	byPath := map[string]storage.Volume{}
 	for _, v := range vols {
 		byID[v.ID] = v
+		byPath[filepath.Clean(v.Path)] = v
 		refs[filepath.Clean(v.Path)] = true
 		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
 			dirs[d] = false // an in-place import's folder: not a pool
@@ -249,6 +283,26 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			refs[real] = true
 		}
 	}
+	for p := range running {
+		refs[p] = true
+	}
+	// Who may remove what: in a pool, only a pool whose marker names this
+	// home (catalog.MarkerFile) is this home's to clean; a pool without a
+	// marker (from before markers) is claimed when it holds nothing this
+	// catalog does not know, else its orphans are kept, since another home
+	// may share it. In an in-place import's folder, which is the admin's,
+	// only a file whose name ties it to one of this catalog's volumes in
+	// that folder (its image's name, or its volume ID, a random 64-bit
+	// number) is this home's.
+	inFolder := map[string]map[string]bool{} // folder → image base names and volume IDs there
+	for _, v := range vols {
+		d := filepath.Dir(v.Path)
+		if inFolder[d] == nil {
+			inFolder[d] = map[string]bool{}
+		}
+		inFolder[d][filepath.Base(v.Path)] = true
+		inFolder[d][v.ID] = true
+	}
 	dirList := make([]string, 0, len(dirs))
 	for d := range dirs {
 		dirList = append(dirList, d)
@@ -268,12 +322,27 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 				paths = append(paths, filepath.Join(d, pointsDir, e.Name()))
 			}
 		}
+		var orphans []string
 		for _, p := range paths {
 			if real, err := filepath.EvalSymlinks(p); refs[p] || (err == nil && refs[real]) {
 				continue
 			}
-			f := Finding{Kind: "orphan-file", Path: p, Detail: "a file strata made that no volume or restore point references (left by an interrupted operation)" + keep}
-			if repair && keep == "" {
+			if !repair && m.inUseByOperation(p, byPath, byID) {
+				// A running point, rollback or flatten is making it.
+				log.Info().Str("path", p).Msg("an operation on its volume is running: not checked")
+				continue
+			}
+			orphans = append(orphans, p)
+		}
+		why := keep // why this folder's orphans stay
+		if dirs[d] && why == "" {
+			why = m.poolOwnership(d, homeID, repair, len(orphans) == 0)
+		}
+		for _, p := range orphans {
+			f := Finding{Kind: "orphan-file", Path: p, Detail: "a file strata made that no volume or restore point references (left by an interrupted operation)" + why}
+			if !dirs[d] && why == "" && !tiedToVolume(p, d, inFolder[d]) {
+				f.Detail += " (not removed: it is in the folder of a volume imported in place, and its name does not tie it to a volume of this home: remove it yourself if it is not another program's)"
+			} else if repair && why == "" {
 				f.Repaired = os.RemoveAll(p) == nil
 			}
 			out = append(out, f)
@@ -322,6 +391,85 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		log.Debug().Str("kind", f.Kind).Str("path", f.Path).Bool("repaired", f.Repaired).Msg(f.Detail)
 	}
 	return out, nil
+}
+
+// poolOwnership tells why the orphans of pool directory dir must stay
+// ("" if they may go), claiming the directory for this home if it has no
+// marker and nothing in it is unknown (clean).
+func (m *Manager) poolOwnership(dir, homeID string, repair, clean bool) string {
+	mk, ok, err := catalog.ReadMarker(dir)
+	switch {
+	case err != nil:
+		return " (not removed: " + err.Error() + ")"
+	case ok:
+		if mine, whose := m.st.Catalog.Owner(mk, homeID); !mine {
+			return " (not removed: the pool directory belongs to " + whose + ")"
+		}
+		return ""
+	case clean && repair && homeID != "":
+		if _, err := os.Stat(dir); err != nil {
+			return "" // nothing there to remove, or to claim
+		}
+		if err := m.st.Catalog.Claim(dir, homeID); err != nil {
+			log.Warn().Err(err).Str("dir", dir).Msg("pool not claimed")
+		}
+		return ""
+	}
+	return " (not removed: the pool directory has no owner marker (" + catalog.MarkerFile + ") and holds files this home does not know, so another state home may share it; remove them yourself if they are not another home's, then 'strata doctor --repair' claims the pool)"
+}
+
+// inUseByOperation tells whether a temporary file (point data, a
+// rollback's new image, a flatten's copy) belongs to a volume whose lock
+// is held: an operation on it is running and making that file.
+func (m *Manager) inUseByOperation(p string, byPath, byID map[string]storage.Volume) bool {
+	base, dir := filepath.Base(p), filepath.Dir(p)
+	var v storage.Volume
+	var ok bool
+	switch {
+	case filepath.Base(dir) == pointsDir && len(base) >= 16:
+		v, ok = byID[base[:16]]
+	case strings.Contains(base, rollbackSuffix):
+		v, ok = byPath[filepath.Join(dir, base[:strings.Index(base, rollbackSuffix)])]
+	case strings.HasPrefix(base, ".strata-tmp-flatten-"):
+		v, ok = byPath[filepath.Join(dir, strings.TrimPrefix(base, ".strata-tmp-flatten-"))]
+	}
+	if !ok {
+		return false
+	}
+	release, err := store.LockKey(m.st.Catalog.Home(), "v-"+v.ID, "volume:"+v.Name, 0)
+	if err != nil {
+		return true
+	}
+	release()
+	return false
+}
+
+// tiedToVolume tells whether the name of a strata file in an in-place
+// import's folder names one of this home's volumes there (names: the
+// image names and volume IDs in that folder).
+func tiedToVolume(p, dir string, names map[string]bool) bool {
+	base := filepath.Base(p)
+	if filepath.Dir(p) == filepath.Join(dir, pointsDir) {
+		return len(base) >= 16 && names[base[:16]] // <volume id>-<point uid>
+	}
+	if i := strings.Index(base, rollbackSuffix); i > 0 {
+		return names[base[:i]] // <image>.strata-rollback[-uid]
+	}
+	if rest, ok := strings.CutPrefix(base, ".strata-tmp-"); ok {
+		rest = strings.TrimPrefix(rest, "flatten-")
+		if names[rest] || (len(rest) >= 16 && names[rest[:16]]) {
+			return true // .strata-tmp-[flatten-]<image> or .strata-tmp-<volume id>...
+		}
+	}
+	return false
+}
+
+func readHomeID(home string) string {
+	raw, err := os.ReadFile(filepath.Join(home, catalog.HomeIDFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(raw))
 }
 
 func qcow2Snapshots(ctx context.Context, path string) ([]string, error) {

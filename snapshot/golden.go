@@ -238,6 +238,50 @@ func (m *Manager) pendingGoldens() ([]goldenRecord, error) {
 	return pending, err
 }
 
+// interruptedGoldens reports, without changing anything, the golden
+// operations a dead process left, each with what it was and what doctor
+// --repair will do; it also returns the images of operations running now
+// (their lock is held), which are not orphans.
+func (m *Manager) interruptedGoldens() ([]Finding, []string, error) {
+	pending, err := m.pendingGoldens()
+	if err != nil || len(pending) == 0 {
+		return nil, nil, err
+	}
+	var out []Finding
+	var running []string
+	for _, g := range pending {
+		var j cloneJournal
+		var hasJ bool
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { hasJ, err = tx.Get(bCloneJournal, g.ID, &j); return err }); err != nil {
+			return out, running, err
+		}
+		l, free := tryLockTarget(m.st.Catalog.Home(), goldenTarget(g))
+		if !free {
+			log.Info().Str("golden", g.Name).Msg("a golden image operation is running: not checked")
+			for _, d := range g.Disks {
+				running = append(running, d.Path)
+			}
+			running = append(running, j.Paths...)
+			continue
+		}
+		l.unlock()
+		if hasJ {
+			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name,
+				Detail: "a clone from golden image " + g.Name + " was interrupted: 'strata doctor --repair' removes the " + itoa(len(j.Paths)) + " image(s) it was making; the golden image is not changed"})
+		}
+		switch g.State {
+		case stateReady:
+		case stateDeleting:
+			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name,
+				Detail: "the delete of golden image " + g.Name + " was interrupted: 'strata doctor --repair' finishes it (removes its images and record)"})
+		default:
+			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name,
+				Detail: "the creation of golden image " + g.Name + " (from " + g.Source.Kind + " " + g.Source.Name + ") was interrupted: it was never ready; 'strata doctor --repair' removes its half-made images and its record, then create it again"})
+		}
+	}
+	return out, running, nil
+}
+
 // recoverGolden deals with what a dead process left on one golden; the
 // caller holds its lock.
 func (m *Manager) recoverGolden(ctx context.Context, id string) ([]Finding, error) {

@@ -17,6 +17,9 @@ var (
 	ErrBusy         = errors.New("busy")
 	ErrPrecondition = errors.New("failed precondition")
 	ErrNotSupported = errors.New("not supported")
+	// ErrDamaged: the catalog is damaged, or missing over a home that
+	// holds strata's files; it must be restored before strata writes.
+	ErrDamaged = errors.New("catalog damaged")
 )
 
 // kindError carries an error kind without repeating the kind's text in

@@ -5,7 +5,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 func doctorCommand() *cli.Command {
@@ -27,16 +29,22 @@ func doctorCommand() *cli.Command {
 					return err
 				}
 			}
+			// The catalog first: bbolt's full check, and what an earlier
+			// command recorded. A damaged catalog is not read further.
+			if findings, err := catalogFindings(st); err != nil || len(findings) > 0 {
+				if err != nil {
+					return err
+				}
+				if err := emitFindings(c, findings); err != nil {
+					return err
+				}
+				return storage.Errorf(storage.ErrDamaged, "the catalog %q is damaged: strata will not write to it; restore a copy with 'strata catalog restore FILE' (see the details above and README, Catalog)", st.Catalog.Path())
+			}
 			findings, err := m.Doctor(c.Context, c.Bool("repair"))
 			if err != nil {
 				return err
 			}
-			if err := emit(c, findings, func(w *tabwriter.Writer) {
-				row(w, "KIND", "REPAIRED", "TARGET", "PATH", "DETAIL")
-				for _, f := range findings {
-					row(w, f.Kind, f.Repaired, f.Target, f.Path, f.Detail)
-				}
-			}); err != nil {
+			if err := emitFindings(c, findings); err != nil {
 				return err
 			}
 			left := 0
@@ -51,4 +59,31 @@ func doctorCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func emitFindings(c *cli.Context, findings []snapshot.Finding) error {
+	return emit(c, findings, func(w *tabwriter.Writer) {
+		row(w, "KIND", "REPAIRED", "TARGET", "PATH", "DETAIL")
+		for _, f := range findings {
+			row(w, f.Kind, f.Repaired, f.Target, f.Path, f.Detail)
+		}
+	})
+}
+
+// catalogFindings runs bbolt's consistency check over the whole catalog
+// and reports damage an earlier command recorded.
+func catalogFindings(st *store.Store) ([]snapshot.Finding, error) {
+	recorded := st.Catalog.Damaged()
+	problems, err := st.Catalog.Check(20)
+	if err != nil {
+		return nil, err
+	}
+	var out []snapshot.Finding
+	for _, p := range problems {
+		out = append(out, snapshot.Finding{Kind: "catalog-damaged", Path: st.Catalog.Path(), Detail: "bbolt's check: " + p + "; restore a copy with 'strata catalog restore FILE' (from HOME/backups, or a 'strata catalog backup' file)"})
+	}
+	if len(out) == 0 && recorded != "" {
+		out = append(out, snapshot.Finding{Kind: "catalog-damaged", Path: st.Catalog.Path(), Detail: "a command found the catalog damaged (" + recorded + ") and strata writes to it no more; bbolt's check finds nothing now: make a copy with 'strata catalog backup FILE' and put it in place with 'strata catalog restore FILE', or restore an older copy"})
+	}
+	return out, nil
 }

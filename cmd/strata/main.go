@@ -40,6 +40,7 @@ const (
 	exitBusy         = 6
 	exitPrecondition = 7
 	exitNotSupported = 8
+	exitDamaged      = 9
 	// exitInterrupted: a signal (Ctrl-C, SIGTERM) stopped the operation,
 	// which finished or undid what it had begun first.
 	exitInterrupted = 130
@@ -72,6 +73,8 @@ func exitCode(err error) int {
 		return exitPrecondition
 	case errors.Is(err, storage.ErrNotSupported):
 		return exitNotSupported
+	case errors.Is(err, storage.ErrDamaged):
+		return exitDamaged
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	}
@@ -116,7 +119,8 @@ func newApp() *cli.App {
 			"and QEMU), restore points of all of a guest's disks that roll back to any point, and golden\n" +
 			"images cloned into new guests. It records them in a catalog in its state home (--home).\n" +
 			"Exit codes: 0 ok, 1 internal, 2 invalid argument, 3 not found, 4 already exists, 5 in use,\n" +
-			"6 busy, 7 failed precondition, 8 not supported; snapshot run exits with its command's code.",
+			"6 busy, 7 failed precondition, 8 not supported, 9 catalog damaged or missing (see strata catalog);\n" +
+			"130 interrupted by a signal (after finishing or undoing); snapshot run exits with its command's code.",
 		EnableBashCompletion: true,
 		// Repeated flags, not commas, make lists: a --nic spec has commas.
 		DisableSliceFlagSeparator: true,
@@ -128,7 +132,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
 		},
 		Before:         setup,
-		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand()},
+		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand()},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

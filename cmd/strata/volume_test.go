@@ -348,7 +348,7 @@ func TestPoolCapabilitiesOnRealFilesystems(t *testing.T) {
 	}
 	// No probe files are left behind.
 	entries, _ := filepath.Glob(filepath.Join(home, "pools", "default", ".strata-*"))
-	if len(entries) > 0 {
+	if len(entries) > 0 && !(len(entries) == 1 && filepath.Base(entries[0]) == ".strata-pool") { // the pool's owner marker stays
 		t.Errorf("probe leftovers: %v", entries)
 	}
 }
@@ -387,7 +387,7 @@ func TestConcurrentCreates(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("catalog lists %v, succeeded %v", got, want)
 	}
-	files, _ := filepath.Glob(filepath.Join(home, "pools", "default", "*"))
+	files, _ := filepath.Glob(filepath.Join(home, "pools", "default", "[0-9a-f]*")) // images, not the pool's marker
 	if len(files) != len(want) {
 		t.Errorf("%d image files for %d volumes", len(files), len(want))
 	}

@@ -11,6 +11,22 @@
 // pure-Go SQLite adds about 2 ms of start-up to every command, and ordered
 // keys with prefix scans give the indexes strata needs (restore points by
 // target) without a query planner.
+//
+// The catalog is never silently replaced or written while damaged:
+//   - a missing or empty catalog.db is created only in a home that holds
+//     nothing of strata's yet (no home-id file, an empty default pool);
+//     otherwise every command is refused with storage.ErrDamaged until the
+//     admin restores a copy (Restore) or starts a fresh catalog over the
+//     home on purpose (InitOver);
+//   - damage bbolt reports (a bad meta page, a panic while reading a page)
+//     becomes storage.ErrDamaged, never a panic, and is recorded in
+//     HOME/catalog.damaged: from then on every write is refused until a
+//     restore, because bbolt would build new pages on the damaged ones;
+//   - each home has an ID (meta "home_id" and HOME/home-id), and each pool
+//     directory a marker (.strata-pool) naming the home that owns it, so
+//     that doctor never removes another home's files;
+//   - before any schema migration a copy of the catalog is kept in
+//     HOME/backups.
 package catalog
 
 import (
@@ -20,6 +36,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -44,6 +61,8 @@ var (
 	bVolumeNames = []byte("volume_names")
 	bVolumePaths = []byte("volume_paths")
 	kSchema      = []byte("schema_version")
+	kHomeID      = []byte("home_id")
+	kRestored    = []byte("restored")
 )
 
 // migrations[i] brings the schema from version i to i+1.
@@ -73,6 +92,22 @@ var migrations = []func(c *Catalog, tx *bolt.Tx) error{
 			}
 			return putJSON(paths, []byte(v.Path), v.ID)
 		})
+	},
+	// 2 → 3: the home's ID. A catalog restored over a home (Restore,
+	// InitOver) takes the ID the home already has, so its pools stay its
+	// own; otherwise the home is new and gets a new ID.
+	func(c *Catalog, tx *bolt.Tx) error {
+		if id := homeIDOf(tx); id != "" {
+			return nil
+		}
+		id, err := readHomeIDFile(c.home)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			id = newHomeID()
+		}
+		return putJSON(tx.Bucket(bMeta), kHomeID, id)
 	},
 }
 
@@ -111,6 +146,12 @@ type Catalog struct {
 	path     string
 	timeout  time.Duration
 	migrated bool
+	// homeChecked: this process has seen HOME/home-id and the markers of
+	// the pools inside the home in place (see settleHome).
+	homeChecked bool
+	// damaged: this process found the catalog damaged; it writes no more.
+	damaged error
+	warned  bool // about a catalog an earlier command found damaged
 }
 
 // Open prepares the catalog in home, creating home (mode 0700) and the
@@ -135,15 +176,91 @@ func Open(home string, lockTimeout time.Duration) (*Catalog, error) {
 // Home is the state home's absolute path.
 func (c *Catalog) Home() string { return c.home }
 
-func (c *Catalog) open(readOnly bool) (*bolt.DB, error) {
-	db, err := bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout, ReadOnly: readOnly})
+// Path is the catalog file's path.
+func (c *Catalog) Path() string { return c.path }
+
+func (c *Catalog) open(readOnly bool) (db *bolt.DB, err error) {
+	if !readOnly {
+		if err := c.refuseDamaged(); err != nil {
+			return nil, err
+		}
+		// (Looked at again on refusal: another process starting the
+		// catalog of a new home may have finished it meanwhile.)
+		if missing(c.path) {
+			if err := c.mayCreate(); err != nil && missing(c.path) {
+				return nil, err
+			}
+		}
+	}
+	err = c.guard(func() error {
+		db, err = bolt.Open(c.path, 0o600, &bolt.Options{Timeout: c.timeout, ReadOnly: readOnly})
+		return err
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, storage.Errorf(storage.ErrBusy, "the catalog %q is busy: another strata process held it for more than %s; try again or raise --lock-timeout", c.path, c.timeout)
+	}
+	if errors.Is(err, storage.ErrDamaged) {
+		return nil, err
+	}
+	if err != nil && openDamage(err) {
+		return nil, c.markDamaged(err.Error())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open catalog %q: %w", c.path, err)
 	}
 	return db, nil
+}
+
+// missing tells whether the catalog file is absent or empty: either way
+// bbolt would start a new catalog in it.
+func missing(path string) bool {
+	st, err := os.Stat(path)
+	return os.IsNotExist(err) || (err == nil && st.Size() == 0)
+}
+
+// openDamage tells whether bbolt refused to open the file because of what
+// is in it (not because of permissions or the like).
+func openDamage(err error) bool {
+	for _, e := range []error{bolterrors.ErrInvalid, bolterrors.ErrChecksum, bolterrors.ErrVersionMismatch, bolterrors.ErrInvalidMapping} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var pe *os.PathError
+	return !errors.As(err, &pe) && !errors.Is(err, bolterrors.ErrTimeout)
+}
+
+// damage is a panic bbolt raised reading a file: how bbolt reacts to a
+// page that is not what it expects.
+type damage struct{ reason string }
+
+func (d *damage) Error() string { return d.reason }
+
+// protect runs fn, turning a panic raised inside bbolt, and a memory fault
+// on the mapped file, into a *damage error. A panic raised elsewhere is a
+// bug in strata and goes on.
+func protect(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if !panickedInBolt() {
+				panic(r)
+			}
+			err = &damage{reason: fmt.Sprint(r)}
+		}
+	}()
+	return fn()
+}
+
+// guard is protect for the home's catalog: damage is recorded, and
+// becomes storage.ErrDamaged.
+func (c *Catalog) guard(fn func() error) error {
+	err := protect(fn)
+	var d *damage
+	if errors.As(err, &d) {
+		return c.markDamaged(d.reason)
+	}
+	return err
 }
 
 func versionAt(tx *bolt.Tx, k []byte) int {
@@ -176,6 +293,15 @@ func upToDate(tx *bolt.Tx) bool {
 func (c *Catalog) migrate(tx *bolt.Tx) error {
 	if upToDate(tx) {
 		return nil
+	}
+	if tx.Bucket(bMeta) == nil {
+		// A catalog without a schema: bbolt has just made it, or it was
+		// emptied. Only a new home may start one.
+		if err := c.mayCreate(); err != nil {
+			return err
+		}
+	} else if err := c.backupBeforeMigration(tx); err != nil {
+		return err
 	}
 	newer := func(what string, v, known int) error {
 		return storage.Errorf(storage.ErrPrecondition, "the catalog %q has %sschema version %d, newer than this strata understands (%d): upgrade strata", c.path, what, v, known)
@@ -217,30 +343,49 @@ func (c *Catalog) migrate(tx *bolt.Tx) error {
 
 // Update runs fn in one read-write transaction: all of fn's changes are
 // committed together (and synced) or none are.
+//
+// A catalog found damaged is never written: see the package doc.
 func (c *Catalog) Update(fn func(*Tx) error) error {
 	db, err := c.open(false)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		if err := c.migrate(tx); err != nil {
-			return err
-		}
-		c.migrated = true
-		return fn(&Tx{tx: tx})
+	migrated := false
+	err = c.guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			if !c.migrated && !upToDate(tx) {
+				migrated = true
+			}
+			if err := c.migrate(tx); err != nil {
+				return err
+			}
+			c.migrated = true
+			return fn(&Tx{tx: tx})
+		})
 	})
+	if err != nil {
+		return err
+	}
+	if migrated || !c.homeChecked {
+		return c.settleHome(db)
+	}
+	return nil
 }
 
 // View runs fn in a read-only transaction that shares the file with other
 // readers. A catalog that does not exist yet or has an older schema is
 // first brought up to date under the write lock.
 func (c *Catalog) View(fn func(*Tx) error) error {
-	if !c.migrated {
-		if _, err := os.Stat(c.path); err != nil {
-			if err := c.Update(func(*Tx) error { return nil }); err != nil {
-				return err
-			}
+	if !c.migrated && missing(c.path) {
+		if err := c.Update(func(*Tx) error { return nil }); err != nil {
+			return err
+		}
+	}
+	if !c.warned {
+		c.warned = true
+		if r := c.Damaged(); r != "" {
+			log.Warn().Str("catalog", c.path).Str("found", r).Msg("the catalog is damaged: strata reads what it can and writes nothing until it is restored ('strata catalog restore FILE')")
 		}
 	}
 	db, err := c.open(true)
@@ -249,14 +394,19 @@ func (c *Catalog) View(fn func(*Tx) error) error {
 	}
 	defer db.Close()
 	stale := false
-	err = db.View(func(tx *bolt.Tx) error {
-		if !c.migrated && !upToDate(tx) {
-			stale = true
-			return nil
-		}
-		c.migrated = true
-		return fn(&Tx{tx: tx})
+	err = c.guard(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			if !c.migrated && !upToDate(tx) {
+				stale = true
+				return nil
+			}
+			c.migrated = true
+			return fn(&Tx{tx: tx})
+		})
 	})
+	if err == nil && !stale && !c.homeChecked && c.damaged == nil {
+		err = c.settleHome(db)
+	}
 	if stale {
 		db.Close()
 		if err := c.Update(func(*Tx) error { return nil }); err != nil {
@@ -301,7 +451,7 @@ func (t *Tx) Get(bucket, key string, v any) (bool, error) {
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("catalog record %s/%s: %w", bucket, key, err)
+		return false, badRecord(bucket, key, fmt.Errorf("catalog record %s/%s: %w", bucket, key, err))
 	}
 	return true, nil
 }
@@ -349,10 +499,22 @@ func (t *Tx) Scan(bucket, prefix string, fn func(key string, raw []byte) error) 
 			if errors.Is(err, ErrStop) {
 				return nil
 			}
-			return err
+			return badRecord(bucket, string(k), err)
 		}
 	}
 	return nil
+}
+
+// badRecord makes a record that is not JSON at all (strata writes only
+// JSON: its bytes were changed on disk) a "catalog damaged" error, exit
+// 9. It is not recorded as damage of the whole catalog: bbolt's pages
+// are sound, and the record can be restored from a copy or deleted.
+func badRecord(bucket, key string, err error) error {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) || errors.Is(err, storage.ErrDamaged) {
+		return err
+	}
+	return storage.Errorf(storage.ErrDamaged, "the catalog record %s/%s is damaged (%v): restore the catalog from a copy ('strata catalog restore FILE'); 'strata doctor' tells more", bucket, key, err)
 }
 
 // ErrStop ends a Scan early.

@@ -126,7 +126,7 @@ func poolFiles(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.Name() != "lost+found" && e.Name() != "filler" {
+		if e.Name() != "lost+found" && e.Name() != "filler" && e.Name() != catalog.MarkerFile {
 			out = append(out, e.Name())
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/media"
+	"github.com/strata-vm/strata/storage/pattern"
 )
 
 // Store is an open state home.
@@ -76,14 +78,26 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
 		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid path %q: it is not a directory", path)
 	}
+	if err := s.checkPoolPlace(path, abs); err != nil {
+		return storage.PoolStatus{}, err
+	}
 	p := storage.Pool{Name: name, Driver: driver, Path: abs, Created: time.Now().UTC()}
+	var homeID string
 	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		homeID = tx.HomeID()
 		_, err := tx.Pool(name)
 		if err == nil {
 			return storage.Errorf(storage.ErrExists, "pool %q already exists", name)
 		}
 		return nil
 	}); err != nil {
+		return storage.PoolStatus{}, err
+	}
+	// A directory is one home's pool: another home's (its marker says so),
+	// or one holding strata's files without a marker (a pool of a home from
+	// before markers), is refused, since each home's doctor would take the
+	// other's images for orphans.
+	if err := s.checkUnowned(path, abs, homeID); err != nil {
 		return storage.PoolStatus{}, err
 	}
 	created := false
@@ -102,6 +116,13 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 		}
 		return storage.PoolStatus{}, storage.Errorf(storage.ErrPrecondition, "pool directory %q is not writable (%v): strata makes its images there", abs, err)
 	}
+	_, hadMarker, _ := catalog.ReadMarker(abs)
+	if err := s.Catalog.Claim(abs, homeID); err != nil {
+		if created {
+			os.Remove(abs)
+		}
+		return storage.PoolStatus{}, err
+	}
 	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
 		// One directory, one pool, however it is spelled (a symlink to
 		// another pool's directory would make doctor see that pool's
@@ -117,6 +138,9 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 		}
 		return tx.AddPool(p)
 	}); err != nil {
+		if !hadMarker {
+			os.Remove(filepath.Join(abs, catalog.MarkerFile))
+		}
 		if created {
 			os.Remove(abs)
 		}
@@ -124,6 +148,71 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 	}
 	log.Info().Str("pool", name).Str("path", abs).Msg("pool added")
 	return s.status(ctx, p, 0)
+}
+
+// checkPoolPlace refuses a pool at "/", at the state home, inside it
+// (its catalog, locks, backups; the pools folder itself, or inside an
+// existing pool) or around it: doctor and deletes work in a pool's
+// directory, and a pool there would mix images with strata's own files.
+// A new folder directly under HOME/pools is allowed.
+func (s *Store) checkPoolPlace(given, abs string) error {
+	real := resolve(abs)
+	home := resolve(s.Catalog.Home())
+	sep := string(filepath.Separator)
+	switch {
+	case real == sep:
+		return storage.Errorf(storage.ErrInvalid, "invalid path %q: the root directory cannot be a pool; give a directory of its own", given)
+	case real == home:
+		return storage.Errorf(storage.ErrInvalid, "invalid path %q: it is the state home; give a directory of its own (e.g. %s)", given, filepath.Join(home, "pools", "NAME"))
+	case strings.HasPrefix(home, real+sep):
+		return storage.Errorf(storage.ErrInvalid, "invalid path %q: it holds the state home %q; give a directory of its own", given, home)
+	case real == filepath.Join(home, "pools", catalog.DefaultPool):
+		return storage.Errorf(storage.ErrExists, "path %q is already pool %q", given, catalog.DefaultPool)
+	case strings.HasPrefix(real, home+sep):
+		pools := filepath.Join(home, "pools")
+		if filepath.Dir(real) != pools {
+			return storage.Errorf(storage.ErrInvalid, "invalid path %q: it is inside the state home, where strata keeps its own files; give a directory of its own (e.g. %s)", given, filepath.Join(pools, "NAME"))
+		}
+	}
+	return nil
+}
+
+// resolve is storage.RealPath for a path that may not exist yet: its
+// nearest existing parent is resolved.
+func resolve(p string) string {
+	p = filepath.Clean(p)
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	parent := filepath.Dir(p)
+	if parent == p {
+		return p
+	}
+	return filepath.Join(resolve(parent), filepath.Base(p))
+}
+
+// strataFile: names strata gives its files in a pool.
+var strataFile = pattern.New(`^([0-9a-f]{16}\.(img|qcow2|iso)|\.strata-points)$`)
+
+// checkUnowned refuses a directory that is already another home's pool.
+func (s *Store) checkUnowned(given, abs, homeID string) error {
+	m, ok, err := catalog.ReadMarker(abs)
+	if err != nil {
+		return storage.Errorf(storage.ErrPrecondition, "invalid path %q: %v; remove it if no other strata state home uses the directory", given, err)
+	}
+	if ok {
+		if mine, whose := s.Catalog.Owner(m, homeID); !mine {
+			return storage.Errorf(storage.ErrInUse, "invalid path %q: it is a pool of %s; two homes sharing a pool would remove each other's files: give this home a directory of its own (or, if that home no longer uses it, remove %s)", given, whose, filepath.Join(abs, catalog.MarkerFile))
+		}
+		return nil
+	}
+	entries, _ := os.ReadDir(abs)
+	for _, e := range entries {
+		if strataFile.MatchString(e.Name()) {
+			return storage.Errorf(storage.ErrInUse, "invalid path %q: it holds files strata names as its own (%s) but no owner marker: it may be a pool of another strata state home; give this home a directory of its own", given, e.Name())
+		}
+	}
+	return nil
 }
 
 // sameDir tells whether two paths name one directory.
@@ -243,6 +332,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 		// An empty image takes microseconds (raw) to a few milliseconds
 		// (qemu-img): make it inside the catalog transaction, so the
 		// whole create costs one catalog commit.
+		made := false
 		err := s.Catalog.Update(func(tx *catalog.Tx) error {
 			pool, d, err := s.poolForCreate(tx, o.Name, o.Pool)
 			if err != nil {
@@ -252,13 +342,16 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 			if err := d.Create(ctx, v.Path, v.Format, o.Size); err != nil {
 				return err
 			}
-			if err := tx.AddVolume(v); err != nil {
-				os.Remove(v.Path)
-				return err
-			}
-			return nil
+			made = true
+			return tx.AddVolume(v)
 		})
 		if err != nil {
+			// The transaction failed after the image was made (a refused
+			// record, a failed commit, a damaged catalog): no record names
+			// the image.
+			if made {
+				os.Remove(v.Path)
+			}
 			return storage.VolumeInfo{}, err
 		}
 	} else {
