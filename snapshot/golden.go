@@ -608,7 +608,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 // by reflink where possible, else a sparse copy.
 func (m *Manager) freezeDisk(ctx context.Context, s goldenSourceDisk, dst string) error {
 	if s.format == storage.FormatQcow2 {
-		argv := []string{"qemu-img", "convert", "-q", "-U", "-f", "qcow2"}
+		argv := image.QemuImgRead("convert", "-q", "-f", "qcow2")
 		if s.snap != "" {
 			argv = append(argv, "-l", "snapshot.name="+s.snap)
 		}

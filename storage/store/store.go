@@ -247,6 +247,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 			if err := d.Create(ctx, v.Path, v.Format, o.Size); err != nil {
 				return err
 			}
+			v.File = fileID(v.Path)
 			if err := tx.AddVolume(v); err != nil {
 				os.Remove(v.Path)
 				return err
@@ -272,13 +273,22 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 		if err := s.makeImage(ctx, d, pool, v, o); err != nil {
 			return storage.VolumeInfo{}, err
 		}
+		v.File = fileID(v.Path)
 		if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddVolume(v) }); err != nil {
 			os.Remove(v.Path)
 			return storage.VolumeInfo{}, err
 		}
 	}
 	log.Info().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
-	return s.info(ctx, v, !o.Layout.Empty())
+	return s.describe(ctx, v, !o.Layout.Empty())
+}
+
+// fileID is the identity of a new image, recorded with its volume.
+func fileID(path string) *storage.FileID {
+	if id, err := image.Identify(path); err == nil {
+		return &id
+	}
+	return nil
 }
 
 // poolForCreate checks that a new volume's name is free and returns its
@@ -326,9 +336,45 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 	return nil
 }
 
-// info adds what the image reports now to a volume record; the partition
+// info adds what the image reports now to a volume record, after checking
+// that the image is still the file registered (see verify); the partition
 // table is read only if parts is set (a new empty image has none).
 func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
+	v, err := s.verify(v)
+	if err != nil {
+		return storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}, err
+	}
+	return s.describe(ctx, v, parts)
+}
+
+// verify refuses an image that is no longer the file registered
+// (image.VerifyImage) and records the identity of the one there when it
+// has none yet (a volume recorded before strata kept it) or strata itself
+// replaced it (a rollback or flatten renames a new file over the image).
+func (s *Store) verify(v storage.Volume) (storage.Volume, error) {
+	if err := image.VerifyImage(v); err != nil {
+		return v, err
+	}
+	id, err := image.Identify(v.Path)
+	if err != nil || (v.File != nil && *v.File == id) {
+		return v, nil // a missing image is reported by whoever reads it
+	}
+	v.File = &id
+	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
+		cur, err := tx.VolumeByID(v.ID)
+		if err != nil {
+			return err
+		}
+		cur.File = &id
+		return tx.ReplaceVolume(cur)
+	}); err != nil {
+		log.Debug().Err(err).Str("volume", v.Name).Msg("could not record the identity of the volume's image")
+	}
+	return v, nil
+}
+
+// describe adds what the image reports now to a volume record.
+func (s *Store) describe(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
 	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
 	// As recorded: a raw disk whose guest wrote a qcow2 header stays raw.
 	info, err := image.InspectAs(v.Path, v.Format)
@@ -340,6 +386,10 @@ func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage
 	if info.BackingFile != "" {
 		b := info.BackingFile
 		vi.BackingFile = &b
+	}
+	if info.DataFile != "" {
+		d := info.DataFile
+		vi.DataFile = &d
 	}
 	if !parts {
 		return vi, nil
@@ -484,6 +534,12 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 	})
 	if err != nil {
 		return err
+	}
+	if err := image.VerifyImage(v); err != nil {
+		// Forgetting a volume whose image was swapped is the way out;
+		// removing what is there now is not strata's to do.
+		log.Warn().Err(err).Msg("the volume is deleted from the catalog; what is at its image's path now is left alone")
+		return nil
 	}
 	return image.Discard("volume", name, v.Path, v.Imported, purge)
 }
