@@ -493,6 +493,9 @@ func (m *Manager) goldenSources(t Target, pointRef string, g *goldenRecord) ([]g
 		if s.format != storage.FormatRaw && s.format != storage.FormatQcow2 {
 			return nil, storage.Errorf(storage.ErrNotSupported, "volume %q is %s: golden images hold raw or qcow2 disks only", s.vol.Name, s.format)
 		}
+		if err := image.VerifyImage(s.vol); err != nil { // qemu-img convert follows links
+			return nil, err
+		}
 	}
 	return srcs, nil
 }
