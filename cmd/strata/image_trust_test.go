@@ -2,11 +2,14 @@ package main_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-vm/strata/storage/storagetest"
 )
@@ -293,5 +296,45 @@ func TestInPlaceImportFromUserDirectoryWarns(t *testing.T) {
 	r := runIn(t, home, nil, "volume", "import", img)
 	if r.code != 0 || !strings.Contains(r.stderr, "owned by uid 65534") {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// A volume recorded before strata kept image identities (no file_id) is
+// not refused: its identity is recorded at first use.
+func TestVolumeWithoutRecordedIdentityGetsOne(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	var v struct {
+		volumeJSON
+		FileID *struct{ Dev, Ino uint64 } `json:"file_id"`
+	}
+	jsonOf(t, home, &v, "volume", "create", "old", "--size", "1M")
+	if v.FileID == nil {
+		t.Fatal("no file_id recorded at create")
+	}
+	db, err := bolt.Open(filepath.Join(home, "catalog.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("volumes"))
+		var rec map[string]any
+		if err := json.Unmarshal(b.Get([]byte(v.ID)), &rec); err != nil {
+			return err
+		}
+		delete(rec, "file_id")
+		raw, _ := json.Marshal(rec)
+		return b.Put([]byte(v.ID), raw)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "snapshot", "create", "--volume", "old")
+	var list []struct {
+		FileID *struct{ Dev, Ino uint64 } `json:"file_id"`
+	}
+	jsonOf(t, home, &list, "volume", "list")
+	if len(list) != 1 || list[0].FileID == nil {
+		t.Fatalf("identity not recorded at first use: %+v", list)
 	}
 }

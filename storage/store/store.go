@@ -340,7 +340,10 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 // that the image is still the file registered (see verify); the partition
 // table is read only if parts is set (a new empty image has none).
 func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
-	v, err := s.verify(v)
+	v, changed, err := s.verify(v)
+	if changed {
+		s.recordIdentities([]storage.Volume{v})
+	}
 	if err != nil {
 		return storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}, err
 	}
@@ -348,29 +351,40 @@ func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage
 }
 
 // verify refuses an image that is no longer the file registered
-// (image.VerifyImage) and records the identity of the one there when it
-// has none yet (a volume recorded before strata kept it) or strata itself
-// replaced it (a rollback or flatten renames a new file over the image).
-func (s *Store) verify(v storage.Volume) (storage.Volume, error) {
+// (image.VerifyImage) and returns the volume with the identity of the
+// image there now, and whether that is new: it has none recorded yet (a
+// volume recorded before strata kept it) or strata itself replaced the
+// image (a rollback or flatten renames a new file over it).
+func (s *Store) verify(v storage.Volume) (storage.Volume, bool, error) {
 	if err := image.VerifyImage(v); err != nil {
-		return v, err
+		return v, false, err
 	}
 	id, err := image.Identify(v.Path)
 	if err != nil || (v.File != nil && *v.File == id) {
-		return v, nil // a missing image is reported by whoever reads it
+		return v, false, nil // a missing image is reported by whoever reads it
 	}
 	v.File = &id
+	return v, true, nil
+}
+
+// recordIdentities records the image identities verify found, in one
+// transaction; a failure only means they are recorded next time.
+func (s *Store) recordIdentities(vols []storage.Volume) {
 	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
-		cur, err := tx.VolumeByID(v.ID)
-		if err != nil {
-			return err
+		for _, v := range vols {
+			cur, err := tx.VolumeByID(v.ID)
+			if err != nil || cur.Path != v.Path {
+				continue // gone or replaced meanwhile
+			}
+			cur.File = v.File
+			if err := tx.ReplaceVolume(cur); err != nil {
+				return err
+			}
 		}
-		cur.File = &id
-		return tx.ReplaceVolume(cur)
+		return nil
 	}); err != nil {
-		log.Debug().Err(err).Str("volume", v.Name).Msg("could not record the identity of the volume's image")
+		log.Debug().Err(err).Msg("could not record the identity of volume images")
 	}
-	return v, nil
 }
 
 // describe adds what the image reports now to a volume record.
@@ -427,6 +441,7 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 	// Reading a qcow2 image's partition table runs qemu-img: a few at a
 	// time, in order of the names all the same.
 	out := make([]storage.VolumeInfo, len(vols))
+	changed := make([]bool, len(vols))
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for i, v := range vols {
@@ -434,7 +449,12 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			vi, err := s.info(ctx, v, true)
+			v, c, err := s.verify(v)
+			changed[i] = c
+			vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
+			if err == nil {
+				vi, err = s.describe(ctx, v, true)
+			}
 			if err != nil {
 				// A missing image must not hide the others: report it in place.
 				log.Warn().Err(err).Msg("volume image unreadable; run strata doctor")
@@ -443,6 +463,15 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 		}()
 	}
 	wg.Wait()
+	var record []storage.Volume
+	for i, c := range changed {
+		if c {
+			record = append(record, out[i].Volume)
+		}
+	}
+	if len(record) > 0 {
+		s.recordIdentities(record)
+	}
 	return out, nil
 }
 
