@@ -70,13 +70,17 @@ type Volume struct {
 	File *FileID `json:"file_id,omitempty"`
 }
 
-// FileID identifies an image file: its device and inode, and its owner
-// (a replacement strata makes by a rename keeps the owner, one made by
-// someone who can only write the image's directory cannot).
+// FileID identifies an image file: its device, inode and birth time, and
+// its owner (a replacement strata makes by a rename keeps the owner, one
+// made by someone who can only write the image's directory cannot).
 type FileID struct {
 	Dev uint64 `json:"dev"`
 	Ino uint64 `json:"ino"`
-	UID uint32 `json:"uid"`
+	// Birth is the file's birth time (ns since the epoch) where the
+	// filesystem keeps one: it tells a new file from a deleted one whose
+	// inode number it reuses.
+	Birth int64  `json:"birth,omitempty"`
+	UID   uint32 `json:"uid"`
 }
 
 // Partition is one entry of a volume's partition table.

@@ -58,23 +58,40 @@ func Identify(path string) (storage.FileID, error) {
 	if err != nil {
 		return storage.FileID{}, err
 	}
-	return storage.FileID{Dev: uint64(st.Dev), Ino: st.Ino, UID: st.Uid}, nil
+	return st.id, nil
 }
 
-func statNoLinks(path string) (*unix.Stat_t, error) {
+type fileStat struct {
+	id    storage.FileID
+	mode  uint32 // S_IFMT bits
+	nlink uint32
+}
+
+// statNoLinks stats path without following a link, with the file's birth
+// time where the filesystem keeps one: an inode number is reused as soon
+// as its file is deleted, a birth time is not.
+func statNoLinks(path string) (fileStat, error) {
 	fd, err := openNoLinks(path, unix.O_PATH|unix.O_CLOEXEC)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return fileStat{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil {
+		return fileStat{}, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK { // O_PATH|O_NOFOLLOW opens the link itself
-		return nil, &os.PathError{Op: "open", Path: path, Err: unix.ELOOP}
+	fs := fileStat{
+		id:    storage.FileID{Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Ino: st.Ino, UID: st.Uid},
+		mode:  uint32(st.Mode) & unix.S_IFMT,
+		nlink: st.Nlink,
 	}
-	return &st, nil
+	if st.Mask&unix.STATX_BTIME != 0 {
+		fs.id.Birth = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
+	}
+	if fs.mode == unix.S_IFLNK { // O_PATH|O_NOFOLLOW opens the link itself
+		return fileStat{}, &os.PathError{Op: "open", Path: path, Err: unix.ELOOP}
+	}
+	return fs, nil
 }
 
 // VerifyImage checks, before strata reads or writes a volume's image, that
@@ -100,24 +117,23 @@ func VerifyImage(v storage.Volume) error {
 	case err != nil:
 		return fmt.Errorf("volume %q: %w", v.Name, err)
 	}
-	typ := st.Mode & unix.S_IFMT
 	if v.Device {
-		if typ != unix.S_IFBLK {
+		if st.mode != unix.S_IFBLK {
 			return storage.Errorf(storage.ErrPrecondition, "volume %q was registered as the block device %q, which is no longer a block device: check the device, or delete the volume and import what is there now", v.Name, v.Path)
 		}
 		return nil // only root makes device nodes; LVM re-creates them at will
 	}
-	if typ != unix.S_IFREG {
+	if st.mode != unix.S_IFREG {
 		return storage.Errorf(storage.ErrPrecondition, "volume %q: its image %q is no longer a regular file: put the image back, or delete the volume and import what is there now", v.Name, v.Path)
 	}
-	f := v.File
-	if f == nil || (f.Dev == uint64(st.Dev) && f.Ino == st.Ino) {
-		return nil
+	f, now := v.File, st.id
+	if f == nil || (f.Dev == now.Dev && f.Ino == now.Ino && f.Birth == now.Birth) {
+		return nil // the same file (its owner may change: libvirt chowns images)
 	}
-	if uint64(st.Dev) == f.Dev && st.Uid == f.UID && (st.Nlink == 1 || protectedHardlinks()) {
+	if now.Dev == f.Dev && now.UID == f.UID && (st.nlink == 1 || protectedHardlinks()) {
 		return nil // strata's own replacement (see above)
 	}
-	return storage.Errorf(storage.ErrPrecondition, "volume %q: its image %q is no longer the file registered (it was replaced by a file owned by uid %d with %d links): strata does not read or write a file swapped in behind its back; check who replaced it, put the image back, or delete the volume ('strata volume delete %s' keeps the file) and import the file you mean", v.Name, v.Path, st.Uid, st.Nlink, v.Name)
+	return storage.Errorf(storage.ErrPrecondition, "volume %q: its image %q is no longer the file registered (it was replaced by a file owned by uid %d with %d links): strata does not read or write a file swapped in behind its back; check who replaced it, put the image back, or delete the volume ('strata volume delete %s' keeps the file) and import the file you mean", v.Name, v.Path, now.UID, st.nlink, v.Name)
 }
 
 // protectedHardlinks tells whether the kernel refuses to let a user make a
