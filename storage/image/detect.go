@@ -1,6 +1,13 @@
 // Package image knows disk image files and devices: their format (from
 // content, never from the name), sizes, partition tables, laying out a new
 // partition table and filesystem (go-diskfs), and copying them sparsely.
+//
+// Invariants: an image whose format is known (declared by the admin or
+// recorded by strata) is read as that format, never probed (InspectAs): a
+// guest writes what it likes at the start of a raw disk. Images are opened
+// without following symbolic links (OpenImage), and a volume's image is
+// checked to be the file recorded before strata uses it (VerifyImage).
+// qemu-img commands that only read run with -U (QemuImgRead).
 package image
 
 import (
@@ -43,8 +50,9 @@ type Info struct {
 	DataFile string
 }
 
-// Inspect reads the format and sizes of path, the format from its content.
-// It is O(1) in the image's size: it reads headers only.
+// Inspect reads the format and sizes of path, the format from its content:
+// only for an image nothing else is known about (an import without a
+// declared format). It is O(1) in the image's size: it reads headers only.
 func Inspect(path string) (Info, error) { return inspect(path, "") }
 
 // InspectAs reads the sizes of an image whose format is known (a volume
