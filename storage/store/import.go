@@ -300,7 +300,7 @@ func (t backingTrust) check(path string, info image.Info, o ImportOptions) error
 		return nil
 	}
 	if o.Format != storage.FormatQcow2 || !o.AllowBacking {
-		return storage.Errorf(storage.ErrPrecondition, "%q looks like a qcow2 image whose backing file %q lies outside strata's pools: a guest can write such a header at the start of a raw disk to read host files. If you made this image, import it with --format qcow2 --allow-backing; if it is a raw disk, import it with --format raw", path, info.BackingFile)
+		return storage.Errorf(storage.ErrPrecondition, "%q looks like a qcow2 image whose backing file %q lies outside strata's pools: a guest can write such a header at the start of a raw disk to read host files. If you made this image, declare it and allow its backing file: --format qcow2 --allow-backing (for guest import, format=qcow2 in the config and --allow-backing); if it is a raw disk, declare it raw", path, info.BackingFile)
 	}
 	log.Warn().Str("image", path).Str("backing", backing).Msg("importing a qcow2 image whose backing file lies outside strata's pools, as declared (--format qcow2 --allow-backing)")
 	return nil
