@@ -338,3 +338,23 @@ func TestVolumeWithoutRecordedIdentityGetsOne(t *testing.T) {
 		t.Fatalf("identity not recorded at first use: %+v", list)
 	}
 }
+
+// guest import --adopt-disks: a disk declared format=qcow2 whose backing
+// file lies outside the pools needs --allow-backing.
+func TestAdoptedOverlayOutsidePoolsNeedsAllowBacking(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	secret, _ := hostSecret(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "ov.qcow2")
+	storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", secret, "-F", "raw", img, "1M")
+	cfg := filepath.Join(dir, "o.cfg")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("name = 'o'\nbuilder = 'hvm'\nmemory = 256\ndisk = [ 'format=qcow2,vdev=hda,access=w,target=%s' ]\n", img)), 0o600)
+	fails(t, home, 7, []string{"--allow-backing"}, "guest", "import", cfg, "--adopt-disks")
+	fails(t, home, 3, nil, "volume", "info", "o-hda")
+	ok(t, home, "guest", "import", cfg, "--adopt-disks", "--allow-backing")
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "info", "o-hda")
+	if v.Format != "qcow2" || v.Backing == nil || *v.Backing != secret {
+		t.Errorf("declared overlay: %+v", v)
+	}
+}
