@@ -97,3 +97,36 @@ func TestResizeWaitsForVolumeLock(t *testing.T) {
 		t.Errorf("size %d after resize", v.VirtualSize)
 	}
 }
+
+// A volume list loop never makes a restore point operation on a qcow2
+// volume fail (its qemu-img dd without -U held a shared lock that
+// qemu-img snapshot could not get past).
+func TestPointOperationsSurviveVolumeListLoop(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	ok(t, home, "volume", "create", "q", "--size", "16M", "--format", "qcow2", "--partition", "gpt")
+	stop := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runIn(t, home, nil, "volume", "list")
+			}
+		}
+	}()
+	failed := 0
+	for i := 0; i < 30; i++ {
+		if r := runIn(t, home, nil, "snapshot", "create", "--volume", "q"); r.code != 0 {
+			failed++
+			t.Logf("snapshot create: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	close(stop)
+	<-loopDone
+	if failed > 0 {
+		t.Errorf("%d of 30 restore point operations failed beside a volume list loop", failed)
+	}
+}
