@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
@@ -378,7 +379,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 				out = append(out, f)
 			}
 		}
-		if err := run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-f", "qcow2", v.Path); err != nil {
+		if err := run.Run(ctx, nil, nil, image.QemuImgRead("check", "-q", "-f", "qcow2", v.Path)...); err != nil {
 			f := Finding{Kind: "qcow2-check", Path: v.Path, Detail: "qemu-img check reports problems in volume " + v.Name + ": " + err.Error()}
 			if repair {
 				_, rerr := repairQcow2(ctx, v.Path)
@@ -473,7 +474,7 @@ func readHomeID(home string) string {
 }
 
 func qcow2Snapshots(ctx context.Context, path string) ([]string, error) {
-	out, err := run.Output(ctx, "qemu-img", "info", "--output=json", "-f", "qcow2", "--force-share", path)
+	out, err := run.Output(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", path)...)
 	if err != nil {
 		return nil, err
 	}

@@ -541,6 +541,9 @@ func (m *Manager) goldenSources(ctx context.Context, t Target, pointRef string, 
 		if s.format != storage.FormatRaw && s.format != storage.FormatQcow2 {
 			return nil, storage.Errorf(storage.ErrNotSupported, "volume %q is %s: golden images hold raw or qcow2 disks only", s.vol.Name, s.format)
 		}
+		if err := image.VerifyImage(s.vol); err != nil { // qemu-img convert follows links
+			return nil, err
+		}
 	}
 	return srcs, nil
 }
@@ -656,7 +659,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 // by reflink where possible, else a sparse copy.
 func (m *Manager) freezeDisk(ctx context.Context, s goldenSourceDisk, dst string) error {
 	if s.format == storage.FormatQcow2 {
-		argv := []string{"qemu-img", "convert", "-q", "-U", "-f", "qcow2"}
+		argv := image.QemuImgRead("convert", "-q", "-f", "qcow2")
 		if s.snap != "" {
 			argv = append(argv, "-l", "snapshot.name="+s.snap)
 		}

@@ -153,6 +153,9 @@ func (qcow2Internal) plan(v storage.Volume, uid string) DiskPoint {
 }
 
 func (qcow2Internal) take(ctx context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
+	if err := image.VerifyImage(v); err != nil { // qemu-img follows links
+		return err
+	}
 	return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", dp.Ref, v.Path)
 }
 
@@ -165,6 +168,9 @@ func (qcow2Internal) take(ctx context.Context, v storage.Volume, dp *DiskPoint, 
 // next restore finds it there, lets qemu-img repair it (check -r all) and
 // applies the snapshot again.
 func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error {
+	if err := image.VerifyImage(v); err != nil {
+		return err
+	}
 	applying := v.Path + applyingSuffix
 	_, err := os.Lstat(applying)
 	resumed := err == nil
@@ -228,7 +234,7 @@ func (qcow2Internal) exists(ctx context.Context, v storage.Volume, dp DiskPoint)
 	if _, err := os.Stat(v.Path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	out, err := run.Output(ctx, "qemu-img", "info", "--output=json", "-f", "qcow2", "--force-share", v.Path)
+	out, err := run.Output(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", v.Path)...)
 	if err != nil {
 		return false, err
 	}
@@ -267,6 +273,9 @@ func (m fileCopy) plan(v storage.Volume, uid string) DiskPoint {
 }
 
 func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, prog storage.Progress) error {
+	if err := image.VerifyImage(v); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
 		return err
 	}
@@ -287,6 +296,9 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, pro
 // its size), moved to dp.Ref by the rollback that replaces the live image
 // (restoreStep.moveTo).
 func (m fileCopy) move(_ context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
+	if err := image.VerifyImage(v); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
 		return err
 	}
@@ -322,6 +334,9 @@ func (m fileCopy) materialise(ctx context.Context, src, dst string, prog storage
 // as another user, or confined by an SELinux label, must still open it),
 // and renames it over the live image.
 func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error {
+	if err := image.VerifyImage(v); err != nil {
+		return err
+	}
 	tmp := v.Path + rollbackSuffix + "-" + newUID()
 	if err := m.materialise(ctx, dp.Ref, tmp, s.prog); err != nil {
 		os.Remove(tmp)
@@ -371,11 +386,16 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 
 // keepIdentity gives tmp, about to be renamed over live, live's owner,
 // mode and extended attributes: a hypervisor running as another user, or
-// confined by an SELinux label (sVirt), must still open the image.
+// confined by an SELinux label (sVirt), must still open the image. Never
+// those of a file a symbolic link leads to: whoever planted the link would
+// get a copy of the image owned as /etc/shadow is, or worse, as they are.
 func keepIdentity(live, tmp string) error {
-	st, err := os.Stat(live)
+	st, err := os.Lstat(live)
 	if err != nil {
 		return nil // nothing to keep
+	}
+	if !st.Mode().IsRegular() {
+		return storage.Errorf(storage.ErrPrecondition, "%q is no longer a regular file (%s): strata does not take the owner and mode of what it is now; put the image back", live, st.Mode().Type())
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		if err := os.Lchown(tmp, int(sys.Uid), int(sys.Gid)); err != nil {

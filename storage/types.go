@@ -64,6 +64,23 @@ type Volume struct {
 	// Backing is the backing file recorded when the volume was registered
 	// (qcow2 overlays); dependants are found through it.
 	Backing string `json:"backing,omitempty"`
+	// File is the identity of the image file when strata registered it
+	// (or first used it, for volumes recorded before strata kept it):
+	// checked before strata reads or writes the image (image.VerifyImage).
+	File *FileID `json:"file_id,omitempty"`
+}
+
+// FileID identifies an image file: its device, inode and birth time, and
+// its owner (a replacement strata makes by a rename keeps the owner, one
+// made by someone who can only write the image's directory cannot).
+type FileID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+	// Birth is the file's birth time (ns since the epoch) where the
+	// filesystem keeps one: it tells a new file from a deleted one whose
+	// inode number it reuses.
+	Birth int64  `json:"birth,omitempty"`
+	UID   uint32 `json:"uid"`
 }
 
 // Partition is one entry of a volume's partition table.
@@ -78,9 +95,11 @@ type Partition struct {
 // VolumeInfo is a volume with what its image reports now.
 type VolumeInfo struct {
 	Volume
-	VirtualSize    int64       `json:"virtual_size"`
-	AllocatedBytes int64       `json:"allocated_bytes"`
-	BackingFile    *string     `json:"backing"`
+	VirtualSize    int64   `json:"virtual_size"`
+	AllocatedBytes int64   `json:"allocated_bytes"`
+	BackingFile    *string `json:"backing"`
+	// DataFile is a qcow2 image's external data file, if it has one.
+	DataFile       *string     `json:"data_file"`
 	PartitionTable string      `json:"partition_table"` // gpt, mbr or none
 	Partitions     []Partition `json:"partitions"`
 }

@@ -210,6 +210,7 @@ func guestCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "name", Usage: "name of the guest (default: the config's)"},
 					&cli.BoolFlag{Name: "adopt-disks", Usage: "register the disk images and devices it names as volumes, in place"},
+					&cli.BoolFlag{Name: "allow-backing", Usage: "with --adopt-disks: accept disks declared qcow2 (format=qcow2) whose backing file lies outside strata's pools"},
 					&cli.BoolFlag{Name: "libvirt", Usage: "FILE is libvirt domain XML"},
 				},
 				Action: func(c *cli.Context) error {
@@ -225,7 +226,7 @@ func guestCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					g, _, err := r.Import(c.Context, file, data, registry.ImportOptions{Name: c.String("name"), AdoptDisks: c.Bool("adopt-disks"), Libvirt: c.Bool("libvirt")})
+					g, _, err := r.Import(c.Context, file, data, registry.ImportOptions{Name: c.String("name"), AdoptDisks: c.Bool("adopt-disks"), AllowBacking: c.Bool("allow-backing"), Libvirt: c.Bool("libvirt")})
 					if err != nil {
 						return err
 					}

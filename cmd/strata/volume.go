@@ -60,6 +60,8 @@ func volumeCommand() *cli.Command {
 					&cli.StringFlag{Name: "name", Usage: "volume name (default: the file name without extension)"},
 					&cli.BoolFlag{Name: "copy", Usage: "copy the image into a pool (sparse: holes stay holes)"},
 					&cli.StringFlag{Name: "pool", Usage: "pool to copy into (with --copy; default: default)"},
+					&cli.StringFlag{Name: "format", Usage: "the image's format, raw or qcow2, as you know it (default: probed; a qcow2 image whose backing file lies outside strata's pools needs --format qcow2 --allow-backing)"},
+					&cli.BoolFlag{Name: "allow-backing", Usage: "with --format qcow2: accept a backing file outside strata's pools"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "PATH"); err != nil {
@@ -68,11 +70,21 @@ func volumeCommand() *cli.Command {
 					if c.IsSet("pool") && !c.Bool("copy") {
 						return storage.Errorf(storage.ErrInvalid, "--pool only applies with --copy: an image imported in place stays where it is")
 					}
+					var format storage.Format
+					if c.IsSet("format") {
+						var err error
+						if format, err = storage.ParseFormat(c.String("format")); err != nil {
+							return err
+						}
+					}
+					if c.Bool("allow-backing") && format != storage.FormatQcow2 {
+						return storage.Errorf(storage.ErrInvalid, "--allow-backing applies to an image you declare as qcow2: add --format qcow2")
+					}
 					st, err := openStore(c)
 					if err != nil {
 						return err
 					}
-					v, err := st.ImportVolume(c.Context, store.ImportOptions{Path: c.Args().First(), Name: c.String("name"), Copy: c.Bool("copy"), Pool: c.String("pool")}, progress())
+					v, err := st.ImportVolume(c.Context, store.ImportOptions{Path: c.Args().First(), Name: c.String("name"), Copy: c.Bool("copy"), Pool: c.String("pool"), Format: format, AllowBacking: c.Bool("allow-backing")}, progress())
 					if err != nil {
 						return err
 					}

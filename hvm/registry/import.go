@@ -21,7 +21,10 @@ import (
 type ImportOptions struct {
 	Name       string // overrides the config's name
 	AdoptDisks bool   // register the disk images it names as volumes, in place
-	Libvirt    bool   // data is libvirt domain XML, not xl/xm
+	// AllowBacking accepts adopted disks declared qcow2 whose backing
+	// file lies outside strata's pools (store.ImportOptions).
+	AllowBacking bool
+	Libvirt      bool // data is libvirt domain XML, not xl/xm
 }
 
 // Import parses an xl/xm config (never executing it) or libvirt XML and
@@ -67,7 +70,7 @@ func (r *Registry) Import(ctx context.Context, file string, data []byte, o Impor
 	var adopted []string
 	if o.AdoptDisks {
 		var err error
-		if adopted, err = r.adopt(ctx, g); err != nil {
+		if adopted, err = r.adopt(ctx, g, o.AllowBacking); err != nil {
 			r.unadopt(ctx, adopted)
 			return nil, nil, err
 		}
@@ -100,8 +103,11 @@ func (r *Registry) mediaByPath(g *hvm.Guest) error {
 }
 
 // adopt registers each writable disk image or device as a volume (or
-// reuses the volume already registered at that path).
-func (r *Registry) adopt(ctx context.Context, g *hvm.Guest) ([]string, error) {
+// reuses the volume already registered at that path), in the format the
+// config declares (format=raw is raw, whatever a guest wrote at the start
+// of the disk); a disk without one is probed, under the rules of
+// store.ImportVolume.
+func (r *Registry) adopt(ctx context.Context, g *hvm.Guest, allowBacking bool) ([]string, error) {
 	var adopted []string
 	vols, err := r.st.Volumes(ctx)
 	if err != nil {
@@ -125,7 +131,15 @@ func (r *Registry) adopt(ctx context.Context, g *hvm.Guest) ([]string, error) {
 			continue
 		}
 		name := g.Name + "-" + d.Vdev
-		v, err := r.st.ImportVolume(ctx, store.ImportOptions{Path: path, Name: name}, storage.NoProgress{})
+		o := store.ImportOptions{Path: path, Name: name, AllowBacking: allowBacking}
+		if d.Format != "" {
+			f, err := storage.ParseFormat(d.Format)
+			if err != nil {
+				return adopted, storage.Errorf(storage.ErrNotSupported, "adopt disk %s of guest %q: it is declared %s, and strata adopts raw and qcow2 images: convert it (qemu-img convert -O qcow2) and import again", d.Vdev, g.Name, d.Format)
+			}
+			o.Format = f
+		}
+		v, err := r.st.ImportVolume(ctx, o, storage.NoProgress{})
 		if err != nil {
 			return adopted, fmt.Errorf("adopt disk %s of guest %q: %w", d.Vdev, g.Name, err)
 		}

@@ -14,12 +14,12 @@ import (
 // reads only where either file has data (SEEK_DATA/SEEK_HOLE): holes in
 // both are equal without being read.
 func SameContent(a, b string) (bool, error) {
-	fa, err := os.Open(a)
+	fa, err := OpenImage(a, os.O_RDONLY)
 	if err != nil {
 		return false, err
 	}
 	defer fa.Close()
-	fb, err := os.Open(b)
+	fb, err := OpenImage(b, os.O_RDONLY)
 	if err != nil {
 		return false, err
 	}

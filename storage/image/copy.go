@@ -29,7 +29,7 @@ var zeros [zeroBlock]byte // in BSS: no allocation at start-up
 // is constant. dst is synced before CopySparse returns; on error it is
 // removed.
 func CopySparse(ctx context.Context, src, dst string, prog storage.Progress) (err error) {
-	in, err := os.Open(src)
+	in, err := OpenImage(src, os.O_RDONLY)
 	if err != nil {
 		return openError(src, err)
 	}
@@ -144,7 +144,7 @@ func writeError(path string, err error) error {
 // filesystem cannot (ext4, tmpfs, across filesystems); the caller falls
 // back to CopySparse.
 func Reflink(src, dst string) (err error) {
-	in, err := os.Open(src)
+	in, err := OpenImage(src, os.O_RDONLY)
 	if err != nil {
 		return openError(src, err)
 	}

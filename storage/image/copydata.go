@@ -25,9 +25,9 @@ var copyFileRange = unix.CopyFileRange
 // copy_file_range does not apply (across filesystems, no SEEK_DATA) it
 // falls back to CopySparse. dst is synced before CopyData returns.
 func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err error) {
-	in, err := os.Open(src)
+	in, err := OpenImage(src, os.O_RDONLY)
 	if err != nil {
-		return err
+		return openError(src, err)
 	}
 	defer in.Close()
 	size, err := in.Seek(0, io.SeekEnd)

@@ -33,7 +33,7 @@ func Partitions(ctx context.Context, path string, info Info) (kind string, parts
 	var r partitionReader
 	switch info.Format {
 	case storage.FormatRaw:
-		f, err := os.Open(path)
+		f, err := OpenImage(path, os.O_RDONLY)
 		if err != nil {
 			return "", nil, openError(path, err)
 		}
@@ -86,8 +86,8 @@ func qcow2Head(ctx context.Context, path string, n int) ([]byte, error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "head")
-	if err := run.Run(ctx, nil, nil, "qemu-img", "dd", "-f", "qcow2", "-O", "raw", "bs=65536",
-		fmt.Sprintf("count=%d", n/65536), "if="+path, "of="+out); err != nil {
+	argv := QemuImgRead("dd", "-f", "qcow2", "-O", "raw", "bs=65536", fmt.Sprintf("count=%d", n/65536), "if="+path, "of="+out)
+	if err := run.Run(ctx, nil, nil, argv...); err != nil {
 		return nil, err
 	}
 	return os.ReadFile(out)

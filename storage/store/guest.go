@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog/log"
+
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
@@ -122,6 +124,10 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 		return err
 	}
 	for _, v := range gone {
+		if err := image.VerifyImage(v); err != nil {
+			log.Warn().Err(err).Msg("the volume is deleted from the catalog; what is at its image's path now is left alone")
+			continue
+		}
 		if err := image.Discard("volume", v.Name, v.Path, v.Imported, false); err != nil {
 			return err
 		}

@@ -343,6 +343,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 				return err
 			}
 			made = true
+			v.File = fileID(v.Path)
 			return tx.AddVolume(v)
 		})
 		if err != nil {
@@ -370,13 +371,22 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 		if err := s.makeImage(ctx, d, pool, v, o); err != nil {
 			return storage.VolumeInfo{}, err
 		}
+		v.File = fileID(v.Path)
 		if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddVolume(v) }); err != nil {
 			os.Remove(v.Path)
 			return storage.VolumeInfo{}, err
 		}
 	}
 	log.Info().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
-	return s.info(ctx, v, !o.Layout.Empty())
+	return s.describe(ctx, v, !o.Layout.Empty())
+}
+
+// fileID is the identity of a new image, recorded with its volume.
+func fileID(path string) *storage.FileID {
+	if id, err := image.Identify(path); err == nil {
+		return &id
+	}
+	return nil
 }
 
 // poolForCreate checks that a new volume's name is free and returns its
@@ -424,9 +434,59 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 	return nil
 }
 
-// info adds what the image reports now to a volume record; the partition
+// info adds what the image reports now to a volume record, after checking
+// that the image is still the file registered (see verify); the partition
 // table is read only if parts is set (a new empty image has none).
 func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
+	v, changed, err := s.verify(v)
+	if changed {
+		s.recordIdentities([]storage.Volume{v})
+	}
+	if err != nil {
+		return storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}, err
+	}
+	return s.describe(ctx, v, parts)
+}
+
+// verify refuses an image that is no longer the file registered
+// (image.VerifyImage) and returns the volume with the identity of the
+// image there now, and whether that is new: it has none recorded yet (a
+// volume recorded before strata kept it) or strata itself replaced the
+// image (a rollback or flatten renames a new file over it).
+func (s *Store) verify(v storage.Volume) (storage.Volume, bool, error) {
+	if err := image.VerifyImage(v); err != nil {
+		return v, false, err
+	}
+	id, err := image.Identify(v.Path)
+	if err != nil || (v.File != nil && *v.File == id) {
+		return v, false, nil // a missing image is reported by whoever reads it
+	}
+	v.File = &id
+	return v, true, nil
+}
+
+// recordIdentities records the image identities verify found, in one
+// transaction; a failure only means they are recorded next time.
+func (s *Store) recordIdentities(vols []storage.Volume) {
+	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
+		for _, v := range vols {
+			cur, err := tx.VolumeByID(v.ID)
+			if err != nil || cur.Path != v.Path {
+				continue // gone or replaced meanwhile
+			}
+			cur.File = v.File
+			if err := tx.ReplaceVolume(cur); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		log.Debug().Err(err).Msg("could not record the identity of volume images")
+	}
+}
+
+// describe adds what the image reports now to a volume record.
+func (s *Store) describe(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
 	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
 	// As recorded: a raw disk whose guest wrote a qcow2 header stays raw.
 	info, err := image.InspectAs(v.Path, v.Format)
@@ -438,6 +498,10 @@ func (s *Store) info(ctx context.Context, v storage.Volume, parts bool) (storage
 	if info.BackingFile != "" {
 		b := info.BackingFile
 		vi.BackingFile = &b
+	}
+	if info.DataFile != "" {
+		d := info.DataFile
+		vi.DataFile = &d
 	}
 	if !parts {
 		return vi, nil
@@ -475,6 +539,7 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 	// Reading a qcow2 image's partition table runs qemu-img: a few at a
 	// time, in order of the names all the same.
 	out := make([]storage.VolumeInfo, len(vols))
+	changed := make([]bool, len(vols))
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for i, v := range vols {
@@ -482,7 +547,12 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			vi, err := s.info(ctx, v, true)
+			v, c, err := s.verify(v)
+			changed[i] = c
+			vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
+			if err == nil {
+				vi, err = s.describe(ctx, v, true)
+			}
 			if err != nil {
 				// A missing image must not hide the others: report it in place.
 				log.Warn().Err(err).Msg("volume image unreadable; run strata doctor")
@@ -491,6 +561,15 @@ func (s *Store) Volumes(ctx context.Context) ([]storage.VolumeInfo, error) {
 		}()
 	}
 	wg.Wait()
+	var record []storage.Volume
+	for i, c := range changed {
+		if c {
+			record = append(record, out[i].Volume)
+		}
+	}
+	if len(record) > 0 {
+		s.recordIdentities(record)
+	}
 	return out, nil
 }
 
@@ -590,6 +669,12 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 	})
 	if err != nil {
 		return err
+	}
+	if err := image.VerifyImage(v); err != nil {
+		// Forgetting a volume whose image was swapped is the way out;
+		// removing what is there now is not strata's to do.
+		log.Warn().Err(err).Msg("the volume is deleted from the catalog; what is at its image's path now is left alone")
+		return nil
 	}
 	return image.Discard("volume", name, v.Path, v.Imported, purge)
 }
