@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,10 +30,19 @@ func runningQEMU(t *testing.T, name string, disks ...disk) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); stdin.Close() })
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || !strings.Contains(line, "QMP") {
-		t.Fatalf("qemu did not start: %q %v", line, err)
+	// QMP answers a command once the machine is set up (its disks opened
+	// with the permissions, and locks, of a running guest).
+	r := bufio.NewReader(stdout)
+	_, _ = io.WriteString(stdin, `{"execute":"qmp_capabilities"}`+"\n"+`{"execute":"query-status"}`+"\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("qemu did not start: %v", err)
+		}
+		if strings.Contains(line, `"status"`) {
+			return cmd
+		}
 	}
-	return cmd
 }
 
 // A guest started outside strata (a QEMU strata did not start) holds its

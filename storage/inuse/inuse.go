@@ -94,7 +94,7 @@ func Default() *Checker {
 }
 
 // HoldersAll lists who holds each image (none for an image that does not
-// exist). A symbolic link where an image should be is refused.
+// exist, or a symbolic link where it should be: links are not followed).
 func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, error) {
 	imgs = append([]Image(nil), imgs...)
 	for i := range imgs {
@@ -106,7 +106,9 @@ func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, err
 			return nil, err
 		}
 		if st.Mode()&os.ModeSymlink != 0 {
-			return nil, storage.Errorf(storage.ErrPrecondition, "%q is a symbolic link, not the image strata recorded: strata does not follow links it did not make; point the volume at the real file", imgs[i].Path)
+			// Not the image strata recorded, and never followed: whether
+			// to refuse it is image.VerifyImage's to say.
+			continue
 		}
 		imgs[i].st = st
 	}
@@ -323,9 +325,14 @@ func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) 
 	return out, nil
 }
 
-// lockHeld tells whether anyone holds a byte-range lock anywhere in the
-// image: F_OFD_GETLK for a write lock over the whole file reports any
-// conflicting OFD or POSIX lock (QEMU's sit at bytes 100-299).
+// lockHeld tells whether anyone holds a byte-range lock on the image that
+// means more than a reader that lets others write: F_OFD_GETLK for a write
+// lock reports any conflicting OFD or POSIX lock. QEMU's locks are one
+// byte per permission: 100+N while it holds permission N (100 consistent
+// read, 101 write, ...), 200+N while it does not let others have it. A
+// reader that shares everything (qemu-img -U: `volume list`) holds byte
+// 100 alone and does not mind the image changing; a running guest holds
+// 101 and 201, a guest reading the image as its backing file 201.
 func lockHeld(path string) (bool, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -335,11 +342,16 @@ func lockHeld(path string) (bool, error) {
 		return false, fmt.Errorf("open %q to look for its users: %w", path, err)
 	}
 	defer unix.Close(fd)
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
-	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
-		return false, fmt.Errorf("look for locks on %q: %w", path, err)
+	for _, r := range [][2]int64{{0, 100}, {101, 0}} { // 0: to the end, and beyond
+		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: r[0], Len: r[1]}
+		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
+			return false, fmt.Errorf("look for locks on %q: %w", path, err)
+		}
+		if lk.Type != unix.F_UNLCK {
+			return true, nil
+		}
 	}
-	return lk.Type != unix.F_UNLCK, nil
+	return false, nil
 }
 
 // openForWriting reads the access mode from /proc/PID/fdinfo/FD.

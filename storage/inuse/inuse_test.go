@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,17 +46,24 @@ func startQEMU(t *testing.T, path string) *exec.Cmd {
 		"-name", "guest=win7,debug-threads=on", "-qmp", "stdio",
 		"-drive", "file="+path+",format=raw,if=virtio")
 	stdout, _ := cmd.StdoutPipe()
-	in, _ := cmd.StdinPipe() // kept open: QMP on stdio
+	stdin, _ := cmd.StdinPipe() // kept open: QMP on stdio
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); in.Close() })
-	// QMP greets once the machine (and its disks) are set up.
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || !strings.Contains(line, "QMP") {
-		t.Fatalf("qemu did not start: %q %v", line, err)
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); stdin.Close() })
+	// QMP answers a command once the machine is set up (its disks opened
+	// with the permissions, and locks, of a running guest).
+	r := bufio.NewReader(stdout)
+	_, _ = io.WriteString(stdin, `{"execute":"qmp_capabilities"}`+"\n"+`{"execute":"query-status"}`+"\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("qemu did not start: %v", err)
+		}
+		if strings.Contains(line, `"status"`) {
+			return cmd
+		}
 	}
-	return cmd
 }
 
 func TestRunningQEMUHoldsItsImage(t *testing.T) {
@@ -108,15 +118,37 @@ func TestWriterWithoutLockHoldsTheImage(t *testing.T) {
 	}
 }
 
-func TestSymlinkIsRefusedNotFollowed(t *testing.T) {
+func TestSymlinkIsNotFollowed(t *testing.T) {
 	p := image(t)
+	startQEMU(t, p)
 	link := filepath.Join(t.TempDir(), "link.img")
 	if err := os.Symlink(p, link); err != nil {
 		t.Fatal(err)
 	}
-	err := inuse.Default().Check(context.Background(), "x", link)
-	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "symbolic link") {
-		t.Fatalf("a symlink: %v", err)
+	if hs, err := inuse.Default().Holders(context.Background(), link); err != nil || len(hs) != 0 {
+		t.Fatalf("a symlink to a held image: holders %+v, %v (the link must not be followed)", hs, err)
+	}
+}
+
+// qemu-img -U (what strata's read-only commands run) lets others write:
+// it is not a holder, though it holds a lock of its own.
+func TestSharingReaderIsNoHolder(t *testing.T) {
+	need(t, "qemu-io")
+	p := image(t)
+	cmd := exec.Command("qemu-io", "-U", "-r", "-f", "raw", "-c", "sleep 10000", p)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	raw, _ := os.ReadFile("/proc/locks")
+	st, _ := os.Stat(p)
+	ino := fmt.Sprintf(":%d ", st.Sys().(*syscall.Stat_t).Ino)
+	if !strings.Contains(string(raw), ino) {
+		t.Fatalf("qemu-io -U took no lock: the test shows nothing\n%s", raw)
+	}
+	if hs, err := (&inuse.Checker{Sources: []inuse.Source{inuse.Processes{}}}).Holders(context.Background(), p); err != nil || len(hs) != 0 {
+		t.Errorf("a reader that shares the image: holders %+v, %v", hs, err)
 	}
 }
 
