@@ -140,7 +140,7 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 		return err
 	}
 	for _, c := range copies {
-		ci, err := image.Inspect(c)
+		ci, err := image.InspectAs(c, v.Format) // a raw copy is never read as qcow2
 		if err != nil || ci.BackingFile == "" {
 			continue
 		}

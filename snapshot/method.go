@@ -223,6 +223,9 @@ func repairQcow2(ctx context.Context, path string) (repaired bool, err error) {
 }
 
 func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, dp DiskPoint) error {
+	if err := image.VerifyImage(v); err != nil { // qemu-img follows links
+		return err
+	}
 	ok, err := m.exists(ctx, v, dp)
 	if err != nil || !ok {
 		return err

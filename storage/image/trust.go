@@ -103,9 +103,8 @@ func statNoLinks(path string) (fileStat, error) {
 // can write the image's directory cannot make a file of another owner
 // there: not by a copy, and not by a hard link while the kernel protects
 // hard links (fs.protected_hardlinks, on by default); where it does not,
-// the file must have a single link. (A rollback that keeps the replaced
-// image as a point by a hard link leaves two.) An image that does not exist passes (the
-// caller reports it as missing). A refusal wraps storage.ErrPrecondition
+// the file must have a single link. An image that does not exist passes
+// (the caller reports it as missing). A refusal wraps storage.ErrPrecondition
 // and says what to do.
 func VerifyImage(v storage.Volume) error {
 	st, err := statNoLinks(v.Path)
