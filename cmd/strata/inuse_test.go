@@ -1,49 +1,14 @@
 package main_test
 
 import (
-	"bufio"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// runningQEMU starts a real QEMU (TCG, stopped before its first
-// instruction, as a guest started by hand from a rendered config would
-// hold its disks) with the given images as virtio disks, and waits until
-// it has opened them. It is killed when the test ends.
-func runningQEMU(t *testing.T, name string, disks ...disk) *exec.Cmd {
-	t.Helper()
-	args := []string{"-accel", "tcg", "-display", "none", "-nodefaults", "-S", "-name", name, "-qmp", "stdio"}
-	for _, d := range disks {
-		args = append(args, "-drive", "file="+d.path+",format="+d.format+",if=virtio")
-	}
-	cmd := exec.Command("qemu-system-x86_64", args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin, _ := cmd.StdinPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); stdin.Close() })
-	// QMP answers a command once the machine is set up (its disks opened
-	// with the permissions, and locks, of a running guest).
-	r := bufio.NewReader(stdout)
-	_, _ = io.WriteString(stdin, `{"execute":"qmp_capabilities"}`+"\n"+`{"execute":"query-status"}`+"\n")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("qemu did not start: %v", err)
-		}
-		if strings.Contains(line, `"status"`) {
-			return cmd
-		}
-	}
-}
+	"github.com/strata-vm/strata/storage/storagetest"
+)
 
 // A guest started outside strata (a QEMU strata did not start) holds its
 // disks: every operation that would write, replace, truncate or remove
@@ -65,7 +30,7 @@ func TestDisksInUseAreNeverChanged(t *testing.T) {
 	sys.write(t, 0x02)
 	data.write(t, 0x02)
 
-	q := runningQEMU(t, "guest=web", sys, data, spare, disk{clone.Path, "qcow2"})
+	q := storagetest.RunningQEMU(t, "guest=web", drive(sys), drive(data), drive(spare), storagetest.Drive{Path: clone.Path, Format: "qcow2"})
 	before := snapshotState(t, home)
 	pointsBefore := ids(points(t, home, "web"))
 	for _, args := range [][]string{
@@ -126,3 +91,5 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 10 s")
 }
+
+func drive(d disk) storagetest.Drive { return storagetest.Drive{Path: d.path, Format: d.format} }

@@ -1,11 +1,9 @@
 package inuse_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/inuse"
+	"github.com/strata-vm/strata/storage/storagetest"
 )
 
 func need(t *testing.T, tool string) {
@@ -37,33 +36,9 @@ func image(t *testing.T) string {
 	return p
 }
 
-// startQEMU runs a real QEMU (TCG, stopped at start) with path as its
-// disk, and waits until it has opened it.
+// startQEMU runs a real QEMU with path as its raw disk, as guest "win7".
 func startQEMU(t *testing.T, path string) *exec.Cmd {
-	t.Helper()
-	need(t, "qemu-system-x86_64")
-	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-display", "none", "-nodefaults", "-S",
-		"-name", "guest=win7,debug-threads=on", "-qmp", "stdio",
-		"-drive", "file="+path+",format=raw,if=virtio")
-	stdout, _ := cmd.StdoutPipe()
-	stdin, _ := cmd.StdinPipe() // kept open: QMP on stdio
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); stdin.Close() })
-	// QMP answers a command once the machine is set up (its disks opened
-	// with the permissions, and locks, of a running guest).
-	r := bufio.NewReader(stdout)
-	_, _ = io.WriteString(stdin, `{"execute":"qmp_capabilities"}`+"\n"+`{"execute":"query-status"}`+"\n")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("qemu did not start: %v", err)
-		}
-		if strings.Contains(line, `"status"`) {
-			return cmd
-		}
-	}
+	return storagetest.RunningQEMU(t, "guest=win7,debug-threads=on", storagetest.Drive{Path: path, Format: "raw"})
 }
 
 func TestRunningQEMUHoldsItsImage(t *testing.T) {
