@@ -194,6 +194,9 @@ type CreateOptions struct {
 	replaced map[string]bool
 	// onReady runs inside the transaction that records the point ready.
 	onReady func(tx *catalog.Tx, p Point) error
+	// inUseChecked: the caller (a rollback) has just checked that nothing
+	// holds these disks.
+	inUseChecked bool
 }
 
 // Create takes a restore point of a target.
@@ -300,8 +303,10 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	// A point of a disk a guest is writing would be torn (live points
 	// come with the boot drivers); qemu-img would refuse a qcow2 one.
-	if err := m.checkNotInUse(ctx, vols); err != nil {
-		return Point{}, err
+	if !o.inUseChecked {
+		if err := m.checkNotInUse(ctx, vols); err != nil {
+			return Point{}, err
+		}
 	}
 	methods := map[string]bool{}
 	for _, v := range vols {

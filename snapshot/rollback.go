@@ -166,7 +166,7 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (Rollba
 				replaced[d.VolumeID] = true
 			}
 		}
-		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also,
+		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also, inUseChecked: true,
 			onReady: func(tx *catalog.Tx, p Point) error {
 				j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now(), Before: map[string]fingerprint{}}
 				for _, d := range p.Disks {
