@@ -49,6 +49,8 @@ type Holder struct {
 func (h Holder) String() string {
 	var who string
 	switch {
+	case h.Toolstack == "loop":
+		who = "loop device " + h.Domain
 	case h.Domain != "":
 		who = fmt.Sprintf("%s domain %q", h.Toolstack, h.Domain)
 	case h.PID > 0:
@@ -87,10 +89,11 @@ type Checker struct {
 }
 
 // Default is the check for this host: image locks and writers (every
-// process on the host), block-device claims, and the running domains of
-// xl and libvirt where those toolstacks answer.
+// process on the host), block-device claims, loop devices backed by the
+// image, and the running domains of xl and libvirt where those toolstacks
+// answer.
 func Default() *Checker {
-	return &Checker{Sources: []Source{Processes{}, BlockClaim{}, NewXL(), NewLibvirt()}}
+	return &Checker{Sources: []Source{Processes{}, BlockClaim{}, LoopDevices{}, NewXL(), NewLibvirt()}}
 }
 
 // HoldersAll lists who holds each image (none for an image that does not
@@ -448,6 +451,54 @@ func (BlockClaim) Holders(_ context.Context, imgs []Image) ([][]Holder, error) {
 			return nil, fmt.Errorf("open %q exclusively to look for its users: %w", img.Path, err)
 		}
 		out[i] = []Holder{{How: "the block device is claimed (mounted, used by device-mapper or md, or attached to a running domain)"}}
+	}
+	return out, nil
+}
+
+// LoopDevices finds loop devices backed by the image (losetup, kpartx, an
+// admin mounting a guest's disk to look inside): the kernel holds the file
+// with no process file and no lock. The device's backing file is read by
+// identity (LOOP_GET_STATUS64), so a rename does not hide it.
+type LoopDevices struct {
+	// Sys is the sysfs root; "" means /sys.
+	Sys string
+}
+
+// Holders implements Source.
+func (l LoopDevices) Holders(_ context.Context, imgs []Image) ([][]Holder, error) {
+	out := make([][]Holder, len(imgs))
+	want := map[fileID][]int{}
+	for i, img := range imgs {
+		if img.st == nil || !img.st.Mode().IsRegular() {
+			continue
+		}
+		if sys, ok := img.st.Sys().(*syscall.Stat_t); ok {
+			id := fileID{dev: uint64(sys.Dev), ino: sys.Ino}
+			want[id] = append(want[id], i)
+		}
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	root := l.Sys
+	if root == "" {
+		root = "/sys"
+	}
+	loops, _ := filepath.Glob(filepath.Join(root, "block", "loop*", "loop"))
+	for _, dir := range loops {
+		name := filepath.Base(filepath.Dir(dir))
+		fd, err := unix.Open("/dev/"+name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			continue
+		}
+		info, err := unix.IoctlLoopGetStatus64(fd)
+		unix.Close(fd)
+		if err != nil {
+			continue // detached meanwhile
+		}
+		for _, i := range want[fileID{dev: info.Device, ino: info.Inode}] {
+			out[i] = append(out[i], Holder{Domain: "/dev/" + name, Toolstack: "loop", How: "the image backs a loop device (losetup -d it when done)"})
+		}
 	}
 	return out, nil
 }

@@ -231,3 +231,47 @@ func TestMountedBlockDeviceIsClaimed(t *testing.T) {
 		t.Fatalf("a mounted block device: %v", err)
 	}
 }
+
+// A loop device backed by the image (an admin mounting a guest's disk to
+// look inside) holds it, with no process file and no lock; a rename of
+// the image does not hide it.
+func TestLoopDeviceHoldsItsBackingImage(t *testing.T) {
+	need(t, "losetup")
+	p := image(t)
+	out, err := exec.Command("losetup", "-f", "--show", p).Output()
+	if err != nil {
+		t.Skipf("no loop device here: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", dev).Run()
+	c := inuse.Default()
+	err = c.Check(context.Background(), "x", p)
+	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), "loop device "+dev) {
+		t.Fatalf("an image backing %s: %v", dev, err)
+	}
+	moved := p + ".moved"
+	if err := os.Rename(p, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(context.Background(), "x", moved); !errors.Is(err, storage.ErrInUse) {
+		t.Errorf("after a rename: %v", err)
+	}
+}
+
+// A LIBVIRT_DEFAULT_URI naming another host (an admin's profile) is not
+// asked: its domains hold no file here, and a path that is a disk there
+// is not in use here.
+func TestRemoteLibvirtURIIsNotAsked(t *testing.T) {
+	need(t, "virsh")
+	p := image(t)
+	for _, uri := range []string{"qemu+ssh://otherhost/system", "qemu://otherhost/system", "qemu+tcp:///system", "test+ssh://otherhost" + p} {
+		t.Setenv("LIBVIRT_DEFAULT_URI", uri)
+		start := time.Now()
+		if err := (&inuse.Checker{Sources: []inuse.Source{inuse.NewLibvirt()}}).Check(context.Background(), "x", p); err != nil {
+			t.Errorf("%s: %v", uri, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s was asked (%s)", uri, d)
+		}
+	}
+}

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage/run"
 )
@@ -98,19 +101,39 @@ func (x *XL) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
 }
 
 // Libvirt finds running libvirt domains whose disk the image is, through
-// virsh: the connection is LIBVIRT_DEFAULT_URI if set, else qemu:///system
-// where its socket exists (no daemon, nothing to ask). Looked up on first
-// use, not by commands that never check.
+// virsh: the connection is LIBVIRT_DEFAULT_URI if it names a driver on
+// this host (no host part, no remote transport: a domain elsewhere holds
+// no file here), else qemu:///system where its socket exists (no daemon,
+// nothing to ask). Looked up on first use, not by commands that never
+// check. A libvirtd that does not answer within Timeout is passed over
+// with a warning: the QEMU it runs holds its images' locks all the same.
 type Libvirt struct {
-	once sync.Once
-	uri  string
+	Timeout time.Duration
+	once    sync.Once
+	uri     string
 }
 
 // NewLibvirt returns the libvirt source for this host.
-func NewLibvirt() *Libvirt { return &Libvirt{} }
+func NewLibvirt() *Libvirt { return &Libvirt{Timeout: 10 * time.Second} }
+
+// localURI tells whether a libvirt URI names a driver on this host:
+// "qemu:///system", "xen:///", "test:///path"; not "qemu+ssh://h/system",
+// "qemu://h/system" or "qemu+tcp:///system".
+func localURI(uri string) bool {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok || !strings.HasPrefix(rest, "/") {
+		return false
+	}
+	_, transport, _ := strings.Cut(scheme, "+")
+	return transport == "" || transport == "unix"
+}
 
 func libvirtURI() string {
 	uri := os.Getenv("LIBVIRT_DEFAULT_URI")
+	if uri != "" && !localURI(uri) {
+		log.Debug().Str("uri", uri).Msg("LIBVIRT_DEFAULT_URI names another host: its domains hold no file here")
+		uri = ""
+	}
 	if uri == "" {
 		for _, s := range []string{"/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock"} {
 			if _, err := os.Stat(s); err == nil {
@@ -134,9 +157,15 @@ func (l *Libvirt) Holders(ctx context.Context, imgs []Image) ([][]Holder, error)
 	if l.uri == "" || !anyExists(imgs) {
 		return hs, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
+	defer cancel()
 	out, err := run.Output(ctx, "virsh", "-c", l.uri, "-q", "list", "--name")
+	if ctx.Err() != nil {
+		log.Warn().Str("uri", l.uri).Dur("timeout", l.Timeout).Msg("libvirt did not answer: its domains are not asked (the QEMU they run holds image locks, which strata checks)")
+		return hs, nil
+	}
 	if err != nil {
-		return hs, nil // libvirtd is not answering: it runs no domain
+		return hs, nil // libvirtd is not running: it runs no domain
 	}
 	for _, dom := range strings.Fields(string(out)) {
 		blk, err := run.Output(ctx, "virsh", "-c", l.uri, "-q", "domblklist", "--details", dom)
