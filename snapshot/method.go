@@ -57,6 +57,10 @@ type restoreStep struct {
 	// moveTo: where the live image goes when the restored one takes its
 	// name (it becomes the pre-rollback point's; see DiskPoint.Moved).
 	moveTo string
+	// done is the state an interrupted run of this step recorded for the
+	// restored image (nil: none): a restored copy left in that state
+	// under its temporary name is used as it is, not made again.
+	done *fingerprint
 }
 
 func methodByName(name string) (method, error) {
@@ -340,6 +344,9 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 	if err := image.VerifyImage(v); err != nil {
 		return err
 	}
+	if tmp := leftRestored(v, s.done); tmp != "" {
+		return m.commitRestored(v, tmp, s)
+	}
 	tmp := v.Path + rollbackSuffix + "-" + newUID()
 	if err := m.materialise(ctx, dp.Ref, tmp, s.prog); err != nil {
 		os.Remove(tmp)
@@ -363,6 +370,32 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 		os.Remove(tmp)
 		return err
 	}
+	return m.commitRestored(v, tmp, s)
+}
+
+// leftRestored finds the restored image an interrupted run of this step
+// left under its temporary name, in the state it recorded.
+func leftRestored(v storage.Volume, done *fingerprint) string {
+	if done == nil {
+		return ""
+	}
+	left, _ := filepath.Glob(globEscape(v.Path) + rollbackSuffix + "-*")
+	for _, tmp := range left {
+		if fp, ok, err := fingerprintOf(tmp); err == nil && ok && fp == *done {
+			return tmp
+		}
+	}
+	return ""
+}
+
+func globEscape(p string) string {
+	r := strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`)
+	return r.Replace(p)
+}
+
+// commitRestored puts the restored image tmp under the live name, the live
+// image moving into the pre-rollback point first where it is to.
+func (fileCopy) commitRestored(v storage.Volume, tmp string, s restoreStep) error {
 	if s.moveTo != "" {
 		// The live image becomes the pre-rollback point's, unless an
 		// interrupted run moved it already (then the live name holds

@@ -168,17 +168,9 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (Rollba
 		}
 		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also, inUseChecked: true,
 			onReady: func(tx *catalog.Tx, p Point) error {
-				j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now(), Before: map[string]fingerprint{}}
-				for _, d := range p.Disks {
-					v, err := tx.VolumeByID(d.VolumeID)
-					if err != nil {
-						return err
-					}
-					if fp, ok, err := fingerprintOf(v.Path); err != nil {
-						return err
-					} else if ok {
-						j.Before[v.ID] = fp
-					}
+				j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
+				if err := fingerprintsInto(tx, p, &j); err != nil {
+					return err
 				}
 				return tx.Put(bJournal, t.Key, j)
 			}},
@@ -299,7 +291,7 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 		} else if after, done := j.After[v.ID]; ok && done && fp == after {
 			continue
 		}
-		if err := m.forward(ctx, t, to, pre, v, d); err != nil {
+		if err := m.forward(ctx, t, j, to, pre, v, d); err != nil {
 			return err
 		}
 		crashpoint(fmt.Sprintf("rollback:disk-%d", i+1))
@@ -320,12 +312,15 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 
 // forward restores one disk to point to, noting in the journal the state
 // it leaves the image in before the image takes the live name.
-func (m *Manager) forward(ctx context.Context, t Target, to, pre Point, v storage.Volume, d DiskPoint) error {
+func (m *Manager) forward(ctx context.Context, t Target, j journalEntry, to, pre Point, v storage.Volume, d DiskPoint) error {
 	meth, err := methodByName(d.Method)
 	if err != nil {
 		return err
 	}
 	step := restoreStep{prog: m.Progress, record: m.recorder(t, v.ID, false)}
+	if fp, ok := j.After[v.ID]; ok {
+		step.done = &fp
+	}
 	if pd, ok := diskOf(pre, v.ID); ok && pd.Moved {
 		step.moveTo = pd.Ref
 	}
@@ -494,22 +489,112 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 		// settled first in the journal's direction: no guest can have
 		// used them. Then the state found is kept, before anything else.
 		if err := m.settle(ctx, t, j, to, pre, disks); err != nil {
+			if j.Undo {
+				return err
+			}
+			// Finishing cannot be done (no space for a copy?): undo,
+			// which never needs space for a disk moved into its point.
+			log.Warn().Err(err).Str("target", t.String()).Msg("the interrupted rollback cannot be finished: undoing it")
+			return m.abandon(ctx, t, pre, err)
+		}
+		if pre, err = m.keepFound(ctx, t, j, pre, disks, changed); err != nil {
 			return err
 		}
-		kept, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, also: keys(disks),
-			Description: fmt.Sprintf("found when recovering the interrupted rollback to %d: %s changed since", j.To, storage.QuoteList(changed))}, nil)
-		if err != nil {
-			return fmt.Errorf("keep the disks as they are now before finishing the interrupted rollback (%s changed since): %w", storage.QuoteList(changed), err)
-		}
-		log.Warn().Str("target", t.String()).Strs("changed", changed).Int("kept_as", kept.ID).Msg("disks changed after an interrupted rollback (a guest ran?): their state is kept as a restore point before the rollback is finished")
 	}
 	if j.Undo {
 		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing the undo of a rollback that failed or was interrupted: the disks go back as they were")
 		_, err := m.undoRollback(ctx, t, pre)
 		return err
 	}
-	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing an interrupted rollback")
+	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", pre.ID).Msg("finishing an interrupted rollback")
 	return m.completeRollback(ctx, t, to, pre)
+}
+
+// keepFound keeps the disks as recovery found them as a restore point and
+// returns the pre-rollback point recovery goes on with. That is pre,
+// unless pre is torn: a disk it was to take by moving the live image
+// (DiskPoint.Moved) was written before the move, so pre no longer holds
+// that disk's state from before the rollback, and never will. Then the
+// point just kept becomes the rollback's pre-rollback point, in the same
+// transaction that marks pre for deletion.
+func (m *Manager) keepFound(ctx context.Context, t Target, j journalEntry, pre Point, disks map[string]storage.Volume, changed []string) (Point, error) {
+	torn := false
+	for _, d := range pre.Disks {
+		if !d.Moved {
+			continue
+		}
+		if _, err := os.Lstat(d.Ref); err == nil {
+			continue // moved: the point holds it
+		}
+		v := disks[d.VolumeID]
+		if fp, ok, err := fingerprintOf(v.Path); err != nil {
+			return pre, err
+		} else if ok && fp != j.Before[v.ID] {
+			torn = true
+		}
+	}
+	o := CreateOptions{Kind: KindPreRollback, also: keys(disks),
+		Description: fmt.Sprintf("found when recovering the interrupted rollback to %d: %s changed since", j.To, storage.QuoteList(changed))}
+	if torn {
+		o.onReady = func(tx *catalog.Tx, p Point) error {
+			j.Pre, j.After, j.Undone = p.ID, nil, nil
+			if err := fingerprintsInto(tx, p, &j); err != nil {
+				return err
+			}
+			old := pre
+			old.State = stateDeleting
+			if err := putPoint(tx, old); err != nil {
+				return err
+			}
+			return tx.Put(bJournal, t.Key, j)
+		}
+	}
+	kept, err := m.create(ctx, t, o, nil)
+	if err != nil {
+		return pre, fmt.Errorf("keep the disks as they are now before finishing the interrupted rollback (%s changed since): %w", storage.QuoteList(changed), err)
+	}
+	log.Warn().Str("target", t.String()).Strs("changed", changed).Int("kept_as", kept.ID).Msg("disks changed after an interrupted rollback (a guest ran?): their state is kept as a restore point before the rollback is finished")
+	if !torn {
+		return pre, nil
+	}
+	log.Warn().Str("target", t.String()).Int("point", pre.ID).Int("replaced_by", kept.ID).Msg("the pre-rollback point lost a disk's state to those writes (it was to take the live image itself): it is deleted, and the point just kept takes its place")
+	pre.State = stateDeleting
+	if err := m.delete(ctx, t, pre); err != nil {
+		return kept, err
+	}
+	return kept, nil
+}
+
+// fingerprintsInto records in j.Before the state of each of p's disks.
+func fingerprintsInto(tx *catalog.Tx, p Point, j *journalEntry) error {
+	j.Before = map[string]fingerprint{}
+	for _, d := range p.Disks {
+		v, err := tx.VolumeByID(d.VolumeID)
+		if err != nil {
+			return err
+		}
+		if fp, ok, err := fingerprintOf(v.Path); err != nil {
+			return err
+		} else if ok {
+			j.Before[v.ID] = fp
+		}
+	}
+	return nil
+}
+
+// abandon undoes a rollback that cannot be finished and says so.
+func (m *Manager) abandon(ctx context.Context, t Target, pre Point, cause error) error {
+	if err := m.updateJournal(t, func(j *journalEntry) { j.Undo = true }); err != nil {
+		return errors.Join(cause, err)
+	}
+	kept, err := m.undoRollback(context.WithoutCancel(ctx), t, pre)
+	if err != nil {
+		return fmt.Errorf("%w; putting the disks back as they were also failed: %v (strata doctor --repair finishes putting them back)", cause, err)
+	}
+	if kept {
+		return fmt.Errorf("%w; the interrupted rollback was undone instead: every disk is as it was before it (also kept as restore point %d)", cause, pre.ID)
+	}
+	return fmt.Errorf("%w; the interrupted rollback was undone instead: every disk is as it was before it", cause)
 }
 
 // changedSince names the disks whose image is in a state strata did not
@@ -555,7 +640,7 @@ func (m *Manager) settle(ctx context.Context, t Target, j journalEntry, to, pre 
 				}
 			}
 		} else if d, ok := diskOf(to, id); ok {
-			if err := m.forward(ctx, t, to, pre, v, d); err != nil {
+			if err := m.forward(ctx, t, j, to, pre, v, d); err != nil {
 				return err
 			}
 		}

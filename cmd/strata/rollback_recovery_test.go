@@ -405,3 +405,75 @@ func TestFailedRollbackIsNeverAppliedLater(t *testing.T) {
 		t.Error("raw disk: the failed rollback was applied later")
 	}
 }
+
+// strata dies after the rollback moved a full-copy disk's live image into
+// its pre-rollback point and before the restored copy took its name, on a
+// filesystem with no room for another copy: recovery uses the restored
+// copy left behind (the journal recorded its state) and finishes.
+func TestRecoveryFinishesWithTheRestoredCopyLeftBehind(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	mnt := smallPool(t, home)
+	d := newDisk(t, home, "sys", "raw", "small")
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 20M", d.path)
+	ok(t, home, "snapshot", "create", "--volume", "sys")
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 0 20M", d.path)
+	crash(t, home, "rollback:copy-moved", "snapshot", "rollback", "--volume", "sys", "1")
+	if _, err := os.Stat(d.path); err == nil {
+		t.Fatal("the crash was to leave the live image moved into its point")
+	}
+	fillUp(t, mnt)
+	ok(t, home, "doctor", "--repair")
+	if !d.hasRange(t, 0x11, "0 20M") {
+		t.Error("the interrupted rollback was not finished")
+	}
+	if got := ids(points(t, home, "--volume", "sys")); got != "1,2" {
+		t.Errorf("points %s, want 1,2", got)
+	}
+	if left, _ := filepath.Glob(d.path + ".strata-rollback-*"); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+// strata dies right after recording the pre-rollback point, whose
+// full-copy disk is to be the live image itself (moved into it by the
+// rollback); a guest started by hand writes to both disks before the
+// move. That point can no longer hold the full-copy disk as it was
+// before the rollback: recovery keeps the disks as found, makes that the
+// rollback's pre-rollback point and deletes the torn one, never leaving a
+// point that mixes the guest's later writes with older state.
+func TestTornPreRollbackPointIsReplacedByTheStateFound(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	r, q := guestWithTwoDisks(t, home) // points 1 (a), 2 (b); disks c
+	crash(t, home, "rollback:pre-point", "snapshot", "rollback", "web", "1")
+	r.write(t, 0x0e)
+	q.write(t, 0x0e)
+	res := runIn(t, home, nil, "snapshot", "create", "web")
+	if res.code != 0 {
+		t.Fatalf("cron snapshot create: exit %d\n%s", res.code, res.stderr)
+	}
+	r.expect(t, 0x0a, "raw disk after recovery finished the rollback")
+	q.expect(t, 0x0a, "qcow2 disk after recovery finished the rollback")
+	for _, p := range points(t, home, "web") {
+		if p.ID <= 2 || p.Kind != "pre-rollback" {
+			continue
+		}
+		ok(t, home, "snapshot", "rollback", "web", fmt.Sprint(p.ID))
+		rw, qw := r.has(t, 0x0e), q.has(t, 0x0e)
+		rc, qc := r.has(t, 0x0c), q.has(t, 0x0c)
+		if !(rw && qw) && !(rc && qc) && !(r.has(t, 0x0a) && q.has(t, 0x0a)) {
+			t.Errorf("point %d (%s) is torn: raw holds the later writes %v / the old state %v, qcow2 %v / %v", p.ID, p.Description, rw, rc, qw, qc)
+		}
+	}
+	found := false
+	for _, p := range points(t, home, "web") {
+		if strings.Contains(p.Description, "found when recovering") {
+			found = true
+			ok(t, home, "snapshot", "rollback", "web", fmt.Sprint(p.ID))
+			r.expect(t, 0x0e, "raw disk from the point recovery kept")
+			q.expect(t, 0x0e, "qcow2 disk from the point recovery kept")
+		}
+	}
+	if !found {
+		t.Error("no point keeps the state recovery found")
+	}
+}
