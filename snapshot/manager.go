@@ -194,8 +194,8 @@ type CreateOptions struct {
 	replaced map[string]bool
 	// onReady runs inside the transaction that records the point ready.
 	onReady func(tx *catalog.Tx, p Point) error
-	// inUseChecked: the caller (a rollback) has just checked that nothing
-	// holds these disks.
+	// inUseChecked: the caller (a rollback) holds these disks already
+	// (ctx carries the hold).
 	inUseChecked bool
 }
 
@@ -304,9 +304,12 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	// A point of a disk a guest is writing would be torn (live points
 	// come with the boot drivers); qemu-img would refuse a qcow2 one.
 	if !o.inUseChecked {
-		if err := m.checkNotInUse(ctx, vols); err != nil {
+		var release func()
+		var err error
+		if ctx, release, err = m.hold(ctx, vols); err != nil {
 			return Point{}, err
 		}
+		defer release()
 	}
 	methods := map[string]bool{}
 	for _, v := range vols {

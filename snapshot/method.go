@@ -16,6 +16,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -160,7 +161,9 @@ func (qcow2Internal) take(ctx context.Context, v storage.Volume, dp *DiskPoint, 
 	if err := image.VerifyImage(v); err != nil { // qemu-img follows links
 		return err
 	}
-	return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", dp.Ref, v.Path)
+	return inuse.Without(ctx, v.Path, func() error {
+		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", dp.Ref, v.Path)
+	})
 }
 
 // restore applies the internal snapshot with the image moved away from its
@@ -182,7 +185,7 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint
 		if _, err := os.Lstat(v.Path); err == nil {
 			return storage.Errorf(storage.ErrPrecondition, "volume %q has both an image %q and one being rolled back (%q): strata cannot tell which is the disk; move the one that is not aside, then run strata doctor --repair", v.Name, v.Path, applying)
 		}
-		if _, err := repairQcow2(ctx, applying); err != nil {
+		if err := inuse.Without(ctx, applying, func() error { _, err := repairQcow2(ctx, applying); return err }); err != nil {
 			return err
 		}
 	} else {
@@ -194,7 +197,9 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint
 		}
 	}
 	crashpoint("rollback:qcow2-moved")
-	if err := run.Critical(ctx, "qemu-img", "snapshot", "-q", "-a", dp.Ref, applying); err != nil {
+	if err := inuse.Without(ctx, applying, func() error {
+		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-a", dp.Ref, applying)
+	}); err != nil {
 		return err
 	}
 	crashpoint("rollback:qcow2-applied")
@@ -234,7 +239,9 @@ func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, dp DiskPoin
 	if err != nil || !ok {
 		return err
 	}
-	return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", dp.Ref, v.Path)
+	return inuse.Without(ctx, v.Path, func() error {
+		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", dp.Ref, v.Path)
+	})
 }
 
 func (qcow2Internal) exists(ctx context.Context, v storage.Volume, dp DiskPoint) (bool, error) {
@@ -345,6 +352,9 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 		return err
 	}
 	if tmp := leftRestored(v, s.done); tmp != "" {
+		if err := inuse.Keep(ctx, tmp); err != nil {
+			return err
+		}
 		return m.commitRestored(v, tmp, s)
 	}
 	tmp := v.Path + rollbackSuffix + "-" + newUID()
@@ -362,7 +372,12 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 		os.Remove(tmp)
 		return err
 	}
-	fp, _, err := fingerprintOf(tmp)
+	// Held before it can be found under the live name.
+	err := inuse.Keep(ctx, tmp)
+	var fp fingerprint
+	if err == nil {
+		fp, _, err = fingerprintOf(tmp)
+	}
 	if err == nil {
 		err = s.record(fp)
 	}

@@ -137,9 +137,13 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (Rollba
 		if err != nil {
 			return err
 		}
-		if err := m.checkNotInUse(ctx, touched); err != nil {
+		// Checked, and kept so until the rollback is done: a guest started
+		// by hand meanwhile cannot open a disk halfway through.
+		ctx, release, err := m.hold(ctx, touched)
+		if err != nil {
 			return err
 		}
+		defer release()
 		for _, v := range fileOverQcow2 {
 			names, err := qcow2Snapshots(ctx, v.Path)
 			if err != nil {
@@ -196,15 +200,27 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (Rollba
 // checkNotInUse refuses if anything holds the image of any of vols (one
 // look at the host for all of them).
 func (m *Manager) checkNotInUse(ctx context.Context, vols []storage.Volume) error {
+	return m.st.InUse.CheckAll(ctx, images(vols))
+}
+
+// hold keeps guests out of the images of vols (inuse.Hold) and refuses if
+// anything holds one already; the returned ctx carries the hold until
+// release.
+func (m *Manager) hold(ctx context.Context, vols []storage.Volume) (context.Context, func(), error) {
+	return m.st.InUse.HoldAll(ctx, images(vols))
+}
+
+func images(vols []storage.Volume) []inuse.Image {
 	seen := map[string]bool{}
 	var imgs []inuse.Image
 	for _, v := range vols {
 		if !seen[v.ID] {
 			seen[v.ID] = true
 			imgs = append(imgs, inuse.Image{What: fmt.Sprintf("volume %q", v.Name), Path: v.Path})
+			imgs = append(imgs, inuse.Image{What: fmt.Sprintf("volume %q", v.Name), Path: v.Path + applyingSuffix})
 		}
 	}
-	return m.st.InUse.CheckAll(ctx, imgs)
+	return imgs
 }
 
 // completeRollback finishes a rollback to to; if that fails, or strata is
@@ -473,13 +489,20 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 			disks[v.ID] = v
 		}
 	}
+	var vols []storage.Volume
 	for _, v := range disks {
 		for _, p := range []string{v.Path, v.Path + applyingSuffix} {
 			if err := m.st.InUse.Wait(ctx, fmt.Sprintf("volume %q", v.Name), p, m.lockTimeout); err != nil {
 				return err
 			}
 		}
+		vols = append(vols, v)
 	}
+	ctx, release, err := m.hold(ctx, vols)
+	if err != nil {
+		return err
+	}
+	defer release()
 	changed, err := changedSince(j, disks)
 	if err != nil {
 		return err

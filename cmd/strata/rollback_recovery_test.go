@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -170,7 +171,17 @@ func TestSignalDuringQcow2ApplyLetsItFinishThenUndoes(t *testing.T) {
 // the rollback the journal records; every point restores its bytes.
 func TestRecoveryWaitsForAnOrphanedQemuImg(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
-	d := slowQcow2(t, home, 0xa1, 0xb2)
+	p := filepath.Join(t.TempDir(), "slow.qcow2")
+	storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", p, "256M")
+	d := disk{p, "qcow2"}
+	// 96 MiB of 512-byte clusters: an apply long enough to outlive strata
+	// by far more than doctor takes to start.
+	storagetest.Cmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x33 32M 64M", p)
+	d.fill(t, 0xa1)
+	ok(t, home, "volume", "import", p, "--name", "slow")
+	ok(t, home, "snapshot", "create", "--volume", "slow")
+	d.fill(t, 0xb2)
+	storagetest.Cmd(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x44 32M 64M", p)
 	cmd, _ := startStrata(t, home, nil, "snapshot", "rollback", "--volume", "slow", "1")
 	qimg := waitForTool(t, filepath.Dir(filepath.Dir(home)), "qemu-img", "snapshot", "-a")
 	_ = cmd.Process.Kill()
@@ -476,4 +487,40 @@ func TestTornPreRollbackPointIsReplacedByTheStateFound(t *testing.T) {
 	if !found {
 		t.Error("no point keeps the state recovery found")
 	}
+}
+
+// A guest started by hand while a rollback works on its disks (here while
+// the full copy of one disk is restored) cannot open any of them: strata
+// holds them with QEMU's own locks from its check to its end.
+func TestGuestCannotStartDuringARollback(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "sys", "--size", "512M")
+	sys := disk{v.Path, "raw"}
+	data := newDisk(t, home, "data", "qcow2", "")
+	ok(t, home, "guest", "define", "web", "--disk", "sys", "--disk", "data")
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 300M", sys.path)
+	data.write(t, 0x11)
+	ok(t, home, "snapshot", "create", "web")
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x22 0 300M", sys.path)
+	data.write(t, 0x22)
+	cmd, stderr := startStrata(t, home, nil, "snapshot", "rollback", "web", "1")
+	waitFor(t, func() bool { left, _ := filepath.Glob(sys.path + ".strata-rollback-*"); return len(left) > 0 })
+	for _, d := range []disk{data, sys} {
+		// A guest that starts runs until killed: 5 s tell.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "tcg", "-display", "none", "-nodefaults", "-S",
+			"-drive", "file="+d.path+",format="+d.format+",if=virtio", "-qmp", "null").CombinedOutput()
+		if ctx.Err() != nil || !strings.Contains(string(out), "lock") {
+			t.Errorf("a guest started on %s during the rollback: %v %s", d.path, err, out)
+		}
+		cancel()
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("rollback: %v\n%s", err, stderr)
+	}
+	if !sys.hasRange(t, 0x11, "0 300M") {
+		t.Error("raw disk not rolled back")
+	}
+	data.expect(t, 0x11, "qcow2 disk")
 }

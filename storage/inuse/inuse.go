@@ -70,6 +70,7 @@ type Image struct {
 	What string // how the user knows it: volume "win7"
 	Path string
 	st   os.FileInfo // what Lstat found there; nil if nothing
+	held int         // the file strata holds it with (see Hold), or -1
 }
 
 // Source finds holders of images. It answers for all the images of one
@@ -100,7 +101,9 @@ func Default() *Checker {
 // exist, or a symbolic link where it should be: links are not followed).
 func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, error) {
 	imgs = append([]Image(nil), imgs...)
+	hold := holdOf(ctx)
 	for i := range imgs {
+		imgs[i].held = -1
 		st, err := os.Lstat(imgs[i].Path)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -114,6 +117,7 @@ func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, err
 			continue
 		}
 		imgs[i].st = st
+		imgs[i].held = hold.fd(st)
 	}
 	all := make([][]Holder, len(imgs))
 	for _, s := range c.Sources {
@@ -253,7 +257,7 @@ func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) 
 			continue
 		}
 		var err error
-		if locked[i], err = lockHeld(img.Path); err != nil {
+		if locked[i], err = lockHeld(img.Path, img.held); err != nil {
 			return nil, err
 		}
 		id := fileID{dev: uint64(sys.Dev), ino: sys.Ino}
@@ -335,16 +339,22 @@ func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) 
 // read, 101 write, ...), 200+N while it does not let others have it. A
 // reader that shares everything (qemu-img -U: `volume list`) holds byte
 // 100 alone and does not mind the image changing; a running guest holds
-// 101 and 201, a guest reading the image as its backing file 201.
-func lockHeld(path string) (bool, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return false, nil
+// 101 and 201, a guest reading the image as its backing file 201. held is
+// the file strata holds the image with (see Hold), or -1: asked through
+// it, the kernel does not count strata's own locks.
+func lockHeld(path string, held int) (bool, error) {
+	fd := held
+	if fd < 0 {
+		var err error
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return false, nil
+			}
+			return false, fmt.Errorf("open %q to look for its users: %w", path, err)
 		}
-		return false, fmt.Errorf("open %q to look for its users: %w", path, err)
+		defer unix.Close(fd)
 	}
-	defer unix.Close(fd)
 	for _, r := range [][2]int64{{0, 100}, {101, 0}} { // 0: to the end, and beyond
 		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: r[0], Len: r[1]}
 		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {

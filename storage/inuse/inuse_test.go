@@ -275,3 +275,43 @@ func TestRemoteLibvirtURIIsNotAsked(t *testing.T) {
 		}
 	}
 }
+
+// While strata holds an image, a guest started by hand cannot open it
+// (QEMU refuses against the hold's locks), strata's own check does not
+// count its hold, and strata's own qemu-img runs with the hold let go.
+func TestHoldKeepsGuestsOut(t *testing.T) {
+	need(t, "qemu-img")
+	need(t, "qemu-system-x86_64")
+	p := filepath.Join(t.TempDir(), "d.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", p, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	c := inuse.Default()
+	ctx, release, err := c.HoldAll(context.Background(), []inuse.Image{{What: "x", Path: p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-display", "none", "-nodefaults", "-S",
+		"-drive", "file="+p+",format=qcow2,if=virtio", "-qmp", "null").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "lock") {
+		t.Fatalf("a guest started while strata holds its disk: %v %s", err, out)
+	}
+	if err := c.Check(ctx, "x", p); err != nil {
+		t.Errorf("strata's own hold counted as a holder: %v", err)
+	}
+	if out, err := exec.Command("qemu-img", "info", "-U", p).CombinedOutput(); err != nil {
+		t.Errorf("a read-only command kept out: %v %s", err, out)
+	}
+	if err := inuse.Without(ctx, p, func() error {
+		return exec.Command("qemu-img", "snapshot", "-c", "s1", p).Run()
+	}); err != nil {
+		t.Errorf("strata's own qemu-img under Without: %v", err)
+	}
+	out, err = exec.Command("qemu-io", "-f", "qcow2", "-c", "write 0 512", p).CombinedOutput()
+	if err == nil {
+		t.Errorf("the hold was not taken again after Without: %s", out)
+	}
+	release()
+	startQEMU2 := storagetest.RunningQEMU(t, "guest=after", storagetest.Drive{Path: p, Format: "qcow2"})
+	_ = startQEMU2
+}
