@@ -241,7 +241,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
 			dirs[d] = false // an in-place import's folder: not a pool
 		}
-		if _, err := os.Stat(v.Path); err != nil {
+		if _, err := os.Stat(v.Path); err != nil && !exists(v.Path+applyingSuffix) && !m.volumeBusy(v) {
 			out = append(out, Finding{Kind: "missing-file", Path: v.Path, Detail: "the image of volume " + v.Name + " is missing: restore it from a backup, or forget the volume with 'strata volume delete " + v.Name + "'"})
 		}
 	}
@@ -437,6 +437,12 @@ func (m *Manager) inUseByOperation(p string, byPath, byID map[string]storage.Vol
 	if !ok {
 		return false
 	}
+	return m.volumeBusy(v)
+}
+
+// volumeBusy tells whether an operation holds v's lock now (a rollback
+// between moving an image and putting its new one in place, say).
+func (m *Manager) volumeBusy(v storage.Volume) bool {
 	release, err := store.LockKey(m.st.Catalog.Home(), "v-"+v.ID, "volume:"+v.Name, 0)
 	if err != nil {
 		return true
@@ -496,4 +502,10 @@ func qcow2Snapshots(ctx context.Context, path string) ([]string, error) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// exists tells whether anything is at path (a symlink is not followed).
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

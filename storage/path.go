@@ -13,3 +13,8 @@ func RealPath(path string) string {
 	}
 	return filepath.Clean(path)
 }
+
+// ApplyingSuffix names a qcow2 image moved aside from its live name
+// (IMAGE.strata-applying) while a rollback applies one of its snapshots:
+// the image is there, not missing, until the rollback moves it back.
+const ApplyingSuffix = ".strata-applying"

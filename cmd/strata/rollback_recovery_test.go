@@ -524,3 +524,26 @@ func TestGuestCannotStartDuringARollback(t *testing.T) {
 	}
 	data.expect(t, 0x11, "qcow2 disk")
 }
+
+// While a qcow2 image is moved aside for a rollback (or left so by a
+// crash until recovery), read-only commands still show the volume, and
+// doctor never calls its image missing or advises deleting it.
+func TestVolumeBeingRolledBackIsNotMissing(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := newDisk(t, home, "data", "qcow2", "")
+	d.write(t, 0x01)
+	ok(t, home, "snapshot", "create", "--volume", "data")
+	crash(t, home, "rollback:qcow2-moved", "snapshot", "rollback", "--volume", "data", "1")
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "info", "data")
+	if v.Format != "qcow2" || v.VirtualSize != 32<<20 {
+		t.Errorf("volume info while the image is moved aside: %+v", v)
+	}
+	ok(t, home, "volume", "list")
+	r := runIn(t, home, nil, "--output", "json", "doctor")
+	if strings.Contains(r.stdout, "missing-file") || !strings.Contains(r.stdout, "interrupted-operation") {
+		t.Errorf("doctor: %s", r.stdout)
+	}
+	ok(t, home, "doctor", "--repair")
+	d.expect(t, 0x01, "after recovery")
+}

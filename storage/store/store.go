@@ -8,6 +8,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -488,8 +489,16 @@ func (s *Store) recordIdentities(vols []storage.Volume) {
 // describe adds what the image reports now to a volume record.
 func (s *Store) describe(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
 	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
+	path := v.Path
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		// A rollback has moved the image aside while it applies a
+		// snapshot: the volume is there, under another name for now.
+		if _, err := os.Lstat(path + storage.ApplyingSuffix); err == nil {
+			path += storage.ApplyingSuffix
+		}
+	}
 	// As recorded: a raw disk whose guest wrote a qcow2 header stays raw.
-	info, err := image.InspectAs(v.Path, v.Format)
+	info, err := image.InspectAs(path, v.Format)
 	if err != nil {
 		return vi, fmt.Errorf("volume %q: %w", v.Name, err)
 	}
@@ -506,7 +515,7 @@ func (s *Store) describe(ctx context.Context, v storage.Volume, parts bool) (sto
 	if !parts {
 		return vi, nil
 	}
-	vi.PartitionTable, vi.Partitions, err = image.Partitions(ctx, v.Path, info)
+	vi.PartitionTable, vi.Partitions, err = image.Partitions(ctx, path, info)
 	if err != nil {
 		return vi, fmt.Errorf("volume %q: %w", v.Name, err)
 	}
