@@ -362,6 +362,7 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 		os.Remove(tmp)
 		return err
 	}
+	crashpoint("rollback:copy-made")
 	// The image the new one replaces gives it its identity; it may already
 	// have been moved into its point by an interrupted run of this step.
 	like := v.Path

@@ -232,6 +232,11 @@ func (m *Manager) completeRollback(ctx context.Context, t Target, to, pre Point)
 	if err == nil {
 		return nil
 	}
+	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		// A signal to every process of strata's group or cgroup (a
+		// service stop) also stopped the tool that failed.
+		err = fmt.Errorf("%w: %w", interrupted(ctx), err)
+	}
 	ctx = context.WithoutCancel(ctx)
 	if jerr := m.updateJournal(t, func(j *journalEntry) { j.Undo = true }); jerr != nil {
 		return fmt.Errorf("%w; the journal could not be marked for undoing: %v (run strata doctor --repair)", err, jerr)
@@ -524,6 +529,10 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 			return err
 		}
 	}
+	// Restored copies a dead process left that this recovery does not
+	// use go once it is done (they are made only under the disks' locks,
+	// which this process holds).
+	defer removeLeftovers(disks)
 	if j.Undo {
 		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing the undo of a rollback that failed or was interrupted: the disks go back as they were")
 		_, err := m.undoRollback(ctx, t, pre)
@@ -531,6 +540,19 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 	}
 	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", pre.ID).Msg("finishing an interrupted rollback")
 	return m.completeRollback(ctx, t, to, pre)
+}
+
+// removeLeftovers removes the temporary restored images
+// (IMAGE.strata-rollback-UID) of the given volumes.
+func removeLeftovers(disks map[string]storage.Volume) {
+	for _, v := range disks {
+		left, _ := filepath.Glob(globEscape(v.Path) + rollbackSuffix + "-*")
+		for _, tmp := range left {
+			if err := os.Remove(tmp); err == nil {
+				log.Info().Str("file", tmp).Msg("removed a restored copy an interrupted rollback left")
+			}
+		}
+	}
 }
 
 // keepFound keeps the disks as recovery found them as a restore point and

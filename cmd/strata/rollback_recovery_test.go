@@ -122,6 +122,13 @@ func qcow2Clean(t *testing.T, path string) {
 // changing an image), then undoes the rollback and says so; the images are
 // clean and every point restores its bytes.
 func TestSignalDuringQcow2ApplyLetsItFinishThenUndoes(t *testing.T) {
+	t.Run("strata", func(t *testing.T) { signalDuringApply(t, false) })
+	// A service stop (systemd's KillMode=control-group) signals every
+	// process at once: qemu-img dies halfway, strata repairs and undoes.
+	t.Run("strata and qemu-img", func(t *testing.T) { signalDuringApply(t, true) })
+}
+
+func signalDuringApply(t *testing.T, both bool) {
 	home := filepath.Join(t.TempDir(), "home")
 	var ds []disk
 	for _, name := range []string{"slow1", "slow2"} {
@@ -139,6 +146,9 @@ func TestSignalDuringQcow2ApplyLetsItFinishThenUndoes(t *testing.T) {
 	}
 	cmd, stderr := startStrata(t, home, nil, "snapshot", "rollback", "slow", "1")
 	qimg := waitForTool(t, filepath.Dir(filepath.Dir(home)), "qemu-img", "snapshot", "-a")
+	if both {
+		_ = syscall.Kill(qimg, syscall.SIGTERM)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +318,25 @@ func TestRecoveryWithoutLaterWritesKeepsNoExtraPoint(t *testing.T) {
 	q.expect(t, 0x0a, "qcow2 disk")
 	if got := ids(points(t, home, "web")); got != "1,2,3" {
 		t.Errorf("points %s, want 1,2,3 (no point kept for unchanged disks)", got)
+	}
+}
+
+// A restored copy a killed rollback left behind, unused by the recovery,
+// is removed by it: no full copy stays around for doctor to find.
+func TestRecoveryRemovesTheCopiesItLeft(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	r, _ := guestWithTwoDisks(t, home)
+	crash(t, home, "rollback:copy-made", "snapshot", "rollback", "web", "1")
+	if left, _ := filepath.Glob(r.path + ".strata-rollback-*"); len(left) != 1 {
+		t.Fatalf("the crash was to leave one restored copy: %v", left)
+	}
+	ok(t, home, "snapshot", "create", "web")
+	r.expect(t, 0x0a, "raw disk")
+	if left, _ := filepath.Glob(r.path + ".strata-rollback-*"); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if res := runIn(t, home, nil, "doctor"); res.code != 0 {
+		t.Errorf("doctor after recovery: exit %d\n%s", res.code, res.stdout)
 	}
 }
 
