@@ -33,7 +33,13 @@ type Config struct {
 	// after this many trials (and once at the end).
 	MixEvery, EnospcEvery int
 	MixWorkers, MixOps    int // workers in a concurrency round, operations each
-	Log                   io.Writer
+	// Ops and Hows narrow the kill trials to some operations ("snapshot
+	// rollback") and ways of interrupting ("kill9", "crash-at"); nil: all.
+	Ops, Hows []string
+	// GuestWrites: percentage of interrupted snapshot operations after
+	// which the guest writes before any strata command runs.
+	GuestWrites int
+	Log         io.Writer
 }
 
 // Report is what a run found. A loss is a restore point (or golden,
@@ -360,9 +366,6 @@ func (k killResult) repro() string {
 		return "STRATA_CRASH_AT=" + k.step
 	}
 	if k.duringChild {
-		if k.child == "" {
-			return fmt.Sprintf("%s %s after a child starts (none did)", k.how, k.delay.Round(100*time.Microsecond))
-		}
 		return fmt.Sprintf("%s %s after child %q started", k.how, k.delay.Round(100*time.Microsecond), k.child)
 	}
 	return fmt.Sprintf("%s after %s", k.how, k.delay.Round(time.Millisecond))
@@ -393,16 +396,15 @@ func (h home) runKilled(how, step string, delay time.Duration, duringChild bool,
 	defer close(stop)
 	var child string
 	go func() {
-		if duringChild {
-			for len(groupAlive(pid, pid)) == 0 {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Millisecond):
-				}
-			}
+		for duringChild && child == "" {
 			if c := groupAlive(pid, pid); len(c) > 0 {
 				child = c[0]
+				break
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
 			}
 		}
 		select {

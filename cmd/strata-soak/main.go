@@ -35,6 +35,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -51,8 +53,29 @@ func main() {
 	flag.IntVar(&cfg.EnospcEvery, "enospc-every", 80, "an ENOSPC round after this many trials")
 	flag.IntVar(&cfg.MixWorkers, "mix-workers", 4, "strata processes at once in a concurrency round")
 	flag.IntVar(&cfg.MixOps, "mix-ops", 15, "commands each worker runs in a concurrency round")
+	flag.IntVar(&cfg.GuestWrites, "guest-writes", 30, "percent of interrupted snapshot operations after which the guest writes before recovery")
+	opsFlag := flag.String("ops", "", "only these kill-trial operations, comma-separated (e.g. 'snapshot rollback,clone'; default: all)")
+	hows := flag.String("signals", "", "only these ways of interrupting, comma-separated: kill9, kill9-group, term, int-group, crash-at, none (default: all)")
 	quiet := flag.Bool("q", false, "print only the summary, not a line per trial")
 	flag.Parse()
+	if *opsFlag != "" {
+		cfg.Ops = strings.Split(*opsFlag, ",")
+		for _, o := range cfg.Ops {
+			if !slices.ContainsFunc(ops, func(x op) bool { return x.name == o }) {
+				fmt.Fprintf(os.Stderr, "strata-soak: unknown operation %q in -ops\n", o)
+				os.Exit(2)
+			}
+		}
+	}
+	if *hows != "" {
+		cfg.Hows = strings.Split(*hows, ",")
+		for _, h := range cfg.Hows {
+			if !slices.Contains([]string{"kill9", "kill9-group", "term", "int-group", "crash-at", "none"}, h) {
+				fmt.Fprintf(os.Stderr, "strata-soak: unknown way %q in -signals\n", h)
+				os.Exit(2)
+			}
+		}
+	}
 	if cfg.Trials == 0 && cfg.Duration == 0 {
 		cfg.Duration = 30 * time.Minute
 	}

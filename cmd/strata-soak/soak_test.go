@@ -37,7 +37,7 @@ func TestShortSoakLosesNothing(t *testing.T) {
 	var log bytes.Buffer
 	rep, err := Run(context.Background(), Config{
 		Strata: bin, Trials: 30, Seed: seed, VerifyEvery: 10,
-		MixWorkers: 3, MixOps: 10, Log: &log,
+		MixWorkers: 3, MixOps: 10, GuestWrites: 30, Log: &log,
 	})
 	if errors.Is(err, errNoLoopFS) {
 		t.Skipf("the soak needs loop-mounted XFS and ext4: %v", err)

@@ -69,6 +69,9 @@ type world struct {
 	isoSum  string
 	est     map[string]time.Duration // typical duration of each op
 	trial   int
+	// extra: a live state a check must also accept (what the guest wrote
+	// after an interruption, when recovery kept it live).
+	extra []state
 }
 
 const diskSize = 32 << 20
@@ -116,6 +119,21 @@ func newWorld(e *env, xfs string) (*world, error) {
 // mutate writes a distinctive pattern into every disk and changes the
 // definition: the state differs from every point's.
 func (w *world) mutate() error {
+	if err := w.writeDisks(); err != nil {
+		return err
+	}
+	w.gen++
+	if _, ok := w.h.must("guest", "set", w.guest, fmt.Sprintf("memory=%d", 256+4*(w.gen%4000))); !ok {
+		return fmt.Errorf("guest set failed")
+	}
+	st, err := w.measure()
+	w.live = st
+	return err
+}
+
+// writeDisks writes a distinctive pattern into every disk, as the guest
+// would (qemu-io for qcow2, plain writes for raw).
+func (w *world) writeDisks() error {
 	for _, v := range w.vols {
 		n := 1 + w.e.rngInt(3)
 		if v.format == "qcow2" {
@@ -154,13 +172,7 @@ func (w *world) mutate() error {
 			return err
 		}
 	}
-	w.gen++
-	if _, ok := w.h.must("guest", "set", w.guest, fmt.Sprintf("memory=%d", 256+4*(w.gen%4000))); !ok {
-		return fmt.Errorf("guest set failed")
-	}
-	st, err := w.measure()
-	w.live = st
-	return err
+	return nil
 }
 
 // measure reads the live disks and definition.
@@ -282,6 +294,23 @@ func (w *world) pickHow(o op) (how, step string, delay time.Duration, duringChil
 	}
 	r := w.e.rngInt(100)
 	how = "none"
+	if w.e.cfg.Hows != nil {
+		// Only the ways asked for (-signals), in equal shares.
+		hs := w.e.cfg.Hows
+		if len(o.steps) == 0 {
+			hs = slices.DeleteFunc(slices.Clone(hs), func(h string) bool { return h == "crash-at" })
+		}
+		if len(hs) == 0 {
+			return "none", "", 0, false
+		}
+		switch how = hs[w.e.rngInt(len(hs))]; how {
+		case "crash-at":
+			return "crash-at", o.steps[w.e.rngInt(len(o.steps))], 0, false
+		case "none":
+			return how, "", 0, false
+		}
+		r = 100
+	}
 	switch {
 	case r < 35:
 		how = "kill9"
@@ -312,13 +341,17 @@ func (w *world) runTrial() {
 		w.e.find("the soak could not prepare a trial", "%v", err)
 		return
 	}
+	run := ops
+	if w.e.cfg.Ops != nil {
+		run = slices.DeleteFunc(slices.Clone(ops), func(o op) bool { return !slices.Contains(w.e.cfg.Ops, o.name) })
+	}
 	total := 0
-	for _, o := range ops {
+	for _, o := range run {
 		total += o.weight
 	}
 	r := w.e.rngInt(total)
 	var o op
-	for _, o = range ops {
+	for _, o = range run {
 		if r < o.weight {
 			break
 		}
@@ -332,6 +365,12 @@ func (w *world) runTrial() {
 	kind := o.name + " / " + how
 	if duringChild {
 		kind += " in child"
+	}
+	// Sometimes the guest starts and writes after the interruption,
+	// before any strata command: recovery must not lose those writes.
+	guestWrites := how != "none" && strings.HasPrefix(o.name, "snapshot") && w.e.rngInt(100) < w.e.cfg.GuestWrites
+	if guestWrites {
+		kind += " + guest writes"
 	}
 	w.e.rep.Trials++
 	w.e.tally(kind).trials++
@@ -359,8 +398,24 @@ func (w *world) runTrial() {
 	}
 	w.e.logf("%s: exit %d after %s%s", label, k.code, k.took.Round(time.Millisecond), orphanNote(k))
 	before := len(w.e.rep.Losses)
+	var wrote *state
+	if guestWrites && k.sent {
+		label += ", then the guest writes before any strata command runs"
+		// A guest cannot open an image a qemu-img still holds.
+		waitGroupGone(k.pgid, 120*time.Second)
+		if err := w.writeDisks(); err != nil {
+			w.e.loss("", "%s: the guest cannot write its disks after the interruption: %v", label, err)
+		} else if st, err := w.measure(); err == nil {
+			wrote = &st
+		}
+	}
 	orphaned := w.recover(k, label)
+	if wrote != nil {
+		w.keptWrites(label, *wrote)
+		w.extra = []state{*wrote}
+	}
 	check(k, label)
+	w.extra = nil
 	if n := len(w.e.rep.Losses) - before; n > 0 {
 		w.e.tally(kind).losses += n
 		if orphaned {
@@ -370,6 +425,29 @@ func (w *world) runTrial() {
 		}
 	}
 	w.tidy()
+}
+
+// keptWrites checks that what the guest wrote after an interruption
+// survived recovery: live, or kept as a (new) point, which joins the model.
+func (w *world) keptWrites(label string, wrote state) {
+	cat, ok := w.catalogPoints()
+	if !ok {
+		return
+	}
+	kept := false
+	for id, p := range cat {
+		if _, known := w.points[id]; known {
+			continue
+		}
+		if st, err := w.readPoint(p); err == nil && st.diff(wrote, false) == "" {
+			w.points[id] = wrote
+			kept = true
+		}
+	}
+	live, err := w.measure()
+	if err == nil && !kept && live.diff(wrote, false) != "" {
+		w.e.loss("", "%s: recovery discarded what the guest wrote after the interruption: it is neither live nor in any point (live differs in %s)", label, live.diff(wrote, false))
+	}
 }
 
 func orphanNote(k killResult) string {
@@ -461,7 +539,7 @@ func (w *world) liveIs(label string, allowed ...state) (state, int) {
 		w.e.loss("", "%s: live guest unreadable: %v", label, err)
 		return got, -1
 	}
-	for i, a := range allowed {
+	for i, a := range append(allowed, w.extra...) {
 		if a.diff(got, true) == "" {
 			return got, i
 		}
@@ -494,9 +572,7 @@ func prepCreate(w *world) ([]string, func(killResult, string), bool) {
 				w.dropPoint(id)
 			}
 		}
-		if _, i := w.liveIs(label, l0); i < 0 {
-			w.live, _ = w.measure()
-		}
+		w.live, _ = w.liveIs(label, l0)
 	}, true
 }
 
@@ -527,11 +603,7 @@ func prepRollback(w *world) ([]string, func(killResult, string), bool) {
 			w.e.loss("", "%s: %d new points %v (want at most the pre-rollback point)", label, len(added), added)
 		}
 		now, which := w.liveIs(label, l0, target)
-		if which < 0 {
-			w.live = now
-		} else {
-			w.live = []state{l0, target}[which]
-		}
+		w.live = now
 		if which == 1 && len(added) == 0 {
 			w.e.loss("", "%s: rolled back, but the state before the rollback is in no point", label)
 		}
@@ -570,9 +642,7 @@ func prepDelete(w *world) ([]string, func(killResult, string), bool) {
 		} else if k.code == 0 {
 			w.e.loss("", "%s: delete exited 0 but point %d is still listed", label, id)
 		}
-		if _, i := w.liveIs(label, l0); i < 0 {
-			w.live, _ = w.measure()
-		}
+		w.live, _ = w.liveIs(label, l0)
 	}, true
 }
 
@@ -610,9 +680,7 @@ func prepGolden(w *world) ([]string, func(killResult, string), bool) {
 	args := []string{"golden", "create", name, "--from", src}
 	return args, func(k killResult, label string) {
 		w.pointsAfter(label, nil)
-		if _, i := w.liveIs(label, w.live); i < 0 {
-			w.live, _ = w.measure()
-		}
+		w.live, _ = w.liveIs(label, w.live)
 		gl, ok := w.goldenList()
 		if !ok {
 			return
