@@ -459,7 +459,8 @@ func orphanNote(k killResult) string {
 
 // recover runs doctor --repair as an admin would right after the kill
 // (even while an orphan still runs), then waits for orphans and makes
-// sure doctor is content.
+// sure doctor is content. It reports whether an orphan was still
+// running when doctor --repair started.
 func (w *world) recover(k killResult, label string) bool {
 	if k.sent && (k.how == "term" || k.how == "int-group") && len(k.orphans) == 0 {
 		if r := w.h.run(nil, "doctor"); r.code != 0 {
@@ -471,10 +472,11 @@ func (w *world) recover(k killResult, label string) bool {
 		w.e.rep.Orphans++
 		w.e.find("a child of a killed strata kept running (orphan)", "%s: %s", label, strings.Join(k.orphans, "; "))
 	}
+	running := len(groupAlive(k.pgid, 0)) > 0
 	if r := w.h.run(nil, "doctor", "--repair"); r.code != 0 {
 		w.e.find("doctor --repair did not finish the repair", "%s: doctor --repair %s %s", label, r, lastLines(r.stdout, 3))
 	}
-	if len(k.orphans) > 0 {
+	if running {
 		if !waitGroupGone(k.pgid, 120*time.Second) {
 			w.e.find("an orphan ran for more than 2 minutes", "%s", label)
 		}
@@ -487,12 +489,12 @@ func (w *world) recover(k killResult, label string) bool {
 	if r := w.h.run(nil, "doctor"); r.code != 0 {
 		w.e.find("doctor reports problems after --repair", "%s: %s", label, lastLines(r.stdout, 3))
 	}
-	return len(k.orphans) > 0
+	return running
 }
 
 // pointsAfter compares the catalog with the model: every model point but
-// those in mayGo must be there, and at most the new points in mayCome
-// (which returns false for an id that must not appear).
+// those in mayGo must be there. It returns the catalog's points and the
+// ids the model does not know (for the caller to judge).
 func (w *world) pointsAfter(label string, mayGo map[int]bool) (map[int]pointJSON, []int, bool) {
 	cat, ok := w.catalogPoints()
 	if !ok {
