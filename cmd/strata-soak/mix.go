@@ -419,7 +419,7 @@ func (e *env) enospcRound(round int, small, iso string) {
 			}
 			if got, err := hashFile(pj.Disks[0].Ref); err != nil || got != points[pj.ID] {
 				reported[pj.ID] = true
-				e.loss("ENOSPC cases", "%s: point %d changed when the guest wrote after the command (%v)", cl, pj.ID, err)
+				e.loss("ENOSPC cases", "%s: point %d does not hold its bytes (checked once the guest wrote again) (%v)", cl, pj.ID, err)
 			}
 		}
 		if dr := h.run(nil, "doctor"); dr.code != 0 {
