@@ -418,9 +418,12 @@ func (w *world) runTrial() {
 	w.extra = nil
 	if n := len(w.e.rep.Losses) - before; n > 0 {
 		w.e.tally(kind).losses += n
-		if orphaned {
-			for i := before; i < len(w.e.rep.Losses); i++ {
+		for i := before; i < len(w.e.rep.Losses); i++ {
+			if orphaned {
 				w.e.rep.Losses[i] += " [an orphaned child of the killed strata was still running when doctor --repair ran]"
+			}
+			if k.code > 0 {
+				w.e.rep.Losses[i] += fmt.Sprintf(" [strata exited %d: %s]", k.code, lastLines(k.stderr, 2))
 			}
 		}
 	}
