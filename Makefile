@@ -16,8 +16,13 @@ TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 
 	losetup=mount virsh=libvirt-clients virt-xml-validate=libvirt-clients xmllint=libxml2-utils \
 	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
 BENCH_DEPS := $(DEMO_DEPS) /usr/bin/time=time xorriso=xorriso mkfs.xfs=xfsprogs qemu-io=qemu-utils
+SOAK_DEPS  := qemu-img=qemu-utils qemu-io=qemu-utils xorriso=xorriso mkfs.xfs=xfsprogs mkfs.ext4=e2fsprogs losetup=mount
+# make soak runs for SOAK_DURATION, or SOAK_TRIALS kill trials if given.
+SOAK_DURATION ?= 30m
+SOAK_TRIALS   ?=
+SOAK_FLAGS    ?=
 
-.PHONY: all build demo test test-deps bench vet fmt clean
+.PHONY: all build demo test test-deps bench soak vet fmt clean
 
 all: build
 
@@ -41,6 +46,12 @@ test: test-deps vet
 bench: build
 	@./.ci/deps $(BENCH_DEPS)
 	$(GO) run ./cmd/strata-bench -strata $(BIN)
+
+# Random kills, concurrency and real ENOSPC against bin/strata; prints
+# trials, kills and losses and fails on any loss (README: Soak).
+soak: build
+	@./.ci/deps $(SOAK_DEPS)
+	$(GO) run ./cmd/strata-soak -strata $(BIN) $(if $(SOAK_TRIALS),-trials $(SOAK_TRIALS),-duration $(SOAK_DURATION)) $(SOAK_FLAGS)
 
 clean:
 	rm -rf bin
