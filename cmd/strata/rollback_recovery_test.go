@@ -576,3 +576,31 @@ func TestVolumeBeingRolledBackIsNotMissing(t *testing.T) {
 	ok(t, home, "doctor", "--repair")
 	d.expect(t, 0x01, "after recovery")
 }
+
+// Ctrl-C or SIGTERM during a point's delete (its qcow2 snapshots are
+// removed one disk at a time): the delete is finished, never left half
+// done for the next command.
+func TestSignalDuringDeleteFinishesIt(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	for _, name := range []string{"slow1", "slow2"} {
+		p := filepath.Join(t.TempDir(), name+".qcow2")
+		storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", p, "64M")
+		d := disk{p, "qcow2"}
+		d.fill(t, 0xa1)
+		ok(t, home, "volume", "import", p, "--name", name)
+	}
+	ok(t, home, "guest", "define", "slow", "--disk", "slow1", "--disk", "slow2")
+	ok(t, home, "snapshot", "create", "slow")
+	cmd, stderr := startStrata(t, home, nil, "snapshot", "delete", "slow", "1")
+	waitForTool(t, filepath.Dir(filepath.Dir(home)), "qemu-img", "snapshot", "-d")
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if code := exitCodeOf(cmd.Wait()); code != 0 {
+		t.Errorf("delete stopped by SIGTERM: exit %d, want 0 (finished)\n%s", code, stderr)
+	}
+	if r := runIn(t, home, nil, "doctor"); r.code != 0 {
+		t.Errorf("doctor after the interrupted delete: exit %d\n%s", r.code, r.stdout)
+	}
+	if got := ids(points(t, home, "slow")); got != "" {
+		t.Errorf("points %q, want none", got)
+	}
+}

@@ -104,6 +104,11 @@ func start(ctx context.Context, stdin io.Reader, stdout io.Writer, detach bool, 
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
 	if detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	} else {
+		// A tool that only reads, or writes a file strata removes when
+		// it undoes (a copy, a convert), dies with a killed strata
+		// instead of running on as an orphan.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -3,7 +3,11 @@ package run_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,5 +63,34 @@ func TestCriticalIsNotStoppedByCancelOrTerminalSignal(t *testing.T) {
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
 	if err := run.Run(ctx, nil, nil, "sleep", "5"); err == nil {
 		t.Error("Run was not stopped by its context")
+	}
+}
+
+func TestReadingToolDiesWithStrata(t *testing.T) {
+	if os.Getenv("STRATA_RUN_CHILD") == "1" {
+		_ = run.Run(context.Background(), nil, nil, "sleep", "30")
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=TestReadingToolDiesWithStrata")
+	cmd.Env = append(os.Environ(), "STRATA_RUN_CHILD=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var sleeper int
+	for i := 0; i < 200 && sleeper == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+		out, _ := exec.Command("pgrep", "-P", fmt.Sprint(cmd.Process.Pid), "sleep").Output()
+		fmt.Sscan(string(out), &sleeper)
+	}
+	if sleeper == 0 {
+		t.Fatal("the tool did not start")
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	time.Sleep(200 * time.Millisecond)
+	// Dead (or a zombie waiting for init to reap it), not running on.
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", sleeper)); err == nil && !strings.Contains(string(st), ") Z ") {
+		_ = syscall.Kill(sleeper, syscall.SIGKILL)
+		t.Errorf("a tool run by Run outlived its killed strata: %s", st)
 	}
 }
