@@ -24,9 +24,12 @@ type mix struct {
 	// failedDeletes: points whose delete exited non-zero (target → ids):
 	// gone later, they are a finding, not a loss.
 	failedDeletes map[string]map[int]bool
-	volumes       map[string]bool
-	guests        map[string]bool
-	cmds          int
+	// failedRollbacks counts rollbacks that exited non-zero per target:
+	// the pre-rollback point each may leave is a finding, not a loss.
+	failedRollbacks map[string]int
+	volumes         map[string]bool
+	guests          map[string]bool
+	cmds            int
 }
 
 var mixTargets = [][]string{{"m1"}, {"m2"}, {"--volume", "mv"}}
@@ -36,7 +39,7 @@ func targetKey(t []string) string { return strings.Join(t, " ") }
 func (e *env) mixRound(round int, xfs string) {
 	h := home{e, filepath.Join(e.dir, fmt.Sprintf("mixhome-%d", round))}
 	defer os.RemoveAll(h.path)
-	m := &mix{e: e, h: h, points: map[string]map[int]bool{}, failedDeletes: map[string]map[int]bool{}, volumes: map[string]bool{}, guests: map[string]bool{}}
+	m := &mix{e: e, h: h, points: map[string]map[int]bool{}, failedDeletes: map[string]map[int]bool{}, failedRollbacks: map[string]int{}, volumes: map[string]bool{}, guests: map[string]bool{}}
 	pool := filepath.Join(xfs, fmt.Sprintf("mix-%d", round))
 	defer os.RemoveAll(pool)
 	setup := [][]string{
@@ -127,6 +130,9 @@ func (m *mix) worker(round, wk int) {
 			res := m.run(args...)
 			if res.code != 0 {
 				m.failed(args, res)
+				m.mu.Lock()
+				m.failedRollbacks[targetKey(p.target)]++
+				m.mu.Unlock()
 				continue
 			}
 			var out struct {
@@ -238,7 +244,11 @@ func (m *mix) check(label string) {
 		got := map[int]bool{}
 		for _, p := range ps {
 			got[p.ID] = true
-			if !m.points[targetKey(t)][p.ID] {
+			if !m.points[targetKey(t)][p.ID] && p.Kind == "pre-rollback" && m.failedRollbacks[targetKey(t)] > 0 {
+				m.failedRollbacks[targetKey(t)]--
+				e.find("a rollback that failed kept its pre-rollback point", "%s: %s point %d", label, targetKey(t), p.ID)
+				m.points[targetKey(t)][p.ID] = true // it must roll back like any other
+			} else if !m.points[targetKey(t)][p.ID] {
 				e.loss("concurrency rounds", "%s: %s has point %d that no successful command made", label, targetKey(t), p.ID)
 			}
 		}
