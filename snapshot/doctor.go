@@ -232,6 +232,16 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	if err != nil {
 		return out, err
 	}
+	// A rollback moves a full-copy disk's image into its pre-rollback
+	// point before it puts the restored one in place: not missing.
+	movedAway := map[string]bool{}
+	for _, p := range points {
+		for _, d := range p.Disks {
+			if d.Moved && exists(d.Ref) {
+				movedAway[d.VolumeID] = true
+			}
+		}
+	}
 	byID := map[string]storage.Volume{}
 	byPath := map[string]storage.Volume{}
 	for _, v := range vols {
@@ -241,7 +251,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
 			dirs[d] = false // an in-place import's folder: not a pool
 		}
-		if _, err := os.Stat(v.Path); err != nil && !exists(v.Path+applyingSuffix) && !m.volumeBusy(v) {
+		if _, err := os.Stat(v.Path); err != nil && !exists(v.Path+applyingSuffix) && !movedAway[v.ID] && !m.volumeBusy(v) {
 			out = append(out, Finding{Kind: "missing-file", Path: v.Path, Detail: "the image of volume " + v.Name + " is missing: restore it from a backup, or forget the volume with 'strata volume delete " + v.Name + "'"})
 		}
 	}
@@ -356,6 +366,12 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			continue
 		}
 		if _, err := os.Stat(v.Path); err != nil {
+			continue
+		}
+		if m.volumeBusy(v) {
+			// A point being taken or deleted right now: its internal
+			// snapshot is not recorded yet, or no longer.
+			log.Info().Str("volume", v.Name).Msg("an operation on this volume is running: its image is not checked")
 			continue
 		}
 		if hs, err := m.st.InUse.Holders(ctx, v.Path); err != nil || len(hs) > 0 {

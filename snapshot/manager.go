@@ -321,7 +321,11 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 			log.Warn().Str("volume", v.Name).Msg("restore points of this raw volume are full copies: for O(1) points use a qcow2 volume or a pool on XFS (reflink=1) or btrfs")
 		}
 		meth, _ := methodByName(name)
-		p.Disks = append(p.Disks, meth.plan(v, p.UID))
+		dp := meth.plan(v, p.UID)
+		// Recorded before the take, so that undoing an interrupted one
+		// knows the point's file may be the live image.
+		dp.Moved = name == MethodCopy && o.replaced[v.ID]
+		p.Disks = append(p.Disks, dp)
 		methods[name] = true
 	}
 	p.Method = methodMixed
@@ -369,7 +373,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	for i := range p.Disks {
 		meth, _ := methodByName(p.Disks[i].Method)
 		take := meth.take
-		if fc, ok := meth.(fileCopy); ok && !fc.reflink && o.replaced[vols[i].ID] {
+		if fc, ok := meth.(fileCopy); ok && p.Disks[i].Moved {
 			take = fc.move
 		}
 		var err error

@@ -306,9 +306,11 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, pro
 	return image.SyncPath(filepath.Dir(dp.Ref))
 }
 
-// move makes a point of the live image itself: recorded now (Moved, with
-// its size), moved to dp.Ref by the rollback that replaces the live image
-// (restoreStep.moveTo).
+// move makes a point of the live image itself (DiskPoint.Moved, planned
+// so before the point is recorded): the image is renamed into the point,
+// and the live name holds nothing until the rollback that replaces it puts
+// the restored image there (restoreStep.moveTo). No guest started by hand
+// after a crash can open, and write over, the point's only copy.
 func (m fileCopy) move(_ context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
 	if err := image.VerifyImage(v); err != nil {
 		return err
@@ -321,8 +323,14 @@ func (m fileCopy) move(_ context.Context, v storage.Volume, dp *DiskPoint, _ sto
 		return err
 	}
 	dp.Bytes = &info.AllocatedBytes
-	dp.Moved = true
-	return nil
+	if err := os.Rename(v.Path, dp.Ref); err != nil {
+		return fmt.Errorf("move the image of volume %q into its pre-rollback point: %w", v.Name, err)
+	}
+	crashpoint("rollback:copy-moved")
+	if err := image.SyncPath(filepath.Dir(dp.Ref)); err != nil {
+		return err
+	}
+	return image.SyncPath(filepath.Dir(v.Path))
 }
 
 // materialise makes dst a copy of src: a reflink if asked and possible,
@@ -386,6 +394,7 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 		os.Remove(tmp)
 		return err
 	}
+	crashpoint("rollback:copy-recorded")
 	return m.commitRestored(v, tmp, s)
 }
 
@@ -421,7 +430,6 @@ func (fileCopy) commitRestored(v storage.Volume, tmp string, s restoreStep) erro
 				os.Remove(tmp)
 				return fmt.Errorf("move the image of volume %q into its pre-rollback point: %w", v.Name, err)
 			}
-			crashpoint("rollback:copy-moved")
 		}
 	}
 	if err := os.Rename(tmp, v.Path); err != nil {
@@ -460,7 +468,18 @@ func keepIdentity(live, tmp string) error {
 	return copyXattrs(live, tmp)
 }
 
-func (fileCopy) remove(_ context.Context, _ storage.Volume, dp DiskPoint) error {
+func (fileCopy) remove(_ context.Context, v storage.Volume, dp DiskPoint) error {
+	if dp.Moved && v.Path != "" {
+		if _, err := os.Lstat(v.Path); errors.Is(err, os.ErrNotExist) {
+			// The point holds the live image, moved there by a rollback
+			// that never put another in its place: it goes back, never
+			// away.
+			if err := os.Rename(dp.Ref, v.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("put the image of volume %q back: %w", v.Name, err)
+			}
+			return image.SyncPath(filepath.Dir(v.Path))
+		}
+	}
 	if err := os.Remove(dp.Ref); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

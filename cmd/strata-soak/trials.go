@@ -133,6 +133,20 @@ func (w *world) mutate() error {
 
 // writeDisks writes a distinctive pattern into every disk, as the guest
 // would (qemu-io for qcow2, plain writes for raw).
+// guestCanStart tells whether a guest could open every disk for writing
+// (QEMU's open: qemu-io without -U), as a guest started by hand would.
+func (w *world) guestCanStart() error {
+	for _, v := range w.vols {
+		if _, err := os.Stat(v.path); err != nil {
+			return err
+		}
+		if _, err := sh("qemu-io", "-f", v.format, "-c", "read 0 512", v.path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (w *world) writeDisks() error {
 	for _, v := range w.vols {
 		n := 1 + w.e.rngInt(3)
@@ -403,7 +417,12 @@ func (w *world) runTrial() {
 		label += ", then the guest writes before any strata command runs"
 		// A guest cannot open an image a qemu-img still holds.
 		waitGroupGone(k.pgid, 120*time.Second)
-		if err := w.writeDisks(); err != nil {
+		if err := w.guestCanStart(); err != nil {
+			// strata keeps a guest out of a disk it is changing (moved
+			// aside, or held by the qemu-img it started): the guest
+			// does not start, and writes nothing.
+			w.e.find("the guest could not start after the interruption (a disk moved aside or held)", "%s: %v", label, err)
+		} else if err := w.writeDisks(); err != nil {
 			w.e.loss("", "%s: the guest cannot write its disks after the interruption: %v", label, err)
 		} else if st, err := w.measure(); err == nil {
 			wrote = &st
