@@ -525,7 +525,7 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 			log.Warn().Err(err).Str("target", t.String()).Msg("the interrupted rollback cannot be finished: undoing it")
 			return m.abandon(ctx, t, pre, err)
 		}
-		if pre, err = m.keepFound(ctx, t, j, pre, disks, changed); err != nil {
+		if err := m.keepFound(ctx, t, j, disks, changed); err != nil {
 			return err
 		}
 	}
@@ -555,59 +555,18 @@ func removeLeftovers(disks map[string]storage.Volume) {
 	}
 }
 
-// keepFound keeps the disks as recovery found them as a restore point and
-// returns the pre-rollback point recovery goes on with. That is pre,
-// unless pre is torn: a disk it was to take by moving the live image
-// (DiskPoint.Moved) was written before the move, so pre no longer holds
-// that disk's state from before the rollback, and never will. Then the
-// point just kept becomes the rollback's pre-rollback point, in the same
-// transaction that marks pre for deletion.
-func (m *Manager) keepFound(ctx context.Context, t Target, j journalEntry, pre Point, disks map[string]storage.Volume, changed []string) (Point, error) {
-	torn := false
-	for _, d := range pre.Disks {
-		if !d.Moved {
-			continue
-		}
-		if _, err := os.Lstat(d.Ref); err == nil {
-			continue // moved: the point holds it
-		}
-		v := disks[d.VolumeID]
-		if fp, ok, err := fingerprintOf(v.Path); err != nil {
-			return pre, err
-		} else if ok && fp != j.Before[v.ID] {
-			torn = true
-		}
-	}
-	o := CreateOptions{Kind: KindPreRollback, also: keys(disks),
-		Description: fmt.Sprintf("found when recovering the interrupted rollback to %d: %s changed since", j.To, storage.QuoteList(changed))}
-	if torn {
-		o.onReady = func(tx *catalog.Tx, p Point) error {
-			j.Pre, j.After, j.Undone = p.ID, nil, nil
-			if err := fingerprintsInto(tx, p, &j); err != nil {
-				return err
-			}
-			old := pre
-			old.State = stateDeleting
-			if err := putPoint(tx, old); err != nil {
-				return err
-			}
-			return tx.Put(bJournal, t.Key, j)
-		}
-	}
-	kept, err := m.create(ctx, t, o, nil)
+// keepFound keeps the disks as recovery found them as a restore point.
+// No point of the rollback is touched by the writes found: a full-copy
+// disk's pre-rollback point holds the image moved out of the live name,
+// which no guest can have opened since.
+func (m *Manager) keepFound(ctx context.Context, t Target, j journalEntry, disks map[string]storage.Volume, changed []string) error {
+	kept, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, also: keys(disks), inUseChecked: true,
+		Description: fmt.Sprintf("found when recovering the interrupted rollback to %d: %s changed since", j.To, storage.QuoteList(changed))}, nil)
 	if err != nil {
-		return pre, fmt.Errorf("keep the disks as they are now before finishing the interrupted rollback (%s changed since): %w", storage.QuoteList(changed), err)
+		return fmt.Errorf("keep the disks as they are now before finishing the interrupted rollback (%s changed since): %w", storage.QuoteList(changed), err)
 	}
 	log.Warn().Str("target", t.String()).Strs("changed", changed).Int("kept_as", kept.ID).Msg("disks changed after an interrupted rollback (a guest ran?): their state is kept as a restore point before the rollback is finished")
-	if !torn {
-		return pre, nil
-	}
-	log.Warn().Str("target", t.String()).Int("point", pre.ID).Int("replaced_by", kept.ID).Msg("the pre-rollback point lost a disk's state to those writes (it was to take the live image itself): it is deleted, and the point just kept takes its place")
-	pre.State = stateDeleting
-	if err := m.delete(ctx, t, pre); err != nil {
-		return kept, err
-	}
-	return kept, nil
+	return nil
 }
 
 // fingerprintsInto records in j.Before the state of each of p's disks.
