@@ -387,7 +387,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			return out, err
 		}
 		for _, n := range names {
-			if strings.HasPrefix(n, "strata-") && !snaps[v.Path][n] {
+			if strings.HasPrefix(n, "strata-") && !snaps[v.Path][n] && !m.snapshotRecorded(v, n) {
 				f := Finding{Kind: "orphan-snapshot", Path: v.Path, Detail: "internal snapshot " + n + " of volume " + v.Name + " belongs to no restore point" + keep}
 				if repair && keep == "" {
 					f.Repaired = run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", n, v.Path) == nil
@@ -524,4 +524,27 @@ func itoa(n int) string {
 func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// snapshotRecorded tells whether a point records internal snapshot name of
+// v now: a point taken since doctor read the catalog (another strata
+// process, while plain doctor runs) is not an orphan's.
+func (m *Manager) snapshotRecorded(v storage.Volume, name string) bool {
+	found := false
+	_ = m.st.Catalog.View(func(tx *catalog.Tx) error {
+		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
+			var p Point
+			if json.Unmarshal(raw, &p) != nil {
+				return nil
+			}
+			for _, d := range p.Disks {
+				if d.VolumeID == v.ID && d.Ref == name {
+					found = true
+					return catalog.ErrStop
+				}
+			}
+			return nil
+		})
+	})
+	return found
 }

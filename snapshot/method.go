@@ -248,7 +248,7 @@ func (qcow2Internal) exists(ctx context.Context, v storage.Volume, dp DiskPoint)
 	if _, err := os.Stat(v.Path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	out, err := run.Output(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", v.Path)...)
+	out, err := run.OutputIsolated(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", v.Path)...)
 	if err != nil {
 		return false, err
 	}

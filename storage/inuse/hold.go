@@ -14,12 +14,12 @@ import (
 // Hold keeps guests out of images while strata changes them. A check says
 // nobody holds an image now; a guest started by hand a moment later would
 // still open it halfway through a rollback. So strata takes, on each image
-// it works on, the locks by which QEMU says "I share neither consistent
-// reads nor writes" (bytes 200 and 201): every QEMU, and every qemu-img
-// opening the image without -U, tests for them and refuses to start
-// ("Failed to get "consistent read" lock"). Read-only strata commands
-// (qemu-img -U) are not kept out. The locks are OFD locks: the kernel drops
-// them when strata exits, however it exits.
+// it works on, the lock by which QEMU says "I do not share writing" (byte
+// 201): every QEMU, and every qemu-img, that opens the image to write tests
+// for it and refuses to start ("Failed to get "write" lock"). Readers are
+// not kept out: strata's own read-only commands (volume list and info)
+// keep working. The lock is an OFD lock: the kernel drops it when strata
+// exits, however it exits.
 type Hold struct {
 	mu    sync.Mutex
 	files map[fileID]*os.File
@@ -91,7 +91,7 @@ func (h *Hold) add(path string) error {
 	if err != nil {
 		return fmt.Errorf("open %q to keep guests out of it: %w", path, err)
 	}
-	lk := unix.Flock_t{Type: unix.F_RDLCK, Start: 200, Len: 2}
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Start: 201, Len: 1}
 	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
 		f.Close()
 		return fmt.Errorf("lock %q to keep guests out of it: %w", path, err)

@@ -79,7 +79,7 @@ func Output(ctx context.Context, argv ...string) ([]byte, error) {
 
 // Run runs argv with stdin and stdout as given (nil: none / discarded).
 func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string) error {
-	return start(ctx, stdin, stdout, false, argv)
+	return start(ctx, stdin, stdout, false, argv, false)
 }
 
 // Critical runs a tool that changes an image in place (qemu-img snapshot
@@ -89,10 +89,20 @@ func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string)
 // terminal's Ctrl-C sends to strata's group does not reach it. The caller
 // looks at ctx afterwards and finishes or undoes its operation.
 func Critical(ctx context.Context, argv ...string) error {
-	return start(context.WithoutCancel(ctx), nil, nil, true, argv)
+	return start(context.WithoutCancel(ctx), nil, nil, true, argv, true)
 }
 
-func start(ctx context.Context, stdin io.Reader, stdout io.Writer, detach bool, argv []string) error {
+// OutputIsolated is Output for a tool whose answer a step that must
+// complete needs (a delete asking which snapshots an image holds): like a
+// critical tool it runs in a process group of its own, out of reach of a
+// terminal's Ctrl-C; it still dies with strata.
+func OutputIsolated(ctx context.Context, argv ...string) ([]byte, error) {
+	var stdout bytes.Buffer
+	err := start(ctx, nil, &stdout, false, argv, true)
+	return stdout.Bytes(), err
+}
+
+func start(ctx context.Context, stdin io.Reader, stdout io.Writer, critical bool, argv []string, ownGroup bool) error {
 	if len(argv) == 0 {
 		return errors.New("run: empty command")
 	}
@@ -102,13 +112,12 @@ func start(ctx context.Context, stdin io.Reader, stdout io.Writer, detach bool, 
 	}
 	cmd := exec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-	if detach {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	} else {
-		// A tool that only reads, or writes a file strata removes when
-		// it undoes (a copy, a convert), dies with a killed strata
-		// instead of running on as an orphan.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// A tool that only reads, or writes a file strata removes when it
+	// undoes (a copy, a convert), dies with a killed strata instead of
+	// running on as an orphan; a critical one runs to its end.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: ownGroup}
+	if !critical {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
