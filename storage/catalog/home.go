@@ -166,7 +166,7 @@ func (c *Catalog) Claim(dir, homeID string) error {
 		return nil
 	}
 	raw, _ := json.Marshal(Marker{HomeID: homeID, Home: c.home})
-	return writeFileAtomic(filepath.Join(dir, MarkerFile), append(raw, '\n'))
+	return WriteFileAtomic(filepath.Join(dir, MarkerFile), append(raw, '\n'))
 }
 
 // settleHome makes sure HOME/home-id exists, writing first the markers of
@@ -204,7 +204,7 @@ func (c *Catalog) settleHome(db *bolt.DB) error {
 			log.Warn().Err(err).Str("pool", p.Name).Msg("pool not claimed")
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(c.home, HomeIDFile), []byte(id+"\n")); err != nil {
+	if err := WriteFileAtomic(filepath.Join(c.home, HomeIDFile), []byte(id+"\n")); err != nil {
 		return fmt.Errorf("record the state home's ID: %w", err)
 	}
 	c.homeChecked = true
@@ -263,7 +263,7 @@ func (c *Catalog) markDamaged(reason string) error {
 	p := filepath.Join(c.home, DamagedFile)
 	if _, err := os.Stat(p); os.IsNotExist(err) {
 		rec := fmt.Sprintf("%s %s\n", time.Now().UTC().Format(time.RFC3339), reason)
-		if err := writeFileAtomic(p, []byte(rec)); err != nil {
+		if err := WriteFileAtomic(p, []byte(rec)); err != nil {
 			log.Warn().Err(err).Msg("cannot record that the catalog is damaged")
 		}
 	}
@@ -609,7 +609,7 @@ func (c *Catalog) replace(make func(tmp string) error, how Restored, adoptID boo
 		return err
 	}
 	if adoptID && id != "" {
-		if err := writeFileAtomic(filepath.Join(c.home, HomeIDFile), []byte(id+"\n")); err != nil {
+		if err := WriteFileAtomic(filepath.Join(c.home, HomeIDFile), []byte(id+"\n")); err != nil {
 			return err
 		}
 	}
@@ -636,7 +636,10 @@ func readFile(c *Catalog, path string, fn func(*bolt.Tx) error) error {
 	return protect(func() error { return db.View(fn) })
 }
 
-func writeFileAtomic(path string, data []byte) error {
+// WriteFileAtomic replaces path with data (mode 0600): a temporary file in
+// the same directory, fsync, rename, fsync of the directory, so a crash
+// leaves the old file or the new one, never a torn one.
+func WriteFileAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".strata-tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package inuse
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +188,45 @@ func (l *Libvirt) Holders(ctx context.Context, imgs []Image) ([][]Holder, error)
 			}
 			for _, i := range matching(strings.TrimSpace(src), imgs) {
 				hs[i] = append(hs[i], Holder{Toolstack: "libvirt", Domain: dom, How: "a disk of the running libvirt domain"})
+			}
+		}
+	}
+	return hs, nil
+}
+
+// Domain is one running guest of a toolstack and the disks it has open.
+type Domain struct {
+	Name  string
+	Disks []string // host paths: files or block devices
+}
+
+// Domains is a Source over a toolstack's own list of running guests: the
+// guest drivers (hvm/boot) plug in through it, so a guest strata started
+// is named as such even before its emulator takes an image lock.
+type Domains struct {
+	Toolstack string
+	How       string // e.g. "a disk of the running guest"
+	List      func(ctx context.Context) ([]Domain, error)
+}
+
+// Holders implements Source.
+func (d Domains) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
+	hs := make([][]Holder, len(imgs))
+	if !anyExists(imgs) {
+		return hs, nil
+	}
+	doms, err := d.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot list running guests: %w", d.Toolstack, err)
+	}
+	how := d.How
+	if how == "" {
+		how = "a disk of the running guest"
+	}
+	for _, dom := range doms {
+		for _, disk := range dom.Disks {
+			for _, i := range matching(disk, imgs) {
+				hs[i] = append(hs[i], Holder{Toolstack: d.Toolstack, Domain: dom.Name, How: how})
 			}
 		}
 	}

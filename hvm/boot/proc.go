@@ -1,0 +1,40 @@
+package boot
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+)
+
+// ProcStart returns the start time of process pid in clock ticks since
+// boot (/proc/PID/stat field 22). A pid names the same process only as
+// long as this does not change: pids are reused.
+func ProcStart(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces
+	// and parentheses itself: fields count from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state); field 22 is f[19].
+	if len(f) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	return strconv.ParseUint(string(f[19]), 10, 64)
+}
+
+// SameProcess reports whether pid is still the process that started at
+// start (ProcStart): false once it has exited, even if its pid was reused.
+func SameProcess(pid int, start uint64) bool {
+	if pid <= 0 || start == 0 {
+		return false
+	}
+	s, err := ProcStart(pid)
+	return err == nil && s == start
+}
