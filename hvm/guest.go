@@ -29,6 +29,9 @@ type Guest struct {
 	// "win2000", "win2003", "windows" (any other Windows), "linux",
 	// "other". It is strata's own and not rendered to any config.
 	OS string `yaml:"os,omitempty" json:"os,omitempty"`
+	// Driver is the toolstack `guest start` uses when none is given: auto
+	// (default), qemu, libvirt or xl. It is strata's own and not rendered.
+	Driver string `yaml:"driver,omitempty" json:"driver,omitempty"`
 
 	Memory   *int `yaml:"memory,omitempty" json:"memory,omitempty"` // MiB at boot
 	MaxMem   *int `yaml:"maxmem,omitempty" json:"maxmem,omitempty"` // MiB ceiling for ballooning
@@ -87,6 +90,11 @@ type Features struct {
 	HPET     *bool     `yaml:"hpet,omitempty" json:"hpet,omitempty"`
 	NX       *bool     `yaml:"nx,omitempty" json:"nx,omitempty"`
 	Viridian *Viridian `yaml:"viridian,omitempty" json:"viridian,omitempty"`
+	// PVDrivers says the guest has paravirtual drivers installed (Xen's
+	// PV drivers for Windows, virtio): only then can Xen attach disks and
+	// NICs to the running guest. The admin sets it after installing them;
+	// strata's own and not rendered.
+	PVDrivers *bool `yaml:"pv_drivers,omitempty" json:"pv_drivers,omitempty"`
 }
 
 // Viridian are the Hyper-V enlightenments for Windows: on or off, or on

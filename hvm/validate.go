@@ -15,22 +15,24 @@ import (
 
 // Known values, shared with the parsers and renderers.
 var (
-	Formats         = []string{"raw", "qcow", "qcow2", "vhd", "qed"}
-	Backends        = []string{"qdisk", "tap", "standalone"}
-	FirmwareKinds   = []string{"bios", "rombios", "seabios", "ovmf"}
-	VGAKinds        = []string{"stdvga", "cirrus", "qxl", "none"}
-	SoundModels     = []string{"sb16", "es1370", "ac97", "hda", "adlib", "gus", "cs4231a", "pcspk"}
-	NICTypes        = []string{"ioemu", "vif"}
-	ViridianGroups  = []string{"base", "freq", "time_ref_count", "reference_tsc", "hcall_remote_tlb_flush", "apic_assist", "crash_ctl", "stimer", "hcall_ipi", "ex_processor_masks", "no_vp_limit", "cpu_hotplug", "all", "defaults"}
-	DeviceModels    = []string{"qemu-xen", "qemu-xen-traditional"}
-	UUIDPattern     = pattern.New(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
-	VdevPattern     = pattern.New(`^(hd|sd|xvd)[a-z]{1,3}$`)
-	PCIPattern      = pattern.New(`^([0-9a-fA-F]{1,4}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.([0-7]|\*)(@[0-9a-fA-F]{1,2})?(,[a-z_]+=[^,]*)*$`)
-	RatePattern     = pattern.New(`^[0-9]+[GMK]?[Bb]/s(@[0-9]+[mu]?s)?$`)
-	tokenPattern    = pattern.New(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
-	xlKeyPattern    = pattern.New(`^[a-z][._0-9a-z]*$`)
-	usbHostPattern  = pattern.New(`^host:[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$`)
-	OSHints         = []string{"winxp", "win2000", "win2003", "windows", "linux", "other"}
+	Formats        = []string{"raw", "qcow", "qcow2", "vhd", "qed"}
+	Backends       = []string{"qdisk", "tap", "standalone"}
+	FirmwareKinds  = []string{"bios", "rombios", "seabios", "ovmf"}
+	VGAKinds       = []string{"stdvga", "cirrus", "qxl", "none"}
+	SoundModels    = []string{"sb16", "es1370", "ac97", "hda", "adlib", "gus", "cs4231a", "pcspk"}
+	NICTypes       = []string{"ioemu", "vif"}
+	ViridianGroups = []string{"base", "freq", "time_ref_count", "reference_tsc", "hcall_remote_tlb_flush", "apic_assist", "crash_ctl", "stimer", "hcall_ipi", "ex_processor_masks", "no_vp_limit", "cpu_hotplug", "all", "defaults"}
+	DeviceModels   = []string{"qemu-xen", "qemu-xen-traditional"}
+	UUIDPattern    = pattern.New(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
+	VdevPattern    = pattern.New(`^(hd|sd|xvd)[a-z]{1,3}$`)
+	PCIPattern     = pattern.New(`^([0-9a-fA-F]{1,4}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.([0-7]|\*)(@[0-9a-fA-F]{1,2})?(,[a-z_]+=[^,]*)*$`)
+	RatePattern    = pattern.New(`^[0-9]+[GMK]?[Bb]/s(@[0-9]+[mu]?s)?$`)
+	tokenPattern   = pattern.New(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+	xlKeyPattern   = pattern.New(`^[a-z][._0-9a-z]*$`)
+	usbHostPattern = pattern.New(`^host:[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$`)
+	OSHints        = []string{"winxp", "win2000", "win2003", "windows", "linux", "other"}
+	// Drivers are the boot drivers a guest can name as its default (hvm/boot).
+	Drivers         = []string{"auto", "qemu", "libvirt", "xl"}
 	accessValues    = []string{"ro", "rw"}
 	usbDeviceValues = []string{"tablet", "mouse", "keyboard"}
 )
@@ -62,6 +64,9 @@ func (g *Guest) Validate() error {
 	}
 	if g.UUID != "" && !UUIDPattern.MatchString(g.UUID) {
 		p.add("uuid", "%q is not a UUID; write 32 hex digits as 8-4-4-4-12 or leave it out to generate one", g.UUID)
+	}
+	if g.Driver != "" && !oneOf(g.Driver, Drivers) {
+		p.add("driver", "%q is not a boot driver; use one of %s", g.Driver, list(Drivers))
 	}
 	if g.OS != "" && !oneOf(g.OS, OSHints) {
 		p.add("os", "%q is not known; use one of %s", g.OS, list(OSHints))
