@@ -76,125 +76,172 @@ type RollbackResult struct {
 // disks. A disk in use (a running guest, a tool holding it) is refused.
 func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (RollbackResult, error) {
 	var res RollbackResult
-	err := m.withTarget(ctx, r, func(t Target) error {
-		to, err := m.point(t, ref)
+	err := m.withTarget(ctx, r, func(t Target) (err error) {
+		res, err = m.rollback(ctx, t, ref)
+		return err
+	})
+	return res, err
+}
+
+// RollbackRestart rolls a running guest back: with the guest's locks held
+// throughout, stop stops it (cleanly), the rollback runs, and start starts
+// it again. start also runs when the rollback failed and was undone in
+// full (the guest comes back as it was), never while a rollback is left
+// half done: a crash at any step leaves the guest stopped, and the next
+// command that takes its locks (a start among them) first finishes or
+// undoes the rollback.
+func (m *Manager) RollbackRestart(ctx context.Context, name, ref string, stop, start func(context.Context) error) (RollbackResult, error) {
+	var res RollbackResult
+	err := m.withTarget(ctx, TargetRef{Name: name}, func(t Target) error {
+		if _, err := m.point(t, ref); err != nil {
+			return err
+		}
+		if err := stop(ctx); err != nil {
+			return err
+		}
+		crashpoint("rollback:guest-stopped")
+		res, err := m.rollback(ctx, t, ref)
 		if err != nil {
+			if _, pending, jerr := m.journal(t); jerr == nil && !pending && ctx.Err() == nil {
+				if serr := start(ctx); serr != nil {
+					return fmt.Errorf("%w (and the guest did not start again: %v)", err, serr)
+				}
+			}
 			return err
 		}
-		var also []string
-		var touched []storage.Volume       // every disk the rollback writes
-		var fileOverQcow2 []storage.Volume // file points put back over a qcow2 image
-		space := map[string]string{}       // copy point data → the directory it is restored in
-		err = m.st.Catalog.View(func(tx *catalog.Tx) error {
-			cur, _, err := volumesOf(tx, t)
-			if err != nil {
-				return err
-			}
-			touched = append(touched, cur...)
-			for _, d := range to.Disks {
-				v, err := tx.VolumeByID(d.VolumeID)
-				if err != nil {
-					return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
-				}
-				if d.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
-					fileOverQcow2 = append(fileOverQcow2, v)
-				}
-				if d.Method == MethodCopy {
-					space[d.Ref] = filepath.Dir(v.Path)
-				}
-				also = append(also, v.ID)
-				touched = append(touched, v)
-				// Overlays read the volume's blocks: rolling it back
-				// under them would silently change what they hold.
-				deps, err := tx.Dependants(v.Path)
-				if err != nil {
-					return err
-				}
-				if len(deps) > 0 {
-					return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
-				}
-				if t.Kind == "guest" {
-					users, err := tx.GuestsUsing(v.ID)
-					if err != nil {
-						return err
-					}
-					for _, u := range users {
-						if u != t.Name {
-							return storage.Errorf(storage.ErrInUse, "restore point %d of %s includes volume %q, which is now a disk of guest %q: rolling it back would overwrite that guest's disk; remove it from %q first", to.ID, t, v.Name, u, u)
-						}
-					}
-				}
-			}
-			if to.Guest != nil {
-				// What the guest record will become must fit the catalog
-				// as it is now: checked before any disk is touched.
-				if _, err := restoredGuest(tx, to); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+		crashpoint("rollback:before-start")
+		if err := start(ctx); err != nil {
+			return fmt.Errorf("rolled back to %d (pre-rollback point %d), but the guest did not start again: %w", res.To.ID, res.PreRollback.ID, err)
 		}
-		// Checked, and kept so until the rollback is done: a guest started
-		// by hand meanwhile cannot open a disk halfway through.
-		ctx, release, err := m.hold(ctx, touched)
-		if err != nil {
-			return err
-		}
-		defer release()
-		for _, v := range fileOverQcow2 {
-			names, err := qcow2Snapshots(ctx, v.Path)
-			if err != nil {
-				return err
-			}
-			if len(names) > 0 {
-				return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s holds qcow2 volume %q as a copy of its image: putting it back would discard the %d internal snapshots the image holds now (other restore points); delete those points first, or roll back to another point", to.ID, t, v.Name, len(names))
-			}
-		}
-		// A full copy is restored by copying the point back: refuse now,
-		// not halfway, if it cannot fit.
-		for ref, dir := range space {
-			if err := checkSpace(ref, dir); err != nil {
-				return err
-			}
-		}
-		// A disk the rollback replaces with a full copy keeps its current
-		// image as the pre-rollback point's: moved there when the restored
-		// copy takes its name (one copy instead of two, and never an image
-		// shared by the live name and a point).
-		replaced := map[string]bool{}
-		for _, d := range to.Disks {
-			if d.Method == MethodCopy {
-				replaced[d.VolumeID] = true
-			}
-		}
-		pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also, inUseChecked: true,
-			onReady: func(tx *catalog.Tx, p Point) error {
-				j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
-				if err := fingerprintsInto(tx, p, &j); err != nil {
-					return err
-				}
-				return tx.Put(bJournal, t.Key, j)
-			}},
-			func(tx *catalog.Tx, p Point) error {
-				return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
-			})
-		if err != nil {
-			// create undid its point; the journal entry made with it goes too.
-			_ = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
-			return err
-		}
-		crashpoint("rollback:pre-point")
-		if err := m.completeRollback(ctx, t, to, pre); err != nil {
-			return err
-		}
-		res = RollbackResult{To: to, PreRollback: pre}
-		log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msg("rolled back; undo with a rollback to the pre-rollback point")
 		return nil
 	})
 	return res, err
+}
+
+// WithGuest runs fn with the locks of the guest called name and its disks
+// held, after finishing or undoing any operation a dead process left on
+// it: a guest started inside fn never runs on a half-restored disk.
+func (m *Manager) WithGuest(ctx context.Context, name string, fn func(ctx context.Context) error) error {
+	return m.withTarget(ctx, TargetRef{Name: name}, func(Target) error { return fn(ctx) })
+}
+
+func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res RollbackResult, err error) {
+	to, err := m.point(t, ref)
+	if err != nil {
+		return res, err
+	}
+	var also []string
+	var touched []storage.Volume       // every disk the rollback writes
+	var fileOverQcow2 []storage.Volume // file points put back over a qcow2 image
+	space := map[string]string{}       // copy point data → the directory it is restored in
+	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
+		cur, _, err := volumesOf(tx, t)
+		if err != nil {
+			return err
+		}
+		touched = append(touched, cur...)
+		for _, d := range to.Disks {
+			v, err := tx.VolumeByID(d.VolumeID)
+			if err != nil {
+				return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
+			}
+			if d.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
+				fileOverQcow2 = append(fileOverQcow2, v)
+			}
+			if d.Method == MethodCopy {
+				space[d.Ref] = filepath.Dir(v.Path)
+			}
+			also = append(also, v.ID)
+			touched = append(touched, v)
+			// Overlays read the volume's blocks: rolling it back
+			// under them would silently change what they hold.
+			deps, err := tx.Dependants(v.Path)
+			if err != nil {
+				return err
+			}
+			if len(deps) > 0 {
+				return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
+			}
+			if t.Kind == "guest" {
+				users, err := tx.GuestsUsing(v.ID)
+				if err != nil {
+					return err
+				}
+				for _, u := range users {
+					if u != t.Name {
+						return storage.Errorf(storage.ErrInUse, "restore point %d of %s includes volume %q, which is now a disk of guest %q: rolling it back would overwrite that guest's disk; remove it from %q first", to.ID, t, v.Name, u, u)
+					}
+				}
+			}
+		}
+		if to.Guest != nil {
+			// What the guest record will become must fit the catalog
+			// as it is now: checked before any disk is touched.
+			if _, err := restoredGuest(tx, to); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	// Checked, and kept so until the rollback is done: a guest started
+	// by hand meanwhile cannot open a disk halfway through.
+	ctx, release, err := m.hold(ctx, touched)
+	if err != nil {
+		return res, err
+	}
+	defer release()
+	for _, v := range fileOverQcow2 {
+		names, err := qcow2Snapshots(ctx, v.Path)
+		if err != nil {
+			return res, err
+		}
+		if len(names) > 0 {
+			return res, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s holds qcow2 volume %q as a copy of its image: putting it back would discard the %d internal snapshots the image holds now (other restore points); delete those points first, or roll back to another point", to.ID, t, v.Name, len(names))
+		}
+	}
+	// A full copy is restored by copying the point back: refuse now,
+	// not halfway, if it cannot fit.
+	for ref, dir := range space {
+		if err := checkSpace(ref, dir); err != nil {
+			return res, err
+		}
+	}
+	// A disk the rollback replaces with a full copy keeps its current
+	// image as the pre-rollback point's: moved there when the restored
+	// copy takes its name (one copy instead of two, and never an image
+	// shared by the live name and a point).
+	replaced := map[string]bool{}
+	for _, d := range to.Disks {
+		if d.Method == MethodCopy {
+			replaced[d.VolumeID] = true
+		}
+	}
+	pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also, inUseChecked: true,
+		onReady: func(tx *catalog.Tx, p Point) error {
+			j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
+			if err := fingerprintsInto(tx, p, &j); err != nil {
+				return err
+			}
+			return tx.Put(bJournal, t.Key, j)
+		}},
+		func(tx *catalog.Tx, p Point) error {
+			return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
+		})
+	if err != nil {
+		// create undid its point; the journal entry made with it goes too.
+		_ = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
+		return res, err
+	}
+	crashpoint("rollback:pre-point")
+	if err := m.completeRollback(ctx, t, to, pre); err != nil {
+		return res, err
+	}
+	res = RollbackResult{To: to, PreRollback: pre}
+	log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msg("rolled back; undo with a rollback to the pre-rollback point")
+	return res, nil
 }
 
 // checkNotInUse refuses if anything holds the image of any of vols (one

@@ -11,10 +11,12 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/lint"
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/hvm/xlcfg"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 func openRegistry(c *cli.Context) (*registry.Registry, error) {
@@ -162,8 +164,8 @@ func setSecrets(c *cli.Context) (map[string]hvm.Secret, error) {
 func guestCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "guest",
-		Usage: "HVM guest definitions: define, import, edit, render, lint",
-		Subcommands: []*cli.Command{
+		Usage: "HVM guests: define, import, edit, render, lint; start, stop, install, status, console",
+		Subcommands: append([]*cli.Command{
 			flattenCommand(true),
 			{
 				Name: "define", Usage: "define a guest from flags or a YAML file (a MAC is generated and pinned per NIC)", ArgsUsage: "NAME",
@@ -264,18 +266,31 @@ func guestCommand() *cli.Command {
 					if err := needArgs(c); err != nil {
 						return err
 					}
-					st, err := openStore(c)
+					lm, err := openLifecycle(c)
 					if err != nil {
 						return err
 					}
-					gs, err := st.Guests(c.Context)
+					gs, err := lm.St.Guests(c.Context)
 					if err != nil {
 						return err
 					}
-					return emit(c, gs, func(w *tabwriter.Writer) {
-						row(w, "NAME", "ID", "DISKS")
-						for _, g := range gs {
-							row(w, g.Name, g.ID, strings.Join(g.DiskNames, ","))
+					type listed struct {
+						store.GuestView
+						State boot.State `json:"state"`
+					}
+					names := make([]string, len(gs))
+					for i, g := range gs {
+						names[i] = g.Name
+					}
+					states := lm.States(c.Context, names)
+					out := make([]listed, len(gs))
+					for i, g := range gs {
+						out[i] = listed{g, states[g.Name]}
+					}
+					return emit(c, out, func(w *tabwriter.Writer) {
+						row(w, "NAME", "STATE", "ID", "DISKS")
+						for _, g := range out {
+							row(w, g.Name, g.State, g.ID, strings.Join(g.DiskNames, ","))
 						}
 					})
 				},
@@ -366,7 +381,7 @@ func guestCommand() *cli.Command {
 					return r.Delete(c.Context, c.Args().First(), c.Bool("with-disks"))
 				},
 			},
-		},
+		}, guestRunCommands()...),
 	}
 }
 

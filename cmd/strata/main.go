@@ -20,8 +20,11 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -190,6 +193,16 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	}
 	m := snapshot.New(st, c.Duration("lock-timeout"))
 	m.Progress = progress()
+	// A disk of a guest any driver runs is in use, named by driver and
+	// guest; and a running guest cannot be deleted.
+	st.InUse.Sources = append(st.InUse.Sources, boot.InUseSources(drivers(c))...)
+	home := st.Catalog.Home()
+	st.AddGuestUser(func(_ *catalog.Tx, g storage.Guest) error {
+		if running, driver := lifecycle.Running(home, g.ID); running {
+			return storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s): stop it first (strata guest stop %s)", g.Name, driver, g.Name)
+		}
+		return nil
+	})
 	return st, m, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 )
@@ -171,9 +172,22 @@ func snapshotCommand() *cli.Command {
 			},
 			{
 				Name: "rollback", Usage: "return to any restore point; the current state is kept as a pre-rollback point", ArgsUsage: "GUEST POINT",
-				Flags: []cli.Flag{volumeFlag},
+				Flags: []cli.Flag{volumeFlag,
+					&cli.BoolFlag{Name: "restart", Usage: "a running guest: stop it cleanly, roll back, start it again (else a running guest is refused, exit 5)"},
+					stopTimeoutFlag,
+				},
 				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
-					res, err := m.Rollback(c.Context, t, point)
+					var res snapshot.RollbackResult
+					var err error
+					if t.Volume {
+						res, err = m.Rollback(c.Context, t, point)
+					} else {
+						var lm *lifecycle.Manager
+						if lm, err = openLifecycle(c); err != nil {
+							return err
+						}
+						res, err = lm.Rollback(c.Context, t.Name, point, c.Bool("restart"), c.Duration("timeout"))
+					}
 					if err != nil {
 						return err
 					}

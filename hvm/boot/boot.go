@@ -279,6 +279,10 @@ type RunDir struct {
 const (
 	StateFile   = "state.json"
 	StoppedFile = "stopped.json"
+	// SerialLog is the guest's first serial port as a log, written by
+	// drivers that can (started empty at each start): start --wait-serial
+	// and stop records read it.
+	SerialLog = "serial.log"
 )
 
 // RunDirFor returns (creating, mode 0700) the runtime directory of the

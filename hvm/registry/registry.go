@@ -217,14 +217,14 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 		}
 	}
 	if g.Install == nil {
-		g.Install = installRecord(g)
+		g.Install = InstallRecordOf(g)
 	}
 	return ids, uses, nil
 }
 
-// installRecord notes the hardware Windows sees when it is installed on
+// InstallRecordOf notes the hardware Windows sees when it is installed on
 // this definition; lint compares later changes with it.
-func installRecord(g *hvm.Guest) *hvm.Install {
+func InstallRecordOf(g *hvm.Guest) *hvm.Install {
 	in := &hvm.Install{ACPI: hvm.Bool(g.EffectiveACPI()), APIC: hvm.Bool(g.EffectiveAPIC()), VCPUs: hvm.Int(g.EffectiveVCPUs()), Memory: g.Memory}
 	if len(g.NICs) > 0 {
 		in.MAC = g.NICs[0].MAC

@@ -1,0 +1,348 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/registry"
+	"github.com/strata-vm/strata/snapshot"
+	"github.com/strata-vm/strata/storage"
+)
+
+// The install workflow, as the reference gives it for Windows XP: phase 1
+// (text-mode Setup) boots from the CD with on_reboot=destroy, so the guest
+// stops where Setup reboots; the definition is then switched for phase 2
+// (boot from the disk, on_reboot as the admin defined it, ACPI and APIC as
+// defined) and the guest started again. Phase 2 ends when the guest powers
+// off. install.json in the runtime directory records the phase and how
+// each phase ended, so `install --status` can say it and a second
+// `install` goes on where the first stopped.
+
+// InstallFile is the install record's name in the runtime directory.
+const InstallFile = "install.json"
+
+// Install states.
+const (
+	InstallPhase1 = "phase-1" // phase 1 runs
+	InstallPhase2 = "phase-2" // phase 2 runs
+	InstallDone   = "done"
+	InstallFailed = "failed"
+)
+
+// PhaseRecord is one phase of an install.
+type PhaseRecord struct {
+	Phase   int              `json:"phase"`
+	Started time.Time        `json:"started"`
+	Ended   time.Time        `json:"ended,omitzero"`
+	Result  string           `json:"result,omitempty"` // ok, failed, timeout
+	Stop    *boot.StopRecord `json:"stop,omitempty"`
+}
+
+// InstallRecord is install.json.
+type InstallRecord struct {
+	Guest  string        `json:"guest"`
+	State  string        `json:"state"`
+	Media  string        `json:"media"`
+	XP     bool          `json:"xp,omitempty"`
+	Driver string        `json:"driver,omitempty"`
+	Phases []PhaseRecord `json:"phases"`
+	// Defined keeps what phase 1 changed in the definition, to restore
+	// for phase 2.
+	Defined InstallSaved `json:"defined"`
+	Point   int          `json:"point,omitempty"`  // the "installed" restore point
+	Golden  string       `json:"golden,omitempty"` // the golden image made of it
+	Error   string       `json:"error,omitempty"`
+}
+
+// InstallSaved is the part of a definition phase 1 changes.
+type InstallSaved struct {
+	Boot     string `json:"boot,omitempty"`
+	OnReboot string `json:"on_reboot,omitempty"`
+	ACPI     *bool  `json:"acpi,omitempty"`
+	APIC     *bool  `json:"apic,omitempty"`
+}
+
+// InstallOptions choose how Install runs.
+type InstallOptions struct {
+	Media  string // iso name, or a path to an ISO file
+	XP     bool   // phase 1 with ACPI and APIC off (the HAL-safe settings)
+	Driver string
+	// PhaseTimeout bounds each phase; a phase that runs longer is ended
+	// and the install marked failed (0: no bound).
+	PhaseTimeout time.Duration
+	Snapshot     bool   // take a restore point named "installed" at the end
+	Golden       string // freeze the installed guest as this golden image
+	AllowExposed bool
+	// Progress is told each step (may be nil).
+	Progress func(msg string)
+	// Poll is how often a running phase is looked at (default 200 ms).
+	Poll time.Duration
+}
+
+func (r *InstallRecord) phase(n int) *PhaseRecord {
+	for i := range r.Phases {
+		if r.Phases[i].Phase == n {
+			return &r.Phases[i]
+		}
+	}
+	r.Phases = append(r.Phases, PhaseRecord{Phase: n})
+	return &r.Phases[len(r.Phases)-1]
+}
+
+func readInstall(rd *boot.RunDir) (*InstallRecord, error) {
+	b, err := os.ReadFile(rd.Path(InstallFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r InstallRecord
+	if err := jsonUnmarshal(b, &r); err != nil {
+		return nil, storage.Errorf(storage.ErrPrecondition, "%s is damaged (%v): remove it to start the install over", rd.Path(InstallFile), err)
+	}
+	return &r, nil
+}
+
+func writeInstall(rd *boot.RunDir, r *InstallRecord) error {
+	return writeJSONFile(rd.Path(InstallFile), r)
+}
+
+// InstallStatus returns a guest's install record (nil: never installed
+// through strata).
+func (m *Manager) InstallStatus(ctx context.Context, name string) (*InstallRecord, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return readInstall(l.bg.Run)
+}
+
+// Install installs an operating system into a guest from install media
+// in two phases; it returns when phase 2 has ended (the guest powered
+// off), or with the phase it failed in. A second call goes on where an
+// interrupted one stopped.
+func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*InstallRecord, error) {
+	say := func(format string, args ...any) {
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf(format, args...))
+		}
+	}
+	if o.Poll == 0 {
+		o.Poll = 200 * time.Millisecond
+	}
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := readInstall(l.bg.Run)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil && (rec.State == InstallDone || rec.State == InstallFailed) {
+		if o.Media == "" {
+			return rec, storage.Errorf(storage.ErrPrecondition, "guest %q: its install has %s (see strata guest install %s --status); give --media to install again", name, map[string]string{InstallDone: "finished", InstallFailed: "failed"}[rec.State], name)
+		}
+		rec = nil // a new install over the old one
+	}
+	if rec == nil {
+		if o.Media == "" {
+			return nil, storage.Errorf(storage.ErrInvalid, "guest install needs --media ISO (an iso name or an ISO file)")
+		}
+		cur, err := m.status(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		if cur.State.Live() {
+			return nil, storage.Errorf(storage.ErrPrecondition, "guest %q is %s: stop it before installing into it", name, cur.State)
+		}
+		rec = &InstallRecord{Guest: name, State: InstallPhase1, Media: o.Media, XP: o.XP, Driver: o.Driver,
+			Defined: InstallSaved{Boot: l.def.Boot, OnReboot: l.def.Lifecycle.OnReboot, ACPI: l.def.Features.ACPI, APIC: l.def.Features.APIC}}
+		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error { return phase1(g, o) }); err != nil {
+			return nil, err
+		}
+		p := rec.phase(1)
+		p.Started = time.Now().UTC()
+		if err := writeInstall(l.bg.Run, rec); err != nil {
+			return nil, err
+		}
+		say("phase 1: booting %s from %s", name, o.Media)
+		if _, err := m.Start(ctx, name, StartOptions{Driver: o.Driver, AllowExposed: o.AllowExposed}); err != nil {
+			return rec, m.failInstall(l, rec, 1, "did not start", nil, err)
+		}
+	}
+	if rec.State == InstallPhase1 {
+		stop, err := m.waitPhase(ctx, l, rec, 1, o)
+		if err != nil {
+			return rec, err
+		}
+		say("phase 1 ended: %s", stop.Reason)
+		// Phase 2: boot from the disk, with the lifecycle and firmware
+		// tables the admin defined; Windows installs its HAL now, so the
+		// install record (lint's HAL and activation checks) is taken from
+		// this definition.
+		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error {
+			phase2(g, rec.Defined)
+			g.Install = registry.InstallRecordOf(g)
+			return nil
+		}); err != nil {
+			return rec, err
+		}
+		rec.State = InstallPhase2
+		p := rec.phase(2)
+		p.Started = time.Now().UTC()
+		if err := writeInstall(l.bg.Run, rec); err != nil {
+			return rec, err
+		}
+		say("phase 2: booting %s from its disk", name)
+		driver := rec.Driver
+		if _, err := m.Start(ctx, name, StartOptions{Driver: driver, AllowExposed: o.AllowExposed}); err != nil {
+			return rec, m.failInstall(l, rec, 2, "did not start", nil, err)
+		}
+	}
+	if rec.State == InstallPhase2 {
+		stop, err := m.waitPhase(ctx, l, rec, 2, o)
+		if err != nil {
+			return rec, err
+		}
+		say("phase 2 ended: %s", stop.Reason)
+		rec.State = InstallDone
+		if err := writeInstall(l.bg.Run, rec); err != nil {
+			return rec, err
+		}
+	}
+	if o.Snapshot && rec.Point == 0 {
+		p, err := m.Points.Create(ctx, snapshot.TargetRef{Name: name}, snapshot.CreateOptions{Name: "installed", Description: "after strata guest install from " + rec.Media})
+		if err != nil {
+			return rec, fmt.Errorf("installed, but the restore point was not taken: %w", err)
+		}
+		rec.Point = p.ID
+		say("restore point %d (installed) taken", p.ID)
+		if err := writeInstall(l.bg.Run, rec); err != nil {
+			return rec, err
+		}
+	}
+	if o.Golden != "" && rec.Golden == "" {
+		if _, err := m.Points.CreateGolden(ctx, snapshot.GoldenOptions{Name: o.Golden, Source: snapshot.TargetRef{Name: name}}); err != nil {
+			return rec, fmt.Errorf("installed, but the golden image was not made: %w", err)
+		}
+		rec.Golden = o.Golden
+		say("golden image %s frozen", o.Golden)
+		if err := writeInstall(l.bg.Run, rec); err != nil {
+			return rec, err
+		}
+	}
+	log.Info().Str("guest", name).Msg("install done")
+	return rec, nil
+}
+
+// phase1 switches a definition for phase 1: the media in the CD-ROM drive
+// (one is added at hdc when there is none), boot from the CD, stop instead
+// of rebooting, and with xp the HAL-safe firmware tables.
+func phase1(g *hvm.Guest, o InstallOptions) error {
+	cd := -1
+	for i, d := range g.Disks {
+		if d.CDROM {
+			cd = i
+			break
+		}
+	}
+	if cd < 0 {
+		g.Disks = append(g.Disks, hvm.Disk{Vdev: "hdc", CDROM: true})
+		cd = len(g.Disks) - 1
+	}
+	d := &g.Disks[cd]
+	d.Volume, d.Media, d.Path, d.Device = "", "", "", ""
+	if strings.ContainsRune(o.Media, '/') {
+		d.Path = o.Media
+	} else {
+		d.Media = o.Media
+	}
+	g.Boot = "dc"
+	g.Lifecycle.OnReboot = "destroy"
+	if o.XP {
+		g.Features.ACPI, g.Features.APIC = hvm.Bool(false), hvm.Bool(false)
+	}
+	return nil
+}
+
+// phase2 switches a definition for phase 2: boot from the disk, and the
+// lifecycle and firmware tables as defined (the media stays in: XP's
+// GUI-mode Setup copies files from it).
+func phase2(g *hvm.Guest, s InstallSaved) {
+	g.Boot = "c"
+	g.Lifecycle.OnReboot = s.OnReboot
+	if g.Lifecycle.OnReboot == "destroy" {
+		g.Lifecycle.OnReboot = "restart"
+	}
+	g.Features.ACPI, g.Features.APIC = s.ACPI, s.APIC
+}
+
+// waitPhase waits for the running phase to end; a phase ends well when the
+// guest powers off or reboots by itself.
+func (m *Manager) waitPhase(ctx context.Context, l loaded, rec *InstallRecord, n int, o InstallOptions) (*boot.StopRecord, error) {
+	p := rec.phase(n)
+	var deadline time.Time
+	if o.PhaseTimeout > 0 {
+		deadline = p.Started.Add(o.PhaseTimeout)
+	}
+	for {
+		st, err := m.status(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		if !st.State.Live() {
+			stop := st.LastStop
+			if stop == nil {
+				stop = &boot.StopRecord{At: time.Now().UTC(), Reason: boot.ReasonDied}
+			}
+			switch stop.Reason {
+			case boot.ReasonPoweroff, boot.ReasonReboot, boot.ReasonShutdown:
+				p.Ended, p.Result, p.Stop = time.Now().UTC(), "ok", stop
+				return stop, writeInstall(l.bg.Run, rec)
+			}
+			return nil, m.failInstall(l, rec, n, "ended by "+stop.Reason, stop, nil)
+		}
+		if st.State == boot.Crashed {
+			return nil, m.failInstall(l, rec, n, "the guest crashed", st.LastStop, nil)
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			kst, _ := m.Kill(ctx, rec.Guest)
+			return nil, m.failInstall(l, rec, n, fmt.Sprintf("timed out after %s (the guest was ended)", o.PhaseTimeout), kst.LastStop, nil)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, storage.Errorf(storage.ErrPrecondition, "stopped waiting for phase %d of %q's install (it goes on; strata guest install %s picks it up, --status shows it): %w", n, rec.Guest, rec.Guest, ctx.Err())
+		case <-time.After(o.Poll):
+		}
+	}
+}
+
+func (m *Manager) failInstall(l loaded, rec *InstallRecord, n int, why string, stop *boot.StopRecord, cause error) error {
+	p := rec.phase(n)
+	p.Ended, p.Result, p.Stop = time.Now().UTC(), "failed", stop
+	rec.State = InstallFailed
+	rec.Error = fmt.Sprintf("phase %d %s", n, why)
+	if cause != nil {
+		rec.Error += ": " + cause.Error()
+	}
+	if err := writeInstall(l.bg.Run, rec); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("guest %q: install failed: %s", rec.Guest, rec.Error)
+	if stop != nil && len(stop.SerialTail) > 0 {
+		msg += "; last serial lines: " + strings.Join(stop.SerialTail, " | ")
+	}
+	if cause != nil {
+		return fmt.Errorf("%s: %w", msg, cause)
+	}
+	return storage.Errorf(storage.ErrPrecondition, "%s (strata guest install %s --status)", msg, rec.Guest)
+}

@@ -1,0 +1,494 @@
+// Package lifecycle runs the guests of a state home through the boot
+// drivers (hvm/boot): it finds a guest's definition and runtime directory,
+// picks the driver that runs it, and checks what must hold before a guest
+// starts.
+//
+// Vocabulary: the driver of a guest is the one its state.json names while
+// it runs; a stopped guest has none, and `start` picks one (--driver, else
+// the definition's driver, else auto).
+//
+// Invariants: a guest starts only with its restore-point locks held and
+// any interrupted operation on its disks finished or undone first (a guest
+// never runs on a half-restored disk); with every disk present and no
+// writable disk held by anyone else; never with a console or monitor the
+// network can reach unless the admin allowed it; and at most once (one
+// lifecycle operation per guest at a time, under its runtime directory's
+// lock).
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/lint"
+	"github.com/strata-vm/strata/hvm/registry"
+	"github.com/strata-vm/strata/snapshot"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/inuse"
+	"github.com/strata-vm/strata/storage/store"
+)
+
+// Manager runs a state home's guests.
+type Manager struct {
+	St      *store.Store
+	Reg     *registry.Registry
+	Points  *snapshot.Manager
+	Drivers *boot.Set
+	// LockTimeout is how long a lifecycle command waits for another on
+	// the same guest.
+	LockTimeout time.Duration
+}
+
+// StartOptions choose how Start starts a guest.
+type StartOptions struct {
+	Driver       string // auto, qemu, libvirt, xl; "" = the definition's, else auto
+	Paused       bool
+	AllowExposed bool // start even if lint finds a console the network can reach
+}
+
+// loaded is a guest as the drivers take it.
+type loaded struct {
+	bg  *boot.Guest
+	def *hvm.Guest // as stored (names, not paths)
+}
+
+func (m *Manager) load(ctx context.Context, name string) (loaded, error) {
+	def, rec, err := m.Reg.Get(ctx, name)
+	if err != nil {
+		return loaded{}, err
+	}
+	res, err := m.Reg.Resolved(ctx, name)
+	if err != nil {
+		return loaded{}, err
+	}
+	rd, err := boot.RunDirFor(m.St.Catalog.Home(), rec.ID)
+	if err != nil {
+		return loaded{}, err
+	}
+	return loaded{bg: &boot.Guest{ID: rec.ID, Def: res, Run: rd}, def: def}, nil
+}
+
+// lock takes the guest's lifecycle lock (one start, stop or install step
+// at a time).
+func (m *Manager) lock(ctx context.Context, l loaded) (func(), error) {
+	f, err := os.OpenFile(l.bg.Run.Path("lock"), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(m.LockTimeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, storage.Errorf(storage.ErrBusy, "guest %q: another strata command is starting or stopping it: try again when it is done", l.def.Name)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// driverOf returns the driver that runs the guest now (state.json), or
+// the guest's own driver when it names one and that driver reports the
+// guest live (started outside strata, or before state.json was written);
+// nil when no driver runs it.
+func (m *Manager) driverOf(ctx context.Context, l loaded) (boot.Driver, error) {
+	rs, err := l.bg.Run.ReadState()
+	if err != nil {
+		return nil, err
+	}
+	if rs != nil {
+		return m.Drivers.Get(rs.Driver)
+	}
+	return nil, nil
+}
+
+// Status reports a guest's state.
+func (m *Manager) Status(ctx context.Context, name string) (boot.Status, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	return m.status(ctx, l)
+}
+
+func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
+	d, err := m.driverOf(ctx, l)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	if d == nil {
+		last, err := l.bg.Run.ReadStopped()
+		if err != nil {
+			return boot.Status{}, err
+		}
+		return boot.Status{Guest: l.def.Name, State: boot.Stopped, LastStop: last}, nil
+	}
+	s, err := d.Status(ctx, l.bg)
+	if err != nil {
+		return s, err
+	}
+	s.Guest, s.Driver = l.def.Name, d.Name()
+	if !s.Started.IsZero() && s.State.Live() {
+		s.UptimeSeconds = time.Since(s.Started).Round(time.Millisecond).Seconds()
+	}
+	return s, nil
+}
+
+// Start starts a guest.
+func (m *Manager) Start(ctx context.Context, name string, o StartOptions) (boot.Status, error) {
+	var st boot.Status
+	err := m.Points.WithGuest(ctx, name, func(ctx context.Context) (err error) {
+		st, err = m.start(ctx, name, o)
+		return err
+	})
+	return st, err
+}
+
+// start starts a guest; the caller holds its restore-point locks.
+func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.Status, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	unlock, err := m.lock(ctx, l)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	defer unlock()
+	if cur, err := m.status(ctx, l); err != nil {
+		return cur, err
+	} else if cur.State.Live() {
+		return cur, storage.Errorf(storage.ErrPrecondition, "guest %q is already %s (driver %s): stop it first (strata guest stop %s)", name, cur.State, cur.Driver, name)
+	}
+	want := o.Driver
+	if want == "" {
+		want = l.def.Driver
+	}
+	d, err := m.Drivers.Choose(ctx, want)
+	if err != nil {
+		return boot.Status{}, fmt.Errorf("guest %q: %w", name, err)
+	}
+	if !o.AllowExposed {
+		if exposed := lint.Exposures(l.bg.Def); len(exposed) > 0 {
+			msgs := make([]string, len(exposed))
+			for i, f := range exposed {
+				msgs[i] = f.Field + ": " + f.Message
+			}
+			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q opens what the network can reach: %s; fix it (strata guest lint %s says how) or add --allow-exposed to start it anyway", name, strings.Join(msgs, "; "), name)
+		}
+	}
+	if err := m.checkDisks(ctx, l); err != nil {
+		return boot.Status{}, err
+	}
+	if err := l.bg.Run.ClearStopped(); err != nil {
+		return boot.Status{}, err
+	}
+	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused})
+	if err != nil {
+		return st, fmt.Errorf("guest %q: %w", name, err)
+	}
+	st.Guest, st.Driver = name, d.Name()
+	log.Info().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")
+	return st, nil
+}
+
+// checkDisks refuses a start whose disks are missing or held by someone
+// else: a guest must not boot without its disk (it would boot the next
+// device) nor write a disk another guest or tool holds.
+func (m *Manager) checkDisks(ctx context.Context, l loaded) error {
+	var imgs []inuse.Image
+	for i, d := range l.bg.Def.Disks {
+		kind, src := d.Source()
+		if kind == hvm.SourceNone {
+			continue
+		}
+		if strings.Contains(src, ":") && !strings.HasPrefix(src, "/") {
+			continue // a network source such as rbd:pool/image
+		}
+		orig := l.def.Disks[i]
+		okind, oname := orig.Source()
+		what := fmt.Sprintf("disk %s (%s)", d.Vdev, src)
+		if okind == hvm.SourceVolume || okind == hvm.SourceMedia {
+			what = fmt.Sprintf("disk %s (%s %q, %s)", d.Vdev, map[hvm.SourceKind]string{hvm.SourceVolume: "volume", hvm.SourceMedia: "iso"}[okind], oname, src)
+		}
+		if _, err := os.Stat(src); err != nil {
+			fix := "put it back, or change the guest's disk (strata guest set)"
+			if okind == hvm.SourceMedia {
+				fix = "capture or build the iso again, or eject it (strata guest set)"
+			}
+			return storage.Errorf(storage.ErrNotFound, "guest %q: %s is missing (%v): %s", l.def.Name, what, errors.Unwrap(err), fix)
+		}
+		if !d.ReadOnly() {
+			imgs = append(imgs, inuse.Image{What: fmt.Sprintf("guest %q %s", l.def.Name, what), Path: src})
+		}
+	}
+	return m.St.InUse.CheckAll(ctx, imgs)
+}
+
+// StopOptions choose how Stop stops a guest.
+type StopOptions = boot.StopOptions
+
+// Stop shuts a guest down (or ends it with Force).
+func (m *Manager) Stop(ctx context.Context, name string, o StopOptions) (boot.Status, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	unlock, err := m.lock(ctx, l)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	defer unlock()
+	return m.stop(ctx, l, o)
+}
+
+func (m *Manager) stop(ctx context.Context, l loaded, o StopOptions) (boot.Status, error) {
+	d, cur, err := m.live(ctx, l)
+	if err != nil {
+		return cur, err
+	}
+	st, err := d.Stop(ctx, l.bg, o)
+	st.Guest, st.Driver = l.def.Name, d.Name()
+	if err == nil {
+		log.Info().Str("guest", l.def.Name).Msg("guest stopped")
+	}
+	return st, err
+}
+
+// live returns the driver of a guest that runs, or an error saying it
+// does not.
+func (m *Manager) live(ctx context.Context, l loaded) (boot.Driver, boot.Status, error) {
+	cur, err := m.status(ctx, l)
+	if err != nil {
+		return nil, cur, err
+	}
+	if !cur.State.Live() {
+		return nil, cur, storage.Errorf(storage.ErrPrecondition, "guest %q is not running (%s): start it with strata guest start %s", l.def.Name, cur.State, l.def.Name)
+	}
+	d, err := m.Drivers.Get(cur.Driver)
+	return d, cur, err
+}
+
+// Kill ends a running guest at once.
+func (m *Manager) Kill(ctx context.Context, name string) (boot.Status, error) {
+	return m.Stop(ctx, name, StopOptions{Force: true})
+}
+
+// Pause pauses a running guest; Resume resumes it.
+func (m *Manager) Pause(ctx context.Context, name string) (boot.Status, error) {
+	return m.act(ctx, name, boot.Pause, func(d boot.Driver, g *boot.Guest) error { return d.Pause(ctx, g) })
+}
+
+// Resume resumes a paused guest.
+func (m *Manager) Resume(ctx context.Context, name string) (boot.Status, error) {
+	return m.act(ctx, name, boot.Pause, func(d boot.Driver, g *boot.Guest) error { return d.Resume(ctx, g) })
+}
+
+func (m *Manager) act(ctx context.Context, name string, f boot.Feature, fn func(boot.Driver, *boot.Guest) error) (boot.Status, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	unlock, err := m.lock(ctx, l)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	defer unlock()
+	d, cur, err := m.live(ctx, l)
+	if err != nil {
+		return cur, err
+	}
+	if err := d.Supports(l.bg.Def, f); err != nil {
+		return cur, err
+	}
+	if err := fn(d, l.bg); err != nil {
+		return cur, err
+	}
+	return m.status(ctx, l)
+}
+
+// Restart stops a running guest cleanly and starts it again with the same
+// driver (and the definition as it is now).
+func (m *Manager) Restart(ctx context.Context, name string, o StopOptions, so StartOptions) (boot.Status, error) {
+	cur, err := m.Stop(ctx, name, o)
+	if err != nil {
+		return cur, err
+	}
+	if so.Driver == "" {
+		so.Driver = cur.Driver
+	}
+	return m.Start(ctx, name, so)
+}
+
+// Rollback rolls a guest back to a restore point; a running guest is
+// refused unless restart is set, then it is stopped cleanly (within
+// timeout), rolled back and started again with the same driver, all with
+// its locks held.
+func (m *Manager) Rollback(ctx context.Context, name, ref string, restart bool, timeout time.Duration) (snapshot.RollbackResult, error) {
+	cur, err := m.Status(ctx, name)
+	if err != nil {
+		return snapshot.RollbackResult{}, err
+	}
+	if !cur.State.Live() {
+		return m.Points.Rollback(ctx, snapshot.TargetRef{Name: name}, ref)
+	}
+	if !restart {
+		return snapshot.RollbackResult{}, storage.Errorf(storage.ErrInUse, "guest %q is %s (driver %s): stop it first, or add --restart to stop it, roll back and start it again", name, cur.State, cur.Driver)
+	}
+	driver := cur.Driver
+	return m.Points.RollbackRestart(ctx, name, ref,
+		func(ctx context.Context) error {
+			l, err := m.load(ctx, name)
+			if err != nil {
+				return err
+			}
+			unlock, err := m.lock(ctx, l)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			_, err = m.stop(ctx, l, StopOptions{Timeout: timeout})
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := m.start(ctx, name, StartOptions{Driver: driver})
+			return err
+		})
+}
+
+// Screenshot writes a running guest's screen as PNG to file (replaced
+// whole or not at all).
+func (m *Manager) Screenshot(ctx context.Context, name, file string) error {
+	_, err := m.act(ctx, name, boot.Screenshot, func(d boot.Driver, g *boot.Guest) error {
+		return writeFile(file, func(f *os.File) error { return d.Screenshot(ctx, g, f) })
+	})
+	return err
+}
+
+// Console connects to a running guest's serial console.
+func (m *Manager) Console(ctx context.Context, name string) (io.ReadWriteCloser, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	d, _, err := m.live(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Supports(l.bg.Def, boot.Console); err != nil {
+		return nil, err
+	}
+	return d.Console(ctx, l.bg)
+}
+
+// States reports the state of each named guest for guest list; a guest
+// whose state cannot be read is "unknown".
+func (m *Manager) States(ctx context.Context, names []string) map[string]boot.State {
+	out := map[string]boot.State{}
+	for _, n := range names {
+		s, err := m.Status(ctx, n)
+		if err != nil {
+			out[n] = "unknown"
+			continue
+		}
+		out[n] = s.State
+	}
+	return out
+}
+
+// Running reports whether the guest with catalog ID id is running under a
+// driver strata started it with (for the guest delete guard).
+func Running(home, id string) (bool, string) {
+	rd := &boot.RunDir{Dir: filepath.Join(home, "run", id)}
+	rs, err := rd.ReadState()
+	if err != nil || rs == nil {
+		return false, ""
+	}
+	if rs.PID > 0 && !boot.SameProcess(rs.PID, rs.PIDStart) {
+		return false, ""
+	}
+	return true, rs.Driver
+}
+
+func writeFile(path string, fill func(*os.File) error) error {
+	tmp := path + ".strata-tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %w", path, err)
+	}
+	if err := fill(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// WaitSerial waits until a line of the guest's serial log matches re and
+// returns it; it fails when the guest stops first or timeout passes.
+func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp, timeout time.Duration) (string, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(l.bg.Run.Path(boot.SerialLog)); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				line = strings.TrimRight(line, "\r")
+				if re.MatchString(line) {
+					return line, nil
+				}
+			}
+		}
+		st, err := m.status(ctx, l)
+		if err != nil {
+			return "", err
+		}
+		if !st.State.Live() {
+			return "", storage.Errorf(storage.ErrPrecondition, "guest %q stopped (%s) before its serial console printed a line matching %q", name, reasonOf(st.LastStop), re)
+		}
+		if time.Now().After(deadline) {
+			return "", storage.Errorf(storage.ErrPrecondition, "guest %q runs, but its serial console printed no line matching %q within %s", name, re, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func reasonOf(s *boot.StopRecord) string {
+	if s == nil {
+		return "no reason on record"
+	}
+	return s.Reason
+}
