@@ -188,6 +188,7 @@ func guestRunCommands() []*cli.Command {
 			Flags: []cli.Flag{driverFlag,
 				&cli.StringFlag{Name: "media", Usage: "the install CD: an iso name or an ISO file"},
 				&cli.BoolFlag{Name: "xp", Usage: "Windows XP/2003: phase 1 with ACPI and APIC off (the HAL-safe settings; see guest lint)"},
+				&cli.StringFlag{Name: "unattend", Usage: "an answer file (Windows Vista and later): put on a CD of its own as autounattend.xml, in a second CD-ROM drive"},
 				&cli.BoolFlag{Name: "snapshot", Usage: "take a restore point named installed at the end"},
 				&cli.StringFlag{Name: "golden", Usage: "freeze the installed guest as this golden image"},
 				&cli.DurationFlag{Name: "phase-timeout", Value: 4 * time.Hour, Usage: "end a phase that runs longer and mark the install failed"},
@@ -205,7 +206,7 @@ func guestRunCommands() []*cli.Command {
 					}
 					return printInstall(c, rec)
 				}
-				rec, err := lm.Install(c.Context, name, lifecycle.InstallOptions{Media: c.String("media"), XP: c.Bool("xp"), Driver: c.String("driver"),
+				rec, err := lm.Install(c.Context, name, lifecycle.InstallOptions{Media: c.String("media"), XP: c.Bool("xp"), Unattend: c.String("unattend"), Driver: c.String("driver"),
 					PhaseTimeout: c.Duration("phase-timeout"), Snapshot: c.Bool("snapshot"), Golden: c.String("golden"), AllowExposed: c.Bool("allow-exposed"),
 					Progress: func(msg string) { fmt.Fprintln(os.Stderr, "install: "+msg) }})
 				if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/media"
 )
 
 // The install workflow, as the reference gives it for Windows XP: phase 1
@@ -78,6 +80,10 @@ type InstallOptions struct {
 	// PhaseTimeout bounds each phase; a phase that runs longer is ended
 	// and the install marked failed (0: no bound).
 	PhaseTimeout time.Duration
+	// Unattend is an answer file (Windows Vista and later:
+	// autounattend.xml), put on a CD of its own in a second CD-ROM drive,
+	// where Setup looks for it.
+	Unattend     string
 	Snapshot     bool   // take a restore point named "installed" at the end
 	Golden       string // freeze the installed guest as this golden image
 	AllowExposed bool
@@ -166,7 +172,13 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		}
 		rec = &InstallRecord{Guest: name, State: InstallPhase1, Media: o.Media, XP: o.XP, Driver: o.Driver,
 			Defined: InstallSaved{Boot: l.def.Boot, OnReboot: l.def.Lifecycle.OnReboot, ACPI: l.def.Features.ACPI, APIC: l.def.Features.APIC}}
-		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error { return phase1(g, o) }); err != nil {
+		unattend := ""
+		if o.Unattend != "" {
+			if unattend, err = m.unattendMedium(ctx, l.def, o); err != nil {
+				return nil, err
+			}
+		}
+		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error { return phase1(g, o, unattend) }); err != nil {
 			return nil, err
 		}
 		p := rec.phase(1)
@@ -247,7 +259,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 // phase1 switches a definition for phase 1: the media in the CD-ROM drive
 // (one is added at hdc when there is none), boot from the CD, stop instead
 // of rebooting, and with xp the HAL-safe firmware tables.
-func phase1(g *hvm.Guest, o InstallOptions) error {
+func phase1(g *hvm.Guest, o InstallOptions, unattend string) error {
 	cd := -1
 	for i, d := range g.Disks {
 		if d.CDROM {
@@ -265,6 +277,9 @@ func phase1(g *hvm.Guest, o InstallOptions) error {
 		d.Path = o.Media
 	} else {
 		d.Media = o.Media
+	}
+	if unattend != "" {
+		attachUnattend(g, unattend)
 	}
 	g.Boot = "dc"
 	g.Lifecycle.OnReboot = "destroy"
@@ -345,4 +360,62 @@ func (m *Manager) failInstall(l loaded, rec *InstallRecord, n int, why string, s
 		return fmt.Errorf("%s: %w", msg, cause)
 	}
 	return storage.Errorf(storage.ErrPrecondition, "%s (strata guest install %s --status)", msg, rec.Guest)
+}
+
+// unattendPrefix names the CDs that carry a guest's answer file:
+// GUEST-unattend-N.
+func unattendPrefix(guest string) string { return guest + "-unattend-" }
+
+// unattendMedium builds a CD holding the answer file as autounattend.xml
+// (Joliet, so Windows reads the long name) under the first free name
+// GUEST-unattend-N, and returns that name. XP-era Setup reads its answer
+// file (WINNT.SIF) only from a floppy, which HVM guests on Xen have not:
+// that is refused with what to do instead.
+func (m *Manager) unattendMedium(ctx context.Context, g *hvm.Guest, o InstallOptions) (string, error) {
+	if o.XP || g.OS == "winxp" || g.OS == "win2000" || g.OS == "win2003" {
+		return "", storage.Errorf(storage.ErrNotSupported, "guest %q: Windows XP/2000/2003 Setup reads its answer file (WINNT.SIF) only from a floppy, which Xen HVM guests do not have: put WINNT.SIF into the I386 folder of a copy of the CD and build that with strata iso build --joliet instead of --unattend", g.Name)
+	}
+	b, err := os.ReadFile(o.Unattend)
+	if err != nil {
+		return "", storage.Errorf(storage.ErrInvalid, "cannot read --unattend %q: %w", o.Unattend, err)
+	}
+	dir, err := os.MkdirTemp("", "strata-unattend-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "autounattend.xml"), b, 0o600); err != nil {
+		return "", err
+	}
+	mg := media.New(m.St.Catalog)
+	for n := 1; n < 1000; n++ {
+		name := fmt.Sprintf("%s%d", unattendPrefix(g.Name), n)
+		if _, err := mg.Get(ctx, name); err == nil {
+			continue
+		}
+		if _, err := mg.Build(ctx, media.BuildOptions{Dir: dir, Name: name, Label: "UNATTEND", Joliet: true}, nil); err != nil {
+			return "", fmt.Errorf("answer file CD: %w", err)
+		}
+		return name, nil
+	}
+	return "", storage.Errorf(storage.ErrExists, "guest %q: too many answer file CDs (%s*): delete old ones with strata iso delete", g.Name, unattendPrefix(g.Name))
+}
+
+// attachUnattend puts the answer file CD into the drive an earlier one
+// was in, else into a new CD-ROM drive at the first free IDE or SCSI slot.
+func attachUnattend(g *hvm.Guest, name string) {
+	used := map[string]bool{}
+	for i, d := range g.Disks {
+		used[d.Vdev] = true
+		if d.CDROM && strings.HasPrefix(d.Media, unattendPrefix(g.Name)) {
+			g.Disks[i].Media = name
+			return
+		}
+	}
+	for _, v := range []string{"hdd", "hdb", "sdb", "sdc", "sdd"} {
+		if !used[v] {
+			g.Disks = append(g.Disks, hvm.Disk{Vdev: v, CDROM: true, Media: name})
+			return
+		}
+	}
 }
