@@ -187,7 +187,9 @@ func Classify(err error, what string) error {
 		return storage.Errorf(storage.ErrPrecondition, "%s: xl cannot reach Xen: %s", what, lastLine(s, err))
 	case nameExistsRe.MatchString(s):
 		return storage.Errorf(storage.ErrExists, "%s: %s", what, strings.TrimSpace(nameExistsRe.FindString(s)))
-	case notFoundRe.MatchString(s):
+	case notFoundRe.MatchString(lastLine(s, err)):
+		// Only the last line: a failed create ends with libxl's clean-up
+		// of a domain that never came to be ("Non-existant domain").
 		return storage.Errorf(storage.ErrNotFound, "%s: the Xen domain does not exist (%s)", what, lastLine(s, err))
 	}
 	return fmt.Errorf("%s: %w", what, err)
