@@ -779,6 +779,9 @@ func (d *Driver) DetachDisk(ctx context.Context, g *boot.Guest, vdev string) err
 	if err := d.Supports(g.Def, boot.AttachDisk); err != nil {
 		return err
 	}
+	if err := plainArg("disk", vdev); err != nil {
+		return err
+	}
 	e, err := d.running(ctx, g)
 	if err != nil {
 		return err
@@ -817,10 +820,21 @@ func (d *Driver) DetachNIC(ctx context.Context, g *boot.Guest, mac string) error
 	if err := d.Supports(g.Def, boot.AttachNIC); err != nil {
 		return err
 	}
+	if err := plainArg("NIC", mac); err != nil {
+		return err
+	}
 	e, err := d.running(ctx, g)
 	if err != nil {
 		return err
 	}
 	_, err = d.xl(ctx, "network-detach", id(e), mac)
 	return Classify(err, fmt.Sprintf("guest %q: detach NIC %s", g.Def.Name, mac))
+}
+
+// plainArg refuses what xl would read as an option or nothing.
+func plainArg(what, s string) error {
+	if s == "" || strings.HasPrefix(s, "-") || strings.ContainsAny(s, " ,=\x00") {
+		return storage.Errorf(storage.ErrInvalid, "%s %q: give its device name (xvdb) or MAC address", what, s)
+	}
+	return nil
 }

@@ -630,6 +630,9 @@ func TestAttachingDisksAndNICsNeedsPVDrivers(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// Nothing xl would read as an option.
+	is(t, d.DetachDisk(ctx, g, "-f"), storage.ErrInvalid)
+	is(t, d.DetachNIC(ctx, g, ""), storage.ErrInvalid)
 }
 
 func TestChangingCDMedia(t *testing.T) {
