@@ -493,7 +493,12 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 		st.LastStop, _ = g.Run.ReadStopped()
 	}
 	if st.State == boot.Crashed {
-		st.LastStop = &boot.StopRecord{At: time.Now().UTC(), Reason: boot.ReasonCrash, Detail: "the crashed domain is kept (on_crash=preserve): `strata guest kill " + name + "` ends it"}
+		rec := d.reasonFromLog(name)
+		if rec.Reason != boot.ReasonCrash {
+			rec = boot.StopRecord{At: time.Now().UTC(), Reason: boot.ReasonCrash, Detail: "the guest crashed"}
+		}
+		rec.Detail += "; the crashed domain is kept (on_crash=preserve): `strata guest kill " + name + "` ends it"
+		st.LastStop = &rec
 	}
 	return st, nil
 }
@@ -625,6 +630,8 @@ func (d *Driver) Console(ctx context.Context, g *boot.Guest) (io.ReadWriteCloser
 	if err != nil {
 		return nil, err
 	}
+	// libxl writes the node under the domain's home, which the guest
+	// can read but not write; strata still opens nothing but a pty.
 	out, err := d.c.Run(ctx, d.c.XenstoreRead, fmt.Sprintf("/local/domain/%d/serial/0/tty", e.DomID))
 	tty := strings.TrimSpace(string(out))
 	if err != nil || !ptyRe.MatchString(tty) {

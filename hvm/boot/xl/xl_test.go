@@ -415,7 +415,7 @@ func TestStatusMapsXenStateLetters(t *testing.T) {
 			if st.State != want.state || st.Domain != want.id || st.Accel != "xen" {
 				t.Errorf("status %+v, want %s domain %s", st, want.state, want.id)
 			}
-			if want.state == boot.Crashed && (st.LastStop == nil || st.LastStop.Reason != boot.ReasonCrash) {
+			if want.state == boot.Crashed && (st.LastStop == nil || st.LastStop.Reason != boot.ReasonCrash || !strings.Contains(st.LastStop.Detail, "strata guest kill old-crashed")) {
 				t.Errorf("a crashed domain's last stop: %+v", st.LastStop)
 			}
 		})
