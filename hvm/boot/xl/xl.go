@@ -578,39 +578,44 @@ func (d *Driver) reasonFromLog(name string) boot.StopRecord {
 }
 
 // vncAddress is the domain's VNC console: from its configuration, or,
-// when QEMU picked a free port (vncunused), from what libxl wrote to
-// xenstore. "" when there is none or it cannot be read.
+// when QEMU picked a free port (vncunused), with the port libxl wrote to
+// xenstore. Only the port is taken from there: the console directory is
+// the guest's console frontend, which the guest can write, so the host
+// always comes from the configuration. "" when there is none or the port
+// cannot be read.
 func (d *Driver) vncAddress(ctx context.Context, dom xllist.Domain) string {
 	v := dom.VNC
 	if !v.Enabled {
 		return ""
-	}
-	if v.FindUnused {
-		base := fmt.Sprintf("/local/domain/%d/console/", dom.DomID)
-		out, err := d.c.Run(ctx, d.c.XenstoreRead, base+"vnc-listen", base+"vnc-port")
-		if err != nil {
-			return ""
-		}
-		f := strings.Fields(string(out))
-		if len(f) != 2 {
-			return ""
-		}
-		return net.JoinHostPort(f[0], f[1])
 	}
 	host, display := v.Listen, 0
 	if v.Display != nil {
 		display = *v.Display
 	}
 	// libxl also takes vnclisten = "ADDRESS:DISPLAY" with no vncdisplay.
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && display == 0 && !strings.Contains(host[:i], ":") {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[:i], ":") {
 		if n, err := strconv.Atoi(host[i+1:]); err == nil {
-			host, display = host[:i], n
+			host = host[:i]
+			if display == 0 {
+				display = n
+			}
 		}
 	}
 	if host == "" {
 		host = hvm.DefaultVNCListen
 	}
-	return net.JoinHostPort(host, strconv.Itoa(5900+display))
+	port := 5900 + display
+	if v.FindUnused {
+		out, err := d.c.Run(ctx, d.c.XenstoreRead, fmt.Sprintf("/local/domain/%d/console/vnc-port", dom.DomID))
+		if err != nil {
+			return ""
+		}
+		port, err = strconv.Atoi(strings.TrimSpace(string(out)))
+		if err != nil || port < 5900 || port > 65535 {
+			return ""
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // Screenshot implements boot.Driver: not supported (see Supports).

@@ -172,7 +172,7 @@ func TestStartPausedLeavesTheDomainPaused(t *testing.T) {
 		step{argv: cmd("xl list"), out: sample(t, "list-xp-paused.txt")},
 		step{argv: cmd("xl list -l 12"), out: sample(t, "list-l-two.json")},
 		// vncunused: QEMU chose the port, libxl wrote it to xenstore.
-		step{argv: cmd("xenstore-read /local/domain/12/console/vnc-listen /local/domain/12/console/vnc-port"), out: "127.0.0.1\n5901\n"},
+		step{argv: cmd("xenstore-read /local/domain/12/console/vnc-port"), out: "5901\n"},
 	)
 	st, err := d.Start(context.Background(), g, boot.StartOptions{Paused: true})
 	if err != nil {
@@ -734,4 +734,43 @@ func TestConsoleRefusesWhatIsNotAPTY(t *testing.T) {
 	g.Def.Serial = nil
 	_, err := d.Console(context.Background(), g)
 	is(t, err, storage.ErrNotSupported)
+}
+
+func TestStatusVNCAddress(t *testing.T) {
+	// Minimal `xl list -l 5` answers varying the vnc block only.
+	long := func(vnc string) string {
+		return `[{"domid": 5, "config": {"c_info": {"type": "hvm", "name": "win7"}, "b_info": {"type.hvm": {"vnc": ` + vnc + `}}}}]`
+	}
+	for _, c := range []struct {
+		vnc      string
+		xenstore *step
+		want     string
+	}{
+		{`{"enable": "True", "listen": "127.0.0.1", "display": 3, "findunused": "False"}`, nil, "127.0.0.1:5903"},
+		{`{"enable": "True", "listen": "0.0.0.0:2", "findunused": "False"}`, nil, "0.0.0.0:5902"},
+		{`{"enable": "True", "findunused": "False"}`, nil, "127.0.0.1:5900"},
+		{`{"enable": "False"}`, nil, ""},
+		{`{"enable": "True", "listen": "::1", "display": 1, "findunused": "False"}`, nil, "[::1]:5901"},
+		{`{"enable": "True", "listen": "127.0.0.1", "findunused": "True"}`, &step{out: "5907\n"}, "127.0.0.1:5907"},
+		// The port node is in the guest's console frontend, which the
+		// guest can write: only a VNC port number is believed.
+		{`{"enable": "True", "listen": "127.0.0.1", "findunused": "True"}`, &step{out: "evil.example.com\n"}, ""},
+		{`{"enable": "True", "listen": "127.0.0.1", "findunused": "True"}`, &step{out: "22\n"}, ""},
+		{`{"enable": "True", "listen": "127.0.0.1", "findunused": "True"}`, &step{code: 1, stderr: "xenstore-read: couldn't read path /local/domain/5/console/vnc-port\n"}, ""},
+	} {
+		steps := []step{running(t), {argv: cmd("xl list -l 5"), out: long(c.vnc)}}
+		if c.xenstore != nil {
+			x := *c.xenstore
+			x.argv = cmd("xenstore-read /local/domain/5/console/vnc-port")
+			steps = append(steps, x)
+		}
+		d, _ := newDriver(t, "", steps...)
+		st, err := d.Status(context.Background(), guest(t, "win7"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.VNC != c.want {
+			t.Errorf("vnc %s: %q, want %q", c.vnc, st.VNC, c.want)
+		}
+	}
 }
