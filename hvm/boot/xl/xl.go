@@ -293,13 +293,12 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if err := catalog.WriteFileAtomic(path, cfg); err != nil {
 		return boot.Status{}, err
 	}
-	if err := g.Run.ClearStopped(); err != nil {
-		return boot.Status{}, err
-	}
 	if _, err := d.xl(ctx, "create", "-p", "-f", path); err != nil {
 		os.Remove(path)
 		return boot.Status{}, Classify(err, fmt.Sprintf("start guest %q (xl create)", name))
 	}
+	// A new run begins: the last stop is history.
+	g.Run.ClearStopped()
 	// From here a failure destroys the domain it created.
 	fail := func(domid string, err error) (boot.Status, error) {
 		if domid != "" {
