@@ -221,6 +221,9 @@ func TestFailedCreateLeavesNothingBehind(t *testing.T) {
 		t.Run(c.sample, func(t *testing.T) {
 			g := guest(t, "win7")
 			cfg := g.Run.Path(xl.ConfigFile)
+			if err := g.Run.WriteStopped(boot.StopRecord{Reason: boot.ReasonPoweroff}); err != nil {
+				t.Fatal(err)
+			}
 			d, _ := newDriver(t, "",
 				step{argv: cmd("xl list"), out: sample(t, "list-dom0.txt")},
 				step{argv: []string{"xl", "create", "-p", "-f", cfg}, code: c.code, stderr: sample(t, c.sample)},
@@ -237,6 +240,9 @@ func TestFailedCreateLeavesNothingBehind(t *testing.T) {
 			}
 			if rs, _ := g.Run.ReadState(); rs != nil {
 				t.Errorf("state.json left: %+v", rs)
+			}
+			if rec, _ := g.Run.ReadStopped(); rec == nil || rec.Reason != boot.ReasonPoweroff {
+				t.Errorf("the last stop record was lost: %+v", rec)
 			}
 		})
 	}
