@@ -2,7 +2,6 @@ package inuse
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog/log"
 
+	"github.com/strata-vm/strata/storage/inuse/xllist"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -72,29 +72,14 @@ func (x *XL) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
 		x.available = false
 		return hs, nil
 	}
-	var doms []struct {
-		DomID  int `json:"domid"`
-		Config struct {
-			CInfo struct {
-				Name string `json:"name"`
-			} `json:"c_info"`
-			Disks []struct {
-				PdevPath string `json:"pdev_path"`
-				Target   string `json:"target"`
-			} `json:"disks"`
-		} `json:"config"`
-	}
-	if err := json.Unmarshal(out, &doms); err != nil {
+	doms, err := xllist.ParseLong(out)
+	if err != nil {
 		return hs, nil // an xl whose output this strata does not know
 	}
 	for _, d := range doms {
-		for _, disk := range d.Config.Disks {
-			src := disk.PdevPath
-			if src == "" {
-				src = disk.Target
-			}
-			for _, i := range matching(src, imgs) {
-				hs[i] = append(hs[i], Holder{Toolstack: "xl", Domain: d.Config.CInfo.Name, How: "a disk of the running Xen domain"})
+		for _, disk := range d.Disks {
+			for _, i := range matching(disk.Path, imgs) {
+				hs[i] = append(hs[i], Holder{Toolstack: "xl", Domain: d.Name, How: "a disk of the running Xen domain"})
 			}
 		}
 	}
