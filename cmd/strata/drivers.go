@@ -4,6 +4,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/boot/xl"
+	"github.com/strata-vm/strata/storage/inuse"
 )
 
 // drivers returns the boot drivers of this host; none probes anything
@@ -12,10 +14,26 @@ func drivers(c *cli.Context) *boot.Set {
 	if s, ok := c.App.Metadata["drivers"].(*boot.Set); ok {
 		return s
 	}
-	s := boot.NewSet()
+	s := boot.NewSet(xl.New(xl.Config{}))
 	if c.App.Metadata == nil {
 		c.App.Metadata = map[string]any{}
 	}
 	c.App.Metadata["drivers"] = s
 	return s
+}
+
+// inUseChecker is the in-use check of every command: the host's own
+// sources (image locks, writers, block claims, loop devices), libvirt's
+// domains through virsh (any local URI, strata's domains or not), and the
+// guests the qemu and xl drivers run (xl's replace inuse's own xl source:
+// one xl list parser, one holder per domain).
+func inUseChecker(ds *boot.Set) *inuse.Checker {
+	srcs := []inuse.Source{inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, inuse.NewLibvirt()}
+	var own []boot.Driver
+	for _, d := range ds.Drivers() {
+		if d.Name() != boot.Libvirt {
+			own = append(own, d)
+		}
+	}
+	return &inuse.Checker{Sources: append(srcs, boot.InUseSources(boot.NewSet(own...))...)}
 }

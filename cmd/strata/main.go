@@ -20,7 +20,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
@@ -195,7 +194,7 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	m.Progress = progress()
 	// A disk of a guest any driver runs is in use, named by driver and
 	// guest; and a running guest cannot be deleted.
-	st.InUse.Sources = append(st.InUse.Sources, boot.InUseSources(drivers(c))...)
+	st.InUse = inUseChecker(drivers(c))
 	home := st.Catalog.Home()
 	st.AddGuestUser(func(_ *catalog.Tx, g storage.Guest) error {
 		if running, driver := lifecycle.Running(home, g.ID); running {
