@@ -165,6 +165,7 @@ func guestCommand() *cli.Command {
 		Usage: "HVM guest definitions: define, import, edit, render, lint",
 		Subcommands: []*cli.Command{
 			flattenCommand(true),
+			guestWatchCommand,
 			{
 				Name: "define", Usage: "define a guest from flags or a YAML file (a MAC is generated and pinned per NIC)", ArgsUsage: "NAME",
 				Flags: defineFlags,

@@ -10,6 +10,8 @@
 // read in one sitting:
 //
 //   - Dial reads the greeting and negotiates capabilities (qmp_capabilities).
+//     What comes before the greeting (events QEMU queued as the socket's
+//     previous client left) is skipped.
 //   - Execute sends a command with a fresh "id" and waits for the reply with
 //     that id, or ctx's end (a timeout per command), or the connection's end;
 //     replies are matched by id, never by order.
@@ -129,17 +131,20 @@ func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	// The greeting is read before the reader starts; ctx's deadline (or
 	// its cancellation) bounds it.
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	// QEMU may send what it queued for the socket's previous client
+	// (events emitted as that client left) before the greeting: skip it.
 	var g message
-	err := dec.Decode(&g)
+	var err error
+	for g.QMP == nil && err == nil {
+		g = message{}
+		err = dec.Decode(&g)
+	}
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}
 	conn.SetReadDeadline(time.Time{})
-	if err != nil || g.QMP == nil {
+	if err != nil {
 		conn.Close()
-		if err == nil {
-			err = errors.New("the peer did not greet as QMP does")
-		}
 		return nil, fmt.Errorf("no QMP greeting: %w", err)
 	}
 	c.Greeting = *g.QMP

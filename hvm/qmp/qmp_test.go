@@ -250,3 +250,42 @@ func TestQMPUnreadEventsDropOldest(t *testing.T) {
 		t.Fatalf("first kept event %s", ev.Name)
 	}
 }
+
+// What QEMU queued for a socket's previous client (an event) may come
+// before the greeting: it is skipped, the handshake succeeds.
+func TestQMPSkipsMessagesBeforeGreeting(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "late.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.Write([]byte(`{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "RESET", "data": {"guest": true}}` + "\r\n"))
+		conn.Write([]byte(`{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}` + "\r\n"))
+		dec := json.NewDecoder(conn)
+		var req struct {
+			Execute string          `json:"execute"`
+			ID      json.RawMessage `json:"id"`
+		}
+		if dec.Decode(&req) == nil && req.Execute == "qmp_capabilities" {
+			conn.Write([]byte(`{"return": {}, "id": ` + string(req.ID) + "}\r\n"))
+		}
+		time.Sleep(time.Second)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Greeting.Version.QEMU.Major != 7 {
+		t.Fatalf("greeting %+v", c.Greeting)
+	}
+}

@@ -37,7 +37,7 @@ const (
 // BootSector returns a 512-byte MBR boot sector that writes marker to
 // COM1 (port 0x3f8) and then does then.
 func BootSector(marker string, then Action) []byte {
-	b := []byte{0xfa} // cli
+	b := []byte{0xfa}               // cli
 	b = append(b, 0xba, 0xf8, 0x03) // mov dx, 0x3f8
 	for _, c := range []byte(marker) {
 		b = append(b, 0xb0, c, 0xee) // mov al, c; out dx, al

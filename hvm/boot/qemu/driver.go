@@ -347,6 +347,12 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	if err := run.Run(ctx, nil, nil, argv...); err != nil {
 		removeTransient(rd)
+		// QEMU's own message says what it refused; the command line
+		// (long) only when it said nothing.
+		var re *run.Error
+		if errors.As(err, &re) && strings.TrimSpace(re.Stderr) != "" {
+			return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %s", g.Def.Name, strings.TrimSpace(re.Stderr))
+		}
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
 	}
 	pid, start, err := readPID(rd)
@@ -363,7 +369,10 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		d.abort(rd, st)
 		return boot.Status{}, fmt.Errorf("guest %q: %w", g.Def.Name, err)
 	}
-	if err := d.startWatcher(ctx, rd); err != nil {
+	// The watcher starts while QMP is set up; it must hold its socket
+	// before the guest runs, so that it sees every event.
+	watcherReady, err := d.startWatcher(ctx, rd)
+	if err != nil {
 		return fail(err)
 	}
 	c, err := dialQMP(ctx, rd)
@@ -388,6 +397,9 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		if err := rd.WriteState(*st); err != nil {
 			return fail(err)
 		}
+	}
+	if err := watcherReady(); err != nil {
+		return fail(err)
 	}
 	if !o.Paused {
 		if _, err := c.Execute(qctx, "cont", nil); err != nil {
@@ -449,43 +461,45 @@ func queryVNC(ctx context.Context, c *qmp.Client) (string, error) {
 }
 
 // startWatcher runs the watcher detached (a session of its own, output
-// to watch.log) and waits until it holds the events socket, so that it
-// sees every event from the first instruction on.
-func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) error {
+// to watch.log); the function it returns waits until the watcher holds
+// the events socket.
+func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (func() error, error) {
 	if d.cfg.WatcherArgv == nil {
-		return nil
+		return func() error { return nil }, nil
 	}
 	argv := d.cfg.WatcherArgv(rd.Dir)
 	log, err := os.OpenFile(rd.Path(watchLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer log.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start the watcher: %w", err)
+		return nil, fmt.Errorf("start the watcher: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reaps it in a long-lived caller (tests)
-	deadline := time.After(10 * time.Second)
-	for {
-		var w watcher
-		if ok, _ := readJSON(rd.Path(watcherFile), &w); ok && w.PID == cmd.Process.Pid {
-			return nil
+	return func() error {
+		deadline := time.After(10 * time.Second)
+		for {
+			var w watcher
+			if ok, _ := readJSON(rd.Path(watcherFile), &w); ok && w.PID == cmd.Process.Pid {
+				return nil
+			}
+			select {
+			case err := <-exited:
+				b, _ := os.ReadFile(rd.Path(watchLog))
+				return fmt.Errorf("the watcher (%s) ended before it was ready: %v: %s", strings.Join(argv, " "), err, lastLine(b))
+			case <-deadline:
+				return fmt.Errorf("the watcher (%s) was not ready after 10 s", strings.Join(argv, " "))
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
 		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(rd.Path(watchLog))
-			return fmt.Errorf("the watcher (%s) ended before it was ready: %v: %s", strings.Join(argv, " "), err, lastLine(b))
-		case <-deadline:
-			return fmt.Errorf("the watcher (%s) was not ready after 10 s", strings.Join(argv, " "))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
+	}, nil
 }
 
 func lastLine(b []byte) string {

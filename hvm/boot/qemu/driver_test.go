@@ -112,7 +112,7 @@ func waitSerial(t *testing.T, g *boot.Guest, text string, n int) {
 		if time.Now().After(deadline) {
 			t.Fatalf("serial log %q: want %q %d times", b, text, n)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -274,6 +274,42 @@ func TestStopOfGuestIgnoringACPIQuitsAfterTimeout(t *testing.T) {
 		t.Fatalf("%+v %+v", s, s.LastStop)
 	}
 	assertCleaned(t, g)
+}
+
+// A paused guest cannot see the power button: stop quits it at once.
+func TestStopOfPausedGuestQuitsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	g := e.guest("paused", boottest.PowerButton, nil)
+	e.start(g, boot.StartOptions{Paused: true})
+	t0 := time.Now()
+	s, err := e.d.Stop(context.Background(), g, boot.StopOptions{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.LastStop == nil || s.LastStop.Reason != boot.ReasonQuit || time.Since(t0) > 10*time.Second {
+		t.Fatalf("after %v: %+v", time.Since(t0), s.LastStop)
+	}
+	assertCleaned(t, g)
+}
+
+// QEMU refusing the command line (a disk it cannot open): its message is
+// in the error, and no state is left.
+func TestStartFailureInQEMULeavesNoState(t *testing.T) {
+	e := newEnv(t)
+	g := e.guest("refused", boottest.Halt, func(g *hvm.Guest) { g.Disks[0].Path = os.TempDir() })
+	_, err := e.d.Start(context.Background(), g, boot.StartOptions{})
+	t.Log(err)
+	if err == nil || !strings.Contains(err.Error(), "QEMU did not start") || !strings.Contains(err.Error(), os.TempDir()) {
+		t.Fatalf("start: %v", err)
+	}
+	for _, f := range []string{boot.StateFile, boot.StoppedFile, "qemu.pid", "started.json"} {
+		if exists(g.Run.Path(f)) {
+			t.Errorf("%s left behind", f)
+		}
+	}
+	if s := e.status(g); s.State != boot.Stopped || s.LastStop != nil {
+		t.Fatalf("status %+v", s)
+	}
 }
 
 func TestStopByPowerButtonRecordsShutdown(t *testing.T) {
@@ -508,7 +544,7 @@ func fmtInt(i int) string {
 func TestCPUHasVirt(t *testing.T) {
 	for text, want := range map[string]bool{
 		"processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae vmx sse\n": true,
-		"flags\t\t: fpu svm lm\n":                    true,
+		"flags\t\t: fpu svm lm\n":                     true,
 		"flags\t\t: fpu vme de pse tsc msr pae sse\n": false,
 		"vmx flags\t: vnmi preemption_timer\n":        false,
 		"":                                            false,
