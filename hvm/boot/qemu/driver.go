@@ -537,7 +537,7 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 	if st == nil {
 		return d.stopped(g)
 	}
-	if readIntent(g.Run) != nil {
+	if readIntent(g.Run).acting() {
 		return d.status(g, st, boot.Stopping), nil
 	}
 	c, err := dialQMP(ctx, g.Run)
@@ -599,6 +599,9 @@ func (d *Driver) Stop(ctx context.Context, g *boot.Guest, o boot.StopOptions) (b
 		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is not running", g.Def.Name)
 	}
 	rd := g.Run
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultStopTimeout
+	}
 	if o.Force {
 		if err := writeIntent(rd, boot.ReasonKilled); err != nil {
 			return boot.Status{}, err
@@ -623,6 +626,10 @@ func (d *Driver) Stop(ctx context.Context, g *boot.Guest, o boot.StopOptions) (b
 	}
 	return d.stopped(g)
 }
+
+// DefaultStopTimeout is how long Stop gives a guest to power off when
+// StopOptions.Timeout is not set.
+const DefaultStopTimeout = time.Minute
 
 // powerdown presses the power button and waits up to timeout for QEMU to
 // end; false when it did not (or could not be asked).

@@ -263,7 +263,21 @@ func TestStopOfGuestIgnoringACPIQuitsAfterTimeout(t *testing.T) {
 	e.start(g, boot.StartOptions{})
 	waitSerial(t, g, marker("deaf"), 1)
 	t0 := time.Now()
-	s, err := e.d.Stop(context.Background(), g, boot.StopOptions{Timeout: 600 * time.Millisecond})
+	type result struct {
+		s   boot.Status
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := e.d.Stop(context.Background(), g, boot.StopOptions{Timeout: 600 * time.Millisecond})
+		done <- result{s, err}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if s := e.status(g); s.State != boot.Stopping {
+		t.Fatalf("status while stopping: %s", s.State)
+	}
+	r := <-done
+	s, err := r.s, r.err
 	if err != nil {
 		t.Fatal(err)
 	}

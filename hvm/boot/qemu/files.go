@@ -54,7 +54,14 @@ type started struct {
 type intent struct {
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+	// The strata process acting, and its start time: while it lives the
+	// guest is "stopping".
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
 }
+
+// acting reports whether the process that wrote the intent still acts.
+func (in *intent) acting() bool { return in != nil && boot.SameProcess(in.PID, in.Start) }
 
 type watcher struct {
 	PID   int    `json:"pid"`
@@ -101,7 +108,8 @@ func readIntent(rd *boot.RunDir) *intent {
 }
 
 func writeIntent(rd *boot.RunDir, reason string) error {
-	return writeJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC()})
+	start, _ := boot.ProcStart(os.Getpid())
+	return writeJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC(), PID: os.Getpid(), Start: start})
 }
 
 // lockRun takes the runtime directory's lock: start, stop, kill and the
