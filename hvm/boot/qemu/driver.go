@@ -179,7 +179,9 @@ func runtimeArgs(rd *boot.RunDir, ownSerial bool) []string {
 		"-monitor", "none",
 	}
 	if ownSerial {
-		a = append(a, "-chardev", "socket,id=serial0,path="+esc(rd.Path(serialSock))+",server=on,wait=off,logfile="+esc(rd.Path(SerialLog))+",logappend=on",
+		// The log holds this run only (QEMU truncates it as it opens
+		// it); the last run's tail is in stopped.json.
+		a = append(a, "-chardev", "socket,id=serial0,path="+esc(rd.Path(serialSock))+",server=on,wait=off,logfile="+esc(rd.Path(SerialLog))+",logappend=off",
 			"-serial", "chardev:serial0")
 	}
 	return a
@@ -335,11 +337,6 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	argv = append(argv, runtimeArgs(rd, own)...)
 	acts := lifecycleActions(g.Def.Lifecycle)
 	removeTransient(rd)
-	if own {
-		// The log holds this run only; the last run's is gone with it
-		// (its tail is in stopped.json).
-		os.Remove(rd.Path(SerialLog))
-	}
 	l := g.Def.Lifecycle
 	if err := writeJSON(rd.Path(startedFile), started{Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, Actions: acts,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {

@@ -284,7 +284,7 @@ func TestStopOfGuestIgnoringACPIQuitsAfterTimeout(t *testing.T) {
 	if took := time.Since(t0); took < 600*time.Millisecond || took > 5*time.Second {
 		t.Fatalf("stop took %v", took)
 	}
-	if s.State != boot.Stopped || s.LastStop == nil || s.LastStop.Reason != boot.ReasonQuit {
+	if s.State != boot.Stopped || s.LastStop == nil || s.LastStop.Reason != boot.ReasonQuit || !strings.Contains(s.LastStop.Detail, "did not shut down") {
 		t.Fatalf("%+v %+v", s, s.LastStop)
 	}
 	assertCleaned(t, g)
@@ -340,6 +340,17 @@ func TestStopByPowerButtonRecordsShutdown(t *testing.T) {
 		t.Fatalf("after %v: %+v %+v", time.Since(t0), s, s.LastStop)
 	}
 	assertCleaned(t, g)
+	// The next run's serial log holds that run only; a start clears the
+	// last stop.
+	e.start(g, boot.StartOptions{})
+	waitSerial(t, g, marker("polite"), 1)
+	time.Sleep(50 * time.Millisecond)
+	if b, _ := os.ReadFile(g.Run.Path(qemu.SerialLog)); strings.Count(string(b), marker("polite")) != 1 {
+		t.Fatalf("serial log of the second run: %q", b)
+	}
+	if s := e.status(g); s.LastStop != nil || exists(g.Run.Path(boot.StoppedFile)) {
+		t.Fatalf("last stop after a new start: %+v", s.LastStop)
+	}
 }
 
 func TestStopForceKills(t *testing.T) {

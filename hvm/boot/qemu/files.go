@@ -63,6 +63,12 @@ type intent struct {
 // acting reports whether the process that wrote the intent still acts.
 func (in *intent) acting() bool { return in != nil && boot.SameProcess(in.PID, in.Start) }
 
+var intentDetail = map[string]string{
+	boot.ReasonShutdown: "the guest shut down when asked (strata stop)",
+	boot.ReasonQuit:     "the guest did not shut down when asked; QEMU was ended (strata stop)",
+	boot.ReasonKilled:   "QEMU was ended at once (strata kill, or stop --force)",
+}
+
 type watcher struct {
 	PID   int    `json:"pid"`
 	Start uint64 `json:"start"`
@@ -149,7 +155,7 @@ func finishLocked(rd *boot.RunDir, st *boot.RunState, rec boot.StopRecord) error
 		return nil
 	}
 	if in := readIntent(rd); in != nil {
-		rec.Reason = in.Reason
+		rec.Reason, rec.Detail = in.Reason, intentDetail[in.Reason]
 	}
 	if rec.At.IsZero() {
 		rec.At = time.Now().UTC()
