@@ -489,6 +489,30 @@ func TestReusedPIDIsNeverSignalled(t *testing.T) {
 	}
 }
 
+// A guest another driver runs is not the qemu driver's: not listed, not
+// started twice, not stopped.
+func TestGuestOfAnotherDriverIsLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	g := e.guest("other", boottest.Halt, nil)
+	me, _ := boot.ProcStart(os.Getpid())
+	g.Run.WriteState(boot.RunState{Driver: boot.Libvirt, Domain: "other", PID: os.Getpid(), PIDStart: me, Started: time.Now()})
+	if rs, err := e.d.Running(context.Background()); err != nil || len(rs) != 0 {
+		t.Fatalf("running %+v %v", rs, err)
+	}
+	for what, err := range map[string]error{
+		"start": func() error { _, err := e.d.Start(context.Background(), g, boot.StartOptions{}); return err }(),
+		"stop":  func() error { _, err := e.d.Stop(context.Background(), g, boot.StopOptions{Force: true}); return err }(),
+		"kill":  e.d.Kill(context.Background(), g),
+	} {
+		if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "libvirt") {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	if st, _ := g.Run.ReadState(); st == nil || st.Driver != boot.Libvirt {
+		t.Fatalf("state.json %+v", st)
+	}
+}
+
 func TestStartWithMissingQEMUOrDiskChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	g := e.guest("nobinary", boottest.Halt, nil)
