@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"image/png"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -555,7 +555,7 @@ func TestVNCPasswordNotOnCommandLine(t *testing.T) {
 	const pw = "s3cr3tpw"
 	g := e.guest("vncpw", boottest.Halt, func(g *hvm.Guest) { g.Display.VNCPasswd = pw })
 	s := e.start(g, boot.StartOptions{Paused: true})
-	cmdline, _ := os.ReadFile("/proc/" + itoa(s.PID) + "/cmdline")
+	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(s.PID) + "/cmdline")
 	if len(cmdline) == 0 || bytes.Contains(cmdline, []byte(pw)) {
 		t.Fatalf("cmdline %q", cmdline)
 	}
@@ -577,19 +577,6 @@ func TestVNCPasswordNotOnCommandLine(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + string([]byte(fmtInt(i)))) }
-
-func fmtInt(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; i > 0; i /= 10 {
-		b = append([]byte{byte('0' + i%10)}, b...)
-	}
-	return string(b)
-}
-
 func TestCPUHasVirt(t *testing.T) {
 	for text, want := range map[string]bool{
 		"processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae vmx sse\n": true,
@@ -603,5 +590,3 @@ func TestCPUHasVirt(t *testing.T) {
 		}
 	}
 }
-
-var _ io.Writer = (*bytes.Buffer)(nil)
