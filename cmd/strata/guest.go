@@ -167,6 +167,7 @@ func guestCommand() *cli.Command {
 		Usage: "HVM guests: define, import, edit, render, lint; start, stop, install, status, console",
 		Subcommands: append([]*cli.Command{
 			flattenCommand(true),
+			guestWatchCommand,
 			{
 				Name: "define", Usage: "define a guest from flags or a YAML file (a MAC is generated and pinned per NIC)", ArgsUsage: "NAME",
 				Flags: defineFlags,

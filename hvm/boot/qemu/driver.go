@@ -1,0 +1,849 @@
+// Package qemu is the boot driver "qemu": strata runs qemu-system-x86_64
+// itself, detached, and talks to it over QMP (hvm/qmp).
+//
+// A guest's QEMU starts paused and daemonized (-S -daemonize -pidfile) with
+// everything it needs on the host in the guest's runtime directory
+// (HOME/run/GUEST-ID, mode 0700):
+//
+//	qemu.pid      QEMU's pid (state.json keeps it with its start time)
+//	qmp.sock      QMP for strata's commands
+//	events.sock   QMP for the watcher
+//	serial.sock   the first serial port, for `console`
+//	serial.log    everything the first serial port wrote (kept after a stop)
+//	started.json  what was started: name, disk paths, lifecycle (no secrets)
+//	intent.json   what strata asked for (stop, quit, kill) while it acts
+//	watcher.json  the watcher's pid and start time
+//	watch.log     the watcher's own messages
+//
+// The driver then sets the lifecycle actions (set-action), the VNC
+// password (never on the command line) and resumes the guest (cont).
+//
+// Why a guest stopped: strata's commands exit once the guest runs, so a
+// small watcher process (Watch, run as `strata guest __watch RUNDIR`,
+// detached in a session of its own) holds the second QMP socket, sees
+// QEMU's SHUTDOWN and GUEST_PANICKED events and, when QEMU's socket
+// closes and its process is gone, writes stopped.json and removes
+// state.json. Stop and Kill write intent.json before they act; its reason
+// (shutdown, quit, killed) wins over what the watcher saw. Whoever comes
+// first records the stop, under the runtime directory's lock; status
+// records "died" for a QEMU that ended with nobody to tell why.
+//
+// Invariants: a pid is signalled only through a pidfd whose process has
+// the start time state.json recorded; a running guest is one whose
+// state.json names this driver and a live pid; consoles and monitors are
+// unix sockets in the root-only runtime directory, VNC on loopback unless
+// the definition says otherwise.
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/boot"
+	qemuargv "github.com/strata-vm/strata/hvm/qemu"
+	"github.com/strata-vm/strata/hvm/qmp"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/run"
+)
+
+// Config sets up the driver.
+type Config struct {
+	// Home is strata's state home: runtime directories are HOME/run/ID.
+	Home string
+	// Binary is the QEMU system emulator (default qemu-system-x86_64).
+	Binary string
+	// Accel forces an accelerator ("kvm" or "tcg"); empty: KVM when the
+	// CPU has vmx/svm, /dev/kvm opens and a probe start succeeds, else TCG.
+	Accel string
+	// Network is the NIC mode (hvm/qemu NetBridge, NetUser, NetNone).
+	Network string
+	// WatcherArgv returns the command that runs Watch for a runtime
+	// directory (`strata guest __watch RUNDIR`). Nil: no watcher; stops
+	// the guest makes itself are then recorded as "died".
+	WatcherArgv func(runDir string) []string
+}
+
+// Driver is the qemu boot driver.
+type Driver struct {
+	cfg Config
+
+	accelOnce sync.Once
+	accel     string
+}
+
+var _ boot.Driver = (*Driver)(nil)
+
+// New returns the qemu driver.
+func New(cfg Config) *Driver { return &Driver{cfg: cfg} }
+
+// Name implements boot.Driver.
+func (d *Driver) Name() string { return boot.QEMU }
+
+func (d *Driver) binary() string {
+	if d.cfg.Binary != "" {
+		return d.cfg.Binary
+	}
+	return qemuargv.Binary
+}
+
+// Available implements boot.Driver: QEMU is installed.
+func (d *Driver) Available(ctx context.Context) error {
+	_, err := run.Look(d.binary())
+	return err
+}
+
+// Supports implements boot.Driver.
+func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
+	switch f {
+	case boot.Pause:
+		return nil
+	case boot.Screenshot:
+		if g.Display.VGA == "none" {
+			return storage.Errorf(storage.ErrNotSupported, "guest %q has no video card (vga: none): nothing to take a screenshot of", g.Name)
+		}
+		return nil
+	case boot.Console:
+		if len(g.Serial) > 0 {
+			return storage.Errorf(storage.ErrNotSupported, "guest %q names its serial ports itself (serial: %s): strata's console and serial log need the first port; remove serial from the definition", g.Name, strings.Join(g.Serial, ", "))
+		}
+		return nil
+	case boot.AttachDisk, boot.AttachNIC, boot.ChangeMedia, boot.LivePoints:
+		return storage.Errorf(storage.ErrNotSupported, "the qemu driver cannot do %s yet", f)
+	}
+	return storage.Errorf(storage.ErrNotSupported, "unknown feature %q", f)
+}
+
+// Accel returns the accelerator guests start with: kvm only when the CPU
+// shows vmx or svm, /dev/kvm opens and a probe QEMU starts with it.
+func (d *Driver) Accel(ctx context.Context) string {
+	if d.cfg.Accel != "" {
+		return d.cfg.Accel
+	}
+	d.accelOnce.Do(func() { d.accel = probeAccel(ctx, d.binary()) })
+	return d.accel
+}
+
+var virtFlag = regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`)
+
+// CPUHasVirt reports whether /proc/cpuinfo's text shows hardware
+// virtualisation (vmx or svm).
+func CPUHasVirt(cpuinfo []byte) bool { return virtFlag.Match(cpuinfo) }
+
+func probeAccel(ctx context.Context, bin string) string {
+	// /dev/kvm may exist over a software backend that is far slower than
+	// TCG (as on these build machines): the CPU flags decide first.
+	if b, err := os.ReadFile("/proc/cpuinfo"); err != nil || !CPUHasVirt(b) {
+		return "tcg"
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg"
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = run.Run(ctx, strings.NewReader(`{"execute":"qmp_capabilities"}{"execute":"quit"}`), nil,
+		bin, "-machine", "none,accel=kvm", "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", "-qmp", "stdio")
+	if err != nil {
+		return "tcg"
+	}
+	return "kvm"
+}
+
+func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// runtimeArgs are what the driver adds to the definition's argv.
+func runtimeArgs(rd *boot.RunDir, ownSerial bool) []string {
+	a := []string{"-S", "-daemonize", "-pidfile", rd.Path(pidFile),
+		"-qmp", "unix:" + esc(rd.Path(qmpSock)) + ",server=on,wait=off",
+		"-qmp", "unix:" + esc(rd.Path(eventsSock)) + ",server=on,wait=off",
+		// No monitor on a virtual console: a VNC viewer could reach it.
+		"-monitor", "none",
+	}
+	if ownSerial {
+		// The log holds this run only (QEMU truncates it as it opens
+		// it); the last run's tail is in stopped.json.
+		a = append(a, "-chardev", "socket,id=serial0,path="+esc(rd.Path(serialSock))+",server=on,wait=off,logfile="+esc(rd.Path(SerialLog))+",logappend=off",
+			"-serial", "chardev:serial0")
+	}
+	return a
+}
+
+// actions are QEMU's set-action arguments.
+type actions struct {
+	Shutdown string `json:"shutdown"`
+	Reboot   string `json:"reboot"`
+	Panic    string `json:"panic"`
+}
+
+func isRestart(a string) bool {
+	switch a {
+	case "restart", "rename-restart", "coredump-restart", "soft-reset":
+		return true
+	}
+	return false
+}
+
+// lifecycleActions maps the definition's on_poweroff/on_reboot/on_crash
+// onto QEMU's actions. QEMU can exit or pause on power-off, reset or shut
+// down on reboot, and shut down or pause on a panic; what it cannot do
+// itself (restart after a power-off or a panic, keep a rebooting guest)
+// it pauses for, and the watcher finishes.
+func lifecycleActions(l hvm.Lifecycle) actions {
+	a := actions{Shutdown: "poweroff", Reboot: "reset", Panic: "shutdown"}
+	if l.OnPoweroff == "preserve" || isRestart(l.OnPoweroff) || l.OnReboot == "preserve" {
+		a.Shutdown = "pause"
+	}
+	switch l.OnReboot {
+	case "destroy", "coredump-destroy", "preserve":
+		a.Reboot = "shutdown"
+	}
+	if l.OnCrash == "preserve" || isRestart(l.OnCrash) {
+		a.Panic = "pause"
+	}
+	return a
+}
+
+// sockPathMax is the length a unix socket path may have (sun_path).
+const sockPathMax = 107
+
+func diskPaths(g *hvm.Guest) []string {
+	var out []string
+	for _, k := range g.Disks {
+		if kind, src := k.Source(); kind == hvm.SourcePath || kind == hvm.SourceDevice {
+			out = append(out, src)
+		}
+	}
+	return out
+}
+
+// liveState returns the guest's state.json while its QEMU runs; a state
+// whose QEMU is gone is settled first (the stop recorded) and nil
+// returned. Call with the lock held when locked is true.
+func (d *Driver) liveState(ctx context.Context, g *boot.Guest, locked bool) (*boot.RunState, error) {
+	st, err := g.Run.ReadState()
+	if err != nil || st == nil {
+		return nil, err
+	}
+	if st.Driver != boot.QEMU {
+		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q runs under the %s driver, not qemu: use --driver %s", g.Def.Name, st.Driver, st.Driver)
+	}
+	if boot.SameProcess(st.PID, st.PIDStart) {
+		return st, nil
+	}
+	return nil, settle(g.Run, st, locked)
+}
+
+// lockLive takes the runtime directory's lock and returns the live
+// state (nil: not running). A QEMU found gone is settled before the lock
+// is taken, so that its watcher (which needs the lock) can record why.
+func (d *Driver) lockLive(ctx context.Context, g *boot.Guest) (*boot.RunState, func(), error) {
+	if _, err := d.liveState(ctx, g, false); err != nil {
+		return nil, nil, err
+	}
+	unlock, err := lockRun(g.Run)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := d.liveState(ctx, g, true)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, unlock, nil
+}
+
+// settle records the stop of a QEMU that is gone. A live watcher is given
+// a moment to record what it saw (poweroff, reboot, crash) first;
+// otherwise the reason is strata's intent, or "died".
+func settle(rd *boot.RunDir, st *boot.RunState, locked bool) error {
+	var w watcher
+	if ok, _ := readJSON(rd.Path(watcherFile), &w); ok && !locked {
+		deadline := time.Now().Add(3 * time.Second)
+		for boot.SameProcess(w.PID, w.Start) && time.Now().Before(deadline) {
+			if cur, _ := rd.ReadState(); cur == nil || cur.PID != st.PID {
+				return nil
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	rec := boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended with no shutdown on record (killed from outside, or it crashed)"}
+	if locked {
+		return finishLocked(rd, st, rec)
+	}
+	return finish(rd, st, rec)
+}
+
+func dialQMP(ctx context.Context, rd *boot.RunDir) (*qmp.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return qmp.Dial(ctx, rd.Path(qmpSock))
+}
+
+// Start implements boot.Driver.
+func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
+	rd := g.Run
+	st, unlock, err := d.lockLive(ctx, g)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	defer unlock()
+	if st != nil {
+		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is already running (qemu pid %d): stop it first", g.Def.Name, st.PID)
+	}
+	bin, err := run.Look(d.binary())
+	if err != nil {
+		return boot.Status{}, err
+	}
+	for _, k := range g.Def.Disks {
+		if kind, src := k.Source(); kind == hvm.SourcePath || kind == hvm.SourceDevice {
+			if strings.Contains(src, ":") && !strings.HasPrefix(src, "/") {
+				continue // a backend URL (rbd:...)
+			}
+			if _, err := os.Stat(src); err != nil {
+				return boot.Status{}, storage.Errorf(storage.ErrNotFound, "guest %q: disk %s: %s does not exist: restore it or remove the disk from the definition", g.Def.Name, k.Vdev, src)
+			}
+		}
+	}
+	for _, s := range []string{qmpSock, eventsSock, serialSock} {
+		if p := rd.Path(s); len(p) > sockPathMax {
+			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "socket path %s is %d bytes, more than a unix socket takes (%d): use a shorter state home", p, len(p), sockPathMax)
+		}
+	}
+	accel := d.Accel(ctx)
+	argv, err := qemuargv.Argv(g.Def, qemuargv.Options{Binary: bin, Accel: accel, Network: d.cfg.Network})
+	if err != nil {
+		return boot.Status{}, err
+	}
+	own := len(g.Def.Serial) == 0
+	argv = append(argv, runtimeArgs(rd, own)...)
+	acts := lifecycleActions(g.Def.Lifecycle)
+	removeTransient(rd)
+	l := g.Def.Lifecycle
+	if err := writeJSON(rd.Path(startedFile), started{Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, Actions: acts,
+		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
+		return boot.Status{}, err
+	}
+	if err := run.Run(ctx, nil, nil, argv...); err != nil {
+		removeTransient(rd)
+		// QEMU's own message says what it refused; the command line
+		// (long) only when it said nothing.
+		var re *run.Error
+		if errors.As(err, &re) && strings.TrimSpace(re.Stderr) != "" {
+			return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %s", g.Def.Name, strings.TrimSpace(re.Stderr))
+		}
+		return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
+	}
+	pid, start, err := readPID(rd)
+	if err != nil {
+		removeTransient(rd)
+		return boot.Status{}, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
+	}
+	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, Accel: accel, Started: time.Now().UTC()}
+	if err := rd.WriteState(*st); err != nil {
+		d.abort(rd, st)
+		return boot.Status{}, err
+	}
+	fail := func(err error) (boot.Status, error) {
+		d.abort(rd, st)
+		return boot.Status{}, fmt.Errorf("guest %q: %w", g.Def.Name, err)
+	}
+	// The watcher starts while QMP is set up; it must hold its socket
+	// before the guest runs, so that it sees every event.
+	watcherReady, err := d.startWatcher(ctx, rd)
+	if err != nil {
+		return fail(err)
+	}
+	c, err := dialQMP(ctx, rd)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.Execute(qctx, "set-action", acts); err != nil {
+		return fail(err)
+	}
+	if pw := g.Def.Display.VNCPasswd; !pw.IsZero() && g.Def.Display.VNCEnabled() {
+		if _, err := c.Execute(qctx, "set_password", map[string]string{"protocol": "vnc", "password": pw.Value()}); err != nil {
+			return fail(fmt.Errorf("set the VNC password: %w", err))
+		}
+	}
+	if g.Def.Display.VNCEnabled() {
+		if st.VNC, err = queryVNC(qctx, c); err != nil {
+			return fail(err)
+		}
+		if err := rd.WriteState(*st); err != nil {
+			return fail(err)
+		}
+	}
+	if err := watcherReady(); err != nil {
+		return fail(err)
+	}
+	if !o.Paused {
+		if _, err := c.Execute(qctx, "cont", nil); err != nil {
+			return fail(err)
+		}
+	}
+	if err := rd.ClearStopped(); err != nil {
+		return fail(err)
+	}
+	state := boot.Running
+	if o.Paused {
+		state = boot.Paused
+	}
+	return d.status(g, st, state), nil
+}
+
+func readPID(rd *boot.RunDir) (int, uint64, error) {
+	b, err := os.ReadFile(rd.Path(pidFile))
+	if err != nil {
+		return 0, 0, fmt.Errorf("wrote no pidfile: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, 0, fmt.Errorf("its pidfile holds %q", b)
+	}
+	start, err := boot.ProcStart(pid)
+	if err != nil {
+		return 0, 0, fmt.Errorf("its pid %d is gone: %w", pid, err)
+	}
+	return pid, start, nil
+}
+
+// abort ends a QEMU whose start failed half-way and forgets it; no stop
+// is recorded (the guest never ran).
+func (d *Driver) abort(rd *boot.RunDir, st *boot.RunState) {
+	signal(st, syscall.SIGKILL)
+	waitGone(st, 5*time.Second)
+	removeTransient(rd)
+	rd.ClearState()
+}
+
+func queryVNC(ctx context.Context, c *qmp.Client) (string, error) {
+	r, err := c.Execute(ctx, "query-vnc", nil)
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Enabled bool   `json:"enabled"`
+		Host    string `json:"host"`
+		Service string `json:"service"`
+	}
+	if err := json.Unmarshal(r, &v); err != nil {
+		return "", err
+	}
+	if !v.Enabled {
+		return "", nil
+	}
+	return net.JoinHostPort(v.Host, v.Service), nil
+}
+
+// startWatcher runs the watcher detached (a session of its own, output
+// to watch.log); the function it returns waits until the watcher holds
+// the events socket.
+func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (func() error, error) {
+	if d.cfg.WatcherArgv == nil {
+		return func() error { return nil }, nil
+	}
+	argv := d.cfg.WatcherArgv(rd.Dir)
+	log, err := os.OpenFile(rd.Path(watchLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the watcher: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reaps it in a long-lived caller (tests)
+	return func() error {
+		deadline := time.After(10 * time.Second)
+		for {
+			var w watcher
+			if ok, _ := readJSON(rd.Path(watcherFile), &w); ok && w.PID == cmd.Process.Pid {
+				return nil
+			}
+			select {
+			case err := <-exited:
+				b, _ := os.ReadFile(rd.Path(watchLog))
+				return fmt.Errorf("the watcher (%s) ended before it was ready: %v: %s", strings.Join(argv, " "), err, lastLine(b))
+			case <-deadline:
+				return fmt.Errorf("the watcher (%s) was not ready after 10 s", strings.Join(argv, " "))
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}, nil
+}
+
+func lastLine(b []byte) string {
+	l := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return l[len(l)-1]
+}
+
+// status fills a Status for a running guest.
+func (d *Driver) status(g *boot.Guest, st *boot.RunState, state boot.State) boot.Status {
+	s := boot.Status{Guest: g.Def.Name, State: state, Driver: boot.QEMU, PID: st.PID, Accel: st.Accel, VNC: st.VNC, Started: st.Started}
+	if !st.Started.IsZero() {
+		s.UptimeSeconds = time.Since(st.Started).Seconds()
+	}
+	if sd, _ := readStarted(g.Run); sd != nil {
+		s.Disks = sd.Disks
+	}
+	return s
+}
+
+func (d *Driver) stopped(g *boot.Guest) (boot.Status, error) {
+	rec, err := g.Run.ReadStopped()
+	if err != nil {
+		return boot.Status{}, err
+	}
+	return boot.Status{Guest: g.Def.Name, State: boot.Stopped, LastStop: rec}, nil
+}
+
+// Status implements boot.Driver: state.json, the pid's start time and one
+// query-status.
+func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error) {
+	st, err := d.liveState(ctx, g, false)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	if st == nil {
+		return d.stopped(g)
+	}
+	if readIntent(g.Run).acting() {
+		return d.status(g, st, boot.Stopping), nil
+	}
+	c, err := dialQMP(ctx, g.Run)
+	if err != nil {
+		// QEMU closes its sockets as it exits: give it a moment.
+		if waitGone(st, 3*time.Second) {
+			return d.Status(ctx, g)
+		}
+		return boot.Status{}, fmt.Errorf("guest %q: QEMU (pid %d) runs but does not answer: %w", g.Def.Name, st.PID, err)
+	}
+	defer c.Close()
+	qs, err := c.QueryStatus(ctx)
+	if err != nil {
+		if errors.Is(err, qmp.ErrClosed) && waitGone(st, 3*time.Second) {
+			return d.Status(ctx, g)
+		}
+		return boot.Status{}, err
+	}
+	return d.status(g, st, runState(qs.Status)), nil
+}
+
+// runState maps QEMU's run state onto strata's.
+func runState(s string) boot.State {
+	switch s {
+	case "running":
+		return boot.Running
+	case "guest-panicked":
+		return boot.Crashed
+	case "shutdown":
+		// on_poweroff preserve: QEMU kept after the guest powered off.
+		return boot.Stopping
+	}
+	return boot.Paused // paused, prelaunch, suspended, debug, io-error, ...
+}
+
+func (d *Driver) mustRun(ctx context.Context, g *boot.Guest) (*boot.RunState, error) {
+	st, err := d.liveState(ctx, g, false)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q is not running", g.Def.Name)
+	}
+	return st, nil
+}
+
+// Stop implements boot.Driver: the ACPI power button (twice, a moment
+// apart: Windows may ignore the first press), up to o.Timeout for the
+// guest to power off, then quit over QMP, then SIGTERM, then SIGKILL.
+// A paused guest, or one without ACPI, cannot see the button: it is
+// quit at once. Force: quit at once (SIGKILL if QEMU does not answer).
+func (d *Driver) Stop(ctx context.Context, g *boot.Guest, o boot.StopOptions) (boot.Status, error) {
+	st, unlock, err := d.lockLive(ctx, g)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	defer unlock()
+	if st == nil {
+		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is not running", g.Def.Name)
+	}
+	rd := g.Run
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultStopTimeout
+	}
+	if o.Force {
+		if err := writeIntent(rd, boot.ReasonKilled); err != nil {
+			return boot.Status{}, err
+		}
+		d.end(ctx, rd, st, 0)
+	} else {
+		if err := writeIntent(rd, boot.ReasonShutdown); err != nil {
+			return boot.Status{}, err
+		}
+		if !d.powerdown(ctx, g, st, o.Timeout) {
+			if err := writeIntent(rd, boot.ReasonQuit); err != nil {
+				return boot.Status{}, err
+			}
+			d.end(ctx, rd, st, 5*time.Second)
+		}
+	}
+	if !waitGone(st, 5*time.Second) {
+		return boot.Status{}, fmt.Errorf("guest %q: QEMU (pid %d) did not end", g.Def.Name, st.PID)
+	}
+	if err := finishLocked(rd, st, boot.StopRecord{Reason: boot.ReasonDied}); err != nil {
+		return boot.Status{}, err
+	}
+	return d.stopped(g)
+}
+
+// DefaultStopTimeout is how long Stop gives a guest to power off when
+// StopOptions.Timeout is not set.
+const DefaultStopTimeout = time.Minute
+
+// powerdown presses the power button and waits up to timeout for QEMU to
+// end; false when it did not (or could not be asked).
+func (d *Driver) powerdown(ctx context.Context, g *boot.Guest, st *boot.RunState, timeout time.Duration) bool {
+	if !g.Def.EffectiveACPI() {
+		return false
+	}
+	c, err := dialQMP(ctx, g.Run)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	qs, err := c.QueryStatus(ctx)
+	if err != nil || qs.Status != "running" {
+		return false
+	}
+	// Whatever the lifecycle says, a guest asked to stop ends: its
+	// power-off (or a reboot on the way) is not turned into a restart.
+	if _, err := c.Execute(ctx, "set-action", actions{Shutdown: "poweroff", Reboot: "shutdown", Panic: "shutdown"}); err != nil {
+		return false
+	}
+	if _, err := c.Execute(ctx, "system_powerdown", nil); err != nil {
+		return false
+	}
+	again := min(timeout/4, 2*time.Second)
+	if waitGone(st, again) {
+		return true
+	}
+	c.Execute(ctx, "system_powerdown", nil)
+	return waitGone(st, timeout-again)
+}
+
+// end quits QEMU over QMP and, when it is still there after grace, sends
+// SIGTERM, then SIGKILL. grace 0: SIGKILL right after a quit that QEMU
+// does not obey at once.
+func (d *Driver) end(ctx context.Context, rd *boot.RunDir, st *boot.RunState, grace time.Duration) {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if c, err := qmp.Dial(qctx, rd.Path(qmpSock)); err == nil {
+		c.Execute(qctx, "quit", nil)
+		c.Close()
+	}
+	cancel()
+	if waitGone(st, max(grace, time.Second)) {
+		return
+	}
+	if grace > 0 {
+		signal(st, syscall.SIGTERM)
+		if waitGone(st, grace) {
+			return
+		}
+	}
+	signal(st, syscall.SIGKILL)
+}
+
+// Kill implements boot.Driver: SIGKILL at once.
+func (d *Driver) Kill(ctx context.Context, g *boot.Guest) error {
+	st, unlock, err := d.lockLive(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if st == nil {
+		return storage.Errorf(storage.ErrPrecondition, "guest %q is not running", g.Def.Name)
+	}
+	if err := writeIntent(g.Run, boot.ReasonKilled); err != nil {
+		return err
+	}
+	if _, err := signal(st, syscall.SIGKILL); err != nil {
+		return err
+	}
+	if !waitGone(st, 5*time.Second) {
+		return fmt.Errorf("guest %q: QEMU (pid %d) did not end after SIGKILL", g.Def.Name, st.PID)
+	}
+	return finishLocked(g.Run, st, boot.StopRecord{Reason: boot.ReasonKilled})
+}
+
+// Pause implements boot.Driver (QMP stop).
+func (d *Driver) Pause(ctx context.Context, g *boot.Guest) error {
+	return d.flip(ctx, g, "stop", "is not running", "running")
+}
+
+// Resume implements boot.Driver (QMP cont); it also starts a guest
+// started paused.
+func (d *Driver) Resume(ctx context.Context, g *boot.Guest) error {
+	return d.flip(ctx, g, "cont", "is not paused", "paused", "prelaunch")
+}
+
+func (d *Driver) flip(ctx context.Context, g *boot.Guest, cmd, why string, from ...string) error {
+	if _, err := d.mustRun(ctx, g); err != nil {
+		return err
+	}
+	c, err := dialQMP(ctx, g.Run)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	qs, err := c.QueryStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(from, qs.Status) {
+		return storage.Errorf(storage.ErrPrecondition, "guest %q %s (%s)", g.Def.Name, why, qs.Status)
+	}
+	_, err = c.Execute(ctx, cmd, nil)
+	return err
+}
+
+// Screenshot implements boot.Driver: QMP screendump as PNG (QEMU 7.1+
+// built with libpng), else as PPM converted here.
+func (d *Driver) Screenshot(ctx context.Context, g *boot.Guest, w io.Writer) error {
+	if err := d.Supports(g.Def, boot.Screenshot); err != nil {
+		return err
+	}
+	if _, err := d.mustRun(ctx, g); err != nil {
+		return err
+	}
+	c, err := dialQMP(ctx, g.Run)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	f, err := os.CreateTemp(g.Run.Dir, "screen-*")
+	if err != nil {
+		return err
+	}
+	path := f.Name()
+	f.Close()
+	defer os.Remove(path)
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = c.Execute(qctx, "screendump", map[string]string{"filename": path, "format": "png"})
+	var qe *qmp.Error
+	if errors.As(err, &qe) && qe.Class == "GenericError" {
+		if _, err = c.Execute(qctx, "screendump", map[string]string{"filename": path}); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		img, err := decodePPM(b)
+		if err != nil {
+			return fmt.Errorf("screendump: %w", err)
+		}
+		return png.Encode(w, img)
+	}
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// decodePPM reads a binary PPM (P6, maxval 255) as screendump writes it.
+func decodePPM(b []byte) (image.Image, error) {
+	var magic string
+	var wd, ht, maxv int
+	r := bytes.NewReader(b)
+	if _, err := fmt.Fscan(r, &magic, &wd, &ht, &maxv); err != nil || magic != "P6" || maxv != 255 || wd <= 0 || ht <= 0 {
+		return nil, fmt.Errorf("not a P6 PPM with maxval 255 (%v)", err)
+	}
+	r.ReadByte() // the single whitespace before the pixels
+	pix := b[len(b)-r.Len():]
+	if len(pix) < wd*ht*3 {
+		return nil, fmt.Errorf("PPM holds %d bytes of pixels, want %d", len(pix), wd*ht*3)
+	}
+	img := image.NewNRGBA(image.Rect(0, 0, wd, ht))
+	for i := 0; i < wd*ht; i++ {
+		copy(img.Pix[i*4:], pix[i*3:i*3+3])
+		img.Pix[i*4+3] = 0xff
+	}
+	return img, nil
+}
+
+// Console implements boot.Driver: the first serial port's socket (one
+// client at a time; the log is written whether or not one is connected).
+func (d *Driver) Console(ctx context.Context, g *boot.Guest) (io.ReadWriteCloser, error) {
+	if err := d.Supports(g.Def, boot.Console); err != nil {
+		return nil, err
+	}
+	if _, err := d.mustRun(ctx, g); err != nil {
+		return nil, err
+	}
+	var dl net.Dialer
+	return dl.DialContext(ctx, "unix", g.Run.Path(serialSock))
+}
+
+// Running implements boot.Driver: the runtime directories whose
+// state.json names this driver and a live pid.
+func (d *Driver) Running(ctx context.Context) ([]boot.RunningGuest, error) {
+	root := filepath.Join(d.cfg.Home, "run")
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []boot.RunningGuest
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		rd := &boot.RunDir{Dir: filepath.Join(root, e.Name())}
+		st, err := rd.ReadState()
+		if err != nil || st == nil || st.Driver != boot.QEMU || !boot.SameProcess(st.PID, st.PIDStart) {
+			continue
+		}
+		rg := boot.RunningGuest{Name: e.Name(), Domain: e.Name(), PID: st.PID}
+		if s, _ := readStarted(rd); s != nil {
+			rg.Name, rg.Disks = s.Name, s.Disks
+		}
+		out = append(out, rg)
+	}
+	return out, nil
+}

@@ -1,0 +1,243 @@
+package qemu
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+)
+
+// Files in a guest's runtime directory.
+const (
+	pidFile     = "qemu.pid"
+	qmpSock     = "qmp.sock"    // strata's commands
+	eventsSock  = "events.sock" // the watcher's: QEMU serves one client per socket
+	serialSock  = "serial.sock"
+	SerialLog   = "serial.log" // kept after the guest stops
+	startedFile = "started.json"
+	watcherFile = "watcher.json"
+	intentFile  = "intent.json"
+	lockFile    = "lock"
+	watchLog    = "watch.log"
+)
+
+// transient are the files that exist only while the guest runs.
+var transient = []string{pidFile, qmpSock, eventsSock, serialSock, startedFile, watcherFile, intentFile}
+
+// started is what the driver keeps about the definition it started: no
+// secrets, only what status, the watcher and the in-use check need.
+type started struct {
+	Name  string   `json:"name"`
+	Disks []string `json:"disks,omitempty"`
+	// Own serial: the first serial port is strata's log and socket.
+	OwnSerial bool `json:"own_serial"`
+	// Actions are the set-action arguments given to QEMU.
+	Actions actions `json:"actions"`
+	// Lifecycle is what the definition asked for; where QEMU has no
+	// action for it (restart after power-off), the watcher carries it out.
+	OnPoweroff string `json:"on_poweroff,omitempty"`
+	OnReboot   string `json:"on_reboot,omitempty"`
+	OnCrash    string `json:"on_crash,omitempty"`
+}
+
+// intent is what strata asked the guest to do; the reason it gives wins
+// over what the watcher saw.
+type intent struct {
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	// The strata process acting, and its start time: while it lives the
+	// guest is "stopping".
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+// acting reports whether the process that wrote the intent still acts.
+func (in *intent) acting() bool { return in != nil && boot.SameProcess(in.PID, in.Start) }
+
+var intentDetail = map[string]string{
+	boot.ReasonShutdown: "the guest shut down when asked (strata stop)",
+	boot.ReasonQuit:     "the guest did not shut down when asked; QEMU was ended (strata stop)",
+	boot.ReasonKilled:   "QEMU was ended at once (strata kill, or stop --force)",
+}
+
+type watcher struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+func readJSON(path string, v any) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, storage.Errorf(storage.ErrPrecondition, "%s is damaged (%v): remove it if no guest runs", path, err)
+	}
+	return true, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return catalog.WriteFileAtomic(path, append(b, '\n'))
+}
+
+func readStarted(rd *boot.RunDir) (*started, error) {
+	var s started
+	ok, err := readJSON(rd.Path(startedFile), &s)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func readIntent(rd *boot.RunDir) *intent {
+	var in intent
+	if ok, _ := readJSON(rd.Path(intentFile), &in); !ok {
+		return nil
+	}
+	return &in
+}
+
+func writeIntent(rd *boot.RunDir, reason string) error {
+	start, _ := boot.ProcStart(os.Getpid())
+	return writeJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC(), PID: os.Getpid(), Start: start})
+}
+
+// lockRun takes the runtime directory's lock: start, stop, kill and the
+// recording of a stop (by the watcher or status) take it, so one of them
+// at a time changes the records.
+func lockRun(rd *boot.RunDir) (func(), error) {
+	f, err := os.OpenFile(rd.Path(lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// finish records how the guest that st describes stopped and removes its
+// runtime files, once: whoever (the watcher, stop, kill, status) comes
+// first for this pid records, the others find nothing to do. A reason
+// strata gave (intent.json) wins over rec's.
+func finish(rd *boot.RunDir, st *boot.RunState, rec boot.StopRecord) error {
+	unlock, err := lockRun(rd)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return finishLocked(rd, st, rec)
+}
+
+func finishLocked(rd *boot.RunDir, st *boot.RunState, rec boot.StopRecord) error {
+	cur, err := rd.ReadState()
+	if err != nil {
+		return err
+	}
+	if cur == nil || cur.PID != st.PID || cur.PIDStart != st.PIDStart {
+		return nil
+	}
+	if in := readIntent(rd); in != nil {
+		rec.Reason, rec.Detail = in.Reason, intentDetail[in.Reason]
+	}
+	if rec.At.IsZero() {
+		rec.At = time.Now().UTC()
+	}
+	if s, _ := readStarted(rd); s == nil || s.OwnSerial {
+		rec.SerialTail = tailLines(rd.Path(SerialLog), 20)
+	}
+	if err := rd.WriteStopped(rec); err != nil {
+		return err
+	}
+	removeTransient(rd)
+	return rd.ClearState()
+}
+
+func removeTransient(rd *boot.RunDir) {
+	for _, f := range transient {
+		os.Remove(rd.Path(f))
+	}
+}
+
+// tailLines returns the last n non-empty lines of a file (at most its
+// last 64 KiB), without carriage returns.
+func tailLines(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
+		f.Seek(st.Size()-64<<10, 0)
+	}
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		l := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		lines = append(lines, l)
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+// signal sends sig to the guest's QEMU only if it is still the process
+// state.json names: the pid is opened as a pidfd first and its start time
+// checked after, so a pid reused in between is never signalled. It
+// returns false when the process is gone (or was never ours).
+func signal(st *boot.RunState, sig syscall.Signal) (bool, error) {
+	fd, err := unix.PidfdOpen(st.PID, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return false, nil
+		}
+		return false, err
+	}
+	defer unix.Close(fd)
+	if !boot.SameProcess(st.PID, st.PIDStart) {
+		return false, nil
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// waitGone waits up to d for the process st names to end.
+func waitGone(st *boot.RunState, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if !boot.SameProcess(st.PID, st.PIDStart) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

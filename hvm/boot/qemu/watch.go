@@ -1,0 +1,137 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/qmp"
+)
+
+// Watch watches the QEMU of the guest whose runtime directory is runDir
+// until it ends, then records why (stopped.json) and clears state.json.
+// It is the body of the hidden command `strata guest __watch RUNDIR`,
+// which the driver starts detached; it carries out the lifecycle actions
+// QEMU cannot (restart after a power-off or a panic). It returns when the
+// guest has stopped and its stop is recorded, or at once when the guest
+// does not run.
+func Watch(ctx context.Context, runDir string) error {
+	rd := &boot.RunDir{Dir: runDir}
+	st, err := rd.ReadState()
+	if err != nil || st == nil {
+		return err
+	}
+	sd, err := readStarted(rd)
+	if err != nil {
+		return err
+	}
+	if sd == nil {
+		sd = &started{}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, err := qmp.Dial(dctx, rd.Path(eventsSock))
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	me, err := boot.ProcStart(os.Getpid())
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(rd.Path(watcherFile), watcher{PID: os.Getpid(), Start: me}); err != nil {
+		return err
+	}
+	rec := boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended without a shutdown event (killed from outside, or it crashed)"}
+	quitting := false
+	act := func(want string) {
+		if readIntent(rd) != nil {
+			return // strata is ending the guest
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		switch {
+		case want == "preserve":
+		case isRestart(want):
+			if _, err := c.Execute(actx, "system_reset", nil); err != nil {
+				fmt.Fprintln(os.Stderr, "restart:", err)
+				return
+			}
+			if _, err := c.Execute(actx, "cont", nil); err != nil {
+				fmt.Fprintln(os.Stderr, "restart:", err)
+				return
+			}
+			rec = boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended without a shutdown event (killed from outside, or it crashed)"}
+		default: // destroy
+			quitting = true // the quit's own SHUTDOWN does not replace the reason
+			if _, err := c.Execute(actx, "quit", nil); err != nil {
+				fmt.Fprintln(os.Stderr, "quit:", err)
+			}
+		}
+	}
+	for ev := range c.Events() {
+		switch ev.Name {
+		case "SHUTDOWN":
+			if quitting {
+				continue
+			}
+			var data struct {
+				Guest  bool   `json:"guest"`
+				Reason string `json:"reason"`
+			}
+			json.Unmarshal(ev.Data, &data)
+			r, detail, want, guest := classify(data.Reason, sd)
+			rec = boot.StopRecord{At: ev.Time.UTC(), Reason: r, Detail: detail}
+			if guest && sd.Actions.Shutdown == "pause" {
+				act(want)
+			}
+		case "GUEST_PANICKED":
+			var data struct {
+				Action string `json:"action"`
+			}
+			json.Unmarshal(ev.Data, &data)
+			rec = boot.StopRecord{At: ev.Time.UTC(), Reason: boot.ReasonCrash, Detail: "the guest panicked"}
+			if data.Action == "pause" {
+				act(sd.OnCrash)
+			}
+		}
+	}
+	// QEMU closed its socket: it is on its way out. The stop is recorded
+	// only once its process is gone, so that nobody is told the guest
+	// stopped while QEMU still holds its disks.
+	for boot.SameProcess(st.PID, st.PIDStart) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if rec.At.IsZero() {
+		rec.At = time.Now().UTC()
+	}
+	return finish(rd, st, rec)
+}
+
+// classify maps the reason of a SHUTDOWN event onto a stop reason, a
+// detail, the definition's lifecycle action for it and whether the guest
+// caused it.
+func classify(reason string, sd *started) (string, string, string, bool) {
+	switch reason {
+	case "guest-shutdown":
+		return boot.ReasonPoweroff, "the guest powered off", sd.OnPoweroff, true
+	case "guest-reset":
+		return boot.ReasonReboot, "the guest rebooted and on_reboot is " + sd.OnReboot, sd.OnReboot, true
+	case "guest-panic":
+		return boot.ReasonCrash, "the guest panicked", sd.OnCrash, true
+	case "host-qmp-quit":
+		return boot.ReasonQuit, "QEMU was told to quit over QMP, not by strata", "", false
+	case "host-signal":
+		return boot.ReasonDied, "QEMU was ended by a signal, not by strata", "", false
+	case "host-ui":
+		return boot.ReasonDied, "QEMU's window was closed", "", false
+	}
+	return boot.ReasonDied, "QEMU shut down (" + reason + ")", "", false
+}
