@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/boot/qemu"
 	"github.com/strata-vm/strata/hvm/boot/xl"
 	"github.com/strata-vm/strata/storage/inuse"
 )
@@ -14,7 +17,18 @@ func drivers(c *cli.Context) *boot.Set {
 	if s, ok := c.App.Metadata["drivers"].(*boot.Set); ok {
 		return s
 	}
-	s := boot.NewSet(xl.New(xl.Config{}))
+	s := boot.NewSet(xl.New(xl.Config{}), qemu.New(qemu.Config{
+		Home: c.String("home"),
+		// The watcher that records why a guest's QEMU stopped is this
+		// binary's hidden `guest __watch`.
+		WatcherArgv: func(runDir string) []string {
+			exe, err := os.Executable()
+			if err != nil {
+				exe = os.Args[0]
+			}
+			return []string{exe, "guest", "__watch", runDir}
+		},
+	}))
 	if c.App.Metadata == nil {
 		c.App.Metadata = map[string]any{}
 	}

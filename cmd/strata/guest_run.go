@@ -46,6 +46,8 @@ func nameAction(fn func(c *cli.Context, lm *lifecycle.Manager, name string) erro
 
 var driverFlag = &cli.StringFlag{Name: "driver", Usage: "auto, qemu, libvirt or xl (default: the guest's driver, else auto: xl where Xen runs, libvirt where libvirtd answers, else qemu)"}
 
+var networkFlag = &cli.StringFlag{Name: "network", Usage: "qemu driver: how NICs attach: bridge (default: each NIC's bridge, through qemu-bridge-helper), user (QEMU's user-mode network, no bridge needed) or none"}
+
 var stopTimeoutFlag = &cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "how long the guest has to shut down after the ACPI power button before it is ended"}
 
 func guestRunCommands() []*cli.Command {
@@ -54,6 +56,7 @@ func guestRunCommands() []*cli.Command {
 			Name: "start", Usage: "boot a guest through QEMU, libvirt or Xen", ArgsUsage: "NAME",
 			Flags: []cli.Flag{driverFlag,
 				&cli.BoolFlag{Name: "paused", Usage: "start it paused before its first instruction (resume with guest resume)"},
+				networkFlag,
 				&cli.BoolFlag{Name: "wait", Usage: "wait until the guest runs (with --wait-serial: until its serial console prints a matching line)"},
 				&cli.StringFlag{Name: "wait-serial", Usage: "a regular expression: wait until a line of the guest's first serial port matches it"},
 				&cli.DurationFlag{Name: "wait-timeout", Value: 5 * time.Minute, Usage: "how long --wait/--wait-serial wait"},
@@ -67,7 +70,7 @@ func guestRunCommands() []*cli.Command {
 						return storage.Errorf(storage.ErrInvalid, "--wait-serial %q is not a regular expression: %v", p, err)
 					}
 				}
-				st, err := lm.Start(c.Context, name, lifecycle.StartOptions{Driver: c.String("driver"), Paused: c.Bool("paused"), AllowExposed: c.Bool("allow-exposed")})
+				st, err := lm.Start(c.Context, name, lifecycle.StartOptions{Driver: c.String("driver"), Paused: c.Bool("paused"), Network: c.String("network"), AllowExposed: c.Bool("allow-exposed")})
 				if err != nil {
 					return err
 				}
@@ -187,6 +190,7 @@ func guestRunCommands() []*cli.Command {
 			Name: "install", Usage: "install an OS from a CD in two phases (XP: text mode, then from the disk)", ArgsUsage: "NAME",
 			Flags: []cli.Flag{driverFlag,
 				&cli.StringFlag{Name: "media", Usage: "the install CD: an iso name or an ISO file"},
+				networkFlag,
 				&cli.BoolFlag{Name: "xp", Usage: "Windows XP/2003: phase 1 with ACPI and APIC off (the HAL-safe settings; see guest lint)"},
 				&cli.StringFlag{Name: "unattend", Usage: "an answer file (Windows Vista and later): put on a CD of its own as autounattend.xml, in a second CD-ROM drive"},
 				&cli.BoolFlag{Name: "snapshot", Usage: "take a restore point named installed at the end"},
@@ -207,7 +211,7 @@ func guestRunCommands() []*cli.Command {
 					return printInstall(c, rec)
 				}
 				rec, err := lm.Install(c.Context, name, lifecycle.InstallOptions{Media: c.String("media"), XP: c.Bool("xp"), Unattend: c.String("unattend"), Driver: c.String("driver"),
-					PhaseTimeout: c.Duration("phase-timeout"), Snapshot: c.Bool("snapshot"), Golden: c.String("golden"), AllowExposed: c.Bool("allow-exposed"),
+					PhaseTimeout: c.Duration("phase-timeout"), Snapshot: c.Bool("snapshot"), Golden: c.String("golden"), AllowExposed: c.Bool("allow-exposed"), Network: c.String("network"),
 					Progress: func(msg string) { fmt.Fprintln(os.Stderr, "install: "+msg) }})
 				if err != nil {
 					return err

@@ -140,6 +140,9 @@ type Guest struct {
 type StartOptions struct {
 	// Paused leaves the guest paused before its first instruction.
 	Paused bool
+	// Network is how the qemu driver attaches NICs: bridge (default: the
+	// NIC's bridge), user (QEMU's user-mode network) or none.
+	Network string
 }
 
 // StopOptions choose how a guest stops.

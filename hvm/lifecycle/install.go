@@ -87,6 +87,7 @@ type InstallOptions struct {
 	Snapshot     bool   // take a restore point named "installed" at the end
 	Golden       string // freeze the installed guest as this golden image
 	AllowExposed bool
+	Network      string // qemu driver: bridge, user or none
 	// Progress is told each step (may be nil).
 	Progress func(msg string)
 	// Poll is how often a running phase is looked at (default 200 ms).
@@ -187,7 +188,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 			return nil, err
 		}
 		say("phase 1: booting %s from %s", name, o.Media)
-		if _, err := m.Start(ctx, name, StartOptions{Driver: o.Driver, AllowExposed: o.AllowExposed}); err != nil {
+		if _, err := m.Start(ctx, name, StartOptions{Driver: o.Driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
 			return rec, m.failInstall(l, rec, 1, "did not start", nil, err)
 		}
 	}
@@ -216,7 +217,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		}
 		say("phase 2: booting %s from its disk", name)
 		driver := rec.Driver
-		if _, err := m.Start(ctx, name, StartOptions{Driver: driver, AllowExposed: o.AllowExposed}); err != nil {
+		if _, err := m.Start(ctx, name, StartOptions{Driver: driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
 			return rec, m.failInstall(l, rec, 2, "did not start", nil, err)
 		}
 	}

@@ -55,7 +55,8 @@ type Manager struct {
 type StartOptions struct {
 	Driver       string // auto, qemu, libvirt, xl; "" = the definition's, else auto
 	Paused       bool
-	AllowExposed bool // start even if lint finds a console the network can reach
+	Network      string // qemu driver: bridge, user or none
+	AllowExposed bool   // start even if lint finds a console the network can reach
 }
 
 // loaded is a guest as the drivers take it.
@@ -206,7 +207,7 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 	if err := l.bg.Run.ClearStopped(); err != nil {
 		return boot.Status{}, err
 	}
-	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused})
+	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network})
 	if err != nil {
 		return st, fmt.Errorf("guest %q: %w", name, err)
 	}

@@ -329,7 +329,11 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		}
 	}
 	accel := d.Accel(ctx)
-	argv, err := qemuargv.Argv(g.Def, qemuargv.Options{Binary: bin, Accel: accel, Network: d.cfg.Network})
+	network := o.Network
+	if network == "" {
+		network = d.cfg.Network
+	}
+	argv, err := qemuargv.Argv(g.Def, qemuargv.Options{Binary: bin, Accel: accel, Network: network})
 	if err != nil {
 		return boot.Status{}, err
 	}
