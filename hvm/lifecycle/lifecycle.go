@@ -82,33 +82,9 @@ func (m *Manager) load(ctx context.Context, name string) (loaded, error) {
 }
 
 // lock takes the guest's lifecycle lock (one start, stop or install step
-// at a time).
+// at a time), kept with strata's other locks in HOME/locks.
 func (m *Manager) lock(ctx context.Context, l loaded) (func(), error) {
-	f, err := os.OpenFile(l.bg.Run.Path("lock"), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(m.LockTimeout)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, err
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, storage.Errorf(storage.ErrBusy, "guest %q: another strata command is starting or stopping it: try again when it is done", l.def.Name)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return store.LockKey(m.St.Catalog.Home(), "run-"+l.bg.ID, fmt.Sprintf("guest %q (started or stopped by another strata command)", l.def.Name), m.LockTimeout)
 }
 
 // driverOf returns the driver that runs the guest now (state.json), or
