@@ -436,7 +436,16 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 		return "", err
 	}
 	deadline := time.Now().Add(timeout)
-	for {
+	var st boot.Status
+	for i := 0; ; i++ {
+		// The log is looked at every 2 ms, the guest's state every 50:
+		// the state before the log, so that a guest that printed the line
+		// and stopped at once has it in the log when it is seen stopped.
+		if i%25 == 0 {
+			if st, err = m.status(ctx, l); err != nil {
+				return "", err
+			}
+		}
 		if b, err := os.ReadFile(l.bg.Run.Path(boot.SerialLog)); err == nil {
 			for _, line := range strings.Split(string(b), "\n") {
 				line = strings.TrimRight(line, "\r")
@@ -444,10 +453,6 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 					return line, nil
 				}
 			}
-		}
-		st, err := m.status(ctx, l)
-		if err != nil {
-			return "", err
 		}
 		if !st.State.Live() {
 			return "", storage.Errorf(storage.ErrPrecondition, "guest %q stopped (%s) before its serial console printed a line matching %q", name, reasonOf(st.LastStop), re)
@@ -458,7 +463,7 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(2 * time.Millisecond):
 		}
 	}
 }

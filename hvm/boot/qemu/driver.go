@@ -346,7 +346,15 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
 		return boot.Status{}, err
 	}
+	// The watcher starts first and waits for the guest's state.json:
+	// its own start-up overlaps QEMU's, not the guest's boot.
+	watcherReady, stopWatcher, err := d.startWatcher(ctx, rd)
+	if err != nil {
+		removeTransient(rd)
+		return boot.Status{}, err
+	}
 	if err := run.Run(ctx, nil, nil, argv...); err != nil {
+		stopWatcher()
 		removeTransient(rd)
 		// QEMU's own message says what it refused; the command line
 		// (long) only when it said nothing.
@@ -358,24 +366,23 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	pid, start, err := readPID(rd)
 	if err != nil {
+		stopWatcher()
 		removeTransient(rd)
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
 	}
 	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, Accel: accel, Started: time.Now().UTC()}
 	if err := rd.WriteState(*st); err != nil {
+		stopWatcher()
 		d.abort(rd, st)
 		return boot.Status{}, err
 	}
 	fail := func(err error) (boot.Status, error) {
+		stopWatcher()
 		d.abort(rd, st)
 		return boot.Status{}, fmt.Errorf("guest %q: %w", g.Def.Name, err)
 	}
-	// The watcher starts while QMP is set up; it must hold its socket
-	// before the guest runs, so that it sees every event.
-	watcherReady, err := d.startWatcher(ctx, rd)
-	if err != nil {
-		return fail(err)
-	}
+	// The watcher must hold its socket before the guest runs, so that it
+	// sees every event: checked before cont.
 	c, err := dialQMP(ctx, rd)
 	if err != nil {
 		return fail(err)
@@ -464,24 +471,25 @@ func queryVNC(ctx context.Context, c *qmp.Client) (string, error) {
 // startWatcher runs the watcher detached (a session of its own, output
 // to watch.log); the function it returns waits until the watcher holds
 // the events socket.
-func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (func() error, error) {
+func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (ready func() error, stop func(), err error) {
 	if d.cfg.WatcherArgv == nil {
-		return func() error { return nil }, nil
+		return func() error { return nil }, func() {}, nil
 	}
 	argv := d.cfg.WatcherArgv(rd.Dir)
 	log, err := os.OpenFile(rd.Path(watchLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer log.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the watcher: %w", err)
+		return nil, nil, fmt.Errorf("start the watcher: %w", err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // reaps it in a long-lived caller (tests)
+	go func() { exited <- cmd.Wait() }()     // reaps it in a long-lived caller (tests)
+	stop = func() { _ = cmd.Process.Kill() } // this process's own child: not yet reaped
 	return func() error {
 		deadline := time.After(10 * time.Second)
 		for {
@@ -500,7 +508,7 @@ func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (func() erro
 			case <-time.After(time.Millisecond):
 			}
 		}
-	}, nil
+	}, stop, nil
 }
 
 func lastLine(b []byte) string {

@@ -20,9 +20,26 @@ import (
 // does not run.
 func Watch(ctx context.Context, runDir string) error {
 	rd := &boot.RunDir{Dir: runDir}
-	st, err := rd.ReadState()
-	if err != nil || st == nil {
-		return err
+	// Started before QEMU (so that its start-up overlaps QEMU's), the
+	// watcher waits for the guest's state.json; a start that fails kills
+	// it, and one whose strata died gives up after 10 s.
+	var st *boot.RunState
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var err error
+		if st, err = rd.ReadState(); err != nil {
+			return err
+		}
+		if st != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no guest started in %s within 10 s", runDir)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
 	}
 	sd, err := readStarted(rd)
 	if err != nil {
