@@ -86,11 +86,18 @@ const KernelPackageEnv = "STRATA_TESTGUEST_KERNEL"
 // so that a cached kit of an older layout is rebuilt.
 const kitFormat = "strata-testguest-1"
 
-// guestModules are loaded by /init, each after what it depends on: IDE/SATA
+// guestModules are loaded by /init, each after what it depends on: IDE
 // disks and CDs on QEMU's pc machine (ata_piix), virtio disks, ISO 9660,
-// and the ACPI power button as an input device. The cloud kernel has no
-// ahci, so q35's SATA disks are not seen: the test guest runs on pc.
-var guestModules = []string{"ata_piix", "sd_mod", "sr_mod", "isofs", "virtio_pci", "virtio_blk", "virtio_scsi", "button", "evdev"}
+// and the ACPI power button as an input device. optionalModules are loaded
+// where the kernel has them: the cloud kernel has no AHCI (q35's SATA) and
+// no LSI SCSI (strata's sd* disks under QEMU), so with it the test guest's
+// disk must be an IDE (hd*) or virtio one; a kernel pinned with
+// KernelPackageEnv to the generic flavour (linux-image-6.1.0-*-amd64) sees
+// them all.
+var (
+	guestModules    = []string{"ata_piix", "sd_mod", "sr_mod", "isofs", "virtio_pci", "virtio_blk", "button", "evdev"}
+	optionalModules = []string{"virtio_scsi", "ahci", "sym53c8xx"}
+)
 
 //go:embed testguest_init.sh
 var guestInit []byte
@@ -140,7 +147,7 @@ func LinuxKit(ctx context.Context, cacheDir string) (*Kit, error) {
 		return nil, err
 	}
 	h := sha256.New()
-	for _, s := range []string{kitFormat, kernel.Pkg, kernel.Version, kernel.SHA256, busybox.Pkg, busybox.Version, busybox.SHA256, strings.Join(guestModules, ","), string(guestInit), string(MarkerBootSector())} {
+	for _, s := range []string{kitFormat, kernel.Pkg, kernel.Version, kernel.SHA256, busybox.Pkg, busybox.Version, busybox.SHA256, strings.Join(guestModules, ","), strings.Join(optionalModules, ","), string(guestInit), string(MarkerBootSector())} {
 		fmt.Fprintf(h, "%d:%s\n", len(s), s)
 	}
 	dir := filepath.Join(cacheDir, strings.TrimPrefix(kernel.Pkg, "linux-image-")+"-"+hex.EncodeToString(h.Sum(nil))[:12])
@@ -169,6 +176,7 @@ func LinuxKit(ctx context.Context, cacheDir string) (*Kit, error) {
 		return nil, err
 	}
 	k.Built = true
+	pruneKits(cacheDir, dir)
 	return k, nil
 }
 
@@ -186,7 +194,22 @@ func loadKit(dir string) (*Kit, error) {
 			return nil, err
 		}
 	}
+	// kit.json's time says when the kit was last used (pruneKits).
+	now := time.Now()
+	os.Chtimes(filepath.Join(dir, "kit.json"), now, now)
 	return k, nil
+}
+
+// pruneKits removes the kits in cacheDir other than keep that nobody used
+// for a day: those of older kernels or of an older /init.
+func pruneKits(cacheDir, keep string) {
+	kits, _ := filepath.Glob(filepath.Join(cacheDir, "*", "kit.json"))
+	for _, j := range kits {
+		d := filepath.Dir(j)
+		if fi, err := os.Stat(j); err == nil && d != keep && time.Since(fi.ModTime()) > 24*time.Hour {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // removeStaleBuilds removes build directories a killed process left.
@@ -477,7 +500,7 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage) (*Kit
 	if err := copyFile(vmlinuz[0], filepath.Join(out, "vmlinuz")); err != nil {
 		return nil, err
 	}
-	order, err := moduleLoadOrder(mods[0], guestModules)
+	order, err := moduleLoadOrder(mods[0], guestModules, optionalModules)
 	if err != nil {
 		return nil, err
 	}
@@ -530,8 +553,9 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage) (*Kit
 // and returns the files of it and of everything it depends on (the
 // "depends=" of each module's .modinfo, which is what depmod reads: the
 // package ships no modules.dep), dependencies first. A wanted module that
-// is built in (modules.builtin) needs no file.
-func moduleLoadOrder(tree string, wanted []string) ([]string, error) {
+// is built in (modules.builtin) needs no file; an optional one the kernel
+// lacks is left out.
+func moduleLoadOrder(tree string, wanted, optional []string) ([]string, error) {
 	norm := func(s string) string { return strings.ReplaceAll(s, "-", "_") }
 	files := map[string]string{}
 	err := filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
@@ -583,6 +607,14 @@ func moduleLoadOrder(tree string, wanted []string) ([]string, error) {
 		return nil
 	}
 	for _, m := range wanted {
+		if err := visit(m, []string{"init"}); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range optional {
+		if _, ok := files[norm(m)]; !ok {
+			continue
+		}
 		if err := visit(m, []string{"init"}); err != nil {
 			return nil, err
 		}
