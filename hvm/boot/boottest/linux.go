@@ -51,6 +51,18 @@ const (
 	ModeWait = "wait"
 )
 
+// Extra kernel arguments (Append, QEMUArgs, ISOSource).
+const (
+	// DiskWaits makes the disk that install (or patch) writes wait, when it
+	// boots, for the ACPI power button after printing its marker
+	// (MarkerWaiting), so that a guest booted from it runs until stopped.
+	DiskWaits = "strata.disk=wait"
+	// EndWithReboot ends the Linux guest's job with a reboot instead of a
+	// power-off, as an installer's first phase does (on_reboot=destroy
+	// then stops the guest). It prints "strata-testguest: rebooting".
+	EndWithReboot = "strata.end=reboot"
+)
+
 // Lines the Linux guest prints on its serial console (ttyS0).
 const (
 	InstallDone           = "strata-testguest: install done"

@@ -142,7 +142,7 @@ func TestGuestRefusesDisksItDidNotInstall(t *testing.T) {
 func TestCheckModePrintsTheDiskMarker(t *testing.T) {
 	k := kit(t)
 	disk := rawDisk(t, 64<<20)
-	if err := boottest.WriteMarkerDisk(disk, "golden-7"); err != nil {
+	if err := boottest.WriteMarkerDisk(disk, "golden-7", false); err != nil {
 		t.Fatal(err)
 	}
 	got := kitBoot(t, "check", append(k.QEMUArgs(boottest.ModeCheck), "-drive", "file="+disk+",format=raw,if=virtio")...)
@@ -155,43 +155,108 @@ func TestCheckModePrintsTheDiskMarker(t *testing.T) {
 // (QMP system_powerdown), the path `guest stop` takes first.
 func TestWaitModePowersOffOnTheACPIPowerButton(t *testing.T) {
 	k := kit(t)
+	g := kitStart(t, "wait-mode", k.QEMUArgs(boottest.ModeWait)...)
+	g.waitFor(t, boottest.WaitingForPowerButton)
+	g.pressPowerButton(t)
+	if got := g.wait(t); !strings.Contains(got, boottest.PowerButtonPressed) {
+		t.Fatalf("no %q:\n%s", boottest.PowerButtonPressed, got)
+	}
+}
+
+// Install can end in a reboot, as an installer's first phase does (with
+// -no-reboot QEMU then exits), and can leave a disk that, booted, prints
+// its marker and runs until the power button is pressed.
+func TestInstallEndingInARebootLeavesADiskThatRunsUntilThePowerButton(t *testing.T) {
+	k := kit(t)
+	disk := rawDisk(t, 64<<20)
+	got := kitBoot(t, "install-reboot", append(k.QEMUArgs(boottest.ModeInstall, boottest.DiskWaits, boottest.EndWithReboot),
+		"-drive", "file="+disk+",format=raw,if=ide,index=0")...)
+	linuxSays(t, got, boottest.InstallDone)
+	if !strings.Contains(got, "strata-testguest: rebooting") || !strings.Contains(got, "reboot: Restarting system") {
+		t.Fatalf("the install did not end in a reboot:\n%s", got)
+	}
+	g := kitStart(t, "waiting-disk", diskOnly(disk)...)
+	g.waitFor(t, boottest.MarkerWaiting)
+	if !strings.Contains(g.serial(), boottest.InstalledMarker+"\r\n"+boottest.MarkerWaiting) && !strings.Contains(g.serial(), boottest.InstalledMarker+"\n"+boottest.MarkerWaiting) {
+		t.Fatalf("no marker before waiting:\n%q", g.serial())
+	}
+	time.Sleep(300 * time.Millisecond)
+	g.pressPowerButton(t)
+	if got := g.wait(t); !strings.Contains(got, boottest.MarkerPowerButton) {
+		t.Fatalf("no %q:\n%s", boottest.MarkerPowerButton, got)
+	}
+}
+
+// startedGuest is a QEMU started in the background with a QMP socket.
+type startedGuest struct {
+	name, serialPath, qmp string
+	start, pressed        time.Time
+	exited                chan error
+	cancel                context.CancelFunc
+}
+
+func kitStart(t *testing.T, name string, args ...string) *startedGuest {
+	t.Helper()
 	dir := t.TempDir()
-	serial, qmp := filepath.Join(dir, "serial"), filepath.Join(dir, "qmp.sock")
+	g := &startedGuest{name: name, serialPath: filepath.Join(dir, "serial"), qmp: filepath.Join(dir, "qmp.sock"), exited: make(chan error, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), kitBootTimeout)
-	defer cancel()
+	g.cancel = cancel
+	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", append([]string{"-machine", "pc", "-accel", "tcg", "-m", "256", "-display", "none",
-		"-nodefaults", "-no-reboot", "-serial", "file:" + serial, "-qmp", "unix:" + qmp + ",server=on,wait=off"}, k.QEMUArgs(boottest.ModeWait)...)...)
-	start := time.Now()
+		"-nodefaults", "-no-reboot", "-serial", "file:" + g.serialPath, "-qmp", "unix:" + g.qmp + ",server=on,wait=off"}, args...)...)
+	g.start = time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { g.exited <- cmd.Wait() }()
+	return g
+}
+
+func (g *startedGuest) serial() string {
+	b, _ := os.ReadFile(g.serialPath)
+	return string(b)
+}
+
+// waitFor waits until the guest printed line, failing if it exits or
+// reports a failure first.
+func (g *startedGuest) waitFor(t *testing.T, line string) {
+	t.Helper()
 	for {
-		b, _ := os.ReadFile(serial)
-		if strings.Contains(string(b), boottest.WaitingForPowerButton) {
-			break
+		s := g.serial()
+		if strings.Contains(s, line) {
+			t.Logf("boot %s: %q after %v", g.name, line, time.Since(g.start).Round(time.Millisecond))
+			return
 		}
-		if strings.Contains(string(b), boottest.GuestFailed) {
-			t.Fatalf("guest failed:\n%s", b)
+		if strings.Contains(s, boottest.GuestFailed) {
+			t.Fatalf("guest %s failed:\n%s", g.name, s)
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("QEMU exited (%v) before the guest waited:\n%s", err, b)
-		case <-time.After(100 * time.Millisecond):
+		case err := <-g.exited:
+			t.Fatalf("QEMU (%s) exited (%v) before %q:\n%s", g.name, err, line, g.serial())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Logf("guest waiting for the power button after %v", time.Since(start).Round(time.Millisecond))
-	pressed := time.Now()
-	qmpPowerdown(t, qmp)
-	if err := <-exited; err != nil {
-		b, _ := os.ReadFile(serial)
-		t.Fatalf("QEMU: %v (context: %v)\n%s", err, ctx.Err(), b)
+}
+
+func (g *startedGuest) pressPowerButton(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-g.exited:
+		t.Fatalf("QEMU (%s) exited (%v) before the power button:\n%s", g.name, err, g.serial())
+	default:
 	}
-	t.Logf("powered off %v after the button", time.Since(pressed).Round(time.Millisecond))
-	if b, _ := os.ReadFile(serial); !strings.Contains(string(b), boottest.PowerButtonPressed) {
-		t.Fatalf("no %q:\n%s", boottest.PowerButtonPressed, b)
+	g.pressed = time.Now()
+	qmpPowerdown(t, g.qmp)
+}
+
+// wait waits for QEMU to exit by itself and returns the serial output.
+func (g *startedGuest) wait(t *testing.T) string {
+	t.Helper()
+	if err := <-g.exited; err != nil {
+		t.Fatalf("QEMU (%s): %v\n%s", g.name, err, g.serial())
 	}
+	t.Logf("boot %s: powered off %v after the power button", g.name, time.Since(g.pressed).Round(time.Millisecond))
+	return g.serial()
 }
 
 // qmpPowerdown presses the power button over QMP, the plain way: greeting,

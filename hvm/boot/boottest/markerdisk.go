@@ -27,14 +27,26 @@ const (
 	// (with the default strata.marker).
 	BadPatchMarker = MarkerPrefix + "bad-patch"
 
+	// MarkerWaiting is what a waiting marker disk (WriteMarkerDisk with
+	// wait) prints after its marker; it then runs until the ACPI power
+	// button is pressed, prints MarkerPowerButton and powers off.
+	MarkerWaiting     = "STRATA-BOOTSECTOR: waiting for the power button"
+	MarkerPowerButton = "STRATA-BOOTSECTOR: power button pressed"
+
 	markerSectorSize = 512
+	// markerWaitFlag in the last byte of the marker sector makes the disk
+	// wait for the power button instead of powering off at once.
+	markerWaitFlag = 'W'
 )
 
 // MarkerBootSector is the 512-byte real-mode boot sector of a marker disk.
 // It reads sector 1 of the boot drive (INT 13h, CHS 0/0/2, which any
-// geometry has), writes a line break and then its bytes up to the first NUL to COM1 (0x3f8,
-// waiting for the transmitter as a real UART needs), then powers off via
-// ACPI (PM1a control at 0x604 with SLP_EN and SLP_TYP 0, which is S5 on
+// geometry has), writes a line break and then its bytes up to the first
+// NUL to COM1 (0x3f8, waiting for the transmitter as a real UART needs).
+// When the sector's last byte is 'W' it prints MarkerWaiting, enables the
+// ACPI power button event (PM1a enable, 0x602) and idles in the BIOS's
+// INT 15h wait until the button's status bit (PM1a status, 0x600) is set.
+// Then it powers off via ACPI (PM1a control at 0x604 with SLP_EN and SLP_TYP 0, which is S5 on
 // QEMU's pc and q35 machines as SeaBIOS sets them up); where that does not
 // stop the machine it writes 0 to isa-debug-exit (port 0xf4, QEMU exit code
 // 1 when that device is present) and halts. A read error prints
@@ -66,6 +78,30 @@ func MarkerBootSector() []byte {
 	a.rel8("fail")
 	a.emit(0xbe, 0x00, 0x7e) // mov si,0x7e00
 	a.emit(0xe8)             // call puts
+	a.rel16("puts")
+	a.emit(0x80, 0x3e, 0xff, 0x7f, markerWaitFlag) // cmp byte [0x7fff],'W'
+	a.emit(0x75)                                   // jne poweroff
+	a.rel8("poweroff")
+	a.emit(0xbe) // mov si,waitmsg
+	a.abs16("waitmsg")
+	a.emit(0xe8) // call puts
+	a.rel16("puts")
+	a.emit(0xba, 0x02, 0x06) // mov dx,0x602: PM1a enable
+	a.emit(0xb8, 0x00, 0x01) // mov ax,0x0100: PWRBTN_EN
+	a.emit(0xef)             // out dx,ax
+	a.label("idle")
+	a.emit(0xb4, 0x86)       // mov ah,0x86: wait CX:DX microseconds (the BIOS halts meanwhile)
+	a.emit(0x31, 0xc9)       // xor cx,cx
+	a.emit(0xba, 0x50, 0xc3) // mov dx,50000
+	a.emit(0xcd, 0x15)       // int 0x15
+	a.emit(0xba, 0x00, 0x06) // mov dx,0x600: PM1a status
+	a.emit(0xed)             // in ax,dx
+	a.emit(0xf6, 0xc4, 0x01) // test ah,1: PWRBTN_STS
+	a.emit(0x74)             // jz idle
+	a.rel8("idle")
+	a.emit(0xbe) // mov si,pressedmsg
+	a.abs16("pressedmsg")
+	a.emit(0xe8) // call puts
 	a.rel16("puts")
 	a.label("poweroff")
 	a.emit(0xba, 0x04, 0x06) // mov dx,0x604: PM1a control
@@ -108,6 +144,10 @@ func MarkerBootSector() []byte {
 	a.rel8("puts")
 	a.label("ret")
 	a.emit(0xc3)       // ret
+	a.label("waitmsg")
+	a.emit([]byte(MarkerWaiting + "\r\n\x00")...)
+	a.label("pressedmsg")
+	a.emit([]byte(MarkerPowerButton + "\r\n\x00")...)
 	a.label("failmsg") // no NUL: it ends in crlf's bytes
 	a.emit([]byte("STRATA-BOOTSECTOR: cannot read the marker sector")...)
 	a.label("crlf")
@@ -115,22 +155,27 @@ func MarkerBootSector() []byte {
 	return a.sector(0x7c00)
 }
 
-// MarkerSector is sector 1 of a marker disk holding MarkerPrefix+value.
-func MarkerSector(value string) ([]byte, error) {
+// MarkerSector is sector 1 of a marker disk holding MarkerPrefix+value;
+// with wait, the disk waits for the ACPI power button after printing it.
+func MarkerSector(value string, wait bool) ([]byte, error) {
 	line := MarkerPrefix + value + "\n"
-	if len(line) >= markerSectorSize || strings.ContainsAny(value, "\x00\n") {
-		return nil, fmt.Errorf("marker %q: must be one line of under %d bytes", value, markerSectorSize-len(MarkerPrefix)-1)
+	if len(line) >= markerSectorSize-1 || strings.ContainsAny(value, "\x00\n") {
+		return nil, fmt.Errorf("marker %q: must be one line of under %d bytes", value, markerSectorSize-len(MarkerPrefix)-2)
 	}
 	s := make([]byte, markerSectorSize)
 	copy(s, line)
+	if wait {
+		s[markerSectorSize-1] = markerWaitFlag
+	}
 	return s, nil
 }
 
 // WriteMarkerDisk makes path (created if missing, never shrunk) a marker
-// disk printing MarkerPrefix+value when it boots: what the install mode
-// writes, for tests that need an installed disk without booting Linux.
-func WriteMarkerDisk(path, value string) error {
-	ms, err := MarkerSector(value)
+// disk printing MarkerPrefix+value when it boots (and with wait, running
+// until the ACPI power button): what the install mode writes, for tests
+// that need an installed disk without booting Linux.
+func WriteMarkerDisk(path, value string, wait bool) error {
+	ms, err := MarkerSector(value, wait)
 	if err != nil {
 		return err
 	}

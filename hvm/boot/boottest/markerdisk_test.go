@@ -65,7 +65,7 @@ func diskOnly(disk string) []string {
 // ACPI, not through a timeout or isa-debug-exit).
 func TestMarkerDiskBootsByItselfAndPrintsItsMarker(t *testing.T) {
 	disk := rawDisk(t, 64<<20)
-	if err := boottest.WriteMarkerDisk(disk, "installed-1"); err != nil {
+	if err := boottest.WriteMarkerDisk(disk, "installed-1", false); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := boottest.ReadDiskMarker(disk); err != nil || m != boottest.InstalledMarker {
@@ -94,7 +94,7 @@ func TestMarkerBootSectorReportsAnUnreadableMarkerSector(t *testing.T) {
 
 func TestMarkerDiskRefusesBadMarkersAndReadsOnlyMarkerDisks(t *testing.T) {
 	for _, bad := range []string{"two\nlines", strings.Repeat("x", 500), "nul\x00"} {
-		if _, err := boottest.MarkerSector(bad); err == nil {
+		if _, err := boottest.MarkerSector(bad, false); err == nil {
 			t.Errorf("MarkerSector(%q) accepted", bad)
 		}
 	}

@@ -19,13 +19,20 @@ for m in $(cat /lib/modules/load); do
 	insmod "/lib/modules/$m" 2>/dev/null || say "insmod $m failed"
 done
 
-mode= marker=
+mode= marker= diskend= end=poweroff
 for a in $(cat /proc/cmdline); do
 	case $a in
 	strata.mode=*) mode=${a#*=} ;;
 	strata.marker=*) marker=${a#*=} ;;
+	strata.disk=*) diskend=${a#*=} ;;
+	strata.end=*) end=${a#*=} ;;
 	esac
 done
+# strata.end=reboot ends a job with a reboot (as an installer's text mode
+# does) instead of a power-off.
+if [ "$end" = reboot ]; then
+	off() { say "rebooting"; sync; reboot -f; sleep 10; }
+fi
 
 # The target disk: the first hard disk (IDE/SATA/SCSI, then virtio), never
 # a CD (sr*). Disks appear asynchronously after the modules load.
@@ -55,6 +62,18 @@ write_marker() {
 	[ "$got" = "STRATA-MARKER: $1" ] || fail "$disk reads back a different marker"
 }
 
+# strata.disk=wait: the marker disk, when it boots, waits for the ACPI
+# power button after printing its marker (the flag in the marker sector's
+# last byte); strata.disk=poweroff: it powers off at once. The patch mode
+# keeps what the disk had unless told.
+disk_flag() { dd if="$disk" bs=1 skip=1023 count=1 2>/dev/null; }
+set_disk_end() {
+	case $1 in
+	wait) printf W ;;
+	*) printf '\000' ;;
+	esac | dd of="$disk" bs=1 seek=1023 count=1 conv=notrunc,fsync 2>/dev/null || fail "cannot write the marker flag to $disk"
+}
+
 # A disk the guest may write to: all zeros (fresh) or a marker disk.
 sector0() { dd if="$disk" bs=512 count=1 2>/dev/null >/tmp/sector0; }
 
@@ -68,6 +87,7 @@ install)
 	fi
 	dd if=/strata/bootsector.bin of="$disk" bs=512 count=1 conv=notrunc,fsync 2>/dev/null || fail "cannot write the boot sector to $disk"
 	write_marker "${marker:-installed-1}"
+	set_disk_end "${diskend:-poweroff}"
 	say "installed marker ${marker:-installed-1} on $disk"
 	say "install done"
 	off
@@ -76,7 +96,9 @@ patch)
 	find_disk || fail "no hard disk to patch"
 	sector0
 	cmp -s /tmp/sector0 /strata/bootsector.bin || fail "$disk holds no installed test guest"
+	[ "$(disk_flag)" = W ] && diskend=${diskend:-wait}
 	write_marker "${marker:-bad-patch}"
+	set_disk_end "${diskend:-poweroff}"
 	say "patched marker to ${marker:-bad-patch} on $disk"
 	say "patch applied"
 	off
