@@ -143,7 +143,7 @@ func MarkerBootSector() []byte {
 	a.emit(0xeb)             // jmp puts
 	a.rel8("puts")
 	a.label("ret")
-	a.emit(0xc3)       // ret
+	a.emit(0xc3) // ret
 	a.label("waitmsg")
 	a.emit([]byte(MarkerWaiting + "\r\n\x00")...)
 	a.label("pressedmsg")

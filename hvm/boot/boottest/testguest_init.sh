@@ -112,13 +112,19 @@ check)
 wait)
 	# ACPI power button: the button module turns it into a key press on an
 	# input device named "Power Button"; the first event read powers off.
-	n=0
+	# Each device is opened (fd 3, 4, ...) before saying we wait, so that a
+	# press right after that line is queued, not lost.
+	fd=3
 	for e in /sys/class/input/event*; do
 		[ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] || continue
-		(dd if="/dev/input/${e##*/}" bs=24 count=1 of=/dev/null 2>/dev/null && : >/tmp/pressed) &
-		n=$((n + 1))
+		dev=/dev/input/${e##*/} i=0
+		while [ ! -c "$dev" ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+		[ -c "$dev" ] || continue
+		eval "exec $fd<$dev"
+		eval "(dd bs=24 count=1 of=/dev/null <&$fd 2>/dev/null && : >/tmp/pressed) &"
+		fd=$((fd + 1))
 	done
-	[ $n -gt 0 ] || fail "no power button input device"
+	[ $fd -gt 3 ] || fail "no power button input device"
 	say "waiting for the power button"
 	while [ ! -e /tmp/pressed ]; do usleep 100000; done
 	say "power button pressed"
