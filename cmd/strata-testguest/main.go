@@ -55,24 +55,27 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := build(ctx, *cache, *out, strings.Split(*modes, ","), *strata, *home); err != nil {
+	r, err := build(ctx, *cache, *out, strings.Split(*modes, ","), *strata, *home)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "strata-testguest:", err)
 		os.Exit(1)
 	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	fmt.Println(string(b))
 }
 
-func build(ctx context.Context, cache, out string, modes []string, strata, home string) error {
+func build(ctx context.Context, cache, out string, modes []string, strata, home string) (*result, error) {
 	for _, m := range modes {
 		switch m {
 		case boottest.ModeInstall, boottest.ModePatch, boottest.ModeCheck, boottest.ModeWait:
 		default:
-			return fmt.Errorf("unknown mode %q: use install, patch, check or wait", m)
+			return nil, fmt.Errorf("unknown mode %q: use install, patch, check or wait", m)
 		}
 	}
 	start := time.Now()
 	k, err := boottest.LinuxKit(ctx, cache)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	how := "cached"
 	if k.Built {
@@ -81,11 +84,11 @@ func build(ctx context.Context, cache, out string, modes []string, strata, home 
 	fmt.Fprintf(os.Stderr, "test guest: %s %s, busybox %s (%s in %v)\n", k.KernelPackage, k.KernelVersion, k.BusyboxVersion, how, time.Since(start).Round(time.Millisecond))
 	if strata != "" {
 		if strata, err = filepath.Abs(strata); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	r := result{Kernel: k.Kernel, Initrd: k.Initrd, KernelPackage: k.KernelPackage, KernelVersion: k.KernelVersion, Built: k.Built,
 		Sources: map[string]string{}, Append: map[string]string{}}
@@ -94,17 +97,17 @@ func build(ctx context.Context, cache, out string, modes []string, strata, home 
 		// A throwaway home inside out, so that its images move to
 		// out/MODE.iso by a rename.
 		if scratch, err = os.MkdirTemp(out, ".strata-home-"); err != nil {
-			return err
+			return nil, err
 		}
 		defer os.RemoveAll(scratch)
 	}
 	for _, m := range modes {
 		src := filepath.Join(out, m)
 		if err := os.RemoveAll(src); err != nil {
-			return err
+			return nil, err
 		}
 		if err := k.ISOSource(m, src); err != nil {
-			return err
+			return nil, err
 		}
 		r.Sources[m], r.Append[m] = src, k.Append(m)
 		if strata == "" {
@@ -120,19 +123,17 @@ func build(ctx context.Context, cache, out string, modes []string, strata, home 
 		t := time.Now()
 		iso, err := boottest.StrataISO(ctx, strata, h, src, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if home == "" {
 			dst := filepath.Join(out, m+".iso")
 			if err := os.Rename(iso, dst); err != nil {
-				return err
+				return nil, err
 			}
 			iso = dst
 		}
 		fmt.Fprintf(os.Stderr, "%s: strata iso build in %v\n", iso, time.Since(t).Round(time.Millisecond))
 		r.ISOs[m] = iso
 	}
-	b, _ := json.MarshalIndent(r, "", "  ")
-	fmt.Println(string(b))
-	return nil
+	return &r, nil
 }

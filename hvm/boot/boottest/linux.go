@@ -147,6 +147,9 @@ func DefaultCacheDir() string {
 // KernelPackageEnv names) and busybox-static with apt-get download, so the
 // first one needs Debian's mirror; it builds in a temporary directory and
 // renames it into place, so processes building at once do not collide.
+//
+// A download that fails is tried once more after apt-get update (as root):
+// lists older than the mirror name versions it no longer has.
 func LinuxKit(ctx context.Context, cacheDir string) (*Kit, error) {
 	if cacheDir == "" {
 		cacheDir = DefaultCacheDir()
@@ -154,6 +157,27 @@ func LinuxKit(ctx context.Context, cacheDir string) (*Kit, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("test guest cache: %w", err)
 	}
+	k, err := linuxKit(ctx, cacheDir)
+	var de *downloadError
+	if err != nil && errors.As(err, &de) && updateAptLists(ctx) {
+		k, err = linuxKit(ctx, cacheDir)
+	}
+	return k, err
+}
+
+// downloadError is an apt-get download that failed.
+type downloadError struct {
+	pkg string
+	err error
+}
+
+func (e *downloadError) Error() string {
+	return fmt.Sprintf("test guest: downloading %s from Debian's mirror failed (the first build needs the network): %v", e.pkg, e.err)
+}
+
+func (e *downloadError) Unwrap() error { return e.err }
+
+func linuxKit(ctx context.Context, cacheDir string) (*Kit, error) {
 	kernel, busybox, err := resolvePackages(ctx, cacheDir)
 	if err != nil {
 		return nil, err
@@ -476,8 +500,7 @@ func aptDownload(ctx context.Context, dir string, d debPackage) (string, error) 
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
 		}
-		return "", fmt.Errorf("test guest: downloading %s from Debian's mirror failed (the first build needs the network): %w",
-			d.Pkg, &run.Error{Argv: argv, ExitCode: code, Stderr: stderr.String(), Err: err})
+		return "", &downloadError{d.Pkg, &run.Error{Argv: argv, ExitCode: code, Stderr: stderr.String(), Err: err}}
 	}
 	debs, _ := filepath.Glob(filepath.Join(dir, d.Pkg+"_*.deb"))
 	if len(debs) != 1 {
