@@ -32,29 +32,14 @@ func kit(t *testing.T) *boottest.Kit {
 	return k
 }
 
-var (
-	strataOnce sync.Once
-	strataBin  string
-	strataErr  error
-	strataOut  []byte
-)
-
-// strata builds cmd/strata once per test process.
+// strata builds cmd/strata into the test's temporary directory.
 func strata(t *testing.T) string {
 	t.Helper()
-	strataOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "strata-bin-")
-		if err != nil {
-			strataErr = err
-			return
-		}
-		strataBin = filepath.Join(dir, "strata")
-		strataOut, strataErr = exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", strataBin, "github.com/strata-vm/strata/cmd/strata").CombinedOutput()
-	})
-	if strataErr != nil {
-		t.Fatalf("build strata: %v\n%s", strataErr, strataOut)
+	bin := filepath.Join(t.TempDir(), "strata")
+	if out, err := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, "github.com/strata-vm/strata/cmd/strata").CombinedOutput(); err != nil {
+		t.Fatalf("build strata: %v\n%s", err, out)
 	}
-	return strataBin
+	return bin
 }
 
 func cdAndDisk(iso, disk string) []string {
