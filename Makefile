@@ -10,7 +10,11 @@ LDFLAGS := -X main.version=$(VERSION)
 TAGS    := urfave_cli_no_docs
 
 # CHECK=PACKAGE pairs for .ci/deps: what each target needs on the machine.
-DEMO_DEPS := qemu-img=qemu-utils sfdisk=fdisk mdir=mtools
+# The test guest (cmd/strata-testguest, hvm/boot/boottest): its kernel and
+# busybox-static are downloaded with apt-get at build time, not installed.
+GUEST_DEPS := apt-get=apt dpkg-deb=dpkg qemu-system-x86_64=qemu-system-x86 \
+	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
+DEMO_DEPS := qemu-img=qemu-utils sfdisk=fdisk mdir=mtools $(GUEST_DEPS)
 TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 \
 	xorriso=xorriso mkfs.xfs=xfsprogs mkfs.btrfs=btrfs-progs mkfs.ext4=e2fsprogs \
 	losetup=mount virsh=libvirt-clients virt-xml-validate=libvirt-clients xmllint=libxml2-utils \
