@@ -35,7 +35,8 @@ build:
 
 demo: build
 	@./.ci/deps $(DEMO_DEPS)
-	@./.ci/demo.sh $(BIN)
+	$(GO) build -o bin/strata-testguest ./cmd/strata-testguest
+	@./.ci/demo.sh $(BIN) bin/strata-testguest
 
 test-deps:
 	@./.ci/deps $(TEST_DEPS)

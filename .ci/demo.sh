@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # make demo: the admin's story on a throwaway state home, printing each
-# command before running it. Usage: .ci/demo.sh path/to/strata
+# command before running it. Usage: .ci/demo.sh path/to/strata path/to/strata-testguest
 set -euo pipefail
 strata=$(realpath "${1:-bin/strata}")
+testguest=$(realpath "${2:-bin/strata-testguest}")
 home=$(mktemp -d /tmp/strata-demo.XXXXXX)
 work=$(mktemp -d /tmp/strata-demo-work.XXXXXX)
-trap 'rm -rf "$home" "$work"' EXIT
+cleanup() {
+  # Guests the demo left running go first (their QEMU is strata's).
+  for g in $("$strata" guest list 2>/dev/null | awk 'NR>1 && $2!="stopped" {print $1}'); do
+    "$strata" guest kill "$g" >/dev/null 2>&1 || true
+  done
+  rm -rf "$home" "$work"
+}
+trap cleanup EXIT
 export STRATA_HOME=$home
 
 step() { printf '\n\033[1m## %s\033[0m\n' "$1"; }
@@ -87,5 +95,59 @@ echo "..."
 step "Clean up a volume nobody uses"
 run volume delete falstaff
 run volume list
+
+# ---------------------------------------------------------------------
+# A real guest, booted: a tiny Linux installer stands in for Windows
+# Setup (phase 1 copies the system onto the disk and reboots; the disk
+# then boots by itself), under QEMU with TCG.
+
+step "An install CD: the test guest's kernel, initramfs and isolinux, built into an ISO by strata"
+printf '$ strata-testguest -out kit   (a Debian cloud kernel and busybox, downloaded once and cached)\n'
+"$testguest" -out "$work/kit" -install-reboots >/dev/null
+run iso build "$work/kit/install" installer --rock-ridge --boot isolinux/isolinux.bin --boot-catalog isolinux/boot.cat --boot-info-table
+run iso build "$work/kit/patch" bad-patch --rock-ridge --boot isolinux/isolinux.bin --boot-catalog isolinux/boot.cat --boot-info-table
+run iso info installer
+
+step "A guest to install: an empty 64 MiB disk"
+run volume create tiny-sys --size 64M
+run guest define tiny --disk tiny-sys --memory 256 --os linux
+
+step "Install in two phases: phase 1 from the CD stops at its reboot (on_reboot=destroy), phase 2 boots from the disk"
+run guest install tiny --media installer --snapshot
+run guest install tiny --status
+run snapshot list tiny
+
+step "Boot the installed guest; its disk prints what was installed"
+run guest start tiny --wait-serial 'STRATA-MARKER'
+sleep 1
+run guest status tiny
+
+step "A patch that breaks the system: boot the patch CD"
+run guest set tiny disks.1.media=bad-patch boot=dc
+run guest start tiny --wait-serial 'patch applied'
+sleep 1
+run guest set tiny boot=c
+run guest start tiny --wait-serial 'STRATA-MARKER'
+sleep 1
+
+step "Roll back to the installed point: disk and definition; the guest boots the installed system again"
+run snapshot rollback tiny installed
+run guest start tiny --wait-serial 'STRATA-MARKER'
+sleep 1
+
+step "A running guest's disks are in use: a rollback under it is refused (without --restart)"
+run guest set tiny disks.1.media=bad-patch boot=dc
+run guest start tiny
+run snapshot rollback tiny installed || echo "(refused, as it should be: exit $?)"
+run snapshot rollback tiny installed --restart --timeout 20s
+sleep 1
+run guest status tiny
+
+step "Freeze the installed guest as a golden image; a linked clone boots it"
+run golden create tiny-gold --from tiny@installed
+run clone tiny-gold tiny-lab
+run guest start tiny-lab --wait-serial 'STRATA-MARKER'
+sleep 1
+run guest list
 echo
 echo "demo finished: the state home $home is removed on exit"

@@ -100,7 +100,8 @@ func (m *Manager) RollbackRestart(ctx context.Context, name, ref string, stop, s
 			return err
 		}
 		crashpoint("rollback:guest-stopped")
-		res, err := m.rollback(ctx, t, ref)
+		var err error
+		res, err = m.rollback(ctx, t, ref)
 		if err != nil {
 			if _, pending, jerr := m.journal(t); jerr == nil && !pending && ctx.Err() == nil {
 				if serr := start(ctx); serr != nil {

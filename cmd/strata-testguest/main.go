@@ -44,6 +44,7 @@ func main() {
 	modes := flag.String("modes", boottest.ModeInstall+","+boottest.ModePatch, "comma-separated guest modes: install, patch, check, wait")
 	strata := flag.String("strata", "", "strata binary: also build each CD with `strata iso build --boot`")
 	home := flag.String("home", "", "with -strata: register the isos as testguest-MODE in this state home instead of writing OUT/MODE.iso")
+	installReboots := flag.Bool("install-reboots", false, "the install CD ends with a reboot, as an installer's text mode does (else it powers off)")
 	flag.Parse()
 	if *out == "" || flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "usage: strata-testguest -out DIR [-cache DIR] [-modes install,patch] [-strata BIN [-home HOME]]")
@@ -55,7 +56,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := build(ctx, *cache, *out, strings.Split(*modes, ","), *strata, *home)
+	r, err := build(ctx, *cache, *out, strings.Split(*modes, ","), *strata, *home, *installReboots)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "strata-testguest:", err)
 		os.Exit(1)
@@ -64,7 +65,7 @@ func main() {
 	fmt.Println(string(b))
 }
 
-func build(ctx context.Context, cache, out string, modes []string, strata, home string) (*result, error) {
+func build(ctx context.Context, cache, out string, modes []string, strata, home string, installReboots bool) (*result, error) {
 	for _, m := range modes {
 		switch m {
 		case boottest.ModeInstall, boottest.ModePatch, boottest.ModeCheck, boottest.ModeWait:
@@ -106,10 +107,14 @@ func build(ctx context.Context, cache, out string, modes []string, strata, home 
 		if err := os.RemoveAll(src); err != nil {
 			return nil, err
 		}
-		if err := k.ISOSource(m, src); err != nil {
+		var extra []string
+		if m == boottest.ModeInstall && installReboots {
+			extra = append(extra, boottest.EndWithReboot)
+		}
+		if err := k.ISOSource(m, src, extra...); err != nil {
 			return nil, err
 		}
-		r.Sources[m], r.Append[m] = src, k.Append(m)
+		r.Sources[m], r.Append[m] = src, k.Append(m, extra...)
 		if strata == "" {
 			continue
 		}

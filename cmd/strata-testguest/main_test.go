@@ -21,10 +21,10 @@ func TestWritesCDSourcesAndStrataBuiltISOs(t *testing.T) {
 		t.Fatalf("build strata: %v\n%s", err, out)
 	}
 	out := filepath.Join(dir, "out")
-	if _, err := build(context.Background(), "", out, []string{"bogus"}, "", ""); err == nil {
+	if _, err := build(context.Background(), "", out, []string{"bogus"}, "", "", false); err == nil {
 		t.Fatal("an unknown mode was accepted")
 	}
-	r, err := build(context.Background(), boottest.DefaultCacheDir(), out, []string{boottest.ModeInstall, boottest.ModePatch}, strata, "")
+	r, err := build(context.Background(), boottest.DefaultCacheDir(), out, []string{boottest.ModeInstall, boottest.ModePatch}, strata, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

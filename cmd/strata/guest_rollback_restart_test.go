@@ -58,7 +58,14 @@ func TestRollbackRestartOfARunningGuest(t *testing.T) {
 		t.Fatalf("a refused rollback touched the guest: %+v", s)
 	}
 
-	ok(t, home, "snapshot", "rollback", "web", "good", "--restart", "--timeout", "30s")
+	var res struct {
+		To          struct{ ID int }
+		PreRollback struct{ ID int } `json:"pre_rollback"`
+	}
+	jsonOf(t, home, &res, "snapshot", "rollback", "web", "good", "--restart", "--timeout", "30s")
+	if res.To.ID != 1 || res.PreRollback.ID != 2 {
+		t.Fatalf("rollback --restart result: %+v", res)
+	}
 	s := statusOf(t, home, "web")
 	if s.State != "running" || s.Driver != "qemu" {
 		t.Fatalf("after rollback --restart: %+v", s)
