@@ -105,6 +105,7 @@ type guestStatus struct {
 	Accel    string
 	VNC      string
 	UptimeS  float64 `json:"uptime_s"`
+	Features []string
 	LastStop *struct {
 		Reason     string
 		SerialTail []string `json:"serial_tail"`
@@ -147,7 +148,8 @@ func TestGuestStartStatusStopThroughQEMU(t *testing.T) {
 	t.Logf("start to first serial line: %s", time.Since(start).Round(time.Millisecond))
 
 	s := statusOf(t, home, "bs")
-	if s.State != "running" || s.Driver != "qemu" || s.PID <= 0 || s.Accel != "tcg" || !strings.HasPrefix(s.VNC, "127.0.0.1:") {
+	if s.State != "running" || s.Driver != "qemu" || s.PID <= 0 || s.Accel != "tcg" || !strings.HasPrefix(s.VNC, "127.0.0.1:") ||
+		strings.Join(s.Features, ",") != "pause,screenshot,console" {
 		t.Fatalf("status of a running guest: %+v", s)
 	}
 	var list []struct{ Name, State string }

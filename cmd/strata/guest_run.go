@@ -241,6 +241,13 @@ func printStatus(c *cli.Context, st boot.Status) error {
 		if st.VNC != "" {
 			row(w, "vnc:", st.VNC)
 		}
+		if len(st.Features) > 0 {
+			fs := make([]string, len(st.Features))
+			for i, f := range st.Features {
+				fs[i] = string(f)
+			}
+			row(w, "features:", strings.Join(fs, ", "))
+		}
 		if st.State.Live() && !st.Started.IsZero() {
 			row(w, "uptime:", (time.Duration(st.UptimeSeconds * float64(time.Second))).Round(time.Second))
 		}

@@ -126,6 +126,8 @@ type Status struct {
 	LastStop      *StopRecord `json:"last_stop,omitempty"`
 	// Disks are the host paths of the disks the running guest has open.
 	Disks []string `json:"disks,omitempty"`
+	// Features are what the driver running the guest can do with it now.
+	Features []Feature `json:"features,omitempty"`
 }
 
 // Guest is what a driver runs: a definition whose disks are resolved to

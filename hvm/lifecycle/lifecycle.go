@@ -128,6 +128,9 @@ func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
 		return s, err
 	}
 	s.Guest, s.Driver = l.def.Name, d.Name()
+	if s.State.Live() {
+		s.Features = boot.Features(d, l.bg.Def)
+	}
 	if !s.Started.IsZero() && s.State.Live() {
 		s.UptimeSeconds = time.Since(s.Started).Round(time.Millisecond).Seconds()
 	}
