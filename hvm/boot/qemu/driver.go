@@ -1,11 +1,15 @@
 // Package qemu is the boot driver "qemu": strata runs qemu-system-x86_64
 // itself, detached, and talks to it over QMP (hvm/qmp).
 //
-// A guest's QEMU starts paused and daemonized (-S -daemonize -pidfile) with
-// everything it needs on the host in the guest's runtime directory
-// (HOME/run/GUEST-ID, mode 0700):
+// A guest's QEMU starts paused (-S -pidfile) and detached: in a session
+// of its own, so that neither a terminal's signals nor strata's exit
+// reach it, with its output in qemu.log. (Not with QEMU's -daemonize: that
+// makes strata wait for a second fork, and throws away what QEMU prints
+// after start-up.) Everything it needs on the host is in the guest's
+// runtime directory (HOME/run/GUEST-ID, mode 0700):
 //
 //	qemu.pid      QEMU's pid (state.json keeps it with its start time)
+//	qemu.log      what QEMU printed, this run
 //	qmp.sock      QMP for strata's commands
 //	events.sock   QMP for the watcher
 //	serial.sock   the first serial port, for `console`
@@ -172,7 +176,7 @@ func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // runtimeArgs are what the driver adds to the definition's argv.
 func runtimeArgs(rd *boot.RunDir, ownSerial bool) []string {
-	a := []string{"-S", "-daemonize", "-pidfile", rd.Path(pidFile),
+	a := []string{"-S", "-pidfile", rd.Path(pidFile),
 		"-qmp", "unix:" + esc(rd.Path(qmpSock)) + ",server=on,wait=off",
 		"-qmp", "unix:" + esc(rd.Path(eventsSock)) + ",server=on,wait=off",
 		// No monitor on a virtual console: a VNC viewer could reach it.
@@ -353,17 +357,13 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		removeTransient(rd)
 		return boot.Status{}, err
 	}
-	if err := run.Run(ctx, nil, nil, argv...); err != nil {
+	c, err := d.launch(ctx, rd, argv)
+	if err != nil {
 		stopWatcher()
 		removeTransient(rd)
-		// QEMU's own message says what it refused; the command line
-		// (long) only when it said nothing.
-		var re *run.Error
-		if errors.As(err, &re) && strings.TrimSpace(re.Stderr) != "" {
-			return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %s", g.Def.Name, strings.TrimSpace(re.Stderr))
-		}
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
 	}
+	defer c.Close()
 	pid, start, err := readPID(rd)
 	if err != nil {
 		stopWatcher()
@@ -383,11 +383,6 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	// The watcher must hold its socket before the guest runs, so that it
 	// sees every event: checked before cont.
-	c, err := dialQMP(ctx, rd)
-	if err != nil {
-		return fail(err)
-	}
-	defer c.Close()
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := c.Execute(qctx, "set-action", acts); err != nil {
@@ -858,4 +853,52 @@ func (d *Driver) Running(ctx context.Context) ([]boot.RunningGuest, error) {
 		out = append(out, rg)
 	}
 	return out, nil
+}
+
+// launch starts QEMU detached (a session of its own, so that a terminal's
+// signals and strata's exit leave it alone; its output in qemu.log) and
+// returns a QMP connection once QEMU answers on it: QEMU's own
+// -daemonize would make strata wait for a second fork, and its messages
+// after start-up would be lost. When QEMU exits before it answers, the
+// error is what it printed.
+func (d *Driver) launch(ctx context.Context, rd *boot.RunDir, argv []string) (*qmp.Client, error) {
+	out, err := os.OpenFile(rd.Path(qemuLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := qmp.Dial(dctx, rd.Path(qmpSock))
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(rd.Path(qemuLog))
+			msg := strings.TrimSpace(string(b))
+			if msg == "" {
+				msg = cmd.ProcessState.String()
+			}
+			return nil, errors.New(msg)
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("QEMU did not answer on %s within 30 s", rd.Path(qmpSock))
+		}
+	}
 }

@@ -28,6 +28,7 @@ const (
 	intentFile  = "intent.json"
 	lockFile    = "lock"
 	watchLog    = "watch.log"
+	qemuLog     = "qemu.log" // what QEMU printed (this run)
 )
 
 // transient are the files that exist only while the guest runs.
