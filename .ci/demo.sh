@@ -110,7 +110,7 @@ run iso info installer
 
 step "A guest to install: an empty 64 MiB disk"
 run volume create tiny-sys --size 64M
-run guest define tiny --disk tiny-sys --memory 256 --os linux
+run guest define tiny --disk tiny-sys --memory 256 --os linux --driver qemu
 
 step "Install in two phases: phase 1 from the CD stops at its reboot (on_reboot=destroy), phase 2 boots from the disk"
 run guest install tiny --media installer --snapshot

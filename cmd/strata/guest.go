@@ -46,6 +46,7 @@ var defineFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "viridian", Usage: "Hyper-V enlightenments for Windows"},
 	&cli.StringFlag{Name: "firmware", Usage: "bios, seabios, rombios or ovmf"},
 	&cli.StringFlag{Name: "os", Usage: "guest OS hint for lint: winxp, win2000, win2003, windows, linux, other"},
+	&cli.StringFlag{Name: "driver", Usage: "the driver guest start uses by default: auto (default), qemu, libvirt or xl"},
 	&cli.StringFlag{Name: "on-reboot", Usage: "destroy (e.g. XP install phase 1), restart, ..."},
 	&cli.StringFlag{Name: "on-poweroff", Usage: "destroy, restart, ..."},
 	&cli.StringFlag{Name: "on-crash", Usage: "destroy, restart, preserve, ..."},
@@ -53,7 +54,7 @@ var defineFlags = []cli.Flag{
 
 // guestFromFlags builds a definition from define's flags.
 func guestFromFlags(c *cli.Context, name string) (*hvm.Guest, error) {
-	g := &hvm.Guest{APIVersion: hvm.APIVersion, Name: name, Boot: c.String("boot"), Firmware: c.String("firmware"), OS: c.String("os")}
+	g := &hvm.Guest{APIVersion: hvm.APIVersion, Name: name, Boot: c.String("boot"), Firmware: c.String("firmware"), OS: c.String("os"), Driver: c.String("driver")}
 	g.Memory = hvm.Int(c.Int("memory"))
 	for flag, p := range map[string]**int{"maxmem": &g.MaxMem, "vcpus": &g.VCPUs, "maxvcpus": &g.MaxVCPUs} {
 		if c.IsSet(flag) {

@@ -66,7 +66,7 @@ func TestInstallPatchRollbackAndCloneARealGuest(t *testing.T) {
 	installCD(t, home, k, boottest.ModeInstall, "installer", boottest.EndWithReboot)
 	installCD(t, home, k, boottest.ModePatch, "patcher")
 	ok(t, home, "volume", "create", "tiny-sys", "--size", "64M")
-	ok(t, home, "guest", "define", "tiny", "--disk", "tiny-sys", "--memory", "256", "--os", "linux")
+	ok(t, home, "guest", "define", "tiny", "--disk", "tiny-sys", "--memory", "256", "--os", "linux", "--driver", "qemu")
 
 	start := time.Now()
 	r := runIn(t, home, nil, "guest", "install", "tiny", "--media", "installer", "--snapshot", "--phase-timeout", bootTimeout.String())
@@ -136,7 +136,7 @@ func TestInstallThatHangsInPhase1SaysWhy(t *testing.T) {
 	// This "installer" waits for a power button nobody presses.
 	installCD(t, home, k, boottest.ModeWait, "broken")
 	ok(t, home, "volume", "create", "f-sys", "--size", "16M")
-	ok(t, home, "guest", "define", "f", "--disk", "f-sys", "--memory", "256", "--os", "linux")
+	ok(t, home, "guest", "define", "f", "--disk", "f-sys", "--memory", "256", "--os", "linux", "--driver", "qemu")
 	r := runIn(t, home, nil, "guest", "install", "f", "--media", "broken", "--phase-timeout", "25s")
 	if r.code == 0 {
 		t.Fatalf("an install whose phase 1 hangs or fails succeeded:\n%s", r.stderr)

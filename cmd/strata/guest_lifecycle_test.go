@@ -53,7 +53,7 @@ func bootSectorGuest(t *testing.T, home, name, marker string, then boottest.Acti
 	var v struct{ Path string }
 	jsonOf(t, home, &v, "volume", "info", name)
 	writeBootSector(t, v.Path, marker, then)
-	ok(t, home, "guest", "define", name, "--disk", name, "--memory", "16", "--boot", "c", "--os", "other")
+	ok(t, home, "guest", "define", name, "--disk", name, "--memory", "16", "--boot", "c", "--os", "other", "--driver", "qemu")
 	return v.Path
 }
 
@@ -144,7 +144,7 @@ func TestGuestStartStatusStopThroughQEMU(t *testing.T) {
 	bootSectorGuest(t, home, "bs", "STRATA-BS-UP", boottest.PowerButton)
 	ok(t, home, "snapshot", "create", "bs", "--name", "before")
 	start := time.Now()
-	ok(t, home, "guest", "start", "bs", "--driver", "qemu", "--wait-serial", "STRATA-BS-UP")
+	ok(t, home, "guest", "start", "bs", "--wait-serial", "STRATA-BS-UP") // the driver its definition names
 	t.Logf("start to first serial line: %s", time.Since(start).Round(time.Millisecond))
 
 	s := statusOf(t, home, "bs")
@@ -267,7 +267,7 @@ func TestGuestLifecycleBadInput(t *testing.T) {
 		t.Errorf("start without QEMU: exit %d: %s", r.code, r.stderr)
 	}
 	// A missing ISO.
-	ok(t, home, "guest", "define", "cd", "--cdrom", "/nonexistent/win.iso", "--memory", "16", "--os", "other")
+	ok(t, home, "guest", "define", "cd", "--cdrom", "/nonexistent/win.iso", "--memory", "16", "--os", "other", "--driver", "qemu")
 	before = snapshotState(t, home)
 	fails(t, home, 3, []string{"hdc", "/nonexistent/win.iso", "missing"}, "guest", "start", "cd")
 	if after := snapshotState(t, home); after != before {

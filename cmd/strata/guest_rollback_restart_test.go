@@ -20,7 +20,7 @@ func twoDiskGuest(t *testing.T, home, g string) (sys, data string) {
 	var v struct{ Path string }
 	jsonOf(t, home, &v, "volume", "info", g+"-data")
 	writeAt(t, v.Path, []byte("A-data"))
-	ok(t, home, "guest", "define", g, "--disk", g+"-sys", "--disk", g+"-data", "--memory", "16", "--boot", "c", "--os", "other")
+	ok(t, home, "guest", "define", g, "--disk", g+"-sys", "--disk", g+"-data", "--memory", "16", "--boot", "c", "--os", "other", "--driver", "qemu")
 	return sys, v.Path
 }
 
