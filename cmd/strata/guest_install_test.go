@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -163,4 +164,52 @@ func TestInstallThatHangsInPhase1SaysWhy(t *testing.T) {
 		t.Fatalf("after a failed install the guest is %s", s.State)
 	}
 	fails(t, home, 7, []string{"failed", "--media"}, "guest", "install", "f")
+}
+
+// --unattend puts the answer file on a CD of its own as autounattend.xml
+// in a second CD-ROM drive, where Windows Setup looks for it: read back
+// from the image's Joliet tree (what Windows reads) and its ISO9660 tree
+// by xorriso. XP-era Setup, which reads only a floppy, is refused, and
+// nothing changes.
+func TestInstallWithAnAnswerFile(t *testing.T) {
+	k := linuxKit(t)
+	home := shortHome(t)
+	installCD(t, home, k, boottest.ModeInstall, "installer")
+	answer := filepath.Join(t.TempDir(), "my answers.xml")
+	body := "<unattend xmlns=\"urn:schemas-microsoft-com:unattend\"/>\n"
+	if err := os.WriteFile(answer, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "volume", "create", "xp-sys", "--size", "16M")
+	ok(t, home, "guest", "define", "xp", "--disk", "xp-sys", "--memory", "256", "--os", "winxp", "--driver", "qemu")
+	before := snapshotState(t, home)
+	fails(t, home, 8, []string{"WINNT.SIF", "floppy", "I386"}, "guest", "install", "xp", "--media", "installer", "--xp", "--unattend", answer)
+	if after := snapshotState(t, home); after != before {
+		t.Fatalf("a refused install changed the home:\n%s\n---\n%s", before, after)
+	}
+
+	ok(t, home, "volume", "create", "w-sys", "--size", "64M")
+	ok(t, home, "guest", "define", "w", "--disk", "w-sys", "--memory", "256", "--os", "windows", "--driver", "qemu")
+	ok(t, home, "guest", "install", "w", "--media", "installer", "--unattend", answer, "--phase-timeout", bootTimeout.String())
+	var g struct {
+		Disks []struct {
+			Vdev, Media string
+			CDROM       bool
+		}
+	}
+	jsonOf(t, home, &g, "guest", "show", "w")
+	if len(g.Disks) != 3 || g.Disks[2].Vdev != "hdd" || g.Disks[2].Media != "w-unattend-1" || !g.Disks[2].CDROM {
+		t.Fatalf("the answer file CD in the guest: %+v", g.Disks)
+	}
+	var m struct{ Path string }
+	jsonOf(t, home, &m, "iso", "info", "w-unattend-1")
+	joliet := sh(t, "xorriso", "-read_fs", "norock", "-indev", m.Path, "-find", "/", "-type", "f")
+	if !strings.Contains(joliet, "'/autounattend.xml'") {
+		t.Fatalf("Joliet tree of the answer file CD:\n%s", joliet)
+	}
+	out := filepath.Join(t.TempDir(), "x")
+	sh(t, "xorriso", "-osirrox", "on", "-read_fs", "norock", "-indev", m.Path, "-extract", "/autounattend.xml", out)
+	if b, err := os.ReadFile(out); err != nil || string(b) != body {
+		t.Fatalf("the answer file read back: %q %v", b, err)
+	}
 }
