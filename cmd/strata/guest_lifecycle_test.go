@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -294,4 +296,70 @@ func killPID(s string) error {
 		return err
 	}
 	return syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// guest console connects to the guest's first serial port both ways, and
+// Ctrl-] detaches (leaving the guest running).
+func TestGuestConsoleIsInteractive(t *testing.T) {
+	home := shortHome(t)
+	path := bootSectorGuest(t, home, "echo", "STRATA-ECHO", boottest.Halt)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(boottest.EchoSector("STRATA-ECHO"), 0)
+	f.Close()
+	ok(t, home, "guest", "start", "echo", "--wait-serial", "STRATA-ECHO")
+
+	cmd := exec.Command(strataBinary(t), "--home", home, "guest", "console", "echo")
+	stdin, _ := cmd.StdinPipe()
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "typed-into-the-console") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the guest's echo never came back through guest console: %q", out.String())
+		}
+		stdin.Write([]byte("typed-into-the-console\r"))
+		time.Sleep(200 * time.Millisecond)
+	}
+	stdin.Write([]byte{0x1d})
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("console after Ctrl-]: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("Ctrl-] did not detach the console")
+	}
+	if s := statusOf(t, home, "echo"); s.State != "running" {
+		t.Fatalf("after detaching, the guest is %s", s.State)
+	}
+	ok(t, home, "guest", "kill", "echo")
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
