@@ -218,8 +218,41 @@ func (d *Driver) domainXML(c *conn, g *boot.Guest) (string, string, error) {
 			Target: &libvirtxml.DomainSerialTarget{Port: new(uint)},
 		}}
 	}
+	if s0 := &dx.Devices.Serials[0]; s0.Source != nil && s0.Source.Pty != nil && s0.Log == nil {
+		// virtlogd (root) writes it: the runtime directory stays
+		// closed to QEMU's user.
+		s0.Log = &libvirtxml.DomainChardevLog{File: g.Run.Path(SerialLog), Append: "off"}
+	}
 	s, err := dx.Marshal()
 	return s, accel, err
+}
+
+// SerialLog is the file in the runtime directory where the first serial
+// port's output is kept (written by libvirt's virtlogd).
+const SerialLog = "serial.log"
+
+// serialTail returns the last n lines of the guest's serial log.
+func serialTail(g *boot.Guest, n int) []string {
+	f, err := os.Open(g.Run.Path(SerialLog))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const max = 16 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > max {
+		f.Seek(st.Size()-max, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	var lines []string
+	for _, l := range strings.Split(strings.ReplaceAll(string(b), "\r", ""), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
 }
 
 // accel is kvm where the CPU can virtualise and libvirt offers kvm, else
@@ -421,6 +454,7 @@ func (d *Driver) destroy(c *conn, g *boot.Guest, dm lv.Domain, reason, detail st
 }
 
 func (d *Driver) recordStop(g *boot.Guest, rec boot.StopRecord) error {
+	rec.SerialTail = serialTail(g, 10)
 	if err := g.Run.WriteStopped(rec); err != nil {
 		return err
 	}

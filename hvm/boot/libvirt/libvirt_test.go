@@ -273,6 +273,9 @@ func TestLibvirtGuestLifecycle(t *testing.T) {
 	if rs, _ := g.Run.ReadState(); rs != nil {
 		t.Fatalf("state.json left after stop: %+v", rs)
 	}
+	if tail := st.LastStop.SerialTail; len(tail) == 0 || !strings.Contains(tail[len(tail)-1], serialMarker) {
+		t.Fatalf("stop record's serial tail %q lacks the guest's last line", tail)
+	}
 	if _, err := e.d.Stop(c, g, boot.StopOptions{}); !errors.Is(err, storage.ErrPrecondition) {
 		t.Fatalf("stop of a stopped guest: %v", err)
 	}
