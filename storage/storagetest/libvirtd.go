@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -30,19 +32,19 @@ const (
 )
 
 var libvirtd struct {
-	once    sync.Once
-	err     error
-	users   *os.File // held shared while this process uses the daemon
-	started []*exec.Cmd
+	once  sync.Once
+	err   error
+	users *os.File // held shared while this process uses the daemon
 }
 
 // Libvirtd returns the socket of a libvirtd with the QEMU driver: the one
-// running, when it answers, else one this process starts (with virtlogd,
-// which libvirtd needs to start domains), after creating the kvm group
-// and the libvirt-qemu group and user when missing. The daemon is shared
-// by every test package running at the same time: a package that started
-// it stops it in StopLibvirtd (call it from TestMain after m.Run), once
-// no other package uses it.
+// running, when it answers, else one started here (with virtlogd, which
+// libvirtd needs to start domains), after creating the kvm group and the
+// libvirt-qemu group and user when missing. Test processes running at the
+// same time share the daemon: each holds a shared lock while it uses it,
+// and the last one to call StopLibvirtd (from TestMain, after m.Run)
+// stops the daemons that test support started (their pids are recorded
+// under /run/strata-test); a daemon that was running before is left.
 func Libvirtd(t testing.TB) string {
 	t.Helper()
 	NeedRoot(t)
@@ -58,40 +60,43 @@ func Libvirtd(t testing.TB) string {
 	return LibvirtSocket
 }
 
-// StopLibvirtd stops the daemons Libvirtd started in this process, after
-// waiting (up to 5 minutes) for other test processes to stop using them.
+// StopLibvirtd ends this process's use of the daemon; when no other test
+// process uses it, the daemons test support started are stopped.
 func StopLibvirtd() {
 	if libvirtd.users == nil {
 		return
 	}
-	if len(libvirtd.started) == 0 {
-		libvirtd.users.Close()
+	defer libvirtd.users.Close()
+	start, err := lockFile("libvirtd.start", unix.LOCK_EX)
+	if err != nil {
 		return
 	}
-	start, err := lockFile("libvirtd.start", unix.LOCK_EX)
-	if err == nil {
-		defer start.Close()
-	}
-	// Give up the shared hold, then wait for everyone else's.
+	defer start.Close()
 	unix.Flock(int(libvirtd.users.Fd()), unix.LOCK_UN)
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if unix.Flock(int(libvirtd.users.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			break
+	if unix.Flock(int(libvirtd.users.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return // another test process still uses it: the last one stops it
+	}
+	pidsFile := filepath.Join(lockDir, "libvirtd.pids")
+	b, err := os.ReadFile(pidsFile)
+	if err != nil {
+		return
+	}
+	lines := strings.Fields(string(b))
+	// libvirtd first: it holds virtlogd's socket.
+	for i := len(lines) - 1; i >= 0; i-- {
+		name, pidS, _ := strings.Cut(lines[i], ":")
+		pid, _ := strconv.Atoi(pidS)
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); pid <= 0 || strings.TrimSpace(string(comm)) != name {
+			continue // gone, or the pid is someone else's now
+		}
+		unix.Kill(pid, unix.SIGTERM)
+		for deadline := time.Now().Add(10 * time.Second); unix.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				unix.Kill(pid, unix.SIGKILL)
+			}
 		}
 	}
-	for i := len(libvirtd.started) - 1; i >= 0; i-- {
-		cmd := libvirtd.started[i]
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	libvirtd.users.Close()
+	os.Remove(pidsFile)
 }
 
 func lockFile(name string, how int) (*os.File, error) {
@@ -129,11 +134,9 @@ func startLibvirtd() error {
 	if c, err := net.DialTimeout("unix", virtlogdSocket, time.Second); err == nil {
 		c.Close()
 	} else {
-		cmd, err := daemon("virtlogd")
-		if err != nil {
+		if err := daemon("virtlogd"); err != nil {
 			return err
 		}
-		libvirtd.started = append(libvirtd.started, cmd)
 		if err := waitFor(func() error {
 			c, err := net.DialTimeout("unix", virtlogdSocket, time.Second)
 			if err == nil {
@@ -144,11 +147,9 @@ func startLibvirtd() error {
 			return fmt.Errorf("virtlogd did not come up: %w", err)
 		}
 	}
-	cmd, err := daemon("libvirtd")
-	if err != nil {
+	if err := daemon("libvirtd"); err != nil {
 		return err
 	}
-	libvirtd.started = append(libvirtd.started, cmd)
 	if err := waitFor(libvirtAnswers); err != nil {
 		return fmt.Errorf("libvirtd did not come up: %w", err)
 	}
@@ -156,21 +157,30 @@ func startLibvirtd() error {
 }
 
 // daemon starts a libvirt daemon in the foreground of a child process
-// (no systemd here), its output in a log under lockDir.
-func daemon(name string) (*exec.Cmd, error) {
+// (no systemd here), its output in a log under lockDir, and records its
+// pid for the StopLibvirtd that comes last.
+func daemon(name string) error {
 	log, err := os.OpenFile(filepath.Join(lockDir, name+".log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer log.Close()
 	cmd := exec.Command(name)
 	cmd.Stdout, cmd.Stderr = log, log
-	// Its own session: a terminal's Ctrl-C on the test is not its signal.
+	// Its own session: it outlives this process when another test
+	// process still uses it, and a terminal's Ctrl-C is not for it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
-	return cmd, nil
+	go cmd.Wait() // reaped when it ends, whoever stops it
+	f, err := os.OpenFile(filepath.Join(lockDir, "libvirtd.pids"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "%s:%d\n", name, cmd.Process.Pid)
+	return err
 }
 
 func waitFor(f func() error) error {
