@@ -294,6 +294,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if err != nil {
 		return boot.Status{}, err
 	}
+	before := owners(g)
 	dm, err := c.DomainDefineXMLFlags(x, lv.DomainDefineValidate)
 	if err != nil {
 		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "libvirt refused guest %q's definition: %v", g.Def.Name, err)
@@ -318,6 +319,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	if lx, err := liveXML(c, dm); err == nil {
 		rs.VNC = vncAddr(lx)
+		recordLent(&rs, lx, before)
 	}
 	if err := g.Run.WriteState(rs); err != nil {
 		return boot.Status{}, err
@@ -422,7 +424,7 @@ func (d *Driver) Stop(ctx context.Context, g *boot.Guest, o boot.StopOptions) (b
 			if rec.Reason == boot.ReasonPoweroff {
 				rec.Reason = boot.ReasonShutdown
 			}
-			if err := d.recordStop(g, rec); err != nil {
+			if err := d.recordStop(c, g, rec); err != nil {
 				return boot.Status{}, err
 			}
 			return d.status(c, g)
@@ -450,15 +452,22 @@ func (d *Driver) destroy(c *conn, g *boot.Guest, dm lv.Domain, reason, detail st
 	if err != nil && libvirtCode(err) != lv.ErrOperationInvalid {
 		return fmt.Errorf("libvirt: destroy domain %q: %w", dm.Name, err)
 	}
-	return d.recordStop(g, boot.StopRecord{At: time.Now().UTC(), Reason: reason, Detail: detail})
+	return d.recordStop(c, g, boot.StopRecord{At: time.Now().UTC(), Reason: reason, Detail: detail})
 }
 
-func (d *Driver) recordStop(g *boot.Guest, rec boot.StopRecord) error {
+// recordStop writes the stop record, forgets the run and gives back the
+// files libvirt lent the guest and keeps.
+func (d *Driver) recordStop(c *conn, g *boot.Guest, rec boot.StopRecord) error {
 	rec.SerialTail = serialTail(g, 10)
+	rs, _ := g.Run.ReadState()
 	if err := g.Run.WriteStopped(rec); err != nil {
 		return err
 	}
-	return g.Run.ClearState()
+	if err := g.Run.ClearState(); err != nil {
+		return err
+	}
+	d.giveBack(c, rs)
+	return nil
 }
 
 // Kill destroys the guest's domain at once.
@@ -555,7 +564,7 @@ func (d *Driver) status(c *conn, g *boot.Guest) (boot.Status, error) {
 			if ok && dom.ours {
 				rec = stopRecord(st, reason)
 			}
-			if err := d.recordStop(g, rec); err != nil {
+			if err := d.recordStop(c, g, rec); err != nil {
 				return s, err
 			}
 		}
@@ -697,6 +706,10 @@ func (d *Driver) Running(ctx context.Context) ([]boot.RunningGuest, error) {
 		return nil, err
 	}
 	defer c.close()
+	return d.listRunning(c)
+}
+
+func (d *Driver) listRunning(c *conn) ([]boot.RunningGuest, error) {
 	doms, _, err := c.ConnectListAllDomains(1, lv.ConnectListDomainsActive)
 	if err != nil {
 		return nil, fmt.Errorf("libvirt: list domains: %w", err)

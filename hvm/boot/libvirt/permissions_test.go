@@ -110,6 +110,19 @@ func TestLibvirtQEMUUserReachesOnlyItsGuestsImages(t *testing.T) {
 		vols[name] = v
 	}
 	mine, other := vols["mine"].Path, vols["other"].Path
+	// An install CD, built into the default pool as an admin would.
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "README"), []byte("cd\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	strata(t, home, "iso", "build", src, "cd")
+	var m struct {
+		Path string `json:"path"`
+	}
+	if err := json.Unmarshal(strata(t, home, "--output", "json", "iso", "info", "cd"), &m); err != nil || m.Path == "" {
+		t.Fatalf("iso info: %v %+v", err, m)
+	}
+	iso := m.Path
 	// The boot sector goes into the image in place: owner and mode are
 	// strata's.
 	f, err := os.OpenFile(mine, os.O_WRONLY, 0)
@@ -122,7 +135,7 @@ func TestLibvirtQEMUUserReachesOnlyItsGuestsImages(t *testing.T) {
 	f.Close()
 
 	catalog := filepath.Join(home, "catalog.db")
-	for path, want := range map[string]os.FileMode{home: 0o711, filepath.Join(home, "pools"): 0o711, filepath.Dir(mine): 0o711, mine: 0o600, other: 0o600, catalog: 0o600} {
+	for path, want := range map[string]os.FileMode{home: 0o711, filepath.Join(home, "pools"): 0o711, filepath.Dir(mine): 0o711, mine: 0o600, other: 0o600, iso: 0o600, catalog: 0o600} {
 		if uid, mode := owner(t, path); uid != 0 || mode != want {
 			t.Errorf("%s: uid %d mode %o, want root and %o", path, uid, mode, want)
 		}
@@ -130,7 +143,7 @@ func TestLibvirtQEMUUserReachesOnlyItsGuestsImages(t *testing.T) {
 
 	name := uniqueName(t)
 	def := &hvm.Guest{Name: name, Memory: hvm.Int(16), Serial: []string{"pty"},
-		Disks: []hvm.Disk{{Path: mine, Vdev: "hda", Format: "raw"}}}
+		Disks: []hvm.Disk{{Path: mine, Vdev: "hda", Format: "raw"}, {Path: iso, Vdev: "hdc", CDROM: true, Access: "ro"}}}
 	def.Display.VNCDisplay = hvm.Int(freeVNCDisplay(t))
 	if err := def.FillDefaults(); err != nil {
 		t.Fatal(err)
@@ -167,8 +180,10 @@ func TestLibvirtQEMUUserReachesOnlyItsGuestsImages(t *testing.T) {
 	if uid, _ := owner(t, mine); strconv.Itoa(int(uid)) != qu.Uid {
 		t.Errorf("the running guest's image is owned by uid %d, want libvirt's %s", uid, qu.Uid)
 	}
-	if err := asUser(t, qu, "cat", mine); err != nil {
-		t.Errorf("libvirt-qemu cannot read the image of the guest it runs: %v", err)
+	for _, p := range []string{mine, iso} {
+		if err := asUser(t, qu, "cat", p); err != nil {
+			t.Errorf("libvirt-qemu cannot read an image of the guest it runs: %v", err)
+		}
 	}
 	for _, denied := range [][]string{{"cat", catalog}, {"cat", other}, {"cat", filepath.Join(home, "run", g.ID, boot.StateFile)}, {"ls", home}, {"ls", filepath.Dir(mine)}} {
 		if err := asUser(t, qu, denied...); err == nil || !strings.Contains(err.Error(), "Permission denied") {
@@ -179,11 +194,65 @@ func TestLibvirtQEMUUserReachesOnlyItsGuestsImages(t *testing.T) {
 	if err := e.d.Kill(c, g); err != nil {
 		t.Fatal(err)
 	}
-	// Dynamic ownership gives the image back at stop.
-	if uid, mode := owner(t, mine); uid != 0 || mode != 0o600 {
-		t.Errorf("after stop the image is uid %d mode %o, want root 0600", uid, mode)
+	// Dynamic ownership gives the images back at stop.
+	for _, p := range []string{mine, iso} {
+		if uid, mode := owner(t, p); uid != 0 || mode != 0o600 {
+			t.Errorf("after stop %s is uid %d mode %o, want root 0600", p, uid, mode)
+		}
+		if err := asUser(t, qu, "cat", p); err == nil {
+			t.Errorf("libvirt-qemu can still read %s after the guest stopped", p)
+		}
 	}
-	if err := asUser(t, qu, "cat", mine); err == nil {
-		t.Error("libvirt-qemu can still read the image after the guest stopped")
+}
+
+// libvirt gives back only writable top images at stop; a backing file (a
+// golden image under linked clones) would stay its QEMU user's for good.
+// strata gives it back once no running guest holds it: not while another
+// clone of it still runs.
+func TestLibvirtGivesBackSharedBackingFileWhenLastGuestStops(t *testing.T) {
+	e := newEnv(t)
+	storagetest.NeedTool(t, "qemu-img")
+	base := filepath.Join(e.dir, "golden.img")
+	if err := os.WriteFile(base, bootSector(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := ctx(t)
+	var gs []*boot.Guest
+	for i := 0; i < 2; i++ {
+		g := e.guest()
+		top := g.Def.Disks[0].Path + ".qcow2"
+		storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", top)
+		if err := os.Chmod(top, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g.Def.Disks[0].Path, g.Def.Disks[0].Format = top, "qcow2"
+		if _, err := e.d.Start(c, g, boot.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	qu, err := user.Lookup(storagetest.LibvirtQEMUUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid, _ := owner(t, base); strconv.Itoa(int(uid)) != qu.Uid {
+		t.Fatalf("the backing file is uid %d while guests run, want libvirt's %s", uid, qu.Uid)
+	}
+	if _, err := e.d.Stop(c, gs[0], boot.StopOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if uid, _ := owner(t, base); strconv.Itoa(int(uid)) != qu.Uid {
+		t.Fatalf("the backing file was taken back (uid %d) while another guest runs on it", uid)
+	}
+	if err := e.d.Kill(c, gs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if uid, mode := owner(t, base); uid != 0 || mode != 0o600 {
+		t.Fatalf("after the last guest stopped the backing file is uid %d mode %o, want root 0600", uid, mode)
+	}
+	for _, g := range gs {
+		if uid, _ := owner(t, g.Def.Disks[0].Path); uid != 0 {
+			t.Errorf("top image %s is uid %d after stop", g.Def.Disks[0].Path, uid)
+		}
 	}
 }
