@@ -48,10 +48,11 @@ var libvirtd struct {
 func Libvirtd(t testing.TB) string {
 	t.Helper()
 	NeedRoot(t)
-	NeedTool(t, "libvirtd")
-	NeedTool(t, "virtlogd")
-	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so"); err != nil {
-		t.Fatal("libvirt's QEMU driver is not installed: run 'make test-deps' (or make test) first")
+	// Absolute paths: /usr/sbin may not be on a CI runner's PATH.
+	for _, f := range []string{"/usr/sbin/libvirtd", "/usr/sbin/virtlogd", "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s is not installed (libvirt-daemon, libvirt-daemon-driver-qemu): run 'make test-deps' (or make test) first", f)
+		}
 	}
 	libvirtd.once.Do(func() { libvirtd.err = startLibvirtd() })
 	if libvirtd.err != nil {
@@ -165,7 +166,7 @@ func daemon(name string) error {
 		return err
 	}
 	defer log.Close()
-	cmd := exec.Command(name)
+	cmd := exec.Command(filepath.Join("/usr/sbin", name))
 	cmd.Stdout, cmd.Stderr = log, log
 	// Its own session: it outlives this process when another test
 	// process still uses it, and a terminal's Ctrl-C is not for it.
@@ -224,13 +225,13 @@ func libvirtUsers() error {
 	}
 	for _, g := range []string{"kvm", LibvirtQEMUUser} {
 		if _, err := user.LookupGroup(g); err != nil {
-			if err := run("groupadd", "--system", g); err != nil {
+			if err := run("/usr/sbin/groupadd", "--system", g); err != nil {
 				return err
 			}
 		}
 	}
 	if _, err := user.Lookup(LibvirtQEMUUser); err != nil {
-		if err := run("useradd", "--system", "--gid", LibvirtQEMUUser, "--groups", "kvm",
+		if err := run("/usr/sbin/useradd", "--system", "--gid", LibvirtQEMUUser, "--groups", "kvm",
 			"--home-dir", "/var/lib/libvirt", "--no-create-home", "--shell", "/usr/sbin/nologin", LibvirtQEMUUser); err != nil {
 			return err
 		}
