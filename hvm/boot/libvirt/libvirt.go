@@ -22,6 +22,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -290,6 +291,9 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is already running (libvirt domain %q)", g.Def.Name, dom.Name)
 		}
 	}
+	if err := d.forgetOldName(c, g); err != nil {
+		return boot.Status{}, err
+	}
 	x, accel, err := d.domainXML(c, g)
 	if err != nil {
 		return boot.Status{}, err
@@ -328,6 +332,40 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		return boot.Status{}, err
 	}
 	return d.status(c, g)
+}
+
+// forgetOldName undefines strata's stopped domain of a guest renamed
+// since it last ran (same UUID and marker, old name): libvirt refuses a
+// second domain with the UUID.
+func (d *Driver) forgetOldName(c *conn, g *boot.Guest) error {
+	raw, err := hex.DecodeString(strings.ReplaceAll(g.Def.UUID, "-", ""))
+	if err != nil || len(raw) != lv.UUIDBuflen {
+		return nil // no UUID: libvirt makes one, nothing to collide with
+	}
+	var u lv.UUID
+	copy(u[:], raw)
+	dm, err := c.DomainLookupByUUID(u)
+	if err != nil || dm.Name == g.Def.Name {
+		return nil
+	}
+	id, err := markerOf(c, dm)
+	if err != nil {
+		return err
+	}
+	if id != g.ID {
+		return storage.Errorf(storage.ErrExists, "libvirt domain %q already has guest %q's UUID %s and is not its strata domain: strata does not touch it", dm.Name, g.Def.Name, g.Def.UUID)
+	}
+	st, _, err := c.DomainGetState(dm, 0)
+	if err != nil {
+		return fmt.Errorf("libvirt: state of domain %q: %w", dm.Name, err)
+	}
+	if live(lv.DomainState(st)) {
+		return storage.Errorf(storage.ErrPrecondition, "guest %q is already running under its old name (libvirt domain %q)", g.Def.Name, dm.Name)
+	}
+	if err := c.DomainUndefineFlags(dm, lv.DomainUndefineNvram|lv.DomainUndefineManagedSave); err != nil {
+		return fmt.Errorf("libvirt: undefine domain %q (the guest's old name): %w", dm.Name, err)
+	}
+	return nil
 }
 
 // permissionHint names the first directory on a disk's path that others

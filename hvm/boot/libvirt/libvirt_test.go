@@ -440,3 +440,34 @@ func TestLibvirtFeatures(t *testing.T) {
 		t.Errorf("console with a file serial: %v", err)
 	}
 }
+
+// A guest renamed since it last ran starts under its new name: strata's
+// domain under the old name (same UUID) is undefined, not left to make
+// libvirt refuse the UUID.
+func TestLibvirtRenamedGuestStartsUnderNewName(t *testing.T) {
+	e := newEnv(t)
+	g := e.guest()
+	c := ctx(t)
+	if _, err := e.d.Start(c, g, boot.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Kill(c, g); err != nil {
+		t.Fatal(err)
+	}
+	old := g.Def.Name
+	g.Def.Name = uniqueName(t)
+	t.Cleanup(func() { e.remove(g.Def.Name) })
+	st, err := e.d.Start(c, g, boot.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Domain != g.Def.Name {
+		t.Fatalf("status %+v", st)
+	}
+	if _, err := e.raw().DomainLookupByName(old); err == nil {
+		t.Fatalf("domain under the old name %q still defined", old)
+	}
+	if err := e.d.Kill(c, g); err != nil {
+		t.Fatal(err)
+	}
+}
