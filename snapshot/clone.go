@@ -157,7 +157,7 @@ func (m *Manager) planClones(g goldenRecord, o CloneOptions, names []string) ([]
 			p = pools[d.Pool]
 		}
 		dests[k] = p
-		if err := os.MkdirAll(p.Path, 0o700); err != nil {
+		if err := storage.MkdirPassable(p.Path); err != nil {
 			return nil, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
 		}
 		methods[k] = CloneLinked

@@ -476,7 +476,7 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 				pool = catalog.DefaultPool
 			}
 			p := pools[pool]
-			if err := os.MkdirAll(p.Path, 0o700); err != nil {
+			if err := storage.MkdirPassable(p.Path); err != nil {
 				return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
 			}
 			g.Disks = append(g.Disks, GoldenDisk{Volume: s.vol.Name, VolumeID: s.vol.ID, SourcePath: s.vol.Path, Format: s.format, Pool: pool,

@@ -91,8 +91,12 @@ func TestVolumeCreateRawAndQcow2(t *testing.T) {
 	if len(list) != 3 {
 		t.Fatalf("volume list: %d volumes, want 3", len(list))
 	}
-	if st, err := os.Stat(home); err != nil || st.Mode().Perm() != 0o700 {
-		t.Errorf("home mode %v: want 0700", st.Mode())
+	// Passable, not listable: libvirt's QEMU user reaches the images
+	// libvirt hands it (storage.DirPassable).
+	for _, d := range []string{home, filepath.Join(home, "pools"), filepath.Join(home, "pools", "default")} {
+		if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o711 {
+			t.Errorf("%s mode %v: want 0711", d, st.Mode())
+		}
 	}
 }
 

@@ -74,7 +74,7 @@ var migrations = []func(c *Catalog, tx *bolt.Tx) error{
 			}
 		}
 		p := storage.Pool{Name: DefaultPool, Driver: "dir", Path: filepath.Join(c.home, "pools", DefaultPool), Created: time.Now().UTC()}
-		if err := os.MkdirAll(p.Path, 0o700); err != nil {
+		if err := storage.MkdirPassable(p.Path); err != nil {
 			return fmt.Errorf("create default pool directory: %w", err)
 		}
 		return putJSON(tx.Bucket(bPools), []byte(p.Name), p)
@@ -154,20 +154,30 @@ type Catalog struct {
 	warned  bool // about a catalog an earlier command found damaged
 }
 
-// Open prepares the catalog in home, creating home (mode 0700) and the
-// schema on first use. lockTimeout bounds how long a transaction waits for
-// another process.
+// Open prepares the catalog in home, creating home (mode 0711, see
+// storage.DirPassable) and the schema on first use. A home, HOME/pools or
+// default pool of mode 0700, as strata made them before guests ran under
+// libvirt's own QEMU user, is made 0711 here: every command passes
+// through Open, so an upgraded strata fixes its home on first use, before
+// any guest is started, where `strata doctor` would leave guests
+// unbootable until someone thought to run it. lockTimeout bounds how long
+// a transaction waits for another process.
 func Open(home string, lockTimeout time.Duration) (*Catalog, error) {
 	abs, err := filepath.Abs(home)
 	if err != nil {
 		return nil, storage.Errorf(storage.ErrInvalid, "invalid home %q: %w", home, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	if err := storage.MkdirPassable(abs); err != nil {
 		return nil, storage.Errorf(storage.ErrPrecondition, "cannot create the state home %q: %w", abs, err)
 	}
 	abs = storage.RealPath(abs) // paths strata records have one spelling
-	if st, err := os.Stat(abs); err == nil && st.Mode().Perm()&0o077 != 0 {
-		log.Warn().Str("home", abs).Str("mode", st.Mode().Perm().String()).Msg("the state home is readable by others: chmod 700 it (strata creates it so)")
+	for _, d := range []string{abs, filepath.Join(abs, "pools"), filepath.Join(abs, "pools", DefaultPool)} {
+		if err := storage.OpenPassable(d); err != nil {
+			log.Warn().Err(err).Str("dir", d).Msg("cannot make the directory passable for libvirt's QEMU user: chmod 711 it")
+		}
+	}
+	if st, err := os.Stat(abs); err == nil && st.Mode().Perm()&0o066 != 0 {
+		log.Warn().Str("home", abs).Str("mode", st.Mode().Perm().String()).Msg("the state home is readable or writable by others: chmod 711 it (strata creates it so)")
 	}
 	c := &Catalog{home: abs, path: filepath.Join(abs, FileName), timeout: lockTimeout}
 	return c, nil

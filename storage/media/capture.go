@@ -179,7 +179,7 @@ func (mg *Manager) newMediumPool(name, poolName string) (storage.Pool, error) {
 	if err != nil {
 		return pool, err
 	}
-	if err := os.MkdirAll(pool.Path, 0o700); err != nil {
+	if err := storage.MkdirPassable(pool.Path); err != nil {
 		return pool, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", pool.Name, pool.Path, err)
 	}
 	return pool, nil

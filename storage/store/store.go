@@ -60,7 +60,7 @@ func (s *Store) Driver(p storage.Pool) (storage.Driver, error) {
 	return d, nil
 }
 
-// AddPool registers a directory as a pool, creating it (mode 0700) if
+// AddPool registers a directory as a pool, creating it (mode 0711) if
 // missing.
 func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage.PoolStatus, error) {
 	if err := storage.ValidateName("pool", name); err != nil {
@@ -103,7 +103,7 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 	}
 	created := false
 	if _, err := os.Stat(abs); os.IsNotExist(err) {
-		if err := os.MkdirAll(abs, 0o700); err != nil {
+		if err := storage.MkdirPassable(abs); err != nil {
 			return storage.PoolStatus{}, storage.Errorf(storage.ErrPrecondition, "cannot create pool directory %q: %w", abs, err)
 		}
 		created = true
@@ -404,7 +404,7 @@ func (s *Store) poolForCreate(tx *catalog.Tx, name, poolName string) (storage.Po
 	if err != nil {
 		return pool, nil, err
 	}
-	if err := os.MkdirAll(pool.Path, 0o700); err != nil {
+	if err := storage.MkdirPassable(pool.Path); err != nil {
 		return pool, nil, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", pool.Name, pool.Path, err)
 	}
 	return pool, d, nil
