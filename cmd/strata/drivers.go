@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/hvm/boot"
+	lvboot "github.com/strata-vm/strata/hvm/boot/libvirt"
 	"github.com/strata-vm/strata/hvm/boot/qemu"
 	"github.com/strata-vm/strata/hvm/boot/xl"
 	"github.com/strata-vm/strata/storage/inuse"
@@ -17,7 +18,7 @@ func drivers(c *cli.Context) *boot.Set {
 	if s, ok := c.App.Metadata["drivers"].(*boot.Set); ok {
 		return s
 	}
-	s := boot.NewSet(xl.New(xl.Config{}), qemu.New(qemu.Config{
+	s := boot.NewSet(xl.New(xl.Config{}), lvboot.New(lvboot.Config{}), qemu.New(qemu.Config{
 		Home: c.String("home"),
 		// The watcher that records why a guest's QEMU stopped is this
 		// binary's hidden `guest __watch`.

@@ -376,11 +376,11 @@ func guestCommand() *cli.Command {
 					if err := needArgs(c, "NAME"); err != nil {
 						return err
 					}
-					r, err := openRegistry(c)
+					lm, err := openLifecycle(c)
 					if err != nil {
 						return err
 					}
-					return r.Delete(c.Context, c.Args().First(), c.Bool("with-disks"))
+					return lm.Delete(c.Context, c.Args().First(), c.Bool("with-disks"))
 				},
 			},
 		}, guestRunCommands()...),

@@ -477,3 +477,49 @@ func reasonOf(s *boot.StopRecord) string {
 	}
 	return s.Reason
 }
+
+// undefiner is a driver that keeps a guest defined while it is stopped
+// (libvirt's persistent domains): a deleted guest is undefined there too.
+type undefiner interface {
+	Undefine(ctx context.Context, g *boot.Guest) error
+}
+
+// Delete forgets a guest (and with withDisks its volumes): refused while
+// it runs; its definitions in toolstacks that keep one (libvirt) are
+// removed first and its runtime directory after.
+func (m *Manager) Delete(ctx context.Context, name string, withDisks bool) error {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return err
+	}
+	unlock, err := m.lock(ctx, l)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cur, err := m.status(ctx, l); err != nil {
+		return err
+	} else if cur.State.Live() {
+		return storage.Errorf(storage.ErrInUse, "guest %q is %s (driver %s): stop it first (strata guest stop %s)", name, cur.State, cur.Driver, name)
+	}
+	for _, d := range m.Drivers.Drivers() {
+		u, ok := d.(undefiner)
+		if !ok {
+			continue
+		}
+		if err := d.Available(ctx); err != nil {
+			log.Warn().Str("guest", name).Str("driver", d.Name()).Err(err).Msg("cannot ask whether the guest is still defined there; undefine it by hand if it is")
+			continue
+		}
+		if err := u.Undefine(ctx, l.bg); err != nil {
+			return err
+		}
+	}
+	if err := m.Reg.Delete(ctx, name, withDisks); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(l.bg.Run.Dir); err != nil {
+		log.Warn().Str("guest", name).Err(err).Msg("runtime directory not removed")
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package main_test
+
+import (
+	"bytes"
+	"fmt"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-vm/strata/hvm/boot/boottest"
+	"github.com/strata-vm/strata/storage/storagetest"
+)
+
+// The same start, status, screenshot, pause, stop cycle as through the
+// qemu driver, through a real libvirtd running QEMU as libvirt-qemu, with
+// the strata binary only; and guest delete undefines strata's domain.
+func TestGuestLifecycleThroughLibvirt(t *testing.T) {
+	storagetest.Libvirtd(t)
+	// libvirt's QEMU user must pass through the home's parents: not a
+	// private test directory.
+	home, err := os.MkdirTemp("/var/tmp", "sl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(home) // unique among the daemon's domains
+	t.Cleanup(func() {
+		_ = exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
+		_ = exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
+		os.RemoveAll(home)
+	})
+	bootSectorGuest(t, home, name, "STRATA-LV-UP", boottest.PowerButton)
+	// An explicit display: libvirt's automatic port misses a QEMU of the
+	// qemu driver's tests listening on loopback.
+	ok(t, home, "guest", "set", name, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+os.Getpid()%50))
+
+	start := time.Now()
+	ok(t, home, "guest", "start", name, "--wait-serial", "STRATA-LV-UP")
+	t.Logf("start through libvirt to the first serial line: %s", time.Since(start).Round(time.Millisecond))
+	s := statusOf(t, home, name)
+	if s.State != "running" || s.Driver != "libvirt" || s.Accel != "tcg" || !strings.HasPrefix(s.VNC, "127.0.0.1:") || !strings.Contains(strings.Join(s.Features, ","), "screenshot") {
+		t.Fatalf("status through libvirt: %+v", s)
+	}
+	if out, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", name).CombinedOutput(); err != nil || !strings.Contains(string(out), "running") {
+		t.Fatalf("virsh domstate: %s %v", out, err)
+	}
+	fails(t, home, 5, []string{"in use"}, "snapshot", "create", name)
+
+	shot := filepath.Join(t.TempDir(), "screen.png")
+	ok(t, home, "guest", "screenshot", name, shot)
+	b, _ := os.ReadFile(shot)
+	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+		t.Fatalf("screenshot through libvirt is not a PNG: %v", err)
+	}
+	ok(t, home, "guest", "pause", name)
+	if s := statusOf(t, home, name); s.State != "paused" {
+		t.Fatalf("after pause: %+v", s)
+	}
+	ok(t, home, "guest", "resume", name)
+	fails(t, home, 7, []string{"already running"}, "guest", "start", name)
+
+	ok(t, home, "guest", "stop", name, "--timeout", "60s")
+	s = statusOf(t, home, name)
+	if s.State != "stopped" || s.LastStop == nil || s.LastStop.Reason != "shutdown" {
+		t.Fatalf("after stop through libvirt: %+v", s)
+	}
+	ok(t, home, "snapshot", "create", name)
+	fails(t, home, 5, []string{"restore point"}, "guest", "delete", name)
+	ok(t, home, "snapshot", "delete", name, "1")
+	ok(t, home, "guest", "delete", name)
+	if out, err := exec.Command("virsh", "-c", "qemu:///system", "dominfo", name).CombinedOutput(); err == nil {
+		t.Fatalf("guest delete left the libvirt domain defined:\n%s", out)
+	}
+}
