@@ -261,6 +261,8 @@ func TestGuestLifecycleBadInput(t *testing.T) {
 	fails(t, home, 2, []string{"driver", "nosuch"}, "guest", "start", "bs", "--driver", "nosuch")
 	fails(t, home, 2, []string{"--wait-serial"}, "guest", "start", "bs", "--wait-serial", "(")
 	fails(t, home, 2, []string{"NAME"}, "guest", "start")
+	fails(t, home, 2, []string{"driver", "bogus", "qemu"}, "guest", "set", "bs", "driver=bogus")
+	fails(t, home, 2, []string{"driver", "bogus"}, "guest", "define", "b2", "--driver", "bogus")
 
 	before := snapshotState(t, home)
 	// No QEMU on PATH.
