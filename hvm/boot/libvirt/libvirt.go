@@ -399,6 +399,21 @@ func live(s lv.DomainState) bool {
 }
 
 // running looks up g's domain and refuses when it is not running.
+// onRunning connects and runs fn on the guest's live domain (an error
+// when it does not run).
+func (d *Driver) onRunning(ctx context.Context, g *boot.Guest, fn func(c *conn, dm lv.Domain, st lv.DomainState) error) error {
+	c, err := d.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	dm, st, err := d.running(c, g)
+	if err != nil {
+		return err
+	}
+	return fn(c, dm, st)
+}
+
 func (d *Driver) running(c *conn, g *boot.Guest) (lv.Domain, lv.DomainState, error) {
 	dom, ok, err := d.mine(c, g)
 	if err != nil {
@@ -510,56 +525,35 @@ func (d *Driver) recordStop(c *conn, g *boot.Guest, rec boot.StopRecord) error {
 
 // Kill destroys the guest's domain at once.
 func (d *Driver) Kill(ctx context.Context, g *boot.Guest) error {
-	c, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	dm, _, err := d.running(c, g)
-	if err != nil {
-		return err
-	}
-	return d.destroy(c, g, dm, boot.ReasonKilled, "kill")
+	return d.onRunning(ctx, g, func(c *conn, dm lv.Domain, _ lv.DomainState) error {
+		return d.destroy(c, g, dm, boot.ReasonKilled, "kill")
+	})
 }
 
 // Pause suspends the guest's vCPUs.
 func (d *Driver) Pause(ctx context.Context, g *boot.Guest) error {
-	c, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	dm, st, err := d.running(c, g)
-	if err != nil {
-		return err
-	}
-	if st == lv.DomainPaused {
-		return storage.Errorf(storage.ErrPrecondition, "guest %q is already paused", g.Def.Name)
-	}
-	if err := c.DomainSuspend(dm); err != nil {
-		return fmt.Errorf("libvirt: suspend domain %q: %w", dm.Name, err)
-	}
-	return nil
+	return d.onRunning(ctx, g, func(c *conn, dm lv.Domain, st lv.DomainState) error {
+		if st == lv.DomainPaused {
+			return storage.Errorf(storage.ErrPrecondition, "guest %q is already paused", g.Def.Name)
+		}
+		if err := c.DomainSuspend(dm); err != nil {
+			return fmt.Errorf("libvirt: suspend domain %q: %w", dm.Name, err)
+		}
+		return nil
+	})
 }
 
 // Resume continues a paused guest.
 func (d *Driver) Resume(ctx context.Context, g *boot.Guest) error {
-	c, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	dm, st, err := d.running(c, g)
-	if err != nil {
-		return err
-	}
-	if st != lv.DomainPaused {
-		return storage.Errorf(storage.ErrPrecondition, "guest %q is not paused", g.Def.Name)
-	}
-	if err := c.DomainResume(dm); err != nil {
-		return fmt.Errorf("libvirt: resume domain %q: %w", dm.Name, err)
-	}
-	return nil
+	return d.onRunning(ctx, g, func(c *conn, dm lv.Domain, st lv.DomainState) error {
+		if st != lv.DomainPaused {
+			return storage.Errorf(storage.ErrPrecondition, "guest %q is not paused", g.Def.Name)
+		}
+		if err := c.DomainResume(dm); err != nil {
+			return fmt.Errorf("libvirt: resume domain %q: %w", dm.Name, err)
+		}
+		return nil
+	})
 }
 
 // Status reports the guest's state from libvirt. A domain that stopped
@@ -772,20 +766,17 @@ func (d *Driver) Screenshot(ctx context.Context, g *boot.Guest, w io.Writer) err
 	if err := d.Supports(g.Def, boot.Screenshot); err != nil {
 		return err
 	}
-	c, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	dm, _, err := d.running(c, g)
-	if err != nil {
-		return err
-	}
+	return d.onRunning(ctx, g, func(c *conn, dm lv.Domain, _ lv.DomainState) error {
+		return screenshot(c, dm, w)
+	})
+}
+
+func screenshot(c *conn, dm lv.Domain, w io.Writer) error {
 	var buf bytes.Buffer
 	// go-libvirt decodes the MIME type from the stream's closing packet,
 	// which carries none: the image arrives whole and the decode fails
 	// with EOF. The format is told from the data instead.
-	_, err = c.DomainScreenshot(dm, &buf, 0, 0)
+	_, err := c.DomainScreenshot(dm, &buf, 0, 0)
 	if err != nil && (buf.Len() == 0 || !strings.Contains(err.Error(), "EOF")) {
 		return fmt.Errorf("libvirt: screenshot of domain %q: %w", dm.Name, err)
 	}
