@@ -11,30 +11,31 @@ import (
 // boot (/proc/PID/stat field 22). A pid names the same process only as
 // long as this does not change: pids are reused.
 func ProcStart(pid int) (uint64, error) {
-	_, start, err := procStat(pid)
+	_, start, _, err := procStat(pid)
 	return start, err
 }
 
-// procStat returns the state (field 3: R, S, Z, ...) and start time of
-// process pid.
-func procStat(pid int) (string, uint64, error) {
+// procStat returns the state (field 3: R, S, Z, ...), start time (field
+// 22) and number of threads (field 20) of process pid.
+func procStat(pid int) (string, uint64, int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces
 	// and parentheses itself: fields count from the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return "", 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := bytes.Fields(b[i+1:])
-	// f[0] is field 3 (state); field 22 is f[19].
+	// f[0] is field 3 (state); field 20 is f[17], field 22 is f[19].
 	if len(f) < 20 {
-		return "", 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
 	}
 	start, err := strconv.ParseUint(string(f[19]), 10, 64)
-	return string(f[0]), start, err
+	threads, _ := strconv.Atoi(string(f[17]))
+	return string(f[0]), start, threads, err
 }
 
 // SameProcess reports whether pid is still the process that started at
@@ -44,9 +45,11 @@ func SameProcess(pid int, start uint64) bool {
 	if pid <= 0 || start == 0 {
 		return false
 	}
-	// A zombie (Z, or X while it is reaped) has ended: it holds no files
-	// and runs nothing, even if no parent reaps it (a daemonized QEMU's
-	// parent is init, which in a container may never reap).
-	state, s, err := procStat(pid)
-	return err == nil && s == start && state != "Z" && state != "X"
+	// A zombie (Z, or X while it is reaped) has ended, even if no parent
+	// reaps it (a daemonized QEMU's parent is init, which in a container
+	// may never reap) - but only once its other threads have: the main
+	// thread of a killed QEMU turns Z while its other threads still hold
+	// the disks' files and locks.
+	state, s, threads, err := procStat(pid)
+	return err == nil && s == start && (state != "Z" && state != "X" || threads > 1)
 }
