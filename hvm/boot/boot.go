@@ -194,6 +194,28 @@ type Driver interface {
 	Running(ctx context.Context) ([]RunningGuest, error)
 }
 
+// Reaper is a driver whose start, killed half-way (kill -9 after the
+// toolstack started the guest, before state.json was written), can leave
+// a guest behind that no state.json names: paused before its first
+// instruction, holding its disks. ReapOrphans ends such guests of the
+// state home (only processes the driver can prove it started for a
+// runtime directory, never one that a running start still holds), so
+// that status, start and every in-use check find the disks free.
+type Reaper interface {
+	ReapOrphans(ctx context.Context) error
+}
+
+// ReapOrphans asks each driver of s that can leave orphans to end them.
+func ReapOrphans(ctx context.Context, s *Set) error {
+	var errs []error
+	for _, d := range s.Drivers() {
+		if r, ok := d.(Reaper); ok {
+			errs = append(errs, r.ReapOrphans(ctx))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Features lists what d can do for g.
 func Features(d Driver, g *hvm.Guest) []Feature {
 	var out []Feature
@@ -398,6 +420,18 @@ func writeJSON(path string, v any) error {
 
 // HasFeature reports whether fs holds f.
 func HasFeature(fs []Feature, f Feature) bool { return slices.Contains(fs, f) }
+
+// Reaping is an in-use source that finds no holders: it ends the
+// orphans of s's drivers (ReapOrphans) first, so that a source asked
+// after it does not report a disk held by a guest that never ran. Put it
+// before the host's sources.
+func Reaping(s *Set) inuse.Source { return reaping{s} }
+
+type reaping struct{ s *Set }
+
+func (r reaping) Holders(ctx context.Context, imgs []inuse.Image) ([][]inuse.Holder, error) {
+	return make([][]inuse.Holder, len(imgs)), ReapOrphans(ctx, r.s)
+}
 
 // InUseSources returns one in-use source per driver: a disk of a guest any
 // of them runs is in use, named by driver and guest.

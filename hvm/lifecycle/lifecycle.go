@@ -117,6 +117,11 @@ func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
 		return boot.Status{}, err
 	}
 	if d == nil {
+		// A start killed half-way may have left a paused guest that
+		// holds the disks with no state.json naming it: ended here.
+		if err := boot.ReapOrphans(ctx, m.Drivers); err != nil {
+			return boot.Status{}, err
+		}
 		last, err := l.bg.Run.ReadStopped()
 		if err != nil {
 			return boot.Status{}, err

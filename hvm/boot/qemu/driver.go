@@ -56,6 +56,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/boot"
 	qemuargv "github.com/strata-vm/strata/hvm/qemu"
@@ -828,6 +830,58 @@ func (d *Driver) Console(ctx context.Context, g *boot.Guest) (io.ReadWriteCloser
 	}
 	var dl net.Dialer
 	return dl.DialContext(ctx, "unix", g.Run.Path(serialSock))
+}
+
+// ReapOrphans implements boot.Reaper: a QEMU whose `guest start` was
+// killed after QEMU daemonized and before state.json was written is
+// paused before the guest's first instruction (-S; cont comes after
+// state.json) and holds the guest's disks with nobody to stop it. It is
+// ended, and its runtime files removed, when its runtime directory has
+// no state.json and nobody holds the directory's lock (a start under way
+// holds it until state.json is written).
+func (d *Driver) ReapOrphans(ctx context.Context) error {
+	root := filepath.Join(d.cfg.Home, "run")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		rd := &boot.RunDir{Dir: filepath.Join(root, e.Name())}
+		if _, err := os.Lstat(rd.Path(pidFile)); err != nil {
+			continue
+		}
+		if err := reap(rd); err != nil {
+			return fmt.Errorf("end the QEMU a killed start left in %s: %w", rd.Dir, err)
+		}
+	}
+	return nil
+}
+
+func reap(rd *boot.RunDir) error {
+	unlock, ok, err := tryLockRun(rd)
+	if err != nil || !ok {
+		return err
+	}
+	defer unlock()
+	if st, err := rd.ReadState(); err != nil || st != nil {
+		return nil // a run on record: status settles it
+	}
+	fd, st := orphanOf(rd)
+	if fd < 0 {
+		return nil
+	}
+	defer unix.Close(fd)
+	if err := unix.PidfdSendSignal(fd, syscall.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	if !waitGone(st, 5*time.Second) {
+		return fmt.Errorf("QEMU (pid %d) did not end after SIGKILL", st.PID)
+	}
+	removeTransient(rd)
+	return nil
 }
 
 // Running implements boot.Driver: the runtime directories whose

@@ -2,9 +2,13 @@ package qemu
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -240,4 +244,61 @@ func waitGone(st *boot.RunState, d time.Duration) bool {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// tryLockRun takes the runtime directory's lock if nobody holds it (ok
+// false: a start, stop or stop record is under way).
+func tryLockRun(rd *boot.RunDir) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(rd.Path(lockFile), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return func() { f.Close() }, true, nil
+}
+
+// orphanOf returns a pidfd for the QEMU that rd's pidfile names when it
+// is one strata started for rd (its command line gives rd's pidfile) and
+// still runs; fd -1 when there is none. The pidfd is opened before the
+// command line is read, so a pid reused in between is never signalled.
+func orphanOf(rd *boot.RunDir) (fd int, st *boot.RunState) {
+	b, err := readNoFollow(rd.Path(pidFile), 32)
+	if err != nil {
+		return -1, nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return -1, nil
+	}
+	fd, err = unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, nil
+	}
+	start, err := boot.ProcStart(pid)
+	cmd, cerr := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || cerr != nil || !bytes.Contains(cmd, []byte("\x00-pidfile\x00"+rd.Path(pidFile)+"\x00")) {
+		unix.Close(fd)
+		return -1, nil
+	}
+	return fd, &boot.RunState{PID: pid, PIDStart: start}
+}
+
+// readNoFollow reads at most max bytes of a regular file, never through
+// a symlink.
+func readNoFollow(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
 }
