@@ -343,6 +343,11 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	argv = append(argv, runtimeArgs(rd, own)...)
 	acts := lifecycleActions(g.Def.Lifecycle)
 	removeTransient(rd)
+	// QEMU opens the serial log by name, following a symlink and
+	// truncating what it points at: it gets a path with nothing there.
+	if err := os.Remove(rd.Path(SerialLog)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return boot.Status{}, err
+	}
 	l := g.Def.Lifecycle
 	if err := writeJSON(rd.Path(startedFile), started{Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, Actions: acts,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
@@ -478,7 +483,7 @@ func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (ready func(
 		return func() error { return nil }, func() {}, nil
 	}
 	argv := d.cfg.WatcherArgv(rd.Dir)
-	log, err := os.OpenFile(rd.Path(watchLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := os.OpenFile(rd.Path(watchLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -126,7 +126,7 @@ func writeIntent(rd *boot.RunDir, reason string) error {
 // recording of a stop (by the watcher or status) take it, so one of them
 // at a time changes the records.
 func lockRun(rd *boot.RunDir) (func(), error) {
-	f, err := os.OpenFile(rd.Path(lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(rd.Path(lockFile), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -183,12 +183,14 @@ func removeTransient(rd *boot.RunDir) {
 // tailLines returns the last n non-empty lines of a file (at most its
 // last 64 KiB), without carriage returns.
 func tailLines(path string, n int) []string {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	} else if st.Size() > 64<<10 {
 		f.Seek(st.Size()-64<<10, 0)
 	}
 	var lines []string
