@@ -25,7 +25,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -416,11 +415,13 @@ func Running(home, id string) (bool, string) {
 }
 
 func writeFile(path string, fill func(*os.File) error) error {
-	tmp := path + ".strata-tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	// A temporary name nobody can have prepared (O_EXCL, random): a file
+	// already at a fixed name, a hard link to another, is never written.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.strata-tmp")
 	if err != nil {
 		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %w", path, err)
 	}
+	tmp := f.Name()
 	if err := fill(f); err != nil {
 		f.Close()
 		os.Remove(tmp)
