@@ -17,6 +17,7 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -443,6 +445,7 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 	}
 	deadline := time.Now().Add(timeout)
 	var st boot.Status
+	var log serialReader
 	for i := 0; ; i++ {
 		// The log is looked at every 2 ms, the guest's state every 50:
 		// the state before the log, so that a guest that printed the line
@@ -452,13 +455,8 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 				return "", err
 			}
 		}
-		if b, err := os.ReadFile(l.bg.Run.Path(boot.SerialLog)); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				line = strings.TrimRight(line, "\r")
-				if re.MatchString(line) {
-					return line, nil
-				}
-			}
+		if line, ok := log.match(l.bg.Run.Path(boot.SerialLog), re); ok {
+			return line, nil
 		}
 		if !st.State.Live() {
 			return "", storage.Errorf(storage.ErrPrecondition, "guest %q stopped (%s) before its serial console printed a line matching %q", name, reasonOf(st.LastStop), re)
@@ -472,6 +470,63 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// serialReader reads a serial log as it grows: each look reads only what
+// was added since the last (a guest may write megabytes a second to its
+// serial port), and keeps at most maxSerialLine bytes of a line not yet
+// ended.
+type serialReader struct {
+	off  int64
+	line []byte // the last line, not ended yet
+}
+
+const maxSerialLine = 64 << 10
+
+// match reads what the log gained and returns the first line matching re
+// (the unfinished last line included: a prompt has no newline).
+func (r *serialReader) match(path string, re *regexp.Regexp) (string, bool) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
+	if st.Size() < r.off { // a new log (another start), or cut short
+		r.off, r.line = 0, nil
+	}
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := f.ReadAt(buf, r.off)
+		r.off += int64(n)
+		chunk := buf[:n]
+		for len(chunk) > 0 {
+			i := bytes.IndexByte(chunk, '\n')
+			if i < 0 {
+				r.line = append(r.line, chunk...)
+				break
+			}
+			r.line = append(r.line, chunk[:i]...)
+			chunk = chunk[i+1:]
+			if line := strings.TrimRight(string(r.line), "\r"); re.MatchString(line) {
+				return line, true
+			}
+			r.line = r.line[:0]
+		}
+		if len(r.line) > maxSerialLine {
+			r.line = append(r.line[:0], r.line[len(r.line)-maxSerialLine:]...)
+		}
+		if err != nil || n < len(buf) {
+			break
+		}
+	}
+	if line := strings.TrimRight(string(r.line), "\r"); len(r.line) > 0 && re.MatchString(line) {
+		return line, true
+	}
+	return "", false
 }
 
 func reasonOf(s *boot.StopRecord) string {
