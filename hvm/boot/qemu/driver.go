@@ -81,7 +81,15 @@ type Config struct {
 	// directory (`strata guest __watch RUNDIR`). Nil: no watcher; stops
 	// the guest makes itself are then recorded as "died".
 	WatcherArgv func(runDir string) []string
+	// SerialLogMax bounds the serial log (default DefaultSerialLogMax):
+	// the watcher cuts a longer one to its last half, so that a guest
+	// writing to its serial port without end cannot fill the state
+	// home's disk.
+	SerialLogMax int64
 }
+
+// DefaultSerialLogMax is the serial log's bound when Config sets none.
+const DefaultSerialLogMax = 8 << 20
 
 // Driver is the qemu boot driver.
 type Driver struct {
@@ -181,9 +189,10 @@ func runtimeArgs(rd *boot.RunDir, ownSerial bool) []string {
 		"-monitor", "none",
 	}
 	if ownSerial {
-		// The log holds this run only (QEMU truncates it as it opens
-		// it); the last run's tail is in stopped.json.
-		a = append(a, "-chardev", "socket,id=serial0,path="+esc(rd.Path(serialSock))+",server=on,wait=off,logfile="+esc(rd.Path(SerialLog))+",logappend=off",
+		// The log holds this run only (Start removes the last one; its
+		// tail is in stopped.json). QEMU appends (O_APPEND), so that the
+		// watcher can cut the log short under it.
+		a = append(a, "-chardev", "socket,id=serial0,path="+esc(rd.Path(serialSock))+",server=on,wait=off,logfile="+esc(rd.Path(SerialLog))+",logappend=on",
 			"-serial", "chardev:serial0")
 	}
 	return a
@@ -349,7 +358,11 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		return boot.Status{}, err
 	}
 	l := g.Def.Lifecycle
-	if err := writeJSON(rd.Path(startedFile), started{Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, Actions: acts,
+	logMax := d.cfg.SerialLogMax
+	if logMax <= 0 {
+		logMax = DefaultSerialLogMax
+	}
+	if err := writeJSON(rd.Path(startedFile), started{Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
 		return boot.Status{}, err
 	}

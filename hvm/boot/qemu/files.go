@@ -44,6 +44,8 @@ type started struct {
 	Disks []string `json:"disks,omitempty"`
 	// Own serial: the first serial port is strata's log and socket.
 	OwnSerial bool `json:"own_serial"`
+	// SerialLogMax is the serial log's bound, which the watcher keeps.
+	SerialLogMax int64 `json:"serial_log_max,omitempty"`
 	// Actions are the set-action arguments given to QEMU.
 	Actions actions `json:"actions"`
 	// Lifecycle is what the definition asked for; where QEMU has no
@@ -303,4 +305,48 @@ func readNoFollow(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// capLog keeps the serial log at path under max bytes while the returned
+// function is not called: every interval a longer log is cut to its last
+// max/2 bytes (from a line start), after a line saying so. QEMU appends
+// to the log (O_APPEND), so its next write goes after what is kept;
+// what it writes in the moment between the read and the cut is lost.
+func capLog(path string, max int64, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				cutLog(path, max)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func cutLog(path string, max int64) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() <= max {
+		return
+	}
+	keep := make([]byte, max/2)
+	n, _ := f.ReadAt(keep, st.Size()-int64(len(keep)))
+	keep = keep[:n]
+	if i := bytes.IndexByte(keep, '\n'); i >= 0 {
+		keep = keep[i+1:]
+	}
+	if err := f.Truncate(0); err != nil {
+		return
+	}
+	f.Write(append([]byte(fmt.Sprintf("[strata: the serial log passed %d bytes and was cut to its last lines]\n", max)), keep...))
 }

@@ -62,6 +62,13 @@ func Watch(ctx context.Context, runDir string) error {
 	if err := writeJSON(rd.Path(watcherFile), watcher{PID: os.Getpid(), Start: me}); err != nil {
 		return err
 	}
+	if sd.OwnSerial {
+		max := sd.SerialLogMax
+		if max <= 0 {
+			max = DefaultSerialLogMax
+		}
+		defer capLog(rd.Path(SerialLog), max, 100*time.Millisecond)()
+	}
 	rec := boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended without a shutdown event (killed from outside, or it crashed)"}
 	quitting := false
 	act := func(want string) {
