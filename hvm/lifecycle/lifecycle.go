@@ -37,6 +37,8 @@ import (
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -217,6 +219,13 @@ func (m *Manager) checkDisks(ctx context.Context, l loaded) error {
 		if okind == hvm.SourceVolume || okind == hvm.SourceMedia {
 			what = fmt.Sprintf("disk %s (%s %q, %s)", d.Vdev, map[hvm.SourceKind]string{hvm.SourceVolume: "volume", hvm.SourceMedia: "iso"}[okind], oname, src)
 		}
+		if okind == hvm.SourceVolume {
+			// QEMU opens the path, following links: the volume's image
+			// must still be the file strata registered.
+			if err := m.verifyVolume(oname); err != nil {
+				return fmt.Errorf("guest %q: %w", l.def.Name, err)
+			}
+		}
 		if _, err := os.Stat(src); err != nil {
 			fix := "put it back, or change the guest's disk (strata guest set)"
 			if okind == hvm.SourceMedia {
@@ -229,6 +238,20 @@ func (m *Manager) checkDisks(ctx context.Context, l loaded) error {
 		}
 	}
 	return m.St.InUse.CheckAll(ctx, imgs)
+}
+
+// verifyVolume refuses a volume whose image is no longer the file
+// registered (image.VerifyImage).
+func (m *Manager) verifyVolume(name string) error {
+	var v storage.Volume
+	if err := m.St.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		v, err = tx.Volume(name)
+		return err
+	}); err != nil {
+		return err
+	}
+	return image.VerifyImage(v)
 }
 
 // StopOptions choose how Stop stops a guest.
