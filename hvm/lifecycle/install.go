@@ -189,7 +189,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		}
 		say("phase 1: booting %s from %s", name, o.Media)
 		if _, err := m.Start(ctx, name, StartOptions{Driver: o.Driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
-			return rec, m.failInstall(l, rec, 1, "did not start", nil, err)
+			return rec, m.failInstall(ctx, l, rec, 1, "did not start", nil, err)
 		}
 	}
 	if rec.State == InstallPhase1 {
@@ -218,7 +218,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		say("phase 2: booting %s from its disk", name)
 		driver := rec.Driver
 		if _, err := m.Start(ctx, name, StartOptions{Driver: driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
-			return rec, m.failInstall(l, rec, 2, "did not start", nil, err)
+			return rec, m.failInstall(ctx, l, rec, 2, "did not start", nil, err)
 		}
 	}
 	if rec.State == InstallPhase2 {
@@ -325,14 +325,14 @@ func (m *Manager) waitPhase(ctx context.Context, l loaded, rec *InstallRecord, n
 				p.Ended, p.Result, p.Stop = time.Now().UTC(), "ok", stop
 				return stop, writeInstall(l.bg.Run, rec)
 			}
-			return nil, m.failInstall(l, rec, n, "ended by "+stop.Reason, stop, nil)
+			return nil, m.failInstall(ctx, l, rec, n, "ended by "+stop.Reason, stop, nil)
 		}
 		if st.State == boot.Crashed {
-			return nil, m.failInstall(l, rec, n, "the guest crashed", st.LastStop, nil)
+			return nil, m.failInstall(ctx, l, rec, n, "the guest crashed", st.LastStop, nil)
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			kst, _ := m.Kill(ctx, rec.Guest)
-			return nil, m.failInstall(l, rec, n, fmt.Sprintf("timed out after %s (the guest was ended)", o.PhaseTimeout), kst.LastStop, nil)
+			return nil, m.failInstall(ctx, l, rec, n, fmt.Sprintf("timed out after %s (the guest was ended)", o.PhaseTimeout), kst.LastStop, nil)
 		}
 		select {
 		case <-ctx.Done():
@@ -342,7 +342,7 @@ func (m *Manager) waitPhase(ctx context.Context, l loaded, rec *InstallRecord, n
 	}
 }
 
-func (m *Manager) failInstall(l loaded, rec *InstallRecord, n int, why string, stop *boot.StopRecord, cause error) error {
+func (m *Manager) failInstall(ctx context.Context, l loaded, rec *InstallRecord, n int, why string, stop *boot.StopRecord, cause error) error {
 	p := rec.phase(n)
 	p.Ended, p.Result, p.Stop = time.Now().UTC(), "failed", stop
 	rec.State = InstallFailed
@@ -353,7 +353,19 @@ func (m *Manager) failInstall(l loaded, rec *InstallRecord, n int, why string, s
 	if err := writeInstall(l.bg.Run, rec); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("guest %q: install failed: %s", rec.Guest, rec.Error)
+	if n == 1 {
+		// Phase 1's boot order, on_reboot and firmware tables are not the
+		// admin's: the guest gets its own back (the CD stays in), and a
+		// next install records those, not phase 1's.
+		if _, _, err := m.Reg.Update(ctx, rec.Guest, func(g *hvm.Guest) error {
+			g.Boot, g.Lifecycle.OnReboot = rec.Defined.Boot, rec.Defined.OnReboot
+			g.Features.ACPI, g.Features.APIC = rec.Defined.ACPI, rec.Defined.APIC
+			return nil
+		}); err != nil {
+			return fmt.Errorf("guest %q: install failed in phase 1 (%s), and its definition was not given back (boot %q, on_reboot %q, acpi and apic as before): %w", rec.Guest, rec.Error, rec.Defined.Boot, rec.Defined.OnReboot, err)
+		}
+	}
+	msg := fmt.Sprintf("guest %q: install failed: phase %d %s", rec.Guest, n, why) // the cause is wrapped below
 	if stop != nil && len(stop.SerialTail) > 0 {
 		msg += "; last serial lines: " + strings.Join(stop.SerialTail, " | ")
 	}
