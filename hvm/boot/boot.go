@@ -343,13 +343,24 @@ type RunState struct {
 	// PIDStart is the pid's start time in clock ticks since boot
 	// (/proc/PID/stat field 22): a pid is the guest's process only while
 	// both match.
-	PIDStart uint64    `json:"pid_start,omitempty"`
-	Accel    string    `json:"accel,omitempty"`
-	VNC      string    `json:"vnc,omitempty"`
-	Started  time.Time `json:"started"`
+	PIDStart uint64 `json:"pid_start,omitempty"`
+	// BootID is the host's boot (/proc/sys/kernel/random/boot_id) the
+	// pid belongs to: the state home outlives a reboot, and a pid and
+	// start time (ticks since boot) may come again in another boot.
+	BootID  string    `json:"boot_id,omitempty"`
+	Accel   string    `json:"accel,omitempty"`
+	VNC     string    `json:"vnc,omitempty"`
+	Started time.Time `json:"started"`
 	// Phase-specific data a driver keeps (sockets, the definition it
 	// started), opaque to others.
 	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// Live reports whether the process s names runs: in this boot (a state
+// without a boot id is from before strata recorded it), with its pid's
+// start time.
+func (s *RunState) Live() bool {
+	return (s.BootID == "" || s.BootID == BootID()) && SameProcess(s.PID, s.PIDStart)
 }
 
 // ReadState returns state.json, or nil when the guest is not running.

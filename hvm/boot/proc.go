@@ -53,3 +53,13 @@ func SameProcess(pid int, start uint64) bool {
 	state, s, threads, err := procStat(pid)
 	return err == nil && s == start && (state != "Z" && state != "X" || threads > 1)
 }
+
+// BootID returns this boot's id (/proc/sys/kernel/random/boot_id), ""
+// where the kernel has none.
+func BootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return string(bytes.TrimSpace(b))
+}

@@ -433,7 +433,7 @@ func Running(home, id string) (bool, string) {
 	if err != nil || rs == nil {
 		return false, ""
 	}
-	if rs.PID > 0 && !boot.SameProcess(rs.PID, rs.PIDStart) {
+	if rs.PID > 0 && !rs.Live() {
 		return false, ""
 	}
 	return true, rs.Driver

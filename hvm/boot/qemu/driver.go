@@ -257,7 +257,7 @@ func (d *Driver) liveState(ctx context.Context, g *boot.Guest, locked bool) (*bo
 	if st.Driver != boot.QEMU {
 		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q runs under the %s driver, not qemu: use --driver %s", g.Def.Name, st.Driver, st.Driver)
 	}
-	if boot.SameProcess(st.PID, st.PIDStart) {
+	if st.Live() {
 		return st, nil
 	}
 	return nil, settle(g.Run, st, locked)
@@ -390,7 +390,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		removeTransient(rd)
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
 	}
-	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, Accel: accel, Started: time.Now().UTC()}
+	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, BootID: boot.BootID(), Accel: accel, Started: time.Now().UTC()}
 	if err := rd.WriteState(*st); err != nil {
 		stopWatcher()
 		d.abort(rd, st)
@@ -920,7 +920,7 @@ func (d *Driver) Running(ctx context.Context) ([]boot.RunningGuest, error) {
 		}
 		rd := &boot.RunDir{Dir: filepath.Join(root, e.Name())}
 		st, err := rd.ReadState()
-		if err != nil || st == nil || st.Driver != boot.QEMU || !boot.SameProcess(st.PID, st.PIDStart) {
+		if err != nil || st == nil || st.Driver != boot.QEMU || !st.Live() {
 			continue
 		}
 		rg := boot.RunningGuest{Name: e.Name(), Domain: e.Name(), PID: st.PID}

@@ -224,7 +224,7 @@ func signal(st *boot.RunState, sig syscall.Signal) (bool, error) {
 		return false, err
 	}
 	defer unix.Close(fd)
-	if !boot.SameProcess(st.PID, st.PIDStart) {
+	if !st.Live() {
 		return false, nil
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
@@ -240,7 +240,7 @@ func signal(st *boot.RunState, sig syscall.Signal) (bool, error) {
 func waitGone(st *boot.RunState, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if !boot.SameProcess(st.PID, st.PIDStart) {
+		if !st.Live() {
 			return true
 		}
 		if time.Now().After(deadline) {

@@ -126,7 +126,7 @@ func Watch(ctx context.Context, runDir string) error {
 	// QEMU closed its socket: it is on its way out. The stop is recorded
 	// only once its process is gone, so that nobody is told the guest
 	// stopped while QEMU still holds its disks.
-	for boot.SameProcess(st.PID, st.PIDStart) {
+	for st.Live() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
