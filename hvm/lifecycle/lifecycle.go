@@ -193,7 +193,10 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 	}
 	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network})
 	if err != nil {
-		return st, fmt.Errorf("guest %q: %w", name, err)
+		if !strings.HasPrefix(err.Error(), fmt.Sprintf("guest %q", name)) { // not twice
+			err = fmt.Errorf("guest %q: %w", name, err)
+		}
+		return st, err
 	}
 	st.Guest, st.Driver = name, d.Name()
 	log.Info().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")

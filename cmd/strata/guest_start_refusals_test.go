@@ -3,6 +3,7 @@ package main_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
@@ -53,4 +54,19 @@ func TestStartRefusesAVolumeImageSwappedBehindItsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok(t, home, "guest", "start", "sw", "--wait-serial", "STRATA-SW")
+}
+
+// A definition QEMU refuses: its own message, the guest named once, and
+// the guest left stopped.
+func TestStartRefusedByQEMUSaysWhyOnce(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "cpu", "STRATA-CPU", boottest.PowerOff)
+	ok(t, home, "guest", "set", "cpu", "vcpus=500", "maxvcpus=500")
+	r := runIn(t, home, nil, "guest", "start", "cpu")
+	if r.code == 0 || !strings.Contains(r.stderr, "Invalid SMP CPUs") || strings.Count(r.stderr, `guest "cpu"`) != 1 {
+		t.Fatalf("start refused by QEMU: exit %d: %s", r.code, r.stderr)
+	}
+	if s := statusOf(t, home, "cpu"); s.State != "stopped" || s.LastStop != nil {
+		t.Fatalf("after a start QEMU refused: %+v", s)
+	}
 }
