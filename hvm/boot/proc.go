@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ProcStart returns the start time of process pid in clock ticks since
@@ -62,4 +65,31 @@ func BootID() string {
 		return ""
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+// Printable returns a line a guest wrote as text safe for a terminal:
+// control characters (escape sequences could set a window title, write
+// the clipboard or redraw the screen) and bytes that are not UTF-8 are
+// escaped (\x1b), and the line is cut at max bytes.
+func Printable(line string, max int) string {
+	var b strings.Builder
+	for i, r := range line {
+		if b.Len() >= max {
+			b.WriteString("...")
+			break
+		}
+		switch {
+		case r == utf8.RuneError && strings.HasPrefix(line[i:], "\uFFFD"):
+			b.WriteRune(r)
+		case r == utf8.RuneError:
+			fmt.Fprintf(&b, `\x%02x`, line[i])
+		case r == '\t' || unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
 }

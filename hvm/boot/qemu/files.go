@@ -203,6 +203,8 @@ func tailLines(path string, n int) []string {
 		if strings.TrimSpace(l) == "" {
 			continue
 		}
+		// The record is shown to people: text, not the guest's bytes.
+		l = boot.Printable(l, 512)
 		lines = append(lines, l)
 		if len(lines) > n {
 			lines = lines[1:]
