@@ -1,10 +1,14 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
 )
@@ -77,5 +81,58 @@ func TestInstallRefusesMediaThatIsNotADiscImage(t *testing.T) {
 	fails(t, home, 3, []string{"nosuch"}, "guest", "install", "nm", "--media", "nosuch")
 	if after := snapshotState(t, home); after != before {
 		t.Fatalf("a refused install changed the home:\n%s\n---\n%s", before, after)
+	}
+}
+
+// Two installs of one guest at once: the second is refused as busy
+// (exit 6) and changes nothing; the first goes on to its end. (The second
+// took the first's running phase for its own, or found the guest not yet
+// started and marked the install failed under it.)
+func TestConcurrentInstallsRunOne(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "ci", "STRATA-CI", boottest.PowerButton)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "README"), []byte("setup\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "iso", "build", src, "setup")
+	first := exec.Command(strataBinary(t), "--home", home, "guest", "install", "ci", "--media", "setup", "--phase-timeout", "2m")
+	var out strings.Builder
+	first.Stderr = &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Process.Kill()
+	waitState(t, home, "ci", "running", 30*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, strataBinary(t), "--home", home, "guest", "install", "ci", "--media", "setup")
+	b, err := second.CombinedOutput()
+	if ee, isExit := err.(*exec.ExitError); !isExit || ee.ExitCode() != 6 || !strings.Contains(string(b), "busy") {
+		t.Fatalf("a second install while one runs: %v: %s", err, b)
+	}
+	var rec struct{ State string }
+	jsonOf(t, home, &rec, "guest", "install", "ci", "--status")
+	if rec.State != "phase-1" {
+		t.Fatalf("install record after a refused second install: %+v", rec)
+	}
+
+	// Phase 1 ends when the guest shuts down, phase 2 likewise.
+	ok(t, home, "guest", "stop", "ci", "--timeout", "30s")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		jsonOf(t, home, &rec, "guest", "install", "ci", "--status")
+		if rec.State == "phase-2" && statusOf(t, home, "ci").State == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("phase 2 did not start: %+v; %s", rec, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ok(t, home, "guest", "stop", "ci", "--timeout", "30s")
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the first install: %v: %s", err, out.String())
 	}
 }

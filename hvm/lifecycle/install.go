@@ -18,6 +18,7 @@ import (
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/media"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 // The install workflow, as the reference gives it for Windows XP: phase 1
@@ -151,6 +152,14 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 	if err != nil {
 		return nil, err
 	}
+	// One install of a guest at a time, for its whole run: a second would
+	// take the first's phase for its own, or find the guest not started
+	// yet and mark the install failed under it.
+	unlock, err := store.LockKey(m.St.Catalog.Home(), "install-"+l.bg.ID, fmt.Sprintf("the install of guest %q (strata guest install %s --status shows it)", name, name), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	rec, err := readInstall(l.bg.Run)
 	if err != nil {
 		return nil, err
