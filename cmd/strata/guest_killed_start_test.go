@@ -81,3 +81,24 @@ func TestKilledStartLeavesNoOrphanQEMU(t *testing.T) {
 	ok(t, home, "guest", "start", "or", "--wait-serial", "STRATA-OR")
 	ok(t, home, "guest", "stop", "or", "--timeout", "30s")
 }
+
+// A start right after a killed one is not held up by the killed start's
+// watcher (which waits for its guest's state.json and would take the next
+// start's events socket: QEMU serves one client there, and the start then
+// waited 10 s for its own watcher and failed).
+func TestStartRightAfterAKilledStartIsNotHeldUp(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "ag", "STRATA-AG", boottest.PowerButton)
+	env := qemuThatKillsStrata(t)
+	for i := 0; i < 4; i++ {
+		if r := runIn(t, home, []string{env}, "guest", "start", "ag", "--driver", "qemu"); r.code == 0 {
+			t.Fatalf("the killed start exited 0: %s", r.stderr)
+		}
+		start := time.Now()
+		ok(t, home, "guest", "start", "ag")
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("start after a killed start took %s", d)
+		}
+		ok(t, home, "guest", "kill", "ag")
+	}
+}

@@ -38,6 +38,8 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -362,7 +364,11 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if logMax <= 0 {
 		logMax = DefaultSerialLogMax
 	}
-	if err := writeJSON(rd.Path(startedFile), started{Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
+	var runID [8]byte
+	if _, err := rand.Read(runID[:]); err != nil {
+		return boot.Status{}, err
+	}
+	if err := writeJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
 		return boot.Status{}, err
 	}

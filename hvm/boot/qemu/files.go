@@ -40,6 +40,9 @@ var transient = []string{pidFile, qmpSock, eventsSock, serialSock, startedFile, 
 // started is what the driver keeps about the definition it started: no
 // secrets, only what status, the watcher and the in-use check need.
 type started struct {
+	// Run is a random id of this start: a watcher watches the run it was
+	// started for, never the next one.
+	Run   string   `json:"run"`
 	Name  string   `json:"name"`
 	Disks []string `json:"disks,omitempty"`
 	// Own serial: the first serial port is strata's log and socket.
