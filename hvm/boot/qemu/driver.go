@@ -637,26 +637,25 @@ func (d *Driver) Stop(ctx context.Context, g *boot.Guest, o boot.StopOptions) (b
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultStopTimeout
 	}
+	// The intent only names the stop's reason: one that cannot be
+	// written (a full disk) does not keep the guest from stopping.
+	reason := boot.ReasonKilled
 	if o.Force {
-		if err := writeIntent(rd, boot.ReasonKilled); err != nil {
-			return boot.Status{}, err
-		}
+		writeIntent(rd, reason)
 		d.end(ctx, rd, st, 0)
 	} else {
-		if err := writeIntent(rd, boot.ReasonShutdown); err != nil {
-			return boot.Status{}, err
-		}
+		reason = boot.ReasonShutdown
+		writeIntent(rd, reason)
 		if !d.powerdown(ctx, g, st, o.Timeout) {
-			if err := writeIntent(rd, boot.ReasonQuit); err != nil {
-				return boot.Status{}, err
-			}
+			reason = boot.ReasonQuit
+			writeIntent(rd, reason)
 			d.end(ctx, rd, st, 5*time.Second)
 		}
 	}
 	if !waitGone(st, 5*time.Second) {
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU (pid %d) did not end", g.Def.Name, st.PID)
 	}
-	if err := finishLocked(rd, st, boot.StopRecord{Reason: boot.ReasonDied}); err != nil {
+	if err := finishLocked(rd, st, boot.StopRecord{Reason: reason, Detail: intentDetail[reason]}); err != nil {
 		return boot.Status{}, err
 	}
 	return d.stopped(g)
@@ -729,9 +728,7 @@ func (d *Driver) Kill(ctx context.Context, g *boot.Guest) error {
 	if st == nil {
 		return storage.Errorf(storage.ErrPrecondition, "guest %q is not running", g.Def.Name)
 	}
-	if err := writeIntent(g.Run, boot.ReasonKilled); err != nil {
-		return err
-	}
+	writeIntent(g.Run, boot.ReasonKilled) // a full disk must not keep a guest from being killed
 	if _, err := signal(st, syscall.SIGKILL); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm/boot"
@@ -172,11 +173,17 @@ func finishLocked(rd *boot.RunDir, st *boot.RunState, rec boot.StopRecord) error
 	if s, _ := readStarted(rd); s == nil || s.OwnSerial {
 		rec.SerialTail = tailLines(rd.Path(SerialLog), 20)
 	}
-	if err := rd.WriteStopped(rec); err != nil {
+	// A record that cannot be written (a full disk) is lost, but the
+	// guest is stopped all the same: its state must not say it runs.
+	recErr := rd.WriteStopped(rec)
+	removeTransient(rd)
+	if err := rd.ClearState(); err != nil {
 		return err
 	}
-	removeTransient(rd)
-	return rd.ClearState()
+	if recErr != nil {
+		log.Warn().Err(recErr).Str("reason", rec.Reason).Msg("the guest stopped, but its stop record was not written")
+	}
+	return nil
 }
 
 func removeTransient(rd *boot.RunDir) {
