@@ -353,6 +353,10 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	own := len(g.Def.Serial) == 0
 	argv = append(argv, runtimeArgs(rd, own)...)
 	acts := lifecycleActions(g.Def.Lifecycle)
+	// A QEMU a killed start left is ended before its pidfile goes.
+	if err := reapLocked(rd); err != nil {
+		return boot.Status{}, err
+	}
 	removeTransient(rd)
 	// QEMU opens the serial log by name, following a symlink and
 	// truncating what it points at: it gets a path with nothing there.
@@ -381,6 +385,9 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	if err := run.Run(ctx, nil, nil, argv...); err != nil {
 		stopWatcher()
+		// QEMU may have daemonized all the same (the start interrupted at
+		// that moment): end it while its pidfile names it.
+		reapLocked(rd)
 		removeTransient(rd)
 		// QEMU's own message says what it refused; the command line
 		// (long) only when it said nothing.
@@ -393,6 +400,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	pid, start, err := readPID(rd)
 	if err != nil {
 		stopWatcher()
+		reapLocked(rd)
 		removeTransient(rd)
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
 	}
@@ -890,6 +898,12 @@ func reap(rd *boot.RunDir) error {
 	if st, err := rd.ReadState(); err != nil || st != nil {
 		return nil // a run on record: status settles it
 	}
+	return reapLocked(rd)
+}
+
+// reapLocked ends rd's orphan QEMU, if any; the caller holds rd's lock
+// and has found no state.json.
+func reapLocked(rd *boot.RunDir) error {
 	fd, st := orphanOf(rd)
 	if fd < 0 {
 		return nil
