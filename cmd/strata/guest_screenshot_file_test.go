@@ -49,3 +49,22 @@ func TestScreenshotNeverWritesThroughAPlantedFile(t *testing.T) {
 		t.Errorf("FILE after the screenshot: %v %v", st, err)
 	}
 }
+
+// A FILE that names a directory is refused (exit 2) and leaves no
+// temporary file beside it.
+func TestScreenshotToADirectoryLeavesNothing(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "sd", "STRATA-SD", boottest.PowerButton)
+	ok(t, home, "guest", "start", "sd", "--wait-serial", "STRATA-SD")
+	defer ok(t, home, "guest", "kill", "sd")
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "shots")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, home, 2, []string{dir}, "guest", "screenshot", "sd", dir)
+	ents, _ := os.ReadDir(parent)
+	if len(ents) != 1 {
+		t.Fatalf("a refused screenshot left files beside FILE: %v", ents)
+	}
+}

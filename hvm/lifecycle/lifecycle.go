@@ -459,7 +459,11 @@ func writeFile(path string, fill func(*os.File) error) error {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %v", path, errors.Unwrap(err))
+	}
+	return nil
 }
 
 // WaitSerial waits until a line of the guest's serial log matches re and
