@@ -41,14 +41,17 @@ func drivers(c *cli.Context) *boot.Set {
 // sources (image locks, writers, block claims, loop devices), libvirt's
 // domains through virsh (any local URI, strata's domains or not), and the
 // guests the qemu and xl drivers run (xl's replace inuse's own xl source:
-// one xl list parser, one holder per domain).
+// one xl list parser, one holder per domain); the drivers' orphans are
+// ended before any of them is asked.
 func inUseChecker(ds *boot.Set) *inuse.Checker {
-	srcs := []inuse.Source{inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, inuse.NewLibvirt()}
 	var own []boot.Driver
 	for _, d := range ds.Drivers() {
 		if d.Name() != boot.Libvirt {
 			own = append(own, d)
 		}
 	}
+	// A guest a killed `guest start` left paused (it never ran) is ended
+	// first: it must not hold a disk for ever.
+	srcs := []inuse.Source{boot.Reaping(ds), inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, inuse.NewLibvirt()}
 	return &inuse.Checker{Sources: append(srcs, boot.InUseSources(boot.NewSet(own...))...)}
 }

@@ -79,7 +79,7 @@ func guestRunCommands() []*cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(os.Stderr, "serial: %s\n", line)
+					fmt.Fprintf(os.Stderr, "serial: %s\n", boot.Printable(line, 512))
 				}
 				if c.Bool("wait") || re != nil {
 					if st, err = lm.Status(c.Context, name); err != nil {

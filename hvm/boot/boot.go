@@ -196,6 +196,28 @@ type Driver interface {
 	Running(ctx context.Context) ([]RunningGuest, error)
 }
 
+// Reaper is a driver whose start, killed half-way (kill -9 after the
+// toolstack started the guest, before state.json was written), can leave
+// a guest behind that no state.json names: paused before its first
+// instruction, holding its disks. ReapOrphans ends such guests of the
+// state home (only processes the driver can prove it started for a
+// runtime directory, never one that a running start still holds), so
+// that status, start and every in-use check find the disks free.
+type Reaper interface {
+	ReapOrphans(ctx context.Context) error
+}
+
+// ReapOrphans asks each driver of s that can leave orphans to end them.
+func ReapOrphans(ctx context.Context, s *Set) error {
+	var errs []error
+	for _, d := range s.Drivers() {
+		if r, ok := d.(Reaper); ok {
+			errs = append(errs, r.ReapOrphans(ctx))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Features lists what d can do for g.
 func Features(d Driver, g *hvm.Guest) []Feature {
 	var out []Feature
@@ -323,13 +345,24 @@ type RunState struct {
 	// PIDStart is the pid's start time in clock ticks since boot
 	// (/proc/PID/stat field 22): a pid is the guest's process only while
 	// both match.
-	PIDStart uint64    `json:"pid_start,omitempty"`
-	Accel    string    `json:"accel,omitempty"`
-	VNC      string    `json:"vnc,omitempty"`
-	Started  time.Time `json:"started"`
+	PIDStart uint64 `json:"pid_start,omitempty"`
+	// BootID is the host's boot (/proc/sys/kernel/random/boot_id) the
+	// pid belongs to: the state home outlives a reboot, and a pid and
+	// start time (ticks since boot) may come again in another boot.
+	BootID  string    `json:"boot_id,omitempty"`
+	Accel   string    `json:"accel,omitempty"`
+	VNC     string    `json:"vnc,omitempty"`
+	Started time.Time `json:"started"`
 	// Phase-specific data a driver keeps (sockets, the definition it
 	// started), opaque to others.
 	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// Live reports whether the process s names runs: in this boot (a state
+// without a boot id is from before strata recorded it), with its pid's
+// start time.
+func (s *RunState) Live() bool {
+	return (s.BootID == "" || s.BootID == BootID()) && SameProcess(s.PID, s.PIDStart)
 }
 
 // ReadState returns state.json, or nil when the guest is not running.
@@ -400,6 +433,18 @@ func writeJSON(path string, v any) error {
 
 // HasFeature reports whether fs holds f.
 func HasFeature(fs []Feature, f Feature) bool { return slices.Contains(fs, f) }
+
+// Reaping is an in-use source that finds no holders: it ends the
+// orphans of s's drivers (ReapOrphans) first, so that a source asked
+// after it does not report a disk held by a guest that never ran. Put it
+// before the host's sources.
+func Reaping(s *Set) inuse.Source { return reaping{s} }
+
+type reaping struct{ s *Set }
+
+func (r reaping) Holders(ctx context.Context, imgs []inuse.Image) ([][]inuse.Holder, error) {
+	return make([][]inuse.Holder, len(imgs)), ReapOrphans(ctx, r.s)
+}
 
 // InUseSources returns one in-use source per driver: a disk of a guest any
 // of them runs is in use, named by driver and guest.

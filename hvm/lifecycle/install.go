@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -17,6 +18,7 @@ import (
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/media"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 // The install workflow, as the reference gives it for Windows XP: phase 1
@@ -150,6 +152,14 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 	if err != nil {
 		return nil, err
 	}
+	// One install of a guest at a time, for its whole run: a second would
+	// take the first's phase for its own, or find the guest not started
+	// yet and mark the install failed under it.
+	unlock, err := store.LockKey(m.St.Catalog.Home(), "install-"+l.bg.ID, fmt.Sprintf("the install of guest %q (strata guest install %s --status shows it)", name, name), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	rec, err := readInstall(l.bg.Run)
 	if err != nil {
 		return nil, err
@@ -171,6 +181,9 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		if cur.State.Live() {
 			return nil, storage.Errorf(storage.ErrPrecondition, "guest %q is %s: stop it before installing into it", name, cur.State)
 		}
+		if err := m.checkMedia(ctx, o.Media); err != nil {
+			return nil, err
+		}
 		rec = &InstallRecord{Guest: name, State: InstallPhase1, Media: o.Media, XP: o.XP, Driver: o.Driver,
 			Defined: InstallSaved{Boot: l.def.Boot, OnReboot: l.def.Lifecycle.OnReboot, ACPI: l.def.Features.ACPI, APIC: l.def.Features.APIC}}
 		unattend := ""
@@ -189,7 +202,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		}
 		say("phase 1: booting %s from %s", name, o.Media)
 		if _, err := m.Start(ctx, name, StartOptions{Driver: o.Driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
-			return rec, m.failInstall(l, rec, 1, "did not start", nil, err)
+			return rec, m.failInstall(ctx, l, rec, 1, "did not start", nil, err)
 		}
 	}
 	if rec.State == InstallPhase1 {
@@ -218,7 +231,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		say("phase 2: booting %s from its disk", name)
 		driver := rec.Driver
 		if _, err := m.Start(ctx, name, StartOptions{Driver: driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
-			return rec, m.failInstall(l, rec, 2, "did not start", nil, err)
+			return rec, m.failInstall(ctx, l, rec, 2, "did not start", nil, err)
 		}
 	}
 	if rec.State == InstallPhase2 {
@@ -255,6 +268,34 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 	}
 	log.Info().Str("guest", name).Msg("install done")
 	return rec, nil
+}
+
+// checkMedia refuses install media that is not an optical disc image
+// before the definition changes: an iso name must be registered, a file
+// must be a regular file holding an ISO9660 or UDF filesystem (what the
+// file says, not its name).
+func (m *Manager) checkMedia(ctx context.Context, ref string) error {
+	if !strings.ContainsRune(ref, '/') {
+		_, err := media.New(m.St.Catalog).Get(ctx, ref)
+		return err
+	}
+	f, err := os.OpenFile(ref, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return storage.Errorf(storage.ErrNotFound, "--media %q does not exist: give an iso name or the path of an ISO file", ref)
+		}
+		return storage.Errorf(storage.ErrInvalid, "cannot read --media %q: %v", ref, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return storage.Errorf(storage.ErrInvalid, "--media %q is not a regular file: give an iso name or the path of an ISO file", ref)
+	}
+	// ErrNotSupported: a UDF disc without the ISO9660 bridge, which
+	// QEMU boots all the same.
+	if _, err := media.ReadHeader(f, ref); err != nil && !errors.Is(err, storage.ErrNotSupported) {
+		return storage.Errorf(storage.ErrInvalid, "--media %q is not an ISO image (it holds no ISO9660 or UDF filesystem): give an iso name or the path of an ISO file", ref)
+	}
+	return nil
 }
 
 // phase1 switches a definition for phase 1: the media in the CD-ROM drive
@@ -325,14 +366,14 @@ func (m *Manager) waitPhase(ctx context.Context, l loaded, rec *InstallRecord, n
 				p.Ended, p.Result, p.Stop = time.Now().UTC(), "ok", stop
 				return stop, writeInstall(l.bg.Run, rec)
 			}
-			return nil, m.failInstall(l, rec, n, "ended by "+stop.Reason, stop, nil)
+			return nil, m.failInstall(ctx, l, rec, n, "ended by "+stop.Reason, stop, nil)
 		}
 		if st.State == boot.Crashed {
-			return nil, m.failInstall(l, rec, n, "the guest crashed", st.LastStop, nil)
+			return nil, m.failInstall(ctx, l, rec, n, "the guest crashed", st.LastStop, nil)
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			kst, _ := m.Kill(ctx, rec.Guest)
-			return nil, m.failInstall(l, rec, n, fmt.Sprintf("timed out after %s (the guest was ended)", o.PhaseTimeout), kst.LastStop, nil)
+			return nil, m.failInstall(ctx, l, rec, n, fmt.Sprintf("timed out after %s (the guest was ended)", o.PhaseTimeout), kst.LastStop, nil)
 		}
 		select {
 		case <-ctx.Done():
@@ -342,7 +383,7 @@ func (m *Manager) waitPhase(ctx context.Context, l loaded, rec *InstallRecord, n
 	}
 }
 
-func (m *Manager) failInstall(l loaded, rec *InstallRecord, n int, why string, stop *boot.StopRecord, cause error) error {
+func (m *Manager) failInstall(ctx context.Context, l loaded, rec *InstallRecord, n int, why string, stop *boot.StopRecord, cause error) error {
 	p := rec.phase(n)
 	p.Ended, p.Result, p.Stop = time.Now().UTC(), "failed", stop
 	rec.State = InstallFailed
@@ -353,7 +394,19 @@ func (m *Manager) failInstall(l loaded, rec *InstallRecord, n int, why string, s
 	if err := writeInstall(l.bg.Run, rec); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("guest %q: install failed: %s", rec.Guest, rec.Error)
+	if n == 1 {
+		// Phase 1's boot order, on_reboot and firmware tables are not the
+		// admin's: the guest gets its own back (the CD stays in), and a
+		// next install records those, not phase 1's.
+		if _, _, err := m.Reg.Update(ctx, rec.Guest, func(g *hvm.Guest) error {
+			g.Boot, g.Lifecycle.OnReboot = rec.Defined.Boot, rec.Defined.OnReboot
+			g.Features.ACPI, g.Features.APIC = rec.Defined.ACPI, rec.Defined.APIC
+			return nil
+		}); err != nil {
+			return fmt.Errorf("guest %q: install failed in phase 1 (%s), and its definition was not given back (boot %q, on_reboot %q, acpi and apic as before): %w", rec.Guest, rec.Error, rec.Defined.Boot, rec.Defined.OnReboot, err)
+		}
+	}
+	msg := fmt.Sprintf("guest %q: install failed: phase %d %s", rec.Guest, n, why) // the cause is wrapped below
 	if stop != nil && len(stop.SerialTail) > 0 {
 		msg += "; last serial lines: " + strings.Join(stop.SerialTail, " | ")
 	}

@@ -17,6 +17,7 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,8 @@ import (
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -117,6 +120,11 @@ func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
 		return boot.Status{}, err
 	}
 	if d == nil {
+		// A start killed half-way may have left a paused guest that
+		// holds the disks with no state.json naming it: ended here.
+		if err := boot.ReapOrphans(ctx, m.Drivers); err != nil {
+			return boot.Status{}, err
+		}
 		last, err := l.bg.Run.ReadStopped()
 		if err != nil {
 			return boot.Status{}, err
@@ -188,7 +196,10 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 	}
 	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network})
 	if err != nil {
-		return st, fmt.Errorf("guest %q: %w", name, err)
+		if !strings.HasPrefix(err.Error(), fmt.Sprintf("guest %q", name)) { // not twice
+			err = fmt.Errorf("guest %q: %w", name, err)
+		}
+		return st, err
 	}
 	st.Guest, st.Driver = name, d.Name()
 	log.Info().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")
@@ -214,6 +225,13 @@ func (m *Manager) checkDisks(ctx context.Context, l loaded) error {
 		if okind == hvm.SourceVolume || okind == hvm.SourceMedia {
 			what = fmt.Sprintf("disk %s (%s %q, %s)", d.Vdev, map[hvm.SourceKind]string{hvm.SourceVolume: "volume", hvm.SourceMedia: "iso"}[okind], oname, src)
 		}
+		if okind == hvm.SourceVolume {
+			// QEMU opens the path, following links: the volume's image
+			// must still be the file strata registered.
+			if err := m.verifyVolume(oname); err != nil {
+				return fmt.Errorf("guest %q: %w", l.def.Name, err)
+			}
+		}
 		if _, err := os.Stat(src); err != nil {
 			fix := "put it back, or change the guest's disk (strata guest set)"
 			if okind == hvm.SourceMedia {
@@ -226,6 +244,20 @@ func (m *Manager) checkDisks(ctx context.Context, l loaded) error {
 		}
 	}
 	return m.St.InUse.CheckAll(ctx, imgs)
+}
+
+// verifyVolume refuses a volume whose image is no longer the file
+// registered (image.VerifyImage).
+func (m *Manager) verifyVolume(name string) error {
+	var v storage.Volume
+	if err := m.St.Catalog.View(func(tx *catalog.Tx) error {
+		var err error
+		v, err = tx.Volume(name)
+		return err
+	}); err != nil {
+		return err
+	}
+	return image.VerifyImage(v)
 }
 
 // StopOptions choose how Stop stops a guest.
@@ -407,18 +439,20 @@ func Running(home, id string) (bool, string) {
 	if err != nil || rs == nil {
 		return false, ""
 	}
-	if rs.PID > 0 && !boot.SameProcess(rs.PID, rs.PIDStart) {
+	if rs.PID > 0 && !rs.Live() {
 		return false, ""
 	}
 	return true, rs.Driver
 }
 
 func writeFile(path string, fill func(*os.File) error) error {
-	tmp := path + ".strata-tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	// A temporary name nobody can have prepared (O_EXCL, random): a file
+	// already at a fixed name, a hard link to another, is never written.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.strata-tmp")
 	if err != nil {
 		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %w", path, err)
 	}
+	tmp := f.Name()
 	if err := fill(f); err != nil {
 		f.Close()
 		os.Remove(tmp)
@@ -428,7 +462,11 @@ func writeFile(path string, fill func(*os.File) error) error {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %v", path, errors.Unwrap(err))
+	}
+	return nil
 }
 
 // WaitSerial waits until a line of the guest's serial log matches re and
@@ -440,6 +478,7 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 	}
 	deadline := time.Now().Add(timeout)
 	var st boot.Status
+	var log serialReader
 	for i := 0; ; i++ {
 		// The log is looked at every 2 ms, the guest's state every 50:
 		// the state before the log, so that a guest that printed the line
@@ -449,13 +488,8 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 				return "", err
 			}
 		}
-		if b, err := os.ReadFile(l.bg.Run.Path(boot.SerialLog)); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				line = strings.TrimRight(line, "\r")
-				if re.MatchString(line) {
-					return line, nil
-				}
-			}
+		if line, ok := log.match(l.bg.Run.Path(boot.SerialLog), re); ok {
+			return line, nil
 		}
 		if !st.State.Live() {
 			return "", storage.Errorf(storage.ErrPrecondition, "guest %q stopped (%s) before its serial console printed a line matching %q", name, reasonOf(st.LastStop), re)
@@ -469,6 +503,63 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// serialReader reads a serial log as it grows: each look reads only what
+// was added since the last (a guest may write megabytes a second to its
+// serial port), and keeps at most maxSerialLine bytes of a line not yet
+// ended.
+type serialReader struct {
+	off  int64
+	line []byte // the last line, not ended yet
+}
+
+const maxSerialLine = 64 << 10
+
+// match reads what the log gained and returns the first line matching re
+// (the unfinished last line included: a prompt has no newline).
+func (r *serialReader) match(path string, re *regexp.Regexp) (string, bool) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
+	if st.Size() < r.off { // a new log (another start), or cut short
+		r.off, r.line = 0, nil
+	}
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := f.ReadAt(buf, r.off)
+		r.off += int64(n)
+		chunk := buf[:n]
+		for len(chunk) > 0 {
+			i := bytes.IndexByte(chunk, '\n')
+			if i < 0 {
+				r.line = append(r.line, chunk...)
+				break
+			}
+			r.line = append(r.line, chunk[:i]...)
+			chunk = chunk[i+1:]
+			if line := strings.TrimRight(string(r.line), "\r"); re.MatchString(line) {
+				return line, true
+			}
+			r.line = r.line[:0]
+		}
+		if len(r.line) > maxSerialLine {
+			r.line = append(r.line[:0], r.line[len(r.line)-maxSerialLine:]...)
+		}
+		if err != nil || n < len(buf) {
+			break
+		}
+	}
+	if line := strings.TrimRight(string(r.line), "\r"); len(r.line) > 0 && re.MatchString(line) {
+		return line, true
+	}
+	return "", false
 }
 
 func reasonOf(s *boot.StopRecord) string {

@@ -32,6 +32,9 @@ const (
 	// DebugExit writes 0x10 to isa-debug-exit at 0xf4 (QEMU exits with
 	// status 33; needs -device isa-debug-exit,iobase=0xf4,iosize=0x04).
 	DebugExit
+	// Flood writes the marker again and again, for ever, as fast as the
+	// CPU goes: a guest flooding its serial port.
+	Flood
 )
 
 // BootSector returns a 512-byte MBR boot sector that writes marker to
@@ -69,6 +72,9 @@ func BootSector(marker string, then Action) []byte {
 		b = append(b, poweroff...)
 	case DebugExit:
 		b = append(b, 0xba, 0xf4, 0x00, 0xb0, 0x10, 0xee) // mov dx, 0xf4; mov al, 0x10; out dx, al
+	case Flood:
+		rel := 4 - (len(b) + 3)                              // back to the marker's first out (after cli; mov dx)
+		b = append(b, 0xe9, byte(rel), byte(uint16(rel)>>8)) // jmp near
 	}
 	b = append(b, 0xfa, 0xf4, 0xeb, 0xfd) // cli; hlt; jmp back to hlt
 	if len(b) > 510 {

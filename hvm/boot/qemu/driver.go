@@ -42,6 +42,8 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +61,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/boot"
@@ -83,7 +87,15 @@ type Config struct {
 	// directory (`strata guest __watch RUNDIR`). Nil: no watcher; stops
 	// the guest makes itself are then recorded as "died".
 	WatcherArgv func(runDir string) []string
+	// SerialLogMax bounds the serial log (default DefaultSerialLogMax):
+	// the watcher cuts a longer one to its last half, so that a guest
+	// writing to its serial port without end cannot fill the state
+	// home's disk.
+	SerialLogMax int64
 }
+
+// DefaultSerialLogMax is the serial log's bound when Config sets none.
+const DefaultSerialLogMax = 8 << 20
 
 // Driver is the qemu boot driver.
 type Driver struct {
@@ -183,9 +195,10 @@ func runtimeArgs(rd *boot.RunDir, ownSerial bool) []string {
 		"-monitor", "none",
 	}
 	if ownSerial {
-		// The log holds this run only (QEMU truncates it as it opens
-		// it); the last run's tail is in stopped.json.
-		a = append(a, "-chardev", "socket,id=serial0,path="+esc(rd.Path(serialSock))+",server=on,wait=off,logfile="+esc(rd.Path(SerialLog))+",logappend=off",
+		// The log holds this run only (Start removes the last one; its
+		// tail is in stopped.json). QEMU appends (O_APPEND), so that the
+		// watcher can cut the log short under it.
+		a = append(a, "-chardev", "socket,id=serial0,path="+esc(rd.Path(serialSock))+",server=on,wait=off,logfile="+esc(rd.Path(SerialLog))+",logappend=on",
 			"-serial", "chardev:serial0")
 	}
 	return a
@@ -250,7 +263,7 @@ func (d *Driver) liveState(ctx context.Context, g *boot.Guest, locked bool) (*bo
 	if st.Driver != boot.QEMU {
 		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q runs under the %s driver, not qemu: use --driver %s", g.Def.Name, st.Driver, st.Driver)
 	}
-	if boot.SameProcess(st.PID, st.PIDStart) {
+	if st.Live() {
 		return st, nil
 	}
 	return nil, settle(g.Run, st, locked)
@@ -344,9 +357,26 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	own := len(g.Def.Serial) == 0
 	argv = append(argv, runtimeArgs(rd, own)...)
 	acts := lifecycleActions(g.Def.Lifecycle)
+	// A QEMU a killed start left is ended before its pidfile goes.
+	if err := reapLocked(rd); err != nil {
+		return boot.Status{}, err
+	}
 	removeTransient(rd)
+	// QEMU opens the serial log by name, following a symlink and
+	// truncating what it points at: it gets a path with nothing there.
+	if err := os.Remove(rd.Path(SerialLog)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return boot.Status{}, err
+	}
 	l := g.Def.Lifecycle
-	if err := writeJSON(rd.Path(startedFile), started{Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, Actions: acts,
+	logMax := d.cfg.SerialLogMax
+	if logMax <= 0 {
+		logMax = DefaultSerialLogMax
+	}
+	var runID [8]byte
+	if _, err := rand.Read(runID[:]); err != nil {
+		return boot.Status{}, err
+	}
+	if err := writeJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
 		return boot.Status{}, err
 	}
@@ -360,6 +390,9 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	c, err := d.launch(ctx, rd, argv)
 	if err != nil {
 		stopWatcher()
+		// QEMU may have daemonized all the same (the start interrupted at
+		// that moment): end it while its pidfile names it.
+		reapLocked(rd)
 		removeTransient(rd)
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
 	}
@@ -367,10 +400,11 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	pid, start, err := readPID(rd)
 	if err != nil {
 		stopWatcher()
+		reapLocked(rd)
 		removeTransient(rd)
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
 	}
-	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, Accel: accel, Started: time.Now().UTC()}
+	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, BootID: boot.BootID(), Accel: accel, Started: time.Now().UTC()}
 	if err := rd.WriteState(*st); err != nil {
 		stopWatcher()
 		d.abort(rd, st)
@@ -471,7 +505,7 @@ func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (ready func(
 		return func() error { return nil }, func() {}, nil
 	}
 	argv := d.cfg.WatcherArgv(rd.Dir)
-	log, err := os.OpenFile(rd.Path(watchLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := os.OpenFile(rd.Path(watchLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -606,26 +640,25 @@ func (d *Driver) Stop(ctx context.Context, g *boot.Guest, o boot.StopOptions) (b
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultStopTimeout
 	}
+	// The intent only names the stop's reason: one that cannot be
+	// written (a full disk) does not keep the guest from stopping.
+	reason := boot.ReasonKilled
 	if o.Force {
-		if err := writeIntent(rd, boot.ReasonKilled); err != nil {
-			return boot.Status{}, err
-		}
+		writeIntent(rd, reason)
 		d.end(ctx, rd, st, 0)
 	} else {
-		if err := writeIntent(rd, boot.ReasonShutdown); err != nil {
-			return boot.Status{}, err
-		}
+		reason = boot.ReasonShutdown
+		writeIntent(rd, reason)
 		if !d.powerdown(ctx, g, st, o.Timeout) {
-			if err := writeIntent(rd, boot.ReasonQuit); err != nil {
-				return boot.Status{}, err
-			}
+			reason = boot.ReasonQuit
+			writeIntent(rd, reason)
 			d.end(ctx, rd, st, 5*time.Second)
 		}
 	}
 	if !waitGone(st, 5*time.Second) {
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU (pid %d) did not end", g.Def.Name, st.PID)
 	}
-	if err := finishLocked(rd, st, boot.StopRecord{Reason: boot.ReasonDied}); err != nil {
+	if err := finishLocked(rd, st, boot.StopRecord{Reason: reason, Detail: intentDetail[reason]}); err != nil {
 		return boot.Status{}, err
 	}
 	return d.stopped(g)
@@ -698,9 +731,7 @@ func (d *Driver) Kill(ctx context.Context, g *boot.Guest) error {
 	if st == nil {
 		return storage.Errorf(storage.ErrPrecondition, "guest %q is not running", g.Def.Name)
 	}
-	if err := writeIntent(g.Run, boot.ReasonKilled); err != nil {
-		return err
-	}
+	writeIntent(g.Run, boot.ReasonKilled) // a full disk must not keep a guest from being killed
 	if _, err := signal(st, syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -825,6 +856,64 @@ func (d *Driver) Console(ctx context.Context, g *boot.Guest) (io.ReadWriteCloser
 	return dl.DialContext(ctx, "unix", g.Run.Path(serialSock))
 }
 
+// ReapOrphans implements boot.Reaper: a QEMU whose `guest start` was
+// killed after QEMU daemonized and before state.json was written is
+// paused before the guest's first instruction (-S; cont comes after
+// state.json) and holds the guest's disks with nobody to stop it. It is
+// ended, and its runtime files removed, when its runtime directory has
+// no state.json and nobody holds the directory's lock (a start under way
+// holds it until state.json is written).
+func (d *Driver) ReapOrphans(ctx context.Context) error {
+	root := filepath.Join(d.cfg.Home, "run")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		rd := &boot.RunDir{Dir: filepath.Join(root, e.Name())}
+		if _, err := os.Lstat(rd.Path(pidFile)); err != nil {
+			continue
+		}
+		if err := reap(rd); err != nil {
+			return fmt.Errorf("end the QEMU a killed start left in %s: %w", rd.Dir, err)
+		}
+	}
+	return nil
+}
+
+func reap(rd *boot.RunDir) error {
+	unlock, ok, err := tryLockRun(rd)
+	if err != nil || !ok {
+		return err
+	}
+	defer unlock()
+	if st, err := rd.ReadState(); err != nil || st != nil {
+		return nil // a run on record: status settles it
+	}
+	return reapLocked(rd)
+}
+
+// reapLocked ends rd's orphan QEMU, if any; the caller holds rd's lock
+// and has found no state.json.
+func reapLocked(rd *boot.RunDir) error {
+	fd, st := orphanOf(rd)
+	if fd < 0 {
+		return nil
+	}
+	defer unix.Close(fd)
+	if err := unix.PidfdSendSignal(fd, syscall.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	if !waitGone(st, 5*time.Second) {
+		return fmt.Errorf("QEMU (pid %d) did not end after SIGKILL", st.PID)
+	}
+	removeTransient(rd)
+	return nil
+}
+
 // Running implements boot.Driver: the runtime directories whose
 // state.json names this driver and a live pid.
 func (d *Driver) Running(ctx context.Context) ([]boot.RunningGuest, error) {
@@ -843,7 +932,7 @@ func (d *Driver) Running(ctx context.Context) ([]boot.RunningGuest, error) {
 		}
 		rd := &boot.RunDir{Dir: filepath.Join(root, e.Name())}
 		st, err := rd.ReadState()
-		if err != nil || st == nil || st.Driver != boot.QEMU || !boot.SameProcess(st.PID, st.PIDStart) {
+		if err != nil || st == nil || st.Driver != boot.QEMU || !st.Live() {
 			continue
 		}
 		rg := boot.RunningGuest{Name: e.Name(), Domain: e.Name(), PID: st.PID}

@@ -242,7 +242,7 @@ func TestStartStatusConsoleScreenshotPauseKill(t *testing.T) {
 		!slices.ContainsFunc(s.LastStop.SerialTail, func(l string) bool { return strings.Contains(l, marker("life")) }) {
 		t.Fatalf("after kill: %+v %+v", s, s.LastStop)
 	}
-	if boot.SameProcess(st.PID, st.PIDStart) {
+	if st.Live() {
 		t.Fatal("QEMU still runs")
 	}
 	assertCleaned(t, g)

@@ -2,13 +2,18 @@ package qemu
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm/boot"
@@ -37,10 +42,15 @@ var transient = []string{pidFile, qmpSock, eventsSock, serialSock, startedFile, 
 // started is what the driver keeps about the definition it started: no
 // secrets, only what status, the watcher and the in-use check need.
 type started struct {
+	// Run is a random id of this start: a watcher watches the run it was
+	// started for, never the next one.
+	Run   string   `json:"run"`
 	Name  string   `json:"name"`
 	Disks []string `json:"disks,omitempty"`
 	// Own serial: the first serial port is strata's log and socket.
 	OwnSerial bool `json:"own_serial"`
+	// SerialLogMax is the serial log's bound, which the watcher keeps.
+	SerialLogMax int64 `json:"serial_log_max,omitempty"`
 	// Actions are the set-action arguments given to QEMU.
 	Actions actions `json:"actions"`
 	// Lifecycle is what the definition asked for; where QEMU has no
@@ -123,7 +133,7 @@ func writeIntent(rd *boot.RunDir, reason string) error {
 // recording of a stop (by the watcher or status) take it, so one of them
 // at a time changes the records.
 func lockRun(rd *boot.RunDir) (func(), error) {
-	f, err := os.OpenFile(rd.Path(lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(rd.Path(lockFile), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -164,11 +174,17 @@ func finishLocked(rd *boot.RunDir, st *boot.RunState, rec boot.StopRecord) error
 	if s, _ := readStarted(rd); s == nil || s.OwnSerial {
 		rec.SerialTail = tailLines(rd.Path(SerialLog), 20)
 	}
-	if err := rd.WriteStopped(rec); err != nil {
+	// A record that cannot be written (a full disk) is lost, but the
+	// guest is stopped all the same: its state must not say it runs.
+	recErr := rd.WriteStopped(rec)
+	removeTransient(rd)
+	if err := rd.ClearState(); err != nil {
 		return err
 	}
-	removeTransient(rd)
-	return rd.ClearState()
+	if recErr != nil {
+		log.Warn().Err(recErr).Str("reason", rec.Reason).Msg("the guest stopped, but its stop record was not written")
+	}
+	return nil
 }
 
 func removeTransient(rd *boot.RunDir) {
@@ -180,12 +196,14 @@ func removeTransient(rd *boot.RunDir) {
 // tailLines returns the last n non-empty lines of a file (at most its
 // last 64 KiB), without carriage returns.
 func tailLines(path string, n int) []string {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	} else if st.Size() > 64<<10 {
 		f.Seek(st.Size()-64<<10, 0)
 	}
 	var lines []string
@@ -196,6 +214,8 @@ func tailLines(path string, n int) []string {
 		if strings.TrimSpace(l) == "" {
 			continue
 		}
+		// The record is shown to people: text, not the guest's bytes.
+		l = boot.Printable(l, 512)
 		lines = append(lines, l)
 		if len(lines) > n {
 			lines = lines[1:]
@@ -217,7 +237,7 @@ func signal(st *boot.RunState, sig syscall.Signal) (bool, error) {
 		return false, err
 	}
 	defer unix.Close(fd)
-	if !boot.SameProcess(st.PID, st.PIDStart) {
+	if !st.Live() {
 		return false, nil
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
@@ -233,7 +253,7 @@ func signal(st *boot.RunState, sig syscall.Signal) (bool, error) {
 func waitGone(st *boot.RunState, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if !boot.SameProcess(st.PID, st.PIDStart) {
+		if !st.Live() {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -241,4 +261,105 @@ func waitGone(st *boot.RunState, d time.Duration) bool {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// tryLockRun takes the runtime directory's lock if nobody holds it (ok
+// false: a start, stop or stop record is under way).
+func tryLockRun(rd *boot.RunDir) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(rd.Path(lockFile), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return func() { f.Close() }, true, nil
+}
+
+// orphanOf returns a pidfd for the QEMU that rd's pidfile names when it
+// is one strata started for rd (its command line gives rd's pidfile) and
+// still runs; fd -1 when there is none. The pidfd is opened before the
+// command line is read, so a pid reused in between is never signalled.
+func orphanOf(rd *boot.RunDir) (fd int, st *boot.RunState) {
+	b, err := readNoFollow(rd.Path(pidFile), 32)
+	if err != nil {
+		return -1, nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return -1, nil
+	}
+	fd, err = unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, nil
+	}
+	start, err := boot.ProcStart(pid)
+	cmd, cerr := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || cerr != nil || !bytes.Contains(cmd, []byte("\x00-pidfile\x00"+rd.Path(pidFile)+"\x00")) {
+		unix.Close(fd)
+		return -1, nil
+	}
+	return fd, &boot.RunState{PID: pid, PIDStart: start}
+}
+
+// readNoFollow reads at most max bytes of a regular file, never through
+// a symlink.
+func readNoFollow(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// capLog keeps the serial log at path under max bytes while the returned
+// function is not called: every interval a longer log is cut to its last
+// max/2 bytes (from a line start), after a line saying so. QEMU appends
+// to the log (O_APPEND), so its next write goes after what is kept;
+// what it writes in the moment between the read and the cut is lost.
+func capLog(path string, max int64, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				cutLog(path, max)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func cutLog(path string, max int64) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() <= max {
+		return
+	}
+	keep := make([]byte, max/2)
+	n, _ := f.ReadAt(keep, st.Size()-int64(len(keep)))
+	keep = keep[:n]
+	if i := bytes.IndexByte(keep, '\n'); i >= 0 {
+		keep = keep[i+1:]
+	}
+	if err := f.Truncate(0); err != nil {
+		return
+	}
+	f.Write(append([]byte(fmt.Sprintf("[strata: the serial log passed %d bytes and was cut to its last lines]\n", max)), keep...))
 }

@@ -20,6 +20,15 @@ import (
 // does not run.
 func Watch(ctx context.Context, runDir string) error {
 	rd := &boot.RunDir{Dir: runDir}
+	// The start that ran this watcher wrote started.json first; a later
+	// start writes its own (another run id). A watcher whose start was killed
+	// before state.json must not take the next start's guest (QEMU serves
+	// one client on the events socket): it watches only the state.json of
+	// its own started.json.
+	mine, err := readStarted(rd)
+	if err != nil || mine == nil {
+		return fmt.Errorf("no guest is starting in %s (%v)", runDir, err)
+	}
 	// Started before QEMU (so that its start-up overlaps QEMU's), the
 	// watcher waits for the guest's state.json; a start that fails kills
 	// it, and one whose strata died gives up after 10 s.
@@ -45,8 +54,8 @@ func Watch(ctx context.Context, runDir string) error {
 	if err != nil {
 		return err
 	}
-	if sd == nil {
-		sd = &started{}
+	if sd == nil || sd.Run != mine.Run {
+		return fmt.Errorf("the start that ran this watcher in %s was abandoned; another start runs the guest", runDir)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	c, err := qmp.Dial(dctx, rd.Path(eventsSock))
@@ -61,6 +70,13 @@ func Watch(ctx context.Context, runDir string) error {
 	}
 	if err := writeJSON(rd.Path(watcherFile), watcher{PID: os.Getpid(), Start: me}); err != nil {
 		return err
+	}
+	if sd.OwnSerial {
+		max := sd.SerialLogMax
+		if max <= 0 {
+			max = DefaultSerialLogMax
+		}
+		defer capLog(rd.Path(SerialLog), max, 100*time.Millisecond)()
 	}
 	rec := boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended without a shutdown event (killed from outside, or it crashed)"}
 	quitting := false
@@ -119,7 +135,7 @@ func Watch(ctx context.Context, runDir string) error {
 	// QEMU closed its socket: it is on its way out. The stop is recorded
 	// only once its process is gone, so that nobody is told the guest
 	// stopped while QEMU still holds its disks.
-	for boot.SameProcess(st.PID, st.PIDStart) {
+	for st.Live() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -1,0 +1,104 @@
+package main_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-vm/strata/hvm/boot/boottest"
+)
+
+// qemuThatKillsStrata returns a PATH whose qemu-system-x86_64 starts the
+// real QEMU (daemonized, paused) and then kills the strata that ran it
+// with SIGKILL: a `guest start` killed after QEMU is up but before it
+// recorded state.json.
+func qemuThatKillsStrata(t *testing.T) string {
+	t.Helper()
+	real, err := lookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 is not installed")
+	}
+	dir := t.TempDir()
+	script := "#!/bin/sh\n" + real + " \"$@\"\nrc=$?\nkill -9 $PPID\nexit $rc\n"
+	if err := os.WriteFile(filepath.Join(dir, "qemu-system-x86_64"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return "PATH=" + dir + ":" + os.Getenv("PATH")
+}
+
+func lookPath(name string) (string, error) {
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", os.ErrNotExist
+}
+
+// A `guest start` killed (kill -9) between QEMU's start and state.json
+// leaves a paused QEMU holding the guest's disks. strata finds its own
+// orphan and ends it (it never ran the guest: it was started paused and
+// never continued): the next disk operation, status and start work, and
+// no QEMU is left holding the image.
+func TestKilledStartLeavesNoOrphanQEMU(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "or", "STRATA-OR", boottest.PowerButton)
+	r := runIn(t, home, []string{qemuThatKillsStrata(t)}, "guest", "start", "or", "--driver", "qemu")
+	if r.code == 0 {
+		t.Fatalf("the killed start exited 0: %s", r.stderr)
+	}
+	pidFile := filepath.Join(home, "run", guestID(t, home, "or"), "qemu.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("the killed start left no QEMU behind (the test needs one): %v", err)
+	}
+	orphan := strings.TrimSpace(string(b))
+	if _, err := os.Stat("/proc/" + orphan); err != nil {
+		t.Fatalf("the orphan QEMU %s is not running: %v", orphan, err)
+	}
+
+	// The next disk operation is not refused for ever by the orphan.
+	ok(t, home, "snapshot", "create", "or", "--name", "after-crash")
+	if s := statusOf(t, home, "or"); s.State != "stopped" {
+		t.Fatalf("status after a killed start: %+v", s)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/" + orphan); err != nil {
+			break
+		}
+		if st, _ := os.ReadFile("/proc/" + orphan + "/stat"); strings.Contains(string(st), ") Z ") {
+			break // ended, not reaped by its parent
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphan QEMU %s still runs", orphan)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ok(t, home, "guest", "start", "or", "--wait-serial", "STRATA-OR")
+	ok(t, home, "guest", "stop", "or", "--timeout", "30s")
+}
+
+// A start right after a killed one is not held up by the killed start's
+// watcher (which waits for its guest's state.json and would take the next
+// start's events socket: QEMU serves one client there, and the start then
+// waited 10 s for its own watcher and failed).
+func TestStartRightAfterAKilledStartIsNotHeldUp(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "ag", "STRATA-AG", boottest.PowerButton)
+	env := qemuThatKillsStrata(t)
+	for i := 0; i < 4; i++ {
+		if r := runIn(t, home, []string{env}, "guest", "start", "ag", "--driver", "qemu"); r.code == 0 {
+			t.Fatalf("the killed start exited 0: %s", r.stderr)
+		}
+		start := time.Now()
+		ok(t, home, "guest", "start", "ag")
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("start after a killed start took %s", d)
+		}
+		ok(t, home, "guest", "kill", "ag")
+	}
+}
