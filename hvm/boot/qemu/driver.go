@@ -390,7 +390,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	c, err := d.launch(ctx, rd, argv)
 	if err != nil {
 		stopWatcher()
-		// QEMU may have daemonized all the same (the start interrupted at
+		// QEMU may be up all the same (the start interrupted at
 		// that moment): end it while its pidfile names it.
 		reapLocked(rd)
 		removeTransient(rd)
@@ -857,7 +857,7 @@ func (d *Driver) Console(ctx context.Context, g *boot.Guest) (io.ReadWriteCloser
 }
 
 // ReapOrphans implements boot.Reaper: a QEMU whose `guest start` was
-// killed after QEMU daemonized and before state.json was written is
+// killed after QEMU started and before state.json was written is
 // paused before the guest's first instruction (-S; cont comes after
 // state.json) and holds the guest's disks with nobody to stop it. It is
 // ended, and its runtime files removed, when its runtime directory has
@@ -964,6 +964,11 @@ func (d *Driver) launch(ctx context.Context, rd *boot.RunDir, argv []string) (*q
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
+	// Giving up ends the whole session QEMU was started in: a wrapper
+	// (a distribution's qemu-kvm script) may have left QEMU in it with
+	// no pidfile yet. The session's id stays taken while any process is
+	// in it, so this never reaches anyone else.
+	endSession := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -974,6 +979,7 @@ func (d *Driver) launch(ctx context.Context, rd *boot.RunDir, argv []string) (*q
 		}
 		select {
 		case <-exited:
+			endSession()
 			b, _ := os.ReadFile(rd.Path(qemuLog))
 			msg := strings.TrimSpace(string(b))
 			if msg == "" {
@@ -981,12 +987,12 @@ func (d *Driver) launch(ctx context.Context, rd *boot.RunDir, argv []string) (*q
 			}
 			return nil, errors.New(msg)
 		case <-ctx.Done():
-			_ = cmd.Process.Kill()
+			endSession()
 			return nil, ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
+			endSession()
 			return nil, fmt.Errorf("QEMU did not answer on %s within 30 s", rd.Path(qmpSock))
 		}
 	}

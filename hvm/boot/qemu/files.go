@@ -299,7 +299,11 @@ func orphanOf(rd *boot.RunDir) (fd int, st *boot.RunState) {
 	}
 	start, err := boot.ProcStart(pid)
 	cmd, cerr := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || cerr != nil || !bytes.Contains(cmd, []byte("\x00-pidfile\x00"+rd.Path(pidFile)+"\x00")) {
+	// Anyone can run a process with any command line; only one of this
+	// user's (strata runs QEMU as itself) can be strata's orphan.
+	owner, oerr := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	mine := oerr == nil && owner.Sys().(*syscall.Stat_t).Uid == uint32(os.Getuid())
+	if err != nil || cerr != nil || !mine || !bytes.Contains(cmd, []byte("\x00-pidfile\x00"+rd.Path(pidFile)+"\x00")) {
 		unix.Close(fd)
 		return -1, nil
 	}

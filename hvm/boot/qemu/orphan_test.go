@@ -33,10 +33,10 @@ func qemuPIDsFor(t *testing.T, dir string) []string {
 	return out
 }
 
-// A start whose QEMU daemonized but which failed after (here: the
-// emulator's launcher exits 1 once QEMU is up, as when the start is
-// interrupted at that moment) leaves no QEMU behind: it would hold the
-// guest's disks with nothing naming it.
+// A start that failed while a QEMU of its own is up (here: the
+// emulator's launcher leaves QEMU running in the background and exits 1,
+// as a start interrupted at that moment leaves it) leaves no QEMU behind:
+// it would hold the guest's disks with nothing naming it.
 func TestFailedStartLeavesNoQEMUBehind(t *testing.T) {
 	e := newEnv(t)
 	real, err := exec.LookPath("qemu-system-x86_64")
@@ -44,7 +44,7 @@ func TestFailedStartLeavesNoQEMUBehind(t *testing.T) {
 		t.Skip(err)
 	}
 	wrapper := filepath.Join(t.TempDir(), "qemu-then-fail")
-	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\n"+real+" \"$@\"\nexit 1\n"), 0o755); err != nil {
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\n"+real+" \"$@\" &\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	e.d = qemu.New(qemu.Config{Home: e.home, Binary: wrapper, Network: qemuargv.NetNone, WatcherArgv: watcherArgv})
