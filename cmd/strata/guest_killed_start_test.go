@@ -11,9 +11,9 @@ import (
 )
 
 // qemuThatKillsStrata returns a PATH whose qemu-system-x86_64 starts the
-// real QEMU (daemonized, paused) and then kills the strata that ran it
-// with SIGKILL: a `guest start` killed after QEMU is up but before it
-// recorded state.json.
+// real QEMU (paused, as strata asks) and kills the strata that ran it
+// with SIGKILL: a `guest start` killed after it launched QEMU but before
+// it recorded state.json.
 func qemuThatKillsStrata(t *testing.T) string {
 	t.Helper()
 	real, err := lookPath("qemu-system-x86_64")
@@ -21,7 +21,7 @@ func qemuThatKillsStrata(t *testing.T) string {
 		t.Skip("qemu-system-x86_64 is not installed")
 	}
 	dir := t.TempDir()
-	script := "#!/bin/sh\n" + real + " \"$@\"\nrc=$?\nkill -9 $PPID\nexit $rc\n"
+	script := "#!/bin/sh\n" + real + " \"$@\" &\nkill -9 $PPID\nwait\n"
 	if err := os.WriteFile(filepath.Join(dir, "qemu-system-x86_64"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +50,7 @@ func TestKilledStartLeavesNoOrphanQEMU(t *testing.T) {
 	if r.code == 0 {
 		t.Fatalf("the killed start exited 0: %s", r.stderr)
 	}
-	pidFile := filepath.Join(home, "run", guestID(t, home, "or"), "qemu.pid")
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatalf("the killed start left no QEMU behind (the test needs one): %v", err)
-	}
-	orphan := strings.TrimSpace(string(b))
+	orphan := orphanPID(t, home, "or")
 	if _, err := os.Stat("/proc/" + orphan); err != nil {
 		t.Fatalf("the orphan QEMU %s is not running: %v", orphan, err)
 	}
@@ -94,11 +89,30 @@ func TestStartRightAfterAKilledStartIsNotHeldUp(t *testing.T) {
 		if r := runIn(t, home, []string{env}, "guest", "start", "ag", "--driver", "qemu"); r.code == 0 {
 			t.Fatalf("the killed start exited 0: %s", r.stderr)
 		}
+		orphanPID(t, home, "ag")
 		start := time.Now()
 		ok(t, home, "guest", "start", "ag")
 		if d := time.Since(start); d > 5*time.Second {
 			t.Fatalf("start after a killed start took %s", d)
 		}
 		ok(t, home, "guest", "kill", "ag")
+	}
+}
+
+// orphanPID waits for the QEMU a killed start left to write its pidfile
+// (the start was killed as it launched QEMU) and returns its pid.
+func orphanPID(t *testing.T, home, guest string) string {
+	t.Helper()
+	pidFile := filepath.Join(home, "run", guestID(t, home, guest), "qemu.pid")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(pidFile)
+		if pid := strings.TrimSpace(string(b)); err == nil && pid != "" {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed start left no QEMU behind (the test needs one): %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

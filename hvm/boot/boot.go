@@ -368,7 +368,7 @@ func (s *RunState) Live() bool {
 // ReadState returns state.json, or nil when the guest is not running.
 func (r *RunDir) ReadState() (*RunState, error) {
 	var s RunState
-	ok, err := readJSON(r.Path(StateFile), &s)
+	ok, err := ReadJSON(r.Path(StateFile), &s)
 	if !ok || err != nil {
 		return nil, err
 	}
@@ -376,7 +376,7 @@ func (r *RunDir) ReadState() (*RunState, error) {
 }
 
 // WriteState records that a driver runs the guest.
-func (r *RunDir) WriteState(s RunState) error { return writeJSON(r.Path(StateFile), s) }
+func (r *RunDir) WriteState(s RunState) error { return WriteJSON(r.Path(StateFile), s) }
 
 // ClearState removes state.json: the guest no longer runs.
 func (r *RunDir) ClearState() error {
@@ -390,7 +390,7 @@ func (r *RunDir) ClearState() error {
 // ReadStopped returns stopped.json, or nil when none is recorded.
 func (r *RunDir) ReadStopped() (*StopRecord, error) {
 	var s StopRecord
-	ok, err := readJSON(r.Path(StoppedFile), &s)
+	ok, err := ReadJSON(r.Path(StoppedFile), &s)
 	if !ok || err != nil {
 		return nil, err
 	}
@@ -398,7 +398,7 @@ func (r *RunDir) ReadStopped() (*StopRecord, error) {
 }
 
 // WriteStopped records how the guest stopped.
-func (r *RunDir) WriteStopped(s StopRecord) error { return writeJSON(r.Path(StoppedFile), s) }
+func (r *RunDir) WriteStopped(s StopRecord) error { return WriteJSON(r.Path(StoppedFile), s) }
 
 // ClearStopped forgets the last stop (a new start begins).
 func (r *RunDir) ClearStopped() error {
@@ -409,7 +409,9 @@ func (r *RunDir) ClearStopped() error {
 	return err
 }
 
-func readJSON(path string, v any) (bool, error) {
+// ReadJSON reads a runtime record into v; false when there is none. A
+// record that does not parse is an error saying what to do.
+func ReadJSON(path string, v any) (bool, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -423,7 +425,8 @@ func readJSON(path string, v any) (bool, error) {
 	return true, nil
 }
 
-func writeJSON(path string, v any) error {
+// WriteJSON replaces a runtime record atomically (catalog.WriteFileAtomic).
+func WriteJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err

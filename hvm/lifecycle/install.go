@@ -107,22 +107,16 @@ func (r *InstallRecord) phase(n int) *PhaseRecord {
 }
 
 func readInstall(rd *boot.RunDir) (*InstallRecord, error) {
-	b, err := os.ReadFile(rd.Path(InstallFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var r InstallRecord
-	if err := jsonUnmarshal(b, &r); err != nil {
-		return nil, storage.Errorf(storage.ErrPrecondition, "%s is damaged (%v): remove it to start the install over", rd.Path(InstallFile), err)
+	ok, err := boot.ReadJSON(rd.Path(InstallFile), &r)
+	if !ok || err != nil {
+		return nil, err
 	}
 	return &r, nil
 }
 
 func writeInstall(rd *boot.RunDir, r *InstallRecord) error {
-	return writeJSONFile(rd.Path(InstallFile), r)
+	return boot.WriteJSON(rd.Path(InstallFile), r)
 }
 
 // InstallStatus returns a guest's install record (nil: never installed

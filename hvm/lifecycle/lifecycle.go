@@ -90,6 +90,21 @@ func (m *Manager) lock(ctx context.Context, l loaded) (func(), error) {
 	return store.LockKey(m.St.Catalog.Home(), "run-"+l.bg.ID, fmt.Sprintf("guest %q (started or stopped by another strata command)", l.def.Name), m.LockTimeout)
 }
 
+// locked loads the guest called name and runs fn with its lifecycle lock
+// held.
+func (m *Manager) locked(ctx context.Context, name string, fn func(l loaded) error) error {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return err
+	}
+	unlock, err := m.lock(ctx, l)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return fn(l)
+}
+
 // driverOf returns the driver that runs the guest now (state.json), or
 // the guest's own driver when it names one and that driver reports the
 // guest live (started outside strata, or before state.json was written);
@@ -264,17 +279,12 @@ func (m *Manager) verifyVolume(name string) error {
 type StopOptions = boot.StopOptions
 
 // Stop shuts a guest down (or ends it with Force).
-func (m *Manager) Stop(ctx context.Context, name string, o StopOptions) (boot.Status, error) {
-	l, err := m.load(ctx, name)
-	if err != nil {
-		return boot.Status{}, err
-	}
-	unlock, err := m.lock(ctx, l)
-	if err != nil {
-		return boot.Status{}, err
-	}
-	defer unlock()
-	return m.stop(ctx, l, o)
+func (m *Manager) Stop(ctx context.Context, name string, o StopOptions) (st boot.Status, err error) {
+	err = m.locked(ctx, name, func(l loaded) error {
+		st, err = m.stop(ctx, l, o)
+		return err
+	})
+	return st, err
 }
 
 func (m *Manager) stop(ctx context.Context, l loaded, o StopOptions) (boot.Status, error) {
@@ -319,27 +329,23 @@ func (m *Manager) Resume(ctx context.Context, name string) (boot.Status, error) 
 	return m.act(ctx, name, boot.Pause, func(d boot.Driver, g *boot.Guest) error { return d.Resume(ctx, g) })
 }
 
-func (m *Manager) act(ctx context.Context, name string, f boot.Feature, fn func(boot.Driver, *boot.Guest) error) (boot.Status, error) {
-	l, err := m.load(ctx, name)
-	if err != nil {
-		return boot.Status{}, err
-	}
-	unlock, err := m.lock(ctx, l)
-	if err != nil {
-		return boot.Status{}, err
-	}
-	defer unlock()
-	d, cur, err := m.live(ctx, l)
-	if err != nil {
-		return cur, err
-	}
-	if err := d.Supports(l.bg.Def, f); err != nil {
-		return cur, err
-	}
-	if err := fn(d, l.bg); err != nil {
-		return cur, err
-	}
-	return m.status(ctx, l)
+func (m *Manager) act(ctx context.Context, name string, f boot.Feature, fn func(boot.Driver, *boot.Guest) error) (st boot.Status, err error) {
+	err = m.locked(ctx, name, func(l loaded) error {
+		d, cur, err := m.live(ctx, l)
+		st = cur
+		if err != nil {
+			return err
+		}
+		if err := d.Supports(l.bg.Def, f); err != nil {
+			return err
+		}
+		if err := fn(d, l.bg); err != nil {
+			return err
+		}
+		st, err = m.status(ctx, l)
+		return err
+	})
+	return st, err
 }
 
 // Restart stops a running guest cleanly and starts it again with the same
@@ -373,17 +379,10 @@ func (m *Manager) Rollback(ctx context.Context, name, ref string, restart bool, 
 	driver := cur.Driver
 	return m.Points.RollbackRestart(ctx, name, ref,
 		func(ctx context.Context) error {
-			l, err := m.load(ctx, name)
-			if err != nil {
+			return m.locked(ctx, name, func(l loaded) error {
+				_, err := m.stop(ctx, l, StopOptions{Timeout: timeout})
 				return err
-			}
-			unlock, err := m.lock(ctx, l)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			_, err = m.stop(ctx, l, StopOptions{Timeout: timeout})
-			return err
+			})
 		},
 		func(ctx context.Context) error {
 			_, err := m.start(ctx, name, StartOptions{Driver: driver})
@@ -579,38 +578,31 @@ type undefiner interface {
 // it runs; its definitions in toolstacks that keep one (libvirt) are
 // removed first and its runtime directory after.
 func (m *Manager) Delete(ctx context.Context, name string, withDisks bool) error {
-	l, err := m.load(ctx, name)
-	if err != nil {
-		return err
-	}
-	unlock, err := m.lock(ctx, l)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if cur, err := m.status(ctx, l); err != nil {
-		return err
-	} else if cur.State.Live() {
-		return storage.Errorf(storage.ErrInUse, "guest %q is %s (driver %s): stop it first (strata guest stop %s)", name, cur.State, cur.Driver, name)
-	}
-	for _, d := range m.Drivers.Drivers() {
-		u, ok := d.(undefiner)
-		if !ok {
-			continue
+	return m.locked(ctx, name, func(l loaded) error {
+		if cur, err := m.status(ctx, l); err != nil {
+			return err
+		} else if cur.State.Live() {
+			return storage.Errorf(storage.ErrInUse, "guest %q is %s (driver %s): stop it first (strata guest stop %s)", name, cur.State, cur.Driver, name)
 		}
-		if err := d.Available(ctx); err != nil {
-			log.Warn().Str("guest", name).Str("driver", d.Name()).Err(err).Msg("cannot ask whether the guest is still defined there; undefine it by hand if it is")
-			continue
+		for _, d := range m.Drivers.Drivers() {
+			u, ok := d.(undefiner)
+			if !ok {
+				continue
+			}
+			if err := d.Available(ctx); err != nil {
+				log.Warn().Str("guest", name).Str("driver", d.Name()).Err(err).Msg("cannot ask whether the guest is still defined there; undefine it by hand if it is")
+				continue
+			}
+			if err := u.Undefine(ctx, l.bg); err != nil {
+				return err
+			}
 		}
-		if err := u.Undefine(ctx, l.bg); err != nil {
+		if err := m.Reg.Delete(ctx, name, withDisks); err != nil {
 			return err
 		}
-	}
-	if err := m.Reg.Delete(ctx, name, withDisks); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(l.bg.Run.Dir); err != nil {
-		log.Warn().Str("guest", name).Err(err).Msg("runtime directory not removed")
-	}
-	return nil
+		if err := os.RemoveAll(l.bg.Run.Dir); err != nil {
+			log.Warn().Str("guest", name).Err(err).Msg("runtime directory not removed")
+		}
+		return nil
+	})
 }

@@ -293,7 +293,7 @@ func (d *Driver) lockLive(ctx context.Context, g *boot.Guest) (*boot.RunState, f
 // otherwise the reason is strata's intent, or "died".
 func settle(rd *boot.RunDir, st *boot.RunState, locked bool) error {
 	var w watcher
-	if ok, _ := readJSON(rd.Path(watcherFile), &w); ok && !locked {
+	if ok, _ := boot.ReadJSON(rd.Path(watcherFile), &w); ok && !locked {
 		deadline := time.Now().Add(3 * time.Second)
 		for boot.SameProcess(w.PID, w.Start) && time.Now().Before(deadline) {
 			if cur, _ := rd.ReadState(); cur == nil || cur.PID != st.PID {
@@ -376,7 +376,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if _, err := rand.Read(runID[:]); err != nil {
 		return boot.Status{}, err
 	}
-	if err := writeJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
+	if err := boot.WriteJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
 		return boot.Status{}, err
 	}
@@ -523,7 +523,7 @@ func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (ready func(
 		deadline := time.After(10 * time.Second)
 		for {
 			var w watcher
-			if ok, _ := readJSON(rd.Path(watcherFile), &w); ok && w.PID == cmd.Process.Pid {
+			if ok, _ := boot.ReadJSON(rd.Path(watcherFile), &w); ok && w.PID == cmd.Process.Pid {
 				return nil
 			}
 			select {

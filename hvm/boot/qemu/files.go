@@ -3,7 +3,6 @@ package qemu
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm/boot"
-	"github.com/strata-vm/strata/storage"
-	"github.com/strata-vm/strata/storage/catalog"
 )
 
 // Files in a guest's runtime directory.
@@ -85,31 +82,9 @@ type watcher struct {
 	Start uint64 `json:"start"`
 }
 
-func readJSON(path string, v any) (bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, storage.Errorf(storage.ErrPrecondition, "%s is damaged (%v): remove it if no guest runs", path, err)
-	}
-	return true, nil
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return catalog.WriteFileAtomic(path, append(b, '\n'))
-}
-
 func readStarted(rd *boot.RunDir) (*started, error) {
 	var s started
-	ok, err := readJSON(rd.Path(startedFile), &s)
+	ok, err := boot.ReadJSON(rd.Path(startedFile), &s)
 	if !ok || err != nil {
 		return nil, err
 	}
@@ -118,7 +93,7 @@ func readStarted(rd *boot.RunDir) (*started, error) {
 
 func readIntent(rd *boot.RunDir) *intent {
 	var in intent
-	if ok, _ := readJSON(rd.Path(intentFile), &in); !ok {
+	if ok, _ := boot.ReadJSON(rd.Path(intentFile), &in); !ok {
 		return nil
 	}
 	return &in
@@ -126,7 +101,7 @@ func readIntent(rd *boot.RunDir) *intent {
 
 func writeIntent(rd *boot.RunDir, reason string) error {
 	start, _ := boot.ProcStart(os.Getpid())
-	return writeJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC(), PID: os.Getpid(), Start: start})
+	return boot.WriteJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC(), PID: os.Getpid(), Start: start})
 }
 
 // lockRun takes the runtime directory's lock: start, stop, kill and the

@@ -68,7 +68,7 @@ func Watch(ctx context.Context, runDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(rd.Path(watcherFile), watcher{PID: os.Getpid(), Start: me}); err != nil {
+	if err := boot.WriteJSON(rd.Path(watcherFile), watcher{PID: os.Getpid(), Start: me}); err != nil {
 		return err
 	}
 	if sd.OwnSerial {
