@@ -19,17 +19,13 @@
 package libvirt
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/xml"
-	"errors"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,6 +37,7 @@ import (
 	"github.com/strata-vm/strata/hvm/boot"
 	hvmlibvirt "github.com/strata-vm/strata/hvm/libvirt"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/run"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -761,99 +758,50 @@ func (d *Driver) listRunning(c *conn) ([]boot.RunningGuest, error) {
 }
 
 // Screenshot writes the guest's screen as PNG: libvirt's QEMU driver
-// hands over a PPM, which is converted.
+// hands over a PPM, which is converted. It runs virsh (libvirt's own
+// client), not go-libvirt's DomainScreenshot: that stream call deadlocks
+// the connection when libvirt sends a packet after go-libvirt stopped
+// reading (its callback blocks holding the lock the caller's deregister
+// needs), and the screenshot then hangs for ever.
 func (d *Driver) Screenshot(ctx context.Context, g *boot.Guest, w io.Writer) error {
 	if err := d.Supports(g.Def, boot.Screenshot); err != nil {
 		return err
 	}
 	return d.onRunning(ctx, g, func(c *conn, dm lv.Domain, _ lv.DomainState) error {
-		return screenshot(c, dm, w)
+		tmp := g.Run.Path("screenshot.tmp")
+		os.Remove(tmp)
+		defer os.Remove(tmp)
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := run.Output(sctx, "virsh", "-q", "-c", d.virshURI(), "screenshot", "--domain", dm.Name, "--file", tmp); err != nil {
+			return fmt.Errorf("libvirt: screenshot of domain %q: %w", dm.Name, err)
+		}
+		b, err := os.ReadFile(tmp)
+		if err != nil {
+			return err
+		}
+		if err := boot.WritePNG(b, w); err != nil {
+			return fmt.Errorf("libvirt: screenshot of domain %q: %w", dm.Name, err)
+		}
+		return nil
 	})
 }
 
-func screenshot(c *conn, dm lv.Domain, w io.Writer) error {
-	var buf bytes.Buffer
-	// go-libvirt decodes the MIME type from the stream's closing packet,
-	// which carries none: the image arrives whole and the decode fails
-	// with EOF. The format is told from the data instead.
-	_, err := c.DomainScreenshot(dm, &buf, 0, 0)
-	if err != nil && (buf.Len() == 0 || !strings.Contains(err.Error(), "EOF")) {
-		return fmt.Errorf("libvirt: screenshot of domain %q: %w", dm.Name, err)
+// virshURI is the connection URI that reaches the driver's daemon from
+// virsh: the socket given in the URI when it is not the default one.
+func (d *Driver) virshURI() string {
+	if d.cfg.Socket == DefaultSocket {
+		return d.cfg.URI
 	}
-	if bytes.HasPrefix(buf.Bytes(), []byte("\x89PNG\r\n\x1a\n")) {
-		_, err := w.Write(buf.Bytes())
-		return err
+	u := d.cfg.URI
+	if i := strings.Index(u, ":///"); i > 0 && !strings.Contains(u[:i], "+") {
+		u = u[:i] + "+unix" + u[i:]
 	}
-	img, err := decodePPM(&buf)
-	if err != nil {
-		return fmt.Errorf("libvirt: screenshot of domain %q: %w", dm.Name, err)
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
 	}
-	return png.Encode(w, img)
-}
-
-// decodePPM reads a binary PPM (P6) with 8-bit samples, as QEMU's
-// screendump writes it.
-func decodePPM(r io.Reader) (image.Image, error) {
-	br := bufio.NewReader(r)
-	var fields []int
-	magic, err := ppmToken(br)
-	if err != nil || magic != "P6" {
-		return nil, fmt.Errorf("not a binary PPM (magic %q)", magic)
-	}
-	for len(fields) < 3 {
-		t, err := ppmToken(br)
-		if err != nil {
-			return nil, fmt.Errorf("PPM header: %w", err)
-		}
-		n, err := strconv.Atoi(t)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("PPM header: %q is not a positive number", t)
-		}
-		fields = append(fields, n)
-	}
-	wd, ht, max := fields[0], fields[1], fields[2]
-	if max > 255 || wd > 1<<15 || ht > 1<<15 {
-		return nil, fmt.Errorf("PPM %dx%d with maxval %d is not supported", wd, ht, max)
-	}
-	img := image.NewNRGBA(image.Rect(0, 0, wd, ht))
-	row := make([]byte, 3*wd)
-	for y := 0; y < ht; y++ {
-		if _, err := io.ReadFull(br, row); err != nil {
-			return nil, fmt.Errorf("PPM row %d: %w", y, err)
-		}
-		for x := 0; x < wd; x++ {
-			scale := func(v byte) uint8 { return uint8(int(v) * 255 / max) }
-			img.SetNRGBA(x, y, color.NRGBA{scale(row[3*x]), scale(row[3*x+1]), scale(row[3*x+2]), 255})
-		}
-	}
-	return img, nil
-}
-
-// ppmToken reads one whitespace-separated header token, skipping
-// comments; the single whitespace byte after the last token is consumed.
-func ppmToken(br *bufio.Reader) (string, error) {
-	var tok []byte
-	for {
-		b, err := br.ReadByte()
-		if err != nil {
-			if len(tok) > 0 && errors.Is(err, io.EOF) {
-				return string(tok), nil
-			}
-			return "", err
-		}
-		switch {
-		case b == '#' && len(tok) == 0:
-			if _, err := br.ReadString('\n'); err != nil {
-				return "", err
-			}
-		case b == ' ' || b == '\t' || b == '\n' || b == '\r':
-			if len(tok) > 0 {
-				return string(tok), nil
-			}
-		default:
-			tok = append(tok, b)
-		}
-	}
+	return u + sep + "socket=" + url.QueryEscape(d.cfg.Socket)
 }
 
 // Console connects to the guest's first serial port through libvirt's

@@ -40,15 +40,12 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
 	"net"
 	"os"
@@ -805,11 +802,10 @@ func (d *Driver) Screenshot(ctx context.Context, g *boot.Guest, w io.Writer) err
 		if err != nil {
 			return err
 		}
-		img, err := decodePPM(b)
-		if err != nil {
+		if err := boot.WritePNG(b, w); err != nil {
 			return fmt.Errorf("screendump: %w", err)
 		}
-		return png.Encode(w, img)
+		return nil
 	}
 	if err != nil {
 		return err
@@ -820,27 +816,6 @@ func (d *Driver) Screenshot(ctx context.Context, g *boot.Guest, w io.Writer) err
 	}
 	_, err = w.Write(b)
 	return err
-}
-
-// decodePPM reads a binary PPM (P6, maxval 255) as screendump writes it.
-func decodePPM(b []byte) (image.Image, error) {
-	var magic string
-	var wd, ht, maxv int
-	r := bytes.NewReader(b)
-	if _, err := fmt.Fscan(r, &magic, &wd, &ht, &maxv); err != nil || magic != "P6" || maxv != 255 || wd <= 0 || ht <= 0 {
-		return nil, fmt.Errorf("not a P6 PPM with maxval 255 (%v)", err)
-	}
-	r.ReadByte() // the single whitespace before the pixels
-	pix := b[len(b)-r.Len():]
-	if len(pix) < wd*ht*3 {
-		return nil, fmt.Errorf("PPM holds %d bytes of pixels, want %d", len(pix), wd*ht*3)
-	}
-	img := image.NewNRGBA(image.Rect(0, 0, wd, ht))
-	for i := 0; i < wd*ht; i++ {
-		copy(img.Pix[i*4:], pix[i*3:i*3+3])
-		img.Pix[i*4+3] = 0xff
-	}
-	return img, nil
 }
 
 // Console implements boot.Driver: the first serial port's socket (one
