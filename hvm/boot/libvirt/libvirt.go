@@ -16,6 +16,13 @@
 //   - the domain type is kvm only where the CPU has vmx or svm and libvirt
 //     offers kvm; elsewhere qemu (TCG);
 //   - only a local libvirtd (a unix socket) is reached.
+//
+// go-libvirt's stream calls are broken: when libvirt sends a stream packet
+// after go-libvirt stopped reading one (an error, the stream's end), its
+// router blocks sending it while holding the lock the caller needs to
+// deregister, and the connection hangs for good. Screenshots therefore go
+// through virsh; the console, which needs a stream, runs on a connection
+// of its own that Close throws away.
 package libvirt
 
 import (
