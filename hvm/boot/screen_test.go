@@ -31,4 +31,3 @@ func TestDecodePPM(t *testing.T) {
 		t.Fatal("an ASCII PPM decoded")
 	}
 }
-
