@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-vm/strata/storage/inuse"
 )
 
 // holdQemuLock opens a qcow2 image with qemu-io, which holds QEMU's image
@@ -21,9 +24,12 @@ func holdQemuLock(t *testing.T, path string) (release func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the lock is held: a plain qemu-img info fails then.
+	// Wait until the lock is held, asking as strata's in-use check does
+	// (F_OFD_GETLK: it takes no lock; a qemu-img info would, and qemu-io
+	// opening at that moment would fail to get its write lock).
+	locks := &inuse.Checker{Sources: []inuse.Source{inuse.Processes{}}}
 	for i := 0; ; i++ {
-		if exec.Command("qemu-img", "info", path).Run() != nil {
+		if locks.Check(context.Background(), "image", path) != nil {
 			break
 		}
 		if i > 200 {
