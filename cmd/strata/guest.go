@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/rs/zerolog/log"
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
@@ -259,6 +260,7 @@ func guestCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					warnIfRunning(c, g.Name)
 					return showGuest(c, r, g.Name)
 				},
 			},
@@ -429,4 +431,16 @@ func showGuest(c *cli.Context, r *registry.Registry, name string) error {
 			row(w, "vnc:", g.Display.EffectiveVNCListen(), g.Display.VNCPasswd.String())
 		}
 	})
+}
+
+// warnIfRunning says that a change to a running guest's definition takes
+// effect when it next starts.
+func warnIfRunning(c *cli.Context, name string) {
+	lm, err := openLifecycle(c)
+	if err != nil {
+		return
+	}
+	if st, err := lm.Status(c.Context, name); err == nil && st.State.Live() {
+		log.Warn().Str("guest", name).Msg("the guest is running: the change takes effect when it next starts (strata guest restart " + name + ")")
+	}
 }

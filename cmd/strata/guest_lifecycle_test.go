@@ -365,3 +365,31 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// restart and rollback --restart start the guest again as it was started
+// (and with its definition as it is now: guest set of a running guest
+// says the change waits for the next start):
+// a guest with a NIC started with --network user (this host has no
+// bridge) comes back with user networking, not the bridge it would get by
+// default (which fails here).
+func TestRestartKeepsHowTheGuestWasStarted(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "net0", "STRATA-NET", boottest.PowerButton)
+	ok(t, home, "guest", "delete", "net0")
+	ok(t, home, "guest", "define", "net", "--disk", "net0", "--memory", "16", "--boot", "c", "--os", "other", "--driver", "qemu", "--nic", "bridge=xenbr0")
+	ok(t, home, "snapshot", "create", "net", "--name", "p")
+	fails(t, home, 7, []string{"QEMU did not start"}, "guest", "start", "net", "--network", "bridge")
+	ok(t, home, "guest", "start", "net", "--network", "user", "--wait-serial", "STRATA-NET")
+	if r := runIn(t, home, nil, "guest", "set", "net", "memory=32"); r.code != 0 || !strings.Contains(r.stderr, "takes effect when it next starts") {
+		t.Fatalf("guest set of a running guest: exit %d: %s", r.code, r.stderr)
+	}
+	ok(t, home, "guest", "restart", "net", "--timeout", "30s")
+	if s := statusOf(t, home, "net"); s.State != "running" {
+		t.Fatalf("after restart: %+v", s)
+	}
+	ok(t, home, "snapshot", "rollback", "net", "p", "--restart", "--timeout", "30s")
+	if s := statusOf(t, home, "net"); s.State != "running" {
+		t.Fatalf("after rollback --restart: %+v", s)
+	}
+	ok(t, home, "guest", "kill", "net")
+}

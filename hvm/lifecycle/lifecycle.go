@@ -56,10 +56,22 @@ type Manager struct {
 
 // StartOptions choose how Start starts a guest.
 type StartOptions struct {
-	Driver       string // auto, qemu, libvirt, xl; "" = the definition's, else auto
-	Paused       bool
-	Network      string // qemu driver: bridge, user or none
-	AllowExposed bool   // start even if lint finds a console the network can reach
+	Driver       string `json:"driver,omitempty"` // auto, qemu, libvirt, xl; "" = the definition's, else auto
+	Paused       bool   `json:"-"`
+	Network      string `json:"network,omitempty"` // qemu driver: bridge, user or none
+	AllowExposed bool   `json:"-"`                 // start even if lint finds a console the network can reach
+}
+
+// startOptionsFile records, in the runtime directory, the driver and
+// network a guest was last started with.
+const startOptionsFile = "start.json"
+
+// lastStart returns how the guest was last started (defaults when not
+// recorded), for restart and rollback --restart.
+func lastStart(l loaded) StartOptions {
+	var o StartOptions
+	_, _ = boot.ReadJSON(l.bg.Run.Path(startOptionsFile), &o)
+	return o
 }
 
 // loaded is a guest as the drivers take it.
@@ -217,6 +229,10 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 		return st, err
 	}
 	st.Guest, st.Driver = name, d.Name()
+	// restart and rollback --restart start it again as it was started.
+	if err := boot.WriteJSON(l.bg.Run.Path(startOptionsFile), StartOptions{Driver: d.Name(), Network: o.Network}); err != nil {
+		log.Warn().Str("guest", name).Err(err).Msg("how the guest was started is not recorded: a restart uses the defaults")
+	}
 	log.Info().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")
 	return st, nil
 }
@@ -351,12 +367,20 @@ func (m *Manager) act(ctx context.Context, name string, f boot.Feature, fn func(
 // Restart stops a running guest cleanly and starts it again with the same
 // driver (and the definition as it is now).
 func (m *Manager) Restart(ctx context.Context, name string, o StopOptions, so StartOptions) (boot.Status, error) {
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	last := lastStart(l)
 	cur, err := m.Stop(ctx, name, o)
 	if err != nil {
 		return cur, err
 	}
 	if so.Driver == "" {
 		so.Driver = cur.Driver
+	}
+	if so.Network == "" {
+		so.Network = last.Network
 	}
 	return m.Start(ctx, name, so)
 }
@@ -376,7 +400,11 @@ func (m *Manager) Rollback(ctx context.Context, name, ref string, restart bool, 
 	if !restart {
 		return snapshot.RollbackResult{}, storage.Errorf(storage.ErrInUse, "guest %q is %s (driver %s): stop it first, or add --restart to stop it, roll back and start it again", name, cur.State, cur.Driver)
 	}
-	driver := cur.Driver
+	l, err := m.load(ctx, name)
+	if err != nil {
+		return snapshot.RollbackResult{}, err
+	}
+	again := StartOptions{Driver: cur.Driver, Network: lastStart(l).Network}
 	return m.Points.RollbackRestart(ctx, name, ref,
 		func(ctx context.Context) error {
 			return m.locked(ctx, name, func(l loaded) error {
@@ -385,7 +413,7 @@ func (m *Manager) Rollback(ctx context.Context, name, ref string, restart bool, 
 			})
 		},
 		func(ctx context.Context) error {
-			_, err := m.start(ctx, name, StartOptions{Driver: driver})
+			_, err := m.start(ctx, name, again)
 			return err
 		})
 }

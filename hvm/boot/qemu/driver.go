@@ -391,7 +391,12 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		// that moment): end it while its pidfile names it.
 		reapLocked(rd)
 		removeTransient(rd)
-		return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
+		if ctx.Err() != nil {
+			return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
+		}
+		// QEMU refused what this host lacks (a bridge, a device, a file):
+		// a failed precondition, in QEMU's own words.
+		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q: QEMU did not start: %w", g.Def.Name, err)
 	}
 	defer c.Close()
 	pid, start, err := readPID(rd)
