@@ -33,6 +33,14 @@ func TestGuestLifecycleThroughLibvirt(t *testing.T) {
 		os.RemoveAll(home)
 	})
 	bootSectorGuest(t, home, name, "STRATA-LV-UP", boottest.PowerButton)
+	// With an empty CD-ROM drive, to change discs in the running guest.
+	ok(t, home, "guest", "delete", name)
+	ok(t, home, "guest", "define", name, "--disk", name, "--cdrom", "", "--memory", "16", "--boot", "c", "--os", "other")
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "README.TXT"), []byte("disc\n"), 0o644)
+	ok(t, home, "iso", "build", src, "disc")
+	var disc struct{ Path string }
+	jsonOf(t, home, &disc, "iso", "info", "disc")
 	// An explicit display: libvirt's automatic port misses a QEMU of the
 	// qemu driver's tests listening on loopback.
 	ok(t, home, "guest", "set", name, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+os.Getpid()%50))
@@ -54,6 +62,14 @@ func TestGuestLifecycleThroughLibvirt(t *testing.T) {
 	b, _ := os.ReadFile(shot)
 	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
 		t.Fatalf("screenshot through libvirt is not a PNG: %v", err)
+	}
+	ok(t, home, "guest", "insert", name, "disc")
+	if out, _ := exec.Command("virsh", "-c", "qemu:///system", "domblklist", name).CombinedOutput(); !strings.Contains(string(out), disc.Path) {
+		t.Fatalf("after a live insert through libvirt, domblklist:\n%s", out)
+	}
+	ok(t, home, "guest", "eject", name)
+	if out, _ := exec.Command("virsh", "-c", "qemu:///system", "domblklist", name).CombinedOutput(); strings.Contains(string(out), disc.Path) {
+		t.Fatalf("after a live eject through libvirt, domblklist:\n%s", out)
 	}
 	ok(t, home, "guest", "pause", name)
 	if s := statusOf(t, home, name); s.State != "paused" {

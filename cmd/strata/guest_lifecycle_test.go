@@ -2,6 +2,8 @@ package main_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"image/png"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
+	"github.com/strata-vm/strata/hvm/qmp"
 )
 
 // shortHome is a state home with a short path: QEMU's unix sockets live
@@ -392,4 +395,102 @@ func TestRestartKeepsHowTheGuestWasStarted(t *testing.T) {
 		t.Fatalf("after rollback --restart: %+v", s)
 	}
 	ok(t, home, "guest", "kill", "net")
+}
+
+// guest insert and eject change the disc in a CD-ROM drive: in the
+// definition of a stopped guest, and live in a running one (QEMU's own
+// view, asked over QMP, shows the disc) and in its definition; bad input
+// is refused and changes nothing.
+func TestGuestMediaChangeLiveAndInTheDefinition(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "cd0", "STRATA-CD", boottest.Halt)
+	ok(t, home, "guest", "delete", "cd0")
+	ok(t, home, "guest", "define", "cd", "--disk", "cd0", "--cdrom", "", "--memory", "16", "--boot", "c", "--os", "other", "--driver", "qemu")
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "README.TXT"), []byte("disc one\n"), 0o644)
+	ok(t, home, "iso", "build", src, "disc1")
+	var m struct{ Path string }
+	jsonOf(t, home, &m, "iso", "info", "disc1")
+	type shown struct {
+		Disks []struct {
+			Vdev, Media, Path string
+			CDROM             bool
+		}
+	}
+	cdOf := func() (string, string) {
+		var g shown
+		jsonOf(t, home, &g, "guest", "show", "cd")
+		for _, d := range g.Disks {
+			if d.CDROM {
+				return d.Media, d.Path
+			}
+		}
+		t.Fatalf("no CD-ROM drive: %+v", g)
+		return "", ""
+	}
+
+	ok(t, home, "guest", "insert", "cd", "disc1")
+	if media, _ := cdOf(); media != "disc1" {
+		t.Fatalf("insert into a stopped guest: media %q", media)
+	}
+	ok(t, home, "guest", "eject", "cd")
+	if media, path := cdOf(); media != "" || path != "" {
+		t.Fatalf("eject from a stopped guest: %q %q", media, path)
+	}
+
+	before := snapshotState(t, home)
+	notISO := filepath.Join(t.TempDir(), "notes.iso")
+	os.WriteFile(notISO, []byte("not a disc"), 0o644)
+	fails(t, home, 2, []string{"not an ISO image"}, "guest", "insert", "cd", notISO)
+	fails(t, home, 3, []string{"nosuch"}, "guest", "insert", "cd", "nosuch")
+	fails(t, home, 3, []string{"hdd"}, "guest", "insert", "cd", "disc1", "hdd")
+	if after := snapshotState(t, home); after != before {
+		t.Fatalf("a refused insert changed the home:\n%s\n---\n%s", before, after)
+	}
+
+	ok(t, home, "guest", "start", "cd", "--wait-serial", "STRATA-CD")
+	qmpInserted := func() string {
+		c, err := qmp.Dial(context.Background(), filepath.Join(home, "run", guestID(t, home, "cd"), "qmp.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		raw, err := c.Execute(context.Background(), "query-block", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var blocks []struct {
+			Device   string
+			Inserted *struct{ File string }
+		}
+		json.Unmarshal(raw, &blocks)
+		for _, b := range blocks {
+			if b.Device == "ide1-cd0" {
+				if b.Inserted == nil {
+					return ""
+				}
+				return b.Inserted.File
+			}
+		}
+		t.Fatalf("QEMU has no drive ide1-cd0: %s", raw)
+		return ""
+	}
+	if f := qmpInserted(); f != "" {
+		t.Fatalf("an empty drive holds %q", f)
+	}
+	ok(t, home, "guest", "insert", "cd", "disc1", "hdc")
+	if f := qmpInserted(); f != m.Path {
+		t.Fatalf("after a live insert QEMU's drive holds %q, want %q", f, m.Path)
+	}
+	if media, _ := cdOf(); media != "disc1" {
+		t.Fatalf("a live insert did not reach the definition: %q", media)
+	}
+	ok(t, home, "guest", "eject", "cd")
+	if f := qmpInserted(); f != "" {
+		t.Fatalf("after a live eject QEMU's drive holds %q", f)
+	}
+	if media, _ := cdOf(); media != "" {
+		t.Fatalf("a live eject did not reach the definition: %q", media)
+	}
+	ok(t, home, "guest", "kill", "cd")
 }

@@ -187,6 +187,24 @@ func guestRunCommands() []*cli.Command {
 			}),
 		},
 		{
+			Name: "insert", Usage: "put a disc (an iso name or an ISO file) into a guest's CD-ROM drive; live when it runs", ArgsUsage: "NAME ISO [VDEV]",
+			Action: func(c *cli.Context) error {
+				if c.NArg() < 2 || c.NArg() > 3 {
+					return storage.Errorf(storage.ErrInvalid, "guest insert takes NAME ISO [VDEV] (got %d arguments; see --help)", c.NArg())
+				}
+				return changeMedia(c, c.Args().Get(0), c.Args().Get(2), c.Args().Get(1))
+			},
+		},
+		{
+			Name: "eject", Usage: "take the disc out of a guest's CD-ROM drive; live when it runs", ArgsUsage: "NAME [VDEV]",
+			Action: func(c *cli.Context) error {
+				if c.NArg() < 1 || c.NArg() > 2 {
+					return storage.Errorf(storage.ErrInvalid, "guest eject takes NAME [VDEV] (got %d arguments; see --help)", c.NArg())
+				}
+				return changeMedia(c, c.Args().Get(0), c.Args().Get(1), "")
+			},
+		},
+		{
 			Name: "install", Usage: "install an OS from a CD in two phases (XP: text mode, then from the disk)", ArgsUsage: "NAME",
 			Flags: []cli.Flag{driverFlag,
 				&cli.StringFlag{Name: "media", Usage: "the install CD: an iso name or an ISO file"},
@@ -345,4 +363,30 @@ func attachConsole(ctx context.Context, lm *lifecycle.Manager, name string) erro
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+// changeMedia runs guest insert and eject, printing the drive and what it
+// holds now.
+func changeMedia(c *cli.Context, name, vdev, iso string) error {
+	lm, err := openLifecycle(c)
+	if err != nil {
+		return err
+	}
+	vdev, err = lm.ChangeMedia(c.Context, name, vdev, iso)
+	if err != nil {
+		return err
+	}
+	out := map[string]string{"guest": name, "vdev": vdev, "media": iso}
+	return emit(c, out, func(w *tabwriter.Writer) {
+		row(w, "guest:", name)
+		row(w, "drive:", vdev)
+		row(w, "media:", orEmpty(iso))
+	})
+}
+
+func orEmpty(s string) string {
+	if s == "" {
+		return "(empty)"
+	}
+	return s
 }

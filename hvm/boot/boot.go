@@ -218,6 +218,14 @@ func ReapOrphans(ctx context.Context, s *Set) error {
 	return errors.Join(errs...)
 }
 
+// MediaChanger is a driver that can change the medium in a running
+// guest's CD-ROM drive (Supports ChangeMedia says for which guests).
+type MediaChanger interface {
+	// ChangeMedia puts the image at path into the CD-ROM drive vdev of
+	// the running guest, or ejects it when path is "".
+	ChangeMedia(ctx context.Context, g *Guest, vdev, path string) error
+}
+
 // Features lists what d can do for g.
 func Features(d Driver, g *hvm.Guest) []Feature {
 	var out []Feature

@@ -175,7 +175,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		if cur.State.Live() {
 			return nil, storage.Errorf(storage.ErrPrecondition, "guest %q is %s: stop it before installing into it", name, cur.State)
 		}
-		if err := m.checkMedia(ctx, o.Media); err != nil {
+		if err := m.checkMedia(ctx, "--media", o.Media); err != nil {
 			return nil, err
 		}
 		rec = &InstallRecord{Guest: name, State: InstallPhase1, Media: o.Media, XP: o.XP, Driver: o.Driver,
@@ -268,7 +268,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 // before the definition changes: an iso name must be registered, a file
 // must be a regular file holding an ISO9660 or UDF filesystem (what the
 // file says, not its name).
-func (m *Manager) checkMedia(ctx context.Context, ref string) error {
+func (m *Manager) checkMedia(ctx context.Context, what, ref string) error {
 	if !strings.ContainsRune(ref, '/') {
 		_, err := media.New(m.St.Catalog).Get(ctx, ref)
 		return err
@@ -276,18 +276,18 @@ func (m *Manager) checkMedia(ctx context.Context, ref string) error {
 	f, err := os.OpenFile(ref, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return storage.Errorf(storage.ErrNotFound, "--media %q does not exist: give an iso name or the path of an ISO file", ref)
+			return storage.Errorf(storage.ErrNotFound, "%s %q does not exist: give an iso name or the path of an ISO file", what, ref)
 		}
-		return storage.Errorf(storage.ErrInvalid, "cannot read --media %q: %v", ref, err)
+		return storage.Errorf(storage.ErrInvalid, "cannot read %s %q: %v", what, ref, err)
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return storage.Errorf(storage.ErrInvalid, "--media %q is not a regular file: give an iso name or the path of an ISO file", ref)
+		return storage.Errorf(storage.ErrInvalid, "%s %q is not a regular file: give an iso name or the path of an ISO file", what, ref)
 	}
 	// ErrNotSupported: a UDF disc without the ISO9660 bridge, which
 	// QEMU boots all the same.
 	if _, err := media.ReadHeader(f, ref); err != nil && !errors.Is(err, storage.ErrNotSupported) {
-		return storage.Errorf(storage.ErrInvalid, "--media %q is not an ISO image (it holds no ISO9660 or UDF filesystem): give an iso name or the path of an ISO file", ref)
+		return storage.Errorf(storage.ErrInvalid, "%s %q is not an ISO image (it holds no ISO9660 or UDF filesystem): give an iso name or the path of an ISO file", what, ref)
 	}
 	return nil
 }

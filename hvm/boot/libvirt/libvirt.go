@@ -892,3 +892,46 @@ func (d *Driver) Undefine(ctx context.Context, g *boot.Guest) error {
 	}
 	return nil
 }
+
+// ChangeMedia implements boot.MediaChanger: the CD-ROM drive's disk
+// element, rendered as for a start with the new source (none to eject),
+// updated on the live domain. libvirt lends the new image to its QEMU
+// user as it does at start.
+func (d *Driver) ChangeMedia(ctx context.Context, g *boot.Guest, vdev, path string) error {
+	def := *g.Def
+	def.Disks = append([]hvm.Disk(nil), g.Def.Disks...)
+	found := false
+	for i := range def.Disks {
+		if def.Disks[i].Vdev == vdev && def.Disks[i].CDROM {
+			def.Disks[i].Volume, def.Disks[i].Media, def.Disks[i].Device = "", "", ""
+			def.Disks[i].Path, def.Disks[i].Format = path, "raw"
+			found = true
+		}
+	}
+	if !found {
+		return storage.Errorf(storage.ErrInvalid, "guest %q has no CD-ROM drive %s", g.Def.Name, vdev)
+	}
+	dx, err := hvmlibvirt.Domain(&def, hvmlibvirt.KVM)
+	if err != nil {
+		return err
+	}
+	var disk *libvirtxml.DomainDisk
+	for i := range dx.Devices.Disks {
+		if t := dx.Devices.Disks[i].Target; t != nil && t.Dev == vdev {
+			disk = &dx.Devices.Disks[i]
+		}
+	}
+	if disk == nil {
+		return storage.Errorf(storage.ErrInvalid, "guest %q: drive %s is not in its domain", g.Def.Name, vdev)
+	}
+	x, err := disk.Marshal()
+	if err != nil {
+		return err
+	}
+	return d.onRunning(ctx, g, func(c *conn, dm lv.Domain, _ lv.DomainState) error {
+		if err := c.DomainUpdateDeviceFlags(dm, x, lv.DomainDeviceModifyLive|lv.DomainDeviceModifyForce); err != nil {
+			return storage.Errorf(storage.ErrPrecondition, "libvirt: change the medium in %s of domain %q: %w", vdev, dm.Name, err)
+		}
+		return nil
+	})
+}

@@ -138,7 +138,14 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 			return storage.Errorf(storage.ErrNotSupported, "guest %q names its serial ports itself (serial: %s): strata's console and serial log need the first port; remove serial from the definition", g.Name, strings.Join(g.Serial, ", "))
 		}
 		return nil
-	case boot.AttachDisk, boot.AttachNIC, boot.ChangeMedia, boot.LivePoints:
+	case boot.ChangeMedia:
+		for _, d := range g.Disks {
+			if d.CDROM && strings.HasPrefix(d.Vdev, "hd") {
+				return nil
+			}
+		}
+		return storage.Errorf(storage.ErrNotSupported, "guest %q has no IDE CD-ROM drive (hdX): the qemu driver changes media only there; add one (e.g. an empty drive at hdc) and start the guest again", g.Name)
+	case boot.AttachDisk, boot.AttachNIC, boot.LivePoints:
 		return storage.Errorf(storage.ErrNotSupported, "the qemu driver cannot do %s yet", f)
 	}
 	return storage.Errorf(storage.ErrNotSupported, "unknown feature %q", f)
@@ -976,4 +983,35 @@ func (d *Driver) launch(ctx context.Context, rd *boot.RunDir, argv []string) (*q
 			return nil, fmt.Errorf("QEMU did not answer on %s within 30 s", rd.Path(qmpSock))
 		}
 	}
+}
+
+// ChangeMedia implements boot.MediaChanger over QMP: blockdev-change-medium
+// (read-only, raw) or eject, both forced: a guest that locked its tray
+// (Windows does while it reads) cannot keep the admin from changing the
+// disc. Only IDE drives (hdX), whose QEMU names follow from the vdev.
+func (d *Driver) ChangeMedia(ctx context.Context, g *boot.Guest, vdev, path string) error {
+	if !strings.HasPrefix(vdev, "hd") || len(vdev) != 3 || vdev[2] < 'a' || vdev[2] > 'd' {
+		return storage.Errorf(storage.ErrNotSupported, "guest %q: drive %s: the qemu driver changes media only in IDE drives hda-hdd", g.Def.Name, vdev)
+	}
+	if _, err := d.mustRun(ctx, g); err != nil {
+		return err
+	}
+	idx := int(vdev[2] - 'a')
+	drive := fmt.Sprintf("ide%d-cd%d", idx/2, idx%2)
+	c, err := dialQMP(ctx, g.Run)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if path == "" {
+		_, err = c.Execute(qctx, "eject", map[string]any{"device": drive, "force": true})
+	} else {
+		_, err = c.Execute(qctx, "blockdev-change-medium", map[string]any{"device": drive, "filename": path, "format": "raw", "read-only-mode": "read-only", "force": true})
+	}
+	if err != nil {
+		return storage.Errorf(storage.ErrPrecondition, "guest %q: drive %s: %w", g.Def.Name, vdev, err)
+	}
+	return nil
 }

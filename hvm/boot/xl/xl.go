@@ -849,3 +849,12 @@ func plainArg(what, s string) error {
 	}
 	return nil
 }
+
+// ChangeMedia implements boot.MediaChanger: xl cd-insert, or cd-eject
+// for path "".
+func (d *Driver) ChangeMedia(ctx context.Context, g *boot.Guest, vdev, path string) error {
+	if path == "" {
+		return d.EjectCD(ctx, g, vdev)
+	}
+	return d.InsertCD(ctx, g, vdev, path)
+}
