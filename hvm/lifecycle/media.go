@@ -101,4 +101,3 @@ func cdromDrive(g *hvm.Guest, vdev string) (int, error) {
 	}
 	return -1, storage.Errorf(storage.ErrNotFound, "guest %q has no CD-ROM drive %s", g.Name, vdev)
 }
-
