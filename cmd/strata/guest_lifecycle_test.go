@@ -332,6 +332,9 @@ func TestGuestConsoleIsInteractive(t *testing.T) {
 		stdin.Write([]byte("typed-into-the-console\r"))
 		time.Sleep(200 * time.Millisecond)
 	}
+	// QEMU serves one client on the serial port: a second console is
+	// refused, not connected to silence.
+	fails(t, home, 6, []string{"another console is attached"}, "guest", "console", "echo")
 	stdin.Write([]byte{0x1d})
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -346,6 +349,12 @@ func TestGuestConsoleIsInteractive(t *testing.T) {
 	}
 	if s := statusOf(t, home, "echo"); s.State != "running" {
 		t.Fatalf("after detaching, the guest is %s", s.State)
+	}
+	// Detached, the console is free again.
+	again := exec.Command(strataBinary(t), "--home", home, "guest", "console", "echo")
+	again.Stdin = strings.NewReader("\x1d")
+	if out, err := again.CombinedOutput(); err != nil {
+		t.Fatalf("a console after the first detached: %v\n%s", err, out)
 	}
 	ok(t, home, "guest", "kill", "echo")
 }

@@ -839,8 +839,40 @@ func (d *Driver) Console(ctx context.Context, g *boot.Guest) (io.ReadWriteCloser
 	if _, err := d.mustRun(ctx, g); err != nil {
 		return nil, err
 	}
+	// QEMU serves one client on the serial socket: a second would be
+	// accepted by the kernel and then hear nothing. One console at a
+	// time, held by a lock that goes with the process holding it.
+	lock, err := os.OpenFile(g.Run.Path(consoleLock), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, storage.Errorf(storage.ErrBusy, "guest %q: another console is attached to its serial port: detach it first (Ctrl-])", g.Def.Name)
+		}
+		return nil, err
+	}
 	var dl net.Dialer
-	return dl.DialContext(ctx, "unix", g.Run.Path(serialSock))
+	conn, err := dl.DialContext(ctx, "unix", g.Run.Path(serialSock))
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return &lockedConn{Conn: conn, lock: lock}, nil
+}
+
+// lockedConn is a console connection that holds the console lock until
+// it is closed.
+type lockedConn struct {
+	net.Conn
+	lock *os.File
+}
+
+func (c *lockedConn) Close() error {
+	err := c.Conn.Close()
+	c.lock.Close()
+	return err
 }
 
 // ReapOrphans implements boot.Reaper: a QEMU whose `guest start` was

@@ -29,6 +29,7 @@ const (
 	watcherFile = "watcher.json"
 	intentFile  = "intent.json"
 	lockFile    = "lock"
+	consoleLock = "console.lock" // held while a console is attached
 	watchLog    = "watch.log"
 	qemuLog     = "qemu.log" // what QEMU printed (this run)
 )
