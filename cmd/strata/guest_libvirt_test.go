@@ -91,3 +91,28 @@ func TestGuestLifecycleThroughLibvirt(t *testing.T) {
 		t.Fatalf("guest delete left the libvirt domain defined:\n%s", out)
 	}
 }
+
+// Through libvirt too, a guest that reboots with on_reboot=destroy stops
+// instead of resetting (the install's phase 1 ends so). libvirt reports
+// that stop as a shutdown, like a power-off: strata records poweroff
+// (README says so).
+func TestLibvirtGuestRebootWithOnRebootDestroyStops(t *testing.T) {
+	storagetest.Libvirtd(t)
+	home, err := os.MkdirTemp("/var/tmp", "sl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(home)
+	t.Cleanup(func() {
+		_ = exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
+		_ = exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
+		os.RemoveAll(home)
+	})
+	bootSectorGuest(t, home, name, "STRATA-LV-RB", boottest.Reboot)
+	ok(t, home, "guest", "set", name, "driver=libvirt", "on_reboot=destroy", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+1)%50))
+	ok(t, home, "guest", "start", name)
+	s := waitState(t, home, name, "stopped", time.Minute)
+	if s.LastStop == nil || s.LastStop.Reason != "poweroff" || strings.Count(strings.Join(s.LastStop.SerialTail, "\n"), "STRATA-LV-RB") != 1 {
+		t.Fatalf("a reboot with on_reboot=destroy through libvirt: %+v", s.LastStop)
+	}
+}
