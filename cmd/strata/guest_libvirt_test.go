@@ -116,3 +116,58 @@ func TestLibvirtGuestRebootWithOnRebootDestroyStops(t *testing.T) {
 		t.Fatalf("a reboot with on_reboot=destroy through libvirt: %+v", s.LastStop)
 	}
 }
+
+// guest console through libvirt (its console stream on a pty serial port)
+// carries both ways, and Ctrl-] detaches and ends the command.
+func TestLibvirtConsoleIsInteractive(t *testing.T) {
+	storagetest.Libvirtd(t)
+	home, err := os.MkdirTemp("/var/tmp", "sl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(home)
+	t.Cleanup(func() {
+		_ = exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
+		_ = exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
+		os.RemoveAll(home)
+	})
+	path := bootSectorGuest(t, home, name, "STRATA-LV-ECHO", boottest.Halt)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(boottest.EchoSector("STRATA-LV-ECHO"), 0)
+	f.Close()
+	ok(t, home, "guest", "set", name, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+2)%50))
+	ok(t, home, "guest", "start", name, "--wait-serial", "STRATA-LV-ECHO")
+
+	cmd := exec.Command(strataBinary(t), "--home", home, "guest", "console", name)
+	stdin, _ := cmd.StdinPipe()
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "through-libvirt") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the guest's echo never came back through libvirt's console: %q", out.String())
+		}
+		stdin.Write([]byte("through-libvirt\r"))
+		time.Sleep(200 * time.Millisecond)
+	}
+	stdin.Write([]byte{0x1d})
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("console after Ctrl-]: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("Ctrl-] did not end the console through libvirt")
+	}
+	ok(t, home, "guest", "kill", name)
+}
