@@ -186,12 +186,17 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 				return nil, err
 			}
 		}
-		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error { return phase1(g, o, unattend) }); err != nil {
-			return nil, err
-		}
+		// The record (with what phase 1 changes, to give back) first: a
+		// crash between the two leaves a record whose guest never
+		// started, which the next install ends as failed, putting the
+		// definition back.
 		p := rec.phase(1)
 		p.Started = time.Now().UTC()
 		if err := writeInstall(l.bg.Run, rec); err != nil {
+			return nil, err
+		}
+		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error { return phase1(g, o, unattend) }); err != nil {
+			_ = os.Remove(l.bg.Run.Path(InstallFile))
 			return nil, err
 		}
 		say("phase 1: booting %s from %s", name, o.Media)
