@@ -319,8 +319,20 @@ func dialQMP(ctx context.Context, rd *boot.RunDir) (*qmp.Client, error) {
 	return qmp.Dial(ctx, rd.Path(qmpSock))
 }
 
-// Start implements boot.Driver.
+// Start implements boot.Driver. A QEMU left by a start killed a moment
+// ago may hold the guest's pidfile before it has written its pid, so that
+// it could not be found and ended first: the new QEMU then cannot lock
+// the pidfile, the failed start ends the orphan (its pid is there by
+// then), and the start is tried once more.
 func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
+	st, err := d.start(ctx, g, o)
+	if err != nil && ctx.Err() == nil && strings.Contains(err.Error(), "Cannot lock pid file") {
+		return d.start(ctx, g, o)
+	}
+	return st, err
+}
+
+func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
 	rd := g.Run
 	st, unlock, err := d.lockLive(ctx, g)
 	if err != nil {
@@ -386,7 +398,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	// The watcher starts first and waits for the guest's state.json:
 	// its own start-up overlaps QEMU's, not the guest's boot.
-	watcherReady, stopWatcher, err := d.startWatcher(ctx, rd)
+	watcherReady, stopWatcher, err := d.startWatcher(ctx, rd, hex.EncodeToString(runID[:]))
 	if err != nil {
 		removeTransient(rd)
 		return boot.Status{}, err
@@ -509,7 +521,7 @@ func queryVNC(ctx context.Context, c *qmp.Client) (string, error) {
 // startWatcher runs the watcher detached (a session of its own, output
 // to watch.log); the function it returns waits until the watcher holds
 // the events socket.
-func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (ready func() error, stop func(), err error) {
+func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir, run string) (ready func() error, stop func(), err error) {
 	if d.cfg.WatcherArgv == nil {
 		return func() error { return nil }, func() {}, nil
 	}
@@ -521,6 +533,7 @@ func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir) (ready func(
 	defer log.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), WatchRunEnv+"="+run)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start the watcher: %w", err)

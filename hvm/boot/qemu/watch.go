@@ -25,9 +25,16 @@ func Watch(ctx context.Context, runDir string) error {
 	// before state.json must not take the next start's guest (QEMU serves
 	// one client on the events socket): it watches only the state.json of
 	// its own started.json.
-	mine, err := readStarted(rd)
-	if err != nil || mine == nil {
-		return fmt.Errorf("no guest is starting in %s (%v)", runDir, err)
+	// The run id comes from the start itself (the environment), not from
+	// started.json, which a start right after a killed one may already
+	// have rewritten when this watcher reads it.
+	run := os.Getenv(WatchRunEnv)
+	if run == "" {
+		mine, err := readStarted(rd)
+		if err != nil || mine == nil {
+			return fmt.Errorf("no guest is starting in %s (%v)", runDir, err)
+		}
+		run = mine.Run
 	}
 	// Started before QEMU (so that its start-up overlaps QEMU's), the
 	// watcher waits for the guest's state.json; a start that fails kills
@@ -54,7 +61,7 @@ func Watch(ctx context.Context, runDir string) error {
 	if err != nil {
 		return err
 	}
-	if sd == nil || sd.Run != mine.Run {
+	if sd == nil || sd.Run != run {
 		return fmt.Errorf("the start that ran this watcher in %s was abandoned; another start runs the guest", runDir)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -168,3 +175,7 @@ func classify(reason string, sd *started) (string, string, string, bool) {
 	}
 	return boot.ReasonDied, "QEMU shut down (" + reason + ")", "", false
 }
+
+// WatchRunEnv is the environment variable that tells a watcher the run it
+// was started for.
+const WatchRunEnv = "STRATA_WATCH_RUN"
