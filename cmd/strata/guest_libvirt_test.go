@@ -19,19 +19,7 @@ import (
 // qemu driver, through a real libvirtd running QEMU as libvirt-qemu, with
 // the strata binary only; and guest delete undefines strata's domain.
 func TestGuestLifecycleThroughLibvirt(t *testing.T) {
-	storagetest.Libvirtd(t)
-	// libvirt's QEMU user must pass through the home's parents: not a
-	// private test directory.
-	home, err := os.MkdirTemp("/var/tmp", "sl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := filepath.Base(home) // unique among the daemon's domains
-	t.Cleanup(func() {
-		_ = exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
-		_ = exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
-		os.RemoveAll(home)
-	})
+	home, name := libvirtHome(t)
 	bootSectorGuest(t, home, name, "STRATA-LV-UP", boottest.PowerButton)
 	// With an empty CD-ROM drive, to change discs in the running guest.
 	ok(t, home, "guest", "delete", name)
@@ -97,17 +85,7 @@ func TestGuestLifecycleThroughLibvirt(t *testing.T) {
 // that stop as a shutdown, like a power-off: strata records poweroff
 // (README says so).
 func TestLibvirtGuestRebootWithOnRebootDestroyStops(t *testing.T) {
-	storagetest.Libvirtd(t)
-	home, err := os.MkdirTemp("/var/tmp", "sl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := filepath.Base(home)
-	t.Cleanup(func() {
-		_ = exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
-		_ = exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
-		os.RemoveAll(home)
-	})
+	home, name := libvirtHome(t)
 	bootSectorGuest(t, home, name, "STRATA-LV-RB", boottest.Reboot)
 	ok(t, home, "guest", "set", name, "driver=libvirt", "on_reboot=destroy", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+1)%50))
 	ok(t, home, "guest", "start", name)
@@ -120,54 +98,30 @@ func TestLibvirtGuestRebootWithOnRebootDestroyStops(t *testing.T) {
 // guest console through libvirt (its console stream on a pty serial port)
 // carries both ways, and Ctrl-] detaches and ends the command.
 func TestLibvirtConsoleIsInteractive(t *testing.T) {
+	home, name := libvirtHome(t)
+	echoGuest(t, home, name, "STRATA-LV-ECHO")
+	ok(t, home, "guest", "set", name, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+2)%50))
+	ok(t, home, "guest", "start", name, "--wait-serial", "STRATA-LV-ECHO")
+
+	consoleEchoes(t, home, name, "through-libvirt")
+	ok(t, home, "guest", "kill", name)
+}
+
+// libvirtHome returns a state home libvirt's QEMU user can pass through
+// (not a private test directory) and a domain name unique on the daemon,
+// whose domain is destroyed and undefined after the test.
+func libvirtHome(t *testing.T) (home, name string) {
+	t.Helper()
 	storagetest.Libvirtd(t)
 	home, err := os.MkdirTemp("/var/tmp", "sl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := filepath.Base(home)
+	name = filepath.Base(home)
 	t.Cleanup(func() {
 		_ = exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
 		_ = exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
 		os.RemoveAll(home)
 	})
-	path := bootSectorGuest(t, home, name, "STRATA-LV-ECHO", boottest.Halt)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt(boottest.EchoSector("STRATA-LV-ECHO"), 0)
-	f.Close()
-	ok(t, home, "guest", "set", name, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+2)%50))
-	ok(t, home, "guest", "start", name, "--wait-serial", "STRATA-LV-ECHO")
-
-	cmd := exec.Command(strataBinary(t), "--home", home, "guest", "console", name)
-	stdin, _ := cmd.StdinPipe()
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "through-libvirt") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the guest's echo never came back through libvirt's console: %q", out.String())
-		}
-		stdin.Write([]byte("through-libvirt\r"))
-		time.Sleep(200 * time.Millisecond)
-	}
-	stdin.Write([]byte{0x1d})
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("console after Ctrl-]: %v\n%s", err, out.String())
-		}
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("Ctrl-] did not end the console through libvirt")
-	}
-	ok(t, home, "guest", "kill", name)
+	return home, name
 }

@@ -307,46 +307,12 @@ func killPID(s string) error {
 // Ctrl-] detaches (leaving the guest running).
 func TestGuestConsoleIsInteractive(t *testing.T) {
 	home := shortHome(t)
-	path := bootSectorGuest(t, home, "echo", "STRATA-ECHO", boottest.Halt)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt(boottest.EchoSector("STRATA-ECHO"), 0)
-	f.Close()
+	echoGuest(t, home, "echo", "STRATA-ECHO")
 	ok(t, home, "guest", "start", "echo", "--wait-serial", "STRATA-ECHO")
 
-	cmd := exec.Command(strataBinary(t), "--home", home, "guest", "console", "echo")
-	stdin, _ := cmd.StdinPipe()
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "typed-into-the-console") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the guest's echo never came back through guest console: %q", out.String())
-		}
-		stdin.Write([]byte("typed-into-the-console\r"))
-		time.Sleep(200 * time.Millisecond)
-	}
 	// QEMU serves one client on the serial port: a second console is
 	// refused, not connected to silence.
-	fails(t, home, 6, []string{"another console is attached"}, "guest", "console", "echo")
-	stdin.Write([]byte{0x1d})
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("console after Ctrl-]: %v\n%s", err, out.String())
-		}
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("Ctrl-] did not detach the console")
-	}
+	consoleEchoes(t, home, "echo", "typed-into-the-console", "guest", "console", "echo")
 	if s := statusOf(t, home, "echo"); s.State != "running" {
 		t.Fatalf("after detaching, the guest is %s", s.State)
 	}
@@ -502,4 +468,58 @@ func TestGuestMediaChangeLiveAndInTheDefinition(t *testing.T) {
 		t.Fatalf("a live eject did not reach the definition: %q", media)
 	}
 	ok(t, home, "guest", "kill", "cd")
+}
+
+// consoleEchoes attaches `guest console` to a guest whose serial port
+// echoes, types text until it comes back, runs the strata command second
+// (if any) while the console is attached and expects it refused as busy,
+// then detaches with Ctrl-] and expects the console to end cleanly.
+func consoleEchoes(t *testing.T, home, guest, text string, second ...string) {
+	t.Helper()
+	cmd := exec.Command(strataBinary(t), "--home", home, "guest", "console", guest)
+	stdin, _ := cmd.StdinPipe()
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), text) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the guest's echo never came back through guest console: %q", out.String())
+		}
+		stdin.Write([]byte(text + "\r"))
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(second) > 0 {
+		fails(t, home, 6, []string{"another console is attached"}, second...)
+	}
+	stdin.Write([]byte{0x1d})
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("console after Ctrl-]: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("Ctrl-] did not detach the console")
+	}
+}
+
+// echoGuest defines a guest whose boot sector prints marker and then
+// echoes what its serial port receives.
+func echoGuest(t *testing.T, home, name, marker string) {
+	t.Helper()
+	path := bootSectorGuest(t, home, name, marker, boottest.Halt)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(boottest.EchoSector(marker), 0); err != nil {
+		t.Fatal(err)
+	}
 }

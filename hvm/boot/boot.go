@@ -32,7 +32,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -441,9 +440,6 @@ func WriteJSON(path string, v any) error {
 	}
 	return catalog.WriteFileAtomic(path, append(b, '\n'))
 }
-
-// HasFeature reports whether fs holds f.
-func HasFeature(fs []Feature, f Feature) bool { return slices.Contains(fs, f) }
 
 // Reaping is an in-use source that finds no holders: it ends the
 // orphans of s's drivers (ReapOrphans) first, so that a source asked

@@ -117,11 +117,9 @@ func (m *Manager) locked(ctx context.Context, name string, fn func(l loaded) err
 	return fn(l)
 }
 
-// driverOf returns the driver that runs the guest now (state.json), or
-// the guest's own driver when it names one and that driver reports the
-// guest live (started outside strata, or before state.json was written);
-// nil when no driver runs it.
-func (m *Manager) driverOf(ctx context.Context, l loaded) (boot.Driver, error) {
+// driverOf returns the driver that runs the guest now (the one its
+// state.json names), or nil when none does.
+func (m *Manager) driverOf(l loaded) (boot.Driver, error) {
 	rs, err := l.bg.Run.ReadState()
 	if err != nil {
 		return nil, err
@@ -142,7 +140,7 @@ func (m *Manager) Status(ctx context.Context, name string) (boot.Status, error) 
 }
 
 func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
-	d, err := m.driverOf(ctx, l)
+	d, err := m.driverOf(l)
 	if err != nil {
 		return boot.Status{}, err
 	}
