@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -19,7 +20,8 @@ const bootMarker = "STRATA-BENCH-UP"
 // catalog, checks, QMP set-up, the watcher), and `guest status` of a
 // running guest. The guest is a boot sector that prints a line and powers
 // off, so QEMU itself takes a few tens of milliseconds and any overhead
-// shows.
+// shows. Both spans end when the line is in the serial log, as the
+// harness sees it.
 func bootBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	if !e.want("guest start") && !e.want("guest status") {
 		return nil, nil
@@ -40,7 +42,8 @@ func bootBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	guest("up", boottest.PowerOff)
 	var argv []string
 	strataJSON(e, home, &argv, "guest", "render", "up", "--format", "qemu", "--network", "none")
-	direct := append(argv, "-serial", "file:"+filepath.Join(e.dir, "direct-serial.log"))
+	directLog := filepath.Join(e.dir, "direct-serial.log")
+	direct := append(argv, "-serial", "file:"+directLog)
 	waitStopped := func(name string) {
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 			out, err := exec.Command(e.strata, "--home", home, "--output", "json", "guest", "status", name).Output()
@@ -51,14 +54,38 @@ func bootBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 		}
 		fatal("guest %s did not stop", name)
 	}
+	// One untimed boot finds the guest's serial log (HOME/run/ID/).
+	run(e.strata, "--home", home, "guest", "start", "up", "--driver", "qemu", "--wait-serial", bootMarker)
+	waitStopped("up")
+	logs, _ := filepath.Glob(filepath.Join(home, "run", "*", "serial.log"))
+	if len(logs) != 1 {
+		fatal("expected one serial log in %s, found %v", home, logs)
+	}
+	strataLog := logs[0]
+	gone := func(path string) func() {
+		return func() {
+			if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+				fatal("%v", err)
+			}
+		}
+	}
+	startArgv := []string{e.strata, "--home", home, "--log-level", "error", "guest", "start", "up", "--driver", "qemu"}
+	// Both spans end when the marker is in the serial log (the harness
+	// looks every 100 µs); the --wait-serial row is the whole command
+	// as an admin runs it: start, wait for the line, then the status
+	// (which here waits for the guest's power-off to be recorded).
 	start := comparison{
 		title:     "guest start to the first serial line (boot-sector guest, TCG)",
 		reference: "qemu-system-x86_64 directly", rounds: rounds,
-		targets: map[string]float64{"strata guest start --wait-serial": 1.1},
+		targets: map[string]float64{"strata guest start": 1.1},
 		contenders: []contender{
-			{name: "qemu-system-x86_64 directly", prepare: func(int) []string { return direct }},
-			{name: "strata guest start --wait-serial", prepare: func(int) []string {
-				return []string{e.strata, "--home", home, "--log-level", "error", "guest", "start", "up", "--driver", "qemu", "--wait-serial", bootMarker}
+			{name: "qemu-system-x86_64 directly", prepare: func(int) []string { gone(directLog)(); return direct },
+				until: func(int) (string, string) { return directLog, bootMarker }},
+			{name: "strata guest start", prepare: func(int) []string { gone(strataLog)(); return startArgv },
+				until:   func(int) (string, string) { return strataLog, bootMarker },
+				cleanup: func(int) { waitStopped("up") }},
+			{name: "strata guest start --wait-serial (whole command)", prepare: func(int) []string {
+				return append(startArgv, "--wait-serial", bootMarker)
 			}, cleanup: func(int) { waitStopped("up") }},
 		},
 	}

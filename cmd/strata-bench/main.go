@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-vm/strata/storage"
+	"golang.org/x/sys/unix"
 )
 
 // contender is one way of doing a job. prepare runs untimed before each
@@ -28,6 +29,10 @@ type contender struct {
 	// inProcess, if set, is timed instead of a process (for library
 	// throughput, e.g. the config parser).
 	inProcess func()
+	// until, if set, ends the timed span when text first appears in file
+	// (a guest's serial log), whether or not the process has ended; the
+	// process is then waited for, untimed, and must succeed.
+	until func(round int) (file, text string)
 }
 
 // comparison is one row group of the results table.
@@ -99,6 +104,54 @@ func timed(argv []string) time.Duration {
 	return d
 }
 
+// timedUntil runs argv and returns the wall time until text appears in
+// file (which must not exist yet). The file's directory is watched with
+// inotify, so that looking costs the machine nothing while the contenders
+// run (a busy loop would take a core from them).
+func timedUntil(argv []string, file, text string) time.Duration {
+	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		fatal("inotify: %v", err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, filepath.Dir(file), unix.IN_CREATE|unix.IN_MODIFY|unix.IN_MOVED_TO); err != nil {
+		fatal("inotify on %s: %v", filepath.Dir(file), err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		fatal("%s: %v", strings.Join(argv, " "), err)
+	}
+	var d time.Duration
+	buf := make([]byte, 64<<10)
+	for deadline := start.Add(time.Minute); ; {
+		if b, err := os.ReadFile(file); err == nil && strings.Contains(string(b), text) {
+			d = time.Since(start)
+			break
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			_ = cmd.Process.Kill()
+			fatal("%s: %q did not appear in %s within a minute", strings.Join(argv, " "), text, file)
+		}
+		fds := []unix.PollFd{{Fd: int32(in), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(min(left, 100*time.Millisecond)/time.Millisecond)+1); err != nil && err != unix.EINTR {
+			fatal("poll: %v", err)
+		}
+		for {
+			if _, err := unix.Read(in, buf); err != nil {
+				break // drained (EAGAIN)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		fatal("%s: %v\n%s", strings.Join(argv, " "), err, out.String())
+	}
+	return d
+}
+
 // peakRSS runs argv once more, untimed, under GNU time for its peak
 // resident memory. (The rusage Go's exec returns counts the parent's pages
 // too: the child shares them until it execs.)
@@ -152,6 +205,10 @@ func (c comparison) measure() []row {
 				d = time.Since(start)
 			} else if round == -1 && c.maxRSS[k.name] > 0 {
 				rss[k.name] = peakRSS(k.prepare(round))
+			} else if k.until != nil {
+				argv := k.prepare(round)
+				file, text := k.until(round)
+				d = timedUntil(argv, file, text)
 			} else {
 				d = timed(k.prepare(round))
 			}

@@ -383,7 +383,7 @@ func (r *RunDir) ReadState() (*RunState, error) {
 }
 
 // WriteState records that a driver runs the guest.
-func (r *RunDir) WriteState(s RunState) error { return WriteJSON(r.Path(StateFile), s) }
+func (r *RunDir) WriteState(s RunState) error { return WriteRuntimeJSON(r.Path(StateFile), s) }
 
 // ClearState removes state.json: the guest no longer runs.
 func (r *RunDir) ClearState() error {
@@ -432,13 +432,22 @@ func ReadJSON(path string, v any) (bool, error) {
 	return true, nil
 }
 
-// WriteJSON replaces a runtime record atomically (catalog.WriteFileAtomic).
-func WriteJSON(path string, v any) error {
+// WriteJSON replaces a record in a runtime directory atomically and
+// durably (catalog.WriteFileAtomic): for what must outlive a power loss
+// (how the guest last stopped, an install's phases, how it was started).
+func WriteJSON(path string, v any) error { return writeJSON(path, v, catalog.WriteFileAtomic) }
+
+// WriteRuntimeJSON replaces a record atomically but not durably
+// (catalog.WriteRuntimeFile): for what describes processes that run now
+// (state.json, the drivers' own files), stale after a power loss anyway.
+func WriteRuntimeJSON(path string, v any) error { return writeJSON(path, v, catalog.WriteRuntimeFile) }
+
+func writeJSON(path string, v any, write func(string, []byte) error) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return catalog.WriteFileAtomic(path, append(b, '\n'))
+	return write(path, append(b, '\n'))
 }
 
 // Reaping is an in-use source that finds no holders: it ends the

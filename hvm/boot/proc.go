@@ -2,10 +2,12 @@ package boot
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -92,4 +94,31 @@ func Printable(line string, max int) string {
 		}
 	}
 	return b.String()
+}
+
+// PollInterval is how often strata looks again at a process or a runtime
+// file it waits for (a QEMU to end, a watcher to be ready, a log line).
+// A look costs microseconds (a /proc stat, a small file), and half of the
+// interval on average is added to every start and stop that waits.
+const PollInterval = time.Millisecond
+
+// WaitGone waits until the process st names has ended (true), or until
+// ctx ends or timeout (0: none) passes (false).
+func WaitGone(ctx context.Context, st *RunState, timeout time.Duration) bool {
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for st.Live() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline:
+			return !st.Live()
+		case <-time.After(PollInterval):
+		}
+	}
+	return true
 }

@@ -505,10 +505,11 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 	var st boot.Status
 	var log serialReader
 	for i := 0; ; i++ {
-		// The log is looked at every 2 ms, the guest's state every 50:
-		// the state before the log, so that a guest that printed the line
-		// and stopped at once has it in the log when it is seen stopped.
-		if i%25 == 0 {
+		// The log is looked at every boot.PollInterval, the guest's state
+		// every 50 looks: the state before the log, so that a guest that
+		// printed the line and stopped at once has it in the log when it
+		// is seen stopped.
+		if i%50 == 0 {
 			if st, err = m.status(ctx, l); err != nil {
 				return "", err
 			}
@@ -525,7 +526,7 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-time.After(2 * time.Millisecond):
+		case <-time.After(boot.PollInterval):
 		}
 	}
 }
@@ -537,6 +538,7 @@ func (m *Manager) WaitSerial(ctx context.Context, name string, re *regexp.Regexp
 type serialReader struct {
 	off  int64
 	line []byte // the last line, not ended yet
+	buf  []byte
 }
 
 const maxSerialLine = 64 << 10
@@ -555,8 +557,13 @@ func (r *serialReader) match(path string, re *regexp.Regexp) (string, bool) {
 	}
 	if st.Size() < r.off { // a new log (another start), or cut short
 		r.off, r.line = 0, nil
+	} else if st.Size() == r.off {
+		return "", false // nothing new: what there was did not match
 	}
-	buf := make([]byte, 256<<10)
+	if r.buf == nil {
+		r.buf = make([]byte, 256<<10)
+	}
+	buf := r.buf
 	for {
 		n, err := f.ReadAt(buf, r.off)
 		r.off += int64(n)

@@ -639,7 +639,16 @@ func readFile(c *Catalog, path string, fn func(*bolt.Tx) error) error {
 // WriteFileAtomic replaces path with data (mode 0600): a temporary file in
 // the same directory, fsync, rename, fsync of the directory, so a crash
 // leaves the old file or the new one, never a torn one.
-func WriteFileAtomic(path string, data []byte) error {
+func WriteFileAtomic(path string, data []byte) error { return replaceFile(path, data, true) }
+
+// WriteRuntimeFile replaces path with data as WriteFileAtomic does, but
+// without the fsyncs: for files that describe processes of the running
+// boot only (a guest's QEMU pid, its watcher), which a power loss makes
+// stale anyway. Other processes, and a kill -9 at any point, still see the
+// old file or the new one, whole.
+func WriteRuntimeFile(path string, data []byte) error { return replaceFile(path, data, false) }
+
+func replaceFile(path string, data []byte, durable bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".strata-tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
@@ -653,15 +662,20 @@ func WriteFileAtomic(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(filepath.Dir(path))
 }

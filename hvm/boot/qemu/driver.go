@@ -19,8 +19,10 @@
 //	watcher.json  the watcher's pid and start time
 //	watch.log     the watcher's own messages
 //
-// The driver then sets the lifecycle actions (set-action), the VNC
-// password (never on the command line) and resumes the guest (cont).
+// The lifecycle actions are on the command line (-action, QEMU's own
+// set-action when the watcher changes them later); the driver sets the VNC
+// password over QMP (never on the command line), waits until the watcher
+// holds its socket, and resumes the guest (cont).
 //
 // Why a guest stopped: strata's commands exit once the guest runs, so a
 // small watcher process (Watch, run as `strata guest __watch RUNDIR`,
@@ -191,8 +193,11 @@ func probeAccel(ctx context.Context, bin string) string {
 func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // runtimeArgs are what the driver adds to the definition's argv.
-func runtimeArgs(rd *boot.RunDir, ownSerial bool) []string {
+func runtimeArgs(rd *boot.RunDir, ownSerial bool, acts actions) []string {
 	a := []string{"-S", "-pidfile", rd.Path(pidFile),
+		// Last on the line: it wins over the rendered -no-reboot and
+		// -no-shutdown, which say the same.
+		"-action", "shutdown=" + acts.Shutdown + ",reboot=" + acts.Reboot + ",panic=" + acts.Panic,
 		"-qmp", "unix:" + esc(rd.Path(qmpSock)) + ",server=on,wait=off",
 		"-qmp", "unix:" + esc(rd.Path(eventsSock)) + ",server=on,wait=off",
 		// No monitor on a virtual console: a VNC viewer could reach it.
@@ -303,7 +308,7 @@ func settle(rd *boot.RunDir, st *boot.RunState, locked bool) error {
 			if cur, _ := rd.ReadState(); cur == nil || cur.PID != st.PID {
 				return nil
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(boot.PollInterval)
 		}
 	}
 	rec := boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended with no shutdown on record (killed from outside, or it crashed)"}
@@ -371,8 +376,8 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		return boot.Status{}, err
 	}
 	own := len(g.Def.Serial) == 0
-	argv = append(argv, runtimeArgs(rd, own)...)
 	acts := lifecycleActions(g.Def.Lifecycle)
+	argv = append(argv, runtimeArgs(rd, own, acts)...)
 	// A QEMU a killed start left is ended before its pidfile goes.
 	if err := reapLocked(rd); err != nil {
 		return boot.Status{}, err
@@ -392,7 +397,7 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if _, err := rand.Read(runID[:]); err != nil {
 		return boot.Status{}, err
 	}
-	if err := boot.WriteJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
+	if err := boot.WriteRuntimeJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
 		return boot.Status{}, err
 	}
@@ -426,23 +431,15 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
 	}
 	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, BootID: boot.BootID(), Accel: accel, Started: time.Now().UTC()}
-	if err := rd.WriteState(*st); err != nil {
-		stopWatcher()
-		d.abort(rd, st)
-		return boot.Status{}, err
-	}
 	fail := func(err error) (boot.Status, error) {
 		stopWatcher()
 		d.abort(rd, st)
 		return boot.Status{}, fmt.Errorf("guest %q: %w", g.Def.Name, err)
 	}
-	// The watcher must hold its socket before the guest runs, so that it
-	// sees every event: checked before cont.
+	// Until state.json is written, a start killed here leaves a paused
+	// QEMU that the pidfile names: the next command reaps it.
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := c.Execute(qctx, "set-action", acts); err != nil {
-		return fail(err)
-	}
 	if pw := g.Def.Display.VNCPasswd; !pw.IsZero() && g.Def.Display.VNCEnabled() {
 		if _, err := c.Execute(qctx, "set_password", map[string]string{"protocol": "vnc", "password": pw.Value()}); err != nil {
 			return fail(fmt.Errorf("set the VNC password: %w", err))
@@ -452,10 +449,12 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		if st.VNC, err = queryVNC(qctx, c); err != nil {
 			return fail(err)
 		}
-		if err := rd.WriteState(*st); err != nil {
-			return fail(err)
-		}
 	}
+	if err := rd.WriteState(*st); err != nil {
+		return fail(err)
+	}
+	// The watcher must hold its socket before the guest runs, so that it
+	// sees every event: checked before cont.
 	if err := watcherReady(); err != nil {
 		return fail(err)
 	}
@@ -494,7 +493,7 @@ func readPID(rd *boot.RunDir) (int, uint64, error) {
 // is recorded (the guest never ran).
 func (d *Driver) abort(rd *boot.RunDir, st *boot.RunState) {
 	signal(st, syscall.SIGKILL)
-	waitGone(st, 5*time.Second)
+	boot.WaitGone(context.Background(), st, 5*time.Second)
 	removeTransient(rd)
 	rd.ClearState()
 }
@@ -520,7 +519,8 @@ func queryVNC(ctx context.Context, c *qmp.Client) (string, error) {
 
 // startWatcher runs the watcher detached (a session of its own, output
 // to watch.log); the function it returns waits until the watcher holds
-// the events socket.
+// the events socket, which it says by writing a byte to a pipe it gets as
+// fd 3 (WatchReadyEnv).
 func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir, run string) (ready func() error, stop func(), err error) {
 	if d.cfg.WatcherArgv == nil {
 		return func() error { return nil }, func() {}, nil
@@ -531,34 +531,40 @@ func (d *Driver) startWatcher(ctx context.Context, rd *boot.RunDir, run string) 
 		return nil, nil, err
 	}
 	defer log.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pw.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), WatchRunEnv+"="+run)
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.Env = append(os.Environ(), WatchRunEnv+"="+run, WatchReadyEnv+"=3")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
+		pr.Close()
 		return nil, nil, fmt.Errorf("start the watcher: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()     // reaps it in a long-lived caller (tests)
+	go func() { _ = cmd.Wait() }()           // reaps it in a long-lived caller (tests)
 	stop = func() { _ = cmd.Process.Kill() } // this process's own child: not yet reaped
 	return func() error {
-		deadline := time.After(10 * time.Second)
-		for {
-			var w watcher
-			if ok, _ := boot.ReadJSON(rd.Path(watcherFile), &w); ok && w.PID == cmd.Process.Pid {
-				return nil
-			}
-			select {
-			case err := <-exited:
-				b, _ := os.ReadFile(rd.Path(watchLog))
-				return fmt.Errorf("the watcher (%s) ended before it was ready: %v: %s", strings.Join(argv, " "), err, lastLine(b))
-			case <-deadline:
-				return fmt.Errorf("the watcher (%s) was not ready after 10 s", strings.Join(argv, " "))
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Millisecond):
-			}
+		defer pr.Close()
+		_ = pr.SetReadDeadline(time.Now().Add(10 * time.Second))
+		done := context.AfterFunc(ctx, func() { _ = pr.SetReadDeadline(time.Unix(1, 0)) })
+		defer done()
+		var b [1]byte
+		n, err := pr.Read(b[:])
+		switch {
+		case n == 1:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("the watcher (%s) was not ready after 10 s", strings.Join(argv, " "))
 		}
+		// The pipe closed: the watcher ended without holding the socket.
+		b2, _ := os.ReadFile(rd.Path(watchLog))
+		return fmt.Errorf("the watcher (%s) ended before it was ready: %s", strings.Join(argv, " "), lastLine(b2))
 	}, stop, nil
 }
 
@@ -603,7 +609,7 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 	c, err := dialQMP(ctx, g.Run)
 	if err != nil {
 		// QEMU closes its sockets as it exits: give it a moment.
-		if waitGone(st, 3*time.Second) {
+		if boot.WaitGone(context.Background(), st, 3*time.Second) {
 			return d.Status(ctx, g)
 		}
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU (pid %d) runs but does not answer: %w", g.Def.Name, st.PID, err)
@@ -611,7 +617,7 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 	defer c.Close()
 	qs, err := c.QueryStatus(ctx)
 	if err != nil {
-		if errors.Is(err, qmp.ErrClosed) && waitGone(st, 3*time.Second) {
+		if errors.Is(err, qmp.ErrClosed) && boot.WaitGone(context.Background(), st, 3*time.Second) {
 			return d.Status(ctx, g)
 		}
 		return boot.Status{}, err
@@ -677,7 +683,7 @@ func (d *Driver) Stop(ctx context.Context, g *boot.Guest, o boot.StopOptions) (b
 			d.end(ctx, rd, st, 5*time.Second)
 		}
 	}
-	if !waitGone(st, 5*time.Second) {
+	if !boot.WaitGone(context.Background(), st, 5*time.Second) {
 		return boot.Status{}, fmt.Errorf("guest %q: QEMU (pid %d) did not end", g.Def.Name, st.PID)
 	}
 	if err := finishLocked(rd, st, boot.StopRecord{Reason: reason, Detail: intentDetail[reason]}); err != nil {
@@ -714,11 +720,11 @@ func (d *Driver) powerdown(ctx context.Context, g *boot.Guest, st *boot.RunState
 		return false
 	}
 	again := min(timeout/4, 2*time.Second)
-	if waitGone(st, again) {
+	if boot.WaitGone(context.Background(), st, again) {
 		return true
 	}
 	c.Execute(ctx, "system_powerdown", nil)
-	return waitGone(st, timeout-again)
+	return boot.WaitGone(context.Background(), st, timeout-again)
 }
 
 // end quits QEMU over QMP and, when it is still there after grace, sends
@@ -731,12 +737,12 @@ func (d *Driver) end(ctx context.Context, rd *boot.RunDir, st *boot.RunState, gr
 		c.Close()
 	}
 	cancel()
-	if waitGone(st, max(grace, time.Second)) {
+	if boot.WaitGone(context.Background(), st, max(grace, time.Second)) {
 		return
 	}
 	if grace > 0 {
 		signal(st, syscall.SIGTERM)
-		if waitGone(st, grace) {
+		if boot.WaitGone(context.Background(), st, grace) {
 			return
 		}
 	}
@@ -757,7 +763,7 @@ func (d *Driver) Kill(ctx context.Context, g *boot.Guest) error {
 	if _, err := signal(st, syscall.SIGKILL); err != nil {
 		return err
 	}
-	if !waitGone(st, 5*time.Second) {
+	if !boot.WaitGone(context.Background(), st, 5*time.Second) {
 		return fmt.Errorf("guest %q: QEMU (pid %d) did not end after SIGKILL", g.Def.Name, st.PID)
 	}
 	return finishLocked(g.Run, st, boot.StopRecord{Reason: boot.ReasonKilled})
@@ -939,7 +945,7 @@ func reapLocked(rd *boot.RunDir) error {
 	if err := unix.PidfdSendSignal(fd, syscall.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return err
 	}
-	if !waitGone(st, 5*time.Second) {
+	if !boot.WaitGone(context.Background(), st, 5*time.Second) {
 		return fmt.Errorf("QEMU (pid %d) did not end after SIGKILL", st.PID)
 	}
 	removeTransient(rd)
@@ -1021,7 +1027,7 @@ func (d *Driver) launch(ctx context.Context, rd *boot.RunDir, argv []string) (*q
 		case <-ctx.Done():
 			endSession()
 			return nil, ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-time.After(socketPoll):
 		}
 		if time.Now().After(deadline) {
 			endSession()

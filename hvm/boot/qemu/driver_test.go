@@ -590,3 +590,24 @@ func TestCPUHasVirt(t *testing.T) {
 		}
 	}
 }
+
+// A watcher that ends before it holds the events socket (here one that
+// exits at once) fails the start with its reason, and the paused QEMU
+// is ended: a guest nobody watches never runs.
+func TestStartFailsWhenTheWatcherIsNotReady(t *testing.T) {
+	e := newEnv(t)
+	g := e.guest("nowatch", boottest.Halt, nil)
+	d := qemu.New(qemu.Config{Home: e.home, Network: qemuargv.NetNone, WatcherArgv: func(string) []string {
+		return []string{"/bin/sh", "-c", "echo watcher gave up >&2; exit 3"}
+	}})
+	_, err := d.Start(context.Background(), g, boot.StartOptions{})
+	if err == nil || !strings.Contains(err.Error(), "ended before it was ready") || !strings.Contains(err.Error(), "watcher gave up") {
+		t.Fatalf("start with a watcher that ends: %v", err)
+	}
+	if rs, _ := e.d.Running(context.Background()); len(rs) != 0 {
+		t.Fatalf("a QEMU is left running: %+v", rs)
+	}
+	if st := e.status(g); st.State != boot.Stopped {
+		t.Fatalf("status after the failed start: %+v", st)
+	}
+}

@@ -35,6 +35,11 @@ const (
 )
 
 // transient are the files that exist only while the guest runs.
+// socketPoll is how often the start and the watcher look for QEMU's
+// sockets while QEMU starts (tens of milliseconds): a failed connect or
+// lstat costs microseconds, and the guest runs only once both hold theirs.
+const socketPoll = 200 * time.Microsecond
+
 var transient = []string{pidFile, qmpSock, eventsSock, serialSock, startedFile, watcherFile, intentFile}
 
 // started is what the driver keeps about the definition it started: no
@@ -102,7 +107,7 @@ func readIntent(rd *boot.RunDir) *intent {
 
 func writeIntent(rd *boot.RunDir, reason string) error {
 	start, _ := boot.ProcStart(os.Getpid())
-	return boot.WriteJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC(), PID: os.Getpid(), Start: start})
+	return boot.WriteRuntimeJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC(), PID: os.Getpid(), Start: start})
 }
 
 // lockRun takes the runtime directory's lock: start, stop, kill and the
@@ -223,20 +228,6 @@ func signal(st *boot.RunState, sig syscall.Signal) (bool, error) {
 		return false, err
 	}
 	return true, nil
-}
-
-// waitGone waits up to d for the process st names to end.
-func waitGone(st *boot.RunState, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if !st.Live() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // tryLockRun takes the runtime directory's lock if nobody holds it (ok

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/strata-vm/strata/hvm/boot"
@@ -37,11 +38,53 @@ func Watch(ctx context.Context, runDir string) error {
 		run = mine.Run
 	}
 	// Started before QEMU (so that its start-up overlaps QEMU's), the
-	// watcher waits for the guest's state.json; a start that fails kills
-	// it, and one whose strata died gives up after 10 s.
-	var st *boot.RunState
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	// watcher takes the events socket as soon as QEMU opens it, while its
+	// start still talks to QEMU: the guest runs (cont) only once the
+	// watcher holds it. Before each try it checks that started.json is
+	// still its start's: a watcher whose start was killed must not take
+	// the next start's QEMU. A start that fails kills it; one whose strata
+	// died leaves it to give up after 10 s.
+	deadline := time.Now().Add(10 * time.Second)
+	var c *qmp.Client
+	var sd *started
+	for {
 		var err error
+		if sd, err = readStarted(rd); err != nil {
+			return err
+		}
+		if sd == nil || sd.Run != run {
+			return fmt.Errorf("the start that ran this watcher in %s was abandoned; another start runs the guest", runDir)
+		}
+		if _, err := os.Lstat(rd.Path(eventsSock)); err == nil {
+			dctx, cancel := context.WithTimeout(ctx, time.Until(deadline))
+			c, err = qmp.Dial(dctx, rd.Path(eventsSock))
+			cancel()
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no guest started in %s within 10 s", runDir)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(socketPoll):
+		}
+	}
+	defer c.Close()
+	me, err := boot.ProcStart(os.Getpid())
+	if err != nil {
+		return err
+	}
+	if err := boot.WriteRuntimeJSON(rd.Path(watcherFile), watcher{PID: os.Getpid(), Start: me}); err != nil {
+		return err
+	}
+	signalReady()
+	// The start writes state.json (QEMU's pid) before it lets the guest
+	// run: events that come meanwhile wait in the client's buffer.
+	var st *boot.RunState
+	for {
 		if st, err = rd.ReadState(); err != nil {
 			return err
 		}
@@ -54,29 +97,16 @@ func Watch(ctx context.Context, runDir string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-c.Done():
+			return fmt.Errorf("QEMU closed its events socket before its start recorded it")
+		case <-time.After(boot.PollInterval):
 		}
 	}
-	sd, err := readStarted(rd)
-	if err != nil {
+	if sd, err = readStarted(rd); err != nil {
 		return err
 	}
 	if sd == nil || sd.Run != run {
 		return fmt.Errorf("the start that ran this watcher in %s was abandoned; another start runs the guest", runDir)
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := qmp.Dial(dctx, rd.Path(eventsSock))
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	me, err := boot.ProcStart(os.Getpid())
-	if err != nil {
-		return err
-	}
-	if err := boot.WriteJSON(rd.Path(watcherFile), watcher{PID: os.Getpid(), Start: me}); err != nil {
-		return err
 	}
 	if sd.OwnSerial {
 		max := sd.SerialLogMax
@@ -142,12 +172,8 @@ func Watch(ctx context.Context, runDir string) error {
 	// QEMU closed its socket: it is on its way out. The stop is recorded
 	// only once its process is gone, so that nobody is told the guest
 	// stopped while QEMU still holds its disks.
-	for st.Live() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	if !boot.WaitGone(ctx, st, 0) {
+		return ctx.Err()
 	}
 	if rec.At.IsZero() {
 		rec.At = time.Now().UTC()
@@ -179,3 +205,19 @@ func classify(reason string, sd *started) (string, string, string, bool) {
 // WatchRunEnv is the environment variable that tells a watcher the run it
 // was started for.
 const WatchRunEnv = "STRATA_WATCH_RUN"
+
+// WatchReadyEnv names the watcher's inherited file descriptor (a pipe to
+// its start) on which it writes one byte once it holds the events socket.
+const WatchReadyEnv = "STRATA_WATCH_READY"
+
+// signalReady tells the start that ran this watcher that it is ready, and
+// closes the pipe (a watcher run by hand has none).
+func signalReady() {
+	fd, err := strconv.Atoi(os.Getenv(WatchReadyEnv))
+	if err != nil || fd < 3 {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "watcher-ready")
+	_, _ = f.Write([]byte{1})
+	f.Close()
+}
