@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/strata-vm/strata/hvm/boot"
 	"os"
 	"slices"
 	"sort"
@@ -38,6 +39,9 @@ type Manager struct {
 	// STRATA_TEST_NOW).
 	Now     func() time.Time
 	chooser chooser
+	// Drivers run guests: a point of a guest one of them runs is taken
+	// live through it (nil: a running guest's disks are in use).
+	Drivers *boot.Set
 }
 
 // New returns a Manager on a store, and registers with the store the
@@ -197,6 +201,16 @@ type CreateOptions struct {
 	// inUseChecked: the caller (a rollback) holds these disks already
 	// (ctx carries the hold).
 	inUseChecked bool
+	LiveOptions
+}
+
+// LiveOptions choose how a point of a running guest is taken.
+type LiveOptions struct {
+	// MaxPause bounds the pause (0: DefaultMaxPause, < 0: none).
+	MaxPause time.Duration
+	// Quiesce asks the guest agent to freeze the guest's filesystems
+	// during the pause.
+	Quiesce bool
 }
 
 // Create takes a restore point of a target.
@@ -301,9 +315,26 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		pre := o.PreID
 		p.PreID = &pre
 	}
-	// A point of a disk a guest is writing would be torn (live points
-	// come with the boot drivers); qemu-img would refuse a qcow2 one.
+	// A guest that runs is captured through its driver, in one pause;
+	// otherwise no one may be writing the disks (a point would be torn,
+	// and qemu-img would refuse a qcow2 one).
+	var live *liveGuest
 	if !o.inUseChecked {
+		var err error
+		if live, err = m.liveOf(ctx, t); err != nil {
+			return Point{}, err
+		}
+		defer live.close()
+	}
+	if live != nil && o.Quiesce {
+		return Point{}, storage.Errorf(storage.ErrNotSupported, "guest %q has no QEMU guest agent channel strata can reach, so its filesystems cannot be frozen: its live points are crash-consistent (as after a power cut); leave --quiesce out", t.Name)
+	}
+	p.Live = live != nil
+	p.LivePaused = live != nil && live.paused
+	if !p.Live {
+		p.Consistency = consistencyOffline
+	}
+	if !o.inUseChecked && live == nil {
 		var release func()
 		var err error
 		if ctx, release, err = m.hold(ctx, vols); err != nil {
@@ -370,7 +401,22 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		return Point{}, err
 	}
 	crashpoint("create:recorded")
+	if live != nil {
+		if o.MaxPause == 0 {
+			o.MaxPause = DefaultMaxPause
+		}
+		if err := m.takeLive(ctx, live, &p, vols, o); err != nil {
+			uctx := context.WithoutCancel(ctx)
+			if uerr := m.undoLive(uctx, live, p); uerr != nil {
+				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
+			}
+			return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
+		}
+	}
 	for i := range p.Disks {
+		if live != nil {
+			break
+		}
 		meth, _ := methodByName(p.Disks[i].Method)
 		take := meth.take
 		if fc, ok := meth.(fileCopy); ok && p.Disks[i].Moved {
@@ -402,7 +448,11 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}); err != nil {
 		return Point{}, err
 	}
-	log.Info().Str("target", t.String()).Int("point", p.ID).Str("method", p.Method).Str("kind", p.Kind).Msg("restore point created")
+	ev := log.Info().Str("target", t.String()).Int("point", p.ID).Str("method", p.Method).Str("kind", p.Kind)
+	if p.PauseMS != nil {
+		ev = ev.Float64("pause_ms", *p.PauseMS)
+	}
+	ev.Msg("restore point created")
 	return p, nil
 }
 
@@ -425,9 +475,31 @@ func (m *Manager) undoCreate(ctx context.Context, p Point) error {
 	return m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) })
 }
 
+// undoLive undoes a live point that failed while its guest runs.
+func (m *Manager) undoLive(ctx context.Context, l *liveGuest, p Point) error {
+	abandonLive(ctx, l, p)
+	if err := m.removeLive(ctx, l, p); err != nil {
+		return err
+	}
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) })
+}
+
 // removeData deletes every disk's data of a point (idempotent).
 func (m *Manager) removeData(ctx context.Context, p Point) error {
+	return m.removeDisks(ctx, p, false)
+}
+
+// removeFiles deletes the data of a point's disks that are files of their
+// own (reflink and copy), not internal snapshots.
+func (m *Manager) removeFiles(ctx context.Context, p Point) error {
+	return m.removeDisks(ctx, p, true)
+}
+
+func (m *Manager) removeDisks(ctx context.Context, p Point, filesOnly bool) error {
 	for i, d := range p.Disks {
+		if filesOnly && d.Method == MethodQcow2 {
+			continue
+		}
 		var v storage.Volume
 		err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err })
 		if err != nil {
@@ -575,9 +647,22 @@ func (m *Manager) Delete(ctx context.Context, r TargetRef, ref string) error {
 }
 
 func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
-	// An internal snapshot is removed from the live image: not under a
-	// running guest (qemu-img would meet its lock halfway through a prune).
+	// An internal snapshot of a running guest's image goes through its
+	// monitor; otherwise it is removed from the image by qemu-img, not
+	// under a guest strata does not run (qemu-img would meet its lock
+	// halfway through a prune).
+	live, err := m.liveOf(ctx, t)
+	if err != nil && !hasQcow2(p) {
+		live, err = nil, nil // its files are strata's alone
+	}
+	if err != nil {
+		return err
+	}
+	defer live.close()
 	for _, d := range p.Disks {
+		if live != nil {
+			break
+		}
 		if d.Method != MethodQcow2 {
 			continue
 		}
@@ -595,7 +680,11 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 	// Marked: a signal now finishes the delete rather than stopping it
 	// halfway (no step of it is long).
 	ctx = context.WithoutCancel(ctx)
-	if err := m.removeData(ctx, p); err != nil {
+	remove := m.removeData
+	if live != nil {
+		remove = func(ctx context.Context, p Point) error { return m.removeLive(ctx, live, p) }
+	}
+	if err := remove(ctx, p); err != nil {
 		return err
 	}
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, t.Key, p.ID) }); err != nil {
@@ -620,7 +709,39 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 	}); err != nil {
 		return err
 	}
+	var live *liveGuest
+	if len(pending) > 0 {
+		var err error
+		if live, err = m.liveOf(ctx, t); err != nil {
+			return err
+		}
+		defer live.close()
+	}
 	for _, p := range pending {
+		if live != nil {
+			// The guest runs: what the point made is removed through
+			// its monitor (and a guest a live point left paused runs
+			// again).
+			switch p.State {
+			case stateCreating:
+				log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
+				if p.Live {
+					abandonLive(ctx, live, p)
+				}
+				if err := m.removeLive(ctx, live, p); err != nil {
+					return err
+				}
+				if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) }); err != nil {
+					return err
+				}
+			case stateDeleting:
+				log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing an interrupted delete of a restore point")
+				if err := m.delete(ctx, t, p); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		// A qemu-img that outlived its strata may still be changing the
 		// image: let it finish before deciding anything.
 		for _, d := range p.Disks {
@@ -688,4 +809,14 @@ func guestUser(tx *catalog.Tx, g storage.Guest) error {
 		return storage.Errorf(storage.ErrInUse, "guest %q has %d restore point(s): delete them first ('strata snapshot delete %s POINT', or prune)", g.Name, len(points), g.Name)
 	}
 	return nil
+}
+
+// hasQcow2 tells whether a point has an internal snapshot among its disks.
+func hasQcow2(p Point) bool {
+	for _, d := range p.Disks {
+		if d.Method == MethodQcow2 {
+			return true
+		}
+	}
+	return false
 }

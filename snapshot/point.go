@@ -42,7 +42,18 @@ type Point struct {
 	Bytes       *int64            `json:"bytes"`
 	State       string            `json:"state"`
 	UID         string            `json:"uid"`
-	Disks       []DiskPoint       `json:"disks"`
+	// Consistency says what the disks hold: "offline" (the guest did not
+	// run: as it left them), "crash" (a running guest, paused: every write
+	// it issued before the pause), "filesystem" (its filesystems frozen by
+	// its guest agent), "memory" (with its RAM and device state).
+	Consistency string `json:"consistency,omitempty"`
+	// Live: taken while the guest ran; PauseMS is how long it was paused.
+	Live    bool     `json:"live,omitempty"`
+	PauseMS *float64 `json:"pause_ms,omitempty"`
+	// LivePaused: the guest was paused (by its admin) when the point was
+	// taken; undoing an interrupted point leaves it paused.
+	LivePaused bool        `json:"live_paused,omitempty"`
+	Disks      []DiskPoint `json:"disks"`
 	// Guest is the guest record as it was (definition included); nil for a
 	// volume target.
 	Guest *storage.Guest `json:"guest,omitempty"`

@@ -26,8 +26,9 @@ type RunResult struct {
 // a post point paired with the pre, and, if the command failed and
 // rollbackOnFailure is set, rolls back to the pre point (keeping the post
 // point, so the failed state can still be examined). The target's lock is
-// not held while the command runs.
-func (m *Manager) Run(ctx context.Context, r TargetRef, description string, rollbackOnFailure bool, argv []string, stdin io.Reader, stdout, stderr io.Writer) (RunResult, error) {
+// not held while the command runs. A running guest's points are taken
+// live (live says how).
+func (m *Manager) Run(ctx context.Context, r TargetRef, description string, rollbackOnFailure bool, live LiveOptions, argv []string, stdin io.Reader, stdout, stderr io.Writer) (RunResult, error) {
 	if len(argv) == 0 {
 		return RunResult{}, storage.Errorf(storage.ErrInvalid, "give the command to run after --, e.g. strata snapshot run %s -- apt-get upgrade -y", r.Name)
 	}
@@ -39,7 +40,7 @@ func (m *Manager) Run(ctx context.Context, r TargetRef, description string, roll
 		description = fmt.Sprint(argv)
 	}
 	var res RunResult
-	if res.Pre, err = m.Create(ctx, r, CreateOptions{Kind: KindPre, Description: description}); err != nil {
+	if res.Pre, err = m.Create(ctx, r, CreateOptions{Kind: KindPre, Description: description, LiveOptions: live}); err != nil {
 		return res, err
 	}
 	cmd := exec.CommandContext(ctx, path, argv[1:]...)
@@ -66,7 +67,7 @@ func (m *Manager) Run(ctx context.Context, r TargetRef, description string, roll
 	// for) happen even if strata was told to stop meanwhile: they record
 	// what the command left.
 	ctx = context.WithoutCancel(ctx)
-	post, err := m.Create(ctx, r, CreateOptions{Kind: KindPost, PreID: res.Pre.ID, Description: description})
+	post, err := m.Create(ctx, r, CreateOptions{Kind: KindPost, PreID: res.Pre.ID, Description: description, LiveOptions: live})
 	if err != nil {
 		return res, err
 	}

@@ -154,7 +154,7 @@ func TestGuestStartStatusStopThroughQEMU(t *testing.T) {
 
 	s := statusOf(t, home, "bs")
 	if s.State != "running" || s.Driver != "qemu" || s.PID <= 0 || s.Accel != "tcg" || !strings.HasPrefix(s.VNC, "127.0.0.1:") ||
-		strings.Join(s.Features, ",") != "pause,screenshot,console" {
+		strings.Join(s.Features, ",") != "pause,screenshot,console,live-points" {
 		t.Fatalf("status of a running guest: %+v", s)
 	}
 	var list []struct{ Name, State string }
@@ -184,7 +184,8 @@ func TestGuestStartStatusStopThroughQEMU(t *testing.T) {
 
 	// What a running guest refuses, each changing nothing.
 	fails(t, home, 7, []string{`guest "bs" is already running`}, "guest", "start", "bs")
-	fails(t, home, 5, []string{"bs", "in use"}, "snapshot", "create", "bs")
+	// (A point of the guest is taken live; one of its disk alone is not.)
+	fails(t, home, 5, []string{"bs", "in use"}, "snapshot", "create", "--volume", "bs")
 	fails(t, home, 5, []string{"--restart"}, "snapshot", "rollback", "bs", "before")
 	fails(t, home, 5, []string{"in use"}, "volume", "resize", "bs", "--size", "2M")
 

@@ -192,6 +192,8 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	}
 	m := snapshot.New(st, c.Duration("lock-timeout"))
 	m.Progress = progress()
+	// A running guest's points are taken live, through its driver.
+	m.Drivers = drivers(c)
 	// A disk of a guest any driver runs is in use, named by driver and
 	// guest; and a running guest cannot be deleted.
 	st.InUse = inUseChecker(drivers(c))

@@ -78,6 +78,7 @@ func snapshotCommand() *cli.Command {
 					&cli.BoolFlag{Name: "pre", Usage: "a pre point, to pair with a post point after an update"},
 					&cli.IntFlag{Name: "post", Usage: "a post point paired with pre point N"},
 					&cli.StringFlag{Name: "method", Usage: "qcow2-internal, reflink or copy (default: chosen per volume)"},
+					maxPauseFlag, quiesceFlag,
 				},
 				Action: func(c *cli.Context) error {
 					t, _, err := target(c)
@@ -88,7 +89,11 @@ func snapshotCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					o := snapshot.CreateOptions{Name: c.String("name"), Description: c.String("description"), Tags: tags, Method: c.String("method")}
+					live, err := liveOptions(c)
+					if err != nil {
+						return err
+					}
+					o := snapshot.CreateOptions{Name: c.String("name"), Description: c.String("description"), Tags: tags, Method: c.String("method"), LiveOptions: live}
 					switch {
 					case c.Bool("pre") && c.IsSet("post"):
 						return storage.Errorf(storage.ErrInvalid, "--pre and --post exclude each other")
@@ -203,6 +208,7 @@ func snapshotCommand() *cli.Command {
 				Flags: []cli.Flag{volumeFlag,
 					&cli.StringFlag{Name: "description", Usage: "what the update is (default: the command)"},
 					&cli.BoolFlag{Name: "rollback-on-failure", Usage: "roll back to the pre point when the command exits non-zero"},
+					maxPauseFlag, quiesceFlag,
 				},
 				Action: func(c *cli.Context) error {
 					// The command is what followed the "--" that ended
@@ -229,7 +235,11 @@ func snapshotCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					res, err := m.Run(c.Context, t, c.String("description"), c.Bool("rollback-on-failure"), command, os.Stdin, os.Stdout, os.Stderr)
+					live, err := liveOptions(c)
+					if err != nil {
+						return err
+					}
+					res, err := m.Run(c.Context, t, c.String("description"), c.Bool("rollback-on-failure"), live, command, os.Stdin, os.Stdout, os.Stderr)
 					if err != nil {
 						return err
 					}
@@ -364,9 +374,29 @@ func emitPoints(c *cli.Context, v any) error {
 			row(w, p.Target, p.ID, p.Name, p.Kind, p.Created.Format(time.RFC3339), p.Method, p.Pinned, bytes, pre, p.Description)
 		}
 		if single {
+			if one.Consistency != "" {
+				pause := ""
+				if one.PauseMS != nil {
+					pause = fmt.Sprintf("live, guest paused %.1f ms", *one.PauseMS)
+				}
+				row(w, "  consistency:", one.Consistency, pause)
+			}
 			for _, d := range one.Disks {
 				row(w, "  disk:", d.Volume, d.Method, d.Ref)
 			}
 		}
 	})
+}
+
+var maxPauseFlag = &cli.DurationFlag{Name: "max-pause", Value: snapshot.DefaultMaxPause, Usage: "a running guest: the longest it may be paused for the point; a longer pause is undone (the guest resumes, nothing is recorded, exit 7)"}
+
+var quiesceFlag = &cli.BoolFlag{Name: "quiesce", Usage: "a running guest: freeze its filesystems through its QEMU guest agent during the point (refused, exit 8, where it has none)"}
+
+// liveOptions reads --max-pause and --quiesce.
+func liveOptions(c *cli.Context) (snapshot.LiveOptions, error) {
+	d := c.Duration("max-pause")
+	if d <= 0 {
+		return snapshot.LiveOptions{}, storage.Errorf(storage.ErrInvalid, "invalid --max-pause %s: give a positive duration such as 500ms or 2s", d)
+	}
+	return snapshot.LiveOptions{MaxPause: d, Quiesce: c.Bool("quiesce")}, nil
 }

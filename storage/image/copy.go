@@ -200,3 +200,61 @@ func SyncPath(path string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// PunchZeros makes the blocks of zeros in the file at path holes again
+// (what a copy that wrote zeros, or allocated them, left): it walks the
+// data segments and punches every aligned zeroBlock of zeros. Memory use
+// is constant; the file is synced.
+func PunchZeros(ctx context.Context, path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	punch := func(off, n int64) error {
+		if n <= 0 {
+			return nil
+		}
+		err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+		if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("punch a hole in %q: %w", path, err)
+		}
+		return nil
+	}
+	buf := make([]byte, copyChunk)
+	for off := int64(0); off < size; {
+		start, end, err := nextData(f, off, size)
+		if err != nil {
+			return err
+		}
+		// What reads as a hole may still hold allocated (unwritten)
+		// blocks: fallocate's zeroing leaves those.
+		if err := punch(off, start-off); err != nil {
+			return err
+		}
+		start -= start % zeroBlock
+		for p := start; p < end; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n := min(int64(len(buf)), end-p)
+			if _, err := f.ReadAt(buf[:n], p); err != nil && err != io.EOF {
+				return fmt.Errorf("read %q at %d: %w", path, p, err)
+			}
+			for k := int64(0); k+zeroBlock <= n; k += zeroBlock {
+				if bytes.Equal(buf[k:k+zeroBlock], zeros[:]) {
+					if err := punch(p+k, zeroBlock); err != nil {
+						return err
+					}
+				}
+			}
+			p += n
+		}
+		off = end
+	}
+	return f.Sync()
+}

@@ -147,7 +147,9 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 			}
 		}
 		return storage.Errorf(storage.ErrNotSupported, "guest %q has no IDE CD-ROM drive (hdX): the qemu driver changes media only there; add one (e.g. an empty drive at hdc) and start the guest again", g.Name)
-	case boot.AttachDisk, boot.AttachNIC, boot.LivePoints:
+	case boot.LivePoints:
+		return nil
+	case boot.AttachDisk, boot.AttachNIC:
 		return storage.Errorf(storage.ErrNotSupported, "the qemu driver cannot do %s yet", f)
 	}
 	return storage.Errorf(storage.ErrNotSupported, "unknown feature %q", f)

@@ -1,0 +1,477 @@
+package boot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/strata-vm/strata/hvm/qmp"
+	"github.com/strata-vm/strata/storage"
+)
+
+// Live restore points.
+//
+// A restore point of a running guest covers every disk at one instant:
+// the guest is paused (QMP stop, which drains and flushes every disk),
+// every disk is captured, and the guest resumes. What "captured" means
+// depends on the disk's method:
+//
+//   - internal: a qcow2 internal snapshot, all of them in one QMP
+//     transaction (blockdev-snapshot-internal-sync);
+//   - clone: a callback the caller runs during the pause (a reflink of
+//     the image file, FICLONE: O(1));
+//   - backup: a point-in-time copy into a new file that QEMU makes while
+//     the guest runs again (blockdev-backup with sync=full, started in the
+//     same transaction: copy-before-write keeps the target at the instant
+//     of the pause), so that the pause never lasts as long as a copy.
+//
+// The pause is measured from QEMU's STOP and RESUME events where the
+// monitor passes them (the qemu driver's own socket), else as the wall
+// time between the two commands. Resume always happens, with its own
+// deadline, whatever failed in between, unless the guest is gone.
+
+// Monitor is a QMP monitor of a running guest's QEMU.
+type Monitor interface {
+	Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error)
+	// Events returns QEMU's events, or nil where the monitor passes none.
+	Events() <-chan qmp.Event
+	Close() error
+}
+
+// LiveMonitor is a driver that can hand out a QMP monitor of a guest it
+// runs (Supports LivePoints says for which guests).
+type LiveMonitor interface {
+	Monitor(ctx context.Context, g *Guest) (Monitor, error)
+}
+
+// Live capture methods of one disk.
+const (
+	LiveInternal = "internal"
+	LiveClone    = "clone"
+	LiveBackup   = "backup"
+)
+
+// LiveDisk is one disk of a live point.
+type LiveDisk struct {
+	Path   string // the image as the guest has it open
+	Method string // LiveInternal, LiveClone or LiveBackup
+	// Name: LiveInternal's snapshot name.
+	Name string
+	// Target: LiveBackup's target file, which must exist with the disk's
+	// virtual size (raw); QEMU writes the point into it.
+	Target string
+	// Clone: LiveClone's capture, run while the guest is paused.
+	Clone func() error
+}
+
+// LiveRequest is a live point to take.
+type LiveRequest struct {
+	Disks []LiveDisk
+	// MaxPause: a pause longer than this fails the point (after the
+	// guest resumed); 0 means no bound.
+	MaxPause time.Duration
+	// ID names the point's block jobs and nodes (unique per point).
+	ID string
+	// Paused: the guest is paused already (by its admin): it is neither
+	// paused nor resumed again, and the point has no pause of its own.
+	Paused bool
+	// DuringPause, if set, runs while the guest is paused, after the
+	// transaction and before the clones.
+	DuringPause func()
+}
+
+// LiveResult is what a live point got.
+type LiveResult struct {
+	Pause time.Duration
+	// Consistency: "crash" (the disks as a power cut would leave them;
+	// every write the guest issued before the pause is in).
+	Consistency string
+}
+
+// Consistency levels of a point.
+const (
+	ConsistencyCrash      = "crash"
+	ConsistencyFilesystem = "filesystem"
+	ConsistencyMemory     = "memory"
+)
+
+// ErrPauseTooLong is the error of a live point whose pause went past
+// LiveRequest.MaxPause.
+var ErrPauseTooLong = errors.New("pause too long")
+
+// blockInfo is what query-block says of one drive.
+type blockInfo struct {
+	Device   string `json:"device"`
+	QDev     string `json:"qdev"`
+	Inserted *struct {
+		File     string `json:"file"`
+		NodeName string `json:"node-name"`
+		Image    struct {
+			Filename string `json:"filename"`
+		} `json:"image"`
+	} `json:"inserted"`
+}
+
+// Nodes maps each image path a running guest has open to the name of the
+// block node QMP commands take (node name, else the drive's name).
+func Nodes(ctx context.Context, mon Monitor) (map[string]string, error) {
+	raw, err := mon.Execute(ctx, "query-block", nil)
+	if err != nil {
+		return nil, err
+	}
+	var bs []blockInfo
+	if err := json.Unmarshal(raw, &bs); err != nil {
+		return nil, fmt.Errorf("query-block: %w", err)
+	}
+	out := map[string]string{}
+	for _, b := range bs {
+		if b.Inserted == nil {
+			continue
+		}
+		name := b.Inserted.NodeName
+		if name == "" {
+			name = b.Device
+		}
+		for _, f := range []string{b.Inserted.File, b.Inserted.Image.Filename} {
+			if f != "" && !strings.HasPrefix(f, "json:") {
+				out[filepath.Clean(f)] = name
+			}
+		}
+	}
+	return out, nil
+}
+
+// nodeOf returns the node of path, or an error saying the guest does not
+// have it open.
+func nodeOf(nodes map[string]string, path string) (string, error) {
+	if n, ok := nodes[filepath.Clean(path)]; ok {
+		return n, nil
+	}
+	return "", storage.Errorf(storage.ErrPrecondition, "the running guest does not have %s open (it runs with other disks than its definition names): stop it and start it again, then take the point", path)
+}
+
+// TakeLive takes a live point through mon (see the package's notes on
+// live restore points). On error, what it made inside QEMU (internal
+// snapshots, backup jobs and their nodes) may be left for the caller to
+// remove: the caller undoes the point as a whole.
+func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, error) {
+	res := LiveResult{Consistency: ConsistencyCrash}
+	nodes, err := Nodes(ctx, mon)
+	if err != nil {
+		return res, err
+	}
+	var actions []map[string]any
+	var targets, jobs []string
+	defer func() {
+		// Backup targets leave QEMU once their jobs are over (or never
+		// began): the point's file is then the caller's alone.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for _, j := range jobs {
+			_, _ = mon.Execute(dctx, "job-cancel", map[string]any{"id": j})
+			_, _ = mon.Execute(dctx, "job-dismiss", map[string]any{"id": j})
+		}
+		for _, n := range targets {
+			_, _ = mon.Execute(dctx, "blockdev-del", map[string]any{"node-name": n})
+		}
+	}()
+	for i, d := range req.Disks {
+		node, err := nodeOf(nodes, d.Path)
+		if err != nil {
+			return res, err
+		}
+		switch d.Method {
+		case LiveInternal:
+			actions = append(actions, map[string]any{"type": "blockdev-snapshot-internal-sync", "data": map[string]any{"device": node, "name": d.Name}})
+		case LiveBackup:
+			target := fmt.Sprintf("strata-bk-%s-%d", req.ID, i)
+			// Zeros become holes in the target: the copy stays as
+			// sparse as the disk.
+			if _, err := mon.Execute(ctx, "blockdev-add", map[string]any{"driver": "raw", "node-name": target,
+				"discard": "unmap", "detect-zeroes": "unmap",
+				"file": map[string]any{"driver": "file", "filename": d.Target, "discard": "unmap"}}); err != nil {
+				return res, fmt.Errorf("open the point's file %s in QEMU: %w", d.Target, err)
+			}
+			targets = append(targets, target)
+			job := fmt.Sprintf("strata-%s-%d", req.ID, i)
+			// No copy offload (copy_file_range): where the filesystem
+			// cannot share blocks it fills the holes in.
+			actions = append(actions, map[string]any{"type": "blockdev-backup", "data": map[string]any{"job-id": job, "device": node, "target": target, "sync": "full", "auto-dismiss": false,
+				"x-perf": map[string]any{"use-copy-range": false}}})
+			jobs = append(jobs, job)
+		case LiveClone:
+		default:
+			return res, fmt.Errorf("live point: unknown method %q", d.Method)
+		}
+	}
+	during := pauseFor
+	if req.Paused {
+		during = func(_ context.Context, _ Monitor, _ time.Duration, fn func(func() time.Duration) error) (time.Duration, error) {
+			return 0, fn(func() time.Duration { return time.Hour })
+		}
+	}
+	pause, err := during(ctx, mon, req.MaxPause, func(left func() time.Duration) error {
+		if len(actions) > 0 {
+			if _, err := mon.Execute(ctx, "transaction", map[string]any{"actions": actions}); err != nil {
+				jobs = nil // a failed transaction started none
+				return err
+			}
+		}
+		if req.DuringPause != nil {
+			req.DuringPause()
+		}
+		for _, d := range req.Disks {
+			if d.Method != LiveClone {
+				continue
+			}
+			if req.MaxPause > 0 && left() <= 0 {
+				return ErrPauseTooLong
+			}
+			if err := d.Clone(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	res.Pause = pause
+	if err != nil {
+		return res, err
+	}
+	if req.MaxPause > 0 && pause > req.MaxPause {
+		return res, fmt.Errorf("%w: the guest was paused %s, more than --max-pause %s", ErrPauseTooLong, pause.Round(time.Millisecond), req.MaxPause)
+	}
+	if err := waitJobs(ctx, mon, jobs); err != nil {
+		return res, err
+	}
+	jobs = nil
+	return res, nil
+}
+
+// pauseFor pauses the guest, runs fn, and resumes it whatever fn did
+// (unless QEMU is gone); it returns how long the guest was paused.
+func pauseFor(ctx context.Context, mon Monitor, max time.Duration, fn func(left func() time.Duration) error) (time.Duration, error) {
+	events := mon.Events()
+	drain(events)
+	before := time.Now()
+	if _, err := mon.Execute(ctx, "stop", nil); err != nil {
+		return 0, fmt.Errorf("pause the guest: %w", err)
+	}
+	stopped := time.Now()
+	left := func() time.Duration { return max - time.Since(before) }
+	ferr := fn(left)
+	// Resume with a deadline of its own: an interrupted command must
+	// still leave the guest running.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, rerr := mon.Execute(rctx, "cont", nil)
+	resumed := time.Now()
+	pause := resumed.Sub(stopped)
+	if rerr != nil {
+		if errors.Is(rerr, qmp.ErrClosed) {
+			return pause, errors.Join(ferr, fmt.Errorf("the guest's QEMU went away during the point: %w", rerr))
+		}
+		return pause, errors.Join(ferr, fmt.Errorf("resume the guest (it is paused: strata guest resume): %w", rerr))
+	}
+	if p, ok := eventPause(rctx, events); ok {
+		pause = p
+	} else {
+		// Without events: the whole round trip of both commands bounds
+		// the pause from above.
+		pause = resumed.Sub(before)
+	}
+	return pause, ferr
+}
+
+// drain empties an event channel of what came before.
+func drain(ch <-chan qmp.Event) {
+	for ch != nil {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// eventPause reads the STOP and RESUME events the pause caused and
+// returns the time between them (QEMU's own clock, microseconds).
+func eventPause(ctx context.Context, ch <-chan qmp.Event) (time.Duration, bool) {
+	if ch == nil {
+		return 0, false
+	}
+	var stop time.Time
+	wait := time.NewTimer(time.Second)
+	defer wait.Stop()
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return 0, false
+			}
+			switch ev.Name {
+			case "STOP":
+				stop = ev.Time
+			case "RESUME":
+				if stop.IsZero() || ev.Time.IsZero() {
+					return 0, false
+				}
+				return ev.Time.Sub(stop), true
+			}
+		case <-wait.C:
+			return 0, false
+		case <-ctx.Done():
+			return 0, false
+		}
+	}
+}
+
+// jobInfo is what query-jobs says of one job.
+type jobInfo struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+// waitJobs waits until every job has concluded, and dismisses them.
+func waitJobs(ctx context.Context, mon Monitor, jobs []string) error {
+	for len(jobs) > 0 {
+		raw, err := mon.Execute(ctx, "query-jobs", nil)
+		if err != nil {
+			return fmt.Errorf("the point's copy: %w", err)
+		}
+		var js []jobInfo
+		if err := json.Unmarshal(raw, &js); err != nil {
+			return fmt.Errorf("query-jobs: %w", err)
+		}
+		var left []string
+		for _, id := range jobs {
+			i := -1
+			for k := range js {
+				if js[k].ID == id {
+					i = k
+				}
+			}
+			switch {
+			case i < 0:
+				return fmt.Errorf("the point's copy (job %s) vanished from QEMU", id)
+			case js[i].Status == "concluded":
+				_, _ = mon.Execute(ctx, "job-dismiss", map[string]any{"id": id})
+				if js[i].Error != "" {
+					return fmt.Errorf("the point's copy failed: %s", js[i].Error)
+				}
+			default:
+				left = append(left, id)
+			}
+		}
+		jobs = left
+		if len(jobs) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// DeleteLiveInternal deletes the internal snapshot name of the image at
+// path, which the running guest has open; a snapshot that is not there
+// is not an error.
+func DeleteLiveInternal(ctx context.Context, mon Monitor, path, name string) error {
+	nodes, err := Nodes(ctx, mon)
+	if err != nil {
+		return err
+	}
+	node, err := nodeOf(nodes, path)
+	if err != nil {
+		return err
+	}
+	_, err = mon.Execute(ctx, "blockdev-snapshot-delete-internal-sync", map[string]any{"device": node, "name": name})
+	var qe *qmp.Error
+	if errors.As(err, &qe) && strings.Contains(qe.Desc, "not found") {
+		return nil
+	}
+	return err
+}
+
+// LiveInternalExists tells whether the image at path, which the running
+// guest has open, has the internal snapshot name.
+func LiveInternalExists(ctx context.Context, mon Monitor, path, name string) (bool, error) {
+	raw, err := mon.Execute(ctx, "query-block", nil)
+	if err != nil {
+		return false, err
+	}
+	var bs []struct {
+		Inserted *struct {
+			File  string `json:"file"`
+			Image struct {
+				Filename  string `json:"filename"`
+				Snapshots []struct {
+					Name string `json:"name"`
+				} `json:"snapshots"`
+			} `json:"image"`
+		} `json:"inserted"`
+	}
+	if err := json.Unmarshal(raw, &bs); err != nil {
+		return false, err
+	}
+	for _, b := range bs {
+		if b.Inserted == nil || (filepath.Clean(b.Inserted.File) != filepath.Clean(path) && filepath.Clean(b.Inserted.Image.Filename) != filepath.Clean(path)) {
+			continue
+		}
+		for _, s := range b.Inserted.Image.Snapshots {
+			if s.Name == name {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	_, err = nodeOf(nil, path)
+	return false, err
+}
+
+// AbandonLive undoes what an interrupted live point (id as in
+// LiveRequest.ID) left inside a running guest's QEMU: its block jobs are
+// cancelled and dismissed, its backup target nodes deleted, and, with
+// resume (the point paused a running guest), a guest left paused runs
+// again. Best effort: what is not there is skipped.
+func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if raw, err := mon.Execute(ctx, "query-jobs", nil); err == nil {
+		var js []jobInfo
+		_ = json.Unmarshal(raw, &js)
+		for _, j := range js {
+			if strings.HasPrefix(j.ID, "strata-"+id+"-") {
+				_, _ = mon.Execute(ctx, "job-cancel", map[string]any{"id": j.ID, "force": true})
+				_, _ = mon.Execute(ctx, "job-dismiss", map[string]any{"id": j.ID})
+			}
+		}
+	}
+	if raw, err := mon.Execute(ctx, "query-named-block-nodes", map[string]any{"flat": true}); err == nil {
+		var ns []struct {
+			NodeName string `json:"node-name"`
+		}
+		_ = json.Unmarshal(raw, &ns)
+		for _, n := range ns {
+			if strings.HasPrefix(n.NodeName, "strata-bk-"+id+"-") {
+				_, _ = mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": n.NodeName})
+			}
+		}
+	}
+	if raw, err := mon.Execute(ctx, "query-status", nil); err == nil {
+		var s qmp.Status
+		if json.Unmarshal(raw, &s) == nil && s.Status == "paused" && resume {
+			_, _ = mon.Execute(ctx, "cont", nil)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/registry"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/image"
+)
+
+// Live points: restore points of a guest that runs, taken through the
+// driver that runs it (hvm/boot: TakeLive) in one pause that covers every
+// disk. A point records how consistent it is (Point.Consistency) and, for
+// a live one, how long the guest was paused (Point.PauseMS).
+//
+// Per method: qcow2-internal disks get their internal snapshots in one
+// QMP transaction; reflink disks are cloned (FICLONE) during the pause;
+// full-copy disks get a point-in-time copy that QEMU writes while the
+// guest runs again (blockdev-backup, started in the same transaction), so
+// the pause never lasts a copy. A live point is recorded (state creating,
+// Live) before the guest is paused: a strata killed in between leaves a
+// record that the next command on the guest undoes, resuming the guest if
+// it is still paused and removing what QEMU made.
+
+// Consistency of a point taken while the guest did not run: the disks as
+// the guest left them when it stopped.
+const consistencyOffline = "offline"
+
+// DefaultMaxPause bounds a live point's pause unless told otherwise.
+const DefaultMaxPause = time.Second
+
+// liveGuest is the monitor of a running guest.
+type liveGuest struct {
+	name   string
+	driver string
+	mon    boot.Monitor
+	paused bool // by its admin, before the point
+}
+
+func (l *liveGuest) close() {
+	if l != nil {
+		l.mon.Close()
+	}
+}
+
+// liveOf returns the monitor of t's guest if it runs (nil if it does not,
+// or t is a volume). A guest that runs under a driver that cannot take
+// points of running guests is an error of kind ErrInUse saying why.
+func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
+	if m.Drivers == nil || t.Kind != "guest" {
+		return nil, nil
+	}
+	id := strings.TrimPrefix(t.Key, "g-")
+	rd := &boot.RunDir{Dir: filepath.Join(m.st.Catalog.Home(), "run", id)}
+	st, err := rd.ReadState()
+	if err != nil || st == nil {
+		return nil, err
+	}
+	d, err := m.Drivers.Get(st.Driver)
+	if err != nil {
+		return nil, err
+	}
+	def, err := registry.New(m.st).Resolved(ctx, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	bg := &boot.Guest{ID: id, Def: def, Run: rd}
+	s, err := d.Status(ctx, bg)
+	if err != nil {
+		return nil, err
+	}
+	if !s.State.Live() {
+		return nil, nil
+	}
+	lm, ok := d.(boot.LiveMonitor)
+	if err := d.Supports(def, boot.LivePoints); err != nil || !ok {
+		why := fmt.Sprintf("the %s driver cannot take points of a running guest", d.Name())
+		if err != nil {
+			why = err.Error()
+		}
+		return nil, storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s), so its disks are in use, and %s", t.Name, d.Name(), why)
+	}
+	mon, err := lm.Monitor(ctx, bg)
+	if err != nil {
+		return nil, fmt.Errorf("guest %q runs, but strata cannot reach its monitor: %w", t.Name, err)
+	}
+	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused}, nil
+}
+
+// takeLive captures every disk of p while the guest runs (see above); on
+// error the caller undoes the point.
+func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []storage.Volume, o CreateOptions) error {
+	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused,
+		DuringPause: func() { crashpoint("create:live-paused") }}
+	for i := range p.Disks {
+		dp, v := &p.Disks[i], vols[i]
+		if err := image.VerifyImage(v); err != nil {
+			return err
+		}
+		switch dp.Method {
+		case MethodQcow2:
+			req.Disks = append(req.Disks, boot.LiveDisk{Path: v.Path, Method: boot.LiveInternal, Name: dp.Ref})
+		case MethodReflink:
+			if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
+				return err
+			}
+			src, dst := v.Path, dp.Ref
+			// Only a reflink during the pause: a fallback to a copy
+			// would pause the guest for as long as the copy.
+			req.Disks = append(req.Disks, boot.LiveDisk{Path: v.Path, Method: boot.LiveClone, Clone: func() error { return image.Reflink(src, dst) }})
+		case MethodCopy:
+			if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
+				return err
+			}
+			if err := checkSpace(v.Path, filepath.Dir(dp.Ref)); err != nil {
+				return err
+			}
+			if err := makeTarget(v, dp.Ref); err != nil {
+				return err
+			}
+			req.Disks = append(req.Disks, boot.LiveDisk{Path: v.Path, Method: boot.LiveBackup, Target: dp.Ref})
+		default:
+			return fmt.Errorf("live point: method %q", dp.Method)
+		}
+	}
+	res, err := boot.TakeLive(ctx, l.mon, req)
+	ms := float64(res.Pause.Microseconds()) / 1000
+	p.PauseMS = &ms
+	p.Consistency = res.Consistency
+	if err != nil {
+		if errors.Is(err, boot.ErrPauseTooLong) {
+			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: try again when the guest is less busy, or allow a longer pause (--max-pause)", l.name, err)
+		}
+		return fmt.Errorf("guest %q: %w", l.name, err)
+	}
+	for i := range p.Disks {
+		dp := &p.Disks[i]
+		if dp.Method == MethodCopy {
+			// QEMU writes the disk's holes as allocated zeros: they
+			// become holes again (and the file durable).
+			if err := image.PunchZeros(ctx, dp.Ref); err != nil {
+				return err
+			}
+			info, err := image.InspectAs(dp.Ref, vols[i].Format)
+			if err != nil {
+				return err
+			}
+			dp.Bytes = &info.AllocatedBytes
+		}
+		if dp.Method != MethodQcow2 {
+			if err := image.SyncPath(filepath.Dir(dp.Ref)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// makeTarget creates the empty file a live full copy is written into:
+// the volume's virtual size, sparse, raw (copy points are of raw volumes).
+func makeTarget(v storage.Volume, path string) error {
+	info, err := image.InspectAs(v.Path, v.Format)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(info.VirtualSize); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// removeLive deletes a point's data while its guest runs: internal
+// snapshots through the guest's monitor, files as usual.
+func (m *Manager) removeLive(ctx context.Context, l *liveGuest, p Point) error {
+	for _, d := range p.Disks {
+		if d.Method != MethodQcow2 {
+			continue
+		}
+		v, err := m.volumeByID(d.VolumeID)
+		if err != nil {
+			continue // the image and its internal snapshots are gone
+		}
+		if err := boot.DeleteLiveInternal(ctx, l.mon, v.Path, d.Ref); err != nil {
+			return fmt.Errorf("remove restore point %d data of volume %q from the running guest: %w", p.ID, d.Volume, err)
+		}
+	}
+	return m.removeFiles(ctx, p)
+}
+
+// abandonLive undoes what a live point a dead strata left inside the
+// running guest: its block jobs and backup nodes go, and a guest left
+// paused by it runs again.
+func abandonLive(ctx context.Context, l *liveGuest, p Point) {
+	boot.AbandonLive(ctx, l.mon, p.UID, !p.LivePaused)
+	log.Warn().Str("guest", l.name).Int("point", p.ID).Msg("a live restore point was interrupted: its copies are cancelled and the guest runs again if it was left paused")
+}
