@@ -2,6 +2,8 @@ package boottest_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
 	"github.com/strata-vm/strata/hvm/qemu"
+	"github.com/strata-vm/strata/hvm/qmp"
 )
 
 // counterGuest is a counter guest running under QEMU TCG, its COM1 going to
@@ -23,9 +26,9 @@ type counterGuest struct {
 }
 
 // startCounter boots QEMU (pc, TCG, 16 MiB) with the given -drive values
-// as IDE disks 0 and 1 (BIOS drives 0x80 and 0x81); the guest is killed
-// when the test ends.
-func startCounter(t *testing.T, drives ...string) *counterGuest {
+// as IDE disks 0 and 1 (BIOS drives 0x80 and 0x81) and the extra
+// arguments; the guest is killed when the test ends.
+func startCounter(t *testing.T, extra []string, drives ...string) *counterGuest {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
@@ -36,6 +39,7 @@ func startCounter(t *testing.T, drives ...string) *counterGuest {
 	for i, d := range drives {
 		argv = append(argv, "-drive", d+",if=ide,index="+string(rune('0'+i)))
 	}
+	argv = append(argv, extra...)
 	g.cmd = exec.Command("qemu-system-x86_64", argv...)
 	var stderr bytes.Buffer
 	g.cmd.Stderr = &stderr
@@ -141,7 +145,7 @@ func TestCounterGuestKeepsBothDisksConsistentAndResumesFromThemAfterAKill(t *tes
 		t.Fatalf("fresh disks hold A=%d B=%d", va, vb)
 	}
 
-	g := startCounter(t, "file="+a+",format=raw", "file="+b+",format=raw")
+	g := startCounter(t, nil, "file="+a+",format=raw", "file="+b+",format=raw")
 	l := g.waitLines(t, 2)
 	if l[0] != (boottest.CounterLine{Boot: true}) {
 		t.Fatalf("first line %+v, want the boot line with A=0 B=0", l[0])
@@ -171,7 +175,7 @@ func TestCounterGuestKeepsBothDisksConsistentAndResumesFromThemAfterAKill(t *tes
 	}
 	t.Logf("killed after COUNT %d: disks A=%d B=%d", last, va, vb)
 
-	g = startCounter(t, "file="+a+",format=raw", "file="+b+",format=raw")
+	g = startCounter(t, nil, "file="+a+",format=raw", "file="+b+",format=raw")
 	l = g.waitLines(t, 2)
 	if l[0] != (boottest.CounterLine{Boot: true, A: va, B: vb}) {
 		t.Fatalf("boot line %+v after the kill, want A=%d B=%d", l[0], va, vb)
@@ -205,7 +209,7 @@ func TestCounterGuestOnQcow2DisksReadsBackThroughQemuImg(t *testing.T) {
 	for _, p := range []string{a, b} {
 		qemuImg("convert", "-f", "raw", "-O", "qcow2", p, p+".qcow2")
 	}
-	g := startCounter(t, "file="+a+".qcow2,format=qcow2", "file="+b+".qcow2,format=qcow2")
+	g := startCounter(t, nil, "file="+a+".qcow2,format=qcow2", "file="+b+".qcow2,format=qcow2")
 	l := g.waitLines(t, 4)
 	g.kill(t)
 	for _, p := range []string{a, b} {
@@ -213,6 +217,95 @@ func TestCounterGuestOnQcow2DisksReadsBackThroughQemuImg(t *testing.T) {
 	}
 	if _, vb := readPair(t, a, b); vb < lastCount(t, l) {
 		t.Fatalf("disk B=%d behind COUNT %d", vb, lastCount(t, l))
+	}
+}
+
+// Points of both disks taken in one QMP transaction hold a consistent
+// pair; points taken one disk after the other, while the guest counts on,
+// hold a torn pair, and the consistency rule says so.
+func TestCounterGuestTellsPointsOfOneInstantFromTornOnes(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img is not installed (Debian package qemu-utils)")
+	}
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.raw"), filepath.Join(dir, "b.raw")
+	if err := boottest.WriteCounterDisks(a, b); err != nil {
+		t.Fatal(err)
+	}
+	qemuImg := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, p := range []string{a, b} {
+		qemuImg("convert", "-f", "raw", "-O", "qcow2", p, p+".qcow2")
+	}
+	sock := filepath.Join(dir, "qmp.sock")
+	g := startCounter(t, []string{"-qmp", "unix:" + sock + ",server=on,wait=off"},
+		"file="+a+".qcow2,format=qcow2", "file="+b+".qcow2,format=qcow2")
+	l := g.waitLines(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	point := func(name string, devices ...string) {
+		t.Helper()
+		var actions []map[string]any
+		for _, d := range devices {
+			actions = append(actions, map[string]any{"type": "blockdev-snapshot-internal-sync",
+				"data": map[string]string{"device": d, "name": name}})
+		}
+		if _, err := c.Execute(ctx, "transaction", map[string]any{"actions": actions}); err != nil {
+			t.Fatalf("point %s of %v: %v", name, devices, err)
+		}
+	}
+	point("together", "ide0-hd0", "ide0-hd1")
+	// Disk B first, then disk A once the guest has counted at least two
+	// more: a line read only after B's point returned was printed after
+	// it, so its value is at least B's.
+	point("torn", "ide0-hd1")
+	n := len(g.lines(t))
+	l = g.waitLines(t, n+1)
+	after := l[n].Count
+	for lastCount(t, l) < after+2 {
+		l = g.waitLines(t, len(l)+1)
+	}
+	point("torn", "ide0-hd0")
+	if _, err := c.Execute(ctx, "quit", nil); err != nil && !errors.Is(err, qmp.ErrClosed) {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("QEMU did not quit")
+	}
+	read := func(name string) (uint64, uint64) {
+		t.Helper()
+		var v [2]uint64
+		for i, p := range []string{a, b} {
+			raw := filepath.Join(dir, name+filepath.Base(p))
+			qemuImg("convert", "-f", "qcow2", "-l", "snapshot.name="+name, "-O", "raw", p+".qcow2", raw)
+			rec, ok, err := boottest.ReadCounterFile(raw)
+			if err != nil || !ok || rec.Disk != "AB"[i] {
+				t.Fatalf("point %s, %s: %+v, %v, %v", name, p, rec, ok, err)
+			}
+			v[i] = rec.Value
+		}
+		return v[0], v[1]
+	}
+	if va, vb := read("together"); !boottest.CounterConsistent(va, vb) || va == 0 {
+		t.Fatalf("point of one transaction: A=%d B=%d, want A == B or A == B+1", va, vb)
+	} else {
+		t.Logf("one transaction: A=%d B=%d", va, vb)
+	}
+	if va, vb := read("torn"); boottest.CounterConsistent(va, vb) || va < vb+2 {
+		t.Fatalf("point of B, then A: A=%d B=%d, want A >= B+2 (torn)", va, vb)
+	} else {
+		t.Logf("B, then A: A=%d B=%d: torn", va, vb)
 	}
 }
 
@@ -258,7 +351,7 @@ func TestCounterGuestReportsAMissingSecondDisk(t *testing.T) {
 	if err := boottest.WriteCounterDisks(a, b); err != nil {
 		t.Fatal(err)
 	}
-	g := startCounter(t, "file="+a+",format=raw")
+	g := startCounter(t, nil, "file="+a+",format=raw")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s, _ := os.ReadFile(g.serial)
