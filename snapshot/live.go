@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -133,6 +134,13 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 		}
 	}
 	res, err := boot.TakeLive(ctx, l.mon, req)
+	for _, d := range req.Disks {
+		if d.Method == boot.LiveBackup {
+			if oerr := ownTarget(d.Target); oerr != nil && err == nil {
+				err = oerr
+			}
+		}
+	}
 	ms := float64(res.Pause.Microseconds()) / 1000
 	p.PauseMS = &ms
 	p.Consistency = res.Consistency
@@ -180,7 +188,33 @@ func makeTarget(v storage.Volume, path string) error {
 		f.Close()
 		return err
 	}
+	// QEMU writes it: owned as the disk is while it does (libvirt's QEMU
+	// runs as its own user, which owns the images of the guests it runs),
+	// in a directory it may pass through; strata's again once written
+	// (ownTarget).
+	if st, err := os.Stat(v.Path); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != uint32(os.Geteuid()) {
+			if err := os.Chmod(filepath.Dir(path), 0o711); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Chown(int(sys.Uid), int(sys.Gid)); err != nil {
+				f.Close()
+				return err
+			}
+		}
+	}
 	return f.Close()
+}
+
+// ownTarget gives a live copy back to strata's user once QEMU is done
+// with it: a point is not the guest's to read or change.
+func ownTarget(path string) error {
+	err := os.Lchown(path, os.Geteuid(), os.Getegid())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // removeLive deletes a point's data while its guest runs: internal

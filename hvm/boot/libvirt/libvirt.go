@@ -127,7 +127,7 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 		}
 		return nil
 	case boot.LivePoints:
-		return storage.Errorf(storage.ErrNotSupported, "restore points of a running guest are not taken through libvirt yet: stop the guest first")
+		return nil
 	}
 	return storage.Errorf(storage.ErrNotSupported, "the libvirt driver does not know feature %q", f)
 }
