@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/strata-vm/strata/hvm/boot/boottest"
+)
+
+func init() { groups = append(groups, liveBenches) }
+
+// liveBenches: restore points of a running guest. The guest is the
+// counter guest (hvm/boot/boottest), writing to two of its four disks as
+// fast as TCG lets it. Per method, the pause a point costs the guest
+// (pause_ms, as the point records it: median and max over the rounds);
+// and a whole `snapshot create` of the running guest against the same
+// point of the same guest stopped.
+func liveBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	if !e.want("live point") {
+		return nil, nil
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		fatal("qemu-system-x86_64 is missing: apt-get install qemu-system-x86")
+	}
+	rounds = max(rounds, 20)
+	home := filepath.Join(e.dir, "home-live")
+	run(e.strata, "--home", home, "pool", "list")
+	pools := map[string]string{"qcow2": "", "copy": ""}
+	if os.Geteuid() == 0 {
+		dir := filepath.Join(e.dir, "live")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			fatal("%v", err)
+		}
+		xfs := loopFS(dir, "xfs", 2<<30)
+		run(e.strata, "--home", home, "pool", "add", "xfs", "--path", filepath.Join(xfs, "pool"))
+		pools["reflink"] = "xfs"
+	} else {
+		fmt.Fprintln(os.Stderr, "strata-bench: not root: no XFS loop mount, the reflink live rows are left out")
+	}
+	// guest defines a counter guest with four disks (two counting, two
+	// idle) in pool, of format.
+	guest := func(name, pool, format string) {
+		var paths []string
+		for i, size := range []string{"1M", "1M", "64M", "64M"} {
+			args := []string{"--home", home, "volume", "create", fmt.Sprintf("%s-%d", name, i), "--size", size, "--format", format}
+			if pool != "" {
+				args = append(args, "--pool", pool)
+			}
+			run(append([]string{e.strata}, args...)...)
+			var v struct{ Path string }
+			strataJSON(e, home, &v, "volume", "info", fmt.Sprintf("%s-%d", name, i))
+			paths = append(paths, v.Path)
+		}
+		a, b := paths[0], paths[1]
+		if format == "qcow2" {
+			a, b = filepath.Join(e.dir, name+"-a.raw"), filepath.Join(e.dir, name+"-b.raw")
+		}
+		if err := boottest.WriteCounterDisks(a, b); err != nil {
+			fatal("%v", err)
+		}
+		if format == "qcow2" {
+			run("qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", a, paths[0])
+			run("qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", b, paths[1])
+		}
+		args := []string{e.strata, "--home", home, "guest", "define", name, "--memory", "16", "--boot", "c", "--os", "other", "--driver", "qemu"}
+		for i := range paths {
+			args = append(args, "--disk", fmt.Sprintf("%s-%d", name, i))
+		}
+		run(args...)
+	}
+	start := func(name string) {
+		run(e.strata, "--home", home, "guest", "start", name, "--wait-serial", "^COUNT ")
+		atExit = append(atExit, func() { _ = exec.Command(e.strata, "--home", home, "guest", "kill", name).Run() })
+	}
+	var comps []comparison
+	// settle: the copy rows write megabytes after their pause, which must
+	// not land in the next row's pause (the pause flushes the disks).
+	pause := comparison{title: "live point pause, guest writing, 4 disks (median and max of the guest's pause)", rounds: rounds, maxMedian: 100 * time.Millisecond, boundMax: true, settle: true}
+	for _, method := range []string{"qcow2", "reflink", "copy"} {
+		pool, ok := pools[method]
+		if !ok {
+			continue
+		}
+		format := "raw"
+		if method == "qcow2" {
+			format = "qcow2"
+		}
+		name := "live-" + method
+		guest(name, pool, format)
+		start(name)
+		label := map[string]string{"qcow2": "qcow2-internal", "reflink": "reflink (XFS)", "copy": "copy (ext4, point-in-time copy after the pause)"}[method]
+		c := contender{name: label, sample: func(int) time.Duration {
+			var p struct {
+				PauseMS *float64 `json:"pause_ms"`
+			}
+			strataJSON(e, home, &p, "snapshot", "create", name)
+			if p.PauseMS == nil {
+				fatal("a point of running guest %s has no pause_ms", name)
+			}
+			return time.Duration(*p.PauseMS * float64(time.Millisecond))
+		}}
+		pause.contenders = append(pause.contenders, c)
+		if pause.reference == "" {
+			pause.reference = label
+		}
+	}
+	comps = append(comps, pause)
+
+	// The same qcow2 point, of the guest running and of its twin stopped.
+	guest("live-stopped", "", "qcow2")
+	whole := comparison{
+		title: "live point vs stopped point: snapshot create, qcow2, 4 disks", reference: "guest stopped", rounds: rounds,
+		targets: map[string]float64{"guest running": 2},
+		contenders: []contender{
+			{name: "guest stopped", prepare: func(int) []string {
+				return []string{e.strata, "--home", home, "--log-level", "error", "snapshot", "create", "live-stopped"}
+			}},
+			{name: "guest running", prepare: func(int) []string {
+				return []string{e.strata, "--home", home, "--log-level", "error", "snapshot", "create", "live-qcow2"}
+			}},
+		},
+	}
+	return append(comps, whole), nil
+}
