@@ -45,6 +45,22 @@ type liveGuest struct {
 	driver string
 	mon    boot.Monitor
 	paused bool // by its admin, before the point
+	pid    int  // the guest's process, where the driver knows it
+}
+
+// killGuestAt is the test-only fault injection hook next to crashAt:
+// STRATA_TEST_KILL_GUEST_AT names a step at which strata kills the
+// guest's process (SIGKILL), as a crash of QEMU would.
+var killGuestAt = os.Getenv("STRATA_TEST_KILL_GUEST_AT")
+
+func killGuest(pid int) {
+	if pid <= 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 500 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (l *liveGuest) close() {
@@ -94,14 +110,19 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest %q runs, but strata cannot reach its monitor: %w", t.Name, err)
 	}
-	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused}, nil
+	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused, pid: s.PID}, nil
 }
 
 // takeLive captures every disk of p while the guest runs (see above); on
 // error the caller undoes the point.
 func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []storage.Volume, o CreateOptions) error {
 	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused,
-		DuringPause: func() { crashpoint("create:live-paused") }}
+		DuringPause: func() {
+			crashpoint("create:live-paused")
+			if killGuestAt == "create:live-paused" {
+				killGuest(l.pid)
+			}
+		}}
 	for i := range p.Disks {
 		dp, v := &p.Disks[i], vols[i]
 		if err := image.VerifyImage(v); err != nil {
@@ -220,6 +241,8 @@ func ownTarget(path string) error {
 // removeLive deletes a point's data while its guest runs: internal
 // snapshots through the guest's monitor, files as usual.
 func (m *Manager) removeLive(ctx context.Context, l *liveGuest, p Point) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for _, d := range p.Disks {
 		if d.Method != MethodQcow2 {
 			continue

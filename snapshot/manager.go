@@ -407,7 +407,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		if err := m.takeLive(ctx, live, &p, vols, o); err != nil {
 			uctx := context.WithoutCancel(ctx)
-			if uerr := m.undoLive(uctx, live, p); uerr != nil {
+			if uerr := m.undoLive(uctx, t, live, p); uerr != nil {
 				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
 			}
 			return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
@@ -476,7 +476,14 @@ func (m *Manager) undoCreate(ctx context.Context, p Point) error {
 }
 
 // undoLive undoes a live point that failed while its guest runs.
-func (m *Manager) undoLive(ctx context.Context, l *liveGuest, p Point) error {
+// A guest that died meanwhile has no monitor: its point is undone as a
+// stopped guest's is.
+func (m *Manager) undoLive(ctx context.Context, t Target, l *liveGuest, p Point) error {
+	if now, err := m.liveOf(ctx, t); err == nil && now == nil {
+		return m.undoCreate(ctx, p)
+	} else if now != nil {
+		now.close()
+	}
 	abandonLive(ctx, l, p)
 	if err := m.removeLive(ctx, l, p); err != nil {
 		return err

@@ -199,3 +199,27 @@ func TestKilledLivePointIsUndoneAndTheGuestRunsAgain(t *testing.T) {
 		t.Fatalf("the guest after recovery: %+v", s)
 	}
 }
+
+// A guest whose QEMU dies while it is paused for a live point is not
+// resumed (there is nothing to resume) and the point is undone as a
+// stopped guest's: nothing recorded, no internal snapshot, no file.
+func TestGuestDyingDuringALivePointLeavesNoPoint(t *testing.T) {
+	home := shortHome(t)
+	sys, raw := liveGuest(t, home, "gd", "STRATA-GD")
+	r := runIn(t, home, []string{"STRATA_TEST_KILL_GUEST_AT=create:live-paused"}, "snapshot", "create", "gd")
+	if r.code == 0 || !strings.Contains(r.stderr, "went away") {
+		t.Fatalf("a point whose guest died: exit %d: %s", r.code, r.stderr)
+	}
+	if out := ok(t, home, "--output", "json", "snapshot", "list", "gd"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("points after the guest died: %s", out)
+	}
+	if snaps := internalSnapshots(t, sys); len(snaps) != 0 {
+		t.Fatalf("internal snapshots left: %v", snaps)
+	}
+	if files := pointFiles(t, raw); len(files) != 0 {
+		t.Fatalf("point files left: %v", files)
+	}
+	if s := statusOf(t, home, "gd"); s.State != "stopped" || s.LastStop == nil || s.LastStop.Reason != "died" {
+		t.Fatalf("status after the guest died during a point: %+v", s)
+	}
+}

@@ -214,9 +214,17 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 			return 0, fn(func() time.Duration { return time.Hour })
 		}
 	}
+	// Nothing in the pause waits on QEMU for ever: a QEMU that stops
+	// answering ends the point (and the guest is resumed if it can be).
+	step := 30 * time.Second
+	if req.MaxPause > 0 {
+		step = req.MaxPause + 5*time.Second
+	}
 	pause, err := during(ctx, mon, req.MaxPause, func(left func() time.Duration) error {
 		if len(actions) > 0 {
-			if _, err := mon.Execute(ctx, "transaction", map[string]any{"actions": actions}); err != nil {
+			tctx, cancel := context.WithTimeout(ctx, step)
+			defer cancel()
+			if _, err := mon.Execute(tctx, "transaction", map[string]any{"actions": actions}); err != nil {
 				jobs = nil // a failed transaction started none
 				return err
 			}
@@ -257,7 +265,15 @@ func pauseFor(ctx context.Context, mon Monitor, max time.Duration, fn func(left 
 	events := mon.Events()
 	drain(events)
 	before := time.Now()
-	if _, err := mon.Execute(ctx, "stop", nil); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := mon.Execute(sctx, "stop", nil); err != nil {
+		if !errors.Is(err, qmp.ErrClosed) {
+			// It may pause all the same, later: resume it then.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_, _ = mon.Execute(rctx, "cont", nil)
+		}
 		return 0, fmt.Errorf("pause the guest: %w", err)
 	}
 	stopped := time.Now()
