@@ -213,7 +213,11 @@ func (d *Driver) DetachDisk(ctx context.Context, g *boot.Guest, vdev string) err
 	if err := s.unplug(ctx, g, node, "disk "+vdev); err != nil {
 		return err
 	}
-	if err := s.deleteNodes(qctx, node, fileNode(vdev)); err != nil {
+	// The guest let the disk go: what is left is QEMU's, finished even
+	// when the caller's time is up.
+	cctx, ccancel := qmpCtx(context.WithoutCancel(ctx))
+	defer ccancel()
+	if err := s.deleteNodes(cctx, node, fileNode(vdev)); err != nil {
 		return storage.Errorf(storage.ErrBusy, "guest %q: disk %s is unplugged but QEMU still holds its image: %w", g.Def.Name, vdev, err)
 	}
 	editStarted(g.Run, func(st *started) {
@@ -263,7 +267,12 @@ func (s *attachSession) unplug(ctx context.Context, g *boot.Guest, id, what stri
 	default:
 		return storage.Errorf(storage.ErrPrecondition, "guest %q: detach %s: %w", g.Def.Name, what, err)
 	}
+	// The guest has UnplugTimeout, or less when the caller's context
+	// ends sooner (detach --timeout).
 	timeout := s.timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = max(time.Until(dl)-50*time.Millisecond, 0)
+	}
 	deadline := time.After(timeout)
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
@@ -398,8 +407,10 @@ func (d *Driver) DetachNIC(ctx context.Context, g *boot.Guest, mac string) error
 	if err := s.unplug(ctx, g, path, "NIC "+mac); err != nil {
 		return err
 	}
+	cctx, ccancel := qmpCtx(context.WithoutCancel(ctx))
+	defer ccancel()
 	if netdev != "" {
-		if _, err := s.c.Execute(qctx, "netdev_del", map[string]string{"id": netdev}); err != nil {
+		if _, err := s.c.Execute(cctx, "netdev_del", map[string]string{"id": netdev}); err != nil {
 			return storage.Errorf(storage.ErrBusy, "guest %q: NIC %s is unplugged but its network backend %s stays: %w", g.Def.Name, mac, netdev, err)
 		}
 	}
