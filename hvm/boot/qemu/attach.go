@@ -108,11 +108,11 @@ func (d *Driver) AttachDisk(ctx context.Context, g *boot.Guest, k hvm.Disk) erro
 	if err := d.Supports(g.Def, boot.AttachDisk); err != nil {
 		return err
 	}
-	if !boot.HotplugVdev(k.Vdev) {
-		return storage.Errorf(storage.ErrNotSupported, "guest %q: disk %s: the qemu driver hot-plugs disks only at xvdX (virtio): IDE (hdX) cannot be hot-plugged and its SCSI controller (sdX) does not announce new disks; use a free xvdX, or add it while the guest is stopped", g.Def.Name, k.Vdev)
-	}
 	if k.CDROM {
 		return storage.Errorf(storage.ErrNotSupported, "guest %q: the qemu driver cannot hot-plug a CD-ROM drive (virtio disks have no removable medium): add the drive while the guest is stopped, or change the disc of an existing drive (strata guest insert)", g.Def.Name)
+	}
+	if !boot.HotplugVdev(k.Vdev) {
+		return storage.Errorf(storage.ErrNotSupported, "guest %q: disk %s: the qemu driver hot-plugs disks only at xvdX (virtio): IDE (hdX) cannot be hot-plugged and its SCSI controller (sdX) does not announce new disks; use a free xvdX, or add it while the guest is stopped", g.Def.Name, k.Vdev)
 	}
 	kind, src := k.Source()
 	if kind != hvm.SourcePath && kind != hvm.SourceDevice {
