@@ -18,7 +18,7 @@ type attachOut struct {
 		Vdev, Volume, Media, Path string
 		CDROM                     bool
 	}
-	NIC *struct{ MAC, Bridge, Model string }
+	NIC  *struct{ MAC, Bridge, Model string }
 	Live bool
 }
 
@@ -178,7 +178,9 @@ func TestGuestAttachDetachLiveThroughQEMU(t *testing.T) {
 	if blk := qmpOf(t, home, "lv", "query-block"); !strings.Contains(blk, hot.Path) {
 		t.Fatalf("the attached disk is gone after a restart: %s", blk)
 	}
-	var nics []struct{ Devices []struct{ ID struct{ Device int } } }
+	var nics []struct {
+		Devices []struct{ ID struct{ Device int } }
+	}
 	json.Unmarshal([]byte(qmpOf(t, home, "lv", "query-pci")), &nics)
 	e1000 := false
 	for _, b := range nics {
