@@ -196,10 +196,17 @@ func (m *Manager) DetachDisk(ctx context.Context, name, vdev string) (out hvm.Di
 			if at, err = m.attacher(l, cur, boot.AttachDisk); err != nil {
 				return err
 			}
-			if err := at.DetachDisk(ctx, l.bg, vdev); err != nil {
+			// A device the running guest does not have (added to the
+			// definition for the next start) leaves the definition only.
+			switch err := at.DetachDisk(ctx, l.bg, vdev); {
+			case errors.Is(err, storage.ErrNotFound):
+				log.Info().Str("guest", name).Err(err).Msg("not in the running guest: removed from the definition only")
+				at = nil
+			case err != nil:
 				return err
+			default:
+				live = true
 			}
-			live = true
 		}
 		_, _, err = m.Reg.Update(ctx, name, remove)
 		if err != nil && at != nil {
@@ -281,10 +288,17 @@ func (m *Manager) DetachNIC(ctx context.Context, name, mac string) (out hvm.NIC,
 			if at, err = m.attacher(l, cur, boot.AttachNIC); err != nil {
 				return err
 			}
-			if err := at.DetachNIC(ctx, l.bg, out.MAC); err != nil {
+			// A device the running guest does not have (added to the
+			// definition for the next start) leaves the definition only.
+			switch err := at.DetachNIC(ctx, l.bg, out.MAC); {
+			case errors.Is(err, storage.ErrNotFound):
+				log.Info().Str("guest", name).Err(err).Msg("not in the running guest: removed from the definition only")
+				at = nil
+			case err != nil:
 				return err
+			default:
+				live = true
 			}
-			live = true
 		}
 		_, _, err = m.Reg.Update(ctx, name, remove)
 		if err != nil && at != nil {

@@ -155,9 +155,7 @@ func (d *Driver) AttachDisk(ctx context.Context, g *boot.Guest, k hvm.Disk) erro
 		s.deleteNodes(qctx, node, file)
 		return fail("add the virtio disk", err)
 	}
-	if !ro {
-		editStarted(g.Run, func(st *started) { st.Disks = append(st.Disks, src) })
-	}
+	editStarted(g.Run, func(st *started) { st.Disks = append(st.Disks, src) })
 	return nil
 }
 
@@ -208,7 +206,15 @@ func (d *Driver) DetachDisk(ctx context.Context, g *boot.Guest, vdev string) err
 		return err
 	}
 	if path == "" {
-		return storage.Errorf(storage.ErrNotSupported, "guest %q: disk %s was not attached while the guest ran (it was there at start): the qemu driver detaches live only what it attached live; stop the guest to remove it", g.Def.Name, vdev)
+		// Not attached live: there at start, or not in the running
+		// guest at all (added to the definition for the next start).
+		st, _ := readStarted(g.Run)
+		for _, k := range g.Def.Disks {
+			if _, src := k.Source(); k.Vdev == vdev && st != nil && slices.Contains(st.Disks, src) {
+				return storage.Errorf(storage.ErrNotSupported, "guest %q: disk %s was there when the guest started: the qemu driver detaches live only what it attached live; stop the guest to remove it", g.Def.Name, vdev)
+			}
+		}
+		return storage.Errorf(storage.ErrNotFound, "guest %q: the running guest has no disk %s", g.Def.Name, vdev)
 	}
 	if err := s.unplug(ctx, g, node, "disk "+vdev); err != nil {
 		return err
