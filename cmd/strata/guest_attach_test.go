@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
 	"github.com/strata-vm/strata/hvm/qmp"
@@ -194,4 +197,84 @@ func TestGuestAttachDetachLiveThroughQEMU(t *testing.T) {
 	// Now it was there at start: the qemu driver does not detach it live.
 	fails(t, home, 8, []string{"there when the guest started"}, "guest", "detach", "lv", "xvdb")
 	ok(t, home, "guest", "kill", "lv")
+}
+
+// The tiny Linux guest grants hot-plug: through the strata binary, a
+// volume attached to it is seen and written by the guest, detached with
+// its consent; a NIC shows up in it and goes again; and an attach whose
+// definition cannot be recorded (the guest's lock held by another
+// strata) is taken back from the running guest, so that guest and
+// definition agree.
+func TestGuestAttachIntoRunningLinuxSeenWrittenAndUndone(t *testing.T) {
+	k := linuxKit(t)
+	home := shortHome(t)
+	def := filepath.Join(t.TempDir(), "lx.yaml")
+	yaml := "api_version: strata/v1\nname: lx\nmemory: 256\ndriver: qemu\nos: linux\ndirect_boot:\n  kernel: " + k.Kernel + "\n  ramdisk: " + k.Initrd +
+		"\n  cmdline: " + k.Append(boottest.ModeWait, boottest.HotplugWrite) + "\n"
+	if err := os.WriteFile(def, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "guest", "define", "lx", "-f", def)
+	ok(t, home, "volume", "create", "hot", "--size", "1M")
+	var hot struct{ Path string }
+	jsonOf(t, home, &hot, "volume", "info", "hot")
+	ok(t, home, "guest", "start", "lx", "--network", "user", "--wait-serial", boottest.WaitingForPowerButton, "--wait-timeout", "3m")
+
+	var a attachOut
+	jsonOf(t, home, &a, "guest", "attach", "lx", "--disk", "hot")
+	if a.Disk == nil || a.Disk.Vdev != "xvda" || !a.Live {
+		t.Fatalf("live attach: %+v", a)
+	}
+	waitSerialLog(t, home, "lx", boottest.HotplugWrote+"vda", time.Minute)
+	var d attachOut
+	jsonOf(t, home, &d, "guest", "detach", "lx", "xvda")
+	if !d.Live {
+		t.Fatalf("live detach: %+v", d)
+	}
+	waitSerialLog(t, home, "lx", boottest.DeviceRemoved+"vda", time.Minute)
+	if b, _ := os.ReadFile(hot.Path); !strings.HasPrefix(string(b), "written by the guest to vda") {
+		t.Fatalf("the guest's write is not on the volume: %q", b[:min(len(b), 40)])
+	}
+	if vdevs, _ := devicesOf(t, home, "lx"); len(vdevs) != 0 {
+		t.Fatalf("definition after the detach: %v", vdevs)
+	}
+
+	var n attachOut
+	jsonOf(t, home, &n, "guest", "attach", "lx", "--nic", "model=virtio")
+	mac := strings.ToLower(n.NIC.MAC)
+	waitSerialLog(t, home, "lx", regexp.QuoteMeta(boottest.NICAdded)+`eth\d `+mac, time.Minute)
+	ok(t, home, "guest", "detach", "lx", mac)
+	waitSerialLog(t, home, "lx", regexp.QuoteMeta(boottest.DeviceRemoved)+`eth\d`, time.Minute)
+
+	// Another strata holds the guest's lock: the definition cannot be
+	// changed, and the disk, already attached, is detached again.
+	lock, err := os.OpenFile(filepath.Join(home, "locks", "g-"+guestID(t, home, "lx")+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	r := runIn(t, home, []string{"STRATA_LOCK_TIMEOUT=1s"}, "guest", "attach", "lx", "--disk", "hot")
+	if r.code != 6 || !strings.Contains(r.stderr, "busy") {
+		t.Fatalf("attach while the guest's lock is held: exit %d, %s", r.code, r.stderr)
+	}
+	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		serial, _ := os.ReadFile(filepath.Join(home, "run", guestID(t, home, "lx"), "serial.log"))
+		if strings.Count(string(serial), boottest.DiskAdded+"vda") == 2 && strings.Count(string(serial), boottest.DeviceRemoved+"vda") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest did not get the disk and lose it again: %s", serial)
+		}
+	}
+	if pci := qmpOf(t, home, "lx", "query-pci"); strings.Contains(pci, "strata-xvda") {
+		t.Fatalf("the undone disk is still on the PCI bus: %s", pci)
+	}
+	if vdevs, macs := devicesOf(t, home, "lx"); len(vdevs) != 0 || len(macs) != 0 {
+		t.Fatalf("definition at the end: %v %v", vdevs, macs)
+	}
+	ok(t, home, "guest", "stop", "lx")
 }
