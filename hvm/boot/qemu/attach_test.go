@@ -275,6 +275,7 @@ func TestHotplugIntoLinuxGuestSeenWrittenAndDetached(t *testing.T) {
 		g.Memory = hvm.Int(256)
 		g.Boot = "c"
 		g.DirectBoot = &hvm.DirectBoot{Kernel: k.Kernel, Ramdisk: k.Initrd, Cmdline: k.Append(boottest.ModeWait, boottest.HotplugWrite)}
+		g.NICs = []hvm.NIC{{MAC: "52:54:00:aa:bb:06", Model: "virtio"}}
 	})
 	t0 := time.Now()
 	step := func(what string) { t.Logf("%s: %s", what, time.Since(t0).Round(time.Millisecond)); t0 = time.Now() }
@@ -309,6 +310,13 @@ func TestHotplugIntoLinuxGuestSeenWrittenAndDetached(t *testing.T) {
 		t.Fatalf("the guest's write is not on the image: %q %v", b[:min(len(b), 40)], err)
 	}
 
+	// A NIC from start (an anonymous device, found by its MAC) goes
+	// too.
+	if err := e.d.DetachNIC(ctx, g, "52:54:00:AA:BB:06"); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, g, boottest.DeviceRemoved+"eth0", 1)
+	step("NIC from start detached")
 	mac := "52:54:00:aa:bb:07"
 	if err := e.d.AttachNIC(ctx, g, hvm.NIC{MAC: mac, Model: "virtio"}); err != nil {
 		t.Fatal(err)
@@ -317,7 +325,7 @@ func TestHotplugIntoLinuxGuestSeenWrittenAndDetached(t *testing.T) {
 	if err := e.d.DetachNIC(ctx, g, mac); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, g, boottest.DeviceRemoved+"eth0", 1)
+	waitSerial(t, g, boottest.DeviceRemoved+"eth", 2)
 	if p := pciDevices(t, g); has(p, "1af4:1000/strata-net-525400aabb07") {
 		t.Fatalf("the NIC stays on the PCI bus: %v", p)
 	}
