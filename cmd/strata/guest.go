@@ -385,7 +385,7 @@ func guestCommand() *cli.Command {
 					return lm.Delete(c.Context, c.Args().First(), c.Bool("with-disks"))
 				},
 			},
-		}, guestRunCommands()...),
+		}, append(guestRunCommands(), guestAttachCommands()...)...),
 	}
 }
 

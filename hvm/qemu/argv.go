@@ -50,6 +50,16 @@ var nicModels = map[string]string{
 	"virtio": "virtio-net-pci", "virtio-net": "virtio-net-pci", "virtio-net-pci": "virtio-net-pci",
 }
 
+// NICDevice returns the QEMU device of an xl NIC model ("" for the
+// default), for the driver that hot-plugs NICs.
+func NICDevice(model string) (string, bool) {
+	if model == "" {
+		model = hvm.DefaultNICModel
+	}
+	dev, ok := nicModels[model]
+	return dev, ok
+}
+
 // soundDevices maps xl soundhw names to QEMU devices.
 var soundDevices = map[string][]string{
 	"sb16": {"sb16"}, "es1370": {"ES1370"}, "ac97": {"AC97"}, "adlib": {"adlib"},

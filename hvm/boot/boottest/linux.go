@@ -61,6 +61,9 @@ const (
 	// power-off, as an installer's first phase does (on_reboot=destroy
 	// then stops the guest). It prints "strata-testguest: rebooting".
 	EndWithReboot = "strata.end=reboot"
+	// HotplugWrite makes the waiting guest (ModeWait) write a line to
+	// each disk hot-plugged into it, after DiskAdded.
+	HotplugWrite = "strata.hotplug=write"
 )
 
 // Lines the Linux guest prints on its serial console (ttyS0).
@@ -71,6 +74,14 @@ const (
 	WaitingForPowerButton = "strata-testguest: waiting for the power button"
 	PowerButtonPressed    = "strata-testguest: power button pressed"
 	GuestFailed           = "strata-testguest: FAILED" // followed by the reason
+	// While it waits (ModeWait), the guest reports devices hot-plugged
+	// into it or removed from it: DiskAdded and DeviceRemoved are
+	// followed by the kernel's name (vdb, eth0), NICAdded by the name
+	// and the MAC; HotplugWrote and the name when it wrote to a new disk.
+	DiskAdded     = "strata-testguest: disk added: "
+	NICAdded      = "strata-testguest: nic added: "
+	DeviceRemoved = "strata-testguest: device removed: "
+	HotplugWrote  = "strata-testguest: wrote to "
 )
 
 // Paths inside an ISO source directory (ISOSource) and the arguments that
@@ -108,7 +119,7 @@ const kitFormat = "strata-testguest-1"
 // them all.
 var (
 	guestModules    = []string{"ata_piix", "sd_mod", "sr_mod", "isofs", "virtio_pci", "virtio_blk", "button", "evdev"}
-	optionalModules = []string{"virtio_scsi", "ahci", "sym53c8xx"}
+	optionalModules = []string{"virtio_scsi", "ahci", "sym53c8xx", "virtio_net"}
 )
 
 //go:embed testguest_init.sh

@@ -26,6 +26,7 @@ for a in $(cat /proc/cmdline); do
 	strata.marker=*) marker=${a#*=} ;;
 	strata.disk=*) diskend=${a#*=} ;;
 	strata.end=*) end=${a#*=} ;;
+	strata.hotplug=*) hotplug=${a#*=} ;;
 	esac
 done
 # strata.end=reboot ends a job with a reboot (as an installer's text mode
@@ -125,6 +126,31 @@ wait)
 		fd=$((fd + 1))
 	done
 	[ $fd -gt 3 ] || fail "no power button input device"
+	# Disks and NICs hot-plugged or removed while the guest waits are
+	# reported (strata.hotplug=write also writes a line to each new disk),
+	# so that a test sees what the guest sees.
+	(
+		old="$(ls /sys/block /sys/class/net)"
+		while :; do
+			usleep 100000
+			new="$(ls /sys/block /sys/class/net)"
+			for b in $new; do
+				echo "$old" | grep -qx "$b" && continue
+				if [ -e "/sys/block/$b" ]; then
+					say "disk added: $b"
+					if [ "$hotplug" = write ]; then
+						echo "written by the guest to $b" | dd of="/dev/$b" conv=sync,notrunc,fsync 2>/dev/null && say "wrote to $b"
+					fi
+				else
+					say "nic added: $b $(cat "/sys/class/net/$b/address")"
+				fi
+			done
+			for b in $old; do
+				echo "$new" | grep -qx "$b" || say "device removed: $b"
+			done
+			old=$new
+		done
+	) &
 	say "waiting for the power button"
 	while [ ! -e /tmp/pressed ]; do usleep 100000; done
 	say "power button pressed"

@@ -69,6 +69,9 @@ type Config struct {
 	// QEMUPidDir is where libvirtd keeps its QEMU pidfiles
 	// (/run/libvirt/qemu), read for Status.PID and Running.
 	QEMUPidDir string
+	// UnplugTimeout is how long a detach waits for the guest to let a
+	// device go (DefaultUnplugTimeout); libvirt itself waits 5 s first.
+	UnplugTimeout time.Duration
 }
 
 // Driver runs guests through libvirt.
@@ -114,8 +117,10 @@ func (d *Driver) Available(ctx context.Context) error {
 // Supports says what libvirt can do for g.
 func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 	switch f {
-	case boot.Pause, boot.AttachDisk, boot.AttachNIC, boot.ChangeMedia:
+	case boot.Pause, boot.ChangeMedia:
 		return nil
+	case boot.AttachDisk, boot.AttachNIC:
+		return supportsHotplug(g)
 	case boot.Screenshot:
 		if !hasDisplay(g) {
 			return storage.Errorf(storage.ErrNotSupported, "guest %q has no display (vnc or spice) for libvirt to take a screenshot of", g.Name)

@@ -91,6 +91,9 @@ type Config struct {
 	// writing to its serial port without end cannot fill the state
 	// home's disk.
 	SerialLogMax int64
+	// UnplugTimeout is how long a detach waits for the guest to let a
+	// device go (default DefaultUnplugTimeout).
+	UnplugTimeout time.Duration
 }
 
 // DefaultSerialLogMax is the serial log's bound when Config sets none.
@@ -147,10 +150,10 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 			}
 		}
 		return storage.Errorf(storage.ErrNotSupported, "guest %q has no IDE CD-ROM drive (hdX): the qemu driver changes media only there; add one (e.g. an empty drive at hdc) and start the guest again", g.Name)
+	case boot.AttachDisk, boot.AttachNIC:
+		return supportsHotplug(g, f)
 	case boot.LivePoints:
 		return nil
-	case boot.AttachDisk, boot.AttachNIC:
-		return storage.Errorf(storage.ErrNotSupported, "the qemu driver cannot do %s yet", f)
 	}
 	return storage.Errorf(storage.ErrNotSupported, "unknown feature %q", f)
 }
@@ -399,7 +402,7 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if _, err := rand.Read(runID[:]); err != nil {
 		return boot.Status{}, err
 	}
-	if err := boot.WriteRuntimeJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts,
+	if err := boot.WriteRuntimeJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts, Network: network,
 		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
 		return boot.Status{}, err
 	}

@@ -54,6 +54,9 @@ type started struct {
 	OwnSerial bool `json:"own_serial"`
 	// SerialLogMax is the serial log's bound, which the watcher keeps.
 	SerialLogMax int64 `json:"serial_log_max,omitempty"`
+	// Network is the NIC mode the guest started with (bridge, user or
+	// none): a NIC attached later gets the same.
+	Network string `json:"network,omitempty"`
 	// Actions are the set-action arguments given to QEMU.
 	Actions actions `json:"actions"`
 	// Lifecycle is what the definition asked for; where QEMU has no

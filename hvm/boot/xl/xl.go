@@ -858,3 +858,5 @@ func (d *Driver) ChangeMedia(ctx context.Context, g *boot.Guest, vdev, path stri
 	}
 	return d.InsertCD(ctx, g, vdev, path)
 }
+
+var _ boot.Attacher = (*Driver)(nil)
