@@ -49,7 +49,12 @@ func dial(t *testing.T, sock string) *qmp.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// QEMU binds the socket's name a moment before it listens on it.
 	c, err := qmp.Dial(ctx, sock)
+	for err != nil && errors.Is(err, syscall.ECONNREFUSED) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+		c, err = qmp.Dial(ctx, sock)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
