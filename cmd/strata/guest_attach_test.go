@@ -256,7 +256,9 @@ func TestGuestAttachIntoRunningLinuxSeenWrittenAndUndone(t *testing.T) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	r := runIn(t, home, []string{"STRATA_LOCK_TIMEOUT=1s"}, "guest", "attach", "lx", "--disk", "hot")
+	// (The wait gives a slow TCG guest time to see the disk before it is
+	// taken back: its init polls for new disks.)
+	r := runIn(t, home, []string{"STRATA_LOCK_TIMEOUT=5s"}, "guest", "attach", "lx", "--disk", "hot")
 	if r.code != 6 || !strings.Contains(r.stderr, "busy") {
 		t.Fatalf("attach while the guest's lock is held: exit %d, %s", r.code, r.stderr)
 	}

@@ -622,7 +622,10 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 	defer c.Close()
 	qs, err := c.QueryStatus(ctx)
 	if err != nil {
-		if errors.Is(err, qmp.ErrClosed) && boot.WaitGone(context.Background(), st, 3*time.Second) {
+		// QEMU closes its sockets as it exits: a closed connection, or a
+		// write into one it just closed (EPIPE), is a QEMU on its way
+		// out when its process ends.
+		if ctx.Err() == nil && boot.WaitGone(context.Background(), st, 3*time.Second) {
 			return d.Status(ctx, g)
 		}
 		return boot.Status{}, err
