@@ -65,6 +65,9 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 	if o.Boot == "" && (o.BootCatalog != "" || o.BootInfoTable) {
 		return Medium{}, storage.Errorf(storage.ErrInvalid, "--boot-catalog and --boot-info-table apply to a bootable image: give --boot FILE too")
 	}
+	if o.Joliet && !o.RockRidge {
+		return Medium{}, storage.Errorf(storage.ErrInvalid, "a Joliet image carries Rock Ridge too (strata names its Joliet tree from the Rock Ridge one; Windows ignores Rock Ridge): keep Rock Ridge, or build a bare ISO9660 image with --plain")
+	}
 	if o.Dir == "" {
 		return Medium{}, storage.Errorf(storage.ErrInvalid, "give the directory whose contents become the image")
 	}
@@ -90,7 +93,7 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 			return Medium{}, err
 		}
 	}
-	tree, err := survey(src, o.RockRidge, skip)
+	tree, err := survey(src, o.RockRidge, o.Joliet, skip)
 	if err != nil {
 		return Medium{}, err
 	}
@@ -148,6 +151,14 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 	}
 	if et != nil {
 		if err := bootRecordFirst(out); err != nil {
+			return fail(spaceError(pool, tmp, err))
+		}
+	}
+	if o.Joliet {
+		if err := jolietFix(out, tmp, o.Label); err != nil {
+			if errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotSupported) {
+				return fail(err)
+			}
 			return fail(spaceError(pool, tmp, err))
 		}
 	}
@@ -307,7 +318,7 @@ func (t treeStats) estimate(joliet, boot bool) int64 {
 // survey checks the source tree before anything is written: file sizes
 // one extent can hold, depth without Rock Ridge; it warns about entries an
 // image cannot hold.
-func survey(src string, rockRidge bool, skip string) (treeStats, error) {
+func survey(src string, rockRidge, joliet bool, skip string) (treeStats, error) {
 	var t treeStats
 	err := filepath.WalkDir(src, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
@@ -322,6 +333,11 @@ func survey(src string, rockRidge bool, skip string) (treeStats, error) {
 			return nil
 		}
 		t.entries++
+		if joliet && (d.IsDir() || d.Type().IsRegular()) {
+			if why := checkJolietName(d.Name()); why != "" {
+				return storage.Errorf(storage.ErrInvalid, "%q cannot be named in Joliet (what Windows reads): %s; rename it, or build without Joliet (--joliet=false)", filepath.ToSlash(rel), why)
+			}
+		}
 		info, err := d.Info()
 		if err != nil {
 			return storage.Errorf(storage.ErrPrecondition, "cannot read %q: %w", p, err)
