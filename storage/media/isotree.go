@@ -40,8 +40,8 @@ type Tree struct {
 type record struct {
 	name     []byte // file identifier as stored
 	date     [7]byte
-	extent   int64  // logical block
-	size     int64  // bytes (all extents of a multi-extent file)
+	extent   int64 // logical block
+	size     int64 // bytes (all extents of a multi-extent file)
 	dir      bool
 	su       []byte // system use area
 	more     bool   // multi-extent: another record of this file follows
@@ -398,8 +398,10 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 	}
 	out := []File{}
 	seen := map[int64]bool{}
-	var walk func(d record, dir string, depth int) error
-	walk = func(d record, dir string, depth int) error {
+	// parent is the extent of the directory that lists d; -1 when d was
+	// reached through a Rock Ridge CL entry (its ".." is RR_MOVED's).
+	var walk func(d record, dir string, depth int, parent int64) error
+	walk = func(d record, dir string, depth int, parent int64) error {
 		if depth > 64 || seen[d.extent] {
 			return fmt.Errorf("directory %q: directories nested deeper than 64 or in a loop", dir)
 		}
@@ -408,6 +410,16 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 		if err != nil {
 			return fmt.Errorf("directory %q: %v", dir, err)
 		}
+		// A directory's "." and ".." records point at itself and at the
+		// directory that lists it; a tree whose records point into
+		// another tree (go-diskfs v1.9.4's Joliet) fails here.
+		if len(recs) < 2 || !recs[0].selfLike || !recs[1].selfLike {
+			return fmt.Errorf("directory %q at block %d: no \".\" and \"..\" records (not a directory)", dir, d.extent)
+		}
+		if recs[0].extent != d.extent || (parent >= 0 && recs[1].extent != parent) {
+			return fmt.Errorf("directory %q at block %d: its \".\" and \"..\" records point at blocks %d and %d, not at itself and its parent (a cross-linked tree)", dir, d.extent, recs[0].extent, recs[1].extent)
+		}
+		byPath := map[string]int64{}
 		var files []File
 		var dirs = map[string]record{}
 		names := map[string]bool{}
@@ -443,6 +455,7 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 					if r, err = v.dirAt(ri.child); err != nil {
 						return fmt.Errorf("directory %q: relocated directory %q: %v", dir, name, err)
 					}
+					byPath[path.Join(dir, name)] = -1
 				}
 				if ri.isSymlink {
 					f.Type, f.Target, f.Size = "symlink", ri.symlink, 0
@@ -466,14 +479,18 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 		for _, f := range files {
 			out = append(out, f)
 			if f.Type == "dir" {
-				if err := walk(dirs[f.Path], f.Path, depth+1); err != nil {
+				parent, moved := byPath[f.Path]
+				if !moved {
+					parent = d.extent
+				}
+				if err := walk(dirs[f.Path], f.Path, depth+1, parent); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	if err := walk(root, "/", 0); err != nil {
+	if err := walk(root, "/", 0, root.extent); err != nil {
 		return nil, storage.Errorf(storage.ErrInvalid, "the %s tree of %q is unreadable (a corrupt image): %v", ExtensionName(ext), v.what, err)
 	}
 	return out, nil
