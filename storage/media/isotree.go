@@ -398,6 +398,14 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 	}
 	out := []File{}
 	seen := map[int64]bool{}
+	// A Joliet tree has directories of its own: one that lands in the
+	// primary tree reads its 8-bit names as UCS-2.
+	primary := map[int64]bool{}
+	if ext == ExtJoliet {
+		for blk := range v.primaryDirs() {
+			primary[blk] = true
+		}
+	}
 	// parent is the extent of the directory that lists d; -1 when d was
 	// reached through a Rock Ridge CL entry (its ".." is RR_MOVED's).
 	var walk func(d record, dir string, depth int, parent int64) error
@@ -406,6 +414,9 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 			return fmt.Errorf("directory %q: directories nested deeper than 64 or in a loop", dir)
 		}
 		seen[d.extent] = true
+		if primary[d.extent] {
+			return fmt.Errorf("directory %q at block %d is a directory of the ISO9660 tree (a cross-linked tree)", dir, d.extent)
+		}
 		recs, err := v.readDir(d)
 		if err != nil {
 			return fmt.Errorf("directory %q: %v", dir, err)
@@ -416,7 +427,9 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 		if len(recs) < 2 || !recs[0].selfLike || !recs[1].selfLike {
 			return fmt.Errorf("directory %q at block %d: no \".\" and \"..\" records (not a directory)", dir, d.extent)
 		}
-		if recs[0].extent != d.extent || (parent >= 0 && recs[1].extent != parent) {
+		// (libisofs points a Joliet subdirectory's ".." at itself:
+		// readers follow the path, so that is let pass.)
+		if recs[0].extent != d.extent || (parent >= 0 && recs[1].extent != parent && recs[1].extent != d.extent) {
 			return fmt.Errorf("directory %q at block %d: its \".\" and \"..\" records point at blocks %d and %d, not at itself and its parent (a cross-linked tree)", dir, d.extent, recs[0].extent, recs[1].extent)
 		}
 		byPath := map[string]int64{}
@@ -577,5 +590,28 @@ func (v *isoVolume) fileExtents() map[int64]string {
 		}
 	}
 	walk(root, "/", 0)
+	return out
+}
+
+// primaryDirs returns the extents of the primary tree's directories.
+func (v *isoVolume) primaryDirs() map[int64]bool {
+	out := map[int64]bool{}
+	var walk func(d record, depth int)
+	walk = func(d record, depth int) {
+		if depth > 64 || out[d.extent] {
+			return
+		}
+		out[d.extent] = true
+		recs, err := v.readDir(d)
+		if err != nil {
+			return
+		}
+		for _, r := range recs {
+			if r.dir && !r.selfLike {
+				walk(r, depth+1)
+			}
+		}
+	}
+	walk(*v.pvdRoot, 0)
 	return out
 }
