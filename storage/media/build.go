@@ -348,7 +348,7 @@ func survey(src string, rockRidge, joliet bool, skip string) (treeStats, error) 
 			// go-diskfs counts the root as depth 1 and refuses depth > 8
 			// in plain ISO9660; with Rock Ridge, deep trees are kept.
 			if depth := strings.Count(filepath.ToSlash(rel), "/") + 2; depth > 8 && !rockRidge {
-				return storage.Errorf(storage.ErrInvalid, "directory %q is nested deeper than plain ISO9660 allows (8 levels): add --rock-ridge", rel)
+				return storage.Errorf(storage.ErrInvalid, "directory %q is nested deeper than plain ISO9660 allows (8 levels): build with Rock Ridge (without --plain)", rel)
 			}
 		case info.Mode().IsRegular():
 			if info.Size() > maxExtent {
@@ -359,7 +359,7 @@ func survey(src string, rockRidge, joliet bool, skip string) (treeStats, error) 
 			t.dataSectors += (info.Size() + sectorSize - 1) / sectorSize
 		case info.Mode()&os.ModeSymlink != 0:
 			if !rockRidge {
-				log.Warn().Str("file", rel).Msg("symlink left out: plain ISO9660 cannot hold symlinks; add --rock-ridge to keep them")
+				log.Warn().Str("file", rel).Msg("symlink left out: plain ISO9660 cannot hold symlinks; build with Rock Ridge (without --plain) to keep them")
 			}
 		default:
 			log.Warn().Str("file", rel).Str("type", info.Mode().Type().String()).Msg("special file left out: an image holds files, directories and symlinks")
