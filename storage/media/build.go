@@ -299,12 +299,12 @@ type treeStats struct {
 }
 
 // estimate is an upper bound of the image size: data rounded to sectors,
-// a sector or more per directory and its records (twice with Joliet),
+// a sector or more per directory and its records (three times with Joliet),
 // the system area, volume descriptors and path tables.
 func (t treeStats) estimate(joliet, boot bool) int64 {
 	trees := int64(1)
 	if joliet {
-		trees = 2
+		trees = 3 // go-diskfs's Joliet directories stay, unreferenced, beside strata's
 	}
 	dirSectors := trees * (t.dirs + (t.entries*256+sectorSize-1)/sectorSize)
 	ptSectors := 2 * trees * (1 + t.dirs*64/sectorSize)
