@@ -53,7 +53,7 @@ func isoCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
 					&cli.StringFlag{Name: "label", Usage: "volume label, up to 32 characters (default: NAME)"},
-					&cli.BoolFlag{Name: "rock-ridge", Value: true, Usage: "Rock Ridge: POSIX names, modes, symlinks, deep trees; what Linux reads (--rock-ridge=false drops it)"},
+					&cli.BoolFlag{Name: "rock-ridge", Value: true, Usage: "Rock Ridge: POSIX names, modes, symlinks, deep trees; what Linux reads (Joliet needs it: drop both with --plain)"},
 					&cli.BoolFlag{Name: "joliet", Value: true, Usage: "Joliet: long Unicode names (up to 64 characters) for Windows (--joliet=false drops it)"},
 					&cli.BoolFlag{Name: "plain", Usage: "bare ISO9660 (8.3 upper-case names), without Rock Ridge and Joliet"},
 					&cli.StringFlag{Name: "boot", Usage: "make it bootable (BIOS, El Torito no emulation) with this boot image, a path inside DIR, e.g. isolinux/isolinux.bin"},
