@@ -47,13 +47,17 @@ func isoCommand() *cli.Command {
 			},
 			{
 				Name: "build", Usage: "build an ISO9660 image from a directory (the directory is only read)", ArgsUsage: "DIR NAME",
+				Description: "Builds with Rock Ridge and Joliet by default (as genisoimage -R -J): Linux and Windows guests\n" +
+					"both see the long names. A name Joliet cannot hold (over 64 characters, or with * / : ; ? \\)\n" +
+					"is refused, naming the file: rename it, or build with --joliet=false.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
 					&cli.StringFlag{Name: "label", Usage: "volume label, up to 32 characters (default: NAME)"},
-					&cli.BoolFlag{Name: "joliet", Usage: "add Joliet names (long Unicode names for Windows)"},
-					&cli.BoolFlag{Name: "rock-ridge", Usage: "add Rock Ridge (POSIX names, modes, symlinks); what Linux installers expect"},
+					&cli.BoolFlag{Name: "rock-ridge", Value: true, Usage: "Rock Ridge: POSIX names, modes, symlinks, deep trees; what Linux reads (Joliet needs it: drop both with --plain)"},
+					&cli.BoolFlag{Name: "joliet", Value: true, Usage: "Joliet: long Unicode names (up to 64 characters) for Windows (--joliet=false drops it)"},
+					&cli.BoolFlag{Name: "plain", Usage: "bare ISO9660 (8.3 upper-case names), without Rock Ridge and Joliet"},
 					&cli.StringFlag{Name: "boot", Usage: "make it bootable (BIOS, El Torito no emulation) with this boot image, a path inside DIR, e.g. isolinux/isolinux.bin"},
-					&cli.StringFlag{Name: "boot-catalog", Usage: "path of the boot catalog in the image (default: boot.catalog with --rock-ridge, else BOOT.CAT)"},
+					&cli.StringFlag{Name: "boot-catalog", Usage: "path of the boot catalog in the image (default: boot.catalog, BOOT.CAT with --plain)"},
 					&cli.BoolFlag{Name: "boot-info-table", Usage: "patch a boot information table into the boot image (isolinux needs it)"},
 				},
 				Action: func(c *cli.Context) error {
@@ -64,9 +68,16 @@ func isoCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					rr, joliet := c.Bool("rock-ridge"), c.Bool("joliet")
+					if c.Bool("plain") {
+						if (c.IsSet("rock-ridge") && rr) || (c.IsSet("joliet") && joliet) {
+							return storage.Errorf(storage.ErrInvalid, "--plain builds without Rock Ridge and Joliet: drop --rock-ridge and --joliet, or --plain")
+						}
+						rr, joliet = false, false
+					}
 					m, err := mg.Build(c.Context, media.BuildOptions{
 						Dir: c.Args().Get(0), Name: c.Args().Get(1), Pool: c.String("pool"), Label: c.String("label"),
-						Joliet: c.Bool("joliet"), RockRidge: c.Bool("rock-ridge"),
+						Joliet: joliet, RockRidge: rr,
 						Boot: c.String("boot"), BootCatalog: c.String("boot-catalog"), BootInfoTable: c.Bool("boot-info-table"),
 					}, progress())
 					if err != nil {
@@ -114,9 +125,9 @@ func isoCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "info", Usage: "show an iso, or any ISO image file: label, size, SHA-256, boot entries", ArgsUsage: "NAME|PATH",
+				Name: "info", Usage: "show an iso, or any ISO image file: label, size, SHA-256, extensions, boot entries", ArgsUsage: "NAME|PATH",
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "files", Usage: "also list the files in the image"},
+					&cli.BoolFlag{Name: "files", Usage: "also list the files of each tree the image has (Rock Ridge, Joliet, ISO9660); an unreadable tree is an error"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME|PATH"); err != nil {
@@ -178,6 +189,11 @@ func emitMedia(c *cli.Context, v any) error {
 		row(w, "label:", one.Label)
 		row(w, "size:", fmt.Sprintf("%s (%d bytes)", storage.FormatSize(one.Size), one.Size))
 		row(w, "sha256:", one.SHA256)
+		exts := make([]string, len(one.Extensions))
+		for i, e := range one.Extensions {
+			exts[i] = media.ExtensionName(e)
+		}
+		row(w, "extensions:", orDash(strings.Join(exts, ", ")))
 		row(w, "bootable:", one.Bootable)
 		for _, e := range one.BootEntries {
 			row(w, "  boot entry:", fmt.Sprintf("%s, emulation %s, %d sectors at byte %d, bootable %t, file %s", e.Platform, e.Emulation, e.SectorCount, e.Offset, e.Bootable, orDash(e.File)))
@@ -196,9 +212,9 @@ func emitMedia(c *cli.Context, v any) error {
 			bad = fmt.Sprintf("%d, zero-filled at byte offsets %s", n, strings.Join(offs, ", "))
 		}
 		row(w, "bad sectors:", bad)
-		if one.Files != nil {
-			row(w, "files:", len(one.Files))
-			for _, f := range one.Files {
+		for _, t := range one.Trees {
+			row(w, "files ("+media.ExtensionName(t.Extension)+"):", len(t.Files))
+			for _, f := range t.Files {
 				size := fmt.Sprint(f.Size)
 				if f.Type == "dir" {
 					size = "-"
@@ -207,7 +223,7 @@ func emitMedia(c *cli.Context, v any) error {
 				if f.Type == "symlink" {
 					name += " -> " + f.Target
 				}
-				row(w, "  "+f.Type, f.Mode, size, name)
+				row(w, "  "+f.Type, orDash(f.Mode), size, name)
 			}
 		}
 	})

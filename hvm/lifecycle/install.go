@@ -446,7 +446,7 @@ func (m *Manager) unattendMedium(ctx context.Context, g *hvm.Guest, o InstallOpt
 		if _, err := mg.Get(ctx, name); err == nil {
 			continue
 		}
-		if _, err := mg.Build(ctx, media.BuildOptions{Dir: dir, Name: name, Label: "UNATTEND", Joliet: true}, nil); err != nil {
+		if _, err := mg.Build(ctx, media.BuildOptions{Dir: dir, Name: name, Label: "UNATTEND", RockRidge: true, Joliet: true}, nil); err != nil {
 			return "", fmt.Errorf("answer file CD: %w", err)
 		}
 		return name, nil

@@ -65,6 +65,9 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 	if o.Boot == "" && (o.BootCatalog != "" || o.BootInfoTable) {
 		return Medium{}, storage.Errorf(storage.ErrInvalid, "--boot-catalog and --boot-info-table apply to a bootable image: give --boot FILE too")
 	}
+	if o.Joliet && !o.RockRidge {
+		return Medium{}, storage.Errorf(storage.ErrInvalid, "a Joliet image carries Rock Ridge too (strata names its Joliet tree from the Rock Ridge one; Windows ignores Rock Ridge): keep Rock Ridge, or build a bare ISO9660 image with --plain")
+	}
 	if o.Dir == "" {
 		return Medium{}, storage.Errorf(storage.ErrInvalid, "give the directory whose contents become the image")
 	}
@@ -90,7 +93,7 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 			return Medium{}, err
 		}
 	}
-	tree, err := survey(src, o.RockRidge, skip)
+	tree, err := survey(src, o.RockRidge, o.Joliet, skip)
 	if err != nil {
 		return Medium{}, err
 	}
@@ -148,6 +151,14 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 	}
 	if et != nil {
 		if err := bootRecordFirst(out); err != nil {
+			return fail(spaceError(pool, tmp, err))
+		}
+	}
+	if o.Joliet {
+		if err := jolietFix(out, tmp, o.Label); err != nil {
+			if errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotSupported) {
+				return fail(err)
+			}
 			return fail(spaceError(pool, tmp, err))
 		}
 	}
@@ -288,12 +299,12 @@ type treeStats struct {
 }
 
 // estimate is an upper bound of the image size: data rounded to sectors,
-// a sector or more per directory and its records (twice with Joliet),
+// a sector or more per directory and its records (three times with Joliet),
 // the system area, volume descriptors and path tables.
 func (t treeStats) estimate(joliet, boot bool) int64 {
 	trees := int64(1)
 	if joliet {
-		trees = 2
+		trees = 3 // go-diskfs's Joliet directories stay, unreferenced, beside strata's
 	}
 	dirSectors := trees * (t.dirs + (t.entries*256+sectorSize-1)/sectorSize)
 	ptSectors := 2 * trees * (1 + t.dirs*64/sectorSize)
@@ -307,7 +318,7 @@ func (t treeStats) estimate(joliet, boot bool) int64 {
 // survey checks the source tree before anything is written: file sizes
 // one extent can hold, depth without Rock Ridge; it warns about entries an
 // image cannot hold.
-func survey(src string, rockRidge bool, skip string) (treeStats, error) {
+func survey(src string, rockRidge, joliet bool, skip string) (treeStats, error) {
 	var t treeStats
 	err := filepath.WalkDir(src, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
@@ -322,6 +333,11 @@ func survey(src string, rockRidge bool, skip string) (treeStats, error) {
 			return nil
 		}
 		t.entries++
+		if joliet && (d.IsDir() || d.Type().IsRegular()) {
+			if why := checkJolietName(d.Name()); why != "" {
+				return storage.Errorf(storage.ErrInvalid, "%q cannot be named in Joliet (what Windows reads): %s; rename it, or build without Joliet (--joliet=false)", filepath.ToSlash(rel), why)
+			}
+		}
 		info, err := d.Info()
 		if err != nil {
 			return storage.Errorf(storage.ErrPrecondition, "cannot read %q: %w", p, err)
@@ -332,7 +348,7 @@ func survey(src string, rockRidge bool, skip string) (treeStats, error) {
 			// go-diskfs counts the root as depth 1 and refuses depth > 8
 			// in plain ISO9660; with Rock Ridge, deep trees are kept.
 			if depth := strings.Count(filepath.ToSlash(rel), "/") + 2; depth > 8 && !rockRidge {
-				return storage.Errorf(storage.ErrInvalid, "directory %q is nested deeper than plain ISO9660 allows (8 levels): add --rock-ridge", rel)
+				return storage.Errorf(storage.ErrInvalid, "directory %q is nested deeper than plain ISO9660 allows (8 levels): build with Rock Ridge (without --plain)", rel)
 			}
 		case info.Mode().IsRegular():
 			if info.Size() > maxExtent {
@@ -343,7 +359,7 @@ func survey(src string, rockRidge bool, skip string) (treeStats, error) {
 			t.dataSectors += (info.Size() + sectorSize - 1) / sectorSize
 		case info.Mode()&os.ModeSymlink != 0:
 			if !rockRidge {
-				log.Warn().Str("file", rel).Msg("symlink left out: plain ISO9660 cannot hold symlinks; add --rock-ridge to keep them")
+				log.Warn().Str("file", rel).Msg("symlink left out: plain ISO9660 cannot hold symlinks; build with Rock Ridge (without --plain) to keep them")
 			}
 		default:
 			log.Warn().Str("file", rel).Str("type", info.Mode().Type().String()).Msg("special file left out: an image holds files, directories and symlinks")

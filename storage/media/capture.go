@@ -264,7 +264,13 @@ func describeInto(m *Medium, path string) error {
 	m.Path = path
 	err = fillBoot(m, f, h)
 	m.Path = final
-	return err
+	if err != nil {
+		return err
+	}
+	if v, err := openVolume(f, h, path); err == nil {
+		m.Extensions = v.Extensions()
+	}
+	return nil
 }
 
 // ImportOptions describes an existing ISO image file to register.

@@ -33,6 +33,9 @@ type Header struct {
 	// CatalogOffset is the byte offset of the El Torito boot catalog; 0
 	// when the image has no boot record.
 	CatalogOffset int64
+	// UDF: the image carries UDF volume recognition (NSR02/NSR03), as a
+	// UDF bridge image does.
+	UDF bool
 }
 
 // Size is the filesystem's size in bytes.
@@ -44,7 +47,7 @@ func (h Header) Size() int64 { return h.Blocks * h.BlockSize }
 // bridge (strata cannot size those). what names r in messages.
 func ReadHeader(r io.ReaderAt, what string) (Header, error) {
 	var h Header
-	found, udf := false, false
+	found, udf, ended := false, false, false
 	sec := make([]byte, sectorSize)
 	for i := 0; i < maxDescriptors; i++ {
 		off := int64(descriptorStart + i*sectorSize)
@@ -59,10 +62,16 @@ func ReadHeader(r io.ReaderAt, what string) (Header, error) {
 			break
 		}
 		id := string(sec[1:6])
+		if ended && id == "CD001" {
+			// after the ISO9660 set's terminator only the UDF volume
+			// recognition sequence is looked for
+			continue
+		}
 		switch id {
 		case "CD001":
 		case "BEA01", "NSR02", "NSR03", "BOOT2", "CDW02":
 			udf = udf || strings.HasPrefix(id, "NSR")
+			h.UDF = udf
 			continue
 		case "TEA01":
 			i = maxDescriptors
@@ -85,7 +94,7 @@ func ReadHeader(r io.ReaderAt, what string) (Header, error) {
 				h.CatalogOffset = int64(binary.LittleEndian.Uint32(sec[71:75])) * sectorSize
 			}
 		case vdTerminator:
-			i = maxDescriptors
+			ended = true
 		}
 	}
 	switch {

@@ -60,8 +60,15 @@ type Medium struct {
 	BadSectors []int64 `json:"bad_sectors"`
 	// Imported: the image is not strata's; delete keeps it unless purged.
 	Imported bool `json:"imported"`
-	// Files lists the image's contents when asked for (Info with files).
+	// Extensions the image has: iso9660, rock_ridge, joliet, el_torito,
+	// udf (in that order).
+	Extensions []string `json:"extensions"`
+	// Files lists the image's contents when asked for (Info with files):
+	// the first of Trees, the one Linux reads.
 	Files []File `json:"files,omitempty"`
+	// Trees holds each tree the image gives when asked for (Info with
+	// files): rock_ridge, joliet, iso9660, in that order, as present.
+	Trees []Tree `json:"trees,omitempty"`
 }
 
 // File is one entry of an image's file tree.
@@ -69,6 +76,8 @@ type File struct {
 	Path string `json:"path"` // absolute in the image, e.g. /isolinux/isolinux.bin
 	Type string `json:"type"` // file, dir or symlink
 	Size int64  `json:"size"`
+	// Mode is the Rock Ridge mode ("-rw-r--r--"); "" in trees without
+	// modes (Joliet, plain ISO9660).
 	Mode string `json:"mode"`
 	// Target is a symlink's target (Rock Ridge).
 	Target string `json:"target,omitempty"`
@@ -81,6 +90,9 @@ func (m *Medium) normalize() {
 	}
 	if m.BootEntries == nil {
 		m.BootEntries = []BootEntry{}
+	}
+	if m.Extensions == nil {
+		m.Extensions = []string{}
 	}
 }
 
@@ -155,7 +167,7 @@ func add(tx *catalog.Tx, m Medium) error {
 			return storage.Errorf(storage.ErrExists, "%q is already registered as iso %q", m.Path, o.Name)
 		}
 	}
-	m.Files = nil
+	m.Files, m.Trees = nil, nil
 	if err := tx.Put(bucketNames, m.Name, m.ID); err != nil {
 		return err
 	}
@@ -267,17 +279,51 @@ func (mg *Manager) Info(ctx context.Context, nameOrPath string, files bool, prog
 		}
 		m.Source = abs
 	}
+	h, f, err := openImage(m.Path)
+	if err != nil {
+		if !files && found {
+			// the record stands; only --files needs the image
+			log.Warn().Err(err).Str("image", m.Path).Msg("cannot read the image")
+			return m, nil
+		}
+		return m, err
+	}
+	defer f.Close()
+	v, err := openVolume(f, h, m.Path)
+	if err != nil {
+		return m, err
+	}
+	m.Extensions = v.Extensions()
 	if files {
-		h, f, err := openImage(m.Path)
-		if err != nil {
+		if m.Trees, err = readTrees(v); err != nil {
 			return m, err
 		}
-		defer f.Close()
-		if m.Files, err = listFiles(f, h, m.Path); err != nil {
-			return m, err
-		}
+		m.Files = m.Trees[0].Files
 	}
 	return m, nil
+}
+
+// readTrees reads every tree the image has, the preferred first (Rock
+// Ridge, then Joliet, then plain ISO9660: what Linux mounts). Any tree that
+// cannot be read fails the whole answer.
+func readTrees(v *isoVolume) ([]Tree, error) {
+	var exts []string
+	if v.rockRidge {
+		exts = append(exts, ExtRockRidge)
+	}
+	if v.jolietRt != nil {
+		exts = append(exts, ExtJoliet)
+	}
+	exts = append(exts, ExtISO9660)
+	out := make([]Tree, 0, len(exts))
+	for _, ext := range exts {
+		files, err := v.ReadTree(ext)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Tree{Extension: ext, Files: files})
+	}
+	return out, nil
 }
 
 func absPath(p string) string {
@@ -368,13 +414,14 @@ func fillBoot(m *Medium, f *os.File, h Header) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	byOffset, err := fileOffsets(f, h, m.Path)
+	v, err := openVolume(f, h, m.Path)
 	if err != nil {
-		// The boot entries stand without names; a tree go-diskfs cannot
+		// The boot entries stand without names; a tree strata cannot
 		// read must not make the image unusable.
 		log.Warn().Err(err).Str("image", m.Path).Msg("cannot name the boot images")
 		return nil
 	}
+	byOffset := v.fileExtents()
 	for i := range m.BootEntries {
 		m.BootEntries[i].File = byOffset[m.BootEntries[i].Offset]
 	}

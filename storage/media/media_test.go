@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
@@ -606,5 +609,85 @@ func TestBuildRefusesPoolInsideSource(t *testing.T) {
 	_, err := mg.Build(context.Background(), media.BuildOptions{Dir: home, Name: "self"}, nil)
 	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "is inside") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// An image as go-diskfs v1.9.4 writes it with Joliet (subdirectory records
+// of the Joliet tree point into the ISO9660 tree) is refused by Info with
+// files: its Joliet tree is unreadable, not a list of garbled names.
+// strata's own builds are not affected (TestBuildJolietTreeIsItsOwn).
+func TestInfoRefusesAJolietTreeCrossLinkedIntoISO9660(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "sub", "deeper"), 0o755)
+	os.WriteFile(filepath.Join(src, "sub", "deeper", "c.txt"), []byte("c"), 0o644)
+	img := filepath.Join(t.TempDir(), "diskfs.iso")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fsys, err := iso9660.Create(file.New(f, false), 0, 0, 2048, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.Finalize(iso9660.FinalizeOptions{Joliet: true, VolumeIdentifier: "DISKFS"}); err != nil {
+		t.Fatal(err)
+	}
+	mg, _ := newManager(t)
+	_, err = mg.Info(context.Background(), img, true, nil)
+	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "Joliet tree") || !strings.Contains(err.Error(), "cross-linked") {
+		t.Fatalf("Info of a cross-linked Joliet tree: %v", err)
+	}
+	m, err := mg.Info(context.Background(), img, false, nil)
+	if err != nil || !slices.Contains(m.Extensions, media.ExtJoliet) {
+		t.Fatalf("Info without files: %+v, %v", m, err)
+	}
+}
+
+// strata's Joliet tree has directories of its own, in Joliet order, and
+// names every file and directory the Rock Ridge tree has (symlinks aside).
+func TestBuildJolietTreeIsItsOwn(t *testing.T) {
+	src := t.TempDir()
+	randomTree(t, src, 10_000)
+	os.MkdirAll(filepath.Join(src, "Zeta", "alpha", "Ωmega"), 0o755)
+	os.WriteFile(filepath.Join(src, "Zeta", "alpha", "Ωmega", "résumé.txt"), []byte("r"), 0o644)
+	os.Symlink("a.txt", filepath.Join(src, "link"))
+	mg, _ := newManager(t)
+	if _, err := mg.Build(context.Background(), media.BuildOptions{Dir: src, Name: "own", RockRidge: true, Joliet: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := mg.Info(context.Background(), "own", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Trees) != 3 || m.Trees[0].Extension != media.ExtRockRidge || m.Trees[1].Extension != media.ExtJoliet || m.Trees[2].Extension != media.ExtISO9660 {
+		t.Fatalf("trees %+v", m.Trees)
+	}
+	var rr, joliet []string
+	for _, f := range m.Trees[0].Files {
+		if f.Type != "symlink" {
+			rr = append(rr, f.Path+" "+f.Type)
+		}
+	}
+	for _, f := range m.Trees[1].Files {
+		joliet = append(joliet, f.Path+" "+f.Type)
+	}
+	if !slices.Equal(rr, joliet) || !slices.Contains(joliet, "/Zeta/alpha/Ωmega/résumé.txt file") {
+		t.Fatalf("Rock Ridge %v\nJoliet %v", rr, joliet)
+	}
+}
+
+// Builds refuse Joliet without Rock Ridge (the Joliet tree is named from
+// it) with a hint, before writing anything.
+func TestBuildJolietNeedsRockRidge(t *testing.T) {
+	src := t.TempDir()
+	randomTree(t, src, 1000)
+	mg, pool := newManager(t)
+	_, err := mg.Build(context.Background(), media.BuildOptions{Dir: src, Name: "j", Joliet: true}, nil)
+	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "--plain") {
+		t.Fatalf("error %v", err)
+	}
+	if left := poolFiles(t, pool.Path); len(left) != 0 {
+		t.Fatalf("files left: %v", left)
 	}
 }
