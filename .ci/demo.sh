@@ -48,7 +48,7 @@ run volume resize pvdrivers --size 64M --shrink || echo "(refused, as it should 
 step "A CD image of drivers for the guest, built from a folder"
 mkdir -p "$work/drivers/xenpv"
 echo "GPL PV drivers for Windows (demo)" > "$work/drivers/xenpv/README.txt"
-run iso build "$work/drivers" pvdrivers-iso --label PVDRIVERS --joliet --rock-ridge
+run iso build "$work/drivers" pvdrivers-iso --label PVDRIVERS
 run iso info pvdrivers-iso --files
 
 step "The guest: its system disk and its data disk"
@@ -104,8 +104,8 @@ run volume list
 step "An install CD: the test guest's kernel, initramfs and isolinux, built into an ISO by strata"
 printf '$ strata-testguest -out kit   (a Debian cloud kernel and busybox, downloaded once and cached)\n'
 "$testguest" -out "$work/kit" -install-reboots >/dev/null
-run iso build "$work/kit/install" installer --rock-ridge --boot isolinux/isolinux.bin --boot-catalog isolinux/boot.cat --boot-info-table
-run iso build "$work/kit/patch" bad-patch --rock-ridge --boot isolinux/isolinux.bin --boot-catalog isolinux/boot.cat --boot-info-table
+run iso build "$work/kit/install" installer --boot isolinux/isolinux.bin --boot-catalog isolinux/boot.cat --boot-info-table
+run iso build "$work/kit/patch" bad-patch --boot isolinux/isolinux.bin --boot-catalog isolinux/boot.cat --boot-info-table
 run iso info installer
 
 step "A guest to install: an empty 64 MiB disk"

@@ -313,7 +313,7 @@ func (k *Kit) ISOSource(mode, dst string, extra ...string) error {
 // ISOBuildArgs are the strata arguments (after global flags such as
 // --home) that make src, an ISOSource tree, the bootable iso NAME.
 func ISOBuildArgs(src, name string) []string {
-	return []string{"iso", "build", src, name, "--rock-ridge", "--boot", ISOBootImage, "--boot-catalog", ISOBootCatalog, "--boot-info-table"}
+	return []string{"iso", "build", src, name, "--boot", ISOBootImage, "--boot-catalog", ISOBootCatalog, "--boot-info-table"}
 }
 
 // StrataISO runs `strata --home HOME iso build` (ISOBuildArgs) with the
