@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -82,6 +83,10 @@ type LiveRequest struct {
 	// DuringPause, if set, runs while the guest is paused, after the
 	// transaction and before the clones.
 	DuringPause func()
+	// State, if set, receives the guest's RAM and device state, written
+	// during the pause after the disks (a memory point: see memory.go);
+	// the monitor must be a FileMonitor.
+	State *os.File
 }
 
 // LiveResult is what a live point got.
@@ -160,6 +165,12 @@ func nodeOf(nodes map[string]string, path string) (string, error) {
 // remove: the caller undoes the point as a whole.
 func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, error) {
 	res := LiveResult{Consistency: ConsistencyCrash}
+	if req.State != nil {
+		if req.Paused {
+			return res, storage.Errorf(storage.ErrPrecondition, "the guest is paused: a memory point resumes the guest once its memory is written (QEMU keeps its disks inactive until then), so resume it first (strata guest resume) or leave --memory out")
+		}
+		res.Consistency = ConsistencyMemory
+	}
 	nodes, err := Nodes(ctx, mon)
 	if err != nil {
 		return res, err
@@ -234,6 +245,9 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 			if err := d.Clone(); err != nil {
 				return err
 			}
+		}
+		if req.State != nil {
+			return saveState(ctx, mon, req.State, left, req.MaxPause > 0)
 		}
 		return nil
 	})
@@ -468,9 +482,11 @@ func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
 			}
 		}
 	}
+	abandonMemory(ctx, mon)
 	if raw, err := mon.Execute(ctx, "query-status", nil); err == nil {
 		var s qmp.Status
-		if json.Unmarshal(raw, &s) == nil && s.Status == "paused" && resume {
+		// postmigrate: a memory point's migration completed.
+		if json.Unmarshal(raw, &s) == nil && (s.Status == "paused" || s.Status == "postmigrate") && resume {
 			_, _ = mon.Execute(ctx, "cont", nil)
 		}
 	}
