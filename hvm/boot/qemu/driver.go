@@ -380,14 +380,14 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	own := len(g.Def.Serial) == 0
 	acts := lifecycleActions(g.Def.Lifecycle)
 	argv = append(argv, runtimeArgs(rd, own, acts)...)
-	var state *os.File
+	var stateFile *os.File
 	if o.FromState != "" {
 		// Opened here, passed over QMP once QEMU listens: QEMU never
 		// opens a path of ours for it.
-		if state, err = os.OpenFile(o.FromState, os.O_RDONLY|syscall.O_NOFOLLOW, 0); err != nil {
+		if stateFile, err = os.OpenFile(o.FromState, os.O_RDONLY|syscall.O_NOFOLLOW, 0); err != nil {
 			return boot.Status{}, storage.Errorf(storage.ErrNotFound, "guest %q: its saved memory state: %w", g.Def.Name, err)
 		}
-		defer state.Close()
+		defer stateFile.Close()
 		argv = append(argv, "-incoming", "defer")
 	}
 	// A QEMU a killed start left is ended before its pidfile goes.
@@ -450,10 +450,10 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	// Until state.json is written, a start killed here leaves a paused
 	// QEMU that the pidfile names: the next command reaps it.
-	if state != nil {
+	if stateFile != nil {
 		// As long as reading the RAM takes, within reason.
 		lctx, lcancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := boot.LoadState(lctx, c, state)
+		err := boot.LoadState(lctx, c, stateFile)
 		lcancel()
 		if err != nil {
 			return fail(err)
