@@ -44,6 +44,10 @@ type liveGuest struct {
 	driver string
 	mon    boot.Monitor
 	paused bool // by its admin, before the point
+	// memory: nil when the driver can save the guest's memory, else why
+	// not; ramMiB: the guest's memory as defined.
+	memory error
+	ramMiB int
 }
 
 func (l *liveGuest) close() {
@@ -93,7 +97,8 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest %q runs, but strata cannot reach its monitor: %w", t.Name, err)
 	}
-	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused}, nil
+	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused,
+		memory: d.Supports(def, boot.MemoryState), ramMiB: def.EffectiveMaxMem()}, nil
 }
 
 // takeLive captures every disk of p while the guest runs (see above); on
@@ -101,6 +106,14 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []storage.Volume, o CreateOptions) error {
 	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused,
 		DuringPause: func() { crashpoint("create:live-paused") }}
+	if p.Memory != nil {
+		f, err := openState(l, p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		req.State = f
+	}
 	for i := range p.Disks {
 		dp, v := &p.Disks[i], vols[i]
 		if err := image.VerifyImage(v); err != nil {
@@ -137,10 +150,16 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	p.PauseMS = &ms
 	p.Consistency = res.Consistency
 	if err != nil {
+		if errors.Is(err, boot.ErrPauseTooLong) && p.Memory != nil {
+			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: a memory point pauses the guest for as long as writing its RAM (%d MiB) takes, so allow a longer pause (--max-pause, e.g. 1s per 256 MiB to start with)", l.name, err, l.ramMiB)
+		}
 		if errors.Is(err, boot.ErrPauseTooLong) {
 			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: try again when the guest is less busy, or allow a longer pause (--max-pause)", l.name, err)
 		}
 		return fmt.Errorf("guest %q: %w", l.name, err)
+	}
+	if err := finishState(p); err != nil {
+		return err
 	}
 	for i := range p.Disks {
 		dp := &p.Disks[i]
