@@ -113,6 +113,7 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 		}
 		defer f.Close()
 		req.State = f
+		req.DuringState = func() { crashpoint("create:memory-saving") }
 	}
 	for i := range p.Disks {
 		dp, v := &p.Disks[i], vols[i]

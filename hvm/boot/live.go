@@ -87,6 +87,8 @@ type LiveRequest struct {
 	// during the pause after the disks (a memory point: see memory.go);
 	// the monitor must be a FileMonitor.
 	State *os.File
+	// DuringState, if set, runs once QEMU is writing State.
+	DuringState func()
 }
 
 // LiveResult is what a live point got.
@@ -247,7 +249,7 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 			}
 		}
 		if req.State != nil {
-			return saveState(ctx, mon, req.State, left, req.MaxPause > 0)
+			return saveState(ctx, mon, req.State, left, req.MaxPause > 0, req.DuringState)
 		}
 		return nil
 	})

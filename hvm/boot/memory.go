@@ -66,7 +66,7 @@ func passFile(ctx context.Context, mon Monitor, f *os.File) error {
 // (migrate to fd:), waiting until QEMU has completed; left is what
 // remains of the pause allowed (bounded: a migration still running when
 // it is over is cancelled, ErrPauseTooLong).
-func saveState(ctx context.Context, mon Monitor, f *os.File, left func() time.Duration, bounded bool) error {
+func saveState(ctx context.Context, mon Monitor, f *os.File, left func() time.Duration, bounded bool, during func()) error {
 	if err := passFile(ctx, mon, f); err != nil {
 		return err
 	}
@@ -78,6 +78,9 @@ func saveState(ctx context.Context, mon Monitor, f *os.File, left func() time.Du
 	if _, err := mon.Execute(ctx, "migrate", map[string]any{"uri": "fd:" + stateFD}); err != nil {
 		_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
 		return fmt.Errorf("save the guest's memory: %w", err)
+	}
+	if during != nil {
+		during()
 	}
 	for {
 		mi, err := queryMigrate(ctx, mon)
