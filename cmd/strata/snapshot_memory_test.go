@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
+	"github.com/strata-vm/strata/storage/storagetest"
 )
 
 // memoryPoint is what the tests read of a memory point's JSON.
@@ -129,6 +130,29 @@ func TestMemoryPointRollbackResumesAStoppedGuestQcow2(t *testing.T) {
 	checkResumed(t, home, "mq", w)
 	if s := statusOf(t, home, "mq"); s.State != "running" {
 		t.Fatalf("after rollback --memory: %+v", s)
+	}
+	// The state file is the point's: doctor finds nothing to remove.
+	if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
+		t.Fatalf("doctor after a memory point: exit %d, %+v", code, fs)
+	}
+	if _, err := os.Stat(p.Memory.Path); err != nil {
+		t.Fatalf("the state file after doctor: %v", err)
+	}
+}
+
+// The guest's RAM (plus a margin) must fit beside the point: checked
+// before the guest is paused, refused with the numbers.
+func TestMemoryPointRefusedWithoutSpaceForTheRAM(t *testing.T) {
+	home := shortHome(t)
+	mnt := storagetest.LoopFS(t, "ext4", 40<<20)
+	ok(t, home, "pool", "add", "small", "--path", filepath.Join(mnt, "pool"))
+	counterGuest(t, home, "ms", "small", "raw")
+	fails(t, home, 7, []string{"not enough space", "its RAM is", "free", "without --memory"}, "snapshot", "create", "ms", "--memory")
+	if out := ok(t, home, "--output", "json", "snapshot", "list", "ms"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("points after a refused memory point: %s", out)
+	}
+	if s := statusOf(t, home, "ms"); s.State != "running" {
+		t.Fatalf("the guest after a refused memory point: %+v", s)
 	}
 }
 
