@@ -249,6 +249,12 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 			}
 		}
 		if req.State != nil {
+			// QEMU ends a migration by deactivating every disk, which
+			// a running copy forbids: the copies finish first.
+			if err := finishCopies(ctx, mon, jobs, left, req.MaxPause > 0); err != nil {
+				return err
+			}
+			jobs = nil
 			return saveState(ctx, mon, req.State, left, req.MaxPause > 0, req.DuringState)
 		}
 		return nil

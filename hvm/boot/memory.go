@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -92,7 +93,11 @@ func saveState(ctx context.Context, mon Monitor, f *os.File, left func() time.Du
 		case "completed":
 			return nil
 		case "failed", "cancelled":
-			return fmt.Errorf("save the guest's memory: QEMU's migration to the state file %s: %s", mi.Status, mi.ErrorDesc)
+			why := mi.ErrorDesc
+			if why == "" {
+				why = "QEMU's log (qemu.log in the guest's runtime directory) says why"
+			}
+			return fmt.Errorf("save the guest's memory: QEMU's migration to the state file %s: %s", mi.Status, why)
 		}
 		if bounded && left() <= 0 {
 			cancelMigration(ctx, mon)
@@ -105,6 +110,29 @@ func saveState(ctx context.Context, mon Monitor, f *os.File, left func() time.Du
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// finishCopies waits, while the guest is paused, until the point's
+// full copies (blockdev-backup jobs) are done: a migration cannot
+// complete while one runs (QEMU deactivates the disks at its end). A
+// memory point of a guest with full-copy disks therefore pauses it for
+// the copies too; bounded, a copy still running when the pause allowed
+// is over fails the point (ErrPauseTooLong).
+func finishCopies(ctx context.Context, mon Monitor, jobs []string, left func() time.Duration, bounded bool) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	wctx := ctx
+	if bounded {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, max(left(), 0))
+		defer cancel()
+	}
+	err := waitJobs(wctx, mon, jobs)
+	if err != nil && bounded && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: the point's full copies of the disks (which a memory point makes during its pause) were not done when --max-pause was over", ErrPauseTooLong)
+	}
+	return err
 }
 
 // cancelMigration cancels a migration under way and waits (briefly) until
