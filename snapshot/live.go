@@ -29,7 +29,8 @@ import (
 // the pause never lasts a copy. A live point is recorded (state creating,
 // Live) before the guest is paused: a strata killed in between leaves a
 // record that the next command on the guest undoes, resuming the guest if
-// it is still paused and removing what QEMU made.
+// it is still paused and removing what QEMU made. A memory point (--memory,
+// memory.go) also saves the guest's RAM in the same pause.
 
 // Consistency of a point taken while the guest did not run: the disks as
 // the guest left them when it stopped.

@@ -95,7 +95,8 @@ type LiveRequest struct {
 type LiveResult struct {
 	Pause time.Duration
 	// Consistency: "crash" (the disks as a power cut would leave them;
-	// every write the guest issued before the pause is in).
+	// every write the guest issued before the pause is in), or "memory"
+	// (LiveRequest.State: with the guest's RAM and device state).
 	Consistency string
 }
 
@@ -463,7 +464,9 @@ func LiveInternalExists(ctx context.Context, mon Monitor, path, name string) (bo
 
 // AbandonLive undoes what an interrupted live point (id as in
 // LiveRequest.ID) left inside a running guest's QEMU: its block jobs are
-// cancelled and dismissed, its backup target nodes deleted, and, with
+// cancelled and dismissed, its backup target nodes deleted, a memory
+// point's migration cancelled (one that completed leaves QEMU in
+// postmigrate, which counts as paused here), and, with
 // resume (the point paused a running guest), a guest left paused runs
 // again. Best effort: what is not there is skipped.
 func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
