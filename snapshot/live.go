@@ -153,7 +153,7 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	p.Consistency = res.Consistency
 	if err != nil {
 		if errors.Is(err, boot.ErrPauseTooLong) && p.Memory != nil {
-			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: a memory point pauses the guest for as long as writing its RAM (%d MiB) takes, so allow a longer pause (--max-pause, e.g. 1s per 256 MiB to start with)", l.name, err, l.ramMiB)
+			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: a memory point pauses the guest for as long as writing its RAM (%d MiB) takes, so allow a longer pause (--max-pause; about 1s per GiB of RAM to start with, more on a slow disk)", l.name, err, l.ramMiB)
 		}
 		if errors.Is(err, boot.ErrPauseTooLong) {
 			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: try again when the guest is less busy, or allow a longer pause (--max-pause)", l.name, err)

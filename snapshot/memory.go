@@ -46,6 +46,8 @@ func planMemory(t Target, live *liveGuest, vols []storage.Volume, p *Point) erro
 		return storage.Errorf(storage.ErrPrecondition, "guest %q is not running: it has nothing in memory to save; take the point without --memory (its disks as the guest left them)", t.Name)
 	case live.memory != nil:
 		return fmt.Errorf("guest %q: %w", t.Name, live.memory)
+	case live.paused:
+		return storage.Errorf(storage.ErrPrecondition, "guest %q is paused: a memory point resumes the guest once its memory is written (QEMU keeps its disks inactive until then), so resume it first (strata guest resume %s) or leave --memory out", t.Name, t.Name)
 	case len(vols) == 0:
 		return storage.Errorf(storage.ErrPrecondition, "guest %q has no disk volume to keep its memory beside", t.Name)
 	}

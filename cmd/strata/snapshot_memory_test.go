@@ -168,6 +168,11 @@ func TestMemoryPointRefusals(t *testing.T) {
 		t.Fatalf("the guest after a refused rollback --memory: %+v", s)
 	}
 	fails(t, home, 7, []string{"longer pause", "--max-pause"}, "snapshot", "create", "mr", "--memory", "--max-pause", "1ms")
+	ok(t, home, "guest", "pause", "mr")
+	fails(t, home, 7, []string{"is paused", "resume it first"}, "snapshot", "create", "mr", "--memory")
+	if s := statusOf(t, home, "mr"); s.State != "paused" {
+		t.Fatalf("the paused guest after a refused memory point: %+v", s)
+	}
 	ok(t, home, "guest", "kill", "mr")
 	fails(t, home, 7, []string{"not running", "nothing in memory"}, "snapshot", "create", "mr", "--memory")
 	var all []livePoint
