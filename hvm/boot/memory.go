@@ -3,7 +3,6 @@ package boot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -122,15 +121,21 @@ func finishCopies(ctx context.Context, mon Monitor, jobs []string, left func() t
 	if len(jobs) == 0 {
 		return nil
 	}
+	tooLong := fmt.Errorf("%w: the point's full copies of the disks (which a memory point makes during its pause) were not done when --max-pause was over", ErrPauseTooLong)
 	wctx := ctx
 	if bounded {
+		if left() <= 0 {
+			return tooLong
+		}
 		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(ctx, max(left(), 0))
+		wctx, cancel = context.WithTimeout(ctx, left())
 		defer cancel()
 	}
 	err := waitJobs(wctx, mon, jobs)
-	if err != nil && bounded && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: the point's full copies of the disks (which a memory point makes during its pause) were not done when --max-pause was over", ErrPauseTooLong)
+	// The bound's end shows in many forms (a socket's write deadline
+	// among them): the context says whether it was the bound.
+	if err != nil && bounded && ctx.Err() == nil && wctx.Err() != nil {
+		return tooLong
 	}
 	return err
 }
