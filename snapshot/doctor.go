@@ -256,6 +256,9 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 	}
 	for _, p := range points {
+		if p.Memory != nil {
+			refs[filepath.Clean(p.Memory.Path)] = true
+		}
 		for _, d := range p.Disks {
 			if d.Method == MethodQcow2 {
 				if v, ok := byID[d.VolumeID]; ok {

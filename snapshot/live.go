@@ -30,7 +30,8 @@ import (
 // the pause never lasts a copy. A live point is recorded (state creating,
 // Live) before the guest is paused: a strata killed in between leaves a
 // record that the next command on the guest undoes, resuming the guest if
-// it is still paused and removing what QEMU made.
+// it is still paused and removing what QEMU made. A memory point (--memory,
+// memory.go) also saves the guest's RAM in the same pause.
 
 // Consistency of a point taken while the guest did not run: the disks as
 // the guest left them when it stopped.
@@ -46,6 +47,10 @@ type liveGuest struct {
 	mon    boot.Monitor
 	paused bool // by its admin, before the point
 	pid    int  // the guest's process, where the driver knows it
+	// memory: nil when the driver can save the guest's memory, else why
+	// not; ramMiB: the guest's memory as defined.
+	memory error
+	ramMiB int
 }
 
 // killGuestAt is the test-only fault injection hook next to crashAt:
@@ -110,7 +115,8 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest %q runs, but strata cannot reach its monitor: %w", t.Name, err)
 	}
-	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused, pid: s.PID}, nil
+	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused, pid: s.PID,
+		memory: d.Supports(def, boot.MemoryState), ramMiB: def.EffectiveMaxMem()}, nil
 }
 
 // takeLive captures every disk of p while the guest runs (see above); on
@@ -123,6 +129,15 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 				killGuest(l.pid)
 			}
 		}}
+	if p.Memory != nil {
+		f, err := openState(l, p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		req.State = f
+		req.DuringState = func() { crashpoint("create:memory-saving") }
+	}
 	for i := range p.Disks {
 		dp, v := &p.Disks[i], vols[i]
 		if err := image.VerifyImage(v); err != nil {
@@ -166,10 +181,16 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	p.PauseMS = &ms
 	p.Consistency = res.Consistency
 	if err != nil {
+		if errors.Is(err, boot.ErrPauseTooLong) && p.Memory != nil {
+			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: a memory point pauses the guest for as long as writing its RAM (%d MiB) takes, so allow a longer pause (--max-pause; about 1s per GiB of RAM to start with, more on a slow disk)", l.name, err, l.ramMiB)
+		}
 		if errors.Is(err, boot.ErrPauseTooLong) {
 			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: try again when the guest is less busy, or allow a longer pause (--max-pause)", l.name, err)
 		}
 		return fmt.Errorf("guest %q: %w", l.name, err)
+	}
+	if err := finishState(p); err != nil {
+		return err
 	}
 	for i := range p.Disks {
 		dp := &p.Disks[i]

@@ -211,6 +211,9 @@ type LiveOptions struct {
 	// Quiesce asks the guest agent to freeze the guest's filesystems
 	// during the pause.
 	Quiesce bool
+	// Memory saves the running guest's RAM and device state with the
+	// point (memory.go).
+	Memory bool
 }
 
 // Create takes a restore point of a target.
@@ -333,6 +336,11 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	p.LivePaused = live != nil && live.paused
 	if !p.Live {
 		p.Consistency = consistencyOffline
+	}
+	if o.Memory {
+		if err := planMemory(t, live, vols, &p); err != nil {
+			return Point{}, err
+		}
 	}
 	if !o.inUseChecked && live == nil {
 		var release func()
@@ -524,7 +532,7 @@ func (m *Manager) removeDisks(ctx context.Context, p Point, filesOnly bool) erro
 		}
 		crashpoint(fmt.Sprintf("delete:disk-%d", i+1))
 	}
-	return nil
+	return removeMemory(p)
 }
 
 func pointsOf(tx *catalog.Tx, targetKey string) ([]Point, error) {

@@ -52,8 +52,11 @@ type Point struct {
 	PauseMS *float64 `json:"pause_ms,omitempty"`
 	// LivePaused: the guest was paused (by its admin) when the point was
 	// taken; undoing an interrupted point leaves it paused.
-	LivePaused bool        `json:"live_paused,omitempty"`
-	Disks      []DiskPoint `json:"disks"`
+	LivePaused bool `json:"live_paused,omitempty"`
+	// Memory: the guest's RAM and device state, saved with the disks
+	// (consistency "memory"); rollback --memory resumes the guest from it.
+	Memory *MemoryState `json:"memory,omitempty"`
+	Disks  []DiskPoint  `json:"disks"`
 	// Guest is the guest record as it was (definition included); nil for a
 	// volume target.
 	Guest *storage.Guest `json:"guest,omitempty"`

@@ -154,7 +154,7 @@ func TestGuestStartStatusStopThroughQEMU(t *testing.T) {
 
 	s := statusOf(t, home, "bs")
 	if s.State != "running" || s.Driver != "qemu" || s.PID <= 0 || s.Accel != "tcg" || !strings.HasPrefix(s.VNC, "127.0.0.1:") ||
-		strings.Join(s.Features, ",") != "pause,attach-disk,attach-nic,screenshot,console,live-points" {
+		strings.Join(s.Features, ",") != "pause,attach-disk,attach-nic,screenshot,console,live-points,memory-state" {
 		t.Fatalf("status of a running guest: %+v", s)
 	}
 	var list []struct{ Name, State string }

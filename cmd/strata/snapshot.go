@@ -79,6 +79,7 @@ func snapshotCommand() *cli.Command {
 					&cli.IntFlag{Name: "post", Usage: "a post point paired with pre point N"},
 					&cli.StringFlag{Name: "method", Usage: "qcow2-internal, reflink or copy (default: chosen per volume)"},
 					maxPauseFlag, quiesceFlag,
+					&cli.BoolFlag{Name: "memory", Usage: "a running guest (qemu driver): also save its RAM and device state, in the same pause (which lasts as long as writing the RAM); rollback --memory resumes it there"},
 				},
 				Action: func(c *cli.Context) error {
 					t, _, err := target(c)
@@ -93,6 +94,7 @@ func snapshotCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					live.Memory = c.Bool("memory")
 					o := snapshot.CreateOptions{Name: c.String("name"), Description: c.String("description"), Tags: tags, Method: c.String("method"), LiveOptions: live}
 					switch {
 					case c.Bool("pre") && c.IsSet("post"):
@@ -179,14 +181,24 @@ func snapshotCommand() *cli.Command {
 				Name: "rollback", Usage: "return to any restore point; the current state is kept as a pre-rollback point", ArgsUsage: "GUEST POINT",
 				Flags: []cli.Flag{volumeFlag,
 					&cli.BoolFlag{Name: "restart", Usage: "a running guest: stop it cleanly, roll back, start it again (else a running guest is refused, exit 5)"},
+					&cli.BoolFlag{Name: "memory", Usage: "resume the guest from the point's saved memory (a point taken with create --memory) instead of leaving it stopped: it continues where it was, without a boot"},
 					stopTimeoutFlag,
 				},
 				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
 					var res snapshot.RollbackResult
 					var err error
-					if t.Volume {
+					switch {
+					case t.Volume && c.Bool("memory"):
+						return storage.Errorf(storage.ErrInvalid, "a volume has no memory state: leave --memory out")
+					case t.Volume:
 						res, err = m.Rollback(c.Context, t, point)
-					} else {
+					case c.Bool("memory"):
+						var lm *lifecycle.Manager
+						if lm, err = openLifecycle(c); err != nil {
+							return err
+						}
+						res, err = lm.RollbackResume(c.Context, t.Name, point, c.Bool("restart"), c.Duration("timeout"))
+					default:
 						var lm *lifecycle.Manager
 						if lm, err = openLifecycle(c); err != nil {
 							return err
@@ -380,6 +392,9 @@ func emitPoints(c *cli.Context, v any) error {
 					pause = fmt.Sprintf("live, guest paused %.1f ms", *one.PauseMS)
 				}
 				row(w, "  consistency:", one.Consistency, pause)
+			}
+			if one.Memory != nil {
+				row(w, "  memory:", storage.FormatSize(one.Memory.Bytes), one.Memory.Path)
 			}
 			for _, d := range one.Disks {
 				row(w, "  disk:", d.Volume, d.Method, d.Ref)

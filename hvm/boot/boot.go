@@ -63,10 +63,11 @@ const (
 	Screenshot  Feature = "screenshot"   // the guest's screen as a PNG
 	Console     Feature = "console"      // the guest's first serial port, interactive
 	LivePoints  Feature = "live-points"  // restore points of a running guest
+	MemoryState Feature = "memory-state" // save a running guest's RAM with a point, start a guest from it
 )
 
 // AllFeatures in the order status and README list them.
-var AllFeatures = []Feature{Pause, AttachDisk, AttachNIC, ChangeMedia, Screenshot, Console, LivePoints}
+var AllFeatures = []Feature{Pause, AttachDisk, AttachNIC, ChangeMedia, Screenshot, Console, LivePoints, MemoryState}
 
 // State is what a guest is doing.
 type State string
@@ -144,6 +145,10 @@ type StartOptions struct {
 	// Network is how the qemu driver attaches NICs: bridge (default: the
 	// NIC's bridge), user (QEMU's user-mode network) or none.
 	Network string
+	// FromState, if set, is a memory point's state file (RAM and device
+	// state): the guest continues from it instead of booting. Drivers
+	// that cannot (Supports MemoryState) refuse with ErrNotSupported.
+	FromState string
 }
 
 // StopOptions choose how a guest stops.

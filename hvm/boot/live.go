@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -82,13 +83,20 @@ type LiveRequest struct {
 	// DuringPause, if set, runs while the guest is paused, after the
 	// transaction and before the clones.
 	DuringPause func()
+	// State, if set, receives the guest's RAM and device state, written
+	// during the pause after the disks (a memory point: see memory.go);
+	// the monitor must be a FileMonitor.
+	State *os.File
+	// DuringState, if set, runs once QEMU is writing State.
+	DuringState func()
 }
 
 // LiveResult is what a live point got.
 type LiveResult struct {
 	Pause time.Duration
 	// Consistency: "crash" (the disks as a power cut would leave them;
-	// every write the guest issued before the pause is in).
+	// every write the guest issued before the pause is in), or "memory"
+	// (LiveRequest.State: with the guest's RAM and device state).
 	Consistency string
 }
 
@@ -160,6 +168,12 @@ func nodeOf(nodes map[string]string, path string) (string, error) {
 // remove: the caller undoes the point as a whole.
 func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, error) {
 	res := LiveResult{Consistency: ConsistencyCrash}
+	if req.State != nil {
+		if req.Paused {
+			return res, storage.Errorf(storage.ErrPrecondition, "the guest is paused: a memory point resumes the guest once its memory is written (QEMU keeps its disks inactive until then), so resume it first (strata guest resume) or leave --memory out")
+		}
+		res.Consistency = ConsistencyMemory
+	}
 	nodes, err := Nodes(ctx, mon)
 	if err != nil {
 		return res, err
@@ -242,6 +256,15 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 			if err := d.Clone(); err != nil {
 				return err
 			}
+		}
+		if req.State != nil {
+			// QEMU ends a migration by deactivating every disk, which
+			// a running copy forbids: the copies finish first.
+			if err := finishCopies(ctx, mon, jobs, left, req.MaxPause > 0); err != nil {
+				return err
+			}
+			jobs = nil
+			return saveState(ctx, mon, req.State, left, req.MaxPause > 0, req.DuringState)
 		}
 		return nil
 	})
@@ -457,7 +480,9 @@ func LiveInternalExists(ctx context.Context, mon Monitor, path, name string) (bo
 
 // AbandonLive undoes what an interrupted live point (id as in
 // LiveRequest.ID) left inside a running guest's QEMU: its block jobs are
-// cancelled and dismissed, its backup target nodes deleted, and, with
+// cancelled and dismissed, its backup target nodes deleted, a memory
+// point's migration cancelled (one that completed leaves QEMU in
+// postmigrate, which counts as paused here), and, with
 // resume (the point paused a running guest), a guest left paused runs
 // again. Best effort: what is not there is skipped.
 func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
@@ -484,9 +509,11 @@ func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
 			}
 		}
 	}
+	abandonMemory(ctx, mon)
 	if raw, err := mon.Execute(ctx, "query-status", nil); err == nil {
 		var s qmp.Status
-		if json.Unmarshal(raw, &s) == nil && s.Status == "paused" && resume {
+		// postmigrate: a memory point's migration completed.
+		if json.Unmarshal(raw, &s) == nil && (s.Status == "paused" || s.Status == "postmigrate") && resume {
 			_, _ = mon.Execute(ctx, "cont", nil)
 		}
 	}

@@ -60,6 +60,7 @@ type StartOptions struct {
 	Paused       bool   `json:"-"`
 	Network      string `json:"network,omitempty"` // qemu driver: bridge, user or none
 	AllowExposed bool   `json:"-"`                 // start even if lint finds a console the network can reach
+	FromState    string `json:"-"`                 // continue from a memory point's state file instead of booting
 }
 
 // startOptionsFile records, in the runtime directory, the driver and
@@ -219,7 +220,7 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 	if err := l.bg.Run.ClearStopped(); err != nil {
 		return boot.Status{}, err
 	}
-	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network})
+	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network, FromState: o.FromState})
 	if err != nil {
 		if !strings.HasPrefix(err.Error(), fmt.Sprintf("guest %q", name)) { // not twice
 			err = fmt.Errorf("guest %q: %w", name, err)
@@ -414,6 +415,50 @@ func (m *Manager) Rollback(ctx context.Context, name, ref string, restart bool, 
 			_, err := m.start(ctx, name, again)
 			return err
 		})
+}
+
+// RollbackResume rolls a guest back to a memory point (snapshot create
+// --memory) and resumes it from the point's saved memory with the driver
+// that saved it: it continues where it was, without a boot. A running
+// guest is refused unless restart is set; then it is stopped cleanly
+// (within timeout) first, and started again as before should the
+// rollback fail and be undone.
+func (m *Manager) RollbackResume(ctx context.Context, name, ref string, restart bool, timeout time.Duration) (snapshot.RollbackResult, error) {
+	cur, err := m.Status(ctx, name)
+	if err != nil {
+		return snapshot.RollbackResult{}, err
+	}
+	if _, err := m.Points.MemoryOf(name, ref); err != nil {
+		return snapshot.RollbackResult{}, err
+	}
+	var stop, again func(context.Context) error
+	network := ""
+	if cur.State.Live() {
+		if !restart {
+			return snapshot.RollbackResult{}, storage.Errorf(storage.ErrInUse, "guest %q is %s (driver %s): stop it first, or add --restart to stop it, roll back and resume it from the point's memory", name, cur.State, cur.Driver)
+		}
+		l, err := m.load(ctx, name)
+		if err != nil {
+			return snapshot.RollbackResult{}, err
+		}
+		network = lastStart(l).Network
+		stop = func(ctx context.Context) error {
+			return m.locked(ctx, name, func(l loaded) error {
+				_, err := m.stop(ctx, l, StopOptions{Timeout: timeout})
+				return err
+			})
+		}
+		prev := StartOptions{Driver: cur.Driver, Network: network}
+		again = func(ctx context.Context) error {
+			_, err := m.start(ctx, name, prev)
+			return err
+		}
+	}
+	return m.Points.RollbackResume(ctx, name, ref, stop,
+		func(ctx context.Context, state snapshot.MemoryState) error {
+			_, err := m.start(ctx, name, StartOptions{Driver: state.Driver, Network: network, FromState: state.Path})
+			return err
+		}, again)
 }
 
 // Screenshot writes a running guest's screen as PNG to file (replaced

@@ -28,9 +28,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -204,6 +207,22 @@ func (c *Client) read(dec *json.Decoder) {
 // gives ErrClosed; ctx's end gives ctx's error (the late reply, if any, is
 // discarded).
 func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+	return c.execute(ctx, cmd, args, nil)
+}
+
+// ExecuteFile runs cmd like Execute, with f's descriptor passed along
+// (SCM_RIGHTS) in the same message: what `getfd` (and `add-fd`) take,
+// so that QEMU writes or reads a file strata opened (a migration's state
+// file) without a shell or a path QEMU opens itself. The connection must
+// be a unix socket. f stays open here: QEMU holds its own copy.
+func (c *Client) ExecuteFile(ctx context.Context, cmd string, args any, f *os.File) (json.RawMessage, error) {
+	if _, ok := c.conn.(*net.UnixConn); !ok {
+		return nil, fmt.Errorf("qmp %s: a descriptor can only be passed over a unix socket", cmd)
+	}
+	return c.execute(ctx, cmd, args, f)
+}
+
+func (c *Client) execute(ctx context.Context, cmd string, args any, f *os.File) (json.RawMessage, error) {
 	id := strconv.FormatUint(c.next.Add(1), 10)
 	req := map[string]any{"execute": cmd, "id": json.Number(id)}
 	if args != nil {
@@ -234,7 +253,18 @@ func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMes
 	if dl, ok := ctx.Deadline(); ok {
 		c.conn.SetWriteDeadline(dl)
 	}
-	_, err = c.conn.Write(b)
+	if f != nil {
+		// The descriptor travels with the command's bytes, all in one
+		// sendmsg: QEMU takes it as the command's (the last one it got).
+		var n int
+		n, _, err = c.conn.(*net.UnixConn).WriteMsgUnix(b, syscall.UnixRights(int(f.Fd())), nil)
+		if err == nil && n < len(b) {
+			_, err = c.conn.Write(b[n:])
+		}
+		runtime.KeepAlive(f)
+	} else {
+		_, err = c.conn.Write(b)
+	}
 	c.conn.SetWriteDeadline(time.Time{})
 	c.wmu.Unlock()
 	if err != nil {

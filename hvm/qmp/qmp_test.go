@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -292,5 +293,52 @@ func TestQMPSkipsMessagesBeforeGreeting(t *testing.T) {
 	defer c.Close()
 	if c.Greeting.Version.QEMU.Major != 7 {
 		t.Fatalf("greeting %+v", c.Greeting)
+	}
+}
+
+// ExecuteFile passes a descriptor with the command: QEMU's getfd takes
+// it, and a migration to "fd:NAME" writes QEMU's state into this
+// process's pipe (it starts with the QEVM magic). Without a descriptor
+// getfd fails.
+func TestQMPExecuteFilePassesADescriptorQEMUWritesTo(t *testing.T) {
+	sock, _ := startQEMU(t)
+	c := dial(t, sock)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Execute(ctx, "getfd", map[string]any{"fdname": "none"}); err == nil {
+		t.Fatal("getfd without a descriptor succeeded")
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	if _, err := c.ExecuteFile(ctx, "getfd", map[string]any{"fdname": "state"}, pw); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close() // QEMU holds its own copy
+	if _, err := c.Execute(ctx, "migrate", map[string]any{"uri": "fd:state"}); err != nil {
+		t.Fatal(err)
+	}
+	magic := make([]byte, 4)
+	pr.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.ReadFull(pr, magic); err != nil || string(magic) != "QEVM" {
+		t.Fatalf("read %q from the pipe QEMU got: %v", magic, err)
+	}
+	go io.Copy(io.Discard, pr)
+	for {
+		r, err := c.Execute(ctx, "query-migrate", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct{ Status string }
+		json.Unmarshal(r, &m)
+		if m.Status == "completed" {
+			break
+		}
+		if m.Status == "failed" || ctx.Err() != nil {
+			t.Fatalf("migration: %s", r)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

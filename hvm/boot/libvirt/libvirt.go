@@ -133,6 +133,8 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 		return nil
 	case boot.LivePoints:
 		return nil
+	case boot.MemoryState:
+		return storage.Errorf(storage.ErrNotSupported, "memory-state points are not taken or resumed through libvirt yet: use the qemu driver (strata guest start --driver qemu), or take points without --memory")
 	}
 	return storage.Errorf(storage.ErrNotSupported, "the libvirt driver does not know feature %q", f)
 }
@@ -282,6 +284,9 @@ func (d *Driver) accel(c *conn) string {
 // Start defines the guest's domain (replacing strata's earlier definition
 // of it) and starts it.
 func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
+	if o.FromState != "" {
+		return boot.Status{}, d.Supports(g.Def, boot.MemoryState)
+	}
 	c, err := d.connect(ctx)
 	if err != nil {
 		return boot.Status{}, err

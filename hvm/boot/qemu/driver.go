@@ -152,7 +152,7 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 		return storage.Errorf(storage.ErrNotSupported, "guest %q has no IDE CD-ROM drive (hdX): the qemu driver changes media only there; add one (e.g. an empty drive at hdc) and start the guest again", g.Name)
 	case boot.AttachDisk, boot.AttachNIC:
 		return supportsHotplug(g, f)
-	case boot.LivePoints:
+	case boot.LivePoints, boot.MemoryState:
 		return nil
 	}
 	return storage.Errorf(storage.ErrNotSupported, "unknown feature %q", f)
@@ -383,6 +383,16 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	own := len(g.Def.Serial) == 0
 	acts := lifecycleActions(g.Def.Lifecycle)
 	argv = append(argv, runtimeArgs(rd, own, acts)...)
+	var stateFile *os.File
+	if o.FromState != "" {
+		// Opened here, passed over QMP once QEMU listens: QEMU never
+		// opens a path of ours for it.
+		if stateFile, err = os.OpenFile(o.FromState, os.O_RDONLY|syscall.O_NOFOLLOW, 0); err != nil {
+			return boot.Status{}, storage.Errorf(storage.ErrNotFound, "guest %q: its saved memory state: %w", g.Def.Name, err)
+		}
+		defer stateFile.Close()
+		argv = append(argv, "-incoming", "defer")
+	}
 	// A QEMU a killed start left is ended before its pidfile goes.
 	if err := reapLocked(rd); err != nil {
 		return boot.Status{}, err
@@ -443,6 +453,15 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	// Until state.json is written, a start killed here leaves a paused
 	// QEMU that the pidfile names: the next command reaps it.
+	if stateFile != nil {
+		// As long as reading the RAM takes, within reason.
+		lctx, lcancel := context.WithTimeout(ctx, 10*time.Minute)
+		err := boot.LoadState(lctx, c, stateFile)
+		lcancel()
+		if err != nil {
+			return fail(err)
+		}
+	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if pw := g.Def.Display.VNCPasswd; !pw.IsZero() && g.Def.Display.VNCEnabled() {

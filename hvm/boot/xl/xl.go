@@ -272,6 +272,9 @@ func ours(g *boot.Guest) *boot.RunState {
 // because xl reads a bare argument holding '=' as a config line.
 func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
 	name := g.Def.Name
+	if o.FromState != "" {
+		return boot.Status{}, d.Supports(g.Def, boot.MemoryState)
+	}
 	if g.Run == nil {
 		return boot.Status{}, storage.Errorf(storage.ErrInvalid, "guest %q has no runtime directory", name)
 	}
@@ -711,6 +714,8 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 		return storage.Errorf(storage.ErrNotSupported, "xl has no screendump (libxl keeps the device model's monitor to itself): connect a VNC viewer to the guest's console (strata guest vnc %s)", name)
 	case boot.LivePoints:
 		return storage.Errorf(storage.ErrNotSupported, "xl cannot snapshot the disks of a running domain (libxl keeps the device model's monitor to itself): stop the guest (strata guest stop %s), take the restore point, then start it", name)
+	case boot.MemoryState:
+		return storage.Errorf(storage.ErrNotSupported, "strata does not save or restore the memory of Xen domains yet (xl save/restore): take points without --memory; stop the guest (strata guest stop %s) for a point of its disks", name)
 	}
 	return storage.Errorf(storage.ErrNotSupported, "the xl driver does not know the feature %q", f)
 }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/strata-vm/strata/hvm/boot/boottest"
+)
+
+func init() { groups = append(groups, memoryBenches) }
+
+// memoryTitle names the memory-state group.
+const memoryTitle = "memory-state point of a running guest (counter guest, 2 raw disks, TCG)"
+
+// memoryBenches: `snapshot create --memory` of a running counter guest
+// (its RAM and device state written during the pause, with its two
+// disks) at two RAM sizes, against a live point without memory of the
+// same guest. The derived row gives the time per GiB of guest RAM and how
+// it grows with the RAM. The counter guest touches little of its RAM:
+// QEMU writes untouched pages as zero-page markers, so this measures
+// strata's and QEMU's cost per GiB of a mostly idle guest, not disk
+// bandwidth.
+func memoryBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	if !e.want(memoryTitle) {
+		return nil, nil
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		fatal("qemu-system-x86_64 is missing: apt-get install qemu-system-x86")
+	}
+	home := filepath.Join(e.dir, "home-memory")
+	guest := func(name string, mib int) {
+		paths := map[string]string{}
+		for _, d := range []string{"a", "b"} {
+			run(e.strata, "--home", home, "volume", "create", name+"-"+d, "--size", "1M")
+			var v struct{ Path string }
+			strataJSON(e, home, &v, "volume", "info", name+"-"+d)
+			paths[d] = v.Path
+		}
+		if err := boottest.WriteCounterDisks(paths["a"], paths["b"]); err != nil {
+			fatal("%v", err)
+		}
+		run(e.strata, "--home", home, "guest", "define", name, "--disk", name+"-a", "--disk", name+"-b", "--memory", fmt.Sprint(mib), "--boot", "c", "--os", "other", "--driver", "qemu")
+		run(e.strata, "--home", home, "guest", "start", name, "--network", "none", "--wait-serial", "^COUNT ")
+		atExit = append(atExit, func() { _ = exec.Command(e.strata, "--home", home, "guest", "kill", name).Run() })
+	}
+	const small, large = 128, 256
+	guest("m128", small)
+	guest("m256", large)
+	// Each counter guest keeps a core busy: only the one measured runs,
+	// the other is paused (untimed), so that two cores are not shared
+	// by two guests and the migration.
+	only := func(name string) {
+		for _, g := range []string{"m128", "m256"} {
+			verb := "pause"
+			if g == name {
+				verb = "resume"
+			}
+			_ = exec.Command(e.strata, "--home", home, "guest", verb, g).Run()
+		}
+	}
+	point := func(name string, memory bool) contender {
+		label := fmt.Sprintf("strata snapshot create, %d MiB guest (live, no memory)", large)
+		if memory {
+			label = fmt.Sprintf("strata snapshot create --memory, %s MiB guest", name[1:])
+		}
+		return contender{name: label,
+			prepare: func(round int) []string {
+				only(name)
+				argv := []string{e.strata, "--home", home, "--log-level", "error", "snapshot", "create", name, "--name", fmt.Sprintf("b%d", round+1), "--max-pause", "60s"}
+				if memory {
+					argv = append(argv, "--memory")
+				}
+				return argv
+			},
+			cleanup: func(round int) {
+				run(e.strata, "--home", home, "snapshot", "delete", name, fmt.Sprintf("b%d", round+1))
+			}}
+	}
+	c := comparison{title: memoryTitle, reference: fmt.Sprintf("strata snapshot create, %d MiB guest (live, no memory)", large), rounds: min(rounds, 7),
+		contenders: []contender{point("m256", false), point("m128", true), point("m256", true)}}
+	return []comparison{c}, func(rows []row) []flat {
+		s := find(rows, memoryTitle, "strata snapshot create --memory, 128 MiB guest")
+		l := find(rows, memoryTitle, "strata snapshot create --memory, 256 MiB guest")
+		if s == 0 || l == 0 {
+			return nil
+		}
+		perGiB := time.Duration(float64(l) * 1024 / large)
+		// Linear in the RAM at most: twice the RAM, about twice the
+		// time or less (a fixed part), with room for noise.
+		return []flat{{what: fmt.Sprintf("memory-state point, %d vs %d MiB guest (%s per GiB of RAM)", small, large, fmtDur(perGiB)), small: s, large: l, maxRatio: 2.5}}
+	}
+}

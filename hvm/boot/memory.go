@@ -1,0 +1,208 @@
+package boot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+// Memory-state points.
+//
+// A memory point saves the guest's RAM and device state beside its
+// disks, inside the same pause: after the disks are captured, QEMU
+// migrates the paused guest into a file strata opened and passed over
+// QMP (getfd, then migrate to "fd:NAME": no path QEMU opens itself, no
+// shell), strata waits for the migration to complete and resumes the
+// guest (cont leaves QEMU's postmigrate state and takes the disks back).
+// The pause therefore lasts as long as writing the RAM. Starting from
+// such a file is the reverse: QEMU starts with -incoming defer, gets the
+// file the same way and loads it (migrate-incoming) before the guest's
+// first instruction, so the guest continues where it was, without a
+// boot.
+
+// FileMonitor is a monitor that can pass a file descriptor to QEMU with
+// a command (hvm/qmp's Client over its unix socket).
+type FileMonitor interface {
+	ExecuteFile(ctx context.Context, cmd string, args any, f *os.File) (json.RawMessage, error)
+}
+
+// stateFD is the name QEMU knows a state file's descriptor by. One name:
+// a descriptor a dead strata left on the monitor is replaced, not kept.
+const stateFD = "strata-state"
+
+// migrateInfo is what query-migrate says.
+type migrateInfo struct {
+	Status    string `json:"status"`
+	ErrorDesc string `json:"error-desc"`
+}
+
+func queryMigrate(ctx context.Context, mon Monitor) (migrateInfo, error) {
+	var mi migrateInfo
+	raw, err := mon.Execute(ctx, "query-migrate", nil)
+	if err != nil {
+		return mi, err
+	}
+	return mi, json.Unmarshal(raw, &mi)
+}
+
+// passFile hands f to QEMU under stateFD.
+func passFile(ctx context.Context, mon Monitor, f *os.File) error {
+	fm, ok := mon.(FileMonitor)
+	if !ok {
+		return storage.Errorf(storage.ErrNotSupported, "this guest's monitor cannot pass a file to QEMU, so its memory cannot be saved or loaded")
+	}
+	_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
+	if _, err := fm.ExecuteFile(ctx, "getfd", map[string]any{"fdname": stateFD}, f); err != nil {
+		return fmt.Errorf("pass the state file to QEMU: %w", err)
+	}
+	return nil
+}
+
+// saveState writes the paused guest's RAM and device state into f
+// (migrate to fd:), waiting until QEMU has completed; left is what
+// remains of the pause allowed (bounded: a migration still running when
+// it is over is cancelled, ErrPauseTooLong).
+func saveState(ctx context.Context, mon Monitor, f *os.File, left func() time.Duration, bounded bool, during func()) error {
+	if err := passFile(ctx, mon, f); err != nil {
+		return err
+	}
+	// QEMU's default bandwidth bound (128 MiB/s) is for a network: a
+	// paused guest's RAM goes to a local file as fast as it can.
+	if _, err := mon.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}); err != nil {
+		return fmt.Errorf("save the guest's memory: %w", err)
+	}
+	if _, err := mon.Execute(ctx, "migrate", map[string]any{"uri": "fd:" + stateFD}); err != nil {
+		_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
+		return fmt.Errorf("save the guest's memory: %w", err)
+	}
+	if during != nil {
+		during()
+	}
+	for {
+		mi, err := queryMigrate(ctx, mon)
+		if err != nil {
+			cancelMigration(ctx, mon)
+			return fmt.Errorf("save the guest's memory: %w", err)
+		}
+		switch mi.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			why := mi.ErrorDesc
+			if why == "" {
+				why = "QEMU's log (qemu.log in the guest's runtime directory) says why"
+			}
+			return fmt.Errorf("save the guest's memory: QEMU's migration to the state file %s: %s", mi.Status, why)
+		}
+		if bounded && left() <= 0 {
+			cancelMigration(ctx, mon)
+			return fmt.Errorf("%w: the guest's memory was still being written when --max-pause was over", ErrPauseTooLong)
+		}
+		select {
+		case <-ctx.Done():
+			cancelMigration(ctx, mon)
+			return fmt.Errorf("save the guest's memory: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// finishCopies waits, while the guest is paused, until the point's
+// full copies (blockdev-backup jobs) are done: a migration cannot
+// complete while one runs (QEMU deactivates the disks at its end). A
+// memory point of a guest with full-copy disks therefore pauses it for
+// the copies too; bounded, a copy still running when the pause allowed
+// is over fails the point (ErrPauseTooLong).
+func finishCopies(ctx context.Context, mon Monitor, jobs []string, left func() time.Duration, bounded bool) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	tooLong := fmt.Errorf("%w: the point's full copies of the disks (which a memory point makes during its pause) were not done when --max-pause was over", ErrPauseTooLong)
+	wctx := ctx
+	if bounded {
+		if left() <= 0 {
+			return tooLong
+		}
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, left())
+		defer cancel()
+	}
+	err := waitJobs(wctx, mon, jobs)
+	// The bound's end shows in many forms (a socket's write deadline
+	// among them): the context says whether it was the bound.
+	if err != nil && bounded && ctx.Err() == nil && wctx.Err() != nil {
+		return tooLong
+	}
+	return err
+}
+
+// cancelMigration cancels a migration under way and waits (briefly) until
+// QEMU has given it up, so that the guest can resume.
+func cancelMigration(ctx context.Context, mon Monitor) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	mi, err := queryMigrate(ctx, mon)
+	if err != nil || !migrating(mi.Status) {
+		return
+	}
+	_, _ = mon.Execute(ctx, "migrate_cancel", nil)
+	for ctx.Err() == nil {
+		if mi, err := queryMigrate(ctx, mon); err != nil || !migrating(mi.Status) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// migrating tells whether a migration in status s is still under way.
+func migrating(s string) bool {
+	switch s {
+	case "", "none", "completed", "failed", "cancelled":
+		return false
+	}
+	return true
+}
+
+// LoadState loads a guest's RAM and device state from f into a QEMU
+// started with -incoming defer (and -S), and waits until it is loaded:
+// the guest is then paused where the state was saved, ready for cont.
+func LoadState(ctx context.Context, mon Monitor, f *os.File) error {
+	if err := passFile(ctx, mon, f); err != nil {
+		return err
+	}
+	if _, err := mon.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + stateFD}); err != nil {
+		return fmt.Errorf("load the guest's memory: %w", err)
+	}
+	for {
+		mi, err := queryMigrate(ctx, mon)
+		if err != nil {
+			return fmt.Errorf("load the guest's memory: %w", err)
+		}
+		switch mi.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			why := mi.ErrorDesc
+			if why == "" {
+				why = "QEMU did not accept the state file (see qemu.log)"
+			}
+			return storage.Errorf(storage.ErrPrecondition, "load the guest's memory: %s: the state does not fit this guest as defined now (other devices or memory size?)", why)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("load the guest's memory: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// abandonMemory cancels a memory point's migration a dead strata left
+// running and forgets its descriptor.
+func abandonMemory(ctx context.Context, mon Monitor) {
+	cancelMigration(ctx, mon)
+	_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
+}
