@@ -103,7 +103,8 @@ func (e *env) status(g *boot.Guest) boot.Status {
 // waitSerial waits until the serial log holds text n times.
 func waitSerial(t *testing.T, g *boot.Guest, text string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// Generous: a Linux guest under TCG on a busy machine boots slowly.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		b, _ := os.ReadFile(g.Run.Path(qemu.SerialLog))
 		if strings.Count(string(b), text) >= n {
