@@ -327,7 +327,13 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		defer live.close()
 	}
 	if live != nil && o.Quiesce {
-		return Point{}, storage.Errorf(storage.ErrNotSupported, "guest %q has no QEMU guest agent channel strata can reach, so its filesystems cannot be frozen: its live points are crash-consistent (as after a power cut); leave --quiesce out", t.Name)
+		var err error
+		if live.agent, err = live.quiesceAgent(ctx); err != nil {
+			return Point{}, err
+		}
+		// Recorded before the freeze: undoing an interrupted point
+		// thaws the guest (quiesce.go).
+		p.Consistency = boot.ConsistencyFilesystem
 	}
 	p.Live = live != nil
 	p.LivePaused = live != nil && live.paused
