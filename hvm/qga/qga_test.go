@@ -97,6 +97,7 @@ func TestAgentClientSyncsFreezesAndThawsTheRealAgent(t *testing.T) {
 		t.Fatalf("no answer took %v, past its 300 ms deadline", d)
 	}
 	waitSerial(t, serial, boottest.AgentReady)
+	t.Logf("agent ready after %v", time.Since(start).Round(time.Millisecond))
 
 	// A client that sent a command and left without its reply.
 	c, err := net.Dial("unix", sock)
@@ -126,6 +127,7 @@ func TestAgentClientSyncsFreezesAndThawsTheRealAgent(t *testing.T) {
 		t.Fatalf("status before the freeze: %q, %v", s, err)
 	}
 
+	t.Logf("synced after a stale client after %v", time.Since(start).Round(time.Millisecond))
 	n, err := qga.Freeze(ctx, a)
 	if err != nil || n != 1 {
 		t.Fatalf("freeze: %d filesystems, %v", n, err)
@@ -148,6 +150,7 @@ func TestAgentClientSyncsFreezesAndThawsTheRealAgent(t *testing.T) {
 	if _, err := qga.Thaw(ctx, a); err != nil {
 		t.Fatalf("second thaw: %v", err)
 	}
+	t.Logf("frozen and thawed after %v", time.Since(start).Round(time.Millisecond))
 	var info struct {
 		Version string `json:"version"`
 	}
