@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,7 +77,7 @@ func TestQuiescedLivePointFreezesTheGuestFilesystemsThroughItsAgent(t *testing.T
 	def := filepath.Join(t.TempDir(), "qa.yaml")
 	yaml := "api_version: strata/v1\nname: qa\nmemory: 256\ndriver: qemu\nos: linux\nfeatures:\n  guest_agent: true\n" +
 		"disks:\n  - volume: qa-fs\n    vdev: xvda\n    format: qcow2\n" +
-		"direct_boot:\n  kernel: " + k.Kernel + "\n  ramdisk: " + k.Initrd + "\n  cmdline: " + k.Append(boottest.ModeAgent) + "\n"
+		"direct_boot:\n  kernel: " + k.Kernel + "\n  ramdisk: " + k.InitrdFor(boottest.ModeAgent) + "\n  cmdline: " + k.Append(boottest.ModeAgent) + "\n"
 	if err := os.WriteFile(def, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -159,5 +160,67 @@ func TestQuiesceRefusedWithoutAnAnsweringAgent(t *testing.T) {
 	jsonOf(t, home, &p, "snapshot", "create", "na")
 	if p.Consistency != "crash" {
 		t.Fatalf("plain point: %+v", p)
+	}
+}
+
+// The same through libvirt: the domain XML's agent channel, which libvirt
+// connects to the guest's qemu-ga, and libvirt's agent passthrough. The
+// kit is copied where libvirt's QEMU user can read it.
+func TestQuiescedLivePointThroughLibvirt(t *testing.T) {
+	k := linuxKit(t)
+	needTool(t, "debugfs", "e2fsprogs")
+	home, name := libvirtHome(t)
+	kit := filepath.Join(home, "kit")
+	if err := os.Mkdir(kit, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(home, 0o711)
+	for _, f := range []string{k.Kernel, k.InitrdFor(boottest.ModeAgent)} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(kit, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok(t, home, "volume", "create", name, "--size", "16M", "--format", "qcow2")
+	var vol struct{ Path string }
+	jsonOf(t, home, &vol, "volume", "info", name)
+	def := filepath.Join(t.TempDir(), "lq.yaml")
+	yaml := "api_version: strata/v1\nname: " + name + "\nmemory: 256\ndriver: libvirt\nos: linux\nfeatures:\n  guest_agent: true\n" +
+		"disks:\n  - volume: " + name + "\n    vdev: xvda\n    format: qcow2\n" +
+		"direct_boot:\n  kernel: " + filepath.Join(kit, filepath.Base(k.Kernel)) + "\n  ramdisk: " + filepath.Join(kit, filepath.Base(k.InitrdFor(boottest.ModeAgent))) + "\n  cmdline: " + k.Append(boottest.ModeAgent) + "\n"
+	if err := os.WriteFile(def, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "guest", "define", name, "-f", def)
+	ok(t, home, "guest", "start", name, "--wait-serial", boottest.AgentReady, "--wait-timeout", "3m")
+	t.Cleanup(func() { runIn(t, home, nil, "guest", "kill", name) })
+
+	var fs livePoint
+	for i := 0; ; i++ {
+		// libvirt learns that the agent opened its port a moment after
+		// the guest says so.
+		r := runIn(t, home, nil, "--output", "json", "snapshot", "create", name, "--quiesce")
+		if r.code == 0 {
+			if err := json.Unmarshal([]byte(r.stdout), &fs); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if r.code != 7 || i > 10 {
+			t.Fatalf("quiesced point through libvirt: exit %d: %s", r.code, r.stderr)
+		}
+		time.Sleep(time.Second)
+	}
+	if fs.Consistency != "filesystem" || !fs.Live {
+		t.Fatalf("quiesced point through libvirt: %+v", fs)
+	}
+	if got := pointCount(t, vol.Path, fs.Disks[0].Ref); got < 1 {
+		t.Fatalf("the quiesced point through libvirt holds counter %d", got)
+	}
+	if s := statusOf(t, home, name); s.State != "running" {
+		t.Fatalf("after the point: %+v", s)
 	}
 }

@@ -25,7 +25,7 @@ const agentBinary = "usr/sbin/qemu-ga"
 
 // addAgent downloads and unpacks the agent's packages into tmp and adds
 // qemu-ga, its dynamic loader, the libraries it needs and the freeze
-// hook to the archive.
+// hook to the archive a, which is unpacked after the kit's own.
 func addAgent(ctx context.Context, tmp string, a *cpioArchive, k *Kit, pkgs []debPackage) error {
 	tree := filepath.Join(tmp, "x-agent")
 	for _, d := range pkgs {
@@ -52,6 +52,9 @@ func addAgent(ctx context.Context, tmp string, a *cpioArchive, k *Kit, pkgs []de
 	b, err := os.ReadFile(bin)
 	if err != nil {
 		return err
+	}
+	for _, d := range []string{"lib64", "lib/" + multiarch} {
+		a.dir(d)
 	}
 	a.file(agentBinary, 0o755, b)
 	names := make([]string, 0, len(libs))

@@ -127,7 +127,7 @@ const KernelPackageEnv = "STRATA_TESTGUEST_KERNEL"
 
 // kitFormat changes whenever the kit's layout or the way it is made does,
 // so that a cached kit of an older layout is rebuilt.
-const kitFormat = "strata-testguest-2"
+const kitFormat = "strata-testguest-3"
 
 // guestModules are loaded by /init, each after what it depends on: IDE
 // disks and CDs on QEMU's pc machine (ata_piix), virtio disks, ISO 9660,
@@ -167,6 +167,7 @@ type Kit struct {
 	Dir            string   `json:"-"`               // the kit's directory in the cache
 	Kernel         string   `json:"-"`               // path of the kernel (bzImage)
 	Initrd         string   `json:"-"`               // path of the gzipped cpio initramfs
+	AgentInitrd    string   `json:"-"`               // Initrd with qemu-ga appended, for ModeAgent only (InitrdFor)
 	KernelPackage  string   `json:"kernel_package"`  // e.g. linux-image-6.1.0-57-cloud-amd64
 	KernelVersion  string   `json:"kernel_version"`  // its Debian version
 	BusyboxVersion string   `json:"busybox_version"` // busybox-static's Debian version
@@ -272,11 +273,11 @@ func loadKit(dir string) (*Kit, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kit{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
+	k := &Kit{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz"), AgentInitrd: filepath.Join(dir, "initrd-agent.gz")}
 	if err := json.Unmarshal(b, k); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	for _, p := range []string{k.Kernel, k.Initrd} {
+	for _, p := range []string{k.Kernel, k.Initrd, k.AgentInitrd} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, err
 		}
@@ -316,10 +317,21 @@ func (k *Kit) Append(mode string, extra ...string) string {
 	return strings.Join(append([]string{"console=ttyS0,115200", "quiet", "panic=1", "strata.mode=" + mode}, extra...), " ")
 }
 
+// InitrdFor is the initramfs of mode: AgentInitrd for ModeAgent, else
+// Initrd. The agent's part (qemu-ga and its libraries) is kept out of
+// the other modes' initramfs: unpacking it costs seconds at every boot
+// under TCG.
+func (k *Kit) InitrdFor(mode string) string {
+	if mode == ModeAgent {
+		return k.AgentInitrd
+	}
+	return k.Initrd
+}
+
 // QEMUArgs boots the kit directly (-kernel, -initrd, -append), for tests
 // that do not need the CD; the caller adds the machine, disks and serial.
 func (k *Kit) QEMUArgs(mode string, extra ...string) []string {
-	return []string{"-kernel", k.Kernel, "-initrd", k.Initrd, "-append", k.Append(mode, extra...)}
+	return []string{"-kernel", k.Kernel, "-initrd", k.InitrdFor(mode), "-append", k.Append(mode, extra...)}
 }
 
 // ISOSource fills dst (created if missing) with the tree of a bootable CD
@@ -338,7 +350,7 @@ func (k *Kit) ISOSource(mode, dst string, extra ...string) error {
 		{IsolinuxBin, ISOBootImage, "isolinux"},
 		{LdlinuxC32, "isolinux/ldlinux.c32", "syslinux-common"},
 		{k.Kernel, isoKernel, ""},
-		{k.Initrd, isoInitrd, ""},
+		{k.InitrdFor(mode), isoInitrd, ""},
 	} {
 		if err := copyFile(c.from, filepath.Join(dst, c.to)); err != nil {
 			if c.pkg != "" && errors.Is(err, fs.ErrNotExist) {
@@ -665,10 +677,13 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage, agent
 	}
 	k := &Kit{KernelPackage: kernel.Pkg, KernelVersion: kernel.Version, BusyboxVersion: busybox.Version}
 	var a cpioArchive
-	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "strata", "lib64", "lib/" + multiarch, "mnt"} {
+	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "strata", "mnt"} {
 		a.dir(d)
 	}
-	if err := addAgent(ctx, tmp, &a, k, agent); err != nil {
+	// The agent's part is a second archive, appended to the first for
+	// AgentInitrd (the kernel unpacks concatenated archives in order).
+	var ag cpioArchive
+	if err := addAgent(ctx, tmp, &ag, k, agent); err != nil {
 		return nil, err
 	}
 	// The kernel opens /dev/console before /init runs: without it /init
@@ -693,15 +708,18 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage, agent
 		k.Modules = append(k.Modules, filepath.Base(m))
 	}
 	a.file("lib/modules/load", 0o644, []byte(load.String()))
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	if _, err := zw.Write(a.finish()); err != nil {
+	base, err := gzipped(a.finish())
+	if err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
+	withAgent, err := gzipped(ag.finish())
+	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(out, "initrd.gz"), gz.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "initrd.gz"), base, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(out, "initrd-agent.gz"), append(base, withAgent...), 0o644); err != nil {
 		return nil, err
 	}
 	meta, _ := json.MarshalIndent(k, "", "  ")
@@ -709,6 +727,18 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage, agent
 		return nil, err
 	}
 	return k, nil
+}
+
+func gzipped(b []byte) ([]byte, error) {
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return gz.Bytes(), nil
 }
 
 // moduleLoadOrder finds each wanted module in tree (lib/modules/VERSION)
