@@ -78,12 +78,84 @@ set_disk_end() {
 # A disk the guest may write to: all zeros (fresh) or a marker disk.
 sector0() { dd if="$disk" bs=512 count=1 2>/dev/null >/tmp/sector0; }
 
+# strata.mode=agent: the QEMU guest agent (the real qemu-ga) on its
+# virtio-serial port, over an ext2 filesystem on the first hard disk that
+# the guest keeps writing to; then it waits for the power button as the
+# wait mode does. The kernel's writeback is off: the guest's writes reach
+# the disk only when the filesystem is synced, which a freeze does.
+if [ "$mode" = agent ]; then
+	find_disk || fail "no hard disk for the agent's filesystem"
+	if [ "$(dd if="$disk" bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' ')" != 53ef ]; then
+		mke2fs -q "$disk" >/dev/null 2>&1 || fail "cannot make a filesystem on $disk"
+	fi
+	mount -t ext2 "$disk" /mnt || fail "cannot mount $disk"
+	echo 0 >/proc/sys/vm/dirty_writeback_centisecs
+	echo 8640000 >/proc/sys/vm/dirty_expire_centisecs
+	port=
+	i=0
+	while [ -z "$port" ] && [ $i -lt 100 ]; do
+		for p in /sys/class/virtio-ports/*; do
+			[ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && [ -c "/dev/${p##*/}" ] && port=/dev/${p##*/}
+		done
+		[ -n "$port" ] || usleep 100000
+		i=$((i + 1))
+	done
+	[ -n "$port" ] || fail "no virtio-serial port org.qemu.guest_agent.0"
+	# -d: qemu-ga writes its pidfile once it runs.
+	LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -d -m virtio-serial -p "$port" -t /tmp -f /tmp/qemu-ga.pid \
+		-F/strata/fsfreeze-hook -l /tmp/qemu-ga.log
+	i=0
+	while [ ! -s /tmp/qemu-ga.pid ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+	[ -s /tmp/qemu-ga.pid ] || fail "qemu-ga did not start: $(cat /tmp/qemu-ga.log 2>/dev/null)"
+	(
+		n=0
+		while :; do
+			n=$((n + 1))
+			echo "$n" >/mnt/count.new && mv /mnt/count.new /mnt/count && say "agent wrote $n"
+			usleep 200000
+		done
+	) &
+	say "agent ready"
+	mode=wait
+fi
 
-# wait_power_button: ACPI power button: the button module turns it into a
-# key press on an input device named "Power Button"; the first event read
-# powers off. Each device is opened (fd 3, 4, ...) before saying we wait,
-# so that a press right after that line is queued, not lost.
-wait_power_button() {
+case $mode in
+install)
+	find_disk || fail "no hard disk to install to"
+	sector0
+	dd if=/dev/zero bs=512 count=1 2>/dev/null >/tmp/zero
+	if ! cmp -s /tmp/sector0 /tmp/zero && ! cmp -s /tmp/sector0 /strata/bootsector.bin; then
+		fail "$disk is not empty: refusing to install over it"
+	fi
+	dd if=/strata/bootsector.bin of="$disk" bs=512 count=1 conv=notrunc,fsync 2>/dev/null || fail "cannot write the boot sector to $disk"
+	write_marker "${marker:-installed-1}"
+	set_disk_end "${diskend:-poweroff}"
+	say "installed marker ${marker:-installed-1} on $disk"
+	say "install done"
+	off
+	;;
+patch)
+	find_disk || fail "no hard disk to patch"
+	sector0
+	cmp -s /tmp/sector0 /strata/bootsector.bin || fail "$disk holds no installed test guest"
+	[ "$(disk_flag)" = W ] && diskend=${diskend:-wait}
+	write_marker "${marker:-bad-patch}"
+	set_disk_end "${diskend:-poweroff}"
+	say "patched marker to ${marker:-bad-patch} on $disk"
+	say "patch applied"
+	off
+	;;
+check)
+	find_disk || fail "no hard disk to check"
+	m=$(dd if="$disk" bs=512 skip=1 count=1 2>/dev/null | head -n 1)
+	say "disk marker: ${m#STRATA-MARKER: }"
+	off
+	;;
+wait)
+	# ACPI power button: the button module turns it into a key press on an
+	# input device named "Power Button"; the first event read powers off.
+	# Each device is opened (fd 3, 4, ...) before saying we wait, so that a
+	# press right after that line is queued, not lost.
 	fd=3
 	for e in /sys/class/input/event*; do
 		[ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] || continue
@@ -124,81 +196,6 @@ wait_power_button() {
 	while [ ! -e /tmp/pressed ]; do usleep 100000; done
 	say "power button pressed"
 	off
-}
-
-case $mode in
-install)
-	find_disk || fail "no hard disk to install to"
-	sector0
-	dd if=/dev/zero bs=512 count=1 2>/dev/null >/tmp/zero
-	if ! cmp -s /tmp/sector0 /tmp/zero && ! cmp -s /tmp/sector0 /strata/bootsector.bin; then
-		fail "$disk is not empty: refusing to install over it"
-	fi
-	dd if=/strata/bootsector.bin of="$disk" bs=512 count=1 conv=notrunc,fsync 2>/dev/null || fail "cannot write the boot sector to $disk"
-	write_marker "${marker:-installed-1}"
-	set_disk_end "${diskend:-poweroff}"
-	say "installed marker ${marker:-installed-1} on $disk"
-	say "install done"
-	off
-	;;
-patch)
-	find_disk || fail "no hard disk to patch"
-	sector0
-	cmp -s /tmp/sector0 /strata/bootsector.bin || fail "$disk holds no installed test guest"
-	[ "$(disk_flag)" = W ] && diskend=${diskend:-wait}
-	write_marker "${marker:-bad-patch}"
-	set_disk_end "${diskend:-poweroff}"
-	say "patched marker to ${marker:-bad-patch} on $disk"
-	say "patch applied"
-	off
-	;;
-check)
-	find_disk || fail "no hard disk to check"
-	m=$(dd if="$disk" bs=512 skip=1 count=1 2>/dev/null | head -n 1)
-	say "disk marker: ${m#STRATA-MARKER: }"
-	off
-	;;
-agent)
-	# The QEMU guest agent (the real qemu-ga) on its virtio-serial port,
-	# over an ext2 filesystem on the first hard disk that the guest keeps
-	# writing to. The kernel's writeback is off: the guest's writes reach
-	# the disk only when the filesystem is synced, which a freeze does.
-	find_disk || fail "no hard disk for the agent's filesystem"
-	if [ "$(dd if="$disk" bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' ')" != 53ef ]; then
-		mke2fs -q "$disk" >/dev/null 2>&1 || fail "cannot make a filesystem on $disk"
-	fi
-	mount -t ext2 "$disk" /mnt || fail "cannot mount $disk"
-	echo 0 >/proc/sys/vm/dirty_writeback_centisecs
-	echo 8640000 >/proc/sys/vm/dirty_expire_centisecs
-	port=
-	i=0
-	while [ -z "$port" ] && [ $i -lt 100 ]; do
-		for p in /sys/class/virtio-ports/*; do
-			[ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && [ -c "/dev/${p##*/}" ] && port=/dev/${p##*/}
-		done
-		[ -n "$port" ] || usleep 100000
-		i=$((i + 1))
-	done
-	[ -n "$port" ] || fail "no virtio-serial port org.qemu.guest_agent.0"
-	# -d: qemu-ga writes its pidfile once it runs.
-	LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -d -m virtio-serial -p "$port" -t /tmp -f /tmp/qemu-ga.pid \
-		-F/strata/fsfreeze-hook -l /tmp/qemu-ga.log
-	i=0
-	while [ ! -s /tmp/qemu-ga.pid ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
-	[ -s /tmp/qemu-ga.pid ] || fail "qemu-ga did not start: $(cat /tmp/qemu-ga.log 2>/dev/null)"
-	(
-		n=0
-		while :; do
-			n=$((n + 1))
-			echo "$n" >/mnt/count.new && mv /mnt/count.new /mnt/count && say "agent wrote $n"
-			usleep 200000
-		done
-	) &
-	say "agent ready"
-	wait_power_button
-	;;
-wait)
-	wait_power_button
 	;;
 *)
 	fail "unknown strata.mode '$mode': use install, patch, check, wait or agent"
