@@ -81,7 +81,7 @@ func waitSerial(t *testing.T, serial func() string, want string) {
 // the deadline); a client that left a command and its reply unread does
 // not confuse the next (the sync discards the stale reply); an unknown
 // command is the agent's error; and a freeze is reported frozen (the
-// guest's freeze hook ran), refuses writes' commands while frozen, and a
+// guest's freeze hook ran), refuses most other commands while frozen, and a
 // thaw leaves it thawed (the hook ran again).
 func TestAgentClientSyncsFreezesAndThawsTheRealAgent(t *testing.T) {
 	sock, serial := agentGuest(t)
