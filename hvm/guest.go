@@ -95,7 +95,18 @@ type Features struct {
 	// NICs to the running guest. The admin sets it after installing them;
 	// strata's own and not rendered.
 	PVDrivers *bool `yaml:"pv_drivers,omitempty" json:"pv_drivers,omitempty"`
+	// GuestAgent says the guest runs the QEMU guest agent (qemu-ga): the
+	// qemu and libvirt drivers give it the agent's virtio-serial channel
+	// (org.qemu.guest_agent.0), through which a live restore point with
+	// --quiesce freezes its filesystems. The admin sets it after
+	// installing the agent; strata's own, rendered as that channel (not
+	// in xl.cfg: Xen's HVM guests have no virtio-serial).
+	GuestAgent *bool `yaml:"guest_agent,omitempty" json:"guest_agent,omitempty"`
 }
+
+// HasGuestAgent reports whether the definition says the guest runs the
+// QEMU guest agent (features.guest_agent).
+func (g *Guest) HasGuestAgent() bool { return Val(g.Features.GuestAgent, false) }
 
 // Viridian are the Hyper-V enlightenments for Windows: on or off, or on
 // with an explicit list of groups (xl: viridian = [ "base", "freq" ]).

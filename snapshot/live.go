@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/qga"
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/image"
@@ -51,6 +52,9 @@ type liveGuest struct {
 	// not; ramMiB: the guest's memory as defined.
 	memory error
 	ramMiB int
+	drv    boot.Driver
+	bg     *boot.Guest
+	agent  qga.Agent // the guest agent of a quiesced point (quiesce.go)
 }
 
 // killGuestAt is the test-only fault injection hook next to crashAt:
@@ -71,6 +75,9 @@ func killGuest(pid int) {
 func (l *liveGuest) close() {
 	if l != nil {
 		l.mon.Close()
+		if l.agent != nil {
+			l.agent.Close()
+		}
 	}
 }
 
@@ -115,7 +122,7 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest %q runs, but strata cannot reach its monitor: %w", t.Name, err)
 	}
-	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused, pid: s.PID,
+	return &liveGuest{name: t.Name, driver: d.Name(), mon: mon, paused: s.State == boot.Paused, pid: s.PID, drv: d, bg: bg,
 		memory: d.Supports(def, boot.MemoryState), ramMiB: def.EffectiveMaxMem()}, nil
 }
 
@@ -137,6 +144,9 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 		defer f.Close()
 		req.State = f
 		req.DuringState = func() { crashpoint("create:memory-saving") }
+	}
+	if l.agent != nil {
+		l.freezeHooks(&req)
 	}
 	for i := range p.Disks {
 		dp, v := &p.Disks[i], vols[i]
@@ -284,5 +294,6 @@ func (m *Manager) removeLive(ctx context.Context, l *liveGuest, p Point) error {
 // paused by it runs again.
 func abandonLive(ctx context.Context, l *liveGuest, p Point) {
 	boot.AbandonLive(ctx, l.mon, p.UID, !p.LivePaused)
+	l.thawAbandoned(ctx, p)
 	log.Warn().Str("guest", l.name).Int("point", p.ID).Msg("a live restore point was interrupted: its copies are cancelled and the guest runs again if it was left paused")
 }

@@ -231,6 +231,11 @@ func (m *Manager) Create(ctx context.Context, r TargetRef, o CreateOptions) (Poi
 			return Point{}, err
 		}
 	}
+	if o.Memory && o.Quiesce {
+		// The saved RAM would hold the freeze: a guest resumed from it
+		// would find its filesystems frozen, with nobody to thaw them.
+		return Point{}, storage.Errorf(storage.ErrInvalid, "--memory and --quiesce exclude each other: a memory point resumes the guest exactly as it was, and with --quiesce that is with its filesystems frozen; leave --quiesce out (a memory point is consistent anyway)")
+	}
 	var p Point
 	err := m.withTarget(ctx, r, func(t Target) (err error) {
 		p, err = m.create(ctx, t, o, nil)
@@ -330,7 +335,13 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		defer live.close()
 	}
 	if live != nil && o.Quiesce {
-		return Point{}, storage.Errorf(storage.ErrNotSupported, "guest %q has no QEMU guest agent channel strata can reach, so its filesystems cannot be frozen: its live points are crash-consistent (as after a power cut); leave --quiesce out", t.Name)
+		var err error
+		if live.agent, err = live.quiesceAgent(ctx); err != nil {
+			return Point{}, err
+		}
+		// Recorded before the freeze: undoing an interrupted point
+		// thaws the guest (quiesce.go).
+		p.Consistency = boot.ConsistencyFilesystem
 	}
 	p.Live = live != nil
 	p.LivePaused = live != nil && live.paused

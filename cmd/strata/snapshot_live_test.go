@@ -223,3 +223,12 @@ func TestGuestDyingDuringALivePointLeavesNoPoint(t *testing.T) {
 		t.Fatalf("status after the guest died during a point: %+v", s)
 	}
 }
+
+// --memory and --quiesce exclude each other (the saved RAM would hold the
+// freeze), refused before anything happens.
+func TestMemoryAndQuiesceExcludeEachOther(t *testing.T) {
+	home := t.TempDir()
+	ok(t, home, "volume", "create", "mq", "--size", "1M")
+	ok(t, home, "guest", "define", "mq", "--disk", "mq", "--memory", "16", "--os", "other")
+	fails(t, home, 2, []string{"--memory and --quiesce exclude each other"}, "snapshot", "create", "mq", "--memory", "--quiesce")
+}

@@ -89,13 +89,19 @@ type LiveRequest struct {
 	State *os.File
 	// DuringState, if set, runs once QEMU is writing State.
 	DuringState func()
+	// Freeze, if set, runs before the pause (the guest agent freezes the
+	// guest's filesystems: consistency "filesystem"); Thaw runs after
+	// the resume, whatever failed in between, with a deadline of its own
+	// (see agent.go).
+	Freeze, Thaw func(ctx context.Context) error
 }
 
 // LiveResult is what a live point got.
 type LiveResult struct {
 	Pause time.Duration
 	// Consistency: "crash" (the disks as a power cut would leave them;
-	// every write the guest issued before the pause is in), or "memory"
+	// every write the guest issued before the pause is in), "filesystem"
+	// (with Freeze: the guest's filesystems were frozen), or "memory"
 	// (LiveRequest.State: with the guest's RAM and device state).
 	Consistency string
 }
@@ -234,6 +240,10 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	if req.MaxPause > 0 {
 		step = req.MaxPause + 5*time.Second
 	}
+	thaw, err := freezeFor(ctx, req)
+	if err != nil {
+		return res, err
+	}
 	pause, err := during(ctx, mon, req.MaxPause, func(left func() time.Duration) error {
 		if len(actions) > 0 {
 			tctx, cancel := context.WithTimeout(ctx, step)
@@ -268,9 +278,13 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 		}
 		return nil
 	})
+	err = errors.Join(err, thaw())
 	res.Pause = pause
 	if err != nil {
 		return res, err
+	}
+	if req.Freeze != nil {
+		res.Consistency = ConsistencyFilesystem
 	}
 	if req.MaxPause > 0 && pause > req.MaxPause {
 		return res, fmt.Errorf("%w: the guest was paused %s, more than --max-pause %s", ErrPauseTooLong, pause.Round(time.Millisecond), req.MaxPause)

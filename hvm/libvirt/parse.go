@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/qga"
 	"github.com/strata-vm/strata/hvm/xlcfg"
 	"github.com/strata-vm/strata/storage"
 	"libvirt.org/go/libvirtxml"
@@ -283,10 +284,20 @@ func ParseXML(name string, data []byte) (*hvm.Guest, []string, error) {
 		}
 		g.Extra["device_model_args"] = "[ " + strings.Join(q, ", ") + " ]"
 	}
+	// The guest agent's channel says the guest runs qemu-ga; other
+	// channels (spice's vdagent, ...) are not modelled.
+	channels := 0
+	for _, c := range dev.Channels {
+		if c.Target != nil && c.Target.VirtIO != nil && c.Target.VirtIO.Name == qga.ChannelName {
+			g.Features.GuestAgent = hvm.Bool(true)
+			continue
+		}
+		channels++
+	}
 	for _, what := range []struct {
 		n    int
 		name string
-	}{{len(dev.RedirDevs), "redirdev"}, {len(dev.Smartcards), "smartcard"}, {len(dev.Channels), "channel"}, {len(dev.Filesystems), "filesystem"}, {len(dev.Watchdogs), "watchdog"}, {len(dev.RNGs), "rng"}, {len(dev.TPMs), "tpm"}} {
+	}{{len(dev.RedirDevs), "redirdev"}, {len(dev.Smartcards), "smartcard"}, {channels, "channel"}, {len(dev.Filesystems), "filesystem"}, {len(dev.Watchdogs), "watchdog"}, {len(dev.RNGs), "rng"}, {len(dev.TPMs), "tpm"}} {
 		if what.n > 0 {
 			warn("%d %s device(s) were dropped", what.n, what.name)
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/qga"
 	"github.com/strata-vm/strata/storage"
 	"libvirt.org/go/libvirtxml"
 )
@@ -132,6 +133,16 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 			return nil, errf(g, "serial[%d]: %v", i, err)
 		}
 		dev.Serials = append(dev.Serials, libvirtxml.DomainSerial{Source: src, Protocol: proto, Target: &libvirtxml.DomainSerialTarget{Port: uintp(uint(i))}})
+	}
+	if g.HasGuestAgent() && hv == KVM {
+		// libvirt picks the socket's path (under its own state
+		// directory) and connects to the agent itself; strata reaches
+		// it through libvirt. libxl has no virtio-serial: for Xen the
+		// flag renders nothing.
+		dev.Channels = append(dev.Channels, libvirtxml.DomainChannel{
+			Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{}},
+			Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: qga.ChannelName}},
+		})
 	}
 	for i, s := range g.Parallel {
 		src, proto, err := charDev(s)

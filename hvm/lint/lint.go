@@ -60,6 +60,7 @@ const (
 	IDDeprecatedKey  = "deprecated-key"
 	IDPythonPreamble = "python-preamble"
 	IDConfigNote     = "config-note"
+	IDGuestAgentXP   = "guest-agent-xp"
 )
 
 // HAL is the Windows hardware abstraction layer Setup installs.
@@ -145,6 +146,10 @@ func Check(g *hvm.Guest) []Finding {
 	if isXPEra(g.OS) && g.Install == nil && strings.HasPrefix(g.EffectiveBoot(), "d") && acpi {
 		add(IDXPInstallACPI, Warning, "features.acpi", "for phase 1 set acpi = 0, apic = 0 and on_reboot = destroy; then restore on_reboot = restart and boot from disk for phase 2",
 			"installing %s from CD with ACPI on: text-mode Setup (phase 1) may hang", g.OS)
+	}
+	if isXPEra(g.OS) && g.HasGuestAgent() {
+		add(IDGuestAgentXP, Warning, "features.guest_agent", "remove features.guest_agent: its live points are crash-consistent",
+			"%s has no QEMU guest agent (qemu-ga runs on Windows Vista and later): snapshot create --quiesce will find none to answer, and the agent's virtio-serial port is a device without a driver in the guest", g.OS)
 	}
 	for i, n := range g.NICs {
 		if n.MAC == "" {

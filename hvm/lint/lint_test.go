@@ -150,3 +150,21 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("JSON %s %v", j, err)
 	}
 }
+
+// Windows XP has no QEMU guest agent: a definition that says it runs one
+// is warned about; a Linux guest with one is not.
+func TestGuestAgentOnXPIsWarnedAbout(t *testing.T) {
+	g := base()
+	if f := find(lint.Check(g), lint.IDGuestAgentXP); f != nil {
+		t.Fatalf("XP without the flag: %+v", f)
+	}
+	g.Features.GuestAgent = hvm.Bool(true)
+	f := find(lint.Check(g), lint.IDGuestAgentXP)
+	if f == nil || f.Severity != lint.Warning || f.Field != "features.guest_agent" || !strings.Contains(f.Message, "no QEMU guest agent") || !strings.Contains(f.Fix, "crash-consistent") {
+		t.Fatalf("XP with the flag: %+v", f)
+	}
+	g.OS = "linux"
+	if f := find(lint.Check(g), lint.IDGuestAgentXP); f != nil {
+		t.Fatalf("Linux with the flag: %+v", f)
+	}
+}

@@ -49,6 +49,16 @@ const (
 	// ModeWait prints WaitingForPowerButton, then powers off when the ACPI
 	// power button is pressed (after printing PowerButtonPressed).
 	ModeWait = "wait"
+	// ModeAgent runs the QEMU guest agent (the real qemu-ga, on the
+	// virtio-serial port org.qemu.guest_agent.0) with a freeze hook that
+	// prints AgentFreezeHook, on an ext2 filesystem on the first hard disk
+	// (made when the disk has none) mounted at /mnt with the kernel's
+	// writeback off, so that only a sync or a freeze puts the guest's
+	// writes on the disk; it writes a counter to /mnt/count (AgentCountFile)
+	// a few times a second, printing AgentWrote and the value after each
+	// write, prints AgentReady once the agent runs, and powers off when the
+	// ACPI power button is pressed, as ModeWait does.
+	ModeAgent = "agent"
 )
 
 // Extra kernel arguments (Append, QEMUArgs, ISOSource).
@@ -82,6 +92,16 @@ const (
 	NICAdded      = "strata-testguest: nic added: "
 	DeviceRemoved = "strata-testguest: device removed: "
 	HotplugWrote  = "strata-testguest: wrote to "
+	// ModeAgent: AgentReady once qemu-ga runs; AgentWrote and the value
+	// (decimal) after each write of the counter; AgentFreezeHook and
+	// "freeze" or "thaw" when qemu-ga runs its fsfreeze hook, which it
+	// does just before it freezes the filesystems and just after it
+	// thaws them.
+	AgentReady      = "strata-testguest: agent ready"
+	AgentWrote      = "strata-testguest: agent wrote "
+	AgentFreezeHook = "strata-testguest: fsfreeze hook: "
+	// AgentCountFile is the counter's file on the agent mode's filesystem.
+	AgentCountFile = "/count"
 )
 
 // Paths inside an ISO source directory (ISOSource) and the arguments that
@@ -107,7 +127,7 @@ const KernelPackageEnv = "STRATA_TESTGUEST_KERNEL"
 
 // kitFormat changes whenever the kit's layout or the way it is made does,
 // so that a cached kit of an older layout is rebuilt.
-const kitFormat = "strata-testguest-1"
+const kitFormat = "strata-testguest-3"
 
 // guestModules are loaded by /init, each after what it depends on: IDE
 // disks and CDs on QEMU's pc machine (ata_piix), virtio disks, ISO 9660,
@@ -118,12 +138,27 @@ const kitFormat = "strata-testguest-1"
 // KernelPackageEnv to the generic flavour (linux-image-6.1.0-*-amd64) sees
 // them all.
 var (
-	guestModules    = []string{"ata_piix", "sd_mod", "sr_mod", "isofs", "virtio_pci", "virtio_blk", "button", "evdev"}
+	guestModules    = []string{"ata_piix", "sd_mod", "sr_mod", "isofs", "virtio_pci", "virtio_blk", "button", "evdev", "virtio_console"}
 	optionalModules = []string{"virtio_scsi", "ahci", "sym53c8xx", "virtio_net"}
 )
 
 //go:embed testguest_init.sh
 var guestInit []byte
+
+// fsfreezeHook is qemu-ga's fsfreeze hook in the guest (-F): qemu-ga runs
+// it with "freeze" before freezing and "thaw" after thawing, its output
+// going nowhere, so it writes to the console itself.
+const fsfreezeHook = "#!/bin/sh\necho \"" + AgentFreezeHook + "$1\" >/dev/console\nexit 0\n"
+
+// agentPackage is the guest agent's Debian package; agentSkip are
+// packages its dependencies name that an initramfs without an init
+// system does not need (init-system-helpers pulls in perl; gcc-12-base
+// holds only documentation). Only the shared libraries qemu-ga loads
+// (its ELF DT_NEEDED, recursively, and libgcc_s, which glibc loads for
+// thread cancellation) go into the initramfs.
+const agentPackage = "qemu-guest-agent"
+
+var agentSkip = map[string]bool{"init-system-helpers": true, "gcc-12-base": true}
 
 // Kit is a built test guest: a kernel and an initramfs in a cache directory.
 // Its files are shared by every caller of the same cache: read them, never
@@ -132,9 +167,12 @@ type Kit struct {
 	Dir            string   `json:"-"`               // the kit's directory in the cache
 	Kernel         string   `json:"-"`               // path of the kernel (bzImage)
 	Initrd         string   `json:"-"`               // path of the gzipped cpio initramfs
+	AgentInitrd    string   `json:"-"`               // Initrd with qemu-ga appended, for ModeAgent only (InitrdFor)
 	KernelPackage  string   `json:"kernel_package"`  // e.g. linux-image-6.1.0-57-cloud-amd64
 	KernelVersion  string   `json:"kernel_version"`  // its Debian version
 	BusyboxVersion string   `json:"busybox_version"` // busybox-static's Debian version
+	AgentVersion   string   `json:"agent_version"`   // qemu-guest-agent's Debian version
+	AgentLibs      []string `json:"agent_libs"`      // the shared libraries qemu-ga loads
 	Modules        []string `json:"modules"`         // module files in load order
 	Built          bool     `json:"-"`               // this call built it (false: it was cached)
 }
@@ -189,13 +227,16 @@ func (e *downloadError) Error() string {
 func (e *downloadError) Unwrap() error { return e.err }
 
 func linuxKit(ctx context.Context, cacheDir string) (*Kit, error) {
-	kernel, busybox, err := resolvePackages(ctx, cacheDir)
+	kernel, busybox, agent, err := resolvePackages(ctx, cacheDir)
 	if err != nil {
 		return nil, err
 	}
 	h := sha256.New()
-	for _, s := range []string{kitFormat, kernel.Pkg, kernel.Version, kernel.SHA256, busybox.Pkg, busybox.Version, busybox.SHA256, strings.Join(guestModules, ","), strings.Join(optionalModules, ","), string(guestInit), string(MarkerBootSector())} {
+	for _, s := range []string{kitFormat, kernel.Pkg, kernel.Version, kernel.SHA256, busybox.Pkg, busybox.Version, busybox.SHA256, strings.Join(guestModules, ","), strings.Join(optionalModules, ","), string(guestInit), string(MarkerBootSector()), fsfreezeHook} {
 		fmt.Fprintf(h, "%d:%s\n", len(s), s)
+	}
+	for _, d := range agent {
+		fmt.Fprintf(h, "%s %s %s\n", d.Pkg, d.Version, d.SHA256)
 	}
 	dir := filepath.Join(cacheDir, strings.TrimPrefix(kernel.Pkg, "linux-image-")+"-"+hex.EncodeToString(h.Sum(nil))[:12])
 	if k, err := loadKit(dir); err == nil {
@@ -207,7 +248,7 @@ func linuxKit(ctx context.Context, cacheDir string) (*Kit, error) {
 		return nil, fmt.Errorf("test guest cache: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	k, err := buildKit(ctx, tmp, kernel, busybox)
+	k, err := buildKit(ctx, tmp, kernel, busybox, agent)
 	if err != nil {
 		return nil, err
 	}
@@ -232,11 +273,11 @@ func loadKit(dir string) (*Kit, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kit{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
+	k := &Kit{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz"), AgentInitrd: filepath.Join(dir, "initrd-agent.gz")}
 	if err := json.Unmarshal(b, k); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	for _, p := range []string{k.Kernel, k.Initrd} {
+	for _, p := range []string{k.Kernel, k.Initrd, k.AgentInitrd} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, err
 		}
@@ -276,10 +317,21 @@ func (k *Kit) Append(mode string, extra ...string) string {
 	return strings.Join(append([]string{"console=ttyS0,115200", "quiet", "panic=1", "strata.mode=" + mode}, extra...), " ")
 }
 
+// InitrdFor is the initramfs of mode: AgentInitrd for ModeAgent, else
+// Initrd. The agent's part (qemu-ga and its libraries) is kept out of
+// the other modes' initramfs: unpacking it costs seconds at every boot
+// under TCG.
+func (k *Kit) InitrdFor(mode string) string {
+	if mode == ModeAgent {
+		return k.AgentInitrd
+	}
+	return k.Initrd
+}
+
 // QEMUArgs boots the kit directly (-kernel, -initrd, -append), for tests
 // that do not need the CD; the caller adds the machine, disks and serial.
 func (k *Kit) QEMUArgs(mode string, extra ...string) []string {
-	return []string{"-kernel", k.Kernel, "-initrd", k.Initrd, "-append", k.Append(mode, extra...)}
+	return []string{"-kernel", k.Kernel, "-initrd", k.InitrdFor(mode), "-append", k.Append(mode, extra...)}
 }
 
 // ISOSource fills dst (created if missing) with the tree of a bootable CD
@@ -298,7 +350,7 @@ func (k *Kit) ISOSource(mode, dst string, extra ...string) error {
 		{IsolinuxBin, ISOBootImage, "isolinux"},
 		{LdlinuxC32, "isolinux/ldlinux.c32", "syslinux-common"},
 		{k.Kernel, isoKernel, ""},
-		{k.Initrd, isoInitrd, ""},
+		{k.InitrdFor(mode), isoInitrd, ""},
 	} {
 		if err := copyFile(c.from, filepath.Join(dst, c.to)); err != nil {
 			if c.pkg != "" && errors.Is(err, fs.ErrNotExist) {
@@ -370,41 +422,114 @@ const aptLists = "/var/lib/apt/lists"
 // keeps no binary cache (Debian's container images), so the answer is kept
 // in cacheDir for as long as apt's lists are unchanged. With no lists (a
 // fresh machine) it runs apt-get update once, as root.
-func resolvePackages(ctx context.Context, cacheDir string) (kernel, busybox debPackage, err error) {
+func resolvePackages(ctx context.Context, cacheDir string) (kernel, busybox debPackage, agent []debPackage, err error) {
 	pinned := os.Getenv(KernelPackageEnv)
 	type resolved struct {
-		Lists   string     `json:"lists"`
-		Pinned  string     `json:"pinned"`
-		Kernel  debPackage `json:"kernel"`
-		Busybox debPackage `json:"busybox"`
+		Lists   string       `json:"lists"`
+		Pinned  string       `json:"pinned"`
+		Kernel  debPackage   `json:"kernel"`
+		Busybox debPackage   `json:"busybox"`
+		Agent   []debPackage `json:"agent"`
 	}
 	memo := filepath.Join(cacheDir, "apt-resolved.json")
 	lists := aptListsFingerprint()
 	var r resolved
 	if b, err := os.ReadFile(memo); err == nil && json.Unmarshal(b, &r) == nil &&
-		lists != "" && r.Lists == lists && r.Pinned == pinned && r.Kernel.Version != "" && r.Busybox.Version != "" {
-		return r.Kernel, r.Busybox, nil
+		lists != "" && r.Lists == lists && r.Pinned == pinned && r.Kernel.Version != "" && r.Busybox.Version != "" && len(r.Agent) > 0 {
+		return r.Kernel, r.Busybox, r.Agent, nil
 	}
 	for try := 0; ; try++ {
 		kpkg := pinned
 		if kpkg == "" {
 			kpkg, err = newestCloudKernel(ctx)
 		}
+		var agentPkgs []string
+		if err == nil {
+			agentPkgs, err = aptDependsClosure(ctx, agentPackage, agentSkip)
+		}
 		var got map[string]debPackage
 		if err == nil {
-			got, err = aptCandidates(ctx, kpkg, "busybox-static")
+			got, err = aptCandidates(ctx, append([]string{kpkg, "busybox-static"}, agentPkgs...)...)
 		}
 		if err == nil {
 			r = resolved{Lists: aptListsFingerprint(), Pinned: pinned, Kernel: got[kpkg], Busybox: got["busybox-static"]}
+			for _, p := range agentPkgs {
+				r.Agent = append(r.Agent, got[p])
+			}
 			if b, err := json.Marshal(r); err == nil {
 				writeFileAtomic(memo, b)
 			}
-			return r.Kernel, r.Busybox, nil
+			return r.Kernel, r.Busybox, r.Agent, nil
 		}
 		if try > 0 || !updateAptLists(ctx) {
-			return kernel, busybox, fmt.Errorf("test guest: %w (the test guest is built from Debian 12 packages: run apt-get update)", err)
+			return kernel, busybox, nil, fmt.Errorf("test guest: %w (the test guest is built from Debian 12 packages: run apt-get update)", err)
 		}
 	}
+}
+
+// aptDependsClosure returns pkg and everything it depends on (Depends and
+// PreDepends, the first of alternatives), recursively, except the
+// packages in skip and what they alone pull in; sorted, pkg first. One
+// apt-cache call answers for the whole tree.
+func aptDependsClosure(ctx context.Context, pkg string, skip map[string]bool) ([]string, error) {
+	out, err := run.Output(ctx, "apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", pkg)
+	if err != nil {
+		return nil, err
+	}
+	deps := parseAptDepends(string(out))
+	if _, ok := deps[pkg]; !ok {
+		return nil, fmt.Errorf("apt knows no package %s", pkg)
+	}
+	seen := map[string]bool{pkg: true}
+	queue := []string{pkg}
+	var rest []string
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, d := range deps[p] {
+			if seen[d] || skip[d] {
+				continue
+			}
+			seen[d] = true
+			rest = append(rest, d)
+			queue = append(queue, d)
+		}
+	}
+	sort.Strings(rest)
+	return append([]string{pkg}, rest...), nil
+}
+
+// parseAptDepends reads `apt-cache depends --recurse` output: a package
+// name at the start of a line, then its relations indented
+// ("  Depends: libc6", " |Depends: a" for an alternative to the next
+// line's, "<virtual>" for a virtual package). It keeps Depends and
+// PreDepends, the first of alternatives, and no virtual packages.
+func parseAptDepends(out string) map[string][]string {
+	deps := map[string][]string{}
+	cur, skipNext := "", false
+	for _, line := range strings.Split(out, "\n") {
+		if line == "" {
+			continue
+		}
+		if !strings.HasPrefix(line, " ") {
+			cur, skipNext = strings.TrimSpace(line), false
+			if _, ok := deps[cur]; !ok {
+				deps[cur] = nil
+			}
+			continue
+		}
+		t := strings.TrimSpace(line)
+		alt := strings.HasPrefix(t, "|")
+		kind, dep, ok := strings.Cut(strings.TrimPrefix(t, "|"), ": ")
+		skip := skipNext
+		skipNext = alt && (skip || ok)
+		if !ok || skip || (kind != "Depends" && kind != "PreDepends") || strings.HasPrefix(dep, "<") {
+			continue
+		}
+		dep, _, _ = strings.Cut(dep, ":") // an architecture qualifier
+		deps[cur] = append(deps[cur], dep)
+	}
+	return deps
 }
 
 // aptListsFingerprint names, sizes and times the files of apt's lists:
@@ -520,8 +645,8 @@ func aptDownload(ctx context.Context, dir string, d debPackage) (string, error) 
 	return debs[0], nil
 }
 
-// buildKit makes tmp/kit from the two packages.
-func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage) (*Kit, error) {
+// buildKit makes tmp/kit from the packages.
+func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage, agent []debPackage) (*Kit, error) {
 	out := filepath.Join(tmp, "kit")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		return nil, err
@@ -552,8 +677,14 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage) (*Kit
 	}
 	k := &Kit{KernelPackage: kernel.Pkg, KernelVersion: kernel.Version, BusyboxVersion: busybox.Version}
 	var a cpioArchive
-	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "strata"} {
+	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "strata", "mnt"} {
 		a.dir(d)
+	}
+	// The agent's part is a second archive, appended to the first for
+	// AgentInitrd (the kernel unpacks concatenated archives in order).
+	var ag cpioArchive
+	if err := addAgent(ctx, tmp, &ag, k, agent); err != nil {
+		return nil, err
 	}
 	// The kernel opens /dev/console before /init runs: without it /init
 	// has no output.
@@ -577,15 +708,18 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage) (*Kit
 		k.Modules = append(k.Modules, filepath.Base(m))
 	}
 	a.file("lib/modules/load", 0o644, []byte(load.String()))
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	if _, err := zw.Write(a.finish()); err != nil {
+	base, err := gzipped(a.finish())
+	if err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
+	withAgent, err := gzipped(ag.finish())
+	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(out, "initrd.gz"), gz.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "initrd.gz"), base, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(out, "initrd-agent.gz"), append(base, withAgent...), 0o644); err != nil {
 		return nil, err
 	}
 	meta, _ := json.MarshalIndent(k, "", "  ")
@@ -593,6 +727,18 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage) (*Kit
 		return nil, err
 	}
 	return k, nil
+}
+
+func gzipped(b []byte) ([]byte, error) {
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return gz.Bytes(), nil
 }
 
 // moduleLoadOrder finds each wanted module in tree (lib/modules/VERSION)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of strata's test guest (hvm/boot/boottest, LinuxKit): busybox-static
 # and a few kernel modules in an initramfs. The kernel command line chooses
-# the job (strata.mode=install|patch|check|wait); every job ends in a
+# the job (strata.mode=install|patch|check|wait|agent); every job ends in a
 # power-off, a failed one after a line starting "strata-testguest: FAILED".
 # Lines printed here never contain the disk's marker prefix, so a serial log
 # holding "STRATA-MARKER: " came from the disk's own boot sector.
@@ -77,6 +77,47 @@ set_disk_end() {
 
 # A disk the guest may write to: all zeros (fresh) or a marker disk.
 sector0() { dd if="$disk" bs=512 count=1 2>/dev/null >/tmp/sector0; }
+
+# strata.mode=agent: the QEMU guest agent (the real qemu-ga) on its
+# virtio-serial port, over an ext2 filesystem on the first hard disk that
+# the guest keeps writing to; then it waits for the power button as the
+# wait mode does. The kernel's writeback is off: the guest's writes reach
+# the disk only when the filesystem is synced, which a freeze does.
+if [ "$mode" = agent ]; then
+	find_disk || fail "no hard disk for the agent's filesystem"
+	if [ "$(dd if="$disk" bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' ')" != 53ef ]; then
+		mke2fs -q "$disk" >/dev/null 2>&1 || fail "cannot make a filesystem on $disk"
+	fi
+	mount -t ext2 "$disk" /mnt || fail "cannot mount $disk"
+	echo 0 >/proc/sys/vm/dirty_writeback_centisecs
+	echo 8640000 >/proc/sys/vm/dirty_expire_centisecs
+	port=
+	i=0
+	while [ -z "$port" ] && [ $i -lt 100 ]; do
+		for p in /sys/class/virtio-ports/*; do
+			[ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && [ -c "/dev/${p##*/}" ] && port=/dev/${p##*/}
+		done
+		[ -n "$port" ] || usleep 100000
+		i=$((i + 1))
+	done
+	[ -n "$port" ] || fail "no virtio-serial port org.qemu.guest_agent.0"
+	# -d: qemu-ga writes its pidfile once it runs.
+	LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -d -m virtio-serial -p "$port" -t /tmp -f /tmp/qemu-ga.pid \
+		-F/strata/fsfreeze-hook -l /tmp/qemu-ga.log
+	i=0
+	while [ ! -s /tmp/qemu-ga.pid ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+	[ -s /tmp/qemu-ga.pid ] || fail "qemu-ga did not start: $(cat /tmp/qemu-ga.log 2>/dev/null)"
+	(
+		n=0
+		while :; do
+			n=$((n + 1))
+			echo "$n" >/mnt/count.new && mv /mnt/count.new /mnt/count && say "agent wrote $n"
+			usleep 200000
+		done
+	) &
+	say "agent ready"
+	mode=wait
+fi
 
 case $mode in
 install)
@@ -157,6 +198,6 @@ wait)
 	off
 	;;
 *)
-	fail "unknown strata.mode '$mode': use install, patch, check or wait"
+	fail "unknown strata.mode '$mode': use install, patch, check, wait or agent"
 	;;
 esac

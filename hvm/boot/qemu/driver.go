@@ -13,6 +13,7 @@
 //	qmp.sock      QMP for strata's commands
 //	events.sock   QMP for the watcher
 //	serial.sock   the first serial port, for `console`
+//	agent.sock    the QEMU guest agent's channel (features.guest_agent)
 //	serial.log    everything the first serial port wrote (kept after a stop)
 //	started.json  what was started: name, disk paths, lifecycle (no secrets)
 //	intent.json   what strata asked for (stop, quit, kill) while it acts
@@ -366,7 +367,7 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 			}
 		}
 	}
-	for _, s := range []string{qmpSock, eventsSock, serialSock} {
+	for _, s := range []string{qmpSock, eventsSock, serialSock, agentSock} {
 		if p := rd.Path(s); len(p) > sockPathMax {
 			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "socket path %s is %d bytes, more than a unix socket takes (%d): use a shorter state home", p, len(p), sockPathMax)
 		}
@@ -392,6 +393,9 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		}
 		defer stateFile.Close()
 		argv = append(argv, "-incoming", "defer")
+	}
+	if g.Def.HasGuestAgent() {
+		argv = append(argv, agentArgs(rd)...)
 	}
 	// A QEMU a killed start left is ended before its pidfile goes.
 	if err := reapLocked(rd); err != nil {
