@@ -498,10 +498,14 @@ func (m *Manager) undoCreate(ctx context.Context, p Point) error {
 // A guest that died meanwhile has no monitor: its point is undone as a
 // stopped guest's is.
 func (m *Manager) undoLive(ctx context.Context, t Target, l *liveGuest, p Point) error {
-	if now, err := m.liveOf(ctx, t); err == nil && now == nil {
+	// Asked through the connection strata holds (QEMU serves one client
+	// on the guest's QMP socket): a monitor that no longer answers is a
+	// guest that is gone.
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := l.mon.Execute(qctx, "query-status", nil)
+	cancel()
+	if err != nil {
 		return m.undoCreate(ctx, p)
-	} else if now != nil {
-		now.close()
 	}
 	abandonLive(ctx, l, p)
 	if err := m.removeLive(ctx, l, p); err != nil {
@@ -761,8 +765,13 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 					return err
 				}
 			case stateDeleting:
+				// Through this connection: QEMU serves one client on
+				// the guest's QMP socket, so delete must not open another.
 				log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing an interrupted delete of a restore point")
-				if err := m.delete(ctx, t, p); err != nil {
+				if err := m.removeLive(context.WithoutCancel(ctx), live, p); err != nil {
+					return err
+				}
+				if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, t.Key, p.ID) }); err != nil {
 					return err
 				}
 			}

@@ -440,6 +440,11 @@ func waitJobs(ctx context.Context, mon Monitor, jobs []string) error {
 // path, which the running guest has open; a snapshot that is not there
 // is not an error.
 func DeleteLiveInternal(ctx context.Context, mon Monitor, path, name string) error {
+	// An undone point may never have made it (refused before the
+	// pause); QEMU's "does not exist" wording is not something to match.
+	if ok, err := LiveInternalExists(ctx, mon, path, name); err != nil || !ok {
+		return err
+	}
 	nodes, err := Nodes(ctx, mon)
 	if err != nil {
 		return err

@@ -144,6 +144,14 @@ func (d *Driver) AttachDisk(ctx context.Context, g *boot.Guest, k hvm.Disk) erro
 	fail := func(step string, err error) error {
 		return storage.Errorf(storage.ErrPrecondition, "guest %q: attach disk %s (%s): %s: %w", g.Def.Name, k.Vdev, src, step, err)
 	}
+	// A strata killed in the middle of an attach may have left this
+	// vdev's nodes without their device: they hold the image and block
+	// the names. Without the device they are nobody's: removed first.
+	if !s.hasDevice(qctx, node) {
+		for _, n := range []string{node, file} {
+			_, _ = s.c.Execute(qctx, "blockdev-del", map[string]string{"node-name": n})
+		}
+	}
 	if _, err := s.c.Execute(qctx, "blockdev-add", proto); err != nil {
 		return fail("open the image", err)
 	}
@@ -458,4 +466,25 @@ func (s *attachSession) nicByMAC(ctx context.Context, mac string) (path, netdev 
 		}
 	}
 	return "", "", nil
+}
+
+// hasDevice tells whether QEMU has a device with this id (the peripherals
+// added with an id).
+func (s *attachSession) hasDevice(ctx context.Context, id string) bool {
+	raw, err := s.c.Execute(ctx, "qom-list", map[string]string{"path": "/machine/peripheral"})
+	if err != nil {
+		return true // unknown: leave the nodes alone
+	}
+	var props []struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(raw, &props) != nil {
+		return true
+	}
+	for _, p := range props {
+		if p.Name == id {
+			return true
+		}
+	}
+	return false
 }
