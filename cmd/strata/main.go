@@ -212,6 +212,12 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 func withUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = usageError
+		// A command that takes names takes "h" and "help" as names (a
+		// guest called h): only commands with subcommands get urfave/cli's
+		// help subcommand; --help works everywhere.
+		if len(c.Subcommands) == 0 {
+			c.HideHelpCommand = true
+		}
 		withUsageErrors(c.Subcommands)
 	}
 }

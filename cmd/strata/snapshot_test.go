@@ -662,3 +662,22 @@ func TestSnapshotIndexMigrationRerunAndDamage(t *testing.T) {
 		}
 	}
 }
+
+// Names that are urfave/cli's help words are names to every command that
+// takes names: a guest called h or help gets its points.
+func TestGuestsNamedLikeHelpGetPoints(t *testing.T) {
+	home := t.TempDir()
+	for _, name := range []string{"h", "help"} {
+		ok(t, home, "volume", "create", name, "--size", "1M")
+		ok(t, home, "guest", "define", name, "--disk", name, "--memory", "16", "--os", "other")
+		ok(t, home, "snapshot", "create", name, "--name", "x")
+		var ps []struct{ Name string }
+		jsonOf(t, home, &ps, "snapshot", "list", name)
+		if len(ps) != 1 || ps[0].Name != "x" {
+			t.Fatalf("points of guest %q: %+v", name, ps)
+		}
+	}
+	if out := ok(t, home, "snapshot", "create", "--help"); !strings.Contains(out, "take a restore point") {
+		t.Fatalf("snapshot create --help: %s", out)
+	}
+}
