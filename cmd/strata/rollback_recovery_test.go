@@ -63,7 +63,8 @@ func startStrata(t *testing.T, home string, env []string, args ...string) (*exec
 // binaries, run qemu-img too), and returns its pid.
 func waitForTool(t *testing.T, dir string, words ...string) int {
 	t.Helper()
-	for i := 0; i < 400; i++ {
+	// Generous: on a busy machine strata takes a while to get there.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		procs, _ := os.ReadDir("/proc")
 		for _, e := range procs {
 			raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
