@@ -64,32 +64,15 @@ func (m *Manager) AttachDisk(ctx context.Context, name string, d hvm.Disk) (out 
 		}
 		out = stored.Disks[len(stored.Disks)-1]
 		rd := resolved.Disks[len(resolved.Disks)-1]
-		cur, err := m.status(ctx, l)
-		if err != nil {
-			return err
-		}
-		var at boot.Attacher
-		if cur.State.Live() {
-			if at, err = m.attacher(l, cur, boot.AttachDisk); err != nil {
-				return err
-			}
-			if err := m.checkNewDisk(ctx, l, out, rd); err != nil {
-				return err
-			}
-			if err := at.AttachDisk(ctx, l.bg, rd); err != nil {
-				return err
-			}
-			live = true
-		}
-		_, _, err = m.Reg.Update(ctx, name, func(g *hvm.Guest) error { g.Disks = append(g.Disks, out); return nil })
-		if err != nil && at != nil {
-			if uerr := at.DetachDisk(ctx, l.bg, out.Vdev); uerr != nil {
-				log.Warn().Str("guest", name).Str("vdev", out.Vdev).Err(uerr).Msg("the disk was attached to the running guest, its definition could not record it, and detaching it again failed: the next start has it no longer")
-			}
-		}
-		if err != nil {
-			live = false
-		}
+		live, err = m.liveChange(ctx, l, boot.AttachDisk, false,
+			func(at boot.Attacher) error {
+				if err := m.checkNewDisk(ctx, l, out, rd); err != nil {
+					return err
+				}
+				return at.AttachDisk(ctx, l.bg, rd)
+			},
+			func(at boot.Attacher) error { return at.DetachDisk(ctx, l.bg, out.Vdev) },
+			func(g *hvm.Guest) error { g.Disks = append(g.Disks, out); return nil })
 		return err
 	})
 	return out, live, err
@@ -187,36 +170,10 @@ func (m *Manager) DetachDisk(ctx context.Context, name, vdev string) (out hvm.Di
 		if _, _, err := m.Reg.Preview(ctx, name, remove); err != nil {
 			return err
 		}
-		cur, err := m.status(ctx, l)
-		if err != nil {
-			return err
-		}
-		var at boot.Attacher
-		if cur.State.Live() {
-			if at, err = m.attacher(l, cur, boot.AttachDisk); err != nil {
-				return err
-			}
-			// A device the running guest does not have (added to the
-			// definition for the next start) leaves the definition only.
-			switch err := at.DetachDisk(ctx, l.bg, vdev); {
-			case errors.Is(err, storage.ErrNotFound):
-				log.Info().Str("guest", name).Err(err).Msg("not in the running guest: removed from the definition only")
-				at = nil
-			case err != nil:
-				return err
-			default:
-				live = true
-			}
-		}
-		_, _, err = m.Reg.Update(ctx, name, remove)
-		if err != nil && at != nil {
-			if uerr := at.AttachDisk(ctx, l.bg, l.bg.Def.Disks[i]); uerr != nil {
-				log.Warn().Str("guest", name).Str("vdev", vdev).Err(uerr).Msg("the disk was detached from the running guest, its definition could not record it, and attaching it again failed: the next start has it again")
-			}
-		}
-		if err != nil {
-			live = false
-		}
+		live, err = m.liveChange(ctx, l, boot.AttachDisk, true,
+			func(at boot.Attacher) error { return at.DetachDisk(ctx, l.bg, vdev) },
+			func(at boot.Attacher) error { return at.AttachDisk(ctx, l.bg, l.bg.Def.Disks[i]) },
+			remove)
 		return err
 	})
 	return out, live, err
@@ -237,29 +194,10 @@ func (m *Manager) AttachNIC(ctx context.Context, name string, n hvm.NIC) (out hv
 				return storage.Errorf(storage.ErrExists, "guest %q already has a NIC with MAC %s", name, out.MAC)
 			}
 		}
-		cur, err := m.status(ctx, l)
-		if err != nil {
-			return err
-		}
-		var at boot.Attacher
-		if cur.State.Live() {
-			if at, err = m.attacher(l, cur, boot.AttachNIC); err != nil {
-				return err
-			}
-			if err := at.AttachNIC(ctx, l.bg, out); err != nil {
-				return err
-			}
-			live = true
-		}
-		_, _, err = m.Reg.Update(ctx, name, func(g *hvm.Guest) error { g.NICs = append(g.NICs, out); return nil })
-		if err != nil && at != nil {
-			if uerr := at.DetachNIC(ctx, l.bg, out.MAC); uerr != nil {
-				log.Warn().Str("guest", name).Str("mac", out.MAC).Err(uerr).Msg("the NIC was attached to the running guest, its definition could not record it, and detaching it again failed: the next start has it no longer")
-			}
-		}
-		if err != nil {
-			live = false
-		}
+		live, err = m.liveChange(ctx, l, boot.AttachNIC, false,
+			func(at boot.Attacher) error { return at.AttachNIC(ctx, l.bg, out) },
+			func(at boot.Attacher) error { return at.DetachNIC(ctx, l.bg, out.MAC) },
+			func(g *hvm.Guest) error { g.NICs = append(g.NICs, out); return nil })
 		return err
 	})
 	return out, live, err
@@ -279,37 +217,47 @@ func (m *Manager) DetachNIC(ctx context.Context, name, mac string) (out hvm.NIC,
 			g.NICs = slices.DeleteFunc(g.NICs, func(n hvm.NIC) bool { return strings.EqualFold(n.MAC, mac) })
 			return nil
 		}
-		cur, err := m.status(ctx, l)
-		if err != nil {
-			return err
-		}
-		var at boot.Attacher
-		if cur.State.Live() {
-			if at, err = m.attacher(l, cur, boot.AttachNIC); err != nil {
-				return err
-			}
-			// A device the running guest does not have (added to the
-			// definition for the next start) leaves the definition only.
-			switch err := at.DetachNIC(ctx, l.bg, out.MAC); {
-			case errors.Is(err, storage.ErrNotFound):
-				log.Info().Str("guest", name).Err(err).Msg("not in the running guest: removed from the definition only")
-				at = nil
-			case err != nil:
-				return err
-			default:
-				live = true
-			}
-		}
-		_, _, err = m.Reg.Update(ctx, name, remove)
-		if err != nil && at != nil {
-			if uerr := at.AttachNIC(ctx, l.bg, out); uerr != nil {
-				log.Warn().Str("guest", name).Str("mac", out.MAC).Err(uerr).Msg("the NIC was detached from the running guest, its definition could not record it, and attaching it again failed: the next start has it again")
-			}
-		}
-		if err != nil {
-			live = false
-		}
+		live, err = m.liveChange(ctx, l, boot.AttachNIC, true,
+			func(at boot.Attacher) error { return at.DetachNIC(ctx, l.bg, out.MAC) },
+			func(at boot.Attacher) error { return at.AttachNIC(ctx, l.bg, out) },
+			remove)
 		return err
 	})
 	return out, live, err
+}
+
+// liveChange carries out one device change: through the running guest's
+// driver first (do, where the driver can do f), then in the definition
+// (change, always). A definition that cannot be changed gets the live step
+// taken back (undo), so the two never disagree. With absentOK (a detach),
+// a device the running guest does not have (added to the definition for
+// the next start: do answers ErrNotFound) changes the definition only. It
+// returns whether the running guest got the change.
+func (m *Manager) liveChange(ctx context.Context, l loaded, f boot.Feature, absentOK bool, do, undo func(boot.Attacher) error, change func(*hvm.Guest) error) (bool, error) {
+	cur, err := m.status(ctx, l)
+	if err != nil {
+		return false, err
+	}
+	var at boot.Attacher
+	if cur.State.Live() {
+		if at, err = m.attacher(l, cur, f); err != nil {
+			return false, err
+		}
+		switch err := do(at); {
+		case absentOK && errors.Is(err, storage.ErrNotFound):
+			log.Info().Str("guest", l.def.Name).Err(err).Msg("not in the running guest: removed from the definition only")
+			at = nil
+		case err != nil:
+			return false, err
+		}
+	}
+	if _, _, err := m.Reg.Update(ctx, l.def.Name, change); err != nil {
+		if at != nil {
+			if uerr := undo(at); uerr != nil {
+				log.Warn().Str("guest", l.def.Name).Str("change", string(f)).Err(uerr).Msg("the running guest got the change, its definition could not record it, and taking the change back failed: the next start differs from the running guest")
+			}
+		}
+		return false, err
+	}
+	return at != nil, nil
 }
