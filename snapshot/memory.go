@@ -146,36 +146,9 @@ func memoryOf(t Target, p Point) (MemoryState, error) {
 // starts the guest as it was. A crash at any step leaves the guest
 // stopped with the rollback finished or undone.
 func (m *Manager) RollbackResume(ctx context.Context, name, ref string, stop func(context.Context) error, start func(ctx context.Context, state MemoryState) error, again func(context.Context) error) (RollbackResult, error) {
-	var res RollbackResult
-	err := m.withTarget(ctx, TargetRef{Name: name}, func(t Target) error {
-		p, err := m.point(t, ref)
-		if err != nil {
-			return err
-		}
-		state, err := memoryOf(t, p)
-		if err != nil {
-			return err
-		}
-		if stop != nil {
-			if err := stop(ctx); err != nil {
-				return err
-			}
-		}
-		crashpoint("rollback:guest-stopped")
-		res, err = m.rollback(ctx, t, ref)
-		if err != nil {
-			if _, pending, jerr := m.journal(t); again != nil && jerr == nil && !pending && ctx.Err() == nil {
-				if serr := again(ctx); serr != nil {
-					return fmt.Errorf("%w (and the guest did not start again: %v)", err, serr)
-				}
-			}
-			return err
-		}
-		crashpoint("rollback:before-start")
-		if err := start(ctx, state); err != nil {
-			return fmt.Errorf("rolled back to %d (pre-rollback point %d), but the guest did not resume from its memory: %w; start it (it boots from the restored disks), or try the rollback again", res.To.ID, res.PreRollback.ID, err)
-		}
-		return nil
-	})
-	return res, err
+	var state MemoryState
+	return m.rollbackAround(ctx, name, ref,
+		func(t Target, p Point) (err error) { state, err = memoryOf(t, p); return err },
+		stop, func(ctx context.Context) error { return start(ctx, state) }, again,
+		"did not resume from its memory: %w; start it (it boots from the restored disks), or try the rollback again")
 }

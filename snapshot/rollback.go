@@ -91,20 +91,37 @@ func (m *Manager) Rollback(ctx context.Context, r TargetRef, ref string) (Rollba
 // command that takes its locks (a start among them) first finishes or
 // undoes the rollback.
 func (m *Manager) RollbackRestart(ctx context.Context, name, ref string, stop, start func(context.Context) error) (RollbackResult, error) {
+	return m.rollbackAround(ctx, name, ref, nil, stop, start, start, "did not start again: %w")
+}
+
+// rollbackAround rolls the guest called name back to ref with its locks
+// held throughout: check (if set) vets the point, stop (if set) stops the
+// guest, the rollback runs, and start starts it. When the rollback failed
+// and was undone in full, again (if set) starts the guest as it was;
+// never while a rollback is left half done. failed words a failed start
+// (one %w).
+func (m *Manager) rollbackAround(ctx context.Context, name, ref string, check func(Target, Point) error, stop, start, again func(context.Context) error, failed string) (RollbackResult, error) {
 	var res RollbackResult
 	err := m.withTarget(ctx, TargetRef{Name: name}, func(t Target) error {
-		if _, err := m.point(t, ref); err != nil {
+		p, err := m.point(t, ref)
+		if err != nil {
 			return err
 		}
-		if err := stop(ctx); err != nil {
-			return err
+		if check != nil {
+			if err := check(t, p); err != nil {
+				return err
+			}
+		}
+		if stop != nil {
+			if err := stop(ctx); err != nil {
+				return err
+			}
 		}
 		crashpoint("rollback:guest-stopped")
-		var err error
 		res, err = m.rollback(ctx, t, ref)
 		if err != nil {
-			if _, pending, jerr := m.journal(t); jerr == nil && !pending && ctx.Err() == nil {
-				if serr := start(ctx); serr != nil {
+			if _, pending, jerr := m.journal(t); again != nil && jerr == nil && !pending && ctx.Err() == nil {
+				if serr := again(ctx); serr != nil {
 					return fmt.Errorf("%w (and the guest did not start again: %v)", err, serr)
 				}
 			}
@@ -112,7 +129,7 @@ func (m *Manager) RollbackRestart(ctx context.Context, name, ref string, stop, s
 		}
 		crashpoint("rollback:before-start")
 		if err := start(ctx); err != nil {
-			return fmt.Errorf("rolled back to %d (pre-rollback point %d), but the guest did not start again: %w", res.To.ID, res.PreRollback.ID, err)
+			return fmt.Errorf("rolled back to %d (pre-rollback point %d), but the guest "+failed, res.To.ID, res.PreRollback.ID, err)
 		}
 		return nil
 	})
