@@ -125,7 +125,46 @@ func (s *source) extent(raw bool) (int64, Header, error) {
 	if size > h.Size() {
 		log.Info().Str("source", s.path).Int64("filesystem", h.Size()).Int64("image", size).Msg("hybrid image: partitions follow the filesystem; capturing them too")
 	}
+	if s.device || size == s.size {
+		// A device's bytes after the image are the rest of the disc or
+		// stick, not the vendor's: nothing tells where those ended.
+		return size, h, nil
+	}
+	tail := s.size - size
+	if tail <= MaxPadding && zeros(s.r, size, tail) {
+		// xorriso pads after appended partitions (300 KiB by default);
+		// the vendor's SHA256SUMS cover those bytes, so the copy does too.
+		log.Info().Str("source", s.path).Int64("padding", tail).Msg("zero padding follows the image; capturing it too")
+		return s.size, h, nil
+	}
+	log.Warn().Str("source", s.path).Int64("image", size).Int64("file", s.size).
+		Msg("the file has bytes after the image that are not padding: capturing the image only, so its SHA-256 differs from the file's; use --raw to capture the file byte for byte")
 	return size, h, nil
+}
+
+// MaxPadding is the most zero bytes after an image file's last structure
+// that a capture takes as the image's padding: xorriso pads 300 KiB by
+// default (isohybrid's 1 MiB alignment is inside its MBR partition, which
+// ImageSize follows). More zeros are a dump of a bigger device.
+const MaxPadding = 512 << 10
+
+// zeros reports whether n bytes at off are all zero (a read error: no).
+func zeros(r io.ReaderAt, off, n int64) bool {
+	buf := make([]byte, 64<<10)
+	for n > 0 {
+		b := buf[:min(n, int64(len(buf)))]
+		if _, err := r.ReadAt(b, off); err != nil {
+			return false
+		}
+		for _, c := range b {
+			if c != 0 {
+				return false
+			}
+		}
+		off += int64(len(b))
+		n -= int64(len(b))
+	}
+	return true
 }
 
 // Capture copies an ISO image from a block device or image file into a
