@@ -109,7 +109,7 @@ func cloneCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "full", Usage: "an independent copy: reflink where the filesystem can, else a sparse copy"},
 			&cli.StringFlag{Name: "pool", Usage: "pool for the clones' disks (default: the golden's pool)"},
-			&cli.IntFlag{Name: "count", Usage: "make N clones named NEWNAME-1 ... NEWNAME-N"},
+			&cli.IntFlag{Name: "count", DefaultText: "one clone, named NEWNAME", Usage: "make N clones named NEWNAME-1 ... NEWNAME-N"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, "GOLDEN", "NEWNAME"); err != nil {

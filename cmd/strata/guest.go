@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -31,26 +32,26 @@ func openRegistry(c *cli.Context) (*registry.Registry, error) {
 var defineFlags = []cli.Flag{
 	&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "define from a YAML file (see README: guest definition schema)"},
 	&cli.IntFlag{Name: "memory", Value: 512, Usage: "memory at boot, MiB"},
-	&cli.IntFlag{Name: "maxmem", Usage: "memory ceiling, MiB (above --memory needs a balloon driver)"},
-	&cli.IntFlag{Name: "vcpus", Usage: "vCPUs online at boot"},
-	&cli.IntFlag{Name: "maxvcpus", Usage: "vCPU ceiling"},
+	&cli.IntFlag{Name: "maxmem", DefaultText: "--memory", Usage: "memory ceiling, MiB (above --memory needs a balloon driver)"},
+	&cli.IntFlag{Name: "vcpus", DefaultText: strconv.Itoa(hvm.DefaultVCPUs), Usage: "vCPUs online at boot"},
+	&cli.IntFlag{Name: "maxvcpus", DefaultText: "--vcpus", Usage: "vCPU ceiling"},
 	&cli.StringSliceFlag{Name: "disk", Usage: "VOLUME[:VDEV] (repeat, in order; default vdevs hda, hdb, hdd, sda...)"},
 	&cli.StringFlag{Name: "cdrom", Usage: "an iso name or a path, as the CD-ROM drive (hdc); \"\" for an empty drive"},
-	&cli.StringFlag{Name: "boot", Usage: "boot order: c disk, d CD-ROM, n network (e.g. dc)"},
+	&cli.StringFlag{Name: "boot", DefaultText: hvm.DefaultBoot, Usage: "boot order: c disk, d CD-ROM, n network (e.g. dc)"},
 	&cli.StringSliceFlag{Name: "nic", Usage: "a vif spec: bridge=xenbr0[,mac=00:16:3e:..][,model=e1000] (repeat)"},
-	&cli.BoolFlag{Name: "vnc", Usage: "a VNC console (on 127.0.0.1 unless --vnclisten)"},
+	&cli.BoolFlag{Name: "vnc", Value: true, Usage: "a VNC console (on 127.0.0.1 unless --vnclisten); --vnc=false for none"},
 	&cli.StringFlag{Name: "vnclisten", Usage: "VNC listen address (non-loopback needs a password)"},
 	&cli.StringFlag{Name: "vncpasswd-file", Usage: "file holding the VNC password, - for stdin (not on the command line, where ps shows it)"},
 	&cli.BoolFlag{Name: "tablet", Usage: "a USB tablet (absolute pointer under VNC)"},
-	&cli.BoolFlag{Name: "acpi", Usage: "ACPI (default on); --acpi=false turns it off"},
-	&cli.BoolFlag{Name: "apic", Usage: "APIC (default on); --apic=false turns it off"},
+	&cli.BoolFlag{Name: "acpi", Value: true, Usage: "ACPI; --acpi=false turns it off"},
+	&cli.BoolFlag{Name: "apic", Value: true, Usage: "APIC; --apic=false turns it off"},
 	&cli.BoolFlag{Name: "viridian", Usage: "Hyper-V enlightenments for Windows"},
 	&cli.StringFlag{Name: "firmware", Usage: "bios, seabios, rombios or ovmf"},
 	&cli.StringFlag{Name: "os", Usage: "guest OS hint for lint: winxp, win2000, win2003, windows, linux, other"},
-	&cli.StringFlag{Name: "driver", Usage: "the driver guest start uses by default: auto (default), qemu, libvirt or xl"},
-	&cli.StringFlag{Name: "on-reboot", Usage: "destroy (e.g. XP install phase 1), restart, ..."},
-	&cli.StringFlag{Name: "on-poweroff", Usage: "destroy, restart, ..."},
-	&cli.StringFlag{Name: "on-crash", Usage: "destroy, restart, preserve, ..."},
+	&cli.StringFlag{Name: "driver", DefaultText: "auto", Usage: "the driver guest start uses: auto, qemu, libvirt or xl"},
+	&cli.StringFlag{Name: "on-reboot", DefaultText: "restart", Usage: "destroy (e.g. XP install phase 1), restart, ..."},
+	&cli.StringFlag{Name: "on-poweroff", DefaultText: "destroy", Usage: "destroy, restart, ..."},
+	&cli.StringFlag{Name: "on-crash", DefaultText: "destroy", Usage: "destroy, restart, preserve, ..."},
 }
 
 // guestFromFlags builds a definition from define's flags.

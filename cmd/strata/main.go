@@ -208,10 +208,17 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 }
 
 // withUsageErrors makes every command's flag errors an invalid-argument
-// error (exit code 2) with one line of text, not a help page on stdout.
+// error (exit code 2) with one line of text, not a help page on stdout,
+// and keeps help to what is true and useful: a switch is off unless given,
+// so "(default: false)" is not printed.
 func withUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = usageError
+		for _, f := range c.Flags {
+			if b, ok := f.(*cli.BoolFlag); ok && !b.Value {
+				b.DisableDefaultText = true
+			}
+		}
 		// A command that takes names takes "h" and "help" as names (a
 		// guest called h): only commands with subcommands get urfave/cli's
 		// help subcommand; --help works everywhere.

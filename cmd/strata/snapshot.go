@@ -33,11 +33,11 @@ func target(c *cli.Context, rest ...string) (snapshot.TargetRef, []string, error
 }
 
 var policyFlags = []cli.Flag{
-	&cli.IntFlag{Name: "keep-last", Usage: "keep the N newest points"},
-	&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest point of each of the last N hours with points"},
-	&cli.IntFlag{Name: "keep-daily", Usage: "keep the newest point of each of the last N days with points"},
-	&cli.IntFlag{Name: "keep-weekly", Usage: "keep the newest point of each of the last N weeks with points"},
-	&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the last N months with points"},
+	&cli.IntFlag{Name: "keep-last", DefaultText: "off", Usage: "keep the N newest points"},
+	&cli.IntFlag{Name: "keep-hourly", DefaultText: "off", Usage: "keep the newest point of each of the last N hours with points"},
+	&cli.IntFlag{Name: "keep-daily", DefaultText: "off", Usage: "keep the newest point of each of the last N days with points"},
+	&cli.IntFlag{Name: "keep-weekly", DefaultText: "off", Usage: "keep the newest point of each of the last N weeks with points"},
+	&cli.IntFlag{Name: "keep-monthly", DefaultText: "off", Usage: "keep the newest point of each of the last N months with points"},
 	&cli.StringFlag{Name: "older-than", Usage: "only prune points older than this (e.g. 36h, 7d, 2w): newer ones are kept"},
 }
 
@@ -76,7 +76,7 @@ func snapshotCommand() *cli.Command {
 					&cli.StringFlag{Name: "description", Usage: "what the point is for"},
 					&cli.StringSliceFlag{Name: "tag", Usage: "KEY=VALUE (repeat)"},
 					&cli.BoolFlag{Name: "pre", Usage: "a pre point, to pair with a post point after an update"},
-					&cli.IntFlag{Name: "post", Usage: "a post point paired with pre point N"},
+					&cli.IntFlag{Name: "post", DefaultText: "none", Usage: "a post point paired with pre point N"},
 					&cli.StringFlag{Name: "method", Usage: "qcow2-internal, reflink or copy (default: chosen per volume)"},
 					maxPauseFlag, quiesceFlag,
 					&cli.BoolFlag{Name: "memory", Usage: "a running guest (qemu driver): also save its RAM and device state, in the same pause (which lasts as long as writing the RAM); rollback --memory resumes it there"},
