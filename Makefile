@@ -16,7 +16,7 @@ GUEST_DEPS := apt-get=apt dpkg-deb=dpkg qemu-system-x86_64=qemu-system-x86 \
 	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
 DEMO_DEPS := qemu-img=qemu-utils sfdisk=fdisk mdir=mtools $(GUEST_DEPS)
 TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 \
-	xorriso=xorriso bsdtar=libarchive-tools mkfs.xfs=xfsprogs mkfs.btrfs=btrfs-progs mkfs.ext4=e2fsprogs \
+	xorriso=xorriso bsdtar=libarchive-tools zsh=zsh fish=fish man=man-db mkfs.xfs=xfsprogs mkfs.btrfs=btrfs-progs mkfs.ext4=e2fsprogs \
 	losetup=mount virsh=libvirt-clients virt-xml-validate=libvirt-clients xmllint=libxml2-utils \
 	/usr/sbin/libvirtd=libvirt-daemon /usr/sbin/virtlogd=libvirt-daemon /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so=libvirt-daemon-driver-qemu \
 	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
@@ -27,7 +27,7 @@ SOAK_DURATION ?= 30m
 SOAK_TRIALS   ?=
 SOAK_FLAGS    ?=
 
-.PHONY: all build demo test test-deps bench soak vet fmt clean
+.PHONY: all build demo test test-deps bench soak vet fmt clean man
 
 all: build
 
@@ -38,6 +38,12 @@ demo: build
 	@./.ci/deps $(DEMO_DEPS)
 	$(GO) build -o bin/strata-testguest ./cmd/strata-testguest
 	@./.ci/demo.sh $(BIN) bin/strata-testguest
+
+# strata(1), from the CLI's own definition; the generator is built only
+# here (tag strata_man), never into bin/strata.
+man:
+	@mkdir -p bin
+	$(GO) run -tags strata_man ./cmd/strata __man > bin/strata.1.tmp && mv bin/strata.1.tmp bin/strata.1
 
 test-deps:
 	@./.ci/deps $(TEST_DEPS)

@@ -123,7 +123,6 @@ func newApp() *cli.App {
 			"Exit codes: 0 ok, 1 internal, 2 invalid argument, 3 not found, 4 already exists, 5 in use,\n" +
 			"6 busy, 7 failed precondition, 8 not supported, 9 catalog damaged or missing (see strata catalog);\n" +
 			"130 interrupted by a signal (after finishing or undoing); snapshot run exits with its command's code.",
-		EnableBashCompletion: true,
 		// Repeated flags, not commas, make lists: a --nic spec has commas.
 		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
@@ -134,7 +133,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
 		},
 		Before:         setup,
-		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand()},
+		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand(), completionCommand()},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
@@ -236,6 +235,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
 	withUsageErrors(app.Commands)
+	if len(os.Args) > 1 && os.Args[1] == completeCommand {
+		complete(app, os.Stdout, os.Args[2:])
+		stop()
+		return
+	}
 	err := app.RunContext(ctx, interspersed(app, os.Args))
 	stop()
 	if err != nil && strings.HasPrefix(err.Error(), "No help topic for ") {
