@@ -300,3 +300,130 @@ func TestPasswordNeverListed(t *testing.T) {
 		}
 	}
 }
+
+// smallISO builds a small ISO with strata in a throwaway home and returns
+// a copy of it outside any state home.
+func smallISO(t *testing.T) string {
+	t.Helper()
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.txt"), []byte("hi\n"), 0o644)
+	h := t.TempDir()
+	ok(t, h, "iso", "build", src, "fixture")
+	var m struct{ Path string }
+	jsonOf(t, h, &m, "iso", "info", "fixture")
+	out := filepath.Join(t.TempDir(), "fixture.iso")
+	data, _ := os.ReadFile(m.Path)
+	os.WriteFile(out, data, 0o644)
+	return out
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// 1. Rendering the QEMU argv without --show-secrets must not drop VNC auth:
+// the password never is on argv anyway (it goes through QMP).
+func TestGuestQemuRenderKeepsVNCAuth(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "guest", "define", "w", "--vnc", "--vnclisten", "0.0.0.0", "--vncpasswd-file", writeFile(t, "s3cret\n"))
+	argv := ok(t, h, "guest", "render", "w", "--format", "qemu")
+	if !strings.Contains(argv, "0.0.0.0:0,to=99,password=on") {
+		t.Fatalf("VNC on 0.0.0.0 rendered without password=on:\n%s", argv)
+	}
+}
+
+// 2. A SPICE console must stay on loopback unless asked, and an exposed
+// one without a ticket must be linted.
+func TestGuestSpiceDefaultsToLoopback(t *testing.T) {
+	h := t.TempDir()
+	y := "api_version: strata/v1\nname: sp\nmemory: 256\ndisplay: {vnc: false, spice: {enabled: true, port: 5930, disable_ticketing: true}}\n"
+	ok(t, h, "guest", "define", "-f", writeFile(t, y))
+	cfg := ok(t, h, "guest", "render", "sp", "--format", "xl")
+	if !strings.Contains(cfg, `spicehost = "127.0.0.1"`) {
+		t.Errorf("xl.cfg has spice without spicehost (xl: any interface):\n%s", cfg)
+	}
+	ok(t, h, "guest", "set", "sp", "display.spice.host=0.0.0.0")
+	if ids := lintIDs(t, h, "sp"); !strings.Contains(ids, "exposed") {
+		t.Errorf("SPICE on 0.0.0.0 without a ticket: lint found only %s", ids)
+	}
+}
+
+// 6. A number that is not an integer is refused, not truncated.
+func TestGuestNonIntegerRefused(t *testing.T) {
+	h := t.TempDir()
+	fails(t, h, 2, []string{"memory"}, "guest", "define", "-f", writeFile(t, "api_version: strata/v1\nname: f\nmemory: 1.9\n"))
+	ok(t, h, "guest", "define", "g")
+	before := ok(t, h, "--output", "yaml", "guest", "show", "g")
+	fails(t, h, 2, []string{"vcpus"}, "guest", "set", "g", "vcpus=2.5")
+	if after := ok(t, h, "--output", "yaml", "guest", "show", "g"); after != before {
+		t.Errorf("refused set changed the guest:\n%s", after)
+	}
+}
+
+// 7. guest set keeps a SPICE password as typed (leading zeros); it comes
+// from a file, never the command line.
+func TestGuestSpicePasswordKeptVerbatim(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "guest", "define", "g")
+	ok(t, h, "guest", "set", "g", "display.spice.enabled=true", "--secret-file", "display.spice.passwd="+writeFile(t, "007\n"))
+	y := ok(t, h, "--output", "yaml", "guest", "show", "g", "--show-secrets")
+	if !strings.Contains(y, `passwd: "007"`) {
+		t.Errorf("spice password changed:\n%s", y)
+	}
+}
+
+// 8. An imported spicepasswd (kept in extra) is never shown without --show-secrets.
+func TestGuestExtraSpicePasswdRedacted(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "guest", "import", writeFile(t, "name=\"sp\"\ntype=\"hvm\"\nmemory=256\nspicepasswd=\"topsecret1\"\n"))
+	for _, o := range []string{"yaml", "json", "table"} {
+		if out := ok(t, h, "--output", o, "guest", "show", "sp"); strings.Contains(out, "topsecret1") {
+			t.Errorf("guest show -o %s prints the SPICE password:\n%s", o, out)
+		}
+	}
+}
+
+// guest delete --with-disks changes nothing if one disk cannot go.
+func TestGuestDeleteWithDisksAllOrNothing(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d1 := newDisk(t, home, "d1", "raw", "")
+	newDisk(t, home, "d2", "qcow2", "")
+	ok(t, home, "guest", "define", "gx", "--disk", "d1", "--disk", "d2")
+	ok(t, home, "guest", "set", "gx", "disks.1.access=ro") // d2 read-only: no restore point writes it...
+	ok(t, home, "snapshot", "create", "--volume", "d2")    // ...but a volume point holds it
+	before := snapshotState(t, home)
+	fails(t, home, 5, []string{"guest \"gx\" was not deleted", "restore point"}, "guest", "delete", "gx", "--with-disks")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a refused delete changed the state")
+	}
+	if _, err := os.Stat(d1.path); err != nil {
+		t.Errorf("d1 gone: %v", err)
+	}
+	// A read-only disk is still a use: its volume cannot be deleted.
+	fails(t, home, 5, []string{`disk of guest "gx"`}, "volume", "delete", "d2")
+}
+
+// --adopt-disks reuses a volume already registered through a symlink.
+func TestAdoptDisksThroughSymlink(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "real.img")
+	sparseFile(t, img, 1<<20, nil)
+	link := filepath.Join(dir, "link.img")
+	if err := os.Symlink(img, link); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "volume", "import", img, "--name", "known")
+	cfg := filepath.Join(dir, "g.cfg")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("name = 'sym'\nbuilder = 'hvm'\nmemory = 256\ndisk = [ 'file:%s,hda,w' ]\n", link)), 0o600)
+	var g guestJSON
+	jsonOf(t, home, &g, "guest", "import", cfg, "--adopt-disks")
+	if g.Disks[0].Volume != "known" {
+		t.Errorf("disk %+v: want the volume already registered", g.Disks[0])
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -494,5 +495,58 @@ func TestISOBadInput(t *testing.T) {
 	ents, _ := os.ReadDir(pool)
 	if len(ents) != 2 { // and the pool's owner marker
 		t.Fatalf("pool holds %d entries, want the one image", len(ents))
+	}
+}
+
+// 3. iso import in place must refuse a file strata manages (a volume's image).
+func TestISOImportRefusesVolumeImage(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "volume", "import", smallISO(t), "--copy", "--name", "isovol")
+	var v struct{ Path string }
+	jsonOf(t, h, &v, "volume", "info", "isovol")
+	fails(t, h, 2, []string{"strata"}, "iso", "import", v.Path, "--name", "stolen")
+	runIn(t, h, nil, "iso", "delete", "stolen", "--purge")
+	if _, err := os.Stat(v.Path); err != nil {
+		t.Fatalf("volume isovol lost its image: %v", err)
+	}
+}
+
+// 4. A FIFO given to iso capture/import/info is refused, not opened.
+func TestISOFifoRefused(t *testing.T) {
+	h := t.TempDir()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"iso", "capture", fifo, "c"}, {"iso", "import", fifo, "--name", "c"}, {"iso", "info", fifo}} {
+		cmd := exec.Command(strataBinary(t), append([]string{"--home", h}, args...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if ee, _ := err.(*exec.ExitError); ee == nil || ee.ExitCode() != 2 {
+				t.Errorf("%v: %v, want exit 2", args, err)
+			}
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("%v: still blocked on the FIFO after 5s", args)
+		}
+	}
+}
+
+// 5. iso delete is refused while a guest's CD-ROM names the iso's image by path.
+func TestISODeleteInUseByPath(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "iso", "import", smallISO(t), "--pool", "default", "--name", "inst")
+	var m struct{ Path string }
+	jsonOf(t, h, &m, "iso", "info", "inst")
+	ok(t, h, "guest", "define", "g", "--cdrom", m.Path)
+	fails(t, h, 5, []string{"inst"}, "iso", "delete", "inst")
+	if _, err := os.Stat(m.Path); err != nil {
+		t.Fatalf("guest g's CD-ROM image was deleted: %v", err)
 	}
 }

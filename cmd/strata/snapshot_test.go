@@ -8,11 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
+	"time"
 
 	"github.com/strata-vm/strata/storage/storagetest"
+	"golang.org/x/sys/unix"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 type pointJSON struct {
@@ -680,4 +681,130 @@ func TestGuestsNamedLikeHelpGetPoints(t *testing.T) {
 	if out := ok(t, home, "snapshot", "create", "--help"); !strings.Contains(out, "take a restore point") {
 		t.Fatalf("snapshot create --help: %s", out)
 	}
+}
+
+// A guest's disks cannot change under an operation that waits for the
+// guest's lock: guest set takes that lock too (it used to change the disks
+// while snapshot create waited, and the create then wrote the new disk
+// without its lock). The create, once the lock is free, takes its point of
+// the disk the guest had.
+func TestGuestLockCoversDiskAddedWhileWaiting(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "sys", "qcow2", "")
+	ok(t, home, "volume", "create", "c", "--size", "32M", "--format", "qcow2")
+	var g struct{ ID string }
+	jsonOf(t, home, &g, "guest", "define", "web", "--disk", "sys")
+	release := holdLock(t, home, "g-"+g.ID)
+	done := make(chan result)
+	go func() { done <- runIn(t, home, nil, "snapshot", "create", "web") }()
+	time.Sleep(500 * time.Millisecond) // the create waits for g-web
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "guest", "set", "web", "disks.0.volume=c")
+	release()
+	if r := <-done; r.code != 0 {
+		t.Fatalf("snapshot create web: exit %d %s", r.code, r.stderr)
+	}
+	var ps []struct {
+		Disks []struct{ Volume string } `json:"disks"`
+	}
+	jsonOf(t, home, &ps, "snapshot", "list", "web")
+	if len(ps) != 1 || len(ps[0].Disks) != 1 || ps[0].Disks[0].Volume != "sys" {
+		t.Errorf("points of web: %+v, want one point of sys", ps)
+	}
+}
+
+// The hints strata prints for a volume target leave out --volume: run
+// as printed they act on the guest of the same name.
+func TestVolumeHintsSayVolume(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "web", "qcow2", "")
+	newDisk(t, home, "sys", "qcow2", "")
+	ok(t, home, "guest", "define", "web", "--disk", "sys")
+	ok(t, home, "snapshot", "create", "--volume", "web")
+	ok(t, home, "snapshot", "create", "web")
+	ok(t, home, "snapshot", "create", "web")
+	out := ok(t, home, "snapshot", "rollback", "--volume", "web", "1")
+	if !strings.Contains(out, "strata snapshot rollback --volume web 2") {
+		t.Errorf("undo hint of a volume rollback: %q (run as printed, it rolls guest web back to its point 2)", out)
+	}
+	ok(t, home, "snapshot", "pin", "--volume", "web", "1")
+	r := fails(t, home, 7, nil, "snapshot", "delete", "--volume", "web", "1")
+	if !strings.Contains(r.stderr, "unpin --volume web 1") {
+		t.Errorf("pinned hint: %q (run as printed, it unpins guest web's point 1)", r.stderr)
+	}
+}
+
+// Flag combinations that cannot mean what they say are refused (exit 2)
+// and change nothing.
+func TestSnapshotFlagCombinationsRefused(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "v", "qcow2", "")
+	ok(t, home, "snapshot", "create", "--volume", "v", "--pre")
+	ok(t, home, "snapshot", "policy", "--volume", "v", "--keep-last", "5")
+	before := snapshotState(t, home)
+	fails(t, home, 2, []string{"invalid --post 0"}, "snapshot", "create", "--volume", "v", "--post", "0")
+	fails(t, home, 2, []string{"invalid --post -3"}, "snapshot", "create", "--volume", "v", "--post=-3")
+	fails(t, home, 2, []string{"no --empty-pairs"}, "snapshot", "prune", "--all", "--empty-pairs")
+	fails(t, home, 2, []string{"--clear removes the stored policy"}, "snapshot", "policy", "--volume", "v", "--clear", "--keep-last", "3")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a refused command changed the state")
+	}
+}
+
+// volume resize and delete wait for the lock a restore point operation
+// holds on the volume (a resize during a rollback went into the
+// pre-rollback point's hard-linked file, not the volume), and give up with
+// "busy" after --lock-timeout, changing nothing.
+func TestResizeAndDeleteWaitForPointOperation(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "sys", "--size", "32M")
+	ok(t, home, "snapshot", "create", "--volume", "sys")
+	ok(t, home, "snapshot", "delete", "--volume", "sys", "1")
+	f, err := os.OpenFile(filepath.Join(home, "locks", "v-"+v.ID+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotState(t, home)
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "volume", "resize", "sys", "--size", "64M")
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "volume", "delete", "sys")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a busy resize or delete changed the state")
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	ok(t, home, "volume", "resize", "sys", "--size", "64M")
+	ok(t, home, "volume", "delete", "sys")
+}
+
+// guest delete (--with-disks) and guest set wait for the locks a restore
+// point operation holds on the guest and its disks: the delete used to
+// remove a disk's image under a running copy, and a set was lost to the
+// rollback's record.
+func TestGuestDeleteAndSetWaitForPointOperation(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	var v volumeJSON
+	jsonOf(t, home, &v, "volume", "create", "sys", "--size", "32M")
+	ok(t, home, "volume", "create", "other", "--size", "32M")
+	var g struct{ ID string }
+	jsonOf(t, home, &g, "guest", "define", "web", "--disk", "sys")
+	ok(t, home, "snapshot", "create", "web")
+	ok(t, home, "snapshot", "delete", "web", "1")
+	releaseV := holdLock(t, home, "v-"+v.ID)
+	releaseG := holdLock(t, home, "g-"+g.ID)
+	before := snapshotState(t, home)
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "guest", "delete", "web", "--with-disks")
+	fails(t, home, 6, []string{"busy"}, "--lock-timeout", "200ms", "guest", "set", "web", "disks.0.volume=other")
+	if after := snapshotState(t, home); after != before {
+		t.Errorf("a busy guest delete or set changed the state")
+	}
+	if _, err := os.Stat(v.Path); err != nil {
+		t.Errorf("the disk's image was removed under the point operation: %v", err)
+	}
+	releaseG()
+	releaseV()
+	ok(t, home, "guest", "set", "web", "disks.0.volume=other")
+	ok(t, home, "guest", "delete", "web", "--with-disks")
 }

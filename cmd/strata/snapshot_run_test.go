@@ -1,9 +1,8 @@
 package main_test
 
-// Tests from a review of the CLI plumbing: each failed before its fix.
-
 import (
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,20 +51,11 @@ func TestSnapshotRunForwardsSIGTERM(t *testing.T) {
 	}
 }
 
-// An unknown command is an invalid argument (2), not an internal error (1).
-func TestUnknownCommandExit2(t *testing.T) {
-	home := t.TempDir()
-	for _, args := range [][]string{{"nosuchcmd"}, {"volume", "nosuchsub"}} {
-		if r := runIn(t, home, nil, args...); r.code != 2 {
-			t.Errorf("strata %v: exit %d, want 2; stderr %q", args, r.code, r.stderr)
-		}
-	}
-}
-
-// Global flags may be written between a command and its subcommand.
-func TestGlobalFlagBetweenCommandAndSubcommand(t *testing.T) {
-	home := t.TempDir()
-	if r := runIn(t, home, nil, "volume", "-o", "json", "list"); r.code != 0 || !strings.HasPrefix(r.stdout, "[") {
-		t.Fatalf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+func TestSnapshotRunOnVolume(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "frag", "qcow2", "")
+	ok(t, home, "snapshot", "run", "--volume", "frag", "--", "true")
+	if got := ids(points(t, home, "--volume", "frag")); got != "1,2" {
+		t.Errorf("points %s", got)
 	}
 }
