@@ -550,3 +550,19 @@ func TestISODeleteInUseByPath(t *testing.T) {
 		t.Fatalf("guest g's CD-ROM image was deleted: %v", err)
 	}
 }
+
+// Registering the same bytes twice is allowed, and said: the second iso's
+// capture or import names the first.
+func TestISOWithTheSameBytesAsAnotherNamesIt(t *testing.T) {
+	h := t.TempDir()
+	iso := smallISO(t)
+	ok(t, h, "iso", "import", iso, "--name", "first")
+	r := runIn(t, h, nil, "iso", "capture", iso, "second")
+	if r.code != 0 || !strings.Contains(r.stderr, `same bytes (SHA-256) as iso "first"`) {
+		t.Fatalf("capture of the same image: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = runIn(t, h, nil, "iso", "import", iso, "--pool", "default", "--name", "third")
+	if r.code != 0 || !strings.Contains(r.stderr, `as iso "first"`) {
+		t.Fatalf("import of the same image: stderr %q", r.stderr)
+	}
+}

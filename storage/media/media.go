@@ -167,6 +167,15 @@ func add(tx *catalog.Tx, m Medium) error {
 			return storage.Errorf(storage.ErrExists, "%q is already registered as iso %q", m.Path, o.Name)
 		}
 	}
+	for _, o := range media {
+		if o.SHA256 != "" && o.SHA256 == m.SHA256 {
+			// Both are kept (an admin may want two names), but nobody
+			// should find out from the disk usage.
+			log.Warn().Str("iso", m.Name).Str("same_as", o.Name).Str("sha256", m.SHA256).
+				Msgf("iso %q has the same bytes (SHA-256) as iso %q, which is already registered: both are kept; strata iso delete %s removes the new one", m.Name, o.Name, m.Name)
+			break
+		}
+	}
 	m.Files, m.Trees = nil, nil
 	if err := tx.Put(bucketNames, m.Name, m.ID); err != nil {
 		return err
