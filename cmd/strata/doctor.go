@@ -1,12 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/rs/zerolog/log"
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/store"
 )
 
@@ -44,6 +49,13 @@ func doctorCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if len(findings) == 0 {
+				// A healthy home says what was checked, not an empty table.
+				log.Info().Msg("no problems: " + checkedSummary(c, st, m) + " agree with the files")
+				if c.String("output") != "json" {
+					return nil
+				}
+			}
 			if err := emitFindings(c, findings); err != nil {
 				return err
 			}
@@ -68,6 +80,29 @@ func emitFindings(c *cli.Context, findings []snapshot.Finding) error {
 			row(w, f.Kind, f.Repaired, f.Target, f.Path, f.Detail)
 		}
 	})
+}
+
+// checkedSummary says what doctor looked at: "the catalog's 3 volumes, 1
+// guest, ...".
+func checkedSummary(c *cli.Context, st *store.Store, m *snapshot.Manager) string {
+	var vols, guests, pools int
+	_ = st.Catalog.View(func(tx *catalog.Tx) error {
+		v, _ := tx.Volumes()
+		g, _ := tx.Guests()
+		p, _ := tx.Pools()
+		vols, guests, pools = len(v), len(g), len(p)
+		return nil
+	})
+	points, _ := m.List(c.Context, nil)
+	goldens, _ := m.GoldenList(c.Context)
+	isos, _ := media.New(st.Catalog).List(c.Context)
+	n := func(k int, one, many string) string {
+		if k == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %s", k, many)
+	}
+	return "the catalog's " + strings.Join([]string{n(pools, "pool", "pools"), n(vols, "volume", "volumes"), n(guests, "guest", "guests"), n(len(points), "restore point", "restore points"), n(len(goldens), "golden image", "golden images"), n(len(isos), "iso", "isos")}, ", ")
 }
 
 // catalogFindings runs bbolt's consistency check over the whole catalog

@@ -290,3 +290,15 @@ func TestDoctorUnreadablePointRecord(t *testing.T) {
 		t.Errorf("doctor --repair removed %s, which the unreadable record names: %v", orphan, err)
 	}
 }
+
+// A healthy home gets one line saying what was checked, not an empty
+// table.
+func TestDoctorOfAHealthyHomeSaysWhatItChecked(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "volume", "create", "v", "--size", "16M")
+	ok(t, h, "guest", "define", "g", "--disk", "v")
+	r := runIn(t, h, nil, "doctor")
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "no problems: the catalog's 1 pool, 1 volume, 1 guest, 0 restore points") {
+		t.Fatalf("doctor of a healthy home: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}

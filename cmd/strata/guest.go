@@ -383,7 +383,15 @@ func guestCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return lm.Delete(c.Context, c.Args().First(), c.Bool("with-disks"))
+					if err := lm.Delete(c.Context, c.Args().First(), c.Bool("with-disks")); err != nil {
+						return err
+					}
+					what := "guest deleted; its disks stay (see strata volume list)"
+					if c.Bool("with-disks") {
+						what = "guest deleted with its disks"
+					}
+					log.Info().Str("guest", c.Args().First()).Msg(what)
+					return nil
 				},
 			},
 		}, append(guestRunCommands(), guestAttachCommands()...)...),

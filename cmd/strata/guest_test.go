@@ -427,3 +427,17 @@ func TestAdoptDisksThroughSymlink(t *testing.T) {
 		t.Errorf("disk %+v: want the volume already registered", g.Disks[0])
 	}
 }
+
+// guest delete says what it did, and what became of the disks.
+func TestGuestDeleteSaysWhatItDid(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "volume", "create", "v", "--size", "16M")
+	ok(t, h, "guest", "define", "g", "--disk", "v")
+	if r := runIn(t, h, nil, "guest", "delete", "g"); r.code != 0 || !strings.Contains(r.stderr, "guest deleted; its disks stay") {
+		t.Fatalf("guest delete: exit %d, stderr %q", r.code, r.stderr)
+	}
+	ok(t, h, "guest", "define", "g", "--disk", "v")
+	if r := runIn(t, h, nil, "guest", "delete", "g", "--with-disks"); r.code != 0 || !strings.Contains(r.stderr, "guest deleted with its disks") {
+		t.Fatalf("guest delete --with-disks: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
