@@ -22,21 +22,46 @@ import (
 // point of each of the last N hours/days/ISO weeks/months that have points
 // (in UTC). KeepWithin keeps every point younger than it (--older-than D
 // prunes only points older than D).
+//
+// The count rules count the user's points only (single, pre and post):
+// the automatic pre-rollback points have their own rule, KeepPreRollback
+// (the newest N; DefaultKeepPreRollback when unset), so a burst of
+// rollbacks never pushes a named point out of --keep-last. A policy
+// without a rule for the user's points (only KeepPreRollback) keeps them
+// all.
 type Policy struct {
-	KeepLast    int           `json:"keep_last,omitempty"`
-	KeepHourly  int           `json:"keep_hourly,omitempty"`
-	KeepDaily   int           `json:"keep_daily,omitempty"`
-	KeepWeekly  int           `json:"keep_weekly,omitempty"`
-	KeepMonthly int           `json:"keep_monthly,omitempty"`
-	KeepWithin  time.Duration `json:"keep_within,omitempty"`
+	KeepLast        int           `json:"keep_last,omitempty"`
+	KeepHourly      int           `json:"keep_hourly,omitempty"`
+	KeepDaily       int           `json:"keep_daily,omitempty"`
+	KeepWeekly      int           `json:"keep_weekly,omitempty"`
+	KeepMonthly     int           `json:"keep_monthly,omitempty"`
+	KeepWithin      time.Duration `json:"keep_within,omitempty"`
+	KeepPreRollback *int          `json:"keep_pre_rollback,omitempty"`
+}
+
+// DefaultKeepPreRollback is how many automatic pre-rollback points a
+// policy keeps when it does not say.
+const DefaultKeepPreRollback = 3
+
+// PreRollback is how many pre-rollback points the policy keeps.
+func (p Policy) PreRollback() int {
+	if p.KeepPreRollback == nil {
+		return DefaultKeepPreRollback
+	}
+	return *p.KeepPreRollback
+}
+
+// userRules reports whether the policy has a rule for the user's points.
+func (p Policy) userRules() bool {
+	return p.KeepLast != 0 || p.KeepHourly != 0 || p.KeepDaily != 0 || p.KeepWeekly != 0 || p.KeepMonthly != 0 || p.KeepWithin != 0
 }
 
 // Empty reports whether the policy has no rule.
-func (p Policy) Empty() bool { return p == Policy{} }
+func (p Policy) Empty() bool { return !p.userRules() && p.KeepPreRollback == nil }
 
 // Validate refuses negative counts.
 func (p Policy) Validate() error {
-	for name, n := range map[string]int{"--keep-last": p.KeepLast, "--keep-hourly": p.KeepHourly, "--keep-daily": p.KeepDaily, "--keep-weekly": p.KeepWeekly, "--keep-monthly": p.KeepMonthly} {
+	for name, n := range map[string]int{"--keep-last": p.KeepLast, "--keep-hourly": p.KeepHourly, "--keep-daily": p.KeepDaily, "--keep-weekly": p.KeepWeekly, "--keep-monthly": p.KeepMonthly, "--keep-pre-rollback": p.PreRollback()} {
 		if n < 0 {
 			return storage.Errorf(storage.ErrInvalid, "invalid %s %d: give a count of 0 or more", name, n)
 		}
@@ -91,13 +116,25 @@ func Select(points []Point, p Policy, now time.Time) []Decision {
 		return sorted[i].ID > sorted[j].ID
 	})
 	out := make([]Decision, len(sorted))
+	users, automatic := 0, 0
 	for i, pt := range sorted {
 		out[i] = Decision{Point: pt, Reasons: []string{}}
 		if pt.Pinned {
 			out[i].Reasons = append(out[i].Reasons, "pinned")
 		}
-		if i < p.KeepLast {
-			out[i].Reasons = append(out[i].Reasons, "last")
+		if pt.Kind == KindPreRollback {
+			if automatic < p.PreRollback() {
+				out[i].Reasons = append(out[i].Reasons, "last-pre-rollback")
+			}
+			automatic++
+		} else {
+			if users < p.KeepLast {
+				out[i].Reasons = append(out[i].Reasons, "last")
+			}
+			if !p.userRules() {
+				out[i].Reasons = append(out[i].Reasons, "no-rule")
+			}
+			users++
 		}
 		if p.KeepWithin > 0 && now.Sub(pt.Created) < p.KeepWithin {
 			out[i].Reasons = append(out[i].Reasons, "within")
@@ -118,6 +155,9 @@ func Select(points []Point, p Policy, now time.Time) []Decision {
 		for i := range out {
 			if len(seen) >= b.n {
 				break
+			}
+			if out[i].Point.Kind == KindPreRollback {
+				continue // counted by its own rule
 			}
 			k := b.of(out[i].Point.Created)
 			if !seen[k] {
@@ -182,14 +222,15 @@ func (m *Manager) Prune(ctx context.Context, r TargetRef, p Policy, dryRun, empt
 		return PruneResult{}, err
 	}
 	if p.Empty() && emptyPairs {
-		p = Policy{KeepLast: 1 << 30} // only the empty pairs go
+		all := 1 << 30
+		p = Policy{KeepLast: all, KeepPreRollback: &all} // only the empty pairs go
 	} else if p.Empty() {
 		stored, err := m.GetPolicy(ctx, r)
 		if err != nil {
 			return PruneResult{}, err
 		}
 		if stored.Empty() {
-			return PruneResult{}, storage.Errorf(storage.ErrInvalid, "no retention rule for %q: give --keep-last, --keep-daily, ... or store a policy with 'strata snapshot policy'", r.Name)
+			return PruneResult{}, storage.Errorf(storage.ErrInvalid, "no retention rule for %q: give --keep-last, --keep-daily, --keep-pre-rollback, ... or store a policy with 'strata snapshot policy'", r.Name)
 		}
 		p = stored
 	}

@@ -86,3 +86,32 @@ func TestParseAge(t *testing.T) {
 		}
 	}
 }
+
+// Automatic pre-rollback points have their own count: a burst of
+// rollbacks never pushes the user's points out of --keep-last or the time
+// buckets, and the newest DefaultKeepPreRollback of them stay unless told.
+func TestSelectCountsPreRollbackPointsApart(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	// 1, 2: the user's (named) points; 3..8: automatic, all newer.
+	ps := history(now, 50, 40, 6, 5, 4, 3, 2, 1)
+	ps[0].Name, ps[1].Name = "before-sp3", "after-sp3"
+	for i := 2; i < len(ps); i++ {
+		ps[i].Kind = snapshot.KindPreRollback
+	}
+	zero, one := 0, 1
+	for _, tc := range []struct {
+		name string
+		p    snapshot.Policy
+		want string
+	}{
+		{"keep-last counts the user's points", snapshot.Policy{KeepLast: 2}, "8,7,6,2,1"},
+		{"keep-last 1", snapshot.Policy{KeepLast: 1}, "8,7,6,2"},
+		{"daily buckets skip automatic points", snapshot.Policy{KeepDaily: 1}, "8,7,6,2"},
+		{"pre-rollback rule alone keeps the user's points", snapshot.Policy{KeepPreRollback: &one}, "8,2,1"},
+		{"no pre-rollback point kept", snapshot.Policy{KeepLast: 5, KeepPreRollback: &zero}, "2,1"},
+	} {
+		if got := kept(snapshot.Select(ps, tc.p, now)); got != tc.want {
+			t.Errorf("%s: kept %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

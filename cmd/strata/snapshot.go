@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,12 +40,17 @@ var policyFlags = []cli.Flag{
 	&cli.IntFlag{Name: "keep-weekly", DefaultText: "off", Usage: "keep the newest point of each of the last N weeks with points"},
 	&cli.IntFlag{Name: "keep-monthly", DefaultText: "off", Usage: "keep the newest point of each of the last N months with points"},
 	&cli.StringFlag{Name: "older-than", Usage: "only prune points older than this (e.g. 36h, 7d, 2w): newer ones are kept"},
+	&cli.IntFlag{Name: "keep-pre-rollback", DefaultText: strconv.Itoa(snapshot.DefaultKeepPreRollback), Usage: "keep the N newest automatic pre-rollback points (the other rules count only your own points)"},
 }
 
 func policyOf(c *cli.Context) (snapshot.Policy, error) {
 	within, err := snapshot.ParseAge(c.String("older-than"))
 	p := snapshot.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
 		KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly"), KeepWithin: within}
+	if c.IsSet("keep-pre-rollback") {
+		n := c.Int("keep-pre-rollback")
+		p.KeepPreRollback = &n
+	}
 	if err == nil {
 		err = p.Validate()
 	}
@@ -355,6 +361,7 @@ func snapshotCommand() *cli.Command {
 						row(w, "keep-weekly:", p.KeepWeekly)
 						row(w, "keep-monthly:", p.KeepMonthly)
 						row(w, "older-than:", p.KeepWithin)
+						row(w, "keep-pre-rollback:", p.PreRollback())
 					})
 				},
 			},
