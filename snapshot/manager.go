@@ -6,13 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/strata-vm/strata/hvm/boot"
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-vm/strata/hvm/boot"
 
 	"github.com/rs/zerolog/log"
 
@@ -664,16 +666,90 @@ func (m *Manager) SetPinned(ctx context.Context, r TargetRef, ref string, pinned
 
 // Delete removes a restore point and its data. Pinned points are refused.
 func (m *Manager) Delete(ctx context.Context, r TargetRef, ref string) error {
-	return m.withTarget(ctx, r, func(t Target) error {
-		p, err := m.point(t, ref)
-		if err != nil {
-			return err
+	_, err := m.DeleteMany(ctx, r, []string{ref})
+	return err
+}
+
+// DeleteMany deletes several points of one target, given by number, name
+// or range "N-M" (the points numbered N to M that exist; a point named
+// "N-M" is that point). All of them are resolved and checked first, under
+// the target's lock: one that does not exist or is pinned deletes
+// nothing. Then each is deleted as Delete would (journaled one by one); a
+// failure stops there and says which were deleted. It returns the numbers
+// deleted, in order.
+func (m *Manager) DeleteMany(ctx context.Context, r TargetRef, refs []string) ([]int, error) {
+	var done []int
+	err := m.withTarget(ctx, r, func(t Target) error {
+		var points []Point
+		seen := map[int]bool{}
+		for _, ref := range refs {
+			ps, err := m.pointsOfRef(t, ref)
+			if err != nil {
+				return err
+			}
+			for _, p := range ps {
+				if p.Pinned {
+					return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s is pinned: unpin it first ('strata snapshot unpin %s %d'); nothing was deleted", p.ID, t, t.Arg(), p.ID)
+				}
+				if !seen[p.ID] {
+					seen[p.ID] = true
+					points = append(points, p)
+				}
+			}
 		}
-		if p.Pinned {
-			return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s is pinned: unpin it first ('strata snapshot unpin %s %d')", p.ID, t, t.Arg(), p.ID)
+		slices.SortFunc(points, func(a, b Point) int { return a.ID - b.ID })
+		for _, p := range points {
+			if err := m.delete(ctx, t, p); err != nil {
+				if len(done) > 0 {
+					return fmt.Errorf("%w (points %s of %s were deleted before this one)", err, joinInts(done), t)
+				}
+				return err
+			}
+			done = append(done, p.ID)
 		}
-		return m.delete(ctx, t, p)
+		return nil
 	})
+	return done, err
+}
+
+// pointsOfRef resolves a point reference of DeleteMany: a number, a name,
+// or a range N-M of the ready points that exist (at least one).
+func (m *Manager) pointsOfRef(t Target, ref string) ([]Point, error) {
+	lo, hi, isRange := strings.Cut(ref, "-")
+	from, err1 := strconv.Atoi(lo)
+	to, err2 := strconv.Atoi(hi)
+	if !isRange || err1 != nil || err2 != nil {
+		p, err := m.point(t, ref)
+		return []Point{p}, err
+	}
+	if p, err := m.point(t, ref); err == nil {
+		return []Point{p}, nil // a point named like a range
+	}
+	if from <= 0 || to < from {
+		return nil, storage.Errorf(storage.ErrInvalid, "invalid range %q: write FIRST-LAST with 1 <= FIRST <= LAST (e.g. 3-7)", ref)
+	}
+	var out []Point
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		all, err := pointsOf(tx, t.Key)
+		for _, p := range all {
+			if p.ID >= from && p.ID <= to && p.State == stateReady {
+				out = append(out, p)
+			}
+		}
+		return err
+	})
+	if err == nil && len(out) == 0 {
+		err = storage.Errorf(storage.ErrNotFound, "%s has no restore point numbered %d to %d: see 'strata snapshot list %s'", t, from, to, t.Arg())
+	}
+	return out, err
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
@@ -841,7 +917,7 @@ func guestUser(tx *catalog.Tx, g storage.Guest) error {
 		return err
 	}
 	if len(points) > 0 {
-		return storage.Errorf(storage.ErrInUse, "guest %q has %d restore point(s): delete them first ('strata snapshot delete %s POINT', or prune)", g.Name, len(points), g.Name)
+		return storage.Errorf(storage.ErrInUse, "guest %q has %d restore point(s): delete them with it ('strata guest delete %s --with-points') or first ('strata snapshot delete %s POINT...', or prune)", g.Name, len(points), g.Name, g.Name)
 	}
 	return nil
 }

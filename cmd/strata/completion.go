@@ -205,6 +205,11 @@ func (s *completionState) argValues(app *cli.App) []string {
 		}
 	}
 	kinds := s.argKinds(parent)
+	if strings.HasSuffix(s.cmd.ArgsUsage, "...") {
+		for len(kinds) > 0 && len(kinds) <= len(s.positional) {
+			kinds = append(kinds, kinds[len(kinds)-1]) // POINT...: any number
+		}
+	}
 	if len(s.positional) >= len(kinds) {
 		return nil
 	}

@@ -14,9 +14,11 @@ import (
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/hvm/lint"
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/hvm/xlcfg"
+	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -374,7 +376,10 @@ func guestCommand() *cli.Command {
 			},
 			{
 				Name: "delete", Usage: "forget a guest (its disks stay unless --with-disks)", ArgsUsage: "NAME",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "with-disks", Usage: "also delete the volumes that are its disks"}},
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "with-disks", Usage: "also delete the volumes that are its disks"},
+					&cli.BoolFlag{Name: "with-points", Usage: "also delete its restore points (refused while one is pinned)"},
+				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
 						return err
@@ -383,7 +388,13 @@ func guestCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					if err := lm.Delete(c.Context, c.Args().First(), c.Bool("with-disks")); err != nil {
+					name := c.Args().First()
+					if c.Bool("with-points") {
+						if err := deletePointsOf(c, lm, name); err != nil {
+							return err
+						}
+					}
+					if err := lm.Delete(c.Context, name, c.Bool("with-disks")); err != nil {
 						return err
 					}
 					what := "guest deleted; its disks stay (see strata volume list)"
@@ -396,6 +407,30 @@ func guestCommand() *cli.Command {
 			},
 		}, append(guestRunCommands(), guestAttachCommands()...)...),
 	}
+}
+
+// deletePointsOf deletes every restore point of a guest about to be
+// deleted: not of a running guest (the delete would refuse it after the
+// points were gone), and not at all when one is pinned.
+func deletePointsOf(c *cli.Context, lm *lifecycle.Manager, name string) error {
+	st, err := lm.Status(c.Context, name)
+	if err != nil {
+		return err
+	}
+	if st.State.Live() {
+		return storage.Errorf(storage.ErrInUse, "guest %q is %s: stop it first (strata guest stop %s); nothing was deleted", name, st.State, name)
+	}
+	t := snapshot.TargetRef{Name: name}
+	points, err := lm.Points.List(c.Context, &t)
+	if err != nil || len(points) == 0 {
+		return err
+	}
+	refs := make([]string, len(points))
+	for i, p := range points {
+		refs[i] = strconv.Itoa(p.ID)
+	}
+	_, err = lm.Points.DeleteMany(c.Context, t, refs)
+	return err
 }
 
 // showGuest prints a guest: YAML (the schema, for define -f), JSON (the

@@ -441,3 +441,24 @@ func TestGuestDeleteSaysWhatItDid(t *testing.T) {
 		t.Fatalf("guest delete --with-disks: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// guest delete --with-points deletes the points first; a pinned point
+// keeps the guest and every point.
+func TestGuestDeleteWithPoints(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "volume", "create", "v", "--size", "16M", "--format", "qcow2")
+	ok(t, h, "guest", "define", "g", "--disk", "v")
+	ok(t, h, "snapshot", "create", "g", "--name", "a")
+	ok(t, h, "snapshot", "create", "g", "--name", "b")
+	ok(t, h, "snapshot", "pin", "g", "b")
+	fails(t, h, 5, []string{"restore point(s)", "--with-points"}, "guest", "delete", "g")
+	fails(t, h, 7, []string{"pinned", "nothing was deleted"}, "guest", "delete", "g", "--with-points")
+	var ps []struct{ ID int }
+	if jsonOf(t, h, &ps, "snapshot", "list", "g"); len(ps) != 2 {
+		t.Fatalf("a refused delete left %d points, want 2", len(ps))
+	}
+	ok(t, h, "snapshot", "unpin", "g", "b")
+	ok(t, h, "guest", "delete", "g", "--with-points", "--with-disks")
+	fails(t, h, 3, nil, "guest", "show", "g")
+	fails(t, h, 3, nil, "volume", "info", "v")
+}

@@ -33,6 +33,21 @@ func target(c *cli.Context, rest ...string) (snapshot.TargetRef, []string, error
 	return snapshot.TargetRef{Name: args[0]}, args[1:], nil
 }
 
+// targetAndPoints reads GUEST POINT... (or --volume NAME POINT...).
+func targetAndPoints(c *cli.Context) (snapshot.TargetRef, []string, error) {
+	args := c.Args().Slice()
+	if v := c.String("volume"); v != "" {
+		if len(args) == 0 {
+			return snapshot.TargetRef{}, nil, storage.Errorf(storage.ErrInvalid, "%s --volume %s takes one or more points (numbers, names or ranges such as 3-7)", c.Command.FullName(), v)
+		}
+		return snapshot.TargetRef{Name: v, Volume: true}, args, nil
+	}
+	if len(args) < 2 {
+		return snapshot.TargetRef{}, nil, storage.Errorf(storage.ErrInvalid, "%s takes GUEST and one or more points (numbers, names or ranges such as 3-7), or --volume NAME POINT...; got %d argument(s)", c.Command.FullName(), len(args))
+	}
+	return snapshot.TargetRef{Name: args[0]}, args[1:], nil
+}
+
 var policyFlags = []cli.Flag{
 	&cli.IntFlag{Name: "keep-last", DefaultText: "off", Usage: "keep the N newest points"},
 	&cli.IntFlag{Name: "keep-hourly", DefaultText: "off", Usage: "keep the newest point of each of the last N hours with points"},
@@ -158,10 +173,19 @@ func snapshotCommand() *cli.Command {
 				}),
 			},
 			{
-				Name: "delete", Usage: "delete a restore point and its data", ArgsUsage: "GUEST POINT", Flags: []cli.Flag{volumeFlag},
-				Action: pointAction(func(c *cli.Context, m *snapshot.Manager, t snapshot.TargetRef, point string) error {
-					return m.Delete(c.Context, t, point)
-				}),
+				Name: "delete", Usage: "delete restore points and their data: numbers, names or ranges (3-7); all are checked before any goes", ArgsUsage: "GUEST POINT...", Flags: []cli.Flag{volumeFlag},
+				Action: func(c *cli.Context) error {
+					t, refs, err := targetAndPoints(c)
+					if err != nil {
+						return err
+					}
+					_, m, err := openManager(c)
+					if err != nil {
+						return err
+					}
+					_, err = m.DeleteMany(c.Context, t, refs)
+					return err
+				},
 			},
 			{
 				Name: "pin", Usage: "keep a restore point from prune and delete", ArgsUsage: "GUEST POINT", Flags: []cli.Flag{volumeFlag},

@@ -808,3 +808,45 @@ func TestGuestDeleteAndSetWaitForPointOperation(t *testing.T) {
 	ok(t, home, "guest", "set", "web", "disks.0.volume=other")
 	ok(t, home, "guest", "delete", "web", "--with-disks")
 }
+
+// snapshot delete takes several points, by number, name and range; one
+// that is missing or pinned deletes nothing.
+func TestSnapshotDeleteSeveralPointsAllOrNothing(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "volume", "create", "v", "--size", "16M", "--format", "qcow2")
+	ok(t, h, "guest", "define", "g", "--disk", "v")
+	for i := 1; i <= 8; i++ {
+		ok(t, h, "snapshot", "create", "g", "--name", fmt.Sprintf("p%d", i))
+	}
+	ok(t, h, "snapshot", "pin", "g", "6")
+	ids := func() string {
+		var ps []struct{ ID int }
+		jsonOf(t, h, &ps, "snapshot", "list", "g")
+		var s []string
+		for _, p := range ps {
+			s = append(s, fmt.Sprint(p.ID))
+		}
+		return strings.Join(s, ",")
+	}
+	fails(t, h, 7, []string{"pinned", "nothing was deleted"}, "snapshot", "delete", "g", "1", "4-7")
+	fails(t, h, 3, []string{"no restore point \"p99\""}, "snapshot", "delete", "g", "2", "p99")
+	fails(t, h, 2, []string{"invalid range \"7-3\""}, "snapshot", "delete", "g", "7-3")
+	if got := ids(); got != "1,2,3,4,5,6,7,8" {
+		t.Fatalf("a refused delete changed the points: %s", got)
+	}
+	r := runIn(t, h, nil, "snapshot", "delete", "g", "p1", "3-5", "4", "8")
+	if r.code != 0 || strings.Count(r.stderr, "restore point deleted") != 5 {
+		t.Fatalf("delete of p1 3-5 4 8: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if got := ids(); got != "2,6,7" {
+		t.Fatalf("after deleting p1 3-5 4 8: points %s, want 2,6,7", got)
+	}
+	fails(t, h, 3, []string{"no restore point numbered 3 to 5"}, "snapshot", "delete", "g", "3-5")
+	// The qcow2 image holds exactly the survivors' internal snapshots.
+	var v struct{ Path string }
+	jsonOf(t, h, &v, "volume", "info", "v")
+	out, err := exec.Command("qemu-img", "snapshot", "-l", "-U", v.Path).CombinedOutput()
+	if err != nil || strings.Count(string(out), "strata-") != 3 {
+		t.Fatalf("qemu-img snapshot -l after the deletes: %v\n%s", err, out)
+	}
+}
