@@ -39,19 +39,26 @@ func drivers(c *cli.Context) *boot.Set {
 
 // inUseChecker is the in-use check of every command: the host's own
 // sources (image locks, writers, block claims, loop devices), libvirt's
-// domains through virsh (any local URI, strata's domains or not), and the
+// domains (strata's or not: in this process through the libvirt driver,
+// and through virsh for another local URI that LIBVIRT_DEFAULT_URI
+// names), and the
 // guests the qemu and xl drivers run (xl's replace inuse's own xl source:
 // one xl list parser, one holder per domain); the drivers' orphans are
 // ended before any of them is asked.
 func inUseChecker(ds *boot.Set) *inuse.Checker {
 	var own []boot.Driver
+	virsh := inuse.NewLibvirt()
+	var srcs []inuse.Source
 	for _, d := range ds.Drivers() {
-		if d.Name() != boot.Libvirt {
-			own = append(own, d)
+		if lv, ok := d.(*lvboot.Driver); ok {
+			srcs = append(srcs, lv.InUse())
+			virsh.Except = lv.URI()
+			continue
 		}
+		own = append(own, d)
 	}
 	// A guest a killed `guest start` left paused (it never ran) is ended
 	// first: it must not hold a disk for ever.
-	srcs := []inuse.Source{boot.Reaping(ds), inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, inuse.NewLibvirt()}
-	return &inuse.Checker{Sources: append(srcs, boot.InUseSources(boot.NewSet(own...))...)}
+	srcs = append(srcs, inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, virsh)
+	return &inuse.Checker{First: []inuse.Source{boot.Reaping(ds)}, Sources: append(srcs, boot.InUseSources(boot.NewSet(own...))...)}
 }

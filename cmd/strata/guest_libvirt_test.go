@@ -141,3 +141,23 @@ func libvirtHome(t *testing.T) (home, name string) {
 	})
 	return home, name
 }
+
+// A domain libvirt runs that strata did not start (created with virsh)
+// holds the strata volume it uses: disk operations are refused naming the
+// libvirt domain, found in strata's own process over libvirt's socket.
+func TestForeignLibvirtDomainHoldsTheVolumeItUses(t *testing.T) {
+	home, name := libvirtHome(t)
+	img := bootSectorGuest(t, home, name, "STRATA-FOREIGN-UP", boottest.Halt)
+	ok(t, home, "guest", "delete", name) // the volume stays: libvirt runs it now
+	xml := fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>16</memory>
+<os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>
+<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='hda' bus='ide'/></disk></devices></domain>`, name, img)
+	f := filepath.Join(t.TempDir(), "foreign.xml")
+	if err := os.WriteFile(f, []byte(xml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("virsh", "-c", "qemu:///system", "create", f).CombinedOutput(); err != nil {
+		t.Fatalf("virsh create: %v\n%s", err, out)
+	}
+	fails(t, home, 5, []string{fmt.Sprintf(`libvirt domain %q`, name)}, "volume", "resize", name, "--size", "2M")
+}

@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -84,8 +85,14 @@ type Source interface {
 // Stat is what Lstat found at the image's path (nil: nothing).
 func (i Image) Stat() os.FileInfo { return i.st }
 
-// Checker asks its sources in order.
+// Checker asks its sources: First in order (a source that changes what
+// the others would see, such as one ending the orphans of a killed start),
+// then all of Sources at once (a scan of the host's processes and a
+// question to a toolstack take as long as the slower of the two, not
+// their sum: every command that writes a disk waits for this). Holders
+// are reported in source order either way.
 type Checker struct {
+	First   []Source
 	Sources []Source
 }
 
@@ -120,14 +127,30 @@ func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, err
 		imgs[i].held = hold.fd(st)
 	}
 	all := make([][]Holder, len(imgs))
-	for _, s := range c.Sources {
+	add := func(hs [][]Holder) {
+		for i := range hs {
+			all[i] = append(all[i], hs[i]...)
+		}
+	}
+	for _, s := range c.First {
 		hs, err := s.Holders(ctx, imgs)
 		if err != nil {
 			return nil, err
 		}
-		for i := range hs {
-			all[i] = append(all[i], hs[i]...)
-		}
+		add(hs)
+	}
+	found := make([][][]Holder, len(c.Sources))
+	errs := make([]error, len(c.Sources))
+	var wg sync.WaitGroup
+	for k, s := range c.Sources {
+		wg.Go(func() { found[k], errs[k] = s.Holders(ctx, imgs) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, hs := range found {
+		add(hs)
 	}
 	for i := range all {
 		all[i] = dedupe(all[i])

@@ -101,6 +101,9 @@ func New(c Config) *Driver {
 // Name is "libvirt".
 func (d *Driver) Name() string { return boot.Libvirt }
 
+// URI is the connection URI the driver asks libvirtd for.
+func (d *Driver) URI() string { return d.cfg.URI }
+
 // Available answers nil when the libvirtd answers on its socket.
 func (d *Driver) Available(ctx context.Context) error {
 	c, err := d.connect(ctx)
