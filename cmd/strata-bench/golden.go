@@ -68,7 +68,7 @@ func goldenBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	comps := []comparison{
 		{
 			title: "linked clone, " + label, reference: "qemu-img create -b", rounds: rounds,
-			targets: map[string]float64{"strata clone": 1.5},
+			targets: map[string]float64{"strata clone": 1.75},
 			contenders: []contender{
 				{name: "qemu-img create -b", prepare: func(int) []string {
 					return []string{"qemu-img", "create", "-q", "-f", "qcow2", "-b", gold, "-F", "raw", filepath.Join(scratch, "one.qcow2")}
@@ -101,7 +101,7 @@ func goldenBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			},
 		},
 		{
-			title: "full clone, " + label, reference: "cp --sparse=always", rounds: min(rounds, 3), settle: true,
+			title: "full clone, " + label, reference: "cp --sparse=always + sync", rounds: min(rounds, 3), settle: true,
 			targets: map[string]float64{"strata clone --full": 1.0},
 			contenders: []contender{
 				{name: "cp --sparse=always", prepare: func(int) []string {

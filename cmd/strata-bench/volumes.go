@@ -39,8 +39,8 @@ func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	}
 	raw := func(size string, withDD bool) comparison {
 		c := comparison{
-			title: "raw create " + size, reference: "truncate", rounds: rounds,
-			targets: map[string]float64{"strata volume create": 2},
+			title: "raw create " + size, reference: "qemu-img create -f raw", rounds: rounds,
+			targets: map[string]float64{"strata volume create": 1.0},
 			contenders: []contender{
 				{name: "truncate", prepare: func(r int) []string { return []string{"truncate", "-s", size, path("t", r, "img")} }, cleanup: rm("t", "img")},
 				{name: "floor: Go + durable bbolt commit + sparse file", prepare: func(r int) []string {
@@ -71,7 +71,7 @@ func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 		raw("10T", false),
 		{
 			title: "qcow2 create 100G", reference: "qemu-img create -f qcow2", rounds: rounds,
-			targets: map[string]float64{"strata volume create": 1.5},
+			targets: map[string]float64{"strata volume create": 1.75},
 			contenders: []contender{
 				{name: "qemu-img create -f qcow2", prepare: func(r int) []string {
 					return []string{"qemu-img", "create", "-q", "-f", "qcow2", path("q", r, "qcow2"), "100G"}
@@ -91,4 +91,43 @@ func volumeBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			maxRatio: 1.5,
 		}}
 	}
+}
+
+func init() { groups = append(groups, importBenches) }
+
+// importData is how much data the copy-import benchmark's image holds.
+var importData = "1G"
+
+// importBenches: volume import --copy of a sparse raw image against cp
+// --sparse=always followed by sync (durable against durable: strata
+// records the volume only once its copy is on disk); plain cp for
+// reference.
+func importBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	if !e.want("import") {
+		return nil, nil
+	}
+	data, err := storage.ParseSize(importData)
+	if err != nil {
+		fatal("%v", err)
+	}
+	src := filepath.Join(e.dir, "import-src.img")
+	run("truncate", "-s", "20G", src)
+	fill(src, "raw", data)
+	dst := filepath.Join(e.dir, "import-cp.img")
+	seq := 0
+	label := fmt.Sprintf("raw 20G, %s data", storage.FormatSize(data))
+	return []comparison{{
+		title: "volume import --copy, " + label, reference: "cp --sparse=always + sync", rounds: min(rounds, 3), settle: true,
+		targets: map[string]float64{"strata volume import --copy": 1.0},
+		contenders: []contender{
+			{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", src, dst} },
+				cleanup: func(int) { os.Remove(dst) }},
+			{name: "cp --sparse=always + sync", prepare: func(int) []string { return cpSync(src, dst) },
+				cleanup: func(int) { os.Remove(dst) }},
+			{name: "strata volume import --copy", prepare: func(int) []string {
+				seq++
+				return []string{e.strata, "--home", e.home, "--log-level", "warn", "volume", "import", src, "--copy", "--format", "raw", "--name", fmt.Sprintf("imp%d", seq)}
+			}, cleanup: func(int) { run(e.strata, "--home", e.home, "volume", "delete", fmt.Sprintf("imp%d", seq)) }},
+		},
+	}}, nil
 }
