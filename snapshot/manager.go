@@ -44,13 +44,16 @@ type Manager struct {
 	// Drivers run guests: a point of a guest one of them runs is taken
 	// live through it (nil: a running guest's disks are in use).
 	Drivers *boot.Set
+	// warnedCopy: volumes this command already warned about (full-copy
+	// points), by ID.
+	warnedCopy map[string]bool
 }
 
 // New returns a Manager on a store, and registers with the store the
 // checks that keep volumes and guests with restore points from being
 // deleted.
 func New(st *store.Store, lockTimeout time.Duration) *Manager {
-	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
+	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock(), warnedCopy: map[string]bool{}}
 	st.AddVolumeUser(volumeUser)
 	st.AddGuestUser(guestUser)
 	st.AddPoolUser(goldenPoolUser)
@@ -369,7 +372,8 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		if err != nil {
 			return Point{}, err
 		}
-		if name == MethodCopy && o.Method == "" {
+		if name == MethodCopy && o.Method == "" && !m.warnedCopy[v.ID] {
+			m.warnedCopy[v.ID] = true // once per command (snapshot run takes several points)
 			log.Warn().Str("volume", v.Name).Msg("restore points of this raw volume are full copies: for O(1) points use a qcow2 volume or a pool on XFS (reflink=1) or btrfs")
 		}
 		meth, _ := methodByName(name)

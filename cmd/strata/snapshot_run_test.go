@@ -59,3 +59,18 @@ func TestSnapshotRunOnVolume(t *testing.T) {
 		t.Errorf("points %s", got)
 	}
 }
+
+// snapshot run of a raw volume on a pool without reflink takes three
+// full-copy points (pre, post, pre-rollback) but warns about the method
+// once.
+func TestSnapshotRunWarnsAboutFullCopiesOnce(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	newDisk(t, home, "plain", "raw", "")
+	r := runIn(t, home, nil, "snapshot", "run", "--volume", "plain", "--rollback-on-failure", "--", "false")
+	if got := ids(points(t, home, "--volume", "plain")); got != "1,2,3" {
+		t.Fatalf("points %s, want pre, post and pre-rollback", got)
+	}
+	if n := strings.Count(r.stderr, "are full copies"); n != 1 {
+		t.Fatalf("the full-copy warning came %d times:\n%s", n, r.stderr)
+	}
+}
