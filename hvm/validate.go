@@ -37,6 +37,9 @@ var (
 	usbDeviceValues = []string{"tablet", "mouse", "keyboard"}
 )
 
+// maxRTCOffset bounds rtc_timeoffset (seconds): 100 years.
+const maxRTCOffset = 100 * 366 * 24 * 3600
+
 type problems struct {
 	guest string
 	errs  []error
@@ -141,6 +144,12 @@ func (g *Guest) Validate() error {
 	}
 	if o := g.DeviceModel.Override; o != "" && !strings.HasPrefix(o, "/") {
 		p.add("device_model.override", "%q is not an absolute path", o)
+	}
+	if x := g.DeviceModel.XMPath; x != "" && (!strings.HasPrefix(x, "/") || strings.ContainsAny(x, "\x00\n")) {
+		p.add("device_model.xm_path", "%q is not an absolute path", x)
+	}
+	if o := g.RTCTimeOffset; o != nil && (*o < -maxRTCOffset || *o > maxRTCOffset) {
+		p.add("rtc_timeoffset", "%d seconds is more than 100 years; give the offset of the guest's clock in seconds", *o)
 	}
 	if in := g.Install; in != nil {
 		if in.VCPUs != nil && *in.VCPUs < 1 {

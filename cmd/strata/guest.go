@@ -322,16 +322,22 @@ func guestCommand() *cli.Command {
 					&cli.StringFlag{Name: "network", Usage: "qemu: bridge (default), user or none"},
 					&cli.BoolFlag{Name: "show-secrets", Usage: "include console passwords (left out by default; a console off loopback is then rendered on 127.0.0.1)"},
 					&cli.BoolFlag{Name: "allow-exposed", Usage: "render even if lint finds a console, monitor or port the network can reach (refused by default, exit 7)"},
+					&cli.StringSliceFlag{Name: "bridge-map", Usage: "FROM=TO: put NICs on bridge FROM (default xenbr0) onto TO, for a host without Xen's bridges, e.g. xenbr0=br0 (repeat)"},
+					&cli.StringFlag{Name: "qmp", Usage: "qemu: the QMP socket to render, through which the VNC password is set (default: in the guest's runtime directory)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					bridges, err := hvm.ParseBridgeMap(c.StringSlice("bridge-map"))
+					if err != nil {
 						return err
 					}
 					r, err := openRegistry(c)
 					if err != nil {
 						return err
 					}
-					text, argv, err := r.Render(c.Context, c.Args().First(), registry.RenderOptions{Format: c.String("format"), Hypervisor: c.String("hypervisor"), Accel: c.String("accel"), Network: c.String("network"), ShowSecrets: c.Bool("show-secrets"), AllowExposed: c.Bool("allow-exposed")})
+					text, argv, err := r.Render(c.Context, c.Args().First(), registry.RenderOptions{Format: c.String("format"), Hypervisor: c.String("hypervisor"), Accel: c.String("accel"), Network: c.String("network"), ShowSecrets: c.Bool("show-secrets"), AllowExposed: c.Bool("allow-exposed"), Bridges: bridges, QMP: c.String("qmp")})
 					if err != nil {
 						return err
 					}
