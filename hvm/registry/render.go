@@ -3,8 +3,8 @@ package registry
 import (
 	"context"
 	"errors"
-	"os"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
