@@ -275,6 +275,16 @@ type DeviceModel struct {
 // chose its HAL from ACPI, APIC and VCPUs, and activation hashes the MAC,
 // the memory size and the CD-ROM device.
 type Install struct {
+	// --- How the record was taken (issue 14, defs2): InstallByInstall
+	// (strata guest install, when phase 2 began), InstallByInstalled
+	// (strata guest installed, for a guest installed outside strata);
+	// empty in a record from before issue 14, which strata took when
+	// the guest was defined and so may not be what Windows saw.
+	By string `yaml:"by,omitempty" json:"by,omitempty"`
+	// CloneOf names the golden image a clone's record came from: the
+	// clone has the golden's HAL but new hardware identity (UUID, MAC).
+	CloneOf string `yaml:"clone_of,omitempty" json:"clone_of,omitempty"`
+	// --- end of the issue 14 block.
 	ACPI   *bool  `yaml:"acpi,omitempty" json:"acpi,omitempty"`
 	APIC   *bool  `yaml:"apic,omitempty" json:"apic,omitempty"`
 	VCPUs  *int   `yaml:"vcpus,omitempty" json:"vcpus,omitempty"`
@@ -282,6 +292,21 @@ type Install struct {
 	Memory *int   `yaml:"memory,omitempty" json:"memory,omitempty"`
 	// CDROM is the vdev of the CD-ROM drive at install time ("hdc").
 	CDROM string `yaml:"cdrom,omitempty" json:"cdrom,omitempty"`
+}
+
+// How an install record was taken (Install.By).
+const (
+	InstallByInstall   = "install"
+	InstallByInstalled = "installed"
+)
+
+// MarkClone notes in g's install record (if it has one) that g is a clone
+// of golden: Windows there has the golden's HAL, but the clone has new
+// hardware identity, which Windows sees as a move to new hardware.
+func (g *Guest) MarkClone(golden string) {
+	if g.Install != nil {
+		g.Install.CloneOf = golden
+	}
 }
 
 // Bool returns a pointer to b, for setting optional fields.

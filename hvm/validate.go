@@ -163,6 +163,9 @@ func (g *Guest) Validate() error {
 				p.add("install.mac", "%v", err)
 			}
 		}
+		if in.By != "" && in.By != InstallByInstall && in.By != InstallByInstalled {
+			p.add("install.by", "%q is not known: strata records %s or %s", in.By, InstallByInstall, InstallByInstalled)
+		}
 		if in.CDROM != "" && !VdevPattern.MatchString(in.CDROM) {
 			p.add("install.cdrom", "%q is not a device name such as hdc", in.CDROM)
 		}
@@ -282,6 +285,8 @@ func (g *Guest) validateNICs(p *problems) {
 				p.add(field, "%v", err)
 			case mustHexByte(m[0:2])&1 == 1:
 				p.add(field, "MAC address %q is a multicast address; the first octet must be even (Xen's are 00:16:3e:...)", n.MAC)
+			case m == "00:00:00:00:00:00":
+				p.add(field, "MAC address %q is all zeros, which no card can have; give a real one (Xen's are 00:16:3e:...) or leave it out to get one", n.MAC)
 			default:
 				if j, dup := macs[m]; dup {
 					p.add(field, "MAC address %q is also used by nics[%d]; give each NIC its own", n.MAC, j)

@@ -158,8 +158,21 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 	if err := storage.ValidateName("guest", g.Name); err != nil {
 		return nil, nil, err
 	}
+	oldUUID := ""
+	if previous != "" {
+		if rec, err := tx.Guest(previous); err == nil && rec.Definition != "" {
+			if old, err := decode(tx, rec); err == nil {
+				oldUUID = old.UUID
+			}
+		}
+	}
 	if err := g.FillDefaults(); err != nil {
 		return nil, nil, err
+	}
+	if !sameUUID(g.UUID, oldUUID) {
+		if err := checkUUID(tx, g, previous); err != nil {
+			return nil, nil, err
+		}
 	}
 	inUse, err := macsInUse(tx, previous)
 	if err != nil {
@@ -174,6 +187,17 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 		return nil, nil, err
 	}
 	if err := g.Validate(); err != nil {
+		return nil, nil, err
+	}
+	// MACs are stored lower-case, as Linux and libvirt print them, so
+	// comparisons and the install record agree whatever case was typed.
+	for i := range g.NICs {
+		g.NICs[i].MAC = strings.ToLower(g.NICs[i].MAC)
+	}
+	if in := g.Install; in != nil {
+		in.MAC = strings.ToLower(in.MAC)
+	}
+	if err := checkWriters(tx, g, previous); err != nil {
 		return nil, nil, err
 	}
 	seen := map[string]bool{}
@@ -198,7 +222,8 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 				continue
 			}
 			// Two guests writing one disk corrupt it, and a rollback of
-			// one would overwrite the other's data.
+			// one would overwrite the other's data (checkWriters checked
+			// the definitions; this the records restore points use).
 			writers, err := tx.GuestsWriting(v.ID)
 			if err != nil {
 				return nil, nil, err
@@ -216,16 +241,17 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 			}
 		}
 	}
-	if g.Install == nil {
-		g.Install = InstallRecordOf(g)
-	}
+	// No install record here: Windows fixes its HAL when it is
+	// installed, not when the guest is defined (guest install and guest
+	// installed take the record).
 	return ids, uses, nil
 }
 
 // InstallRecordOf notes the hardware Windows sees when it is installed on
-// this definition; lint compares later changes with it.
-func InstallRecordOf(g *hvm.Guest) *hvm.Install {
-	in := &hvm.Install{ACPI: hvm.Bool(g.EffectiveACPI()), APIC: hvm.Bool(g.EffectiveAPIC()), VCPUs: hvm.Int(g.EffectiveVCPUs()), Memory: g.Memory}
+// this definition, and how the record was taken (hvm.InstallBy*); lint
+// compares later changes with it.
+func InstallRecordOf(g *hvm.Guest, by string) *hvm.Install {
+	in := &hvm.Install{By: by, ACPI: hvm.Bool(g.EffectiveACPI()), APIC: hvm.Bool(g.EffectiveAPIC()), VCPUs: hvm.Int(g.EffectiveVCPUs()), Memory: g.Memory}
 	if len(g.NICs) > 0 {
 		in.MAC = g.NICs[0].MAC
 	}
