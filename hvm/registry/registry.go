@@ -381,3 +381,36 @@ func (r *Registry) Delete(ctx context.Context, name string, withDisks bool) erro
 	}
 	return r.st.DeleteGuest(ctx, name, vols)
 }
+
+// InstalledOptions describe a Windows installed outside strata: the
+// firmware tables and vCPUs Setup saw, where they differ from the
+// definition now (nil: as defined).
+type InstalledOptions struct {
+	ACPI, APIC *bool
+	VCPUs      *int
+}
+
+// RecordInstall takes the install record of a guest whose Windows was
+// installed outside strata (strata guest install takes its own): the
+// HAL-relevant settings (as defined, or as o gives them) and the
+// activation-relevant hardware (first MAC, memory, CD-ROM drive) as
+// defined now. It replaces an earlier record.
+func (r *Registry) RecordInstall(ctx context.Context, name string, o InstalledOptions) (*hvm.Guest, []lint.Finding, error) {
+	if o.VCPUs != nil && *o.VCPUs < 1 {
+		return nil, nil, storage.Errorf(storage.ErrInvalid, "--vcpus %d is not a number of vCPUs", *o.VCPUs)
+	}
+	return r.Update(ctx, name, func(g *hvm.Guest) error {
+		in := InstallRecordOf(g, hvm.InstallByInstalled)
+		if o.ACPI != nil {
+			in.ACPI = hvm.Bool(*o.ACPI)
+		}
+		if o.APIC != nil {
+			in.APIC = hvm.Bool(*o.APIC)
+		}
+		if o.VCPUs != nil {
+			in.VCPUs = hvm.Int(*o.VCPUs)
+		}
+		g.Install = in
+		return nil
+	})
+}

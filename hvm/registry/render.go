@@ -83,6 +83,9 @@ type RenderOptions struct {
 	// Bridges renames NIC bridges for the target host (--bridge-map
 	// xenbr0=br0, hvm.ParseBridgeMap), in every format.
 	Bridges map[string]string
+	// AllowMissingDisks renders a guest whose writable disk's file or
+	// device does not exist here (a config for the host that has it).
+	AllowMissingDisks bool
 	// QMP is the QMP socket of a qemu render (default: RenderQMPSocket
 	// in the guest's root-only runtime directory), through which the
 	// VNC password is set once QEMU runs.
@@ -102,7 +105,7 @@ func (r *Registry) Render(ctx context.Context, name string, o RenderOptions) ([]
 		return nil, nil, err
 	}
 	g = g.RemapBridges(o.Bridges)
-	if err := checkDiskFiles(g); err != nil {
+	if err := checkDiskFiles(g, o.AllowMissingDisks); err != nil {
 		return nil, nil, err
 	}
 	if o.Format == "xm" && g.DeviceModel.Override == "" && g.DeviceModel.XMPath == "" {
@@ -211,7 +214,7 @@ func render(g *hvm.Guest, o RenderOptions) ([]byte, []string, error) {
 // file or device that does not exist (the config would fail to start, or
 // a toolstack would create an empty image in its place); a missing
 // read-only disk or CD is only logged.
-func checkDiskFiles(g *hvm.Guest) error {
+func checkDiskFiles(g *hvm.Guest, allowMissing bool) error {
 	for _, d := range g.Disks {
 		kind, src := d.Source()
 		if kind != hvm.SourcePath && kind != hvm.SourceDevice || !strings.HasPrefix(src, "/") || d.Script != "" {
@@ -220,11 +223,11 @@ func checkDiskFiles(g *hvm.Guest) error {
 		if _, err := os.Stat(src); err == nil || !errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		if d.ReadOnly() {
+		if d.ReadOnly() || allowMissing {
 			log.Warn().Str("guest", g.Name).Str("disk", d.Vdev).Msg(src + " does not exist: the guest sees no medium there")
 			continue
 		}
-		return storage.Errorf(storage.ErrNotFound, "guest %q: writable disk %s: %s does not exist: restore it, or change the disk (strata guest set %s)", g.Name, d.Vdev, src, g.Name)
+		return storage.Errorf(storage.ErrNotFound, "guest %q: writable disk %s: %s does not exist: restore it, change the disk (strata guest set %s), or add --allow-missing-disks to render a config for the host that has it", g.Name, d.Vdev, src, g.Name)
 	}
 	return nil
 }
