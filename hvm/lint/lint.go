@@ -5,6 +5,15 @@
 // control surfaces the network can reach (consoles, monitors, debuggers;
 // see exposure.go), and deprecated or contradictory config keys.
 // Findings are data (JSON-tagged) for `strata guest lint --output json`.
+//
+// Windows findings (HAL, activation, XP install) are for guests whose os
+// hint is Windows or unset; imports get a hint from their config
+// (hvm.GuessOS). Until the guest has an install record (hvm.Install,
+// taken when Windows is installed), lint explains the HAL each setting
+// would give and holds nothing against later changes; with one, a HAL
+// change is an error, unless the record predates issue 14 (taken at
+// define time, Install.By empty: a warning), and a clone's new identity
+// (Install.CloneOf) is information.
 package lint
 
 import (

@@ -5,9 +5,15 @@
 // resolved to host paths.
 //
 // Invariants: a stored definition has passed FillDefaults and Validate;
-// every NIC has a MAC, unique across the catalog; every volume and medium
-// it names exists; the guest record's Disks are the volume IDs of its
-// writable disks (what restore points capture).
+// every NIC has a MAC, lower case, unique across the catalog; a guest's
+// UUID is no other guest's nor (unless frozen from it) a golden image's;
+// no two guests have one image writable, however each gives it (volume,
+// path or device, symlinks resolved); every volume and medium it names
+// exists; the guest record's Disks are the volume IDs of its writable
+// disks (what restore points capture). The install record (lint's HAL
+// and activation baseline) is taken when Windows is installed — by
+// lifecycle's guest install, or RecordInstall for an install outside
+// strata — never when the guest is defined.
 package registry
 
 import (
