@@ -88,7 +88,7 @@ func imageKey(tx *catalog.Tx, d hvm.Disk) string {
 // that g itself names twice writable: two writers corrupt it, and a
 // rollback of one would overwrite the other's data.
 func checkWriters(tx *catalog.Tx, g *hvm.Guest, previous string) error {
-	mine := map[string]string{} // image → vdev
+	mine := map[string]hvm.Disk{} // image → disk
 	for _, d := range g.Disks {
 		if d.CDROM || d.ReadOnly() {
 			continue
@@ -98,9 +98,9 @@ func checkWriters(tx *catalog.Tx, g *hvm.Guest, previous string) error {
 			continue
 		}
 		if other, dup := mine[k]; dup {
-			return storage.Errorf(storage.ErrInvalid, "guest %q: disks %s and %s are one image (%s), both writable: give it once, or the second read-only (access: ro)", g.Name, other, d.Vdev, k)
+			return storage.Errorf(storage.ErrInvalid, "guest %q: disks %s and %s are one image (%s), both writable: give it once, or the second read-only (access: ro)", g.Name, other.Vdev, d.Vdev, k)
 		}
-		mine[k] = d.Vdev
+		mine[k] = d
 	}
 	if len(mine) == 0 {
 		return nil
@@ -122,10 +122,15 @@ func checkWriters(tx *catalog.Tx, g *hvm.Guest, previous string) error {
 				continue
 			}
 			k := imageKey(tx, d)
-			if vdev, ok := mine[k]; ok && k != "" {
-				_, src := d.Source()
-				return storage.Errorf(storage.ErrInUse, "guest %q: disk %s (%s) is already a writable disk of guest %q (its %s, given as %s): give it read-only (access: ro) or use another image", g.Name, vdev, k, rec.Name, d.Vdev, src)
+			m, ok := mine[k]
+			if !ok || k == "" {
+				continue
 			}
+			if m.Volume != "" && m.Volume == d.Volume {
+				return storage.Errorf(storage.ErrInUse, "guest %q: volume %q is already a writable disk of guest %q: give it read-only (access: ro) or use another volume", g.Name, m.Volume, rec.Name)
+			}
+			_, src := d.Source()
+			return storage.Errorf(storage.ErrInUse, "guest %q: disk %s (%s) is already a writable disk of guest %q (its %s, given as %s): give it read-only (access: ro) or use another image", g.Name, m.Vdev, k, rec.Name, d.Vdev, src)
 		}
 	}
 	return nil
