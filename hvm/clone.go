@@ -49,6 +49,7 @@ func (g *Guest) Clone() *Guest {
 		s.VDAgent, s.ClipboardSharing = clonePtr(s.VDAgent), clonePtr(s.ClipboardSharing)
 		d.Spice = &s
 	}
+	c.Localtime, c.RTCTimeOffset = clonePtr(g.Localtime), clonePtr(g.RTCTimeOffset)
 	c.USB = clonePtr(g.USB)
 	c.USBDevices = slices.Clone(g.USBDevices)
 	c.Serial = slices.Clone(g.Serial)

@@ -3,6 +3,8 @@ package hvm
 import (
 	"fmt"
 	"strings"
+
+	"github.com/strata-vm/strata/storage"
 )
 
 // APIVersion is the schema version written to and required in YAML guest
@@ -68,6 +70,19 @@ type Guest struct {
 	SoundHW []string `yaml:"soundhw,omitempty" json:"soundhw,omitempty"`
 	// PCI are host devices passed through: "[DDDD:]BB:SS.F[@VSLOT][,opts]".
 	PCI []string `yaml:"pci,omitempty" json:"pci,omitempty"`
+
+	// --- Clock (issue 14, defs2): parsed from xl keys by xlcfg (defs),
+	// rendered by every target (xl, libvirt, QEMU). A Windows guest keeps
+	// its RTC in local time.
+	// Localtime: the RTC runs in the host's local time, not UTC (xl
+	// localtime; libvirt <clock offset='localtime'>; QEMU -rtc
+	// base=localtime).
+	Localtime *bool `yaml:"localtime,omitempty" json:"localtime,omitempty"`
+	// RTCTimeOffset: seconds added to the RTC at start (xl rtc_timeoffset;
+	// libvirt <clock offset='variable' adjustment='N'>; QEMU -rtc base=
+	// the start time plus N).
+	RTCTimeOffset *int `yaml:"rtc_timeoffset,omitempty" json:"rtc_timeoffset,omitempty"`
+	// --- end of the clock block.
 
 	Lifecycle   Lifecycle   `yaml:"lifecycle,omitempty" json:"lifecycle,omitzero"`
 	DeviceModel DeviceModel `yaml:"device_model,omitempty" json:"device_model,omitzero"`
@@ -250,12 +265,26 @@ type DeviceModel struct {
 	Version string `yaml:"version,omitempty" json:"version,omitempty"`
 	// Override is the emulator binary (xl device_model_override).
 	Override string `yaml:"override,omitempty" json:"override,omitempty"`
+	// XMPath (issue 14, defs2; parsed by xlcfg from an imported xm
+	// config's device_model) is the emulator an xm toolstack ran; xl
+	// ignores device_model, so it is rendered only to xm.
+	XMPath string `yaml:"xm_path,omitempty" json:"xm_path,omitempty"`
 }
 
 // Install records the hardware at the time Windows was installed. Windows
 // chose its HAL from ACPI, APIC and VCPUs, and activation hashes the MAC,
 // the memory size and the CD-ROM device.
 type Install struct {
+	// --- How the record was taken (issue 14, defs2): InstallByInstall
+	// (strata guest install, when phase 2 began), InstallByInstalled
+	// (strata guest installed, for a guest installed outside strata);
+	// empty in a record from before issue 14, which strata took when
+	// the guest was defined and so may not be what Windows saw.
+	By string `yaml:"by,omitempty" json:"by,omitempty"`
+	// CloneOf names the golden image a clone's record came from: the
+	// clone has the golden's HAL but new hardware identity (UUID, MAC).
+	CloneOf string `yaml:"clone_of,omitempty" json:"clone_of,omitempty"`
+	// --- end of the issue 14 block.
 	ACPI   *bool  `yaml:"acpi,omitempty" json:"acpi,omitempty"`
 	APIC   *bool  `yaml:"apic,omitempty" json:"apic,omitempty"`
 	VCPUs  *int   `yaml:"vcpus,omitempty" json:"vcpus,omitempty"`
@@ -263,6 +292,21 @@ type Install struct {
 	Memory *int   `yaml:"memory,omitempty" json:"memory,omitempty"`
 	// CDROM is the vdev of the CD-ROM drive at install time ("hdc").
 	CDROM string `yaml:"cdrom,omitempty" json:"cdrom,omitempty"`
+}
+
+// How an install record was taken (Install.By).
+const (
+	InstallByInstall   = "install"
+	InstallByInstalled = "installed"
+)
+
+// MarkClone notes in g's install record (if it has one) that g is a clone
+// of golden: Windows there has the golden's HAL, but the clone has new
+// hardware identity, which Windows sees as a move to new hardware.
+func (g *Guest) MarkClone(golden string) {
+	if g.Install != nil {
+		g.Install.CloneOf = golden
+	}
 }
 
 // Bool returns a pointer to b, for setting optional fields.
@@ -343,4 +387,58 @@ func (g Guest) String() string {
 		}
 	}
 	return b.String()
+}
+
+// RemapBridges returns g with each NIC's bridge (xenbr0 when not set)
+// renamed by m, for a host whose bridges are not Xen's: {"xenbr0": "br0"}.
+// g itself is not changed; without a rename that applies, g is returned.
+func (g *Guest) RemapBridges(m map[string]string) *Guest {
+	if len(m) == 0 {
+		return g
+	}
+	var out *Guest
+	for i, n := range g.NICs {
+		br := n.Bridge
+		if br == "" {
+			br = DefaultBridge
+		}
+		to, ok := m[br]
+		if !ok || to == br {
+			continue
+		}
+		if out == nil {
+			out = g.Clone()
+		}
+		out.NICs[i].Bridge = to
+	}
+	if out == nil {
+		return g
+	}
+	return out
+}
+
+// ParseBridgeMap reads --bridge-map values, each FROM=TO (several may be
+// given comma-separated): bridge FROM in the definition is TO on this
+// host.
+func ParseBridgeMap(specs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, spec := range specs {
+		for part := range strings.SplitSeq(spec, ",") {
+			from, to, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || !bridgeName(from) || !bridgeName(to) {
+				return nil, storage.Errorf(storage.ErrInvalid, "bridge map %q is not FROM=TO with two bridge names, e.g. xenbr0=br0", part)
+			}
+			if prev, dup := m[from]; dup && prev != to {
+				return nil, storage.Errorf(storage.ErrInvalid, "bridge %q is mapped twice (to %q and %q): give one", from, prev, to)
+			}
+			m[from] = to
+		}
+	}
+	return m, nil
+}
+
+// bridgeName reports whether s can be a Linux interface name (1 to 15
+// bytes, no slash, space, colon, comma, '=' or quote).
+func bridgeName(s string) bool {
+	return s != "" && len(s) <= 15 && s != "." && s != ".." && !strings.ContainsAny(s, "/ :,=\"'\t\n\x00")
 }

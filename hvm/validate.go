@@ -37,6 +37,9 @@ var (
 	usbDeviceValues = []string{"tablet", "mouse", "keyboard"}
 )
 
+// maxRTCOffset bounds rtc_timeoffset (seconds): 100 years.
+const maxRTCOffset = 100 * 366 * 24 * 3600
+
 type problems struct {
 	guest string
 	errs  []error
@@ -142,6 +145,12 @@ func (g *Guest) Validate() error {
 	if o := g.DeviceModel.Override; o != "" && !strings.HasPrefix(o, "/") {
 		p.add("device_model.override", "%q is not an absolute path", o)
 	}
+	if x := g.DeviceModel.XMPath; x != "" && (!strings.HasPrefix(x, "/") || strings.ContainsAny(x, "\x00\n")) {
+		p.add("device_model.xm_path", "%q is not an absolute path", x)
+	}
+	if o := g.RTCTimeOffset; o != nil && (*o < -maxRTCOffset || *o > maxRTCOffset) {
+		p.add("rtc_timeoffset", "%d seconds is more than 100 years; give the offset of the guest's clock in seconds", *o)
+	}
 	if in := g.Install; in != nil {
 		if in.VCPUs != nil && *in.VCPUs < 1 {
 			p.add("install.vcpus", "%d is not a number of vCPUs", *in.VCPUs)
@@ -153,6 +162,9 @@ func (g *Guest) Validate() error {
 			if _, err := NormalizeMAC(in.MAC); err != nil {
 				p.add("install.mac", "%v", err)
 			}
+		}
+		if in.By != "" && in.By != InstallByInstall && in.By != InstallByInstalled {
+			p.add("install.by", "%q is not known: strata records %s or %s", in.By, InstallByInstall, InstallByInstalled)
 		}
 		if in.CDROM != "" && !VdevPattern.MatchString(in.CDROM) {
 			p.add("install.cdrom", "%q is not a device name such as hdc", in.CDROM)
@@ -273,6 +285,8 @@ func (g *Guest) validateNICs(p *problems) {
 				p.add(field, "%v", err)
 			case mustHexByte(m[0:2])&1 == 1:
 				p.add(field, "MAC address %q is a multicast address; the first octet must be even (Xen's are 00:16:3e:...)", n.MAC)
+			case m == "00:00:00:00:00:00":
+				p.add(field, "MAC address %q is all zeros, which no card can have; give a real one (Xen's are 00:16:3e:...) or leave it out to get one", n.MAC)
 			default:
 				if j, dup := macs[m]; dup {
 					p.add(field, "MAC address %q is also used by nics[%d]; give each NIC its own", n.MAC, j)

@@ -302,7 +302,7 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 						return err
 					}
 				}
-				r := DefinitionRewrite{Name: pl.info.Name, Volumes: map[string]RewriteDisk{}, Paths: map[string]RewriteDisk{}, InUse: inUse}
+				r := DefinitionRewrite{Name: pl.info.Name, Golden: g.Name, Volumes: map[string]RewriteDisk{}, Paths: map[string]RewriteDisk{}, InUse: inUse}
 				for k, d := range g.Disks {
 					nd := RewriteDisk{Volume: pl.vols[k].Name, Format: pl.vols[k].Format}
 					r.Volumes[d.Volume], r.Paths[d.SourcePath] = nd, nd
@@ -371,6 +371,9 @@ func (m *Manager) makeCloneDisk(ctx context.Context, d GoldenDisk, v storage.Vol
 // DefinitionRewrite says how a golden's definition becomes a clone's.
 type DefinitionRewrite struct {
 	Name string
+	// Golden names the golden image, for the clone's install record
+	// (hvm.Guest.MarkClone).
+	Golden string
 	// Volumes maps the golden's source volume names to the clone's
 	// volumes; Paths maps the source images' paths (disks given by path)
 	// to them.
@@ -420,6 +423,7 @@ func CloneDefinition(def string, r DefinitionRewrite) (yaml, uuid string, macs [
 	for i := range g.NICs {
 		g.NICs[i].MAC = ""
 	}
+	g.MarkClone(r.Golden)
 	if r.InUse == nil {
 		r.InUse = map[string]bool{}
 	}

@@ -37,6 +37,7 @@ import (
 	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
@@ -136,7 +137,22 @@ func goldenTarget(g goldenRecord) Target {
 	return Target{Kind: "golden", Name: g.Name, Key: "gold-" + g.ID}
 }
 
-func init() { extraRefs = append(extraRefs, goldenRefs) }
+func init() {
+	extraRefs = append(extraRefs, goldenRefs)
+	// No new guest may take a UUID a golden image has.
+	registry.GoldenDefinitions = func(tx *catalog.Tx) (map[string]string, error) {
+		out := map[string]string{}
+		err := tx.Scan(bGoldens, "", func(_ string, raw []byte) error {
+			var g goldenRecord
+			if err := json.Unmarshal(raw, &g); err != nil {
+				return err
+			}
+			out[g.Name] = g.Definition
+			return nil
+		})
+		return out, err
+	}
+}
 
 // goldenRefs tells doctor the images of ready goldens. Images of
 // unfinished creates, deletes and clones are left out on purpose: doctor

@@ -325,16 +325,23 @@ func guestCommand() *cli.Command {
 					&cli.StringFlag{Name: "network", Usage: "qemu: bridge (default), user or none"},
 					&cli.BoolFlag{Name: "show-secrets", Usage: "include console passwords (left out by default; a console off loopback is then rendered on 127.0.0.1)"},
 					&cli.BoolFlag{Name: "allow-exposed", Usage: "render even if lint finds a console, monitor or port the network can reach (refused by default, exit 7)"},
+					&cli.StringSliceFlag{Name: "bridge-map", Usage: "FROM=TO: put NICs on bridge FROM (default xenbr0) onto TO, for a host without Xen's bridges, e.g. xenbr0=br0 (repeat)"},
+					&cli.BoolFlag{Name: "allow-missing-disks", Usage: "render even if a writable disk's file or device does not exist here (a config for the host that has it)"},
+					&cli.StringFlag{Name: "qmp", Usage: "qemu: the QMP socket to render, through which the VNC password is set (default: in the guest's runtime directory)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					bridges, err := hvm.ParseBridgeMap(c.StringSlice("bridge-map"))
+					if err != nil {
 						return err
 					}
 					r, err := openRegistry(c)
 					if err != nil {
 						return err
 					}
-					text, argv, err := r.Render(c.Context, c.Args().First(), registry.RenderOptions{Format: c.String("format"), Hypervisor: c.String("hypervisor"), Accel: c.String("accel"), Network: c.String("network"), ShowSecrets: c.Bool("show-secrets"), AllowExposed: c.Bool("allow-exposed")})
+					text, argv, err := r.Render(c.Context, c.Args().First(), registry.RenderOptions{Format: c.String("format"), Hypervisor: c.String("hypervisor"), Accel: c.String("accel"), Network: c.String("network"), ShowSecrets: c.Bool("show-secrets"), AllowExposed: c.Bool("allow-exposed"), Bridges: bridges, QMP: c.String("qmp"), AllowMissingDisks: c.Bool("allow-missing-disks")})
 					if err != nil {
 						return err
 					}
@@ -350,7 +357,40 @@ func guestCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "lint", Usage: "check a guest for Windows pitfalls (HAL, activation, XP install, exposed VNC, ...)", ArgsUsage: "NAME",
+				Name: "installed", Usage: "record that Windows was installed in a guest outside strata (guest install records its own): lint then holds HAL and activation changes against it", ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "acpi", Usage: "ACPI as Setup saw it, where it differs from the definition now"},
+					&cli.BoolFlag{Name: "apic", Usage: "APIC as Setup saw it, where it differs from the definition now"},
+					&cli.IntFlag{Name: "vcpus", Usage: "vCPUs Setup saw, where they differ from the definition now"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, "NAME"); err != nil {
+						return err
+					}
+					var o registry.InstalledOptions
+					if c.IsSet("acpi") {
+						o.ACPI = hvm.Bool(c.Bool("acpi"))
+					}
+					if c.IsSet("apic") {
+						o.APIC = hvm.Bool(c.Bool("apic"))
+					}
+					if c.IsSet("vcpus") {
+						o.VCPUs = hvm.Int(c.Int("vcpus"))
+					}
+					r, err := openRegistry(c)
+					if err != nil {
+						return err
+					}
+					g, _, err := r.RecordInstall(c.Context, c.Args().First(), o)
+					if err != nil {
+						return err
+					}
+					return showGuest(c, r, g.Name)
+				},
+			},
+			{
+				Name: "lint", Usage: "check a guest for Windows pitfalls (HAL, activation, XP install, exposed VNC, ...); exits 7 when a finding is an error, unless --warn-only", ArgsUsage: "NAME",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "warn-only", Usage: "report findings and exit 0 even when one is an error"}},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
 						return err
@@ -366,12 +406,24 @@ func guestCommand() *cli.Command {
 					if fs == nil {
 						fs = []lint.Finding{}
 					}
-					return emit(c, fs, func(w *tabwriter.Writer) {
+					if err := emit(c, fs, func(w *tabwriter.Writer) {
 						row(w, "SEVERITY", "ID", "FIELD", "MESSAGE", "FIX")
 						for _, f := range fs {
 							row(w, f.Severity, f.ID, f.Field, f.Message, f.Fix)
 						}
-					})
+					}); err != nil {
+						return err
+					}
+					var errs []string
+					for _, f := range fs {
+						if f.Severity == lint.Error {
+							errs = append(errs, f.ID)
+						}
+					}
+					if len(errs) > 0 && !c.Bool("warn-only") {
+						return storage.Errorf(storage.ErrPrecondition, "guest %q: %d finding(s) of error severity (%s); --warn-only reports without failing", c.Args().First(), len(errs), strings.Join(errs, ", "))
+					}
+					return nil
 				},
 			},
 			{

@@ -97,10 +97,13 @@ func TestInstallPatchRollbackAndCloneARealGuest(t *testing.T) {
 		Lifecycle struct {
 			OnReboot string `json:"on_reboot"`
 		}
-		Install *struct{ Memory int }
+		Install *struct {
+			Memory int
+			By     string `json:"by"`
+		}
 	}
 	jsonOf(t, home, &def, "guest", "show", "tiny")
-	if def.Boot != "c" || def.Lifecycle.OnReboot == "destroy" || def.Install == nil || def.Install.Memory != 256 {
+	if def.Boot != "c" || def.Lifecycle.OnReboot == "destroy" || def.Install == nil || def.Install.Memory != 256 || def.Install.By != "install" {
 		t.Fatalf("the phase-2 definition: %+v", def)
 	}
 

@@ -120,8 +120,22 @@ func ParseXML(name string, data []byte) (*hvm.Guest, []string, error) {
 				f.HPET = hvm.Bool(t.Present == "yes")
 			}
 		}
-		if d.Clock.Offset == "localtime" || d.Clock.Basis == "localtime" {
-			g.Extra = map[string]string{"localtime": "1"}
+		switch c := d.Clock; {
+		case c.Offset == "localtime":
+			g.Localtime = hvm.Bool(true)
+		case c.Offset == "variable":
+			if c.Basis == "localtime" {
+				g.Localtime = hvm.Bool(true)
+			}
+			if c.Adjustment != "" && c.Adjustment != "reset" {
+				n, err := strconv.Atoi(c.Adjustment)
+				if err != nil {
+					return nil, nil, bad("<clock adjustment=%q> is not a number of seconds", c.Adjustment)
+				}
+				g.RTCTimeOffset = hvm.Int(n)
+			}
+		case c.Offset != "" && c.Offset != "utc":
+			warn("<clock offset=%q> is not modelled: the guest's clock is UTC", c.Offset)
 		}
 	}
 	g.Lifecycle = hvm.Lifecycle{OnPoweroff: d.OnPoweroff, OnReboot: d.OnReboot, OnCrash: d.OnCrash}

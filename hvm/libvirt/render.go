@@ -265,21 +265,84 @@ func renderFeatures(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) {
 		if hv == Xen {
 			fl.Viridian = &libvirtxml.DomainFeature{}
 		} else {
-			fl.HyperV = &libvirtxml.DomainFeatureHyperV{
-				Relaxed:   &libvirtxml.DomainFeatureState{State: "on"},
-				VAPIC:     &libvirtxml.DomainFeatureState{State: "on"},
-				Spinlocks: &libvirtxml.DomainFeatureHyperVSpinlocks{DomainFeatureState: libvirtxml.DomainFeatureState{State: "on"}, Retries: 8191},
-			}
+			fl.HyperV = hyperV(v)
 		}
 	}
 	d.Features = fl
-	if f.HPET != nil {
-		present := "no"
-		if *f.HPET {
-			present = "yes"
-		}
-		d.Clock = &libvirtxml.DomainClock{Offset: "utc", Timer: []libvirtxml.DomainTimer{{Name: "hpet", Present: present}}}
+	d.Clock = renderClock(g, hv)
+}
+
+// hyperV gives a KVM guest the Hyper-V enlightenments Windows uses, as
+// virt-install does for Windows: relaxed timing, the virtual APIC and
+// spinlock retries 8191 (Xen's base group), and for Xen's optional groups
+// their KVM counterparts (freq: frequencies; stimer: synthetic timers,
+// which need synic and vpindex; hcall_remote_tlb_flush and hcall_ipi:
+// tlbflush and ipi, which need vpindex). A group Xen has and KVM has not
+// adds nothing; "!group" removes one.
+func hyperV(v *hvm.Viridian) *libvirtxml.DomainFeatureHyperV {
+	on := func() *libvirtxml.DomainFeatureState { return &libvirtxml.DomainFeatureState{State: "on"} }
+	h := &libvirtxml.DomainFeatureHyperV{
+		Relaxed:   on(),
+		VAPIC:     on(),
+		Spinlocks: &libvirtxml.DomainFeatureHyperVSpinlocks{DomainFeatureState: libvirtxml.DomainFeatureState{State: "on"}, Retries: 8191},
 	}
+	for _, grp := range v.Groups {
+		switch grp {
+		case "freq", "all":
+			h.Frequencies = on()
+		}
+		switch grp {
+		case "stimer", "all":
+			h.VPIndex, h.Synic = on(), on()
+			h.STimer = &libvirtxml.DomainFeatureHyperVSTimer{DomainFeatureState: libvirtxml.DomainFeatureState{State: "on"}}
+		}
+		switch grp {
+		case "hcall_remote_tlb_flush", "all":
+			h.VPIndex, h.TLBFlush = on(), &libvirtxml.DomainFeatureHyperVTLBFlush{DomainFeatureState: libvirtxml.DomainFeatureState{State: "on"}}
+		}
+		switch grp {
+		case "hcall_ipi", "all":
+			h.VPIndex, h.IPI = on(), on()
+		}
+		switch grp {
+		case "!base":
+			h.Relaxed, h.VAPIC, h.Spinlocks = nil, nil, nil
+		case "!apic_assist":
+			h.VAPIC = nil
+		case "!freq":
+			h.Frequencies = nil
+		}
+	}
+	return h
+}
+
+// renderClock writes the guest's RTC as libvirt's xen converter does
+// (src/libxl/xen_common.c): localtime is offset='localtime', an
+// rtc_timeoffset is offset='variable' with that adjustment on the basis
+// of UTC or local time; a KVM Windows guest (viridian) gets the Hyper-V
+// reference clock as virt-install gives it; hpet is a timer.
+func renderClock(g *hvm.Guest, hv Hypervisor) *libvirtxml.DomainClock {
+	c := &libvirtxml.DomainClock{Offset: "utc"}
+	local := hvm.Val(g.Localtime, false)
+	if local {
+		c.Offset = "localtime"
+	}
+	if o := g.RTCTimeOffset; o != nil && *o != 0 {
+		c.Offset, c.Basis, c.Adjustment = "variable", "utc", strconv.Itoa(*o)
+		if local {
+			c.Basis = "localtime"
+		}
+	}
+	if v := g.Features.Viridian; hv == KVM && v != nil && v.Enabled {
+		c.Timer = append(c.Timer, libvirtxml.DomainTimer{Name: "hypervclock", Present: "yes"})
+	}
+	if h := g.Features.HPET; h != nil {
+		c.Timer = append(c.Timer, libvirtxml.DomainTimer{Name: "hpet", Present: map[bool]string{true: "yes", false: "no"}[*h]})
+	}
+	if c.Offset == "utc" && len(c.Timer) == 0 && g.Localtime == nil && g.RTCTimeOffset == nil {
+		return nil // nothing said: libvirt's default (utc) as before
+	}
+	return c
 }
 
 func diskBus(vdev string, hv Hypervisor) (dev, bus string) {

@@ -72,6 +72,10 @@ type InstallSaved struct {
 	OnReboot string `json:"on_reboot,omitempty"`
 	ACPI     *bool  `json:"acpi,omitempty"`
 	APIC     *bool  `json:"apic,omitempty"`
+	// Install is the install record of an earlier Windows, which phase 1
+	// removes (Setup is replacing that Windows) and a failed phase 1
+	// gives back.
+	Install *hvm.Install `json:"install,omitempty"`
 }
 
 // InstallOptions choose how Install runs.
@@ -179,7 +183,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 			return nil, err
 		}
 		rec = &InstallRecord{Guest: name, State: InstallPhase1, Media: o.Media, XP: o.XP, Driver: o.Driver,
-			Defined: InstallSaved{Boot: l.def.Boot, OnReboot: l.def.Lifecycle.OnReboot, ACPI: l.def.Features.ACPI, APIC: l.def.Features.APIC}}
+			Defined: InstallSaved{Boot: l.def.Boot, OnReboot: l.def.Lifecycle.OnReboot, ACPI: l.def.Features.ACPI, APIC: l.def.Features.APIC, Install: l.def.Install}}
 		unattend := ""
 		if o.Unattend != "" {
 			if unattend, err = m.unattendMedium(ctx, l.def, o); err != nil {
@@ -216,7 +220,7 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		// this definition.
 		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error {
 			phase2(g, rec.Defined)
-			g.Install = registry.InstallRecordOf(g)
+			g.Install = registry.InstallRecordOf(g, hvm.InstallByInstall)
 			return nil
 		}); err != nil {
 			return rec, err
@@ -324,6 +328,10 @@ func phase1(g *hvm.Guest, o InstallOptions, unattend string) error {
 	}
 	g.Boot = "dc"
 	g.Lifecycle.OnReboot = "destroy"
+	// Setup replaces whatever Windows the record was taken of: until
+	// phase 2 takes the new one, lint has no HAL to hold phase 1's
+	// firmware tables against.
+	g.Install = nil
 	if o.XP {
 		g.Features.ACPI, g.Features.APIC = hvm.Bool(false), hvm.Bool(false)
 	}
@@ -400,6 +408,9 @@ func (m *Manager) failInstall(ctx context.Context, l loaded, rec *InstallRecord,
 		if _, _, err := m.Reg.Update(ctx, rec.Guest, func(g *hvm.Guest) error {
 			g.Boot, g.Lifecycle.OnReboot = rec.Defined.Boot, rec.Defined.OnReboot
 			g.Features.ACPI, g.Features.APIC = rec.Defined.ACPI, rec.Defined.APIC
+			if g.Install == nil {
+				g.Install = rec.Defined.Install
+			}
 			return nil
 		}); err != nil {
 			return fmt.Errorf("guest %q: install failed in phase 1 (%s), and its definition was not given back (boot %q, on_reboot %q, acpi and apic as before): %w", rec.Guest, rec.Error, rec.Defined.Boot, rec.Defined.OnReboot, err)

@@ -5,6 +5,15 @@
 // control surfaces the network can reach (consoles, monitors, debuggers;
 // see exposure.go), and deprecated or contradictory config keys.
 // Findings are data (JSON-tagged) for `strata guest lint --output json`.
+//
+// Windows findings (HAL, activation, XP install) are for guests whose os
+// hint is Windows or unset; imports get a hint from their config
+// (hvm.GuessOS). Until the guest has an install record (hvm.Install,
+// taken when Windows is installed), lint explains the HAL each setting
+// would give and holds nothing against later changes; with one, a HAL
+// change is an error, unless the record predates issue 14 (taken at
+// define time, Install.By empty: a warning), and a clone's new identity
+// (Install.CloneOf) is information.
 package lint
 
 import (
@@ -61,6 +70,11 @@ const (
 	IDPythonPreamble = "python-preamble"
 	IDConfigNote     = "config-note"
 	IDGuestAgentXP   = "guest-agent-xp"
+	IDNotInstalled   = "install-not-recorded"
+	IDInstallOld     = "install-record-old"
+	IDCloneIdentity  = "clone-identity"
+	IDDiskMissing    = "disk-missing"
+	IDOSGuessed      = "os-guessed"
 )
 
 // HAL is the Windows hardware abstraction layer Setup installs.
@@ -90,6 +104,8 @@ func HALFor(acpi, apic bool, vcpus int) HAL {
 	return HAL{"ACPI PC", "halacpi.dll", true, false}
 }
 
+// isWindows: an explicit Windows hint, or none at all (a definition
+// written by hand without os; imports get one, hvm.GuessOS).
 func isWindows(os string) bool { return os == "" || strings.HasPrefix(os, "win") }
 
 func isXPEra(os string) bool { return os == "winxp" || os == "win2000" || os == "win2003" }
@@ -103,17 +119,31 @@ func Check(g *hvm.Guest) []Finding {
 	}
 	acpi, apic, vcpus := g.EffectiveACPI(), g.EffectiveAPIC(), g.EffectiveVCPUs()
 	hal := HALFor(acpi, apic, vcpus)
-	if isWindows(g.OS) {
-		add(IDHAL, Info, "features", "", "Windows XP/2003 Setup installs the %s HAL (%s) with acpi=%d, apic=%d, vcpus=%d; it cannot change after install", hal.Name, hal.DLL, b2i(acpi), b2i(apic), vcpus)
+	windows := isWindows(g.OS)
+	in := g.Install
+	if windows && in == nil {
+		add(IDHAL, Info, "features", "", "Windows XP/2003 Setup would install the %s HAL (%s) with acpi=%d, apic=%d, vcpus=%d (%s); the HAL is fixed when Windows is installed",
+			hal.Name, hal.DLL, b2i(acpi), b2i(apic), vcpus, alternatives(acpi, apic, vcpus))
+		add(IDNotInstalled, Info, "install", fmt.Sprintf("strata guest install %s records it; for Windows installed outside strata: strata guest installed %s", g.Name, g.Name),
+			"no install record yet: until Windows is installed, changes to acpi, apic, vcpus, the MAC, memory and the CD-ROM are free")
 	}
-	if in := g.Install; in != nil {
+	if windows && in != nil {
+		add(IDHAL, Info, "features", "", "Windows XP/2003 Setup installs the %s HAL (%s) with acpi=%d, apic=%d, vcpus=%d; it cannot change after install", hal.Name, hal.DLL, b2i(acpi), b2i(apic), vcpus)
+		// A record strata took when the guest was defined (before issue
+		// 14) may not be what Windows saw: its differences are warnings.
+		sev, old := Error, in.By == ""
+		if old {
+			sev = Warning
+			add(IDInstallOld, Info, "install", fmt.Sprintf("once Windows runs with the settings it was installed with: strata guest installed %s", g.Name),
+				"the install record was taken when the guest was defined, which may be before Windows was installed with other settings")
+		}
 		was := HALFor(hvm.Val(in.ACPI, acpi), hvm.Val(in.APIC, apic), hvm.Val(in.VCPUs, vcpus))
 		switch {
 		case was == hal:
 		case was.MP && !hal.MP && was.ACPI == hal.ACPI:
 			add(IDHALMPToUP, Warning, "vcpus", "", "installed with the %s HAL (%s); with one vCPU it keeps running that HAL, which works but is slower", was.Name, was.DLL)
 		default:
-			add(IDHALChanged, Error, "features",
+			add(IDHALChanged, sev, "features",
 				fmt.Sprintf("restore acpi=%d, apic=%d, vcpus=%d as at install, or reinstall Windows", b2i(was.ACPI), b2i(hvm.Val(in.APIC, apic)), hvm.Val(in.VCPUs, vcpus)),
 				"installed with the %s HAL (%s) but the firmware now describes %s (%s): Windows may hang at boot or stop with 0x7B", was.Name, was.DLL, hal.Name, hal.DLL)
 		}
@@ -124,7 +154,11 @@ func Check(g *hvm.Guest) []Finding {
 					found = true
 				}
 			}
-			if !found {
+			switch {
+			case in.CloneOf != "":
+				add(IDCloneIdentity, Info, "nics", "sysprep (generalize) Windows before freezing a golden image to spare each clone the reactivation",
+					"a clone of golden image %q: same HAL, new hardware identity (UUID, and MAC %s instead of %s): Windows asks for reactivation unless the golden was sysprepped", in.CloneOf, firstMAC(g), strings.ToLower(in.MAC))
+			case !found:
 				add(IDMACChanged, Warning, "nics", "set mac="+strings.ToLower(in.MAC)+" on the first NIC", "no NIC has the MAC address %s that Windows was installed with: Windows will ask for reactivation", in.MAC)
 			}
 		}
@@ -143,8 +177,11 @@ func Check(g *hvm.Guest) []Finding {
 			}
 		}
 	}
-	if isXPEra(g.OS) && g.Install == nil && strings.HasPrefix(g.EffectiveBoot(), "d") && acpi {
-		add(IDXPInstallACPI, Warning, "features.acpi", "for phase 1 set acpi = 0, apic = 0 and on_reboot = destroy; then restore on_reboot = restart and boot from disk for phase 2",
+	// Text-mode Setup (phase 1) hangs with ACPI on: it matters while
+	// Windows is being installed from CD, i.e. booting from the CD with no
+	// record of a finished install.
+	if isXPEra(g.OS) && in == nil && strings.HasPrefix(g.EffectiveBoot(), "d") && acpi {
+		add(IDXPInstallACPI, Warning, "features.acpi", "for phase 1 set acpi = 0, apic = 0 and on_reboot = destroy; then restore on_reboot = restart and boot from disk for phase 2 (strata guest install --xp does both)",
 			"installing %s from CD with ACPI on: text-mode Setup (phase 1) may hang", g.OS)
 	}
 	if isXPEra(g.OS) && g.HasGuestAgent() {
@@ -166,6 +203,34 @@ func Check(g *hvm.Guest) []Finding {
 	}
 	checkExposure(g, add)
 	return fs
+}
+
+// alternatives says which HAL other settings would give, so the admin
+// chooses before Setup fixes it.
+func alternatives(acpi, apic bool, vcpus int) string {
+	var out []string
+	cur := HALFor(acpi, apic, vcpus)
+	for _, alt := range []struct {
+		what       string
+		acpi, apic bool
+		vcpus      int
+	}{
+		{fmt.Sprintf("acpi=%d", b2i(!acpi)), !acpi, apic, vcpus},
+		{fmt.Sprintf("apic=%d", b2i(!apic)), acpi, !apic, vcpus},
+		{map[bool]string{true: "vcpus=1", false: "vcpus=2"}[vcpus > 1], acpi, apic, map[bool]int{true: 1, false: 2}[vcpus > 1]},
+	} {
+		if h := HALFor(alt.acpi, alt.apic, alt.vcpus); h != cur {
+			out = append(out, fmt.Sprintf("%s would give %s, %s", alt.what, h.Name, h.DLL))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func firstMAC(g *hvm.Guest) string {
+	if len(g.NICs) == 0 {
+		return "none"
+	}
+	return g.NICs[0].MAC
 }
 
 func b2i(b bool) int {
@@ -219,5 +284,8 @@ func CheckConfig(name string, data []byte) ([]Finding, error) {
 		return fs, err
 	}
 	fs = append(fs, FromWarnings(ws)...)
+	if g.OS == "" {
+		g.OS = hvm.GuessOS(g) // as guest import does
+	}
 	return append(fs, Check(g)...), nil
 }

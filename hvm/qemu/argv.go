@@ -1,6 +1,7 @@
 // Package qemu turns an hvm guest into a qemu-system-x86_64 command line.
 // Argv is a pure function: it reads no files and starts nothing, so the
-// same guest always gives the same argv; hvm/boot (or a test) runs it
+// same guest always gives the same argv (a guest with rtc_timeoffset: the
+// same argv for the same Options.Now); hvm/boot (or a test) runs it
 // through storage/run.
 package qemu
 
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/storage"
@@ -41,6 +43,18 @@ type Options struct {
 	OVMFVars string
 	// Audio is the -audiodev backend for sound cards (default "none").
 	Audio string
+	// QMP is a unix socket path for a QMP monitor (-qmp unix:PATH,
+	// server=on,wait=off), through which whoever runs the argv sets the
+	// VNC password (change-vnc-password); "" for none (hvm/boot adds its
+	// own).
+	QMP string
+	// Bridges renames bridges for the host the argv runs on (a NIC on
+	// xenbr0 goes onto br0 with {"xenbr0": "br0"}); see hvm.RemapBridges.
+	Bridges map[string]string
+	// Now is the host's time at start, for a guest with rtc_timeoffset
+	// (its RTC starts at Now plus the offset, as libvirt computes it);
+	// zero means the time of the call.
+	Now time.Time
 }
 
 // nicModels maps xl NIC models to QEMU devices.
@@ -122,6 +136,9 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 	if len(cpu) > 0 {
 		a = append(a, "-cpu", "qemu64,"+strings.Join(cpu, ","))
 	}
+	if rtc := rtcBase(g, o.Now); rtc != "" {
+		a = append(a, "-rtc", "base="+rtc)
+	}
 	a = append(a, "-m", strconv.Itoa(*g.Memory))
 	a = append(a, "-smp", fmt.Sprintf("%d,maxcpus=%d", g.EffectiveVCPUs(), g.EffectiveMaxVCPUs()))
 	if g.Firmware == "ovmf" {
@@ -152,7 +169,7 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 		return nil, err
 	}
 	a = append(a, disks...)
-	nics, err := netArgs(g, o.Network)
+	nics, err := netArgs(g.RemapBridges(o.Bridges), o.Network)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +230,9 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 		}
 		a = append(a, "-device", "vfio-pci,host="+bdf)
 	}
+	if o.QMP != "" {
+		a = append(a, "-qmp", "unix:"+escape(o.QMP)+",server=on,wait=off")
+	}
 	switch g.Lifecycle.OnReboot {
 	case "destroy", "preserve", "coredump-destroy":
 		a = append(a, "-no-reboot")
@@ -221,6 +241,30 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 		a = append(a, "-no-shutdown")
 	}
 	return a, nil
+}
+
+// rtcBase is QEMU's -rtc base for the guest's clock: "" (UTC, QEMU's
+// default), localtime, or with rtc_timeoffset the start date itself, now
+// plus the offset (in local time with localtime), as libvirt's qemu
+// driver computes a variable clock.
+func rtcBase(g *hvm.Guest, now time.Time) string {
+	local := hvm.Val(g.Localtime, false)
+	off := hvm.Val(g.RTCTimeOffset, 0)
+	if off == 0 {
+		if local {
+			return "localtime"
+		}
+		return ""
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	t := now.UTC().Add(time.Duration(off) * time.Second)
+	if local {
+		_, zone := now.In(time.Local).Zone()
+		t = t.Add(time.Duration(zone) * time.Second)
+	}
+	return t.Format("2006-01-02T15:04:05")
 }
 
 func onOff(b bool) string {

@@ -2,8 +2,11 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/rs/zerolog/log"
 
@@ -67,6 +70,19 @@ func (r *Registry) Import(ctx context.Context, file string, data []byte, o Impor
 	if err := r.mediaByPath(g); err != nil {
 		return nil, nil, err
 	}
+	if g.OS == "" {
+		// Windows checks (HAL, activation) are for Windows guests: a
+		// config without Windows hints is not held to them.
+		g.OS = hvm.GuessOS(g)
+		f := lint.Finding{ID: lint.IDOSGuessed, Severity: lint.Info, Field: "os", Fix: fmt.Sprintf("strata guest set %s os=OS (winxp, win2003, windows, linux, other) if that is wrong", g.Name)}
+		if strings.HasPrefix(g.OS, "win") {
+			f.Message = fmt.Sprintf("the config looks like a Windows guest (viridian, localtime or its names): os set to %s, and lint checks its HAL and activation", g.OS)
+		} else {
+			f.Message = fmt.Sprintf("the config has no Windows hints (viridian, localtime, a Windows name): os set to %s, and lint makes no Windows checks", g.OS)
+		}
+		findings = append(findings, f)
+	}
+	findings = append(findings, missingDisks(file, g)...)
 	var adopted []string
 	if o.AdoptDisks {
 		var err error
@@ -158,4 +174,31 @@ func (r *Registry) unadopt(ctx context.Context, names []string) {
 			log.Error().Err(err).Str("volume", n).Msg("could not unregister an adopted disk")
 		}
 	}
+}
+
+// missingDisks reports the disks of an imported config whose file or
+// device does not exist here, as warnings: the import goes on (the
+// config may be brought here before its images), but rendering a
+// writable one is refused until it exists.
+func missingDisks(file string, g *hvm.Guest) []lint.Finding {
+	var fs []lint.Finding
+	for i, d := range g.Disks {
+		kind, src := d.Source()
+		if kind != hvm.SourcePath && kind != hvm.SourceDevice || !strings.HasPrefix(src, "/") || d.Script != "" {
+			continue
+		}
+		if _, err := os.Stat(src); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		what := "a writable disk: guest render and start refuse it until it exists"
+		if d.ReadOnly() {
+			what = "read-only: the guest sees an empty drive"
+		}
+		f := lint.Finding{ID: lint.IDDiskMissing, Severity: lint.Warning, Field: fmt.Sprintf("disks[%d]", i),
+			Message: fmt.Sprintf("%s: disk %s: %s does not exist (%s)", file, d.Vdev, src, what),
+			Fix:     "copy the image there, or change the disk with strata guest set " + g.Name}
+		log.Warn().Str("file", file).Str("disk", d.Vdev).Msg(f.Message)
+		fs = append(fs, f)
+	}
+	return fs
 }

@@ -5,9 +5,15 @@
 // resolved to host paths.
 //
 // Invariants: a stored definition has passed FillDefaults and Validate;
-// every NIC has a MAC, unique across the catalog; every volume and medium
-// it names exists; the guest record's Disks are the volume IDs of its
-// writable disks (what restore points capture).
+// every NIC has a MAC, lower case, unique across the catalog; a guest's
+// UUID is no other guest's nor (unless frozen from it) a golden image's;
+// no two guests have one image writable, however each gives it (volume,
+// path or device, symlinks resolved); every volume and medium it names
+// exists; the guest record's Disks are the volume IDs of its writable
+// disks (what restore points capture). The install record (lint's HAL
+// and activation baseline) is taken when Windows is installed — by
+// lifecycle's guest install, or RecordInstall for an install outside
+// strata — never when the guest is defined.
 package registry
 
 import (
@@ -158,8 +164,21 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 	if err := storage.ValidateName("guest", g.Name); err != nil {
 		return nil, nil, err
 	}
+	oldUUID := ""
+	if previous != "" {
+		if rec, err := tx.Guest(previous); err == nil && rec.Definition != "" {
+			if old, err := decode(tx, rec); err == nil {
+				oldUUID = old.UUID
+			}
+		}
+	}
 	if err := g.FillDefaults(); err != nil {
 		return nil, nil, err
+	}
+	if !sameUUID(g.UUID, oldUUID) {
+		if err := checkUUID(tx, g, previous); err != nil {
+			return nil, nil, err
+		}
 	}
 	inUse, err := macsInUse(tx, previous)
 	if err != nil {
@@ -174,6 +193,17 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 		return nil, nil, err
 	}
 	if err := g.Validate(); err != nil {
+		return nil, nil, err
+	}
+	// MACs are stored lower-case, as Linux and libvirt print them, so
+	// comparisons and the install record agree whatever case was typed.
+	for i := range g.NICs {
+		g.NICs[i].MAC = strings.ToLower(g.NICs[i].MAC)
+	}
+	if in := g.Install; in != nil {
+		in.MAC = strings.ToLower(in.MAC)
+	}
+	if err := checkWriters(tx, g, previous); err != nil {
 		return nil, nil, err
 	}
 	seen := map[string]bool{}
@@ -198,7 +228,8 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 				continue
 			}
 			// Two guests writing one disk corrupt it, and a rollback of
-			// one would overwrite the other's data.
+			// one would overwrite the other's data (checkWriters checked
+			// the definitions; this the records restore points use).
 			writers, err := tx.GuestsWriting(v.ID)
 			if err != nil {
 				return nil, nil, err
@@ -216,16 +247,17 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 			}
 		}
 	}
-	if g.Install == nil {
-		g.Install = InstallRecordOf(g)
-	}
+	// No install record here: Windows fixes its HAL when it is
+	// installed, not when the guest is defined (guest install and guest
+	// installed take the record).
 	return ids, uses, nil
 }
 
 // InstallRecordOf notes the hardware Windows sees when it is installed on
-// this definition; lint compares later changes with it.
-func InstallRecordOf(g *hvm.Guest) *hvm.Install {
-	in := &hvm.Install{ACPI: hvm.Bool(g.EffectiveACPI()), APIC: hvm.Bool(g.EffectiveAPIC()), VCPUs: hvm.Int(g.EffectiveVCPUs()), Memory: g.Memory}
+// this definition, and how the record was taken (hvm.InstallBy*); lint
+// compares later changes with it.
+func InstallRecordOf(g *hvm.Guest, by string) *hvm.Install {
+	in := &hvm.Install{By: by, ACPI: hvm.Bool(g.EffectiveACPI()), APIC: hvm.Bool(g.EffectiveAPIC()), VCPUs: hvm.Int(g.EffectiveVCPUs()), Memory: g.Memory}
 	if len(g.NICs) > 0 {
 		in.MAC = g.NICs[0].MAC
 	}
@@ -354,4 +386,37 @@ func (r *Registry) Delete(ctx context.Context, name string, withDisks bool) erro
 		}
 	}
 	return r.st.DeleteGuest(ctx, name, vols)
+}
+
+// InstalledOptions describe a Windows installed outside strata: the
+// firmware tables and vCPUs Setup saw, where they differ from the
+// definition now (nil: as defined).
+type InstalledOptions struct {
+	ACPI, APIC *bool
+	VCPUs      *int
+}
+
+// RecordInstall takes the install record of a guest whose Windows was
+// installed outside strata (strata guest install takes its own): the
+// HAL-relevant settings (as defined, or as o gives them) and the
+// activation-relevant hardware (first MAC, memory, CD-ROM drive) as
+// defined now. It replaces an earlier record.
+func (r *Registry) RecordInstall(ctx context.Context, name string, o InstalledOptions) (*hvm.Guest, []lint.Finding, error) {
+	if o.VCPUs != nil && *o.VCPUs < 1 {
+		return nil, nil, storage.Errorf(storage.ErrInvalid, "--vcpus %d is not a number of vCPUs", *o.VCPUs)
+	}
+	return r.Update(ctx, name, func(g *hvm.Guest) error {
+		in := InstallRecordOf(g, hvm.InstallByInstalled)
+		if o.ACPI != nil {
+			in.ACPI = hvm.Bool(*o.ACPI)
+		}
+		if o.APIC != nil {
+			in.APIC = hvm.Bool(*o.APIC)
+		}
+		if o.VCPUs != nil {
+			in.VCPUs = hvm.Int(*o.VCPUs)
+		}
+		g.Install = in
+		return nil
+	})
 }

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/libvirt"
 	"github.com/strata-vm/strata/hvm/lint"
 	"github.com/strata-vm/strata/hvm/qemu"
@@ -77,7 +80,22 @@ type RenderOptions struct {
 	// AllowExposed renders a guest whose lint finds a control surface
 	// the network can reach (lint.IsExposure); without it Render refuses.
 	AllowExposed bool
+	// Bridges renames NIC bridges for the target host (--bridge-map
+	// xenbr0=br0, hvm.ParseBridgeMap), in every format.
+	Bridges map[string]string
+	// AllowMissingDisks renders a guest whose writable disk's file or
+	// device does not exist here (a config for the host that has it).
+	AllowMissingDisks bool
+	// QMP is the QMP socket of a qemu render (default: RenderQMPSocket
+	// in the guest's root-only runtime directory), through which the
+	// VNC password is set once QEMU runs.
+	QMP string
 }
+
+// RenderQMPSocket is the QMP socket a qemu render gets in the guest's
+// runtime directory: not the qemu driver's own (qmp.sock), so a rendered
+// command line never takes over a guest strata runs.
+const RenderQMPSocket = "qmp-render.sock"
 
 // Render returns a guest as an xl.cfg or xm file, libvirt domain XML, or
 // (format qemu) nil and the QEMU argv.
@@ -85,6 +103,24 @@ func (r *Registry) Render(ctx context.Context, name string, o RenderOptions) ([]
 	g, err := r.Resolved(ctx, name)
 	if err != nil {
 		return nil, nil, err
+	}
+	g = g.RemapBridges(o.Bridges)
+	if err := checkDiskFiles(g, o.AllowMissingDisks); err != nil {
+		return nil, nil, err
+	}
+	if o.Format == "xm" && g.DeviceModel.Override == "" && g.DeviceModel.XMPath == "" {
+		g.DeviceModel.XMPath = xlcfg.FindXMDeviceModel("/")
+	}
+	if o.Format == "qemu" && o.QMP == "" {
+		_, rec, err := r.Get(ctx, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		rd, err := boot.RunDirFor(r.st.Catalog.Home(), rec.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.QMP = rd.Path(RenderQMPSocket)
 	}
 	exposed := lint.Exposures(g)
 	if len(exposed) > 0 && !o.AllowExposed {
@@ -165,8 +201,33 @@ func render(g *hvm.Guest, o RenderOptions) ([]byte, []string, error) {
 				accel = "kvm"
 			}
 		}
-		argv, err := qemu.Argv(g, qemu.Options{Accel: accel, Network: o.Network})
+		argv, err := qemu.Argv(g, qemu.Options{Accel: accel, Network: o.Network, QMP: o.QMP})
+		if err == nil && !g.Display.VNCPasswd.IsZero() {
+			log.Info().Str("guest", g.Name).Str("qmp", o.QMP).Msg(`the VNC console waits for its password: once QEMU runs, send {"execute":"qmp_capabilities"} then {"execute":"change-vnc-password","arguments":{"password":"..."}} to the QMP socket`)
+		}
 		return nil, argv, err
 	}
 	return nil, nil, storage.Errorf(storage.ErrInvalid, "invalid format %q: use xl, xm, libvirt or qemu", o.Format)
+}
+
+// checkDiskFiles refuses to render a guest whose writable disk names a
+// file or device that does not exist (the config would fail to start, or
+// a toolstack would create an empty image in its place); a missing
+// read-only disk or CD is only logged.
+func checkDiskFiles(g *hvm.Guest, allowMissing bool) error {
+	for _, d := range g.Disks {
+		kind, src := d.Source()
+		if kind != hvm.SourcePath && kind != hvm.SourceDevice || !strings.HasPrefix(src, "/") || d.Script != "" {
+			continue // a backend URL (rbd:) or a block script's target
+		}
+		if _, err := os.Stat(src); err == nil || !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if d.ReadOnly() || allowMissing {
+			log.Warn().Str("guest", g.Name).Str("disk", d.Vdev).Msg(src + " does not exist: the guest sees no medium there")
+			continue
+		}
+		return storage.Errorf(storage.ErrNotFound, "guest %q: writable disk %s: %s does not exist: restore it, change the disk (strata guest set %s), or add --allow-missing-disks to render a config for the host that has it", g.Name, d.Vdev, src, g.Name)
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,14 +194,23 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	}
 	w.str("soundhw", strings.Join(g.SoundHW, ","))
 	w.list("pci", g.PCI)
+	w.bool("localtime", g.Localtime)
+	w.int("rtc_timeoffset", g.RTCTimeOffset)
 	w.str("on_poweroff", g.Lifecycle.OnPoweroff)
 	w.str("on_reboot", g.Lifecycle.OnReboot)
 	w.str("on_crash", g.Lifecycle.OnCrash)
 	w.str("device_model_version", g.DeviceModel.Version)
 	if xm {
+		// The emulator the imported config named, else the one found on
+		// this host (FindXMDeviceModel, set by the caller); with neither,
+		// xm (3.3 and later) runs its own qemu-dm. Never a guessed path:
+		// a 64-bit host keeps it under lib64 or a versioned directory.
 		dm := g.DeviceModel.Override
 		if dm == "" {
-			dm = "/usr/lib/xen/bin/qemu-dm"
+			dm = g.DeviceModel.XMPath
+		}
+		if dm == "" {
+			fmt.Fprintf(&w.buf, "# device_model: no qemu-dm known for this guest or found on this host; xm runs its own\n")
 		}
 		w.str("device_model", dm)
 	} else {
@@ -282,4 +293,34 @@ func sanitizeComment(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// XMDeviceModelPaths are where Xen 3 and 4.0-4.4 packages put xm's
+// qemu-dm: lib64 on 64-bit RPM hosts, lib on Debian's and 32-bit ones,
+// a versioned directory on Debian's later packages.
+var XMDeviceModelPaths = []string{
+	"/usr/lib64/xen/bin/qemu-dm",
+	"/usr/lib/xen/bin/qemu-dm",
+	"/usr/lib/xen-*/bin/qemu-dm",
+	"/usr/libexec/xen/bin/qemu-dm",
+}
+
+// FindXMDeviceModel returns the first qemu-dm of XMDeviceModelPaths that
+// exists under root ("" or "/" for the host), as a host path; "" when
+// there is none.
+func FindXMDeviceModel(root string) string {
+	for _, p := range XMDeviceModelPaths {
+		matches, _ := filepath.Glob(filepath.Join(root, p))
+		slices.Sort(matches)
+		for _, m := range slices.Backward(matches) { // the newest version first
+			if st, err := os.Stat(m); err == nil && st.Mode().IsRegular() {
+				rel, err := filepath.Rel(filepath.Join(root, "/"), m)
+				if err != nil {
+					continue
+				}
+				return "/" + rel
+			}
+		}
+	}
+	return ""
 }
