@@ -33,6 +33,7 @@ func (g *Guest) Clone() *Guest {
 	c.Disks = slices.Clone(g.Disks)
 	for i := range c.Disks {
 		c.Disks[i].Discard = clonePtr(c.Disks[i].Discard)
+		c.Disks[i].Options = slices.Clone(c.Disks[i].Options)
 	}
 	c.NICs = slices.Clone(g.NICs)
 	for i := range c.NICs {
@@ -61,6 +62,7 @@ func (g *Guest) Clone() *Guest {
 		in.VCPUs, in.Memory = clonePtr(in.VCPUs), clonePtr(in.Memory)
 		c.Install = &in
 	}
+	c.Localtime, c.RTCTimeOffset = clonePtr(g.Localtime), clonePtr(g.RTCTimeOffset)
 	c.Extra = maps.Clone(g.Extra)
 	return &c
 }

@@ -76,6 +76,19 @@ type Guest struct {
 	// compares it with the current definition (HAL, activation).
 	Install *Install `yaml:"install,omitempty" json:"install,omitempty"`
 
+	// ---- Model fields added by defs (issue 14, xl.cfg coverage) ----
+	// Localtime says the guest's clock (RTC) runs in the host's local
+	// time, not UTC, as Windows expects (xl localtime).
+	Localtime *bool `yaml:"localtime,omitempty" json:"localtime,omitempty"`
+	// RTCTimeOffset shifts the guest's clock by this many seconds (xl
+	// rtc_timeoffset); with Localtime the shift is from local time.
+	RTCTimeOffset *int `yaml:"rtc_timeoffset,omitempty" json:"rtc_timeoffset,omitempty"`
+	// Passthrough is how Xen sets up the IOMMU for PCI passthrough (xl
+	// passthrough): enabled, disabled, sync_pt, share_pt or default.
+	// Xen only: libvirt renders it as <features><xen><passthrough>.
+	Passthrough string `yaml:"passthrough,omitempty" json:"passthrough,omitempty"`
+	// ---- end of the fields added by defs ----
+
 	// Extra keeps xl.cfg keys strata does not model, verbatim: key →
 	// value in xl.cfg syntax (`"native"`, `0`, `[ "a", "b" ]`).
 	Extra map[string]string `yaml:"extra,omitempty" json:"extra,omitempty"`
@@ -145,6 +158,11 @@ type Disk struct {
 	// Script is a block script (block-iscsi, block-nbd, block-drbd, ...).
 	Script  string `yaml:"script,omitempty" json:"script,omitempty"`
 	Discard *bool  `yaml:"discard,omitempty" json:"discard,omitempty"`
+	// Options are xl disk parameters strata does not model, kept verbatim
+	// and written back to xl only: flags (direct-io-safe, trusted,
+	// untrusted, colo) and key=value (specification=virtio,
+	// grant_usage=1, colo-host=...). Added by defs (issue 14).
+	Options []string `yaml:"options,omitempty" json:"options,omitempty"`
 }
 
 // SourceKind says what a disk's source names.
@@ -250,6 +268,10 @@ type DeviceModel struct {
 	Version string `yaml:"version,omitempty" json:"version,omitempty"`
 	// Override is the emulator binary (xl device_model_override).
 	Override string `yaml:"override,omitempty" json:"override,omitempty"`
+	// Path is the emulator an xm config named (xm device_model; added by
+	// defs, issue 14). xm ran it; xl ignores the key, so only the xm
+	// rendering writes it back.
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 }
 
 // Install records the hardware at the time Windows was installed. Windows

@@ -171,7 +171,7 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 	if err := renderGraphics(d, g); err != nil {
 		return nil, err
 	}
-	for _, s := range g.SoundHW {
+	for _, s := range g.SoundCards() {
 		model := s
 		if s == "hda" {
 			model = "ich6"
@@ -271,6 +271,18 @@ func renderFeatures(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) {
 				Spinlocks: &libvirtxml.DomainFeatureHyperVSpinlocks{DomainFeatureState: libvirtxml.DomainFeatureState{State: "on"}, Retries: 8191},
 			}
 		}
+	}
+	if hv == Xen && g.Passthrough != "" && g.Passthrough != "default" {
+		// libvirt's state on/off with the mode xl names (sync_pt,
+		// share_pt); "enabled" lets Xen choose the mode.
+		pt := &libvirtxml.DomainFeatureXenPassthrough{State: "on"}
+		switch g.Passthrough {
+		case "disabled":
+			pt.State = "off"
+		case "sync_pt", "share_pt":
+			pt.Mode = g.Passthrough
+		}
+		fl.Xen = &libvirtxml.DomainFeatureXen{Passthrough: pt}
 	}
 	d.Features = fl
 	if f.HPET != nil {

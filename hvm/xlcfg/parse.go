@@ -299,8 +299,30 @@ func (p *parser) statement() error {
 	for p.pos < len(p.src) && isKeyChar(p.src[p.pos]) {
 		p.pos++
 	}
+	if p.peek(0) == '-' && isKeyChar(p.peek(1)) {
+		// "device-model", as some guides print it: xl's keys have no
+		// '-'. One whose '_' spelling is a known key is read as that,
+		// with a warning; any other is an error naming it.
+		for p.pos < len(p.src) && (isKeyChar(p.src[p.pos]) || p.src[p.pos] == '-') {
+			p.pos++
+		}
+		typed := string(p.src[start:p.pos])
+		under := strings.ReplaceAll(typed, "-", "_")
+		if !knownKey(under) {
+			return p.errf("%q is not an xl key: keys have no '-'; did you mean %q? (xl.cfg(5) lists the keys)", typed, under)
+		}
+		p.cfg.Warnings = append(p.cfg.Warnings, Warning{File: p.name, Line: line, Key: under, Code: "hyphen-key",
+			Message: fmt.Sprintf("%s is read as %s: xl's keys have no '-' and xl rejects this line", typed, under), Replacement: under})
+		p.key = under
+		return p.rest(under, line)
+	}
 	key := string(p.src[start:p.pos])
 	p.key = key
+	return p.rest(key, line)
+}
+
+// rest reads the operator and value of the statement of key.
+func (p *parser) rest(key string, line int) error {
 	p.skipSpace(false)
 	appendOp := false
 	switch {

@@ -195,9 +195,23 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	w.str("on_poweroff", g.Lifecycle.OnPoweroff)
 	w.str("on_reboot", g.Lifecycle.OnReboot)
 	w.str("on_crash", g.Lifecycle.OnCrash)
+	w.bool("localtime", g.Localtime)
+	w.int("rtc_timeoffset", g.RTCTimeOffset)
+	if g.Passthrough != "" {
+		if xm {
+			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no passthrough key (Xen 4.13 added it); use xl", g.Name)
+		}
+		w.str("passthrough", g.Passthrough)
+	}
 	w.str("device_model_version", g.DeviceModel.Version)
 	if xm {
-		dm := g.DeviceModel.Override
+		// The emulator the imported xm config named, else the one
+		// device_model_override names, else where Xen 3 and 4.0-4.4
+		// installed qemu-dm.
+		dm := g.DeviceModel.Path
+		if dm == "" {
+			dm = g.DeviceModel.Override
+		}
 		if dm == "" {
 			dm = "/usr/lib/xen/bin/qemu-dm"
 		}

@@ -1,0 +1,63 @@
+package hvm
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/strata-vm/strata/storage/pattern"
+)
+
+var diskOptionPattern = pattern.New(`^[a-z][-a-z_]*(=[^, \t\n"']+)?$`)
+
+// Values of the xl keys modelled in the second round of xl.cfg coverage
+// (issue 14). The renderers share them.
+var (
+	// PassthroughModes are the values of xl passthrough.
+	PassthroughModes = []string{"enabled", "disabled", "sync_pt", "share_pt", "default"}
+)
+
+// SoundAll is xl/xm soundhw = "all": every sound card the device model
+// has. Xen's qemu-dm had sb16 and es1370 (libvirt's Xen converter reads
+// "all" as those two), so renderers without "all" give those.
+const SoundAll = "all"
+
+// soundAllCards are the cards "all" stands for where it cannot be written.
+var soundAllCards = []string{"sb16", "es1370"}
+
+// SoundCards returns the guest's sound cards with "all" expanded to the
+// cards it stands for, each once, for renderers that have no "all".
+func (g *Guest) SoundCards() []string {
+	var out []string
+	for _, s := range g.SoundHW {
+		cards := []string{s}
+		if s == SoundAll {
+			cards = soundAllCards
+		}
+		for _, c := range cards {
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// validateXLKeys checks the fields modelled in the second round.
+func (g *Guest) validateXLKeys(p *problems) {
+	if g.RTCTimeOffset != nil && (*g.RTCTimeOffset < -1<<30 || *g.RTCTimeOffset > 1<<30) {
+		p.add("rtc_timeoffset", "%d seconds is out of range (about 34 years either way)", *g.RTCTimeOffset)
+	}
+	if g.Passthrough != "" && !oneOf(g.Passthrough, PassthroughModes) {
+		p.add("passthrough", "%q is not known; use one of %s", g.Passthrough, list(PassthroughModes))
+	}
+	for i, d := range g.Disks {
+		for _, o := range d.Options {
+			if !diskOptionPattern.MatchString(o) {
+				p.add(fmt.Sprintf("disks[%d].options", i), "%q is not an xl disk flag or key=value without commas or spaces (e.g. direct-io-safe, specification=virtio)", o)
+			}
+		}
+	}
+	if dm := g.DeviceModel.Path; dm != "" && dm[0] != '/' {
+		p.add("device_model.path", "%q is not an absolute path", dm)
+	}
+}
