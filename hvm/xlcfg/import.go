@@ -370,7 +370,13 @@ func (v *conv) display() {
 		}
 	}
 	d.VideoRAM = v.intp("videoram")
-	if sp := v.c.Get("spice"); sp != nil {
+	spice := false
+	for _, k := range modelledKeys {
+		if strings.HasPrefix(k, "spice") && v.c.Get(k) != nil {
+			spice = true
+		}
+	}
+	if spice {
 		s := &hvm.Spice{Enabled: hvm.Val(v.boolp("spice"), false)}
 		s.Host, _ = v.str("spicehost")
 		s.Port = v.intp("spiceport")
@@ -440,6 +446,9 @@ func (v *conv) otherKeys() {
 			continue
 		}
 		switch t, why := KeyTreatment(s.Key); t {
+		case Modelled:
+			// Read only in a context this config does not have.
+			v.warn(s, "ignored-key", fmt.Sprintf("%s is dropped: it has no effect without kernel (a kernel booted directly)", s.Key), "")
 		case Refused:
 			v.errf(s, "refused: %s", why)
 		case Dropped:

@@ -172,3 +172,25 @@ func init() {
 		verbatimKeys[k] = true
 	}
 }
+
+// ListedKeys returns every key this file names, with its treatment: the
+// keys the coverage table (testdata/hvm/xl-keys.tsv) must list.
+func ListedKeys() map[string]Treatment {
+	out := map[string]Treatment{}
+	for _, k := range modelledKeys {
+		out[k] = Modelled
+	}
+	for k := range droppedKeys {
+		out[k] = Dropped
+	}
+	for k := range refusedKeys {
+		out[k] = Refused
+	}
+	for k := range verbatimKeys {
+		out[k] = Verbatim
+	}
+	for k := range xmRenamed {
+		out[k] = Verbatim
+	}
+	return out
+}
