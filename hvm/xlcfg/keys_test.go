@@ -256,7 +256,9 @@ rtc_timeoffset = -3600
 	if codes["boot"] != "ignored-key" || codes["device_model"] != "deprecated-key" && codes["device_model"] != "hyphen-key" {
 		t.Errorf("warnings %v", ws)
 	}
-	if !slices.ContainsFunc(ws, func(w xlcfg.Warning) bool { return w.Code == "hyphen-key" && strings.Contains(w.Message, "device-model") }) {
+	if !slices.ContainsFunc(ws, func(w xlcfg.Warning) bool {
+		return w.Code == "hyphen-key" && strings.Contains(w.Message, "device-model")
+	}) {
 		t.Errorf("no warning about device-model: %v", ws)
 	}
 	if f := g.Clone(); f.FillDefaults() != nil || f.Validate() != nil {
