@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/strata-vm/strata/storage/pattern"
+	"go.yaml.in/yaml/v3"
 )
 
 var diskOptionPattern = pattern.New(`^[a-z][-a-z_]*(=[^, \t\n"']+)?$`)
@@ -60,4 +61,42 @@ func (g *Guest) validateXLKeys(p *problems) {
 	if dm := g.DeviceModel.Path; dm != "" && dm[0] != '/' {
 		p.add("device_model.path", "%q is not an absolute path", dm)
 	}
+}
+
+// UnmarshalYAML reads viridian as the README and xl write it: a boolean
+// (features.viridian: true; 1 and 0 as xl writes them), a list of groups
+// (features.viridian: [base, freq]), or the mapping Marshal writes
+// (enabled, groups).
+func (v *Viridian) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch n.Value {
+		case "1":
+			*v = Viridian{Enabled: true}
+			return nil
+		case "0":
+			*v = Viridian{}
+			return nil
+		}
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return fmt.Errorf("line %d: viridian takes true or false, a list of groups, or enabled and groups", n.Line)
+		}
+		*v = Viridian{Enabled: b}
+		return nil
+	case yaml.SequenceNode:
+		var groups []string
+		if err := n.Decode(&groups); err != nil {
+			return fmt.Errorf("line %d: viridian's groups are a list of names such as base, freq", n.Line)
+		}
+		*v = Viridian{Enabled: true, Groups: groups}
+		return nil
+	}
+	type plain Viridian // without this method
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*v = Viridian(p)
+	return nil
 }

@@ -239,7 +239,7 @@ func guestCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "set", Usage: "change a guest: KEY=VALUE with xl names (memory=1024 acpi=0 vnclisten=...) or YAML paths (nics.0.bridge=br1); KEY= unsets; passwords only from a file", ArgsUsage: "NAME [KEY=VALUE...]",
+				Name: "set", Usage: "change a guest: KEY=VALUE with xl names and syntax (memory=1024 viridian=1 vif=bridge=br1 cdrom=ISO) or YAML paths (nics.0.bridge=br1); KEY= unsets; disks+=VOL[:VDEV], nics-=MAC edit lists; passwords only from a file", ArgsUsage: "NAME [KEY=VALUE|KEY+=VALUE|KEY-=VALUE...]",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "vncpasswd-file", Usage: "file holding the VNC password, - for stdin (never on the command line)"},
 					&cli.StringSliceFlag{Name: "secret-file", Usage: "KEY=FILE: set a password key (vncpasswd, spicepasswd, extra.KEY, ...) from FILE, - for stdin (repeat)"},

@@ -1,5 +1,12 @@
 package xlcfg
 
+import (
+	"strings"
+
+	"github.com/strata-vm/strata/hvm"
+	"github.com/strata-vm/strata/storage"
+)
+
 // How the importer treats each key of xl.cfg(5) and of the xm dialect it
 // replaced (xmdomain.cfg(5), xm's create.py and xmexample.hvm). Every key
 // is exactly one of:
@@ -193,4 +200,49 @@ func ListedKeys() map[string]Treatment {
 		out[k] = Verbatim
 	}
 	return out
+}
+
+// ConvertSetting converts one xl setting given on its own (as `guest set` takes
+// it) to the guest it describes: key with value in xl syntax (1,
+// "text", [ "a", "b" ]), where a bare word that is not a number is taken
+// as a string (serial=pty, vif=bridge=xenbr1,model=e1000). It returns
+// the guest the setting alone gives and the one no setting gives: the
+// fields where they differ are the ones the setting sets. Errors and
+// warnings name the key, never a file or line.
+func ConvertSetting(key, value string) (set, none *hvm.Guest, ws []Warning, err error) {
+	switch t, why := KeyTreatment(key); t {
+	case Refused:
+		return nil, nil, nil, storage.Errorf(storage.ErrInvalid, "%s is refused: %s", key, why)
+	case Dropped:
+		return nil, nil, nil, storage.Errorf(storage.ErrInvalid, "%s has no effect on an HVM guest: %s", key, why)
+	}
+	val, perr := ParseValue(value)
+	if perr != nil {
+		if strings.HasPrefix(strings.TrimSpace(value), "[") || strings.ContainsAny(value, "\n\x00") {
+			if hvm.SecretKey(key) || hvm.SecretValue(value) {
+				return nil, nil, nil, storage.Errorf(storage.ErrInvalid, "%s: the value (not quoted: it holds a password) is not one xl value", key)
+			}
+			return nil, nil, nil, storage.Errorf(storage.ErrInvalid, "%s: %q is not an xl value: write a number, text or a [ list ] of quoted items", key, value)
+		}
+		val = &Value{Kind: String, Text: value}
+	}
+	build := func(with bool) (*hvm.Guest, []Warning, error) {
+		c := &Config{index: map[string]*Setting{}}
+		add := func(k string, v *Value) {
+			s := &Setting{Key: k, Value: v, Line: 1, Lines: []int{1}}
+			c.index[k] = s
+			c.Settings = append(c.Settings, s)
+		}
+		add("name", &Value{Kind: String, Text: "setting"})
+		add("type", &Value{Kind: String, Text: "hvm"})
+		if with {
+			add(key, val)
+		}
+		return c.Guest()
+	}
+	if set, ws, err = build(true); err != nil {
+		return nil, nil, ws, err
+	}
+	none, _, err = build(false)
+	return set, none, ws, err
 }

@@ -72,6 +72,10 @@ func (w Warning) String() string {
 }
 
 func errAt(file string, line int, format string, args ...any) error {
+	if file == "" {
+		// A setting given on its own (Setting), not read from a file.
+		return storage.Errorf(storage.ErrInvalid, "%s", fmt.Sprintf(format, args...))
+	}
 	return storage.Errorf(storage.ErrInvalid, "%s:%d: %s", file, line, fmt.Sprintf(format, args...))
 }
 
