@@ -278,7 +278,18 @@ func (v *conv) firmware() {
 			fw = t
 		case "uefi":
 			fw = "ovmf"
+		case "pvgrub32", "pvgrub64":
+			v.errf(s, "%q boots a PV guest; an HVM guest uses bios, seabios, rombios, ovmf or uefi", t)
 		default:
+			if strings.HasPrefix(t, "/") {
+				// firmware = "PATH": xl loads that file instead of
+				// hvmloader. Kept verbatim, as firmware_override is.
+				if g.Extra == nil {
+					g.Extra = map[string]string{}
+				}
+				g.Extra["firmware"] = s.Value.String()
+				break
+			}
 			v.errf(s, "%q is not bios, seabios, rombios, ovmf or uefi", t)
 		}
 		if fw != "" && g.Firmware != "" && g.Firmware != fw {
@@ -351,6 +362,19 @@ func (v *conv) display() {
 	d.VNC = v.boolp("vnc")
 	d.VNCListen, _ = v.str("vnclisten")
 	d.VNCDisplay = v.intp("vncdisplay")
+	if addr, num, ok := strings.Cut(d.VNCListen, ":"); ok && !strings.Contains(num, ":") {
+		// vnclisten = "ADDRESS:DISPLAYNUM" (xl.cfg(5)).
+		s := v.c.Get("vnclisten")
+		n, err := ParseInt(num)
+		switch {
+		case err != nil || n < 0 || n > 59635:
+			v.errf(s, "%q is not ADDRESS[:DISPLAYNUM]: the display number is 0 to 59635 (port 5900+N)", d.VNCListen)
+		case d.VNCDisplay != nil && *d.VNCDisplay != int(n):
+			v.errf(s, "display %d in %q contradicts vncdisplay = %d: give the display once", n, d.VNCListen, *d.VNCDisplay)
+		default:
+			d.VNCListen, d.VNCDisplay = addr, hvm.Int(int(n))
+		}
+	}
 	d.VNCUnused = v.boolp("vncunused")
 	pw, _ := v.str("vncpasswd")
 	d.VNCPasswd = hvm.Secret(pw)

@@ -299,6 +299,23 @@ rtc_timeoffset = -3600
 		t.Errorf("xm rendering lost the device_model path: %v\n%s", err, xm)
 	}
 
+	// Forms of xl.cfg(5) and xm beyond single keys.
+	g, ws, err = xlcfg.Parse("forms.cfg", []byte("name = \"f\"\ntype = \"hvm\"\nmemory = 64\nvnclisten = \"127.0.0.1:3\"\nacpi = True\napic = False\nfirmware = \"/usr/lib/xen/boot/hvmloader.custom\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Display.VNCListen != "127.0.0.1" || hvm.Val(g.Display.VNCDisplay, -1) != 3 || !*g.Features.ACPI || *g.Features.APIC || g.Extra["firmware"] != `"/usr/lib/xen/boot/hvmloader.custom"` {
+		t.Errorf("forms: %+v", g)
+	}
+	if !slices.ContainsFunc(ws, func(w xlcfg.Warning) bool { return w.Code == "python-boolean" && w.Key == "acpi" }) {
+		t.Errorf("no warning about acpi = True: %v", ws)
+	}
+	for _, src := range []string{"vnclisten = \"127.0.0.1:3\"\nvncdisplay = 4\n", "firmware = \"pvgrub64\"\n", "acpi = Truest\n"} {
+		if _, _, err := xlcfg.Parse("bad.cfg", []byte("name = \"f\"\ntype = \"hvm\"\nmemory = 64\n"+src)); err == nil {
+			t.Errorf("%q was accepted", src)
+		}
+	}
+
 	// A hyphenated key that is no key at all is refused, naming it.
 	if _, _, err := xlcfg.Parse("x.cfg", []byte("name = \"a\"\ntype = \"hvm\"\nmax-speed = 3\n")); err == nil || !strings.Contains(err.Error(), `"max-speed"`) || !strings.Contains(err.Error(), "x.cfg:3") {
 		t.Errorf("max-speed: %v", err)

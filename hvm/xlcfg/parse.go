@@ -431,9 +431,31 @@ func (p *parser) value(depth int) (*Value, error) {
 		return &Value{Kind: Number, Text: string(p.src[start:p.pos]), Line: line}, nil
 	case c == '\n' || c == ';':
 		return nil, p.errf("a value is missing after '='")
+	case (c == 'T' || c == 'F') && p.pythonBool():
+		// xm read its configs as Python: acpi = True. xl has numbers.
+		word := "True"
+		v := &Value{Kind: Number, Text: "1", Line: line}
+		if c == 'F' {
+			word, v.Text = "False", "0"
+		}
+		p.pos += len(word)
+		p.cfg.Warnings = append(p.cfg.Warnings, Warning{File: p.name, Line: line, Key: p.key, Code: "python-boolean",
+			Message: fmt.Sprintf("%s = %s (Python, as xm read it) is read as %s: xl rejects it", p.keyName(), word, v.Text), Replacement: v.Text})
+		return v, nil
 	default:
 		return nil, p.codeError(fmt.Sprintf("unexpected %q where a value should start", c))
 	}
+}
+
+// pythonBool tells whether the value at pos is a bare True or False.
+func (p *parser) pythonBool() bool {
+	for _, w := range []string{"True", "False"} {
+		end := p.pos + len(w)
+		if end <= len(p.src) && string(p.src[p.pos:end]) == w && (end == len(p.src) || !isKeyChar(p.src[end]) && (p.src[end] < 'A' || p.src[end] > 'Z')) {
+			return true
+		}
+	}
+	return false
 }
 
 // str reads a quoted string: '...' or "..." with C escapes, or ”'...”'

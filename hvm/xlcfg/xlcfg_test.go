@@ -106,7 +106,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"name = 'a'\nif x:\n  memory = 1\n", ":2:", "Python"},
 		{"name = \"a\ngo\"\n", ":1:", "not closed"},
 		{"disk = [ 'a'\n", ":1:", "not closed"},
-		{"acpi = True\n", ":1:", "value"},
+		{"acpi = yes\n", ":1:", "value"},
 		{"Name = 'x'\n", ":1:", "key"},
 		{"a = 'x' 'y'\n", ":1:", "after the value"},
 		{"a = \"\\q\"\n", ":1:", "unknown escape"},
