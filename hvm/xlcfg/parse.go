@@ -61,7 +61,9 @@ type Warning struct {
 	Line int    `json:"line"`
 	Key  string `json:"key,omitempty"`
 	// Code classifies the warning: "python-preamble", "deprecated-key",
-	// "repeated-key", "ignored-key", "unknown-vif-key".
+	// "repeated-key", "ignored-key" (dropped: no effect on an HVM
+	// guest), "unknown-vif-key", "hyphen-key" (device-model read as
+	// device_model), "python-boolean" (xm's True read as 1).
 	Code        string `json:"code"`
 	Message     string `json:"message"`
 	Replacement string `json:"replacement,omitempty"`
