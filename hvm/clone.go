@@ -50,6 +50,7 @@ func (g *Guest) Clone() *Guest {
 		s.VDAgent, s.ClipboardSharing = clonePtr(s.VDAgent), clonePtr(s.ClipboardSharing)
 		d.Spice = &s
 	}
+	c.Localtime, c.RTCTimeOffset = clonePtr(g.Localtime), clonePtr(g.RTCTimeOffset)
 	c.USB = clonePtr(g.USB)
 	c.USBDevices = slices.Clone(g.USBDevices)
 	c.Serial = slices.Clone(g.Serial)
@@ -62,7 +63,6 @@ func (g *Guest) Clone() *Guest {
 		in.VCPUs, in.Memory = clonePtr(in.VCPUs), clonePtr(in.Memory)
 		c.Install = &in
 	}
-	c.Localtime, c.RTCTimeOffset = clonePtr(g.Localtime), clonePtr(g.RTCTimeOffset)
 	c.Extra = maps.Clone(g.Extra)
 	return &c
 }

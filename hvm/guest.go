@@ -69,6 +69,19 @@ type Guest struct {
 	// PCI are host devices passed through: "[DDDD:]BB:SS.F[@VSLOT][,opts]".
 	PCI []string `yaml:"pci,omitempty" json:"pci,omitempty"`
 
+	// --- Clock (issue 14, defs2): parsed from xl keys by xlcfg (defs),
+	// rendered by every target (xl, libvirt, QEMU). A Windows guest keeps
+	// its RTC in local time.
+	// Localtime: the RTC runs in the host's local time, not UTC (xl
+	// localtime; libvirt <clock offset='localtime'>; QEMU -rtc
+	// base=localtime).
+	Localtime *bool `yaml:"localtime,omitempty" json:"localtime,omitempty"`
+	// RTCTimeOffset: seconds added to the RTC at start (xl rtc_timeoffset;
+	// libvirt <clock offset='variable' adjustment='N'>; QEMU -rtc base=
+	// the start time plus N).
+	RTCTimeOffset *int `yaml:"rtc_timeoffset,omitempty" json:"rtc_timeoffset,omitempty"`
+	// --- end of the clock block.
+
 	Lifecycle   Lifecycle   `yaml:"lifecycle,omitempty" json:"lifecycle,omitzero"`
 	DeviceModel DeviceModel `yaml:"device_model,omitempty" json:"device_model,omitzero"`
 
@@ -77,12 +90,6 @@ type Guest struct {
 	Install *Install `yaml:"install,omitempty" json:"install,omitempty"`
 
 	// ---- Model fields added by defs (issue 14, xl.cfg coverage) ----
-	// Localtime says the guest's clock (RTC) runs in the host's local
-	// time, not UTC, as Windows expects (xl localtime).
-	Localtime *bool `yaml:"localtime,omitempty" json:"localtime,omitempty"`
-	// RTCTimeOffset shifts the guest's clock by this many seconds (xl
-	// rtc_timeoffset); with Localtime the shift is from local time.
-	RTCTimeOffset *int `yaml:"rtc_timeoffset,omitempty" json:"rtc_timeoffset,omitempty"`
 	// Passthrough is how Xen sets up the IOMMU for PCI passthrough (xl
 	// passthrough): enabled, disabled, sync_pt, share_pt or default.
 	// Xen only: libvirt renders it as <features><xen><passthrough>.
@@ -268,10 +275,10 @@ type DeviceModel struct {
 	Version string `yaml:"version,omitempty" json:"version,omitempty"`
 	// Override is the emulator binary (xl device_model_override).
 	Override string `yaml:"override,omitempty" json:"override,omitempty"`
-	// Path is the emulator an xm config named (xm device_model; added by
-	// defs, issue 14). xm ran it; xl ignores the key, so only the xm
-	// rendering writes it back.
-	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// XMPath (issue 14, defs2; parsed by xlcfg from an imported xm
+	// config's device_model) is the emulator an xm toolstack ran; xl
+	// ignores device_model, so it is rendered only to xm.
+	XMPath string `yaml:"xm_path,omitempty" json:"xm_path,omitempty"`
 }
 
 // Install records the hardware at the time Windows was installed. Windows

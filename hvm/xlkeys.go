@@ -43,11 +43,9 @@ func (g *Guest) SoundCards() []string {
 	return out
 }
 
-// validateXLKeys checks the fields modelled in the second round.
+// validateXLKeys checks the fields modelled in the second round (defs2's
+// validate.go checks rtc_timeoffset and device_model.xm_path).
 func (g *Guest) validateXLKeys(p *problems) {
-	if g.RTCTimeOffset != nil && (*g.RTCTimeOffset < -1<<30 || *g.RTCTimeOffset > 1<<30) {
-		p.add("rtc_timeoffset", "%d seconds is out of range (about 34 years either way)", *g.RTCTimeOffset)
-	}
 	if g.Passthrough != "" && !oneOf(g.Passthrough, PassthroughModes) {
 		p.add("passthrough", "%q is not known; use one of %s", g.Passthrough, list(PassthroughModes))
 	}
@@ -57,9 +55,6 @@ func (g *Guest) validateXLKeys(p *problems) {
 				p.add(fmt.Sprintf("disks[%d].options", i), "%q is not an xl disk flag or key=value without commas or spaces (e.g. direct-io-safe, specification=virtio)", o)
 			}
 		}
-	}
-	if dm := g.DeviceModel.Path; dm != "" && dm[0] != '/' {
-		p.add("device_model.path", "%q is not an absolute path", dm)
 	}
 }
 

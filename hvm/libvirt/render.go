@@ -92,6 +92,7 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 		return nil, err
 	}
 	renderFeatures(d, g, hv)
+	renderPassthrough(d, g, hv)
 	for _, a := range []struct {
 		name, v string
 		dst     *string
@@ -271,18 +272,6 @@ func renderFeatures(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) {
 				Spinlocks: &libvirtxml.DomainFeatureHyperVSpinlocks{DomainFeatureState: libvirtxml.DomainFeatureState{State: "on"}, Retries: 8191},
 			}
 		}
-	}
-	if hv == Xen && g.Passthrough != "" && g.Passthrough != "default" {
-		// libvirt's state on/off with the mode xl names (sync_pt,
-		// share_pt); "enabled" lets Xen choose the mode.
-		pt := &libvirtxml.DomainFeatureXenPassthrough{State: "on"}
-		switch g.Passthrough {
-		case "disabled":
-			pt.State = "off"
-		case "sync_pt", "share_pt":
-			pt.Mode = g.Passthrough
-		}
-		fl.Xen = &libvirtxml.DomainFeatureXen{Passthrough: pt}
 	}
 	d.Features = fl
 	if f.HPET != nil {

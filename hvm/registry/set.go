@@ -32,7 +32,7 @@ var aliases = map[string]string{
 	"spicevdagent": "display.spice.vdagent", "spice_clipboard_sharing": "display.spice.clipboard_sharing",
 	"on_poweroff": "lifecycle.on_poweroff", "on_reboot": "lifecycle.on_reboot", "on_crash": "lifecycle.on_crash",
 	"usbdevice": "usb_devices", "device_model_version": "device_model.version",
-	"device_model_override": "device_model.override", "device_model": "device_model.path",
+	"device_model_override": "device_model.override", "device_model": "device_model.xm_path",
 	"bios": "firmware", "firmware": "firmware", "bios_path_override": "firmware_path",
 	"kernel": "direct_boot", "ramdisk": "direct_boot.ramdisk", "cmdline": "direct_boot.cmdline",
 	"disk": "disks", "vif": "nics", "vcpu_avail": "maxvcpus",

@@ -192,7 +192,7 @@ func (c *Config) Guest() (*hvm.Guest, []Warning, error) {
 	g.DeviceModel.Override, _ = v.str("device_model_override")
 	if dm, s := v.str("device_model"); s != nil {
 		// xm ran it; xl ignores it. Kept for the xm rendering.
-		g.DeviceModel.Path = dm
+		g.DeviceModel.XMPath = dm
 		v.warn(s, "deprecated-key", "device_model is kept for the xm rendering only: xl ignores it and chooses the device model itself", Deprecated["device_model"])
 	}
 	g.Localtime = v.boolp("localtime")

@@ -109,8 +109,8 @@ func TestKeyCoverageTable(t *testing.T) {
 			t.Errorf("%s: the xl rendering does not parse: %v\n%s", where, err, out)
 			continue
 		}
-		if back.DeviceModel.Path == "" {
-			back.DeviceModel.Path = g.DeviceModel.Path // xm only: see TestRoundTrip
+		if back.DeviceModel.XMPath == "" {
+			back.DeviceModel.XMPath = g.DeviceModel.XMPath // xm only: see TestRoundTrip
 		}
 		if !reflect.DeepEqual(g, back) {
 			t.Errorf("%s: xl round trip changed the guest\nbefore: %+v\nafter:  %+v", where, g, back)
@@ -142,7 +142,7 @@ func TestKeyCoverageTable(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: RenderXM: %v", where, err)
 		}
-		if f.DeviceModel.Path != "" && !strings.Contains(string(xm), "device_model = \""+f.DeviceModel.Path+"\"") {
+		if f.DeviceModel.XMPath != "" && !strings.Contains(string(xm), "device_model = \""+f.DeviceModel.XMPath+"\"") {
 			t.Errorf("%s: the xm rendering lost the device_model path:\n%s", where, xm)
 		}
 	}
@@ -246,7 +246,7 @@ rtc_timeoffset = -3600
 		t.Fatal(err)
 	}
 	if g.Boot != "cd" || !slices.Equal(g.SoundHW, []string{"all"}) || g.NICs[0].Type != "vif" || g.NICs[0].MAC != "00:16:3e:00:00:01" ||
-		g.Passthrough != "share_pt" || g.DeviceModel.Path != "/usr/lib64/xen/bin/qemu-dm" || !hvm.Val(g.Localtime, false) || hvm.Val(g.RTCTimeOffset, 0) != -3600 {
+		g.Passthrough != "share_pt" || g.DeviceModel.XMPath != "/usr/lib64/xen/bin/qemu-dm" || !hvm.Val(g.Localtime, false) || hvm.Val(g.RTCTimeOffset, 0) != -3600 {
 		t.Errorf("imported %+v", g)
 	}
 	codes := map[string]string{}

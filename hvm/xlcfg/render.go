@@ -116,6 +116,12 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 			w.raw("viridian", b2s(vi.Enabled))
 		}
 	}
+	if g.Passthrough != "" {
+		if xm {
+			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no passthrough key (Xen 4.13 added it); use xl", g.Name)
+		}
+		w.str("passthrough", g.Passthrough)
+	}
 	switch g.Firmware {
 	case "":
 	case "bios":
@@ -192,28 +198,23 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	}
 	w.str("soundhw", strings.Join(g.SoundHW, ","))
 	w.list("pci", g.PCI)
+	w.bool("localtime", g.Localtime)
+	w.int("rtc_timeoffset", g.RTCTimeOffset)
 	w.str("on_poweroff", g.Lifecycle.OnPoweroff)
 	w.str("on_reboot", g.Lifecycle.OnReboot)
 	w.str("on_crash", g.Lifecycle.OnCrash)
-	w.bool("localtime", g.Localtime)
-	w.int("rtc_timeoffset", g.RTCTimeOffset)
-	if g.Passthrough != "" {
-		if xm {
-			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no passthrough key (Xen 4.13 added it); use xl", g.Name)
-		}
-		w.str("passthrough", g.Passthrough)
-	}
 	w.str("device_model_version", g.DeviceModel.Version)
 	if xm {
-		// The emulator the imported xm config named, else the one
-		// device_model_override names, else where Xen 3 and 4.0-4.4
-		// installed qemu-dm.
-		dm := g.DeviceModel.Path
+		// The emulator the imported config named, else the one found on
+		// this host (FindXMDeviceModel, set by the caller); with neither,
+		// xm (3.3 and later) runs its own qemu-dm. Never a guessed path:
+		// a 64-bit host keeps it under lib64 or a versioned directory.
+		dm := g.DeviceModel.Override
 		if dm == "" {
-			dm = g.DeviceModel.Override
+			dm = g.DeviceModel.XMPath
 		}
 		if dm == "" {
-			dm = "/usr/lib/xen/bin/qemu-dm"
+			fmt.Fprintf(&w.buf, "# device_model: no qemu-dm known for this guest or found on this host; xm runs its own\n")
 		}
 		w.str("device_model", dm)
 	} else {

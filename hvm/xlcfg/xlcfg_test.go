@@ -304,8 +304,8 @@ func TestRoundTrip(t *testing.T) {
 		}
 		// xl has no place for xm's device_model (it ignores the key):
 		// only the xm rendering keeps it.
-		if back.DeviceModel.Path == "" {
-			back.DeviceModel.Path = g.DeviceModel.Path
+		if back.DeviceModel.XMPath == "" {
+			back.DeviceModel.XMPath = g.DeviceModel.XMPath
 		}
 		if !reflect.DeepEqual(g, back) {
 			t.Errorf("%s: round trip changed the guest\nbefore: %+v\nafter:  %+v\n%s", c.Name, g, back, out)
