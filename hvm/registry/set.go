@@ -208,8 +208,11 @@ func applyOne(g *hvm.Guest, a assignment) error {
 
 // xlName is the xl key an xm name is kept under (cpu_cap is cap).
 func xlName(key string) string {
-	if key == "cpu_cap" {
+	switch key {
+	case "cpu_cap":
 		return "cap"
+	case "irq":
+		return "irqs"
 	}
 	return key
 }

@@ -103,6 +103,7 @@ var droppedKeys = map[string]string{
 // value under the xl name, with a warning.
 var xmRenamed = map[string]string{
 	"cpu_cap": "cap",
+	"irq":     "irqs",
 }
 
 // refusedKeys cannot be honoured safely; the value says why and what to do.
