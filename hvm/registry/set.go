@@ -200,21 +200,10 @@ func applyOne(g *hvm.Guest, a assignment) error {
 		if g.Extra == nil {
 			g.Extra = map[string]string{}
 		}
-		g.Extra[xlName(a.typed)] = val.String()
+		g.Extra[xlcfg.XLName(a.typed)] = val.String()
 		return nil
 	}
 	return setPath(g, a)
-}
-
-// xlName is the xl key an xm name is kept under (cpu_cap is cap).
-func xlName(key string) string {
-	switch key {
-	case "cpu_cap":
-		return "cap"
-	case "irq":
-		return "irqs"
-	}
-	return key
 }
 
 // setXL sets the fields an xl setting sets, read as xl reads it.

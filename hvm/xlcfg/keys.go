@@ -247,3 +247,12 @@ func ConvertSetting(key, value string) (set, none *hvm.Guest, ws []Warning, err 
 	none, _, err = build(false)
 	return set, none, ws, err
 }
+
+// XLName is the xl key a key is kept under: xm's names that xl spells
+// differently (cpu_cap is cap) become xl's, others stay.
+func XLName(key string) string {
+	if to, ok := xmRenamed[key]; ok {
+		return to
+	}
+	return key
+}
