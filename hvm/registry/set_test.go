@@ -25,14 +25,14 @@ func baseGuest() *hvm.Guest {
 func TestSetSpeaksXL(t *testing.T) {
 	g := baseGuest()
 	err := registry.Assign(g, "viridian=1", "localtime=1", "rtc_timeoffset=-3600", "stdvga=1", "serial=pty", "acpi=0",
-		"cdrom=winxp", "usbdevice=tablet", "soundhw=all", "passthrough=share_pt", "on_reboot=destroy", "tsc_mode=native")
+		"cdrom=winxp", "usbdevice=tablet", "soundhw=all", "passthrough=share_pt", "on_reboot=destroy", "tsc_mode=native", "cpu_cap=50")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v := g.Features.Viridian; v == nil || !v.Enabled || !hvm.Val(g.Localtime, false) || hvm.Val(g.RTCTimeOffset, 0) != -3600 ||
 		g.Display.VGA != "stdvga" || !slices.Equal(g.Serial, []string{"pty"}) || hvm.Val(g.Features.ACPI, true) ||
 		g.Disks[1].Media != "winxp" || !slices.Equal(g.USBDevices, []string{"tablet"}) || !slices.Equal(g.SoundHW, []string{"all"}) ||
-		g.Passthrough != "share_pt" || g.Lifecycle.OnReboot != "destroy" || g.Extra["tsc_mode"] != `"native"` {
+		g.Passthrough != "share_pt" || g.Lifecycle.OnReboot != "destroy" || g.Extra["tsc_mode"] != `"native"` || g.Extra["cap"] != "50" {
 		t.Errorf("after set: %+v", g)
 	}
 	// The YAML paths the README shows.
