@@ -208,19 +208,36 @@ func applyOne(g *hvm.Guest, a assignment) error {
 
 // setXL sets the fields an xl setting sets, read as xl reads it.
 func setXL(g *hvm.Guest, a assignment) error {
+	switch a.typed {
+	case "ramdisk", "cmdline", "root", "extra":
+		// Parts of a kernel booted directly: they need the guest's
+		// kernel, which a setting on its own does not have.
+		b := g.DirectBoot
+		switch {
+		case b == nil:
+			return storage.Errorf(storage.ErrInvalid, "%s: the guest boots from its disks; give kernel=PATH first (a kernel booted directly)", a)
+		case a.typed == "ramdisk":
+			b.Ramdisk = a.value
+		case a.typed == "cmdline":
+			b.Cmdline = a.value
+		default:
+			return storage.Errorf(storage.ErrInvalid, "%s: set the whole kernel command line with cmdline=... (xl joins root and extra into it)", a)
+		}
+		return nil
+	}
 	set, none, ws, err := xlcfg.ConvertSetting(a.typed, a.value)
 	if err != nil {
 		return err
+	}
+	if copyChanged(reflect.ValueOf(g).Elem(), reflect.ValueOf(set).Elem(), reflect.ValueOf(none).Elem()) > 0 {
+		return nil
 	}
 	for _, w := range ws {
 		if w.Key == a.typed && w.Code == "ignored-key" {
 			return storage.Errorf(storage.ErrInvalid, "%s changes nothing: %s", a, w.Message)
 		}
 	}
-	if n := copyChanged(reflect.ValueOf(g).Elem(), reflect.ValueOf(set).Elem(), reflect.ValueOf(none).Elem()); n == 0 && a.typed != "boot" {
-		return storage.Errorf(storage.ErrInvalid, "%s changes nothing in strata's model: check the value (xl.cfg(5))", a)
-	}
-	return nil
+	return storage.Errorf(storage.ErrInvalid, "%s changes nothing in strata's model: check the value (xl.cfg(5))", a)
 }
 
 // copyChanged copies into dst every field where set differs from none,

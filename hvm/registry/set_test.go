@@ -55,6 +55,15 @@ func TestSetSpeaksXL(t *testing.T) {
 	if err := registry.Assign(g, "vif=bridge=xenbr3,model=e1000"); err != nil || len(g.NICs) != 1 || g.NICs[0].Bridge != "xenbr3" {
 		t.Errorf("a bare vif spec: %v %+v", err, g.NICs)
 	}
+	if err := registry.Assign(g, "boot=cda"); err != nil || g.Boot != "cd" {
+		t.Errorf("boot=cda: %v, boot %q", err, g.Boot)
+	}
+	if err := registry.Assign(g, "ramdisk=/boot/initrd.img"); err == nil || !strings.Contains(err.Error(), "kernel=PATH first") {
+		t.Errorf("ramdisk without kernel: %v", err)
+	}
+	if err := registry.Assign(g, "kernel=/boot/vmlinuz", "ramdisk=/boot/initrd.img", "cmdline=console=ttyS0"); err != nil || *g.DirectBoot != (hvm.DirectBoot{Kernel: "/boot/vmlinuz", Ramdisk: "/boot/initrd.img", Cmdline: "console=ttyS0"}) {
+		t.Errorf("direct boot: %v %+v", err, g.DirectBoot)
+	}
 }
 
 // TestSetListAppendRemove appends to and removes from lists.
