@@ -15,7 +15,7 @@ const MaxSpecSize = 64 << 10
 
 var (
 	prefixPattern = pattern.New(`^([a-z][a-z0-9]*):`)
-	paramPattern  = pattern.New(`^[a-z][-a-z0-9]*=`)
+	paramPattern  = pattern.New(`^[a-z][-_a-z0-9]*=`)
 )
 
 func specError(kind, spec, format string, args ...any) error {

@@ -211,7 +211,7 @@ func TestIssueExamplesImport(t *testing.T) {
 		{"/root/image.iso,,hdc,,cdrom", hvm.Disk{Path: "/root/image.iso", Vdev: "hdc", CDROM: true}},
 		{"/dev/vg/guest-volume,,hda", hvm.Disk{Path: "/dev/vg/guest-volume", Vdev: "hda"}},
 		{"phy:sdb1,hdb,w", hvm.Disk{Device: "/dev/sdb1", Vdev: "hdb", Access: "rw"}},
-		{"/img,raw,xvda,rw,direct-io-safe,trusted,specification=xen", hvm.Disk{Path: "/img", Format: "raw", Vdev: "xvda", Access: "rw", Options: []string{"direct-io-safe", "trusted", "specification=xen"}}},
+		{"/img,raw,xvda,rw,direct-io-safe,trusted,specification=xen,grant_usage=0", hvm.Disk{Path: "/img", Format: "raw", Vdev: "xvda", Access: "rw", Options: []string{"direct-io-safe", "trusted", "specification=xen", "grant_usage=0"}}},
 	} {
 		got, err := xlcfg.ParseDisk(tc.spec)
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
