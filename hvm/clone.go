@@ -33,6 +33,7 @@ func (g *Guest) Clone() *Guest {
 	c.Disks = slices.Clone(g.Disks)
 	for i := range c.Disks {
 		c.Disks[i].Discard = clonePtr(c.Disks[i].Discard)
+		c.Disks[i].Options = slices.Clone(c.Disks[i].Options)
 	}
 	c.NICs = slices.Clone(g.NICs)
 	for i := range c.NICs {

@@ -14,8 +14,9 @@
 //
 // Invariants: "not set" is distinct from zero and false (pointer fields are
 // nil when not set), so an imported config renders back without gaining
-// values it never had; keys strata does not know are kept verbatim in
-// Guest.Extra; the VNC password is a Secret, which never appears in String,
+// values it never had; xl keys strata does not model are kept verbatim in
+// Guest.Extra (unless hvm/xlcfg drops them as without effect or refuses
+// them); the VNC password is a Secret, which never appears in String,
 // JSON or slog output (Redacted gives a printable copy), and a value kept
 // verbatim that names a password (SecretKey, SecretValue) is treated as
 // one; a copy without passwords (WithoutSecrets) never has a console off

@@ -91,6 +91,13 @@ type Guest struct {
 	// compares it with the current definition (HAL, activation).
 	Install *Install `yaml:"install,omitempty" json:"install,omitempty"`
 
+	// ---- Model fields added by defs (issue 14, xl.cfg coverage) ----
+	// Passthrough is how Xen sets up the IOMMU for PCI passthrough (xl
+	// passthrough): enabled, disabled, sync_pt, share_pt or default.
+	// Xen only: libvirt renders it as <features><xen><passthrough>.
+	Passthrough string `yaml:"passthrough,omitempty" json:"passthrough,omitempty"`
+	// ---- end of the fields added by defs ----
+
 	// Extra keeps xl.cfg keys strata does not model, verbatim: key →
 	// value in xl.cfg syntax (`"native"`, `0`, `[ "a", "b" ]`).
 	Extra map[string]string `yaml:"extra,omitempty" json:"extra,omitempty"`
@@ -160,6 +167,11 @@ type Disk struct {
 	// Script is a block script (block-iscsi, block-nbd, block-drbd, ...).
 	Script  string `yaml:"script,omitempty" json:"script,omitempty"`
 	Discard *bool  `yaml:"discard,omitempty" json:"discard,omitempty"`
+	// Options are xl disk parameters strata does not model, kept verbatim
+	// and written back to xl only: flags (direct-io-safe, trusted,
+	// untrusted, colo) and key=value (specification=virtio,
+	// grant_usage=1, colo-host=...). Added by defs (issue 14).
+	Options []string `yaml:"options,omitempty" json:"options,omitempty"`
 }
 
 // SourceKind says what a disk's source names.

@@ -108,6 +108,7 @@ func (g *Guest) Validate() error {
 	}
 	g.validateDisks(p)
 	g.validateNICs(p)
+	g.validateXLKeys(p)
 	g.validateDisplay(p)
 	for i, u := range g.USBDevices {
 		if !oneOf(u, usbDeviceValues) && !usbHostPattern.MatchString(u) {
@@ -125,8 +126,8 @@ func (g *Guest) Validate() error {
 		}
 	}
 	for i, s := range g.SoundHW {
-		if !oneOf(s, SoundModels) {
-			p.add(fmt.Sprintf("soundhw[%d]", i), "%q is not known; use one of %s", s, list(SoundModels))
+		if !oneOf(s, SoundModels) && s != SoundAll {
+			p.add(fmt.Sprintf("soundhw[%d]", i), "%q is not known; use one of %s or all", s, list(SoundModels))
 		}
 	}
 	for i, s := range g.PCI {

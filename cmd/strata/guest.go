@@ -220,6 +220,8 @@ func guestCommand() *cli.Command {
 					&cli.BoolFlag{Name: "adopt-disks", Usage: "register the disk images and devices it names as volumes, in place"},
 					&cli.BoolFlag{Name: "allow-backing", Usage: "with --adopt-disks: accept disks declared qcow2 (format=qcow2) whose backing file lies outside strata's pools"},
 					&cli.BoolFlag{Name: "libvirt", Usage: "FILE is libvirt domain XML"},
+					&cli.BoolFlag{Name: "replace", Usage: "update the existing guest (--name, else the config's name) from FILE, keeping its install record, os hint, MACs and volumes; prints what changed"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "with --replace: print what would change and check it, store nothing"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "FILE"); err != nil {
@@ -234,7 +236,14 @@ func guestCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					g, _, err := r.Import(c.Context, file, data, registry.ImportOptions{Name: c.String("name"), AdoptDisks: c.Bool("adopt-disks"), AllowBacking: c.Bool("allow-backing"), Libvirt: c.Bool("libvirt")})
+					o := registry.ImportOptions{Name: c.String("name"), AdoptDisks: c.Bool("adopt-disks"), AllowBacking: c.Bool("allow-backing"), Libvirt: c.Bool("libvirt"), Replace: c.Bool("replace"), DryRun: c.Bool("dry-run")}
+					if o.DryRun && !o.Replace {
+						return storage.Errorf(storage.ErrInvalid, "--dry-run goes with --replace")
+					}
+					if o.Replace {
+						return replaceGuest(c, r, file, data, o)
+					}
+					g, _, err := r.Import(c.Context, file, data, o)
 					if err != nil {
 						return err
 					}
@@ -242,7 +251,7 @@ func guestCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "set", Usage: "change a guest: KEY=VALUE with xl names (memory=1024 acpi=0 vnclisten=...) or YAML paths (nics.0.bridge=br1); KEY= unsets; passwords only from a file", ArgsUsage: "NAME [KEY=VALUE...]",
+				Name: "set", Usage: "change a guest: KEY=VALUE with xl names and syntax (memory=1024 viridian=1 vif=bridge=br1 cdrom=ISO) or YAML paths (nics.0.bridge=br1); KEY= unsets; disks+=VOL[:VDEV], nics-=MAC edit lists; passwords only from a file", ArgsUsage: "NAME [KEY=VALUE|KEY+=VALUE|KEY-=VALUE...]",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "vncpasswd-file", Usage: "file holding the VNC password, - for stdin (never on the command line)"},
 					&cli.StringSliceFlag{Name: "secret-file", Usage: "KEY=FILE: set a password key (vncpasswd, spicepasswd, extra.KEY, ...) from FILE, - for stdin (repeat)"},
@@ -539,4 +548,37 @@ func warnIfRunning(c *cli.Context, name string) {
 	if st, err := lm.Status(c.Context, name); err == nil && st.State.Live() {
 		log.Warn().Str("guest", name).Msg("the guest is running: the change takes effect when it next starts (strata guest restart " + name + ")")
 	}
+}
+
+// replaceGuest updates a guest from an edited config and prints what
+// changed (KEY, OLD, NEW; JSON: a list of {key, old, new}).
+func replaceGuest(c *cli.Context, r *registry.Registry, file string, data []byte, o registry.ImportOptions) error {
+	g, changes, _, err := r.Replace(c.Context, file, data, o)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(changes) == 0:
+		log.Info().Str("guest", g.Name).Msg("no changes: the guest's definition already says what the config says")
+	case o.DryRun:
+		log.Info().Str("guest", g.Name).Int("changes", len(changes)).Msg("dry run: nothing was stored")
+	default:
+		warnIfRunning(c, g.Name)
+	}
+	if changes == nil {
+		changes = []registry.Change{}
+	}
+	return emit(c, changes, func(w *tabwriter.Writer) {
+		row(w, "KEY", "OLD", "NEW")
+		for _, ch := range changes {
+			row(w, ch.Key, orNone(ch.Old), orNone(ch.New))
+		}
+	})
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

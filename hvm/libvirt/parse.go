@@ -114,6 +114,16 @@ func ParseXML(name string, data []byte) (*hvm.Guest, []string, error) {
 	if fl.Viridian != nil || fl.HyperV != nil && fl.HyperV.Mode != "passthrough" {
 		f.Viridian = &hvm.Viridian{Enabled: true}
 	}
+	if x := fl.Xen; x != nil && x.Passthrough != nil {
+		switch pt := x.Passthrough; {
+		case pt.State == "off":
+			g.Passthrough = "disabled"
+		case pt.Mode != "":
+			g.Passthrough = pt.Mode
+		default:
+			g.Passthrough = "enabled"
+		}
+	}
 	if d.Clock != nil {
 		for _, t := range d.Clock.Timer {
 			if t.Name == "hpet" && t.Present != "" {

@@ -92,6 +92,7 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 		return nil, err
 	}
 	renderFeatures(d, g, hv)
+	renderPassthrough(d, g, hv)
 	for _, a := range []struct {
 		name, v string
 		dst     *string
@@ -171,7 +172,7 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 	if err := renderGraphics(d, g); err != nil {
 		return nil, err
 	}
-	for _, s := range g.SoundHW {
+	for _, s := range g.SoundCards() {
 		model := s
 		if s == "hda" {
 			model = "ich6"

@@ -208,7 +208,7 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 			backend = "none"
 		}
 		a = append(a, "-audiodev", backend+",id=snd0")
-		for _, s := range g.SoundHW {
+		for _, s := range g.SoundCards() {
 			devs, ok := soundDevices[s]
 			if !ok {
 				return nil, bad(g, storage.ErrNotSupported, "sound card %q has no QEMU device here; use one of sb16, es1370, ac97, hda, adlib, gus, cs4231a", s)

@@ -28,6 +28,12 @@ type ImportOptions struct {
 	// file lies outside strata's pools (store.ImportOptions).
 	AllowBacking bool
 	Libvirt      bool // data is libvirt domain XML, not xl/xm
+	// Replace updates the existing guest (Name, else the config's name)
+	// from the config instead of defining a new one (see Replace).
+	Replace bool
+	// DryRun, with Replace, computes and checks the change without
+	// storing it.
+	DryRun bool
 }
 
 // Import parses an xl/xm config (never executing it) or libvirt XML and
@@ -36,27 +42,13 @@ type ImportOptions struct {
 // on an existing Xen guest at once; if the define fails they are
 // unregistered again.
 func (r *Registry) Import(ctx context.Context, file string, data []byte, o ImportOptions) (*hvm.Guest, []lint.Finding, error) {
-	var g *hvm.Guest
-	var findings []lint.Finding
-	if o.Libvirt {
-		var warnings []string
-		var err error
-		if g, warnings, err = libvirt.ParseXML(file, data); err != nil {
-			return nil, nil, err
-		}
-		for _, w := range warnings {
-			log.Warn().Str("file", file).Msg(w)
-		}
-	} else {
-		var warnings []xlcfg.Warning
-		var err error
-		if g, warnings, err = xlcfg.Parse(file, data); err != nil {
-			return nil, nil, err
-		}
-		for _, w := range warnings {
-			log.Warn().Str("file", w.File).Int("line", w.Line).Str("code", w.Code).Msg(w.Message)
-		}
-		findings = lint.FromWarnings(warnings)
+	if o.Replace {
+		g, _, fs, err := r.Replace(ctx, file, data, o)
+		return g, fs, err
+	}
+	g, findings, err := parseConfig(file, data, o.Libvirt)
+	if err != nil {
+		return nil, nil, err
 	}
 	if o.Name != "" {
 		g.Name = o.Name
@@ -65,7 +57,7 @@ func (r *Registry) Import(ctx context.Context, file string, data []byte, o Impor
 		return nil, nil, storage.Errorf(storage.ErrInvalid, "%s: the guest's name %q cannot be a strata name: give one with --name (%v)", file, g.Name, err)
 	}
 	if _, _, err := r.Get(ctx, g.Name); err == nil {
-		return nil, nil, storage.Errorf(storage.ErrExists, "guest %q already exists: import under another name with --name", g.Name)
+		return nil, nil, storage.Errorf(storage.ErrExists, "guest %q already exists: import under another name with --name, or update it from this config with --replace", g.Name)
 	}
 	if err := r.mediaByPath(g); err != nil {
 		return nil, nil, err
@@ -97,6 +89,34 @@ func (r *Registry) Import(ctx context.Context, file string, data []byte, o Impor
 		return nil, nil, err
 	}
 	return g, append(findings, more...), nil
+}
+
+// parseConfig reads an xl/xm config (never executing it) or libvirt XML,
+// logging what was skipped; findings are the xl warnings as lint has them.
+func parseConfig(file string, data []byte, isLibvirt bool) (*hvm.Guest, []lint.Finding, error) {
+	var g *hvm.Guest
+	var findings []lint.Finding
+	if isLibvirt {
+		var warnings []string
+		var err error
+		if g, warnings, err = libvirt.ParseXML(file, data); err != nil {
+			return nil, nil, err
+		}
+		for _, w := range warnings {
+			log.Warn().Str("file", file).Msg(w)
+		}
+	} else {
+		var warnings []xlcfg.Warning
+		var err error
+		if g, warnings, err = xlcfg.Parse(file, data); err != nil {
+			return nil, nil, err
+		}
+		for _, w := range warnings {
+			log.Warn().Str("file", w.File).Int("line", w.Line).Str("code", w.Code).Msg(w.Message)
+		}
+		findings = lint.FromWarnings(warnings)
+	}
+	return g, findings, nil
 }
 
 // mediaByPath turns CD-ROM paths of registered isos into media names.

@@ -15,7 +15,7 @@ const MaxSpecSize = 64 << 10
 
 var (
 	prefixPattern = pattern.New(`^([a-z][a-z0-9]*):`)
-	paramPattern  = pattern.New(`^[a-z][-a-z0-9]*=`)
+	paramPattern  = pattern.New(`^[a-z][-_a-z0-9]*=`)
 )
 
 func specError(kind, spec, format string, args ...any) error {
@@ -29,35 +29,63 @@ func specError(kind, spec, format string, args ...any) error {
 	return storage.Errorf(storage.ErrInvalid, "%s spec %q: %s", kind, spec, fmt.Sprintf(format, args...))
 }
 
+// diskFlags are xl disk flags and parameters strata keeps verbatim in
+// Disk.Options (xl-disk-configuration(5)); the value is true for a
+// key=value parameter, with the values it may take (nil: any).
+var diskOptions = map[string][]string{
+	"direct-io-safe": nil, "trusted": nil, "untrusted": nil, "colo": nil, "no-colo": nil,
+	"specification=": {"xen", "virtio"}, "grant_usage=": {"0", "1"},
+	"colo-host=": nil, "colo-port=": nil, "colo-export=": nil, "active-disk=": nil, "hidden-disk=": nil,
+}
+
+// Positional slots of an xl disk spec, in order.
+const (
+	slotTarget = iota
+	slotFormat
+	slotVdev
+	slotAccess
+	slotNone
+)
+
 // ParseDisk parses one xl disk spec (xl-disk-configuration(5)) in either
-// syntax: key=value with positional target, format, vdev, access
-// ("format=qcow2,vdev=hda,target=/img", "/img,qcow2,hda,rw") or the legacy
-// xm form "[prefix:]target,vdev[:cdrom],access" ("phy:/dev/vg/lv,hda,w",
-// "file:/x.iso,hdc:cdrom,r", ",hdc:cdrom,r" for an empty drive).
+// syntax: key=value with positional target, format, vdev, access, where
+// an empty field means its default ("format=qcow2,vdev=hda,target=/img",
+// "/img,qcow2,hda,rw", "/dev/vg/lv,,hda", "/x.iso,,hdc,cdrom"), or the
+// legacy xm form "[prefix:]target,vdev[:cdrom],access"
+// ("phy:/dev/vg/lv,hda,w", "qcow2:/img,,hda", "file:/x.iso,hdc:cdrom,r",
+// ",hdc:cdrom,r" for an empty drive). A phy target without a leading '/'
+// is under /dev, as xl reads it.
 func ParseDisk(spec string) (hvm.Disk, error) {
 	var d hvm.Disk
 	if len(spec) > MaxSpecSize {
 		return d, specError("disk", spec, "longer than %d bytes", MaxSpecSize)
 	}
 	var (
-		target                                    string
-		targetSet, depr, formatSet, accessSet     bool
-		empty, phy                                bool
-		vdevAndDevtype                            func(string) bool
-		setFormat, setAccess, setVdev, setDevtype func(string) error
+		target             string
+		slot               = slotTarget
+		depr, empty, phy   bool
+		formatBy, accessBy string // "" or how it was given, for "given twice"
+		vdevBy             string
 	)
-	vdevAndDevtype = func(s string) bool {
+	twice := func(what, by string) error {
+		return specError("disk", spec, "%s is given twice (%s and again): give it once", what, by)
+	}
+	vdevAndDevtype := func(s string) bool {
 		s = strings.TrimPrefix(s, "ioemu:")
 		v, dt, ok := strings.Cut(s, ":")
-		if !ok || dt != "cdrom" || !hvm.VdevPattern.MatchString(v) {
+		if !ok || dt != "cdrom" && dt != "disk" || !hvm.VdevPattern.MatchString(v) {
 			return false
 		}
-		d.Vdev, d.CDROM = v, true
+		d.Vdev, d.CDROM, vdevBy = v, dt == "cdrom", v
 		return true
 	}
-	setFormat = func(s string) error {
-		formatSet = true
+	setFormat := func(s, by string) error {
+		if formatBy != "" && s != "" {
+			return twice("format", formatBy)
+		}
+		formatBy = by
 		switch {
+		case s == "":
 		case s == "empty":
 			empty = true
 		case slices.Contains(hvm.Formats, s):
@@ -67,7 +95,13 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 		}
 		return nil
 	}
-	setVdev = func(s string) error {
+	setVdev := func(s string) error {
+		if s == "" {
+			return nil
+		}
+		if vdevBy != "" {
+			return twice("vdev", vdevBy)
+		}
 		if vdevAndDevtype(s) {
 			return nil
 		}
@@ -75,11 +109,17 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 		if !hvm.VdevPattern.MatchString(s) {
 			return specError("disk", spec, "vdev %q is not hdX, sdX or xvdX", s)
 		}
-		d.Vdev = s
+		d.Vdev, vdevBy = s, s
 		return nil
 	}
-	setAccess = func(s string) error {
-		accessSet = true
+	setAccess := func(s, by string) error {
+		if s == "" {
+			return nil
+		}
+		if accessBy != "" {
+			return twice("access", accessBy)
+		}
+		accessBy = by
 		switch s {
 		case "r", "ro":
 			d.Access = "ro"
@@ -90,7 +130,7 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 		}
 		return nil
 	}
-	setDevtype = func(s string) error {
+	setDevtype := func(s string) error {
 		switch s {
 		case "cdrom":
 			d.CDROM = true
@@ -101,13 +141,77 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 		}
 		return nil
 	}
+	// positional fills the next slot; an empty field takes its default.
+	positional := func(tok string) error {
+		switch slot {
+		case slotTarget:
+			target, slot = tok, slotFormat
+			for {
+				m := prefixPattern.FindStringSubmatch(target)
+				if m == nil {
+					break
+				}
+				depr = true
+				switch p := m[1]; p {
+				case "phy":
+					phy = true
+				case "file", "aio", "ioemu", "tapdisk":
+				case "tap", "tap2":
+					d.Backend = "tap"
+				case "raw", "qcow", "qcow2", "vhd":
+					d.Format, formatBy = p, p+":"
+				case "iscsi", "nbd", "enbd", "drbd":
+					d.Script = "block-" + p
+				default:
+					return specError("disk", spec, "unknown prefix %q: use phy: for a block device, file: for an image file, or the key=value form (target= last)", p+":")
+				}
+				target = target[len(m[0]):]
+			}
+			return nil
+		case slotFormat:
+			slot = slotVdev
+			switch {
+			case depr && tok == "":
+				// "qcow2:/img,,hda": the empty format field.
+				return nil
+			case depr:
+				// The legacy "prefix:target,vdev,access".
+				slot = slotAccess
+				return setVdev(tok)
+			case target == "" && vdevAndDevtype(tok):
+				// ",hdc:cdrom,r": xm's empty drive.
+				empty, slot = true, slotAccess
+				return nil
+			case tok == "" || tok == "empty" || slices.Contains(hvm.Formats, tok):
+				return setFormat(tok, "format field "+tok)
+			case hvm.VdevPattern.MatchString(strings.TrimPrefix(tok, "ioemu:")) || vdevAndDevtype(tok):
+				// xm wrote "target,vdev,access" without a prefix.
+				slot = slotAccess
+				if vdevBy == tok {
+					return nil
+				}
+				return setVdev(tok)
+			}
+			return setFormat(tok, tok)
+		case slotVdev:
+			slot = slotAccess
+			return setVdev(tok)
+		case slotAccess:
+			slot = slotNone
+			return setAccess(tok, "access field "+tok)
+		}
+		if tok == "" {
+			return nil
+		}
+		return specError("disk", spec, "too many positional parameters at %q", tok)
+	}
 
 	rest := spec
 	for first := true; first || rest != ""; first = false {
 		var tok string
 		trimmed := strings.TrimLeft(rest, " \t")
 		if strings.HasPrefix(trimmed, "target=") {
-			target, targetSet = strings.TrimPrefix(trimmed, "target="), true
+			target, slot = strings.TrimPrefix(trimmed, "target="), max(slot, slotFormat)
 			break
 		}
 		tok, rest, _ = strings.Cut(rest, ",")
@@ -118,11 +222,11 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 			k, v, _ := strings.Cut(tok, "=")
 			switch k {
 			case "format":
-				err = setFormat(v)
+				err = setFormat(v, "format="+v)
 			case "vdev":
 				err = setVdev(v)
 			case "access":
-				err = setAccess(v)
+				err = setAccess(v, "access="+v)
 			case "devtype":
 				err = setDevtype(v)
 			case "backendtype":
@@ -139,7 +243,17 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 			case "script":
 				d.Script = v
 			default:
-				err = specError("disk", spec, "unknown parameter %q (xl-disk-configuration(5) lists them)", k)
+				vals, ok := diskOptions[k+"="]
+				switch {
+				case !ok:
+					err = specError("disk", spec, "unknown parameter %q (xl-disk-configuration(5) lists them)", k)
+				case vals != nil && !slices.Contains(vals, v):
+					err = specError("disk", spec, "%s %q is not one of %s", k, v, strings.Join(vals, ", "))
+				case strings.ContainsAny(v, " \t"):
+					err = specError("disk", spec, "%s %q contains a space", k, v)
+				default:
+					d.Options = append(d.Options, tok)
+				}
 			}
 		case tok == "cdrom":
 			d.CDROM = true
@@ -147,50 +261,10 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 			d.Discard = hvm.Bool(true)
 		case tok == "no-discard":
 			d.Discard = hvm.Bool(false)
-		case tok == "direct-io-safe":
-		case !targetSet:
-			target, targetSet = tok, true
-			for {
-				m := prefixPattern.FindStringSubmatch(target)
-				if m == nil {
-					break
-				}
-				depr = true
-				switch p := m[1]; p {
-				case "phy":
-					phy = true
-				case "file", "aio", "ioemu":
-				case "tap", "tap2":
-					d.Backend = "tap"
-				case "raw", "qcow", "qcow2", "vhd":
-					d.Format = p
-				case "iscsi", "nbd", "drbd":
-					d.Script = "block-" + p
-				default:
-					return d, specError("disk", spec, "unknown prefix %q: use phy: for a block device, file: for an image file, or the key=value form (target= last)", p+":")
-				}
-				target = target[len(m[0]):]
-			}
-		case !depr && !formatSet:
-			switch {
-			case target == "" && vdevAndDevtype(tok):
-				formatSet, empty = true, true
-			case slices.Contains(hvm.Formats, tok) || tok == "empty":
-				err = setFormat(tok)
-			case hvm.VdevPattern.MatchString(strings.TrimPrefix(tok, "ioemu:")) || vdevAndDevtype(tok):
-				// xm wrote "target,vdev,access" without a prefix.
-				formatSet = true
-				err = setVdev(tok)
-			default:
-				err = setFormat(tok)
-			}
-		case d.Vdev == "":
-			err = setVdev(tok)
-		case !accessSet:
-			err = setAccess(tok)
-		case tok == "":
+		case diskOptions[tok] == nil && hasKey(diskOptions, tok):
+			d.Options = append(d.Options, tok)
 		default:
-			err = specError("disk", spec, "too many positional parameters at %q", tok)
+			err = positional(tok)
 		}
 		if err != nil {
 			return d, err
@@ -210,11 +284,19 @@ func ParseDisk(spec string) (hvm.Disk, error) {
 		return d, nil
 	}
 	if phy {
+		if !strings.HasPrefix(target, "/") {
+			target = "/dev/" + target
+		}
 		d.Device = target
 	} else {
 		d.Path = target
 	}
 	return d, nil
+}
+
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // FormatDisk writes d as an xl key=value disk spec, target last.
@@ -252,6 +334,13 @@ func FormatDisk(d hvm.Disk) (string, error) {
 		} else {
 			parts = append(parts, "no-discard")
 		}
+	}
+	for _, o := range d.Options {
+		k, _, _ := strings.Cut(o, "=")
+		if _, ok := diskOptions[k]; !ok && !strings.Contains(o, "=") || strings.Contains(o, "=") && !hasKey(diskOptions, k+"=") || strings.ContainsAny(o, ", \t") {
+			return "", specError("disk", o, "%q is not an xl disk option strata keeps (direct-io-safe, trusted, untrusted, specification=, grant_usage=, colo...)", o)
+		}
+		parts = append(parts, o)
 	}
 	for _, v := range []string{d.BackendDomain, d.Script, d.Vdev} {
 		if strings.ContainsAny(v, ",=") {

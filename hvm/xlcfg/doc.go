@@ -10,6 +10,12 @@
 // and nothing is ever executed. ParseDisk and ParseVif read one disk or
 // vif spec; Render and RenderXM write a guest back.
 //
+// Every key of xl.cfg(5) and of xm is modelled, kept verbatim, dropped
+// with a warning or refused with an error naming it and why (keys.go);
+// testdata/hvm/xl-keys.tsv lists them all and a test holds the importer
+// to it. ConvertSetting reads one setting on its own, as guest set takes
+// it.
+//
 // Work is bounded: inputs over MaxSize bytes and lists nested deeper than
 // MaxDepth are refused with an error naming the line.
 package xlcfg

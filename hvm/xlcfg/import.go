@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -163,7 +164,7 @@ func (c *Config) Guest() (*hvm.Guest, []Warning, error) {
 		}
 	}
 	v.firmware()
-	g.Boot, _ = v.str("boot")
+	v.boot()
 	v.directBoot()
 	v.disks()
 	v.nics()
@@ -189,23 +190,21 @@ func (c *Config) Guest() (*hvm.Guest, []Warning, error) {
 	g.Lifecycle.OnCrash, _ = v.str("on_crash")
 	g.DeviceModel.Version, _ = v.str("device_model_version")
 	g.DeviceModel.Override, _ = v.str("device_model_override")
-	if s := v.get("device_model"); s != nil {
-		v.warn(s, "deprecated-key", "device_model is ignored: xl chooses the device model itself", Deprecated["device_model"])
+	if dm, s := v.str("device_model"); s != nil {
+		// xm ran it; xl ignores it. Kept for the xm rendering.
+		g.DeviceModel.XMPath = dm
+		v.warn(s, "deprecated-key", "device_model is kept for the xm rendering only: xl ignores it and chooses the device model itself", Deprecated["device_model"])
 	}
-	for _, k := range []string{"vncviewer", "vncconsole"} {
-		if s := v.get(k); s != nil {
-			v.warn(s, "deprecated-key", k+" (xm only) is ignored", Deprecated[k])
+	g.Localtime = v.boolp("localtime")
+	g.RTCTimeOffset = v.intp("rtc_timeoffset")
+	if t, s := v.str("passthrough"); s != nil {
+		if !slices.Contains(hvm.PassthroughModes, t) {
+			v.errf(s, "%q is not one of %s", t, strings.Join(hvm.PassthroughModes, ", "))
+		} else {
+			g.Passthrough = t
 		}
 	}
-	for _, s := range c.Settings {
-		if v.used[s.Key] {
-			continue
-		}
-		if g.Extra == nil {
-			g.Extra = map[string]string{}
-		}
-		g.Extra[s.Key] = s.Value.String()
-	}
+	v.otherKeys()
 	ws = append(ws, v.ws...)
 	if len(v.errs) > 0 {
 		return nil, ws, errors.Join(v.errs...)
@@ -279,7 +278,18 @@ func (v *conv) firmware() {
 			fw = t
 		case "uefi":
 			fw = "ovmf"
+		case "pvgrub32", "pvgrub64":
+			v.errf(s, "%q boots a PV guest; an HVM guest uses bios, seabios, rombios, ovmf or uefi", t)
 		default:
+			if strings.HasPrefix(t, "/") {
+				// firmware = "PATH": xl loads that file instead of
+				// hvmloader. Kept verbatim, as firmware_override is.
+				if g.Extra == nil {
+					g.Extra = map[string]string{}
+				}
+				g.Extra["firmware"] = s.Value.String()
+				break
+			}
 			v.errf(s, "%q is not bios, seabios, rombios, ovmf or uefi", t)
 		}
 		if fw != "" && g.Firmware != "" && g.Firmware != fw {
@@ -352,6 +362,19 @@ func (v *conv) display() {
 	d.VNC = v.boolp("vnc")
 	d.VNCListen, _ = v.str("vnclisten")
 	d.VNCDisplay = v.intp("vncdisplay")
+	if addr, num, ok := strings.Cut(d.VNCListen, ":"); ok && !strings.Contains(num, ":") {
+		// vnclisten = "ADDRESS:DISPLAYNUM" (xl.cfg(5)).
+		s := v.c.Get("vnclisten")
+		n, err := ParseInt(num)
+		switch {
+		case err != nil || n < 0 || n > 59635:
+			v.errf(s, "%q is not ADDRESS[:DISPLAYNUM]: the display number is 0 to 59635 (port 5900+N)", d.VNCListen)
+		case d.VNCDisplay != nil && *d.VNCDisplay != int(n):
+			v.errf(s, "display %d in %q contradicts vncdisplay = %d: give the display once", n, d.VNCListen, *d.VNCDisplay)
+		default:
+			d.VNCListen, d.VNCDisplay = addr, hvm.Int(int(n))
+		}
+	}
 	d.VNCUnused = v.boolp("vncunused")
 	pw, _ := v.str("vncpasswd")
 	d.VNCPasswd = hvm.Secret(pw)
@@ -371,7 +394,13 @@ func (v *conv) display() {
 		}
 	}
 	d.VideoRAM = v.intp("videoram")
-	if sp := v.c.Get("spice"); sp != nil {
+	spice := false
+	for _, k := range modelledKeys {
+		if strings.HasPrefix(k, "spice") && v.c.Get(k) != nil {
+			spice = true
+		}
+	}
+	if spice {
 		s := &hvm.Spice{Enabled: hvm.Val(v.boolp("spice"), false)}
 		s.Host, _ = v.str("spicehost")
 		s.Port = v.intp("spiceport")
@@ -399,3 +428,70 @@ func (v *conv) chardevs(key string) []string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// boot reads the boot order. xm and qemu-dm also took a (floppy); strata's
+// guests have no floppy drive, so the letter is dropped with a warning.
+func (v *conv) boot() {
+	b, s := v.str("boot")
+	if s == nil {
+		return
+	}
+	if strings.ContainsRune(b, 'a') {
+		v.warn(s, "ignored-key", fmt.Sprintf("boot %q: the floppy (a) is dropped from the boot order: strata's guests have no floppy drive", b), "")
+		b = strings.ReplaceAll(b, "a", "")
+	}
+	v.g.Boot = b
+}
+
+// otherKeys treats every key conv did not read: dropped and refused keys
+// as keys.go says, xm keys with another xl name under that name, the
+// rest kept verbatim in Extra.
+func (v *conv) otherKeys() {
+	g := v.g
+	keep := func(key string, val *Value) {
+		if g.Extra == nil {
+			g.Extra = map[string]string{}
+		}
+		g.Extra[key] = val.String()
+	}
+	for _, s := range v.c.Settings {
+		if v.used[s.Key] {
+			continue
+		}
+		if s.Key == "snapshot" {
+			// xm's qemu-dm -snapshot: every write to the disks was
+			// thrown away at power off. xl ignores the key, so the
+			// same disks would keep every write.
+			if on, err := ParseInt(s.Value.Text); s.Value.Kind == List || err != nil || on != 0 {
+				v.errf(s, "refused: xm's snapshot discarded every write to the disks at power off, and xl would keep them; remove the key, and use a restore point (strata snapshot create) to roll back instead")
+			} else {
+				v.warn(s, "ignored-key", "snapshot = 0 (xm) is dropped: it is xl's behaviour anyway", "")
+			}
+			continue
+		}
+		switch t, why := KeyTreatment(s.Key); t {
+		case Modelled:
+			// Read only in a context this config does not have.
+			v.warn(s, "ignored-key", fmt.Sprintf("%s is dropped: it has no effect without kernel (a kernel booted directly)", s.Key), "")
+		case Refused:
+			v.errf(s, "refused: %s", why)
+		case Dropped:
+			code, repl := "ignored-key", ""
+			if r, ok := Deprecated[s.Key]; ok {
+				code, repl = "deprecated-key", r
+			}
+			v.warn(s, code, fmt.Sprintf("%s is dropped: %s", s.Key, why), repl)
+		default:
+			if to, ok := xmRenamed[s.Key]; ok {
+				if v.c.Get(to) != nil {
+					v.warn(s, "ignored-key", fmt.Sprintf("%s (xm) is dropped: %s is set too", s.Key, to), "")
+					continue
+				}
+				v.warn(s, "deprecated-key", fmt.Sprintf("%s (xm) is kept as xl's %s", s.Key, to), to)
+				keep(to, s.Value)
+				continue
+			}
+			keep(s.Key, s.Value)
+		}
+	}
+}

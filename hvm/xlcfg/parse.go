@@ -61,7 +61,9 @@ type Warning struct {
 	Line int    `json:"line"`
 	Key  string `json:"key,omitempty"`
 	// Code classifies the warning: "python-preamble", "deprecated-key",
-	// "repeated-key", "ignored-key", "unknown-vif-key".
+	// "repeated-key", "ignored-key" (dropped: no effect on an HVM
+	// guest), "unknown-vif-key", "hyphen-key" (device-model read as
+	// device_model), "python-boolean" (xm's True read as 1).
 	Code        string `json:"code"`
 	Message     string `json:"message"`
 	Replacement string `json:"replacement,omitempty"`
@@ -72,6 +74,10 @@ func (w Warning) String() string {
 }
 
 func errAt(file string, line int, format string, args ...any) error {
+	if file == "" {
+		// A setting given on its own (Setting), not read from a file.
+		return storage.Errorf(storage.ErrInvalid, "%s", fmt.Sprintf(format, args...))
+	}
 	return storage.Errorf(storage.ErrInvalid, "%s:%d: %s", file, line, fmt.Sprintf(format, args...))
 }
 
@@ -299,8 +305,30 @@ func (p *parser) statement() error {
 	for p.pos < len(p.src) && isKeyChar(p.src[p.pos]) {
 		p.pos++
 	}
+	if p.peek(0) == '-' && isKeyChar(p.peek(1)) {
+		// "device-model", as some guides print it: xl's keys have no
+		// '-'. One whose '_' spelling is a known key is read as that,
+		// with a warning; any other is an error naming it.
+		for p.pos < len(p.src) && (isKeyChar(p.src[p.pos]) || p.src[p.pos] == '-') {
+			p.pos++
+		}
+		typed := string(p.src[start:p.pos])
+		under := strings.ReplaceAll(typed, "-", "_")
+		if !knownKey(under) {
+			return p.errf("%q is not an xl key: keys have no '-'; did you mean %q? (xl.cfg(5) lists the keys)", typed, under)
+		}
+		p.cfg.Warnings = append(p.cfg.Warnings, Warning{File: p.name, Line: line, Key: under, Code: "hyphen-key",
+			Message: fmt.Sprintf("%s is read as %s: xl's keys have no '-' and xl rejects this line", typed, under), Replacement: under})
+		p.key = under
+		return p.rest(under, line)
+	}
 	key := string(p.src[start:p.pos])
 	p.key = key
+	return p.rest(key, line)
+}
+
+// rest reads the operator and value of the statement of key.
+func (p *parser) rest(key string, line int) error {
 	p.skipSpace(false)
 	appendOp := false
 	switch {
@@ -405,9 +433,31 @@ func (p *parser) value(depth int) (*Value, error) {
 		return &Value{Kind: Number, Text: string(p.src[start:p.pos]), Line: line}, nil
 	case c == '\n' || c == ';':
 		return nil, p.errf("a value is missing after '='")
+	case (c == 'T' || c == 'F') && p.pythonBool():
+		// xm read its configs as Python: acpi = True. xl has numbers.
+		word := "True"
+		v := &Value{Kind: Number, Text: "1", Line: line}
+		if c == 'F' {
+			word, v.Text = "False", "0"
+		}
+		p.pos += len(word)
+		p.cfg.Warnings = append(p.cfg.Warnings, Warning{File: p.name, Line: line, Key: p.key, Code: "python-boolean",
+			Message: fmt.Sprintf("%s = %s (Python, as xm read it) is read as %s: xl rejects it", p.keyName(), word, v.Text), Replacement: v.Text})
+		return v, nil
 	default:
 		return nil, p.codeError(fmt.Sprintf("unexpected %q where a value should start", c))
 	}
+}
+
+// pythonBool tells whether the value at pos is a bare True or False.
+func (p *parser) pythonBool() bool {
+	for _, w := range []string{"True", "False"} {
+		end := p.pos + len(w)
+		if end <= len(p.src) && string(p.src[p.pos:end]) == w && (end == len(p.src) || !isKeyChar(p.src[end]) && (p.src[end] < 'A' || p.src[end] > 'Z')) {
+			return true
+		}
+	}
+	return false
 }
 
 // str reads a quoted string: '...' or "..." with C escapes, or ”'...”'

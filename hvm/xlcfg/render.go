@@ -118,6 +118,12 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 			w.raw("viridian", b2s(vi.Enabled))
 		}
 	}
+	if g.Passthrough != "" {
+		if xm {
+			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no passthrough key (Xen 4.13 added it); use xl", g.Name)
+		}
+		w.str("passthrough", g.Passthrough)
+	}
 	switch g.Firmware {
 	case "":
 	case "bios":

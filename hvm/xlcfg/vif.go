@@ -28,6 +28,14 @@ func ParseVif(spec string) (hvm.NIC, []string, error) {
 		}
 		k, v, ok := strings.Cut(tok, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok && (k == "trusted" || k == "untrusted") {
+			// Flags (xl-network-configuration(5)), kept with no value.
+			if n.Extra == nil {
+				n.Extra = map[string]string{}
+			}
+			n.Extra[k] = ""
+			continue
+		}
 		if !ok || k == "" {
 			return n, nil, specError("vif", spec, "%q is not key=value (e.g. bridge=xenbr0)", tok)
 		}
@@ -43,6 +51,11 @@ func ParseVif(spec string) (hvm.NIC, []string, error) {
 		case "model":
 			n.Model = v
 		case "type":
+			// libvirt's Xen converter writes the PV-only NIC as
+			// type=netfront; xl calls it type=vif.
+			if v == "netfront" {
+				v = "vif"
+			}
 			n.Type = v
 		case "script":
 			n.Script = v
@@ -74,6 +87,11 @@ func FormatVif(n hvm.NIC) (string, error) {
 	var parts []string
 	add := func(k, v string) error {
 		if v == "" {
+			if n.Extra != nil && (k == "trusted" || k == "untrusted") {
+				if _, flag := n.Extra[k]; flag {
+					parts = append(parts, k)
+				}
+			}
 			return nil
 		}
 		if strings.Contains(v, ",") {
