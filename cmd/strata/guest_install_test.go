@@ -141,6 +141,9 @@ func TestInstallThatHangsInPhase1SaysWhy(t *testing.T) {
 	installCD(t, home, k, boottest.ModeWait, "broken")
 	ok(t, home, "volume", "create", "f-sys", "--size", "16M")
 	ok(t, home, "guest", "define", "f", "--disk", "f-sys", "--memory", "256", "--os", "linux", "--driver", "qemu")
+	// An earlier system's install record: phase 1 drops it (Setup
+	// replaces that system), a failed phase 1 gives it back.
+	ok(t, home, "guest", "installed", "f", "--vcpus", "2")
 	r := runIn(t, home, nil, "guest", "install", "f", "--media", "broken", "--phase-timeout", "25s")
 	if r.code == 0 {
 		t.Fatalf("an install whose phase 1 hangs or fails succeeded:\n%s", r.stderr)
@@ -165,6 +168,16 @@ func TestInstallThatHangsInPhase1SaysWhy(t *testing.T) {
 	}
 	if s := statusOf(t, home, "f"); s.State != "stopped" {
 		t.Fatalf("after a failed install the guest is %s", s.State)
+	}
+	var def struct {
+		Install *struct {
+			VCPUs int    `json:"vcpus"`
+			By    string `json:"by"`
+		} `json:"install"`
+	}
+	jsonOf(t, home, &def, "guest", "show", "f")
+	if def.Install == nil || def.Install.VCPUs != 2 || def.Install.By != "installed" {
+		t.Errorf("after a failed phase 1 the earlier install record is %+v", def.Install)
 	}
 	fails(t, home, 7, []string{"failed", "--media"}, "guest", "install", "f")
 }
