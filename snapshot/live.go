@@ -191,6 +191,9 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	p.PauseMS = &ms
 	p.Consistency = res.Consistency
 	if err != nil {
+		if gone := wentAway(l, err); gone != nil {
+			return gone
+		}
 		if errors.Is(err, boot.ErrPauseTooLong) && p.Memory != nil {
 			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: a memory point pauses the guest for as long as writing its RAM (%d MiB) takes, so allow a longer pause (--max-pause; about 1s per GiB of RAM to start with, more on a slow disk)", l.name, err, l.ramMiB)
 		}

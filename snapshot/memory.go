@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/qmp"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/image"
 )
@@ -132,8 +134,10 @@ func memoryOf(t Target, p Point) (MemoryState, error) {
 	if p.Memory == nil {
 		return MemoryState{}, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s has no memory state (it was not taken with --memory while the guest ran): roll back without --memory (the guest then boots from its disks)", p.ID, t)
 	}
-	if _, err := os.Stat(p.Memory.Path); err != nil {
-		return MemoryState{}, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s has lost its memory state (%v): roll back without --memory", p.ID, t, err)
+	// Checked before the guest is stopped or a disk touched: a state
+	// that cannot be loaded changes nothing.
+	if err := boot.CheckState(p.Memory.Driver, p.Memory.Path, p.Memory.Bytes); err != nil {
+		return MemoryState{}, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s: %v; nothing was changed: roll back without --memory (the guest then boots from the point's disks)", p.ID, t, err)
 	}
 	return *p.Memory, nil
 }
@@ -151,4 +155,15 @@ func (m *Manager) RollbackResume(ctx context.Context, name, ref string, stop fun
 		func(t Target, p Point) (err error) { state, err = memoryOf(t, p); return err },
 		stop, func(ctx context.Context) error { return start(ctx, state) }, again,
 		"did not resume from its memory: %w; start it (it boots from the restored disks), or try the rollback again")
+}
+
+// wentAway words the failure of a point whose guest's QEMU went away
+// while it was taken (nil when it did not): whatever else failed then,
+// a bound on the pause among it, followed from that, and a longer
+// --max-pause would not help.
+func wentAway(l *liveGuest, err error) error {
+	if !errors.Is(err, qmp.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("guest %q: its QEMU went away during the point (it died or was killed: strata guest status %s says how it stopped); nothing was recorded: %w", l.name, l.name, qmp.ErrClosed)
 }
