@@ -129,6 +129,9 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 // takeLive captures every disk of p while the guest runs (see above); on
 // error the caller undoes the point.
 func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []storage.Volume, o CreateOptions) error {
+	if ss, ok := l.drv.(boot.StateSaver); ok && p.Memory != nil {
+		return m.takeSaved(ctx, l, ss, p, vols, o) // memory.go
+	}
 	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused,
 		DuringPause: func() {
 			crashpoint("create:live-paused")

@@ -7,12 +7,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/qmp"
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
 )
 
@@ -166,4 +171,194 @@ func wentAway(l *liveGuest, err error) error {
 		return nil
 	}
 	return fmt.Errorf("guest %q: its QEMU went away during the point (it died or was killed: strata guest status %s says how it stopped); nothing was recorded: %w", l.name, l.name, qmp.ErrClosed)
+}
+
+// Memory points through a driver that saves the guest's memory itself
+// (boot.StateSaver: libvirt's save). The point is recorded (creating,
+// live, its state file named) before anything happens; then:
+//
+//  1. the driver saves the guest's RAM into the state file and stops it
+//     (bounded by --max-pause: a save still running then is aborted and
+//     the guest runs on);
+//  2. the point's disks are taken as a stopped guest's are (qemu-img,
+//     reflink, copy): nothing has written them since the save, so they
+//     are of the instant of the RAM;
+//  3. the driver starts the guest from the file, where it was;
+//  4. the point is recorded ready, with the whole pause, 1 to 3.
+//
+// A strata killed before 1 has finished, or after 3, leaves a running
+// guest: the point is undone through its monitor as any live point. One
+// killed between 1 and 3 leaves a stopped guest and a complete state
+// file: the next command on the guest (or doctor --repair) finishes the
+// point (finishSaved): it takes the disks again, records the point and
+// starts the guest from its memory. A guest that does not come back from
+// its memory (the restore fails) keeps a ready point that holds it:
+// rollback --memory of that point resumes it; nothing is lost.
+
+// errPointKept marks the failure of a point that is not to be undone:
+// the point holds the memory of a guest that did not come back from it.
+var errPointKept = errors.New("the point is kept")
+
+// takeSaved takes memory point p of a guest whose driver saves its
+// memory itself (see above).
+func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSaver, p *Point, vols []storage.Volume, o CreateOptions) error {
+	f, err := openState(l, p)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for i, v := range vols {
+		if err := image.VerifyImage(v); err != nil {
+			return err
+		}
+		if dp := p.Disks[i]; dp.Method == MethodCopy {
+			if err := checkSpace(v.Path, filepath.Dir(dp.Ref)); err != nil {
+				return err
+			}
+		}
+	}
+	p.Consistency = boot.ConsistencyMemory
+	start := time.Now()
+	pause := func() {
+		ms := float64(time.Since(start).Microseconds()) / 1000
+		p.PauseMS = &ms
+	}
+	sctx, cancel := ctx, context.CancelFunc(func() {})
+	if o.MaxPause > 0 {
+		sctx, cancel = context.WithTimeout(ctx, o.MaxPause)
+	}
+	err = ss.SaveState(sctx, l.bg, p.Memory.Path)
+	cancel()
+	if err != nil {
+		pause()
+		return m.savedFailure(l, err, time.Since(start))
+	}
+	crashpoint("create:memory-saved")
+	// From here the guest is stopped: it comes back whatever fails,
+	// even if strata is told to stop.
+	ctx = context.WithoutCancel(ctx)
+	derr := m.takeDisksOffline(ctx, p, vols)
+	rerr := resumeSaved(ctx, l.drv, l.bg, *p)
+	pause()
+	took := time.Since(start)
+	switch {
+	case rerr != nil && derr == nil:
+		if err := m.keepSaved(p); err != nil {
+			return fmt.Errorf("guest %q did not come back from its saved memory (%v), and its point could not be recorded: %w; strata doctor --repair finishes it", l.name, rerr, err)
+		}
+		return fmt.Errorf("%w: guest %q did not come back from its saved memory: %v; restore point %d holds it (its disks and memory of one instant): strata snapshot rollback %s %d --memory resumes it", errPointKept, l.name, rerr, p.ID, l.name, p.ID)
+	case rerr != nil:
+		return fmt.Errorf("%w: guest %q: the point's disks: %v; and the guest did not come back from its saved memory: %v; the next snapshot command on the guest (or strata doctor --repair) finishes the point and starts the guest from its memory", errPointKept, l.name, derr, rerr)
+	case derr != nil:
+		return fmt.Errorf("guest %q: %w", l.name, derr)
+	}
+	crashpoint("create:memory-restored")
+	if o.MaxPause > 0 && took > o.MaxPause {
+		return m.savedFailure(l, fmt.Errorf("%w: the guest was paused %s, more than --max-pause %s", boot.ErrPauseTooLong, took.Round(time.Millisecond), o.MaxPause), took)
+	}
+	return finishState(p)
+}
+
+// savedFailure words a failed save: a pause too long says how long the
+// driver's way takes.
+func (m *Manager) savedFailure(l *liveGuest, err error, took time.Duration) error {
+	if errors.Is(err, boot.ErrPauseTooLong) {
+		return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: through %s a memory point pauses the guest for the driver's save of its RAM (%d MiB), the point's disks and its restore (%s this time), so allow a longer pause (--max-pause, e.g. 30s)", l.name, err, l.driver, l.ramMiB, took.Round(time.Millisecond))
+	}
+	return fmt.Errorf("guest %q: %w", l.name, err)
+}
+
+// takeDisksOffline takes every disk of p as a stopped guest's.
+func (m *Manager) takeDisksOffline(ctx context.Context, p *Point, vols []storage.Volume) error {
+	for i := range p.Disks {
+		meth, err := methodByName(p.Disks[i].Method)
+		if err != nil {
+			return err
+		}
+		if err := meth.take(ctx, vols[i], &p.Disks[i], m.Progress); err != nil {
+			return fmt.Errorf("volume %q: %w", vols[i].Name, err)
+		}
+		crashpoint(fmt.Sprintf("create:disk-%d", i+1))
+	}
+	return nil
+}
+
+// resumeSaved starts the guest from p's state file through d.
+func resumeSaved(ctx context.Context, d boot.Driver, bg *boot.Guest, p Point) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	_, err := d.Start(ctx, bg, boot.StartOptions{FromState: p.Memory.Path})
+	return err
+}
+
+// keepSaved records p ready: its disks and memory are complete.
+func (m *Manager) keepSaved(p *Point) error {
+	if err := finishState(p); err != nil {
+		return err
+	}
+	p.State = stateReady
+	p.Bytes = sumBytes(p.Disks)
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error { return putPoint(tx, *p) })
+}
+
+// finishSaved finishes memory point p of the stopped guest of t when a
+// dead strata left it between the driver's save and the restore (see
+// above); false when p is not such a point (it is then undone as any).
+func (m *Manager) finishSaved(ctx context.Context, t Target, p Point) (bool, error) {
+	if !p.Live || p.Memory == nil || m.Drivers == nil || t.Kind != "guest" {
+		return false, nil
+	}
+	d, err := m.Drivers.Get(p.Memory.Driver)
+	if err != nil {
+		return false, nil
+	}
+	if _, ok := d.(boot.StateSaver); !ok {
+		return false, nil
+	}
+	if boot.CheckState(p.Memory.Driver, p.Memory.Path, 0) != nil {
+		return false, nil // the save did not finish: nothing to resume from
+	}
+	id := strings.TrimPrefix(t.Key, "g-")
+	def, err := registry.New(m.st).Resolved(ctx, t.Name)
+	if err != nil {
+		return true, err
+	}
+	bg := &boot.Guest{ID: id, Def: def, Run: &boot.RunDir{Dir: filepath.Join(m.st.Catalog.Home(), "run", id)}}
+	log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing a memory point interrupted after the guest's memory was saved: its disks are taken now (the guest has not run since) and the guest continues from its memory")
+	ctx = context.WithoutCancel(ctx)
+	// What an interrupted take of the disks made goes first.
+	disksOnly := p
+	disksOnly.Memory = nil
+	if err := m.removeData(ctx, disksOnly); err != nil {
+		return true, err
+	}
+	var vols []storage.Volume
+	for _, dp := range p.Disks {
+		v, err := m.volumeByID(dp.VolumeID)
+		if err != nil {
+			return true, err
+		}
+		vols = append(vols, v)
+	}
+	if err := m.takeDisksOffline(ctx, &p, vols); err != nil {
+		// Undone, the guest coming back as it was.
+		if rerr := m.removeData(ctx, disksOnly); rerr != nil {
+			return true, errors.Join(err, rerr)
+		}
+		if rerr := resumeSaved(ctx, d, bg, p); rerr != nil {
+			return true, fmt.Errorf("the interrupted memory point's disks: %w; and guest %q did not come back from its saved memory %s: %v", err, t.Name, p.Memory.Path, rerr)
+		}
+		log.Warn().Err(err).Str("target", t.String()).Int("point", p.ID).Msg("the interrupted memory point could not take its disks: it is undone, and the guest runs again from its memory")
+		return true, m.undoCreate(ctx, p)
+	}
+	// It was paused from about when it was recorded until now.
+	ms := float64(time.Since(p.Created).Microseconds()) / 1000
+	p.PauseMS, p.Consistency = &ms, boot.ConsistencyMemory
+	if err := m.keepSaved(&p); err != nil {
+		return true, err
+	}
+	if err := resumeSaved(ctx, d, bg, p); err != nil {
+		log.Error().Err(err).Str("guest", t.Name).Int("point", p.ID).Msgf("the guest did not come back from its saved memory; restore point %d holds it: strata snapshot rollback %s %d --memory resumes it", p.ID, t.Name, p.ID)
+	}
+	return true, nil
 }

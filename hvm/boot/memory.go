@@ -27,6 +27,22 @@ import (
 // first instruction, so the guest continues where it was, without a
 // boot.
 
+// StateSaver is a driver that saves a running guest's memory itself
+// rather than through a QMP migration into a file strata passes
+// (libvirt's save): the guest stops while its RAM is written, the caller
+// captures the point's disks while it is stopped (so they and the RAM
+// are of one instant), and the driver starts it again from the file
+// (Start with StartOptions.FromState), where it continues. The pause is
+// the whole of it: the save, the disks and the restore.
+type StateSaver interface {
+	// SaveState writes the running guest's RAM and device state into
+	// path (an empty file of strata's, which the driver fills) and
+	// stops the guest, leaving path strata's (mode 0600). A save still
+	// under way when ctx's deadline passes is aborted, the guest runs
+	// on, and the error is ErrPauseTooLong.
+	SaveState(ctx context.Context, g *Guest, path string) error
+}
+
 // FileMonitor is a monitor that can pass a file descriptor to QEMU with
 // a command (hvm/qmp's Client over its unix socket).
 type FileMonitor interface {

@@ -1,0 +1,79 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/strata-vm/strata/hvm/boot/boottest"
+)
+
+// libvirtCounterGuest starts the counter guest on two volumes through a
+// real libvirtd (QEMU as libvirt-qemu), in a state home libvirt's QEMU
+// can pass through; it returns the guest's (and domain's) name.
+func libvirtCounterGuest(t *testing.T, format string, display int) (home, name string) {
+	t.Helper()
+	home, name = libvirtHome(t)
+	counterGuestWith(t, home, name, "", format, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+display)%50))
+	if s := statusOf(t, home, name); s.Driver != "libvirt" || s.State != "running" {
+		t.Fatalf("the counter guest through libvirt: %+v", s)
+	}
+	return home, name
+}
+
+// A memory point of a guest run by libvirt (libvirt's save, the disks,
+// libvirt's restore): the guest counts on after the point without a
+// boot; rollback --memory --restart stops it, rolls both disks back and
+// resumes it from the point through libvirt: it counts on from the saved
+// value, without a boot, and its two disks agree. The state file is
+// root's alone (0600), though libvirt's QEMU wrote it.
+func TestMemoryPointThroughLibvirtResumesTheGuestWithoutBoot(t *testing.T) {
+	home, name := libvirtCounterGuest(t, "raw", 10)
+	p, w := takeMemoryPointVia(t, home, name, "libvirt")
+	if st, err := os.Lstat(p.Memory.Path); err != nil || st.Sys().(*syscall.Stat_t).Uid != 0 || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the state file libvirt wrote: %v %v", st, err)
+	}
+	// The guest continued from its RAM after the point: no boot.
+	for _, l := range counterLines(t, home, name) {
+		if l.Boot {
+			t.Fatalf("the guest booted after a memory point through libvirt (COUNTER A=%d B=%d)", l.A, l.B)
+		}
+	}
+	later := countAbove(t, home, name, w.hi+3000)
+	ok(t, home, "snapshot", "rollback", name, fmt.Sprint(p.ID), "--memory", "--restart", "--timeout", "1s")
+	if s := statusOf(t, home, name); s.State != "running" || s.Driver != "libvirt" {
+		t.Fatalf("after rollback --memory through libvirt: %+v", s)
+	}
+	first := checkResumed(t, home, name, w)
+	if first >= later {
+		t.Fatalf("the resumed guest counts from %d, not below %d it had reached before the rollback", first, later)
+	}
+	ok(t, home, "guest", "kill", name)
+	var recs []uint64
+	for _, d := range []string{name + "-a", name + "-b"} {
+		r, found, err := boottest.ReadCounterFile(volumePath(t, home, d))
+		if err != nil || !found {
+			t.Fatalf("%s: no counter record: %v", d, err)
+		}
+		recs = append(recs, r.Value)
+	}
+	if !boottest.CounterConsistent(recs[0], recs[1]) || recs[1] < first {
+		t.Fatalf("after the resumed guest counted on: disk A %d, disk B %d (it resumed at %d)", recs[0], recs[1], first)
+	}
+	// Stopped, it is started from the point's memory again (no --restart).
+	ok(t, home, "snapshot", "rollback", name, fmt.Sprint(p.ID), "--memory")
+	checkResumed(t, home, name, w)
+	if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
+		t.Fatalf("doctor after memory points through libvirt: exit %d, %+v", code, fs)
+	}
+	ok(t, home, "guest", "kill", name)
+	ok(t, home, "snapshot", "delete", name, fmt.Sprint(p.ID))
+	if _, err := os.Stat(p.Memory.Path); !os.IsNotExist(err) {
+		t.Fatalf("the state file after delete: %v", err)
+	}
+	if !strings.HasSuffix(p.Memory.Path, ".state") {
+		t.Fatalf("state file %s", p.Memory.Path)
+	}
+}
