@@ -16,7 +16,7 @@ import (
 func libvirtCounterGuest(t *testing.T, format string, display int) (home, name string) {
 	t.Helper()
 	home, name = libvirtHome(t)
-	counterGuestWith(t, home, name, "", format, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+display)%50))
+	counterGuestWith(t, home, name, "", format, "driver=libvirt", "vncunused=0", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+display)%50))
 	if s := statusOf(t, home, name); s.Driver != "libvirt" || s.State != "running" {
 		t.Fatalf("the counter guest through libvirt: %+v", s)
 	}
@@ -75,5 +75,70 @@ func TestMemoryPointThroughLibvirtResumesTheGuestWithoutBoot(t *testing.T) {
 	}
 	if !strings.HasSuffix(p.Memory.Path, ".state") {
 		t.Fatalf("state file %s", p.Memory.Path)
+	}
+}
+
+// A strata killed at each step of a memory point through libvirt leaves
+// what the next snapshot command on the guest finishes or undoes, the
+// guest never lost: killed once libvirt has saved it (stopped, its RAM in
+// the state file) or while the disks are taken, the point is finished
+// (its disks taken now, the guest not having run since) and the guest
+// continues from its memory; killed after the restore, the point is
+// undone through the monitor. The guest counts on without a boot every
+// time. A --max-pause libvirt's save cannot keep aborts the save: the
+// guest runs on, nothing is recorded.
+func TestKilledMemoryPointThroughLibvirtIsFinishedOrUndone(t *testing.T) {
+	home, name := libvirtCounterGuest(t, "qcow2", 20)
+	fails(t, home, 7, []string{"longer pause", "--max-pause"}, "snapshot", "create", name, "--memory", "--max-pause", "1ms")
+	if s := statusOf(t, home, name); s.State != "running" {
+		t.Fatalf("the guest after a memory point over --max-pause: %+v", s)
+	}
+	if out := ok(t, home, "--output", "json", "snapshot", "list", name); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("points after a memory point over --max-pause: %s", out)
+	}
+	for _, c := range []struct {
+		step string
+		kept bool // the point is finished, not undone
+	}{
+		{"create:memory-saved", true},
+		{"create:disk-2", true},
+		{"create:memory-restored", false},
+	} {
+		before := lastCount(t, home, name)
+		r := runIn(t, home, []string{"STRATA_CRASH_AT=" + c.step}, "snapshot", "create", name, "--memory", "--max-pause", "60s")
+		if r.code == 0 {
+			t.Fatalf("%s: the killed point exited 0", c.step)
+		}
+		// The next snapshot command on the guest recovers first.
+		var pts []memoryPoint
+		jsonOf(t, home, &pts, "snapshot", "list", name)
+		ok(t, home, "doctor", "--repair")
+		jsonOf(t, home, &pts, "snapshot", "list", name)
+		if s := statusOf(t, home, name); s.State != "running" || s.Driver != "libvirt" {
+			t.Fatalf("%s: the guest after recovery: %+v", c.step, s)
+		}
+		countAbove(t, home, name, before)
+		for _, l := range counterLines(t, home, name) {
+			if l.Boot {
+				t.Fatalf("%s: the guest booted (COUNTER A=%d B=%d): it should have continued from its memory", c.step, l.A, l.B)
+			}
+		}
+		switch {
+		case c.kept && (len(pts) != 1 || pts[0].Consistency != "memory" || pts[0].Memory == nil || pts[0].Memory.Bytes <= 0):
+			t.Fatalf("%s: points after recovery: %+v (want the finished memory point)", c.step, pts)
+		case !c.kept && len(pts) != 0:
+			t.Fatalf("%s: points after recovery: %+v (want none)", c.step, pts)
+		}
+		for _, p := range pts {
+			for _, d := range p.Disks {
+				if snaps := internalSnapshots(t, volumePath(t, home, d.Volume)); len(snaps) != 1 {
+					t.Fatalf("%s: internal snapshots of %s: %v", c.step, d.Volume, snaps)
+				}
+			}
+			ok(t, home, "snapshot", "delete", name, fmt.Sprint(p.ID))
+		}
+		if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
+			t.Fatalf("%s: doctor after recovery: exit %d, %+v", c.step, code, fs)
+		}
 	}
 }
