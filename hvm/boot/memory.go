@@ -275,3 +275,18 @@ func CheckState(driver, path string, size int64) error {
 	}
 	return nil
 }
+
+// OwnStateFile makes a state file a toolstack wrote (never through a
+// link) strata's user's alone, mode 0600, whatever the toolstack's
+// labelling did to it: it holds the guest's RAM.
+func OwnStateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chown(os.Geteuid(), os.Getegid()); err != nil {
+		return err
+	}
+	return f.Chmod(0o600)
+}

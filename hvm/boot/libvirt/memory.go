@@ -5,9 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	lv "github.com/digitalocean/go-libvirt"
@@ -73,7 +71,7 @@ func (d *Driver) SaveState(ctx context.Context, g *boot.Guest, path string) erro
 		if err == nil {
 			// It finished first: the caller's measure of the whole
 			// pause fails the point.
-			return ownFile(path)
+			return boot.OwnStateFile(path)
 		}
 		if aerr != nil && libvirtCode(aerr) != lv.ErrOperationInvalid {
 			err = errors.Join(err, aerr)
@@ -89,20 +87,7 @@ func (d *Driver) SaveState(ctx context.Context, g *boot.Guest, path string) erro
 	// libvirt opened the file as root and QEMU wrote it through a
 	// descriptor; it stays root's alone, whatever libvirt's labelling
 	// did to it.
-	return ownFile(path)
-}
-
-// ownFile makes path (never through a link) strata's user's, mode 0600.
-func ownFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Chown(os.Geteuid(), os.Getegid()); err != nil {
-		return err
-	}
-	return f.Chmod(0o600)
+	return boot.OwnStateFile(path)
 }
 
 // restore starts g's domain from a state file libvirt saved (Start with
@@ -110,6 +95,9 @@ func ownFile(path string) error {
 // guest continues where it was. The file must be a save of this guest's
 // domain (strata's marker with its ID).
 func (d *Driver) restore(ctx context.Context, g *boot.Guest, path string, o boot.StartOptions) (boot.Status, error) {
+	if err := boot.CheckState(boot.Libvirt, path, 0); err != nil {
+		return boot.Status{}, err
+	}
 	c, err := d.connect(ctx)
 	if err != nil {
 		return boot.Status{}, err
@@ -127,9 +115,6 @@ func (d *Driver) restore(ctx context.Context, g *boot.Guest, path string, o boot
 		if live(lv.DomainState(st)) {
 			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is already running (libvirt domain %q)", g.Def.Name, dom.Name)
 		}
-	}
-	if err := boot.CheckState(boot.Libvirt, path, 0); err != nil {
-		return boot.Status{}, err
 	}
 	sx, err := c.DomainSaveImageGetXMLDesc(path, 0)
 	if err != nil {
