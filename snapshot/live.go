@@ -112,6 +112,9 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 	}
 	lm, ok := d.(boot.LiveMonitor)
 	if err := d.Supports(def, boot.LivePoints); err != nil || !ok {
+		if l := stateOnly(ctx, t, d, bg, s); l != nil {
+			return l, nil // a memory point through the driver's save (memory.go)
+		}
 		why := fmt.Sprintf("the %s driver cannot take points of a running guest", d.Name())
 		if err != nil {
 			why = err.Error()

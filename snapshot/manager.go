@@ -329,8 +329,12 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	// and qemu-img would refuse a qcow2 one).
 	var live *liveGuest
 	if !o.inUseChecked {
+		lctx := ctx
+		if o.Memory {
+			lctx = forMemory(ctx)
+		}
 		var err error
-		if live, err = m.liveOf(ctx, t); err != nil {
+		if live, err = m.liveOf(lctx, t); err != nil {
 			return Point{}, err
 		}
 		defer live.close()

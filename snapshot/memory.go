@@ -229,18 +229,33 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 	}
 	err = ss.SaveState(sctx, l.bg, p.Memory.Path)
 	cancel()
+	saved := time.Since(start)
 	if err != nil {
 		pause()
-		return m.savedFailure(l, err, time.Since(start))
+		return m.savedFailure(l, err, saved)
 	}
 	crashpoint("create:memory-saved")
 	// From here the guest is stopped: it comes back whatever fails,
 	// even if strata is told to stop.
 	ctx = context.WithoutCancel(ctx)
-	derr := m.takeDisksOffline(ctx, p, vols)
+	disksOnly := *p
+	disksOnly.Memory = nil
+	var derr error
+	if o.MaxPause > 0 && saved > o.MaxPause {
+		// A save the driver does not interrupt (xl) went past the
+		// bound: the disks are not taken, the guest comes back.
+		derr = m.savedFailure(l, fmt.Errorf("%w: saving the guest's memory took %s, more than --max-pause %s", boot.ErrPauseTooLong, saved.Round(time.Millisecond), o.MaxPause), saved)
+	} else if derr = m.takeDisksOffline(ctx, p, vols); derr != nil {
+		// Undone while the guest is stopped: qemu-img can reach its
+		// images now, not once it runs again.
+		if uerr := m.removeData(ctx, disksOnly); uerr != nil {
+			derr = errors.Join(derr, uerr)
+		}
+	}
+	disksTaken := time.Since(start)
 	rerr := resumeSaved(ctx, l.drv, l.bg, *p)
 	pause()
-	took := time.Since(start)
+	log.Debug().Str("guest", l.name).Dur("save", saved).Dur("disks", disksTaken-saved).Dur("restore", time.Since(start)-disksTaken).Msg("memory point through the driver's save")
 	switch {
 	case rerr != nil && derr == nil:
 		if err := m.keepSaved(p); err != nil {
@@ -248,14 +263,14 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 		}
 		return fmt.Errorf("%w: guest %q did not come back from its saved memory: %v; restore point %d holds it (its disks and memory of one instant): strata snapshot rollback %s %d --memory resumes it", errPointKept, l.name, rerr, p.ID, l.name, p.ID)
 	case rerr != nil:
-		return fmt.Errorf("%w: guest %q: the point's disks: %v; and the guest did not come back from its saved memory: %v; the next snapshot command on the guest (or strata doctor --repair) finishes the point and starts the guest from its memory", errPointKept, l.name, derr, rerr)
+		return fmt.Errorf("%w: guest %q: %v; and the guest did not come back from its saved memory: %v; the next snapshot command on the guest (or strata doctor --repair) finishes the point and starts the guest from its memory", errPointKept, l.name, derr, rerr)
 	case derr != nil:
-		return fmt.Errorf("guest %q: %w", l.name, derr)
+		return derr
 	}
+	// Once the memory is saved, the pause lasts until the restore
+	// whatever becomes of the point: the point is kept, with the pause
+	// as it was (--max-pause bounds the save).
 	crashpoint("create:memory-restored")
-	if o.MaxPause > 0 && took > o.MaxPause {
-		return m.savedFailure(l, fmt.Errorf("%w: the guest was paused %s, more than --max-pause %s", boot.ErrPauseTooLong, took.Round(time.Millisecond), o.MaxPause), took)
-	}
 	return finishState(p)
 }
 
@@ -263,7 +278,10 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 // driver's way takes.
 func (m *Manager) savedFailure(l *liveGuest, err error, took time.Duration) error {
 	if errors.Is(err, boot.ErrPauseTooLong) {
-		return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: through %s a memory point pauses the guest for the driver's save of its RAM (%d MiB), the point's disks and its restore (%s this time), so allow a longer pause (--max-pause, e.g. 30s)", l.name, err, l.driver, l.ramMiB, took.Round(time.Millisecond))
+		return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: through %s a memory point pauses the guest for the driver's save of its RAM (%d MiB; %s this time), which --max-pause bounds, and then for the point's disks and the restore, so allow a longer pause (--max-pause, e.g. 30s)", l.name, err, l.driver, l.ramMiB, took.Round(time.Millisecond))
+	}
+	if errors.Is(err, storage.ErrPrecondition) {
+		return err
 	}
 	return fmt.Errorf("guest %q: %w", l.name, err)
 }
@@ -362,3 +380,39 @@ func (m *Manager) finishSaved(ctx context.Context, t Target, p Point) (bool, err
 	}
 	return true, nil
 }
+
+// memoryPointKey marks the context of a memory point's create.
+type memoryPointKey struct{}
+
+// forMemory marks ctx as a memory point's: liveOf then gives a running
+// guest whose driver has no monitor but saves its memory itself (xl) a
+// liveGuest without a monitor (stateOnly), where any other point of it is
+// refused.
+func forMemory(ctx context.Context) context.Context {
+	return context.WithValue(ctx, memoryPointKey{}, true)
+}
+
+// stateOnly returns, for a memory point (ctx from forMemory), the
+// liveGuest of a running guest whose driver takes no live points but
+// saves its memory itself; nil otherwise. Its monitor answers nothing:
+// the point is taken by the driver's save, the disks offline and the
+// restore (takeSaved), and undone as a stopped guest's.
+func stateOnly(ctx context.Context, t Target, d boot.Driver, bg *boot.Guest, s boot.Status) *liveGuest {
+	if ctx.Value(memoryPointKey{}) == nil {
+		return nil
+	}
+	if _, ok := d.(boot.StateSaver); !ok || d.Supports(bg.Def, boot.MemoryState) != nil {
+		return nil
+	}
+	return &liveGuest{name: t.Name, driver: d.Name(), mon: noMonitor{driver: d.Name()}, paused: s.State == boot.Paused, pid: s.PID,
+		drv: d, bg: bg, ramMiB: bg.Def.EffectiveMaxMem()}
+}
+
+// noMonitor is the monitor of a guest whose driver gives none.
+type noMonitor struct{ driver string }
+
+func (n noMonitor) Execute(context.Context, string, any) (json.RawMessage, error) {
+	return nil, storage.Errorf(storage.ErrNotSupported, "the %s driver gives strata no monitor of the guest", n.driver)
+}
+func (noMonitor) Events() <-chan qmp.Event { return nil }
+func (noMonitor) Close() error             { return nil }

@@ -41,6 +41,18 @@ func TestMemoryPointThroughLibvirtResumesTheGuestWithoutBoot(t *testing.T) {
 			t.Fatalf("the guest booted after a memory point through libvirt (COUNTER A=%d B=%d)", l.A, l.B)
 		}
 	}
+	// Where the pause goes (for the README): libvirt's save, the disks,
+	// libvirt's restore.
+	r := runIn(t, home, nil, "--log-level", "debug", "--output", "json", "snapshot", "create", name, "--memory", "--max-pause", "30s", "--name", "timed")
+	if r.code != 0 {
+		t.Fatalf("a second memory point through libvirt: %s", r.stderr)
+	}
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, "memory point through the driver's save") {
+			t.Log(l)
+		}
+	}
+	ok(t, home, "snapshot", "delete", name, "timed")
 	later := countAbove(t, home, name, w.hi+3000)
 	ok(t, home, "snapshot", "rollback", name, fmt.Sprint(p.ID), "--memory", "--restart", "--timeout", "1s")
 	if s := statusOf(t, home, name); s.State != "running" || s.Driver != "libvirt" {
