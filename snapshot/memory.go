@@ -23,7 +23,8 @@ import (
 
 // Memory-state points: a live point of a guest that also holds its RAM
 // and device state (consistency "memory"), saved by its driver during
-// the same pause as the disks (hvm/boot: LiveRequest.State) into a file
+// the same pause as the disks (qemu: hvm/boot LiveRequest.State; libvirt
+// and xl save it themselves, boot.StateSaver: see takeSaved) into a file
 // beside the first disk's image, .strata-points/VOLUMEID-UID.state (mode
 // 0600). The file is named on the point before the guest is paused, so
 // that undoing an interrupted point, delete and prune remove it with the
@@ -177,14 +178,18 @@ func wentAway(l *liveGuest, err error) error {
 // (boot.StateSaver: libvirt's save). The point is recorded (creating,
 // live, its state file named) before anything happens; then:
 //
-//  1. the driver saves the guest's RAM into the state file and stops it
-//     (bounded by --max-pause: a save still running then is aborted and
-//     the guest runs on);
+//  1. the driver saves the guest's RAM into the state file and stops it.
+//     --max-pause bounds the save: libvirt's is aborted when the bound
+//     passes (the guest runs on); xl's cannot be, and a save that took
+//     longer is followed by the restore only, the disks not taken;
+//     either way nothing is recorded;
 //  2. the point's disks are taken as a stopped guest's are (qemu-img,
 //     reflink, copy): nothing has written them since the save, so they
 //     are of the instant of the RAM;
 //  3. the driver starts the guest from the file, where it was;
-//  4. the point is recorded ready, with the whole pause, 1 to 3.
+//  4. the point is recorded ready, with the whole pause, 1 to 3, as
+//     measured (once the memory is saved the pause lasts until the
+//     restore whatever becomes of the point, so it is kept).
 //
 // A strata killed before 1 has finished, or after 3, leaves a running
 // guest: the point is undone through its monitor as any live point. One
