@@ -61,7 +61,11 @@ func TestMemoryPointThroughXLSavesTakesTheDisksAndRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "XL_FAKE_DIR=" + dir}
-	xlLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "log")); os.Remove(filepath.Join(dir, "log")); return string(b) }
+	xlLog := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "log"))
+		os.Remove(filepath.Join(dir, "log"))
+		return string(b)
+	}
 	run := func(args ...string) string {
 		t.Helper()
 		r := runIn(t, home, env, args...)
