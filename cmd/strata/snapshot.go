@@ -80,7 +80,7 @@ func snapshotCommand() *cli.Command {
 					&cli.IntFlag{Name: "post", Usage: "a post point paired with pre point N"},
 					&cli.StringFlag{Name: "method", Usage: "qcow2-internal, reflink or copy (default: chosen per volume)"},
 					maxPauseFlag, quiesceFlag,
-					&cli.BoolFlag{Name: "memory", Usage: "a running guest (qemu driver): also save its RAM and device state, in the same pause (which lasts as long as writing the RAM); rollback --memory resumes it there"},
+					&cli.BoolFlag{Name: "memory", Usage: "a running guest: also save its RAM and device state with the disks, in one pause (qemu: as long as writing the RAM; libvirt and xl: their save, the disks and their restore, seconds: give --max-pause); rollback --memory resumes it there"},
 				},
 				Action: func(c *cli.Context) error {
 					t, _, err := target(c)

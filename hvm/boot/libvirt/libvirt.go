@@ -664,7 +664,7 @@ func stopRecord(st lv.DomainState, reason int32) boot.StopRecord {
 	case lv.DomainShutoffDaemon:
 		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: stopped by the daemon"
 	case lv.DomainShutoffSaved:
-		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: saved to a file outside strata"
+		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: saved to a file (if by a memory point strata was interrupted in, strata doctor --repair finishes the point and resumes the guest)"
 	case lv.DomainShutoffMigrated:
 		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: migrated to another host"
 	default:
