@@ -38,6 +38,10 @@ type MemoryState struct {
 	Bytes int64  `json:"bytes"`
 	// Driver is the boot driver that saved it (and can resume from it).
 	Driver string `json:"driver"`
+	// resumed: a point being taken by the driver's save (takeSaved) whose
+	// guest ran again from it: its disks have moved on since, so an
+	// interrupted point is undone, never finished (finishSaved).
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // stateMargin is what a state file may need beyond the guest's RAM
@@ -274,7 +278,13 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 	}
 	// Once the memory is saved, the pause lasts until the restore
 	// whatever becomes of the point: the point is kept, with the pause
-	// as it was (--max-pause bounds the save).
+	// as it was (--max-pause bounds the save). Recorded first: the guest
+	// runs again, and an interrupted point must now be undone.
+	p.Memory.Resumed = true
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putPoint(tx, *p) }); err != nil {
+		return err
+	}
+	p.Memory.Resumed = false
 	crashpoint("create:memory-restored")
 	return finishState(p)
 }
@@ -328,7 +338,7 @@ func (m *Manager) keepSaved(p *Point) error {
 // dead strata left it between the driver's save and the restore (see
 // above); false when p is not such a point (it is then undone as any).
 func (m *Manager) finishSaved(ctx context.Context, t Target, p Point) (bool, error) {
-	if !p.Live || p.Memory == nil || m.Drivers == nil || t.Kind != "guest" {
+	if !p.Live || p.Memory == nil || p.Memory.Resumed || m.Drivers == nil || t.Kind != "guest" {
 		return false, nil
 	}
 	d, err := m.Drivers.Get(p.Memory.Driver)

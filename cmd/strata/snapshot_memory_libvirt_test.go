@@ -3,6 +3,7 @@ package main_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,5 +153,22 @@ func TestKilledMemoryPointThroughLibvirtIsFinishedOrUndone(t *testing.T) {
 		if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
 			t.Fatalf("%s: doctor after recovery: exit %d, %+v", c.step, code, fs)
 		}
+	}
+	// Killed after the restore, and the guest then stopped by its admin:
+	// it ran from its memory, its disks moved on, so the point is undone,
+	// never finished with disks of another instant than its RAM.
+	if r := runIn(t, home, []string{"STRATA_CRASH_AT=create:memory-restored"}, "snapshot", "create", name, "--memory", "--max-pause", "60s"); r.code == 0 {
+		t.Fatal("the killed point exited 0")
+	}
+	ok(t, home, "guest", "kill", name)
+	ok(t, home, "doctor", "--repair")
+	if out := ok(t, home, "--output", "json", "snapshot", "list", name); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("points after a point killed after the restore of a guest stopped since: %s", out)
+	}
+	if s := statusOf(t, home, name); s.State != "stopped" {
+		t.Fatalf("the guest its admin stopped after the killed point: %+v", s)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(volumePath(t, home, name+"-a")), ".strata-points", "*")); len(left) != 0 {
+		t.Fatalf("point files left: %v", left)
 	}
 }
