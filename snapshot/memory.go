@@ -179,7 +179,7 @@ func wentAway(l *liveGuest, err error) error {
 }
 
 // Memory points through a driver that saves the guest's memory itself
-// (boot.StateSaver: libvirt's save). The point is recorded (creating,
+// (boot.StateSaver: libvirt's save, xl save). The point is recorded (creating,
 // live, its state file named) before anything happens; then:
 //
 //  1. the driver saves the guest's RAM into the state file and stops it.
@@ -239,7 +239,7 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 	err = ss.SaveState(sctx, l.bg, p.Memory.Path)
 	cancel()
 	saved := time.Since(start)
-	if err != nil {
+	if err != nil && !savedAnyway(ctx, l, p) {
 		pause()
 		return m.savedFailure(l, err, saved)
 	}
@@ -287,6 +287,21 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 	p.Memory.Resumed = false
 	crashpoint("create:memory-restored")
 	return finishState(p)
+}
+
+// savedAnyway tells whether a save that reported an error (a lost
+// connection to the toolstack, say) stopped the guest with its whole
+// state written all the same: the point then goes on (else undoing it
+// would throw the guest's memory away).
+func savedAnyway(ctx context.Context, l *liveGuest, p *Point) bool {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	st, err := l.drv.Status(sctx, l.bg)
+	if err != nil || st.State.Live() || boot.CheckState(p.Memory.Driver, p.Memory.Path, 0) != nil {
+		return false
+	}
+	log.Warn().Str("guest", l.name).Msg("the driver's save of the guest's memory reported an error, but the guest is stopped with its whole state saved: the point goes on")
+	return true
 }
 
 // savedFailure words a failed save: a pause too long says how long the
