@@ -112,6 +112,9 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 	}
 	lm, ok := d.(boot.LiveMonitor)
 	if err := d.Supports(def, boot.LivePoints); err != nil || !ok {
+		if l := stateOnly(ctx, t, d, bg, s); l != nil {
+			return l, nil // a memory point through the driver's save (memory.go)
+		}
 		why := fmt.Sprintf("the %s driver cannot take points of a running guest", d.Name())
 		if err != nil {
 			why = err.Error()
@@ -129,6 +132,9 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 // takeLive captures every disk of p while the guest runs (see above); on
 // error the caller undoes the point.
 func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []storage.Volume, o CreateOptions) error {
+	if ss, ok := l.drv.(boot.StateSaver); ok && p.Memory != nil {
+		return m.takeSaved(ctx, l, ss, p, vols, o) // memory.go
+	}
 	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused,
 		DuringPause: func() {
 			crashpoint("create:live-paused")
@@ -191,6 +197,9 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	p.PauseMS = &ms
 	p.Consistency = res.Consistency
 	if err != nil {
+		if gone := wentAway(l, err); gone != nil {
+			return gone
+		}
 		if errors.Is(err, boot.ErrPauseTooLong) && p.Memory != nil {
 			return storage.Errorf(storage.ErrPrecondition, "guest %q: %v; nothing was recorded: a memory point pauses the guest for as long as writing its RAM (%d MiB) takes, so allow a longer pause (--max-pause; about 1s per GiB of RAM to start with, more on a slow disk)", l.name, err, l.ramMiB)
 		}

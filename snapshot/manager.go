@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -333,8 +334,12 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	// and qemu-img would refuse a qcow2 one).
 	var live *liveGuest
 	if !o.inUseChecked {
+		lctx := ctx
+		if o.Memory {
+			lctx = forMemory(ctx)
+		}
 		var err error
-		if live, err = m.liveOf(ctx, t); err != nil {
+		if live, err = m.liveOf(lctx, t); err != nil {
 			return Point{}, err
 		}
 		defer live.close()
@@ -431,6 +436,11 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 			o.MaxPause = DefaultMaxPause
 		}
 		if err := m.takeLive(ctx, live, &p, vols, o); err != nil {
+			if errors.Is(err, errPointKept) {
+				// It holds the memory of a guest that did not come back
+				// from it (memory.go): never undone.
+				return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
+			}
 			uctx := context.WithoutCancel(ctx)
 			if uerr := m.undoLive(uctx, t, live, p); uerr != nil {
 				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
@@ -871,6 +881,14 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 		}
 		switch p.State {
 		case stateCreating:
+			// A memory point stopped between the driver's save and the
+			// restore is finished, the guest continuing (memory.go).
+			if done, err := m.finishSaved(ctx, t, p); done || err != nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
 			if err := m.undoCreate(ctx, p); err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -100,7 +101,7 @@ func snapshotCommand() *cli.Command {
 					&cli.IntFlag{Name: "post", DefaultText: "none", Usage: "a post point paired with pre point N"},
 					&cli.StringFlag{Name: "method", Usage: "qcow2-internal, reflink or copy (default: chosen per volume)"},
 					maxPauseFlag, quiesceFlag,
-					&cli.BoolFlag{Name: "memory", Usage: "a running guest (qemu driver): also save its RAM and device state, in the same pause (which lasts as long as writing the RAM); rollback --memory resumes it there"},
+					&cli.BoolFlag{Name: "memory", Usage: "a running guest: also save its RAM and device state with the disks, in one pause (qemu: as long as writing the RAM; libvirt and xl: their save, the disks and their restore, seconds: give --max-pause); rollback --memory resumes it there"},
 				},
 				Action: func(c *cli.Context) error {
 					t, _, err := target(c)
@@ -249,7 +250,9 @@ func snapshotCommand() *cli.Command {
 				Name: "run", Usage: "take a pre point, run a command (no shell), take a post point; optionally roll back if it fails", ArgsUsage: "GUEST -- COMMAND [ARGS...]",
 				Flags: []cli.Flag{volumeFlag,
 					&cli.StringFlag{Name: "description", Usage: "what the update is (default: the command)"},
-					&cli.BoolFlag{Name: "rollback-on-failure", Usage: "roll back to the pre point when the command exits non-zero"},
+					&cli.BoolFlag{Name: "rollback-on-failure", Usage: "roll back to the pre point when the command exits non-zero (a running guest needs --restart)"},
+					&cli.BoolFlag{Name: "restart", Usage: "with --rollback-on-failure, a running guest: stop it cleanly, roll back, start it again (else a running guest is refused before the command runs, exit 5)"},
+					stopTimeoutFlag,
 					maxPauseFlag, quiesceFlag,
 				},
 				Action: func(c *cli.Context) error {
@@ -273,15 +276,35 @@ func snapshotCommand() *cli.Command {
 					} else if len(before) != 0 {
 						return storage.Errorf(storage.ErrInvalid, "snapshot run --volume takes no GUEST before --")
 					}
-					_, m, err := openManager(c)
-					if err != nil {
-						return err
-					}
 					live, err := liveOptions(c)
 					if err != nil {
 						return err
 					}
-					res, err := m.Run(c.Context, t, c.String("description"), c.Bool("rollback-on-failure"), live, command, os.Stdin, os.Stdout, os.Stderr)
+					var m *snapshot.Manager
+					var rollback func(ctx context.Context, ref string) error
+					switch {
+					case c.Bool("restart") && !c.Bool("rollback-on-failure"):
+						return storage.Errorf(storage.ErrInvalid, "--restart is for the rollback of --rollback-on-failure: add it, or leave --restart out")
+					case c.Bool("restart") && t.Volume:
+						return storage.Errorf(storage.ErrInvalid, "--restart restarts a guest: a volume has none; leave it out")
+					case c.Bool("restart"):
+						// The lifecycle's stop, roll back, start again
+						// (as rollback --restart).
+						lm, err := openLifecycle(c)
+						if err != nil {
+							return err
+						}
+						m = lm.Points
+						rollback = func(ctx context.Context, ref string) error {
+							_, err := lm.Rollback(ctx, t.Name, ref, true, c.Duration("timeout"))
+							return err
+						}
+					default:
+						if _, m, err = openManager(c); err != nil {
+							return err
+						}
+					}
+					res, err := m.Run(c.Context, t, c.String("description"), c.Bool("rollback-on-failure"), rollback, live, command, os.Stdin, os.Stdout, os.Stderr)
 					if err != nil {
 						return err
 					}

@@ -22,6 +22,13 @@ import (
 // qcow2) laid out as the counter guest, and starts it.
 func counterGuest(t *testing.T, home, name, pool, format string) {
 	t.Helper()
+	counterGuestWith(t, home, name, pool, format, "driver=qemu")
+}
+
+// counterGuestWith is counterGuest with the definition's settings given
+// (guest set KEY=VALUE), the driver among them.
+func counterGuestWith(t *testing.T, home, name, pool, format string, settings ...string) {
+	t.Helper()
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	paths := map[string]string{}
 	for _, d := range []string{"a", "b"} {
@@ -50,7 +57,8 @@ func counterGuest(t *testing.T, home, name, pool, format string) {
 			}
 		}
 	}
-	ok(t, home, "guest", "define", name, "--disk", name+"-a", "--disk", name+"-b", "--memory", "16", "--boot", "c", "--os", "other", "--driver", "qemu")
+	ok(t, home, "guest", "define", name, "--disk", name+"-a", "--disk", name+"-b", "--memory", "16", "--boot", "c", "--os", "other")
+	ok(t, home, append([]string{"guest", "set", name}, settings...)...)
 	t.Cleanup(func() { runIn(t, home, nil, "guest", "kill", name) })
 	ok(t, home, "guest", "start", name, "--wait-serial", "^COUNT ")
 }

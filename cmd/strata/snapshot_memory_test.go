@@ -26,18 +26,24 @@ type memoryPoint struct {
 // returns it with the window of values the guest's RAM can hold.
 func takeMemoryPoint(t *testing.T, home, name string) (memoryPoint, window) {
 	t.Helper()
+	return takeMemoryPointVia(t, home, name, "qemu")
+}
+
+// takeMemoryPointVia is takeMemoryPoint of a guest the driver runs.
+func takeMemoryPointVia(t *testing.T, home, name, driver string) (memoryPoint, window) {
+	t.Helper()
 	lo := countAbove(t, home, name, 0)
 	var p memoryPoint
 	jsonOf(t, home, &p, "snapshot", "create", name, "--memory", "--max-pause", "30s")
 	hi := countAbove(t, home, name, lastCount(t, home, name))
-	if !p.Live || p.Consistency != "memory" || p.PauseMS == nil || p.Memory == nil || p.Memory.Bytes <= 0 || p.Memory.Driver != "qemu" {
+	if !p.Live || p.Consistency != "memory" || p.PauseMS == nil || p.Memory == nil || p.Memory.Bytes <= 0 || p.Memory.Driver != driver {
 		t.Fatalf("memory point: %+v memory %+v", p, p.Memory)
 	}
 	st, err := os.Stat(p.Memory.Path)
 	if err != nil || st.Size() != p.Memory.Bytes || st.Mode().Perm() != 0o600 {
 		t.Fatalf("state file %s: %v %v", p.Memory.Path, st, err)
 	}
-	t.Logf("memory point of a 16 MiB guest: paused %.1f ms, state %d bytes", *p.PauseMS, p.Memory.Bytes)
+	t.Logf("memory point of a 16 MiB guest (%s): paused %.1f ms, state %d bytes", driver, *p.PauseMS, p.Memory.Bytes)
 	return p, window{p.ID, lo, hi}
 }
 

@@ -62,10 +62,12 @@ func TestXLDriverFeatures(t *testing.T) {
 		Serial:   []string{"pty"},
 		Features: hvm.Features{PVDrivers: hvm.Bool(true)},
 	}
-	if got := boot.Features(d, bare); !equal(got, []boot.Feature{boot.Pause}) {
+	// memory-state: xl save and restore, the point's disks taken while
+	// the domain is saved (not live points: those need the monitor).
+	if got := boot.Features(d, bare); !equal(got, []boot.Feature{boot.Pause, boot.MemoryState}) {
 		t.Errorf("bare guest: %v", got)
 	}
-	if got := boot.Features(d, full); !equal(got, []boot.Feature{boot.Pause, boot.AttachDisk, boot.AttachNIC, boot.ChangeMedia, boot.Console}) {
+	if got := boot.Features(d, full); !equal(got, []boot.Feature{boot.Pause, boot.AttachDisk, boot.AttachNIC, boot.ChangeMedia, boot.Console, boot.MemoryState}) {
 		t.Errorf("guest with a CD-ROM drive, a pty serial port and PV drivers: %v", got)
 	}
 	if err := d.Supports(bare, "teleport"); !errors.Is(err, storage.ErrNotSupported) {

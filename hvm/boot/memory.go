@@ -3,8 +3,11 @@ package boot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/strata-vm/strata/storage"
@@ -23,6 +26,22 @@ import (
 // file the same way and loads it (migrate-incoming) before the guest's
 // first instruction, so the guest continues where it was, without a
 // boot.
+
+// StateSaver is a driver that saves a running guest's memory itself
+// rather than through a QMP migration into a file strata passes
+// (libvirt's save): the guest stops while its RAM is written, the caller
+// captures the point's disks while it is stopped (so they and the RAM
+// are of one instant), and the driver starts it again from the file
+// (Start with StartOptions.FromState), where it continues. The pause is
+// the whole of it: the save, the disks and the restore.
+type StateSaver interface {
+	// SaveState writes the running guest's RAM and device state into
+	// path (an empty file of strata's, which the driver fills) and
+	// stops the guest, leaving path strata's (mode 0600). A save still
+	// under way when ctx's deadline passes is aborted, the guest runs
+	// on, and the error is ErrPauseTooLong.
+	SaveState(ctx context.Context, g *Guest, path string) error
+}
 
 // FileMonitor is a monitor that can pass a file descriptor to QEMU with
 // a command (hvm/qmp's Client over its unix socket).
@@ -205,4 +224,69 @@ func LoadState(ctx context.Context, mon Monitor, f *os.File) error {
 func abandonMemory(ctx context.Context, mon Monitor) {
 	cancelMigration(ctx, mon)
 	_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
+}
+
+// stateMagic is how each driver's state files begin: QEMU's migration
+// stream (QEVM, version 3), libvirt's save image ("LibvirtQemudPart"
+// until libvirt has written it all, then "LibvirtQemudSave") and xl's
+// save file.
+var stateMagic = map[string]string{
+	QEMU:    "QEVM\x00\x00\x00\x03",
+	Libvirt: "LibvirtQemudSave",
+	XL:      "Xen saved domain, xl format\n \x00 \r",
+}
+
+// CheckState checks that path holds a complete state file as the driver
+// called driver writes it, before anything is changed for a resume from
+// it: a regular file (never a link, which strata does not follow),
+// readable, of size bytes (where size > 0: the size recorded when the
+// point was taken), beginning as the driver's state files do. The error
+// (ErrPrecondition) says what is wrong.
+func CheckState(driver, path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			err = errors.New("it is a symbolic link, which strata never follows")
+		}
+		return storage.Errorf(storage.ErrPrecondition, "the saved memory state %s cannot be used: %v", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return storage.Errorf(storage.ErrPrecondition, "the saved memory state %s cannot be used: %v", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return storage.Errorf(storage.ErrPrecondition, "the saved memory state %s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if size > 0 && st.Size() != size {
+		return storage.Errorf(storage.ErrPrecondition, "the saved memory state %s has %d bytes, not the %d it had when the point was taken: it was changed or cut short", path, st.Size(), size)
+	}
+	magic, ok := stateMagic[driver]
+	if !ok {
+		return storage.Errorf(storage.ErrPrecondition, "the saved memory state %s was written by driver %q, which strata does not know", path, driver)
+	}
+	head := make([]byte, len(magic))
+	if _, err := io.ReadFull(f, head); err != nil || string(head) != magic {
+		why := "it does not begin as a state file of the " + driver + " driver does"
+		if err != nil {
+			why = err.Error()
+		}
+		return storage.Errorf(storage.ErrPrecondition, "the saved memory state %s is not a complete state of the %s driver (%s)", path, driver, why)
+	}
+	return nil
+}
+
+// OwnStateFile makes a state file a toolstack wrote (never through a
+// link) strata's user's alone, mode 0600, whatever the toolstack's
+// labelling did to it: it holds the guest's RAM.
+func OwnStateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chown(os.Geteuid(), os.Getegid()); err != nil {
+		return err
+	}
+	return f.Chmod(0o600)
 }

@@ -137,7 +137,8 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 	case boot.LivePoints:
 		return nil
 	case boot.MemoryState:
-		return storage.Errorf(storage.ErrNotSupported, "memory-state points are not taken or resumed through libvirt yet: use the qemu driver (strata guest start --driver qemu), or take points without --memory")
+		// libvirt's save and restore (memory.go).
+		return nil
 	}
 	return storage.Errorf(storage.ErrNotSupported, "the libvirt driver does not know feature %q", f)
 }
@@ -288,7 +289,7 @@ func (d *Driver) accel(c *conn) string {
 // of it) and starts it.
 func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
 	if o.FromState != "" {
-		return boot.Status{}, d.Supports(g.Def, boot.MemoryState)
+		return d.restore(ctx, g, o.FromState, o)
 	}
 	c, err := d.connect(ctx)
 	if err != nil {
@@ -666,7 +667,7 @@ func stopRecord(st lv.DomainState, reason int32) boot.StopRecord {
 	case lv.DomainShutoffDaemon:
 		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: stopped by the daemon"
 	case lv.DomainShutoffSaved:
-		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: saved to a file outside strata"
+		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: saved to a file (if by a memory point strata was interrupted in, strata doctor --repair finishes the point and resumes the guest)"
 	case lv.DomainShutoffMigrated:
 		rec.Reason, rec.Detail = boot.ReasonDied, "libvirt: migrated to another host"
 	default:

@@ -280,7 +280,9 @@ func ours(g *boot.Guest) *boot.RunState {
 func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
 	name := g.Def.Name
 	if o.FromState != "" {
-		return boot.Status{}, d.Supports(g.Def, boot.MemoryState)
+		if err := boot.CheckState(boot.XL, o.FromState, 0); err != nil {
+			return boot.Status{}, err
+		}
 	}
 	if g.Run == nil {
 		return boot.Status{}, storage.Errorf(storage.ErrInvalid, "guest %q has no runtime directory", name)
@@ -303,9 +305,16 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if err := catalog.WriteFileAtomic(path, cfg); err != nil {
 		return boot.Status{}, err
 	}
-	if _, err := d.xl(ctx, "create", "-p", "-f", path); err != nil {
+	argv, what := []string{"create", "-p", "-f", path}, "xl create"
+	if o.FromState != "" {
+		// The guest continues from its saved memory (memory.go), with
+		// the config rendered now, as a create would have it, and paused
+		// until state.json names its domain, as after a create.
+		argv, what = []string{"restore", "-p", path, o.FromState}, "xl restore"
+	}
+	if _, err := d.xl(ctx, argv...); err != nil {
 		os.Remove(path)
-		return boot.Status{}, Classify(err, fmt.Sprintf("start guest %q (xl create)", name))
+		return boot.Status{}, Classify(err, fmt.Sprintf("start guest %q (%s)", name, what))
 	}
 	// A new run begins: the last stop is history.
 	g.Run.ClearStopped()
@@ -722,7 +731,8 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 	case boot.LivePoints:
 		return storage.Errorf(storage.ErrNotSupported, "xl cannot snapshot the disks of a running domain (libxl keeps the device model's monitor to itself): stop the guest (strata guest stop %s), take the restore point, then start it", name)
 	case boot.MemoryState:
-		return storage.Errorf(storage.ErrNotSupported, "strata does not save or restore the memory of Xen domains yet (xl save/restore): take points without --memory; stop the guest (strata guest stop %s) for a point of its disks", name)
+		// xl save and xl restore (memory.go).
+		return nil
 	}
 	return storage.Errorf(storage.ErrNotSupported, "the xl driver does not know the feature %q", f)
 }
