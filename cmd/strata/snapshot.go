@@ -11,7 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/lifecycle"
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 )
@@ -32,6 +34,34 @@ func target(c *cli.Context, rest ...string) (snapshot.TargetRef, []string, error
 		return snapshot.TargetRef{}, nil, storage.Errorf(storage.ErrInvalid, "%s takes %d argument(s): GUEST %s (or --volume NAME %s); got %d", c.Command.FullName(), len(rest)+1, strings.Join(rest, " "), strings.Join(rest, " "), len(args))
 	}
 	return snapshot.TargetRef{Name: args[0]}, args[1:], nil
+}
+
+// rollbackOutput is what snapshot rollback prints: the points, and what
+// the rollback changed in the guest's definition.
+type rollbackOutput struct {
+	snapshot.RollbackResult
+	DefinitionChanges []registry.Change `json:"definition_changes"`
+}
+
+// definitionChanges says what a rollback changed in a guest's definition:
+// the pre-rollback point holds it as it was, the point rolled back to as
+// it is now (the name aside: a rollback does not undo a rename).
+func definitionChanges(res snapshot.RollbackResult) []registry.Change {
+	was, now := res.PreRollback.Guest, res.To.Guest
+	if was == nil || now == nil || was.Definition == "" || now.Definition == "" {
+		return []registry.Change{}
+	}
+	a, err1 := hvm.Unmarshal("the definition before the rollback", []byte(was.Definition))
+	b, err2 := hvm.Unmarshal("the definition rolled back to", []byte(now.Definition))
+	if err1 != nil || err2 != nil {
+		return []registry.Change{}
+	}
+	b.Name = a.Name
+	changes, err := registry.Diff(a, b)
+	if err != nil || changes == nil {
+		return []registry.Change{}
+	}
+	return changes
 }
 
 // targetAndPoints reads GUEST POINT... (or --volume NAME POINT...).
@@ -239,10 +269,15 @@ func snapshotCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					out := rollbackOutput{DefinitionChanges: definitionChanges(res)}
 					res.To, res.PreRollback = res.To.Printable(), res.PreRollback.Printable()
-					return emit(c, res, func(w *tabwriter.Writer) {
+					out.RollbackResult = res
+					return emit(c, out, func(w *tabwriter.Writer) {
 						row(w, "rolled back to:", res.To.ID, res.To.Description)
 						row(w, "pre-rollback point:", res.PreRollback.ID, fmt.Sprintf("(undo with: strata snapshot rollback %s %d)", t.Arg(), res.PreRollback.ID))
+						for _, ch := range out.DefinitionChanges {
+							row(w, "definition:", ch.Key, ch.Old+" → "+ch.New)
+						}
 					})
 				}),
 			},

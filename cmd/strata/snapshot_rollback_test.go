@@ -219,3 +219,28 @@ func holdLock(t *testing.T, home, key string) func() {
 	}
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }
 }
+
+// A rollback that changes the guest's definition says what changed, in
+// the table and in JSON.
+func TestRollbackSaysWhatChangedInTheDefinition(t *testing.T) {
+	h := t.TempDir()
+	ok(t, h, "volume", "create", "v", "--size", "16M", "--format", "qcow2")
+	ok(t, h, "guest", "define", "g", "--disk", "v", "--memory", "512")
+	ok(t, h, "snapshot", "create", "g", "--name", "small")
+	ok(t, h, "guest", "set", "g", "memory=768")
+	if out := ok(t, h, "snapshot", "rollback", "g", "small"); !strings.Contains(out, "memory") || !strings.Contains(out, "768 → 512") {
+		t.Fatalf("rollback output does not say memory went from 768 to 512:\n%s", out)
+	}
+	var res struct {
+		Changes []struct{ Key, Old, New string } `json:"definition_changes"`
+	}
+	jsonOf(t, h, &res, "snapshot", "rollback", "g", "2") // back to 768: the pre-rollback point
+	if len(res.Changes) != 1 || res.Changes[0].Key != "memory" || res.Changes[0].Old != "512" || res.Changes[0].New != "768" {
+		t.Fatalf("definition_changes: %+v", res.Changes)
+	}
+	ok(t, h, "snapshot", "create", "g", "--name", "same")
+	jsonOf(t, h, &res, "snapshot", "rollback", "g", "same") // the definition it has
+	if res.Changes == nil || len(res.Changes) != 0 {
+		t.Fatalf("a rollback that changes nothing in the definition: %+v", res.Changes)
+	}
+}
