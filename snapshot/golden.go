@@ -801,7 +801,7 @@ func cloneDiskOf(v storage.Volume, method string, goldenPaths map[string]bool) C
 // that still read from g's images, each with its linked volumes. A volume
 // whose record names a golden image as backing but whose image no longer
 // has it (a flatten that died before recording) does not count.
-func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
+func (m *Manager) dependants(ctx context.Context, tx *catalog.Tx, g goldenRecord) ([]string, error) {
 	paths := map[string]bool{}
 	for _, d := range g.Disks {
 		paths[storage.RealPath(d.Path)] = true
@@ -816,8 +816,10 @@ func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
 		if v.Backing == "" || !paths[storage.RealPath(v.Backing)] {
 			continue
 		}
-		if info, err := image.InspectAs(v.Path, v.Format); err == nil && storage.RealPath(info.BackingFile) != storage.RealPath(v.Backing) {
-			continue
+		if drv, _, err := m.st.VolumeDriverTx(tx, v); err == nil {
+			if now, err := drv.Backing(ctx, v); err == nil && storage.RealPath(now) != storage.RealPath(v.Backing) {
+				continue
+			}
 		}
 		what := fmt.Sprintf("volume %q", v.Name)
 		if guests, _ := tx.GuestsUsing(v.ID); len(guests) > 0 {
@@ -844,7 +846,7 @@ func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
 func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 	return m.withGolden(ctx, name, func(g goldenRecord) error {
 		err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-			deps, err := dependants(tx, g)
+			deps, err := m.dependants(ctx, tx, g)
 			if err != nil {
 				return err
 			}

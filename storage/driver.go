@@ -56,11 +56,16 @@ type VolumeDriver interface {
 	// VolumePath is where a new volume (or golden image) with this ID and
 	// format lives: a pure plan, recorded before the volume is made.
 	VolumePath(p Pool, id string, f Format) string
-	// Create makes an empty volume of size bytes at path; raw images are
-	// sparse. A failed Create leaves nothing.
-	Create(ctx context.Context, path string, f Format, size int64) error
-	// Resize changes the virtual size; shrinking only when shrink is set.
-	Resize(ctx context.Context, path string, f Format, size int64, shrink bool) error
+	// Create makes an empty volume of size bytes at path (planned with
+	// VolumePath) in pool p; raw images are sparse. A failed Create
+	// leaves nothing.
+	Create(ctx context.Context, p Pool, path string, f Format, size int64) error
+	// Resize changes the virtual size of the volume at path in pool p;
+	// shrinking only when shrink is set.
+	Resize(ctx context.Context, p Pool, path string, f Format, size int64, shrink bool) error
+	// Backing is what the volume's data reads from now ("" nothing): a
+	// linked clone's golden until it is flattened.
+	Backing(ctx context.Context, v Volume) (string, error)
 	// Delete removes a volume's data after its record is gone (imported
 	// data only when purge is set; block devices strata did not make
 	// never). Absent data is success.

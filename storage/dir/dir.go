@@ -134,7 +134,7 @@ func (Driver) VolumePath(p storage.Pool, id string, f storage.Format) string {
 
 // Create implements storage.Driver. A raw image is a sparse file: it is
 // sized with ftruncate and nothing is written.
-func (Driver) Create(ctx context.Context, path string, f storage.Format, size int64) error {
+func (Driver) Create(ctx context.Context, _ storage.Pool, path string, f storage.Format, size int64) error {
 	switch f {
 	case storage.FormatRaw:
 		fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -161,7 +161,7 @@ func (Driver) Create(ctx context.Context, path string, f storage.Format, size in
 }
 
 // Resize implements storage.Driver.
-func (Driver) Resize(ctx context.Context, path string, f storage.Format, size int64, shrink bool) error {
+func (Driver) Resize(ctx context.Context, _ storage.Pool, path string, f storage.Format, size int64, shrink bool) error {
 	switch f {
 	case storage.FormatRaw:
 		err := os.Truncate(path, size)
@@ -212,6 +212,15 @@ func (Driver) Delete(_ context.Context, v storage.Volume, purge bool) error {
 		return nil
 	}
 	return image.Discard("volume", v.Name, v.Path, v.Imported, purge)
+}
+
+// Backing implements storage.Driver: a qcow2 overlay's backing file.
+func (Driver) Backing(_ context.Context, v storage.Volume) (string, error) {
+	info, err := image.InspectAs(v.Path, v.Format)
+	if err != nil {
+		return "", err
+	}
+	return info.BackingFile, nil
 }
 
 // Fingerprint implements storage.Driver.

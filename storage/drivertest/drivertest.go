@@ -128,7 +128,7 @@ func (s *suite) volume(t *testing.T, name string, f storage.Format) storage.Volu
 	t.Helper()
 	v := storage.Volume{ID: storage.NewID(), Name: name, Pool: s.pool.Name, Format: f, Created: time.Now().UTC()}
 	v.Path = s.Driver.VolumePath(s.pool, v.ID, f)
-	if err := s.Driver.Create(s.ctx, v.Path, f, s.Size); err != nil {
+	if err := s.Driver.Create(s.ctx, s.pool, v.Path, f, s.Size); err != nil {
 		t.Fatalf("Create %s: %v", f, err)
 	}
 	t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), v, true) })
@@ -191,7 +191,7 @@ func (s *suite) volumes(t *testing.T) {
 		if fp1 == fp2 {
 			t.Fatalf("Fingerprint did not change with a write: %+v", fp1)
 		}
-		if err := s.Driver.Resize(s.ctx, v.Path, f, 2*s.Size, false); err != nil {
+		if err := s.Driver.Resize(s.ctx, s.pool, v.Path, f, 2*s.Size, false); err != nil {
 			t.Fatalf("Resize: %v", err)
 		}
 		expect(t, v, 0xa1, "after a resize")
@@ -432,6 +432,9 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 			t.Fatalf("Clone %s: %v", name, err)
 		}
 		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), v, true) })
+		if b := s.backing(t, v); (b != "") != plan.Linked {
+			t.Fatalf("clone %s (linked %v) reads from %q", name, plan.Linked, b)
+		}
 		return v
 	}
 	c1, c2, c3 := clone("c1", gNow, false), clone("c2", gNow, false), clone("c3", gPoint, true)
@@ -453,6 +456,9 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 	if (backing != "") != (c1.Backing != "") {
 		t.Fatalf("Flatten of a clone with backing %q reported %q", c1.Backing, backing)
 	}
+	if b := s.backing(t, c1); b != "" {
+		t.Fatalf("a flattened clone still reads from %q", b)
+	}
 	if again, err := s.Driver.Flatten(s.ctx, c1, []storage.PointRef{cp}, storage.NoProgress{}); err != nil || again != "" {
 		t.Fatalf("Flatten again: %q %v (want nothing to do)", again, err)
 	}
@@ -470,6 +476,15 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 	expect(t, c3, 0xe5, "a full clone, its golden removed")
 	s.rollback(t, c1, cp)
 	expect(t, c1, 0xd4, "a flattened clone rolled back to its point from before the flatten")
+}
+
+func (s *suite) backing(t *testing.T, v storage.Volume) string {
+	t.Helper()
+	b, err := s.Driver.Backing(s.ctx, v)
+	if err != nil {
+		t.Fatalf("Backing of %s: %v", v.Name, err)
+	}
+	return b
 }
 
 // child is what a crash case asks a child process to do.

@@ -389,7 +389,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 				return err
 			}
 			v.Path = d.VolumePath(pool, v.ID, v.Format)
-			if err := d.Create(ctx, v.Path, v.Format, o.Size); err != nil {
+			if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
 				return err
 			}
 			made = true
@@ -467,7 +467,7 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 		rawPath = filepath.Join(pool.Path, ".strata-tmp-"+v.ID+".img")
 		defer os.Remove(rawPath)
 	}
-	if err := d.Create(ctx, rawPath, storage.FormatRaw, o.Size); err != nil {
+	if err := d.Create(ctx, pool, rawPath, storage.FormatRaw, o.Size); err != nil {
 		return err
 	}
 	if err := o.Layout.Apply(rawPath); err != nil {
@@ -687,16 +687,16 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 		}
 	}
 	var d storage.Driver = dir.Driver{}
+	pool := storage.Pool{Driver: dir.Name, Path: filepath.Dir(vi.Path)} // an in-place import
 	if vi.Pool != "" {
-		var p storage.Pool
-		if err := s.Catalog.View(func(tx *catalog.Tx) error { p, err = tx.Pool(vi.Pool); return err }); err != nil {
+		if err := s.Catalog.View(func(tx *catalog.Tx) error { pool, err = tx.Pool(vi.Pool); return err }); err != nil {
 			return vi, err
 		}
-		if d, err = s.Driver(p); err != nil {
+		if d, err = s.Driver(pool); err != nil {
 			return vi, err
 		}
 	}
-	if err := d.Resize(ctx, vi.Path, vi.Format, size, shrink); err != nil {
+	if err := d.Resize(ctx, pool, vi.Path, vi.Format, size, shrink); err != nil {
 		return vi, err
 	}
 	log.Info().Str("volume", name).Int64("size", size).Msg("volume resized")
