@@ -99,6 +99,7 @@ func Run(t *testing.T, c Config) {
 		f := f
 		t.Run("golden/"+string(f), func(t *testing.T) { s.golden(t, f) })
 	}
+	t.Run("o1-claims", s.o1Claims)
 	t.Run("crash", s.crashes)
 }
 
@@ -485,6 +486,86 @@ func (s *suite) backing(t *testing.T, v storage.Volume) string {
 		t.Fatalf("Backing of %s: %v", v.Name, err)
 	}
 	return b
+}
+
+// free is the pool's free space, after pending writes reached it.
+func (s *suite) free(t *testing.T) int64 {
+	t.Helper()
+	syscall.Sync()
+	n, err := s.Driver.FreeBytes(s.ctx, s.pool)
+	if err != nil {
+		t.Fatalf("FreeBytes: %v", err)
+	}
+	return n
+}
+
+// o1Claims: a method that claims O(1) takes costs no space for the data
+// it captures, nor does a full clone where FullCloneO1 is claimed; and
+// FreeBytes reports space where FreeSpace is claimed.
+func (s *suite) o1Claims(t *testing.T) {
+	if !s.features.FreeSpace {
+		t.Skip("the driver reports no free space: O(1) claims cannot be measured")
+	}
+	const data = 16 << 20
+	before := s.free(t)
+	if before <= data {
+		t.Fatalf("FreeBytes reports %d bytes free in an empty pool", before)
+	}
+	for _, m := range s.Driver.PointMethods() {
+		for _, f := range m.Formats {
+			if !m.O1Take {
+				continue
+			}
+			t.Run(m.Name+"/"+string(f), func(t *testing.T) {
+				v := storage.Volume{ID: storage.NewID(), Name: "big", Pool: s.pool.Name, Format: f}
+				v.Path = s.Driver.VolumePath(s.pool, v.ID, f)
+				if err := s.Driver.Create(s.ctx, s.pool, v.Path, f, 2*data); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), v, true) })
+				s.plan(t, v, m)
+				storagetest.Cmd(t, "qemu-io", "-f", string(f), "-c", fmt.Sprintf("write -P 0x5a 0 %d", data), v.Path)
+				was := s.free(t)
+				p := s.take(t, v, m.Name, false)
+				if used := was - s.free(t); used > data/4 {
+					t.Fatalf("an O(1) %s point of %d bytes of data took %d bytes of the pool", m.Name, data, used)
+				}
+				s.remove(t, v, p)
+			})
+		}
+	}
+	if !s.features.FullCloneO1 {
+		return
+	}
+	t.Run("full-clone", func(t *testing.T) {
+		f := s.formats()[0]
+		src := storage.Volume{ID: storage.NewID(), Name: "big", Pool: s.pool.Name, Format: f}
+		src.Path = s.Driver.VolumePath(s.pool, src.ID, f)
+		if err := s.Driver.Create(s.ctx, s.pool, src.Path, f, 2*data); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), src, true) })
+		storagetest.Cmd(t, "qemu-io", "-f", string(f), "-c", fmt.Sprintf("write -P 0x5a 0 %d", data), src.Path)
+		g := storage.Image{Path: s.Driver.VolumePath(s.pool, storage.NewID(), f), Format: f}
+		if _, _, err := s.Driver.Freeze(s.ctx, storage.FreezeSource{Volume: src, Format: f}, g, storage.NoProgress{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), []string{g.Path}) })
+		plan, err := s.Driver.PlanClone(s.ctx, g, s.pool, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := storage.Volume{ID: storage.NewID(), Name: "full", Pool: s.pool.Name, Format: plan.Format}
+		c.Path = s.Driver.VolumePath(s.pool, c.ID, plan.Format)
+		was := s.free(t)
+		if err := s.Driver.Clone(s.ctx, g, c, plan, storage.NoProgress{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), c, true) })
+		if used := was - s.free(t); used > data/4 {
+			t.Fatalf("a full clone of %d bytes of data took %d bytes of a pool claiming O(1) full clones", data, used)
+		}
+	})
 }
 
 // child is what a crash case asks a child process to do.
