@@ -253,11 +253,11 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 	for _, pl := range plans {
 		for k, v := range pl.vols {
 			d := g.Disks[k]
-			drv, err := m.driverOf(v)
+			drv, pool, err := m.driverOf(v)
 			if err != nil {
 				return nil, err
 			}
-			if err := drv.Clone(ctx, storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {
+			if err := drv.Clone(ctx, pool, storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {
 				return nil, fmt.Errorf("clone %q of golden image %q, disk %d: %w", pl.info.Name, g.Name, k+1, err)
 			}
 			dirs[filepath.Dir(v.Path)] = true

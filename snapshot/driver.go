@@ -34,10 +34,9 @@ type fingerprint = storage.Fingerprint
 
 func crashpoint(step string) { storage.Crashpoint(step) }
 
-// driverOf is the driver serving volume v.
-func (m *Manager) driverOf(v storage.Volume) (storage.Driver, error) {
-	d, _, err := m.st.VolumeDriver(v)
-	return d, err
+// driverOf is the driver serving volume v, and v's pool.
+func (m *Manager) driverOf(v storage.Volume) (storage.Driver, storage.Pool, error) {
+	return m.st.VolumeDriver(v)
 }
 
 // pointDriver is the driver that recorded a disk's point, and how its
@@ -56,21 +55,21 @@ func (m *Manager) inVolume(d DiskPoint) bool {
 // fingerprint is the state of v's live data (ok false: none under its
 // live name).
 func (m *Manager) fingerprint(v storage.Volume) (fingerprint, bool, error) {
-	drv, err := m.driverOf(v)
+	drv, p, err := m.driverOf(v)
 	if err != nil {
 		return fingerprint{}, false, err
 	}
-	return drv.Fingerprint(v)
+	return drv.Fingerprint(p, v)
 }
 
 // liveDisk is how the hypervisor captures one disk of a live point: the
 // driver's live mechanism for the disk's method, as hvm/boot asks it.
 func (m *Manager) liveDisk(ctx context.Context, v storage.Volume, dp DiskPoint) (boot.LiveDisk, storage.LivePoint, error) {
-	drv, err := m.driverOf(v)
+	drv, p, err := m.driverOf(v)
 	if err != nil {
 		return boot.LiveDisk{}, storage.LivePoint{}, err
 	}
-	lp, err := drv.LivePoint(ctx, v, dp.PointRef)
+	lp, err := drv.LivePoint(ctx, p, v, dp.PointRef)
 	if err != nil {
 		return boot.LiveDisk{}, lp, err
 	}

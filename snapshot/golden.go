@@ -351,24 +351,29 @@ func (m *Manager) dropGolden(ctx context.Context, g goldenRecord) error {
 // clones (pools[i] is paths[i]'s pool; records from before pools were
 // journaled have none: their images are the dir driver's files).
 func (m *Manager) removeImages(ctx context.Context, paths, pools []string) error {
-	var order []storage.Driver
-	byDriver := map[storage.Driver][]string{}
-	for i, p := range paths {
-		v := storage.Volume{Path: p}
+	type where struct {
+		drv  storage.Driver
+		pool storage.Pool
+	}
+	var order []where
+	byPool := map[where][]string{}
+	for i, path := range paths {
+		v := storage.Volume{Path: path}
 		if i < len(pools) {
 			v.Pool = pools[i]
 		}
-		drv, err := m.driverOf(v)
+		drv, pool, err := m.driverOf(v)
 		if err != nil {
 			return err
 		}
-		if _, ok := byDriver[drv]; !ok {
-			order = append(order, drv)
+		w := where{drv, pool}
+		if _, ok := byPool[w]; !ok {
+			order = append(order, w)
 		}
-		byDriver[drv] = append(byDriver[drv], p)
+		byPool[w] = append(byPool[w], path)
 	}
-	for _, drv := range order {
-		if err := drv.RemoveImages(ctx, byDriver[drv]); err != nil {
+	for _, w := range order {
+		if err := w.drv.RemoveImages(ctx, w.pool, byPool[w]); err != nil {
 			return err
 		}
 	}
@@ -654,7 +659,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		if err != nil {
 			return err
 		}
-		if d.VirtualSize, d.Bytes, err = drv.Freeze(ctx, s.source(), storage.Image{Path: d.Path, Format: d.Format}, m.Progress); err != nil {
+		if d.VirtualSize, d.Bytes, err = drv.Freeze(ctx, s.pool, s.source(), storage.Image{Path: d.Path, Format: d.Format}, m.Progress); err != nil {
 			return fmt.Errorf("golden image %q, volume %q: %w", g.Name, s.vol.Name, err)
 		}
 		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
@@ -816,8 +821,8 @@ func (m *Manager) dependants(ctx context.Context, tx *catalog.Tx, g goldenRecord
 		if v.Backing == "" || !paths[storage.RealPath(v.Backing)] {
 			continue
 		}
-		if drv, _, err := m.st.VolumeDriverTx(tx, v); err == nil {
-			if now, err := drv.Backing(ctx, v); err == nil && storage.RealPath(now) != storage.RealPath(v.Backing) {
+		if drv, pool, err := m.st.VolumeDriverTx(tx, v); err == nil {
+			if now, err := drv.Backing(ctx, pool, v); err == nil && storage.RealPath(now) != storage.RealPath(v.Backing) {
 				continue
 			}
 		}

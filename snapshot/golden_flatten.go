@@ -96,7 +96,7 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 }
 
 func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
-	drv, err := m.driverOf(v)
+	drv, pool, err := m.driverOf(v)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 	}); err != nil {
 		return err
 	}
-	backing, err := drv.Flatten(ctx, v, points, m.Progress)
+	backing, err := drv.Flatten(ctx, pool, v, points, m.Progress)
 	if err != nil {
 		return err
 	}

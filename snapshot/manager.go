@@ -349,15 +349,16 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	methods := map[string]bool{}
 	drivers := make([]storage.Driver, len(vols))
+	pools := make([]storage.Pool, len(vols))
 	for i, v := range vols {
-		drv, err := m.driverOf(v)
+		drv, pool, err := m.driverOf(v)
 		if err != nil {
 			return Point{}, err
 		}
-		drivers[i] = drv
+		drivers[i], pools[i] = drv, pool
 		// Planned (Moved included) before the take is recorded, so that
 		// undoing an interrupted one knows where its data may be.
-		ref, err := drv.PlanPoint(ctx, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID]})
+		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID]})
 		if err != nil {
 			return Point{}, err
 		}
@@ -426,7 +427,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		if ctx.Err() != nil {
 			err = interrupted(ctx)
 		} else {
-			err = drivers[i].TakePoint(ctx, vols[i], &p.Disks[i].PointRef, m.Progress)
+			err = drivers[i].TakePoint(ctx, pools[i], vols[i], &p.Disks[i].PointRef, m.Progress)
 		}
 		if err != nil {
 			if uerr := m.undoCreate(context.WithoutCancel(ctx), p); uerr != nil {
@@ -516,14 +517,21 @@ func (m *Manager) removeDisks(ctx context.Context, p Point, filesOnly bool) erro
 			continue
 		}
 		var v storage.Volume
-		err = m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err })
+		var pool storage.Pool // zero for a volume that is gone
+		err = m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+			if v, err = tx.VolumeByID(d.VolumeID); err != nil {
+				return err
+			}
+			_, pool, err = m.st.VolumeDriverTx(tx, v)
+			return err
+		})
 		if err != nil {
 			if pm.InVolume {
 				continue // the volume and the points inside it are gone
 			}
-			v = storage.Volume{ID: d.VolumeID, Name: d.Volume}
+			v, pool = storage.Volume{ID: d.VolumeID, Name: d.Volume}, storage.Pool{}
 		}
-		if err := drv.RemovePoint(ctx, v, d.PointRef); err != nil {
+		if err := drv.RemovePoint(ctx, pool, v, d.PointRef); err != nil {
 			return fmt.Errorf("remove restore point %d data of volume %q: %w", p.ID, d.Volume, err)
 		}
 		crashpoint(fmt.Sprintf("delete:disk-%d", i+1))

@@ -306,7 +306,15 @@ func (m *Manager) samePoints(ctx context.Context, a, b Point) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		same, err := drv.SamePoint(ctx, storage.Volume{ID: da.VolumeID, Name: da.Volume}, da.PointRef, db.PointRef)
+		v, err := m.volumeByID(da.VolumeID)
+		if err != nil {
+			return false, nil // gone: nothing to compare
+		}
+		_, pool, err := m.driverOf(v)
+		if err != nil {
+			return false, err
+		}
+		same, err := drv.SamePoint(ctx, pool, v, da.PointRef, db.PointRef)
 		if err != nil || !same {
 			return false, err
 		}

@@ -185,11 +185,11 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 	replaced := map[string]bool{}
 	for i, d := range to.Disks {
 		v := restored[i]
-		drv, err := m.driverOf(v)
+		drv, pool, err := m.driverOf(v)
 		if err != nil {
 			return res, err
 		}
-		if err := drv.CheckRestore(ctx, v, d.PointRef); err != nil {
+		if err := drv.CheckRestore(ctx, pool, v, d.PointRef); err != nil {
 			return res, fmt.Errorf("restore point %d of %s: %w", to.ID, t, err)
 		}
 		if _, pm, err := m.pointDriver(d); err == nil && pm.ReplacesLive {
@@ -359,7 +359,7 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 // forward restores one disk to point to, noting in the journal the state
 // it leaves the image in before the image takes the live name.
 func (m *Manager) forward(ctx context.Context, t Target, j journalEntry, to, pre Point, v storage.Volume, d DiskPoint) error {
-	drv, err := m.driverOf(v)
+	drv, pool, err := m.driverOf(v)
 	if err != nil {
 		return err
 	}
@@ -370,7 +370,7 @@ func (m *Manager) forward(ctx context.Context, t Target, j journalEntry, to, pre
 	if pd, ok := diskOf(pre, v.ID); ok && pd.Moved {
 		step.MoveTo = pd.Ref
 	}
-	if err := drv.RestorePoint(ctx, v, d.PointRef, step); err != nil {
+	if err := drv.RestorePoint(ctx, pool, v, d.PointRef, step); err != nil {
 		return fmt.Errorf("roll back volume %q to restore point %d: %w", v.Name, to.ID, err)
 	}
 	return nil
@@ -382,14 +382,14 @@ func (m *Manager) forward(ctx context.Context, t Target, j journalEntry, to, pre
 // lack of space can always be undone); moved tells that the point no
 // longer holds that disk.
 func (m *Manager) back(ctx context.Context, t Target, pre Point, v storage.Volume, d DiskPoint) (moved bool, err error) {
-	drv, err := m.driverOf(v)
+	drv, pool, err := m.driverOf(v)
 	if err != nil {
 		return d.Moved, err
 	}
 	if d.Moved {
-		return true, drv.PutBack(ctx, v, d.PointRef)
+		return true, drv.PutBack(ctx, pool, v, d.PointRef)
 	}
-	if err := drv.RestorePoint(ctx, v, d.PointRef, storage.RestoreStep{Progress: m.Progress, Record: m.recorder(t, v.ID, true)}); err != nil {
+	if err := drv.RestorePoint(ctx, pool, v, d.PointRef, storage.RestoreStep{Progress: m.Progress, Record: m.recorder(t, v.ID, true)}); err != nil {
 		return false, fmt.Errorf("put volume %q back as restore point %d has it: %w", v.Name, pre.ID, err)
 	}
 	return false, nil
@@ -566,8 +566,8 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 // left (the dir driver's temporary restored images).
 func (m *Manager) cleanRestores(disks map[string]storage.Volume) {
 	for _, v := range disks {
-		if drv, err := m.driverOf(v); err == nil {
-			drv.CleanRestores(v)
+		if drv, pool, err := m.driverOf(v); err == nil {
+			drv.CleanRestores(pool, v)
 		}
 	}
 }
@@ -575,11 +575,11 @@ func (m *Manager) cleanRestores(disks map[string]storage.Volume) {
 // locations are the paths a guest could open v's data under while a
 // driver step runs.
 func (m *Manager) locations(v storage.Volume) []string {
-	drv, err := m.driverOf(v)
+	drv, pool, err := m.driverOf(v)
 	if err != nil {
 		return []string{v.Path}
 	}
-	return drv.Locations(v)
+	return drv.Locations(pool, v)
 }
 
 // keepFound keeps the disks as recovery found them as a restore point.
@@ -604,11 +604,11 @@ func (m *Manager) fingerprintsInto(tx *catalog.Tx, p Point, j *journalEntry) err
 		if err != nil {
 			return err
 		}
-		drv, _, err := m.st.VolumeDriverTx(tx, v) // inside tx: no transaction of its own
+		drv, pool, err := m.st.VolumeDriverTx(tx, v) // inside tx: no transaction of its own
 		if err != nil {
 			return err
 		}
-		if fp, ok, err := drv.Fingerprint(v); err != nil {
+		if fp, ok, err := drv.Fingerprint(pool, v); err != nil {
 			return err
 		} else if ok {
 			j.Before[v.ID] = fp

@@ -12,6 +12,15 @@ import (
 // the rules; they choose from what a driver declares (Features,
 // PointMethod) and never from a driver's or filesystem's name.
 //
+// A driver value is stateless: every method is told the pool it acts in
+// (the pool's record: its path, or its VG and thin pool, or its cluster).
+// The point data of a volume whose record is gone is removed with the
+// zero Pool, from the PointRef alone. Volumes are addressed by their
+// Path, which for a block device is the device (/dev/VG/LV) and for a
+// network volume a URI: nothing here assumes a file. Method names
+// (PointMethod.Name) are unique across drivers: the catalog records them
+// and the store finds a point's driver by them.
+//
 // # Crash contract
 //
 // strata may die (SIGKILL, power cut) at any instant, inside any driver
@@ -65,19 +74,19 @@ type VolumeDriver interface {
 	Resize(ctx context.Context, p Pool, path string, f Format, size int64, shrink bool) error
 	// Backing is what the volume's data reads from now ("" nothing): a
 	// linked clone's golden until it is flattened.
-	Backing(ctx context.Context, v Volume) (string, error)
+	Backing(ctx context.Context, p Pool, v Volume) (string, error)
 	// Delete removes a volume's data after its record is gone (imported
 	// data only when purge is set; block devices strata did not make
 	// never). Absent data is success.
-	Delete(ctx context.Context, v Volume, purge bool) error
+	Delete(ctx context.Context, p Pool, v Volume, purge bool) error
 	// Fingerprint tells the state of the live volume (ok false: nothing
 	// under its live name, e.g. moved aside mid-restore). Two equal
 	// fingerprints mean nobody wrote the volume in between.
-	Fingerprint(v Volume) (fp Fingerprint, ok bool, err error)
+	Fingerprint(p Pool, v Volume) (fp Fingerprint, ok bool, err error)
 	// Locations are every path a guest could open the volume's data under
 	// while a driver step runs (the live path first): in-use checks and
 	// holds cover them all.
-	Locations(v Volume) []string
+	Locations(p Pool, v Volume) []string
 }
 
 // PointDriver keeps the restore point data of single volumes. A point's
@@ -90,62 +99,64 @@ type PointDriver interface {
 	// PlanPoint chooses the method for a new point of v (o.Method: a
 	// user's override, checked) and names its data from uid. Pure but for
 	// probing the pool; nothing is written.
-	PlanPoint(ctx context.Context, v Volume, uid string, o PointOptions) (PointRef, error)
+	PlanPoint(ctx context.Context, p Pool, v Volume, uid string, o PointOptions) (PointRef, error)
 	// TakePoint captures v's state into ref (a Moved ref: by moving the
 	// live data there). Bytes may be filled in. On error or crash the
 	// caller undoes it with RemovePoint.
-	TakePoint(ctx context.Context, v Volume, ref *PointRef, prog Progress) error
+	TakePoint(ctx context.Context, p Pool, v Volume, ref *PointRef, prog Progress) error
 	// CheckRestore refuses, before anything is written, a restore of ref
 	// that cannot succeed (space for a copy) or would lose data (a copy
 	// of a qcow2 image put back over its internal snapshots).
-	CheckRestore(ctx context.Context, v Volume, ref PointRef) error
+	CheckRestore(ctx context.Context, p Pool, v Volume, ref PointRef) error
 	// RestorePoint makes v's live data what ref holds; resumable (see the
 	// crash contract). ref itself stays usable.
-	RestorePoint(ctx context.Context, v Volume, ref PointRef, s RestoreStep) error
+	RestorePoint(ctx context.Context, p Pool, v Volume, ref PointRef, s RestoreStep) error
 	// PutBack makes a Moved point's data the live volume again by a move
 	// (undo of a rollback); absent point data is success.
-	PutBack(ctx context.Context, v Volume, ref PointRef) error
+	PutBack(ctx context.Context, p Pool, v Volume, ref PointRef) error
 	// RemovePoint deletes a point's data; absent is success. A Moved
 	// point whose live volume is missing is put back, never removed.
-	RemovePoint(ctx context.Context, v Volume, ref PointRef) error
+	RemovePoint(ctx context.Context, p Pool, v Volume, ref PointRef) error
 	// PointExists tells whether a point's data is there.
-	PointExists(ctx context.Context, v Volume, ref PointRef) (bool, error)
+	PointExists(ctx context.Context, p Pool, v Volume, ref PointRef) (bool, error)
 	// SamePoint tells whether two points of one volume hold the same
 	// bytes (false when the driver cannot tell cheaply).
-	SamePoint(ctx context.Context, v Volume, a, b PointRef) (bool, error)
+	SamePoint(ctx context.Context, p Pool, v Volume, a, b PointRef) (bool, error)
 	// LivePoint is how a point of v is taken while a guest runs on it;
 	// the hypervisor does the capture in one pause of the guest.
-	LivePoint(ctx context.Context, v Volume, ref PointRef) (LivePoint, error)
+	LivePoint(ctx context.Context, p Pool, v Volume, ref PointRef) (LivePoint, error)
 	// CleanRestores removes what interrupted restores of v left that no
 	// restore will use (called by recovery once it is done, under the
 	// volume's locks).
-	CleanRestores(v Volume)
+	CleanRestores(p Pool, v Volume)
 }
 
 // ImageDriver freezes golden images and makes clones of them.
 type ImageDriver interface {
 	// FreezeCost is how many bytes pool p must have free for a golden
-	// image of src (0: O(1) or no up-front check possible).
+	// image of src (0: O(1) or no up-front check possible). The golden
+	// image's pool's driver freezes it (reading src through its path).
 	FreezeCost(ctx context.Context, src FreezeSource, p Pool) (int64, error)
-	// Freeze writes a read-only golden image of src at dst.Path (planned
-	// with VolumePath and recorded first); on error it leaves nothing.
+	// Freeze writes a read-only golden image of src at dst.Path in pool p
+	// (planned with VolumePath and recorded first); on error it may leave
+	// a partial image, which the caller removes (RemoveImages).
 	// It returns the image's virtual and allocated sizes.
-	Freeze(ctx context.Context, src FreezeSource, dst Image, prog Progress) (virtual, allocated int64, err error)
+	Freeze(ctx context.Context, p Pool, src FreezeSource, dst Image, prog Progress) (virtual, allocated int64, err error)
 	// PlanClone chooses how a clone of golden goes into pool p: linked
 	// (depends on golden) or full, and the clone's format and bytes
 	// needed (per clone).
 	PlanClone(ctx context.Context, golden Image, p Pool, full bool) (ClonePlan, error)
 	// Clone makes the clone's data at dst.Path as planned; on error it
 	// may leave a partial image, which the caller removes (RemoveImages).
-	Clone(ctx context.Context, golden Image, dst Volume, plan ClonePlan, prog Progress) error
+	Clone(ctx context.Context, p Pool, golden Image, dst Volume, plan ClonePlan, prog Progress) error
 	// RemoveImages removes golden images or half-made clones by path;
 	// absent is success.
-	RemoveImages(ctx context.Context, paths []string) error
+	RemoveImages(ctx context.Context, p Pool, paths []string) error
 	// Flatten makes v independent of its backing (golden) image, with
 	// every point's data in points completed too; backing is what v read
 	// from ("" when there was nothing to flatten). A crash leaves v as it
 	// was or flattened, never half.
-	Flatten(ctx context.Context, v Volume, points []PointRef, prog Progress) (backing string, err error)
+	Flatten(ctx context.Context, p Pool, v Volume, points []PointRef, prog Progress) (backing string, err error)
 }
 
 // Features is what a driver does for a pool, as data.

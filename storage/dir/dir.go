@@ -206,7 +206,7 @@ func freeIn(dir string) (int64, error) {
 // Delete implements storage.Driver. An image that is no longer the file
 // registered is left alone: forgetting a volume whose image was swapped
 // is the way out, removing what is there now is not strata's to do.
-func (Driver) Delete(_ context.Context, v storage.Volume, purge bool) error {
+func (Driver) Delete(_ context.Context, _ storage.Pool, v storage.Volume, purge bool) error {
 	if err := image.VerifyImage(v); err != nil {
 		log.Warn().Err(err).Msg("the volume is deleted from the catalog; what is at its image's path now is left alone")
 		return nil
@@ -215,7 +215,7 @@ func (Driver) Delete(_ context.Context, v storage.Volume, purge bool) error {
 }
 
 // Backing implements storage.Driver: a qcow2 overlay's backing file.
-func (Driver) Backing(_ context.Context, v storage.Volume) (string, error) {
+func (Driver) Backing(_ context.Context, _ storage.Pool, v storage.Volume) (string, error) {
 	info, err := image.InspectAs(v.Path, v.Format)
 	if err != nil {
 		return "", err
@@ -224,13 +224,13 @@ func (Driver) Backing(_ context.Context, v storage.Volume) (string, error) {
 }
 
 // Fingerprint implements storage.Driver.
-func (Driver) Fingerprint(v storage.Volume) (storage.Fingerprint, bool, error) {
+func (Driver) Fingerprint(_ storage.Pool, v storage.Volume) (storage.Fingerprint, bool, error) {
 	return storage.FingerprintOf(v.Path)
 }
 
 // Locations implements storage.Driver: the live image, and the name a
 // qcow2 image has while one of its snapshots is applied.
-func (Driver) Locations(v storage.Volume) []string {
+func (Driver) Locations(_ storage.Pool, v storage.Volume) []string {
 	return []string{v.Path, v.Path + ApplyingSuffix}
 }
 

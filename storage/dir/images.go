@@ -52,7 +52,7 @@ func (Driver) FreezeCost(_ context.Context, src storage.FreezeSource, p storage.
 // Freeze implements storage.Driver: qcow2 through qemu-img convert (only
 // the data at that instant: no internal snapshots, no backing chain), raw
 // by reflink where possible, else a sparse copy; then made read-only.
-func (Driver) Freeze(ctx context.Context, src storage.FreezeSource, dst storage.Image, prog storage.Progress) (int64, int64, error) {
+func (Driver) Freeze(ctx context.Context, _ storage.Pool, src storage.FreezeSource, dst storage.Image, prog storage.Progress) (int64, int64, error) {
 	from, snap := freezeFrom(src)
 	if src.Format == storage.FormatQcow2 {
 		argv := image.QemuImgRead("convert", "-q", "-f", "qcow2")
@@ -98,7 +98,7 @@ func (Driver) PlanClone(_ context.Context, golden storage.Image, p storage.Pool,
 }
 
 // Clone implements storage.Driver.
-func (Driver) Clone(ctx context.Context, golden storage.Image, dst storage.Volume, plan storage.ClonePlan, prog storage.Progress) error {
+func (Driver) Clone(ctx context.Context, _ storage.Pool, golden storage.Image, dst storage.Volume, plan storage.ClonePlan, prog storage.Progress) error {
 	switch plan.Method {
 	case CloneLinked:
 		// Absolute backing path and explicit backing format: qemu never
@@ -116,7 +116,7 @@ func (Driver) Clone(ctx context.Context, golden storage.Image, dst storage.Volum
 }
 
 // RemoveImages implements storage.Driver.
-func (Driver) RemoveImages(_ context.Context, paths []string) error {
+func (Driver) RemoveImages(_ context.Context, _ storage.Pool, paths []string) error {
 	dirs := map[string]bool{}
 	for _, p := range paths {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -138,7 +138,7 @@ func (Driver) RemoveImages(_ context.Context, paths []string) error {
 // reads the same). The image itself is flattened as a copy under a
 // temporary name (a reflink where possible) that replaces it by rename
 // only when complete.
-func (Driver) Flatten(ctx context.Context, v storage.Volume, points []storage.PointRef, prog storage.Progress) (string, error) {
+func (Driver) Flatten(ctx context.Context, _ storage.Pool, v storage.Volume, points []storage.PointRef, prog storage.Progress) (string, error) {
 	if v.Device {
 		return "", nil
 	}

@@ -18,7 +18,7 @@ import (
 // pause the guest for as long as the copy); full-copy disks get a
 // point-in-time copy that the hypervisor writes into a target while the
 // guest runs again (blockdev-backup), so the pause never lasts a copy.
-func (Driver) LivePoint(_ context.Context, v storage.Volume, ref storage.PointRef) (storage.LivePoint, error) {
+func (Driver) LivePoint(_ context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) (storage.LivePoint, error) {
 	switch ref.Method {
 	case MethodQcow2:
 		return storage.LivePoint{Mechanism: storage.LiveInternal, Name: ref.Ref}, nil

@@ -84,7 +84,7 @@ func capsOf(d string) (storage.Capabilities, error) {
 // PlanPoint implements storage.Driver: the override if it applies, else
 // qcow2-internal for qcow2, reflink where the filesystem clones, else a
 // sparse copy.
-func (Driver) PlanPoint(_ context.Context, v storage.Volume, uid string, o storage.PointOptions) (storage.PointRef, error) {
+func (Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid string, o storage.PointOptions) (storage.PointRef, error) {
 	name, err := choose(v, o.Method)
 	if err != nil {
 		return storage.PointRef{}, err
@@ -149,7 +149,7 @@ func choose(v storage.Volume, override string) (string, error) {
 }
 
 // TakePoint implements storage.Driver.
-func (Driver) TakePoint(ctx context.Context, v storage.Volume, ref *storage.PointRef, prog storage.Progress) error {
+func (Driver) TakePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref *storage.PointRef, prog storage.Progress) error {
 	meth, err := methodByName(ref.Method)
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ func (Driver) TakePoint(ctx context.Context, v storage.Volume, ref *storage.Poin
 }
 
 // CheckRestore implements storage.Driver.
-func (Driver) CheckRestore(ctx context.Context, v storage.Volume, ref storage.PointRef) error {
+func (Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
 	if ref.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
 		names, err := Qcow2Snapshots(ctx, v.Path)
 		if err != nil {
@@ -180,7 +180,7 @@ func (Driver) CheckRestore(ctx context.Context, v storage.Volume, ref storage.Po
 }
 
 // RestorePoint implements storage.Driver.
-func (Driver) RestorePoint(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
+func (Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
 	meth, err := methodByName(ref.Method)
 	if err != nil {
 		return err
@@ -190,7 +190,7 @@ func (Driver) RestorePoint(ctx context.Context, v storage.Volume, ref storage.Po
 
 // PutBack implements storage.Driver: a rename (O(1), no space needed: a
 // rollback that failed for lack of space can always be undone).
-func (Driver) PutBack(_ context.Context, v storage.Volume, ref storage.PointRef) error {
+func (Driver) PutBack(_ context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
 	if _, err := os.Lstat(ref.Ref); err != nil {
 		return nil
 	}
@@ -202,7 +202,7 @@ func (Driver) PutBack(_ context.Context, v storage.Volume, ref storage.PointRef)
 
 // RemovePoint implements storage.Driver. The internal snapshot of a
 // volume whose record is gone went with its image.
-func (Driver) RemovePoint(ctx context.Context, v storage.Volume, ref storage.PointRef) error {
+func (Driver) RemovePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
 	meth, err := methodByName(ref.Method)
 	if err != nil {
 		return err
@@ -214,7 +214,7 @@ func (Driver) RemovePoint(ctx context.Context, v storage.Volume, ref storage.Poi
 }
 
 // PointExists implements storage.Driver.
-func (Driver) PointExists(ctx context.Context, v storage.Volume, ref storage.PointRef) (bool, error) {
+func (Driver) PointExists(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) (bool, error) {
 	meth, err := methodByName(ref.Method)
 	if err != nil {
 		return false, err
@@ -224,7 +224,7 @@ func (Driver) PointExists(ctx context.Context, v storage.Volume, ref storage.Poi
 
 // SamePoint implements storage.Driver: file points by content; internal
 // snapshots are never compared.
-func (Driver) SamePoint(_ context.Context, _ storage.Volume, a, b storage.PointRef) (bool, error) {
+func (Driver) SamePoint(_ context.Context, _ storage.Pool, _ storage.Volume, a, b storage.PointRef) (bool, error) {
 	if a.Method == MethodQcow2 || b.Method == MethodQcow2 {
 		return false, nil
 	}
@@ -233,7 +233,7 @@ func (Driver) SamePoint(_ context.Context, _ storage.Volume, a, b storage.PointR
 
 // CleanRestores implements storage.Driver: the temporary restored images
 // (IMAGE.strata-rollback-UID) of v.
-func (Driver) CleanRestores(v storage.Volume) {
+func (Driver) CleanRestores(_ storage.Pool, v storage.Volume) {
 	left, _ := filepath.Glob(globEscape(v.Path) + RollbackSuffix + "-*")
 	for _, tmp := range left {
 		if err := os.Remove(tmp); err == nil {

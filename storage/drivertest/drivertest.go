@@ -132,7 +132,7 @@ func (s *suite) volume(t *testing.T, name string, f storage.Format) storage.Volu
 	if err := s.Driver.Create(s.ctx, s.pool, v.Path, f, s.Size); err != nil {
 		t.Fatalf("Create %s: %v", f, err)
 	}
-	t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), v, true) })
+	t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, v, true) })
 	return v
 }
 
@@ -179,16 +179,16 @@ func (s *suite) volumes(t *testing.T) {
 	for _, f := range s.formats() {
 		v := s.volume(t, "vol-"+string(f), f)
 		expect(t, v, 0, "a new volume")
-		fp1, ok, err := s.Driver.Fingerprint(v)
+		fp1, ok, err := s.Driver.Fingerprint(s.pool, v)
 		if err != nil || !ok {
 			t.Fatalf("Fingerprint of a new volume: %v %v", ok, err)
 		}
-		if !slices.Contains(s.Driver.Locations(v), v.Path) {
-			t.Fatalf("Locations %v leave out the live path %q", s.Driver.Locations(v), v.Path)
+		if !slices.Contains(s.Driver.Locations(s.pool, v), v.Path) {
+			t.Fatalf("Locations %v leave out the live path %q", s.Driver.Locations(s.pool, v), v.Path)
 		}
 		write(t, v, 0xa1)
 		expect(t, v, 0xa1, "after a write")
-		fp2, _, _ := s.Driver.Fingerprint(v)
+		fp2, _, _ := s.Driver.Fingerprint(s.pool, v)
 		if fp1 == fp2 {
 			t.Fatalf("Fingerprint did not change with a write: %+v", fp1)
 		}
@@ -196,13 +196,13 @@ func (s *suite) volumes(t *testing.T) {
 			t.Fatalf("Resize: %v", err)
 		}
 		expect(t, v, 0xa1, "after a resize")
-		if err := s.Driver.Delete(s.ctx, v, true); err != nil {
+		if err := s.Driver.Delete(s.ctx, s.pool, v, true); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
-		if _, ok, _ := s.Driver.Fingerprint(v); ok {
+		if _, ok, _ := s.Driver.Fingerprint(s.pool, v); ok {
 			t.Fatal("the volume is still there after Delete")
 		}
-		if err := s.Driver.Delete(s.ctx, v, true); err != nil {
+		if err := s.Driver.Delete(s.ctx, s.pool, v, true); err != nil {
 			t.Fatalf("Delete of an absent volume: %v (absent must be success)", err)
 		}
 	}
@@ -217,10 +217,10 @@ func (s *suite) unsupported(t *testing.T) {
 			return
 		}
 	}
-	if _, err := s.Driver.PlanPoint(s.ctx, iso, "000000000000", storage.PointOptions{}); !errors.Is(err, storage.ErrNotSupported) {
+	if _, err := s.Driver.PlanPoint(s.ctx, s.pool, iso, "000000000000", storage.PointOptions{}); !errors.Is(err, storage.ErrNotSupported) {
 		t.Fatalf("PlanPoint of iso media: %v, want not supported", err)
 	}
-	if _, err := s.Driver.PlanPoint(s.ctx, iso, "000000000000", storage.PointOptions{Method: "no-such-method"}); err == nil {
+	if _, err := s.Driver.PlanPoint(s.ctx, s.pool, iso, "000000000000", storage.PointOptions{Method: "no-such-method"}); err == nil {
 		t.Fatal("PlanPoint with an unknown method succeeded")
 	}
 }
@@ -234,11 +234,11 @@ func newUID() string {
 // take plans and takes a point of v.
 func (s *suite) take(t *testing.T, v storage.Volume, method string, replacing bool) storage.PointRef {
 	t.Helper()
-	ref, err := s.Driver.PlanPoint(s.ctx, v, newUID(), storage.PointOptions{Method: method, ReplacingLive: replacing})
+	ref, err := s.Driver.PlanPoint(s.ctx, s.pool, v, newUID(), storage.PointOptions{Method: method, ReplacingLive: replacing})
 	if err != nil {
 		t.Fatalf("PlanPoint(%s): %v", method, err)
 	}
-	if err := s.Driver.TakePoint(s.ctx, v, &ref, storage.NoProgress{}); err != nil {
+	if err := s.Driver.TakePoint(s.ctx, s.pool, v, &ref, storage.NoProgress{}); err != nil {
 		t.Fatalf("TakePoint(%s): %v", ref.Method, err)
 	}
 	return ref
@@ -258,7 +258,7 @@ func (s *suite) method(name string) storage.PointMethod {
 // it), restore, and check the state it recorded is the live one.
 func (s *suite) rollback(t *testing.T, v storage.Volume, to storage.PointRef) storage.PointRef {
 	t.Helper()
-	if err := s.Driver.CheckRestore(s.ctx, v, to); err != nil {
+	if err := s.Driver.CheckRestore(s.ctx, s.pool, v, to); err != nil {
 		t.Fatalf("CheckRestore: %v", err)
 	}
 	pre := s.take(t, v, "", s.method(to.Method).ReplacesLive)
@@ -267,7 +267,7 @@ func (s *suite) rollback(t *testing.T, v storage.Volume, to storage.PointRef) st
 	if pre.Moved {
 		step.MoveTo = pre.Ref
 	}
-	if err := s.Driver.RestorePoint(s.ctx, v, to, step); err != nil {
+	if err := s.Driver.RestorePoint(s.ctx, s.pool, v, to, step); err != nil {
 		t.Fatalf("RestorePoint: %v", err)
 	}
 	s.recorded(t, v, rec)
@@ -277,7 +277,7 @@ func (s *suite) rollback(t *testing.T, v storage.Volume, to storage.PointRef) st
 // recorded checks that the live state is the one the restore recorded.
 func (s *suite) recorded(t *testing.T, v storage.Volume, rec *storage.Fingerprint) {
 	t.Helper()
-	fp, ok, err := s.Driver.Fingerprint(v)
+	fp, ok, err := s.Driver.Fingerprint(s.pool, v)
 	if err != nil || !ok {
 		t.Fatalf("Fingerprint after a restore: %v %v", ok, err)
 	}
@@ -291,13 +291,13 @@ func (s *suite) recorded(t *testing.T, v storage.Volume, rec *storage.Fingerprin
 func (s *suite) undo(t *testing.T, v storage.Volume, pre storage.PointRef) (kept bool) {
 	t.Helper()
 	if pre.Moved {
-		if err := s.Driver.PutBack(s.ctx, v, pre); err != nil {
+		if err := s.Driver.PutBack(s.ctx, s.pool, v, pre); err != nil {
 			t.Fatalf("PutBack: %v", err)
 		}
 		return false
 	}
 	var rec *storage.Fingerprint
-	if err := s.Driver.RestorePoint(s.ctx, v, pre, storage.RestoreStep{Progress: storage.NoProgress{}, Record: func(fp storage.Fingerprint) error { rec = &fp; return nil }}); err != nil {
+	if err := s.Driver.RestorePoint(s.ctx, s.pool, v, pre, storage.RestoreStep{Progress: storage.NoProgress{}, Record: func(fp storage.Fingerprint) error { rec = &fp; return nil }}); err != nil {
 		t.Fatalf("RestorePoint (undo): %v", err)
 	}
 	s.recorded(t, v, rec)
@@ -306,7 +306,7 @@ func (s *suite) undo(t *testing.T, v storage.Volume, pre storage.PointRef) (kept
 
 func (s *suite) exists(t *testing.T, v storage.Volume, ref storage.PointRef) bool {
 	t.Helper()
-	ok, err := s.Driver.PointExists(s.ctx, v, ref)
+	ok, err := s.Driver.PointExists(s.ctx, s.pool, v, ref)
 	if err != nil {
 		t.Fatalf("PointExists: %v", err)
 	}
@@ -316,7 +316,7 @@ func (s *suite) exists(t *testing.T, v storage.Volume, ref storage.PointRef) boo
 func (s *suite) remove(t *testing.T, v storage.Volume, ref storage.PointRef) {
 	t.Helper()
 	for i := 0; i < 2; i++ { // absent is success
-		if err := s.Driver.RemovePoint(s.ctx, v, ref); err != nil {
+		if err := s.Driver.RemovePoint(s.ctx, s.pool, v, ref); err != nil {
 			t.Fatalf("RemovePoint (run %d): %v", i+1, err)
 		}
 	}
@@ -329,7 +329,7 @@ func (s *suite) remove(t *testing.T, v storage.Volume, ref storage.PointRef) {
 // pool cannot offer (reflink on ext4) must be refused as invalid.
 func (s *suite) plan(t *testing.T, v storage.Volume, m storage.PointMethod) {
 	t.Helper()
-	if _, err := s.Driver.PlanPoint(s.ctx, v, newUID(), storage.PointOptions{Method: m.Name}); err != nil {
+	if _, err := s.Driver.PlanPoint(s.ctx, s.pool, v, newUID(), storage.PointOptions{Method: m.Name}); err != nil {
 		if errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotSupported) {
 			t.Skipf("pool offers no %s points: %v", m.Name, err)
 		}
@@ -350,7 +350,7 @@ func (s *suite) points(t *testing.T, m storage.PointMethod, f storage.Format) {
 	p2 := s.take(t, v, m.Name, false)
 	write(t, v, 0xc3)
 	expect(t, v, 0xc3, "before any rollback")
-	if same, err := s.Driver.SamePoint(s.ctx, v, p1, p2); err != nil || same {
+	if same, err := s.Driver.SamePoint(s.ctx, s.pool, v, p1, p2); err != nil || same {
 		t.Fatalf("SamePoint of different points: %v %v", same, err)
 	}
 
@@ -381,7 +381,7 @@ func (s *suite) points(t *testing.T, m storage.PointMethod, f storage.Format) {
 		s.remove(t, v, p)
 	}
 	expect(t, v, 0xd4, "after removing every point")
-	s.Driver.CleanRestores(v)
+	s.Driver.CleanRestores(s.pool, v)
 }
 
 // golden: freeze now and at a point, linked clones isolated from each
@@ -398,14 +398,14 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 		if _, err := s.Driver.FreezeCost(s.ctx, fsrc, s.pool); err != nil {
 			t.Fatalf("FreezeCost: %v", err)
 		}
-		virt, _, err := s.Driver.Freeze(s.ctx, fsrc, g, storage.NoProgress{})
+		virt, _, err := s.Driver.Freeze(s.ctx, s.pool, fsrc, g, storage.NoProgress{})
 		if err != nil {
 			t.Fatalf("Freeze %s: %v", name, err)
 		}
 		if virt != s.Size {
 			t.Fatalf("golden %s: virtual size %d, want %d", name, virt, s.Size)
 		}
-		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), []string{g.Path}) })
+		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), s.pool, []string{g.Path}) })
 		return g
 	}
 	gNow, gPoint := img("now", nil), img("at-point", &p)
@@ -429,10 +429,10 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 		}
 		v := storage.Volume{ID: storage.NewID(), Name: name, Pool: s.pool.Name, Format: plan.Format, Backing: plan.Backing, Created: time.Now().UTC()}
 		v.Path = s.Driver.VolumePath(s.pool, v.ID, plan.Format)
-		if err := s.Driver.Clone(s.ctx, g, v, plan, storage.NoProgress{}); err != nil {
+		if err := s.Driver.Clone(s.ctx, s.pool, g, v, plan, storage.NoProgress{}); err != nil {
 			t.Fatalf("Clone %s: %v", name, err)
 		}
-		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), v, true) })
+		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, v, true) })
 		if b := s.backing(t, v); (b != "") != plan.Linked {
 			t.Fatalf("clone %s (linked %v) reads from %q", name, plan.Linked, b)
 		}
@@ -450,7 +450,7 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 	// Flatten keeps the bytes, and the clone's points.
 	cp := s.take(t, c1, "", false)
 	write(t, c1, 0xf6)
-	backing, err := s.Driver.Flatten(s.ctx, c1, []storage.PointRef{cp}, storage.NoProgress{})
+	backing, err := s.Driver.Flatten(s.ctx, s.pool, c1, []storage.PointRef{cp}, storage.NoProgress{})
 	if err != nil {
 		t.Fatalf("Flatten: %v", err)
 	}
@@ -460,16 +460,16 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 	if b := s.backing(t, c1); b != "" {
 		t.Fatalf("a flattened clone still reads from %q", b)
 	}
-	if again, err := s.Driver.Flatten(s.ctx, c1, []storage.PointRef{cp}, storage.NoProgress{}); err != nil || again != "" {
+	if again, err := s.Driver.Flatten(s.ctx, s.pool, c1, []storage.PointRef{cp}, storage.NoProgress{}); err != nil || again != "" {
 		t.Fatalf("Flatten again: %q %v (want nothing to do)", again, err)
 	}
-	if _, err := s.Driver.Flatten(s.ctx, c2, nil, storage.NoProgress{}); err != nil {
+	if _, err := s.Driver.Flatten(s.ctx, s.pool, c2, nil, storage.NoProgress{}); err != nil {
 		t.Fatalf("Flatten c2: %v", err)
 	}
-	if err := s.Driver.RemoveImages(s.ctx, []string{gNow.Path, gPoint.Path}); err != nil {
+	if err := s.Driver.RemoveImages(s.ctx, s.pool, []string{gNow.Path, gPoint.Path}); err != nil {
 		t.Fatalf("RemoveImages: %v", err)
 	}
-	if err := s.Driver.RemoveImages(s.ctx, []string{gNow.Path}); err != nil {
+	if err := s.Driver.RemoveImages(s.ctx, s.pool, []string{gNow.Path}); err != nil {
 		t.Fatalf("RemoveImages of an absent image: %v", err)
 	}
 	expect(t, c1, 0xf6, "a flattened clone, its golden removed")
@@ -481,7 +481,7 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 
 func (s *suite) backing(t *testing.T, v storage.Volume) string {
 	t.Helper()
-	b, err := s.Driver.Backing(s.ctx, v)
+	b, err := s.Driver.Backing(s.ctx, s.pool, v)
 	if err != nil {
 		t.Fatalf("Backing of %s: %v", v.Name, err)
 	}
@@ -522,7 +522,7 @@ func (s *suite) o1Claims(t *testing.T) {
 				if err := s.Driver.Create(s.ctx, s.pool, v.Path, f, 2*data); err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), v, true) })
+				t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, v, true) })
 				s.plan(t, v, m)
 				storagetest.Cmd(t, "qemu-io", "-f", string(f), "-c", fmt.Sprintf("write -P 0x5a 0 %d", data), v.Path)
 				was := s.free(t)
@@ -544,13 +544,13 @@ func (s *suite) o1Claims(t *testing.T) {
 		if err := s.Driver.Create(s.ctx, s.pool, src.Path, f, 2*data); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), src, true) })
+		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, src, true) })
 		storagetest.Cmd(t, "qemu-io", "-f", string(f), "-c", fmt.Sprintf("write -P 0x5a 0 %d", data), src.Path)
 		g := storage.Image{Path: s.Driver.VolumePath(s.pool, storage.NewID(), f), Format: f}
-		if _, _, err := s.Driver.Freeze(s.ctx, storage.FreezeSource{Volume: src, Format: f}, g, storage.NoProgress{}); err != nil {
+		if _, _, err := s.Driver.Freeze(s.ctx, s.pool, storage.FreezeSource{Volume: src, Format: f}, g, storage.NoProgress{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), []string{g.Path}) })
+		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), s.pool, []string{g.Path}) })
 		plan, err := s.Driver.PlanClone(s.ctx, g, s.pool, true)
 		if err != nil {
 			t.Fatal(err)
@@ -558,10 +558,10 @@ func (s *suite) o1Claims(t *testing.T) {
 		c := storage.Volume{ID: storage.NewID(), Name: "full", Pool: s.pool.Name, Format: plan.Format}
 		c.Path = s.Driver.VolumePath(s.pool, c.ID, plan.Format)
 		was := s.free(t)
-		if err := s.Driver.Clone(s.ctx, g, c, plan, storage.NoProgress{}); err != nil {
+		if err := s.Driver.Clone(s.ctx, s.pool, g, c, plan, storage.NoProgress{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), c, true) })
+		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, c, true) })
 		if used := was - s.free(t); used > data/4 {
 			t.Fatalf("a full clone of %d bytes of data took %d bytes of a pool claiming O(1) full clones", data, used)
 		}
@@ -596,7 +596,7 @@ func runChild(t *testing.T, c Config, raw string) {
 	case "rollback":
 		note(ch.Phase, "pre")
 		pre := ch.Pre
-		if err := c.Driver.TakePoint(ctx, ch.Vol, &pre, storage.NoProgress{}); err != nil {
+		if err := c.Driver.TakePoint(ctx, ch.Pool, ch.Vol, &pre, storage.NoProgress{}); err != nil {
 			t.Fatal(err)
 		}
 		note(ch.Phase, "restore")
@@ -608,12 +608,12 @@ func runChild(t *testing.T, c Config, raw string) {
 		if pre.Moved {
 			step.MoveTo = pre.Ref
 		}
-		if err := c.Driver.RestorePoint(ctx, ch.Vol, ch.To, step); err != nil {
+		if err := c.Driver.RestorePoint(ctx, ch.Pool, ch.Vol, ch.To, step); err != nil {
 			t.Fatal(err)
 		}
 		note(ch.Phase, "done")
 	case "flatten":
-		if _, err := c.Driver.Flatten(ctx, ch.Vol, ch.Refs, storage.NoProgress{}); err != nil {
+		if _, err := c.Driver.Flatten(ctx, ch.Pool, ch.Vol, ch.Refs, storage.NoProgress{}); err != nil {
 			t.Fatal(err)
 		}
 		note(ch.Phase, "done")
@@ -700,12 +700,12 @@ func (s *suite) crashRollback(t *testing.T, m storage.PointMethod, f storage.For
 		write(t, v, 0xa1)
 		to := s.take(t, v, m.Name, false)
 		write(t, v, 0xb2)
-		if err := s.Driver.CheckRestore(s.ctx, v, to); err != nil {
+		if err := s.Driver.CheckRestore(s.ctx, s.pool, v, to); err != nil {
 			t.Fatal(err)
 		}
 		// The pre-rollback point by the same method: every path of it
 		// (a moved live volume included) is crashed on every pool.
-		pre, err := s.Driver.PlanPoint(s.ctx, v, newUID(), storage.PointOptions{Method: m.Name, ReplacingLive: m.ReplacesLive})
+		pre, err := s.Driver.PlanPoint(s.ctx, s.pool, v, newUID(), storage.PointOptions{Method: m.Name, ReplacingLive: m.ReplacesLive})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -730,7 +730,7 @@ func (s *suite) crashRollback(t *testing.T, m storage.PointMethod, f storage.For
 		phase, _ := os.ReadFile(ch.Phase)
 		switch string(phase) {
 		case "pre": // the pre-rollback point was not complete: undone
-			if err := s.Driver.RemovePoint(s.ctx, v, pre); err != nil {
+			if err := s.Driver.RemovePoint(s.ctx, s.pool, v, pre); err != nil {
 				t.Fatalf("RemovePoint of an interrupted point: %v", err)
 			}
 			expect(t, v, 0xb2, "after undoing a pre-rollback point interrupted at "+step)
@@ -748,7 +748,7 @@ func (s *suite) crashRollback(t *testing.T, m storage.PointMethod, f storage.For
 				if pre.Moved {
 					st.MoveTo = pre.Ref
 				}
-				if err := s.Driver.RestorePoint(s.ctx, v, to, st); err != nil {
+				if err := s.Driver.RestorePoint(s.ctx, s.pool, v, to, st); err != nil {
 					t.Fatalf("RestorePoint run again after a crash at %s: %v", step, err)
 				}
 				if rec == nil && done != nil {
@@ -759,9 +759,9 @@ func (s *suite) crashRollback(t *testing.T, m storage.PointMethod, f storage.For
 			} else {
 				// Undo: settle the volume under its live name first (a
 				// restore moved it aside), then put the pre point back.
-				if _, ok, _ := s.Driver.Fingerprint(v); !ok && !pre.Moved {
+				if _, ok, _ := s.Driver.Fingerprint(s.pool, v); !ok && !pre.Moved {
 					st := storage.RestoreStep{Progress: storage.NoProgress{}, Done: done, Record: func(storage.Fingerprint) error { return nil }}
-					if err := s.Driver.RestorePoint(s.ctx, v, to, st); err != nil {
+					if err := s.Driver.RestorePoint(s.ctx, s.pool, v, to, st); err != nil {
 						t.Fatalf("settle a restore interrupted at %s: %v", step, err)
 					}
 				}
@@ -773,12 +773,12 @@ func (s *suite) crashRollback(t *testing.T, m storage.PointMethod, f storage.For
 		default:
 			t.Fatalf("the child was killed in phase %q", phase)
 		}
-		s.Driver.CleanRestores(v)
+		s.Driver.CleanRestores(s.pool, v)
 		if !s.exists(t, v, to) {
 			t.Fatal("the point rolled back to is gone after the recovery")
 		}
 		s.remove(t, v, to)
-		_ = s.Driver.RemovePoint(s.ctx, v, pre)
+		_ = s.Driver.RemovePoint(s.ctx, s.pool, v, pre)
 		expect(t, v, map[bool]byte{true: 0xa1, false: 0xb2}[finish && string(phase) == "restore"], "after removing every point")
 	})
 	return steps
@@ -797,20 +797,20 @@ func (s *suite) crashFlatten(t *testing.T, f storage.Format, step string) (steps
 		src := s.volume(t, "src", f)
 		write(t, src, 0xa1)
 		g := storage.Image{Path: s.Driver.VolumePath(s.pool, storage.NewID(), f), Format: f}
-		if _, _, err := s.Driver.Freeze(s.ctx, storage.FreezeSource{Volume: src, Format: f}, g, storage.NoProgress{}); err != nil {
+		if _, _, err := s.Driver.Freeze(s.ctx, s.pool, storage.FreezeSource{Volume: src, Format: f}, g, storage.NoProgress{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), []string{g.Path}) })
+		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), s.pool, []string{g.Path}) })
 		plan, err := s.Driver.PlanClone(s.ctx, g, s.pool, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := storage.Volume{ID: storage.NewID(), Name: "clone", Pool: s.pool.Name, Format: plan.Format, Backing: plan.Backing}
 		c.Path = s.Driver.VolumePath(s.pool, c.ID, plan.Format)
-		if err := s.Driver.Clone(s.ctx, g, c, plan, storage.NoProgress{}); err != nil {
+		if err := s.Driver.Clone(s.ctx, s.pool, g, c, plan, storage.NoProgress{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), c, true) })
+		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, c, true) })
 		write(t, c, 0xb2)
 		cp := s.take(t, c, "", false)
 		write(t, c, 0xc3)
@@ -830,10 +830,10 @@ func (s *suite) crashFlatten(t *testing.T, f storage.Format, step string) (steps
 			t.Fatalf("a flatten traced %s but a child told to crash there was not killed", step)
 		}
 		expect(t, c, 0xc3, "a clone whose flatten was interrupted at "+step)
-		if _, err := s.Driver.Flatten(s.ctx, c, []storage.PointRef{cp}, storage.NoProgress{}); err != nil {
+		if _, err := s.Driver.Flatten(s.ctx, s.pool, c, []storage.PointRef{cp}, storage.NoProgress{}); err != nil {
 			t.Fatalf("Flatten run again after a crash at %s: %v", step, err)
 		}
-		if err := s.Driver.RemoveImages(s.ctx, []string{g.Path}); err != nil {
+		if err := s.Driver.RemoveImages(s.ctx, s.pool, []string{g.Path}); err != nil {
 			t.Fatal(err)
 		}
 		expect(t, c, 0xc3, "a clone flattened again, its golden removed")

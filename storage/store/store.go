@@ -728,11 +728,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 	if err != nil {
 		return err
 	}
-	d, _, err := s.VolumeDriver(v)
+	d, p, err := s.VolumeDriver(v)
 	if err != nil {
 		return err
 	}
-	return d.Delete(ctx, v, purge)
+	return d.Delete(ctx, p, v, purge)
 }
 
 // removeVolume checks that nothing needs a volume and removes its record
