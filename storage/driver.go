@@ -46,7 +46,20 @@ import (
 //     Fingerprint) before the volume takes its live name, so recovery
 //     tells strata's own work from a guest's writes;
 //   - calls Crashpoint at each step a crash test must reach (the names
-//     are part of the test contract: STRATA_CRASH_AT).
+//     are part of the test contract: STRATA_CRASH_AT; the conformance
+//     suite, storage/drivertest, crashes at every one it traces).
+//
+// # Rollback by rename-away (block devices)
+//
+// A method whose restore puts a new volume under the live name declares
+// ReplacesLive. The caller then plans the pre-rollback point with
+// PointOptions.ReplacingLive, and the driver may plan it Moved: TakePoint
+// moves the live volume to the point's Ref (an LV renamed aside), and
+// RestorePoint (told RestoreStep.MoveTo) makes the restored volume (a
+// writable thin snapshot of the point) and gives it the live name. An
+// undo is PutBack (rename back); removing a Moved point whose live volume
+// is missing puts it back instead. Nothing is ever removed before its
+// replacement is in place.
 type Driver interface {
 	VolumeDriver
 	PointDriver
