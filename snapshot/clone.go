@@ -15,27 +15,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/rs/zerolog/log"
-	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
-	"github.com/strata-vm/strata/storage/run"
-)
-
-// Clone methods, per disk.
-const (
-	CloneLinked  = "linked"  // qcow2 overlay on the golden's image
-	CloneReflink = "reflink" // FICLONE of the golden's image (full, O(1))
-	CloneCopy    = "copy"    // sparse copy of the golden's image (full)
 )
 
 // CloneOptions describe new clones of a golden image.
@@ -90,6 +79,7 @@ type clonePlan struct {
 	info  CloneInfo
 	guest *storage.Guest
 	vols  []storage.Volume
+	plans []storage.ClonePlan // per disk, as the pool's driver chose
 	links []cloneLink
 }
 
@@ -114,7 +104,7 @@ func (m *Manager) Clone(ctx context.Context, o CloneOptions) ([]CloneInfo, error
 				}
 			}
 		}
-		plans, err := m.planClones(g, o, names)
+		plans, err := m.planClones(ctx, g, o, names)
 		if err != nil {
 			return err
 		}
@@ -125,7 +115,7 @@ func (m *Manager) Clone(ctx context.Context, o CloneOptions) ([]CloneInfo, error
 }
 
 // planClones checks the names and chooses each disk's path and method.
-func (m *Manager) planClones(g goldenRecord, o CloneOptions, names []string) ([]clonePlan, error) {
+func (m *Manager) planClones(ctx context.Context, g goldenRecord, o CloneOptions, names []string) ([]clonePlan, error) {
 	pools := map[string]storage.Pool{}
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		if err := namesFree(tx, g, names); err != nil {
@@ -148,66 +138,62 @@ func (m *Manager) planClones(g goldenRecord, o CloneOptions, names []string) ([]
 		return nil, err
 	}
 	now := m.Now()
-	methods := make([]string, len(g.Disks))
+	methods := make([]storage.ClonePlan, len(g.Disks))
 	dests := make([]storage.Pool, len(g.Disks))
-	need := map[string]int64{} // bytes a full copy needs, per pool directory
+	drivers := make([]storage.Driver, len(g.Disks))
+	need := map[string]int64{} // bytes full copies need, per pool
+	var order []string
 	for k, d := range g.Disks {
 		p := pools[o.Pool]
 		if o.Pool == "" {
 			p = pools[d.Pool]
 		}
 		dests[k] = p
+		drv, err := m.st.Driver(p)
+		if err != nil {
+			return nil, err
+		}
+		drivers[k] = drv
 		if err := storage.MkdirPassable(p.Path); err != nil {
 			return nil, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
 		}
-		methods[k] = CloneLinked
-		if o.Full {
-			methods[k] = CloneCopy
-			if caps, err := m.chooser.capsOf(filepath.Join(p.Path, "x")); err == nil && caps.Reflink && sameFS(d.Path, filepath.Join(p.Path, "x")) {
-				methods[k] = CloneReflink
-			} else {
-				info, err := image.InspectAs(d.Path, d.Format)
-				if err != nil {
-					return nil, err
-				}
-				need[p.Path] += info.AllocatedBytes * int64(len(names))
+		if methods[k], err = drv.PlanClone(ctx, storage.Image{Path: d.Path, Format: d.Format}, p, o.Full); err != nil {
+			return nil, err
+		}
+		if n := methods[k].Need; n > 0 {
+			if _, ok := need[p.Name]; !ok {
+				order = append(order, p.Name)
 			}
+			need[p.Name] += n * int64(len(names))
 		}
 	}
-	if !skipSpaceCheck {
-		for path, n := range need {
-			var fs unix.Statfs_t
-			if err := unix.Statfs(path, &fs); err != nil {
-				return nil, err
-			}
-			if free := int64(fs.Bavail) * fs.Bsize; n > free {
-				return nil, storage.Errorf(storage.ErrPrecondition, "not enough space for %d full clone(s) of golden image %q: they need %s and %q has %s free; make linked clones (drop --full), use a reflink pool (XFS reflink=1, btrfs) or free space",
-					len(names), g.Name, storage.FormatSize(n), path, storage.FormatSize(free))
-			}
+	for _, name := range order {
+		p := pools[name]
+		if err := m.spaceFor(ctx, p, need[name], func(free int64) error {
+			return storage.Errorf(storage.ErrPrecondition, "not enough space for %d full clone(s) of golden image %q: they need %s and %q has %s free; make linked clones (drop --full), use a reflink pool (XFS reflink=1, btrfs) or free space",
+				len(names), g.Name, storage.FormatSize(need[name]), p.Path, storage.FormatSize(free))
+		}); err != nil {
+			return nil, err
 		}
 	}
 	var plans []clonePlan
 	for _, n := range names {
 		pl := clonePlan{info: CloneInfo{Name: n, Kind: g.Kind, Golden: g.Name, MACs: []string{}}}
 		if g.Kind == GoldenGuest {
-			pl.guest = &storage.Guest{ID: dir.NewID(), Name: n, Created: now}
+			pl.guest = &storage.Guest{ID: storage.NewID(), Name: n, Created: now}
 		}
-		for k, d := range g.Disks {
+		for k := range g.Disks {
 			vname := n
 			if g.Kind == GoldenGuest {
 				vname = cloneDiskName(n, k)
 			}
-			format := d.Format
-			if methods[k] == CloneLinked {
-				format = storage.FormatQcow2
-			}
-			v := storage.Volume{ID: dir.NewID(), Name: vname, Pool: dests[k].Name, Format: format, Created: now}
-			v.Path = dir.Driver{}.VolumePath(dests[k], v.ID, format)
-			if methods[k] == CloneLinked {
-				v.Backing = d.Path
-			}
+			format := methods[k].Format
+			v := storage.Volume{ID: storage.NewID(), Name: vname, Pool: dests[k].Name, Format: format, Created: now}
+			v.Path = drivers[k].VolumePath(dests[k], v.ID, format)
+			v.Backing = methods[k].Backing
 			pl.vols = append(pl.vols, v)
-			l := cloneLink{Golden: g.ID, VolumeID: v.ID, Disk: k, Method: methods[k]}
+			pl.plans = append(pl.plans, methods[k])
+			l := cloneLink{Golden: g.ID, VolumeID: v.ID, Disk: k, Method: methods[k].Method}
 			if pl.guest != nil {
 				pl.guest.Disks = append(pl.guest.Disks, v.ID)
 				l.GuestID = pl.guest.ID
@@ -243,7 +229,7 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 	j := cloneJournal{Op: "clone", Started: m.Now().Format(timeFormat)}
 	for _, pl := range plans {
 		for _, v := range pl.vols {
-			j.Paths = append(j.Paths, v.Path)
+			j.Paths, j.Pools = append(j.Paths, v.Path), append(j.Pools, v.Pool)
 		}
 	}
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bCloneJournal, g.ID, j) }); err != nil {
@@ -252,7 +238,7 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 	committed := false
 	defer func() {
 		if err != nil && !committed {
-			uerr := removeFiles(j.Paths)
+			uerr := m.removeImages(context.WithoutCancel(ctx), j.Paths, j.Pools)
 			if uerr == nil {
 				uerr = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bCloneJournal, g.ID) })
 			}
@@ -267,7 +253,11 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 	for _, pl := range plans {
 		for k, v := range pl.vols {
 			d := g.Disks[k]
-			if err := m.makeCloneDisk(ctx, d, v, pl.links[k].Method); err != nil {
+			drv, pool, err := m.driverOf(v)
+			if err != nil {
+				return nil, err
+			}
+			if err := drv.Clone(ctx, pool, storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {
 				return nil, fmt.Errorf("clone %q of golden image %q, disk %d: %w", pl.info.Name, g.Name, k+1, err)
 			}
 			dirs[filepath.Dir(v.Path)] = true
@@ -348,24 +338,6 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 		log.Info().Str("clone", pl.info.Name).Str("golden", g.Name).Str("kind", g.Kind).Msg("clone created")
 	}
 	return out, nil
-}
-
-// makeCloneDisk makes one clone image at v.Path.
-func (m *Manager) makeCloneDisk(ctx context.Context, d GoldenDisk, v storage.Volume, method string) error {
-	if method == CloneLinked {
-		// Absolute backing path and explicit backing format: qemu never
-		// probes the golden's format (a raw golden could otherwise be
-		// read as whatever its first bytes look like).
-		if err := run.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-b", d.Path, "-F", string(d.Format), v.Path); err != nil {
-			os.Remove(v.Path)
-			return err
-		}
-		return nil
-	}
-	if method == CloneReflink {
-		return image.Reflink(d.Path, v.Path)
-	}
-	return image.CopyData(ctx, d.Path, v.Path, m.Progress)
 }
 
 // DefinitionRewrite says how a golden's definition becomes a clone's.

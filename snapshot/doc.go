@@ -10,9 +10,20 @@
 //   - Restore point: numbered per target (1, 2, 3 ...), optionally named;
 //     kind single, pre, post (linked to its pre) or pre-rollback (taken
 //     automatically before every rollback, so a rollback can be undone).
-//   - Method: how one disk is captured, chosen per volume from the pool's
-//     probed capabilities: qcow2-internal (qemu-img snapshot; no backing
-//     chain grows), reflink (FICLONE; O(1)), copy (sparse full copy).
+//   - Method: how one disk is captured, chosen by the driver of the
+//     volume's pool (storage.Driver.PlanPoint) and recorded with the point
+//     (DiskPoint.PointRef); the dir driver's are qcow2-internal (qemu-img
+//     snapshot; no backing chain grows), reflink (FICLONE; O(1)) and copy
+//     (sparse full copy). This package never chooses or runs a method
+//     itself: it asks the driver how (storage.PointMethod tells what a
+//     method does: inside the volume, replaces the live volume on restore,
+//     live mechanism), and never which driver it talks to.
+//
+// What is the same for every driver stays here: the catalog records, the
+// journal, the locks, retention, all of a guest's disks or none, the
+// pre-rollback point, golden and clone records; the disk work (points,
+// golden images, clones, flatten) is the pool driver's (storage.Driver,
+// whose doc states what each step must do on a crash).
 //
 // Invariants: every multi-step change is journaled in the catalog before it
 // touches a disk; operations on one target hold that target's lock file

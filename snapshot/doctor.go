@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	dirdriver "github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
@@ -251,7 +252,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
 			dirs[d] = false // an in-place import's folder: not a pool
 		}
-		if _, err := os.Stat(v.Path); err != nil && !exists(v.Path+applyingSuffix) && !movedAway[v.ID] && !m.volumeBusy(v) {
+		if _, err := os.Stat(v.Path); err != nil && !exists(v.Path+dirdriver.ApplyingSuffix) && !movedAway[v.ID] && !m.volumeBusy(v) {
 			out = append(out, Finding{Kind: "missing-file", Path: v.Path, Detail: "the image of volume " + v.Name + " is missing: restore it from a backup, or forget the volume with 'strata volume delete " + v.Name + "'"})
 		}
 	}
@@ -260,7 +261,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			refs[filepath.Clean(p.Memory.Path)] = true
 		}
 		for _, d := range p.Disks {
-			if d.Method == MethodQcow2 {
+			if m.inVolume(d) {
 				if v, ok := byID[d.VolumeID]; ok {
 					if snaps[v.Path] == nil {
 						snaps[v.Path] = map[string]bool{}
@@ -385,7 +386,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			}
 			continue
 		}
-		names, err := qcow2Snapshots(ctx, v.Path)
+		names, err := dirdriver.Qcow2Snapshots(ctx, v.Path)
 		if err != nil {
 			return out, err
 		}
@@ -401,7 +402,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		if err := run.Run(ctx, nil, nil, image.QemuImgRead("check", "-q", "-f", "qcow2", v.Path)...); err != nil {
 			f := Finding{Kind: "qcow2-check", Path: v.Path, Detail: "qemu-img check reports problems in volume " + v.Name + ": " + err.Error()}
 			if repair {
-				_, rerr := repairQcow2(ctx, v.Path)
+				_, rerr := dirdriver.RepairQcow2(ctx, v.Path)
 				f.Repaired = rerr == nil
 			}
 			out = append(out, f)
@@ -448,8 +449,8 @@ func (m *Manager) inUseByOperation(p string, byPath, byID map[string]storage.Vol
 	switch {
 	case filepath.Base(dir) == pointsDir && len(base) >= 16:
 		v, ok = byID[base[:16]]
-	case strings.Contains(base, rollbackSuffix):
-		v, ok = byPath[filepath.Join(dir, base[:strings.Index(base, rollbackSuffix)])]
+	case strings.Contains(base, dirdriver.RollbackSuffix):
+		v, ok = byPath[filepath.Join(dir, base[:strings.Index(base, dirdriver.RollbackSuffix)])]
 	case strings.HasPrefix(base, ".strata-tmp-flatten-"):
 		v, ok = byPath[filepath.Join(dir, strings.TrimPrefix(base, ".strata-tmp-flatten-"))]
 	}
@@ -478,7 +479,7 @@ func tiedToVolume(p, dir string, names map[string]bool) bool {
 	if filepath.Dir(p) == filepath.Join(dir, pointsDir) {
 		return len(base) >= 16 && names[base[:16]] // <volume id>-<point uid>
 	}
-	if i := strings.Index(base, rollbackSuffix); i > 0 {
+	if i := strings.Index(base, dirdriver.RollbackSuffix); i > 0 {
 		return names[base[:i]] // <image>.strata-rollback[-uid]
 	}
 	if rest, ok := strings.CutPrefix(base, ".strata-tmp-"); ok {
@@ -496,26 +497,6 @@ func readHomeID(home string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(raw))
-}
-
-func qcow2Snapshots(ctx context.Context, path string) ([]string, error) {
-	out, err := run.Output(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", path)...)
-	if err != nil {
-		return nil, err
-	}
-	var info struct {
-		Snapshots []struct {
-			Name string `json:"name"`
-		} `json:"snapshots"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return nil, err
-	}
-	names := make([]string, len(info.Snapshots))
-	for i, s := range info.Snapshots {
-		names[i] = s.Name
-	}
-	return names, nil
 }
 
 func itoa(n int) string {

@@ -26,23 +26,16 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/rs/zerolog/log"
-	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
-	"github.com/strata-vm/strata/storage/run"
 )
 
 // Catalog buckets of golden images and clones.
@@ -130,6 +123,7 @@ type cloneLink struct {
 type cloneJournal struct {
 	Op      string   `json:"op"` // clone
 	Paths   []string `json:"paths"`
+	Pools   []string `json:"pools,omitempty"` // Paths[i] is in pool Pools[i]
 	Started string   `json:"started"`
 }
 
@@ -316,7 +310,7 @@ func (m *Manager) recoverGolden(ctx context.Context, id string) ([]Finding, erro
 	var out []Finding
 	if hasJ {
 		log.Warn().Str("golden", g.Name).Int("images", len(j.Paths)).Msg("undoing a clone that was interrupted")
-		if err := removeFiles(j.Paths); err != nil {
+		if err := m.removeImages(ctx, j.Paths, j.Pools); err != nil {
 			return out, err
 		}
 		if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bCloneJournal, id) }); err != nil {
@@ -330,7 +324,7 @@ func (m *Manager) recoverGolden(ctx context.Context, id string) ([]Finding, erro
 			what = "delete"
 		}
 		log.Warn().Str("golden", g.Name).Str("state", g.State).Msg("finishing an interrupted golden image " + what)
-		if err := m.dropGolden(g); err != nil {
+		if err := m.dropGolden(ctx, g); err != nil {
 			return out, err
 		}
 		out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "the " + what + " of a golden image was interrupted: its images and record were removed", Repaired: true})
@@ -339,12 +333,12 @@ func (m *Manager) recoverGolden(ctx context.Context, id string) ([]Finding, erro
 }
 
 // dropGolden removes a golden's images, then its records.
-func (m *Manager) dropGolden(g goldenRecord) error {
-	var paths []string
+func (m *Manager) dropGolden(ctx context.Context, g goldenRecord) error {
+	var paths, pools []string
 	for _, d := range g.Disks {
-		paths = append(paths, d.Path)
+		paths, pools = append(paths, d.Path), append(pools, d.Pool)
 	}
-	if err := removeFiles(paths); err != nil {
+	if err := m.removeImages(ctx, paths, pools); err != nil {
 		return err
 	}
 	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
@@ -369,16 +363,33 @@ func (m *Manager) dropGolden(g goldenRecord) error {
 	})
 }
 
-func removeFiles(paths []string) error {
-	dirs := map[string]bool{}
-	for _, p := range paths {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+// removeImages has each pool's driver remove golden images or half-made
+// clones (pools[i] is paths[i]'s pool; records from before pools were
+// journaled have none: their images are the dir driver's files).
+func (m *Manager) removeImages(ctx context.Context, paths, pools []string) error {
+	type where struct {
+		drv  storage.Driver
+		pool storage.Pool
+	}
+	var order []where
+	byPool := map[where][]string{}
+	for i, path := range paths {
+		v := storage.Volume{Path: path}
+		if i < len(pools) {
+			v.Pool = pools[i]
+		}
+		drv, pool, err := m.driverOf(v)
+		if err != nil {
 			return err
 		}
-		dirs[filepath.Dir(p)] = true
+		w := where{drv, pool}
+		if _, ok := byPool[w]; !ok {
+			order = append(order, w)
+		}
+		byPool[w] = append(byPool[w], path)
 	}
-	for d := range dirs {
-		if err := image.SyncPath(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, w := range order {
+		if err := w.drv.RemoveImages(ctx, w.pool, byPool[w]); err != nil {
 			return err
 		}
 	}
@@ -432,12 +443,17 @@ func ParseSourceRef(s string) (name, point string, err error) {
 	return name, point, nil
 }
 
-// goldenSourceDisk is one disk to freeze: where its state is read from.
+// goldenSourceDisk is one disk to freeze: the volume now or one of its
+// points, and the pool its golden image goes to.
 type goldenSourceDisk struct {
 	vol    storage.Volume
-	from   string // file to copy: the volume's image or a point's copy
-	snap   string // qcow2 internal snapshot to read, if any
+	point  *storage.PointRef // nil: the volume as it is now
 	format storage.Format
+	pool   storage.Pool
+}
+
+func (s goldenSourceDisk) source() storage.FreezeSource {
+	return storage.FreezeSource{Volume: s.vol, Format: s.format, Point: s.point}
 }
 
 // CreateGolden freezes a guest's disks and definition (or one volume),
@@ -455,7 +471,7 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 	if _, err := m.recoverGoldens(ctx); err != nil {
 		return GoldenInfo{}, err
 	}
-	g := goldenRecord{ID: dir.NewID(), Name: o.Name, Created: m.Now().Format(timeFormat), State: stateCreating}
+	g := goldenRecord{ID: storage.NewID(), Name: o.Name, Created: m.Now().Format(timeFormat), State: stateCreating}
 	err := m.withTarget(ctx, o.Source, func(t Target) error {
 		srcs, err := m.goldenSources(ctx, t, o.Point, &g)
 		if err != nil {
@@ -483,7 +499,7 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 		}); err != nil {
 			return err
 		}
-		for _, s := range srcs {
+		for i, s := range srcs {
 			pool := o.Pool
 			if pool == "" {
 				pool = s.vol.Pool
@@ -492,11 +508,16 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 				pool = catalog.DefaultPool
 			}
 			p := pools[pool]
+			drv, err := m.st.Driver(p)
+			if err != nil {
+				return err
+			}
 			if err := storage.MkdirPassable(p.Path); err != nil {
 				return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
 			}
+			srcs[i].pool = p
 			g.Disks = append(g.Disks, GoldenDisk{Volume: s.vol.Name, VolumeID: s.vol.ID, SourcePath: s.vol.Path, Format: s.format, Pool: pool,
-				Path: dir.Driver{}.VolumePath(p, dir.NewID(), s.format)})
+				Path: drv.VolumePath(p, storage.NewID(), s.format)})
 		}
 		return m.freeze(ctx, g, srcs)
 	})
@@ -528,7 +549,7 @@ func (m *Manager) goldenSources(ctx context.Context, t Target, pointRef string, 
 			return nil, err
 		}
 		for _, v := range vols {
-			srcs = append(srcs, goldenSourceDisk{vol: v, from: v.Path, format: v.Format})
+			srcs = append(srcs, goldenSourceDisk{vol: v, format: v.Format})
 		}
 	} else {
 		p, err := m.point(t, pointRef)
@@ -546,11 +567,8 @@ func (m *Manager) goldenSources(ctx context.Context, t Target, pointRef string, 
 				return nil, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", p.ID, t, d.Volume)
 			}
 			v.Name = d.Volume // the name the point's definition uses
-			s := goldenSourceDisk{vol: v, from: d.Ref, format: d.Format}
-			if d.Method == MethodQcow2 {
-				s.from, s.snap = v.Path, d.Ref
-			}
-			srcs = append(srcs, s)
+			ref := d.PointRef
+			srcs = append(srcs, goldenSourceDisk{vol: v, point: &ref, format: d.Format})
 		}
 	}
 	for _, s := range srcs {
@@ -593,29 +611,38 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		return err
 	}
 	defer l.unlock()
-	// Every full copy into a directory must fit at once: checked before
-	// anything is written, not disk by disk.
+	// Every copy into a pool must fit at once: checked before anything
+	// is written, not disk by disk.
 	need := map[string]int64{}
-	for i, s := range srcs {
-		if s.snap != "" || s.format == storage.FormatQcow2 {
-			continue // qemu-img convert writes only the data
-		}
-		if caps, err := m.chooser.capsOf(g.Disks[i].Path); err == nil && caps.Reflink && sameFS(s.from, g.Disks[i].Path) {
-			continue
-		}
-		info, err := image.InspectAs(s.from, storage.FormatRaw)
+	var order []string
+	for _, s := range srcs {
+		drv, err := m.st.Driver(s.pool)
 		if err != nil {
 			return err
 		}
-		need[filepath.Dir(g.Disks[i].Path)] += info.AllocatedBytes
-	}
-	for dir, n := range need {
-		var fs unix.Statfs_t
-		if err := unix.Statfs(dir, &fs); err != nil {
+		n, err := drv.FreezeCost(ctx, s.source(), s.pool)
+		if err != nil {
 			return err
 		}
-		if free := int64(fs.Bavail) * fs.Bsize; n > free && !skipSpaceCheck {
-			return storage.Errorf(storage.ErrPrecondition, "not enough space for golden image %q: its disks hold %s and %q has %s free; free space, or put the golden in another pool (--pool)", g.Name, storage.FormatSize(n), dir, storage.FormatSize(free))
+		if n == 0 {
+			continue
+		}
+		if _, ok := need[s.pool.Name]; !ok {
+			order = append(order, s.pool.Name)
+		}
+		need[s.pool.Name] += n
+	}
+	for _, name := range order {
+		var p storage.Pool
+		for _, s := range srcs {
+			if s.pool.Name == name {
+				p = s.pool
+			}
+		}
+		if err := m.spaceFor(ctx, p, need[name], func(free int64) error {
+			return storage.Errorf(storage.ErrPrecondition, "not enough space for golden image %q: its disks hold %s and %q has %s free; free space, or put the golden in another pool (--pool)", g.Name, storage.FormatSize(need[name]), p.Path, storage.FormatSize(free))
+		}); err != nil {
+			return err
 		}
 	}
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
@@ -636,7 +663,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 	}
 	defer func() {
 		if err != nil {
-			if uerr := m.dropGolden(g); uerr != nil {
+			if uerr := m.dropGolden(context.WithoutCancel(ctx), g); uerr != nil {
 				log.Error().Err(uerr).Msg("could not undo the partial golden image; the next golden command or strata doctor --repair will")
 			}
 		}
@@ -644,23 +671,14 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 	crashpoint("golden:recorded")
 	for i, s := range srcs {
 		d := &g.Disks[i]
-		if err := m.freezeDisk(ctx, s, d.Path); err != nil {
-			return fmt.Errorf("golden image %q, volume %q: %w", g.Name, s.vol.Name, err)
-		}
-		if err := os.Chmod(d.Path, 0o400); err != nil {
-			return err
-		}
-		info, err := image.InspectAs(d.Path, d.Format)
+		drv, err := m.st.Driver(s.pool)
 		if err != nil {
 			return err
 		}
-		d.VirtualSize, d.Bytes = info.VirtualSize, info.AllocatedBytes
-		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
-	}
-	for _, d := range g.Disks {
-		if err := image.SyncPath(filepath.Dir(d.Path)); err != nil {
-			return err
+		if d.VirtualSize, d.Bytes, err = drv.Freeze(ctx, s.pool, s.source(), storage.Image{Path: d.Path, Format: d.Format}, m.Progress); err != nil {
+			return fmt.Errorf("golden image %q, volume %q: %w", g.Name, s.vol.Name, err)
 		}
+		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
 	}
 	g.State = stateReady
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bGoldens, g.ID, g) }); err != nil {
@@ -668,25 +686,6 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 	}
 	log.Info().Str("golden", g.Name).Str("source", g.Source.Kind+":"+g.Source.Name).Int("disks", len(g.Disks)).Msg("golden image created")
 	return nil
-}
-
-// freezeDisk writes one golden image: qcow2 through qemu-img convert (only
-// the data at that instant: no internal snapshots, no backing chain), raw
-// by reflink where possible, else a sparse copy.
-func (m *Manager) freezeDisk(ctx context.Context, s goldenSourceDisk, dst string) error {
-	if s.format == storage.FormatQcow2 {
-		argv := image.QemuImgRead("convert", "-q", "-f", "qcow2")
-		if s.snap != "" {
-			argv = append(argv, "-l", "snapshot.name="+s.snap)
-		}
-		argv = append(argv, "-O", "qcow2", s.from, dst)
-		if err := run.Run(ctx, nil, nil, argv...); err != nil {
-			os.Remove(dst)
-			return err
-		}
-		return image.SyncPath(dst)
-	}
-	return fileCopy{reflink: true}.materialise(ctx, s.from, dst, m.Progress)
 }
 
 // GoldenList lists every golden image.
@@ -823,7 +822,7 @@ func cloneDiskOf(v storage.Volume, method string, goldenPaths map[string]bool) C
 // that still read from g's images, each with its linked volumes. A volume
 // whose record names a golden image as backing but whose image no longer
 // has it (a flatten that died before recording) does not count.
-func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
+func (m *Manager) dependants(ctx context.Context, tx *catalog.Tx, g goldenRecord) ([]string, error) {
 	paths := map[string]bool{}
 	for _, d := range g.Disks {
 		paths[storage.RealPath(d.Path)] = true
@@ -838,8 +837,10 @@ func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
 		if v.Backing == "" || !paths[storage.RealPath(v.Backing)] {
 			continue
 		}
-		if info, err := image.InspectAs(v.Path, v.Format); err == nil && storage.RealPath(info.BackingFile) != storage.RealPath(v.Backing) {
-			continue
+		if drv, pool, err := m.st.VolumeDriverTx(tx, v); err == nil {
+			if now, err := drv.Backing(ctx, pool, v); err == nil && storage.RealPath(now) != storage.RealPath(v.Backing) {
+				continue
+			}
 		}
 		what := fmt.Sprintf("volume %q", v.Name)
 		if guests, _ := tx.GuestsUsing(v.ID); len(guests) > 0 {
@@ -866,7 +867,7 @@ func dependants(tx *catalog.Tx, g goldenRecord) ([]string, error) {
 func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 	return m.withGolden(ctx, name, func(g goldenRecord) error {
 		err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-			deps, err := dependants(tx, g)
+			deps, err := m.dependants(ctx, tx, g)
 			if err != nil {
 				return err
 			}
@@ -881,33 +882,12 @@ func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 			return err
 		}
 		crashpoint("golden-delete:marked")
-		if err := m.dropGolden(g); err != nil {
+		if err := m.dropGolden(ctx, g); err != nil {
 			return err
 		}
 		log.Info().Str("golden", g.Name).Msg("golden image deleted")
 		return nil
 	})
-}
-
-// sameFS reports whether two paths' directories are on one filesystem
-// (a reflink cannot cross filesystems).
-func sameFS(a, b string) bool {
-	var sa, sb os.FileInfo
-	var err error
-	if sa, err = os.Stat(filepath.Dir(a)); err != nil {
-		return false
-	}
-	if sb, err = os.Stat(filepath.Dir(b)); err != nil {
-		return false
-	}
-	return devOf(sa) == devOf(sb)
-}
-
-func devOf(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Dev)
-	}
-	return 0
 }
 
 // goldenPoolUser refuses to remove a pool that holds golden images.

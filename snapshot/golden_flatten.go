@@ -3,18 +3,13 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/image"
-	"github.com/strata-vm/strata/storage/run"
 )
 
 // Flatten detaches a linked clone from its golden image: every disk of
@@ -101,28 +96,13 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 }
 
 func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
-	if v.Device {
-		return nil
-	}
-	info, err := image.InspectAs(v.Path, v.Format) // a raw full clone stays raw
+	drv, pool, err := m.driverOf(v)
 	if err != nil {
 		return err
 	}
-	if info.BackingFile == "" {
-		if v.Backing != "" { // flattened by a process that died before recording it
-			v.Backing = ""
-			return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.ReplaceVolume(v) })
-		}
-		log.Info().Str("volume", v.Name).Msg("volume has no backing file: nothing to flatten")
-		return nil
-	}
-	if info.Format != storage.FormatQcow2 {
-		return storage.Errorf(storage.ErrNotSupported, "volume %q is %s with a backing file: only qcow2 overlays can be flattened", v.Name, info.Format)
-	}
-	// Point copies beside the image carry the same backing file: complete
-	// them in place (qemu-img rebase writes the data, then the header, so
-	// a crash leaves a copy that still reads the same).
-	var copies []string
+	// Every point of the volume is completed too: its driver keeps the
+	// ones it must (point copies beside the image carry the same backing).
+	var points []storage.PointRef
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
 			var p Point
@@ -130,8 +110,8 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 				return err
 			}
 			for _, d := range p.Disks {
-				if d.VolumeID == v.ID && d.Method != MethodQcow2 {
-					copies = append(copies, d.Ref)
+				if d.VolumeID == v.ID {
+					points = append(points, d.PointRef)
 				}
 			}
 			return nil
@@ -139,95 +119,24 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 	}); err != nil {
 		return err
 	}
-	for _, c := range copies {
-		ci, err := image.InspectAs(c, v.Format) // a raw copy is never read as qcow2
-		if err != nil || ci.BackingFile == "" {
-			continue
+	backing, err := drv.Flatten(ctx, pool, v, points, m.Progress)
+	if err != nil {
+		return err
+	}
+	if backing == "" {
+		if v.Backing != "" { // flattened by a process that died before recording it
+			v.Backing = ""
+			return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.ReplaceVolume(v) })
 		}
-		if err := qimg(ctx, "rebase", "-q", "-f", "qcow2", "-b", "", c); err != nil {
-			return err
+		if !v.Device {
+			log.Info().Str("volume", v.Name).Msg("volume has no backing file: nothing to flatten")
 		}
+		return nil
 	}
-	tmp := filepath.Join(filepath.Dir(v.Path), ".strata-tmp-flatten-"+filepath.Base(v.Path))
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := (fileCopy{reflink: true}).materialise(ctx, v.Path, tmp, m.Progress); err != nil {
-		return err
-	}
-	if err := completeImage(ctx, tmp, info); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := keepIdentity(v.Path, tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	crashpoint("flatten:built")
-	if err := os.Rename(tmp, v.Path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := image.SyncPath(filepath.Dir(v.Path)); err != nil {
-		return err
-	}
-	crashpoint("flatten:renamed")
 	v.Backing = ""
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.ReplaceVolume(v) }); err != nil {
 		return err
 	}
-	log.Info().Str("volume", v.Name).Str("was_backed_by", info.BackingFile).Msg("volume flattened: it no longer depends on a backing file")
+	log.Info().Str("volume", v.Name).Str("was_backed_by", backing).Msg("volume flattened: it no longer depends on a backing file")
 	return nil
-}
-
-// completeImage makes a qcow2 image self-contained, internal snapshots
-// included: each snapshot is applied, completed from the backing file,
-// and taken again under its own name (restore points find it by name);
-// then the current state, saved first as a temporary snapshot, is
-// restored and completed, and the backing file is dropped.
-func completeImage(ctx context.Context, path string, info image.Info) error {
-	snaps, err := qcow2Snapshots(ctx, path)
-	if err != nil {
-		return err
-	}
-	current := "strata-flatten-" + newUID()
-	if len(snaps) > 0 {
-		reattach := []string{"rebase", "-q", "-u", "-f", "qcow2", "-b", info.BackingFile}
-		if info.BackingFormat != "" {
-			reattach = append(reattach, "-F", info.BackingFormat)
-		}
-		reattach = append(reattach, path)
-		if err := qimg(ctx, "snapshot", "-q", "-c", current, path); err != nil {
-			return err
-		}
-		for _, s := range snaps {
-			for _, step := range [][]string{
-				{"snapshot", "-q", "-a", s, path},
-				{"rebase", "-q", "-f", "qcow2", "-b", "", path},
-				{"snapshot", "-q", "-d", s, path},
-				{"snapshot", "-q", "-c", s, path},
-				reattach,
-			} {
-				if err := qimg(ctx, step...); err != nil {
-					return err
-				}
-			}
-		}
-		if err := qimg(ctx, "snapshot", "-q", "-a", current, path); err != nil {
-			return err
-		}
-	}
-	if err := qimg(ctx, "rebase", "-q", "-f", "qcow2", "-b", "", path); err != nil {
-		return err
-	}
-	if len(snaps) > 0 {
-		if err := qimg(ctx, "snapshot", "-q", "-d", current, path); err != nil {
-			return err
-		}
-	}
-	return image.SyncPath(path)
-}
-
-func qimg(ctx context.Context, args ...string) error {
-	return run.Run(ctx, nil, nil, append([]string{"qemu-img"}, args...)...)
 }

@@ -154,41 +154,22 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	if l.agent != nil {
 		l.freezeHooks(&req)
 	}
+	lps := make([]storage.LivePoint, len(p.Disks))
 	for i := range p.Disks {
 		dp, v := &p.Disks[i], vols[i]
 		if err := image.VerifyImage(v); err != nil {
 			return err
 		}
-		switch dp.Method {
-		case MethodQcow2:
-			req.Disks = append(req.Disks, boot.LiveDisk{Path: v.Path, Method: boot.LiveInternal, Name: dp.Ref})
-		case MethodReflink:
-			if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
-				return err
-			}
-			src, dst := v.Path, dp.Ref
-			// Only a reflink during the pause: a fallback to a copy
-			// would pause the guest for as long as the copy.
-			req.Disks = append(req.Disks, boot.LiveDisk{Path: v.Path, Method: boot.LiveClone, Clone: func() error { return image.Reflink(src, dst) }})
-		case MethodCopy:
-			if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
-				return err
-			}
-			if err := checkSpace(v.Path, filepath.Dir(dp.Ref)); err != nil {
-				return err
-			}
-			if err := makeTarget(v, dp.Ref); err != nil {
-				return err
-			}
-			req.Disks = append(req.Disks, boot.LiveDisk{Path: v.Path, Method: boot.LiveBackup, Target: dp.Ref})
-		default:
-			return fmt.Errorf("live point: method %q", dp.Method)
+		ld, lp, err := m.liveDisk(ctx, v, *dp) // the driver's mechanism (driver.go)
+		if err != nil {
+			return err
 		}
+		req.Disks, lps[i] = append(req.Disks, ld), lp
 	}
 	res, err := boot.TakeLive(ctx, l.mon, req)
-	for _, d := range req.Disks {
-		if d.Method == boot.LiveBackup {
-			if oerr := ownTarget(d.Target); oerr != nil && err == nil {
+	for _, lp := range lps {
+		if lp.Release != nil {
+			if oerr := lp.Release(); oerr != nil && err == nil {
 				err = oerr
 			}
 		}
@@ -211,71 +192,14 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	if err := finishState(p); err != nil {
 		return err
 	}
-	for i := range p.Disks {
-		dp := &p.Disks[i]
-		if dp.Method == MethodCopy {
-			// QEMU writes the disk's holes as allocated zeros: they
-			// become holes again (and the file durable).
-			if err := image.PunchZeros(ctx, dp.Ref); err != nil {
-				return err
-			}
-			info, err := image.InspectAs(dp.Ref, vols[i].Format)
-			if err != nil {
-				return err
-			}
-			dp.Bytes = &info.AllocatedBytes
-		}
-		if dp.Method != MethodQcow2 {
-			if err := image.SyncPath(filepath.Dir(dp.Ref)); err != nil {
+	for i, lp := range lps {
+		if lp.Finish != nil {
+			if err := lp.Finish(ctx, &p.Disks[i].PointRef); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// makeTarget creates the empty file a live full copy is written into:
-// the volume's virtual size, sparse, raw (copy points are of raw volumes).
-func makeTarget(v storage.Volume, path string) error {
-	info, err := image.InspectAs(v.Path, v.Format)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Truncate(info.VirtualSize); err != nil {
-		f.Close()
-		return err
-	}
-	// QEMU writes it: owned as the disk is while it does (libvirt's QEMU
-	// runs as its own user, which owns the images of the guests it runs),
-	// in a directory it may pass through; strata's again once written
-	// (ownTarget).
-	if st, err := os.Stat(v.Path); err == nil {
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != uint32(os.Geteuid()) {
-			if err := os.Chmod(filepath.Dir(path), 0o711); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Chown(int(sys.Uid), int(sys.Gid)); err != nil {
-				f.Close()
-				return err
-			}
-		}
-	}
-	return f.Close()
-}
-
-// ownTarget gives a live copy back to strata's user once QEMU is done
-// with it: a point is not the guest's to read or change.
-func ownTarget(path string) error {
-	err := os.Lchown(path, os.Geteuid(), os.Getegid())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
 }
 
 // removeLive deletes a point's data while its guest runs: internal
@@ -284,7 +208,7 @@ func (m *Manager) removeLive(ctx context.Context, l *liveGuest, p Point) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for _, d := range p.Disks {
-		if d.Method != MethodQcow2 {
+		if !m.inVolume(d) {
 			continue
 		}
 		v, err := m.volumeByID(d.VolumeID)

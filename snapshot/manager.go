@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/strata-vm/strata/hvm/boot"
@@ -40,21 +39,17 @@ type Manager struct {
 	Progress storage.Progress
 	// Now is the clock (tests inject creation times through
 	// STRATA_TEST_NOW).
-	Now     func() time.Time
-	chooser chooser
+	Now func() time.Time
 	// Drivers run guests: a point of a guest one of them runs is taken
 	// live through it (nil: a running guest's disks are in use).
 	Drivers *boot.Set
-	// warnedCopy: volumes this command already warned about (full-copy
-	// points), by ID.
-	warnedCopy map[string]bool
 }
 
 // New returns a Manager on a store, and registers with the store the
 // checks that keep volumes and guests with restore points from being
 // deleted.
 func New(st *store.Store, lockTimeout time.Duration) *Manager {
-	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock(), warnedCopy: map[string]bool{}}
+	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
 	st.AddVolumeUser(volumeUser)
 	st.AddGuestUser(guestUser)
 	st.AddPoolUser(goldenPoolUser)
@@ -68,18 +63,6 @@ func clock() func() time.Time {
 		}
 	}
 	return func() time.Time { return time.Now().UTC() }
-}
-
-// crashAt is the test-only fault injection hook: STRATA_CRASH_AT names a
-// step ("create:recorded", "rollback:disk-1", ...) at which strata kills
-// itself with SIGKILL, as a power cut or kill -9 would.
-var crashAt = os.Getenv("STRATA_CRASH_AT")
-
-func crashpoint(step string) {
-	if crashAt != "" && crashAt == step {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {}
-	}
 }
 
 func newUID() string {
@@ -233,7 +216,7 @@ func (m *Manager) Create(ctx context.Context, r TargetRef, o CreateOptions) (Poi
 		}
 	}
 	if o.Method != "" {
-		if _, err := methodByName(o.Method); err != nil {
+		if _, _, err := m.st.PointDriver(o.Method); err != nil {
 			return Point{}, err
 		}
 	}
@@ -372,22 +355,22 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		defer release()
 	}
 	methods := map[string]bool{}
-	for _, v := range vols {
-		name, err := m.chooser.choose(v, o.Method)
+	drivers := make([]storage.Driver, len(vols))
+	pools := make([]storage.Pool, len(vols))
+	for i, v := range vols {
+		drv, pool, err := m.driverOf(v)
 		if err != nil {
 			return Point{}, err
 		}
-		if name == MethodCopy && o.Method == "" && !m.warnedCopy[v.ID] {
-			m.warnedCopy[v.ID] = true // once per command (snapshot run takes several points)
-			log.Warn().Str("volume", v.Name).Msg("restore points of this raw volume are full copies: for O(1) points use a qcow2 volume or a pool on XFS (reflink=1) or btrfs")
+		drivers[i], pools[i] = drv, pool
+		// Planned (Moved included) before the take is recorded, so that
+		// undoing an interrupted one knows where its data may be.
+		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID]})
+		if err != nil {
+			return Point{}, err
 		}
-		meth, _ := methodByName(name)
-		dp := meth.plan(v, p.UID)
-		// Recorded before the take, so that undoing an interrupted one
-		// knows the point's file may be the live image.
-		dp.Moved = name == MethodCopy && o.replaced[v.ID]
-		p.Disks = append(p.Disks, dp)
-		methods[name] = true
+		p.Disks = append(p.Disks, DiskPoint{VolumeID: v.ID, Volume: v.Name, Format: v.Format, PointRef: ref})
+		methods[ref.Method] = true
 	}
 	p.Method = methodMixed
 	if len(methods) == 1 {
@@ -452,16 +435,11 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		if live != nil {
 			break
 		}
-		meth, _ := methodByName(p.Disks[i].Method)
-		take := meth.take
-		if fc, ok := meth.(fileCopy); ok && p.Disks[i].Moved {
-			take = fc.move
-		}
 		var err error
 		if ctx.Err() != nil {
 			err = interrupted(ctx)
 		} else {
-			err = take(ctx, vols[i], &p.Disks[i], m.Progress)
+			err = drivers[i].TakePoint(ctx, pools[i], vols[i], &p.Disks[i].PointRef, m.Progress)
 		}
 		if err != nil {
 			if uerr := m.undoCreate(context.WithoutCancel(ctx), p); uerr != nil {
@@ -535,30 +513,37 @@ func (m *Manager) removeData(ctx context.Context, p Point) error {
 	return m.removeDisks(ctx, p, false)
 }
 
-// removeFiles deletes the data of a point's disks that are files of their
-// own (reflink and copy), not internal snapshots.
+// removeFiles deletes the data of a point's disks that are not inside
+// their volume (reflink and copy files), not internal snapshots.
 func (m *Manager) removeFiles(ctx context.Context, p Point) error {
 	return m.removeDisks(ctx, p, true)
 }
 
 func (m *Manager) removeDisks(ctx context.Context, p Point, filesOnly bool) error {
 	for i, d := range p.Disks {
-		if filesOnly && d.Method == MethodQcow2 {
-			continue
-		}
-		var v storage.Volume
-		err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { v, err = tx.VolumeByID(d.VolumeID); return err })
-		if err != nil {
-			if d.Method == MethodQcow2 {
-				continue // the image and its internal snapshots are gone
-			}
-			v = storage.Volume{ID: d.VolumeID, Name: d.Volume}
-		}
-		meth, err := methodByName(d.Method)
+		drv, pm, err := m.pointDriver(d)
 		if err != nil {
 			return err
 		}
-		if err := meth.remove(ctx, v, d); err != nil {
+		if filesOnly && pm.InVolume {
+			continue
+		}
+		var v storage.Volume
+		var pool storage.Pool // zero for a volume that is gone
+		err = m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+			if v, err = tx.VolumeByID(d.VolumeID); err != nil {
+				return err
+			}
+			_, pool, err = m.st.VolumeDriverTx(tx, v)
+			return err
+		})
+		if err != nil {
+			if pm.InVolume {
+				continue // the volume and the points inside it are gone
+			}
+			v, pool = storage.Volume{ID: d.VolumeID, Name: d.Volume}, storage.Pool{}
+		}
+		if err := drv.RemovePoint(ctx, pool, v, d.PointRef); err != nil {
 			return fmt.Errorf("remove restore point %d data of volume %q: %w", p.ID, d.Volume, err)
 		}
 		crashpoint(fmt.Sprintf("delete:disk-%d", i+1))
@@ -772,7 +757,7 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 	// under a guest strata does not run (qemu-img would meet its lock
 	// halfway through a prune).
 	live, err := m.liveOf(ctx, t)
-	if err != nil && !hasQcow2(p) {
+	if err != nil && !m.hasInVolume(p) {
 		live, err = nil, nil // its files are strata's alone
 	}
 	if err != nil {
@@ -783,7 +768,7 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 		if live != nil {
 			break
 		}
-		if d.Method != MethodQcow2 {
+		if !m.inVolume(d) {
 			continue
 		}
 		if v, err := m.volumeByID(d.VolumeID); err == nil {
@@ -870,7 +855,7 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 		// A qemu-img that outlived its strata may still be changing the
 		// image: let it finish before deciding anything.
 		for _, d := range p.Disks {
-			if d.Method != MethodQcow2 {
+			if !m.inVolume(d) {
 				continue
 			}
 			if v, err := m.volumeByID(d.VolumeID); err == nil {
@@ -944,10 +929,11 @@ func guestUser(tx *catalog.Tx, g storage.Guest) error {
 	return nil
 }
 
-// hasQcow2 tells whether a point has an internal snapshot among its disks.
-func hasQcow2(p Point) bool {
+// hasInVolume tells whether a point has data inside a volume (an internal
+// snapshot) among its disks.
+func (m *Manager) hasInVolume(p Point) bool {
 	for _, d := range p.Disks {
-		if d.Method == MethodQcow2 {
+		if m.inVolume(d) {
 			return true
 		}
 	}

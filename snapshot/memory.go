@@ -216,14 +216,11 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 		return err
 	}
 	f.Close()
-	for i, v := range vols {
+	// (The driver refused a copy without the space for it when the point
+	// was planned, before the guest is saved.)
+	for _, v := range vols {
 		if err := image.VerifyImage(v); err != nil {
 			return err
-		}
-		if dp := p.Disks[i]; dp.Method == MethodCopy {
-			if err := checkSpace(v.Path, filepath.Dir(dp.Ref)); err != nil {
-				return err
-			}
 		}
 	}
 	p.Consistency = boot.ConsistencyMemory
@@ -319,11 +316,11 @@ func (m *Manager) savedFailure(l *liveGuest, err error, took time.Duration) erro
 // takeDisksOffline takes every disk of p as a stopped guest's.
 func (m *Manager) takeDisksOffline(ctx context.Context, p *Point, vols []storage.Volume) error {
 	for i := range p.Disks {
-		meth, err := methodByName(p.Disks[i].Method)
+		drv, pool, err := m.driverOf(vols[i])
 		if err != nil {
 			return err
 		}
-		if err := meth.take(ctx, vols[i], &p.Disks[i], m.Progress); err != nil {
+		if err := drv.TakePoint(ctx, pool, vols[i], &p.Disks[i].PointRef, m.Progress); err != nil {
 			return fmt.Errorf("volume %q: %w", vols[i].Name, err)
 		}
 		crashpoint(fmt.Sprintf("create:disk-%d", i+1))

@@ -67,16 +67,12 @@ type DiskPoint struct {
 	VolumeID string         `json:"volume_id"`
 	Volume   string         `json:"volume"`
 	Format   storage.Format `json:"format"`
-	Method   string         `json:"method"`
-	// Ref locates the captured state: the qcow2 internal snapshot's name or
-	// the path of the reflinked/copied image.
-	Ref   string `json:"ref"`
-	Bytes *int64 `json:"bytes"`
-	// Moved: the point is the live image itself, moved to Ref by the
-	// rollback that replaced it (a pre-rollback point of a full-copy
-	// disk: one copy instead of two). Until that rollback moves it, Ref
-	// does not exist and the live image is the point's state.
-	Moved bool `json:"moved,omitempty"`
+	// PointRef is the driver's record of the captured state: its method,
+	// Ref (for the dir driver the qcow2 internal snapshot's name or the
+	// path of the reflinked/copied image), Bytes and Moved (the point is
+	// the live image itself, moved to Ref by the rollback that replaced
+	// it).
+	storage.PointRef
 }
 
 // key is the catalog key of a point: ordered by target, then number.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/image"
 )
 
 // Policy is a retention policy, restic-style: a point kept by any rule
@@ -243,7 +242,7 @@ func (m *Manager) Prune(ctx context.Context, r TargetRef, p Policy, dryRun, empt
 		}
 		res.Decisions = Select(points, p, m.Now())
 		if emptyPairs {
-			if err := markEmptyPairs(res.Decisions); err != nil {
+			if err := m.markEmptyPairs(ctx, res.Decisions); err != nil {
 				return err
 			}
 		}
@@ -303,7 +302,7 @@ func (m *Manager) PruneAll(ctx context.Context, dryRun bool) ([]PruneResult, err
 
 // markEmptyPairs marks for deletion the unpinned pre/post pairs whose post
 // holds the same bytes as its pre on every disk.
-func markEmptyPairs(ds []Decision) error {
+func (m *Manager) markEmptyPairs(ctx context.Context, ds []Decision) error {
 	byID := map[int]int{}
 	for i, d := range ds {
 		byID[d.Point.ID] = i
@@ -317,7 +316,7 @@ func markEmptyPairs(ds []Decision) error {
 		if !ok || ds[j].Point.Pinned {
 			continue
 		}
-		same, err := samePoints(ds[j].Point, post)
+		same, err := m.samePoints(ctx, ds[j].Point, post)
 		if err != nil {
 			return err
 		}
@@ -331,19 +330,32 @@ func markEmptyPairs(ds []Decision) error {
 }
 
 // samePoints tells whether two points of one target hold the same
-// definition and the same bytes, for file-based methods only. A pair whose
+// definition and the same bytes, as their drivers tell (the dir driver
+// compares point files; internal snapshots never match). A pair whose
 // definition changed (memory, vcpus, disks) is not empty: its pre point
 // may be the only record of the old definition.
-func samePoints(a, b Point) (bool, error) {
+func (m *Manager) samePoints(ctx context.Context, a, b Point) (bool, error) {
 	if len(a.Disks) != len(b.Disks) || !sameGuest(a.Guest, b.Guest) {
 		return false, nil
 	}
 	for k := range a.Disks {
 		da, db := a.Disks[k], b.Disks[k]
-		if da.VolumeID != db.VolumeID || da.Method == MethodQcow2 || db.Method == MethodQcow2 {
+		if da.VolumeID != db.VolumeID {
 			return false, nil
 		}
-		same, err := image.SameContent(da.Ref, db.Ref)
+		drv, _, err := m.pointDriver(da)
+		if err != nil {
+			return false, err
+		}
+		v, err := m.volumeByID(da.VolumeID)
+		if err != nil {
+			return false, nil // gone: nothing to compare
+		}
+		_, pool, err := m.driverOf(v)
+		if err != nil {
+			return false, err
+		}
+		same, err := drv.SamePoint(ctx, pool, v, da.PointRef, db.PointRef)
 		if err != nil || !same {
 			return false, err
 		}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -14,7 +11,6 @@ import (
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
 )
 
@@ -37,31 +33,6 @@ type journalEntry struct {
 	Before map[string]fingerprint `json:"before,omitempty"`
 	After  map[string]fingerprint `json:"after,omitempty"`
 	Undone map[string]fingerprint `json:"undone,omitempty"`
-}
-
-// fingerprint tells whether an image changed: a rename keeps all three, a
-// write changes the modification time, a replacement the inode.
-type fingerprint struct {
-	Ino   uint64 `json:"ino"`
-	Size  int64  `json:"size"`
-	Mtime int64  `json:"mtime_ns"`
-}
-
-// fingerprintOf reads the state of the image at path without following a
-// symlink; ok is false when there is none.
-func fingerprintOf(path string) (fp fingerprint, ok bool, err error) {
-	st, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fp, false, nil
-	}
-	if err != nil {
-		return fp, false, err
-	}
-	fp = fingerprint{Size: st.Size(), Mtime: st.ModTime().UnixNano()}
-	if sys, isUnix := st.Sys().(*syscall.Stat_t); isUnix {
-		fp.Ino = sys.Ino
-	}
-	return fp, true, nil
 }
 
 // RollbackResult says where a rollback went and how to undo it.
@@ -149,9 +120,8 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 		return res, err
 	}
 	var also []string
-	var touched []storage.Volume       // every disk the rollback writes
-	var fileOverQcow2 []storage.Volume // file points put back over a qcow2 image
-	space := map[string]string{}       // copy point data → the directory it is restored in
+	var touched []storage.Volume // every disk the rollback writes
+	var restored []storage.Volume
 	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
 		cur, _, err := volumesOf(tx, t)
 		if err != nil {
@@ -163,12 +133,7 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 			if err != nil {
 				return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
 			}
-			if d.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
-				fileOverQcow2 = append(fileOverQcow2, v)
-			}
-			if d.Method == MethodCopy {
-				space[d.Ref] = filepath.Dir(v.Path)
-			}
+			restored = append(restored, v)
 			also = append(also, v.ID)
 			touched = append(touched, v)
 			// Overlays read the volume's blocks: rolling it back
@@ -211,36 +176,30 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 		return res, err
 	}
 	defer release()
-	for _, v := range fileOverQcow2 {
-		names, err := qcow2Snapshots(ctx, v.Path)
+	// Each driver refuses now, not halfway, a restore that cannot
+	// succeed (no space for a copy) or would lose data.
+	// A disk whose restore puts a new volume under the live name keeps its
+	// current data as the pre-rollback point's: moved there when the
+	// restored volume takes its name (one copy instead of two, and never
+	// data shared by the live name and a point).
+	replaced := map[string]bool{}
+	for i, d := range to.Disks {
+		v := restored[i]
+		drv, pool, err := m.driverOf(v)
 		if err != nil {
 			return res, err
 		}
-		if len(names) > 0 {
-			return res, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s holds qcow2 volume %q as a copy of its image: putting it back would discard the %d internal snapshots the image holds now (other restore points); delete those points first, or roll back to another point", to.ID, t, v.Name, len(names))
+		if err := drv.CheckRestore(ctx, pool, v, d.PointRef); err != nil {
+			return res, fmt.Errorf("restore point %d of %s: %w", to.ID, t, err)
 		}
-	}
-	// A full copy is restored by copying the point back: refuse now,
-	// not halfway, if it cannot fit.
-	for ref, dir := range space {
-		if err := checkSpace(ref, dir); err != nil {
-			return res, err
-		}
-	}
-	// A disk the rollback replaces with a full copy keeps its current
-	// image as the pre-rollback point's: moved there when the restored
-	// copy takes its name (one copy instead of two, and never an image
-	// shared by the live name and a point).
-	replaced := map[string]bool{}
-	for _, d := range to.Disks {
-		if d.Method == MethodCopy {
+		if _, pm, err := m.pointDriver(d); err == nil && pm.ReplacesLive {
 			replaced[d.VolumeID] = true
 		}
 	}
 	pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also, inUseChecked: true,
 		onReady: func(tx *catalog.Tx, p Point) error {
 			j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
-			if err := fingerprintsInto(tx, p, &j); err != nil {
+			if err := m.fingerprintsInto(tx, p, &j); err != nil {
 				return err
 			}
 			return tx.Put(bJournal, t.Key, j)
@@ -265,24 +224,25 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 // checkNotInUse refuses if anything holds the image of any of vols (one
 // look at the host for all of them).
 func (m *Manager) checkNotInUse(ctx context.Context, vols []storage.Volume) error {
-	return m.st.InUse.CheckAll(ctx, images(vols))
+	return m.st.InUse.CheckAll(ctx, m.images(vols))
 }
 
 // hold keeps guests out of the images of vols (inuse.Hold) and refuses if
 // anything holds one already; the returned ctx carries the hold until
 // release.
 func (m *Manager) hold(ctx context.Context, vols []storage.Volume) (context.Context, func(), error) {
-	return m.st.InUse.HoldAll(ctx, images(vols))
+	return m.st.InUse.HoldAll(ctx, m.images(vols))
 }
 
-func images(vols []storage.Volume) []inuse.Image {
+func (m *Manager) images(vols []storage.Volume) []inuse.Image {
 	seen := map[string]bool{}
 	var imgs []inuse.Image
 	for _, v := range vols {
 		if !seen[v.ID] {
 			seen[v.ID] = true
-			imgs = append(imgs, inuse.Image{What: fmt.Sprintf("volume %q", v.Name), Path: v.Path})
-			imgs = append(imgs, inuse.Image{What: fmt.Sprintf("volume %q", v.Name), Path: v.Path + applyingSuffix})
+			for _, p := range m.locations(v) {
+				imgs = append(imgs, inuse.Image{What: fmt.Sprintf("volume %q", v.Name), Path: p})
+			}
 		}
 	}
 	return imgs
@@ -372,7 +332,7 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 		if err != nil {
 			return err
 		}
-		if fp, ok, err := fingerprintOf(v.Path); err != nil {
+		if fp, ok, err := m.fingerprint(v); err != nil {
 			return err
 		} else if after, done := j.After[v.ID]; ok && done && fp == after {
 			continue
@@ -399,42 +359,37 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 // forward restores one disk to point to, noting in the journal the state
 // it leaves the image in before the image takes the live name.
 func (m *Manager) forward(ctx context.Context, t Target, j journalEntry, to, pre Point, v storage.Volume, d DiskPoint) error {
-	meth, err := methodByName(d.Method)
+	drv, pool, err := m.driverOf(v)
 	if err != nil {
 		return err
 	}
-	step := restoreStep{prog: m.Progress, record: m.recorder(t, v.ID, false)}
+	step := storage.RestoreStep{Progress: m.Progress, Record: m.recorder(t, v.ID, false)}
 	if fp, ok := j.After[v.ID]; ok {
-		step.done = &fp
+		step.Done = &fp
 	}
 	if pd, ok := diskOf(pre, v.ID); ok && pd.Moved {
-		step.moveTo = pd.Ref
+		step.MoveTo = pd.Ref
 	}
-	if err := meth.restore(ctx, v, d, step); err != nil {
+	if err := drv.RestorePoint(ctx, pool, v, d.PointRef, step); err != nil {
 		return fmt.Errorf("roll back volume %q to restore point %d: %w", v.Name, to.ID, err)
 	}
 	return nil
 }
 
 // back puts one disk back as the pre-rollback point pre has it. A disk
-// whose image the point took by moving it gets it back by a rename (O(1),
-// no space needed: a rollback that failed for lack of space can always be
-// undone); moved tells that the point no longer holds that disk.
+// whose data the point took by moving it gets it back by a move (the
+// driver's PutBack: O(1), no space needed, so a rollback that failed for
+// lack of space can always be undone); moved tells that the point no
+// longer holds that disk.
 func (m *Manager) back(ctx context.Context, t Target, pre Point, v storage.Volume, d DiskPoint) (moved bool, err error) {
-	if d.Moved {
-		if _, err := os.Lstat(d.Ref); err == nil {
-			if err := os.Rename(d.Ref, v.Path); err != nil {
-				return true, fmt.Errorf("put the image of volume %q back: %w", v.Name, err)
-			}
-			return true, image.SyncPath(filepath.Dir(v.Path))
-		}
-		return true, nil
-	}
-	meth, err := methodByName(d.Method)
+	drv, pool, err := m.driverOf(v)
 	if err != nil {
-		return false, err
+		return d.Moved, err
 	}
-	if err := meth.restore(ctx, v, d, restoreStep{prog: m.Progress, record: m.recorder(t, v.ID, true)}); err != nil {
+	if d.Moved {
+		return true, drv.PutBack(ctx, pool, v, d.PointRef)
+	}
+	if err := drv.RestorePoint(ctx, pool, v, d.PointRef, storage.RestoreStep{Progress: m.Progress, Record: m.recorder(t, v.ID, true)}); err != nil {
 		return false, fmt.Errorf("put volume %q back as restore point %d has it: %w", v.Name, pre.ID, err)
 	}
 	return false, nil
@@ -473,7 +428,7 @@ func (m *Manager) undoRollback(ctx context.Context, t Target, pre Point) (kept b
 			return false, err
 		}
 		if !d.Moved {
-			fp, ok, err := fingerprintOf(v.Path)
+			fp, ok, err := m.fingerprint(v)
 			if err != nil {
 				return false, err
 			}
@@ -561,7 +516,7 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 	}
 	var vols []storage.Volume
 	for _, v := range disks {
-		for _, p := range []string{v.Path, v.Path + applyingSuffix} {
+		for _, p := range m.locations(v) {
 			if err := m.st.InUse.Wait(ctx, fmt.Sprintf("volume %q", v.Name), p, m.lockTimeout); err != nil {
 				return err
 			}
@@ -573,7 +528,7 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 		return err
 	}
 	defer release()
-	changed, err := changedSince(j, disks)
+	changed, err := m.changedSince(j, disks)
 	if err != nil {
 		return err
 	}
@@ -597,7 +552,7 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 	// Restored copies a dead process left that this recovery does not
 	// use go once it is done (they are made only under the disks' locks,
 	// which this process holds).
-	defer removeLeftovers(disks)
+	defer m.cleanRestores(disks)
 	if j.Undo {
 		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing the undo of a rollback that failed or was interrupted: the disks go back as they were")
 		_, err := m.undoRollback(ctx, t, pre)
@@ -607,17 +562,24 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 	return m.completeRollback(ctx, t, to, pre)
 }
 
-// removeLeftovers removes the temporary restored images
-// (IMAGE.strata-rollback-UID) of the given volumes.
-func removeLeftovers(disks map[string]storage.Volume) {
+// cleanRestores has each disk's driver remove what interrupted restores
+// left (the dir driver's temporary restored images).
+func (m *Manager) cleanRestores(disks map[string]storage.Volume) {
 	for _, v := range disks {
-		left, _ := filepath.Glob(globEscape(v.Path) + rollbackSuffix + "-*")
-		for _, tmp := range left {
-			if err := os.Remove(tmp); err == nil {
-				log.Info().Str("file", tmp).Msg("removed a restored copy an interrupted rollback left")
-			}
+		if drv, pool, err := m.driverOf(v); err == nil {
+			drv.CleanRestores(pool, v)
 		}
 	}
+}
+
+// locations are the paths a guest could open v's data under while a
+// driver step runs.
+func (m *Manager) locations(v storage.Volume) []string {
+	drv, pool, err := m.driverOf(v)
+	if err != nil {
+		return []string{v.Path}
+	}
+	return drv.Locations(pool, v)
 }
 
 // keepFound keeps the disks as recovery found them as a restore point.
@@ -635,14 +597,18 @@ func (m *Manager) keepFound(ctx context.Context, t Target, j journalEntry, disks
 }
 
 // fingerprintsInto records in j.Before the state of each of p's disks.
-func fingerprintsInto(tx *catalog.Tx, p Point, j *journalEntry) error {
+func (m *Manager) fingerprintsInto(tx *catalog.Tx, p Point, j *journalEntry) error {
 	j.Before = map[string]fingerprint{}
 	for _, d := range p.Disks {
 		v, err := tx.VolumeByID(d.VolumeID)
 		if err != nil {
 			return err
 		}
-		if fp, ok, err := fingerprintOf(v.Path); err != nil {
+		drv, pool, err := m.st.VolumeDriverTx(tx, v) // inside tx: no transaction of its own
+		if err != nil {
+			return err
+		}
+		if fp, ok, err := drv.Fingerprint(pool, v); err != nil {
 			return err
 		} else if ok {
 			j.Before[v.ID] = fp
@@ -669,10 +635,10 @@ func (m *Manager) abandon(ctx context.Context, t Target, pre Point, cause error)
 // changedSince names the disks whose image is in a state strata did not
 // produce during the journaled rollback. A disk with no image under its
 // name (moved away mid-step) cannot have been written.
-func changedSince(j journalEntry, disks map[string]storage.Volume) ([]string, error) {
+func (m *Manager) changedSince(j journalEntry, disks map[string]storage.Volume) ([]string, error) {
 	var out []string
 	for id, v := range disks {
-		fp, ok, err := fingerprintOf(v.Path)
+		fp, ok, err := m.fingerprint(v)
 		if err != nil {
 			return nil, err
 		}
@@ -696,7 +662,7 @@ func changedSince(j journalEntry, disks map[string]storage.Volume) ([]string, er
 // pre-rollback point), so that every disk has an image again.
 func (m *Manager) settle(ctx context.Context, t Target, j journalEntry, to, pre Point, disks map[string]storage.Volume) error {
 	for id, v := range disks {
-		if _, ok, err := fingerprintOf(v.Path); err != nil || ok {
+		if _, ok, err := m.fingerprint(v); err != nil || ok {
 			if err != nil {
 				return err
 			}

@@ -1,11 +1,32 @@
 // Package dir is the storage driver for pools that are a directory on a
-// local filesystem: volumes are image files named by their stable ID.
+// local filesystem: volumes are image files named by their stable ID, and
+// the driver owns all of their disk work (storage.Driver): restore point
+// data, golden images, clones and flattening.
+//
+// On-disk layout of a pool directory (and of the folder of a volume
+// imported in place):
+//
+//	ID.img, ID.qcow2, ID.iso     a volume or golden image (ID: 16 hex digits)
+//	.strata-points/VOLID-UID.EXT a reflink or copy restore point of volume
+//	                             VOLID (UID: the point's 12 hex digits;
+//	                             EXT: the volume image's extension)
+//	IMAGE.strata-rollback-UID    a restored copy about to replace IMAGE
+//	IMAGE.strata-applying        a qcow2 image moved aside while qemu-img
+//	                             applies one of its internal snapshots
+//	.strata-tmp-*                a temporary copy (flatten, create)
+//	.strata-probe-*              a capability probe's scratch directory
+//
+// Point methods (PointMethods): qcow2-internal (qemu-img snapshot inside a
+// qcow2 image; O(1), no backing chain grows), reflink (FICLONE of a raw
+// image into .strata-points; O(1) on XFS reflink=1 and btrfs) and copy (a
+// sparse full copy; a rollback moves the live image into the pre-rollback
+// point instead of copying it). The method is chosen from a probe of the
+// volume's directory (Probe), once per directory per process.
 package dir
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -26,6 +47,13 @@ var _ storage.Driver = Driver{}
 
 // Name is the driver's name in pool records.
 const Name = "dir"
+
+// Names in the on-disk layout (see the package doc).
+const (
+	PointsDir      = ".strata-points"
+	RollbackSuffix = ".strata-rollback"
+	ApplyingSuffix = ".strata-applying"
+)
 
 var fsNames = map[int64]string{
 	0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
@@ -92,12 +120,8 @@ func Probe(dir string) (storage.Capabilities, error) {
 	return caps, nil
 }
 
-// NewID returns a fresh stable volume ID.
-func NewID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+// NewID returns a fresh stable volume ID (storage.NewID).
+func NewID() string { return storage.NewID() }
 
 // VolumePath implements storage.Driver.
 func (Driver) VolumePath(p storage.Pool, id string, f storage.Format) string {
@@ -110,7 +134,7 @@ func (Driver) VolumePath(p storage.Pool, id string, f storage.Format) string {
 
 // Create implements storage.Driver. A raw image is a sparse file: it is
 // sized with ftruncate and nothing is written.
-func (Driver) Create(ctx context.Context, path string, f storage.Format, size int64) error {
+func (Driver) Create(ctx context.Context, _ storage.Pool, path string, f storage.Format, size int64) error {
 	switch f {
 	case storage.FormatRaw:
 		fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -137,7 +161,7 @@ func (Driver) Create(ctx context.Context, path string, f storage.Format, size in
 }
 
 // Resize implements storage.Driver.
-func (Driver) Resize(ctx context.Context, path string, f storage.Format, size int64, shrink bool) error {
+func (Driver) Resize(ctx context.Context, _ storage.Pool, path string, f storage.Format, size int64, shrink bool) error {
 	switch f {
 	case storage.FormatRaw:
 		err := os.Truncate(path, size)
@@ -153,4 +177,80 @@ func (Driver) Resize(ctx context.Context, path string, f storage.Format, size in
 		return run.Critical(ctx, append(argv, path, fmt.Sprint(size))...)
 	}
 	return storage.Errorf(storage.ErrNotSupported, "cannot resize volumes of format %q", f)
+}
+
+// Features implements storage.Driver.
+func (Driver) Features(ctx context.Context, p storage.Pool) (storage.Features, error) {
+	f := storage.Features{Points: pointMethods, LinkedClones: true, FreeSpace: true}
+	caps, err := capsOf(p.Path)
+	if err != nil {
+		return f, err
+	}
+	f.FullCloneO1 = caps.Reflink
+	return f, nil
+}
+
+// FreeBytes implements storage.Driver.
+func (Driver) FreeBytes(_ context.Context, p storage.Pool) (int64, error) {
+	return freeIn(p.Path)
+}
+
+func freeIn(dir string) (int64, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return 0, err
+	}
+	return int64(fs.Bavail) * fs.Bsize, nil
+}
+
+// Delete implements storage.Driver. An image that is no longer the file
+// registered is left alone: forgetting a volume whose image was swapped
+// is the way out, removing what is there now is not strata's to do.
+func (Driver) Delete(_ context.Context, _ storage.Pool, v storage.Volume, purge bool) error {
+	if err := image.VerifyImage(v); err != nil {
+		log.Warn().Err(err).Msg("the volume is deleted from the catalog; what is at its image's path now is left alone")
+		return nil
+	}
+	return image.Discard("volume", v.Name, v.Path, v.Imported, purge)
+}
+
+// Backing implements storage.Driver: a qcow2 overlay's backing file.
+func (Driver) Backing(_ context.Context, _ storage.Pool, v storage.Volume) (string, error) {
+	info, err := image.InspectAs(v.Path, v.Format)
+	if err != nil {
+		return "", err
+	}
+	return info.BackingFile, nil
+}
+
+// Fingerprint implements storage.Driver.
+func (Driver) Fingerprint(_ storage.Pool, v storage.Volume) (storage.Fingerprint, bool, error) {
+	return storage.FingerprintOf(v.Path)
+}
+
+// Locations implements storage.Driver: the live image, and the name a
+// qcow2 image has while one of its snapshots is applied.
+func (Driver) Locations(_ storage.Pool, v storage.Volume) []string {
+	return []string{v.Path, v.Path + ApplyingSuffix}
+}
+
+// Qcow2Snapshots lists the internal snapshots of a qcow2 image.
+func Qcow2Snapshots(ctx context.Context, path string) ([]string, error) {
+	out, err := run.Output(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", path)...)
+	if err != nil {
+		return nil, err
+	}
+	var info struct {
+		Snapshots []struct {
+			Name string `json:"name"`
+		} `json:"snapshots"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(info.Snapshots))
+	for i, s := range info.Snapshots {
+		names[i] = s.Name
+	}
+	return names, nil
 }

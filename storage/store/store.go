@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,54 @@ func (s *Store) Driver(p storage.Pool) (storage.Driver, error) {
 		return nil, storage.Errorf(storage.ErrNotSupported, "pool %q uses driver %q, which this strata does not have", p.Name, p.Driver)
 	}
 	return d, nil
+}
+
+// AddDriver makes a driver available to pools of its name (the dir
+// driver is always there).
+func (s *Store) AddDriver(name string, d storage.Driver) { s.drivers[name] = d }
+
+// VolumeDriver returns the driver and pool serving a volume. A volume
+// outside any pool (imported in place) is served by the dir driver, with
+// its image's folder as a pseudo-pool.
+func (s *Store) VolumeDriver(v storage.Volume) (d storage.Driver, p storage.Pool, err error) {
+	err = s.Catalog.View(func(tx *catalog.Tx) error { d, p, err = s.VolumeDriverTx(tx, v); return err })
+	return d, p, err
+}
+
+// VolumeDriverTx is VolumeDriver inside a catalog transaction.
+func (s *Store) VolumeDriverTx(tx *catalog.Tx, v storage.Volume) (storage.Driver, storage.Pool, error) {
+	if v.Pool != "" {
+		if p, err := tx.Pool(v.Pool); err == nil {
+			d, err := s.Driver(p)
+			return d, p, err
+		}
+	}
+	return s.drivers[dir.Name], storage.Pool{Driver: dir.Name, Path: filepath.Dir(v.Path)}, nil
+}
+
+// PointDriver returns the driver that records restore point method name,
+// and the method's description (method names are unique across drivers).
+func (s *Store) PointDriver(method string) (storage.Driver, storage.PointMethod, error) {
+	names := make([]string, 0, len(s.drivers))
+	for n := range s.drivers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var all []string
+	for _, n := range names {
+		d := s.drivers[n]
+		for _, pm := range d.PointMethods() {
+			if pm.Name == method {
+				return d, pm, nil
+			}
+			all = append(all, pm.Name)
+		}
+	}
+	list := strings.Join(all, ", ")
+	if i := strings.LastIndex(list, ", "); i >= 0 {
+		list = list[:i] + " or " + list[i+2:]
+	}
+	return nil, storage.PointMethod{}, storage.Errorf(storage.ErrInvalid, "invalid method %q: use %s", method, list)
 }
 
 // AddPool registers a directory as a pool, creating it (mode 0711) if
@@ -340,7 +389,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 				return err
 			}
 			v.Path = d.VolumePath(pool, v.ID, v.Format)
-			if err := d.Create(ctx, v.Path, v.Format, o.Size); err != nil {
+			if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
 				return err
 			}
 			made = true
@@ -418,7 +467,7 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 		rawPath = filepath.Join(pool.Path, ".strata-tmp-"+v.ID+".img")
 		defer os.Remove(rawPath)
 	}
-	if err := d.Create(ctx, rawPath, storage.FormatRaw, o.Size); err != nil {
+	if err := d.Create(ctx, pool, rawPath, storage.FormatRaw, o.Size); err != nil {
 		return err
 	}
 	if err := o.Layout.Apply(rawPath); err != nil {
@@ -638,16 +687,16 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 		}
 	}
 	var d storage.Driver = dir.Driver{}
+	pool := storage.Pool{Driver: dir.Name, Path: filepath.Dir(vi.Path)} // an in-place import
 	if vi.Pool != "" {
-		var p storage.Pool
-		if err := s.Catalog.View(func(tx *catalog.Tx) error { p, err = tx.Pool(vi.Pool); return err }); err != nil {
+		if err := s.Catalog.View(func(tx *catalog.Tx) error { pool, err = tx.Pool(vi.Pool); return err }); err != nil {
 			return vi, err
 		}
-		if d, err = s.Driver(p); err != nil {
+		if d, err = s.Driver(pool); err != nil {
 			return vi, err
 		}
 	}
-	if err := d.Resize(ctx, vi.Path, vi.Format, size, shrink); err != nil {
+	if err := d.Resize(ctx, pool, vi.Path, vi.Format, size, shrink); err != nil {
 		return vi, err
 	}
 	log.Info().Str("volume", name).Int64("size", size).Msg("volume resized")
@@ -679,13 +728,11 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 	if err != nil {
 		return err
 	}
-	if err := image.VerifyImage(v); err != nil {
-		// Forgetting a volume whose image was swapped is the way out;
-		// removing what is there now is not strata's to do.
-		log.Warn().Err(err).Msg("the volume is deleted from the catalog; what is at its image's path now is left alone")
-		return nil
+	d, p, err := s.VolumeDriver(v)
+	if err != nil {
+		return err
 	}
-	return image.Discard("volume", name, v.Path, v.Imported, purge)
+	return d.Delete(ctx, p, v, purge)
 }
 
 // removeVolume checks that nothing needs a volume and removes its record

@@ -1,67 +1,47 @@
-package snapshot
+package dir
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
-	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/run"
 )
 
-// Method names.
+// Point methods of the dir driver (recorded in the catalog).
 const (
-	MethodQcow2    = "qcow2-internal"
-	MethodReflink  = "reflink"
-	MethodCopy     = "copy"
-	methodMixed    = "mixed"
-	pointsDir      = ".strata-points"
-	rollbackSuffix = ".strata-rollback"
-	// applyingSuffix: a qcow2 image moved away from its live name while
-	// qemu-img applies one of its snapshots (see qcow2Internal.restore).
-	applyingSuffix = ".strata-applying"
+	MethodQcow2   = "qcow2-internal"
+	MethodReflink = "reflink"
+	MethodCopy    = "copy"
 )
 
 // A method captures, restores and removes one disk's state.
 type method interface {
-	// plan fills in where the point's data will be (before anything is
+	// plan names where the point's data will be (before anything is
 	// written, so an interrupted take can be cleaned up).
-	plan(v storage.Volume, uid string) DiskPoint
-	take(ctx context.Context, v storage.Volume, dp *DiskPoint, prog storage.Progress) error
+	plan(v storage.Volume, uid string) storage.PointRef
+	take(ctx context.Context, v storage.Volume, ref *storage.PointRef, prog storage.Progress) error
 	// restore puts the point's state back under the live name; run again
 	// after an interruption, it finishes what it had begun.
-	restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error
+	restore(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error
 	// remove deletes the point's data; absent data is not an error.
-	remove(ctx context.Context, v storage.Volume, dp DiskPoint) error
+	remove(ctx context.Context, v storage.Volume, ref storage.PointRef) error
 	// exists tells whether the point's data is there.
-	exists(ctx context.Context, v storage.Volume, dp DiskPoint) (bool, error)
-}
-
-// restoreStep is what a restore is told besides the point.
-type restoreStep struct {
-	prog storage.Progress
-	// record is told the state the restored image is in before it takes
-	// the live name (the journal keeps it, so that recovery can tell a
-	// guest's later writes from strata's own work).
-	record func(fingerprint) error
-	// moveTo: where the live image goes when the restored one takes its
-	// name (it becomes the pre-rollback point's; see DiskPoint.Moved).
-	moveTo string
-	// done is the state an interrupted run of this step recorded for the
-	// restored image (nil: none): a restored copy left in that state
-	// under its temporary name is used as it is, not made again.
-	done *fingerprint
+	exists(ctx context.Context, v storage.Volume, ref storage.PointRef) (bool, error)
 }
 
 func methodByName(name string) (method, error) {
@@ -76,32 +56,65 @@ func methodByName(name string) (method, error) {
 	return nil, storage.Errorf(storage.ErrInvalid, "invalid method %q: use qcow2-internal, reflink or copy", name)
 }
 
-// chooser picks methods from the probed capabilities of each volume's
-// directory (probed once per directory).
-type chooser struct {
-	caps map[string]storage.Capabilities
+var pointMethods = []storage.PointMethod{
+	{Name: MethodQcow2, Formats: []storage.Format{storage.FormatQcow2}, O1Take: true, O1Restore: true, InVolume: true, Live: storage.LiveInternal},
+	{Name: MethodReflink, Formats: []storage.Format{storage.FormatRaw}, O1Take: true, O1Restore: true, Live: storage.LiveClone},
+	{Name: MethodCopy, Formats: []storage.Format{storage.FormatRaw}, ReplacesLive: true, Live: storage.LiveBackup},
 }
 
-func (c *chooser) capsOf(path string) (storage.Capabilities, error) {
-	d := filepath.Dir(path)
-	if caps, ok := c.caps[d]; ok {
-		return caps, nil
+// PointMethods implements storage.Driver.
+func (Driver) PointMethods() []storage.PointMethod { return pointMethods }
+
+// probes caches the capabilities of each directory holding volumes,
+// probed once per directory per process.
+var probes sync.Map // directory → storage.Capabilities
+
+func capsOf(d string) (storage.Capabilities, error) {
+	if caps, ok := probes.Load(d); ok {
+		return caps.(storage.Capabilities), nil
 	}
-	caps, err := dir.Probe(d)
+	caps, err := Probe(d)
 	if err != nil {
 		return caps, fmt.Errorf("probe %q: %w", d, err)
 	}
-	if c.caps == nil {
-		c.caps = map[string]storage.Capabilities{}
-	}
-	c.caps[d] = caps
+	probes.Store(d, caps)
 	return caps, nil
 }
 
-// choose returns the method for a volume: the override if it applies,
-// else qcow2-internal for qcow2, reflink where the filesystem clones, else
-// a sparse copy.
-func (c *chooser) choose(v storage.Volume, override string) (string, error) {
+// copyWarned: volumes (by ID) this process has warned about full-copy
+// points.
+var copyWarned sync.Map
+
+// PlanPoint implements storage.Driver: the override if it applies, else
+// qcow2-internal for qcow2, reflink where the filesystem clones, else a
+// sparse copy.
+func (Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid string, o storage.PointOptions) (storage.PointRef, error) {
+	name, err := choose(v, o.Method)
+	if err != nil {
+		return storage.PointRef{}, err
+	}
+	if _, said := copyWarned.Load(v.ID); name == MethodCopy && o.Method == "" && !said {
+		// Once per volume and command: snapshot run takes several points.
+		copyWarned.Store(v.ID, true)
+		log.Warn().Str("volume", v.Name).Msg("restore points of this raw volume are full copies: for O(1) points use a qcow2 volume or a pool on XFS (reflink=1) or btrfs")
+	}
+	meth, _ := methodByName(name)
+	ref := meth.plan(v, uid)
+	// Recorded before the take, so that undoing an interrupted one knows
+	// the point's file may be the live image.
+	ref.Moved = name == MethodCopy && o.ReplacingLive
+	if name == MethodCopy && !ref.Moved {
+		// The guardrail before anything is recorded (or a guest paused
+		// or saved for the point); the copy checks again.
+		// (The pool's directory: .strata-points in it may not exist yet.)
+		if err := checkSpace(v.Path, filepath.Dir(v.Path)); err != nil {
+			return storage.PointRef{}, err
+		}
+	}
+	return ref, nil
+}
+
+func choose(v storage.Volume, override string) (string, error) {
 	if v.Device {
 		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q: strata cannot take restore points of block devices yet (LVM snapshots are planned); copy it into a pool with 'strata volume import --copy'", v.Name, v.Path)
 	}
@@ -113,7 +126,7 @@ func (c *chooser) choose(v storage.Volume, override string) (string, error) {
 		if v.Format == storage.FormatQcow2 {
 			return MethodQcow2, nil // on any filesystem: no probe needed
 		}
-		caps, err := c.capsOf(v.Path)
+		caps, err := capsOf(filepath.Dir(v.Path))
 		if err != nil {
 			return "", err
 		}
@@ -135,7 +148,7 @@ func (c *chooser) choose(v storage.Volume, override string) (string, error) {
 		if override == MethodCopy {
 			break
 		}
-		caps, err := c.capsOf(v.Path)
+		caps, err := capsOf(filepath.Dir(v.Path))
 		if err != nil {
 			return "", err
 		}
@@ -149,20 +162,120 @@ func (c *chooser) choose(v storage.Volume, override string) (string, error) {
 	return override, nil
 }
 
+// TakePoint implements storage.Driver.
+func (Driver) TakePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref *storage.PointRef, prog storage.Progress) error {
+	meth, err := methodByName(ref.Method)
+	if err != nil {
+		return err
+	}
+	if fc, ok := meth.(fileCopy); ok && ref.Moved {
+		return fc.move(ctx, v, ref, prog)
+	}
+	return meth.take(ctx, v, ref, prog)
+}
+
+// CheckRestore implements storage.Driver.
+func (Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
+	if ref.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
+		names, err := Qcow2Snapshots(ctx, v.Path)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return storage.Errorf(storage.ErrPrecondition, "it holds qcow2 volume %q as a copy of its image: putting it back would discard the %d internal snapshots the image holds now (other restore points); delete those points first, or roll back to another point", v.Name, len(names))
+		}
+	}
+	if ref.Method == MethodCopy {
+		// A full copy is restored by copying the point back: refused now,
+		// not halfway, if it cannot fit.
+		return checkSpace(ref.Ref, filepath.Dir(v.Path))
+	}
+	return nil
+}
+
+// RestorePoint implements storage.Driver.
+func (Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
+	meth, err := methodByName(ref.Method)
+	if err != nil {
+		return err
+	}
+	return meth.restore(ctx, v, ref, s)
+}
+
+// PutBack implements storage.Driver: a rename (O(1), no space needed: a
+// rollback that failed for lack of space can always be undone).
+func (Driver) PutBack(_ context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
+	if _, err := os.Lstat(ref.Ref); err != nil {
+		return nil
+	}
+	if err := os.Rename(ref.Ref, v.Path); err != nil {
+		return fmt.Errorf("put the image of volume %q back: %w", v.Name, err)
+	}
+	return image.SyncPath(filepath.Dir(v.Path))
+}
+
+// RemovePoint implements storage.Driver. The internal snapshot of a
+// volume whose record is gone went with its image.
+func (Driver) RemovePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
+	meth, err := methodByName(ref.Method)
+	if err != nil {
+		return err
+	}
+	if ref.Method == MethodQcow2 && v.Path == "" {
+		return nil
+	}
+	return meth.remove(ctx, v, ref)
+}
+
+// PointExists implements storage.Driver.
+func (Driver) PointExists(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) (bool, error) {
+	meth, err := methodByName(ref.Method)
+	if err != nil {
+		return false, err
+	}
+	return meth.exists(ctx, v, ref)
+}
+
+// SamePoint implements storage.Driver: file points by content; internal
+// snapshots are never compared.
+func (Driver) SamePoint(_ context.Context, _ storage.Pool, _ storage.Volume, a, b storage.PointRef) (bool, error) {
+	if a.Method == MethodQcow2 || b.Method == MethodQcow2 {
+		return false, nil
+	}
+	return image.SameContent(a.Ref, b.Ref)
+}
+
+// CleanRestores implements storage.Driver: the temporary restored images
+// (IMAGE.strata-rollback-UID) of v.
+func (Driver) CleanRestores(_ storage.Pool, v storage.Volume) {
+	left, _ := filepath.Glob(globEscape(v.Path) + RollbackSuffix + "-*")
+	for _, tmp := range left {
+		if err := os.Remove(tmp); err == nil {
+			log.Info().Str("file", tmp).Msg("removed a restored copy an interrupted rollback left")
+		}
+	}
+}
+
+func newUID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // qcow2Internal keeps points inside the image (qemu-img snapshot), so no
 // backing chain grows and taking or applying one is O(1).
 type qcow2Internal struct{}
 
-func (qcow2Internal) plan(v storage.Volume, uid string) DiskPoint {
-	return DiskPoint{VolumeID: v.ID, Volume: v.Name, Format: v.Format, Method: MethodQcow2, Ref: "strata-" + uid}
+func (qcow2Internal) plan(_ storage.Volume, uid string) storage.PointRef {
+	return storage.PointRef{Method: MethodQcow2, Ref: "strata-" + uid}
 }
 
-func (qcow2Internal) take(ctx context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
+func (qcow2Internal) take(ctx context.Context, v storage.Volume, ref *storage.PointRef, _ storage.Progress) error {
 	if err := image.VerifyImage(v); err != nil { // qemu-img follows links
 		return err
 	}
 	return inuse.Without(ctx, v.Path, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", dp.Ref, v.Path)
+		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", ref.Ref, v.Path)
 	})
 }
 
@@ -174,18 +287,18 @@ func (qcow2Internal) take(ctx context.Context, v storage.Volume, dp *DiskPoint, 
 // cannot be opened by a guest started by hand before strata recovers; the
 // next restore finds it there, lets qemu-img repair it (check -r all) and
 // applies the snapshot again.
-func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error {
+func (qcow2Internal) restore(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
 	if err := image.VerifyImage(v); err != nil {
 		return err
 	}
-	applying := v.Path + applyingSuffix
+	applying := v.Path + ApplyingSuffix
 	_, err := os.Lstat(applying)
 	resumed := err == nil
 	if resumed {
 		if _, err := os.Lstat(v.Path); err == nil {
 			return storage.Errorf(storage.ErrPrecondition, "volume %q has both an image %q and one being rolled back (%q): strata cannot tell which is the disk; move the one that is not aside, then run strata doctor --repair", v.Name, v.Path, applying)
 		}
-		if err := inuse.Without(ctx, applying, func() error { _, err := repairQcow2(ctx, applying); return err }); err != nil {
+		if err := inuse.Without(ctx, applying, func() error { _, err := RepairQcow2(ctx, applying); return err }); err != nil {
 			return err
 		}
 	} else {
@@ -196,18 +309,18 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint
 			return err
 		}
 	}
-	crashpoint("rollback:qcow2-moved")
+	storage.Crashpoint("rollback:qcow2-moved")
 	if err := inuse.Without(ctx, applying, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-a", dp.Ref, applying)
+		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-a", ref.Ref, applying)
 	}); err != nil {
 		return err
 	}
-	crashpoint("rollback:qcow2-applied")
-	fp, _, err := fingerprintOf(applying)
+	storage.Crashpoint("rollback:qcow2-applied")
+	fp, _, err := storage.FingerprintOf(applying)
 	if err != nil {
 		return err
 	}
-	if err := s.record(fp); err != nil {
+	if err := s.Record(fp); err != nil {
 		return err
 	}
 	if err := os.Rename(applying, v.Path); err != nil {
@@ -216,11 +329,11 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, dp DiskPoint
 	return image.SyncPath(filepath.Dir(v.Path))
 }
 
-// repairQcow2 runs qemu-img check on an image and, if it reports anything
+// RepairQcow2 runs qemu-img check on an image and, if it reports anything
 // but a clean image, repairs it (-r all: leaked clusters, and reference
 // counts or copied flags that a write would trust). repaired tells whether
 // it had to.
-func repairQcow2(ctx context.Context, path string) (repaired bool, err error) {
+func RepairQcow2(ctx context.Context, path string) (repaired bool, err error) {
 	if run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-f", "qcow2", path) == nil {
 		return false, nil
 	}
@@ -231,20 +344,20 @@ func repairQcow2(ctx context.Context, path string) (repaired bool, err error) {
 	return true, nil
 }
 
-func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, dp DiskPoint) error {
+func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, ref storage.PointRef) error {
 	if err := image.VerifyImage(v); err != nil { // qemu-img follows links
 		return err
 	}
-	ok, err := m.exists(ctx, v, dp)
+	ok, err := m.exists(ctx, v, ref)
 	if err != nil || !ok {
 		return err
 	}
 	return inuse.Without(ctx, v.Path, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", dp.Ref, v.Path)
+		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", ref.Ref, v.Path)
 	})
 }
 
-func (qcow2Internal) exists(ctx context.Context, v storage.Volume, dp DiskPoint) (bool, error) {
+func (qcow2Internal) exists(ctx context.Context, v storage.Volume, ref storage.PointRef) (bool, error) {
 	if _, err := os.Stat(v.Path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
@@ -261,7 +374,7 @@ func (qcow2Internal) exists(ctx context.Context, v storage.Volume, dp DiskPoint)
 		return false, fmt.Errorf("qemu-img info %q: %w", v.Path, err)
 	}
 	for _, s := range info.Snapshots {
-		if s.Name == dp.Ref {
+		if s.Name == ref.Ref {
 			return true, nil
 		}
 	}
@@ -280,54 +393,54 @@ func (m fileCopy) name() string {
 	return MethodCopy
 }
 
-func (m fileCopy) plan(v storage.Volume, uid string) DiskPoint {
+func (m fileCopy) plan(v storage.Volume, uid string) storage.PointRef {
 	ext := filepath.Ext(v.Path)
-	ref := filepath.Join(filepath.Dir(v.Path), pointsDir, v.ID+"-"+uid+ext)
-	return DiskPoint{VolumeID: v.ID, Volume: v.Name, Format: v.Format, Method: m.name(), Ref: ref}
+	ref := filepath.Join(filepath.Dir(v.Path), PointsDir, v.ID+"-"+uid+ext)
+	return storage.PointRef{Method: m.name(), Ref: ref}
 }
 
-func (m fileCopy) take(ctx context.Context, v storage.Volume, dp *DiskPoint, prog storage.Progress) error {
+func (m fileCopy) take(ctx context.Context, v storage.Volume, ref *storage.PointRef, prog storage.Progress) error {
 	if err := image.VerifyImage(v); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
 		return err
 	}
-	if err := m.materialise(ctx, v.Path, dp.Ref, prog); err != nil {
+	if err := m.materialise(ctx, v.Path, ref.Ref, prog); err != nil {
 		return err
 	}
 	if !m.reflink {
-		info, err := image.InspectAs(dp.Ref, v.Format)
+		info, err := image.InspectAs(ref.Ref, v.Format)
 		if err != nil {
 			return err
 		}
-		dp.Bytes = &info.AllocatedBytes
+		ref.Bytes = &info.AllocatedBytes
 	}
-	return image.SyncPath(filepath.Dir(dp.Ref))
+	return image.SyncPath(filepath.Dir(ref.Ref))
 }
 
-// move makes a point of the live image itself (DiskPoint.Moved, planned
+// move makes a point of the live image itself (PointRef.Moved, planned
 // so before the point is recorded): the image is renamed into the point,
 // and the live name holds nothing until the rollback that replaces it puts
-// the restored image there (restoreStep.moveTo). No guest started by hand
+// the restored image there (RestoreStep.MoveTo). No guest started by hand
 // after a crash can open, and write over, the point's only copy.
-func (m fileCopy) move(_ context.Context, v storage.Volume, dp *DiskPoint, _ storage.Progress) error {
+func (m fileCopy) move(_ context.Context, v storage.Volume, ref *storage.PointRef, _ storage.Progress) error {
 	if err := image.VerifyImage(v); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dp.Ref), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
 		return err
 	}
 	info, err := image.InspectAs(v.Path, v.Format)
 	if err != nil {
 		return err
 	}
-	dp.Bytes = &info.AllocatedBytes
-	if err := os.Rename(v.Path, dp.Ref); err != nil {
+	ref.Bytes = &info.AllocatedBytes
+	if err := os.Rename(v.Path, ref.Ref); err != nil {
 		return fmt.Errorf("move the image of volume %q into its pre-rollback point: %w", v.Name, err)
 	}
-	crashpoint("rollback:copy-moved")
-	if err := image.SyncPath(filepath.Dir(dp.Ref)); err != nil {
+	storage.Crashpoint("rollback:copy-moved")
+	if err := image.SyncPath(filepath.Dir(ref.Ref)); err != nil {
 		return err
 	}
 	return image.SyncPath(filepath.Dir(v.Path))
@@ -355,27 +468,27 @@ func (m fileCopy) materialise(ctx context.Context, src, dst string, prog storage
 // live image's owner, mode and extended attributes (a hypervisor running
 // as another user, or confined by an SELinux label, must still open it),
 // and renames it over the live image.
-func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s restoreStep) error {
+func (m fileCopy) restore(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
 	if err := image.VerifyImage(v); err != nil {
 		return err
 	}
-	if tmp := leftRestored(v, s.done); tmp != "" {
+	if tmp := leftRestored(v, s.Done); tmp != "" {
 		if err := inuse.Keep(ctx, tmp); err != nil {
 			return err
 		}
 		return m.commitRestored(v, tmp, s)
 	}
-	tmp := v.Path + rollbackSuffix + "-" + newUID()
-	if err := m.materialise(ctx, dp.Ref, tmp, s.prog); err != nil {
+	tmp := v.Path + RollbackSuffix + "-" + newUID()
+	if err := m.materialise(ctx, ref.Ref, tmp, s.Progress); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	crashpoint("rollback:copy-made")
+	storage.Crashpoint("rollback:copy-made")
 	// The image the new one replaces gives it its identity; it may already
 	// have been moved into its point by an interrupted run of this step.
 	like := v.Path
-	if _, err := os.Lstat(like); err != nil && s.moveTo != "" {
-		like = s.moveTo
+	if _, err := os.Lstat(like); err != nil && s.MoveTo != "" {
+		like = s.MoveTo
 	}
 	if err := keepIdentity(like, tmp); err != nil {
 		os.Remove(tmp)
@@ -383,30 +496,30 @@ func (m fileCopy) restore(ctx context.Context, v storage.Volume, dp DiskPoint, s
 	}
 	// Held before it can be found under the live name.
 	err := inuse.Keep(ctx, tmp)
-	var fp fingerprint
+	var fp storage.Fingerprint
 	if err == nil {
-		fp, _, err = fingerprintOf(tmp)
+		fp, _, err = storage.FingerprintOf(tmp)
 	}
 	if err == nil {
-		err = s.record(fp)
+		err = s.Record(fp)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	crashpoint("rollback:copy-recorded")
+	storage.Crashpoint("rollback:copy-recorded")
 	return m.commitRestored(v, tmp, s)
 }
 
 // leftRestored finds the restored image an interrupted run of this step
 // left under its temporary name, in the state it recorded.
-func leftRestored(v storage.Volume, done *fingerprint) string {
+func leftRestored(v storage.Volume, done *storage.Fingerprint) string {
 	if done == nil {
 		return ""
 	}
-	left, _ := filepath.Glob(globEscape(v.Path) + rollbackSuffix + "-*")
+	left, _ := filepath.Glob(globEscape(v.Path) + RollbackSuffix + "-*")
 	for _, tmp := range left {
-		if fp, ok, err := fingerprintOf(tmp); err == nil && ok && fp == *done {
+		if fp, ok, err := storage.FingerprintOf(tmp); err == nil && ok && fp == *done {
 			return tmp
 		}
 	}
@@ -420,13 +533,13 @@ func globEscape(p string) string {
 
 // commitRestored puts the restored image tmp under the live name, the live
 // image moving into the pre-rollback point first where it is to.
-func (fileCopy) commitRestored(v storage.Volume, tmp string, s restoreStep) error {
-	if s.moveTo != "" {
+func (fileCopy) commitRestored(v storage.Volume, tmp string, s storage.RestoreStep) error {
+	if s.MoveTo != "" {
 		// The live image becomes the pre-rollback point's, unless an
 		// interrupted run moved it already (then the live name holds
 		// nothing, or an image this step restored).
-		if _, err := os.Lstat(s.moveTo); errors.Is(err, os.ErrNotExist) {
-			if err := os.Rename(v.Path, s.moveTo); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(s.MoveTo); errors.Is(err, os.ErrNotExist) {
+			if err := os.Rename(v.Path, s.MoveTo); err != nil && !errors.Is(err, os.ErrNotExist) {
 				os.Remove(tmp)
 				return fmt.Errorf("move the image of volume %q into its pre-rollback point: %w", v.Name, err)
 			}
@@ -436,8 +549,8 @@ func (fileCopy) commitRestored(v storage.Volume, tmp string, s restoreStep) erro
 		os.Remove(tmp)
 		return err
 	}
-	if s.moveTo != "" {
-		if err := image.SyncPath(filepath.Dir(s.moveTo)); err != nil {
+	if s.MoveTo != "" {
+		if err := image.SyncPath(filepath.Dir(s.MoveTo)); err != nil {
 			return err
 		}
 	}
@@ -468,40 +581,36 @@ func keepIdentity(live, tmp string) error {
 	return copyXattrs(live, tmp)
 }
 
-func (fileCopy) remove(_ context.Context, v storage.Volume, dp DiskPoint) error {
-	if dp.Moved && v.Path != "" {
+func (fileCopy) remove(_ context.Context, v storage.Volume, ref storage.PointRef) error {
+	if ref.Moved && v.Path != "" {
 		if _, err := os.Lstat(v.Path); errors.Is(err, os.ErrNotExist) {
 			// The point holds the live image, moved there by a rollback
 			// that never put another in its place: it goes back, never
 			// away.
-			if err := os.Rename(dp.Ref, v.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.Rename(ref.Ref, v.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("put the image of volume %q back: %w", v.Name, err)
 			}
 			return image.SyncPath(filepath.Dir(v.Path))
 		}
 	}
-	if err := os.Remove(dp.Ref); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(ref.Ref); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
 }
 
-func (fileCopy) exists(_ context.Context, _ storage.Volume, dp DiskPoint) (bool, error) {
-	_, err := os.Stat(dp.Ref)
+func (fileCopy) exists(_ context.Context, _ storage.Volume, ref storage.PointRef) (bool, error) {
+	_, err := os.Stat(ref.Ref)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-// skipSpaceCheck is a test-only switch (STRATA_TEST_SKIP_SPACE_CHECK=1)
-// that lets a copy run into a real ENOSPC.
-var skipSpaceCheck = os.Getenv("STRATA_TEST_SKIP_SPACE_CHECK") == "1"
-
 // checkSpace refuses a copy that cannot fit: the free space where it goes
 // must hold the source's allocated bytes.
 func checkSpace(src, dstDir string) error {
-	if skipSpaceCheck {
+	if storage.SkipSpaceCheck {
 		return nil
 	}
 	info, err := image.InspectAs(src, storage.FormatRaw) // the bytes it holds, whatever they say
