@@ -162,8 +162,8 @@ func ParseLVs(out []byte) ([]LV, error) {
 			return nil, fmt.Errorf("lv %q: metadata_percent: %w", l.Name, err)
 		}
 		l.Tags = splitTags(r["lv_tags"])
-		// A binary field reads as its name when set ("open"), else "".
-		l.DeviceOpen = r["lv_device_open"] != "" && r["lv_device_open"] != "0"
+		// "open", "" (closed) or "unknown" (inactive: no device).
+		l.DeviceOpen = r["lv_device_open"] == "open"
 		lvs = append(lvs, l)
 	}
 	return lvs, nil
