@@ -35,6 +35,7 @@ func TestCommandsAreBuiltAsLVMTakesThem(t *testing.T) {
 		{lvm.SnapshotArgs(lvm.SnapshotOptions{VG: "vg", Origin: "a", Name: "s", Size: 4 << 20, ReadOnly: true, Tags: []string{"strata"}}),
 			"lvm lvcreate --yes -s -n s -L 4194304b -p r --addtag strata vg/a"},
 		{lvm.RenameArgs("vg", "a", "b"), "lvm lvrename vg a b"},
+		{lvm.ExtendArgs("vg", "a", 80<<20), "lvm lvextend --yes -L 83886080b vg/a"},
 		{lvm.RemoveArgs("vg", "a"), "lvm lvremove --yes vg/a"},
 		{lvm.MergeArgs("vg", "s"), "lvm lvconvert --yes --merge --interval 1 vg/s"},
 		{lvm.ActivateArgs("vg", "a", true), "lvm lvchange -a y -K vg/a"},

@@ -41,7 +41,7 @@ var classes = []struct {
 	{storage.ErrInUse, nil, []string{"in use", "is open", "open logical volume", "device or resource busy", "still open"},
 		"stop what holds it open (a running guest, a mount) and try again"},
 	{storage.ErrNotFound, nil, []string{"not found", "failed to find", "doesn't exist", "does not exist", "no such", "cannot process volume group"}, ""},
-	{storage.ErrInvalid, nil, []string{"invalid", "is reserved", "not a valid", "too long", "must be", "unrecognised", "unrecognized", "please specify", "cannot be used with", "run `"}, ""},
+	{storage.ErrInvalid, nil, []string{"invalid", "is reserved", "not a valid", "too long", "must be", "unrecognised", "unrecognized", "please specify", "cannot be used with", "not larger than", "run `"}, ""},
 }
 
 // Classify turns a failed LVM command into a storage error of the right

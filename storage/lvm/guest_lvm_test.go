@@ -279,6 +279,18 @@ func TestGuestRealLVM(t *testing.T) {
 			t.Fatal("the lv set aside lost its bytes")
 		}
 		writeDev(t, live.Path, 0, fill('D', mib))
+		if err := c.Extend(ctx, vg, vol, 80*mib); err != nil {
+			t.Fatal(err)
+		}
+		if l := mustLV(t, c, vg, vol); l.Size != 80*mib {
+			t.Fatalf("extended to %d bytes", l.Size)
+		}
+		writeDev(t, live.Path, 79*mib, fill('E', mib))
+		if err := c.record("lvextend-smaller").Extend(ctx, vg, vol, 64*mib); !errors.Is(err, storage.ErrInvalid) {
+			t.Fatalf("extend to a smaller size: %v", err)
+		} else {
+			t.Logf("extend to a smaller size: %v", err)
+		}
 		if err := c.Remove(ctx, vg, aside); err != nil {
 			t.Fatal(err)
 		}

@@ -304,6 +304,24 @@ func (c *Client) Snapshot(ctx context.Context, o SnapshotOptions) error {
 	return c.change(ctx, fmt.Sprintf("snapshot %q of %q", o.VG+"/"+o.Name, o.VG+"/"+o.Origin), SnapshotArgs(o)...)
 }
 
+// ExtendArgs is the argv of Extend.
+func ExtendArgs(vg, name string, size int64) []string {
+	return []string{"lvm", "lvextend", "--yes", "-L", sizeArg(size), vg + "/" + name}
+}
+
+// Extend grows an LV (a volume, or a thin pool's data) to size bytes,
+// rounded up as at creation. There is no shrink: lvreduce cuts off
+// whatever the guest kept past the new end.
+func (c *Client) Extend(ctx context.Context, vg, name string, size int64) error {
+	if err := validPair(vg, name); err != nil {
+		return err
+	}
+	if size <= 0 {
+		return storage.Errorf(storage.ErrInvalid, "the new size of lv %q must be positive", vg+"/"+name)
+	}
+	return c.change(ctx, fmt.Sprintf("extend logical volume %q", vg+"/"+name), ExtendArgs(vg, name, size)...)
+}
+
 // RenameArgs is the argv of Rename.
 func RenameArgs(vg, from, to string) []string { return []string{"lvm", "lvrename", vg, from, to} }
 

@@ -32,7 +32,7 @@ func TestRealLVMInAGuest(t *testing.T) {
 	if os.Getenv(guestEnv) != "" {
 		t.Skip("already in the guest")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start := time.Now()
 	k, err := boottest.BuildRunKit(ctx, "", boottest.LVMSpec)
@@ -46,7 +46,7 @@ func TestRealLVMInAGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("test binary built in %v", time.Since(start).Round(time.Millisecond))
-	runCtx, cancelRun := context.WithTimeout(ctx, 3*time.Minute)
+	runCtx, cancelRun := context.WithTimeout(ctx, 6*time.Minute)
 	defer cancelRun()
 	res, err := k.Run(runCtx, boottest.RunOptions{
 		Program: bin,

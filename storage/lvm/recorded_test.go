@@ -149,6 +149,7 @@ func TestRecordedFailuresAreClassified(t *testing.T) {
 		"lvconvert-merge-invalid":  storage.ErrPrecondition,
 		"lvcreate-reserved-name":   storage.ErrInvalid,
 		"lvcreate-bad-size":        storage.ErrInvalid,
+		"lvextend-smaller":         storage.ErrInvalid,
 	} {
 		r := recording(t, name)
 		err := lvm.Classify(r.err(), "doing "+name)
