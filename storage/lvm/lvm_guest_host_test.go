@@ -61,7 +61,7 @@ func TestRealLVMInAGuest(t *testing.T) {
 		}
 		t.Fatalf("LVM guest: %v", err)
 	}
-	t.Logf("LVM guest: booted in %v, ran in %v, %v in all", res.Boot.Round(time.Millisecond), (res.Total - res.Boot).Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	t.Logf("LVM guest: booted in %v (kernel uptime %v), tests ran in %v, %v in all", res.Boot.Round(time.Millisecond), res.Uptime.Round(time.Millisecond), (res.Total - res.Boot).Round(time.Millisecond), res.Total.Round(time.Millisecond))
 	if res.ExitCode != 0 || !strings.Contains(res.Output, "--- PASS: TestGuestRealLVM") {
 		t.Fatalf("the guest's tests failed (exit code %d); console:\n%s", res.ExitCode, res.Console)
 	}

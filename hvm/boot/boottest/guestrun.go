@@ -440,7 +440,10 @@ type RunResult struct {
 	Console  string        // the kernel's and /init's console (ttyS0)
 	ExitCode int           // the program's exit code; -1 when it did not finish
 	Boot     time.Duration // from QEMU's start to the program's start
-	Total    time.Duration // from QEMU's start to its exit
+	// Uptime is the guest kernel's uptime when the program started:
+	// Boot less QEMU's own start and loading of the kernel and initramfs.
+	Uptime time.Duration
+	Total  time.Duration // from QEMU's start to its exit
 }
 
 // Run boots the kit with the program and waits for the guest to power
@@ -534,8 +537,11 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
-		if strings.HasPrefix(line, RunStart) {
+		if v, ok := strings.CutPrefix(line, RunStart); ok {
 			res.Boot = time.Since(start)
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				res.Uptime = time.Duration(f * float64(time.Second))
+			}
 			continue
 		}
 		if v, ok := strings.CutPrefix(line, RunExit); ok {
