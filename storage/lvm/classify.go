@@ -29,7 +29,7 @@ var classes = []struct {
 	phrase []string
 	hint   string
 }{
-	{storage.ErrNotSupported, nil, []string{"target(s) not detected", "/dev/mapper/control", "device-mapper driver", "not supported"},
+	{storage.ErrNotSupported, nil, []string{"target(s) not detected", "/dev/mapper/control", "device-mapper driver", "not supported", "unsupported"},
 		"load the device-mapper modules (dm-mod, dm-snapshot, dm-thin-pool) or use a host that has them"},
 	{storage.ErrBusy, nil, []string{"can't get lock", "giving up waiting for lock", "resource temporarily unavailable"},
 		"another lvm command holds the volume group's lock: try again"},

@@ -184,6 +184,11 @@ func TestRecordedFailuresAreClassified(t *testing.T) {
 	if !errors.Is(err, storage.ErrNotSupported) {
 		t.Errorf("no device-mapper is %v", err)
 	}
+	// Seen from lvcreate --type thin-pool --errorwhenfull y (2.03.16).
+	err = lvm.Classify(&run.Error{Argv: []string{"lvm", "lvcreate"}, ExitCode: 5, Stderr: "  Option --errorwhenfull is unsupported with thin pools.\n"}, "create")
+	if !errors.Is(err, storage.ErrNotSupported) {
+		t.Errorf("an unsupported option is %v", err)
+	}
 }
 
 // The Client runs exactly the argv the real LVM accepted in the guest,

@@ -556,6 +556,10 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 			fmt.Fprintln(o.Output, line)
 		}
 	}
+	// A line too long for the scanner ends the loop: keep reading, so
+	// that QEMU never blocks on a full pipe.
+	scanErr := sc.Err()
+	io.Copy(io.Discard, stdout)
 	werr := cmd.Wait()
 	res.Total = time.Since(start)
 	res.Output = out.String()
@@ -567,6 +571,8 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		return res, fmt.Errorf("run kit: the guest did not finish in time: %w", ctx.Err())
 	case werr != nil:
 		return res, fmt.Errorf("run kit: qemu: %v: %s", werr, strings.TrimSpace(stderr.String()))
+	case scanErr != nil:
+		return res, fmt.Errorf("run kit: reading the program's output: %w", scanErr)
 	case res.ExitCode < 0:
 		return res, errors.New("run kit: the guest powered off without the program's exit code (see its console)")
 	}
