@@ -18,13 +18,11 @@ import (
 	"time"
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
+	"github.com/strata-vm/strata/hvm/boot/boottest/guesttest"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/lvm"
 	"github.com/strata-vm/strata/storage/run"
 )
-
-// guestEnv is set by the host test in the guest's environment.
-const guestEnv = "STRATA_LVM_GUEST"
 
 // recordPrefix starts a line holding one recorded command (a Recording
 // as JSON) on the guest's output; the host test writes them to
@@ -81,7 +79,7 @@ func (r *recorder) record(name string) *recorder { r.next = name; return r }
 
 func inGuest(t *testing.T) {
 	t.Helper()
-	if os.Getenv(guestEnv) == "" {
+	if !guesttest.InGuest() {
 		t.Skip("runs inside the LVM test guest (TestRealLVMInAGuest boots it): the host has no device-mapper")
 	}
 }
