@@ -134,6 +134,22 @@ func name(t *testing.T, kind string, ids ...string) string {
 
 const mib = 1 << 20
 
+// A file the host test gives the guest (guesttest.Options.Files), as a
+// scenario gives it a static strata binary.
+const (
+	extraPath    = "strata/extra/hello"
+	extraContent = "hello from the host\n"
+)
+
+func TestGuestSeesTheFilesItWasGiven(t *testing.T) {
+	inGuest(t)
+	b, err := os.ReadFile("/" + extraPath)
+	fi, err2 := os.Stat("/" + extraPath)
+	if err != nil || err2 != nil || string(b) != extraContent || fi.Mode().Perm() != 0o750 {
+		t.Fatalf("/%s: %q %v %v %v", extraPath, b, err, fi, err2)
+	}
+}
+
 // One guest boot runs everything on one VG over the two scratch disks,
 // in order: thick LVs and classic snapshots, merge, overflow, thin pool,
 // thin snapshots and a rename-away rollback, tags, names, and real
@@ -187,6 +203,13 @@ func TestGuestRealLVM(t *testing.T) {
 		if got := readDev(t, s.Path, 0, mib); !bytes.Equal(got, fill('A', mib)) {
 			t.Fatal("the snapshot does not hold the origin's old bytes")
 		}
+		// LVM makes no classic snapshot of a classic snapshot: a thick
+		// rollback cannot merge a copy of a point made that way.
+		err := c.record("lvcreate-snapshot-of-snapshot").Snapshot(ctx, lvm.SnapshotOptions{VG: vg, Origin: point, Name: name(t, lvm.KindTemp, "x"), PercentOrigin: 100})
+		if err == nil {
+			t.Fatal("lvm made a snapshot of a classic snapshot")
+		}
+		t.Logf("snapshot of a snapshot: %v", err)
 		start = time.Now()
 		deferred, err := c.Merge(ctx, vg, point)
 		if err != nil || deferred {

@@ -20,9 +20,16 @@ const recordDir = "../../testdata/lvm"
 // STRATA_LVM_RECORD=1 the commands they recorded are written to
 // testdata/lvm for the host-side parsing tests.
 func TestRealLVMInAGuest(t *testing.T) {
-	res := guesttest.Run(t, boottest.LVMSpec, guesttest.Options{Run: "^TestGuest", Disks: []int64{256 << 20, 256 << 20}})
-	if !strings.Contains(res.Output, "--- PASS: TestGuestRealLVM") {
-		t.Fatal("TestGuestRealLVM did not pass in the guest")
+	extra := filepath.Join(t.TempDir(), "extra")
+	if err := os.WriteFile(extra, []byte(extraContent), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	res := guesttest.Run(t, boottest.LVMSpec, guesttest.Options{Run: "^TestGuest", Disks: []int64{256 << 20, 256 << 20},
+		Files: map[string]string{extraPath: extra}})
+	for _, name := range []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven"} {
+		if !strings.Contains(res.Output, "--- PASS: "+name) {
+			t.Fatalf("%s did not pass in the guest", name)
+		}
 	}
 	var recs []Recording
 	for _, l := range strings.Split(res.Output, "\n") {

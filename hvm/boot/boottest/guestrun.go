@@ -422,6 +422,11 @@ type RunOptions struct {
 	// naming the scratch disks.
 	Args []string
 	Env  []string
+	// Files are more files for the guest: path in the guest (relative,
+	// e.g. "strata/bin/strata") -> file on the host; executables keep
+	// their mode. A static strata binary goes here for scenarios that
+	// run it.
+	Files map[string]string
 	// Disks are the sizes in bytes of sparse raw scratch disks, attached
 	// as virtio disks (/dev/vda, /dev/vdb, ...) in this order.
 	Disks []int64
@@ -474,10 +479,6 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run kit: %w", err)
 	}
-	base, err := os.ReadFile(k.Initrd)
-	if err != nil {
-		return nil, err
-	}
 	// The run's part is a second archive appended to the kit's (the
 	// kernel unpacks them in order; each must start 4-byte aligned).
 	var a cpioArchive
@@ -485,6 +486,13 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	a.file("strata/args", 0o644, []byte(lines(o.Args)))
 	a.file("strata/env", 0o644, []byte(lines(o.Env)))
 	a.file("strata/disks", 0o644, []byte(strconv.Itoa(len(o.Disks))+"\n"))
+	if err := addFiles(&a, o.Files); err != nil {
+		return nil, err
+	}
+	base, err := os.ReadFile(k.Initrd)
+	if err != nil {
+		return nil, err
+	}
 	for len(base)%4 != 0 {
 		base = append(base, 0)
 	}
@@ -577,6 +585,41 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		return res, errors.New("run kit: the guest powered off without the program's exit code (see its console)")
 	}
 	return res, nil
+}
+
+// addFiles adds host files to a, under the guest paths given, with the
+// directories they need (those of the kit are there already; a
+// directory given twice is harmless to the kernel's unpacking).
+func addFiles(a *cpioArchive, files map[string]string) error {
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		if p == "" || filepath.IsAbs(p) || p != filepath.Clean(p) || strings.HasPrefix(p, "..") {
+			return fmt.Errorf("run kit: guest path %q must be relative and clean", p)
+		}
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	made := map[string]bool{}
+	for _, p := range paths {
+		var dirs []string
+		for d := filepath.Dir(p); d != "." && !made[d]; d = filepath.Dir(d) {
+			made[d] = true
+			dirs = append([]string{d}, dirs...)
+		}
+		for _, d := range dirs {
+			a.dir(d)
+		}
+		fi, err := os.Stat(files[p])
+		if err != nil {
+			return fmt.Errorf("run kit: %w", err)
+		}
+		b, err := os.ReadFile(files[p])
+		if err != nil {
+			return fmt.Errorf("run kit: %w", err)
+		}
+		a.file(p, uint32(fi.Mode().Perm()), b)
+	}
+	return nil
 }
 
 func lines(ss []string) string {

@@ -32,6 +32,9 @@ type Options struct {
 	Env []string
 	// Disks are the sizes of the scratch disks (boottest.RunOptions.Disks).
 	Disks []int64
+	// Files are more files for the guest (boottest.RunOptions.Files),
+	// e.g. {"strata/bin/strata": a static strata built by the test}.
+	Files map[string]string
 	// Timeout bounds the boot and the tests (default 6 minutes; TCG on
 	// a loaded machine is slow). The kit's first build has its own 15.
 	Timeout time.Duration
@@ -81,6 +84,7 @@ func Run(t testing.TB, spec boottest.RunKitSpec, g Options) *boottest.RunResult 
 		Args:    args,
 		Env:     append([]string{Env + "=1"}, g.Env...),
 		Disks:   g.Disks,
+		Files:   g.Files,
 		Output:  logWriter{t},
 	})
 	if err != nil {
