@@ -29,8 +29,9 @@ var classes = []struct {
 	phrase []string
 	hint   string
 }{
-	{storage.ErrNotSupported, nil, []string{"target(s) not detected", "/dev/mapper/control", "device-mapper driver", "not supported", "unsupported"},
+	{storage.ErrNotSupported, nil, []string{"target(s) not detected", "/dev/mapper/control", "device-mapper driver"},
 		"load the device-mapper modules (dm-mod, dm-snapshot, dm-thin-pool) or use a host that has them"},
+	{storage.ErrNotSupported, nil, []string{"not supported", "unsupported"}, ""},
 	{storage.ErrBusy, nil, []string{"can't get lock", "giving up waiting for lock", "resource temporarily unavailable"},
 		"another lvm command holds the volume group's lock: try again"},
 	{storage.ErrPrecondition, ErrNoSpace, []string{"insufficient free space", "insufficient suitable", "no free extents", "not enough free", "out of data space", "thin pool is full", "no space left"},
