@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,27 +45,30 @@ type Recording struct {
 
 const regenerate = "STRATA_LVM_RECORD=1 go test -tags urfave_cli_no_docs -count=1 -run TestRealLVMInAGuest ./storage/lvm"
 
-// recorder is a Client whose commands run for real; the next one after
-// record(name) is printed as a recording.
+// recorder is a Client whose commands run for real; the next ones after
+// record(names...) are printed as recordings, one name each in order
+// ("" skips a command).
 type recorder struct {
 	lvm.Client
 	version string
-	next    string
+	next    []string
 }
 
 func newRecorder(t *testing.T) *recorder {
 	r := &recorder{}
 	r.Exec = func(ctx context.Context, argv []string, change bool) ([]byte, error) {
 		out, err := run.Output(ctx, argv...)
-		if r.next != "" {
-			rec := Recording{Name: r.next, LVMVersion: r.version, Regenerate: regenerate, Argv: argv, Stdout: string(out)}
+		if len(r.next) > 0 && r.next[0] != "" {
+			rec := Recording{Name: r.next[0], LVMVersion: r.version, Regenerate: regenerate, Argv: argv, Stdout: string(out)}
 			var re *run.Error
 			if errors.As(err, &re) {
 				rec.ExitCode, rec.Stderr = re.ExitCode, re.Stderr
 			}
 			b, _ := json.Marshal(rec)
 			fmt.Printf("%s%s\n", recordPrefix, b)
-			r.next = ""
+		}
+		if len(r.next) > 0 {
+			r.next = r.next[1:]
 		}
 		return out, err
 	}
@@ -75,7 +80,7 @@ func newRecorder(t *testing.T) *recorder {
 	return r
 }
 
-func (r *recorder) record(name string) *recorder { r.next = name; return r }
+func (r *recorder) record(names ...string) *recorder { r.next = names; return r }
 
 func inGuest(t *testing.T) {
 	t.Helper()
@@ -234,13 +239,61 @@ func TestGuestRealLVM(t *testing.T) {
 		if !s.Attr.Invalid || !s.Attr.Snapshot {
 			t.Fatalf("an overflowed snapshot is not invalid: %+v", s)
 		}
-		_, err = c.record("lvconvert-merge-invalid").Merge(ctx, vg, small)
+		_, err = c.record("", "lvconvert-merge-invalid").Merge(ctx, vg, small)
 		if err == nil {
 			t.Fatal("merging an invalid snapshot succeeded")
 		}
 		t.Logf("merge of an invalid snapshot: %v", err)
 		if err := c.Remove(ctx, vg, small); err != nil {
 			t.Fatal(err)
+		}
+
+		// A merge into an origin in use (a mounted filesystem; an open
+		// file descriptor alone does not stop LVM 2.03.16 from merging
+		// at once) waits for the origin's next activation: Merge says
+		// so, and the snapshot stays, merging, until then. The marker
+		// is written past the small filesystem's end.
+		if out, err := exec.Command("mke2fs", "-q", l.Path, "8192").CombinedOutput(); err != nil {
+			t.Fatalf("mke2fs: %v %s", err, out)
+		}
+		writeDev(t, l.Path, 60*mib, fill('G', mib))
+		p2 := name(t, lvm.KindPoint, "0123456789abcdef", "p2")
+		if err := c.Snapshot(ctx, lvm.SnapshotOptions{VG: vg, Origin: vol, Name: p2, PercentOrigin: 100, Tags: tags}); err != nil {
+			t.Fatal(err)
+		}
+		writeDev(t, l.Path, 60*mib, fill('H', mib))
+		if err := syscall.Mount(l.Path, "/mnt", "ext2", 0, ""); err != nil {
+			t.Fatalf("mount: %v", err)
+		}
+		deferred, err = c.record("lvs-merge-snapshot", "lvconvert-merge-mounted", "lvs-merging-origin").Merge(ctx, vg, p2)
+		if uerr := syscall.Unmount("/mnt", 0); uerr != nil {
+			t.Fatalf("umount: %v", uerr)
+		}
+		if err != nil || !deferred {
+			t.Fatalf("merge into a mounted origin: deferred %v, %v", deferred, err)
+		}
+		if o := mustLV(t, c, vg, vol); !o.Attr.Merging || o.Attr.Type != 'O' {
+			t.Fatalf("the origin of a deferred merge reads %+v", o)
+		}
+		if _, err := c.LV(ctx, vg, p2); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the merging snapshot is not hidden: %v", err)
+		}
+		if err := c.Deactivate(ctx, vg, vol); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Activate(ctx, vg, vol); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		for i := 0; mustLV(t, c, vg, vol).Attr.Merging; i++ {
+			if i == 120 {
+				t.Fatal("the deferred merge did not finish after the origin's activation")
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		t.Logf("deferred merge done %v after the origin's activation", time.Since(start).Round(time.Millisecond))
+		if got := readDev(t, l.Path, 60*mib, mib); !bytes.Equal(got, fill('G', mib)) {
+			t.Fatal("after the deferred merge the origin does not hold the snapshot's bytes")
 		}
 		if err := c.Remove(ctx, vg, vol); err != nil {
 			t.Fatal(err)

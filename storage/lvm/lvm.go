@@ -2,7 +2,6 @@ package lvm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -358,24 +357,27 @@ func MergeArgs(vg, snapshot string) []string {
 }
 
 // Merge merges a classic snapshot into its origin, which consumes the
-// snapshot. When the origin is open LVM only marks the merge, which
-// happens at the origin's next activation: deferred is then true and the
-// snapshot still exists (Attr.Merging).
+// snapshot. When the origin is in use (open, mounted) LVM only marks the
+// merge, which happens at the origin's next activation: deferred is then
+// true, the origin reads Attr.Merging and the snapshot lives on as a
+// hidden LV ("[name]" in lvs -a, not found by name) until the merge is
+// done.
 func (c *Client) Merge(ctx context.Context, vg, snapshot string) (deferred bool, err error) {
-	if err := validPair(vg, snapshot); err != nil {
+	snap, err := c.LV(ctx, vg, snapshot)
+	if err != nil {
 		return false, err
+	}
+	if !snap.Attr.Snapshot || snap.Origin == "" {
+		return false, storage.Errorf(storage.ErrInvalid, "%q is not a classic snapshot: only those merge into their origin", vg+"/"+snapshot)
 	}
 	if err := c.change(ctx, fmt.Sprintf("merge snapshot %q", vg+"/"+snapshot), MergeArgs(vg, snapshot)...); err != nil {
 		return false, err
 	}
-	_, err = c.LV(ctx, vg, snapshot)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return false, nil
-	case err != nil:
+	origin, err := c.LV(ctx, vg, snap.Origin)
+	if err != nil {
 		return false, err
 	}
-	return true, nil
+	return origin.Attr.Merging, nil
 }
 
 // ActivateArgs is the argv of Activate (-K: also an LV with the

@@ -197,11 +197,21 @@ func TestRecordedFailuresAreClassified(t *testing.T) {
 // and reads its answers; a replayed failure comes back classified.
 func TestClientReplaysRecordedCommands(t *testing.T) {
 	ctx := context.Background()
-	replay := func(name string) *lvm.Client {
-		r := recording(t, name)
+	// replay answers each command with the next recording, which must
+	// have run the same argv.
+	replay := func(names ...string) *lvm.Client {
+		var recs []Recording
+		for _, n := range names {
+			recs = append(recs, recording(t, n))
+		}
 		return &lvm.Client{Exec: func(_ context.Context, argv []string, change bool) ([]byte, error) {
+			if len(recs) == 0 {
+				t.Fatalf("%v: ran %q after the last recording", names, argv)
+			}
+			r := recs[0]
+			recs = recs[1:]
 			if !slices.Equal(argv, r.Argv) {
-				t.Fatalf("%s: ran %q, the recording ran %q", name, argv, r.Argv)
+				t.Fatalf("%s: ran %q, the recording ran %q", r.Name, argv, r.Argv)
 			}
 			return []byte(r.Stdout), r.err()
 		}}
@@ -228,8 +238,13 @@ func TestClientReplaysRecordedCommands(t *testing.T) {
 	if err := replay("lvremove-open").Remove(ctx, "tvg", "strata.vol.fedcba9876543210"); !errors.Is(err, storage.ErrInUse) {
 		t.Fatal(err)
 	}
-	if _, err := replay("lvconvert-merge-invalid").Merge(ctx, "tvg", "strata.point.0123456789abcdef.small"); !errors.Is(err, storage.ErrPrecondition) {
+	if _, err := replay("lvs-classic-snapshot-invalid", "lvconvert-merge-invalid").Merge(ctx, "tvg", "strata.point.0123456789abcdef.small"); !errors.Is(err, storage.ErrPrecondition) {
 		t.Fatal(err)
+	}
+	// A merge into an origin in use is deferred: the origin reads
+	// merging afterwards.
+	if d, err := replay("lvs-merge-snapshot", "lvconvert-merge-mounted", "lvs-merging-origin").Merge(ctx, "tvg", "strata.point.0123456789abcdef.p2"); err != nil || !d {
+		t.Fatalf("deferred merge: %v %v", d, err)
 	}
 	// Checks before LVM: nothing runs.
 	never := &lvm.Client{Exec: func(context.Context, []string, bool) ([]byte, error) {
