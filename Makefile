@@ -11,7 +11,9 @@ TAGS    := urfave_cli_no_docs
 
 # CHECK=PACKAGE pairs for .ci/deps: what each target needs on the machine.
 # The test guest (cmd/strata-testguest, hvm/boot/boottest): its kernel and
-# busybox-static are downloaded with apt-get at build time, not installed.
+# busybox-static are downloaded with apt-get at build time, not installed;
+# so are lvm2, dmsetup and thin-provisioning-tools for the LVM test guest
+# (storage/lvm TestRealLVMInAGuest: the host has no device-mapper).
 GUEST_DEPS := apt-get=apt dpkg-deb=dpkg qemu-system-x86_64=qemu-system-x86 \
 	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
 DEMO_DEPS := qemu-img=qemu-utils sfdisk=fdisk mdir=mtools $(GUEST_DEPS)

@@ -31,6 +31,8 @@ var packages = map[string]string{
 	"virsh":              "libvirt-clients",
 	"virt-xml-validate":  "libvirt-clients libxml2-utils",
 	"lvcreate":           "lvm2",
+	"lvm":                "lvm2",
+	"dmsetup":            "dmsetup",
 	"sfdisk":             "fdisk",
 	"mdir":               "mtools",
 }

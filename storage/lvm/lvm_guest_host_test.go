@@ -1,0 +1,57 @@
+package lvm_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/strata-vm/strata/hvm/boot/boottest"
+	"github.com/strata-vm/strata/hvm/boot/boottest/guesttest"
+)
+
+// recordDir is where recordings go (STRATA_LVM_RECORD=1).
+const recordDir = "../../testdata/lvm"
+
+// The real LVM, in a TCG guest (the host has no device-mapper): this
+// package's tests compiled statically and run by the LVM run kit with two
+// 256 MiB scratch disks; every TestGuest* must pass there. With
+// STRATA_LVM_RECORD=1 the commands they recorded are written to
+// testdata/lvm for the host-side parsing tests.
+func TestRealLVMInAGuest(t *testing.T) {
+	extra := filepath.Join(t.TempDir(), "extra")
+	if err := os.WriteFile(extra, []byte(extraContent), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	res := guesttest.Run(t, boottest.LVMSpec, guesttest.Options{Run: "^TestGuest", Disks: []int64{256 << 20, 256 << 20},
+		Files: map[string]string{extraPath: extra}})
+	for _, name := range []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven"} {
+		if !strings.Contains(res.Output, "--- PASS: "+name) {
+			t.Fatalf("%s did not pass in the guest", name)
+		}
+	}
+	var recs []Recording
+	for _, l := range strings.Split(res.Output, "\n") {
+		if j, ok := strings.CutPrefix(l, recordPrefix); ok {
+			var r Recording
+			if err := json.Unmarshal([]byte(j), &r); err != nil {
+				t.Fatalf("recording %q: %v", j, err)
+			}
+			recs = append(recs, r)
+		}
+	}
+	if len(recs) < 10 {
+		t.Fatalf("the guest recorded %d commands", len(recs))
+	}
+	if os.Getenv("STRATA_LVM_RECORD") == "" {
+		return
+	}
+	for _, r := range recs {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		if err := os.WriteFile(filepath.Join(recordDir, r.Name+".json"), append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("wrote %d recordings to %s", len(recs), recordDir)
+}
