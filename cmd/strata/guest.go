@@ -368,9 +368,9 @@ func guestCommand() *cli.Command {
 			{
 				Name: "installed", Usage: "record that Windows was installed in a guest outside strata (guest install records its own): lint then holds HAL and activation changes against it", ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "acpi", Usage: "ACPI as Setup saw it, where it differs from the definition now"},
-					&cli.BoolFlag{Name: "apic", Usage: "APIC as Setup saw it, where it differs from the definition now"},
-					&cli.IntFlag{Name: "vcpus", Usage: "vCPUs Setup saw, where they differ from the definition now"},
+					&cli.BoolFlag{Name: "acpi", DefaultText: "the definition's", Usage: "ACPI as Setup saw it, where it differs from the definition now"},
+					&cli.BoolFlag{Name: "apic", DefaultText: "the definition's", Usage: "APIC as Setup saw it, where it differs from the definition now"},
+					&cli.IntFlag{Name: "vcpus", DefaultText: "the definition's", Usage: "vCPUs Setup saw, where they differ from the definition now"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {

@@ -214,7 +214,7 @@ func withUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = usageError
 		for _, f := range c.Flags {
-			if b, ok := f.(*cli.BoolFlag); ok && !b.Value {
+			if b, ok := f.(*cli.BoolFlag); ok && !b.Value && b.DefaultText == "" {
 				b.DisableDefaultText = true
 			}
 		}
