@@ -129,7 +129,7 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 // takeLive captures every disk of p while the guest runs (see above); on
 // error the caller undoes the point.
 func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []storage.Volume, o CreateOptions) error {
-	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused,
+	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused, Hold: l.bg.Run,
 		DuringPause: func() {
 			crashpoint("create:live-paused")
 			if killGuestAt == "create:live-paused" {
@@ -289,11 +289,23 @@ func (m *Manager) removeLive(ctx context.Context, l *liveGuest, p Point) error {
 	return m.removeFiles(ctx, p)
 }
 
-// abandonLive undoes what a live point a dead strata left inside the
-// running guest: its block jobs and backup nodes go, and a guest left
-// paused by it runs again.
-func abandonLive(ctx context.Context, l *liveGuest, p Point) {
-	boot.AbandonLive(ctx, l.mon, p.UID, !p.LivePaused)
-	l.thawAbandoned(ctx, p)
+// abandonLive undoes what a live point left inside the running guest:
+// its block jobs and backup nodes go, and a guest left paused by it runs
+// again. recovering: the point is a dead strata's; its pause hold
+// (boot.PauseHold) then says whether the guest is still paused or frozen
+// for it: without one, the guest's watcher has resumed and thawed it
+// already, and a pause seen now is its admin's, which stays.
+func abandonLive(ctx context.Context, l *liveGuest, p Point, recovering bool) {
+	resume, thaw := !p.LivePaused, true
+	if recovering {
+		h, _ := l.bg.Run.ReadHold()
+		held := h != nil && h.Point == p.UID
+		resume, thaw = held && h.Paused, held && h.Frozen
+	}
+	boot.AbandonLive(ctx, l.mon, p.UID, resume)
+	if thaw {
+		l.thawAbandoned(ctx, p)
+	}
+	_ = l.bg.Run.ClearHold(p.UID)
 	log.Warn().Str("guest", l.name).Int("point", p.ID).Msg("a live restore point was interrupted: its copies are cancelled and the guest runs again if it was left paused")
 }

@@ -94,6 +94,11 @@ type LiveRequest struct {
 	// the resume, whatever failed in between, with a deadline of its own
 	// (see agent.go).
 	Freeze, Thaw func(ctx context.Context) error
+	// Hold, if set, is the guest's runtime directory, where the point
+	// keeps a pause hold while the guest is paused or frozen for it
+	// (livehold.go): should this process die, the guest's watcher
+	// resumes and thaws the guest.
+	Hold *RunDir
 }
 
 // LiveResult is what a live point got.
@@ -240,9 +245,25 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	if req.MaxPause > 0 {
 		step = req.MaxPause + 5*time.Second
 	}
-	thaw, err := freezeFor(ctx, req)
+	hold, err := newHolder(req)
 	if err != nil {
 		return res, err
+	}
+	frozen := req.Freeze != nil
+	if err := hold.set(false, frozen); err != nil {
+		return res, err
+	}
+	thaw, err := freezeFor(ctx, req)
+	if err != nil {
+		// freezeFor thawed (or its error says it could not: the hold
+		// stays for the watcher to try again once this process ends).
+		if !errors.Is(err, errNotThawed) {
+			_ = hold.set(false, false)
+		}
+		return res, err
+	}
+	if err := hold.set(!req.Paused, frozen); err != nil {
+		return res, errors.Join(err, thaw())
 	}
 	pause, err := during(ctx, mon, req.MaxPause, func(left func() time.Duration) error {
 		if len(actions) > 0 {
@@ -278,7 +299,13 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 		}
 		return nil
 	})
-	err = errors.Join(err, thaw())
+	// A guest left paused (its resume failed) keeps its hold: the
+	// watcher resumes it once this process has ended.
+	notResumed := errors.Is(err, errNotResumed)
+	_ = hold.set(notResumed, frozen)
+	terr := thaw()
+	_ = hold.set(notResumed, frozen && errors.Is(terr, errNotThawed))
+	err = errors.Join(err, terr)
 	res.Pause = pause
 	if err != nil {
 		return res, err
@@ -295,6 +322,10 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	jobs = nil
 	return res, nil
 }
+
+// errNotResumed is the error of a pause whose resume failed while QEMU
+// still runs: the guest may be left paused.
+var errNotResumed = errors.New("resume the guest")
 
 // pauseFor pauses the guest, runs fn, and resumes it whatever fn did
 // (unless QEMU is gone); it returns how long the guest was paused.
@@ -327,7 +358,7 @@ func pauseFor(ctx context.Context, mon Monitor, max time.Duration, fn func(left 
 		if errors.Is(rerr, qmp.ErrClosed) {
 			return pause, errors.Join(ferr, fmt.Errorf("the guest's QEMU went away during the point: %w", rerr))
 		}
-		return pause, errors.Join(ferr, fmt.Errorf("resume the guest (it is paused: strata guest resume): %w", rerr))
+		return pause, errors.Join(ferr, fmt.Errorf("%w (it is paused: strata guest resume): %w", errNotResumed, rerr))
 	}
 	if p, ok := eventPause(rctx, events); ok {
 		pause = p
