@@ -279,9 +279,54 @@ func (d *Driver) liveState(ctx context.Context, g *boot.Guest, locked bool) (*bo
 		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q runs under the %s driver, not qemu: use --driver %s", g.Def.Name, st.Driver, st.Driver)
 	}
 	if st.Live() {
-		return st, nil
+		if st.Extra[startingKey] == "" {
+			return st, nil
+		}
+		// A start that is not done: under way (it holds the lock), or
+		// killed, leaving a QEMU that never ran the guest.
+		if !locked {
+			unlock, ok, err := tryLockRun(g.Run)
+			if err != nil || !ok {
+				return st, err
+			}
+			defer unlock()
+		}
+		return nil, reapStarting(g.Run, st)
 	}
 	return nil, settle(g.Run, st, locked)
+}
+
+// crashAt is the test-only fault injection hook snapshot has too
+// (STRATA_CRASH_AT): strata kills itself (SIGKILL) at the named step.
+var crashAt = os.Getenv("STRATA_CRASH_AT")
+
+func crashpoint(step string) {
+	if crashAt != "" && crashAt == step {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+}
+
+// startingKey marks a state.json (RunState.Extra) whose start has not
+// let the guest run yet.
+const startingKey = "starting"
+
+// reapStarting ends the QEMU of a start that was killed before it let
+// the guest run (its state.json still says starting; the caller holds the
+// runtime directory's lock, so no start is under way) and forgets it: the
+// guest never ran, so no stop is recorded.
+func reapStarting(rd *boot.RunDir, st *boot.RunState) error {
+	if cur, err := rd.ReadState(); err != nil || cur == nil || cur.PID != st.PID || cur.PIDStart != st.PIDStart || cur.Extra[startingKey] == "" {
+		return err // settled meanwhile
+	}
+	if _, err := signal(st, syscall.SIGKILL); err != nil {
+		return err
+	}
+	if !boot.WaitGone(context.Background(), st, 5*time.Second) {
+		return fmt.Errorf("QEMU (pid %d) of an interrupted start did not end after SIGKILL", st.PID)
+	}
+	removeTransient(rd)
+	return rd.ClearState()
 }
 
 // lockLive takes the runtime directory's lock and returns the live
@@ -457,6 +502,7 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	// Until state.json is written, a start killed here leaves a paused
 	// QEMU that the pidfile names: the next command reaps it.
+	crashpoint("start:launched")
 	if stateFile != nil {
 		// As long as reading the RAM takes, within reason.
 		lctx, lcancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -478,6 +524,12 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 			return fail(err)
 		}
 	}
+	// Recorded as starting until the guest was let run (or left paused
+	// as asked): a start killed before then leaves a QEMU that never
+	// ran the guest (waiting in prelaunch, or in inmigrate or paused
+	// with a memory state half loaded), which the next command ends as
+	// an orphan (liveState) instead of reporting a paused guest.
+	st.Extra = map[string]string{startingKey: "1"}
 	if err := rd.WriteState(*st); err != nil {
 		return fail(err)
 	}
@@ -486,10 +538,15 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if err := watcherReady(); err != nil {
 		return fail(err)
 	}
+	crashpoint("start:recorded")
 	if !o.Paused {
 		if _, err := c.Execute(qctx, "cont", nil); err != nil {
 			return fail(err)
 		}
+	}
+	st.Extra = nil
+	if err := rd.WriteState(*st); err != nil {
+		return fail(err)
 	}
 	if err := rd.ClearStopped(); err != nil {
 		return fail(err)
@@ -959,7 +1016,14 @@ func reap(rd *boot.RunDir) error {
 		return err
 	}
 	defer unlock()
-	if st, err := rd.ReadState(); err != nil || st != nil {
+	st, err := rd.ReadState()
+	if err != nil {
+		return nil
+	}
+	if st != nil {
+		if st.Live() && st.Extra[startingKey] != "" {
+			return reapStarting(rd, st)
+		}
 		return nil // a run on record: status settles it
 	}
 	return reapLocked(rd)
