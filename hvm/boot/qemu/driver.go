@@ -369,10 +369,23 @@ func settle(rd *boot.RunDir, st *boot.RunState, locked bool) error {
 	return finish(rd, st, rec)
 }
 
+// dialQMP connects to strata's QMP socket of the guest. QEMU serves one
+// client there at a time: one that holds it (another strata command on
+// the guest, or a program an admin connected) keeps strata waiting for
+// QEMU's greeting, which is an error of kind ErrBusy saying so.
 func dialQMP(ctx context.Context, rd *boot.RunDir) (*qmp.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return qmp.Dial(ctx, rd.Path(qmpSock))
+	c, err := qmp.Dial(ctx, rd.Path(qmpSock))
+	// A full queue of waiting clients refuses the connection (EAGAIN).
+	if errors.Is(err, qmp.ErrNoGreeting) || errors.Is(err, syscall.EAGAIN) {
+		name := filepath.Base(rd.Dir)
+		if sd, _ := readStarted(rd); sd != nil {
+			name = sd.Name
+		}
+		return nil, storage.Errorf(storage.ErrBusy, "another client holds the QMP monitor of guest %q (%s): QEMU serves one client at a time and did not answer strata within 5 s; try again once the other strata command on the guest is done, or end the program connected to that socket (if none is, QEMU hangs: strata guest kill %s)", name, rd.Path(qmpSock), name)
+	}
+	return c, err
 }
 
 // Start implements boot.Driver. A QEMU left by a start killed a moment
@@ -692,6 +705,9 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 		return d.status(g, st, boot.Stopping), nil
 	}
 	c, err := dialQMP(ctx, g.Run)
+	if errors.Is(err, storage.ErrBusy) {
+		return boot.Status{}, err
+	}
 	if err != nil {
 		// QEMU closes its sockets as it exits: give it a moment.
 		if boot.WaitGone(context.Background(), st, 3*time.Second) {
