@@ -290,3 +290,39 @@ func TestKilledQuiescedPointLeavesTheGuestRunningAndThawed(t *testing.T) {
 		t.Fatalf("points after the interrupted one: %+v", all)
 	}
 }
+
+// A hostile guest that floods its agent channel (and never answers) gets
+// a quiesced point refused within seconds (exit 7, saying the channel is
+// not the agent's), nothing recorded and the guest running; a
+// crash-consistent point of it still works.
+func TestQuiesceOfAGuestFloodingItsAgentChannelIsRefused(t *testing.T) {
+	k := linuxKit(t)
+	home := shortHome(t)
+	ok(t, home, "volume", "create", "qf-fs", "--size", "16M", "--format", "qcow2")
+	def := filepath.Join(t.TempDir(), "qf.yaml")
+	yaml := "api_version: strata/v1\nname: qf\nmemory: 256\ndriver: qemu\nos: linux\nfeatures:\n  guest_agent: true\n" +
+		"disks:\n  - volume: qf-fs\n    vdev: xvda\n    format: qcow2\n" +
+		"direct_boot:\n  kernel: " + k.Kernel + "\n  ramdisk: " + k.InitrdFor(boottest.ModeAgent) + "\n  cmdline: " + k.Append(boottest.ModeAgent, boottest.FloodingAgent) + "\n"
+	if err := os.WriteFile(def, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "guest", "define", "qf", "-f", def)
+	ok(t, home, "guest", "start", "qf", "--network", "none", "--wait-serial", boottest.AgentReady, "--wait-timeout", "3m")
+	t.Cleanup(func() { runIn(t, home, nil, "guest", "kill", "qf") })
+	start := time.Now()
+	fails(t, home, 7, []string{"not the QEMU guest agent's protocol", "nothing was recorded"}, "snapshot", "create", "qf", "--quiesce")
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the refusal took %v", d)
+	}
+	if out := ok(t, home, "--output", "json", "snapshot", "list", "qf"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("points after a refused --quiesce: %s", out)
+	}
+	if s := statusOf(t, home, "qf"); s.State != "running" {
+		t.Fatalf("the guest after a refused --quiesce: %+v", s)
+	}
+	var p livePoint
+	jsonOf(t, home, &p, "snapshot", "create", "qf")
+	if p.Consistency != "crash" || !p.Live {
+		t.Fatalf("a plain point of the flooding guest: %+v", p)
+	}
+}

@@ -146,6 +146,7 @@ func Watch(ctx context.Context, runDir string) error {
 	// A live point's pause hold (boot.PauseHold) whose holder died, or
 	// hung past its deadline, is resumed and thawed here: resume always
 	// happens, even when strata does not live to do it.
+	thawTries := map[string]int{}
 	tick := time.NewTicker(holdPoll)
 	defer tick.Stop()
 	events := c.Events()
@@ -153,7 +154,7 @@ func Watch(ctx context.Context, runDir string) error {
 		var ev qmp.Event
 		select {
 		case <-tick.C:
-			releaseHold(ctx, rd, c)
+			releaseHold(ctx, rd, c, thawTries)
 			continue
 		case e, ok := <-events:
 			if !ok {
@@ -203,13 +204,21 @@ func Watch(ctx context.Context, runDir string) error {
 // holdPoll is how often the watcher looks for a stale pause hold.
 const holdPoll = 200 * time.Millisecond
 
+// maxThawTries bounds the watcher's thaws of one point's frozen
+// filesystems: an agent that never thaws (hung, or hostile) is left to
+// guest status, which reports it, and doctor --repair.
+const maxThawTries = 3
+
 // releaseHold resumes (and thaws) a guest that a stale pause hold keeps
 // paused or frozen, and removes the hold once that is done; a hold that is
 // not stale is its live holder's.
-func releaseHold(ctx context.Context, rd *boot.RunDir, c *qmp.Client) {
+func releaseHold(ctx context.Context, rd *boot.RunDir, c *qmp.Client, thawTries map[string]int) {
 	h, err := rd.ReadHold()
 	if err != nil || h == nil || !h.Stale() {
 		return
+	}
+	if h.Frozen && !h.Paused && thawTries[h.Point] >= maxThawTries {
+		return // left for status to report and doctor --repair to retry
 	}
 	if resumed, err := boot.ResumeHeld(ctx, c, h); err != nil {
 		fmt.Fprintln(os.Stderr, "resume the guest an interrupted restore point left paused:", err)
@@ -219,8 +228,14 @@ func releaseHold(ctx context.Context, rd *boot.RunDir, c *qmp.Client) {
 	}
 	if h.Frozen {
 		if err := thawHeld(ctx, rd); err != nil {
+			thawTries[h.Point]++
 			fmt.Fprintln(os.Stderr, "thaw the filesystems an interrupted quiesced restore point left frozen:", err)
-			return // tried again at the next tick
+			if h.Paused {
+				// Resumed: the hold now says only frozen.
+				h.Paused = false
+				_ = boot.WriteRuntimeJSON(rd.Path(boot.HoldFile), h)
+			}
+			return // tried again at the next tick, up to maxThawTries
 		}
 		fmt.Fprintf(os.Stderr, "%s thawed the guest's filesystems an interrupted restore point (pid %d) left frozen\n", time.Now().UTC().Format(time.RFC3339), h.PID)
 	}
