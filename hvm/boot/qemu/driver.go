@@ -706,6 +706,11 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 	}
 	c, err := dialQMP(ctx, g.Run)
 	if errors.Is(err, storage.ErrBusy) {
+		// A QEMU being killed may refuse connections the same way for
+		// a moment.
+		if boot.WaitGone(context.Background(), st, time.Second) {
+			return d.Status(ctx, g)
+		}
 		return boot.Status{}, err
 	}
 	if err != nil {
