@@ -280,7 +280,11 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 		return res, err
 	}
 	if err := hold.set(!req.Paused, frozen); err != nil {
-		return res, errors.Join(err, thaw())
+		err = errors.Join(err, thaw())
+		if !errors.Is(err, errNotThawed) {
+			_ = hold.set(false, false)
+		}
+		return res, err
 	}
 	pause, err := during(ctx, mon, req.MaxPause, func(left func() time.Duration) error {
 		if len(actions) > 0 {
