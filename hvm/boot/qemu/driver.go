@@ -18,6 +18,9 @@
 //	started.json  what was started: name, disk paths, lifecycle (no secrets)
 //	intent.json   what strata asked for (stop, quit, kill) while it acts
 //	watcher.json  the watcher's pid and start time
+//	hold.json     a live point's pause hold while it pauses or freezes the
+//	              guest (boot.PauseHold): the watcher resumes and thaws a
+//	              guest whose holder died
 //	watch.log     the watcher's own messages
 //
 // The lifecycle actions are on the command line (-action, QEMU's own
@@ -34,6 +37,10 @@
 // (shutdown, quit, killed) wins over what the watcher saw. Whoever comes
 // first records the stop, under the runtime directory's lock; status
 // records "died" for a QEMU that ended with nobody to tell why.
+//
+// state.json says "starting" (Extra) until the start has let the guest
+// run: a start killed before then leaves a QEMU that never ran the guest,
+// which the next command ends as an orphan.
 //
 // Invariants: a pid is signalled only through a pidfd whose process has
 // the start time state.json recorded; a running guest is one whose
