@@ -196,6 +196,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	dirs := map[string]bool{}
 	var vols []storage.Volume
 	var points []Point
+	journals := map[string]journalEntry{} // target key → rollback under way
 	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
 		var err error
 		if vols, err = tx.Volumes(); err != nil {
@@ -222,6 +223,15 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		for _, md := range isos {
 			refs[filepath.Clean(md.Path)] = true
 		}
+		if err := tx.Scan(bJournal, "", func(k string, raw []byte) error {
+			var j journalEntry
+			if json.Unmarshal(raw, &j) == nil {
+				journals[k] = j
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
 			var p Point
 			if json.Unmarshal(raw, &p) == nil { // unreadable ones: above
@@ -240,6 +250,18 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		for _, d := range p.Disks {
 			if d.Moved && exists(d.Ref) {
 				movedAway[d.VolumeID] = true
+			}
+		}
+	}
+	// The volumes of a rollback a journal records: their restored copies
+	// (IMAGE.strata-rollback-UID) are the journal's, which --repair
+	// finishes or undoes, not orphans (an admin told so might remove one
+	// by hand first).
+	journaled := map[string]bool{}
+	for _, p := range points {
+		if j, ok := journals[p.TargetKey]; ok && (p.ID == j.To || p.ID == j.Pre) {
+			for _, d := range p.Disks {
+				journaled[d.VolumeID] = true
 			}
 		}
 	}
@@ -341,6 +363,11 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		for _, p := range paths {
 			if real, err := filepath.EvalSymlinks(p); refs[p] || (err == nil && refs[real]) {
 				continue
+			}
+			if base := filepath.Base(p); strings.Contains(base, dirdriver.RollbackSuffix) {
+				if v, ok := byPath[filepath.Join(d, base[:strings.Index(base, dirdriver.RollbackSuffix)])]; ok && journaled[v.ID] {
+					continue // the interrupted rollback's (reported above)
+				}
 			}
 			if !repair && m.inUseByOperation(p, byPath, byID) {
 				// A running point, rollback or flatten is making it.

@@ -64,16 +64,16 @@ func (m *Manager) fingerprint(v storage.Volume) (fingerprint, bool, error) {
 
 // liveDisk is how the hypervisor captures one disk of a live point: the
 // driver's live mechanism for the disk's method, as hvm/boot asks it.
-func (m *Manager) liveDisk(ctx context.Context, v storage.Volume, dp DiskPoint) (boot.LiveDisk, storage.LivePoint, error) {
+func (m *Manager) liveDisk(ctx context.Context, v storage.Volume, dp DiskPoint, passFile bool) (boot.LiveDisk, storage.LivePoint, error) {
 	drv, p, err := m.driverOf(v)
 	if err != nil {
 		return boot.LiveDisk{}, storage.LivePoint{}, err
 	}
-	lp, err := drv.LivePoint(ctx, p, v, dp.PointRef)
+	lp, err := drv.LivePoint(ctx, p, v, dp.PointRef, storage.LiveOptions{PassFile: passFile})
 	if err != nil {
 		return boot.LiveDisk{}, lp, err
 	}
-	ld := boot.LiveDisk{Path: v.Path, Name: lp.Name, Target: lp.Target, Clone: lp.Clone}
+	ld := boot.LiveDisk{Path: v.Path, Name: lp.Name, Target: lp.Target, Clone: lp.Clone, File: lp.File}
 	switch lp.Mechanism {
 	case storage.LiveInternal:
 		ld.Method = boot.LiveInternal

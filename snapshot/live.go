@@ -135,7 +135,7 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	if ss, ok := l.drv.(boot.StateSaver); ok && p.Memory != nil {
 		return m.takeSaved(ctx, l, ss, p, vols, o) // memory.go
 	}
-	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused,
+	req := boot.LiveRequest{ID: p.UID, MaxPause: o.MaxPause, Paused: l.paused, Hold: l.bg.Run,
 		DuringPause: func() {
 			crashpoint("create:live-paused")
 			if killGuestAt == "create:live-paused" {
@@ -154,13 +154,16 @@ func (m *Manager) takeLive(ctx context.Context, l *liveGuest, p *Point, vols []s
 	if l.agent != nil {
 		l.freezeHooks(&req)
 	}
+	// A monitor that passes descriptors (the qemu driver's) gets a live
+	// copy's target as one: no other user ever holds its path.
+	_, passFD := l.mon.(boot.FileMonitor)
 	lps := make([]storage.LivePoint, len(p.Disks))
 	for i := range p.Disks {
 		dp, v := &p.Disks[i], vols[i]
 		if err := image.VerifyImage(v); err != nil {
 			return err
 		}
-		ld, lp, err := m.liveDisk(ctx, v, *dp) // the driver's mechanism (driver.go)
+		ld, lp, err := m.liveDisk(ctx, v, *dp, passFD) // the driver's mechanism (driver.go)
 		if err != nil {
 			return err
 		}
@@ -222,11 +225,23 @@ func (m *Manager) removeLive(ctx context.Context, l *liveGuest, p Point) error {
 	return m.removeFiles(ctx, p)
 }
 
-// abandonLive undoes what a live point a dead strata left inside the
-// running guest: its block jobs and backup nodes go, and a guest left
-// paused by it runs again.
-func abandonLive(ctx context.Context, l *liveGuest, p Point) {
-	boot.AbandonLive(ctx, l.mon, p.UID, !p.LivePaused)
-	l.thawAbandoned(ctx, p)
+// abandonLive undoes what a live point left inside the running guest:
+// its block jobs and backup nodes go, and a guest left paused by it runs
+// again. recovering: the point is a dead strata's; its pause hold
+// (boot.PauseHold) then says whether the guest is still paused or frozen
+// for it: without one, the guest's watcher has resumed and thawed it
+// already, and a pause seen now is its admin's, which stays.
+func abandonLive(ctx context.Context, l *liveGuest, p Point, recovering bool) {
+	resume, thaw := !p.LivePaused, true
+	if recovering {
+		h, _ := l.bg.Run.ReadHold()
+		held := h != nil && h.Point == p.UID
+		resume, thaw = held && h.Paused, held && h.Frozen
+	}
+	boot.AbandonLive(ctx, l.mon, p.UID, resume)
+	if thaw {
+		l.thawAbandoned(ctx, p)
+	}
+	_ = l.bg.Run.ClearHold(p.UID)
 	log.Warn().Str("guest", l.name).Int("point", p.ID).Msg("a live restore point was interrupted: its copies are cancelled and the guest runs again if it was left paused")
 }

@@ -501,7 +501,7 @@ func (m *Manager) undoLive(ctx context.Context, t Target, l *liveGuest, p Point)
 	if err != nil {
 		return m.undoCreate(ctx, p)
 	}
-	abandonLive(ctx, l, p)
+	abandonLive(ctx, l, p, false)
 	if err := m.removeLive(ctx, l, p); err != nil {
 		return err
 	}
@@ -831,7 +831,7 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 			case stateCreating:
 				log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
 				if p.Live {
-					abandonLive(ctx, live, p)
+					abandonLive(ctx, live, p, true)
 				}
 				if err := m.removeLive(ctx, live, p); err != nil {
 					return err

@@ -23,7 +23,11 @@ import (
 // have an agent but whose agent does not answer (not installed, not
 // started, hung), that runs without the agent's channel, or that its
 // admin paused (a paused guest's agent cannot run) is refused as a failed
-// precondition (exit 7): the admin can fix it and try again. A freeze
+// precondition (exit 7): the admin can fix it and try again; so is one
+// whose channel carries what no agent sends (qga.ErrNotAgent: strata
+// reads at most qga.MaxMessage bytes at a time from the guest, and gives
+// up after qga.MaxStale bytes of noise, or at the command's deadline).
+// Nothing the guest sends makes strata wait past a deadline. A freeze
 // whose status is not "frozen" fails the point, which is undone; the
 // guest is thawed whatever happened. A point recorded with consistency
 // "filesystem" that a dead strata left is thawed too when it is undone.
@@ -44,6 +48,9 @@ func (l *liveGuest) quiesceAgent(ctx context.Context) (qga.Agent, error) {
 	a, err := ar.Agent(ctx, l.bg)
 	if errors.Is(err, qga.ErrNoAnswer) {
 		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q: its QEMU guest agent does not answer (is qemu-ga installed and running in the guest?), so its filesystems cannot be frozen and nothing was recorded: start qemu-ga in the guest and try again, or leave --quiesce out for a crash-consistent point", l.name)
+	}
+	if errors.Is(err, qga.ErrNotAgent) {
+		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q: %v, so its filesystems cannot be frozen and nothing was recorded: check what answers on the guest's port %s (qemu-ga should), or leave --quiesce out for a crash-consistent point", l.name, err, qga.ChannelName)
 	}
 	if err != nil {
 		return nil, err

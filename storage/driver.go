@@ -137,7 +137,7 @@ type PointDriver interface {
 	SamePoint(ctx context.Context, p Pool, v Volume, a, b PointRef) (bool, error)
 	// LivePoint is how a point of v is taken while a guest runs on it;
 	// the hypervisor does the capture in one pause of the guest.
-	LivePoint(ctx context.Context, p Pool, v Volume, ref PointRef) (LivePoint, error)
+	LivePoint(ctx context.Context, p Pool, v Volume, ref PointRef, o LiveOptions) (LivePoint, error)
 	// CleanRestores removes what interrupted restores of v left that no
 	// restore will use (called by recovery once it is done, under the
 	// volume's locks).
@@ -227,6 +227,10 @@ type LivePoint struct {
 	// Target: LiveBackup's target, made by the driver with the disk's
 	// virtual size.
 	Target string
+	// File: LiveBackup's target open read-write, when the caller asked
+	// for it (LiveOptions.PassFile): the hypervisor writes through the
+	// descriptor and the file stays strata's alone. Release closes it.
+	File *os.File
 	// Clone: LiveClone's capture, run while the guest is paused.
 	Clone func() error
 	// Release, if set, runs once the hypervisor is done, whatever the
@@ -235,6 +239,14 @@ type LivePoint struct {
 	// Finish, if set, runs after a successful capture (durability,
 	// Bytes).
 	Finish func(ctx context.Context, ref *PointRef) error
+}
+
+// LiveOptions are what a caller of LivePoint can take.
+type LiveOptions struct {
+	// PassFile: the caller hands the hypervisor descriptors (QMP add-fd),
+	// so a LiveBackup target comes open (LivePoint.File) and is never
+	// handed to another user by path and ownership.
+	PassFile bool
 }
 
 // PointOptions are the choices a caller makes for a new point.

@@ -120,3 +120,58 @@ func orphanPID(t *testing.T, home, guest string) string {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// qemuOf lists the QEMU processes whose command line names home.
+func qemuOf(t *testing.T, home string) []string {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(b), "qemu-system") || !strings.Contains(string(b), home+"/") {
+			continue
+		}
+		if st, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); strings.Contains(string(st), ") Z ") {
+			continue
+		}
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// `rollback --memory` killed (kill -9) while its QEMU loads the saved
+// memory, or after it recorded state.json but before it let the guest
+// run, leaves a QEMU that never ran the guest (inmigrate, or paused with
+// the memory loaded) holding its disks. Its state record is not complete
+// (it still says starting): the next command ends it as an orphan of a
+// killed start, status says stopped, no QEMU is left, and the rollback
+// run again resumes the guest.
+func TestRollbackMemoryKilledWhileQEMUResumesLeavesTheGuestStopped(t *testing.T) {
+	home := shortHome(t)
+	bootSectorGuest(t, home, "rk", "STRATA-RK", boottest.Halt)
+	ok(t, home, "guest", "start", "rk", "--wait-serial", "STRATA-RK")
+	t.Cleanup(func() { runIn(t, home, nil, "guest", "kill", "rk") })
+	ok(t, home, "snapshot", "create", "rk", "--name", "mem", "--memory", "--max-pause", "30s")
+	ok(t, home, "guest", "kill", "rk")
+	for _, step := range []string{"start:launched", "start:recorded"} {
+		r := runIn(t, home, []string{"STRATA_CRASH_AT=" + step}, "snapshot", "rollback", "rk", "mem", "--memory")
+		if r.code == 0 {
+			t.Fatalf("%s: the killed rollback exited 0: %s", step, r.stderr)
+		}
+		if len(qemuOf(t, home)) == 0 {
+			t.Fatalf("%s: the killed rollback left no QEMU (the test needs one)", step)
+		}
+		if s := statusOf(t, home, "rk"); s.State != "stopped" {
+			t.Fatalf("%s: status after a rollback --memory killed before the guest ran: %+v", step, s)
+		}
+		for deadline := time.Now().Add(5 * time.Second); len(qemuOf(t, home)) > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: QEMU %v still runs after status said stopped", step, qemuOf(t, home))
+			}
+		}
+	}
+	ok(t, home, "snapshot", "rollback", "rk", "mem", "--memory")
+	if s := statusOf(t, home, "rk"); s.State != "running" {
+		t.Fatalf("status after the rollback: %+v", s)
+	}
+}

@@ -244,6 +244,9 @@ func printStatus(c *cli.Context, st boot.Status) error {
 	return emit(c, st, func(w *tabwriter.Writer) {
 		row(w, "guest:", st.Guest)
 		row(w, "state:", st.State)
+		if st.Hold != "" {
+			row(w, "hold:", st.Hold)
+		}
 		if st.Driver != "" {
 			row(w, "driver:", st.Driver)
 		}

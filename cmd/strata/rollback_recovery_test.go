@@ -606,3 +606,25 @@ func TestSignalDuringDeleteFinishesIt(t *testing.T) {
 		t.Errorf("points %q, want none", got)
 	}
 }
+
+// Plain doctor after a rollback killed with its restored copy made
+// reports the interrupted rollback, and not the copy as an orphan file
+// (an admin told "a file no volume references" might delete it before
+// --repair): the copy is the journal's, and --repair finishes with it.
+func TestDoctorCountsAnInterruptedRollbacksCopyAsItsJournals(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	r, _ := guestWithTwoDisks(t, home)
+	crash(t, home, "rollback:copy-made", "snapshot", "rollback", "web", "1")
+	if left, _ := filepath.Glob(r.path + ".strata-rollback-*"); len(left) != 1 {
+		t.Fatalf("the crash was to leave one restored copy: %v", left)
+	}
+	fs, code := doctor(t, home)
+	if code != 7 || kinds(fs) != "interrupted-operation" {
+		t.Errorf("doctor after a rollback killed with its copy made: exit %d, %+v", code, fs)
+	}
+	ok(t, home, "doctor", "--repair")
+	r.expect(t, 0x0a, "raw disk")
+	if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
+		t.Errorf("doctor after --repair: exit %d, %+v", code, fs)
+	}
+}

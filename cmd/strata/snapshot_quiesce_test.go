@@ -224,3 +224,105 @@ func TestQuiescedLivePointThroughLibvirt(t *testing.T) {
 		t.Fatalf("after the point: %+v", s)
 	}
 }
+
+// A strata killed while the guest is paused and its filesystems frozen
+// for a quiesced point leaves neither: the guest's watcher resumes the
+// guest and thaws its filesystems through the agent, with no strata
+// command run (the guest's own thaw hook runs, the agent reports the
+// filesystems thawed and the guest writes on); the next point undoes
+// the interrupted one.
+func TestKilledQuiescedPointLeavesTheGuestRunningAndThawed(t *testing.T) {
+	k := linuxKit(t)
+	home := shortHome(t)
+	ok(t, home, "volume", "create", "qk-fs", "--size", "16M", "--format", "qcow2")
+	def := filepath.Join(t.TempDir(), "qk.yaml")
+	yaml := "api_version: strata/v1\nname: qk\nmemory: 256\ndriver: qemu\nos: linux\nfeatures:\n  guest_agent: true\n" +
+		"disks:\n  - volume: qk-fs\n    vdev: xvda\n    format: qcow2\n" +
+		"direct_boot:\n  kernel: " + k.Kernel + "\n  ramdisk: " + k.InitrdFor(boottest.ModeAgent) + "\n  cmdline: " + k.Append(boottest.ModeAgent) + "\n"
+	if err := os.WriteFile(def, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "guest", "define", "qk", "-f", def)
+	ok(t, home, "guest", "start", "qk", "--network", "none", "--wait-serial", boottest.AgentReady, "--wait-timeout", "3m")
+	t.Cleanup(func() { runIn(t, home, nil, "guest", "kill", "qk") })
+	waitSerialLog(t, home, "qk", regexp.QuoteMeta(boottest.AgentWrote)+"3", time.Minute)
+
+	r := runIn(t, home, []string{"STRATA_CRASH_AT=create:live-paused"}, "snapshot", "create", "qk", "--name", "torn", "--quiesce")
+	if r.code == 0 {
+		t.Fatalf("the killed point exited 0: %s", r.stderr)
+	}
+	serial := filepath.Join(home, "run", guestID(t, home, "qk"), "serial.log")
+	var frz int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(serial)
+		s := string(b)
+		frz = strings.LastIndex(s, boottest.AgentFreezeHook+"freeze")
+		if frz >= 0 && strings.Contains(s[frz:], boottest.AgentFreezeHook+"thaw") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after strata died with the guest frozen, the guest is not thawed (freeze hook at %d):\n%s", frz, s[max(0, len(s)-2000):])
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := qga.Dial(ctx, filepath.Join(home, "run", guestID(t, home, "qk"), "agent.sock"))
+	if err != nil {
+		t.Fatalf("the agent after the interrupted point: %v", err)
+	}
+	s, err := qga.FreezeStatus(ctx, a)
+	a.Close()
+	if err != nil || s != qga.Thawed {
+		t.Fatalf("the guest's filesystems after the interrupted point: %q, %v", s, err)
+	}
+	if st := statusOf(t, home, "qk"); st.State != "running" {
+		t.Fatalf("the guest after the interrupted point: %+v", st)
+	}
+	b, _ := os.ReadFile(serial)
+	n := lastWrote(string(b))
+	waitSerialLog(t, home, "qk", regexp.QuoteMeta(boottest.AgentWrote)+strconv.Itoa(n+3)+"\r?\n", time.Minute)
+
+	var p livePoint
+	jsonOf(t, home, &p, "snapshot", "create", "qk", "--name", "next", "--quiesce")
+	var all []livePoint
+	jsonOf(t, home, &all, "snapshot", "list", "qk")
+	if len(all) != 1 || all[0].ID != p.ID || p.Consistency != "filesystem" {
+		t.Fatalf("points after the interrupted one: %+v", all)
+	}
+}
+
+// A hostile guest that floods its agent channel (and never answers) gets
+// a quiesced point refused within seconds (exit 7, saying the channel is
+// not the agent's), nothing recorded and the guest running; a
+// crash-consistent point of it still works.
+func TestQuiesceOfAGuestFloodingItsAgentChannelIsRefused(t *testing.T) {
+	k := linuxKit(t)
+	home := shortHome(t)
+	ok(t, home, "volume", "create", "qf-fs", "--size", "16M", "--format", "qcow2")
+	def := filepath.Join(t.TempDir(), "qf.yaml")
+	yaml := "api_version: strata/v1\nname: qf\nmemory: 256\ndriver: qemu\nos: linux\nfeatures:\n  guest_agent: true\n" +
+		"disks:\n  - volume: qf-fs\n    vdev: xvda\n    format: qcow2\n" +
+		"direct_boot:\n  kernel: " + k.Kernel + "\n  ramdisk: " + k.InitrdFor(boottest.ModeAgent) + "\n  cmdline: " + k.Append(boottest.ModeAgent, boottest.FloodingAgent) + "\n"
+	if err := os.WriteFile(def, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "guest", "define", "qf", "-f", def)
+	ok(t, home, "guest", "start", "qf", "--network", "none", "--wait-serial", boottest.AgentReady, "--wait-timeout", "3m")
+	t.Cleanup(func() { runIn(t, home, nil, "guest", "kill", "qf") })
+	start := time.Now()
+	fails(t, home, 7, []string{"not the QEMU guest agent's protocol", "nothing was recorded"}, "snapshot", "create", "qf", "--quiesce")
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the refusal took %v", d)
+	}
+	if out := ok(t, home, "--output", "json", "snapshot", "list", "qf"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("points after a refused --quiesce: %s", out)
+	}
+	if s := statusOf(t, home, "qf"); s.State != "running" {
+		t.Fatalf("the guest after a refused --quiesce: %+v", s)
+	}
+	var p livePoint
+	jsonOf(t, home, &p, "snapshot", "create", "qf")
+	if p.Consistency != "crash" || !p.Live {
+		t.Fatalf("a plain point of the flooding guest: %+v", p)
+	}
+}

@@ -28,6 +28,10 @@ type AgentReacher interface {
 	Agent(ctx context.Context, g *Guest) (qga.Agent, error)
 }
 
+// errNotThawed is the error of a thaw that failed: the guest's
+// filesystems may still be frozen.
+var errNotThawed = errors.New("thaw the guest's filesystems")
+
 // freezeFor runs req.Freeze, if any, and returns the thaw to run once the
 // guest has resumed (a no-op without Freeze). A freeze that failed is
 // thawed at once (the guest may have frozen some filesystems, or freeze
@@ -45,7 +49,7 @@ func freezeFor(ctx context.Context, req LiveRequest) (thaw func() error, err err
 		// Its own deadline (the hook's): an interrupted command must
 		// still thaw the guest.
 		if err := req.Thaw(context.WithoutCancel(ctx)); err != nil {
-			return fmt.Errorf("thaw the guest's filesystems (they may still be frozen: its writes wait until they are thawed): %w", err)
+			return fmt.Errorf("%w (they may still be frozen: its writes wait until they are thawed): %w", errNotThawed, err)
 		}
 		return nil
 	}

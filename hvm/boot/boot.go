@@ -29,6 +29,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -128,6 +129,28 @@ type Status struct {
 	Disks []string `json:"disks,omitempty"`
 	// Features are what the driver running the guest can do with it now.
 	Features []Feature `json:"features,omitempty"`
+	// Hold says why a live restore point keeps the guest paused or its
+	// filesystems frozen (PauseHold), empty when none does.
+	Hold string `json:"hold,omitempty"`
+}
+
+// HoldNote says what the pause hold h does to a guest in state s, ""
+// when nothing.
+func HoldNote(h *PauseHold, s State) string {
+	if h == nil || !h.Paused && !h.Frozen || h.Paused && s != Paused && !h.Frozen {
+		return ""
+	}
+	what := "paused"
+	switch {
+	case h.Frozen && h.Paused && s == Paused:
+		what = "paused, its filesystems frozen,"
+	case h.Frozen:
+		what = "left with its filesystems frozen"
+	}
+	if h.Stale() {
+		return what + " by an interrupted restore point (run strata doctor --repair)"
+	}
+	return fmt.Sprintf("%s for a restore point strata (pid %d) is taking", what, h.PID)
 }
 
 // Guest is what a driver runs: a definition whose disks are resolved to

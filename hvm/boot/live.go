@@ -65,6 +65,11 @@ type LiveDisk struct {
 	// Target: LiveBackup's target file, which must exist with the disk's
 	// virtual size (raw); QEMU writes the point into it.
 	Target string
+	// File, if set, is Target opened for reading and writing: QEMU gets
+	// this descriptor (add-fd over the monitor, a FileMonitor) and never
+	// opens Target by its path, so the file can stay strata's own, in
+	// its root-only directory, while QEMU writes it (liveTarget).
+	File *os.File
 	// Clone: LiveClone's capture, run while the guest is paused.
 	Clone func() error
 }
@@ -94,6 +99,11 @@ type LiveRequest struct {
 	// the resume, whatever failed in between, with a deadline of its own
 	// (see agent.go).
 	Freeze, Thaw func(ctx context.Context) error
+	// Hold, if set, is the guest's runtime directory, where the point
+	// keeps a pause hold while the guest is paused or frozen for it
+	// (livehold.go): should this process die, the guest's watcher
+	// resumes and thaws the guest.
+	Hold *RunDir
 }
 
 // LiveResult is what a live point got.
@@ -186,6 +196,7 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	}
 	var actions []map[string]any
 	var targets, jobs []string
+	var fdsets []int64
 	defer func() {
 		// Backup targets leave QEMU once their jobs are over (or never
 		// began): the point's file is then the caller's alone.
@@ -197,6 +208,10 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 		}
 		for _, n := range targets {
 			_, _ = mon.Execute(dctx, "blockdev-del", map[string]any{"node-name": n})
+		}
+		// QEMU closes a set's descriptors once removed and unused.
+		for _, id := range fdsets {
+			_, _ = mon.Execute(dctx, "remove-fd", map[string]any{"fdset-id": id})
 		}
 	}()
 	for i, d := range req.Disks {
@@ -211,9 +226,16 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 			target := fmt.Sprintf("strata-bk-%s-%d", req.ID, i)
 			// Zeros become holes in the target: the copy stays as
 			// sparse as the disk.
+			filename, fdset, err := liveTarget(ctx, mon, d, target)
+			if err != nil {
+				return res, err
+			}
+			if fdset >= 0 {
+				fdsets = append(fdsets, fdset)
+			}
 			if _, err := mon.Execute(ctx, "blockdev-add", map[string]any{"driver": "raw", "node-name": target,
 				"discard": "unmap", "detect-zeroes": "unmap",
-				"file": map[string]any{"driver": "file", "filename": d.Target, "discard": "unmap"}}); err != nil {
+				"file": map[string]any{"driver": "file", "filename": filename, "discard": "unmap"}}); err != nil {
 				return res, fmt.Errorf("open the point's file %s in QEMU: %w", d.Target, err)
 			}
 			targets = append(targets, target)
@@ -240,8 +262,28 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	if req.MaxPause > 0 {
 		step = req.MaxPause + 5*time.Second
 	}
+	hold, err := newHolder(req)
+	if err != nil {
+		return res, err
+	}
+	frozen := req.Freeze != nil
+	if err := hold.set(false, frozen); err != nil {
+		return res, err
+	}
 	thaw, err := freezeFor(ctx, req)
 	if err != nil {
+		// freezeFor thawed (or its error says it could not: the hold
+		// stays for the watcher to try again once this process ends).
+		if !errors.Is(err, errNotThawed) {
+			_ = hold.set(false, false)
+		}
+		return res, err
+	}
+	if err := hold.set(!req.Paused, frozen); err != nil {
+		err = errors.Join(err, thaw())
+		if !errors.Is(err, errNotThawed) {
+			_ = hold.set(false, false)
+		}
 		return res, err
 	}
 	pause, err := during(ctx, mon, req.MaxPause, func(left func() time.Duration) error {
@@ -278,7 +320,13 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 		}
 		return nil
 	})
-	err = errors.Join(err, thaw())
+	// A guest left paused (its resume failed) keeps its hold: the
+	// watcher resumes it once this process has ended.
+	notResumed := errors.Is(err, errNotResumed)
+	_ = hold.set(notResumed, frozen)
+	terr := thaw()
+	_ = hold.set(notResumed, frozen && errors.Is(terr, errNotThawed))
+	err = errors.Join(err, terr)
 	res.Pause = pause
 	if err != nil {
 		return res, err
@@ -294,6 +342,35 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	}
 	jobs = nil
 	return res, nil
+}
+
+// errNotResumed is the error of a pause whose resume failed while QEMU
+// still runs: the guest may be left paused.
+var errNotResumed = errors.New("resume the guest")
+
+// liveTarget returns the filename QEMU opens a backup target by: with
+// d.File, a descriptor set of its own (add-fd, "/dev/fdset/N"; the set's
+// id returned for remove-fd; its opaque is the target's node name, so
+// that AbandonLive finds it), else Target's path (fdset -1).
+func liveTarget(ctx context.Context, mon Monitor, d LiveDisk, node string) (string, int64, error) {
+	if d.File == nil {
+		return d.Target, -1, nil
+	}
+	fm, ok := mon.(FileMonitor)
+	if !ok {
+		return "", -1, storage.Errorf(storage.ErrNotSupported, "this guest's monitor cannot pass a file to QEMU, so the point's copy %s cannot be handed over as one", d.Target)
+	}
+	raw, err := fm.ExecuteFile(ctx, "add-fd", map[string]any{"opaque": node}, d.File)
+	if err != nil {
+		return "", -1, fmt.Errorf("pass the point's file %s to QEMU: %w", d.Target, err)
+	}
+	var fi struct {
+		FDSet int64 `json:"fdset-id"`
+	}
+	if err := json.Unmarshal(raw, &fi); err != nil {
+		return "", -1, fmt.Errorf("add-fd: %w", err)
+	}
+	return fmt.Sprintf("/dev/fdset/%d", fi.FDSet), fi.FDSet, nil
 }
 
 // pauseFor pauses the guest, runs fn, and resumes it whatever fn did
@@ -327,7 +404,7 @@ func pauseFor(ctx context.Context, mon Monitor, max time.Duration, fn func(left 
 		if errors.Is(rerr, qmp.ErrClosed) {
 			return pause, errors.Join(ferr, fmt.Errorf("the guest's QEMU went away during the point: %w", rerr))
 		}
-		return pause, errors.Join(ferr, fmt.Errorf("resume the guest (it is paused: strata guest resume): %w", rerr))
+		return pause, errors.Join(ferr, fmt.Errorf("%w (it is paused: strata guest resume): %w", errNotResumed, rerr))
 	}
 	if p, ok := eventPause(rctx, events); ok {
 		pause = p
@@ -499,7 +576,8 @@ func LiveInternalExists(ctx context.Context, mon Monitor, path, name string) (bo
 
 // AbandonLive undoes what an interrupted live point (id as in
 // LiveRequest.ID) left inside a running guest's QEMU: its block jobs are
-// cancelled and dismissed, its backup target nodes deleted, a memory
+// cancelled and dismissed, its backup target nodes deleted and their
+// descriptor sets removed, a memory
 // point's migration cancelled (one that completed leaves QEMU in
 // postmigrate, which counts as paused here), and, with
 // resume (the point paused a running guest), a guest left paused runs
@@ -525,6 +603,23 @@ func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
 		for _, n := range ns {
 			if strings.HasPrefix(n.NodeName, "strata-bk-"+id+"-") {
 				_, _ = mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": n.NodeName})
+			}
+		}
+	}
+	if raw, err := mon.Execute(ctx, "query-fdsets", nil); err == nil {
+		var sets []struct {
+			ID  int64 `json:"fdset-id"`
+			FDs []struct {
+				Opaque string `json:"opaque"`
+			} `json:"fds"`
+		}
+		_ = json.Unmarshal(raw, &sets)
+		for _, set := range sets {
+			for _, fd := range set.FDs {
+				if strings.HasPrefix(fd.Opaque, "strata-bk-"+id+"-") {
+					_, _ = mon.Execute(ctx, "remove-fd", map[string]any{"fdset-id": set.ID})
+					break
+				}
 			}
 		}
 	}

@@ -69,7 +69,16 @@ func (m *Manager) AttachDisk(ctx context.Context, name string, d hvm.Disk) (out 
 				if err := m.checkNewDisk(ctx, l, out, rd); err != nil {
 					return err
 				}
-				return at.AttachDisk(ctx, l.bg, rd)
+				err := at.AttachDisk(ctx, l.bg, rd)
+				if err != nil && !errors.Is(err, storage.ErrInUse) {
+					// Another guest (or program) may have taken the image
+					// since the check (QEMU's image lock then refuses it):
+					// the check again names the holder.
+					if cerr := m.checkNewDisk(ctx, l, out, rd); errors.Is(cerr, storage.ErrInUse) {
+						return cerr
+					}
+				}
+				return err
 			},
 			func(at boot.Attacher) error { return at.DetachDisk(ctx, l.bg, out.Vdev) },
 			func(g *hvm.Guest) error { g.Disks = append(g.Disks, out); return nil })

@@ -164,6 +164,9 @@ func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
 	s.Guest, s.Driver = l.def.Name, d.Name()
 	if s.State.Live() {
 		s.Features = boot.Features(d, l.bg.Def)
+		if h, _ := l.bg.Run.ReadHold(); h != nil {
+			s.Hold = boot.HoldNote(h, s.State)
+		}
 	}
 	if !s.Started.IsZero() && s.State.Live() {
 		s.UptimeSeconds = time.Since(s.Started).Round(time.Millisecond).Seconds()

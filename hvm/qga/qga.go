@@ -44,6 +44,20 @@ const ChannelName = "org.qemu.guest_agent.0"
 // not opened its port yet, or it hangs.
 var ErrNoAnswer = errors.New("the QEMU guest agent did not answer")
 
+// ErrNotAgent is the error of a channel that carries what no agent
+// sends: a line longer than MaxMessage, or more than MaxStale bytes
+// before the answer to a synchronisation (a broken or hostile program on
+// the guest's end of the channel, or something else than qemu-ga).
+var ErrNotAgent = errors.New("the guest's agent channel carries something that is not the QEMU guest agent's protocol")
+
+// Bounds on what strata reads from the guest: whatever the guest writes
+// into its channel, strata keeps at most MaxMessage bytes of it at a
+// time, and gives up after MaxStale bytes that are not an answer.
+const (
+	MaxMessage = 64 << 10
+	MaxStale   = 1 << 20
+)
+
 // Error is an error the agent answered a command with.
 type Error struct {
 	Command string
@@ -134,14 +148,21 @@ func (c *Client) sync(ctx context.Context) error {
 	if _, err := c.conn.Write(append(append([]byte{0xff}, req...), '\n')); err != nil {
 		return timeout(ctx, "guest-sync-delimited", err)
 	}
+	stale := 0
 	for {
 		// Stale bytes up to the agent's 0xFF delimiter are dropped.
-		if _, err := c.r.ReadBytes(0xff); err != nil {
-			return timeout(ctx, "guest-sync-delimited", err)
-		}
-		line, err := c.r.ReadBytes('\n')
+		n, err := c.skipTo(0xff, MaxStale-stale)
+		stale += n
 		if err != nil {
 			return timeout(ctx, "guest-sync-delimited", err)
+		}
+		line, err := c.readLine()
+		stale += len(line)
+		if err != nil {
+			return timeout(ctx, "guest-sync-delimited", err)
+		}
+		if stale > MaxStale {
+			return fmt.Errorf("%w (more than %d bytes before the answer to guest-sync-delimited)", ErrNotAgent, MaxStale)
 		}
 		line = bytes.TrimLeft(line, "\xff \t\r\n")
 		var reply struct {
@@ -152,6 +173,45 @@ func (c *Client) sync(ctx context.Context) error {
 			return nil
 		}
 		// An earlier client's sync: wait for ours.
+	}
+}
+
+// skipTo discards what the channel sends up to and including delim,
+// keeping none of it; it returns how many bytes it discarded, and
+// ErrNotAgent once that is more than max.
+func (c *Client) skipTo(delim byte, max int) (int, error) {
+	n := 0
+	for {
+		b, err := c.r.ReadSlice(delim)
+		n += len(b)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return n, err
+		}
+		if n > max {
+			return n, fmt.Errorf("%w (more than %d bytes that are not an answer)", ErrNotAgent, MaxStale)
+		}
+	}
+}
+
+// readLine reads one line (up to '\n') of at most MaxMessage bytes: a
+// longer one is ErrNotAgent.
+func (c *Client) readLine() ([]byte, error) {
+	var line []byte
+	for {
+		b, err := c.r.ReadSlice('\n')
+		if len(line)+len(b) > MaxMessage {
+			return line, fmt.Errorf("%w (a line longer than %d bytes)", ErrNotAgent, MaxMessage)
+		}
+		line = append(line, b...)
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
 	}
 }
 
@@ -180,7 +240,7 @@ func (c *Client) Execute(ctx context.Context, cmd string, args any) (json.RawMes
 		return nil, timeout(ctx, cmd, err)
 	}
 	for {
-		line, err := c.r.ReadBytes('\n')
+		line, err := c.readLine()
 		if err != nil {
 			return nil, timeout(ctx, cmd, err)
 		}

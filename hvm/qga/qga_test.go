@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 // agentGuest boots the Linux test guest in agent mode (the real qemu-ga
 // on a virtio-serial port) under TCG and returns the agent's socket and a
 // function reading the guest's serial output.
-func agentGuest(t *testing.T) (sock string, serial func() string) {
+func agentGuest(t *testing.T, extra ...string) (sock string, serial func() string) {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is missing: install qemu-system-x86")
@@ -45,7 +46,7 @@ func agentGuest(t *testing.T) (sock string, serial func() string) {
 		"-drive", "file=" + disk + ",format=raw,if=virtio",
 		"-chardev", "socket,id=qga,path=" + sock + ",server=on,wait=off",
 		"-device", "virtio-serial-pci,id=vser", "-device", "virtserialport,bus=vser.0,chardev=qga,name=" + qga.ChannelName},
-		k.QEMUArgs(boottest.ModeAgent)...)...)
+		k.QEMUArgs(boottest.ModeAgent, extra...)...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -157,4 +158,33 @@ func TestAgentClientSyncsFreezesAndThawsTheRealAgent(t *testing.T) {
 	raw, _ = a.Execute(ctx, "guest-info", nil)
 	json.Unmarshal(raw, &info)
 	t.Logf("qemu-ga %s", info.Version)
+}
+
+// A hostile guest whose end of the agent channel never answers and
+// floods it (bytes without end, no line end, no 0xFF) costs strata
+// bounded memory and time: the synchronisation gives up after
+// qga.MaxStale bytes of noise with ErrNotAgent, well before its deadline,
+// keeping no more than a buffer of it.
+func TestAgentClientBoundsWhatAFloodingGuestSends(t *testing.T) {
+	sock, serial := agentGuest(t, boottest.FloodingAgent)
+	waitSerial(t, serial, boottest.AgentReady)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	a, err := qga.Dial(ctx, sock)
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		a.Close()
+	}
+	if !errors.Is(err, qga.ErrNotAgent) {
+		t.Fatalf("dial of a flooding guest's channel after %v: %v, want ErrNotAgent", took, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Fatalf("reading %d bytes of noise allocated %d bytes", qga.MaxStale, alloc)
+	}
+	t.Logf("gave up after %v: %v", took.Round(time.Millisecond), err)
 }

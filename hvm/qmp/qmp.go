@@ -45,6 +45,11 @@ const EventBuffer = 256
 // reply came (QEMU exited, or Close was called).
 var ErrClosed = errors.New("qmp: connection closed")
 
+// ErrNoGreeting is the error of a connection QEMU accepted but did not
+// greet in time: QEMU serves one client per QMP socket, and queues the
+// next until that one leaves (or QEMU hangs).
+var ErrNoGreeting = errors.New("no QMP greeting")
+
 // Error is an error QEMU answered a command with.
 type Error struct {
 	Command string
@@ -148,7 +153,7 @@ func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("no QMP greeting: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrNoGreeting, err)
 	}
 	c.Greeting = *g.QMP
 	go c.read(dec)

@@ -74,6 +74,10 @@ const (
 	// HotplugWrite makes the waiting guest (ModeWait) write a line to
 	// each disk hot-plugged into it, after DiskAdded.
 	HotplugWrite = "strata.hotplug=write"
+	// FloodingAgent replaces qemu-ga in ModeAgent with a hostile agent:
+	// it never answers, and writes into the agent's channel without end,
+	// with no line end and no 0xFF byte.
+	FloodingAgent = "strata.agent=flood"
 )
 
 // Lines the Linux guest prints on its serial console (ttyS0).

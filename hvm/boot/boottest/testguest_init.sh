@@ -27,6 +27,7 @@ for a in $(cat /proc/cmdline); do
 	strata.disk=*) diskend=${a#*=} ;;
 	strata.end=*) end=${a#*=} ;;
 	strata.hotplug=*) hotplug=${a#*=} ;;
+	strata.agent=*) agent=${a#*=} ;;
 	esac
 done
 # strata.end=reboot ends a job with a reboot (as an installer's text mode
@@ -101,9 +102,16 @@ if [ "$mode" = agent ]; then
 		i=$((i + 1))
 	done
 	[ -n "$port" ] || fail "no virtio-serial port org.qemu.guest_agent.0"
-	# -d: qemu-ga writes its pidfile once it runs.
-	LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -d -m virtio-serial -p "$port" -t /tmp -f /tmp/qemu-ga.pid \
-		-F/strata/fsfreeze-hook -l /tmp/qemu-ga.log
+	if [ "$agent" = flood ]; then
+		# strata.agent=flood: a hostile agent, which never answers and
+		# floods the channel with bytes holding no line end and no 0xFF.
+		(yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | tr -d '\n' >"$port") &
+		echo $! >/tmp/qemu-ga.pid
+	else
+		# -d: qemu-ga writes its pidfile once it runs.
+		LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -d -m virtio-serial -p "$port" -t /tmp -f /tmp/qemu-ga.pid \
+			-F/strata/fsfreeze-hook -l /tmp/qemu-ga.log
+	fi
 	i=0
 	while [ ! -s /tmp/qemu-ga.pid ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
 	[ -s /tmp/qemu-ga.pid ] || fail "qemu-ga did not start: $(cat /tmp/qemu-ga.log 2>/dev/null)"

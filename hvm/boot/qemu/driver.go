@@ -18,6 +18,9 @@
 //	started.json  what was started: name, disk paths, lifecycle (no secrets)
 //	intent.json   what strata asked for (stop, quit, kill) while it acts
 //	watcher.json  the watcher's pid and start time
+//	hold.json     a live point's pause hold while it pauses or freezes the
+//	              guest (boot.PauseHold): the watcher resumes and thaws a
+//	              guest whose holder died
 //	watch.log     the watcher's own messages
 //
 // The lifecycle actions are on the command line (-action, QEMU's own
@@ -34,6 +37,10 @@
 // (shutdown, quit, killed) wins over what the watcher saw. Whoever comes
 // first records the stop, under the runtime directory's lock; status
 // records "died" for a QEMU that ended with nobody to tell why.
+//
+// state.json says "starting" (Extra) until the start has let the guest
+// run: a start killed before then leaves a QEMU that never ran the guest,
+// which the next command ends as an orphan.
 //
 // Invariants: a pid is signalled only through a pidfd whose process has
 // the start time state.json recorded; a running guest is one whose
@@ -279,9 +286,54 @@ func (d *Driver) liveState(ctx context.Context, g *boot.Guest, locked bool) (*bo
 		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q runs under the %s driver, not qemu: use --driver %s", g.Def.Name, st.Driver, st.Driver)
 	}
 	if st.Live() {
-		return st, nil
+		if st.Extra[startingKey] == "" {
+			return st, nil
+		}
+		// A start that is not done: under way (it holds the lock), or
+		// killed, leaving a QEMU that never ran the guest.
+		if !locked {
+			unlock, ok, err := tryLockRun(g.Run)
+			if err != nil || !ok {
+				return st, err
+			}
+			defer unlock()
+		}
+		return nil, reapStarting(g.Run, st)
 	}
 	return nil, settle(g.Run, st, locked)
+}
+
+// crashAt is the test-only fault injection hook snapshot has too
+// (STRATA_CRASH_AT): strata kills itself (SIGKILL) at the named step.
+var crashAt = os.Getenv("STRATA_CRASH_AT")
+
+func crashpoint(step string) {
+	if crashAt != "" && crashAt == step {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+}
+
+// startingKey marks a state.json (RunState.Extra) whose start has not
+// let the guest run yet.
+const startingKey = "starting"
+
+// reapStarting ends the QEMU of a start that was killed before it let
+// the guest run (its state.json still says starting; the caller holds the
+// runtime directory's lock, so no start is under way) and forgets it: the
+// guest never ran, so no stop is recorded.
+func reapStarting(rd *boot.RunDir, st *boot.RunState) error {
+	if cur, err := rd.ReadState(); err != nil || cur == nil || cur.PID != st.PID || cur.PIDStart != st.PIDStart || cur.Extra[startingKey] == "" {
+		return err // settled meanwhile
+	}
+	if _, err := signal(st, syscall.SIGKILL); err != nil {
+		return err
+	}
+	if !boot.WaitGone(context.Background(), st, 5*time.Second) {
+		return fmt.Errorf("QEMU (pid %d) of an interrupted start did not end after SIGKILL", st.PID)
+	}
+	removeTransient(rd)
+	return rd.ClearState()
 }
 
 // lockLive takes the runtime directory's lock and returns the live
@@ -324,10 +376,23 @@ func settle(rd *boot.RunDir, st *boot.RunState, locked bool) error {
 	return finish(rd, st, rec)
 }
 
+// dialQMP connects to strata's QMP socket of the guest. QEMU serves one
+// client there at a time: one that holds it (another strata command on
+// the guest, or a program an admin connected) keeps strata waiting for
+// QEMU's greeting, which is an error of kind ErrBusy saying so.
 func dialQMP(ctx context.Context, rd *boot.RunDir) (*qmp.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return qmp.Dial(ctx, rd.Path(qmpSock))
+	c, err := qmp.Dial(ctx, rd.Path(qmpSock))
+	// A full queue of waiting clients refuses the connection (EAGAIN).
+	if errors.Is(err, qmp.ErrNoGreeting) || errors.Is(err, syscall.EAGAIN) {
+		name := filepath.Base(rd.Dir)
+		if sd, _ := readStarted(rd); sd != nil {
+			name = sd.Name
+		}
+		return nil, storage.Errorf(storage.ErrBusy, "another client holds the QMP monitor of guest %q (%s): QEMU serves one client at a time and did not answer strata within 5 s; try again once the other strata command on the guest is done, or end the program connected to that socket (if none is, QEMU hangs: strata guest kill %s)", name, rd.Path(qmpSock), name)
+	}
+	return c, err
 }
 
 // Start implements boot.Driver. A QEMU left by a start killed a moment
@@ -457,6 +522,7 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	// Until state.json is written, a start killed here leaves a paused
 	// QEMU that the pidfile names: the next command reaps it.
+	crashpoint("start:launched")
 	if stateFile != nil {
 		// As long as reading the RAM takes, within reason.
 		lctx, lcancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -478,6 +544,12 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 			return fail(err)
 		}
 	}
+	// Recorded as starting until the guest was let run (or left paused
+	// as asked): a start killed before then leaves a QEMU that never
+	// ran the guest (waiting in prelaunch, or in inmigrate or paused
+	// with a memory state half loaded), which the next command ends as
+	// an orphan (liveState) instead of reporting a paused guest.
+	st.Extra = map[string]string{startingKey: "1"}
 	if err := rd.WriteState(*st); err != nil {
 		return fail(err)
 	}
@@ -486,10 +558,15 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if err := watcherReady(); err != nil {
 		return fail(err)
 	}
+	crashpoint("start:recorded")
 	if !o.Paused {
 		if _, err := c.Execute(qctx, "cont", nil); err != nil {
 			return fail(err)
 		}
+	}
+	st.Extra = nil
+	if err := rd.WriteState(*st); err != nil {
+		return fail(err)
 	}
 	if err := rd.ClearStopped(); err != nil {
 		return fail(err)
@@ -635,6 +712,14 @@ func (d *Driver) Status(ctx context.Context, g *boot.Guest) (boot.Status, error)
 		return d.status(g, st, boot.Stopping), nil
 	}
 	c, err := dialQMP(ctx, g.Run)
+	if errors.Is(err, storage.ErrBusy) {
+		// A QEMU being killed may refuse connections the same way for
+		// a moment.
+		if boot.WaitGone(context.Background(), st, time.Second) {
+			return d.Status(ctx, g)
+		}
+		return boot.Status{}, err
+	}
 	if err != nil {
 		// QEMU closes its sockets as it exits: give it a moment.
 		if boot.WaitGone(context.Background(), st, 3*time.Second) {
@@ -959,7 +1044,14 @@ func reap(rd *boot.RunDir) error {
 		return err
 	}
 	defer unlock()
-	if st, err := rd.ReadState(); err != nil || st != nil {
+	st, err := rd.ReadState()
+	if err != nil {
+		return nil
+	}
+	if st != nil {
+		if st.Live() && st.Extra[startingKey] != "" {
+			return reapStarting(rd, st)
+		}
 		return nil // a run on record: status settles it
 	}
 	return reapLocked(rd)

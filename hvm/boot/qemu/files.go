@@ -40,7 +40,7 @@ const (
 // lstat costs microseconds, and the guest runs only once both hold theirs.
 const socketPoll = 200 * time.Microsecond
 
-var transient = []string{pidFile, qmpSock, eventsSock, serialSock, agentSock, startedFile, watcherFile, intentFile}
+var transient = []string{pidFile, qmpSock, eventsSock, serialSock, agentSock, startedFile, watcherFile, intentFile, boot.HoldFile}
 
 // started is what the driver keeps about the definition it started: no
 // secrets, only what status, the watcher and the in-use check need.

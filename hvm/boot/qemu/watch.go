@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/qga"
 	"github.com/strata-vm/strata/hvm/qmp"
 )
 
@@ -142,7 +143,26 @@ func Watch(ctx context.Context, runDir string) error {
 			}
 		}
 	}
-	for ev := range c.Events() {
+	// A live point's pause hold (boot.PauseHold) whose holder died, or
+	// hung past its deadline, is resumed and thawed here: resume always
+	// happens, even when strata does not live to do it.
+	thawTries := map[string]int{}
+	tick := time.NewTicker(holdPoll)
+	defer tick.Stop()
+	events := c.Events()
+	for events != nil {
+		var ev qmp.Event
+		select {
+		case <-tick.C:
+			releaseHold(ctx, rd, c, thawTries)
+			continue
+		case e, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			ev = e
+		}
 		switch ev.Name {
 		case "SHUTDOWN":
 			if quitting {
@@ -179,6 +199,61 @@ func Watch(ctx context.Context, runDir string) error {
 		rec.At = time.Now().UTC()
 	}
 	return finish(rd, st, rec)
+}
+
+// holdPoll is how often the watcher looks for a stale pause hold.
+const holdPoll = 200 * time.Millisecond
+
+// maxThawTries bounds the watcher's thaws of one point's frozen
+// filesystems: an agent that never thaws (hung, or hostile) is left to
+// guest status, which reports it, and doctor --repair.
+const maxThawTries = 3
+
+// releaseHold resumes (and thaws) a guest that a stale pause hold keeps
+// paused or frozen, and removes the hold once that is done; a hold that is
+// not stale is its live holder's.
+func releaseHold(ctx context.Context, rd *boot.RunDir, c *qmp.Client, thawTries map[string]int) {
+	h, err := rd.ReadHold()
+	if err != nil || h == nil || !h.Stale() {
+		return
+	}
+	if h.Frozen && !h.Paused && thawTries[h.Point] >= maxThawTries {
+		return // left for status to report and doctor --repair to retry
+	}
+	if resumed, err := boot.ResumeHeld(ctx, c, h); err != nil {
+		fmt.Fprintln(os.Stderr, "resume the guest an interrupted restore point left paused:", err)
+		return
+	} else if resumed {
+		fmt.Fprintf(os.Stderr, "%s resumed the guest an interrupted restore point (pid %d) left paused\n", time.Now().UTC().Format(time.RFC3339), h.PID)
+	}
+	if h.Frozen {
+		if err := thawHeld(ctx, rd); err != nil {
+			thawTries[h.Point]++
+			fmt.Fprintln(os.Stderr, "thaw the filesystems an interrupted quiesced restore point left frozen:", err)
+			if h.Paused {
+				// Resumed: the hold now says only frozen.
+				h.Paused = false
+				_ = boot.WriteRuntimeJSON(rd.Path(boot.HoldFile), h)
+			}
+			return // tried again at the next tick, up to maxThawTries
+		}
+		fmt.Fprintf(os.Stderr, "%s thawed the guest's filesystems an interrupted restore point (pid %d) left frozen\n", time.Now().UTC().Format(time.RFC3339), h.PID)
+	}
+	_ = rd.ClearHold(h.Point)
+}
+
+// thawHeld thaws the guest's filesystems through its agent's socket
+// (free once the strata that froze them is gone).
+func thawHeld(ctx context.Context, rd *boot.RunDir) error {
+	dctx, cancel := context.WithTimeout(ctx, AgentAnswerTimeout)
+	defer cancel()
+	a, err := qga.Dial(dctx, rd.Path(agentSock))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	_, err = qga.Thaw(ctx, a)
+	return err
 }
 
 // classify maps the reason of a SHUTDOWN event onto a stop reason, a
