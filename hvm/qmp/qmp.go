@@ -274,6 +274,11 @@ func (c *Client) execute(ctx context.Context, cmd string, args any, f *os.File) 
 	c.wmu.Unlock()
 	if err != nil {
 		forget()
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
+			// QEMU closed its end (it died) before the reader noticed:
+			// the same as a connection that ended.
+			return nil, fmt.Errorf("qmp %s: %w (%v)", cmd, ErrClosed, err)
+		}
 		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
 	}
 	select {

@@ -63,7 +63,7 @@ func (d *Driver) SaveState(ctx context.Context, g *boot.Guest, path string) erro
 			aerr = c.DomainAbortJob(dm)
 			select {
 			case err = <-done:
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(5 * time.Millisecond):
 				continue
 			}
 			break

@@ -36,10 +36,23 @@ func TestLibvirtSavesAndRestoresAGuestsMemory(t *testing.T) {
 	}
 	state := filepath.Join(dir, "g.state")
 
-	short, cancel := context.WithTimeout(c, time.Millisecond)
-	defer cancel()
-	if err := e.d.SaveState(short, g, state); !errors.Is(err, boot.ErrPauseTooLong) {
-		t.Fatalf("a save past its deadline: %v (want pause too long)", err)
+	// A small guest's save can end before the abort reaches it (the
+	// guest is then saved, and the caller fails the point by the pause
+	// it measured): it is restored and asked again.
+	for try := 1; ; try++ {
+		short, cancel := context.WithTimeout(c, time.Millisecond)
+		err := e.d.SaveState(short, g, state)
+		cancel()
+		if errors.Is(err, boot.ErrPauseTooLong) {
+			break
+		}
+		if err != nil || try == 5 {
+			t.Fatalf("a save past its deadline: %v (want pause too long), try %d", err, try)
+		}
+		if _, err := e.d.Start(c, g, boot.StartOptions{FromState: state}); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(state)
 	}
 	if st, err := e.d.Status(c, g); err != nil || st.State != boot.Running {
 		t.Fatalf("the guest after an aborted save: %+v %v", st, err)
