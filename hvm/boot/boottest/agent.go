@@ -57,6 +57,18 @@ func addAgent(ctx context.Context, tmp string, a *cpioArchive, k *Kit, pkgs []de
 		a.dir(d)
 	}
 	a.file(agentBinary, 0o755, b)
+	if k.AgentLibs, err = addLibs(a, libs, interp); err != nil {
+		return err
+	}
+	a.file("strata/fsfreeze-hook", 0o755, []byte(fsfreezeHook))
+	return nil
+}
+
+// addLibs puts shared libraries (soname → file) into the archive's
+// multiarch library directory, in name order, and returns their sonames.
+// The loader a program names (/lib64/ld-linux-x86-64.so.2) becomes a link
+// to its copy among them.
+func addLibs(a *cpioArchive, libs map[string]string, interp string) ([]string, error) {
 	names := make([]string, 0, len(libs))
 	for n := range libs {
 		names = append(names, n)
@@ -65,18 +77,14 @@ func addAgent(ctx context.Context, tmp string, a *cpioArchive, k *Kit, pkgs []de
 	for _, n := range names {
 		b, err := os.ReadFile(libs[n])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		a.file("lib/"+multiarch+"/"+n, 0o755, b)
-		k.AgentLibs = append(k.AgentLibs, n)
 	}
-	// The loader qemu-ga names (/lib64/ld-linux-x86-64.so.2) is a link
-	// to the one among the libraries.
-	if filepath.Dir(interp) != "/lib/"+multiarch {
+	if interp != "" && filepath.Dir(interp) != "/lib/"+multiarch {
 		a.symlink(strings.TrimPrefix(interp, "/"), "/lib/"+multiarch+"/"+filepath.Base(interp))
 	}
-	a.file("strata/fsfreeze-hook", 0o755, []byte(fsfreezeHook))
-	return nil
+	return names, nil
 }
 
 // elfClosure returns the program interpreter of the ELF file bin and the

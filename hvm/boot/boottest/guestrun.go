@@ -364,21 +364,8 @@ func makeRunKit(ctx context.Context, tmp string, spec RunKitSpec, kernel, busybo
 	if p, err := findLib(tools, "libgcc_s.so.1"); err == nil {
 		libs["libgcc_s.so.1"] = p
 	}
-	names := make([]string, 0, len(libs))
-	for n := range libs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		b, err := os.ReadFile(libs[n])
-		if err != nil {
-			return err
-		}
-		a.file("lib/"+multiarch+"/"+n, 0o755, b)
-		k.Libs = append(k.Libs, n)
-	}
-	if interp != "" && filepath.Dir(interp) != "/lib/"+multiarch {
-		a.symlink(strings.TrimPrefix(interp, "/"), "/lib/"+multiarch+"/"+filepath.Base(interp))
+	if k.Libs, err = addLibs(&a, libs, interp); err != nil {
+		return err
 	}
 	files := make([]string, 0, len(spec.Files))
 	for f := range spec.Files {

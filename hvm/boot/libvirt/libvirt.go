@@ -285,6 +285,23 @@ func (d *Driver) accel(c *conn) string {
 	return "kvm"
 }
 
+// mineStopped is strata's domain of g (existed: libvirt knows it), which
+// must not be running: a start or a restore is refused then.
+func (d *Driver) mineStopped(c *conn, g *boot.Guest) (dom domain, existed bool, err error) {
+	dom, existed, err = d.mine(c, g)
+	if err != nil || !existed {
+		return dom, existed, err
+	}
+	st, _, err := c.DomainGetState(dom.Domain, 0)
+	if err != nil {
+		return dom, existed, fmt.Errorf("libvirt: state of domain %q: %w", dom.Name, err)
+	}
+	if live(lv.DomainState(st)) {
+		return dom, existed, storage.Errorf(storage.ErrPrecondition, "guest %q is already running (libvirt domain %q)", g.Def.Name, dom.Name)
+	}
+	return dom, existed, nil
+}
+
 // Start defines the guest's domain (replacing strata's earlier definition
 // of it) and starts it.
 func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) (boot.Status, error) {
@@ -296,18 +313,9 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		return boot.Status{}, err
 	}
 	defer c.close()
-	dom, existed, err := d.mine(c, g)
+	_, existed, err := d.mineStopped(c, g)
 	if err != nil {
 		return boot.Status{}, err
-	}
-	if existed {
-		st, _, err := c.DomainGetState(dom.Domain, 0)
-		if err != nil {
-			return boot.Status{}, fmt.Errorf("libvirt: state of domain %q: %w", dom.Name, err)
-		}
-		if live(lv.DomainState(st)) {
-			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is already running (libvirt domain %q)", g.Def.Name, dom.Name)
-		}
 	}
 	if err := d.forgetOldName(c, g); err != nil {
 		return boot.Status{}, err

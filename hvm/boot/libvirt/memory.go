@@ -103,18 +103,8 @@ func (d *Driver) restore(ctx context.Context, g *boot.Guest, path string, o boot
 		return boot.Status{}, err
 	}
 	defer c.close()
-	dom, existed, err := d.mine(c, g)
-	if err != nil {
+	if _, _, err := d.mineStopped(c, g); err != nil {
 		return boot.Status{}, err
-	}
-	if existed {
-		st, _, err := c.DomainGetState(dom.Domain, 0)
-		if err != nil {
-			return boot.Status{}, fmt.Errorf("libvirt: state of domain %q: %w", dom.Name, err)
-		}
-		if live(lv.DomainState(st)) {
-			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is already running (libvirt domain %q)", g.Def.Name, dom.Name)
-		}
 	}
 	sx, err := c.DomainSaveImageGetXMLDesc(path, 0)
 	if err != nil {
