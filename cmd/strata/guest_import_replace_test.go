@@ -48,6 +48,7 @@ func TestGuestImportReplace(t *testing.T) {
 	}
 	ok(t, home, "guest", "import", cfg(512, 0, ""), "--adopt-disks")
 	ok(t, home, "guest", "set", "xp", "os=winxp", "driver=qemu", "features.pv_drivers=true")
+	ok(t, home, "guest", "installed", "xp") // Windows was installed outside strata: the record a replace keeps
 	before := showMap(t, home, "xp")
 	mac, install := dig(before, "nics", 0, "mac"), dig(before, "install")
 	if dig(before, "disks", 0, "volume") != "xp-sys" || mac == nil || install == nil {
