@@ -52,7 +52,7 @@ func hvmBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 				return []string{e.strata, "--home", home, "--log-level", "error", "guest", "import", hvmCfgs[n%len(hvmCfgs)], "--name", "c"}
 			}},
 			{name: "strata guest render --format libvirt", prepare: func(r int) []string {
-				return []string{e.strata, "--home", fmt.Sprintf("%s-%d", home, n), "--log-level", "error", "guest", "render", "c", "--format", "libvirt", "--allow-exposed"}
+				return []string{e.strata, "--home", fmt.Sprintf("%s-%d", home, n), "--log-level", "error", "guest", "render", "c", "--format", "libvirt", "--allow-exposed", "--allow-missing-disks"}
 			}},
 		},
 	}
