@@ -42,8 +42,22 @@ func memoryBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			fatal("%v", err)
 		}
 		run(e.strata, "--home", home, "guest", "define", name, "--disk", name+"-a", "--disk", name+"-b", "--memory", fmt.Sprint(mib), "--boot", "c", "--os", "other", "--driver", "qemu")
-		run(e.strata, "--home", home, "guest", "start", name, "--network", "none", "--wait-serial", "^COUNT ")
 		atExit = append(atExit, func() { _ = exec.Command(e.strata, "--home", home, "guest", "kill", name).Run() })
+	}
+	// A counter guest keeps a core busy: they run only while this
+	// comparison is measured (started at its first round, ended after its
+	// last), never under another group's rows.
+	started := map[string]bool{}
+	startOnce := func(name string) {
+		if !started[name] {
+			started[name] = true
+			run(e.strata, "--home", home, "guest", "start", name, "--network", "none", "--wait-serial", "^COUNT ")
+		}
+	}
+	end := func() {
+		for name := range started {
+			_ = exec.Command(e.strata, "--home", home, "guest", "kill", name).Run()
+		}
 	}
 	const small, large = 128, 256
 	guest("m128", small)
@@ -52,7 +66,11 @@ func memoryBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	// the other is paused (untimed), so that two cores are not shared
 	// by two guests and the migration.
 	only := func(name string) {
+		startOnce(name)
 		for _, g := range []string{"m128", "m256"} {
+			if !started[g] {
+				continue
+			}
 			verb := "pause"
 			if g == name {
 				verb = "resume"
@@ -80,6 +98,15 @@ func memoryBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	}
 	c := comparison{title: memoryTitle, reference: fmt.Sprintf("strata snapshot create, %d MiB guest (live, no memory)", large), rounds: min(rounds, 7),
 		contenders: []contender{point("m256", false), point("m128", true), point("m256", true)}}
+	lastRound := c.rounds - 1
+	final := &c.contenders[len(c.contenders)-1]
+	clean := final.cleanup
+	final.cleanup = func(round int) {
+		clean(round)
+		if round == lastRound {
+			end()
+		}
+	}
 	return []comparison{c}, func(rows []row) []flat {
 		s := find(rows, memoryTitle, "strata snapshot create --memory, 128 MiB guest")
 		l := find(rows, memoryTitle, "strata snapshot create --memory, 256 MiB guest")
