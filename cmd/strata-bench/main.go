@@ -337,7 +337,7 @@ func report(rows []row, flats []flat) int {
 		case r.isRef:
 			target = "reference"
 		case r.target > 0:
-			target = fmt.Sprintf("≤ %.2gx", r.target)
+			target = "≤ " + strconv.FormatFloat(r.target, 'f', -1, 64) + "x"
 			verdict = "yes"
 			if r.ratio > r.target {
 				verdict = "**no**"
