@@ -32,7 +32,7 @@ func TestGuestLifecycleThroughLibvirt(t *testing.T) {
 	jsonOf(t, home, &disc, "iso", "info", "disc")
 	// An explicit display: libvirt's automatic port misses a QEMU of the
 	// qemu driver's tests listening on loopback.
-	ok(t, home, "guest", "set", name, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+os.Getpid()%50))
+	ok(t, home, "guest", "set", name, "driver=libvirt", "vncunused=0", fmt.Sprintf("vncdisplay=%d", 40+os.Getpid()%50))
 
 	start := time.Now()
 	ok(t, home, "guest", "start", name, "--wait-serial", "STRATA-LV-UP")
@@ -103,7 +103,7 @@ func TestGuestLifecycleThroughLibvirt(t *testing.T) {
 func TestLibvirtGuestRebootWithOnRebootDestroyStops(t *testing.T) {
 	home, name := libvirtHome(t)
 	bootSectorGuest(t, home, name, "STRATA-LV-RB", boottest.Reboot)
-	ok(t, home, "guest", "set", name, "driver=libvirt", "on_reboot=destroy", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+1)%50))
+	ok(t, home, "guest", "set", name, "driver=libvirt", "on_reboot=destroy", "vncunused=0", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+1)%50))
 	ok(t, home, "guest", "start", name)
 	s := waitState(t, home, name, "stopped", time.Minute)
 	if s.LastStop == nil || s.LastStop.Reason != "poweroff" || strings.Count(strings.Join(s.LastStop.SerialTail, "\n"), "STRATA-LV-RB") != 1 {
@@ -116,7 +116,7 @@ func TestLibvirtGuestRebootWithOnRebootDestroyStops(t *testing.T) {
 func TestLibvirtConsoleIsInteractive(t *testing.T) {
 	home, name := libvirtHome(t)
 	echoGuest(t, home, name, "STRATA-LV-ECHO")
-	ok(t, home, "guest", "set", name, "driver=libvirt", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+2)%50))
+	ok(t, home, "guest", "set", name, "driver=libvirt", "vncunused=0", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+2)%50))
 	ok(t, home, "guest", "start", name, "--wait-serial", "STRATA-LV-ECHO")
 
 	consoleEchoes(t, home, name, "through-libvirt")
