@@ -63,6 +63,8 @@ func TestRenderGivesWindowsItsClockAndEnlightenments(t *testing.T) {
 	g.Localtime = nil
 	g.Features.Viridian.Groups = []string{"base", "freq", "stimer", "hcall_ipi"}
 	check("kvm-variable-groups", libvirt.KVM, g, []string{`<clock offset="variable" basis="utc" adjustment="3600">`, `<frequencies state="on">`, `<synic state="on">`, `<stimer state="on">`, `<vpindex state="on">`, `<ipi state="on">`}, nil)
+	g.Features.Viridian.Groups = []string{"all"}
+	check("kvm-all-groups", libvirt.KVM, g, []string{`<tlbflush state="on">`, `<ipi state="on">`, `<stimer state="on">`, `<frequencies state="on">`}, nil)
 	// A guest that says nothing about its clock renders none, as before.
 	plain := &hvm.Guest{Name: "lin", Memory: hvm.Int(64)}
 	check("kvm-plain", libvirt.KVM, plain, nil, []string{"<clock"})
