@@ -343,6 +343,14 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	}
 	rs := boot.RunState{Driver: boot.Libvirt, Domain: dm.Name, Accel: accel, Started: started,
 		Extra: map[string]string{"uuid": uuidString(dm.UUID)}}
+	return d.recordRun(c, g, dm, rs, before)
+}
+
+// recordRun records a domain that a start or a restore just ran: its
+// QEMU's pid (with its start time), its VNC address and the files libvirt
+// lent its QEMU user (before: their owners before), in the guest's run
+// state; the last stop record goes.
+func (d *Driver) recordRun(c *conn, g *boot.Guest, dm lv.Domain, rs boot.RunState, before map[string][2]int) (boot.Status, error) {
 	if pid := d.pid(dm.Name); pid > 0 {
 		rs.PID = pid
 		rs.PIDStart, _ = boot.ProcStart(pid)

@@ -132,21 +132,7 @@ func (d *Driver) restore(ctx context.Context, g *boot.Guest, path string, o boot
 	}
 	rs := boot.RunState{Driver: boot.Libvirt, Domain: dm.Name, Accel: map[string]string{"kvm": "kvm", "qemu": "tcg"}[x.Type], Started: started,
 		Extra: map[string]string{"uuid": uuidString(dm.UUID), "restored_from": path}}
-	if pid := d.pid(dm.Name); pid > 0 {
-		rs.PID = pid
-		rs.PIDStart, _ = boot.ProcStart(pid)
-	}
-	if lx, err := liveXML(c, dm); err == nil {
-		rs.VNC = vncAddr(lx)
-		recordLent(&rs, lx, before)
-	}
-	if err := g.Run.WriteState(rs); err != nil {
-		return boot.Status{}, err
-	}
-	if err := g.Run.ClearStopped(); err != nil {
-		return boot.Status{}, err
-	}
-	return d.status(c, g)
+	return d.recordRun(c, g, dm, rs, before)
 }
 
 // markerIn returns the guest ID of strata's marker in a domain's XML
