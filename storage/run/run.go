@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/strata-vm/strata/storage"
 )
@@ -91,7 +92,7 @@ func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string)
 // terminal's Ctrl-C sends to strata's group does not reach it. The caller
 // looks at ctx afterwards and finishes or undoes its operation.
 func Critical(ctx context.Context, argv ...string) error {
-	return start(context.WithoutCancel(ctx), nil, nil, true, argv, true)
+	return start(ctx, nil, nil, true, argv, true)
 }
 
 // OutputIsolated is Output for a tool whose answer a step that must
@@ -112,7 +113,11 @@ func start(ctx context.Context, stdin io.Reader, stdout io.Writer, critical bool
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, path, argv[1:]...)
+	runCtx := ctx
+	if critical {
+		runCtx = context.WithoutCancel(ctx)
+	}
+	cmd := exec.CommandContext(runCtx, path, argv[1:]...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
 	// A tool that only reads, or writes a file strata removes when it
 	// undoes (a copy, a convert), dies with a killed strata instead of
@@ -134,8 +139,46 @@ func start(ctx context.Context, stdin io.Reader, stdout io.Writer, critical bool
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
+			if killedFromOutside(ee) {
+				awaitOwnSignal(ctx)
+			}
 		}
 		return &Error{Argv: argv, ExitCode: code, Stderr: stderr.String(), Err: err}
 	}
 	return nil
+}
+
+// killedFromOutside reports a tool that died of a stop signal strata does
+// not send (a cancelled context kills with SIGKILL).
+func killedFromOutside(ee *exec.ExitError) bool {
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return false
+	}
+	switch ws.Signal() {
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
+		return true
+	}
+	return false
+}
+
+// signalGrace is how long a tool's death by a stop signal waits for the
+// same signal to reach strata.
+const signalGrace = 250 * time.Millisecond
+
+// awaitOwnSignal gives strata's signal handler a moment to cancel ctx when
+// a tool died of a stop signal: a service stop or a terminal signals every
+// process at once, and the tool's end can be seen before strata's own
+// signal is. The caller, looking at ctx, then says "interrupted" and exits
+// as interrupted instead of reporting the tool's failure.
+func awaitOwnSignal(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	t := time.NewTimer(signalGrace)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -94,3 +94,39 @@ func TestReadingToolDiesWithStrata(t *testing.T) {
 		t.Errorf("a tool run by Run outlived its killed strata: %s", st)
 	}
 }
+
+// A service stop signals strata and its tools at once; the tool's death
+// can be seen before strata's own signal cancels its context. The run
+// waits a moment for that signal, so the caller sees itself interrupted
+// and does not report the tool's failure as the cause.
+func TestToolKilledByAStopSignalWaitsForStrataOwn(t *testing.T) {
+	for _, critical := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		argv := []string{"sh", "-c", "kill -TERM $$"}
+		go func() { time.Sleep(60 * time.Millisecond); cancel() }()
+		var err error
+		if critical {
+			err = run.Critical(ctx, argv...)
+		} else {
+			err = run.Run(ctx, nil, nil, argv...)
+		}
+		if err == nil || ctx.Err() == nil {
+			t.Errorf("critical=%v: returned %v before strata's own signal (ctx %v)", critical, err, ctx.Err())
+		}
+		cancel()
+	}
+	// No signal comes: the tool's failure is reported after the grace.
+	start := time.Now()
+	if err := run.Run(context.Background(), nil, nil, "sh", "-c", "kill -TERM $$"); err == nil {
+		t.Error("a tool killed by SIGTERM reported success")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("waited %s for a signal that never came", d)
+	}
+	// A tool that exits with a code is reported at once.
+	start = time.Now()
+	_ = run.Run(context.Background(), nil, nil, "false")
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("a failing tool was reported after %s", d)
+	}
+}
