@@ -66,6 +66,14 @@ type Driver interface {
 	ImageDriver
 }
 
+// PoolAdder is a driver whose pools are not directories (LVM, RBD): it
+// checks a new pool's record against the host (the volume group, the
+// thin pool, the Ceph pool exist and are usable) and may complete it,
+// before the catalog keeps it. A failed AddPool changes nothing.
+type PoolAdder interface {
+	AddPool(ctx context.Context, p *Pool) error
+}
+
 // VolumeDriver makes, sizes, locates and removes volumes.
 type VolumeDriver interface {
 	// Status probes the pool: its space and (filesystem) capabilities.

@@ -35,10 +35,32 @@ type Capabilities struct {
 
 // Pool is a place where volumes live.
 type Pool struct {
-	Name    string    `json:"name"`
-	Driver  string    `json:"driver"`
-	Path    string    `json:"path"`
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	// Path is a dir pool's directory ("" for pools that are not
+	// directories).
+	Path string `json:"path"`
+	// LVM is an lvm pool's volume group (nil for other drivers).
+	LVM *LVMPool `json:"lvm,omitempty"`
+	// RBD is an rbd pool's Ceph pool (nil for other drivers).
+	RBD     *RBDPool  `json:"rbd,omitempty"`
 	Created time.Time `json:"created"`
+}
+
+// LVMPool is where an lvm pool's volumes live: a volume group, and a thin
+// pool in it for thin volumes (thick LVs when ThinPool is "").
+type LVMPool struct {
+	VG       string `json:"vg"`
+	ThinPool string `json:"thin_pool,omitempty"`
+}
+
+// RBDPool is where an rbd pool's volumes live: a Ceph pool (and
+// namespace), reached with a ceph.conf and a client ID.
+type RBDPool struct {
+	Pool      string `json:"pool"`
+	Namespace string `json:"namespace,omitempty"`
+	CephConf  string `json:"ceph_conf,omitempty"`
+	ID        string `json:"id,omitempty"`
 }
 
 // PoolStatus is a pool with what its filesystem reports now.

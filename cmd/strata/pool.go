@@ -17,7 +17,7 @@ func poolCommand() *cli.Command {
 				Name: "add", Usage: "register a directory as a pool", ArgsUsage: "NAME",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir)"},
-					&cli.StringFlag{Name: "path", Usage: "the pool's directory (created if missing)", Required: true},
+					&cli.StringFlag{Name: "path", Usage: "the pool's directory (created if missing; dir pools)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
@@ -27,7 +27,7 @@ func poolCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					p, err := st.AddPool(c.Context, c.Args().First(), c.String("driver"), c.String("path"))
+					p, err := st.AddPool(c.Context, storage.Pool{Name: c.Args().First(), Driver: c.String("driver"), Path: c.String("path")})
 					if err != nil {
 						return err
 					}

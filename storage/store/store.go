@@ -111,12 +111,17 @@ func (s *Store) PointDriver(method string) (storage.Driver, storage.PointMethod,
 
 // AddPool registers a directory as a pool, creating it (mode 0711) if
 // missing.
-func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage.PoolStatus, error) {
+func (s *Store) AddPool(ctx context.Context, spec storage.Pool) (storage.PoolStatus, error) {
+	name, driver, path := spec.Name, spec.Driver, spec.Path
 	if err := storage.ValidateName("pool", name); err != nil {
 		return storage.PoolStatus{}, err
 	}
-	if _, ok := s.drivers[driver]; !ok {
-		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid driver %q: available drivers: dir", driver)
+	d, ok := s.drivers[driver]
+	if !ok {
+		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid driver %q: available drivers: %s", driver, strings.Join(s.driverNames(), ", "))
+	}
+	if adder, ok := d.(storage.PoolAdder); ok {
+		return s.addDevicePool(ctx, adder, spec)
 	}
 	if path == "" {
 		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "pool %q needs a directory: give --path DIR", name)
@@ -198,6 +203,41 @@ func (s *Store) AddPool(ctx context.Context, name, driver, path string) (storage
 	}
 	log.Info().Str("pool", name).Str("path", abs).Msg("pool added")
 	return s.status(ctx, p, 0)
+}
+
+// addDevicePool adds a pool that is not a directory: its driver checks
+// (and completes) the record, the catalog keeps it.
+func (s *Store) addDevicePool(ctx context.Context, d storage.PoolAdder, p storage.Pool) (storage.PoolStatus, error) {
+	if p.Path != "" {
+		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "pool %q: driver %s takes no --path (its volumes are not files in a directory)", p.Name, p.Driver)
+	}
+	p.Created = time.Now().UTC()
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		if _, err := tx.Pool(p.Name); err == nil {
+			return storage.Errorf(storage.ErrExists, "pool %q already exists", p.Name)
+		}
+		return nil
+	}); err != nil {
+		return storage.PoolStatus{}, err
+	}
+	if err := d.AddPool(ctx, &p); err != nil {
+		return storage.PoolStatus{}, err
+	}
+	if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddPool(p) }); err != nil {
+		return storage.PoolStatus{}, err
+	}
+	log.Info().Str("pool", p.Name).Str("driver", p.Driver).Msg("pool added")
+	return s.status(ctx, p, 0)
+}
+
+// driverNames are the pool drivers this store serves, sorted.
+func (s *Store) driverNames() []string {
+	var names []string
+	for n := range s.drivers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // checkPoolPlace refuses a pool at "/", at the state home, inside it
