@@ -78,9 +78,14 @@ func TestGuestImportReplace(t *testing.T) {
 		t.Errorf("--dry-run changed the guest")
 	}
 
-	// The text output is a table of what changed.
-	if out := ok(t, home, "guest", "import", edited, "--replace"); !strings.Contains(out, "memory") || !strings.Contains(out, "1024") {
-		t.Errorf("replace printed:\n%s", out)
+	// The text output is a table of what changed; the CD the edited config
+	// names is not there, which is said as on import.
+	r := runIn(t, home, nil, "guest", "import", edited, "--replace")
+	if r.code != 0 || !strings.Contains(r.stdout, "memory") || !strings.Contains(r.stdout, "1024") {
+		t.Errorf("replace: exit %d, printed:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "/srv/iso/xp.iso does not exist") {
+		t.Errorf("replace with a missing CD image did not warn:\n%s", r.stderr)
 	}
 	after := showMap(t, home, "xp")
 	if dig(after, "memory") != float64(1024) || dig(after, "features", "acpi") != true || len(dig(after, "disks").([]any)) != 2 {

@@ -103,6 +103,9 @@ func (r *Registry) Replace(ctx context.Context, file string, data []byte, o Impo
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// As on import: a disk the edited config names that is not there is
+	// warned about now, not first at render or start.
+	findings = append(findings, missingDisks(file, g)...)
 	name := o.Name
 	if name == "" {
 		name = g.Name
