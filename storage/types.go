@@ -117,9 +117,15 @@ type Partition struct {
 // VolumeInfo is a volume with what its image reports now.
 type VolumeInfo struct {
 	Volume
-	VirtualSize    int64   `json:"virtual_size"`
-	AllocatedBytes int64   `json:"allocated_bytes"`
-	BackingFile    *string `json:"backing"`
+	VirtualSize    int64 `json:"virtual_size"`
+	AllocatedBytes int64 `json:"allocated_bytes"`
+	// RecordedBacking is the golden image (or backing file) the catalog
+	// holds this volume to depend on (Volume.Backing), which guards the
+	// golden from deletion; ImageBacking is what the image itself names
+	// now. They differ only while a flatten is unfinished (the image is
+	// independent, the record not yet): doctor --repair settles it.
+	RecordedBacking *string `json:"backing"`
+	ImageBacking    *string `json:"image_backing"`
 	// DataFile is a qcow2 image's external data file, if it has one.
 	DataFile       *string     `json:"data_file"`
 	PartitionTable string      `json:"partition_table"` // gpt, mbr or none

@@ -430,6 +430,21 @@ func TestCloneCrash(t *testing.T) {
 	for _, step := range []string{"flatten:built", "flatten:renamed"} {
 		crash(t, home, step, "volume", "flatten", "c-1-disk1")
 		c1[0].expect(t, 0x33, "clone after a crash at "+step)
+		// The record still pins the golden until the flatten is settled,
+		// and volume info says so, whatever the image names already.
+		var vi struct {
+			Backing      *string `json:"backing"`
+			ImageBacking *string `json:"image_backing"`
+		}
+		jsonOf(t, home, &vi, "volume", "info", "c-1-disk1")
+		if vi.Backing == nil || step == "flatten:renamed" && vi.ImageBacking != nil || step == "flatten:built" && vi.ImageBacking == nil {
+			t.Errorf("volume info after a crash at %s: backing %v, image_backing %v", step, vi.Backing, vi.ImageBacking)
+		}
+		if step == "flatten:renamed" {
+			if out := ok(t, home, "volume", "info", "c-1-disk1"); !strings.Contains(out, "doctor --repair finishes the flatten") {
+				t.Errorf("volume info of a half-flattened volume does not say so:\n%s", out)
+			}
+		}
 		ok(t, home, "doctor", "--repair")
 	}
 	ok(t, home, "volume", "flatten", "c-1-disk1")

@@ -183,8 +183,13 @@ func emitVolumes(c *cli.Context, v any) error {
 			row(w, "virtual size:", fmt.Sprintf("%s (%d bytes)", storage.FormatSize(one.VirtualSize), one.VirtualSize))
 			row(w, "allocated:", storage.FormatSize(one.AllocatedBytes))
 			backing := ""
-			if one.BackingFile != nil {
-				backing = *one.BackingFile
+			if one.RecordedBacking != nil {
+				backing = *one.RecordedBacking
+			}
+			if one.ImageBacking != nil && one.RecordedBacking == nil {
+				backing = *one.ImageBacking
+			} else if one.ImageBacking == nil && one.RecordedBacking != nil {
+				backing += " (the image is already independent: strata doctor --repair finishes the flatten)"
 			}
 			row(w, "backing:", backing)
 			row(w, "imported:", one.Imported)

@@ -32,6 +32,7 @@ type volumeJSON struct {
 	VirtualSize    int64   `json:"virtual_size"`
 	AllocatedBytes int64   `json:"allocated_bytes"`
 	Backing        *string `json:"backing"`
+	ImageBacking   *string `json:"image_backing"`
 	Imported       bool    `json:"imported"`
 	PartitionTable string  `json:"partition_table"`
 	Partitions     []struct {
@@ -242,7 +243,9 @@ func TestVolumeFormatFromContent(t *testing.T) {
 		t.Errorf("qcow2 named .img detected as %+v", v)
 	}
 	jsonOf(t, home, &v, "volume", "import", ov)
-	if v.Format != "qcow2" || v.Backing == nil || *v.Backing != "disk.img" {
+	// backing: what strata recorded (resolved); image_backing: the
+	// image's own spelling.
+	if v.Format != "qcow2" || v.Backing == nil || *v.Backing != q || v.ImageBacking == nil || *v.ImageBacking != "disk.img" {
 		t.Errorf("overlay: %+v", v)
 	}
 	// The base cannot go while the overlay depends on it.

@@ -593,9 +593,13 @@ func (s *Store) describe(ctx context.Context, v storage.Volume, parts bool) (sto
 	}
 	vi.Format = info.Format
 	vi.VirtualSize, vi.AllocatedBytes = info.VirtualSize, info.AllocatedBytes
+	if v.Backing != "" {
+		b := v.Backing
+		vi.RecordedBacking = &b
+	}
 	if info.BackingFile != "" {
 		b := info.BackingFile
-		vi.BackingFile = &b
+		vi.ImageBacking = &b
 	}
 	if info.DataFile != "" {
 		d := info.DataFile
