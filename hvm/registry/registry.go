@@ -28,7 +28,6 @@ import (
 	"github.com/strata-vm/strata/hvm/lint"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -289,7 +288,7 @@ func (r *Registry) Define(ctx context.Context, g *hvm.Guest) (*hvm.Guest, []lint
 		if err != nil {
 			return err
 		}
-		return store1(tx, storage.Guest{ID: dir.NewID(), Created: nowUTC()}, g, ids, uses)
+		return store1(tx, storage.Guest{ID: storage.NewID(), Created: nowUTC()}, g, ids, uses)
 	})
 	if err != nil {
 		return nil, nil, err

@@ -120,9 +120,6 @@ func Probe(dir string) (storage.Capabilities, error) {
 	return caps, nil
 }
 
-// NewID returns a fresh stable volume ID (storage.NewID).
-func NewID() string { return storage.NewID() }
-
 // VolumePath implements storage.Driver.
 func (Driver) VolumePath(p storage.Pool, id string, f storage.Format) string {
 	ext := ".img"

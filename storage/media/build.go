@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
-	"github.com/strata-vm/strata/storage/dir"
 )
 
 // BuildOptions describes an image to build from a directory.
@@ -109,7 +108,7 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 		return Medium{}, err
 	}
 
-	m := Medium{ID: dir.NewID(), Name: o.Name, Pool: pool.Name, Origin: OriginBuild, Source: src}
+	m := Medium{ID: storage.NewID(), Name: o.Name, Pool: pool.Name, Origin: OriginBuild, Source: src}
 	var tmp string
 	m.Path, tmp = imagePaths(pool, m.ID)
 	stage := filepath.Join(pool.Path, ".strata-tmp-"+m.ID+".d")

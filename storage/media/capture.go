@@ -15,7 +15,6 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/dir"
 )
 
 // DefaultRetries is how often a capture retries an unreadable sector.
@@ -228,7 +227,7 @@ func (mg *Manager) newMediumPool(name, poolName string) (storage.Pool, error) {
 // it as m.
 func (mg *Manager) copyIn(ctx context.Context, src *source, size int64, pool storage.Pool, m Medium, policy readPolicy, verify bool, prog storage.Progress) (Medium, error) {
 	prog = progressOr(prog)
-	m.ID = dir.NewID()
+	m.ID = storage.NewID()
 	var tmp string
 	m.Path, tmp = imagePaths(pool, m.ID)
 	if err := checkSpace(pool, size, fmt.Sprintf("the image of %q", src.path)); err != nil {
@@ -387,7 +386,7 @@ func (mg *Manager) Import(ctx context.Context, o ImportOptions, prog storage.Pro
 	if err != nil {
 		return Medium{}, err
 	}
-	m.ID, m.Name, m.Origin, m.Source, m.Imported = dir.NewID(), o.Name, OriginImport, abs, true
+	m.ID, m.Name, m.Origin, m.Source, m.Imported = storage.NewID(), o.Name, OriginImport, abs, true
 	m.Created = time.Now().UTC()
 	if err := mg.Catalog.Update(func(tx *catalog.Tx) error { return add(tx, m) }); err != nil {
 		return Medium{}, err

@@ -13,7 +13,6 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
-	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
@@ -113,7 +112,7 @@ func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.
 	}); err != nil {
 		return storage.VolumeInfo{}, err
 	}
-	v := storage.Volume{ID: dir.NewID(), Name: o.Name, Pool: o.Pool, Format: info.Format, Path: abs, Created: time.Now().UTC()}
+	v := storage.Volume{ID: storage.NewID(), Name: o.Name, Pool: o.Pool, Format: info.Format, Path: abs, Created: time.Now().UTC()}
 	backing := resolveBacking(abs, info.BackingFile)
 	if o.Copy {
 		d, err := s.Driver(pool)

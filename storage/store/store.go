@@ -417,7 +417,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 	if o.Pool == "" {
 		o.Pool = catalog.DefaultPool
 	}
-	v := storage.Volume{ID: dir.NewID(), Name: o.Name, Pool: o.Pool, Format: o.Format, Created: time.Now().UTC()}
+	v := storage.Volume{ID: storage.NewID(), Name: o.Name, Pool: o.Pool, Format: o.Format, Created: time.Now().UTC()}
 	if o.Layout.Empty() {
 		// An empty image takes microseconds (raw) to a few milliseconds
 		// (qemu-img): make it inside the catalog transaction, so the
