@@ -226,7 +226,7 @@ func namesFree(tx *catalog.Tx, g goldenRecord, names []string) error {
 
 // makeClones journals, makes every image, then records everything at once.
 func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []clonePlan) (out []CloneInfo, err error) {
-	j := cloneJournal{Op: "clone", Started: m.Now().Format(timeFormat)}
+	j := cloneJournal{Op: "clone", Started: m.Now()}
 	for _, pl := range plans {
 		for _, v := range pl.vols {
 			j.Paths, j.Pools = append(j.Paths, v.Path), append(j.Pools, v.Pool)

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog/log"
 
@@ -58,7 +59,7 @@ const (
 type goldenRecord struct {
 	ID         string       `json:"id"`
 	Name       string       `json:"name"`
-	Created    string       `json:"created"`
+	Created    time.Time    `json:"created"`
 	Kind       string       `json:"kind"`
 	Source     GoldenSource `json:"source"`
 	FromID     string       `json:"from_id,omitempty"`
@@ -95,7 +96,7 @@ type GoldenDisk struct {
 type GoldenInfo struct {
 	ID      string       `json:"id"`
 	Name    string       `json:"name"`
-	Created string       `json:"created"`
+	Created time.Time    `json:"created"`
 	Kind    string       `json:"kind"`
 	Source  GoldenSource `json:"source"`
 	Disks   []GoldenDisk `json:"disks"`
@@ -121,10 +122,10 @@ type cloneLink struct {
 
 // cloneJournal lists the images a clone under way makes.
 type cloneJournal struct {
-	Op      string   `json:"op"` // clone
-	Paths   []string `json:"paths"`
-	Pools   []string `json:"pools,omitempty"` // Paths[i] is in pool Pools[i]
-	Started string   `json:"started"`
+	Op      string    `json:"op"` // clone
+	Paths   []string  `json:"paths"`
+	Pools   []string  `json:"pools,omitempty"` // Paths[i] is in pool Pools[i]
+	Started time.Time `json:"started"`
 }
 
 func goldenTarget(g goldenRecord) Target {
@@ -471,7 +472,7 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 	if _, err := m.recoverGoldens(ctx); err != nil {
 		return GoldenInfo{}, err
 	}
-	g := goldenRecord{ID: storage.NewID(), Name: o.Name, Created: m.Now().Format(timeFormat), State: stateCreating}
+	g := goldenRecord{ID: storage.NewID(), Name: o.Name, Created: m.Now(), State: stateCreating}
 	err := m.withTarget(ctx, o.Source, func(t Target) error {
 		srcs, err := m.goldenSources(ctx, t, o.Point, &g)
 		if err != nil {
@@ -526,8 +527,6 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 	}
 	return m.GoldenShow(ctx, o.Name)
 }
-
-const timeFormat = "2006-01-02T15:04:05.999999999Z07:00"
 
 // goldenSources resolves what to freeze, and fills in g's kind, source
 // and definition. The caller holds t's lock.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -172,7 +173,7 @@ func emitGoldens(c *cli.Context, v any) error {
 		if single {
 			row(w, "name:", one.Name)
 			row(w, "id:", one.ID)
-			row(w, "created:", one.Created)
+			row(w, "created:", one.Created.Format(time.RFC3339))
 			row(w, "kind:", one.Kind)
 			row(w, "source:", sourceText(one.Source))
 			row(w, "from:", fromText(one.From))
@@ -189,7 +190,7 @@ func emitGoldens(c *cli.Context, v any) error {
 		}
 		row(w, "NAME", "KIND", "SOURCE", "FROM", "DISKS", "CLONES", "LINKED", "SPACE", "CREATED")
 		for _, g := range gs {
-			row(w, g.Name, g.Kind, sourceText(g.Source), fromText(g.From), len(g.Disks), g.Clones, g.LinkedClones, storage.FormatSize(g.Bytes), g.Created)
+			row(w, g.Name, g.Kind, sourceText(g.Source), fromText(g.From), len(g.Disks), g.Clones, g.LinkedClones, storage.FormatSize(g.Bytes), g.Created.Format(time.RFC3339))
 		}
 	})
 }
