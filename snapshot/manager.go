@@ -43,6 +43,11 @@ type Manager struct {
 	// Drivers run guests: a point of a guest one of them runs is taken
 	// live through it (nil: a running guest's disks are in use).
 	Drivers *boot.Set
+	// GuardArgv returns the command that runs Guard for a live point
+	// (`strata snapshot __guard GUEST-ID POINT-UID`): started for a
+	// point of a guest whose driver has no watcher of its own (guard.go).
+	// Nil: no guard.
+	GuardArgv func(guestID, point string) []string
 }
 
 // New returns a Manager on a store, and registers with the store the
@@ -375,6 +380,16 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	p.Method = methodMixed
 	if len(methods) == 1 {
 		p.Method = p.Disks[0].Method
+	}
+	if live != nil {
+		// Started before the point is recorded, over once it is
+		// recorded ready or undone: a strata that dies in between
+		// leaves neither a paused guest nor a half point (guard.go).
+		g, err := m.startGuard(t, live, p)
+		if err != nil {
+			return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
+		}
+		defer g.Done()
 	}
 	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		if o.Name != "" {
