@@ -359,6 +359,10 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		defer release()
 	}
+	label, err := m.pointLabel(t, o)
+	if err != nil {
+		return Point{}, err
+	}
 	methods := map[string]bool{}
 	drivers := make([]storage.Driver, len(vols))
 	pools := make([]storage.Pool, len(vols))
@@ -370,7 +374,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		drivers[i], pools[i] = drv, pool
 		// Planned (Moved included) before the take is recorded, so that
 		// undoing an interrupted one knows where its data may be.
-		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID]})
+		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID], Label: label})
 		if err != nil {
 			return Point{}, err
 		}
@@ -391,7 +395,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		defer g.Done()
 	}
-	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+	err = m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		if o.Name != "" {
 			q, ok, err := pointByName(tx, t.Key, o.Name)
 			if err != nil {
@@ -482,6 +486,34 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	ev.Msg("restore point created")
 	return p, nil
+}
+
+// seqBucket is the catalog's bucket of sequences (Tx.NextSeq), which
+// holds the last number each gave.
+const seqBucket = "sequences"
+
+// pointLabel is the label of t's next point for its drivers to name the
+// point's data by (storage.PointOptions.Label): its number, then its name,
+// or its kind for a point strata takes by itself ("7-pre-rollback"). The
+// number is the one the point is recorded with: the caller holds t's
+// lock, and only a create of t takes t's next number. (A label is for
+// reading only: the drivers keep names unique without it.)
+func (m *Manager) pointLabel(t Target, o CreateOptions) (string, error) {
+	var n uint64
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		_, err := tx.Get(seqBucket, "points/"+t.Key, &n)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	label := strconv.FormatUint(n+1, 10)
+	switch {
+	case o.Name != "":
+		label += "-" + o.Name
+	case o.Kind != KindSingle:
+		label += "-" + o.Kind
+	}
+	return label, nil
 }
 
 func sumBytes(disks []DiskPoint) *int64 {
