@@ -291,8 +291,12 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	var vols []storage.Volume
 	var guest *storage.Guest
+	var last uint64 // the target's last point number
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
 		if vols, guest, err = volumesOf(tx, t); err != nil {
+			return err
+		}
+		if _, err := tx.Get(seqBucket, seqOf(t), &last); err != nil {
 			return err
 		}
 		for _, id := range o.also {
@@ -359,10 +363,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		defer release()
 	}
-	label, err := m.pointLabel(t, o)
-	if err != nil {
-		return Point{}, err
-	}
+	label := pointLabel(last+1, o)
 	methods := map[string]bool{}
 	drivers := make([]storage.Driver, len(vols))
 	pools := make([]storage.Pool, len(vols))
@@ -395,7 +396,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		defer g.Done()
 	}
-	err = m.st.Catalog.Update(func(tx *catalog.Tx) error {
+	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		if o.Name != "" {
 			q, ok, err := pointByName(tx, t.Key, o.Name)
 			if err != nil {
@@ -417,7 +418,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 				return storage.Errorf(storage.ErrInvalid, "restore point %d of %s is of kind %s: a post point pairs with a pre point (snapshot create --pre)", o.PreID, t, pre.Kind)
 			}
 		}
-		n, err := tx.NextSeq("points/" + t.Key)
+		n, err := tx.NextSeq(seqOf(t))
 		if err != nil {
 			return err
 		}
@@ -492,28 +493,25 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 // holds the last number each gave.
 const seqBucket = "sequences"
 
-// pointLabel is the label of t's next point for its drivers to name the
+// seqOf names the sequence of t's point numbers.
+func seqOf(t Target) string { return "points/" + t.Key }
+
+// pointLabel is the label of point number n for its drivers to name the
 // point's data by (storage.PointOptions.Label): its number, then its name,
 // or its kind for a point strata takes by itself ("7-pre-rollback"). The
-// number is the one the point is recorded with: the caller holds t's
-// lock, and only a create of t takes t's next number. (A label is for
-// reading only: the drivers keep names unique without it.)
-func (m *Manager) pointLabel(t Target, o CreateOptions) (string, error) {
-	var n uint64
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		_, err := tx.Get(seqBucket, "points/"+t.Key, &n)
-		return err
-	}); err != nil {
-		return "", err
-	}
-	label := strconv.FormatUint(n+1, 10)
+// caller read n as the target's next number under the target's lock, and
+// only a create of the target takes its next number, so n is the number
+// the point is recorded with. (A label is for reading only: the drivers
+// keep names unique without it.)
+func pointLabel(n uint64, o CreateOptions) string {
+	label := strconv.FormatUint(n, 10)
 	switch {
 	case o.Name != "":
 		label += "-" + o.Name
 	case o.Kind != KindSingle:
 		label += "-" + o.Kind
 	}
-	return label, nil
+	return label
 }
 
 func sumBytes(disks []DiskPoint) *int64 {
