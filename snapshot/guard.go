@@ -52,12 +52,14 @@ const GuardLog = "guard.log"
 // is over either way.
 func (m *Manager) Guard(ctx context.Context, guestID, point string) error {
 	rd := &boot.RunDir{Dir: filepath.Join(m.st.Catalog.Home(), "run", guestID)}
-	gone, err := boot.AwaitHolder(ctx, guardPoll, func() { m.releaseHold(ctx, guestID, rd, point) })
+	gone, err := boot.AwaitHolder(ctx, guardPoll, func() { m.releaseHold(ctx, guestID, rd, point, false) })
 	if err != nil || !gone {
 		return err
 	}
 	log.Warn().Str("point", point).Msg("the strata taking a live restore point died: resuming the guest and finishing or undoing the point")
-	m.releaseHold(ctx, guestID, rd, point)
+	// The hold of this point is a dead holder's, even while its process
+	// is still being torn down (the pipe closes before /proc says so).
+	m.releaseHold(ctx, guestID, rd, point, true)
 	var name string
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		g, err := tx.GuestByID(guestID)
@@ -76,11 +78,12 @@ func (m *Manager) Guard(ctx context.Context, guestID, point string) error {
 
 // releaseHold resumes and thaws the guest that point's pause hold keeps
 // paused or frozen, if the hold is stale (its holder gone or past its
-// deadline), and clears the hold once that is done; a hold that is not
-// stale, or another point's, is left alone.
-func (m *Manager) releaseHold(ctx context.Context, guestID string, rd *boot.RunDir, point string) {
+// deadline; dead: the caller knows the holder died), and clears the hold
+// once that is done; a hold that is not stale, or another point's, is
+// left alone.
+func (m *Manager) releaseHold(ctx context.Context, guestID string, rd *boot.RunDir, point string, dead bool) {
 	h, err := rd.ReadHold()
-	if err != nil || h == nil || h.Point != point || !h.Stale() {
+	if err != nil || h == nil || h.Point != point || !(dead || h.Stale()) {
 		return
 	}
 	var t Target

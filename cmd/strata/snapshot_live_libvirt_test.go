@@ -81,6 +81,12 @@ func TestKilledLivePointThroughLibvirtResumesTheGuest(t *testing.T) {
 		took := waitDomRunning(t, name, 5*time.Second)
 		t.Logf("%s: the domain runs again %s after strata died", step, took.Round(time.Millisecond))
 		waitGuardsGone(t, home, 30*time.Second)
+		// The guard's log, cumulative: it resumed the guest once, for the
+		// point killed during the pause (none was paused before it).
+		b, _ := os.ReadFile(filepath.Join(home, "run", guestID(t, home, name), "guard.log"))
+		if resumed := strings.Count(string(b), "resumed the guest"); resumed != map[string]int{"create:live-paused": 1, "create:recorded": 1}[step] {
+			t.Fatalf("%s: the guard said %d times that it resumed the guest:\n%s", step, resumed, b)
+		}
 		if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
 			t.Fatalf("%s: doctor (no --repair) after the guard's recovery: exit %d, %+v", step, code, fs)
 		}
