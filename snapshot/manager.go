@@ -43,6 +43,11 @@ type Manager struct {
 	// Drivers run guests: a point of a guest one of them runs is taken
 	// live through it (nil: a running guest's disks are in use).
 	Drivers *boot.Set
+	// GuardArgv returns the command that runs Guard for a live point
+	// (`strata snapshot __guard GUEST-ID POINT-UID`): started for a
+	// point of a guest whose driver has no watcher of its own (guard.go).
+	// Nil: no guard.
+	GuardArgv func(guestID, point string) []string
 }
 
 // New returns a Manager on a store, and registers with the store the
@@ -286,8 +291,12 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	var vols []storage.Volume
 	var guest *storage.Guest
+	var last uint64 // the target's last point number
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
 		if vols, guest, err = volumesOf(tx, t); err != nil {
+			return err
+		}
+		if _, err := tx.Get(seqBucket, seqOf(t), &last); err != nil {
 			return err
 		}
 		for _, id := range o.also {
@@ -354,6 +363,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		defer release()
 	}
+	label := pointLabel(last+1, o)
 	methods := map[string]bool{}
 	drivers := make([]storage.Driver, len(vols))
 	pools := make([]storage.Pool, len(vols))
@@ -365,7 +375,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		drivers[i], pools[i] = drv, pool
 		// Planned (Moved included) before the take is recorded, so that
 		// undoing an interrupted one knows where its data may be.
-		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID]})
+		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID], Label: label})
 		if err != nil {
 			return Point{}, err
 		}
@@ -375,6 +385,16 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	p.Method = methodMixed
 	if len(methods) == 1 {
 		p.Method = p.Disks[0].Method
+	}
+	if live != nil {
+		// Started before the point is recorded, over once it is
+		// recorded ready or undone: a strata that dies in between
+		// leaves neither a paused guest nor a half point (guard.go).
+		g, err := m.startGuard(t, live, p)
+		if err != nil {
+			return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
+		}
+		defer g.Done()
 	}
 	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		if o.Name != "" {
@@ -398,7 +418,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 				return storage.Errorf(storage.ErrInvalid, "restore point %d of %s is of kind %s: a post point pairs with a pre point (snapshot create --pre)", o.PreID, t, pre.Kind)
 			}
 		}
-		n, err := tx.NextSeq("points/" + t.Key)
+		n, err := tx.NextSeq(seqOf(t))
 		if err != nil {
 			return err
 		}
@@ -467,6 +487,31 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	ev.Msg("restore point created")
 	return p, nil
+}
+
+// seqBucket is the catalog's bucket of sequences (Tx.NextSeq), which
+// holds the last number each gave.
+const seqBucket = "sequences"
+
+// seqOf names the sequence of t's point numbers.
+func seqOf(t Target) string { return "points/" + t.Key }
+
+// pointLabel is the label of point number n for its drivers to name the
+// point's data by (storage.PointOptions.Label): its number, then its name,
+// or its kind for a point strata takes by itself ("7-pre-rollback"). The
+// caller read n as the target's next number under the target's lock, and
+// only a create of the target takes its next number, so n is the number
+// the point is recorded with. (A label is for reading only: the drivers
+// keep names unique without it.)
+func pointLabel(n uint64, o CreateOptions) string {
+	label := strconv.FormatUint(n, 10)
+	switch {
+	case o.Name != "":
+		label += "-" + o.Name
+	case o.Kind != KindSingle:
+		label += "-" + o.Kind
+	}
+	return label
 }
 
 func sumBytes(disks []DiskPoint) *int64 {

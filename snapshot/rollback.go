@@ -196,7 +196,13 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 			replaced[d.VolumeID] = true
 		}
 	}
-	pre, err := m.create(ctx, t, CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID), replaced: replaced, also: also, inUseChecked: true,
+	undo := CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID)}
+	if po, ok := ctx.Value(postOfKey{}).(postOf); ok && po.pre == to.ID && to.Kind == KindPre {
+		// snapshot run's failed command: the undo point is its post
+		// point (run.go).
+		undo = CreateOptions{Kind: KindPost, PreID: po.pre, Description: po.description}
+	}
+	pre, err := m.create(ctx, t, CreateOptions{Kind: undo.Kind, PreID: undo.PreID, Description: undo.Description, replaced: replaced, also: also, inUseChecked: true,
 		onReady: func(tx *catalog.Tx, p Point) error {
 			j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
 			if err := m.fingerprintsInto(tx, p, &j); err != nil {
@@ -217,7 +223,7 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 		return res, err
 	}
 	res = RollbackResult{To: to, PreRollback: pre}
-	log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msg("rolled back; undo with a rollback to the pre-rollback point")
+	log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msgf("rolled back; undo with a rollback to point %d", pre.ID)
 	return res, nil
 }
 

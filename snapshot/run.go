@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 )
 
 // RunResult is the outcome of Run.
@@ -20,6 +22,10 @@ type RunResult struct {
 	Post       *Point `json:"post"`
 	ExitCode   int    `json:"exit_code"`
 	RolledBack bool   `json:"rolled_back"`
+	// PostUndoesRollback: the post point is also the rollback's undo
+	// point, taken by the rollback in place of its pre-rollback point
+	// (full-copy volumes: see Run).
+	PostUndoesRollback bool `json:"post_undoes_rollback,omitempty"`
 }
 
 // Run takes a pre point, runs argv (no shell) with the given stdio, takes
@@ -84,6 +90,9 @@ func (m *Manager) Run(ctx context.Context, r TargetRef, description string, roll
 	// for) happen even if strata was told to stop meanwhile: they record
 	// what the command left.
 	ctx = context.WithoutCancel(ctx)
+	if res.ExitCode != 0 && rollbackOnFailure && m.copies(res.Pre) {
+		return m.runRollbackAsPost(ctx, r, res, description, rollback, live)
+	}
 	post, err := m.Create(ctx, r, CreateOptions{Kind: KindPost, PreID: res.Pre.ID, Description: description, LiveOptions: live})
 	if err != nil {
 		return res, err
@@ -97,6 +106,91 @@ func (m *Manager) Run(ctx context.Context, r TargetRef, description string, roll
 		res.RolledBack = true
 	}
 	return res, nil
+}
+
+// A failed command's post point and its rollback's pre-rollback point
+// hold the same state: what the command left. Where a point is O(1)
+// (qcow2-internal, reflink) two cost nothing; where it is a full copy they
+// would be two copies of the same bytes, the post one a copy of the whole
+// disk made only to be followed by the rollback. So on full-copy volumes
+// the rollback's own undo point is the post point (kind post, paired with
+// the pre point): it holds the live data the rollback moves aside (a
+// pre-rollback point of a full-copy volume copies nothing), and there is
+// no separate pre-rollback point. A rollback that fails before taking it
+// leaves the live data as the command left it: the post point is then
+// taken as usual.
+
+// copies tells whether any disk of p is a full copy (not O(1) to take).
+func (m *Manager) copies(p Point) bool {
+	for _, d := range p.Disks {
+		if _, pm, err := m.pointDriver(d); err == nil && !pm.O1Take {
+			return true
+		}
+	}
+	return false
+}
+
+// runRollbackAsPost rolls back after a failed command with the rollback's
+// undo point taken as the post point (see above).
+func (m *Manager) runRollbackAsPost(ctx context.Context, r TargetRef, res RunResult, description string, rollback func(ctx context.Context, ref string) error, live LiveOptions) (RunResult, error) {
+	log.Warn().Int("exit_code", res.ExitCode).Int("pre", res.Pre.ID).Msg("the command failed: rolling back to the pre point; its undo point is the post point (full-copy volumes: one copy of the state the command left, not two)")
+	rerr := rollback(withPostOf(ctx, postOf{pre: res.Pre.ID, description: description}), fmt.Sprint(res.Pre.ID))
+	post, found, err := m.postOf(r, res.Pre.ID)
+	if err != nil {
+		return res, errors.Join(rerr, err)
+	}
+	if found {
+		res.Post, res.PostUndoesRollback = &post, true
+	}
+	if rerr != nil {
+		if !found {
+			// Nothing was moved: the live data is what the command left.
+			if post, err := m.Create(ctx, r, CreateOptions{Kind: KindPost, PreID: res.Pre.ID, Description: description, LiveOptions: live}); err == nil {
+				res.Post = &post
+			} else {
+				rerr = errors.Join(rerr, fmt.Errorf("and the post point: %w", err))
+			}
+		}
+		return res, fmt.Errorf("the command exited %d, and the rollback to pre point %d failed: %w", res.ExitCode, res.Pre.ID, rerr)
+	}
+	res.RolledBack = true
+	return res, nil
+}
+
+// postOf returns the post point paired with pre point pre of r, if any.
+func (m *Manager) postOf(r TargetRef, pre int) (Point, bool, error) {
+	var out Point
+	var found bool
+	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		t, err := r.resolve(tx)
+		if err != nil {
+			return err
+		}
+		return tx.Scan(bPoints, t.Key+"/", func(_ string, raw []byte) error {
+			var p Point
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return err
+			}
+			if p.State == stateReady && p.Kind == KindPost && p.PreID != nil && *p.PreID == pre {
+				out, found = p, true
+			}
+			return nil
+		})
+	})
+	return out, found, err
+}
+
+// postOf, in a rollback's context, says that the rollback to pre point
+// pre takes its undo point as that point's post point.
+type postOf struct {
+	pre         int
+	description string
+}
+
+type postOfKey struct{}
+
+func withPostOf(ctx context.Context, p postOf) context.Context {
+	return context.WithValue(ctx, postOfKey{}, p)
 }
 
 // refuseRunning refuses a guest that runs: snapshot run could take its

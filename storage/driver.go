@@ -265,6 +265,13 @@ type PointOptions struct {
 	// its pre-rollback point): a method that ReplacesLive may plan the
 	// point as the live data itself, moved (PointRef.Moved).
 	ReplacingLive bool
+	// Label, if set, is a readable name for the point's data where the
+	// method names it ("12-before-sp3": the point's number, then its name
+	// or automatic kind), for the admin who lists it with the image's own
+	// tools: the dir driver's qcow2 internal snapshots are tagged
+	// strata-LABEL-UID. The driver keeps what is safe in a name of its
+	// kind and bounds the length; the UID alone keeps the name unique.
+	Label string
 }
 
 // PointRef is what the catalog records of one volume's restore point: a

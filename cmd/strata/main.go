@@ -193,6 +193,9 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	m.Progress = progress()
 	// A running guest's points are taken live, through its driver.
 	m.Drivers = drivers(c)
+	// A live point of a guest no watcher of strata's watches (libvirt)
+	// is guarded by this binary's hidden `snapshot __guard`.
+	m.GuardArgv = guardArgv(st.Catalog.Home(), c.Duration("lock-timeout"))
 	// A disk of a guest any driver runs is in use, named by driver and
 	// guest; and a running guest cannot be deleted.
 	st.InUse = inUseChecker(drivers(c))

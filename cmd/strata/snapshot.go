@@ -447,6 +447,7 @@ func snapshotCommand() *cli.Command {
 					})
 				},
 			},
+			snapshotGuardCommand,
 		},
 	}
 }

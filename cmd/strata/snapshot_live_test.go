@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,10 @@ func TestLivePointOfARunningGuest(t *testing.T) {
 	}
 	if snaps := internalSnapshots(t, sys); len(snaps) != 1 || snaps[0] != p.Disks[0].Ref {
 		t.Fatalf("internal snapshots of the qcow2 disk: %v, want [%s]", snaps, p.Disks[0].Ref)
+	}
+	// Tagged by QMP with the point's number and name, as offline ones.
+	if !strings.HasPrefix(p.Disks[0].Ref, fmt.Sprintf("strata-%d-before-patch-", p.ID)) {
+		t.Fatalf("the live point's internal snapshot is tagged %q, want strata-%d-before-patch-UID", p.Disks[0].Ref, p.ID)
 	}
 	want, _ := os.ReadFile(raw)
 	got, err := os.ReadFile(p.Disks[1].Ref)

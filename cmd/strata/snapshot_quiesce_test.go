@@ -223,6 +223,38 @@ func TestQuiescedLivePointThroughLibvirt(t *testing.T) {
 	if s := statusOf(t, home, name); s.State != "running" {
 		t.Fatalf("after the point: %+v", s)
 	}
+
+	// A strata killed with the guest paused and frozen: the point's
+	// guard resumes the domain and thaws its filesystems through
+	// libvirt's agent passthrough, then undoes the point, with no strata
+	// command run.
+	if r := runIn(t, home, []string{"STRATA_CRASH_AT=create:live-paused"}, "snapshot", "create", name, "--name", "torn", "--quiesce"); r.code == 0 {
+		t.Fatal("the killed quiesced point exited 0")
+	}
+	waitDomRunning(t, name, 10*time.Second)
+	waitGuardsGone(t, home, time.Minute)
+	out, err := exec.Command("virsh", "-c", "qemu:///system", "qemu-agent-command", name, `{"execute":"guest-fsfreeze-status"}`).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"thawed"`) {
+		guardLogs(t, home)
+		t.Fatalf("the guest's filesystems after the killed quiesced point: %s %v", out, err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(home, "run", "*", "guard.log"))
+	var said []byte
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		said = append(said, b...)
+	}
+	if !strings.Contains(string(said), "resumed the guest") || !strings.Contains(string(said), "thawed the guest's filesystems") {
+		t.Fatalf("the guard did not say it resumed and thawed the guest:\n%s", said)
+	}
+	var all []livePoint
+	jsonOf(t, home, &all, "snapshot", "list", name)
+	if len(all) != 1 || all[0].ID != fs.ID {
+		t.Fatalf("points after the guard undid the killed one: %+v", all)
+	}
+	if f, code := doctor(t, home); code != 0 || len(f) != 0 {
+		t.Fatalf("doctor (no --repair) after the guard: exit %d, %+v", code, f)
+	}
 }
 
 // A strata killed while the guest is paused and its filesystems frozen

@@ -74,8 +74,9 @@ func syncPointDir(_ context.Context, ref *storage.PointRef) error {
 // With passFD (the caller passes descriptors to the hypervisor: the qemu
 // driver) it returns the file open for QEMU to write through (add-fd): the
 // file stays strata's, 0600 in its root-only directory, and no other user
-// ever holds a descriptor of it. Otherwise (libvirt: go-libvirt cannot
-// pass a descriptor with a monitor command) QEMU opens it by path, and it
+// ever holds a descriptor of it; libvirt 8.2+ with virsh passes it on
+// too. Otherwise (an older libvirt, or no virsh: go-libvirt cannot pass a
+// descriptor with a monitor command) QEMU opens it by path, and it
 // is owned as the disk is while QEMU writes it (libvirt's QEMU runs as its
 // own user, which owns the images of the guests it runs), in a directory
 // that user may pass through; strata's again, and the directory

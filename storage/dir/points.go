@@ -33,7 +33,7 @@ const (
 type method interface {
 	// plan names where the point's data will be (before anything is
 	// written, so an interrupted take can be cleaned up).
-	plan(v storage.Volume, uid string) storage.PointRef
+	plan(v storage.Volume, uid string, o storage.PointOptions) storage.PointRef
 	take(ctx context.Context, v storage.Volume, ref *storage.PointRef, prog storage.Progress) error
 	// restore puts the point's state back under the live name; run again
 	// after an interruption, it finishes what it had begun.
@@ -99,7 +99,7 @@ func (Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid
 		log.Warn().Str("volume", v.Name).Msg("restore points of this raw volume are full copies: for O(1) points use a qcow2 volume or a pool on XFS (reflink=1) or btrfs")
 	}
 	meth, _ := methodByName(name)
-	ref := meth.plan(v, uid)
+	ref := meth.plan(v, uid, o)
 	// Recorded before the take, so that undoing an interrupted one knows
 	// the point's file may be the live image.
 	ref.Moved = name == MethodCopy && o.ReplacingLive
@@ -266,8 +266,46 @@ func newUID() string {
 // backing chain grows and taking or applying one is O(1).
 type qcow2Internal struct{}
 
-func (qcow2Internal) plan(_ storage.Volume, uid string) storage.PointRef {
+// plan tags the internal snapshot strata-LABEL-UID (strata-12-before-sp3-
+// 5f0c2a9e1b7d), so that `qemu-img snapshot -l` says which point it is.
+// The UID keeps the tag unique: point numbers are per target, and one
+// image may carry points of several (a guest's and its volume's own, or
+// of two guests it served), while qemu-img accepts a tag twice and then
+// applies the first. Points recorded before labels (strata-UID) keep
+// their tags: a recorded Ref is opaque.
+func (qcow2Internal) plan(_ storage.Volume, uid string, o storage.PointOptions) storage.PointRef {
+	if l := tagLabel(o.Label); l != "" {
+		return storage.PointRef{Method: MethodQcow2, Ref: "strata-" + l + "-" + uid}
+	}
 	return storage.PointRef{Method: MethodQcow2, Ref: "strata-" + uid}
+}
+
+// maxTagLabel bounds the label in a tag (qemu-img's listing stays one
+// line; QEMU itself takes far longer names).
+const maxTagLabel = 40
+
+// tagLabel keeps a label's letters, digits, '.', '_' and '-' (ASCII),
+// every other run of characters becomes one '-', and cuts it to
+// maxTagLabel bytes: a tag safe in QMP, on a command line and in any
+// terminal.
+func tagLabel(label string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range label {
+		ok := r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+		switch {
+		case ok && !(r == '-' && dash):
+			b.WriteRune(r)
+			dash = r == '-'
+		case !ok && !dash && b.Len() > 0:
+			b.WriteByte('-')
+			dash = true
+		}
+		if b.Len() >= maxTagLabel {
+			break
+		}
+	}
+	return strings.Trim(b.String()[:min(b.Len(), maxTagLabel)], "-.")
 }
 
 func (qcow2Internal) take(ctx context.Context, v storage.Volume, ref *storage.PointRef, _ storage.Progress) error {
@@ -393,7 +431,7 @@ func (m fileCopy) name() string {
 	return MethodCopy
 }
 
-func (m fileCopy) plan(v storage.Volume, uid string) storage.PointRef {
+func (m fileCopy) plan(v storage.Volume, uid string, _ storage.PointOptions) storage.PointRef {
 	ext := filepath.Ext(v.Path)
 	ref := filepath.Join(filepath.Dir(v.Path), PointsDir, v.ID+"-"+uid+ext)
 	return storage.PointRef{Method: m.name(), Ref: ref}

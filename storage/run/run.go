@@ -82,7 +82,7 @@ func Output(ctx context.Context, argv ...string) ([]byte, error) {
 
 // Run runs argv with stdin and stdout as given (nil: none / discarded).
 func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string) error {
-	return start(ctx, stdin, stdout, false, argv, false)
+	return start(ctx, stdin, stdout, false, argv, false, nil)
 }
 
 // Critical runs a tool that changes an image in place (qemu-img snapshot
@@ -92,7 +92,7 @@ func Run(ctx context.Context, stdin io.Reader, stdout io.Writer, argv ...string)
 // terminal's Ctrl-C sends to strata's group does not reach it. The caller
 // looks at ctx afterwards and finishes or undoes its operation.
 func Critical(ctx context.Context, argv ...string) error {
-	return start(ctx, nil, nil, true, argv, true)
+	return start(ctx, nil, nil, true, argv, true, nil)
 }
 
 // OutputIsolated is Output for a tool whose answer a step that must
@@ -101,11 +101,21 @@ func Critical(ctx context.Context, argv ...string) error {
 // terminal's Ctrl-C; it still dies with strata.
 func OutputIsolated(ctx context.Context, argv ...string) ([]byte, error) {
 	var stdout bytes.Buffer
-	err := start(ctx, nil, &stdout, false, argv, true)
+	err := start(ctx, nil, &stdout, false, argv, true, nil)
 	return stdout.Bytes(), err
 }
 
-func start(ctx context.Context, stdin io.Reader, stdout io.Writer, critical bool, argv []string, ownGroup bool) error {
+// OutputFiles is Output for a tool that is handed open files: files[i]
+// is its descriptor 3+i (e.g. virsh qemu-monitor-command --pass-fds 3,
+// which passes it on to QEMU). No other descriptor of strata's reaches
+// it.
+func OutputFiles(ctx context.Context, files []*os.File, argv ...string) ([]byte, error) {
+	var stdout bytes.Buffer
+	err := start(ctx, nil, &stdout, false, argv, false, files)
+	return stdout.Bytes(), err
+}
+
+func start(ctx context.Context, stdin io.Reader, stdout io.Writer, critical bool, argv []string, ownGroup bool, files []*os.File) error {
 	if len(argv) == 0 {
 		return errors.New("run: empty command")
 	}
@@ -126,6 +136,7 @@ func start(ctx context.Context, stdin io.Reader, stdout io.Writer, critical bool
 	if !critical {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
+	cmd.ExtraFiles = files
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if stdout != nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 
 	lv "github.com/digitalocean/go-libvirt"
 
 	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/qmp"
+	"github.com/strata-vm/strata/storage/run"
 )
 
 // Monitor implements boot.LiveMonitor through libvirt: pausing and
@@ -30,12 +32,59 @@ func (d *Driver) Monitor(ctx context.Context, g *boot.Guest) (boot.Monitor, erro
 		c.close()
 		return nil, err
 	}
-	return &monitor{c: c, dm: dm}, nil
+	m := &monitor{c: c, dm: dm}
+	if d.passesFiles(c) {
+		return &filesMonitor{monitor: m, uri: d.virshURI()}, nil
+	}
+	return m, nil
 }
 
 type monitor struct {
 	c  *conn
 	dm lv.Domain
+}
+
+// filesMonitor is the monitor of a libvirt that passes descriptors to
+// QEMU with a monitor command (virDomainQemuMonitorCommandWithFiles,
+// libvirt 8.2): a live full copy's target is then handed to QEMU open
+// (add-fd), as the qemu driver does, and stays root's, 0600, in its
+// root-only directory, where it would otherwise be chowned to libvirt's
+// QEMU user for the copy. go-libvirt cannot send descriptors over its
+// connection, so the command goes through virsh (--pass-fds), libvirt's
+// own client; it is run only for add-fd, before the guest is paused.
+type filesMonitor struct {
+	*monitor
+	uri string
+}
+
+var _ boot.FileMonitor = (*filesMonitor)(nil)
+
+// passFilesVersion is the first libvirt whose monitor passthrough takes
+// descriptors (8.2.0).
+const passFilesVersion = 8_002_000
+
+// passesFiles tells whether descriptors reach the guest's QEMU through c's
+// libvirtd and virsh: the daemon is recent enough and virsh is installed.
+func (d *Driver) passesFiles(c *conn) bool {
+	if _, err := run.Look("virsh"); err != nil {
+		return false
+	}
+	v, err := c.ConnectGetLibVersion()
+	return err == nil && v >= passFilesVersion
+}
+
+// ExecuteFile implements boot.FileMonitor: cmd goes to QEMU with f, which
+// QEMU receives as a descriptor of its own (add-fd, getfd).
+func (m *filesMonitor) ExecuteFile(ctx context.Context, cmd string, args any, f *os.File) (json.RawMessage, error) {
+	b, err := request(cmd, args)
+	if err != nil {
+		return nil, err
+	}
+	out, err := run.OutputFiles(ctx, []*os.File{f}, "virsh", "-q", "-c", m.uri, "qemu-monitor-command", "--domain", uuidString(m.dm.UUID), "--pass-fds", "3", string(b))
+	if err != nil {
+		return nil, fmt.Errorf("libvirt: QEMU monitor of domain %q: %s with a descriptor: %w", m.dm.Name, cmd, err)
+	}
+	return m.reply(cmd, string(out))
 }
 
 func (m *monitor) Events() <-chan qmp.Event { return nil }
@@ -60,11 +109,7 @@ func (m *monitor) Execute(ctx context.Context, cmd string, args any) (json.RawMe
 		}
 		return json.RawMessage("{}"), nil
 	}
-	req := map[string]any{"execute": cmd}
-	if args != nil {
-		req["arguments"] = args
-	}
-	b, err := json.Marshal(req)
+	b, err := request(cmd, args)
 	if err != nil {
 		return nil, err
 	}
@@ -86,11 +131,26 @@ func (m *monitor) Execute(ctx context.Context, cmd string, args any) (json.RawMe
 	if r.err != nil {
 		return nil, fmt.Errorf("libvirt: QEMU monitor of domain %q: %s: %w", m.dm.Name, cmd, r.err)
 	}
+	return m.reply(cmd, r.out)
+}
+
+// request is the QMP request of cmd with args.
+func request(cmd string, args any) ([]byte, error) {
+	req := map[string]any{"execute": cmd}
+	if args != nil {
+		req["arguments"] = args
+	}
+	return json.Marshal(req)
+}
+
+// reply is what QEMU answered cmd (out: its JSON reply as libvirt passes
+// it on): the return value, or QEMU's error.
+func (m *monitor) reply(cmd, out string) (json.RawMessage, error) {
 	var reply struct {
 		Return json.RawMessage `json:"return"`
 		Error  *qmp.Error      `json:"error"`
 	}
-	if err := json.Unmarshal([]byte(r.out), &reply); err != nil {
+	if err := json.Unmarshal([]byte(out), &reply); err != nil {
 		return nil, fmt.Errorf("libvirt: QEMU monitor of domain %q: %s: %w", m.dm.Name, cmd, err)
 	}
 	if reply.Error != nil {

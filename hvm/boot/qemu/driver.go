@@ -136,6 +136,11 @@ func (d *Driver) Available(ctx context.Context) error {
 	return err
 }
 
+// ReleasesHolds implements boot.HoldReleaser: the watcher resumes and
+// thaws a guest whose pause hold went stale (watch.go), so live points
+// need no guard of their own.
+func (d *Driver) ReleasesHolds() bool { return d.cfg.WatcherArgv != nil }
+
 // Supports implements boot.Driver.
 func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 	switch f {

@@ -1,0 +1,145 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Point guards: resume always happens under drivers without a watcher.
+//
+// The qemu driver's watcher resumes a guest whose pause hold's holder died
+// (livehold.go). A driver with no process of strata's beside the guest
+// (libvirt: libvirtd runs QEMU) has nobody to do it, so the strata that
+// takes a live point of such a guest starts a guard first: a small process
+// of its own (this binary, detached in a session of its own) that lives as
+// long as the point. The two share a pipe whose only writer is the strata
+// that takes the point: it writes one byte when the point is over (Done)
+// and the guard exits; the kernel closes the pipe when that strata dies,
+// however it dies (SIGKILL included), and the guard, reading end of file
+// without the byte, knows at once that the point was left unfinished. It
+// then resumes and thaws what the hold says, and finishes or undoes the
+// point as the next command on the guest would. While the point runs, the
+// guard also looks at the hold every tick: a hold past its deadline (a
+// hung strata) is resumed over its holder's head, as the watcher does.
+
+// GuardFDEnv names the guard's inherited descriptor: the pipe's reading
+// end.
+const GuardFDEnv = "STRATA_GUARD_FD"
+
+// guardDone is the byte a point that is over writes to its guard.
+const guardDone = 'd'
+
+// HoldReleaser is a driver that resumes and thaws guests whose pause hold
+// went stale by itself (the qemu driver's watcher): its live points need
+// no guard.
+type HoldReleaser interface {
+	ReleasesHolds() bool
+}
+
+// Guard is the strata side of a point's guard process.
+type Guard struct {
+	w *os.File
+}
+
+// guardEnvDrop lists the test-only fault injection variables a guard does
+// not inherit: it must not crash at the steps its point was told to.
+var guardEnvDrop = []string{"STRATA_CRASH_AT=", "STRATA_TEST_KILL_GUEST_AT=", "STRATA_CRASH_TRACE="}
+
+// StartGuard starts argv as a point's guard, detached (a session of its
+// own, so that a signal to strata's process group does not reach it),
+// with its output appended to logPath. The guard runs once StartGuard
+// returns: from then on, strata's death is seen.
+func StartGuard(argv []string, logPath string) (*Guard, error) {
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	// Both ends are close-on-exec: no other child of strata (qemu-img,
+	// snapshot run's command) holds the writing end and keeps the guard
+	// from seeing strata's death.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.ExtraFiles = []*os.File{pr}
+	for _, e := range os.Environ() {
+		if !slices.ContainsFunc(guardEnvDrop, func(p string) bool { return strings.HasPrefix(e, p) }) {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, GuardFDEnv+"=3")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return nil, fmt.Errorf("start the point's guard (%s): %w", strings.Join(argv, " "), err)
+	}
+	go func() { _ = cmd.Wait() }() // reaped in a long-lived caller
+	return &Guard{w: pw}, nil
+}
+
+// Done tells the guard that the point is over: it exits. Nil-safe.
+func (g *Guard) Done() {
+	if g == nil || g.w == nil {
+		return
+	}
+	_, _ = g.w.Write([]byte{guardDone})
+	g.w.Close()
+	g.w = nil
+}
+
+// AwaitHolder is the guard's wait: it returns gone true when the strata
+// that started it ended without Done (it died), false when the point is
+// over. Every tick it runs tick (nil: none), which looks for a hold past
+// its deadline.
+func AwaitHolder(ctx context.Context, every time.Duration, tick func()) (gone bool, err error) {
+	fd, err := strconv.Atoi(os.Getenv(GuardFDEnv))
+	if err != nil || fd < 3 {
+		return false, fmt.Errorf("a point's guard is started by strata with the pipe to it (%s); not by hand", GuardFDEnv)
+	}
+	f := os.NewFile(uintptr(fd), "guard")
+	defer f.Close()
+	type result struct {
+		done bool
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		var b [1]byte
+		n, err := f.Read(b[:])
+		switch {
+		case n == 1:
+			got <- result{done: b[0] == guardDone}
+		case errors.Is(err, io.EOF):
+			got <- result{}
+		default:
+			got <- result{err: err}
+		}
+	}()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-got:
+			return !r.done && r.err == nil, r.err
+		case <-t.C:
+			if tick != nil {
+				tick()
+			}
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}

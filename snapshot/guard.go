@@ -1,0 +1,142 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/hvm/qga"
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
+)
+
+// Guards of live points (hvm/boot guard.go): a live point of a guest whose
+// driver has no watcher of its own (libvirt, xl's memory points) starts a
+// guard process before the guest is paused, frozen or saved. Should the
+// strata taking the point die, the guard (Guard) resumes the guest and
+// thaws its filesystems as the pause hold says, at once, then finishes or
+// undoes the point as the next command on the guest would (the target's
+// locks, which the dead strata no longer holds, keep it from meeting
+// another command): the guest never waits for someone to run strata
+// again, and no point is left half made.
+
+// guardPoll is how often a guard looks at the pause hold for a hung
+// strata (one past the hold's deadline).
+const guardPoll = 200 * time.Millisecond
+
+// startGuard starts the guard of live point p of t's guest l, or returns
+// nil when none is needed (no GuardArgv, or the driver's own watcher
+// releases stale holds).
+func (m *Manager) startGuard(t Target, l *liveGuest, p Point) (*boot.Guard, error) {
+	if m.GuardArgv == nil || t.Kind != "guest" {
+		return nil, nil
+	}
+	if hr, ok := l.drv.(boot.HoldReleaser); ok && hr.ReleasesHolds() {
+		return nil, nil
+	}
+	return boot.StartGuard(m.GuardArgv(strings.TrimPrefix(t.Key, "g-"), p.UID), l.bg.Run.Path(GuardLog))
+}
+
+// GuardLog is the guards' log in the guest's runtime directory.
+const GuardLog = "guard.log"
+
+// Guard is a live point's guard process (see above): it waits for the
+// strata taking point (its UID) of the guest with ID guestID; when that
+// strata died with the point unfinished, it resumes and thaws the guest
+// and recovers the guest's interrupted points. It returns once the point
+// is over either way.
+func (m *Manager) Guard(ctx context.Context, guestID, point string) error {
+	rd := &boot.RunDir{Dir: filepath.Join(m.st.Catalog.Home(), "run", guestID)}
+	gone, err := boot.AwaitHolder(ctx, guardPoll, func() { m.releaseHold(ctx, guestID, rd, point, false) })
+	if err != nil || !gone {
+		return err
+	}
+	log.Warn().Str("point", point).Msg("the strata taking a live restore point died: resuming the guest and finishing or undoing the point")
+	// The hold of this point is a dead holder's, even while its process
+	// is still being torn down (the pipe closes before /proc says so).
+	m.releaseHold(ctx, guestID, rd, point, true)
+	var name string
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		g, err := tx.GuestByID(guestID)
+		name = g.Name
+		return err
+	}); err != nil {
+		return err
+	}
+	// Recovered as the next command on the guest would (withTarget).
+	if err := m.withTarget(context.WithoutCancel(ctx), TargetRef{Name: name}, func(Target) error { return nil }); err != nil {
+		return fmt.Errorf("the interrupted restore point of guest %q: %w; the next snapshot command on it (or strata doctor --repair) finishes it", name, err)
+	}
+	log.Info().Str("guest", name).Msg("the interrupted restore point is finished or undone and the guest runs")
+	return nil
+}
+
+// releaseHold resumes and thaws the guest that point's pause hold keeps
+// paused or frozen, if the hold is stale (its holder gone or past its
+// deadline; dead: the caller knows the holder died), and clears the hold
+// once that is done; a hold that is not stale, or another point's, is
+// left alone.
+func (m *Manager) releaseHold(ctx context.Context, guestID string, rd *boot.RunDir, point string, dead bool) {
+	h, err := rd.ReadHold()
+	if err != nil || h == nil || h.Point != point || !(dead || h.Stale()) {
+		return
+	}
+	var t Target
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		g, err := tx.GuestByID(guestID)
+		t = Target{Kind: "guest", Name: g.Name, Key: "g-" + guestID}
+		return err
+	}); err != nil {
+		log.Error().Err(err).Msg("the guest of a stale pause hold")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	l, err := m.liveOf(ctx, t)
+	if err != nil {
+		log.Error().Err(err).Str("guest", t.Name).Msg("resume the guest an interrupted restore point left paused")
+		return
+	}
+	if l == nil {
+		_ = rd.ClearHold(point) // the guest does not run: nothing holds it
+		return
+	}
+	defer l.close()
+	if resumed, err := boot.ResumeHeld(ctx, l.mon, h); err != nil {
+		log.Error().Err(err).Str("guest", t.Name).Msg("resume the guest an interrupted restore point left paused")
+		return
+	} else if resumed {
+		log.Warn().Str("guest", t.Name).Int("holder", h.PID).Msg("resumed the guest an interrupted restore point left paused")
+	}
+	if h.Frozen {
+		if err := thawHeld(ctx, l); err != nil {
+			// The point's recovery (abandonLive) tries again.
+			log.Error().Err(err).Str("guest", t.Name).Msg("thaw the filesystems an interrupted quiesced restore point left frozen")
+			h.Paused = false
+			_ = boot.WriteRuntimeJSON(rd.Path(boot.HoldFile), h)
+			return
+		}
+		log.Warn().Str("guest", t.Name).Msg("thawed the guest's filesystems an interrupted restore point left frozen")
+	}
+	_ = rd.ClearHold(point)
+}
+
+// thawHeld thaws l's guest's filesystems through its driver's agent.
+func thawHeld(ctx context.Context, l *liveGuest) error {
+	ar, ok := l.drv.(boot.AgentReacher)
+	if !ok {
+		return storage.Errorf(storage.ErrNotSupported, "the %s driver reaches no guest agent", l.driver)
+	}
+	a, err := ar.Agent(ctx, l.bg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	_, err = qga.Thaw(ctx, a)
+	return err
+}
