@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,6 +196,9 @@ func TestQuiescedLivePointThroughLibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok(t, home, "guest", "define", name, "-f", def)
+	// A display of its own: libvirt's automatic port misses QEMUs that
+	// other tests run on loopback.
+	ok(t, home, "guest", "set", name, "vncunused=0", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+45)%50))
 	ok(t, home, "guest", "start", name, "--wait-serial", boottest.AgentReady, "--wait-timeout", "3m")
 	t.Cleanup(func() { runIn(t, home, nil, "guest", "kill", name) })
 
