@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	dirdriver "github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
@@ -40,8 +41,6 @@ var (
 	// names files so only inside pool directories (an in-place imported
 	// volume's folder is the admin's, whatever the names in it).
 	idImage = pattern.New(`^[0-9a-f]{16}\.(img|qcow2|iso)$`)
-	// tmpName: a temporary copy or staging directory, in any directory.
-	tmpName = pattern.New(`^\.strata-tmp-.+$`)
 	// probeDir: a capability probe's scratch directory (storage/dir).
 	probeDir = pattern.New(`^\.strata-probe-.+$`)
 	// rollbackTmp: the new image of a rollback in progress, next to the
@@ -53,12 +52,18 @@ var (
 	pointData = pattern.New(`^[0-9a-f]{16}-[0-9a-f]{12}(\.[^.]+)?$`)
 )
 
+// isTemp tells whether a name is a strata temporary (atomicfile's scheme).
+func isTemp(name string) bool {
+	_, ok := atomicfile.Target(name)
+	return ok
+}
+
 // strataEntry tells whether a directory entry is a file or directory strata
 // names as its own, in a pool directory if pool is set.
 func strataEntry(e os.DirEntry, pool bool) bool {
 	n := e.Name()
 	switch {
-	case tmpName.MatchString(n):
+	case isTemp(n):
 		return true // a temporary file, or an iso build's staging directory
 	case probeDir.MatchString(n):
 		return e.IsDir()
@@ -478,8 +483,9 @@ func (m *Manager) inUseByOperation(p string, byPath, byID map[string]storage.Vol
 		v, ok = byID[base[:16]]
 	case strings.Contains(base, dirdriver.RollbackSuffix):
 		v, ok = byPath[filepath.Join(dir, base[:strings.Index(base, dirdriver.RollbackSuffix)])]
-	case strings.HasPrefix(base, ".strata-tmp-flatten-"):
-		v, ok = byPath[filepath.Join(dir, strings.TrimPrefix(base, ".strata-tmp-flatten-"))]
+	case isTemp(base):
+		target, _ := atomicfile.Target(base)
+		v, ok = byPath[filepath.Join(dir, target)]
 	}
 	if !ok {
 		return false
@@ -509,10 +515,9 @@ func tiedToVolume(p, dir string, names map[string]bool) bool {
 	if i := strings.Index(base, dirdriver.RollbackSuffix); i > 0 {
 		return names[base[:i]] // <image>.strata-rollback[-uid]
 	}
-	if rest, ok := strings.CutPrefix(base, ".strata-tmp-"); ok {
-		rest = strings.TrimPrefix(rest, "flatten-")
+	if rest, ok := atomicfile.Target(base); ok {
 		if names[rest] || (len(rest) >= 16 && names[rest[:16]]) {
-			return true // .strata-tmp-[flatten-]<image> or .strata-tmp-<volume id>...
+			return true // a temporary of <image>, or of <volume id>.EXT
 		}
 	}
 	return false

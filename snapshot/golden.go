@@ -32,7 +32,6 @@ import (
 
 	"github.com/rs/zerolog/log"
 
-	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
@@ -40,10 +39,10 @@ import (
 
 // Catalog buckets of golden images and clones.
 const (
-	bGoldens      = "goldens"        // golden ID → goldenRecord
-	bGoldenNames  = "golden_names"   // name → golden ID
-	bGoldenClones = "golden_clones"  // "GOLDENID/VOLUMEID" → cloneLink
-	bCloneJournal = "golden_journal" // golden ID → cloneJournal (a clone under way)
+	bGoldens      = catalog.GoldensBucket // golden ID → goldenRecord
+	bGoldenNames  = "golden_names"        // name → golden ID
+	bGoldenClones = "golden_clones"       // "GOLDENID/VOLUMEID" → cloneLink
+	bCloneJournal = "golden_journal"      // golden ID → cloneJournal (a clone under way)
 )
 
 // Golden kinds: what its clones are.
@@ -133,19 +132,6 @@ func goldenTarget(g goldenRecord) Target {
 
 func init() {
 	extraRefs = append(extraRefs, goldenRefs)
-	// No new guest may take a UUID a golden image has.
-	registry.GoldenDefinitions = func(tx *catalog.Tx) (map[string]string, error) {
-		out := map[string]string{}
-		err := tx.Scan(bGoldens, "", func(_ string, raw []byte) error {
-			var g goldenRecord
-			if err := json.Unmarshal(raw, &g); err != nil {
-				return err
-			}
-			out[g.Name] = g.Definition
-			return nil
-		})
-		return out, err
-	}
 }
 
 // goldenRefs tells doctor the images of ready goldens. Images of

@@ -102,34 +102,21 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 	if err != nil {
 		return err
 	}
-	// The set of locks is read before they are taken: a guest set that
-	// held the guest's lock meanwhile may have given it another disk,
-	// which would be written without its lock. So read the set again once
-	// the locks are held, and start over if it grew.
-	for attempt := 1; ; attempt++ {
+	// The set is read again once its locks are held (store.LockSet): a
+	// guest set that held the guest's lock meanwhile may have given it
+	// another disk, which would be written without its lock.
+	unlock, err := store.LockSet(m.st.Catalog.Home(), m.lockTimeout, func() ([]store.Lock, error) {
 		keys, err := m.lockSet(t)
-		if err != nil {
-			return err
+		locks := make([]store.Lock, len(keys))
+		for i, k := range keys {
+			locks[i] = store.Lock{Key: k, What: t.String()}
 		}
-		unlock, err := lockKeys(m.st.Catalog.Home(), t, keys, m.lockTimeout)
-		if err != nil {
-			return err
-		}
-		now, err := m.lockSet(t)
-		if err != nil {
-			unlock()
-			return err
-		}
-		if !subset(now, keys) {
-			unlock()
-			if attempt == 10 {
-				return storage.Errorf(storage.ErrBusy, "the disks of %s kept changing while strata waited for their locks: try again", t)
-			}
-			continue
-		}
-		defer unlock()
-		break
+		return locks, err
+	})
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if err := m.recoverTarget(ctx, t); err != nil {
 		return fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
 	}
@@ -158,15 +145,6 @@ func (m *Manager) lockSet(t Target) ([]string, error) {
 		return err
 	})
 	return keys, err
-}
-
-func subset(a, b []string) bool {
-	for _, k := range a {
-		if !slices.Contains(b, k) {
-			return false
-		}
-	}
-	return true
 }
 
 // CreateOptions describe a new restore point.

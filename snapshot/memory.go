@@ -83,11 +83,11 @@ func openState(l *liveGuest, p *Point) (*os.File, error) {
 			ram = s.Base
 		}
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
+	free, err := storage.FreeIn(dir)
+	if err != nil {
 		return nil, err
 	}
-	if free := int64(fs.Bavail) * fs.Bsize; !skipSpaceCheck && ram+stateMargin > free {
+	if !skipSpaceCheck && ram+stateMargin > free {
 		return nil, storage.Errorf(storage.ErrPrecondition, "not enough space for the memory of guest %q: its RAM is %s (plus %s of margin) and %q has %s free; free space there, or take the point without --memory",
 			l.name, storage.FormatSize(ram), storage.FormatSize(stateMargin), dir, storage.FormatSize(free))
 	}

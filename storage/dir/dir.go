@@ -192,15 +192,7 @@ func (Driver) Features(ctx context.Context, p storage.Pool) (storage.Features, e
 
 // FreeBytes implements storage.Driver.
 func (Driver) FreeBytes(_ context.Context, p storage.Pool) (int64, error) {
-	return freeIn(p.Path)
-}
-
-func freeIn(dir string) (int64, error) {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		return 0, err
-	}
-	return int64(fs.Bavail) * fs.Bsize, nil
+	return storage.FreeIn(p.Path)
 }
 
 // Delete implements storage.Driver. An image that is no longer the file

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/run"
 )
@@ -164,7 +165,7 @@ func (Driver) Flatten(ctx context.Context, _ storage.Pool, v storage.Volume, poi
 			return "", err
 		}
 	}
-	tmp := filepath.Join(filepath.Dir(v.Path), ".strata-tmp-flatten-"+filepath.Base(v.Path))
+	tmp := atomicfile.Path(v.Path, atomicfile.PurposeFlatten)
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}

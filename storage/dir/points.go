@@ -617,11 +617,11 @@ func checkSpace(src, dstDir string) error {
 	if err != nil {
 		return err
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dstDir, &fs); err != nil {
+	free, err := storage.FreeIn(dstDir)
+	if err != nil {
 		return err
 	}
-	if free := int64(fs.Bavail) * fs.Bsize; info.AllocatedBytes > free {
+	if info.AllocatedBytes > free {
 		return storage.Errorf(storage.ErrPrecondition, "not enough space for a full copy of %q: it holds %s and %q has %s free; free space, or move the volume to a reflink pool (XFS reflink=1, btrfs) or to qcow2 for O(1) restore points",
 			src, storage.FormatSize(info.AllocatedBytes), dstDir, storage.FormatSize(free))
 	}

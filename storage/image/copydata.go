@@ -91,7 +91,7 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 			}
 			first = false
 			if err != nil {
-				if errors.Is(err, unix.ENOSPC) {
+				if storage.NoSpace(err) {
 					return writeError(dst, err)
 				}
 				return fmt.Errorf("copy %q to %q at %d: %w", src, dst, p, err)

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -65,34 +63,33 @@ func (s *Store) Guests(ctx context.Context) ([]GuestView, error) {
 // still needed, nothing changes. Guests with restore points are refused by
 // the users registered with AddGuestUser.
 func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) error {
-	// The guest's lock, then its volumes' in key order (as restore point
-	// operations take them): nothing is deleted under one of them.
-	unlock, id, err := s.LockGuest(name)
+	// The guest's lock and its volumes', as restore point operations take
+	// them (LockSet): nothing is deleted under one of them.
+	var id string
+	unlock, err := LockSet(s.Catalog.Home(), s.lockTimeout, func() ([]Lock, error) {
+		var locks []Lock
+		err := s.Catalog.View(func(tx *catalog.Tx) error {
+			g, err := tx.Guest(name)
+			if err != nil {
+				return err
+			}
+			id = g.ID
+			locks = append(locks, Lock{Key: "g-" + g.ID, What: "guest:" + g.Name})
+			for _, n := range volumes {
+				v, err := tx.Volume(n)
+				if err != nil {
+					return err
+				}
+				locks = append(locks, Lock{Key: "v-" + v.ID, What: "volume:" + v.Name})
+			}
+			return nil
+		})
+		return locks, err
+	})
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	var vols []storage.Volume
-	if err := s.Catalog.View(func(tx *catalog.Tx) error {
-		for _, n := range volumes {
-			v, err := tx.Volume(n)
-			if err != nil {
-				return err
-			}
-			vols = append(vols, v)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	slices.SortFunc(vols, func(a, b storage.Volume) int { return strings.Compare(a.ID, b.ID) })
-	for _, v := range vols {
-		release, err := s.lockVolume(v)
-		if err != nil {
-			return err
-		}
-		defer release()
-	}
 	var gone []storage.Volume
 	err = s.Catalog.Update(func(tx *catalog.Tx) error {
 		g, err := tx.Guest(name)

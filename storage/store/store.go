@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
@@ -504,7 +505,7 @@ func (s *Store) poolForCreate(tx *catalog.Tx, name, poolName string) (storage.Po
 func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Pool, v storage.Volume, o CreateOptions) error {
 	rawPath := v.Path
 	if v.Format != storage.FormatRaw {
-		rawPath = filepath.Join(pool.Path, ".strata-tmp-"+v.ID+".img")
+		rawPath = atomicfile.Path(filepath.Join(pool.Path, v.ID+".img"), "")
 		defer os.Remove(rawPath)
 	}
 	if err := d.Create(ctx, pool, rawPath, storage.FormatRaw, o.Size); err != nil {
@@ -825,29 +826,17 @@ func (s *Store) LockExclusive() (*OpLock, error) {
 }
 
 func (s *Store) opLock(how int, timeout time.Duration) (*OpLock, error) {
-	dir := filepath.Join(s.Catalog.Home(), "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "strata.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLock(s.Catalog.Home(), "strata.lock")
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return &OpLock{f: f}, nil
+	if err := flockWait(f, how, timeout); err != nil {
+		if errors.Is(err, errLockBusy) {
+			return nil, storage.Errorf(storage.ErrBusy, "the state home %q is busy (strata doctor --repair, or other strata processes while it waits); try again or raise --lock-timeout", s.Catalog.Home())
 		}
-		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
-			f.Close()
-			if err == unix.EWOULDBLOCK {
-				return nil, storage.Errorf(storage.ErrBusy, "the state home %q is busy (strata doctor --repair, or other strata processes while it waits); try again or raise --lock-timeout", s.Catalog.Home())
-			}
-			return nil, err
-		}
-		time.Sleep(20 * time.Millisecond)
+		return nil, err
 	}
+	return &OpLock{f: f}, nil
 }
 
 // Release drops the lock.
