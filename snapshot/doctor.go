@@ -14,10 +14,9 @@ import (
 	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	dirdriver "github.com/strata-vm/strata/storage/dir"
-	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
-	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/qcow2"
 	"github.com/strata-vm/strata/storage/store"
 )
 
@@ -418,7 +417,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			}
 			continue
 		}
-		names, err := dirdriver.Qcow2Snapshots(ctx, v.Path)
+		names, err := qcow2.Snapshots(ctx, v.Path)
 		if err != nil {
 			return out, err
 		}
@@ -426,15 +425,15 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			if strings.HasPrefix(n, "strata-") && !snaps[v.Path][n] && !m.snapshotRecorded(v, n) {
 				f := Finding{Kind: "orphan-snapshot", Path: v.Path, Detail: "internal snapshot " + n + " of volume " + v.Name + " belongs to no restore point" + keep}
 				if repair && keep == "" {
-					f.Repaired = run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", n, v.Path) == nil
+					f.Repaired = qcow2.DeleteSnapshot(ctx, v.Path, n) == nil
 				}
 				out = append(out, f)
 			}
 		}
-		if err := run.Run(ctx, nil, nil, image.QemuImgRead("check", "-q", "-f", "qcow2", v.Path)...); err != nil {
+		if err := qcow2.Check(ctx, v.Path); err != nil {
 			f := Finding{Kind: "qcow2-check", Path: v.Path, Detail: "qemu-img check reports problems in volume " + v.Name + ": " + err.Error()}
 			if repair {
-				_, rerr := dirdriver.RepairQcow2(ctx, v.Path)
+				_, rerr := qcow2.Repair(ctx, v.Path)
 				f.Repaired = rerr == nil
 			}
 			out = append(out, f)

@@ -452,29 +452,30 @@ func snapshotCommand() *cli.Command {
 }
 
 func emitPoints(c *cli.Context, v any) error {
-	points, _ := v.([]snapshot.Point)
-	one, single := v.(snapshot.Point)
-	if single {
-		one = one.Printable()
-		points, v = []snapshot.Point{one}, one
-	} else {
-		for i := range points {
-			points[i] = points[i].Printable()
+	header := []any{"TARGET", "ID", "NAME", "KIND", "CREATED", "METHOD", "PINNED", "BYTES", "PRE", "DESCRIPTION"}
+	pointRow := func(p snapshot.Point) []any {
+		bytes, pre := "", ""
+		if p.Bytes != nil {
+			bytes = storage.FormatSize(*p.Bytes)
+		}
+		if p.PreID != nil {
+			pre = fmt.Sprint(*p.PreID)
+		}
+		return []any{p.Target, p.ID, p.Name, p.Kind, p.Created.Format(time.RFC3339), p.Method, p.Pinned, bytes, pre, p.Description}
+	}
+	switch p := v.(type) {
+	case snapshot.Point:
+		v = p.Printable()
+	case []snapshot.Point:
+		for i := range p {
+			p[i] = p[i].Printable()
 		}
 	}
-	return emit(c, v, func(w *tabwriter.Writer) {
-		row(w, "TARGET", "ID", "NAME", "KIND", "CREATED", "METHOD", "PINNED", "BYTES", "PRE", "DESCRIPTION")
-		for _, p := range points {
-			bytes, pre := "", ""
-			if p.Bytes != nil {
-				bytes = storage.FormatSize(*p.Bytes)
-			}
-			if p.PreID != nil {
-				pre = fmt.Sprint(*p.PreID)
-			}
-			row(w, p.Target, p.ID, p.Name, p.Kind, p.Created.Format(time.RFC3339), p.Method, p.Pinned, bytes, pre, p.Description)
-		}
-		if single {
+	return emitOneOrList(c, v, oneOrList[snapshot.Point]{
+		// One point: its row, then what only it shows.
+		fields: func(w *tabwriter.Writer, one snapshot.Point) {
+			row(w, header...)
+			row(w, pointRow(one)...)
 			if one.Consistency != "" {
 				pause := ""
 				if one.PauseMS != nil {
@@ -488,7 +489,9 @@ func emitPoints(c *cli.Context, v any) error {
 			for _, d := range one.Disks {
 				row(w, "  disk:", d.Volume, d.Method, d.Ref)
 			}
-		}
+		},
+		header: header,
+		row:    pointRow,
 	})
 }
 

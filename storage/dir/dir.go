@@ -26,7 +26,6 @@ package dir
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/qcow2"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -151,7 +151,7 @@ func (Driver) Create(ctx context.Context, _ storage.Pool, path string, f storage
 		}
 		return fh.Close()
 	case storage.FormatQcow2:
-		if err := run.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", path, fmt.Sprint(size)); err != nil {
+		if err := qcow2.Create(ctx, path, size, "", ""); err != nil {
 			os.Remove(path)
 			return err
 		}
@@ -224,25 +224,4 @@ func (Driver) Fingerprint(_ storage.Pool, v storage.Volume) (storage.Fingerprint
 // qcow2 image has while one of its snapshots is applied.
 func (Driver) Locations(_ storage.Pool, v storage.Volume) []string {
 	return []string{v.Path, v.Path + ApplyingSuffix}
-}
-
-// Qcow2Snapshots lists the internal snapshots of a qcow2 image.
-func Qcow2Snapshots(ctx context.Context, path string) ([]string, error) {
-	out, err := run.Output(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", path)...)
-	if err != nil {
-		return nil, err
-	}
-	var info struct {
-		Snapshots []struct {
-			Name string `json:"name"`
-		} `json:"snapshots"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return nil, err
-	}
-	names := make([]string, len(info.Snapshots))
-	for i, s := range info.Snapshots {
-		names[i] = s.Name
-	}
-	return names, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/qcow2"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -105,7 +106,7 @@ func (Driver) Clone(ctx context.Context, _ storage.Pool, golden storage.Image, d
 		// Absolute backing path and explicit backing format: qemu never
 		// probes the golden's format (a raw golden could otherwise be
 		// read as whatever its first bytes look like).
-		if err := run.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-b", golden.Path, "-F", string(golden.Format), dst.Path); err != nil {
+		if err := qcow2.Create(ctx, dst.Path, 0, golden.Path, string(golden.Format)); err != nil {
 			os.Remove(dst.Path)
 			return err
 		}
@@ -198,7 +199,7 @@ func (Driver) Flatten(ctx context.Context, _ storage.Pool, v storage.Volume, poi
 // then the current state, saved first as a temporary snapshot, is
 // restored and completed, and the backing file is dropped.
 func completeImage(ctx context.Context, path string, info image.Info) error {
-	snaps, err := Qcow2Snapshots(ctx, path)
+	snaps, err := qcow2.Snapshots(ctx, path)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +18,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
-	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/qcow2"
 )
 
 // Point methods of the dir driver (recorded in the catalog).
@@ -177,7 +176,7 @@ func (Driver) TakePoint(ctx context.Context, _ storage.Pool, v storage.Volume, r
 // CheckRestore implements storage.Driver.
 func (Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
 	if ref.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
-		names, err := Qcow2Snapshots(ctx, v.Path)
+		names, err := qcow2.Snapshots(ctx, v.Path)
 		if err != nil {
 			return err
 		}
@@ -275,7 +274,7 @@ func (qcow2Internal) take(ctx context.Context, v storage.Volume, ref *storage.Po
 		return err
 	}
 	return inuse.Without(ctx, v.Path, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", ref.Ref, v.Path)
+		return qcow2.CreateSnapshot(ctx, v.Path, ref.Ref)
 	})
 }
 
@@ -298,7 +297,7 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, ref storage.
 		if _, err := os.Lstat(v.Path); err == nil {
 			return storage.Errorf(storage.ErrPrecondition, "volume %q has both an image %q and one being rolled back (%q): strata cannot tell which is the disk; move the one that is not aside, then run strata doctor --repair", v.Name, v.Path, applying)
 		}
-		if err := inuse.Without(ctx, applying, func() error { _, err := RepairQcow2(ctx, applying); return err }); err != nil {
+		if err := inuse.Without(ctx, applying, func() error { _, err := qcow2.Repair(ctx, applying); return err }); err != nil {
 			return err
 		}
 	} else {
@@ -311,7 +310,7 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, ref storage.
 	}
 	storage.Crashpoint("rollback:qcow2-moved")
 	if err := inuse.Without(ctx, applying, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-a", ref.Ref, applying)
+		return qcow2.ApplySnapshot(ctx, applying, ref.Ref)
 	}); err != nil {
 		return err
 	}
@@ -329,21 +328,6 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, ref storage.
 	return image.SyncPath(filepath.Dir(v.Path))
 }
 
-// RepairQcow2 runs qemu-img check on an image and, if it reports anything
-// but a clean image, repairs it (-r all: leaked clusters, and reference
-// counts or copied flags that a write would trust). repaired tells whether
-// it had to.
-func RepairQcow2(ctx context.Context, path string) (repaired bool, err error) {
-	if run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-f", "qcow2", path) == nil {
-		return false, nil
-	}
-	log.Warn().Str("image", path).Msg("qemu-img check reports errors (an interrupted qemu-img left them): repairing them with qemu-img check -r all")
-	if err := run.Critical(ctx, "qemu-img", "check", "-q", "-r", "all", "-f", "qcow2", path); err != nil {
-		return true, fmt.Errorf("repair %q: %w", path, err)
-	}
-	return true, nil
-}
-
 func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, ref storage.PointRef) error {
 	if err := image.VerifyImage(v); err != nil { // qemu-img follows links
 		return err
@@ -353,7 +337,7 @@ func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, ref storage
 		return err
 	}
 	return inuse.Without(ctx, v.Path, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", ref.Ref, v.Path)
+		return qcow2.DeleteSnapshot(ctx, v.Path, ref.Ref)
 	})
 }
 
@@ -361,24 +345,7 @@ func (qcow2Internal) exists(ctx context.Context, v storage.Volume, ref storage.P
 	if _, err := os.Stat(v.Path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	out, err := run.OutputIsolated(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", v.Path)...)
-	if err != nil {
-		return false, err
-	}
-	var info struct {
-		Snapshots []struct {
-			Name string `json:"name"`
-		} `json:"snapshots"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return false, fmt.Errorf("qemu-img info %q: %w", v.Path, err)
-	}
-	for _, s := range info.Snapshots {
-		if s.Name == ref.Ref {
-			return true, nil
-		}
-	}
-	return false, nil
+	return qcow2.HasSnapshot(ctx, v.Path, ref.Ref, true)
 }
 
 // fileCopy keeps a point as a file beside the volume, in .strata-points/:

@@ -17,7 +17,7 @@ import (
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/pattern"
-	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/qcow2"
 )
 
 // ImportOptions describes an existing image or device to register.
@@ -127,7 +127,7 @@ func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.
 		}
 		if backing != info.BackingFile {
 			// A relative backing name would break in the new directory.
-			if err := run.Run(ctx, nil, nil, "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", backing, "-F", backingFormat(info), v.Path); err != nil {
+			if err := qcow2.SetBacking(ctx, v.Path, backing, backingFormat(info)); err != nil {
 				os.Remove(v.Path)
 				return storage.VolumeInfo{}, err
 			}
