@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -45,15 +44,12 @@ type Manager struct {
 	Drivers *boot.Set
 }
 
-// New returns a Manager on a store, and registers with the store the
-// checks that keep volumes and guests with restore points from being
-// deleted.
+// New returns a Manager on a store. The store keeps volumes and guests
+// with restore points, and pools with golden images, from being deleted by
+// itself: the points and goldens are recorded as their holders
+// (catalog.Hold; holds.go).
 func New(st *store.Store, lockTimeout time.Duration) *Manager {
-	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
-	st.AddVolumeUser(volumeUser)
-	st.AddGuestUser(guestUser)
-	st.AddPoolUser(goldenPoolUser)
-	return m
+	return &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
 }
 
 func clock() func() time.Time {
@@ -867,44 +863,6 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 		return nil
 	}
 	return m.recoverRollback(ctx, t, j)
-}
-
-// volumeUser refuses to delete a volume that restore points hold.
-func volumeUser(tx *catalog.Tx, v storage.Volume) error {
-	var held []string
-	err := tx.Scan(bPoints, "", func(k string, raw []byte) error {
-		var p Point
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return err
-		}
-		for _, d := range p.Disks {
-			if d.VolumeID == v.ID {
-				held = append(held, fmt.Sprintf("%s#%d", currentName(tx, p), p.ID))
-				break
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if len(held) > 0 {
-		sort.Strings(held)
-		return storage.Errorf(storage.ErrInUse, "volume %q is held by %d restore point(s) (%s): delete them first ('strata snapshot delete')", v.Name, len(held), strings.Join(held, ", "))
-	}
-	return nil
-}
-
-// guestUser refuses to delete a guest that has restore points.
-func guestUser(tx *catalog.Tx, g storage.Guest) error {
-	points, err := pointsOf(tx, "g-"+g.ID)
-	if err != nil {
-		return err
-	}
-	if len(points) > 0 {
-		return storage.Errorf(storage.ErrInUse, "guest %q has %d restore point(s): delete them with it ('strata guest delete %s --with-points') or first ('strata snapshot delete %s POINT...', or prune)", g.Name, len(points), g.Name, g.Name)
-	}
-	return nil
 }
 
 // hasInVolume tells whether a point has data inside a volume (an internal

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/media"
 )
@@ -169,7 +170,9 @@ func openMedia(c *cli.Context) (*media.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return media.New(st.Catalog), nil
+	mg := media.New(st.Catalog)
+	mg.Users = registry.MediaUsers // an iso a guest uses is not deleted
+	return mg, nil
 }
 
 func emitMedia(c *cli.Context, v any) error {

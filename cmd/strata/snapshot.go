@@ -293,10 +293,10 @@ func snapshotCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					// The command is what followed the "--" that ended
 					// strata's arguments, as given (it may hold "--" itself).
-					if afterDash == nil {
+					command := appOf(c).afterDash
+					if command == nil {
 						return storage.Errorf(storage.ErrInvalid, "put the command after --, e.g. strata snapshot run GUEST -- apt-get upgrade -y")
 					}
-					command := afterDash
 					args := c.Args().Slice()
 					before := args[:max(0, len(args)-len(command))]
 					if n := len(before); n > 0 && before[n-1] == "--" {

@@ -33,26 +33,25 @@ import (
 	"github.com/strata-vm/strata/storage/store"
 )
 
-func init() {
-	// An iso cannot be deleted while a guest definition uses it.
-	// A guest may name it, or give its file's path.
-	media.InUse = func(tx *catalog.Tx, name string) ([]string, error) {
-		path := ""
-		if p, err := media.Resolve(tx, name); err == nil {
-			path = storage.RealPath(p)
-		}
-		return guestsWhere(tx, func(g *hvm.Guest) bool {
-			for _, d := range g.Disks {
-				if d.Media == name {
-					return true
-				}
-				if kind, src := d.Source(); path != "" && kind == hvm.SourcePath && storage.RealPath(src) == path {
-					return true
-				}
-			}
-			return false
-		})
+// MediaUsers lists the guests whose definitions use the medium called
+// name, by name or by its file's path (media.Manager.Users: an iso cannot
+// be deleted while a guest uses it).
+func MediaUsers(tx *catalog.Tx, name string) ([]string, error) {
+	path := ""
+	if p, err := media.Resolve(tx, name); err == nil {
+		path = storage.RealPath(p)
 	}
+	return guestsWhere(tx, func(g *hvm.Guest) bool {
+		for _, d := range g.Disks {
+			if d.Media == name {
+				return true
+			}
+			if kind, src := d.Source(); path != "" && kind == hvm.SourcePath && storage.RealPath(src) == path {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // Registry is the guest definitions of a state home.

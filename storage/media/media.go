@@ -97,15 +97,15 @@ func (m *Medium) normalize() {
 	}
 }
 
-// InUse, when set, lists the guest definitions that use the medium called
-// name; Delete refuses to delete a medium in use. It runs inside the
-// deleting transaction, so no guest can start using the medium meanwhile.
-// The guest package sets it.
-var InUse func(tx *catalog.Tx, name string) ([]string, error)
-
 // Manager does the media operations on one catalog.
 type Manager struct {
 	Catalog *catalog.Catalog
+	// Users lists the guest definitions that use the medium called name
+	// (hvm/registry.MediaUsers: guests live above this package); Delete
+	// refuses to delete a medium in use, and refuses to run without it. It
+	// runs inside the deleting transaction, so no guest can start using
+	// the medium meanwhile.
+	Users func(tx *catalog.Tx, name string) ([]string, error)
 }
 
 // New returns a Manager for the catalog c.
@@ -464,14 +464,15 @@ func (mg *Manager) Delete(ctx context.Context, name string, purge bool) error {
 		if m, err = get(tx, name); err != nil {
 			return err
 		}
-		if InUse != nil {
-			users, err := InUse(tx, name)
-			if err != nil {
-				return err
-			}
-			if len(users) > 0 {
-				return storage.Errorf(storage.ErrInUse, "iso %q is used by guest(s) %s: remove it from their definitions first", name, storage.QuoteList(users))
-			}
+		if mg.Users == nil {
+			return errors.New("internal error: media.Manager.Delete without Users: the guard against deleting a medium a guest uses is not wired")
+		}
+		users, err := mg.Users(tx, name)
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return storage.Errorf(storage.ErrInUse, "iso %q is used by guest(s) %s: remove it from their definitions first", name, storage.QuoteList(users))
 		}
 		if err := tx.Delete(bucketNames, m.Name); err != nil {
 			return err

@@ -36,12 +36,13 @@ type Store struct {
 	// InUse tells who holds an image: every operation that writes,
 	// replaces, truncates or removes one asks it first. Guest drivers add
 	// their sources to it.
-	InUse       *inuse.Checker
+	InUse *inuse.Checker
+	// Running tells whether the guest with catalog ID id runs now, and
+	// under which driver (nil: none is known to): a running guest is not
+	// deleted. The guest drivers know; they live above the store.
+	Running     func(id string) (running bool, driver string)
 	lockTimeout time.Duration
 	drivers     map[string]storage.Driver
-	volumeUsers []func(tx *catalog.Tx, v storage.Volume) error
-	guestUsers  []func(tx *catalog.Tx, g storage.Guest) error
-	poolUsers   []func(tx *catalog.Tx, pool string) error
 }
 
 // Open opens (creating on first use) the state home.
@@ -386,10 +387,8 @@ func (s *Store) RemovePool(ctx context.Context, name string) error {
 		if len(isos) > 0 {
 			return storage.Errorf(storage.ErrInUse, "pool %q still holds install media %s: delete them first ('strata iso delete')", name, storage.QuoteList(isos))
 		}
-		for _, user := range s.poolUsers {
-			if err := user(tx, name); err != nil {
-				return err
-			}
+		if err := checkPoolHolds(tx, name); err != nil {
+			return err
 		}
 		return tx.RemovePool(name)
 	})
@@ -797,10 +796,8 @@ func (s *Store) removeVolume(tx *catalog.Tx, name string, purge bool) (storage.V
 	if len(guests) > 0 {
 		return v, storage.Errorf(storage.ErrInUse, "volume %q is a disk of guest %s: delete the guest first ('strata guest delete')", name, storage.QuoteList(guests))
 	}
-	for _, user := range s.volumeUsers {
-		if err := user(tx, v); err != nil {
-			return v, err
-		}
+	if err := checkVolumeHolds(tx, v); err != nil {
+		return v, err
 	}
 	if v.Device && purge {
 		return v, storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q, which strata never removes: drop --purge, then remove it with its own tools (e.g. lvremove)", name, v.Path)
