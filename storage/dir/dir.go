@@ -13,8 +13,15 @@
 //	IMAGE.strata-rollback-UID    a restored copy about to replace IMAGE
 //	IMAGE.strata-applying        a qcow2 image moved aside while qemu-img
 //	                             applies one of its internal snapshots
-//	.strata-tmp-*                a temporary copy (flatten, create)
+//	.strata-tmp-[P-]NAME[~N]     a temporary: a flatten's copy (P:
+//	                             flatten), a new image before its rename,
+//	                             an iso build's staging directory
+//	                             (storage/atomicfile's one scheme)
 //	.strata-probe-*              a capability probe's scratch directory
+//
+// layout.go states these names as patterns (StrataName, PointDataName,
+// PointVolumeID); doctor reads pool directories through them and removes
+// nothing else.
 //
 // Point methods (PointMethods): qcow2-internal (qemu-img snapshot inside a
 // qcow2 image; O(1), no backing chain grows), reflink (FICLONE of a raw
@@ -75,14 +82,7 @@ func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, e
 	}
 	st.TotalBytes = fs.Blocks * uint64(fs.Bsize)
 	st.FreeBytes = fs.Bavail * uint64(fs.Bsize)
-	caps, err := Probe(p.Path)
-	if err != nil {
-		// A full or read-only filesystem is when its free space matters
-		// most: report the pool, with no capability claimed.
-		log.Warn().Str("pool", p.Name).Err(err).Msg("cannot probe the pool's capabilities (is its filesystem full or read-only?): reporting none")
-		return st, nil
-	}
-	st.Capabilities = caps
+	st.Capabilities = capsOf(p.Path) // none claimed where the probe fails
 	return st, nil
 }
 
@@ -90,7 +90,7 @@ func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, e
 // in dir: FICLONE and a hole.
 func Probe(dir string) (storage.Capabilities, error) {
 	var caps storage.Capabilities
-	tmp, err := os.MkdirTemp(dir, ".strata-probe-")
+	tmp, err := os.MkdirTemp(dir, probePrefix)
 	if err != nil {
 		return caps, err
 	}
@@ -182,11 +182,7 @@ func (Driver) Resize(ctx context.Context, _ storage.Pool, path string, f storage
 // Features implements storage.Driver.
 func (Driver) Features(ctx context.Context, p storage.Pool) (storage.Features, error) {
 	f := storage.Features{Points: pointMethods, LinkedClones: true, FreeSpace: true}
-	caps, err := capsOf(p.Path)
-	if err != nil {
-		return f, err
-	}
-	f.FullCloneO1 = caps.Reflink
+	f.FullCloneO1 = capsOf(p.Path).Reflink
 	return f, nil
 }
 

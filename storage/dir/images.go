@@ -41,7 +41,7 @@ func (Driver) FreezeCost(_ context.Context, src storage.FreezeSource, p storage.
 	if snap != "" || src.Format == storage.FormatQcow2 {
 		return 0, nil
 	}
-	if caps, err := capsOf(p.Path); err == nil && caps.Reflink && sameFS(from, filepath.Join(p.Path, "x")) {
+	if capsOf(p.Path).Reflink && sameFS(from, filepath.Join(p.Path, "x")) {
 		return 0, nil
 	}
 	info, err := image.InspectAs(from, storage.FormatRaw)
@@ -89,7 +89,7 @@ func (Driver) PlanClone(_ context.Context, golden storage.Image, p storage.Pool,
 	if !full {
 		return storage.ClonePlan{Method: CloneLinked, Linked: true, Format: storage.FormatQcow2, Backing: golden.Path}, nil
 	}
-	if caps, err := capsOf(p.Path); err == nil && caps.Reflink && sameFS(golden.Path, filepath.Join(p.Path, "x")) {
+	if capsOf(p.Path).Reflink && sameFS(golden.Path, filepath.Join(p.Path, "x")) {
 		return storage.ClonePlan{Method: CloneReflink, Format: golden.Format}, nil
 	}
 	info, err := image.InspectAs(golden.Path, golden.Format)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,16 +69,23 @@ func (Driver) PointMethods() []storage.PointMethod { return pointMethods }
 // probed once per directory per process.
 var probes sync.Map // directory → storage.Capabilities
 
-func capsOf(d string) (storage.Capabilities, error) {
+// capsOf is the one rule for a capability probe: what the filesystem
+// holding d can do, or, when the probe fails (a full or read-only
+// filesystem, where it matters most that a command still says what is
+// wrong), no capability at all, with a warning. Claiming none is always
+// safe: every plan then takes the full-copy way, which checks its space
+// and says what is short.
+func capsOf(d string) storage.Capabilities {
 	if caps, ok := probes.Load(d); ok {
-		return caps.(storage.Capabilities), nil
+		return caps.(storage.Capabilities)
 	}
 	caps, err := Probe(d)
 	if err != nil {
-		return caps, fmt.Errorf("probe %q: %w", d, err)
+		log.Warn().Str("dir", d).Err(err).Msg("cannot probe what the filesystem can do (is it full or read-only?): assuming no reflink, so copies are full copies")
+		caps = storage.Capabilities{}
 	}
 	probes.Store(d, caps)
-	return caps, nil
+	return caps
 }
 
 // copyWarned: volumes (by ID) this process has warned about full-copy
@@ -115,7 +123,7 @@ func (Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid
 
 func choose(v storage.Volume, override string) (string, error) {
 	if v.Device {
-		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q: strata cannot take restore points of block devices yet (LVM snapshots are planned); copy it into a pool with 'strata volume import --copy'", v.Name, v.Path)
+		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q: the dir driver takes restore points of image files only; copy it into a pool with 'strata volume import --copy'", v.Name, v.Path)
 	}
 	if v.Format != storage.FormatRaw && v.Format != storage.FormatQcow2 {
 		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is %s media, which has no restore points", v.Name, v.Format)
@@ -125,11 +133,7 @@ func choose(v storage.Volume, override string) (string, error) {
 		if v.Format == storage.FormatQcow2 {
 			return MethodQcow2, nil // on any filesystem: no probe needed
 		}
-		caps, err := capsOf(filepath.Dir(v.Path))
-		if err != nil {
-			return "", err
-		}
-		if caps.Reflink {
+		if capsOf(filepath.Dir(v.Path)).Reflink {
 			return MethodReflink, nil
 		}
 		return MethodCopy, nil
@@ -147,11 +151,7 @@ func choose(v storage.Volume, override string) (string, error) {
 		if override == MethodCopy {
 			break
 		}
-		caps, err := capsOf(filepath.Dir(v.Path))
-		if err != nil {
-			return "", err
-		}
-		if !caps.Reflink {
+		if !capsOf(filepath.Dir(v.Path)).Reflink {
 			return "", storage.Errorf(storage.ErrInvalid, "method reflink needs a filesystem that supports FICLONE (XFS with reflink=1, btrfs); %q is on one that does not", v.Name)
 		}
 	default:
@@ -531,8 +531,11 @@ func (fileCopy) commitRestored(v storage.Volume, tmp string, s storage.RestoreSt
 // get a copy of the image owned as /etc/shadow is, or worse, as they are.
 func keepIdentity(live, tmp string) error {
 	st, err := os.Lstat(live)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil // nothing to keep
+	}
+	if err != nil {
+		return fmt.Errorf("read the owner and mode of %q: %w", live, err)
 	}
 	if !st.Mode().IsRegular() {
 		return storage.Errorf(storage.ErrPrecondition, "%q is no longer a regular file (%s): strata does not take the owner and mode of what it is now; put the image back", live, st.Mode().Type())
