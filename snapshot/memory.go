@@ -265,7 +265,7 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 	switch {
 	case rerr != nil && derr == nil:
 		if err := m.keepSaved(p); err != nil {
-			return fmt.Errorf("guest %q did not come back from its saved memory (%v), and its point could not be recorded: %w; strata doctor --repair finishes it", l.name, rerr, err)
+			return fmt.Errorf("guest %q did not come back from its saved memory (%w), and its point could not be recorded: %v; strata doctor --repair finishes it", l.name, rerr, err)
 		}
 		return fmt.Errorf("%w: guest %q did not come back from its saved memory: %v; restore point %d holds it (its disks and memory of one instant): strata snapshot rollback %s %d --memory resumes it", errPointKept, l.name, rerr, p.ID, l.name, p.ID)
 	case rerr != nil:
