@@ -13,7 +13,6 @@ package snapshot
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -288,7 +287,7 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 			}
 			if pl.guest != nil {
 				if inUse == nil && definitionHasNICs(g.Definition) {
-					if inUse, err = macsInUse(tx); err != nil {
+					if inUse, err = registry.MACsInUse(tx, ""); err != nil {
 						return err
 					}
 				}
@@ -419,40 +418,6 @@ func definitionHasNICs(def string) bool {
 	}
 	g, err := hvm.Unmarshal("definition", []byte(def))
 	return err == nil && len(g.NICs) > 0
-}
-
-// macsInUse collects the MAC addresses of every guest's and golden's
-// definition in the catalog.
-func macsInUse(tx *catalog.Tx) (map[string]bool, error) {
-	used := map[string]bool{}
-	add := func(def string) {
-		if strings.TrimSpace(def) == "" {
-			return
-		}
-		if g, err := hvm.Unmarshal("definition", []byte(def)); err == nil {
-			for _, n := range g.NICs {
-				if n.MAC != "" {
-					used[strings.ToLower(n.MAC)] = true
-				}
-			}
-		}
-	}
-	guests, err := tx.Guests()
-	if err != nil {
-		return nil, err
-	}
-	for _, g := range guests {
-		add(g.Definition)
-	}
-	err = tx.Scan(bGoldens, "", func(_ string, raw []byte) error {
-		var g goldenRecord
-		if err := json.Unmarshal(raw, &g); err != nil {
-			return err
-		}
-		add(g.Definition)
-		return nil
-	})
-	return used, err
 }
 
 // identity reads a clone guest's UUID and MACs from its definition.

@@ -32,4 +32,8 @@
 // undoes (create) it. Artefacts are named by a random point UID, never
 // reused. Rolling back never deletes a point: all points, older and newer,
 // survive, and the state before the rollback becomes a pre-rollback point.
+// Every point record is written with its holds (catalog.Hold) on its
+// target guest and its volumes, every golden record with its holds on its
+// pools, in the same transaction: the store refuses to delete what is
+// held by itself, without this package (holds.go).
 package snapshot

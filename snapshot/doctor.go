@@ -3,6 +3,8 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,12 +13,11 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	dirdriver "github.com/strata-vm/strata/storage/dir"
-	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/media"
-	"github.com/strata-vm/strata/storage/pattern"
-	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/qcow2"
 	"github.com/strata-vm/strata/storage/store"
 )
 
@@ -33,43 +34,18 @@ type Finding struct {
 // the files they reference, so doctor never calls them orphans.
 var extraRefs []func(tx *catalog.Tx, refs map[string]bool) error
 
-// Names strata gives the files it makes, by where they are. Doctor reports
-// and removes only unreferenced files matching these, never anything else.
-var (
-	// idImage: a volume, golden or clone image or an ISO named by ID; strata
-	// names files so only inside pool directories (an in-place imported
-	// volume's folder is the admin's, whatever the names in it).
-	idImage = pattern.New(`^[0-9a-f]{16}\.(img|qcow2|iso)$`)
-	// tmpName: a temporary copy or staging directory, in any directory.
-	tmpName = pattern.New(`^\.strata-tmp-.+$`)
-	// probeDir: a capability probe's scratch directory (storage/dir).
-	probeDir = pattern.New(`^\.strata-probe-.+$`)
-	// rollbackTmp: the new image of a rollback in progress, next to the
-	// live image (<image>.strata-rollback-<uid>, or the older
-	// <image>.strata-rollback).
-	rollbackTmp = pattern.New(`^.+\.strata-rollback(-[0-9a-f]{12})?$`)
-	// pointData: a restore point's copy under .strata-points/:
-	// <volume id>-<point uid><extension of the volume's image>.
-	pointData = pattern.New(`^[0-9a-f]{16}-[0-9a-f]{12}(\.[^.]+)?$`)
-)
+// isTemp tells whether a name is a strata temporary (atomicfile's scheme).
+func isTemp(name string) bool {
+	_, ok := atomicfile.Target(name)
+	return ok
+}
 
 // strataEntry tells whether a directory entry is a file or directory strata
-// names as its own, in a pool directory if pool is set.
+// names as its own (the dir driver's layout), in a pool directory if pool
+// is set. Doctor reports and removes only unreferenced files it calls
+// strata's, never anything else.
 func strataEntry(e os.DirEntry, pool bool) bool {
-	n := e.Name()
-	switch {
-	case tmpName.MatchString(n):
-		return true // a temporary file, or an iso build's staging directory
-	case probeDir.MatchString(n):
-		return e.IsDir()
-	case e.IsDir():
-		return false
-	case rollbackTmp.MatchString(n):
-		return true
-	case pool && idImage.MatchString(n):
-		return true
-	}
-	return false
+	return dirdriver.StrataName(e.Name(), e.IsDir(), pool)
 }
 
 // Doctor checks that the catalog and the files agree. With repair it
@@ -346,16 +322,25 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	}
 	sort.Strings(dirList)
 	for _, d := range dirList {
-		candidates, _ := os.ReadDir(d)
+		// A directory that cannot be read (gone, or not ours to read) has
+		// no orphans doctor could remove; the volumes in it are reported
+		// missing by the checks above.
+		candidates, err := os.ReadDir(d)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn().Err(err).Str("dir", d).Msg("cannot read the directory: its orphans are not looked for")
+		}
 		var paths []string
 		for _, e := range candidates {
 			if strataEntry(e, dirs[d]) {
 				paths = append(paths, filepath.Join(d, e.Name()))
 			}
 		}
-		pts, _ := os.ReadDir(filepath.Join(d, pointsDir))
+		pts, err := os.ReadDir(filepath.Join(d, pointsDir))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn().Err(err).Str("dir", filepath.Join(d, pointsDir)).Msg("cannot read the directory: its orphans are not looked for")
+		}
 		for _, e := range pts {
-			if !e.IsDir() && pointData.MatchString(e.Name()) {
+			if !e.IsDir() && dirdriver.PointDataName.MatchString(e.Name()) {
 				paths = append(paths, filepath.Join(d, pointsDir, e.Name()))
 			}
 		}
@@ -413,7 +398,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			}
 			continue
 		}
-		names, err := dirdriver.Qcow2Snapshots(ctx, v.Path)
+		names, err := qcow2.Snapshots(ctx, v.Path)
 		if err != nil {
 			return out, err
 		}
@@ -421,15 +406,15 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			if strings.HasPrefix(n, "strata-") && !snaps[v.Path][n] && !m.snapshotRecorded(v, n) {
 				f := Finding{Kind: "orphan-snapshot", Path: v.Path, Detail: "internal snapshot " + n + " of volume " + v.Name + " belongs to no restore point" + keep}
 				if repair && keep == "" {
-					f.Repaired = run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", n, v.Path) == nil
+					f.Repaired = qcow2.DeleteSnapshot(ctx, v.Path, n) == nil
 				}
 				out = append(out, f)
 			}
 		}
-		if err := run.Run(ctx, nil, nil, image.QemuImgRead("check", "-q", "-f", "qcow2", v.Path)...); err != nil {
+		if err := qcow2.Check(ctx, v.Path); err != nil {
 			f := Finding{Kind: "qcow2-check", Path: v.Path, Detail: "qemu-img check reports problems in volume " + v.Name + ": " + err.Error()}
 			if repair {
-				_, rerr := dirdriver.RepairQcow2(ctx, v.Path)
+				_, rerr := qcow2.Repair(ctx, v.Path)
 				f.Repaired = rerr == nil
 			}
 			out = append(out, f)
@@ -473,13 +458,14 @@ func (m *Manager) inUseByOperation(p string, byPath, byID map[string]storage.Vol
 	base, dir := filepath.Base(p), filepath.Dir(p)
 	var v storage.Volume
 	var ok bool
-	switch {
-	case filepath.Base(dir) == pointsDir && len(base) >= 16:
-		v, ok = byID[base[:16]]
+	switch id := dirdriver.PointVolumeID(p); {
+	case id != "":
+		v, ok = byID[id]
 	case strings.Contains(base, dirdriver.RollbackSuffix):
 		v, ok = byPath[filepath.Join(dir, base[:strings.Index(base, dirdriver.RollbackSuffix)])]
-	case strings.HasPrefix(base, ".strata-tmp-flatten-"):
-		v, ok = byPath[filepath.Join(dir, strings.TrimPrefix(base, ".strata-tmp-flatten-"))]
+	case isTemp(base):
+		target, _ := atomicfile.Target(base)
+		v, ok = byPath[filepath.Join(dir, target)]
 	}
 	if !ok {
 		return false
@@ -504,15 +490,15 @@ func (m *Manager) volumeBusy(v storage.Volume) bool {
 func tiedToVolume(p, dir string, names map[string]bool) bool {
 	base := filepath.Base(p)
 	if filepath.Dir(p) == filepath.Join(dir, pointsDir) {
-		return len(base) >= 16 && names[base[:16]] // <volume id>-<point uid>
+		id := dirdriver.PointVolumeID(p)
+		return id != "" && names[id] // <volume id>-<point uid>
 	}
 	if i := strings.Index(base, dirdriver.RollbackSuffix); i > 0 {
 		return names[base[:i]] // <image>.strata-rollback[-uid]
 	}
-	if rest, ok := strings.CutPrefix(base, ".strata-tmp-"); ok {
-		rest = strings.TrimPrefix(rest, "flatten-")
+	if rest, ok := atomicfile.Target(base); ok {
 		if names[rest] || (len(rest) >= 16 && names[rest[:16]]) {
-			return true // .strata-tmp-[flatten-]<image> or .strata-tmp-<volume id>...
+			return true // a temporary of <image>, or of <volume id>.EXT
 		}
 	}
 	return false

@@ -90,19 +90,12 @@ func (m *Manager) liveDisk(ctx context.Context, v storage.Volume, dp DiskPoint, 
 // spaceFor is the guardrail before a copy into pool p: refuse (with the
 // caller's message) when the pool's driver reports less than need free.
 func (m *Manager) spaceFor(ctx context.Context, p storage.Pool, need int64, refuse func(free int64) error) error {
-	if skipSpaceCheck || need <= 0 {
+	if skipSpaceCheck {
 		return nil
 	}
 	drv, err := m.st.Driver(p)
 	if err != nil {
 		return err
 	}
-	free, err := drv.FreeBytes(ctx, p)
-	if err != nil {
-		return err
-	}
-	if need > free {
-		return refuse(free)
-	}
-	return nil
+	return storage.EnsureSpace(ctx, drv, p, need, refuse)
 }

@@ -33,7 +33,6 @@ import (
 
 	"github.com/rs/zerolog/log"
 
-	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
@@ -41,10 +40,10 @@ import (
 
 // Catalog buckets of golden images and clones.
 const (
-	bGoldens      = "goldens"        // golden ID → goldenRecord
-	bGoldenNames  = "golden_names"   // name → golden ID
-	bGoldenClones = "golden_clones"  // "GOLDENID/VOLUMEID" → cloneLink
-	bCloneJournal = "golden_journal" // golden ID → cloneJournal (a clone under way)
+	bGoldens      = catalog.GoldensBucket // golden ID → goldenRecord
+	bGoldenNames  = "golden_names"        // name → golden ID
+	bGoldenClones = "golden_clones"       // "GOLDENID/VOLUMEID" → cloneLink
+	bCloneJournal = "golden_journal"      // golden ID → cloneJournal (a clone under way)
 )
 
 // Golden kinds: what its clones are.
@@ -134,19 +133,6 @@ func goldenTarget(g goldenRecord) Target {
 
 func init() {
 	extraRefs = append(extraRefs, goldenRefs)
-	// No new guest may take a UUID a golden image has.
-	registry.GoldenDefinitions = func(tx *catalog.Tx) (map[string]string, error) {
-		out := map[string]string{}
-		err := tx.Scan(bGoldens, "", func(_ string, raw []byte) error {
-			var g goldenRecord
-			if err := json.Unmarshal(raw, &g); err != nil {
-				return err
-			}
-			out[g.Name] = g.Definition
-			return nil
-		})
-		return out, err
-	}
 }
 
 // goldenRefs tells doctor the images of ready goldens. Images of
@@ -204,7 +190,7 @@ func goldens(tx *catalog.Tx) ([]goldenRecord, error) {
 // recoverGoldens finishes or undoes every golden operation a dead process
 // left (a golden being created or deleted, a clone under way). Operations
 // whose lock is held are running and left alone. Every golden and clone
-// command calls it first; doctor should too (see the report of issue 4).
+// command calls it first, and so does doctor.
 func (m *Manager) recoverGoldens(ctx context.Context) ([]Finding, error) {
 	pending, err := m.pendingGoldens()
 	if err != nil || len(pending) == 0 {
@@ -360,7 +346,7 @@ func (m *Manager) dropGolden(ctx context.Context, g goldenRecord) error {
 				return err
 			}
 		}
-		return tx.Delete(bGoldens, g.ID)
+		return deleteGolden(tx, g)
 	})
 }
 
@@ -587,7 +573,9 @@ func lineage(tx *catalog.Tx, srcs []goldenSourceDisk) (id, name string) {
 	for _, s := range srcs {
 		want[s.vol.ID] = true
 	}
-	_ = tx.Scan(bGoldenClones, "", func(_ string, raw []byte) error {
+	// Lineage is information only (golden show's "from"): a link record
+	// that cannot be read leaves it unknown, never the golden unmade.
+	err := tx.Scan(bGoldenClones, "", func(_ string, raw []byte) error {
 		var l cloneLink
 		if json.Unmarshal(raw, &l) == nil && want[l.VolumeID] {
 			id = l.Golden
@@ -599,6 +587,9 @@ func lineage(tx *catalog.Tx, srcs []goldenSourceDisk) (id, name string) {
 		}
 		return nil
 	})
+	if err != nil {
+		log.Warn().Err(err).Msg("the golden image's lineage (the golden its source was cloned from) is unknown")
+	}
 	return id, name
 }
 
@@ -656,7 +647,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		if err := tx.Put(bGoldenNames, g.Name, g.ID); err != nil {
 			return err
 		}
-		return tx.Put(bGoldens, g.ID, g)
+		return putGolden(tx, g)
 	}); err != nil {
 		return err
 	}
@@ -680,7 +671,7 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
 	}
 	g.State = stateReady
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bGoldens, g.ID, g) }); err != nil {
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putGolden(tx, g) }); err != nil {
 		return err
 	}
 	log.Info().Str("golden", g.Name).Str("source", g.Source.Kind+":"+g.Source.Name).Int("disks", len(g.Disks)).Msg("golden image created")
@@ -875,7 +866,7 @@ func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 					g.Name, len(deps), strings.Join(deps, ", "))
 			}
 			g.State = stateDeleting
-			return tx.Put(bGoldens, g.ID, g)
+			return putGolden(tx, g)
 		})
 		if err != nil {
 			return err
@@ -887,25 +878,4 @@ func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 		log.Info().Str("golden", g.Name).Msg("golden image deleted")
 		return nil
 	})
-}
-
-// goldenPoolUser refuses to remove a pool that holds golden images.
-func goldenPoolUser(tx *catalog.Tx, pool string) error {
-	gs, err := goldens(tx)
-	if err != nil {
-		return err
-	}
-	var held []string
-	for _, g := range gs {
-		for _, d := range g.Disks {
-			if d.Pool == pool {
-				held = append(held, g.Name)
-				break
-			}
-		}
-	}
-	if len(held) > 0 {
-		return storage.Errorf(storage.ErrInUse, "pool %q still holds golden images %s: delete them first ('strata golden delete')", pool, storage.QuoteList(held))
-	}
-	return nil
 }

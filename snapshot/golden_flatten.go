@@ -10,6 +10,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 // Flatten detaches a linked clone from its golden image: every disk of
@@ -29,50 +30,55 @@ import (
 func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInfo, error) {
 	var vols []storage.Volume
 	var targets []Target
-	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		t, err := r.resolve(tx)
-		if err != nil {
-			return err
-		}
-		targets = append(targets, t)
-		if r.Volume {
-			v, err := tx.Volume(r.Name)
+	// The restore points of every target that includes these disks must
+	// stand still: take every lock (store.LockSet: in key order, and the
+	// set read again once held), then finish whatever a dead process left
+	// on them.
+	unlock, err := store.LockSet(m.st.Catalog.Home(), m.lockTimeout, func() ([]store.Lock, error) {
+		vols, targets = nil, nil
+		err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+			t, err := r.resolve(tx)
 			if err != nil {
 				return err
 			}
-			vols = []storage.Volume{v}
-			names, err := tx.GuestsUsing(v.ID)
-			if err != nil {
-				return err
-			}
-			for _, n := range names {
-				g, err := tx.Guest(n)
+			targets = append(targets, t)
+			if r.Volume {
+				v, err := tx.Volume(r.Name)
 				if err != nil {
 					return err
 				}
-				targets = append(targets, Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID})
+				vols = []storage.Volume{v}
+				names, err := tx.GuestsUsing(v.ID)
+				if err != nil {
+					return err
+				}
+				for _, n := range names {
+					g, err := tx.Guest(n)
+					if err != nil {
+						return err
+					}
+					targets = append(targets, Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID})
+				}
+				return nil
 			}
-			return nil
+			vols, _, err = volumesOf(tx, t)
+			for _, v := range vols {
+				targets = append(targets, Target{Kind: "volume", Name: v.Name, Key: "v-" + v.ID})
+			}
+			return err
+		})
+		locks := make([]store.Lock, len(targets))
+		for i, t := range targets {
+			locks[i] = store.Lock{Key: t.Key, What: t.String()}
 		}
-		vols, _, err = volumesOf(tx, t)
-		for _, v := range vols {
-			targets = append(targets, Target{Kind: "volume", Name: v.Name, Key: "v-" + v.ID})
-		}
-		return err
+		return locks, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	// The restore points of every target that includes these disks must
-	// stand still: take every lock, in key order (no deadlock), and finish
-	// whatever a dead process left on them.
+	defer unlock()
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Key < targets[j].Key })
 	for _, t := range targets {
-		l, err := lockTarget(m.st.Catalog.Home(), t, m.lockTimeout)
-		if err != nil {
-			return nil, err
-		}
-		defer l.unlock()
 		if err := m.recoverTarget(ctx, t); err != nil {
 			return nil, fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
 		}

@@ -13,7 +13,8 @@ import (
 // and deleting a point cost the same whether its target has 1 point or
 // 10,000 (hourly points kept for a year): only listing and pruning read
 // all of a target's points. putPoint and deletePoint are the only writers
-// of point records and keep the indexes in the same transaction.
+// of point records and keep the indexes (and the catalog's holds) in the
+// same transaction.
 const (
 	bPointNames   = "point_names"   // "TARGETKEY/NAME" → point number
 	bPointPending = "point_pending" // "TARGETKEY/NNNNNNNNNN" → state, for points not ready
@@ -24,6 +25,9 @@ func init() {
 	catalog.Register("snapshot",
 		// 1: the point indexes, built from the records.
 		rebuildIndexes,
+		// 2: the holds of points and goldens (catalog.Hold), built from
+		// the records.
+		rebuildHolds,
 	)
 }
 
@@ -92,6 +96,9 @@ func index(tx *catalog.Tx, old, p *Point) error {
 		if err := countVolumes(tx, old, -1); err != nil {
 			return err
 		}
+		if err := pointHolds(tx, old, false); err != nil {
+			return err
+		}
 	}
 	if p == nil {
 		return nil
@@ -105,6 +112,9 @@ func index(tx *catalog.Tx, old, p *Point) error {
 		if err := tx.Put(bPointPending, key(p.TargetKey, p.ID), p.State); err != nil {
 			return err
 		}
+	}
+	if err := pointHolds(tx, p, true); err != nil {
+		return err
 	}
 	return countVolumes(tx, p, +1)
 }

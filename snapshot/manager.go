@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -50,15 +49,12 @@ type Manager struct {
 	GuardArgv func(guestID, point string) []string
 }
 
-// New returns a Manager on a store, and registers with the store the
-// checks that keep volumes and guests with restore points from being
-// deleted.
+// New returns a Manager on a store. The store keeps volumes and guests
+// with restore points, and pools with golden images, from being deleted by
+// itself: the points and goldens are recorded as their holders
+// (catalog.Hold; holds.go).
 func New(st *store.Store, lockTimeout time.Duration) *Manager {
-	m := &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
-	st.AddVolumeUser(volumeUser)
-	st.AddGuestUser(guestUser)
-	st.AddPoolUser(goldenPoolUser)
-	return m
+	return &Manager{st: st, lockTimeout: lockTimeout, Progress: storage.NoProgress{}, Now: clock()}
 }
 
 func clock() func() time.Time {
@@ -107,34 +103,21 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 	if err != nil {
 		return err
 	}
-	// The set of locks is read before they are taken: a guest set that
-	// held the guest's lock meanwhile may have given it another disk,
-	// which would be written without its lock. So read the set again once
-	// the locks are held, and start over if it grew.
-	for attempt := 1; ; attempt++ {
+	// The set is read again once its locks are held (store.LockSet): a
+	// guest set that held the guest's lock meanwhile may have given it
+	// another disk, which would be written without its lock.
+	unlock, err := store.LockSet(m.st.Catalog.Home(), m.lockTimeout, func() ([]store.Lock, error) {
 		keys, err := m.lockSet(t)
-		if err != nil {
-			return err
+		locks := make([]store.Lock, len(keys))
+		for i, k := range keys {
+			locks[i] = store.Lock{Key: k, What: t.String()}
 		}
-		unlock, err := lockKeys(m.st.Catalog.Home(), t, keys, m.lockTimeout)
-		if err != nil {
-			return err
-		}
-		now, err := m.lockSet(t)
-		if err != nil {
-			unlock()
-			return err
-		}
-		if !subset(now, keys) {
-			unlock()
-			if attempt == 10 {
-				return storage.Errorf(storage.ErrBusy, "the disks of %s kept changing while strata waited for their locks: try again", t)
-			}
-			continue
-		}
-		defer unlock()
-		break
+		return locks, err
+	})
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if err := m.recoverTarget(ctx, t); err != nil {
 		return fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
 	}
@@ -163,15 +146,6 @@ func (m *Manager) lockSet(t Target) ([]string, error) {
 		return err
 	})
 	return keys, err
-}
-
-func subset(a, b []string) bool {
-	for _, k := range a {
-		if !slices.Contains(b, k) {
-			return false
-		}
-	}
-	return true
 }
 
 // CreateOptions describe a new restore point.
@@ -934,44 +908,6 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 		return nil
 	}
 	return m.recoverRollback(ctx, t, j)
-}
-
-// volumeUser refuses to delete a volume that restore points hold.
-func volumeUser(tx *catalog.Tx, v storage.Volume) error {
-	var held []string
-	err := tx.Scan(bPoints, "", func(k string, raw []byte) error {
-		var p Point
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return err
-		}
-		for _, d := range p.Disks {
-			if d.VolumeID == v.ID {
-				held = append(held, fmt.Sprintf("%s#%d", currentName(tx, p), p.ID))
-				break
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if len(held) > 0 {
-		sort.Strings(held)
-		return storage.Errorf(storage.ErrInUse, "volume %q is held by %d restore point(s) (%s): delete them first ('strata snapshot delete')", v.Name, len(held), strings.Join(held, ", "))
-	}
-	return nil
-}
-
-// guestUser refuses to delete a guest that has restore points.
-func guestUser(tx *catalog.Tx, g storage.Guest) error {
-	points, err := pointsOf(tx, "g-"+g.ID)
-	if err != nil {
-		return err
-	}
-	if len(points) > 0 {
-		return storage.Errorf(storage.ErrInUse, "guest %q has %d restore point(s): delete them with it ('strata guest delete %s --with-points') or first ('strata snapshot delete %s POINT...', or prune)", g.Name, len(points), g.Name, g.Name)
-	}
-	return nil
 }
 
 // hasInVolume tells whether a point has data inside a volume (an internal

@@ -83,11 +83,11 @@ func openState(l *liveGuest, p *Point) (*os.File, error) {
 			ram = s.Base
 		}
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
+	free, err := storage.FreeIn(dir)
+	if err != nil {
 		return nil, err
 	}
-	if free := int64(fs.Bavail) * fs.Bsize; !skipSpaceCheck && ram+stateMargin > free {
+	if !skipSpaceCheck && ram+stateMargin > free {
 		return nil, storage.Errorf(storage.ErrPrecondition, "not enough space for the memory of guest %q: its RAM is %s (plus %s of margin) and %q has %s free; free space there, or take the point without --memory",
 			l.name, storage.FormatSize(ram), storage.FormatSize(stateMargin), dir, storage.FormatSize(free))
 	}
@@ -265,7 +265,7 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 	switch {
 	case rerr != nil && derr == nil:
 		if err := m.keepSaved(p); err != nil {
-			return fmt.Errorf("guest %q did not come back from its saved memory (%v), and its point could not be recorded: %w; strata doctor --repair finishes it", l.name, rerr, err)
+			return fmt.Errorf("guest %q did not come back from its saved memory (%w), and its point could not be recorded: %v; strata doctor --repair finishes it", l.name, rerr, err)
 		}
 		return fmt.Errorf("%w: guest %q did not come back from its saved memory: %v; restore point %d holds it (its disks and memory of one instant): strata snapshot rollback %s %d --memory resumes it", errPointKept, l.name, rerr, p.ID, l.name, p.ID)
 	case rerr != nil:

@@ -215,7 +215,12 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 		})
 	if err != nil {
 		// create undid its point; the journal entry made with it goes too.
-		_ = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
+		// If it cannot, it stays for the next command on the target (or
+		// doctor), whose recovery finds the pre-rollback point gone and
+		// closes it: nothing was rolled back.
+		if jerr := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) }); jerr != nil {
+			log.Warn().Err(jerr).Str("target", t.String()).Msg("the journal entry of the failed rollback stays until the next command on the target closes it")
+		}
 		return res, err
 	}
 	crashpoint("rollback:pre-point")

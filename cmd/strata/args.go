@@ -6,15 +6,11 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// afterDash is the argv after the first "--" that ends strata's own
-// arguments (not a flag's value), as given: the command of snapshot run,
-// whatever "--" it holds itself. nil when there is none.
-var afterDash []string
-
 // interspersed moves a command's flags in front of its positional
 // arguments, so that "strata volume create NAME --size 20G" works: urfave/cli
 // v2, like Go's flag package, stops reading flags at the first positional
-// argument. Everything from a "--" on is left as it is.
+// argument. Everything from a "--" on is left as it is, and kept as the
+// app's afterDash.
 func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -57,7 +53,7 @@ func interspersed(app *cli.App, args []string) []string {
 	for i < len(args) {
 		a := args[i]
 		if a == "--" {
-			afterDash = args[i+1:]
+			stateOf(app).afterDash = args[i+1:]
 			break
 		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {

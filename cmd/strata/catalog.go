@@ -99,8 +99,9 @@ func exclusiveStore(c *cli.Context) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	opLock.Release()
-	if opLock, err = st.LockExclusive(); err != nil {
+	a := appOf(c)
+	a.opLock.Release()
+	if a.opLock, err = st.LockExclusive(); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -29,8 +29,9 @@ func doctorCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("repair") {
-				opLock.Release()
-				if opLock, err = st.LockExclusive(); err != nil {
+				a := appOf(c)
+				a.opLock.Release()
+				if a.opLock, err = st.LockExclusive(); err != nil {
 					return err
 				}
 			}

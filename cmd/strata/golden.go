@@ -167,10 +167,8 @@ func flattenCommand(guest bool) *cli.Command {
 }
 
 func emitGoldens(c *cli.Context, v any) error {
-	gs, _ := v.([]snapshot.GoldenInfo)
-	one, single := v.(snapshot.GoldenInfo)
-	return emit(c, v, func(w *tabwriter.Writer) {
-		if single {
+	return emitOneOrList(c, v, oneOrList[snapshot.GoldenInfo]{
+		fields: func(w *tabwriter.Writer, one snapshot.GoldenInfo) {
 			row(w, "name:", one.Name)
 			row(w, "id:", one.ID)
 			row(w, "created:", one.Created.Format(time.RFC3339))
@@ -186,12 +184,11 @@ func emitGoldens(c *cli.Context, v any) error {
 				fmt.Fprintln(w)
 				cloneTable(w, one.CloneList)
 			}
-			return
-		}
-		row(w, "NAME", "KIND", "SOURCE", "FROM", "DISKS", "CLONES", "LINKED", "SPACE", "CREATED")
-		for _, g := range gs {
-			row(w, g.Name, g.Kind, sourceText(g.Source), fromText(g.From), len(g.Disks), g.Clones, g.LinkedClones, storage.FormatSize(g.Bytes), g.Created.Format(time.RFC3339))
-		}
+		},
+		header: []any{"NAME", "KIND", "SOURCE", "FROM", "DISKS", "CLONES", "LINKED", "SPACE", "CREATED"},
+		row: func(g snapshot.GoldenInfo) []any {
+			return []any{g.Name, g.Kind, sourceText(g.Source), fromText(g.From), len(g.Disks), g.Clones, g.LinkedClones, storage.FormatSize(g.Bytes), g.Created.Format(time.RFC3339)}
+		},
 	})
 }
 

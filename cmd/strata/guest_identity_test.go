@@ -60,6 +60,9 @@ func TestGuestIdentityIsUnique(t *testing.T) {
 	ok(t, home, "golden", "create", "gold", "--from", "g")
 	ok(t, home, "guest", "delete", "g")
 	fails(t, home, 4, []string{`golden image "gold"`}, "guest", "define", "-f", writeFile(t, "api_version: strata/v1\nname: k\nuuid: "+uuid+"\nmemory: 64\n"))
+	// So does its MAC (one rule for define, set and clone: guests' and
+	// goldens' MACs are taken).
+	fails(t, home, 4, []string{"already used by another guest or a golden image"}, "guest", "define", "m", "--nic", "mac=00:16:3e:ab:cd:ef")
 	ok(t, home, "clone", "gold", "lab")
 	var c guestJSON
 	jsonOf(t, home, &c, "guest", "show", "lab")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/media"
 )
@@ -169,63 +170,62 @@ func openMedia(c *cli.Context) (*media.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return media.New(st.Catalog), nil
+	mg := media.New(st.Catalog)
+	mg.Users = registry.MediaUsers // an iso a guest uses is not deleted
+	return mg, nil
 }
 
 func emitMedia(c *cli.Context, v any) error {
-	list, _ := v.([]media.Medium)
-	one, single := v.(media.Medium)
-	return emit(c, v, func(w *tabwriter.Writer) {
-		if !single {
-			row(w, "NAME", "LABEL", "SIZE", "BOOTABLE", "BAD SECTORS", "ORIGIN", "PATH")
-			for _, m := range list {
-				row(w, m.Name, m.Label, storage.FormatSize(m.Size), m.Bootable, len(m.BadSectors), m.Origin, m.Path)
+	return emitOneOrList(c, v, oneOrList[media.Medium]{
+		header: []any{"NAME", "LABEL", "SIZE", "BOOTABLE", "BAD SECTORS", "ORIGIN", "PATH"},
+		row: func(m media.Medium) []any {
+			return []any{m.Name, m.Label, storage.FormatSize(m.Size), m.Bootable, len(m.BadSectors), m.Origin, m.Path}
+		},
+		fields: func(w *tabwriter.Writer, one media.Medium) {
+			row(w, "name:", one.Name)
+			row(w, "path:", one.Path)
+			row(w, "pool:", one.Pool)
+			row(w, "label:", one.Label)
+			row(w, "size:", fmt.Sprintf("%s (%d bytes)", storage.FormatSize(one.Size), one.Size))
+			row(w, "sha256:", one.SHA256)
+			exts := make([]string, len(one.Extensions))
+			for i, e := range one.Extensions {
+				exts[i] = media.ExtensionName(e)
 			}
-			return
-		}
-		row(w, "name:", one.Name)
-		row(w, "path:", one.Path)
-		row(w, "pool:", one.Pool)
-		row(w, "label:", one.Label)
-		row(w, "size:", fmt.Sprintf("%s (%d bytes)", storage.FormatSize(one.Size), one.Size))
-		row(w, "sha256:", one.SHA256)
-		exts := make([]string, len(one.Extensions))
-		for i, e := range one.Extensions {
-			exts[i] = media.ExtensionName(e)
-		}
-		row(w, "extensions:", orDash(strings.Join(exts, ", ")))
-		row(w, "bootable:", one.Bootable)
-		for _, e := range one.BootEntries {
-			row(w, "  boot entry:", fmt.Sprintf("%s, emulation %s, %d sectors at byte %d, bootable %t, file %s", e.Platform, e.Emulation, e.SectorCount, e.Offset, e.Bootable, orDash(e.File)))
-		}
-		if !one.Created.IsZero() {
-			row(w, "created:", one.Created.Local().Format("2006-01-02 15:04:05"))
-		}
-		row(w, "origin:", one.Origin)
-		row(w, "source:", one.Source)
-		bad := "none"
-		if n := len(one.BadSectors); n > 0 {
-			offs := make([]string, n)
-			for i, o := range one.BadSectors {
-				offs[i] = fmt.Sprint(o)
+			row(w, "extensions:", orDash(strings.Join(exts, ", ")))
+			row(w, "bootable:", one.Bootable)
+			for _, e := range one.BootEntries {
+				row(w, "  boot entry:", fmt.Sprintf("%s, emulation %s, %d sectors at byte %d, bootable %t, file %s", e.Platform, e.Emulation, e.SectorCount, e.Offset, e.Bootable, orDash(e.File)))
 			}
-			bad = fmt.Sprintf("%d, zero-filled at byte offsets %s", n, strings.Join(offs, ", "))
-		}
-		row(w, "bad sectors:", bad)
-		for _, t := range one.Trees {
-			row(w, "files ("+media.ExtensionName(t.Extension)+"):", len(t.Files))
-			for _, f := range t.Files {
-				size := fmt.Sprint(f.Size)
-				if f.Type == "dir" {
-					size = "-"
+			if !one.Created.IsZero() {
+				row(w, "created:", one.Created.Local().Format("2006-01-02 15:04:05"))
+			}
+			row(w, "origin:", one.Origin)
+			row(w, "source:", one.Source)
+			bad := "none"
+			if n := len(one.BadSectors); n > 0 {
+				offs := make([]string, n)
+				for i, o := range one.BadSectors {
+					offs[i] = fmt.Sprint(o)
 				}
-				name := f.Path
-				if f.Type == "symlink" {
-					name += " -> " + f.Target
-				}
-				row(w, "  "+f.Type, orDash(f.Mode), size, name)
+				bad = fmt.Sprintf("%d, zero-filled at byte offsets %s", n, strings.Join(offs, ", "))
 			}
-		}
+			row(w, "bad sectors:", bad)
+			for _, t := range one.Trees {
+				row(w, "files ("+media.ExtensionName(t.Extension)+"):", len(t.Files))
+				for _, f := range t.Files {
+					size := fmt.Sprint(f.Size)
+					if f.Type == "dir" {
+						size = "-"
+					}
+					name := f.Path
+					if f.Type == "symlink" {
+						name += " -> " + f.Target
+					}
+					row(w, "  "+f.Type, orDash(f.Mode), size, name)
+				}
+			}
+		},
 	})
 }
 

@@ -23,7 +23,6 @@ import (
 	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
-	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -136,6 +135,7 @@ func newApp() *cli.App {
 		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand(), completionCommand()},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
+		Metadata:       map[string]any{stateKey: &appState{}},
 	}
 }
 
@@ -168,9 +168,27 @@ func setup(c *cli.Context) error {
 	return nil
 }
 
-// opLock is this process's shared hold on the state home (see
-// store.OpLock); doctor --repair trades it for an exclusive one.
-var opLock *store.OpLock
+// appState is what one run of strata keeps across the steps of its
+// command: it lives in the cli.App (Metadata), not in package variables,
+// so a second app in one process (a test, the man page builder) starts
+// clean.
+type appState struct {
+	// opLock is this process's shared hold on the state home (see
+	// store.OpLock); doctor --repair and catalog restores trade it for an
+	// exclusive one.
+	opLock *store.OpLock
+	// afterDash is the argv after the first "--" that ends strata's own
+	// arguments (not a flag's value), as given: the command of snapshot
+	// run, whatever "--" it holds itself. nil when there is none.
+	afterDash []string
+}
+
+const stateKey = "strata"
+
+func stateOf(app *cli.App) *appState { return app.Metadata[stateKey].(*appState) }
+
+// appOf is the state of the app running c.
+func appOf(c *cli.Context) *appState { return stateOf(c.App) }
 
 // openStore opens the state home with the restore-point manager attached
 // (its checks guard volume and guest deletes).
@@ -184,8 +202,8 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if opLock == nil {
-		if opLock, err = st.LockShared(); err != nil {
+	if a := appOf(c); a.opLock == nil {
+		if a.opLock, err = st.LockShared(); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -200,12 +218,7 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	// guest; and a running guest cannot be deleted.
 	st.InUse = inUseChecker(drivers(c))
 	home := st.Catalog.Home()
-	st.AddGuestUser(func(_ *catalog.Tx, g storage.Guest) error {
-		if running, driver := lifecycle.Running(home, g.ID); running {
-			return storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s): stop it first (strata guest stop %s)", g.Name, driver, g.Name)
-		}
-		return nil
-	})
+	st.Running = func(id string) (bool, string) { return lifecycle.Running(home, id) }
 	return st, m, nil
 }
 

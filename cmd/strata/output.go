@@ -38,6 +38,31 @@ func emit(c *cli.Context, v any, table func(w *tabwriter.Writer)) error {
 	return out.Flush()
 }
 
+// oneOrList says how a result that is one item (T) or a list of them
+// ([]T) prints as a table: an item alone as its fields, a list as a
+// header and a row per item. JSON prints either as given.
+type oneOrList[T any] struct {
+	fields func(w *tabwriter.Writer, one T)
+	header []any
+	row    func(one T) []any
+}
+
+// emitOneOrList prints v, a T or a []T, with p (emit).
+func emitOneOrList[T any](c *cli.Context, v any, p oneOrList[T]) error {
+	switch v := v.(type) {
+	case T:
+		return emit(c, v, func(w *tabwriter.Writer) { p.fields(w, v) })
+	case []T:
+		return emit(c, v, func(w *tabwriter.Writer) {
+			row(w, p.header...)
+			for _, one := range v {
+				row(w, p.row(one)...)
+			}
+		})
+	}
+	return fmt.Errorf("internal error: cannot print a %T", v)
+}
+
 func row(w *tabwriter.Writer, cells ...any) {
 	s := make([]string, len(cells))
 	for i, c := range cells {

@@ -293,10 +293,10 @@ func snapshotCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					// The command is what followed the "--" that ended
 					// strata's arguments, as given (it may hold "--" itself).
-					if afterDash == nil {
+					command := appOf(c).afterDash
+					if command == nil {
 						return storage.Errorf(storage.ErrInvalid, "put the command after --, e.g. strata snapshot run GUEST -- apt-get upgrade -y")
 					}
-					command := afterDash
 					args := c.Args().Slice()
 					before := args[:max(0, len(args)-len(command))]
 					if n := len(before); n > 0 && before[n-1] == "--" {
@@ -453,29 +453,30 @@ func snapshotCommand() *cli.Command {
 }
 
 func emitPoints(c *cli.Context, v any) error {
-	points, _ := v.([]snapshot.Point)
-	one, single := v.(snapshot.Point)
-	if single {
-		one = one.Printable()
-		points, v = []snapshot.Point{one}, one
-	} else {
-		for i := range points {
-			points[i] = points[i].Printable()
+	header := []any{"TARGET", "ID", "NAME", "KIND", "CREATED", "METHOD", "PINNED", "BYTES", "PRE", "DESCRIPTION"}
+	pointRow := func(p snapshot.Point) []any {
+		bytes, pre := "", ""
+		if p.Bytes != nil {
+			bytes = storage.FormatSize(*p.Bytes)
+		}
+		if p.PreID != nil {
+			pre = fmt.Sprint(*p.PreID)
+		}
+		return []any{p.Target, p.ID, p.Name, p.Kind, p.Created.Format(time.RFC3339), p.Method, p.Pinned, bytes, pre, p.Description}
+	}
+	switch p := v.(type) {
+	case snapshot.Point:
+		v = p.Printable()
+	case []snapshot.Point:
+		for i := range p {
+			p[i] = p[i].Printable()
 		}
 	}
-	return emit(c, v, func(w *tabwriter.Writer) {
-		row(w, "TARGET", "ID", "NAME", "KIND", "CREATED", "METHOD", "PINNED", "BYTES", "PRE", "DESCRIPTION")
-		for _, p := range points {
-			bytes, pre := "", ""
-			if p.Bytes != nil {
-				bytes = storage.FormatSize(*p.Bytes)
-			}
-			if p.PreID != nil {
-				pre = fmt.Sprint(*p.PreID)
-			}
-			row(w, p.Target, p.ID, p.Name, p.Kind, p.Created.Format(time.RFC3339), p.Method, p.Pinned, bytes, pre, p.Description)
-		}
-		if single {
+	return emitOneOrList(c, v, oneOrList[snapshot.Point]{
+		// One point: its row, then what only it shows.
+		fields: func(w *tabwriter.Writer, one snapshot.Point) {
+			row(w, header...)
+			row(w, pointRow(one)...)
 			if one.Consistency != "" {
 				pause := ""
 				if one.PauseMS != nil {
@@ -489,7 +490,9 @@ func emitPoints(c *cli.Context, v any) error {
 			for _, d := range one.Disks {
 				row(w, "  disk:", d.Volume, d.Method, d.Ref)
 			}
-		}
+		},
+		header: header,
+		row:    pointRow,
 	})
 }
 

@@ -558,7 +558,8 @@ func TestSnapshotIndexMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{"point_names", "point_pending", "point_volumes"} {
+		// As a catalog from before the indexes and the holds was.
+		for _, b := range []string{"point_names", "point_pending", "point_volumes", "holds"} {
 			if err := tx.DeleteBucket([]byte(b)); err != nil {
 				return fmt.Errorf("bucket %s: %w", b, err)
 			}
@@ -592,7 +593,7 @@ func TestSnapshotIndexMigration(t *testing.T) {
 	}
 	defer db.Close()
 	db.View(func(tx *bolt.Tx) error {
-		for _, b := range []string{"points", "point_names", "point_pending", "point_volumes"} {
+		for _, b := range []string{"points", "point_names", "point_pending", "point_volumes", "holds"} {
 			if bk := tx.Bucket([]byte(b)); bk == nil {
 				t.Errorf("bucket %s missing after the migration", b)
 			} else if n := bk.Stats().KeyN; n != 0 {

@@ -171,10 +171,8 @@ func volumeCommand() *cli.Command {
 }
 
 func emitVolumes(c *cli.Context, v any) error {
-	vols, _ := v.([]storage.VolumeInfo)
-	one, single := v.(storage.VolumeInfo)
-	return emit(c, v, func(w *tabwriter.Writer) {
-		if single {
+	return emitOneOrList(c, v, oneOrList[storage.VolumeInfo]{
+		fields: func(w *tabwriter.Writer, one storage.VolumeInfo) {
 			row(w, "name:", one.Name)
 			row(w, "id:", one.ID)
 			row(w, "pool:", one.Pool)
@@ -197,11 +195,10 @@ func emitVolumes(c *cli.Context, v any) error {
 			for _, p := range one.Partitions {
 				row(w, "  partition:", p.Index, "start", p.Start, "size", storage.FormatSize(p.Size), "type", p.Type)
 			}
-			return
-		}
-		row(w, "NAME", "POOL", "FORMAT", "SIZE", "ALLOCATED", "PARTS", "PATH")
-		for _, v := range vols {
-			row(w, v.Name, v.Pool, v.Format, storage.FormatSize(v.VirtualSize), storage.FormatSize(v.AllocatedBytes), v.PartitionTable, v.Path)
-		}
+		},
+		header: []any{"NAME", "POOL", "FORMAT", "SIZE", "ALLOCATED", "PARTS", "PATH"},
+		row: func(v storage.VolumeInfo) []any {
+			return []any{v.Name, v.Pool, v.Format, storage.FormatSize(v.VirtualSize), storage.FormatSize(v.AllocatedBytes), v.PartitionTable, v.Path}
+		},
 	})
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
@@ -518,28 +519,21 @@ func Running(home, id string) (bool, string) {
 	return true, rs.Driver
 }
 
+// writeFile replaces path with what fill writes (atomicfile; not fsynced:
+// a screenshot is worth no disk flush). The temporary's name is one nobody
+// can have prepared, so a file already there, or a hard link to another,
+// is never written through.
 func writeFile(path string, fill func(*os.File) error) error {
-	// A temporary name nobody can have prepared (O_EXCL, random): a file
-	// already at a fixed name, a hard link to another, is never written.
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.strata-tmp")
-	if err != nil {
+	err := atomicfile.Replace(path, atomicfile.Options{}, fill)
+	var pe *os.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe) && pe.Op == "createtemp":
 		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %w", path, err)
+	case errors.As(err, &le):
+		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %v", path, le.Err)
 	}
-	tmp := f.Name()
-	if err := fill(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return storage.Errorf(storage.ErrInvalid, "cannot write %q: %v", path, errors.Unwrap(err))
-	}
-	return nil
+	return err
 }
 
 // WaitSerial waits until a line of the guest's serial log matches re and

@@ -8,12 +8,6 @@ import (
 	"github.com/strata-vm/strata/storage/catalog"
 )
 
-// GoldenDefinitions lists the guest definitions golden images keep, by
-// golden name, so that no new guest takes a UUID a golden (and so its
-// clones' origin) has. Package snapshot, which keeps goldens, sets it; nil
-// means there are none.
-var GoldenDefinitions func(tx *catalog.Tx) (map[string]string, error)
-
 // sameUUID compares UUIDs as values: case and dashes aside.
 func sameUUID(a, b string) bool {
 	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "")) }
@@ -40,26 +34,18 @@ func checkUUID(tx *catalog.Tx, g *hvm.Guest, previous string) error {
 			return storage.Errorf(storage.ErrExists, "guest %q: uuid %s is already guest %q's: two guests with one UUID confuse every toolstack; leave uuid out to get a new one", g.Name, g.UUID, rec.Name)
 		}
 	}
-	if GoldenDefinitions == nil {
-		return nil
-	}
-	defs, err := GoldenDefinitions(tx)
-	if err != nil {
-		return err
-	}
-	for name, def := range defs {
-		if strings.TrimSpace(def) == "" {
-			continue
-		}
-		o, err := hvm.Unmarshal("golden image "+name, []byte(def))
+	// No new guest may take a UUID a golden (and so its clones' origin)
+	// has.
+	return tx.GoldenDefinitions(func(gd catalog.GoldenDefinition) error {
+		o, err := hvm.Unmarshal("golden image "+gd.Name, []byte(gd.Definition))
 		if err != nil {
-			continue // a golden's damaged definition is doctor's to report
+			return nil // a golden's damaged definition is doctor's to report
 		}
 		if sameUUID(o.UUID, g.UUID) {
-			return storage.Errorf(storage.ErrExists, "guest %q: uuid %s is golden image %q's: a guest made from a golden is a clone (strata clone); leave uuid out to get a new one", g.Name, g.UUID, name)
+			return storage.Errorf(storage.ErrExists, "guest %q: uuid %s is golden image %q's: a guest made from a golden is a clone (strata clone); leave uuid out to get a new one", g.Name, g.UUID, gd.Name)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // imageKey is what identifies a disk's image on this host: its path with

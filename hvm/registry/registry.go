@@ -32,26 +32,25 @@ import (
 	"github.com/strata-vm/strata/storage/store"
 )
 
-func init() {
-	// An iso cannot be deleted while a guest definition uses it.
-	// A guest may name it, or give its file's path.
-	media.InUse = func(tx *catalog.Tx, name string) ([]string, error) {
-		path := ""
-		if p, err := media.Resolve(tx, name); err == nil {
-			path = storage.RealPath(p)
-		}
-		return guestsWhere(tx, func(g *hvm.Guest) bool {
-			for _, d := range g.Disks {
-				if d.Media == name {
-					return true
-				}
-				if kind, src := d.Source(); path != "" && kind == hvm.SourcePath && storage.RealPath(src) == path {
-					return true
-				}
-			}
-			return false
-		})
+// MediaUsers lists the guests whose definitions use the medium called
+// name, by name or by its file's path (media.Manager.Users: an iso cannot
+// be deleted while a guest uses it).
+func MediaUsers(tx *catalog.Tx, name string) ([]string, error) {
+	path := ""
+	if p, err := media.Resolve(tx, name); err == nil {
+		path = storage.RealPath(p)
 	}
+	return guestsWhere(tx, func(g *hvm.Guest) bool {
+		for _, d := range g.Disks {
+			if d.Media == name {
+				return true
+			}
+			if kind, src := d.Source(); path != "" && kind == hvm.SourcePath && storage.RealPath(src) == path {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // Registry is the guest definitions of a state home.
@@ -132,28 +131,50 @@ func Recheck(tx *catalog.Tx, g storage.Guest, def string) (out string, ids, uses
 	return string(raw), ids, uses, err
 }
 
-// macsInUse collects every MAC of every guest but skip.
-func macsInUse(tx *catalog.Tx, skip string) (map[string]bool, error) {
+// MACsInUse is the one rule for which MAC addresses are taken: every MAC
+// in the definition of every guest but skip (a guest's own name when it is
+// redefined; "" for none), and of every golden image not frozen from skip
+// (a clone gets fresh MACs, and no other guest may reuse a golden's while
+// it keeps them; its source guest keeps its own). A stored definition that
+// cannot be read is an error, not a guest without NICs: a MAC could
+// otherwise be given twice. Keys are lower case.
+func MACsInUse(tx *catalog.Tx, skip string) (map[string]bool, error) {
 	inUse := map[string]bool{}
-	recs, err := tx.Guests()
-	if err != nil {
-		return nil, err
-	}
-	for _, rec := range recs {
-		if rec.Name == skip {
-			continue
-		}
-		g, err := decode(tx, rec)
-		if err != nil {
-			return nil, err
-		}
+	add := func(g *hvm.Guest) {
 		for _, n := range g.NICs {
 			if n.MAC != "" {
 				inUse[strings.ToLower(n.MAC)] = true
 			}
 		}
 	}
-	return inUse, nil
+	recs, err := tx.Guests()
+	if err != nil {
+		return nil, err
+	}
+	skipID := ""
+	for _, rec := range recs {
+		if rec.Name == skip {
+			skipID = rec.ID
+			continue
+		}
+		g, err := decode(tx, rec)
+		if err != nil {
+			return nil, err
+		}
+		add(g)
+	}
+	err = tx.GoldenDefinitions(func(gd catalog.GoldenDefinition) error {
+		if skipID != "" && gd.SourceKind == "guest" && gd.SourceID == skipID {
+			return nil
+		}
+		g, err := hvm.Unmarshal("golden "+gd.Name, []byte(gd.Definition))
+		if err != nil {
+			return fmt.Errorf("stored definition of golden image %q: %w", gd.Name, err)
+		}
+		add(g)
+		return nil
+	})
+	return inUse, err
 }
 
 // prepare completes and checks g inside a transaction: defaults, pinned
@@ -179,13 +200,13 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 			return nil, nil, err
 		}
 	}
-	inUse, err := macsInUse(tx, previous)
+	inUse, err := MACsInUse(tx, previous)
 	if err != nil {
 		return nil, nil, err
 	}
 	for i, n := range g.NICs {
 		if n.MAC != "" && inUse[strings.ToLower(n.MAC)] {
-			return nil, nil, storage.Errorf(storage.ErrExists, "guest %q: nics[%d] MAC %s is already used by another guest: give another or omit it to get a fresh one", g.Name, i, n.MAC)
+			return nil, nil, storage.Errorf(storage.ErrExists, "guest %q: nics[%d] MAC %s is already used by another guest or a golden image: give another or omit it to get a fresh one", g.Name, i, n.MAC)
 		}
 	}
 	if err := g.PinMACs(inUse); err != nil {

@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 )
 
 // Files of the state home besides the catalog.
@@ -409,43 +410,23 @@ func (c *Catalog) Backup(dst string, overwrite bool) error {
 	return nil
 }
 
-// writeCopy writes tx's database to path (temporary file, fsync, then a
-// link that fails if path exists, or a rename if overwrite is set).
+// writeCopy writes tx's database to path (atomicfile, durable; a link
+// that fails if path exists unless overwrite is set).
 func writeCopy(tx *bolt.Tx, path string, overwrite bool) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".strata-catalog-*.tmp")
-	if err != nil {
-		return storage.Errorf(storage.ErrPrecondition, "cannot write a copy of the catalog in %q: %w", dir, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := tx.WriteTo(f); err != nil {
-		f.Close()
-		return fmt.Errorf("write a copy of the catalog to %q: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if overwrite {
-		err = os.Rename(tmp, path)
-	} else {
-		err = os.Link(tmp, path)
-	}
-	if errors.Is(err, os.ErrExist) {
+	err := atomicfile.Replace(path, atomicfile.Options{Durable: true, NoReplace: !overwrite}, func(f *os.File) error {
+		if _, err := tx.WriteTo(f); err != nil {
+			return fmt.Errorf("write a copy of the catalog to %q: %w", f.Name(), err)
+		}
+		return nil
+	})
+	var pe *os.PathError
+	switch {
+	case errors.Is(err, os.ErrExist):
 		return storage.Errorf(storage.ErrExists, "%q exists: give another file, or --force to replace it", path)
+	case errors.As(err, &pe) && pe.Op == "createtemp":
+		return storage.Errorf(storage.ErrPrecondition, "cannot write a copy of the catalog in %q: %w", filepath.Dir(path), err)
 	}
-	if err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return err
 }
 
 // backupBeforeMigration keeps a copy of a catalog about to be migrated,
@@ -573,7 +554,10 @@ func (c *Catalog) refuseHealthy(force bool) error {
 // replace writes a new catalog with make, records how it came, moves the
 // current catalog (if any) to HOME/backups, and puts the new one in place.
 func (c *Catalog) replace(make func(tmp string) error, how Restored, adoptID bool) error {
-	tmp := filepath.Join(c.home, ".strata-tmp-catalog-"+stamp())
+	tmp := atomicfile.Path(c.path, "")
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err // a leftover of an earlier attempt that cannot go
+	}
 	defer os.Remove(tmp)
 	if err := make(tmp); err != nil {
 		return fmt.Errorf("write the new catalog %q: %w", tmp, err)
@@ -613,7 +597,7 @@ func (c *Catalog) replace(make func(tmp string) error, how Restored, adoptID boo
 			return err
 		}
 	}
-	if err := syncDir(c.home); err != nil {
+	if err := atomicfile.SyncDir(c.home); err != nil {
 		return err
 	}
 	if err := os.Remove(filepath.Join(c.home, DamagedFile)); err != nil && !os.IsNotExist(err) {
@@ -636,55 +620,18 @@ func readFile(c *Catalog, path string, fn func(*bolt.Tx) error) error {
 	return protect(func() error { return db.View(fn) })
 }
 
-// WriteFileAtomic replaces path with data (mode 0600): a temporary file in
-// the same directory, fsync, rename, fsync of the directory, so a crash
-// leaves the old file or the new one, never a torn one.
-func WriteFileAtomic(path string, data []byte) error { return replaceFile(path, data, true) }
+// WriteFileAtomic replaces path with data (mode 0600) durably
+// (atomicfile): a crash leaves the old file or the new one, never a torn
+// one.
+func WriteFileAtomic(path string, data []byte) error {
+	return atomicfile.WriteFile(path, data, atomicfile.Options{Durable: true})
+}
 
 // WriteRuntimeFile replaces path with data as WriteFileAtomic does, but
 // without the fsyncs: for files that describe processes of the running
 // boot only (a guest's QEMU pid, its watcher), which a power loss makes
 // stale anyway. Other processes, and a kill -9 at any point, still see the
 // old file or the new one, whole.
-func WriteRuntimeFile(path string, data []byte) error { return replaceFile(path, data, false) }
-
-func replaceFile(path string, data []byte, durable bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".strata-tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if !durable {
-		return nil
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+func WriteRuntimeFile(path string, data []byte) error {
+	return atomicfile.WriteFile(path, data, atomicfile.Options{})
 }

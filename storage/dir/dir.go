@@ -13,8 +13,15 @@
 //	IMAGE.strata-rollback-UID    a restored copy about to replace IMAGE
 //	IMAGE.strata-applying        a qcow2 image moved aside while qemu-img
 //	                             applies one of its internal snapshots
-//	.strata-tmp-*                a temporary copy (flatten, create)
+//	.strata-tmp-[P-]NAME[~N]     a temporary: a flatten's copy (P:
+//	                             flatten), a new image before its rename,
+//	                             an iso build's staging directory
+//	                             (storage/atomicfile's one scheme)
 //	.strata-probe-*              a capability probe's scratch directory
+//
+// layout.go states these names as patterns (StrataName, PointDataName,
+// PointVolumeID); doctor reads pool directories through them and removes
+// nothing else.
 //
 // Point methods (PointMethods): qcow2-internal (qemu-img snapshot inside a
 // qcow2 image; O(1), no backing chain grows), reflink (FICLONE of a raw
@@ -26,7 +33,6 @@ package dir
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +43,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/qcow2"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -75,14 +82,7 @@ func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, e
 	}
 	st.TotalBytes = fs.Blocks * uint64(fs.Bsize)
 	st.FreeBytes = fs.Bavail * uint64(fs.Bsize)
-	caps, err := Probe(p.Path)
-	if err != nil {
-		// A full or read-only filesystem is when its free space matters
-		// most: report the pool, with no capability claimed.
-		log.Warn().Str("pool", p.Name).Err(err).Msg("cannot probe the pool's capabilities (is its filesystem full or read-only?): reporting none")
-		return st, nil
-	}
-	st.Capabilities = caps
+	st.Capabilities = capsOf(p.Path) // none claimed where the probe fails
 	return st, nil
 }
 
@@ -90,7 +90,7 @@ func (Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus, e
 // in dir: FICLONE and a hole.
 func Probe(dir string) (storage.Capabilities, error) {
 	var caps storage.Capabilities
-	tmp, err := os.MkdirTemp(dir, ".strata-probe-")
+	tmp, err := os.MkdirTemp(dir, probePrefix)
 	if err != nil {
 		return caps, err
 	}
@@ -148,7 +148,7 @@ func (Driver) Create(ctx context.Context, _ storage.Pool, path string, f storage
 		}
 		return fh.Close()
 	case storage.FormatQcow2:
-		if err := run.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", path, fmt.Sprint(size)); err != nil {
+		if err := qcow2.Create(ctx, path, size, "", ""); err != nil {
 			os.Remove(path)
 			return err
 		}
@@ -179,25 +179,13 @@ func (Driver) Resize(ctx context.Context, _ storage.Pool, path string, f storage
 // Features implements storage.Driver.
 func (Driver) Features(ctx context.Context, p storage.Pool) (storage.Features, error) {
 	f := storage.Features{Points: pointMethods, LinkedClones: true, FreeSpace: true}
-	caps, err := capsOf(p.Path)
-	if err != nil {
-		return f, err
-	}
-	f.FullCloneO1 = caps.Reflink
+	f.FullCloneO1 = capsOf(p.Path).Reflink
 	return f, nil
 }
 
 // FreeBytes implements storage.Driver.
 func (Driver) FreeBytes(_ context.Context, p storage.Pool) (int64, error) {
-	return freeIn(p.Path)
-}
-
-func freeIn(dir string) (int64, error) {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		return 0, err
-	}
-	return int64(fs.Bavail) * fs.Bsize, nil
+	return storage.FreeIn(p.Path)
 }
 
 // Delete implements storage.Driver. An image that is no longer the file
@@ -229,25 +217,4 @@ func (Driver) Fingerprint(_ storage.Pool, v storage.Volume) (storage.Fingerprint
 // qcow2 image has while one of its snapshots is applied.
 func (Driver) Locations(_ storage.Pool, v storage.Volume) []string {
 	return []string{v.Path, v.Path + ApplyingSuffix}
-}
-
-// Qcow2Snapshots lists the internal snapshots of a qcow2 image.
-func Qcow2Snapshots(ctx context.Context, path string) ([]string, error) {
-	out, err := run.Output(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", path)...)
-	if err != nil {
-		return nil, err
-	}
-	var info struct {
-		Snapshots []struct {
-			Name string `json:"name"`
-		} `json:"snapshots"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return nil, err
-	}
-	names := make([]string, len(info.Snapshots))
-	for i, s := range info.Snapshots {
-		names[i] = s.Name
-	}
-	return names, nil
 }

@@ -8,7 +8,9 @@ import (
 	"syscall"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/qcow2"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -39,7 +41,7 @@ func (Driver) FreezeCost(_ context.Context, src storage.FreezeSource, p storage.
 	if snap != "" || src.Format == storage.FormatQcow2 {
 		return 0, nil
 	}
-	if caps, err := capsOf(p.Path); err == nil && caps.Reflink && sameFS(from, filepath.Join(p.Path, "x")) {
+	if capsOf(p.Path).Reflink && sameFS(from, filepath.Join(p.Path, "x")) {
 		return 0, nil
 	}
 	info, err := image.InspectAs(from, storage.FormatRaw)
@@ -87,7 +89,7 @@ func (Driver) PlanClone(_ context.Context, golden storage.Image, p storage.Pool,
 	if !full {
 		return storage.ClonePlan{Method: CloneLinked, Linked: true, Format: storage.FormatQcow2, Backing: golden.Path}, nil
 	}
-	if caps, err := capsOf(p.Path); err == nil && caps.Reflink && sameFS(golden.Path, filepath.Join(p.Path, "x")) {
+	if capsOf(p.Path).Reflink && sameFS(golden.Path, filepath.Join(p.Path, "x")) {
 		return storage.ClonePlan{Method: CloneReflink, Format: golden.Format}, nil
 	}
 	info, err := image.InspectAs(golden.Path, golden.Format)
@@ -104,7 +106,7 @@ func (Driver) Clone(ctx context.Context, _ storage.Pool, golden storage.Image, d
 		// Absolute backing path and explicit backing format: qemu never
 		// probes the golden's format (a raw golden could otherwise be
 		// read as whatever its first bytes look like).
-		if err := run.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-b", golden.Path, "-F", string(golden.Format), dst.Path); err != nil {
+		if err := qcow2.Create(ctx, dst.Path, 0, golden.Path, string(golden.Format)); err != nil {
 			os.Remove(dst.Path)
 			return err
 		}
@@ -164,7 +166,7 @@ func (Driver) Flatten(ctx context.Context, _ storage.Pool, v storage.Volume, poi
 			return "", err
 		}
 	}
-	tmp := filepath.Join(filepath.Dir(v.Path), ".strata-tmp-flatten-"+filepath.Base(v.Path))
+	tmp := atomicfile.Path(v.Path, atomicfile.PurposeFlatten)
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}
@@ -197,7 +199,7 @@ func (Driver) Flatten(ctx context.Context, _ storage.Pool, v storage.Volume, poi
 // then the current state, saved first as a temporary snapshot, is
 // restored and completed, and the backing file is dropped.
 func completeImage(ctx context.Context, path string, info image.Info) error {
-	snaps, err := Qcow2Snapshots(ctx, path)
+	snaps, err := qcow2.Snapshots(ctx, path)
 	if err != nil {
 		return err
 	}

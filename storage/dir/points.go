@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +19,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
-	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/qcow2"
 )
 
 // Point methods of the dir driver (recorded in the catalog).
@@ -69,16 +69,23 @@ func (Driver) PointMethods() []storage.PointMethod { return pointMethods }
 // probed once per directory per process.
 var probes sync.Map // directory → storage.Capabilities
 
-func capsOf(d string) (storage.Capabilities, error) {
+// capsOf is the one rule for a capability probe: what the filesystem
+// holding d can do, or, when the probe fails (a full or read-only
+// filesystem, where it matters most that a command still says what is
+// wrong), no capability at all, with a warning. Claiming none is always
+// safe: every plan then takes the full-copy way, which checks its space
+// and says what is short.
+func capsOf(d string) storage.Capabilities {
 	if caps, ok := probes.Load(d); ok {
-		return caps.(storage.Capabilities), nil
+		return caps.(storage.Capabilities)
 	}
 	caps, err := Probe(d)
 	if err != nil {
-		return caps, fmt.Errorf("probe %q: %w", d, err)
+		log.Warn().Str("dir", d).Err(err).Msg("cannot probe what the filesystem can do (is it full or read-only?): assuming no reflink, so copies are full copies")
+		caps = storage.Capabilities{}
 	}
 	probes.Store(d, caps)
-	return caps, nil
+	return caps
 }
 
 // copyWarned: volumes (by ID) this process has warned about full-copy
@@ -116,7 +123,7 @@ func (Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid
 
 func choose(v storage.Volume, override string) (string, error) {
 	if v.Device {
-		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q: strata cannot take restore points of block devices yet (LVM snapshots are planned); copy it into a pool with 'strata volume import --copy'", v.Name, v.Path)
+		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q: the dir driver takes restore points of image files only; copy it into a pool with 'strata volume import --copy'", v.Name, v.Path)
 	}
 	if v.Format != storage.FormatRaw && v.Format != storage.FormatQcow2 {
 		return "", storage.Errorf(storage.ErrNotSupported, "volume %q is %s media, which has no restore points", v.Name, v.Format)
@@ -126,11 +133,7 @@ func choose(v storage.Volume, override string) (string, error) {
 		if v.Format == storage.FormatQcow2 {
 			return MethodQcow2, nil // on any filesystem: no probe needed
 		}
-		caps, err := capsOf(filepath.Dir(v.Path))
-		if err != nil {
-			return "", err
-		}
-		if caps.Reflink {
+		if capsOf(filepath.Dir(v.Path)).Reflink {
 			return MethodReflink, nil
 		}
 		return MethodCopy, nil
@@ -148,11 +151,7 @@ func choose(v storage.Volume, override string) (string, error) {
 		if override == MethodCopy {
 			break
 		}
-		caps, err := capsOf(filepath.Dir(v.Path))
-		if err != nil {
-			return "", err
-		}
-		if !caps.Reflink {
+		if !capsOf(filepath.Dir(v.Path)).Reflink {
 			return "", storage.Errorf(storage.ErrInvalid, "method reflink needs a filesystem that supports FICLONE (XFS with reflink=1, btrfs); %q is on one that does not", v.Name)
 		}
 	default:
@@ -177,7 +176,7 @@ func (Driver) TakePoint(ctx context.Context, _ storage.Pool, v storage.Volume, r
 // CheckRestore implements storage.Driver.
 func (Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
 	if ref.Method != MethodQcow2 && v.Format == storage.FormatQcow2 {
-		names, err := Qcow2Snapshots(ctx, v.Path)
+		names, err := qcow2.Snapshots(ctx, v.Path)
 		if err != nil {
 			return err
 		}
@@ -313,7 +312,7 @@ func (qcow2Internal) take(ctx context.Context, v storage.Volume, ref *storage.Po
 		return err
 	}
 	return inuse.Without(ctx, v.Path, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-c", ref.Ref, v.Path)
+		return qcow2.CreateSnapshot(ctx, v.Path, ref.Ref)
 	})
 }
 
@@ -336,7 +335,7 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, ref storage.
 		if _, err := os.Lstat(v.Path); err == nil {
 			return storage.Errorf(storage.ErrPrecondition, "volume %q has both an image %q and one being rolled back (%q): strata cannot tell which is the disk; move the one that is not aside, then run strata doctor --repair", v.Name, v.Path, applying)
 		}
-		if err := inuse.Without(ctx, applying, func() error { _, err := RepairQcow2(ctx, applying); return err }); err != nil {
+		if err := inuse.Without(ctx, applying, func() error { _, err := qcow2.Repair(ctx, applying); return err }); err != nil {
 			return err
 		}
 	} else {
@@ -349,7 +348,7 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, ref storage.
 	}
 	storage.Crashpoint("rollback:qcow2-moved")
 	if err := inuse.Without(ctx, applying, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-a", ref.Ref, applying)
+		return qcow2.ApplySnapshot(ctx, applying, ref.Ref)
 	}); err != nil {
 		return err
 	}
@@ -367,21 +366,6 @@ func (qcow2Internal) restore(ctx context.Context, v storage.Volume, ref storage.
 	return image.SyncPath(filepath.Dir(v.Path))
 }
 
-// RepairQcow2 runs qemu-img check on an image and, if it reports anything
-// but a clean image, repairs it (-r all: leaked clusters, and reference
-// counts or copied flags that a write would trust). repaired tells whether
-// it had to.
-func RepairQcow2(ctx context.Context, path string) (repaired bool, err error) {
-	if run.Run(ctx, nil, nil, "qemu-img", "check", "-q", "-f", "qcow2", path) == nil {
-		return false, nil
-	}
-	log.Warn().Str("image", path).Msg("qemu-img check reports errors (an interrupted qemu-img left them): repairing them with qemu-img check -r all")
-	if err := run.Critical(ctx, "qemu-img", "check", "-q", "-r", "all", "-f", "qcow2", path); err != nil {
-		return true, fmt.Errorf("repair %q: %w", path, err)
-	}
-	return true, nil
-}
-
 func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, ref storage.PointRef) error {
 	if err := image.VerifyImage(v); err != nil { // qemu-img follows links
 		return err
@@ -391,7 +375,7 @@ func (m qcow2Internal) remove(ctx context.Context, v storage.Volume, ref storage
 		return err
 	}
 	return inuse.Without(ctx, v.Path, func() error {
-		return run.Critical(ctx, "qemu-img", "snapshot", "-q", "-d", ref.Ref, v.Path)
+		return qcow2.DeleteSnapshot(ctx, v.Path, ref.Ref)
 	})
 }
 
@@ -399,24 +383,7 @@ func (qcow2Internal) exists(ctx context.Context, v storage.Volume, ref storage.P
 	if _, err := os.Stat(v.Path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	out, err := run.OutputIsolated(ctx, image.QemuImgRead("info", "--output=json", "-f", "qcow2", v.Path)...)
-	if err != nil {
-		return false, err
-	}
-	var info struct {
-		Snapshots []struct {
-			Name string `json:"name"`
-		} `json:"snapshots"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return false, fmt.Errorf("qemu-img info %q: %w", v.Path, err)
-	}
-	for _, s := range info.Snapshots {
-		if s.Name == ref.Ref {
-			return true, nil
-		}
-	}
-	return false, nil
+	return qcow2.HasSnapshot(ctx, v.Path, ref.Ref, true)
 }
 
 // fileCopy keeps a point as a file beside the volume, in .strata-points/:
@@ -602,8 +569,11 @@ func (fileCopy) commitRestored(v storage.Volume, tmp string, s storage.RestoreSt
 // get a copy of the image owned as /etc/shadow is, or worse, as they are.
 func keepIdentity(live, tmp string) error {
 	st, err := os.Lstat(live)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil // nothing to keep
+	}
+	if err != nil {
+		return fmt.Errorf("read the owner and mode of %q: %w", live, err)
 	}
 	if !st.Mode().IsRegular() {
 		return storage.Errorf(storage.ErrPrecondition, "%q is no longer a regular file (%s): strata does not take the owner and mode of what it is now; put the image back", live, st.Mode().Type())
@@ -655,11 +625,11 @@ func checkSpace(src, dstDir string) error {
 	if err != nil {
 		return err
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dstDir, &fs); err != nil {
+	free, err := storage.FreeIn(dstDir)
+	if err != nil {
 		return err
 	}
-	if free := int64(fs.Bavail) * fs.Bsize; info.AllocatedBytes > free {
+	if info.AllocatedBytes > free {
 		return storage.Errorf(storage.ErrPrecondition, "not enough space for a full copy of %q: it holds %s and %q has %s free; free space, or move the volume to a reflink pool (XFS reflink=1, btrfs) or to qcow2 for O(1) restore points",
 			src, storage.FormatSize(info.AllocatedBytes), dstDir, storage.FormatSize(free))
 	}

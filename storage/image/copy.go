@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -133,8 +134,8 @@ func writeNonZero(out *os.File, b []byte, off int64) error {
 }
 
 func writeError(path string, err error) error {
-	if errors.Is(err, unix.ENOSPC) {
-		return storage.Errorf(storage.ErrPrecondition, "no space left writing %q: free space in its pool or use another pool (--pool)", path)
+	if storage.NoSpace(err) {
+		return storage.NoSpaceError(err, "no space left writing %q: free space in its pool or use another pool (--pool)", path)
 	}
 	return fmt.Errorf("write %q: %w", path, err)
 }
@@ -192,14 +193,7 @@ func Discard(what, name, path string, imported, purge bool) error {
 
 // SyncPath fsyncs a file or directory by path: a file written by another
 // process (qemu-img), or a directory after a rename in it.
-func SyncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
+func SyncPath(path string) error { return atomicfile.SyncDir(path) }
 
 // PunchZeros makes the blocks of zeros in the file at path holes again
 // (what a copy that wrote zeros, or allocated them, left): it walks the

@@ -24,21 +24,30 @@ var copyFileRange = unix.CopyFileRange
 // points, golden images, clones), whose holes are already holes. Where
 // copy_file_range does not apply (across filesystems, no SEEK_DATA) it
 // falls back to CopySparse. dst is synced before CopyData returns.
-func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err error) {
+func CopyData(ctx context.Context, src, dst string, prog storage.Progress) error {
+	fallback, err := copyData(ctx, src, dst, prog)
+	if err != nil || !fallback {
+		return err
+	}
+	return CopySparse(ctx, src, dst, prog)
+}
+
+// copyData is CopyData with copy_file_range only; fallback tells that it
+// does not apply here (dst is removed then, for CopySparse to make).
+func copyData(ctx context.Context, src, dst string, prog storage.Progress) (fallback bool, err error) {
 	in, err := OpenImage(src, os.O_RDONLY)
 	if err != nil {
-		return openError(src, err)
+		return false, openError(src, err)
 	}
 	defer in.Close()
 	size, err := in.Seek(0, io.SeekEnd)
 	if err != nil {
-		return err
+		return false, err
 	}
 	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("create %q: %w", dst, err)
+		return false, fmt.Errorf("create %q: %w", dst, err)
 	}
-	fallback := false
 	defer func() {
 		if cerr := out.Close(); err == nil {
 			err = cerr
@@ -46,12 +55,9 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 		if err != nil || fallback {
 			os.Remove(dst)
 		}
-		if fallback && err == nil {
-			err = CopySparse(ctx, src, dst, prog)
-		}
 	}()
 	if err := out.Truncate(size); err != nil {
-		return fmt.Errorf("size %q: %w", dst, err)
+		return false, fmt.Errorf("size %q: %w", dst, err)
 	}
 	if prog == nil {
 		prog = storage.NoProgress{}
@@ -68,8 +74,7 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 			break // only a hole remains
 		}
 		if err != nil {
-			fallback = true
-			return nil
+			return true, nil // no SEEK_DATA here
 		}
 		end, err := unix.Seek(fdIn, start, unix.SEEK_HOLE)
 		if err != nil || end > size {
@@ -78,7 +83,7 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 		prog.Add(start - done)
 		for p := start; p < end; {
 			if err := ctx.Err(); err != nil {
-				return err
+				return false, err
 			}
 			ri, wo := p, p
 			n, err := copyFileRange(fdIn, &ri, fdOut, &wo, int(min(end-p, 64<<20)), 0)
@@ -86,18 +91,17 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 				// The first call, wherever the first data segment
 				// starts, tells whether copy_file_range works between
 				// these files at all.
-				fallback = true
-				return nil
+				return true, nil
 			}
 			first = false
 			if err != nil {
-				if errors.Is(err, unix.ENOSPC) {
-					return writeError(dst, err)
+				if storage.NoSpace(err) {
+					return false, writeError(dst, err)
 				}
-				return fmt.Errorf("copy %q to %q at %d: %w", src, dst, p, err)
+				return false, fmt.Errorf("copy %q to %q at %d: %w", src, dst, p, err)
 			}
 			if n == 0 { // src shrank under us: it ends before its data segment
-				return fmt.Errorf("copy %q to %q at %d: %w", src, dst, p, io.ErrUnexpectedEOF)
+				return false, fmt.Errorf("copy %q to %q at %d: %w", src, dst, p, io.ErrUnexpectedEOF)
 			}
 			p += int64(n)
 			prog.Add(int64(n))
@@ -106,7 +110,7 @@ func CopyData(ctx context.Context, src, dst string, prog storage.Progress) (err 
 		done, off = end, end
 	}
 	prog.Add(size - done)
-	return out.Sync()
+	return false, out.Sync()
 }
 
 // copyRangeUnsupported tells whether a copy_file_range error means the call

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 )
 
 // BuildOptions describes an image to build from a directory.
@@ -104,20 +105,20 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 		return Medium{}, storage.Errorf(storage.ErrInvalid, "pool %q (%s) is inside %q, so the build would copy its own staging files: build into a pool elsewhere (--pool)", pool.Name, pool.Path, o.Dir)
 	}
 	estimate := tree.estimate(o.Joliet, o.Boot != "")
-	if err := checkSpace(pool, estimate+tree.bytes, fmt.Sprintf("building from %q (the image, about %s, and a staged copy of the directory, %s)", o.Dir, storage.FormatSize(estimate), storage.FormatSize(tree.bytes))); err != nil {
+	if err := checkSpace(ctx, pool, estimate+tree.bytes, fmt.Sprintf("building from %q (the image, about %s, and a staged copy of the directory, %s)", o.Dir, storage.FormatSize(estimate), storage.FormatSize(tree.bytes))); err != nil {
 		return Medium{}, err
 	}
 
 	m := Medium{ID: storage.NewID(), Name: o.Name, Pool: pool.Name, Origin: OriginBuild, Source: src}
 	var tmp string
 	m.Path, tmp = imagePaths(pool, m.ID)
-	stage := filepath.Join(pool.Path, ".strata-tmp-"+m.ID+".d")
+	stage := atomicfile.Path(filepath.Join(pool.Path, m.ID+".d"), "") // a staging directory for ID.iso
 	if err := os.Mkdir(stage, 0o700); err != nil {
 		return m, fmt.Errorf("create staging directory: %w", err)
 	}
 	defer os.RemoveAll(stage) // ours; go-diskfs usually removed it already
 	if err := stageTree(ctx, src, stage, o.RockRidge, skip, tree.bytes, prog); err != nil {
-		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) || ctx.Err() != nil {
+		if storage.NoSpace(err) || ctx.Err() != nil {
 			return m, spaceError(pool, stage, err)
 		}
 		return m, fmt.Errorf("copy %q to a staging directory: %w", o.Dir, err)

@@ -230,7 +230,7 @@ func (mg *Manager) copyIn(ctx context.Context, src *source, size int64, pool sto
 	m.ID = storage.NewID()
 	var tmp string
 	m.Path, tmp = imagePaths(pool, m.ID)
-	if err := checkSpace(pool, size, fmt.Sprintf("the image of %q", src.path)); err != nil {
+	if err := checkSpace(ctx, pool, size, fmt.Sprintf("the image of %q", src.path)); err != nil {
 		return m, err
 	}
 	if afterSpaceCheck != nil {

@@ -41,5 +41,5 @@
 //     or with * / : ; ? \) fails the build before anything is written.
 //   - Reading a tree either lists all of it or fails (storage.ErrInvalid
 //     for a corrupt one); it never returns a partial or empty list.
-//   - A medium is not deleted while a guest definition uses it (InUse).
+//   - A medium is not deleted while a guest definition uses it (Manager.Users).
 package media

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
@@ -96,15 +97,15 @@ func (m *Medium) normalize() {
 	}
 }
 
-// InUse, when set, lists the guest definitions that use the medium called
-// name; Delete refuses to delete a medium in use. It runs inside the
-// deleting transaction, so no guest can start using the medium meanwhile.
-// The guest package sets it.
-var InUse func(tx *catalog.Tx, name string) ([]string, error)
-
 // Manager does the media operations on one catalog.
 type Manager struct {
 	Catalog *catalog.Catalog
+	// Users lists the guest definitions that use the medium called name
+	// (hvm/registry.MediaUsers: guests live above this package); Delete
+	// refuses to delete a medium in use, and refuses to run without it. It
+	// runs inside the deleting transaction, so no guest can start using
+	// the medium meanwhile.
+	Users func(tx *catalog.Tx, name string) ([]string, error)
 }
 
 // New returns a Manager for the catalog c.
@@ -463,14 +464,15 @@ func (mg *Manager) Delete(ctx context.Context, name string, purge bool) error {
 		if m, err = get(tx, name); err != nil {
 			return err
 		}
-		if InUse != nil {
-			users, err := InUse(tx, name)
-			if err != nil {
-				return err
-			}
-			if len(users) > 0 {
-				return storage.Errorf(storage.ErrInUse, "iso %q is used by guest(s) %s: remove it from their definitions first", name, storage.QuoteList(users))
-			}
+		if mg.Users == nil {
+			return errors.New("internal error: media.Manager.Delete without Users: the guard against deleting a medium a guest uses is not wired")
+		}
+		users, err := mg.Users(tx, name)
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return storage.Errorf(storage.ErrInUse, "iso %q is used by guest(s) %s: remove it from their definitions first", name, storage.QuoteList(users))
 		}
 		if err := tx.Delete(bucketNames, m.Name); err != nil {
 			return err
@@ -501,19 +503,19 @@ func poolFor(tx *catalog.Tx, name string) (storage.Pool, error) {
 
 // imagePaths are a new medium's final and temporary file names in a pool.
 func imagePaths(p storage.Pool, id string) (final, tmp string) {
-	return filepath.Join(p.Path, id+".iso"), filepath.Join(p.Path, ".strata-tmp-"+id+".iso")
+	final = filepath.Join(p.Path, id+".iso")
+	return final, atomicfile.Path(final, "")
 }
 
-// checkSpace fails unless the pool's filesystem has need bytes free.
-func checkSpace(p storage.Pool, need int64, what string) error {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(p.Path, &fs); err != nil {
+// checkSpace fails unless the pool's driver reports need bytes free.
+func checkSpace(ctx context.Context, p storage.Pool, need int64, what string) error {
+	err := storage.EnsureSpace(ctx, dir.Driver{}, p, need, func(free int64) error {
+		return storage.Errorf(storage.ErrPrecondition, "pool %q has %s free but %s needs %s: free space or use another pool (--pool)", p.Name, storage.FormatSize(free), what, storage.FormatSize(need))
+	})
+	if err != nil && !errors.Is(err, storage.ErrPrecondition) {
 		return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot read its directory %q: %w", p.Name, p.Path, err)
 	}
-	if free := int64(fs.Bavail) * fs.Bsize; need > free {
-		return storage.Errorf(storage.ErrPrecondition, "pool %q has %s free but %s needs %s: free space or use another pool (--pool)", p.Name, storage.FormatSize(free), what, storage.FormatSize(need))
-	}
-	return nil
+	return err
 }
 
 // spaceError explains a failed write of a new image, removed by the caller.
@@ -521,8 +523,8 @@ func spaceError(p storage.Pool, path string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return storage.Errorf(storage.ErrPrecondition, "pool %q ran out of space writing %q (nothing was kept): free space or use another pool (--pool)", p.Name, path)
+	if storage.NoSpace(err) {
+		return storage.NoSpaceError(err, "pool %q ran out of space writing %q (nothing was kept): free space or use another pool (--pool)", p.Name, path)
 	}
 	return fmt.Errorf("write %q: %w", path, err)
 }
@@ -530,11 +532,11 @@ func spaceError(p storage.Pool, path string, err error) error {
 // commit makes a finished temporary image final: sync, rename, sync the
 // directory, then record it. On any failure nothing is left behind.
 func (mg *Manager) commit(m Medium, tmp string) (Medium, error) {
-	if err := os.Rename(tmp, m.Path); err != nil {
+	if err := atomicfile.Commit(tmp, m.Path, atomicfile.Options{}); err != nil {
 		os.Remove(tmp)
 		return m, fmt.Errorf("rename %q to %q: %w", tmp, m.Path, err)
 	}
-	if err := image.SyncPath(filepath.Dir(m.Path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(m.Path)); err != nil {
 		os.Remove(m.Path)
 		return m, fmt.Errorf("sync %q: %w", filepath.Dir(m.Path), err)
 	}

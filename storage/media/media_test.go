@@ -59,7 +59,9 @@ func newManager(t *testing.T) (*media.Manager, storage.Pool) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return media.New(c), p
+	mg := media.New(c)
+	mg.Users = func(*catalog.Tx, string) ([]string, error) { return nil, nil } // no guests here
+	return mg, p
 }
 
 func addPool(t *testing.T, mg *media.Manager, name, dir string) {
@@ -498,13 +500,16 @@ func TestDeleteRefusedWhileInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	media.InUse = func(tx *catalog.Tx, name string) ([]string, error) {
+	mg.Users = nil
+	if err := mg.Delete(context.Background(), "used", false); err == nil || errors.Is(err, storage.ErrInUse) {
+		t.Fatalf("a delete with no Users wired: %v; want an internal error", err)
+	}
+	mg.Users = func(tx *catalog.Tx, name string) ([]string, error) {
 		if name == "used" {
 			return []string{"web1", "web2"}, nil
 		}
 		return nil, nil
 	}
-	defer func() { media.InUse = nil }()
 	err = mg.Delete(context.Background(), "used", false)
 	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), `"web1", "web2"`) {
 		t.Fatalf("error %v; want in use by web1, web2", err)
@@ -512,7 +517,7 @@ func TestDeleteRefusedWhileInUse(t *testing.T) {
 	if _, err := os.Stat(m.Path); err != nil {
 		t.Fatal("the image went away")
 	}
-	media.InUse = nil
+	mg.Users = func(*catalog.Tx, string) ([]string, error) { return nil, nil }
 	if err := mg.Delete(context.Background(), "used", false); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -62,37 +60,36 @@ func (s *Store) Guests(ctx context.Context) ([]GuestView, error) {
 
 // DeleteGuest forgets a guest and deletes the named volumes (its disks,
 // with guest delete --with-disks) in one transaction: if any of them is
-// still needed, nothing changes. Guests with restore points are refused by
-// the users registered with AddGuestUser.
+// still needed, nothing changes. A running guest (Running) and a guest with
+// restore points (its holds) are refused.
 func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) error {
-	// The guest's lock, then its volumes' in key order (as restore point
-	// operations take them): nothing is deleted under one of them.
-	unlock, id, err := s.LockGuest(name)
+	// The guest's lock and its volumes', as restore point operations take
+	// them (LockSet): nothing is deleted under one of them.
+	var id string
+	unlock, err := LockSet(s.Catalog.Home(), s.lockTimeout, func() ([]Lock, error) {
+		var locks []Lock
+		err := s.Catalog.View(func(tx *catalog.Tx) error {
+			g, err := tx.Guest(name)
+			if err != nil {
+				return err
+			}
+			id = g.ID
+			locks = append(locks, Lock{Key: "g-" + g.ID, What: "guest:" + g.Name})
+			for _, n := range volumes {
+				v, err := tx.Volume(n)
+				if err != nil {
+					return err
+				}
+				locks = append(locks, Lock{Key: "v-" + v.ID, What: "volume:" + v.Name})
+			}
+			return nil
+		})
+		return locks, err
+	})
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	var vols []storage.Volume
-	if err := s.Catalog.View(func(tx *catalog.Tx) error {
-		for _, n := range volumes {
-			v, err := tx.Volume(n)
-			if err != nil {
-				return err
-			}
-			vols = append(vols, v)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	slices.SortFunc(vols, func(a, b storage.Volume) int { return strings.Compare(a.ID, b.ID) })
-	for _, v := range vols {
-		release, err := s.lockVolume(v)
-		if err != nil {
-			return err
-		}
-		defer release()
-	}
 	var gone []storage.Volume
 	err = s.Catalog.Update(func(tx *catalog.Tx) error {
 		g, err := tx.Guest(name)
@@ -102,9 +99,12 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 		if err := SameGuest(g, id); err != nil {
 			return err
 		}
-		for _, user := range s.guestUsers {
-			if err := user(tx, g); err != nil {
-				return err
+		if err := checkGuestHolds(tx, g); err != nil {
+			return err
+		}
+		if s.Running != nil {
+			if running, driver := s.Running(g.ID); running {
+				return storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s): stop it first (strata guest stop %s)", g.Name, driver, g.Name)
 			}
 		}
 		if err := tx.RemoveGuest(g); err != nil {
@@ -133,22 +133,4 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 		}
 	}
 	return nil
-}
-
-// AddVolumeUser registers a check that refuses to delete a volume something
-// still needs (restore points, golden images); it returns an error of kind
-// storage.ErrInUse saying what.
-func (s *Store) AddVolumeUser(check func(tx *catalog.Tx, v storage.Volume) error) {
-	s.volumeUsers = append(s.volumeUsers, check)
-}
-
-// AddGuestUser is AddVolumeUser for guests.
-func (s *Store) AddGuestUser(check func(tx *catalog.Tx, g storage.Guest) error) {
-	s.guestUsers = append(s.guestUsers, check)
-}
-
-// AddPoolUser registers a check that refuses to remove a pool something
-// still keeps files in (golden images).
-func (s *Store) AddPoolUser(check func(tx *catalog.Tx, pool string) error) {
-	s.poolUsers = append(s.poolUsers, check)
 }

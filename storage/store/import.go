@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,13 +10,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog/log"
-	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/pattern"
-	"github.com/strata-vm/strata/storage/run"
+	"github.com/strata-vm/strata/storage/qcow2"
 )
 
 // ImportOptions describes an existing image or device to register.
@@ -120,12 +121,12 @@ func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.
 			return storage.VolumeInfo{}, err
 		}
 		v.Path = d.VolumePath(pool, v.ID, v.Format)
-		if err := copyInto(ctx, abs, v.Path, pool, info, prog); err != nil {
+		if err := copyInto(ctx, d, abs, v.Path, pool, info, prog); err != nil {
 			return storage.VolumeInfo{}, err
 		}
 		if backing != info.BackingFile {
 			// A relative backing name would break in the new directory.
-			if err := run.Run(ctx, nil, nil, "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", backing, "-F", backingFormat(info), v.Path); err != nil {
+			if err := qcow2.SetBacking(ctx, v.Path, backing, backingFormat(info)); err != nil {
 				os.Remove(v.Path)
 				return storage.VolumeInfo{}, err
 			}
@@ -338,24 +339,26 @@ func resolveBacking(image, backing string) string {
 // copyInto copies src sparsely into the pool: first into a temporary name,
 // then renamed, so no half image ever carries a volume's name. The free
 // space is checked first.
-func copyInto(ctx context.Context, src, dst string, pool storage.Pool, info image.Info, prog storage.Progress) error {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(pool.Path, &fs); err != nil {
+func copyInto(ctx context.Context, d storage.Driver, src, dst string, pool storage.Pool, info image.Info, prog storage.Progress) error {
+	need := info.AllocatedBytes
+	err := storage.EnsureSpace(ctx, d, pool, need, func(free int64) error {
+		return storage.Errorf(storage.ErrPrecondition, "pool %q has %s free but %q holds %s of data: free space or copy into another pool (--pool)", pool.Name, storage.FormatSize(free), src, storage.FormatSize(need))
+	})
+	if err != nil && !errors.Is(err, storage.ErrPrecondition) {
 		return storage.Errorf(storage.ErrPrecondition, "pool %q: %w", pool.Name, err)
 	}
-	need := info.AllocatedBytes
-	if free := int64(fs.Bavail) * fs.Bsize; need > free {
-		return storage.Errorf(storage.ErrPrecondition, "pool %q has %s free but %q holds %s of data: free space or copy into another pool (--pool)", pool.Name, storage.FormatSize(free), src, storage.FormatSize(need))
+	if err != nil {
+		return err
 	}
-	tmp := filepath.Join(filepath.Dir(dst), ".strata-tmp-"+filepath.Base(dst))
+	tmp := atomicfile.Path(dst, "")
 	if err := image.CopySparse(ctx, src, tmp, prog); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := atomicfile.Commit(tmp, dst, atomicfile.Options{Durable: true}); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	return image.SyncPath(filepath.Dir(dst))
+	return nil
 }
 
 // checkForeign refuses to register in place a file strata manages itself

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
@@ -35,12 +36,13 @@ type Store struct {
 	// InUse tells who holds an image: every operation that writes,
 	// replaces, truncates or removes one asks it first. Guest drivers add
 	// their sources to it.
-	InUse       *inuse.Checker
+	InUse *inuse.Checker
+	// Running tells whether the guest with catalog ID id runs now, and
+	// under which driver (nil: none is known to): a running guest is not
+	// deleted. The guest drivers know; they live above the store.
+	Running     func(id string) (running bool, driver string)
 	lockTimeout time.Duration
 	drivers     map[string]storage.Driver
-	volumeUsers []func(tx *catalog.Tx, v storage.Volume) error
-	guestUsers  []func(tx *catalog.Tx, g storage.Guest) error
-	poolUsers   []func(tx *catalog.Tx, pool string) error
 }
 
 // Open opens (creating on first use) the state home.
@@ -385,10 +387,8 @@ func (s *Store) RemovePool(ctx context.Context, name string) error {
 		if len(isos) > 0 {
 			return storage.Errorf(storage.ErrInUse, "pool %q still holds install media %s: delete them first ('strata iso delete')", name, storage.QuoteList(isos))
 		}
-		for _, user := range s.poolUsers {
-			if err := user(tx, name); err != nil {
-				return err
-			}
+		if err := checkPoolHolds(tx, name); err != nil {
+			return err
 		}
 		return tx.RemovePool(name)
 	})
@@ -504,7 +504,7 @@ func (s *Store) poolForCreate(tx *catalog.Tx, name, poolName string) (storage.Po
 func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Pool, v storage.Volume, o CreateOptions) error {
 	rawPath := v.Path
 	if v.Format != storage.FormatRaw {
-		rawPath = filepath.Join(pool.Path, ".strata-tmp-"+v.ID+".img")
+		rawPath = atomicfile.Path(filepath.Join(pool.Path, v.ID+".img"), "")
 		defer os.Remove(rawPath)
 	}
 	if err := d.Create(ctx, pool, rawPath, storage.FormatRaw, o.Size); err != nil {
@@ -800,10 +800,8 @@ func (s *Store) removeVolume(tx *catalog.Tx, name string, purge bool) (storage.V
 	if len(guests) > 0 {
 		return v, storage.Errorf(storage.ErrInUse, "volume %q is a disk of guest %s: delete the guest first ('strata guest delete')", name, storage.QuoteList(guests))
 	}
-	for _, user := range s.volumeUsers {
-		if err := user(tx, v); err != nil {
-			return v, err
-		}
+	if err := checkVolumeHolds(tx, v); err != nil {
+		return v, err
 	}
 	if v.Device && purge {
 		return v, storage.Errorf(storage.ErrNotSupported, "volume %q is the block device %q, which strata never removes: drop --purge, then remove it with its own tools (e.g. lvremove)", name, v.Path)
@@ -829,29 +827,17 @@ func (s *Store) LockExclusive() (*OpLock, error) {
 }
 
 func (s *Store) opLock(how int, timeout time.Duration) (*OpLock, error) {
-	dir := filepath.Join(s.Catalog.Home(), "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "strata.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLock(s.Catalog.Home(), "strata.lock")
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return &OpLock{f: f}, nil
+	if err := flockWait(f, how, timeout); err != nil {
+		if errors.Is(err, errLockBusy) {
+			return nil, storage.Errorf(storage.ErrBusy, "the state home %q is busy (strata doctor --repair, or other strata processes while it waits); try again or raise --lock-timeout", s.Catalog.Home())
 		}
-		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
-			f.Close()
-			if err == unix.EWOULDBLOCK {
-				return nil, storage.Errorf(storage.ErrBusy, "the state home %q is busy (strata doctor --repair, or other strata processes while it waits); try again or raise --lock-timeout", s.Catalog.Home())
-			}
-			return nil, err
-		}
-		time.Sleep(20 * time.Millisecond)
+		return nil, err
 	}
+	return &OpLock{f: f}, nil
 }
 
 // Release drops the lock.

@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -242,7 +243,7 @@ func resolveSpecPackages(ctx context.Context, cacheDir string, spec RunKitSpec) 
 		r.Packages = append(r.Packages, got[n])
 	}
 	if b, err := json.Marshal(r); err == nil {
-		writeFileAtomic(memo, b)
+		atomicfile.WriteFile(memo, b, atomicfile.Options{}) // a memo: a lost one is made again
 	}
 	return r.Packages, nil
 }

@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -461,7 +462,7 @@ func resolvePackages(ctx context.Context, cacheDir string) (kernel, busybox debP
 				r.Agent = append(r.Agent, got[p])
 			}
 			if b, err := json.Marshal(r); err == nil {
-				writeFileAtomic(memo, b)
+				atomicfile.WriteFile(memo, b, atomicfile.Options{}) // a memo: a lost one is made again
 			}
 			return r.Kernel, r.Busybox, r.Agent, nil
 		}
@@ -888,23 +889,6 @@ func (a *cpioArchive) finish() []byte {
 	a.ino = -1 // the trailer's inode is 0
 	a.entry("TRAILER!!!", 0, nil, 0, 0)
 	return a.buf.Bytes()
-}
-
-// writeFileAtomic writes a small file whole or not at all.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func copyFile(from, to string) error {
