@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/strata-vm/strata/hvm/boot/boottest"
 	"github.com/strata-vm/strata/hvm/boot/boottest/guesttest"
@@ -16,7 +17,9 @@ const recordDir = "../../testdata/lvm"
 
 // The real LVM, in a TCG guest (the host has no device-mapper): this
 // package's tests compiled statically and run by the LVM run kit with two
-// 256 MiB scratch disks; every TestGuest* must pass there. With
+// 256 MiB scratch disks (the command layer's tests) and a 512 MiB one
+// (the driver conformance suite, thick and thin); every TestGuest* must
+// pass there, in one boot. With
 // STRATA_LVM_RECORD=1 the commands they recorded are written to
 // testdata/lvm for the host-side parsing tests.
 func TestRealLVMInAGuest(t *testing.T) {
@@ -24,9 +27,9 @@ func TestRealLVMInAGuest(t *testing.T) {
 	if err := os.WriteFile(extra, []byte(extraContent), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	res := guesttest.Run(t, boottest.LVMSpec, guesttest.Options{Run: "^TestGuest", Disks: []int64{256 << 20, 256 << 20},
-		Files: map[string]string{extraPath: extra}})
-	for _, name := range []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven"} {
+	res := guesttest.Run(t, boottest.LVMSpec, guesttest.Options{Run: "^TestGuest", Disks: []int64{256 << 20, 256 << 20, 512 << 20},
+		Files: map[string]string{extraPath: extra}, Timeout: 12 * time.Minute})
+	for _, name := range []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven", "TestGuestLVMDriverConformance"} {
 		if !strings.Contains(res.Output, "--- PASS: "+name) {
 			t.Fatalf("%s did not pass in the guest", name)
 		}
