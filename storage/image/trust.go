@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +47,23 @@ func openNoLinks(path string, flag int) (int, error) {
 	}
 }
 
+// devLink follows a link under /dev that leads to a block device under
+// /dev (LVM's /dev/VG/LV, udev's names): only root makes them, and a
+// device's stable name is such a link.
+func devLink(path string) (string, bool) {
+	if !strings.HasPrefix(filepath.Clean(path), "/dev/") {
+		return "", false
+	}
+	dev, err := filepath.EvalSymlinks(path)
+	if err != nil || !strings.HasPrefix(dev, "/dev/") {
+		return "", false
+	}
+	if fi, err := os.Stat(dev); err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return "", false
+	}
+	return dev, true
+}
+
 // isLinkError tells whether an open failed because of a symbolic link.
 func isLinkError(err error) bool {
 	return errors.Is(err, unix.ELOOP)
@@ -72,6 +90,11 @@ type fileStat struct {
 // as its file is deleted, a birth time is not.
 func statNoLinks(path string) (fileStat, error) {
 	fd, err := openNoLinks(path, unix.O_PATH|unix.O_CLOEXEC)
+	if err == unix.ELOOP {
+		if dev, ok := devLink(path); ok {
+			fd, err = openNoLinks(dev, unix.O_PATH|unix.O_CLOEXEC)
+		}
+	}
 	if err != nil {
 		return fileStat{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}

@@ -267,13 +267,18 @@ func (d Driver) checkThin(ctx context.Context, p storage.Pool, what string) erro
 // checkThinPool refuses new data in thin pool vg/thin past pool p's
 // limits (the defaults when p has none).
 func (d Driver) checkThinPool(ctx context.Context, p storage.Pool, vg, thin, what string) error {
-	lp := p.LVM
-	if lp == nil {
-		lp = &storage.LVMPool{}
-	}
 	tp, err := d.c().LV(ctx, vg, thin)
 	if err != nil {
 		return err
+	}
+	return thinLimits(p, tp, what)
+}
+
+// thinLimits refuses new data in thin pool tp past pool p's limits.
+func thinLimits(p storage.Pool, tp LV, what string) error {
+	lp := p.LVM
+	if lp == nil {
+		lp = &storage.LVMPool{}
 	}
 	dl, ml := limits(lp)
 	if tp.DataPercent != nil && *tp.DataPercent >= dl {
@@ -437,13 +442,18 @@ func hash(s string) uint64 {
 	return h.Sum64()
 }
 
-// Locations implements storage.Driver: the LV's path, its
-// device-mapper name, and the names a rollback gives it for a moment.
+// Locations implements storage.Driver: the LV's path, the device node
+// it leads to now (in-use checks follow no links: /dev/VG/LV is one),
+// its device-mapper name, and the names a rollback gives it for a
+// moment.
 func (Driver) Locations(_ storage.Pool, v storage.Volume) []string {
 	out := []string{v.Path}
 	vg, lv, ok := SplitDevPath(v.Path)
 	if !ok {
 		return out
+	}
+	if real, err := filepath.EvalSymlinks(v.Path); err == nil && real != v.Path {
+		out = append(out, real)
 	}
 	out = append(out, filepath.Join("/dev/mapper", dmName(vg, lv)))
 	if aside, err := LVName(KindAside, v.ID, "restore"); err == nil {

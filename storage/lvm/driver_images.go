@@ -36,6 +36,15 @@ func (d Driver) source(ctx context.Context, src storage.FreezeSource) (LV, error
 			if l.Attr.Invalid {
 				return LV{}, storage.Errorf(storage.ErrPrecondition, "restore point %q of volume %q overflowed and holds nothing usable", src.Point.Ref, src.Volume.Name)
 			}
+			if l.Attr.Snapshot && l.Origin != "" {
+				// A classic snapshot's lv_size is its copy-on-write
+				// space; its device reads as large as its origin.
+				o, err := d.c().LV(ctx, pvg, l.Origin)
+				if err != nil {
+					return LV{}, err
+				}
+				l.Size = o.Size
+			}
 			return l, nil
 		}
 		if !src.Point.Moved {

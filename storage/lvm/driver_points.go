@@ -61,9 +61,18 @@ func (d Driver) PlanPoint(ctx context.Context, p storage.Pool, v storage.Volume,
 	if err != nil {
 		return storage.PointRef{}, err
 	}
-	l, err := d.c().LV(ctx, vg, live)
+	// One report for the LV and its thin pool.
+	lvs, err := d.c().LVs(ctx, vg)
 	if err != nil {
 		return storage.PointRef{}, err
+	}
+	byName := map[string]LV{}
+	for _, l := range lvs {
+		byName[l.Name] = l
+	}
+	l, ok := byName[live]
+	if !ok {
+		return storage.PointRef{}, storage.Errorf(storage.ErrNotFound, "logical volume %q of volume %q not found", vg+"/"+live, v.Name)
 	}
 	method := MethodThick
 	if l.Attr.Thin {
@@ -86,7 +95,11 @@ func (d Driver) PlanPoint(ctx context.Context, p storage.Pool, v storage.Volume,
 		// renamed aside when the restored one takes its name: no data.
 		ref.Moved = o.ReplacingLive
 		if !ref.Moved {
-			if err := d.checkThinPool(ctx, p, vg, l.Pool, "a restore point of volume "+v.Name); err != nil {
+			tp, ok := byName[l.Pool]
+			if !ok {
+				return storage.PointRef{}, storage.Errorf(storage.ErrNotFound, "thin pool %q of volume %q not found", vg+"/"+l.Pool, v.Name)
+			}
+			if err := thinLimits(p, tp, "a restore point of volume "+v.Name); err != nil {
 				return storage.PointRef{}, err
 			}
 		}
@@ -154,13 +167,13 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 
 // RestorePoint implements storage.Driver.
 func (d Driver) RestorePoint(ctx context.Context, p storage.Pool, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
-	if err := d.CheckRestore(ctx, p, v, ref); err != nil {
-		return err
-	}
 	switch ref.Method {
 	case MethodThin:
 		return d.restoreThin(ctx, v, ref, s)
 	case MethodThick:
+		if err := d.CheckRestore(ctx, p, v, ref); err != nil {
+			return err
+		}
 		return d.restoreThick(ctx, v, ref, s)
 	}
 	return storage.Errorf(storage.ErrInvalid, "invalid lvm point method %q", ref.Method)
@@ -190,7 +203,8 @@ func record(s storage.RestoreStep, fp storage.Fingerprint) error {
 // recorded; the live LV is renamed to the pre-rollback point (MoveTo)
 // or aside (strata.aside.VOLID.restore); the new LV takes the live
 // name; what was put aside is removed last. Run again, it finds the
-// restored LV by its recorded state (s.Done) under either name.
+// restored LV by its recorded state (s.Done) under either name. It
+// reads the VG's LVs once (each lvm command costs a metadata scan).
 func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
 	vg, live, err := volumeLV(v)
 	if err != nil {
@@ -204,27 +218,40 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 	if err != nil {
 		return err
 	}
+	all, err := d.list(ctx, vg)
+	if err != nil {
+		return err
+	}
 	made := false
 	if s.Done != nil {
 		if fp, ok, err := d.fingerprintLV(vg, live); err != nil {
 			return err
 		} else if ok && fp == *s.Done {
-			return d.removeIfThere(ctx, vg, aside) // done but for the cleanup
+			// Done but for the cleanup.
+			if all[aside] {
+				return d.c().Remove(ctx, vg, aside)
+			}
+			return nil
 		}
-		if fp, ok, err := d.fingerprintLV(vg, tmp); err != nil {
-			return err
-		} else if ok && fp == *s.Done {
-			made = true
+		if all[tmp] {
+			if fp, ok, err := d.fingerprintLV(vg, tmp); err != nil {
+				return err
+			} else if ok && fp == *s.Done {
+				made = true
+			}
 		}
 	}
 	if !made {
-		if ok, err := d.exists(ctx, vg, point); err != nil {
-			return err
-		} else if !ok && ref.Moved {
-			return nil // a Moved point not moved yet is the live state
+		if !all[point] {
+			if ref.Moved {
+				return nil // a Moved point not moved yet is the live state
+			}
+			return storage.Errorf(storage.ErrNotFound, "the data of this restore point of volume %q (logical volume %q) is gone", v.Name, ref.Ref)
 		}
-		if err := d.removeIfThere(ctx, vg, tmp); err != nil {
-			return err
+		if all[tmp] {
+			if err := d.c().Remove(ctx, vg, tmp); err != nil {
+				return err
+			}
 		}
 		if err := d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: point, Name: tmp, Activate: true, Tags: strataTags}); err != nil {
 			return err
@@ -243,23 +270,23 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 		}
 		storage.Crashpoint("rollback:thin-recorded")
 	}
-	liveThere, err := d.exists(ctx, vg, live)
-	if err != nil {
-		return err
-	}
-	if liveThere {
+	asideThere := all[aside]
+	if all[live] {
 		to := aside
 		if s.MoveTo != "" {
 			if _, to, err = splitRef(s.MoveTo); err != nil {
 				return err
 			}
-			if ok, err := d.exists(ctx, vg, to); err != nil {
-				return err
-			} else if ok {
+			if all[to] {
 				return storage.Errorf(storage.ErrExists, "the pre-rollback point %q of volume %q exists already and so does its live logical volume: strata doctor --repair sorts it out", s.MoveTo, v.Name)
 			}
-		} else if err := d.removeIfThere(ctx, vg, aside); err != nil {
-			return err
+		} else {
+			if asideThere {
+				if err := d.c().Remove(ctx, vg, aside); err != nil {
+					return err
+				}
+			}
+			asideThere = true
 		}
 		if err := d.c().Rename(ctx, vg, live, to); err != nil {
 			return err
@@ -270,7 +297,23 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 		return err
 	}
 	storage.Crashpoint("rollback:thin-renamed")
-	return d.removeIfThere(ctx, vg, aside)
+	if asideThere {
+		return d.c().Remove(ctx, vg, aside)
+	}
+	return nil
+}
+
+// list names the LVs of vg (one report).
+func (d Driver) list(ctx context.Context, vg string) (map[string]bool, error) {
+	lvs, err := d.c().LVs(ctx, vg)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(lvs))
+	for _, l := range lvs {
+		out[l.Name] = true
+	}
+	return out, nil
 }
 
 // restoreThick copies the point back over the live LV in place, writing
@@ -344,27 +387,35 @@ func (d Driver) PutBack(ctx context.Context, _ storage.Pool, v storage.Volume, r
 	if err != nil {
 		return err
 	}
-	if ok, err := d.exists(ctx, vg, point); err != nil || !ok {
-		if err == nil {
-			err = d.removeIfThereWithLive(ctx, vg, live, undo)
-		}
+	all, err := d.list(ctx, vg)
+	if err != nil {
 		return err
 	}
-	if ok, err := d.exists(ctx, vg, live); err != nil {
-		return err
-	} else if ok {
-		if err := d.removeIfThere(ctx, vg, undo); err != nil {
-			return err
+	if !all[point] {
+		if all[live] && all[undo] {
+			return d.c().Remove(ctx, vg, undo)
+		}
+		return nil
+	}
+	if all[live] {
+		if all[undo] {
+			if err := d.c().Remove(ctx, vg, undo); err != nil {
+				return err
+			}
 		}
 		if err := d.c().Rename(ctx, vg, live, undo); err != nil {
 			return err
 		}
+		all[undo] = true
 		storage.Crashpoint("putback:aside")
 	}
 	if err := d.c().Rename(ctx, vg, point, live); err != nil {
 		return fmt.Errorf("put the logical volume of volume %q back: %w", v.Name, err)
 	}
-	return d.removeIfThere(ctx, vg, undo)
+	if all[undo] {
+		return d.c().Remove(ctx, vg, undo)
+	}
+	return nil
 }
 
 // removeIfThereWithLive removes lv only while the live LV is there (an
@@ -382,18 +433,18 @@ func (d Driver) RemovePoint(ctx context.Context, p storage.Pool, v storage.Volum
 	if err != nil {
 		return err
 	}
-	if ok, err := d.exists(ctx, vg, point); err != nil || !ok {
+	all, err := d.list(ctx, vg)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // the VG is gone, and the point with it
+	}
+	if err != nil || !all[point] {
 		return err
 	}
 	if ref.Moved && v.Path != "" {
-		if lvg, live, err := volumeLV(v); err == nil {
-			if ok, err := d.exists(ctx, lvg, live); err != nil {
-				return err
-			} else if !ok {
-				// The point holds the live LV, moved by a rollback that
-				// never put another in its place: back, never away.
-				return d.PutBack(ctx, p, v, ref)
-			}
+		if lvg, live, err := volumeLV(v); err == nil && lvg == vg && !all[live] {
+			// The point holds the live LV, moved by a rollback that
+			// never put another in its place: back, never away.
+			return d.PutBack(ctx, p, v, ref)
 		}
 	}
 	return d.c().Remove(ctx, vg, point)

@@ -3,6 +3,7 @@ package lvm_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,9 +28,16 @@ func TestRealLVMInAGuest(t *testing.T) {
 	if err := os.WriteFile(extra, []byte(extraContent), 0o750); err != nil {
 		t.Fatal(err)
 	}
+	// The strata binary the scenarios run (TestGuestStrataOnLVM).
+	bin := filepath.Join(t.TempDir(), "strata")
+	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, "../../cmd/strata")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building strata: %v\n%s", err, out)
+	}
 	res := guesttest.Run(t, boottest.LVMSpec, guesttest.Options{Run: "^TestGuest", Disks: []int64{256 << 20, 256 << 20, 512 << 20},
-		Files: map[string]string{extraPath: extra}, Timeout: 12 * time.Minute})
-	for _, name := range []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven", "TestGuestLVMDriverConformance"} {
+		Files: map[string]string{extraPath: extra, strings.TrimPrefix(strataBin, "/"): bin}, Timeout: 25 * time.Minute})
+	for _, name := range []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven", "TestGuestLVMDriverConformance", "TestGuestStrataOnLVM"} {
 		if !strings.Contains(res.Output, "--- PASS: "+name) {
 			t.Fatalf("%s did not pass in the guest", name)
 		}
