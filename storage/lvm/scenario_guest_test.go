@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/lvm"
 )
 
@@ -122,6 +123,32 @@ func TestGuestStrataOnLVM(t *testing.T) {
 		info := s.ok("pool", "info", "thinfull")
 		if !strings.Contains(info, "thin_data:") || !strings.Contains(info, "(limit 50%)") {
 			t.Fatalf("pool info:\n%s", info)
+		}
+	})
+
+	t.Run("AGuestOnAnLVRendersItAsABlockDevice", func(t *testing.T) {
+		s.t = t
+		s.ok("pool", "add", "render", "--driver", "lvm", "--vg", conformanceVG)
+		s.ok("volume", "create", "sys", "--pool", "render", "--size", "8M", "--format", "raw")
+		path := s.volumePath("sys")
+		s.ok("guest", "define", "lvguest", "--disk", "sys:xvda")
+		for format, want := range map[string]string{
+			"xl":      "phy:" + path,
+			"libvirt": `<source dev="` + path + `"`,
+			"qemu":    "file=" + path + ",format=raw",
+		} {
+			out := s.ok("guest", "render", "lvguest", "--format", format)
+			if !strings.Contains(out, want) {
+				t.Errorf("guest render --format %s lacks %q:\n%s", format, want, out)
+			}
+		}
+		if out := s.ok("guest", "render", "lvguest", "--format", "libvirt"); !strings.Contains(out, `type="block"`) {
+			t.Errorf("libvirt XML of a disk on an LV is not type block:\n%s", out)
+		}
+		s.ok("guest", "delete", "lvguest")
+		s.ok("volume", "delete", "sys")
+		if _, err := c.LV(ctx, conformanceVG, strings.TrimPrefix(path, "/dev/"+conformanceVG+"/")); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the LV of a deleted volume: %v", err)
 		}
 	})
 
