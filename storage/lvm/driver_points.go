@@ -229,7 +229,7 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 		} else if ok && fp == *s.Done {
 			// Done but for the cleanup.
 			if all[aside] {
-				return d.c().Remove(ctx, vg, aside)
+				d.removeLeftover(ctx, vg, aside)
 			}
 			return nil
 		}
@@ -298,9 +298,19 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 	}
 	storage.Crashpoint("rollback:thin-renamed")
 	if asideThere {
-		return d.c().Remove(ctx, vg, aside)
+		d.removeLeftover(ctx, vg, aside)
 	}
 	return nil
+}
+
+// removeLeftover removes an LV a finished step put aside. It may still
+// be open (strata's own hold on the volume's devices keeps guests out
+// while the step runs): then it stays until the next restore or undo of
+// the volume, or recovery (CleanRestores), removes it.
+func (d Driver) removeLeftover(ctx context.Context, vg, lv string) {
+	if err := d.c().Remove(ctx, vg, lv); err != nil {
+		log.Warn().Err(err).Str("lv", vg+"/"+lv).Msg("left the logical volume a rollback put aside; the next rollback of the volume or strata doctor --repair removes it")
+	}
 }
 
 // list names the LVs of vg (one report).
@@ -413,7 +423,7 @@ func (d Driver) PutBack(ctx context.Context, _ storage.Pool, v storage.Volume, r
 		return fmt.Errorf("put the logical volume of volume %q back: %w", v.Name, err)
 	}
 	if all[undo] {
-		return d.c().Remove(ctx, vg, undo)
+		d.removeLeftover(ctx, vg, undo)
 	}
 	return nil
 }
