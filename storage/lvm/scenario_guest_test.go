@@ -152,6 +152,38 @@ func TestGuestStrataOnLVM(t *testing.T) {
 		}
 	})
 
+	t.Run("AnLVImportedInPlaceGetsPointsAndStays", func(t *testing.T) {
+		s.t = t
+		if err := c.Create(ctx, lvm.CreateOptions{VG: conformanceVG, Name: "legacy", Size: 8 * mib, ThinPool: conformanceThin}); err != nil {
+			t.Fatal(err)
+		}
+		path := lvm.DevPath(conformanceVG, "legacy")
+		writeDev(t, path, 0, fill('L', mib))
+		s.ok("volume", "import", path, "--name", "legacy")
+		var v struct {
+			Path     string `json:"path"`
+			Device   bool   `json:"block_device"`
+			Imported bool   `json:"imported"`
+		}
+		if err := json.Unmarshal([]byte(s.ok("-o", "json", "volume", "info", "legacy")), &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.Path != path || !v.Device || !v.Imported {
+			t.Fatalf("imported LV: %+v", v)
+		}
+		s.ok("snapshot", "create", "--volume", "legacy", "--name", "before")
+		writeDev(t, path, 0, fill('M', mib))
+		s.ok("snapshot", "rollback", "--volume", "legacy", "before")
+		if got := readDev(t, path, 0, mib); !bytes.Equal(got, fill('L', mib)) {
+			t.Fatal("a rollback of an imported LV did not restore its point")
+		}
+		s.ok("snapshot", "delete", "--volume", "legacy", "1-99")
+		s.ok("volume", "delete", "legacy")
+		if _, err := c.LV(ctx, conformanceVG, "legacy"); err != nil {
+			t.Fatalf("the LV of an imported volume is gone after volume delete: %v", err)
+		}
+	})
+
 	t.Run("ThinRollbackKilledAtEachStepIsRepaired", func(t *testing.T) {
 		s.t = t
 		s.ok("pool", "add", "thin", "--driver", "lvm", "--vg", conformanceVG, "--thinpool", conformanceThin, "--errorwhenfull")
