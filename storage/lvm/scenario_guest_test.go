@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -177,7 +178,15 @@ func TestGuestStrataOnLVM(t *testing.T) {
 		if got := readDev(t, path, 0, mib); !bytes.Equal(got, fill('L', mib)) {
 			t.Fatal("a rollback of an imported LV did not restore its point")
 		}
-		s.ok("snapshot", "delete", "--volume", "legacy", "1-99")
+		var points []struct {
+			ID int `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(s.ok("-o", "json", "snapshot", "list", "--volume", "legacy")), &points); err != nil || len(points) != 2 {
+			t.Fatalf("points of the imported volume: %v %v", points, err)
+		}
+		for _, p := range points {
+			s.ok("snapshot", "delete", "--volume", "legacy", strconv.Itoa(p.ID))
+		}
 		s.ok("volume", "delete", "legacy")
 		if _, err := c.LV(ctx, conformanceVG, "legacy"); err != nil {
 			t.Fatalf("the LV of an imported volume is gone after volume delete: %v", err)
