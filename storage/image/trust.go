@@ -34,6 +34,16 @@ func OpenImage(path string, flag int) (*os.File, error) {
 }
 
 func openNoLinks(path string, flag int) (int, error) {
+	fd, err := openNoLinksAt(path, flag)
+	if err == unix.ELOOP {
+		if dev, ok := devLink(path); ok {
+			return openNoLinksAt(dev, flag)
+		}
+	}
+	return fd, err
+}
+
+func openNoLinksAt(path string, flag int) (int, error) {
 	for {
 		fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: uint64(flag), Resolve: unix.RESOLVE_NO_SYMLINKS})
 		switch {
@@ -90,11 +100,6 @@ type fileStat struct {
 // as its file is deleted, a birth time is not.
 func statNoLinks(path string) (fileStat, error) {
 	fd, err := openNoLinks(path, unix.O_PATH|unix.O_CLOEXEC)
-	if err == unix.ELOOP {
-		if dev, ok := devLink(path); ok {
-			fd, err = openNoLinks(dev, unix.O_PATH|unix.O_CLOEXEC)
-		}
-	}
 	if err != nil {
 		return fileStat{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}

@@ -29,6 +29,27 @@ const (
 	conformanceThin = "cthin"
 )
 
+// vgReady makes the conformance VG and its thin pool on the third
+// scratch disk, unless they are there.
+func vgReady(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	c := &lvm.Client{}
+	if _, err := c.VG(ctx, conformanceVG); err == nil {
+		return
+	}
+	disks := strings.Fields(os.Getenv(boottest.DisksEnv))
+	if len(disks) < 3 {
+		t.Fatalf("want a third scratch disk for the conformance suite, have %q", disks)
+	}
+	if err := c.CreateVG(ctx, conformanceVG, disks[2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateThinPool(ctx, lvm.ThinPoolOptions{VG: conformanceVG, Name: conformanceThin, Size: 192 * mib, ErrorWhenFull: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestGuestLVMDriverConformance runs the driver conformance suite
 // (storage/drivertest) on real LVM: a thick pool (classic snapshots,
 // copies) and a thin pool (thin snapshots, rename-away), crashes
@@ -37,22 +58,6 @@ const (
 func TestGuestLVMDriverConformance(t *testing.T) {
 	inGuest(t)
 	ctx := context.Background()
-	c := &lvm.Client{}
-	vgReady := func(t *testing.T) {
-		if _, err := c.VG(ctx, conformanceVG); err == nil {
-			return
-		}
-		disks := strings.Fields(os.Getenv(boottest.DisksEnv))
-		if len(disks) < 3 {
-			t.Fatalf("want a third scratch disk for the conformance suite, have %q", disks)
-		}
-		if err := c.CreateVG(ctx, conformanceVG, disks[2]); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.CreateThinPool(ctx, lvm.ThinPoolOptions{VG: conformanceVG, Name: conformanceThin, Size: 192 * mib, ErrorWhenFull: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, kind := range []struct {
 		name  string
 		thin  string

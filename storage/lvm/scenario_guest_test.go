@@ -83,9 +83,7 @@ func TestGuestStrataOnLVM(t *testing.T) {
 	}
 	ctx := context.Background()
 	c := &lvm.Client{}
-	if _, err := c.VG(ctx, conformanceVG); err != nil {
-		t.Fatalf("the conformance suite's volume group: %v", err)
-	}
+	vgReady(t)
 	s := strataRun{t: t, home: filepath.Join(t.TempDir(), "home")}
 
 	t.Run("ThickPointOverflowIsInvalidAndRefused", func(t *testing.T) {
@@ -134,7 +132,7 @@ func TestGuestStrataOnLVM(t *testing.T) {
 		path := s.volumePath("sys")
 		s.ok("guest", "define", "lvguest", "--disk", "sys:xvda")
 		for format, want := range map[string]string{
-			"xl":      "phy:" + path,
+			"xl":      "backendtype=phy,target=" + path,
 			"libvirt": `<source dev="` + path + `"`,
 			"qemu":    "file=" + path + ",format=raw",
 		} {
