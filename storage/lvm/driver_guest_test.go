@@ -75,6 +75,19 @@ func TestGuestLVMDriverConformance(t *testing.T) {
 					return p
 				}})
 			t.Logf("%s pool: the suite took %v", kind.name, time.Since(start).Round(time.Millisecond))
+			if os.Getenv("STRATA_DRIVERTEST_CHILD") != "" {
+				return // a crash case's child: the parent checks
+			}
+			// Every case removes what it made: nothing of strata's is left.
+			lvs, err := (&lvm.Client{}).LVs(ctx, conformanceVG)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range lvs {
+				if _, _, ok := lvm.ParseLVName(l.Name); ok {
+					t.Errorf("the suite left logical volume %s (%s)", l.Name, l.Attr.Raw)
+				}
+			}
 		})
 	}
 }
