@@ -133,13 +133,13 @@ func (d Driver) AddPool(ctx context.Context, p *storage.Pool) error {
 			return storage.Errorf(storage.ErrInvalid, "thin pool limit %g%% is out of range: give 1 to 100", l)
 		}
 	}
+	if lp.ThinPool == "" && lp.ErrorWhenFull {
+		return storage.Errorf(storage.ErrInvalid, "--errorwhenfull applies to thin pools: give --thinpool too")
+	}
 	if _, err := d.c().VG(ctx, lp.VG); err != nil {
 		return err
 	}
 	if lp.ThinPool == "" {
-		if lp.ErrorWhenFull {
-			return storage.Errorf(storage.ErrInvalid, "--errorwhenfull applies to thin pools: give --thinpool too")
-		}
 		if snapshotPercent(lp) < 100 {
 			log.Warn().Str("pool", p.Name).Int("snapshot_percent", snapshotPercent(lp)).Msg("restore points smaller than their volume become invalid when the guest changes more than that: strata reports them invalid and refuses to roll back to them")
 		}
