@@ -88,6 +88,9 @@
 //     clones are never linked and Flatten has nothing to do. On a thick
 //     pool both are copies into new LVs (O(size)).
 //
+// PointUsage (storage.PointUsager) reports how full a thick point's
+// snapshot is and whether it overflowed, for snapshot list.
+//
 // Guardrails, checked before anything is made: a thick LV, snapshot or
 // copy needs its size free in the VG; a thin pool whose data or
 // metadata usage is at or over the pool's limits (defaults 85% and 75%)
