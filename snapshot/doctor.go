@@ -183,7 +183,9 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 			return err
 		}
 		for _, p := range pools {
-			dirs[filepath.Clean(p.Path)] = true
+			if p.Path != "" { // not an lvm pool, whose volumes are LVs
+				dirs[filepath.Clean(p.Path)] = true
+			}
 		}
 		for _, add := range extraRefs {
 			if err := add(tx, refs); err != nil {
@@ -250,7 +252,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
 			dirs[d] = false // an in-place import's folder: not a pool
 		}
-		if _, err := os.Stat(v.Path); err != nil && !exists(v.Path+dirdriver.ApplyingSuffix) && !movedAway[v.ID] && !m.volumeBusy(v) {
+		if !m.volumeThere(v) && !exists(v.Path+dirdriver.ApplyingSuffix) && !movedAway[v.ID] && !m.volumeBusy(v) {
 			out = append(out, Finding{Kind: "missing-file", Path: v.Path, Detail: "the image of volume " + v.Name + " is missing: restore it from a backup, or forget the volume with 'strata volume delete " + v.Name + "'"})
 		}
 	}
@@ -269,7 +271,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 				continue
 			}
 			refs[filepath.Clean(d.Ref)] = true
-			if _, err := os.Stat(d.Ref); err != nil && p.State == stateReady {
+			if p.State == stateReady && !m.pointThere(ctx, byID[d.VolumeID], d) {
 				out = append(out, Finding{Kind: "missing-point-data", Path: d.Ref, Target: p.Target, Detail: "restore point " + itoa(p.ID) + " has lost the data of volume " + d.Volume + ": delete the point"})
 			}
 		}
@@ -544,4 +546,31 @@ func (m *Manager) snapshotRecorded(v storage.Volume, name string) bool {
 		})
 	})
 	return found
+}
+
+// volumeThere tells whether v's data is there: its file, or for a block
+// device what its driver finds (an inactive LV has no device node).
+func (m *Manager) volumeThere(v storage.Volume) bool {
+	if !v.Device {
+		_, err := os.Stat(v.Path)
+		return err == nil
+	}
+	_, ok, err := m.fingerprint(v)
+	return err != nil || ok // unsure: not reported missing
+}
+
+// pointThere tells whether a disk's point data is there, as its driver
+// finds it (an LV's point is no file).
+func (m *Manager) pointThere(ctx context.Context, v storage.Volume, d DiskPoint) bool {
+	drv, _, err := m.pointDriver(d)
+	if err != nil || v.ID == "" {
+		_, err := os.Stat(d.Ref)
+		return err == nil
+	}
+	_, pool, err := m.driverOf(v)
+	if err != nil {
+		return true
+	}
+	ok, err := drv.PointExists(ctx, pool, v, d.PointRef)
+	return err != nil || ok
 }

@@ -642,7 +642,39 @@ func (m *Manager) List(ctx context.Context, r *TargetRef) ([]Point, error) {
 			return nil
 		})
 	})
+	if err == nil {
+		m.usage(ctx, out)
+	}
 	return out, err
+}
+
+// usageWarn is how full a point of fixed size may get before List warns.
+const usageWarn = 80.0
+
+// usage fills in how full the points of fixed size are (LVM classic
+// snapshots), warning of those near overflow or over it.
+func (m *Manager) usage(ctx context.Context, points []Point) {
+	for i := range points {
+		for j := range points[i].Disks {
+			d := &points[i].Disks[j]
+			drv, _, err := m.pointDriver(*d)
+			u, isUsager := drv.(storage.PointUsager)
+			if err != nil || !isUsager {
+				continue
+			}
+			pct, invalid, ok, err := u.PointUsage(ctx, d.PointRef)
+			if err != nil || !ok {
+				continue
+			}
+			d.DataPercent, d.Invalid = &pct, invalid
+			switch {
+			case invalid:
+				log.Warn().Int("point", points[i].ID).Str("volume", d.Volume).Msg("this restore point overflowed (the guest changed more than its snapshot holds): it cannot be rolled back to; delete it")
+			case pct >= usageWarn:
+				log.Warn().Int("point", points[i].ID).Str("volume", d.Volume).Float64("data_percent", pct).Msg("this restore point's snapshot is nearly full: once full it becomes invalid; delete older points or give the pool a larger --snapshot-size for new ones")
+			}
+		}
+	}
 }
 
 // currentName is a point's target as named now (it may have been renamed).

@@ -73,6 +73,11 @@ type DiskPoint struct {
 	// the live image itself, moved to Ref by the rollback that replaced
 	// it).
 	storage.PointRef
+	// DataPercent: how full a point of fixed size is (LVM classic
+	// snapshots; storage.PointUsager), as List reads it now; Invalid: it
+	// overflowed and cannot be rolled back to.
+	DataPercent *float64 `json:"data_percent,omitempty"`
+	Invalid     bool     `json:"invalid,omitempty"`
 }
 
 // key is the catalog key of a point: ordered by target, then number.

@@ -74,6 +74,14 @@ type PoolAdder interface {
 	AddPool(ctx context.Context, p *Pool) error
 }
 
+// PointUsager is a driver whose points have a fixed size the changes to
+// their volume can outgrow (LVM classic snapshots): PointUsage reports
+// how full one is (percent) and whether it overflowed (invalid: nothing
+// usable is left); ok is false for a point without such a size.
+type PointUsager interface {
+	PointUsage(ctx context.Context, ref PointRef) (percent float64, invalid, ok bool, err error)
+}
+
 // VolumeDriver makes, sizes, locates and removes volumes.
 type VolumeDriver interface {
 	// Status probes the pool: its space and (filesystem) capabilities.

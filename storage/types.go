@@ -52,6 +52,32 @@ type Pool struct {
 type LVMPool struct {
 	VG       string `json:"vg"`
 	ThinPool string `json:"thin_pool,omitempty"`
+	// SnapshotPercent sizes a thick pool's restore points (classic
+	// snapshots) as a percentage of their volume (0: 100, which never
+	// overflows).
+	SnapshotPercent int `json:"snapshot_percent,omitempty"`
+	// DataLimit and MetadataLimit are the thin pool usages (percent)
+	// past which strata refuses new volumes, points and clones (0: the
+	// defaults, 85 and 75).
+	DataLimit     float64 `json:"data_limit_percent,omitempty"`
+	MetadataLimit float64 `json:"metadata_limit_percent,omitempty"`
+	// ErrorWhenFull: pool add set the thin pool to fail writes at once
+	// when its data is full (lvchange --errorwhenfull y).
+	ErrorWhenFull bool `json:"error_when_full,omitempty"`
+}
+
+// LVMStatus is what an lvm pool's volume group and thin pool report now.
+type LVMStatus struct {
+	VGSize int64 `json:"vg_size_bytes"`
+	VGFree int64 `json:"vg_free_bytes"`
+	// Thin pool only: its data size, usages and behaviour when full
+	// ("error" or "queue").
+	ThinSize        int64   `json:"thin_size_bytes,omitempty"`
+	DataPercent     float64 `json:"data_percent,omitempty"`
+	MetadataPercent float64 `json:"metadata_percent,omitempty"`
+	DataLimit       float64 `json:"data_limit_percent,omitempty"`
+	MetadataLimit   float64 `json:"metadata_limit_percent,omitempty"`
+	WhenFull        string  `json:"when_full,omitempty"`
 }
 
 // RBDPool is where an rbd pool's volumes live: a Ceph pool (and
@@ -71,6 +97,8 @@ type PoolStatus struct {
 	FreeBytes    uint64       `json:"free_bytes"`
 	Volumes      int          `json:"volumes"`
 	Capabilities Capabilities `json:"capabilities"`
+	// LVM: an lvm pool's volume group and thin pool now.
+	LVMStatus *LVMStatus `json:"lvm_status,omitempty"`
 }
 
 // Volume is the catalog record of a virtual disk.

@@ -268,6 +268,10 @@ func main() {
 	rounds := flag.Int("rounds", 15, "timed rounds per comparison")
 	only := flag.String("only", "", "run only comparisons whose title contains this")
 	flag.Parse()
+	if *lvmGuest {
+		lvmGuestMain(*strata, *rounds)
+		return
+	}
 	scratch := *dir
 	if scratch == "" {
 		var err error

@@ -23,6 +23,7 @@ import (
 	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/lvm"
 	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -202,6 +203,7 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	st.AddDriver(lvm.Name, lvm.Driver{})
 	if a := appOf(c); a.opLock == nil {
 		if a.opLock, err = st.LockShared(); err != nil {
 			return nil, nil, err

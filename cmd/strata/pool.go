@@ -1,11 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/lvm"
 )
 
 func poolCommand() *cli.Command {
@@ -14,10 +18,16 @@ func poolCommand() *cli.Command {
 		Usage: "manage pools: places where volumes live",
 		Subcommands: []*cli.Command{
 			{
-				Name: "add", Usage: "register a directory as a pool", ArgsUsage: "NAME",
+				Name: "add", Usage: "register a directory (or an LVM volume group) as a pool", ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir)"},
+					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir, lvm)"},
 					&cli.StringFlag{Name: "path", Usage: "the pool's directory (created if missing; dir pools)"},
+					&cli.StringFlag{Name: "vg", Usage: "the LVM volume group (lvm pools)"},
+					&cli.StringFlag{Name: "thinpool", Usage: "a thin pool in the volume group: thin volumes and O(1) points (lvm pools; else thick)"},
+					&cli.StringFlag{Name: "snapshot-size", Usage: "a thick point's size, percent of its volume, e.g. 50% (lvm pools; default 100%: never overflows)"},
+					&cli.BoolFlag{Name: "errorwhenfull", Usage: "make the thin pool fail writes at once when full instead of hanging guests (lvchange --errorwhenfull y)"},
+					&cli.Float64Flag{Name: "data-limit", Usage: "thin pool data usage (percent) past which new volumes and points are refused (default 85)"},
+					&cli.Float64Flag{Name: "metadata-limit", Usage: "thin pool metadata usage (percent) past which new volumes and points are refused (default 75)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
@@ -27,7 +37,11 @@ func poolCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					p, err := st.AddPool(c.Context, storage.Pool{Name: c.Args().First(), Driver: c.String("driver"), Path: c.String("path")})
+					spec := storage.Pool{Name: c.Args().First(), Driver: c.String("driver"), Path: c.String("path")}
+					if spec.LVM, err = lvmFlags(c); err != nil {
+						return err
+					}
+					p, err := st.AddPool(c.Context, spec)
 					if err != nil {
 						return err
 					}
@@ -103,6 +117,9 @@ func emitPools(c *cli.Context, v any, list bool) error {
 			row(w, "reflink:", p.Capabilities.Reflink)
 			row(w, "sparse:", p.Capabilities.Sparse)
 			row(w, "o1_snapshots:", p.Capabilities.O1Snapshots)
+			if p.LVM != nil {
+				lvmRows(w, p)
+			}
 			return
 		}
 		row(w, "NAME", "DRIVER", "FS", "SIZE", "FREE", "VOLUMES", "REFLINK", "SPARSE", "PATH")
@@ -110,4 +127,47 @@ func emitPools(c *cli.Context, v any, list bool) error {
 			row(w, p.Name, p.Driver, p.Filesystem, storage.FormatSize(int64(p.TotalBytes)), storage.FormatSize(int64(p.FreeBytes)), p.Volumes, p.Capabilities.Reflink, p.Capabilities.Sparse, p.Path)
 		}
 	})
+}
+
+// lvmFlags reads pool add's LVM flags (nil when none is given).
+func lvmFlags(c *cli.Context) (*storage.LVMPool, error) {
+	lp := &storage.LVMPool{VG: c.String("vg"), ThinPool: c.String("thinpool"), ErrorWhenFull: c.Bool("errorwhenfull"),
+		DataLimit: c.Float64("data-limit"), MetadataLimit: c.Float64("metadata-limit")}
+	if s := c.String("snapshot-size"); s != "" {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+		if err != nil || !strings.HasSuffix(s, "%") || n < 1 || n > 100 {
+			return nil, storage.Errorf(storage.ErrInvalid, "invalid --snapshot-size %q: give a percentage of each volume from 1%% to 100%%", s)
+		}
+		lp.SnapshotPercent = n
+	}
+	if *lp == (storage.LVMPool{}) {
+		return nil, nil
+	}
+	if c.String("driver") != lvm.Name {
+		return nil, storage.Errorf(storage.ErrInvalid, "--vg, --thinpool, --snapshot-size, --errorwhenfull and the limits are for lvm pools: give --driver lvm")
+	}
+	return lp, nil
+}
+
+// lvmRows are pool info's lines for an lvm pool.
+func lvmRows(w *tabwriter.Writer, p storage.PoolStatus) {
+	row(w, "vg:", p.LVM.VG)
+	if s := p.LVMStatus; s != nil {
+		row(w, "vg_size:", storage.FormatSize(s.VGSize))
+		row(w, "vg_free:", storage.FormatSize(s.VGFree))
+	}
+	if p.LVM.ThinPool == "" {
+		pct := p.LVM.SnapshotPercent
+		if pct == 0 {
+			pct = lvm.DefaultSnapshotPercent
+		}
+		row(w, "snapshot_size:", fmt.Sprintf("%d%%", pct))
+		return
+	}
+	row(w, "thin_pool:", p.LVM.ThinPool)
+	if s := p.LVMStatus; s != nil {
+		row(w, "thin_data:", fmt.Sprintf("%.2f%% (limit %g%%)", s.DataPercent, s.DataLimit))
+		row(w, "thin_metadata:", fmt.Sprintf("%.2f%% (limit %g%%)", s.MetadataPercent, s.MetadataLimit))
+		row(w, "when_full:", s.WhenFull)
+	}
 }

@@ -45,7 +45,7 @@ func (t *Tx) AddPool(p storage.Pool) error {
 		if q.Name == p.Name {
 			return storage.Errorf(storage.ErrExists, "pool %q already exists (at %s)", p.Name, q.Path)
 		}
-		if q.Path == p.Path {
+		if q.Path == p.Path && p.Path != "" { // "": not a directory (lvm)
 			return storage.Errorf(storage.ErrExists, "path %q is already pool %q", p.Path, q.Name)
 		}
 	}

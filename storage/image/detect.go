@@ -67,6 +67,11 @@ func inspect(path string, known storage.Format) (Info, error) {
 	}
 	// What it is, before opening it: opening a FIFO would block.
 	st, err := os.Lstat(path)
+	if err == nil && st.Mode()&os.ModeSymlink != 0 {
+		if dev, ok := devLink(path); ok {
+			st, err = os.Lstat(dev) // a block device's stable name
+		}
+	}
 	if err != nil {
 		return Info{}, openError(path, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -33,6 +34,16 @@ func OpenImage(path string, flag int) (*os.File, error) {
 }
 
 func openNoLinks(path string, flag int) (int, error) {
+	fd, err := openNoLinksAt(path, flag)
+	if err == unix.ELOOP {
+		if dev, ok := devLink(path); ok {
+			return openNoLinksAt(dev, flag)
+		}
+	}
+	return fd, err
+}
+
+func openNoLinksAt(path string, flag int) (int, error) {
 	for {
 		fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: uint64(flag), Resolve: unix.RESOLVE_NO_SYMLINKS})
 		switch {
@@ -44,6 +55,23 @@ func openNoLinks(path string, flag int) (int, error) {
 		}
 		return fd, err
 	}
+}
+
+// devLink follows a link under /dev that leads to a block device under
+// /dev (LVM's /dev/VG/LV, udev's names): only root makes them, and a
+// device's stable name is such a link.
+func devLink(path string) (string, bool) {
+	if !strings.HasPrefix(filepath.Clean(path), "/dev/") {
+		return "", false
+	}
+	dev, err := filepath.EvalSymlinks(path)
+	if err != nil || !strings.HasPrefix(dev, "/dev/") {
+		return "", false
+	}
+	if fi, err := os.Stat(dev); err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return "", false
+	}
+	return dev, true
 }
 
 // isLinkError tells whether an open failed because of a symbolic link.

@@ -37,4 +37,72 @@
 // with the version that made them) back the host-side tests; the same
 // tests' guest half runs against the real LVM in a TCG guest
 // (hvm/boot/boottest, LVMSpec), because the host has no device-mapper.
+//
+// # The pool driver
+//
+// Driver is the storage.Driver of lvm pools (and storage.PoolAdder: pool
+// add checks the VG and thin pool). A pool is a VG (thick: every volume
+// a plain LV owning its extents) or a thin pool in a VG (thin: volumes
+// are thin LVs), recorded as storage.LVMPool. Volumes are raw block
+// devices at /dev/VG/LV (Volume.Device); an LV adopted by `volume import
+// /dev/VG/LV` keeps its name and is served with its VG as a pseudo-pool.
+//
+// LVs the driver makes, all tagged TagStrata (only those are ever
+// removed):
+//
+//	strata.vol.ID             a volume or golden image (VolumePath)
+//	strata.point.VOLID.UID    a restore point of volume VOLID
+//	strata.tmp.VOLID.restore  a thin rollback's restored LV before it takes the live name
+//	strata.aside.VOLID.restore  the live LV renamed aside by a thin rollback
+//	                          (when the pre-rollback point is not the live LV itself)
+//	strata.aside.VOLID.undo   the restored LV renamed aside by PutBack
+//
+// A point's PointRef.Ref is "VG/LV", so its data is found with no pool.
+//
+// Methods and their costs:
+//
+//   - lvm-thin (thin LVs): a point is a read-only thin snapshot with
+//     activation skipped: O(1) in time and space. Rollback is the
+//     rename-away: a writable thin snapshot of the point is made under
+//     the tmp name and its state recorded; the live LV is renamed to the
+//     pre-rollback point (which is therefore the old live LV itself,
+//     PointRef.Moved, taken at no cost) or aside; the restored LV takes
+//     the live name; what was aside is removed last. O(1). The point
+//     stays. Run again after a crash, the restore finds its restored LV
+//     by the recorded state under either name.
+//   - lvm-thick (thick LVs): a point is a read-only classic snapshot of
+//     --snapshot-size percent of the volume (default 100, which can
+//     never overflow; a smaller one that overflows is reported invalid
+//     and refused for rollback). Taking it is O(1) in time but reserves
+//     its size in the VG. Classic snapshots belong to their origin LV (a
+//     rename-away would take every point with the old LV; lvconvert
+//     --merge consumes the point), so a rollback copies the point back
+//     over the live LV in place, writing only the 1 MiB blocks that
+//     differ: O(size) reads, O(changed) writes, each also copied into
+//     every other snapshot of the volume. The pre-rollback point is a
+//     snapshot taken first, so a crash mid-copy is finished (copy again)
+//     or undone (copy the pre-rollback point back).
+//   - golden images and clones: on a thin pool a golden image is a
+//     read-only thin snapshot and a clone a writable one (O(1)); neither
+//     depends on the other (thin snapshots are independent LVs), so
+//     clones are never linked and Flatten has nothing to do. On a thick
+//     pool both are copies into new LVs (O(size)).
+//
+// PointUsage (storage.PointUsager) reports how full a thick point's
+// snapshot is and whether it overflowed, for snapshot list.
+//
+// Guardrails, checked before anything is made: a thick LV, snapshot or
+// copy needs its size free in the VG; a thin pool whose data or
+// metadata usage is at or over the pool's limits (defaults 85% and 75%)
+// takes no new volume, point, golden image or clone. The refusal gives
+// the numbers and what to do.
+//
+// Fingerprint: an LV's state is its device-mapper UUID (VG and LV UUIDs:
+// kept by a rename, changed by a replacement), its size and the sectors
+// written to its device since activation (/sys/dev/block/M:m/stat). A
+// write changes it; a reactivation after writes does too, which
+// recovery takes as "changed" (it then keeps what it found as a point:
+// the safe side). It cannot see a write that happened while strata was
+// not looking and was followed by a reactivation that brought the
+// counter back to the same value — not a case a guest produces.
 package lvm

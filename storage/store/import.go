@@ -15,6 +15,7 @@ import (
 	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/lvm"
 	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/qcow2"
 )
@@ -53,7 +54,11 @@ func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.
 		return storage.VolumeInfo{}, storage.Errorf(storage.ErrInvalid, "give the path of an image file or block device to import")
 	}
 	abs, err := filepath.Abs(o.Path)
-	if err == nil {
+	if _, _, isLV := lvm.SplitDevPath(abs); isLV {
+		// /dev/VG/LV is a logical volume's stable name (LVM keeps the
+		// link; the dm-N it leads to changes with each activation).
+		_, err = os.Stat(abs)
+	} else if err == nil {
 		abs, err = filepath.EvalSymlinks(abs)
 	}
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
+	"github.com/strata-vm/strata/storage/lvm"
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
 )
@@ -81,6 +82,13 @@ func (s *Store) VolumeDriverTx(tx *catalog.Tx, v storage.Volume) (storage.Driver
 		if p, err := tx.Pool(v.Pool); err == nil {
 			d, err := s.Driver(p)
 			return d, p, err
+		}
+	}
+	if vg, _, ok := lvm.SplitDevPath(v.Path); ok && v.Device {
+		// A logical volume adopted in place: the lvm driver, with its
+		// volume group as a pseudo-pool.
+		if d, ok := s.drivers[lvm.Name]; ok {
+			return d, storage.Pool{Driver: lvm.Name, LVM: &storage.LVMPool{VG: vg}}, nil
 		}
 	}
 	return s.drivers[dir.Name], storage.Pool{Driver: dir.Name, Path: filepath.Dir(v.Path)}, nil
@@ -422,17 +430,21 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 		// An empty image takes microseconds (raw) to a few milliseconds
 		// (qemu-img): make it inside the catalog transaction, so the
 		// whole create costs one catalog commit.
-		made := false
+		made, undo := false, func() { os.Remove(v.Path) }
 		err := s.Catalog.Update(func(tx *catalog.Tx) error {
 			pool, d, err := s.poolForCreate(tx, o.Name, o.Pool)
 			if err != nil {
 				return err
 			}
 			v.Path = d.VolumePath(pool, v.ID, v.Format)
+			if f, err := d.Features(ctx, pool); err == nil && f.BlockDevices {
+				v.Device = true
+			}
 			if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
 				return err
 			}
 			made = true
+			undo = func() { _ = d.Delete(context.WithoutCancel(ctx), pool, v, true) }
 			v.File = fileID(v.Path)
 			return tx.AddVolume(v)
 		})
@@ -441,7 +453,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 			// record, a failed commit, a damaged catalog): no record names
 			// the image.
 			if made {
-				os.Remove(v.Path)
+				undo()
 			}
 			return storage.VolumeInfo{}, err
 		}

@@ -51,7 +51,12 @@ func Run(t testing.TB, spec boottest.RunKitSpec, g Options) *boottest.RunResult 
 	if InGuest() {
 		t.Skip("already in the guest")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	timeout := g.Timeout
+	if timeout == 0 {
+		timeout = 6 * time.Minute
+	}
+	// The kit's first build (15 minutes at most), then the run.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute+timeout)
 	defer cancel()
 	start := time.Now()
 	k, err := boottest.BuildRunKit(ctx, "", spec)
@@ -69,10 +74,6 @@ func Run(t testing.TB, spec boottest.RunKitSpec, g Options) *boottest.RunResult 
 		t.Fatal(err)
 	}
 	t.Logf("test binary built in %v", time.Since(start).Round(time.Millisecond))
-	timeout := g.Timeout
-	if timeout == 0 {
-		timeout = 6 * time.Minute
-	}
 	runCtx, cancelRun := context.WithTimeout(ctx, timeout)
 	defer cancelRun()
 	args := []string{"-test.v", "-test.count=1"}

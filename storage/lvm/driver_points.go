@@ -1,0 +1,532 @@
+package lvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+// Point methods of the lvm driver (recorded in the catalog).
+const (
+	// MethodThin: a read-only thin snapshot of a thin LV, inactive
+	// (activation skipped); restored by rename-away.
+	MethodThin = "lvm-thin"
+	// MethodThick: a read-only classic snapshot of a thick LV, sized a
+	// percentage of it; restored by copying it back in place.
+	MethodThick = "lvm-thick"
+)
+
+var pointMethods = []storage.PointMethod{
+	{Name: MethodThin, Formats: []storage.Format{storage.FormatRaw}, O1Take: true, O1Restore: true, ReplacesLive: true, Live: storage.LiveClone},
+	// A classic snapshot is made in O(1) time but reserves its size in
+	// the VG at once (100% of the volume by default): not O(1) in space.
+	{Name: MethodThick, Formats: []storage.Format{storage.FormatRaw}, Live: storage.LiveClone},
+}
+
+// PointMethods implements storage.Driver.
+func (Driver) PointMethods() []storage.PointMethod { return pointMethods }
+
+// restoreNames are the names a restore of volume id gives its LVs for a
+// moment: the restored LV before it takes the live name, the live LV
+// renamed aside (a restore), and the live LV renamed aside by PutBack.
+func restoreNames(id string) (tmp, aside, undo string, err error) {
+	if tmp, err = LVName(KindTemp, id, "restore"); err != nil {
+		return
+	}
+	if aside, err = LVName(KindAside, id, "restore"); err != nil {
+		return
+	}
+	undo, err = LVName(KindAside, id, "undo")
+	return
+}
+
+// smallWarned: volumes (by ID) this process warned about points smaller
+// than their volume.
+var smallWarned sync.Map
+
+// PlanPoint implements storage.Driver: a thin snapshot for a thin LV, a
+// classic snapshot for a thick one (whatever the pool's record says: an
+// imported LV keeps its kind), with the guardrails checked first.
+func (d Driver) PlanPoint(ctx context.Context, p storage.Pool, v storage.Volume, uid string, o storage.PointOptions) (storage.PointRef, error) {
+	if v.Format != storage.FormatRaw {
+		return storage.PointRef{}, storage.Errorf(storage.ErrNotSupported, "volume %q is %s, which has no restore points in an lvm pool", v.Name, v.Format)
+	}
+	vg, live, err := volumeLV(v)
+	if err != nil {
+		return storage.PointRef{}, err
+	}
+	// One report for the LV and its thin pool.
+	lvs, err := d.c().LVs(ctx, vg)
+	if err != nil {
+		return storage.PointRef{}, err
+	}
+	byName := map[string]LV{}
+	for _, l := range lvs {
+		byName[l.Name] = l
+	}
+	l, ok := byName[live]
+	if !ok {
+		return storage.PointRef{}, storage.Errorf(storage.ErrNotFound, "logical volume %q of volume %q not found", vg+"/"+live, v.Name)
+	}
+	method := MethodThick
+	if l.Attr.Thin {
+		method = MethodThin
+	}
+	switch o.Method {
+	case "", method:
+	case MethodThin, MethodThick:
+		return storage.PointRef{}, storage.Errorf(storage.ErrInvalid, "method %s does not apply to volume %q: its logical volume %q is %s, whose points are %s; leave --method out", o.Method, v.Name, l.FullName(), map[bool]string{true: "thin", false: "thick"}[l.Attr.Thin], method)
+	default:
+		return storage.PointRef{}, storage.Errorf(storage.ErrInvalid, "invalid method %q for volume %q: use %s", o.Method, v.Name, method)
+	}
+	name, err := LVName(KindPoint, v.ID, uid)
+	if err != nil {
+		return storage.PointRef{}, err
+	}
+	ref := storage.PointRef{Method: method, Ref: vg + "/" + name}
+	if method == MethodThin {
+		// The pre-rollback point of a rollback is the live LV itself,
+		// renamed aside when the restored one takes its name: no data.
+		ref.Moved = o.ReplacingLive
+		if !ref.Moved {
+			tp, ok := byName[l.Pool]
+			if !ok {
+				return storage.PointRef{}, storage.Errorf(storage.ErrNotFound, "thin pool %q of volume %q not found", vg+"/"+l.Pool, v.Name)
+			}
+			if err := thinLimits(p, tp, "a restore point of volume "+v.Name); err != nil {
+				return storage.PointRef{}, err
+			}
+		}
+		return ref, nil
+	}
+	pct := snapshotPercent(p.LVM)
+	if _, said := smallWarned.Load(v.ID); pct < 100 && !said {
+		smallWarned.Store(v.ID, true)
+		log.Warn().Str("volume", v.Name).Int("snapshot_percent", pct).Msg("restore points of this volume are classic snapshots smaller than it: one becomes invalid (and cannot be rolled back to) once the guest changes more than that")
+	}
+	if err := d.checkVGFree(ctx, vg, l.Size*int64(pct)/100, "a restore point of volume "+v.Name); err != nil {
+		return storage.PointRef{}, err
+	}
+	return ref, nil
+}
+
+// TakePoint implements storage.Driver. A Moved point is taken by the
+// rollback that replaces the live LV (RestorePoint, MoveTo): until then
+// the live LV is the point's state and nothing is done here.
+func (d Driver) TakePoint(ctx context.Context, p storage.Pool, v storage.Volume, ref *storage.PointRef, _ storage.Progress) error {
+	vg, live, err := volumeLV(v)
+	if err != nil {
+		return err
+	}
+	pvg, name, err := splitRef(ref.Ref)
+	if err != nil {
+		return err
+	}
+	if pvg != vg {
+		return storage.Errorf(storage.ErrInvalid, "point %q is not in volume %q's volume group %q", ref.Ref, v.Name, vg)
+	}
+	switch {
+	case ref.Moved:
+		return nil
+	case ref.Method == MethodThin:
+		return d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: live, Name: name, ReadOnly: true, Tags: strataTags})
+	case ref.Method == MethodThick:
+		return d.c().Snapshot(ctx, SnapshotOptions{VG: vg, Origin: live, Name: name, PercentOrigin: snapshotPercent(p.LVM), ReadOnly: true, Tags: strataTags})
+	}
+	return storage.Errorf(storage.ErrInvalid, "invalid lvm point method %q", ref.Method)
+}
+
+// CheckRestore implements storage.Driver: a classic snapshot that
+// overflowed holds nothing usable.
+func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
+	vg, name, err := splitRef(ref.Ref)
+	if err != nil {
+		return err
+	}
+	l, ok, err := d.lookup(ctx, vg, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if ref.Moved {
+			return nil // not moved yet: the live LV is its state
+		}
+		return storage.Errorf(storage.ErrNotFound, "the data of this restore point of volume %q (logical volume %q) is gone", v.Name, ref.Ref)
+	}
+	if l.Attr.Invalid {
+		return storage.Errorf(storage.ErrPrecondition, "this restore point of volume %q is invalid: its snapshot %q overflowed (the guest changed more than its %s) and holds nothing usable; roll back to another point, and delete this one", v.Name, ref.Ref, storage.FormatSize(l.Size))
+	}
+	return nil
+}
+
+// RestorePoint implements storage.Driver.
+func (d Driver) RestorePoint(ctx context.Context, p storage.Pool, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
+	switch ref.Method {
+	case MethodThin:
+		return d.restoreThin(ctx, v, ref, s)
+	case MethodThick:
+		if err := d.CheckRestore(ctx, p, v, ref); err != nil {
+			return err
+		}
+		return d.restoreThick(ctx, v, ref, s)
+	}
+	return storage.Errorf(storage.ErrInvalid, "invalid lvm point method %q", ref.Method)
+}
+
+func (d Driver) exists(ctx context.Context, vg, lv string) (bool, error) {
+	_, ok, err := d.lookup(ctx, vg, lv)
+	return ok, err
+}
+
+func (d Driver) removeIfThere(ctx context.Context, vg, lv string) error {
+	if ok, err := d.exists(ctx, vg, lv); err != nil || !ok {
+		return err
+	}
+	return d.c().Remove(ctx, vg, lv)
+}
+
+func record(s storage.RestoreStep, fp storage.Fingerprint) error {
+	if s.Record == nil {
+		return nil
+	}
+	return s.Record(fp)
+}
+
+// restoreThin is the rename-away: a writable thin snapshot of the point
+// is made under a temporary name (strata.tmp.VOLID.restore) and
+// recorded; the live LV is renamed to the pre-rollback point (MoveTo)
+// or aside (strata.aside.VOLID.restore); the new LV takes the live
+// name; what was put aside is removed last. Run again, it finds the
+// restored LV by its recorded state (s.Done) under either name. It
+// reads the VG's LVs once (each lvm command costs a metadata scan).
+func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
+	vg, live, err := volumeLV(v)
+	if err != nil {
+		return err
+	}
+	_, point, err := splitRef(ref.Ref)
+	if err != nil {
+		return err
+	}
+	tmp, aside, _, err := restoreNames(v.ID)
+	if err != nil {
+		return err
+	}
+	all, err := d.list(ctx, vg)
+	if err != nil {
+		return err
+	}
+	made := false
+	if s.Done != nil {
+		if fp, ok, err := d.fingerprintLV(vg, live); err != nil {
+			return err
+		} else if ok && fp == *s.Done {
+			// Done but for the cleanup.
+			if all[aside] {
+				d.removeLeftover(ctx, vg, aside)
+			}
+			return nil
+		}
+		if all[tmp] {
+			if fp, ok, err := d.fingerprintLV(vg, tmp); err != nil {
+				return err
+			} else if ok && fp == *s.Done {
+				made = true
+			}
+		}
+	}
+	if !made {
+		if !all[point] {
+			if ref.Moved {
+				return nil // a Moved point not moved yet is the live state
+			}
+			return storage.Errorf(storage.ErrNotFound, "the data of this restore point of volume %q (logical volume %q) is gone", v.Name, ref.Ref)
+		}
+		if all[tmp] {
+			if err := d.c().Remove(ctx, vg, tmp); err != nil {
+				return err
+			}
+		}
+		if err := d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: point, Name: tmp, Activate: true, Tags: strataTags}); err != nil {
+			return err
+		}
+		storage.Crashpoint("rollback:thin-made")
+		fp, ok, err := d.fingerprintLV(vg, tmp)
+		if err == nil && !ok {
+			err = fmt.Errorf("the restored logical volume %q vanished", vg+"/"+tmp)
+		}
+		if err == nil {
+			err = record(s, fp)
+		}
+		if err != nil {
+			_ = d.c().Remove(context.WithoutCancel(ctx), vg, tmp)
+			return err
+		}
+		storage.Crashpoint("rollback:thin-recorded")
+	}
+	asideThere := all[aside]
+	if all[live] {
+		to := aside
+		if s.MoveTo != "" {
+			if _, to, err = splitRef(s.MoveTo); err != nil {
+				return err
+			}
+			if all[to] {
+				return storage.Errorf(storage.ErrExists, "the pre-rollback point %q of volume %q exists already and so does its live logical volume: strata doctor --repair sorts it out", s.MoveTo, v.Name)
+			}
+		} else {
+			if asideThere {
+				if err := d.c().Remove(ctx, vg, aside); err != nil {
+					return err
+				}
+			}
+			asideThere = true
+		}
+		if err := d.c().Rename(ctx, vg, live, to); err != nil {
+			return err
+		}
+		storage.Crashpoint("rollback:thin-moved")
+	}
+	if err := d.c().Rename(ctx, vg, tmp, live); err != nil {
+		return err
+	}
+	storage.Crashpoint("rollback:thin-renamed")
+	if asideThere {
+		d.removeLeftover(ctx, vg, aside)
+	}
+	return nil
+}
+
+// removeLeftover removes an LV a finished step put aside. It may still
+// be open (strata's own hold on the volume's devices keeps guests out
+// while the step runs): then it stays until the next restore or undo of
+// the volume, or recovery (CleanRestores), removes it.
+func (d Driver) removeLeftover(ctx context.Context, vg, lv string) {
+	if err := d.c().Remove(ctx, vg, lv); err != nil {
+		log.Warn().Err(err).Str("lv", vg+"/"+lv).Msg("left the logical volume a rollback put aside; the next rollback of the volume or strata doctor --repair removes it")
+	}
+}
+
+// list names the LVs of vg (one report).
+func (d Driver) list(ctx context.Context, vg string) (map[string]bool, error) {
+	lvs, err := d.c().LVs(ctx, vg)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(lvs))
+	for _, l := range lvs {
+		out[l.Name] = true
+	}
+	return out, nil
+}
+
+// restoreThick copies the point back over the live LV in place, writing
+// only the blocks that differ: O(size) reads, O(changed) writes (each
+// also copied into every other classic snapshot of the volume, which is
+// how they keep their state). Points of a thick LV are snapshots of that
+// LV: a rename-away would take them all with the old LV. Run again, it
+// copies again (what is there already is not rewritten).
+func (d Driver) restoreThick(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
+	vg, live, err := volumeLV(v)
+	if err != nil {
+		return err
+	}
+	_, point, err := splitRef(ref.Ref)
+	if err != nil {
+		return err
+	}
+	if s.Done != nil {
+		if fp, ok, err := d.fingerprintLV(vg, live); err != nil {
+			return err
+		} else if ok && fp == *s.Done {
+			return nil
+		}
+	}
+	if err := d.active(ctx, vg, live); err != nil {
+		return err
+	}
+	if err := d.active(ctx, vg, point); err != nil {
+		return err
+	}
+	if err := copyDevice(ctx, DevPath(vg, point), DevPath(vg, live), copyDiff, s.Progress, "rollback:thick-copying"); err != nil {
+		return err
+	}
+	storage.Crashpoint("rollback:thick-copied")
+	// The point may have overflowed while it was read (a guest wrote
+	// the volume meanwhile): then what was copied is not the point.
+	if l, err := d.c().LV(ctx, vg, point); err == nil && l.Attr.Invalid {
+		return storage.Errorf(storage.ErrPrecondition, "restore point %q of volume %q overflowed while it was copied back: roll back to another point", ref.Ref, v.Name)
+	}
+	fp, ok, err := d.fingerprintLV(vg, live)
+	if err == nil && !ok {
+		err = fmt.Errorf("logical volume %q vanished", vg+"/"+live)
+	}
+	if err != nil {
+		return err
+	}
+	return record(s, fp)
+}
+
+// active activates an LV that is not (a thin point: activation skipped).
+func (d Driver) active(ctx context.Context, vg, lv string) error {
+	if _, err := os.Stat(DevPath(vg, lv)); err == nil {
+		return nil
+	}
+	return d.c().Activate(ctx, vg, lv)
+}
+
+// PutBack implements storage.Driver: the moved pre-rollback point takes
+// the live name again; the restored LV there is renamed aside first
+// (strata.aside.VOLID.undo) and removed last.
+func (d Driver) PutBack(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
+	vg, live, err := volumeLV(v)
+	if err != nil {
+		return err
+	}
+	_, point, err := splitRef(ref.Ref)
+	if err != nil {
+		return err
+	}
+	_, _, undo, err := restoreNames(v.ID)
+	if err != nil {
+		return err
+	}
+	all, err := d.list(ctx, vg)
+	if err != nil {
+		return err
+	}
+	if !all[point] {
+		if all[live] && all[undo] {
+			return d.c().Remove(ctx, vg, undo)
+		}
+		return nil
+	}
+	if all[live] {
+		if all[undo] {
+			if err := d.c().Remove(ctx, vg, undo); err != nil {
+				return err
+			}
+		}
+		if err := d.c().Rename(ctx, vg, live, undo); err != nil {
+			return err
+		}
+		all[undo] = true
+		storage.Crashpoint("putback:aside")
+	}
+	if err := d.c().Rename(ctx, vg, point, live); err != nil {
+		return fmt.Errorf("put the logical volume of volume %q back: %w", v.Name, err)
+	}
+	if all[undo] {
+		d.removeLeftover(ctx, vg, undo)
+	}
+	return nil
+}
+
+// removeIfThereWithLive removes lv only while the live LV is there (an
+// LV renamed aside is the only copy of the live data until then).
+func (d Driver) removeIfThereWithLive(ctx context.Context, vg, live, lv string) error {
+	if ok, err := d.exists(ctx, vg, live); err != nil || !ok {
+		return err
+	}
+	return d.removeIfThere(ctx, vg, lv)
+}
+
+// RemovePoint implements storage.Driver.
+func (d Driver) RemovePoint(ctx context.Context, p storage.Pool, v storage.Volume, ref storage.PointRef) error {
+	vg, point, err := splitRef(ref.Ref)
+	if err != nil {
+		return err
+	}
+	all, err := d.list(ctx, vg)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // the VG is gone, and the point with it
+	}
+	if err != nil || !all[point] {
+		return err
+	}
+	if ref.Moved && v.Path != "" {
+		if lvg, live, err := volumeLV(v); err == nil && lvg == vg && !all[live] {
+			// The point holds the live LV, moved by a rollback that
+			// never put another in its place: back, never away.
+			return d.PutBack(ctx, p, v, ref)
+		}
+	}
+	return d.c().Remove(ctx, vg, point)
+}
+
+// PointExists implements storage.Driver.
+func (d Driver) PointExists(ctx context.Context, _ storage.Pool, _ storage.Volume, ref storage.PointRef) (bool, error) {
+	vg, point, err := splitRef(ref.Ref)
+	if err != nil {
+		return false, err
+	}
+	return d.exists(ctx, vg, point)
+}
+
+// SamePoint implements storage.Driver: two LVs are never compared.
+func (Driver) SamePoint(_ context.Context, _ storage.Pool, _ storage.Volume, a, b storage.PointRef) (bool, error) {
+	return a.Ref == b.Ref, nil
+}
+
+// PointUsage reports how full a thick point's classic snapshot is
+// (percent of its size) and whether it overflowed; ok is false for
+// points without such a figure (thin, or not there).
+func (d Driver) PointUsage(ctx context.Context, ref storage.PointRef) (percent float64, invalid, ok bool, err error) {
+	if ref.Method != MethodThick {
+		return 0, false, false, nil
+	}
+	vg, point, err := splitRef(ref.Ref)
+	if err != nil {
+		return 0, false, false, err
+	}
+	l, there, err := d.lookup(ctx, vg, point)
+	if err != nil || !there {
+		return 0, false, false, err
+	}
+	if l.DataPercent != nil {
+		percent = *l.DataPercent
+	}
+	if l.Attr.Invalid {
+		percent = 100
+	}
+	return percent, l.Attr.Invalid, true, nil
+}
+
+// LivePoint implements storage.Driver: both kinds of snapshot are made
+// while the guest is paused (LVM suspends the origin for a moment).
+func (d Driver) LivePoint(ctx context.Context, p storage.Pool, v storage.Volume, ref storage.PointRef, _ storage.LiveOptions) (storage.LivePoint, error) {
+	if ref.Moved {
+		return storage.LivePoint{}, storage.Errorf(storage.ErrInvalid, "a moved point is not taken live")
+	}
+	return storage.LivePoint{Mechanism: storage.LiveClone, Clone: func() error {
+		return d.TakePoint(ctx, p, v, &ref, storage.NoProgress{})
+	}}, nil
+}
+
+// CleanRestores implements storage.Driver: the temporary restored LV
+// and, while the live LV is there, what was renamed aside.
+func (d Driver) CleanRestores(_ storage.Pool, v storage.Volume) {
+	ctx := context.Background()
+	vg, live, err := volumeLV(v)
+	if err != nil {
+		return
+	}
+	tmp, aside, undo, err := restoreNames(v.ID)
+	if err != nil {
+		return
+	}
+	var errs []error
+	errs = append(errs, d.removeIfThere(ctx, vg, tmp))
+	for _, lv := range []string{aside, undo} {
+		errs = append(errs, d.removeIfThereWithLive(ctx, vg, live, lv))
+	}
+	if err := errors.Join(errs...); err != nil {
+		log.Warn().Err(err).Str("volume", v.Name).Msg("could not remove what an interrupted rollback left")
+	}
+}
