@@ -823,7 +823,7 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 			continue
 		}
 		if v, err := m.volumeByID(d.VolumeID); err == nil {
-			if err := m.st.InUse.Check(ctx, fmt.Sprintf("volume %q", v.Name), v.Path); err != nil {
+			if err := m.st.InUse.CheckAll(ctx, m.images([]storage.Volume{v})); err != nil {
 				return err
 			}
 		}

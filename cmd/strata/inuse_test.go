@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -93,3 +95,46 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func drive(d disk) storagetest.Drive { return storagetest.Drive{Path: d.path, Format: d.format} }
+
+// A logical volume's /dev/VG/LV is a link strata keeps as the volume's
+// path (LVM's stable name; the dm-N behind it changes). The in-use check
+// never follows links, so it asks about the device node the link names
+// too: a process writing the device holds the volume. (A loop device
+// behind a link laid out like an LV's stands in for the LV: the host has
+// no device-mapper.)
+func TestLVLinkHeldThroughItsDeviceIsInUse(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop devices and a link under /dev")
+	}
+	img := filepath.Join(t.TempDir(), "lv.img")
+	if err := os.WriteFile(img, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dev := storagetest.Loop(t, img)
+	vg := fmt.Sprintf("/dev/stratatest%d", os.Getpid())
+	if err := os.Mkdir(vg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(vg) })
+	link := filepath.Join(vg, "guest")
+	if err := os.Symlink(dev, link); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(t.TempDir(), "home")
+	ok(t, home, "volume", "import", link, "--name", "lv")
+	w, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "1000")
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	fails(t, home, 5, []string{"in use by pid", "sleep", "open for writing"}, "volume", "delete", "lv")
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	ok(t, home, "volume", "delete", "lv")
+}

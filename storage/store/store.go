@@ -483,6 +483,21 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 	return s.describe(ctx, v, !o.Layout.Empty())
 }
 
+// imagesOf is every path a guest could hold volume v's data under, for
+// the in-use check (the path alone when its driver cannot be found).
+func (s *Store) imagesOf(v storage.Volume) []inuse.Image {
+	what := fmt.Sprintf("volume %q", v.Name)
+	locs := []string{v.Path}
+	if d, p, err := s.VolumeDriver(v); err == nil {
+		locs = d.Locations(p, v)
+	}
+	imgs := make([]inuse.Image, 0, len(locs))
+	for _, l := range locs {
+		imgs = append(imgs, inuse.Image{What: what, Path: l})
+	}
+	return imgs
+}
+
 // fileID is the identity of a new image, recorded with its volume.
 func fileID(path string) *storage.FileID {
 	if id, err := image.Identify(path); err == nil {
@@ -773,8 +788,10 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 	}
 	defer unlock()
 	// Even a volume whose image is kept: a guest running on it would go on
-	// writing a disk that strata no longer knows.
-	if err := s.InUse.Check(ctx, fmt.Sprintf("volume %q", name), v.Path); err != nil {
+	// writing a disk that strata no longer knows. Every place a guest could
+	// have opened it counts (an LV's /dev/VG/LV is a link, never followed
+	// by the check: the device node it names is among the locations).
+	if err := s.InUse.CheckAll(ctx, s.imagesOf(v)); err != nil {
 		return err
 	}
 	err = s.Catalog.Update(func(tx *catalog.Tx) (err error) {
