@@ -72,7 +72,11 @@ func homeIDOf(tx *bolt.Tx) string {
 }
 
 // HomeID is the ID of the home this catalog belongs to.
-func (t *Tx) HomeID() string { return homeIDOf(t.tx) }
+func (t *Tx) HomeID() string {
+	var id string
+	_, _ = t.Get(string(bMeta), string(kHomeID), &id)
+	return id
+}
 
 // Restored tells how this catalog was put in place, if it was restored
 // from a copy or started over an existing home: files it does not know
@@ -87,16 +91,8 @@ type Restored struct {
 // the admin has accepted it since.
 func (t *Tx) Restored() (Restored, bool) {
 	var r Restored
-	b := t.tx.Bucket(bMeta)
-	if b == nil {
-		return r, false
-	}
-	raw := b.Get(kRestored)
-	if raw == nil {
-		return r, false
-	}
-	_ = json.Unmarshal(raw, &r)
-	return r, true
+	ok, _ := t.Get(string(bMeta), string(kRestored), &r)
+	return r, ok
 }
 
 // Accept declares a restored catalog complete: doctor --repair may remove
@@ -105,7 +101,7 @@ func (c *Catalog) Accept() (bool, error) {
 	was := false
 	err := c.Update(func(t *Tx) error {
 		_, was = t.Restored()
-		return t.tx.Bucket(bMeta).Delete(kRestored)
+		return t.Delete(string(bMeta), string(kRestored))
 	})
 	return was, err
 }
@@ -184,7 +180,7 @@ func (c *Catalog) settleHome(db *bolt.DB) error {
 		return db.View(func(tx *bolt.Tx) error {
 			id = homeIDOf(tx)
 			var err error
-			pools, err = (&Tx{tx: tx}).Pools()
+			pools, err = newTx(tx).Pools()
 			return err
 		})
 	}); err != nil {
@@ -402,7 +398,7 @@ func (c *Catalog) Backup(dst string, overwrite bool) error {
 	if len(problems) > 0 {
 		return c.markDamaged(strings.Join(problems, "; "))
 	}
-	if err := c.View(func(t *Tx) error { return writeCopy(t.tx, abs, overwrite) }); err != nil {
+	if err := c.View(func(t *Tx) error { return writeCopy(t.bolt, abs, overwrite) }); err != nil {
 		return err
 	}
 	log.Info().Str("file", abs).Msg("catalog backed up")
@@ -450,7 +446,7 @@ func writeCopy(tx *bolt.Tx, path string, overwrite bool) error {
 
 // backupBeforeMigration keeps a copy of a catalog about to be migrated,
 // as it is before the migration (tx has changed nothing yet).
-func (c *Catalog) backupBeforeMigration(tx *bolt.Tx) error {
+func (c *Catalog) backupBeforeMigration(tx *Tx) error {
 	v := versionAt(tx, kSchema)
 	old := v > 0
 	for _, o := range owners {
@@ -464,7 +460,7 @@ func (c *Catalog) backupBeforeMigration(tx *bolt.Tx) error {
 		return storage.Errorf(storage.ErrPrecondition, "cannot keep a copy of the catalog before migrating it: %w", err)
 	}
 	p := filepath.Join(dir, fmt.Sprintf("catalog-schema-%d-%s.db", v, stamp()))
-	if err := writeCopy(tx, p, false); err != nil {
+	if err := writeCopy(tx.bolt, p, false); err != nil {
 		return fmt.Errorf("keep a copy of the catalog before migrating it: %w", err)
 	}
 	log.Info().Str("copy", p).Msg("the catalog's schema is being upgraded: a copy of it as it was is kept")
@@ -498,7 +494,7 @@ func (c *Catalog) Restore(src string, force bool) error {
 	var id string
 	var schema int
 	if err := readFile(c, abs, func(tx *bolt.Tx) error {
-		id, schema = homeIDOf(tx), versionAt(tx, kSchema)
+		id, schema = homeIDOf(tx), versionAt(newTx(tx), kSchema)
 		return nil
 	}); err != nil {
 		return err
