@@ -125,13 +125,13 @@ func newApp() *cli.App {
 			"130 interrupted by a signal (after finishing or undoing); snapshot run exits with its command's code.",
 		// Repeated flags, not commas, make lists: a --nic spec has commas.
 		DisableSliceFlagSeparator: true,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "home", Usage: "state home (catalog and default pool)", EnvVars: []string{"STRATA_HOME"}, Value: defaultHome()},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "result format: table or json (and yaml for guest show)", Value: "table"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 			&cli.StringFlag{Name: "log-format", Usage: "console or json", Value: "console"},
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
-		},
+		}, sharedCatalogFlags()...),
 		Before:         setup,
 		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand(), completionCommand()},
 		OnUsageError:   usageError,
@@ -165,6 +165,7 @@ func setup(c *cli.Context) error {
 	if c.String("home") == "" {
 		return storage.Errorf(storage.ErrInvalid, "invalid --home \"\": give a directory")
 	}
+	setupSharedCatalog(c)
 	return nil
 }
 
@@ -180,10 +181,11 @@ func openStore(c *cli.Context) (*store.Store, error) {
 }
 
 func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
-	st, err := store.Open(c.String("home"), c.Duration("lock-timeout"))
+	st, err := store.OpenWith(c.String("home"), c.Duration("lock-timeout"), catalogOptions(c))
 	if err != nil {
 		return nil, nil, err
 	}
+	openedCatalog = st.Catalog
 	if opLock == nil {
 		if opLock, err = st.LockShared(); err != nil {
 			return nil, nil, err
@@ -242,6 +244,7 @@ func main() {
 	}
 	err := app.RunContext(ctx, interspersed(app, os.Args))
 	stop()
+	closeCatalog()
 	if err != nil && strings.HasPrefix(err.Error(), "No help topic for ") {
 		// urfave/cli's answer to an unknown command or subcommand.
 		err = storage.Errorf(storage.ErrInvalid, "unknown command %s: see strata --help", strings.TrimPrefix(err.Error(), "No help topic for "))

@@ -28,6 +28,8 @@ type kv interface {
 	// scan calls fn for each key of bucket starting with prefix, in key
 	// order; an error from fn ends it and is returned.
 	scan(bucket, prefix string, fn func(key string, value []byte) error) error
+	// buckets lists the buckets that hold keys, in order.
+	buckets() ([]string, error)
 }
 
 // boltKV serves a transaction from a bbolt file.
@@ -87,6 +89,15 @@ func (b boltKV) scan(bucket, prefix string, fn func(string, []byte) error) error
 		}
 	}
 	return nil
+}
+
+func (b boltKV) buckets() ([]string, error) {
+	var out []string
+	err := b.tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		out = append(out, string(name))
+		return nil
+	})
+	return out, err
 }
 
 // newTx wraps a bbolt transaction.

@@ -142,6 +142,8 @@ type Catalog struct {
 	// damaged: this process found the catalog damaged; it writes no more.
 	damaged error
 	warned  bool // about a catalog an earlier command found damaged
+	// remote is the etcd catalog, nil for the file (see OpenWith).
+	remote *etcdStore
 }
 
 // Open prepares the catalog in home, creating home (mode 0711, see
@@ -299,7 +301,7 @@ func (c *Catalog) migrate(tx *Tx) error {
 		if err := c.mayCreate(); err != nil {
 			return err
 		}
-	} else if err := c.backupBeforeMigration(tx); err != nil {
+	} else if err := c.keepBeforeMigration(tx); err != nil {
 		return err
 	}
 	newer := func(what string, v, known int) error {
@@ -341,6 +343,9 @@ func (c *Catalog) migrate(tx *Tx) error {
 //
 // A catalog found damaged is never written: see the package doc.
 func (c *Catalog) Update(fn func(*Tx) error) error {
+	if c.remote != nil {
+		return c.remote.update(c, fn)
+	}
 	db, err := c.open(false)
 	if err != nil {
 		return err
@@ -373,6 +378,9 @@ func (c *Catalog) Update(fn func(*Tx) error) error {
 // readers. A catalog that does not exist yet or has an older schema is
 // first brought up to date under the write lock.
 func (c *Catalog) View(fn func(*Tx) error) error {
+	if c.remote != nil {
+		return c.remote.view(c, fn)
+	}
 	if !c.migrated && missing(c.path) {
 		if err := c.Update(func(*Tx) error { return nil }); err != nil {
 			return err

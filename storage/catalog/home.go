@@ -120,7 +120,7 @@ func (c *Catalog) Owner(m Marker, homeID string) (bool, string) {
 	switch {
 	case m.HomeID != homeID:
 		return false, "another strata state home (ID " + m.HomeID + ", at " + m.Home + ")"
-	case m.Home != c.home:
+	case m.Home != c.home && c.remote == nil: // hosts sharing a catalog share its pools
 		return false, "this home's ID at another path, " + m.Home + " (a copy of the home, or the home was moved: then set \"home\" in " + MarkerFile + " to " + c.home + ")"
 	}
 	return true, ""
@@ -283,6 +283,9 @@ func (c *Catalog) copiesHint() string {
 // Damaged returns the reason recorded in HOME/catalog.damaged; "" if the
 // catalog is not known to be damaged.
 func (c *Catalog) Damaged() string {
+	if c.remote != nil {
+		return "" // etcd keeps its own store sound; a bad record is reported as such
+	}
 	raw, err := os.ReadFile(filepath.Join(c.home, DamagedFile))
 	if err != nil {
 		return ""
@@ -310,6 +313,9 @@ func (c *Catalog) refuseDamaged() error {
 // It reads the whole file: doctor and backups use it, not every command.
 // Problems found are recorded as damage.
 func (c *Catalog) Check(limit int) ([]string, error) {
+	if c.remote != nil {
+		return nil, nil
+	}
 	if missing(c.path) {
 		return nil, c.mayCreate()
 	}
@@ -379,6 +385,9 @@ func walk(tx *bolt.Tx) error {
 // existing dst is replaced only if overwrite is set. A catalog that fails
 // bbolt's check is not copied.
 func (c *Catalog) Backup(dst string, overwrite bool) error {
+	if c.remote != nil {
+		return c.ExportFile(dst, overwrite)
+	}
 	abs, err := filepath.Abs(dst)
 	if err != nil {
 		return storage.Errorf(storage.ErrInvalid, "invalid backup file %q: %w", dst, err)
@@ -477,6 +486,9 @@ func stamp() string { return time.Now().UTC().Format("20060102T150405.000000000Z
 // restored catalog (Accept), doctor removes no file it does not know. The
 // caller holds the state home exclusively.
 func (c *Catalog) Restore(src string, force bool) error {
+	if c.remote != nil {
+		return storage.Errorf(storage.ErrNotSupported, "the catalog %s is on etcd: put a copy in place with 'strata catalog import FILE --force'", c.path)
+	}
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		return storage.Errorf(storage.ErrInvalid, "invalid file %q: %w", src, err)
@@ -539,6 +551,9 @@ func (c *Catalog) Restore(src string, force bool) error {
 // until the admin accepts the catalog doctor removes no file it does not
 // know: the admin imports what they need again.
 func (c *Catalog) InitOver() error {
+	if c.remote != nil {
+		return storage.Errorf(storage.ErrNotSupported, "the catalog %s is on etcd: start it over with 'strata catalog import FILE --force'", c.path)
+	}
 	if err := c.refuseHealthy(false); err != nil {
 		return err
 	}

@@ -45,7 +45,13 @@ type Store struct {
 
 // Open opens (creating on first use) the state home.
 func Open(home string, lockTimeout time.Duration) (*Store, error) {
-	c, err := catalog.Open(home, lockTimeout)
+	return OpenWith(home, lockTimeout, catalog.Options{})
+}
+
+// OpenWith opens the state home with its catalog in the store o names
+// (the bbolt file by default, or a shared etcd catalog).
+func OpenWith(home string, lockTimeout time.Duration, o catalog.Options) (*Store, error) {
+	c, err := catalog.OpenWith(home, lockTimeout, o)
 	if err != nil {
 		return nil, err
 	}
@@ -810,7 +816,10 @@ func (s *Store) removeVolume(tx *catalog.Tx, name string, purge bool) (storage.V
 // OpLock is the state home's operation lock: every strata process holds it
 // shared while it works; strata doctor --repair takes it exclusive, so it
 // never mistakes a running operation's files for leftovers.
-type OpLock struct{ f *os.File }
+type OpLock struct {
+	f       *os.File
+	release func() // the shared catalog's lock
+}
 
 // LockShared takes the operation lock shared, waiting up to the lock
 // timeout while doctor --repair works. The kernel drops it at exit.
@@ -825,6 +834,12 @@ func (s *Store) LockExclusive() (*OpLock, error) {
 }
 
 func (s *Store) opLock(how int, timeout time.Duration) (*OpLock, error) {
+	if release, ok, err := catalog.SharedOpLock(s.Catalog.Home(), how == unix.LOCK_EX, timeout); ok {
+		if err != nil {
+			return nil, err
+		}
+		return &OpLock{release: release}, nil
+	}
 	dir := filepath.Join(s.Catalog.Home(), "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -852,6 +867,10 @@ func (s *Store) opLock(how int, timeout time.Duration) (*OpLock, error) {
 
 // Release drops the lock.
 func (l *OpLock) Release() {
+	if l.release != nil {
+		l.release()
+		return
+	}
 	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	l.f.Close()
 }
