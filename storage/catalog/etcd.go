@@ -222,7 +222,9 @@ func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 // i64 is an int64 as the gateway writes it (a JSON string) or reads it.
 type i64 int64
 
-func (n i64) MarshalJSON() ([]byte, error) { return []byte(`"` + strconv.FormatInt(int64(n), 10) + `"`), nil }
+func (n i64) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + strconv.FormatInt(int64(n), 10) + `"`), nil
+}
 
 func (n *i64) UnmarshalJSON(b []byte) error {
 	v, err := strconv.ParseInt(strings.Trim(string(b), `"`), 10, 64)
