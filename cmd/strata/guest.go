@@ -173,6 +173,8 @@ func guestCommand() *cli.Command {
 		Subcommands: append([]*cli.Command{
 			flattenCommand(true),
 			guestWatchCommand,
+			guestOwnCommand,
+			guestMoveCommand(),
 			{
 				Name: "define", Usage: "define a guest from flags or a YAML file (a MAC is generated and pinned per NIC)", ArgsUsage: "NAME",
 				Flags: defineFlags,

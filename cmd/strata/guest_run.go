@@ -27,7 +27,7 @@ func openLifecycle(c *cli.Context) (*lifecycle.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lifecycle.Manager{St: st, Reg: registry.New(st), Points: m, Drivers: drivers(c), LockTimeout: c.Duration("lock-timeout")}, nil
+	return &lifecycle.Manager{St: st, Reg: registry.New(st), Points: m, Drivers: drivers(c), LockTimeout: c.Duration("lock-timeout"), Owner: guestOwner(st)}, nil
 }
 
 // nameAction runs fn with the lifecycle manager for commands taking NAME.

@@ -203,7 +203,7 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 		if running, driver := lifecycle.Running(home, g.ID); running {
 			return storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s): stop it first (strata guest stop %s)", g.Name, driver, g.Name)
 		}
-		return nil
+		return runningElsewhere(st, g)
 	})
 	return st, m, nil
 }

@@ -52,6 +52,10 @@ type Manager struct {
 	// LockTimeout is how long a lifecycle command waits for another on
 	// the same guest.
 	LockTimeout time.Duration
+	// Owner claims the guest for this host just before it starts, when
+	// hosts share the catalog (nil: one host); done tells whether it
+	// started (the claim is kept while it runs) or not (it is dropped).
+	Owner func(ctx context.Context, id, name string) (done func(started bool), err error)
 }
 
 // StartOptions choose how Start starts a guest.
@@ -223,7 +227,16 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 	if err := l.bg.Run.ClearStopped(); err != nil {
 		return boot.Status{}, err
 	}
+	started := false
+	if m.Owner != nil {
+		done, err := m.Owner(ctx, l.bg.ID, name)
+		if err != nil {
+			return boot.Status{}, err
+		}
+		defer func() { done(started) }()
+	}
 	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network, FromState: o.FromState})
+	started = err == nil
 	if err != nil {
 		if !strings.HasPrefix(err.Error(), fmt.Sprintf("guest %q", name)) { // not twice
 			err = fmt.Errorf("guest %q: %w", name, err)

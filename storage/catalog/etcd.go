@@ -191,6 +191,9 @@ func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 			return nil, storage.Errorf(storage.ErrPrecondition, "cannot tell this host's name (%v): give --host", err)
 		}
 	}
+	if err := storage.ValidateName("host", s.host); err != nil {
+		return nil, err
+	}
 	u.RawQuery = ""
 	s.display = u.String()
 	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: 10 * time.Second}
