@@ -164,10 +164,10 @@ func (s *etcdStore) checkFences(deadline time.Time) error {
 	return nil
 }
 
-// acquire puts key bound to the lease if cond holds (default: key is
-// absent), waiting up to timeout; busy makes the error from the holder's
-// record.
-func (s *etcdStore) acquire(key string, value []byte, timeout time.Duration, busy func(h Holder, found bool) error) (func(), error) {
+// acquire puts key (the holder's record) bound to the lease once it is
+// absent, waiting up to timeout; busy makes the error from the record of
+// the holder that kept it.
+func (s *etcdStore) acquire(key, home, what string, timeout time.Duration, busy func(h Holder, found bool) error) (func(), error) {
 	deadline := time.Now().Add(timeout)
 	callDeadline := deadline
 	if timeout < s.timeout {
@@ -177,6 +177,7 @@ func (s *etcdStore) acquire(key string, value []byte, timeout time.Duration, bus
 	if err != nil {
 		return nil, err
 	}
+	value := s.holder(home, what)
 	for {
 		req := txnRequest{
 			Compare: []compare{createdIs(key, 0)},
@@ -245,7 +246,7 @@ func SharedLock(home, key, what string, timeout time.Duration) (release func(), 
 	if s == nil {
 		return nil, false, nil
 	}
-	release, err = s.acquire(s.prefix+"/locks/"+key, s.holder(home, what), timeout, func(h Holder, found bool) error {
+	release, err = s.acquire(s.prefix+"/locks/"+key, home, what, timeout, func(h Holder, found bool) error {
 		if found && h.Host != s.host {
 			return storage.Errorf(storage.ErrBusy, "%s is busy: a strata process on %s is working on it; try again or raise --lock-timeout", what, h)
 		}
@@ -310,7 +311,7 @@ func SharedOpLock(home string, exclusive bool, timeout time.Duration) (release f
 		}
 	}
 	deadline := time.Now().Add(timeout)
-	rel, err := s.acquire(excl, s.holder(home, "doctor --repair"), timeout, busy)
+	rel, err := s.acquire(excl, home, "doctor --repair", timeout, busy)
 	if err != nil {
 		return nil, true, err
 	}
