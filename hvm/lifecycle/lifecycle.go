@@ -221,19 +221,21 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q opens what the network can reach: %s; fix it (strata guest lint %s says how) or add --allow-exposed to start it anyway", name, strings.Join(msgs, "; "), name)
 		}
 	}
-	if err := m.checkDisks(ctx, l); err != nil {
-		return boot.Status{}, err
-	}
-	if err := l.bg.Run.ClearStopped(); err != nil {
-		return boot.Status{}, err
-	}
 	started := false
+	// Claimed first: another host running the guest is named as such,
+	// not as a process holding its disks.
 	if m.Owner != nil {
 		done, err := m.Owner(ctx, l.bg.ID, name)
 		if err != nil {
 			return boot.Status{}, err
 		}
 		defer func() { done(started) }()
+	}
+	if err := m.checkDisks(ctx, l); err != nil {
+		return boot.Status{}, err
+	}
+	if err := l.bg.Run.ClearStopped(); err != nil {
+		return boot.Status{}, err
 	}
 	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network, FromState: o.FromState})
 	started = err == nil
