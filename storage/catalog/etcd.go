@@ -327,8 +327,15 @@ var errUnreachable = errors.New("etcd unreachable")
 // conflict is a transaction etcd refused because what it read changed.
 var errConflict = errors.New("catalog transaction conflict")
 
+// traceCalls (STRATA_ETCD_TRACE=1) prints each call to etcd and its time
+// on stderr: where a command's time goes.
+var traceCalls = os.Getenv("STRATA_ETCD_TRACE") != ""
+
 // call posts one request to the first endpoint that answers.
 func (s *etcdStore) call(ctx context.Context, path string, req, resp any) error {
+	if traceCalls {
+		defer func(t time.Time) { fmt.Fprintf(os.Stderr, "etcd %s %s\n", path, time.Since(t)) }(time.Now())
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
@@ -435,6 +442,9 @@ type etcdKV struct {
 	deleted  map[string]bool // keys deleted (in writes as nil too)
 	cleared  map[string]bool // buckets deleted whole
 	touched  map[string]bool // buckets written
+	// meta is the meta bucket, read whole on first use: every command's
+	// first transaction reads several of its keys (schema versions).
+	meta map[string]keyValue
 }
 
 var _ kv = (*etcdKV)(nil)
@@ -488,6 +498,17 @@ func (t *etcdKV) get(bucket, key string) ([]byte, error) {
 	if t.cleared[bucket] {
 		return nil, nil
 	}
+	if bucket == string(bMeta) {
+		if err := t.loadMeta(); err != nil {
+			return nil, err
+		}
+		kv, ok := t.meta[k]
+		t.reads[k] = int64(kv.ModRevision)
+		if ok && kv.Value == nil {
+			kv.Value = []byte{}
+		}
+		return kv.Value, nil
+	}
 	resp, err := t.rangeAt(rangeRequest{Key: []byte(k)})
 	if err != nil {
 		return nil, err
@@ -502,6 +523,23 @@ func (t *etcdKV) get(bucket, key string) ([]byte, error) {
 	}
 	t.reads[k] = mod
 	return v, nil
+}
+
+// loadMeta reads the meta bucket whole (at the transaction's revision).
+func (t *etcdKV) loadMeta() error {
+	if t.meta != nil {
+		return nil
+	}
+	p := t.s.dataKey(string(bMeta), "")
+	resp, err := t.rangeAt(rangeRequest{Key: []byte(p), RangeEnd: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	t.meta = make(map[string]keyValue, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		t.meta[string(kv.Key)] = kv
+	}
+	return nil
 }
 
 // readVersion records the bucket's version at the transaction's revision.

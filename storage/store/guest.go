@@ -95,6 +95,7 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 	}
 	var gone []storage.Volume
 	err = s.Catalog.Update(func(tx *catalog.Tx) error {
+		gone = gone[:0] // a shared catalog runs a transaction again after a conflict
 		g, err := tx.Guest(name)
 		if err != nil {
 			return err

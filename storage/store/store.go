@@ -435,10 +435,12 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 				return err
 			}
 			v.Path = d.VolumePath(pool, v.ID, v.Format)
-			if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
-				return err
+			if !made { // a shared catalog runs a transaction again after a conflict
+				if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
+					return err
+				}
+				made = true
 			}
-			made = true
 			v.File = fileID(v.Path)
 			return tx.AddVolume(v)
 		})
