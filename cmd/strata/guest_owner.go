@@ -15,6 +15,7 @@ import (
 	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/store"
 )
 
@@ -136,4 +137,46 @@ func runningElsewhere(st *store.Store, g storage.Guest) error {
 		return storage.Errorf(storage.ErrInUse, "guest %q runs on %s: stop it there first", g.Name, h)
 	}
 	return nil
+}
+
+// remoteGuests is the in-use check's source for a shared catalog: an
+// image that is a disk of a guest another host runs is held by that guest
+// (the host's own process scan cannot see it).
+type remoteGuests struct{ st *store.Store }
+
+func (r remoteGuests) Holders(_ context.Context, imgs []inuse.Image) ([][]inuse.Holder, error) {
+	out := make([][]inuse.Holder, len(imgs))
+	guests := make([][]storage.Guest, len(imgs))
+	if err := r.st.Catalog.View(func(tx *catalog.Tx) error {
+		for i, img := range imgs {
+			var id string
+			if ok, err := tx.Get("volume_paths", img.Path, &id); err != nil || !ok {
+				continue
+			}
+			names, err := tx.GuestsUsing(id)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				if g, err := tx.Guest(n); err == nil {
+					guests[i] = append(guests[i], g)
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for i, gs := range guests {
+		for _, g := range gs {
+			h, ok, err := r.st.Catalog.GuestOwner(g.ID)
+			if err != nil {
+				return nil, err
+			}
+			if ok && h.Host != r.st.Catalog.Host() {
+				out[i] = append(out[i], inuse.Holder{Toolstack: "strata on host " + h.Host + ",", Domain: g.Name, How: "the guest runs there"})
+			}
+		}
+	}
+	return out, nil
 }

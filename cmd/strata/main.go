@@ -198,6 +198,9 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	// A disk of a guest any driver runs is in use, named by driver and
 	// guest; and a running guest cannot be deleted.
 	st.InUse = inUseChecker(drivers(c))
+	if st.Catalog.Shared() {
+		st.InUse.Sources = append(st.InUse.Sources, remoteGuests{st})
+	}
 	home := st.Catalog.Home()
 	st.AddGuestUser(func(_ *catalog.Tx, g storage.Guest) error {
 		if running, driver := lifecycle.Running(home, g.ID); running {

@@ -119,6 +119,10 @@ func TestSharedCatalogGuestRunsOnOneHostAndMoves(t *testing.T) {
 	b.fails(t, 5, "runs on host hosta", "guest", "start", "bs")
 	b.fails(t, 5, "runs on host hosta", "guest", "move", "bs", "--to", "hostb")
 	b.fails(t, 5, "runs on host hosta", "guest", "delete", "bs")
+	// B's process scan cannot see A's guest (on two machines): the
+	// catalog's owner record holds its disks against B's writes.
+	a.ok(t, "snapshot", "create", "bs")
+	b.fails(t, 5, `strata on host hosta, domain "bs": the guest runs there`, "snapshot", "rollback", "bs", "1")
 	a.ok(t, "guest", "stop", "bs")
 
 	// The keeper on A drops the claim within a second of the stop.
