@@ -266,3 +266,46 @@ func TestCatalogExportImportBetweenBackends(t *testing.T) {
 		t.Fatalf("records differ after etcd → bbolt:\n%s\n%s", ja, jb)
 	}
 }
+
+// A catalog of an older schema is migrated by the next command on either
+// backend, after a copy of it as it was is kept in HOME/backups (a bbolt
+// file, or an export of the etcd catalog).
+func TestCatalogBackendsMigrateOlderSchemasKeepingACopy(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			home := t.TempDir()
+			url := b.url(t)
+			c := b.open(t, home, url)
+			if err := c.Update(func(tx *catalog.Tx) error {
+				if err := tx.Delete("volume_paths", "anything"); err != nil {
+					return err
+				}
+				if err := tx.Put("volumes", "00000000000000bb", storage.Volume{ID: "00000000000000bb", Name: "old", Path: "/old/00000000000000bb.img"}); err != nil {
+					return err
+				}
+				return tx.Put("meta", "schema_version", 1) // as strata wrote it before volume_paths
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var id string
+			var schema int
+			next := b.open(t, home, url) // a new command
+			if err := next.View(func(tx *catalog.Tx) error {
+				if _, err := tx.Get("meta", "schema_version", &schema); err != nil {
+					return err
+				}
+				_, err := tx.Get("volume_paths", "/old/00000000000000bb.img", &id)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if schema != catalog.SchemaVersion() || id != "00000000000000bb" {
+				t.Fatalf("after migration: schema %d (want %d), path index %q", schema, catalog.SchemaVersion(), id)
+			}
+			copies, _ := filepath.Glob(filepath.Join(home, catalog.BackupDir, "catalog-schema-1-*"))
+			if len(copies) != 1 {
+				t.Fatalf("copies kept before the migration: %v", copies)
+			}
+		})
+	}
+}
