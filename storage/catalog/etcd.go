@@ -356,6 +356,9 @@ func (s *etcdStore) call(ctx context.Context, path string, req, resp any) error 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if tlsRefused(err) {
+				return storage.Errorf(storage.ErrPrecondition, "the catalog %s refused this host's TLS, or this host etcd's: %v; check --catalog-cacert, --catalog-cert and --catalog-key", s.display, err)
+			}
 			last = err
 			continue
 		}
@@ -395,6 +398,18 @@ func (s *etcdStore) call(ctx context.Context, path string, req, resp any) error 
 		return json.Unmarshal(raw, resp)
 	}
 	return fmt.Errorf("%w: %v", errUnreachable, last)
+}
+
+// tlsRefused tells a TLS handshake that failed on a certificate (not a
+// network error: trying again does not help).
+func tlsRefused(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var alert tls.AlertError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &alert) ||
+		strings.Contains(err.Error(), "remote error: tls:")
 }
 
 // do calls etcd, retrying while it is unreachable until deadline.
@@ -738,6 +753,9 @@ func (s *etcdStore) update(c *Catalog, fn func(*Tx) error) error {
 		tx := &Tx{kv: t}
 		migrated := false
 		err := func() error {
+			if err := t.loadMeta(); err != nil {
+				return err // etcd unreachable: said as such, not as a migration's failure
+			}
 			if !c.migrated && !upToDate(tx) {
 				migrated = true
 				if err := c.migrate(tx); err != nil {
@@ -774,6 +792,9 @@ func (s *etcdStore) view(c *Catalog, fn func(*Tx) error) error {
 		t := s.begin(false, deadline)
 		tx := &Tx{kv: t}
 		if !c.migrated {
+			if err := t.loadMeta(); err != nil {
+				return err
+			}
 			if !upToDate(tx) {
 				if err := s.update(c, func(*Tx) error { return nil }); err != nil {
 					return err

@@ -2,6 +2,8 @@ package storagetest
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -63,9 +65,17 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// EtcdTLS are the PEM files of an etcd that serves its clients over TLS
+// and asks them for a certificate signed by CA.
+type EtcdTLS struct{ CA, Cert, Key string }
+
 // StartEtcd starts a single-member etcd of its own (a test that stops it
 // on purpose); Stop ends it.
-func StartEtcd() (*EtcdServer, error) {
+func StartEtcd() (*EtcdServer, error) { return StartEtcdTLS(nil) }
+
+// StartEtcdTLS is StartEtcd with TLS for clients (nil: none). client is a
+// client certificate the health check presents.
+func StartEtcdTLS(tlsFiles *EtcdTLS) (*EtcdServer, error) {
 	if _, err := os.Stat(EtcdBinary); err != nil {
 		return nil, fmt.Errorf("%s is not installed (etcd-server): run 'make test-deps' (or make test) first", EtcdBinary)
 	}
@@ -81,13 +91,34 @@ func StartEtcd() (*EtcdServer, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("no free port: %v %v", err1, err2)
 		}
-		client := fmt.Sprintf("http://127.0.0.1:%d", cp)
+		scheme := "http"
+		if tlsFiles != nil {
+			scheme = "https"
+		}
+		client := fmt.Sprintf("%s://127.0.0.1:%d", scheme, cp)
 		peer := fmt.Sprintf("http://127.0.0.1:%d", pp)
 		cmd := exec.Command(EtcdBinary, "--name", "strata-test", "--data-dir", filepath.Join(dir, "data"),
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", "strata-test="+peer, "--log-level", "error",
 			"--max-txn-ops", "1024", "--quota-backend-bytes", strconv.Itoa(1<<30))
+		hc := http.DefaultClient
+		if tlsFiles != nil {
+			cmd.Args = append(cmd.Args, "--cert-file", tlsFiles.Cert, "--key-file", tlsFiles.Key, "--trusted-ca-file", tlsFiles.CA, "--client-cert-auth")
+			pool := x509.NewCertPool()
+			pem, err := os.ReadFile(tlsFiles.CA)
+			if err != nil {
+				return nil, err
+			}
+			pool.AppendCertsFromPEM(pem)
+			// The server's own pair is signed by the same CA: good enough
+			// as a client certificate for the health check.
+			pair, err := tls.LoadX509KeyPair(tlsFiles.Cert, tlsFiles.Key)
+			if err != nil {
+				return nil, err
+			}
+			hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+		}
 		logf, err := os.Create(filepath.Join(dir, "etcd.log"))
 		if err != nil {
 			return nil, err
@@ -113,7 +144,7 @@ func StartEtcd() (*EtcdServer, error) {
 			if last != nil {
 				break
 			}
-			res, err := http.Get(client + "/health")
+			res, err := hc.Get(client + "/health")
 			if err == nil {
 				res.Body.Close()
 				if res.StatusCode == 200 {
