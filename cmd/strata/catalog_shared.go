@@ -31,16 +31,21 @@ func catalogOptions(c *cli.Context) catalog.Options {
 }
 
 // setupSharedCatalog passes the catalog flags on to the strata processes
-// this one starts (a guest's watcher, ...) through the environment, and
-// makes a process that lost its etcd lease stop as an interrupt stops it:
-// what it was doing may be another host's by now.
+// this one starts (a guest's keeper, ...) through the environment, and
+// makes a process that lost its etcd lease end at once (fencing).
 func setupSharedCatalog(c *cli.Context) {
 	for flag, env := range map[string]string{"catalog": "STRATA_CATALOG", "catalog-cacert": "STRATA_CATALOG_CACERT", "catalog-cert": "STRATA_CATALOG_CERT", "catalog-key": "STRATA_CATALOG_KEY", "host": "STRATA_HOST"} {
 		if c.IsSet(flag) {
 			os.Setenv(env, c.String(flag))
 		}
 	}
-	catalog.OnLeaseLost = func(error) { _ = syscall.Kill(os.Getpid(), syscall.SIGTERM) }
+	catalog.OnLeaseLost = func(err error) {
+		// Not an interrupt: undoing a step is writing, and what this
+		// process was doing may be another host's by now. Its journal lets
+		// any host finish or undo it, as after a crash.
+		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
 }
 
 func closeCatalog() {

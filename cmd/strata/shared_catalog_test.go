@@ -281,3 +281,61 @@ func TestSharedCatalogUnreachableIsBusyAndChangesNothing(t *testing.T) {
 		t.Fatalf("the volume was recorded:\n%s", out)
 	}
 }
+
+// Fencing: host A is frozen (SIGSTOP, as a partitioned or paused host is)
+// in the middle of a rollback for longer than its lease; host B's doctor
+// --repair takes over and finishes or undoes the rollback. When A wakes
+// its lease is gone: it ends at once, touching neither the image nor the
+// catalog (a commit that got through would be refused anyway: it compares
+// locks that are no longer A's), and the volume and its points stay as B
+// left them.
+func TestSharedCatalogHostThatLostItsLeaseStopsBeforeWriting(t *testing.T) {
+	a, b := twoHosts(t, storagetest.Etcd(t)+"?lease=2s")
+	p := filepath.Join(t.TempDir(), "slow.qcow2")
+	storagetest.Cmd(t, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", p, "64M")
+	d := disk{p, "qcow2"}
+	d.fill(t, 0xa1)
+	a.ok(t, "volume", "import", p, "--name", "slow")
+	a.ok(t, "snapshot", "create", "--volume", "slow")
+	d.fill(t, 0xb2)
+
+	cmd := exec.Command(strataBinary(t), "--home", a.home, "snapshot", "rollback", "--volume", "slow", "1")
+	cmd.Env = append(os.Environ(), a.env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGCONT); _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitForTool(t, filepath.Dir(p), "qemu-img", "snapshot", "-a")
+	_ = cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(3 * time.Second) // A's lease (2 s) expires
+
+	b.ok(t, "doctor", "--repair")
+	var before []struct {
+		Number int `json:"id"`
+	}
+	b.json(t, &before, "snapshot", "list", "--volume", "slow")
+	held := d.holds(t, 0xa1)
+
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	err := cmd.Wait()
+	if exitCodeOf(err) != 128+9 || !strings.Contains(stderr.String(), "lease") || strings.Contains(stderr.String(), "rename") {
+		t.Fatalf("host A after losing its lease: exit %d, want killed (137) saying it lost its lease, before touching the image\n%s", exitCodeOf(err), stderr.String())
+	}
+	var after []struct {
+		Number int `json:"id"`
+	}
+	b.json(t, &after, "snapshot", "list", "--volume", "slow")
+	if fmt.Sprint(after) != fmt.Sprint(before) || d.holds(t, 0xa1) != held {
+		t.Fatalf("host A changed things after it lost its lease: points %v → %v, volume holds point 1's bytes %v → %v", before, after, held, !held)
+	}
+	qcow2Clean(t, p)
+	if r := b.run(t, nil, "doctor"); r.code != 0 {
+		t.Fatalf("doctor after A woke: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	b.ok(t, "snapshot", "rollback", "--volume", "slow", "1")
+	if !d.holds(t, 0xa1) {
+		t.Fatal("point 1 does not restore its bytes")
+	}
+}

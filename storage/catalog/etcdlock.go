@@ -12,7 +12,6 @@ package catalog
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -25,9 +24,10 @@ import (
 )
 
 // OnLeaseLost is called once when this process's lease on the shared
-// catalog is found gone: its locks may be another host's by now, so it
-// must stop before it writes anything more. cmd/strata makes it stop the
-// command as an interrupt does.
+// catalog is found gone, or could not be renewed in time: its locks may be
+// another host's by now, so it must stop before it writes anything more.
+// cmd/strata ends the process at once (as a crash would: the journal lets
+// any host finish or undo what it was doing).
 var OnLeaseLost func(error)
 
 // Holder describes who holds a lock or owns a guest in a shared catalog.
@@ -66,6 +66,7 @@ func (s *etcdStore) ensureLease(deadline time.Time) (int64, error) {
 		return id, nil
 	}
 	var resp leaseResponse
+	sent := time.Now()
 	if err := s.do(deadline, "/v3/lease/grant", map[string]any{"TTL": i64(s.ttl / time.Second)}, &resp); err != nil {
 		return 0, err
 	}
@@ -73,37 +74,42 @@ func (s *etcdStore) ensureLease(deadline time.Time) (int64, error) {
 	s.lease = int64(resp.ID)
 	s.stopKA, s.kaDone = make(chan struct{}), make(chan struct{})
 	s.mu.Unlock()
-	go s.keepAlive(int64(resp.ID))
+	go s.keepAlive(int64(resp.ID), sent)
 	return int64(resp.ID), nil
 }
 
-// keepAlive renews the lease every third of its TTL; when etcd says it is
-// gone, or cannot be reached for longer than the TTL, the process is
-// fenced.
-func (s *etcdStore) keepAlive(id int64) {
+// keepAlive renews the lease every third of its TTL. The lease is this
+// process's until TTL after it sent the last renewal etcd answered (etcd
+// counts from when it got it, later still); a fifth of the TTL before
+// that, unless renewed, or as soon as etcd says the lease is gone, the
+// process is fenced: by then another host may take its locks.
+func (s *etcdStore) keepAlive(id int64, granted time.Time) {
 	defer close(s.kaDone)
-	last := time.Now()
+	margin := s.ttl / 5
+	watchdog := time.NewTimer(time.Until(granted.Add(s.ttl - margin)))
+	defer watchdog.Stop()
 	tick := time.NewTicker(s.ttl / 3)
 	defer tick.Stop()
 	for {
 		select {
 		case <-s.stopKA:
 			return
+		case <-watchdog.C:
+			s.fence(fmt.Errorf("this process could not renew its lease on the catalog %s in time: its locks may be another host's by now", s.display))
+			return
 		case <-tick.C:
 		}
+		sent := time.Now()
 		var resp leaseResponse
-		err := s.do(time.Now().Add(s.ttl/3), "/v3/lease/keepalive", map[string]any{"ID": i64(id)}, &resp)
-		switch {
-		case err == nil && resp.TTL > 0:
-			last = time.Now()
-			continue
-		case err == nil:
-			err = errors.New("etcd says the lease has expired")
-		case time.Since(last) < s.ttl:
-			continue
+		err := s.do(sent.Add(s.ttl/3), "/v3/lease/keepalive", map[string]any{"ID": i64(id)}, &resp)
+		if err != nil {
+			continue // the watchdog decides
 		}
-		s.fence(fmt.Errorf("this process lost its lease on the catalog %s (%v): its locks may be another host's by now", s.display, err))
-		return
+		if resp.TTL <= 0 {
+			s.fence(fmt.Errorf("this process lost its lease on the catalog %s (etcd says it has expired): its locks may be another host's by now", s.display))
+			return
+		}
+		watchdog.Reset(time.Until(sent.Add(s.ttl - margin)))
 	}
 }
 
