@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog/log"
 	"github.com/urfave/cli/v2"
 
+	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/lifecycle"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
@@ -179,4 +181,42 @@ func (r remoteGuests) Holders(_ context.Context, imgs []inuse.Image) ([][]inuse.
 		}
 	}
 	return out, nil
+}
+
+// runningOn names the other host running the guest with id in a shared
+// catalog; "" if none (or the catalog is the file).
+func runningOn(st *store.Store, id string) string {
+	if !st.Catalog.Shared() {
+		return ""
+	}
+	h, ok, err := st.Catalog.GuestOwner(id)
+	if err != nil || !ok || h.Host == st.Catalog.Host() {
+		return ""
+	}
+	return h.Host
+}
+
+// elsewhereStatus is guest status of a guest another host runs.
+type elsewhereStatus struct {
+	Guest string     `json:"guest"`
+	State boot.State `json:"state"`
+	Host  string     `json:"host"`
+	Since time.Time  `json:"started"`
+}
+
+// runningElsewhereStatus is the status to show for a guest this host does
+// not run and another host sharing the catalog does.
+func runningElsewhereStatus(st *store.Store, name string, local boot.Status) (elsewhereStatus, bool) {
+	if !st.Catalog.Shared() || local.State.Live() {
+		return elsewhereStatus{}, false
+	}
+	var g storage.Guest
+	if err := st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = tx.Guest(name); return err }); err != nil {
+		return elsewhereStatus{}, false
+	}
+	h, ok, err := st.Catalog.GuestOwner(g.ID)
+	if err != nil || !ok || h.Host == st.Catalog.Host() {
+		return elsewhereStatus{}, false
+	}
+	return elsewhereStatus{Guest: name, State: boot.Running, Host: h.Host, Since: h.Since}, true
 }

@@ -148,6 +148,13 @@ func guestRunCommands() []*cli.Command {
 				if err != nil {
 					return err
 				}
+				if elsewhere, ok := runningElsewhereStatus(lm.St, name, st); ok {
+					return emit(c, elsewhere, func(w *tabwriter.Writer) {
+						row(w, "guest:", name)
+						row(w, "state:", "running on host "+elsewhere.Host)
+						row(w, "since:", elsewhere.Since.Format(time.RFC3339))
+					})
+				}
 				return printStatus(c, st)
 			}),
 		},

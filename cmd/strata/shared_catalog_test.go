@@ -117,6 +117,13 @@ func TestSharedCatalogGuestRunsOnOneHostAndMoves(t *testing.T) {
 
 	a.ok(t, "guest", "start", "bs", "--wait-serial", "SHARED-BS-UP")
 	b.fails(t, 5, "runs on host hosta", "guest", "start", "bs")
+	var st struct{ State, Host string }
+	b.json(t, &st, "guest", "status", "bs")
+	var list []struct{ Name, State, Host string }
+	b.json(t, &list, "guest", "list")
+	if st.State != "running" || st.Host != "hosta" || len(list) != 1 || list[0].State != "running" || list[0].Host != "hosta" {
+		t.Fatalf("host B's view of the guest host A runs: status %+v, list %+v", st, list)
+	}
 	b.fails(t, 5, "runs on host hosta", "guest", "move", "bs", "--to", "hostb")
 	b.fails(t, 5, "runs on host hosta", "guest", "delete", "bs")
 	// B's process scan cannot see A's guest (on two machines): the
