@@ -339,7 +339,10 @@ func (c *Catalog) migrate(tx *Tx) error {
 }
 
 // Update runs fn in one read-write transaction: all of fn's changes are
-// committed together (and synced) or none are.
+// committed together (and synced) or none are. With a shared catalog
+// (etcd) fn runs again from the start when another transaction changed
+// what it read: it must do only catalog work, or work it does once (see
+// store.CreateVolume), and reset what it collects.
 //
 // A catalog found damaged is never written: see the package doc.
 func (c *Catalog) Update(fn func(*Tx) error) error {
