@@ -128,14 +128,19 @@ type etcdStore struct {
 	timeout   time.Duration
 	hc        *http.Client
 
+	leaseMu sync.Mutex // held while the lease is granted
 	mu      sync.Mutex
-	cur     int // the endpoint that answered last
-	lease   int64
-	fenced  error
-	held    map[string]int64 // lock key → its create revision (fencing)
-	stopKA  chan struct{}
-	kaDone  chan struct{}
-	onFence func(error)
+	// opPending is closed once the shared hold of the operation lock is
+	// taken (opErr: or could not be); nil when none is being taken.
+	opPending chan struct{}
+	opErr     error
+	cur       int // the endpoint that answered last
+	lease     int64
+	fenced    error
+	held      map[string]int64 // lock key → its create revision (fencing)
+	stopKA    chan struct{}
+	kaDone    chan struct{}
+	onFence   func(error)
 }
 
 func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
@@ -765,6 +770,9 @@ func (s *etcdStore) update(c *Catalog, fn func(*Tx) error) error {
 			return fn(tx)
 		}()
 		if err == nil {
+			err = s.awaitOp()
+		}
+		if err == nil {
 			err = t.commit()
 		}
 		if errors.Is(err, errConflict) {
@@ -806,6 +814,9 @@ func (s *etcdStore) view(c *Catalog, fn func(*Tx) error) error {
 		err := fn(tx)
 		if errors.Is(err, errConflict) && time.Now().Before(deadline) {
 			continue
+		}
+		if opErr := s.awaitOp(); opErr != nil {
+			return opErr // (the reads ran meanwhile: nothing was written)
 		}
 		if err == nil && !c.homeChecked {
 			err = c.settleShared(tx)

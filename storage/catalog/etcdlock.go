@@ -59,6 +59,8 @@ func (s *etcdStore) ensureLease(deadline time.Time) (int64, error) {
 	if err := s.fenceErr(); err != nil {
 		return 0, err
 	}
+	s.leaseMu.Lock() // one grant, whoever asks first
+	defer s.leaseMu.Unlock()
 	s.mu.Lock()
 	id := s.lease
 	s.mu.Unlock()
@@ -179,6 +181,9 @@ func (s *etcdStore) acquire(key, home, what string, timeout time.Duration, busy 
 	if timeout < s.timeout {
 		callDeadline = time.Now().Add(s.timeout)
 	}
+	if err := s.awaitOp(); err != nil {
+		return nil, err
+	}
 	lease, err := s.ensureLease(callDeadline)
 	if err != nil {
 		return nil, err
@@ -232,6 +237,7 @@ func (c *Catalog) Close() {
 	if s == nil {
 		return
 	}
+	_ = s.awaitOp()
 	s.mu.Lock()
 	id, stop, done := s.lease, s.stopKA, s.kaDone
 	s.lease = 0
@@ -280,41 +286,33 @@ func SharedOpLock(home string, exclusive bool, timeout time.Duration) (release f
 		return storage.Errorf(storage.ErrBusy, "the shared catalog %s is busy (%s, or other strata processes while it waits); try again or raise --lock-timeout", s.display, who)
 	}
 	if !exclusive {
-		// A shared hold is a key of its own, taken only while no exclusive
-		// key exists (one transaction checks both).
-		lease, err := s.ensureLease(time.Now().Add(max(timeout, s.timeout)))
-		if err != nil {
-			return nil, true, err
-		}
-		key := s.prefix + "/op/shared/" + strconv.FormatInt(lease, 16) + "-" + strconv.FormatInt(opSeq.Add(1), 10)
-		deadline := time.Now().Add(timeout)
-		for {
-			req := txnRequest{
-				Compare: []compare{createdIs(excl, 0)},
-				Success: []op{{Put: &putRequest{Key: []byte(key), Value: s.holder(home, "operation"), Lease: i64(lease)}}},
-				Failure: []op{{Range: &rangeRequest{Key: []byte(excl)}}},
+		// Taken while the command reads: every transaction's end and
+		// every lock wait for it (awaitOp), so nothing is written, on the
+		// pools or in the catalog, before it is held.
+		pending := make(chan struct{})
+		var rel func()
+		s.mu.Lock()
+		s.opPending, s.opErr = pending, nil
+		s.mu.Unlock()
+		go func() {
+			var err error
+			rel, err = s.takeShared(home, excl, timeout, busy)
+			s.mu.Lock()
+			s.opErr = err
+			s.mu.Unlock()
+			close(pending)
+		}()
+		return func() {
+			<-pending
+			if rel != nil {
+				rel()
 			}
-			var resp txnResponse
-			if err := s.do(time.Now().Add(max(timeout, s.timeout)), "/v3/kv/txn", req, &resp); err != nil {
-				return nil, true, err
+			s.mu.Lock()
+			if s.opPending == pending {
+				s.opPending, s.opErr = nil, nil
 			}
-			if resp.Succeeded {
-				rev := int64(resp.Header.Revision)
-				s.mu.Lock()
-				s.held[key] = rev
-				s.mu.Unlock()
-				return func() { s.release(key, rev) }, true, nil
-			}
-			if time.Now().After(deadline) {
-				var h Holder
-				found := false
-				if len(resp.Responses) > 0 && resp.Responses[0].Range != nil && len(resp.Responses[0].Range.Kvs) > 0 {
-					found = json.Unmarshal(resp.Responses[0].Range.Kvs[0].Value, &h) == nil
-				}
-				return nil, true, busy(h, found)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			s.mu.Unlock()
+		}, true, nil
 	}
 	deadline := time.Now().Add(timeout)
 	rel, err := s.acquire(excl, home, "doctor --repair", timeout, busy)
@@ -338,4 +336,57 @@ func SharedOpLock(home string, exclusive bool, timeout time.Duration) (release f
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// takeShared puts this process's shared hold of the operation lock, once
+// no exclusive one is there, waiting up to timeout.
+func (s *etcdStore) takeShared(home, excl string, timeout time.Duration, busy func(Holder, bool) error) (func(), error) {
+	lease, err := s.ensureLease(time.Now().Add(max(timeout, s.timeout)))
+	if err != nil {
+		return nil, err
+	}
+	key := s.prefix + "/op/shared/" + strconv.FormatInt(lease, 16) + "-" + strconv.FormatInt(opSeq.Add(1), 10)
+	deadline := time.Now().Add(timeout)
+	for {
+		req := txnRequest{
+			Compare: []compare{createdIs(excl, 0)},
+			Success: []op{{Put: &putRequest{Key: []byte(key), Value: s.holder(home, "operation"), Lease: i64(lease)}}},
+			Failure: []op{{Range: &rangeRequest{Key: []byte(excl)}}},
+		}
+		var resp txnResponse
+		if err := s.do(time.Now().Add(max(timeout, s.timeout)), "/v3/kv/txn", req, &resp); err != nil {
+			return nil, err
+		}
+		if resp.Succeeded {
+			rev := int64(resp.Header.Revision)
+			s.mu.Lock()
+			s.held[key] = rev
+			s.mu.Unlock()
+			return func() { s.release(key, rev) }, nil
+		}
+		if time.Now().After(deadline) {
+			var h Holder
+			found := false
+			if len(resp.Responses) > 0 && resp.Responses[0].Range != nil && len(resp.Responses[0].Range.Kvs) > 0 {
+				found = json.Unmarshal(resp.Responses[0].Range.Kvs[0].Value, &h) == nil
+			}
+			return nil, busy(h, found)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitOp waits for this process's shared hold of the operation lock, if
+// it is being taken, and returns why it could not be.
+func (s *etcdStore) awaitOp() error {
+	s.mu.Lock()
+	pending := s.opPending
+	s.mu.Unlock()
+	if pending == nil {
+		return nil
+	}
+	<-pending
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opErr
 }

@@ -119,3 +119,41 @@ func TestSharedLockOfADeadHolderLapsesWithItsLease(t *testing.T) {
 		t.Fatalf("B got the lock after %s: want about the 2 s lease", d)
 	}
 }
+
+// The operation lock across hosts: while one host's doctor --repair holds
+// it exclusively, another host's command (which takes it shared while it
+// reads) finishes no transaction and writes nothing: busy after its lock
+// timeout, naming the holder. Once doctor is done, it works.
+func TestSharedOperationLockKeepsCommandsOutWhileDoctorRepairs(t *testing.T) {
+	addr := storagetest.Etcd(t)
+	a, _ := catalog.OpenWith(t.TempDir(), 2*time.Second, catalog.Options{URL: addr, Host: "hostA"})
+	b, _ := catalog.OpenWith(t.TempDir(), 500*time.Millisecond, catalog.Options{URL: addr, Host: "hostB"})
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	if err := a.Update(func(*catalog.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	doctor, shared, err := catalog.SharedOpLock(a.Home(), true, time.Second)
+	if err != nil || !shared {
+		t.Fatalf("exclusive on A: %v %v", shared, err)
+	}
+	release, _, err := catalog.SharedOpLock(b.Home(), false, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *catalog.Tx) error { return tx.Put("things", "from-b", 1) })
+	if !errors.Is(err, storage.ErrBusy) || !strings.Contains(err.Error(), "doctor --repair on host hostA") {
+		t.Fatalf("B's write while A's doctor repairs: %v, want busy naming it", err)
+	}
+	release()
+	doctor()
+	var found bool
+	if err := a.View(func(tx *catalog.Tx) (err error) { var n int; found, err = tx.Get("things", "from-b", &n); return err }); err != nil || found {
+		t.Fatalf("B's write went through (found=%v, %v)", found, err)
+	}
+	release, _, _ = catalog.SharedOpLock(b.Home(), false, time.Second)
+	defer release()
+	if err := b.Update(func(tx *catalog.Tx) error { return tx.Put("things", "from-b", 1) }); err != nil {
+		t.Fatalf("B after doctor: %v", err)
+	}
+}
