@@ -15,8 +15,8 @@ import (
 func catalogCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "catalog",
-		Usage: "back up the catalog, and restore it when it is missing or damaged",
-		Subcommands: []*cli.Command{
+		Usage: "back up the catalog, restore it when it is missing or damaged, and move it between the file and etcd",
+		Subcommands: append(catalogMoveCommands(), []*cli.Command{
 			{
 				Name: "backup", Usage: "write a consistent copy of the catalog (mode 0600) while strata keeps working", ArgsUsage: "FILE",
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "replace FILE if it exists"}},
@@ -88,7 +88,7 @@ func catalogCommand() *cli.Command {
 					return err
 				},
 			},
-		},
+		}...),
 	}
 }
 

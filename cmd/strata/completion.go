@@ -251,10 +251,11 @@ func names(app *cli.App, values map[string]string, kind string, target snapshot.
 	if home == "" {
 		home = defaultHome()
 	}
-	if _, err := os.Stat(filepath.Join(home, catalog.FileName)); err != nil {
+	shared := catalog.Options{URL: os.Getenv("STRATA_CATALOG"), Host: os.Getenv("STRATA_HOST")}
+	if _, err := os.Stat(filepath.Join(home, catalog.FileName)); err != nil && shared.URL == "" {
 		return nil
 	}
-	st, err := store.Open(home, completionLockWait)
+	st, err := store.OpenWith(home, completionLockWait, shared)
 	if err != nil {
 		return nil
 	}

@@ -173,6 +173,8 @@ func guestCommand() *cli.Command {
 		Subcommands: append([]*cli.Command{
 			flattenCommand(true),
 			guestWatchCommand,
+			guestOwnCommand,
+			guestMoveCommand(),
 			{
 				Name: "define", Usage: "define a guest from flags or a YAML file (a MAC is generated and pinned per NIC)", ArgsUsage: "NAME",
 				Flags: defineFlags,
@@ -293,6 +295,9 @@ func guestCommand() *cli.Command {
 					type listed struct {
 						store.GuestView
 						State boot.State `json:"state"`
+						// Host runs the guest, when it is another host
+						// sharing the catalog.
+						Host string `json:"host,omitempty"`
 					}
 					names := make([]string, len(gs))
 					for i, g := range gs {
@@ -301,12 +306,21 @@ func guestCommand() *cli.Command {
 					states := lm.States(c.Context, names)
 					out := make([]listed, len(gs))
 					for i, g := range gs {
-						out[i] = listed{g, states[g.Name]}
+						out[i] = listed{GuestView: g, State: states[g.Name]}
+						if !out[i].State.Live() {
+							if host := runningOn(lm.St, g.ID); host != "" {
+								out[i].State, out[i].Host = boot.Running, host
+							}
+						}
 					}
 					return emit(c, out, func(w *tabwriter.Writer) {
 						row(w, "NAME", "STATE", "ID", "DISKS")
 						for _, g := range out {
-							row(w, g.Name, g.State, g.ID, strings.Join(g.DiskNames, ","))
+							state := string(g.State)
+							if g.Host != "" {
+								state += " on " + g.Host
+							}
+							row(w, g.Name, state, g.ID, strings.Join(g.DiskNames, ","))
 						}
 					})
 				},

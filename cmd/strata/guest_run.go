@@ -27,7 +27,7 @@ func openLifecycle(c *cli.Context) (*lifecycle.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lifecycle.Manager{St: st, Reg: registry.New(st), Points: m, Drivers: drivers(c), LockTimeout: c.Duration("lock-timeout")}, nil
+	return &lifecycle.Manager{St: st, Reg: registry.New(st), Points: m, Drivers: drivers(c), LockTimeout: c.Duration("lock-timeout"), Owner: guestOwner(st)}, nil
 }
 
 // nameAction runs fn with the lifecycle manager for commands taking NAME.
@@ -147,6 +147,13 @@ func guestRunCommands() []*cli.Command {
 				st, err := lm.Status(c.Context, name)
 				if err != nil {
 					return err
+				}
+				if elsewhere, ok := runningElsewhereStatus(lm.St, name, st); ok {
+					return emit(c, elsewhere, func(w *tabwriter.Writer) {
+						row(w, "guest:", name)
+						row(w, "state:", "running on host "+elsewhere.Host)
+						row(w, "since:", elsewhere.Since.Format(time.RFC3339))
+					})
 				}
 				return printStatus(c, st)
 			}),

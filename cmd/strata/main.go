@@ -125,13 +125,13 @@ func newApp() *cli.App {
 			"130 interrupted by a signal (after finishing or undoing); snapshot run exits with its command's code.",
 		// Repeated flags, not commas, make lists: a --nic spec has commas.
 		DisableSliceFlagSeparator: true,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "home", Usage: "state home (catalog and default pool)", EnvVars: []string{"STRATA_HOME"}, Value: defaultHome()},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "result format: table or json (and yaml for guest show)", Value: "table"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 			&cli.StringFlag{Name: "log-format", Usage: "console or json", Value: "console"},
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
-		},
+		}, sharedCatalogFlags()...),
 		Before:         setup,
 		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand(), completionCommand()},
 		OnUsageError:   usageError,
@@ -166,6 +166,7 @@ func setup(c *cli.Context) error {
 	if c.String("home") == "" {
 		return storage.Errorf(storage.ErrInvalid, "invalid --home \"\": give a directory")
 	}
+	setupSharedCatalog(c)
 	return nil
 }
 
@@ -199,11 +200,12 @@ func openStore(c *cli.Context) (*store.Store, error) {
 }
 
 func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
-	st, err := store.Open(c.String("home"), c.Duration("lock-timeout"))
+	st, err := store.OpenWith(c.String("home"), c.Duration("lock-timeout"), catalogOptions(c))
 	if err != nil {
 		return nil, nil, err
 	}
 	st.AddDriver(lvm.Name, lvm.Driver{})
+	openedCatalog = st.Catalog
 	if a := appOf(c); a.opLock == nil {
 		if a.opLock, err = st.LockShared(); err != nil {
 			return nil, nil, err
@@ -219,8 +221,16 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	// A disk of a guest any driver runs is in use, named by driver and
 	// guest; and a running guest cannot be deleted.
 	st.InUse = inUseChecker(drivers(c))
+	if st.Catalog.Shared() {
+		st.InUse.Sources = append(st.InUse.Sources, remoteGuests{st})
+	}
 	home := st.Catalog.Home()
-	st.Running = func(id string) (bool, string) { return lifecycle.Running(home, id) }
+	st.Running = func(g storage.Guest) error {
+		if running, driver := lifecycle.Running(home, g.ID); running {
+			return storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s): stop it first (strata guest stop %s)", g.Name, driver, g.Name)
+		}
+		return runningElsewhere(st, g)
+	}
 	return st, m, nil
 }
 
@@ -260,6 +270,7 @@ func main() {
 	}
 	err := app.RunContext(ctx, interspersed(app, os.Args))
 	stop()
+	closeCatalog()
 	if err != nil && strings.HasPrefix(err.Error(), "No help topic for ") {
 		// urfave/cli's answer to an unknown command or subcommand.
 		err = storage.Errorf(storage.ErrInvalid, "unknown command %s: see strata --help", strings.TrimPrefix(err.Error(), "No help topic for "))

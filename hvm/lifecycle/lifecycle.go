@@ -53,6 +53,10 @@ type Manager struct {
 	// LockTimeout is how long a lifecycle command waits for another on
 	// the same guest.
 	LockTimeout time.Duration
+	// Owner claims the guest for this host just before it starts, when
+	// hosts share the catalog (nil: one host); done tells whether it
+	// started (the claim is kept while it runs) or not (it is dropped).
+	Owner func(ctx context.Context, id, name string) (done func(started bool), err error)
 }
 
 // StartOptions choose how Start starts a guest.
@@ -218,6 +222,16 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q opens what the network can reach: %s; fix it (strata guest lint %s says how) or add --allow-exposed to start it anyway", name, strings.Join(msgs, "; "), name)
 		}
 	}
+	started := false
+	// Claimed first: another host running the guest is named as such,
+	// not as a process holding its disks.
+	if m.Owner != nil {
+		done, err := m.Owner(ctx, l.bg.ID, name)
+		if err != nil {
+			return boot.Status{}, err
+		}
+		defer func() { done(started) }()
+	}
 	if err := m.checkDisks(ctx, l); err != nil {
 		return boot.Status{}, err
 	}
@@ -225,6 +239,7 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 		return boot.Status{}, err
 	}
 	st, err := d.Start(ctx, l.bg, boot.StartOptions{Paused: o.Paused, Network: o.Network, FromState: o.FromState})
+	started = err == nil
 	if err != nil {
 		if !strings.HasPrefix(err.Error(), fmt.Sprintf("guest %q", name)) { // not twice
 			err = fmt.Errorf("guest %q: %w", name, err)

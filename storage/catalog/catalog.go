@@ -30,7 +30,6 @@
 package catalog
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,38 +65,29 @@ var (
 )
 
 // migrations[i] brings the schema from version i to i+1.
-var migrations = []func(c *Catalog, tx *bolt.Tx) error{
-	func(c *Catalog, tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPools, bVolumes, bVolumeNames} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
+var migrations = []func(c *Catalog, tx *Tx) error{
+	func(c *Catalog, tx *Tx) error {
 		p := storage.Pool{Name: DefaultPool, Driver: "dir", Path: filepath.Join(c.home, "pools", DefaultPool), Created: time.Now().UTC()}
 		if err := storage.MkdirPassable(p.Path); err != nil {
 			return fmt.Errorf("create default pool directory: %w", err)
 		}
-		return putJSON(tx.Bucket(bPools), []byte(p.Name), p)
+		return tx.Put(string(bPools), p.Name, p)
 	},
 	// 1 → 2: index volumes by image path.
-	func(c *Catalog, tx *bolt.Tx) error {
-		paths, err := tx.CreateBucketIfNotExists(bVolumePaths)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bVolumes).ForEach(func(id, raw []byte) error {
+	func(c *Catalog, tx *Tx) error {
+		return tx.Scan(string(bVolumes), "", func(id string, raw []byte) error {
 			var v storage.Volume
 			if err := json.Unmarshal(raw, &v); err != nil {
 				return fmt.Errorf("volume record %s: %w", id, err)
 			}
-			return putJSON(paths, []byte(v.Path), v.ID)
+			return tx.Put(string(bVolumePaths), v.Path, v.ID)
 		})
 	},
 	// 2 → 3: the home's ID. A catalog restored over a home (Restore,
 	// InitOver) takes the ID the home already has, so its pools stay its
 	// own; otherwise the home is new and gets a new ID.
-	func(c *Catalog, tx *bolt.Tx) error {
-		if id := homeIDOf(tx); id != "" {
+	func(c *Catalog, tx *Tx) error {
+		if id := tx.HomeID(); id != "" {
 			return nil
 		}
 		id, err := readHomeIDFile(c.home)
@@ -107,7 +97,7 @@ var migrations = []func(c *Catalog, tx *bolt.Tx) error{
 		if id == "" {
 			id = newHomeID()
 		}
-		return putJSON(tx.Bucket(bMeta), kHomeID, id)
+		return tx.Put(string(bMeta), string(kHomeID), id)
 	},
 }
 
@@ -152,6 +142,8 @@ type Catalog struct {
 	// damaged: this process found the catalog damaged; it writes no more.
 	damaged error
 	warned  bool // about a catalog an earlier command found damaged
+	// remote is the etcd catalog, nil for the file (see OpenWith).
+	remote *etcdStore
 }
 
 // Open prepares the catalog in home, creating home (mode 0711, see
@@ -188,6 +180,9 @@ func (c *Catalog) Home() string { return c.home }
 
 // Path is the catalog file's path.
 func (c *Catalog) Path() string { return c.path }
+
+// Where names the catalog in messages: its file, or its etcd address.
+func (c *Catalog) Where() string { return c.path }
 
 func (c *Catalog) open(readOnly bool) (db *bolt.DB, err error) {
 	if !readOnly {
@@ -273,13 +268,9 @@ func (c *Catalog) guard(fn func() error) error {
 	return err
 }
 
-func versionAt(tx *bolt.Tx, k []byte) int {
-	b := tx.Bucket(bMeta)
-	if b == nil {
-		return 0
-	}
+func versionAt(tx *Tx, k []byte) int {
 	var v int
-	if raw := b.Get(k); raw != nil {
+	if raw, _ := tx.kv.get(string(bMeta), string(k)); raw != nil {
 		_ = json.Unmarshal(raw, &v)
 	}
 	return v
@@ -288,7 +279,7 @@ func versionAt(tx *bolt.Tx, k []byte) int {
 func ownerKey(name string) []byte { return []byte(string(kSchema) + ":" + name) }
 
 // upToDate tells whether no migration is due.
-func upToDate(tx *bolt.Tx) bool {
+func upToDate(tx *Tx) bool {
 	if versionAt(tx, kSchema) != SchemaVersion() {
 		return false
 	}
@@ -300,21 +291,21 @@ func upToDate(tx *bolt.Tx) bool {
 	return true
 }
 
-func (c *Catalog) migrate(tx *bolt.Tx) error {
+func (c *Catalog) migrate(tx *Tx) error {
 	if upToDate(tx) {
 		return nil
 	}
-	if tx.Bucket(bMeta) == nil {
+	if !tx.kv.hasBucket(string(bMeta)) {
 		// A catalog without a schema: bbolt has just made it, or it was
 		// emptied. Only a new home may start one.
 		if err := c.mayCreate(); err != nil {
 			return err
 		}
-	} else if err := c.backupBeforeMigration(tx); err != nil {
+	} else if err := c.keepBeforeMigration(tx); err != nil {
 		return err
 	}
 	newer := func(what string, v, known int) error {
-		return storage.Errorf(storage.ErrPrecondition, "the catalog %q has %sschema version %d, newer than this strata understands (%d): upgrade strata", c.path, what, v, known)
+		return storage.Errorf(storage.ErrPrecondition, "the catalog %q has %sschema version %d, newer than this strata understands (%d): upgrade strata", c.Where(), what, v, known)
 	}
 	v := versionAt(tx, kSchema)
 	if v > SchemaVersion() {
@@ -325,26 +316,22 @@ func (c *Catalog) migrate(tx *bolt.Tx) error {
 			return newer(o.name+" ", ov, len(o.migrations))
 		}
 	}
-	meta, err := tx.CreateBucketIfNotExists(bMeta)
-	if err != nil {
-		return err
-	}
 	for ; v < SchemaVersion(); v++ {
 		if err := migrations[v](c, tx); err != nil {
 			return fmt.Errorf("catalog migration to schema %d: %w", v+1, err)
 		}
 	}
-	if err := putJSON(meta, kSchema, v); err != nil {
+	if err := tx.Put(string(bMeta), string(kSchema), v); err != nil {
 		return err
 	}
 	for _, o := range owners {
 		ov := versionAt(tx, ownerKey(o.name))
 		for ; ov < len(o.migrations); ov++ {
-			if err := o.migrations[ov](&Tx{tx: tx}); err != nil {
+			if err := o.migrations[ov](tx); err != nil {
 				return fmt.Errorf("catalog migration of %s to schema %d: %w", o.name, ov+1, err)
 			}
 		}
-		if err := putJSON(meta, ownerKey(o.name), ov); err != nil {
+		if err := tx.Put(string(bMeta), string(ownerKey(o.name)), ov); err != nil {
 			return err
 		}
 	}
@@ -352,10 +339,16 @@ func (c *Catalog) migrate(tx *bolt.Tx) error {
 }
 
 // Update runs fn in one read-write transaction: all of fn's changes are
-// committed together (and synced) or none are.
+// committed together (and synced) or none are. With a shared catalog
+// (etcd) fn runs again from the start when another transaction changed
+// what it read: it must do only catalog work, or work it does once (see
+// store.CreateVolume), and reset what it collects.
 //
 // A catalog found damaged is never written: see the package doc.
 func (c *Catalog) Update(fn func(*Tx) error) error {
+	if c.remote != nil {
+		return c.remote.update(c, fn)
+	}
 	db, err := c.open(false)
 	if err != nil {
 		return err
@@ -363,7 +356,8 @@ func (c *Catalog) Update(fn func(*Tx) error) error {
 	defer db.Close()
 	migrated := false
 	err = c.guard(func() error {
-		return db.Update(func(tx *bolt.Tx) error {
+		return db.Update(func(btx *bolt.Tx) error {
+			tx := newTx(btx)
 			if !c.migrated && !upToDate(tx) {
 				migrated = true
 			}
@@ -371,7 +365,7 @@ func (c *Catalog) Update(fn func(*Tx) error) error {
 				return err
 			}
 			c.migrated = true
-			return fn(&Tx{tx: tx})
+			return fn(tx)
 		})
 	})
 	if err != nil {
@@ -387,6 +381,9 @@ func (c *Catalog) Update(fn func(*Tx) error) error {
 // readers. A catalog that does not exist yet or has an older schema is
 // first brought up to date under the write lock.
 func (c *Catalog) View(fn func(*Tx) error) error {
+	if c.remote != nil {
+		return c.remote.view(c, fn)
+	}
 	if !c.migrated && missing(c.path) {
 		if err := c.Update(func(*Tx) error { return nil }); err != nil {
 			return err
@@ -405,13 +402,14 @@ func (c *Catalog) View(fn func(*Tx) error) error {
 	defer db.Close()
 	stale := false
 	err = c.guard(func() error {
-		return db.View(func(tx *bolt.Tx) error {
+		return db.View(func(btx *bolt.Tx) error {
+			tx := newTx(btx)
 			if !c.migrated && !upToDate(tx) {
 				stale = true
 				return nil
 			}
 			c.migrated = true
-			return fn(&Tx{tx: tx})
+			return fn(tx)
 		})
 	})
 	if err == nil && !stale && !c.homeChecked && c.damaged == nil {
@@ -427,8 +425,14 @@ func (c *Catalog) View(fn func(*Tx) error) error {
 	return err
 }
 
-// Tx is a catalog transaction.
-type Tx struct{ tx *bolt.Tx }
+// Tx is a catalog transaction, served by the bbolt file or by etcd
+// (see backend.go): the same records either way.
+type Tx struct {
+	kv kv
+	// bolt is the bbolt transaction, nil with another backend: only the
+	// file's own care (copies, checks) uses it.
+	bolt *bolt.Tx
+}
 
 func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
@@ -438,27 +442,11 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	return b.Put(key, raw)
 }
 
-// Bucket returns a top-level bucket, creating it in a write transaction.
-// Other packages keep their records in buckets of their own.
-func (t *Tx) bucket(name []byte) (*bolt.Bucket, error) {
-	if b := t.tx.Bucket(name); b != nil {
-		return b, nil
-	}
-	if !t.tx.Writable() {
-		return nil, nil
-	}
-	return t.tx.CreateBucket(name)
-}
-
 // Get decodes the record at bucket/key into v; false if there is none.
 func (t *Tx) Get(bucket, key string, v any) (bool, error) {
-	b, err := t.bucket([]byte(bucket))
-	if err != nil || b == nil {
+	raw, err := t.kv.get(bucket, key)
+	if err != nil || raw == nil {
 		return false, err
-	}
-	raw := b.Get([]byte(key))
-	if raw == nil {
-		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return false, badRecord(bucket, key, fmt.Errorf("catalog record %s/%s: %w", bucket, key, err))
@@ -468,51 +456,39 @@ func (t *Tx) Get(bucket, key string, v any) (bool, error) {
 
 // Put stores v as the record at bucket/key.
 func (t *Tx) Put(bucket, key string, v any) error {
-	b, err := t.bucket([]byte(bucket))
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return putJSON(b, []byte(key), v)
+	return t.kv.put(bucket, key, raw)
 }
 
 // Delete removes bucket/key (no error if absent).
-func (t *Tx) Delete(bucket, key string) error {
-	b, err := t.bucket([]byte(bucket))
-	if err != nil || b == nil {
-		return err
-	}
-	return b.Delete([]byte(key))
-}
+func (t *Tx) Delete(bucket, key string) error { return t.kv.del(bucket, key) }
 
 // DeleteBucket removes a top-level bucket and everything in it (no error if
 // there is none).
-func (t *Tx) DeleteBucket(name string) error {
-	err := t.tx.DeleteBucket([]byte(name))
-	if errors.Is(err, bolterrors.ErrBucketNotFound) {
-		return nil
-	}
-	return err
-}
+func (t *Tx) DeleteBucket(name string) error { return t.kv.deleteBucket(name) }
 
 // Scan calls fn for each record in bucket whose key starts with prefix, in
 // key order; fn decodes the raw JSON itself. Returning errStop from fn
 // ends the scan early without error.
 func (t *Tx) Scan(bucket, prefix string, fn func(key string, raw []byte) error) error {
-	b := t.tx.Bucket([]byte(bucket))
-	if b == nil {
+	var failed string
+	err := t.kv.scan(bucket, prefix, func(k string, v []byte) error {
+		if err := fn(k, v); err != nil {
+			failed = k
+			return err
+		}
+		return nil
+	})
+	if errors.Is(err, ErrStop) {
 		return nil
 	}
-	c := b.Cursor()
-	p := []byte(prefix)
-	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		if err := fn(string(k), v); err != nil {
-			if errors.Is(err, ErrStop) {
-				return nil
-			}
-			return badRecord(bucket, string(k), err)
-		}
+	if err != nil && failed != "" {
+		return badRecord(bucket, failed, err)
 	}
-	return nil
+	return err
 }
 
 // badRecord makes a record that is not JSON at all (strata writes only
@@ -533,14 +509,10 @@ var ErrStop = errors.New("stop scan")
 // NextSeq returns the next number of a named sequence (1, 2, 3...), e.g.
 // the restore-point numbers of one target. Write transactions only.
 func (t *Tx) NextSeq(name string) (uint64, error) {
-	b, err := t.bucket([]byte("sequences"))
-	if err != nil {
+	var n uint64
+	if _, err := t.Get("sequences", name, &n); err != nil {
 		return 0, err
 	}
-	var n uint64
-	if raw := b.Get([]byte(name)); raw != nil {
-		_ = json.Unmarshal(raw, &n)
-	}
 	n++
-	return n, putJSON(b, []byte(name), n)
+	return n, t.Put("sequences", name, n)
 }

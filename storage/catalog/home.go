@@ -73,7 +73,11 @@ func homeIDOf(tx *bolt.Tx) string {
 }
 
 // HomeID is the ID of the home this catalog belongs to.
-func (t *Tx) HomeID() string { return homeIDOf(t.tx) }
+func (t *Tx) HomeID() string {
+	var id string
+	_, _ = t.Get(string(bMeta), string(kHomeID), &id)
+	return id
+}
 
 // Restored tells how this catalog was put in place, if it was restored
 // from a copy or started over an existing home: files it does not know
@@ -88,16 +92,8 @@ type Restored struct {
 // the admin has accepted it since.
 func (t *Tx) Restored() (Restored, bool) {
 	var r Restored
-	b := t.tx.Bucket(bMeta)
-	if b == nil {
-		return r, false
-	}
-	raw := b.Get(kRestored)
-	if raw == nil {
-		return r, false
-	}
-	_ = json.Unmarshal(raw, &r)
-	return r, true
+	ok, _ := t.Get(string(bMeta), string(kRestored), &r)
+	return r, ok
 }
 
 // Accept declares a restored catalog complete: doctor --repair may remove
@@ -106,7 +102,7 @@ func (c *Catalog) Accept() (bool, error) {
 	was := false
 	err := c.Update(func(t *Tx) error {
 		_, was = t.Restored()
-		return t.tx.Bucket(bMeta).Delete(kRestored)
+		return t.Delete(string(bMeta), string(kRestored))
 	})
 	return was, err
 }
@@ -125,7 +121,7 @@ func (c *Catalog) Owner(m Marker, homeID string) (bool, string) {
 	switch {
 	case m.HomeID != homeID:
 		return false, "another strata state home (ID " + m.HomeID + ", at " + m.Home + ")"
-	case m.Home != c.home:
+	case m.Home != c.home && c.remote == nil: // hosts sharing a catalog share its pools
 		return false, "this home's ID at another path, " + m.Home + " (a copy of the home, or the home was moved: then set \"home\" in " + MarkerFile + " to " + c.home + ")"
 	}
 	return true, ""
@@ -185,7 +181,7 @@ func (c *Catalog) settleHome(db *bolt.DB) error {
 		return db.View(func(tx *bolt.Tx) error {
 			id = homeIDOf(tx)
 			var err error
-			pools, err = (&Tx{tx: tx}).Pools()
+			pools, err = newTx(tx).Pools()
 			return err
 		})
 	}); err != nil {
@@ -288,6 +284,9 @@ func (c *Catalog) copiesHint() string {
 // Damaged returns the reason recorded in HOME/catalog.damaged; "" if the
 // catalog is not known to be damaged.
 func (c *Catalog) Damaged() string {
+	if c.remote != nil {
+		return "" // etcd keeps its own store sound; a bad record is reported as such
+	}
 	raw, err := os.ReadFile(filepath.Join(c.home, DamagedFile))
 	if err != nil {
 		return ""
@@ -315,6 +314,9 @@ func (c *Catalog) refuseDamaged() error {
 // It reads the whole file: doctor and backups use it, not every command.
 // Problems found are recorded as damage.
 func (c *Catalog) Check(limit int) ([]string, error) {
+	if c.remote != nil {
+		return nil, nil
+	}
 	if missing(c.path) {
 		return nil, c.mayCreate()
 	}
@@ -384,6 +386,9 @@ func walk(tx *bolt.Tx) error {
 // existing dst is replaced only if overwrite is set. A catalog that fails
 // bbolt's check is not copied.
 func (c *Catalog) Backup(dst string, overwrite bool) error {
+	if c.remote != nil {
+		return c.ExportFile(dst, overwrite)
+	}
 	abs, err := filepath.Abs(dst)
 	if err != nil {
 		return storage.Errorf(storage.ErrInvalid, "invalid backup file %q: %w", dst, err)
@@ -403,7 +408,7 @@ func (c *Catalog) Backup(dst string, overwrite bool) error {
 	if len(problems) > 0 {
 		return c.markDamaged(strings.Join(problems, "; "))
 	}
-	if err := c.View(func(t *Tx) error { return writeCopy(t.tx, abs, overwrite) }); err != nil {
+	if err := c.View(func(t *Tx) error { return writeCopy(t.bolt, abs, overwrite) }); err != nil {
 		return err
 	}
 	log.Info().Str("file", abs).Msg("catalog backed up")
@@ -431,7 +436,7 @@ func writeCopy(tx *bolt.Tx, path string, overwrite bool) error {
 
 // backupBeforeMigration keeps a copy of a catalog about to be migrated,
 // as it is before the migration (tx has changed nothing yet).
-func (c *Catalog) backupBeforeMigration(tx *bolt.Tx) error {
+func (c *Catalog) backupBeforeMigration(tx *Tx) error {
 	v := versionAt(tx, kSchema)
 	old := v > 0
 	for _, o := range owners {
@@ -445,7 +450,7 @@ func (c *Catalog) backupBeforeMigration(tx *bolt.Tx) error {
 		return storage.Errorf(storage.ErrPrecondition, "cannot keep a copy of the catalog before migrating it: %w", err)
 	}
 	p := filepath.Join(dir, fmt.Sprintf("catalog-schema-%d-%s.db", v, stamp()))
-	if err := writeCopy(tx, p, false); err != nil {
+	if err := writeCopy(tx.bolt, p, false); err != nil {
 		return fmt.Errorf("keep a copy of the catalog before migrating it: %w", err)
 	}
 	log.Info().Str("copy", p).Msg("the catalog's schema is being upgraded: a copy of it as it was is kept")
@@ -462,6 +467,9 @@ func stamp() string { return time.Now().UTC().Format("20060102T150405.000000000Z
 // restored catalog (Accept), doctor removes no file it does not know. The
 // caller holds the state home exclusively.
 func (c *Catalog) Restore(src string, force bool) error {
+	if c.remote != nil {
+		return storage.Errorf(storage.ErrNotSupported, "the catalog %s is on etcd: put a copy in place with 'strata catalog import FILE --force'", c.path)
+	}
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		return storage.Errorf(storage.ErrInvalid, "invalid file %q: %w", src, err)
@@ -479,7 +487,7 @@ func (c *Catalog) Restore(src string, force bool) error {
 	var id string
 	var schema int
 	if err := readFile(c, abs, func(tx *bolt.Tx) error {
-		id, schema = homeIDOf(tx), versionAt(tx, kSchema)
+		id, schema = homeIDOf(tx), versionAt(newTx(tx), kSchema)
 		return nil
 	}); err != nil {
 		return err
@@ -524,6 +532,9 @@ func (c *Catalog) Restore(src string, force bool) error {
 // until the admin accepts the catalog doctor removes no file it does not
 // know: the admin imports what they need again.
 func (c *Catalog) InitOver() error {
+	if c.remote != nil {
+		return storage.Errorf(storage.ErrNotSupported, "the catalog %s is on etcd: start it over with 'strata catalog import FILE --force'", c.path)
+	}
 	if err := c.refuseHealthy(false); err != nil {
 		return err
 	}

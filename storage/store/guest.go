@@ -92,6 +92,7 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 	defer unlock()
 	var gone []storage.Volume
 	err = s.Catalog.Update(func(tx *catalog.Tx) error {
+		gone = gone[:0] // a shared catalog runs a transaction again after a conflict
 		g, err := tx.Guest(name)
 		if err != nil {
 			return err
@@ -103,8 +104,8 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 			return err
 		}
 		if s.Running != nil {
-			if running, driver := s.Running(g.ID); running {
-				return storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s): stop it first (strata guest stop %s)", g.Name, driver, g.Name)
+			if err := s.Running(g); err != nil {
+				return err
 			}
 		}
 		if err := tx.RemoveGuest(g); err != nil {

@@ -19,8 +19,13 @@ import (
 // operation on one thing: a volume ("v-ID"), a guest ("g-ID"), a golden
 // image. The kernel releases it when the process dies, which is how an
 // interrupted operation is known to be abandoned. what names the thing in
-// the "busy" error.
+// the "busy" error. With a shared catalog (etcd) it is an etcd lock bound
+// to this process's lease instead, which goes when the process dies or
+// its host is cut off for longer than the lease.
 func LockKey(home, key, what string, timeout time.Duration) (func(), error) {
+	if release, ok, err := catalog.SharedLock(home, key, what, timeout); ok {
+		return release, err // an etcd lock bound to this process's lease
+	}
 	f, err := openLock(home, key+".lock")
 	if err != nil {
 		return nil, err

@@ -38,17 +38,24 @@ type Store struct {
 	// replaces, truncates or removes one asks it first. Guest drivers add
 	// their sources to it.
 	InUse *inuse.Checker
-	// Running tells whether the guest with catalog ID id runs now, and
-	// under which driver (nil: none is known to): a running guest is not
-	// deleted. The guest drivers know; they live above the store.
-	Running     func(id string) (running bool, driver string)
+	// Running refuses (storage.ErrInUse, naming the driver or host) a
+	// guest that runs now, here or on another host of a shared catalog
+	// (nil: none is known to): a running guest is not deleted. The guest
+	// drivers know; they live above the store.
+	Running     func(g storage.Guest) error
 	lockTimeout time.Duration
 	drivers     map[string]storage.Driver
 }
 
 // Open opens (creating on first use) the state home.
 func Open(home string, lockTimeout time.Duration) (*Store, error) {
-	c, err := catalog.Open(home, lockTimeout)
+	return OpenWith(home, lockTimeout, catalog.Options{})
+}
+
+// OpenWith opens the state home with its catalog in the store o names
+// (the bbolt file by default, or a shared etcd catalog).
+func OpenWith(home string, lockTimeout time.Duration, o catalog.Options) (*Store, error) {
+	c, err := catalog.OpenWith(home, lockTimeout, o)
 	if err != nil {
 		return nil, err
 	}
@@ -440,11 +447,13 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 			if f, err := d.Features(ctx, pool); err == nil && f.BlockDevices {
 				v.Device = true
 			}
-			if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
-				return err
+			if !made { // a shared catalog runs a transaction again after a conflict
+				if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
+					return err
+				}
+				made = true
+				undo = func() { _ = d.Delete(context.WithoutCancel(ctx), pool, v, true) }
 			}
-			made = true
-			undo = func() { _ = d.Delete(context.WithoutCancel(ctx), pool, v, true) }
 			v.File = fileID(v.Path)
 			return tx.AddVolume(v)
 		})
@@ -841,7 +850,10 @@ func (s *Store) removeVolume(tx *catalog.Tx, name string, purge bool) (storage.V
 // OpLock is the state home's operation lock: every strata process holds it
 // shared while it works; strata doctor --repair takes it exclusive, so it
 // never mistakes a running operation's files for leftovers.
-type OpLock struct{ f *os.File }
+type OpLock struct {
+	f       *os.File
+	release func() // the shared catalog's lock
+}
 
 // LockShared takes the operation lock shared, waiting up to the lock
 // timeout while doctor --repair works. The kernel drops it at exit.
@@ -856,6 +868,12 @@ func (s *Store) LockExclusive() (*OpLock, error) {
 }
 
 func (s *Store) opLock(how int, timeout time.Duration) (*OpLock, error) {
+	if release, ok, err := catalog.SharedOpLock(s.Catalog.Home(), how == unix.LOCK_EX, timeout); ok {
+		if err != nil {
+			return nil, err
+		}
+		return &OpLock{release: release}, nil
+	}
 	f, err := openLock(s.Catalog.Home(), "strata.lock")
 	if err != nil {
 		return nil, err
@@ -871,6 +889,10 @@ func (s *Store) opLock(how int, timeout time.Duration) (*OpLock, error) {
 
 // Release drops the lock.
 func (l *OpLock) Release() {
+	if l.release != nil {
+		l.release()
+		return
+	}
 	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	l.f.Close()
 }

@@ -1,0 +1,288 @@
+package catalog
+
+// Export and import: the whole catalog as one JSON document, the way a
+// catalog moves between backends (the bbolt file and etcd) and the copy
+// strata keeps of an etcd catalog before a schema migration.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog/log"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-vm/strata/storage"
+)
+
+// ExportFormat names the document Export writes.
+const ExportFormat = "strata-catalog-export"
+
+// Export is the document: every bucket's records as they are stored.
+type Export struct {
+	Format   string                                `json:"format"`
+	Version  int                                   `json:"version"`
+	From     string                                `json:"from"`
+	At       time.Time                             `json:"at"`
+	Schema   int                                   `json:"schema_version"`
+	HomeID   string                                `json:"home_id"`
+	Buckets  map[string]map[string]json.RawMessage `json:"buckets"`
+	Records  int                                   `json:"records"`
+	Versions map[string]int                        `json:"-"`
+}
+
+func exportTx(tx *Tx, from string) (*Export, error) {
+	e := &Export{Format: ExportFormat, Version: 1, From: from, At: time.Now().UTC(), Schema: versionAt(tx, kSchema), HomeID: tx.HomeID(), Buckets: map[string]map[string]json.RawMessage{}}
+	names, err := tx.kv.buckets()
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range names {
+		recs := map[string]json.RawMessage{}
+		if err := tx.kv.scan(b, "", func(k string, v []byte) error {
+			if !json.Valid(v) {
+				return badRecord(b, k, &json.SyntaxError{})
+			}
+			recs[k] = append(json.RawMessage(nil), v...)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 {
+			e.Buckets[b] = recs
+			e.Records += len(recs)
+		}
+	}
+	return e, nil
+}
+
+// Export writes the whole catalog, read in one transaction, to w.
+func (c *Catalog) Export(w io.Writer) error {
+	var e *Export
+	if err := c.View(func(tx *Tx) (err error) { e, err = exportTx(tx, c.path); return err }); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(e)
+}
+
+// ExportFile writes Export to path (mode 0600; an existing file only if
+// overwrite is set). "-" is stdout.
+func (c *Catalog) ExportFile(path string, overwrite bool) error {
+	if path == "-" {
+		return c.Export(os.Stdout)
+	}
+	if !overwrite {
+		if _, err := os.Lstat(path); err == nil {
+			return storage.Errorf(storage.ErrExists, "%q exists: give another file, or --force to replace it", path)
+		}
+	}
+	var b strings.Builder
+	if err := c.Export(&b); err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(path, []byte(b.String())); err != nil {
+		return storage.Errorf(storage.ErrPrecondition, "cannot write %q: %v", path, err)
+	}
+	log.Info().Str("file", path).Msg("catalog exported")
+	return nil
+}
+
+// readExport reads and checks an export document.
+func readExport(path string) (*Export, error) {
+	var raw []byte
+	var err error
+	if path == "-" {
+		raw, err = io.ReadAll(os.Stdin)
+	} else {
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, storage.Errorf(storage.ErrNotFound, "cannot read %q: %v", path, err)
+	}
+	var e Export
+	if err := json.Unmarshal(raw, &e); err != nil || e.Format != ExportFormat {
+		return nil, storage.Errorf(storage.ErrInvalid, "%q is not a catalog export ('strata catalog export FILE' writes one)", path)
+	}
+	if e.Version != 1 {
+		return nil, storage.Errorf(storage.ErrPrecondition, "%q is an export of format version %d, which this strata does not read: upgrade strata", path, e.Version)
+	}
+	if e.Schema == 0 {
+		return nil, storage.Errorf(storage.ErrInvalid, "%q holds no catalog schema version: it is not a strata catalog", path)
+	}
+	if e.Schema > SchemaVersion() {
+		return nil, storage.Errorf(storage.ErrPrecondition, "%q has schema version %d, newer than this strata understands (%d): upgrade strata", path, e.Schema, SchemaVersion())
+	}
+	return &e, nil
+}
+
+// Import puts an export in place of this catalog. An etcd catalog must be
+// empty (no record under its prefix) unless force is set, which removes
+// what is there first; a bbolt catalog is replaced as Restore replaces it
+// (the old file kept in HOME/backups, a sound one only with force). As
+// after a restore, doctor removes no file the catalog does not know until
+// the admin accepts it (Accept). Older schemas are migrated by the next
+// command, as always. The caller holds the state home exclusively.
+func (c *Catalog) Import(path string, force bool) (int, error) {
+	e, err := readExport(path)
+	if err != nil {
+		return 0, err
+	}
+	abs := path
+	if path != "-" {
+		abs, _ = filepath.Abs(path)
+	}
+	how := Restored{At: time.Now().UTC(), From: "an export (" + abs + ")"}
+	if c.remote != nil {
+		return e.Records, c.remote.importExport(c, e, how, force)
+	}
+	if err := c.refuseHealthy(force); err != nil {
+		return 0, err
+	}
+	return e.Records, c.replace(func(tmp string) error {
+		db, err := bolt.Open(tmp, 0o600, nil)
+		if err != nil {
+			return err
+		}
+		return errors.Join(db.Update(func(btx *bolt.Tx) error {
+			tx := newTx(btx)
+			for _, b := range sortedKeys(e.Buckets) {
+				for k, v := range e.Buckets[b] {
+					if err := tx.kv.put(b, k, v); err != nil {
+						return err
+					}
+				}
+			}
+			_, err := btx.CreateBucketIfNotExists(bMeta)
+			return err
+		}), db.Close())
+	}, how, true)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// importExport writes an export to an etcd catalog in transactions of at
+// most 100 keys (etcd's limit on one transaction is 128 by default), the
+// meta bucket last: until then the catalog has no schema version, and no
+// command uses it (a command would refuse to start one over the records
+// already there, see mayCreate: import again with --force).
+func (s *etcdStore) importExport(c *Catalog, e *Export, how Restored, force bool) error {
+	deadline := time.Now().Add(c.timeout)
+	data := s.prefix + "/c/"
+	var resp rangeResponse
+	if err := s.do(deadline, "/v3/kv/range", rangeRequest{Key: []byte(data), RangeEnd: prefixEnd(data), CountOnly: true}, &resp); err != nil {
+		return err
+	}
+	if resp.Count > 0 {
+		if !force {
+			return storage.Errorf(storage.ErrExists, "the catalog %s holds %d records already: importing over them would lose every change they hold; add --force to replace them", s.display, resp.Count)
+		}
+		for _, p := range []string{data, s.prefix + "/v/"} {
+			var dr struct{}
+			if err := s.do(deadline, "/v3/kv/deleterange", deleteRequest{Key: []byte(p), RangeEnd: prefixEnd(p)}, &dr); err != nil {
+				return err
+			}
+		}
+	}
+	var ops []op
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		var tr txnResponse
+		err := s.do(deadline, "/v3/kv/txn", txnRequest{Success: ops}, &tr)
+		ops = ops[:0]
+		return err
+	}
+	add := func(b, k string, v []byte) error {
+		ops = append(ops, op{Put: &putRequest{Key: []byte(s.dataKey(b, k)), Value: v}})
+		if len(ops) == 100 {
+			return flush()
+		}
+		return nil
+	}
+	stamp := []byte(fmt.Sprint(time.Now().UnixNano()))
+	for _, b := range sortedKeys(e.Buckets) {
+		if b == string(bMeta) {
+			continue
+		}
+		for _, k := range sortedKeys(e.Buckets[b]) {
+			if err := add(b, k, e.Buckets[b][k]); err != nil {
+				return err
+			}
+		}
+		ops = append(ops, op{Put: &putRequest{Key: []byte(s.versionKey(b)), Value: stamp}})
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	meta := e.Buckets[string(bMeta)]
+	if meta == nil {
+		meta = map[string]json.RawMessage{}
+	}
+	rawHow, _ := json.Marshal(how)
+	meta[string(kRestored)] = rawHow
+	for _, k := range sortedKeys(meta) {
+		ops = append(ops, op{Put: &putRequest{Key: []byte(s.dataKey(string(bMeta), k)), Value: meta[k]}})
+	}
+	ops = append(ops, op{Put: &putRequest{Key: []byte(s.versionKey(string(bMeta))), Value: stamp}})
+	if err := flush(); err != nil {
+		return err
+	}
+	c.migrated, c.homeChecked = false, false
+	if e.HomeID != "" {
+		if err := WriteFileAtomic(filepath.Join(c.home, HomeIDFile), []byte(e.HomeID+"\n")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keepBeforeMigration keeps a copy of a catalog about to be migrated: a
+// copy of the bbolt file, or an export of the etcd catalog, in
+// HOME/backups.
+func (c *Catalog) keepBeforeMigration(tx *Tx) error {
+	if tx.bolt != nil {
+		return c.backupBeforeMigration(tx)
+	}
+	v := versionAt(tx, kSchema)
+	old := v > 0
+	for _, o := range owners {
+		old = old || versionAt(tx, ownerKey(o.name)) > 0
+	}
+	if !old {
+		return nil
+	}
+	e, err := exportTx(tx, c.path)
+	if err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(e, "", " ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(c.home, BackupDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return storage.Errorf(storage.ErrPrecondition, "cannot keep a copy of the catalog before migrating it: %w", err)
+	}
+	p := filepath.Join(dir, fmt.Sprintf("catalog-schema-%d-%s.json", v, stamp()))
+	if err := WriteFileAtomic(p, raw); err != nil {
+		return fmt.Errorf("keep a copy of the catalog before migrating it: %w", err)
+	}
+	log.Info().Str("copy", p).Msg("the catalog's schema is being upgraded: an export of it as it was is kept")
+	return nil
+}
