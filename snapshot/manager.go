@@ -270,7 +270,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		if vols, guest, err = volumesOf(tx, t); err != nil {
 			return err
 		}
-		if _, err := tx.Get(seqBucket, seqOf(t), &last); err != nil {
+		if last, err = tx.LastSeq(seqOf(t)); err != nil {
 			return err
 		}
 		for _, id := range o.also {
@@ -462,10 +462,6 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	ev.Msg("restore point created")
 	return p, nil
 }
-
-// seqBucket is the catalog's bucket of sequences (Tx.NextSeq), which
-// holds the last number each gave.
-const seqBucket = "sequences"
 
 // seqOf names the sequence of t's point numbers.
 func seqOf(t Target) string { return "points/" + t.Key }

@@ -509,10 +509,21 @@ var ErrStop = errors.New("stop scan")
 // NextSeq returns the next number of a named sequence (1, 2, 3...), e.g.
 // the restore-point numbers of one target. Write transactions only.
 func (t *Tx) NextSeq(name string) (uint64, error) {
-	var n uint64
-	if _, err := t.Get("sequences", name, &n); err != nil {
+	n, err := t.LastSeq(name)
+	if err != nil {
 		return 0, err
 	}
 	n++
-	return n, t.Put("sequences", name, n)
+	return n, t.Put(bSequences, name, n)
+}
+
+// bSequences holds the last number each sequence gave.
+const bSequences = "sequences"
+
+// LastSeq is the last number sequence name gave (0: none yet), without
+// taking one.
+func (t *Tx) LastSeq(name string) (uint64, error) {
+	var n uint64
+	_, err := t.Get(bSequences, name, &n)
+	return n, err
 }
