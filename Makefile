@@ -15,7 +15,8 @@ TAGS    := urfave_cli_no_docs
 # so are lvm2, dmsetup and thin-provisioning-tools for the LVM test guest
 # (storage/lvm TestRealLVMInAGuest: the host has no device-mapper).
 GUEST_DEPS := apt-get=apt dpkg-deb=dpkg qemu-system-x86_64=qemu-system-x86 \
-	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
+	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common \
+	ceph-mon=ceph-mon ceph-osd=ceph-osd rbd=ceph-common /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so=qemu-block-extra
 DEMO_DEPS := qemu-img=qemu-utils sfdisk=fdisk mdir=mtools $(GUEST_DEPS)
 TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 \
 	xorriso=xorriso bsdtar=libarchive-tools zsh=zsh fish=fish man=man-db mkfs.xfs=xfsprogs mkfs.btrfs=btrfs-progs mkfs.ext4=e2fsprogs \
