@@ -15,14 +15,14 @@ TAGS    := urfave_cli_no_docs
 # so are lvm2, dmsetup and thin-provisioning-tools for the LVM test guest
 # (storage/lvm TestRealLVMInAGuest: the host has no device-mapper).
 GUEST_DEPS := apt-get=apt dpkg-deb=dpkg qemu-system-x86_64=qemu-system-x86 \
-	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common \
-	ceph-mon=ceph-mon ceph-osd=ceph-osd rbd=ceph-common /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so=qemu-block-extra
+	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
 DEMO_DEPS := qemu-img=qemu-utils sfdisk=fdisk mdir=mtools $(GUEST_DEPS)
 TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 \
 	xorriso=xorriso bsdtar=libarchive-tools zsh=zsh fish=fish man=man-db mkfs.xfs=xfsprogs mkfs.btrfs=btrfs-progs mkfs.ext4=e2fsprogs \
 	losetup=mount virsh=libvirt-clients virt-xml-validate=libvirt-clients xmllint=libxml2-utils \
 	/usr/sbin/libvirtd=libvirt-daemon /usr/sbin/virtlogd=libvirt-daemon /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so=libvirt-daemon-driver-qemu \
-	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common
+	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common \
+	ceph-mon=ceph-mon ceph-osd=ceph-osd rbd=ceph-common /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so=qemu-block-extra
 BENCH_DEPS := $(DEMO_DEPS) /usr/bin/time=time xorriso=xorriso mkfs.xfs=xfsprogs qemu-io=qemu-utils
 SOAK_DEPS  := qemu-img=qemu-utils qemu-io=qemu-utils xorriso=xorriso mkfs.xfs=xfsprogs mkfs.ext4=e2fsprogs losetup=mount
 # make soak runs for SOAK_DURATION, or SOAK_TRIALS kill trials if given.
