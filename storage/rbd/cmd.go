@@ -150,12 +150,18 @@ func DiffArgs(s Spec) []string {
 
 // DUArgs reports the usage of one image (s.Image set) or of every image
 // of the pool or namespace.
+// (A POOL/NAMESPACE argument would be read as POOL/IMAGE: the pool and
+// namespace go as options.)
 func DUArgs(s Spec) []string {
-	target := s.PoolSpec()
+	argv := append(base("rbd", s.Conn), "du", "--format", "json")
 	if s.Image != "" {
-		target = s.String()
+		return append(argv, s.String())
 	}
-	return append(base("rbd", s.Conn), "du", "--format", "json", target)
+	argv = append(argv, "--pool", s.Pool)
+	if s.Namespace != "" {
+		argv = append(argv, "--namespace", s.Namespace)
+	}
+	return argv
 }
 func ListArgs(s Spec) []string {
 	return append(base("rbd", s.Conn), "ls", "--format", "json", s.PoolSpec())
