@@ -286,3 +286,60 @@ func (c *Ceph) RemoveImage(spec string) {
 	_ = exec.Command("rbd", "-c", c.Conf, "snap", "purge", "--no-progress", spec).Run()
 	_ = exec.Command("rbd", "-c", c.Conf, "rm", "--no-progress", spec).Run()
 }
+
+// HoldRBDOpen keeps the rbd image at path (QEMU's rbd: filename) open
+// by a qemu-io process, as a guest's QEMU would, until the returned stop
+// runs (or the test ends); it returns once rbd status lists the watcher.
+func HoldRBDOpen(t testing.TB, path string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command("qemu-io", "-f", "raw", path)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			in.Close()
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
+	t.Cleanup(stop)
+	spec, conf := rbdSpec(path)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		argv := []string{"status", "--format", "json", spec}
+		if conf != "" {
+			argv = append([]string{"--conf", conf}, argv...)
+		}
+		out, err := exec.Command("rbd", argv...).Output()
+		if err == nil && strings.Contains(string(out), `"address"`) {
+			return stop
+		}
+	}
+	stop()
+	t.Fatalf("qemu-io did not open %s within 10 s", path)
+	return nil
+}
+
+// rbdSpec reads POOL/[NS/]IMAGE and conf= from QEMU's rbd: filename
+// (no escapes: test paths have none).
+func rbdSpec(path string) (spec, conf string) {
+	fields := strings.Split(strings.TrimPrefix(path, "rbd:"), ":")
+	for _, f := range fields[1:] {
+		if v, ok := strings.CutPrefix(f, "conf="); ok {
+			conf = v
+		}
+	}
+	return fields[0], conf
+}
