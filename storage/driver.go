@@ -74,6 +74,13 @@ type PoolAdder interface {
 	AddPool(ctx context.Context, p *Pool) error
 }
 
+// Describer is a driver whose volumes are not files or block devices
+// (RBD images): it reports a volume's sizes and backing itself, where
+// callers would read a file's.
+type Describer interface {
+	Describe(ctx context.Context, p Pool, v Volume) (VolumeInfo, error)
+}
+
 // VolumeDriver makes, sizes, locates and removes volumes.
 type VolumeDriver interface {
 	// Status probes the pool: its space and (filesystem) capabilities.

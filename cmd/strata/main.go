@@ -24,6 +24,7 @@ import (
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/rbd"
 	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -184,6 +185,7 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	st.AddDriver(rbd.Name, rbd.Driver{})
 	if opLock == nil {
 		if opLock, err = st.LockShared(); err != nil {
 			return nil, nil, err

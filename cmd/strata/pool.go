@@ -14,10 +14,14 @@ func poolCommand() *cli.Command {
 		Usage: "manage pools: places where volumes live",
 		Subcommands: []*cli.Command{
 			{
-				Name: "add", Usage: "register a directory as a pool", ArgsUsage: "NAME",
+				Name: "add", Usage: "register a directory (or a Ceph pool: --driver rbd --pool) as a pool", ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir)"},
+					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir, rbd)"},
 					&cli.StringFlag{Name: "path", Usage: "the pool's directory (created if missing; dir pools)"},
+					&cli.StringFlag{Name: "pool", Usage: "the Ceph pool (rbd pools; initialised with rbd pool init)"},
+					&cli.StringFlag{Name: "namespace", Usage: "an RBD namespace in the Ceph pool (rbd pools; optional)"},
+					&cli.StringFlag{Name: "ceph-conf", Usage: "the cluster's ceph.conf; it names the keyring (rbd pools; default /etc/ceph/ceph.conf)"},
+					&cli.StringFlag{Name: "id", Usage: "the Ceph client ID, without client. (rbd pools; default admin)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
@@ -27,7 +31,11 @@ func poolCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					p, err := st.AddPool(c.Context, storage.Pool{Name: c.Args().First(), Driver: c.String("driver"), Path: c.String("path")})
+					spec := storage.Pool{Name: c.Args().First(), Driver: c.String("driver"), Path: c.String("path")}
+					if c.IsSet("pool") || c.IsSet("namespace") || c.IsSet("ceph-conf") || c.IsSet("id") {
+						spec.RBD = &storage.RBDPool{Pool: c.String("pool"), Namespace: c.String("namespace"), CephConf: c.String("ceph-conf"), ID: c.String("id")}
+					}
+					p, err := st.AddPool(c.Context, spec)
 					if err != nil {
 						return err
 					}

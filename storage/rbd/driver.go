@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +37,7 @@ type Driver struct {
 var (
 	_ storage.Driver    = Driver{}
 	_ storage.PoolAdder = Driver{}
+	_ storage.Describer = Driver{}
 )
 
 func (d Driver) c() *Client {
@@ -60,6 +64,26 @@ func (Driver) PointMethods() []storage.PointMethod { return pointMethods }
 // an RBD pool (rbd pool init), and the namespace, if one is given, must
 // exist in it (rbd namespace create); the ceph.conf must be readable.
 func (d Driver) AddPool(ctx context.Context, p *storage.Pool) error {
+	if p.RBD == nil || p.RBD.Pool == "" {
+		return storage.Errorf(storage.ErrInvalid, "pool %q: driver rbd needs the ceph pool: give --pool CEPHPOOL", p.Name)
+	}
+	r := p.RBD
+	for _, f := range []struct{ what, v string }{{"--pool", r.Pool}, {"--namespace", r.Namespace}, {"--id", r.ID}} {
+		if strings.ContainsAny(f.v, "/@: \t\n\\") {
+			return storage.Errorf(storage.ErrInvalid, "pool %q: invalid %s %q: it cannot hold '/', '@', ':', '\\' or spaces", p.Name, f.what, f.v)
+		}
+	}
+	r.ID = strings.TrimPrefix(r.ID, "client.")
+	if r.CephConf != "" {
+		abs, err := filepath.Abs(r.CephConf)
+		if err != nil {
+			return storage.Errorf(storage.ErrInvalid, "pool %q: invalid --ceph-conf %q: %w", p.Name, r.CephConf, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return storage.Errorf(storage.ErrNotFound, "pool %q: cannot read the ceph.conf %q: %w", p.Name, r.CephConf, err)
+		}
+		r.CephConf = abs
+	}
 	s, err := PoolConn(*p)
 	if err != nil {
 		return err
@@ -397,4 +421,33 @@ func (d Driver) notOpen(ctx context.Context, s Spec, what string) error {
 		return storage.Errorf(storage.ErrInUse, "%s: rbd image %q is open by %d client(s) (%s; a running guest?): stop it first", what, s.String(), len(w), w[0])
 	}
 	return nil
+}
+
+// Describe implements storage.Describer: the image's size, what it holds
+// (rbd du: from the object map), its parent (a linked clone's golden).
+// An image renamed aside by a rollback under way is described there.
+func (d Driver) Describe(ctx context.Context, _ storage.Pool, v storage.Volume) (storage.VolumeInfo, error) {
+	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
+	s, err := ParsePath(v.Path)
+	if err != nil {
+		return vi, err
+	}
+	img, err := d.c().Info(ctx, s)
+	if errors.Is(err, storage.ErrNotFound) {
+		s = s.WithImage(s.Image + ApplyingSuffix)
+		img, err = d.c().Info(ctx, s)
+	}
+	if err != nil {
+		return vi, fmt.Errorf("volume %q: %w", v.Name, err)
+	}
+	vi.Format = storage.FormatRaw
+	vi.VirtualSize = img.Size
+	if vi.AllocatedBytes, err = d.imageUsed(ctx, s, ""); err != nil {
+		return vi, fmt.Errorf("volume %q: %w", v.Name, err)
+	}
+	if img.Parent != nil {
+		b := Path(Spec{Conn: s.Conn, Pool: img.Parent.Pool, Namespace: img.Parent.Namespace, Image: img.Parent.Image})
+		vi.BackingFile = &b
+	}
+	return vi, nil
 }
