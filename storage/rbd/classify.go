@@ -134,6 +134,11 @@ func (e *cephError) Unwrap() []error {
 // the last line when there is none, without librbd's timestamped debug
 // lines and progress output.
 func message(stderr string) string {
+	if strings.Contains(stderr, "*** Caught signal") {
+		// librbd aborted: its first line says why, the rest is a dump.
+		first, _, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
+		return "the tool crashed: " + strings.TrimSpace(first)
+	}
 	var keep []string
 	var last string
 	for _, l := range strings.Split(stderr, "\n") {

@@ -21,9 +21,15 @@ var (
 )
 
 // MountTimeout bounds how long a command waits for the cluster's
-// monitors (rbd's default is 300 s): an unreachable cluster is reported
-// as busy, not as a hang.
-const MountTimeout = 15
+// monitors (rbd's default is 300 s), and OpTimeout how long one object
+// operation may wait for its OSD (librados' default is forever: a full
+// cluster blocks writes until space is freed): an unreachable or full
+// cluster is reported (busy), not a hang. Every operation strata runs is
+// made of object operations far shorter than OpTimeout.
+const (
+	MountTimeout = 15
+	OpTimeout    = 120
+)
 
 // Features are the image features strata asks for (whatever the
 // cluster's rbd_default_features say): layering for clones,
@@ -72,7 +78,7 @@ func (c *Client) exec(ctx context.Context, change bool, argv []string) ([]byte, 
 // base is the start of every rbd argv: the cluster's ceph.conf and
 // client ID, and the monitor timeout.
 func base(tool string, c Conn) []string {
-	argv := []string{tool, "--client-mount-timeout", fmt.Sprint(MountTimeout)}
+	argv := []string{tool, "--client-mount-timeout", fmt.Sprint(MountTimeout), "--rados-osd-op-timeout", fmt.Sprint(OpTimeout)}
 	if c.Conf != "" {
 		argv = append(argv, "--conf", c.Conf)
 	}

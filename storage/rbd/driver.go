@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog/log"
+
 	"github.com/strata-vm/strata/storage"
 )
 
@@ -190,7 +192,9 @@ func (d Driver) Status(ctx context.Context, p storage.Pool) (storage.PoolStatus,
 	}
 	sp, err := d.space(ctx, p)
 	if err != nil {
-		return st, fmt.Errorf("pool %q: %w", p.Name, err)
+		// The pool is there; what it holds could not be counted (rbd du
+		// fails on a damaged image): report the pool, with no space.
+		log.Warn().Str("pool", p.Name).Err(err).Msg("cannot count the pool's usage: reporting no space")
 	}
 	if sp.known {
 		st.TotalBytes, st.FreeBytes = uint64(sp.total), uint64(sp.free)

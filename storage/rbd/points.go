@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/strata-vm/strata/storage"
 )
@@ -20,18 +21,30 @@ func (Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid
 	return storage.PointRef{Method: MethodSnapshot, Ref: PointPrefix + uid}, nil
 }
 
-// TakePoint implements storage.Driver: rbd snap create, refused while a
-// client other than strata's running guest (which takes live points)
-// has the image open.
+// TakePoint implements storage.Driver: rbd snap create. A client that
+// has the image open does not stop it: librbd has the client holding the
+// exclusive lock take the snapshot (crash-consistent, as a power cut
+// would leave the disk); whether a guest may be running is the caller's
+// rule (its in-use check covers RBD watchers).
 func (d Driver) TakePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref *storage.PointRef, _ storage.Progress) error {
 	s, err := ParsePath(v.Path)
 	if err != nil {
 		return err
 	}
-	if err := d.notOpen(ctx, s, fmt.Sprintf("restore point of volume %q", v.Name)); err != nil {
-		return err
-	}
 	return d.c().SnapCreate(ctx, s, ref.Ref)
+}
+
+// together runs fs at once (each rbd call costs a connection to the
+// cluster: independent questions are asked in parallel).
+func together(fs ...func() error) error {
+	errs := make([]error, len(fs))
+	var wg sync.WaitGroup
+	for i, f := range fs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f() }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // holder is the image that holds v's snapshots now: the live image, or
@@ -66,14 +79,28 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 	if err != nil {
 		return err
 	}
-	img, snaps, ok, err := d.holder(ctx, s)
+	var (
+		snaps []Snapshot
+		ok    bool
+	)
+	// The live image is asked whether it is open while its snapshots are
+	// listed (an image aside is strata's own: nobody opens it).
+	err = together(
+		func() (err error) { _, snaps, ok, err = d.holder(ctx, s); return err },
+		func() error {
+			err := d.notOpen(ctx, s, fmt.Sprintf("roll back volume %q", v.Name))
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			return err
+		})
 	if err != nil {
 		return err
 	}
 	if !ok || !hasSnap(snaps, ref.Ref) {
 		return storage.Errorf(storage.ErrNotFound, "volume %q has no snapshot %q (rbd image %q): the restore point's data is gone", v.Name, ref.Ref, s.String())
 	}
-	return d.notOpen(ctx, img, fmt.Sprintf("roll back volume %q", v.Name))
+	return nil
 }
 
 // RestorePoint implements storage.Driver: the image is renamed aside
@@ -88,11 +115,15 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 		return err
 	}
 	aside := live.WithImage(live.Image + ApplyingSuffix)
-	liveOK, err := d.c().Exists(ctx, live)
-	if err != nil {
-		return err
-	}
-	asideOK, err := d.c().Exists(ctx, aside)
+	var liveOK, asideOK bool
+	var openErr error
+	err = together(
+		func() (err error) { liveOK, err = d.c().Exists(ctx, live); return err },
+		func() (err error) { asideOK, err = d.c().Exists(ctx, aside); return err },
+		func() error {
+			openErr = d.notOpen(ctx, live, fmt.Sprintf("roll back volume %q", v.Name))
+			return nil
+		})
 	if err != nil {
 		return err
 	}
@@ -107,8 +138,8 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 				return nil // an interrupted run had finished
 			}
 		}
-		if err := d.notOpen(ctx, live, fmt.Sprintf("roll back volume %q", v.Name)); err != nil {
-			return err
+		if openErr != nil {
+			return openErr
 		}
 		if err := d.c().Rename(ctx, live, aside.Image); err != nil {
 			return err
