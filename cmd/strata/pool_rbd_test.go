@@ -73,6 +73,28 @@ func TestRBDPoolVolumePointsRollback(t *testing.T) {
 			t.Fatalf("point %q is gone after the rollbacks:\n%s", name, list)
 		}
 	}
+	// A golden image of the volume and two linked clones of it: RBD
+	// clones, each its own; the golden stays while they depend on it.
+	ok(t, home, "golden", "create", "gold", "--volume", "disk")
+	ok(t, home, "clone", "gold", "c", "--count", "2")
+	var clone struct {
+		Path    string  `json:"path"`
+		Backing *string `json:"backing"`
+	}
+	jsonOf(t, home, &clone, "volume", "info", "c-1")
+	if !strings.HasPrefix(clone.Path, "rbd:") || clone.Backing == nil || !strings.HasPrefix(*clone.Backing, "rbd:") {
+		t.Fatalf("clone: %+v", clone)
+	}
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x44 0 64k", clone.Path)
+	if got := read(); got != 0x22 {
+		t.Fatalf("the source holds %#x after its clone was written", got)
+	}
+	if r := runIn(t, home, nil, "golden", "delete", "gold"); r.code == 0 {
+		t.Fatal("a golden image with clones was deleted")
+	}
+	ok(t, home, "volume", "delete", "c-1")
+	ok(t, home, "volume", "delete", "c-2")
+	ok(t, home, "golden", "delete", "gold")
 	ok(t, home, "snapshot", "delete", "--volume", "disk", "1-4")
 	if out := storagetest.Cmd(t, "rbd", "--conf", c.Conf, "snap", "ls", vol.Path[len("rbd:"):strings.Index(vol.Path, ":conf=")]); strings.TrimSpace(out) != "" {
 		t.Fatalf("snapshots left after every point was deleted: %s", out)
