@@ -104,6 +104,12 @@ func emitPools(c *cli.Context, v any, list bool) error {
 			row(w, "name:", p.Name)
 			row(w, "driver:", p.Driver)
 			row(w, "path:", p.Path)
+			if r := p.RBD; r != nil {
+				row(w, "ceph pool:", r.Pool)
+				row(w, "namespace:", r.Namespace)
+				row(w, "ceph conf:", r.CephConf)
+				row(w, "ceph id:", r.ID)
+			}
 			row(w, "filesystem:", p.Filesystem)
 			row(w, "size:", storage.FormatSize(int64(p.TotalBytes)))
 			row(w, "free:", storage.FormatSize(int64(p.FreeBytes)))
@@ -115,7 +121,14 @@ func emitPools(c *cli.Context, v any, list bool) error {
 		}
 		row(w, "NAME", "DRIVER", "FS", "SIZE", "FREE", "VOLUMES", "REFLINK", "SPARSE", "PATH")
 		for _, p := range pools {
-			row(w, p.Name, p.Driver, p.Filesystem, storage.FormatSize(int64(p.TotalBytes)), storage.FormatSize(int64(p.FreeBytes)), p.Volumes, p.Capabilities.Reflink, p.Capabilities.Sparse, p.Path)
+			where := p.Path
+			if r := p.RBD; r != nil && where == "" {
+				where = "rbd:" + r.Pool
+				if r.Namespace != "" {
+					where += "/" + r.Namespace
+				}
+			}
+			row(w, p.Name, p.Driver, p.Filesystem, storage.FormatSize(int64(p.TotalBytes)), storage.FormatSize(int64(p.FreeBytes)), p.Volumes, p.Capabilities.Reflink, p.Capabilities.Sparse, where)
 		}
 	})
 }

@@ -33,6 +33,12 @@ func TestRBDPoolVolumePointsRollback(t *testing.T) {
 	if pool.Driver != "rbd" || pool.RBD.Pool != c.Pool || pool.RBD.Namespace != ns || pool.RBD.CephConf != c.Conf || pool.Total != uint64(c.Quota) {
 		t.Fatalf("pool info: %+v", pool)
 	}
+	if out := ok(t, home, "pool", "info", "ceph"); !strings.Contains(out, "ceph pool:") || !strings.Contains(out, ns) {
+		t.Fatalf("pool info:\n%s", out)
+	}
+	if out := ok(t, home, "pool", "list"); !strings.Contains(out, "rbd:"+c.Pool+"/"+ns) {
+		t.Fatalf("pool list:\n%s", out)
+	}
 	fails(t, home, 8, []string{"raw"}, "volume", "create", "q", "--pool", "ceph", "--size", "4M", "--format", "qcow2")
 	ok(t, home, "volume", "create", "disk", "--pool", "ceph", "--size", "4M")
 	var vol struct {
@@ -102,5 +108,32 @@ func TestRBDPoolVolumePointsRollback(t *testing.T) {
 	ok(t, home, "volume", "delete", "disk")
 	if out := storagetest.Cmd(t, "rbd", "--conf", c.Conf, "ls", c.Pool+"/"+ns); strings.TrimSpace(out) != "" {
 		t.Fatalf("images left after the volume was deleted: %s", out)
+	}
+}
+
+// TestDoctorReportsRBDImageDeletedBehindStrata: doctor finds an rbd
+// volume whose image was removed with rbd rm (and nothing wrong with one
+// whose image is there: an rbd: path is not a missing file).
+func TestDoctorReportsRBDImageDeletedBehindStrata(t *testing.T) {
+	c := storagetest.CephCluster(t)
+	ns := c.Namespace(t)
+	home := t.TempDir()
+	ok(t, home, "pool", "add", "ceph", "--driver", "rbd", "--pool", c.Pool, "--namespace", ns, "--ceph-conf", c.Conf)
+	ok(t, home, "volume", "create", "kept", "--pool", "ceph", "--size", "4M")
+	ok(t, home, "volume", "create", "gone", "--pool", "ceph", "--size", "4M")
+	ok(t, home, "snapshot", "create", "--volume", "kept")
+	if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
+		t.Fatalf("doctor of a healthy rbd pool: exit %d, %+v", code, fs)
+	}
+	var vol struct {
+		Path string `json:"path"`
+	}
+	jsonOf(t, home, &vol, "volume", "info", "gone")
+	spec := strings.TrimPrefix(vol.Path, "rbd:")
+	spec = spec[:strings.Index(spec, ":")]
+	storagetest.Cmd(t, "rbd", "--conf", c.Conf, "rm", "--no-progress", spec)
+	fs, code := doctor(t, home)
+	if code != 7 || len(fs) != 1 || fs[0].Kind != "missing-image" || !strings.Contains(fs[0].Detail, "gone") {
+		t.Fatalf("doctor after rbd rm: exit %d, %+v", code, fs)
 	}
 }
