@@ -128,3 +128,41 @@ func TestRollbackRefusedWhileImageOpen(t *testing.T) {
 		t.Fatal("the image left its live name")
 	}
 }
+
+// TestLivePointOfOpenImage: the live mechanism of an rbd point is a
+// snapshot taken while the image is open by its guest's QEMU (librbd has
+// the lock holder take it); the point then exists and restores.
+func TestLivePointOfOpenImage(t *testing.T) {
+	ctx := context.Background()
+	p := testPool(t)
+	d := rbd.Driver{}
+	v := storage.Volume{ID: storage.NewID(), Name: "live", Format: storage.FormatRaw}
+	v.Path = d.VolumePath(p, v.ID, v.Format)
+	if err := d.Create(ctx, p, v.Path, v.Format, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x31 0 64k", v.Path)
+	ref, err := d.PlanPoint(ctx, p, v, "000000000002", storage.PointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := storagetest.HoldRBDOpen(t, v.Path)
+	lp, err := d.LivePoint(ctx, p, v, ref, storage.LiveOptions{})
+	if err != nil || lp.Mechanism != storage.LiveClone || lp.Clone == nil {
+		t.Fatalf("LivePoint: %+v %v", lp, err)
+	}
+	if err := lp.Clone(); err != nil {
+		t.Fatalf("the snapshot of an open image: %v", err)
+	}
+	stop()
+	if ok, err := d.PointExists(ctx, p, v, ref); err != nil || !ok {
+		t.Fatalf("the live point does not exist: %v %v", ok, err)
+	}
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x32 0 64k", v.Path)
+	if err := d.RestorePoint(ctx, p, v, ref, storage.RestoreStep{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := firstByte(t, v.Path, 0); got != 0x31 {
+		t.Fatalf("after restoring the live point: %#x", got)
+	}
+}
