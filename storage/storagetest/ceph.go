@@ -21,10 +21,6 @@ type Ceph struct {
 	*minicluster.Cluster
 }
 
-// CephPackages are the Debian packages the cluster needs (CHECK=PACKAGE
-// pairs as .ci/deps takes them; the Makefile's TEST_DEPS lists them).
-var CephPackages = []string{"ceph-mon=ceph-mon", "ceph-osd=ceph-osd", "rbd=ceph-common", "ceph=ceph-common", "monmaptool=ceph-common"}
-
 var (
 	cephOnce sync.Once
 	cephUp   *Ceph
