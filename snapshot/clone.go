@@ -259,7 +259,9 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 			if err := drv.Clone(ctx, pool, storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {
 				return nil, fmt.Errorf("clone %q of golden image %q, disk %d: %w", pl.info.Name, g.Name, k+1, err)
 			}
-			dirs[filepath.Dir(v.Path)] = true
+			if filepath.IsAbs(v.Path) { // a file's directory (not an rbd: image)
+				dirs[filepath.Dir(v.Path)] = true
+			}
 			n++
 			crashpoint(fmt.Sprintf("clone:disk-%d", n))
 		}

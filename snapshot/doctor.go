@@ -247,6 +247,17 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	byPath := map[string]storage.Volume{}
 	for _, v := range vols {
 		byID[v.ID] = v
+		if !filepath.IsAbs(v.Path) {
+			// A network volume (rbd:...): its driver tells whether its
+			// image is there (under its live name or aside mid-rollback);
+			// it has no directory to scan for orphans.
+			if _, ok, err := m.fingerprint(v); err == nil && !ok && !m.volumeBusy(v) {
+				if alt := m.locations(v); len(alt) < 2 || !m.imageThere(v, alt[1]) {
+					out = append(out, Finding{Kind: "missing-image", Path: v.Path, Detail: "the image of volume " + v.Name + " is missing: restore it from a backup, or forget the volume with 'strata volume delete " + v.Name + "'"})
+				}
+			}
+			continue
+		}
 		byPath[filepath.Clean(v.Path)] = v
 		refs[filepath.Clean(v.Path)] = true
 		if d := filepath.Dir(v.Path); !v.Device && !dirs[d] {
@@ -283,6 +294,9 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	}
 	for _, g := range gs {
 		for _, d := range g.Disks {
+			if !filepath.IsAbs(d.Path) {
+				continue // a network image (rbd:...): not a file to look for
+			}
 			if _, err := os.Stat(d.Path); err != nil {
 				out = append(out, Finding{Kind: "missing-file", Path: d.Path, Target: "golden:" + g.Name, Detail: "an image of golden image " + g.Name + " is missing: its linked clones cannot read their disks; restore it from a backup"})
 			}
@@ -573,4 +587,13 @@ func (m *Manager) pointThere(ctx context.Context, v storage.Volume, d DiskPoint)
 	}
 	ok, err := drv.PointExists(ctx, pool, v, d.PointRef)
 	return err != nil || ok
+}
+
+// imageThere tells whether a network volume's image is at one of its
+// other locations (a name it has while a rollback runs).
+func (m *Manager) imageThere(v storage.Volume, at string) bool {
+	w := v
+	w.Path = at
+	_, ok, err := m.fingerprint(w)
+	return err == nil && ok
 }

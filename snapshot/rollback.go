@@ -343,10 +343,14 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 		if err != nil {
 			return err
 		}
-		if fp, ok, err := m.fingerprint(v); err != nil {
-			return err
-		} else if after, done := j.After[v.ID]; ok && done && fp == after {
-			continue
+		// Only a disk the journal says was restored can be done already
+		// (a fingerprint can cost a round trip to a cluster).
+		if after, done := j.After[v.ID]; done {
+			if fp, ok, err := m.fingerprint(v); err != nil {
+				return err
+			} else if ok && fp == after {
+				continue
+			}
 		}
 		if err := m.forward(ctx, t, j, to, pre, v, d); err != nil {
 			return err

@@ -82,6 +82,13 @@ type PointUsager interface {
 	PointUsage(ctx context.Context, ref PointRef) (percent float64, invalid, ok bool, err error)
 }
 
+// Describer is a driver whose volumes are not files or block devices
+// (RBD images): it reports a volume's sizes and backing itself, where
+// callers would read a file's.
+type Describer interface {
+	Describe(ctx context.Context, p Pool, v Volume) (VolumeInfo, error)
+}
+
 // VolumeDriver makes, sizes, locates and removes volumes.
 type VolumeDriver interface {
 	// Status probes the pool: its space and (filesystem) capabilities.

@@ -24,6 +24,7 @@ import (
 	"github.com/strata-vm/strata/snapshot"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/lvm"
+	"github.com/strata-vm/strata/storage/rbd"
 	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -205,6 +206,7 @@ func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 		return nil, nil, err
 	}
 	st.AddDriver(lvm.Name, lvm.Driver{})
+	st.AddDriver(rbd.Name, rbd.Driver{})
 	openedCatalog = st.Catalog
 	if a := appOf(c); a.opLock == nil {
 		if a.opLock, err = st.LockShared(); err != nil {

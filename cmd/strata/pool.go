@@ -18,9 +18,9 @@ func poolCommand() *cli.Command {
 		Usage: "manage pools: places where volumes live",
 		Subcommands: []*cli.Command{
 			{
-				Name: "add", Usage: "register a directory (or an LVM volume group) as a pool", ArgsUsage: "NAME",
+				Name: "add", Usage: "register a directory, an LVM volume group (--driver lvm --vg) or a Ceph pool (--driver rbd --pool) as a pool", ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir, lvm)"},
+					&cli.StringFlag{Name: "driver", Value: "dir", Usage: "pool driver (dir, lvm, rbd)"},
 					&cli.StringFlag{Name: "path", Usage: "the pool's directory (created if missing; dir pools)"},
 					&cli.StringFlag{Name: "vg", Usage: "the LVM volume group (lvm pools)"},
 					&cli.StringFlag{Name: "thinpool", Usage: "a thin pool in the volume group: thin volumes and O(1) points (lvm pools; else thick)"},
@@ -28,6 +28,10 @@ func poolCommand() *cli.Command {
 					&cli.BoolFlag{Name: "errorwhenfull", Usage: "make the thin pool fail writes at once when full instead of hanging guests (lvchange --errorwhenfull y)"},
 					&cli.Float64Flag{Name: "data-limit", Usage: "thin pool data usage (percent) past which new volumes and points are refused (default 85)"},
 					&cli.Float64Flag{Name: "metadata-limit", Usage: "thin pool metadata usage (percent) past which new volumes and points are refused (default 75)"},
+					&cli.StringFlag{Name: "pool", Usage: "the Ceph pool (rbd pools; initialised with rbd pool init)"},
+					&cli.StringFlag{Name: "namespace", Usage: "an RBD namespace in the Ceph pool (rbd pools; optional)"},
+					&cli.StringFlag{Name: "ceph-conf", Usage: "the cluster's ceph.conf; it names the keyring (rbd pools; default /etc/ceph/ceph.conf)"},
+					&cli.StringFlag{Name: "id", Usage: "the Ceph client ID, without client. (rbd pools; default admin)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, "NAME"); err != nil {
@@ -40,6 +44,9 @@ func poolCommand() *cli.Command {
 					spec := storage.Pool{Name: c.Args().First(), Driver: c.String("driver"), Path: c.String("path")}
 					if spec.LVM, err = lvmFlags(c); err != nil {
 						return err
+					}
+					if c.IsSet("pool") || c.IsSet("namespace") || c.IsSet("ceph-conf") || c.IsSet("id") {
+						spec.RBD = &storage.RBDPool{Pool: c.String("pool"), Namespace: c.String("namespace"), CephConf: c.String("ceph-conf"), ID: c.String("id")}
 					}
 					p, err := st.AddPool(c.Context, spec)
 					if err != nil {
@@ -110,6 +117,12 @@ func emitPools(c *cli.Context, v any, list bool) error {
 			row(w, "name:", p.Name)
 			row(w, "driver:", p.Driver)
 			row(w, "path:", p.Path)
+			if r := p.RBD; r != nil {
+				row(w, "ceph pool:", r.Pool)
+				row(w, "namespace:", r.Namespace)
+				row(w, "ceph conf:", r.CephConf)
+				row(w, "ceph id:", r.ID)
+			}
 			row(w, "filesystem:", p.Filesystem)
 			row(w, "size:", storage.FormatSize(int64(p.TotalBytes)))
 			row(w, "free:", storage.FormatSize(int64(p.FreeBytes)))
@@ -124,7 +137,14 @@ func emitPools(c *cli.Context, v any, list bool) error {
 		}
 		row(w, "NAME", "DRIVER", "FS", "SIZE", "FREE", "VOLUMES", "REFLINK", "SPARSE", "PATH")
 		for _, p := range pools {
-			row(w, p.Name, p.Driver, p.Filesystem, storage.FormatSize(int64(p.TotalBytes)), storage.FormatSize(int64(p.FreeBytes)), p.Volumes, p.Capabilities.Reflink, p.Capabilities.Sparse, p.Path)
+			where := p.Path
+			if r := p.RBD; r != nil && where == "" {
+				where = "rbd:" + r.Pool
+				if r.Namespace != "" {
+					where += "/" + r.Namespace
+				}
+			}
+			row(w, p.Name, p.Driver, p.Filesystem, storage.FormatSize(int64(p.TotalBytes)), storage.FormatSize(int64(p.FreeBytes)), p.Volumes, p.Capabilities.Reflink, p.Capabilities.Sparse, where)
 		}
 	})
 }

@@ -393,6 +393,12 @@ func parseDisk(k libvirtxml.DomainDisk) (hvm.Disk, error) {
 					}
 				}
 			}
+			if a := s.Network.Auth; a != nil && a.Username != "" {
+				b.WriteString(":id=" + rbdEscape(a.Username))
+			}
+			if c := s.Network.Config; c != nil && c.File != "" {
+				b.WriteString(":conf=" + rbdEscape(c.File))
+			}
 			d.Path = b.String()
 		default:
 			return d, fmt.Errorf("only file, block and rbd disk sources are supported")
@@ -495,4 +501,9 @@ func charSpec(src *libvirtxml.DomainChardevSource, proto *libvirtxml.DomainChard
 		return s, nil
 	}
 	return "", fmt.Errorf("character device type not supported")
+}
+
+// rbdEscape escapes a value for QEMU's rbd: filename.
+func rbdEscape(v string) string {
+	return strings.NewReplacer(`\`, `\\`, ":", `\:`).Replace(v)
 }

@@ -414,8 +414,14 @@ func renderDisk(g *hvm.Guest, k hvm.Disk, hv Hypervisor) (libvirtxml.DomainDisk,
 	return disk, nil
 }
 
-// rbdSource reads QEMU's rbd:pool/image[:opt=value...] filename, where
-// mon_host lists monitors separated by '\;' with ports after '\:'.
+// rbdSource reads QEMU's rbd:pool/[namespace/]image[:opt=value...]
+// filename (an rbd pool's volume path, storage/rbd.Path), where mon_host
+// lists monitors separated by '\;' with ports after '\:'. conf= becomes
+// libvirt's <config file> (librbd reads the monitors, and the keyring,
+// from it); id= (a cephx client) becomes <auth username> with a
+// reference to the libvirt secret of usage "client.ID secret", which the
+// host's admin defines (virsh secret-define, secret-set-value): the key
+// itself is never in the domain XML.
 func rbdSource(s string) (*libvirtxml.DomainDiskSourceNetwork, error) {
 	fields := splitUnescaped(strings.TrimPrefix(s, "rbd:"), ':')
 	if len(fields) == 0 || fields[0] == "" {
@@ -431,12 +437,29 @@ func rbdSource(s string) (*libvirtxml.DomainDiskSourceNetwork, error) {
 				host, port, _ := strings.Cut(h, ":")
 				net.Hosts = append(net.Hosts, libvirtxml.DomainDiskSourceHost{Name: host, Port: port})
 			}
-		case "auth_supported", "id":
+		case "conf":
+			net.Config = &libvirtxml.DomainDiskSourceNetworkConfig{File: unescapeRBD(v)}
+		case "id":
+			id := unescapeRBD(v)
+			net.Auth = &libvirtxml.DomainDiskAuth{Username: id, Secret: &libvirtxml.DomainDiskSecret{Type: "ceph", Usage: "client." + id + " secret"}}
+		case "auth_supported":
 		default:
 			return nil, fmt.Errorf("rbd option %q has no libvirt equivalent", k)
 		}
 	}
 	return net, nil
+}
+
+// unescapeRBD undoes QEMU's backslash escapes in an rbd option's value.
+func unescapeRBD(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
 }
 
 // splitUnescaped splits s at sep except where sep follows a backslash.

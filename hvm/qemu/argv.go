@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/rbd"
 )
 
 // Binary is the QEMU system emulator strata runs.
@@ -86,6 +87,34 @@ func bad(g *hvm.Guest, kind error, format string, args ...any) error {
 
 // escape doubles commas, which QEMU's option parser reads as separators.
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// fileOpts is how a drive names its image: a file or device by its path;
+// an RBD image (an rbd pool's volume, rbd:POOL/[NS/]IMAGE[:id=][:conf=])
+// as QEMU's rbd block driver options (file.driver=rbd, as -blockdev
+// driver=rbd takes them; Debian's qemu-block-extra provides the driver),
+// so that no legacy filename parsing is involved. An rbd: filename with
+// other options, written by hand, is passed as it is.
+func fileOpts(src string) []string {
+	if !strings.HasPrefix(src, "rbd:") {
+		return []string{"file=" + escape(src)}
+	}
+	s, err := rbd.ParsePath(src)
+	if err != nil || rbd.Path(s) != src {
+		return []string{"file=" + escape(src)}
+	}
+	o := []string{"file.driver=rbd", "file.pool=" + escape(s.Pool)}
+	if s.Namespace != "" {
+		o = append(o, "file.namespace="+escape(s.Namespace))
+	}
+	o = append(o, "file.image="+escape(s.Image))
+	if s.Conf != "" {
+		o = append(o, "file.conf="+escape(s.Conf))
+	}
+	if s.ID != "" {
+		o = append(o, "file.user="+escape(s.ID))
+	}
+	return o
+}
 
 // Argv returns the command line that boots g. Disks must name host paths
 // or devices (hvm.ResolveDisks); call FillDefaults and Validate first.
@@ -289,7 +318,8 @@ func drives(g *hvm.Guest) ([]string, error) {
 			if format == "" || kind == hvm.SourceDevice {
 				format = "raw"
 			}
-			opts = append(opts, "file="+escape(src), "format="+format)
+			opts = append(opts, fileOpts(src)...)
+			opts = append(opts, "format="+format)
 		}
 		opts = append(opts, "media="+media)
 		if d.ReadOnly() && !d.CDROM {

@@ -316,11 +316,21 @@ func FormatDisk(d hvm.Disk) (string, error) {
 	if d.CDROM {
 		parts = append(parts, "devtype=cdrom")
 	}
+	rbd := kind == hvm.SourcePath && strings.HasPrefix(src, "rbd:")
 	switch {
 	case kind == hvm.SourceDevice:
 		parts = append(parts, "backendtype=phy")
+	case rbd && d.Backend != "" && d.Backend != "qdisk":
+		return "", specError("disk", src, "an rbd image is opened by QEMU's qdisk backend only, not %s: leave backend out or set it to qdisk", d.Backend)
+	case rbd:
+		// Only QEMU (qdisk) speaks rbd: the kernel backends need a
+		// block device, which rbd map would make.
+		parts = append(parts, "backendtype=qdisk")
 	case d.Backend != "":
 		parts = append(parts, "backendtype="+d.Backend)
+	}
+	if rbd && strings.Contains(src, ",") {
+		return "", specError("disk", src, "a comma cannot be written in an xl disk target")
 	}
 	if d.BackendDomain != "" {
 		parts = append(parts, "backend="+d.BackendDomain)
@@ -377,6 +387,9 @@ func FormatDiskXM(d hvm.Disk) (string, error) {
 	case hvm.SourceDevice:
 		prefix = "phy:"
 	case hvm.SourcePath:
+		if strings.HasPrefix(src, "rbd:") {
+			return "", specError("disk", src, "xm cannot use rbd images; write the configuration for xl (target=rbd:...,backendtype=qdisk)")
+		}
 		switch d.Format {
 		case "", "raw":
 			prefix = "file:"

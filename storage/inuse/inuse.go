@@ -53,6 +53,8 @@ func (h Holder) String() string {
 	switch {
 	case h.Toolstack == "loop":
 		who = "loop device " + h.Domain
+	case h.Toolstack == "ceph":
+		who = "a ceph client"
 	case h.Domain != "":
 		who = fmt.Sprintf("%s domain %q", h.Toolstack, h.Domain)
 	case h.PID > 0:
@@ -99,10 +101,10 @@ type Checker struct {
 
 // Default is the check for this host: image locks and writers (every
 // process on the host), block-device claims, loop devices backed by the
-// image, and the running domains of xl and libvirt where those toolstacks
-// answer.
+// image, the running domains of xl and libvirt where those toolstacks
+// answer, and the watchers of RBD images.
 func Default() *Checker {
-	return &Checker{Sources: []Source{Processes{}, BlockClaim{}, LoopDevices{}, NewXL(), NewLibvirt()}}
+	return &Checker{Sources: []Source{Processes{}, BlockClaim{}, LoopDevices{}, NewXL(), NewLibvirt(), RBDWatchers{}}}
 }
 
 // HoldersAll lists who holds each image (none for an image that does not

@@ -36,6 +36,8 @@ var packages = map[string]string{
 	"dmsetup":            "dmsetup",
 	"sfdisk":             "fdisk",
 	"mdir":               "mtools",
+	"rbd":                "ceph-common",
+	"ceph":               "ceph-common",
 }
 
 // Error is a command that ran and failed, or could not start.

@@ -615,6 +615,19 @@ func (s *Store) recordIdentities(vols []storage.Volume) {
 func (s *Store) describe(ctx context.Context, v storage.Volume, parts bool) (storage.VolumeInfo, error) {
 	vi := storage.VolumeInfo{Volume: v, Partitions: []storage.Partition{}, PartitionTable: "none"}
 	path := v.Path
+	if !filepath.IsAbs(path) {
+		// Not a file: a network volume (rbd:...) its driver describes.
+		if d, p, err := s.VolumeDriver(v); err == nil {
+			if desc, ok := d.(storage.Describer); ok {
+				vi, err := desc.Describe(ctx, p, v)
+				if err == nil && v.Backing != "" {
+					b := v.Backing
+					vi.RecordedBacking = &b
+				}
+				return vi, err
+			}
+		}
+	}
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		// A rollback has moved the image aside while it applies a
 		// snapshot: the volume is there, under another name for now.

@@ -22,6 +22,7 @@ import (
 	qemuargv "github.com/strata-vm/strata/hvm/qemu"
 	"github.com/strata-vm/strata/hvm/qmp"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/storagetest"
 )
 
 // The test binary is also the watcher: the driver runs
@@ -34,7 +35,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	storagetest.StopCeph()
+	os.Exit(code)
 }
 
 type env struct {

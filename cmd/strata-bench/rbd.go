@@ -1,0 +1,176 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/rbd/minicluster"
+)
+
+func init() { groups = append(groups, rbdBenches) }
+
+// rbdData is the 1x data size of the RBD rows (1x, 4x, 16x): the
+// benchmark's OSD keeps objects in memory (memstore, about twice the
+// data), so the sizes stay small; RBD's costs grow with objects, not
+// bytes.
+var rbdData = "16M"
+
+// rbdBenches: restore points of an rbd pool's volume against the bare rbd
+// commands on a single-node cluster started here (mon + memstore OSD):
+// point create against rbd snap create, rollback against rbd snap create
+// + rbd snap rollback (the same work: a pre-rollback point and the
+// rollback), at 1x, 4x and 16x data; 50 linked clones against 50 rbd
+// clone processes.
+func rbdBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
+	if !e.want("rbd") {
+		return nil, nil
+	}
+	for _, tool := range minicluster.Tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "strata-bench: %s is not installed: the rbd rows are left out (make bench installs ceph-mon, ceph-osd, ceph-common)\n", tool)
+			return nil, nil
+		}
+	}
+	unit, err := storage.ParseSize(rbdData)
+	if err != nil {
+		fatal("%v", err)
+	}
+	c, err := minicluster.Start(int64(8) << 30)
+	if err != nil {
+		fatal("start a ceph cluster: %v", err)
+	}
+	atExit = append(atExit, c.Stop)
+	ns, err := c.NewNamespace()
+	if err != nil {
+		fatal("%v", err)
+	}
+	home := filepath.Join(e.dir, "home-rbd")
+	strata := func(args ...string) []string {
+		return append([]string{e.strata, "--home", home, "--log-level", "error"}, args...)
+	}
+	run(strata("pool", "add", "ceph", "--driver", "rbd", "--pool", c.Pool, "--namespace", ns, "--ceph-conf", c.Conf)...)
+	rbdCmd := func(args ...string) []string {
+		return append([]string{"rbd", "--conf", c.Conf}, args...)
+	}
+	// spec is POOL/NS/IMAGE of a volume path rbd:POOL/NS/IMAGE:conf=...
+	spec := func(path string) string {
+		s := strings.TrimPrefix(path, "rbd:")
+		if i := strings.Index(s, ":"); i >= 0 {
+			s = s[:i]
+		}
+		return s
+	}
+	var comps []comparison
+	sizes := []int64{unit, 4 * unit, 16 * unit}
+	label := func(n int64) string { return storage.FormatSize(n) + " data" }
+	for i, n := range sizes {
+		var v volumeInfo
+		name := fmt.Sprintf("rbd%d", i)
+		strataJSON(e, home, &v, "volume", "create", name, "--pool", "ceph", "--size", "2G")
+		fill(v.Path, "raw", n)
+		// The bare image: the same data, its own snapshots.
+		bare := fmt.Sprintf("%s/%s/bare%d", c.Pool, ns, i)
+		run(rbdCmd("create", "--size", "2G", bare)...)
+		fill("rbd:"+bare+":conf="+c.Conf, "raw", n)
+		// Points to roll back to, untimed: strata's 1 and bare@base.
+		run(strata("snapshot", "create", "--volume", name)...)
+		run(rbdCmd("snap", "create", "--no-progress", bare+"@base")...)
+		snap := 0
+		comps = append(comps, comparison{
+			title: "rbd snapshot create, " + label(n), reference: "rbd snap create", rounds: rounds,
+			targets: map[string]float64{"strata snapshot create": 1.5},
+			contenders: []contender{
+				{name: "rbd snap create", prepare: func(int) []string {
+					snap++
+					return rbdCmd("snap", "create", "--no-progress", fmt.Sprintf("%s@s%d", bare, snap))
+				}, cleanup: func(int) { run(rbdCmd("snap", "rm", "--no-progress", fmt.Sprintf("%s@s%d", bare, snap))...) }},
+				{name: "strata snapshot create", prepare: func(int) []string {
+					return strata("snapshot", "create", "--volume", name)
+				}, cleanup: func(int) { deleteNewestIn(e, home, name) }},
+			},
+		}, comparison{
+			title: "rbd snapshot rollback, " + label(n), reference: "rbd snap create + rbd snap rollback", rounds: rounds,
+			targets: map[string]float64{"strata snapshot rollback": 1.5},
+			contenders: []contender{
+				{name: "rbd snap rollback", prepare: func(int) []string {
+					return rbdCmd("snap", "rollback", "--no-progress", bare+"@base")
+				}},
+				// A pre-rollback point and the rollback, as strata does
+				// (sh only sequences the two rbd processes).
+				{name: "rbd snap create + rbd snap rollback", prepare: func(int) []string {
+					snap++
+					return []string{"sh", "-c", strings.Join(rbdCmd("snap", "create", "--no-progress", fmt.Sprintf("%s@p%d", bare, snap)), " ") + " && " +
+						strings.Join(rbdCmd("snap", "rollback", "--no-progress", bare+"@base"), " ")}
+				}, cleanup: func(int) { run(rbdCmd("snap", "rm", "--no-progress", fmt.Sprintf("%s@p%d", bare, snap))...) }},
+				{name: "strata snapshot rollback", prepare: func(int) []string {
+					return strata("snapshot", "rollback", "--volume", name, "1")
+				}, cleanup: func(int) { deleteNewestIn(e, home, name) }}, // the pre-rollback point
+			},
+		})
+	}
+
+	// 50 linked clones of a golden image: strata clone --count 50 against
+	// 50 rbd clone processes (xargs, no shell).
+	var src volumeInfo
+	strataJSON(e, home, &src, "volume", "create", "gsrc", "--pool", "ceph", "--size", "2G")
+	fill(src.Path, "raw", unit)
+	var g struct {
+		Disks []struct {
+			Path string `json:"path"`
+		} `json:"disks"`
+	}
+	strataJSON(e, home, &g, "golden", "create", "rgold", "--volume", "gsrc")
+	gold := spec(g.Disks[0].Path) + "@strata-golden"
+	list := filepath.Join(e.dir, "rbd-clones.txt")
+	var names []string
+	for i := 0; i < batch; i++ {
+		names = append(names, fmt.Sprintf("%s/%s/bc%d", c.Pool, ns, i))
+	}
+	if err := os.WriteFile(list, []byte(strings.Join(names, "\n")+"\n"), 0o600); err != nil {
+		fatal("%v", err)
+	}
+	seq := 0
+	comps = append(comps, comparison{
+		title: fmt.Sprintf("%d linked rbd clones", batch), reference: fmt.Sprintf("rbd clone, %d processes", batch), rounds: min(rounds, 3),
+		targets: map[string]float64{fmt.Sprintf("strata clone --count %d", batch): 1.5},
+		contenders: []contender{
+			{name: fmt.Sprintf("rbd clone, %d processes", batch), prepare: func(int) []string {
+				return append([]string{"xargs", "-a", list, "-n", "1"}, rbdCmd("clone", gold)...)
+			}, cleanup: func(int) {
+				for _, n := range names {
+					run(rbdCmd("rm", "--no-progress", n)...)
+				}
+			}},
+			{name: fmt.Sprintf("strata clone --count %d", batch), prepare: func(int) []string {
+				seq++
+				return strata("clone", "rgold", fmt.Sprintf("rc%d", seq), "--count", fmt.Sprint(batch))
+			}, cleanup: func(int) {
+				for i := 1; i <= batch; i++ {
+					run(strata("volume", "delete", fmt.Sprintf("rc%d-%d", seq, i))...)
+				}
+			}},
+		},
+	})
+	return comps, func(rows []row) []flat {
+		var fl []flat
+		for _, op := range []string{"create", "rollback"} {
+			small := find(rows, "rbd snapshot "+op+", "+label(sizes[0]), "strata snapshot "+op)
+			large := find(rows, "rbd snapshot "+op+", "+label(sizes[2]), "strata snapshot "+op)
+			fl = append(fl, flat{what: "strata snapshot " + op + ", rbd, 1x → 16x data", small: small, large: large, maxRatio: 1.5})
+		}
+		return fl
+	}
+}
+
+// deleteNewestIn deletes the newest point of a volume of home.
+func deleteNewestIn(e env, home, volume string) {
+	var ps []struct {
+		ID int `json:"id"`
+	}
+	strataJSON(e, home, &ps, "snapshot", "list", "--volume", volume)
+	run(e.strata, "--home", home, "snapshot", "delete", "--volume", volume, fmt.Sprint(ps[len(ps)-1].ID))
+}

@@ -1,0 +1,47 @@
+package inuse
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/rbd"
+)
+
+// RBDWatchers finds the clients that have an RBD image open (an rbd
+// pool's volume, path rbd:...): `rbd status` lists its watchers, on
+// whichever host they run (a guest's QEMU, librbd in any process, or
+// another host's strata). Images that are files are not its to answer.
+type RBDWatchers struct {
+	Client *rbd.Client
+}
+
+// Holders implements Source.
+func (w RBDWatchers) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
+	out := make([][]Holder, len(imgs))
+	c := w.Client
+	if c == nil {
+		c = &rbd.Client{}
+	}
+	for i, img := range imgs {
+		if !strings.HasPrefix(img.Path, "rbd:") {
+			continue
+		}
+		s, err := rbd.ParsePath(img.Path)
+		if err != nil {
+			return nil, err
+		}
+		addrs, err := c.Watchers(ctx, s)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // no image under that name: nobody holds it
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			out[i] = append(out[i], Holder{Toolstack: "ceph", How: "rbd watcher at " + a + " (a client has the image open)"})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,254 @@
+// Package minicluster starts a single-node Ceph cluster for tests and
+// benchmarks (no package testing here: the benchmark binary links it):
+// one monitor on 127.0.0.1 speaking msgr v2 only, one OSD keeping its
+// objects in memory (memstore), no manager and no cephx, up in about 3 s.
+//
+// The settings that matter on a one-OSD cluster: pool size 1
+// (mon_allow_pool_size_one), osd_crush_chooseleaf_type 0 (one host),
+// paxos_propose_interval 0.1 (else every map change waits a second),
+// mon_data_avail_crit 0 (else the monitor stops itself when the host's
+// disk is low), and no client admin socket (concurrent clients of one
+// name would collide on it). Without a manager `ceph df` reports no
+// usage: the pool gets a quota so that its free space is known.
+package minicluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Cluster is a running single-node cluster.
+type Cluster struct {
+	Dir  string // the cluster's files (ceph.conf, mon, osd, logs)
+	Conf string // its ceph.conf, for --conf / CEPH_CONF / qemu's conf=
+	// Pool is the Ceph pool made for tests (RBD-initialised, with a
+	// quota so that free space is known without a manager).
+	Pool string
+	// Quota is the pool's quota in bytes.
+	Quota int64
+	procs []*exec.Cmd
+}
+
+// Tools are the programs the cluster needs (Debian ceph-mon, ceph-osd,
+// ceph-common).
+var Tools = []string{"ceph-mon", "ceph-osd", "ceph", "rbd", "monmaptool"}
+
+// Start starts a cluster in a new temporary directory; its daemons are
+// the caller's children, killed with it (Pdeathsig) if Stop never runs.
+// memBytes bounds what the OSD keeps in memory.
+func Start(memBytes int64) (*Cluster, error) {
+	return startCeph(memBytes)
+}
+
+// Stop stops the daemons and removes the cluster's files.
+func (c *Cluster) Stop() { c.stop() }
+
+// Run runs a ceph or rbd command against the cluster (set-up), with a
+// deadline.
+func (c *Cluster) Run(argv ...string) error { return c.run(argv...) }
+
+// NewNamespace makes a fresh RBD namespace in the test pool.
+func (c *Cluster) NewNamespace() (string, error) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	ns := "t" + hex.EncodeToString(b)
+	return ns, c.run("rbd", "--conf", c.Conf, "namespace", "create", c.Pool+"/"+ns)
+}
+
+// RemoveNamespace removes a namespace with every image in it (clones
+// first: a golden goes once its clones are gone), best effort.
+func (c *Cluster) RemoveNamespace(ns string) {
+	for pass := 0; pass < 3; pass++ {
+		out, err := exec.Command("rbd", "--conf", c.Conf, "ls", c.Pool+"/"+ns).Output()
+		if err != nil || strings.TrimSpace(string(out)) == "" {
+			break
+		}
+		for _, img := range strings.Fields(string(out)) {
+			c.RemoveImage(c.Pool + "/" + ns + "/" + img)
+		}
+	}
+	_ = c.run("rbd", "--conf", c.Conf, "namespace", "remove", c.Pool+"/"+ns)
+}
+
+// RemoveImage removes an image and its snapshots, best effort.
+func (c *Cluster) RemoveImage(spec string) {
+	out, _ := exec.Command("rbd", "--conf", c.Conf, "snap", "ls", spec).Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] != "SNAPID" {
+			_ = exec.Command("rbd", "--conf", c.Conf, "snap", "unprotect", spec+"@"+f[1]).Run()
+		}
+	}
+	_ = exec.Command("rbd", "--conf", c.Conf, "snap", "purge", "--no-progress", spec).Run()
+	_ = exec.Command("rbd", "--conf", c.Conf, "rm", "--no-progress", spec).Run()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func uuid() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+const cephConf = `[global]
+fsid = {{fsid}}
+mon_host = v2:127.0.0.1:{{port}}
+auth_cluster_required = none
+auth_service_required = none
+auth_client_required = none
+ms_bind_msgr1 = false
+osd_pool_default_size = 1
+osd_pool_default_min_size = 1
+mon_allow_pool_size_one = true
+osd_crush_chooseleaf_type = 0
+paxos_propose_interval = 0.1
+paxos_min_wait = 0.01
+mon_data_avail_crit = 0
+mon_data_avail_warn = 0
+mon_allow_pool_delete = true
+osd_objectstore = memstore
+memstore_device_bytes = {{bytes}}
+run_dir = {{dir}}/run
+log_file = {{dir}}/log/$name.log
+mon_data = {{dir}}/mon
+osd_data = {{dir}}/osd
+[client]
+admin_socket =
+log_file =
+`
+
+func startCeph(memBytes int64) (c *Cluster, err error) {
+	dir, err := os.MkdirTemp("", "strata-ceph-")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{Dir: dir, Conf: filepath.Join(dir, "ceph.conf"), Pool: "strata", Quota: 4 << 30}
+	defer func() {
+		if err != nil {
+			c.stop()
+		}
+	}()
+	for _, d := range []string{"run", "log", "mon", "osd"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	fsid := uuid()
+	conf := strings.NewReplacer("{{fsid}}", fsid, "{{port}}", fmt.Sprint(port), "{{dir}}", dir, "{{bytes}}", fmt.Sprint(memBytes)).Replace(cephConf)
+	if err := os.WriteFile(c.Conf, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	monmap := filepath.Join(dir, "monmap")
+	if err := c.run("monmaptool", "--create", "--addv", "a", fmt.Sprintf("[v2:127.0.0.1:%d]", port), "--fsid", fsid, monmap); err != nil {
+		return nil, err
+	}
+	if err := c.run("ceph-mon", "-c", c.Conf, "--mkfs", "-i", "a", "--monmap", monmap); err != nil {
+		return nil, err
+	}
+	if err := c.daemon("ceph-mon", "-c", c.Conf, "-f", "-i", "a"); err != nil {
+		return nil, err
+	}
+	osdUUID := uuid()
+	if err := c.run("ceph", "-c", c.Conf, "--connect-timeout", "20", "osd", "new", osdUUID); err != nil {
+		return nil, err
+	}
+	if err := c.run("ceph-osd", "-c", c.Conf, "-i", "0", "--mkfs", "--osd-uuid", osdUUID); err != nil {
+		return nil, err
+	}
+	if err := c.daemon("ceph-osd", "-c", c.Conf, "-f", "-i", "0"); err != nil {
+		return nil, err
+	}
+	if err := c.run("ceph", "-c", c.Conf, "osd", "pool", "create", c.Pool, "8"); err != nil {
+		return nil, err
+	}
+	if err := c.run("ceph", "-c", c.Conf, "osd", "pool", "set-quota", c.Pool, "max_bytes", fmt.Sprint(c.Quota)); err != nil {
+		return nil, err
+	}
+	if err := c.run("rbd", "-c", c.Conf, "pool", "init", c.Pool); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// run runs a set-up command with a deadline.
+func (c *Cluster) run(argv ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v\n%s%s", strings.Join(argv, " "), err, out, c.logs())
+	}
+	return nil
+}
+
+// daemon starts a Ceph daemon in the foreground as the test binary's
+// child, killed with it (Pdeathsig) if StopCeph never runs.
+func (c *Cluster) daemon(argv ...string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.procs = append(c.procs, cmd)
+	return nil
+}
+
+// logs is the tail of the daemons' logs, for a failure's message.
+func (c *Cluster) logs() string {
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(c.Dir, "log", "*.log"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if len(raw) > 2000 {
+			raw = raw[len(raw)-2000:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(f), raw)
+	}
+	return b.String()
+}
+
+func (c *Cluster) stop() {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		p := c.procs[i]
+		_ = p.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+	c.procs = nil
+	os.RemoveAll(c.Dir)
+}
