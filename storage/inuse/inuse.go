@@ -283,8 +283,15 @@ func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) 
 			continue
 		}
 		var err error
-		if locked[i], err = lockHeld(img.Path, img.held); err != nil {
+		var unwritten bool
+		if locked[i], unwritten, err = lockHeld(img.Path, img.held, img.st.Mode().IsRegular()); err != nil {
 			return nil, err
+		}
+		if !locked[i] && unwritten {
+			// Nobody holds its lock and the kernel says nobody has it
+			// open for writing: no process here holds it, and the scan
+			// of every process's files is not needed.
+			continue
 		}
 		id := fileID{dev: uint64(sys.Dev), ino: sys.Ino}
 		if img.st.Mode()&os.ModeDevice != 0 {
@@ -391,29 +398,49 @@ func (p Processes) scan(pids []string, want map[fileID][]int, locked []bool, n i
 // 101 and 201, a guest reading the image as its backing file 201. held is
 // the file strata holds the image with (see Hold), or -1: asked through
 // it, the kernel does not count strata's own locks.
-func lockHeld(path string, held int) (bool, error) {
+//
+// For a regular file it also asks the kernel whether any process has it
+// open for writing (unwritten: nobody has), through a read lease: Linux
+// refuses F_SETLEASE F_RDLCK with EAGAIN while the file is open for
+// writing by anyone, in any mount or PID namespace, and the lease is
+// given back at once. unwritten is false when the kernel cannot tell
+// (leases disabled or not allowed, another filesystem): callers then look
+// through the processes' files.
+func lockHeld(path string, held int, regular bool) (locked, unwritten bool, err error) {
 	fd := held
 	if fd < 0 {
-		var err error
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
-				return false, nil
+				return false, false, nil
 			}
-			return false, fmt.Errorf("open %q to look for its users: %w", path, err)
+			return false, false, fmt.Errorf("open %q to look for its users: %w", path, err)
 		}
 		defer unix.Close(fd)
 	}
 	for _, r := range [][2]int64{{0, 100}, {101, 0}} { // 0: to the end, and beyond
 		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: r[0], Len: r[1]}
 		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
-			return false, fmt.Errorf("look for locks on %q: %w", path, err)
+			return false, false, fmt.Errorf("look for locks on %q: %w", path, err)
 		}
 		if lk.Type != unix.F_UNLCK {
-			return true, nil
+			return true, false, nil
 		}
 	}
-	return false, nil
+	return false, regular && noWriters(fd), nil
+}
+
+// noWriters tells whether the kernel lets fd (open read-only) take a read
+// lease, which it refuses while any process has the file open for
+// writing; the lease is released at once. A writer opening the file in
+// that instant waits for the release, microseconds (its lease-break
+// signal, SIGIO, is one the Go runtime ignores).
+func noWriters(fd int) bool {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+		return false
+	}
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+	return true
 }
 
 // openForWriting reads the access mode from /proc/PID/fdinfo/FD.
