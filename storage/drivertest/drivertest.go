@@ -14,9 +14,10 @@
 // test binary again as a child (STRATA_CRASH_AT set) on the pool the
 // parent made: Run in such a child performs one step and is killed there.
 //
-// Raw volumes (files or block devices) are written and read directly
-// (writes synced, a block device read past the page cache); qcow2
-// volumes are written with qemu-io and read back with qemu-img convert.
+// Raw volumes that are files or block devices are written and read
+// directly (writes synced, a block device read past the page cache);
+// qcow2 volumes and network volumes (rbd:...) are written with qemu-io
+// and read back with qemu-img convert.
 package drivertest
 
 import (
@@ -150,7 +151,7 @@ func write(t *testing.T, v storage.Volume, p byte) {
 // writePattern writes n bytes p at off of the image at path, synced.
 func writePattern(t *testing.T, path string, f storage.Format, p byte, off, n int64) {
 	t.Helper()
-	if f != storage.FormatRaw {
+	if !direct(path, f) {
 		storagetest.Cmd(t, "qemu-io", "-f", string(f), "-c", fmt.Sprintf("write -P 0x%02x %d %d", p, off, n), path)
 		return
 	}
@@ -165,6 +166,12 @@ func writePattern(t *testing.T, path string, f storage.Format, p byte, off, n in
 	if err := fh.Sync(); err != nil {
 		t.Fatalf("sync %s: %v", path, err)
 	}
+}
+
+// direct tells whether the suite reads and writes the image at path
+// itself: a raw file or block device, not a network volume's URI.
+func direct(path string, f storage.Format) bool {
+	return f == storage.FormatRaw && filepath.IsAbs(path)
 }
 
 // readRaw reads a raw image whole; a block device past the page cache
@@ -186,7 +193,7 @@ func readRaw(t *testing.T, path string) []byte {
 func contents(t *testing.T, path string, f storage.Format) [2]byte {
 	t.Helper()
 	var b []byte
-	if f == storage.FormatRaw {
+	if direct(path, f) {
 		b = readRaw(t, path)
 	} else {
 		raw := filepath.Join(t.TempDir(), "read.raw")
