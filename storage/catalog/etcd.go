@@ -46,8 +46,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog/log"
-
 	"github.com/strata-vm/strata/storage"
 )
 
@@ -840,22 +838,7 @@ func (c *Catalog) settleShared(tx *Tx) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range pools {
-		if !strings.HasPrefix(p.Path, c.home+string(filepath.Separator)) {
-			continue
-		}
-		if _, err := os.Stat(p.Path); err != nil {
-			continue
-		}
-		if err := c.Claim(p.Path, id); err != nil {
-			log.Warn().Err(err).Str("pool", p.Name).Msg("pool not claimed")
-		}
-	}
-	if err := WriteFileAtomic(filepath.Join(c.home, HomeIDFile), []byte(id+"\n")); err != nil {
-		return fmt.Errorf("record the state home's ID: %w", err)
-	}
-	c.homeChecked = true
-	return nil
+	return c.claimHome(id, pools)
 }
 
 func (t *etcdKV) buckets() ([]string, error) {

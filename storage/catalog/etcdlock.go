@@ -188,15 +188,22 @@ func (s *etcdStore) acquire(key, home, what string, timeout time.Duration, busy 
 	if err != nil {
 		return nil, err
 	}
-	value := s.holder(home, what)
+	return s.putWhenAbsent(key, key, s.holder(home, what), lease, deadline, func() time.Time { return callDeadline }, busy)
+}
+
+// putWhenAbsent puts key (the holder's record value, bound to lease) once
+// absent has no value, trying every 20 ms until deadline; busy makes the
+// error from the record absent holds then. Each call to etcd ends by
+// callDeadline().
+func (s *etcdStore) putWhenAbsent(key, absent string, value []byte, lease int64, deadline time.Time, callDeadline func() time.Time, busy func(h Holder, found bool) error) (func(), error) {
 	for {
 		req := txnRequest{
-			Compare: []compare{createdIs(key, 0)},
+			Compare: []compare{createdIs(absent, 0)},
 			Success: []op{{Put: &putRequest{Key: []byte(key), Value: value, Lease: i64(lease)}}},
-			Failure: []op{{Range: &rangeRequest{Key: []byte(key)}}},
+			Failure: []op{{Range: &rangeRequest{Key: []byte(absent)}}},
 		}
 		var resp txnResponse
-		if err := s.do(callDeadline, "/v3/kv/txn", req, &resp); err != nil {
+		if err := s.do(callDeadline(), "/v3/kv/txn", req, &resp); err != nil {
 			return nil, err
 		}
 		if resp.Succeeded {
@@ -347,33 +354,7 @@ func (s *etcdStore) takeShared(home, excl string, timeout time.Duration, busy fu
 	}
 	key := s.prefix + "/op/shared/" + strconv.FormatInt(lease, 16) + "-" + strconv.FormatInt(opSeq.Add(1), 10)
 	deadline := time.Now().Add(timeout)
-	for {
-		req := txnRequest{
-			Compare: []compare{createdIs(excl, 0)},
-			Success: []op{{Put: &putRequest{Key: []byte(key), Value: s.holder(home, "operation"), Lease: i64(lease)}}},
-			Failure: []op{{Range: &rangeRequest{Key: []byte(excl)}}},
-		}
-		var resp txnResponse
-		if err := s.do(time.Now().Add(max(timeout, s.timeout)), "/v3/kv/txn", req, &resp); err != nil {
-			return nil, err
-		}
-		if resp.Succeeded {
-			rev := int64(resp.Header.Revision)
-			s.mu.Lock()
-			s.held[key] = rev
-			s.mu.Unlock()
-			return func() { s.release(key, rev) }, nil
-		}
-		if time.Now().After(deadline) {
-			var h Holder
-			found := false
-			if len(resp.Responses) > 0 && resp.Responses[0].Range != nil && len(resp.Responses[0].Range.Kvs) > 0 {
-				found = json.Unmarshal(resp.Responses[0].Range.Kvs[0].Value, &h) == nil
-			}
-			return nil, busy(h, found)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return s.putWhenAbsent(key, excl, s.holder(home, "operation"), lease, deadline, func() time.Time { return time.Now().Add(max(timeout, s.timeout)) }, busy)
 }
 
 // awaitOp waits for this process's shared hold of the operation lock, if

@@ -190,6 +190,13 @@ func (c *Catalog) settleHome(db *bolt.DB) error {
 	if id == "" {
 		return nil // an older schema: the migration gives it one
 	}
+	return c.claimHome(id, pools)
+}
+
+// claimHome marks the pools inside the home (the default pool) as home
+// id's, then writes HOME/home-id: the last step of settling a home, for
+// either catalog backend.
+func (c *Catalog) claimHome(id string, pools []storage.Pool) error {
 	for _, p := range pools {
 		if !strings.HasPrefix(p.Path, c.home+string(filepath.Separator)) {
 			continue
