@@ -507,7 +507,7 @@ func (p Processes) unseenWriters(pids []string, imgs []Image, ids []fileID, writ
 	for _, is := range want {
 		for _, i := range is {
 			if len(out[i]) == 0 {
-				out[i] = append(out[i], Holder{How: "the kernel counts a writer of the image that strata cannot see (another user's process, a file in flight, or the kernel's own)"})
+				out[i] = append(out[i], Holder{How: "counts a writer of the image that strata cannot see (another user's process, a descriptor in flight, or the kernel's own)"})
 			}
 		}
 	}
