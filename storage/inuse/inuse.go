@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,6 +159,9 @@ func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, err
 	}
 	for i := range all {
 		all[i] = dedupe(all[i])
+		if slices.ContainsFunc(all[i], func(h Holder) bool { return h.Toolstack == "loop" }) {
+			all[i] = slices.DeleteFunc(all[i], func(h Holder) bool { return h.How == unseenWriter })
+		}
 	}
 	return all, nil
 }
@@ -507,11 +511,16 @@ func (p Processes) unseenWriters(pids []string, imgs []Image, ids []fileID, writ
 	for _, is := range want {
 		for _, i := range is {
 			if len(out[i]) == 0 {
-				out[i] = append(out[i], Holder{How: "counts a writer of the image that strata cannot see (another user's process, a descriptor in flight, or the kernel's own)"})
+				out[i] = append(out[i], Holder{How: unseenWriter})
 			}
 		}
 	}
 }
+
+// unseenWriter is how a writer the kernel counts but strata cannot name
+// holds an image. Another source that names it (a loop device, which
+// the kernel's own writing is) replaces it.
+const unseenWriter = "counts a writer of the image that strata cannot see (another user's process, a descriptor in flight, or the kernel's own)"
 
 // mapped lists the images (indexes into want's lists) that process pid
 // maps shared and writable (anyShared: shared at all, which may become

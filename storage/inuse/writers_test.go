@@ -165,3 +165,26 @@ func TestWritersWithoutADescriptorAreHolders(t *testing.T) {
 		t.Errorf("strata's own writer: holders %v, err %v", hs, err)
 	}
 }
+
+// A loop device writes its backing file as the kernel: named once, as
+// the loop device, not also as a writer strata cannot see.
+func TestLoopDeviceIsTheOneNamedWriterOfItsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "-f", "--show", path).Output()
+	if err != nil {
+		t.Skipf("no loop device here: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", dev).Run()
+	c := &Checker{Sources: []Source{Processes{}, LoopDevices{}}}
+	hs, err := c.Holders(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 1 || hs[0].Domain != dev {
+		t.Errorf("holders of a loop device's file: %v, want the loop device %s alone", hs, dev)
+	}
+}
