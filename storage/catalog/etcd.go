@@ -756,7 +756,7 @@ func (t *etcdKV) commit() error {
 		if errors.As(err, &e) && strings.Contains(e.Message, "too many operations") {
 			return storage.Errorf(storage.ErrPrecondition, "this change of the catalog needs %d operations in one etcd transaction, more than etcd allows: start etcd with --max-txn-ops %d or more", max(len(req.Compare), len(req.Success)), 2*max(len(req.Compare), len(req.Success)))
 		}
-		if errors.As(err, &e) && strings.Contains(e.Message, "request is too large") {
+		if errors.As(err, &e) && (strings.Contains(e.Message, "request is too large") || strings.Contains(e.Message, "message larger than max")) {
 			return storage.Errorf(storage.ErrPrecondition, "this change of the catalog is larger than etcd accepts in one request: start etcd with a larger --max-request-bytes")
 		}
 		return err
