@@ -118,14 +118,22 @@ func AwaitHolder(ctx context.Context, every time.Duration, tick func()) (gone bo
 	got := make(chan result, 1)
 	go func() {
 		var b [1]byte
-		n, err := f.Read(b[:])
-		switch {
-		case n == 1:
-			got <- result{done: b[0] == guardDone}
-		case errors.Is(err, io.EOF):
-			got <- result{}
-		default:
-			got <- result{err: err}
+		for {
+			n, err := f.Read(b[:])
+			switch {
+			case n == 1 && b[0] == guardDone:
+				got <- result{done: true}
+			case n == 1:
+				// Not strata's (its only byte is guardDone): someone
+				// who opened the pipe through /proc. Only the end of
+				// file says that strata died.
+				continue
+			case errors.Is(err, io.EOF):
+				got <- result{}
+			default:
+				got <- result{err: err}
+			}
+			return
 		}
 	}()
 	t := time.NewTicker(every)

@@ -144,9 +144,13 @@ type etcdStore struct {
 func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 	u, err := url.Parse(o.URL)
 	bad := func(why string) error {
-		return storage.Errorf(storage.ErrInvalid, "invalid catalog address %q: %s; use etcd://HOST:2379[,HOST:2379...]/PREFIX", o.URL, why)
+		return storage.Errorf(storage.ErrInvalid, "invalid catalog address %q: %s; use etcd://HOST:2379[,HOST:2379...]/PREFIX", redactAddress(o.URL), why)
 	}
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the address, which may hold a password
+		}
 		return nil, bad(err.Error())
 	}
 	scheme := "http"
@@ -166,6 +170,19 @@ func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 	prefix := strings.TrimRight(u.Path, "/")
 	if prefix == "" || strings.Contains(prefix, "//") {
 		return nil, bad("give a key prefix after the hosts, e.g. /strata")
+	}
+	if u.Fragment != "" || strings.HasSuffix(o.URL, "#") {
+		return nil, bad("an address has no #fragment")
+	}
+	for _, part := range strings.Split(prefix, "/") {
+		// A prefix inside another home's keys (/strata/c/volumes in the
+		// home at /strata) would put each home's records among the
+		// other's: every key strata writes under a prefix starts with
+		// one of these after it.
+		switch part {
+		case "c", "v", "locks", "op", "owners", ".", "..":
+			return nil, bad(fmt.Sprintf("no part of the key prefix may be %q (strata's own keys under a prefix start with c, v, locks, op and owners: a prefix with one of them may lie inside another home's keys)", part))
+		}
 	}
 	s := &etcdStore{prefix: prefix, ttl: DefaultLeaseTTL, timeout: timeout, host: o.Host, held: map[string]int64{}}
 	for _, h := range strings.Split(u.Host, ",") {
@@ -223,6 +240,42 @@ func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 	}
 	s.hc = &http.Client{Transport: tr}
 	return s, nil
+}
+
+// redactAddress is a catalog address as messages may show it: a user name
+// and password in it (which strata refuses, but a user may have typed) are
+// left out, and so are the query's values, whether or not the address
+// parses.
+func redactAddress(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		scheme, rest = "", raw
+	} else {
+		scheme += "://"
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		rest = "REDACTED@" + rest[at+1:]
+	}
+	if f := strings.Index(rest, "#"); f >= 0 {
+		rest = rest[:f] + "#..."
+	}
+	if q := strings.Index(rest, "?"); q >= 0 {
+		var keys []string
+		for _, kv := range strings.FieldsFunc(strings.TrimSuffix(rest[q+1:], "#..."), func(r rune) bool { return r == '&' || r == ';' }) {
+			k, _, _ := strings.Cut(kv, "=")
+			keys = append(keys, k+"=...")
+		}
+		frag := ""
+		if strings.HasSuffix(rest, "#...") {
+			frag = "#..."
+		}
+		rest = rest[:q] + "?" + strings.Join(keys, "&") + frag
+	}
+	return scheme + rest
 }
 
 // i64 is an int64 as the gateway writes it (a JSON string) or reads it.
@@ -701,7 +754,7 @@ func (t *etcdKV) commit() error {
 		if errors.As(err, &e) && strings.Contains(e.Message, "too many operations") {
 			return storage.Errorf(storage.ErrPrecondition, "this change of the catalog needs %d operations in one etcd transaction, more than etcd allows: start etcd with --max-txn-ops %d or more", max(len(req.Compare), len(req.Success)), 2*max(len(req.Compare), len(req.Success)))
 		}
-		if errors.As(err, &e) && strings.Contains(e.Message, "request is too large") {
+		if errors.As(err, &e) && (strings.Contains(e.Message, "request is too large") || strings.Contains(e.Message, "message larger than max")) {
 			return storage.Errorf(storage.ErrPrecondition, "this change of the catalog is larger than etcd accepts in one request: start etcd with a larger --max-request-bytes")
 		}
 		return err

@@ -206,7 +206,18 @@ func (s *etcdStore) importExport(c *Catalog, e *Export, how Restored, force bool
 		var tr txnResponse
 		err := s.do(deadline, "/v3/kv/txn", txnRequest{Success: ops}, &tr)
 		ops = ops[:0]
-		return err
+		if err != nil {
+			// The records already written are there without the meta
+			// bucket, written last: every command takes the catalog for
+			// missing and changes nothing until it is imported whole.
+			why := err.Error()
+			var e *etcdError
+			if errors.As(err, &e) && (strings.Contains(e.Message, "request is too large") || strings.Contains(e.Message, "message larger than max")) {
+				why = "a record is larger than etcd accepts in one request: start etcd with a larger --max-request-bytes"
+			}
+			return storage.Errorf(storage.ErrPrecondition, "the import into %s stopped part-way (%s); the catalog holds part of the export, which strata takes for a missing catalog: import the file again with --force once etcd accepts it", s.display, why)
+		}
+		return nil
 	}
 	add := func(b, k string, v []byte) error {
 		ops = append(ops, op{Put: &putRequest{Key: []byte(s.dataKey(b, k)), Value: v}})

@@ -26,7 +26,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -157,6 +159,9 @@ func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, err
 	}
 	for i := range all {
 		all[i] = dedupe(all[i])
+		if slices.ContainsFunc(all[i], func(h Holder) bool { return h.Toolstack == "loop" }) {
+			all[i] = slices.DeleteFunc(all[i], func(h Holder) bool { return h.How == unseenWriter })
+		}
 	}
 	return all, nil
 }
@@ -273,6 +278,8 @@ type fileID struct {
 func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) {
 	out := make([][]Holder, len(imgs))
 	locked := make([]bool, len(imgs))
+	written := make([]bool, len(imgs)) // the kernel says someone has it open for writing
+	ids := make([]fileID, len(imgs))
 	want := map[fileID][]int{}
 	for i, img := range imgs {
 		if img.st == nil {
@@ -283,11 +290,12 @@ func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) 
 			continue
 		}
 		var err error
-		var unwritten bool
-		if locked[i], unwritten, err = lockHeld(img.Path, img.held, img.st.Mode().IsRegular()); err != nil {
+		var w writeState
+		if locked[i], w, err = lockHeld(img.Path, img.held, img.st.Mode().IsRegular()); err != nil {
 			return nil, err
 		}
-		if !locked[i] && unwritten {
+		written[i] = w == writersSome
+		if !locked[i] && w == writersNone {
 			// Nobody holds its lock and the kernel says nobody has it
 			// open for writing: no process here holds it, and the scan
 			// of every process's files is not needed.
@@ -298,6 +306,7 @@ func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) 
 			// A block device is opened as a device node: match by rdev.
 			id = fileID{dev: uint64(sys.Rdev), block: true}
 		}
+		ids[i] = id
 		want[id] = append(want[id], i)
 	}
 	if len(want) == 0 {
@@ -324,6 +333,7 @@ func (p Processes) Holders(_ context.Context, imgs []Image) ([][]Holder, error) 
 			out[i] = append(out[i], hs[i]...)
 		}
 	}
+	p.unseenWriters(pids, imgs, ids, written, out)
 	for i := range out {
 		if locked[i] && len(out[i]) == 0 {
 			// Held by a process whose files strata cannot see (another
@@ -400,47 +410,169 @@ func (p Processes) scan(pids []string, want map[fileID][]int, locked []bool, n i
 // it, the kernel does not count strata's own locks.
 //
 // For a regular file it also asks the kernel whether any process has it
-// open for writing (unwritten: nobody has), through a read lease: Linux
-// refuses F_SETLEASE F_RDLCK with EAGAIN while the file is open for
-// writing by anyone, in any mount or PID namespace, and the lease is
-// given back at once. unwritten is false when the kernel cannot tell
-// (leases disabled or not allowed, another filesystem): callers then look
-// through the processes' files.
-func lockHeld(path string, held int, regular bool) (locked, unwritten bool, err error) {
+// open for writing, through a read lease: Linux refuses F_SETLEASE
+// F_RDLCK with EAGAIN while the file is open for writing by anyone, in any
+// mount or PID namespace (a file descriptor, or a shared mapping whose
+// descriptor is closed), and the lease is given back at once. The answer
+// is writersUnknown when the kernel cannot tell (leases disabled or not
+// allowed, another filesystem): callers then look through the processes'
+// files.
+func lockHeld(path string, held int, regular bool) (locked bool, w writeState, err error) {
 	fd := held
 	if fd < 0 {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
-				return false, false, nil
+				return false, writersUnknown, nil
 			}
-			return false, false, fmt.Errorf("open %q to look for its users: %w", path, err)
+			return false, writersUnknown, fmt.Errorf("open %q to look for its users: %w", path, err)
 		}
 		defer unix.Close(fd)
 	}
 	for _, r := range [][2]int64{{0, 100}, {101, 0}} { // 0: to the end, and beyond
 		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: r[0], Len: r[1]}
 		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); err != nil {
-			return false, false, fmt.Errorf("look for locks on %q: %w", path, err)
+			return false, writersUnknown, fmt.Errorf("look for locks on %q: %w", path, err)
 		}
 		if lk.Type != unix.F_UNLCK {
-			return true, false, nil
+			return true, writersUnknown, nil
 		}
 	}
-	return false, regular && noWriters(fd), nil
+	if !regular {
+		return false, writersUnknown, nil
+	}
+	return false, leaseWriters(fd), nil
 }
 
-// noWriters tells whether the kernel lets fd (open read-only) take a read
-// lease, which it refuses while any process has the file open for
-// writing; the lease is released at once. A writer opening the file in
-// that instant waits for the release, microseconds (its lease-break
-// signal, SIGIO, is one the Go runtime ignores).
-func noWriters(fd int) bool {
+// writeState is what the kernel says of an image's writers.
+type writeState int
+
+const (
+	writersUnknown writeState = iota // it cannot tell: look through the processes
+	writersNone                      // nobody has it open for writing
+	writersSome                      // someone has, whether strata can see them or not
+)
+
+// leaseWriters asks whether the kernel lets fd (open read-only) take a
+// read lease, which it refuses (EAGAIN) while any process has the file
+// open for writing; the lease is released at once. A writer opening the
+// file in that instant waits for the release, microseconds (its
+// lease-break signal, SIGIO, is one the Go runtime ignores).
+func leaseWriters(fd int) writeState {
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
-		return false
+		if errors.Is(err, unix.EAGAIN) {
+			return writersSome
+		}
+		return writersUnknown
 	}
 	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
-	return true
+	return writersNone
+}
+
+// noWriters tells whether the kernel says nobody has fd's file open for
+// writing.
+func noWriters(fd int) bool { return leaseWriters(fd) == writersNone }
+
+// unseenWriters looks again for the writers the kernel counts but no open
+// file showed (out[i] empty while written[i]): a process that mapped the
+// image shared and writable and closed its descriptor writes it all the
+// same, as does a descriptor in flight on a unix socket or registered
+// with io_uring, or one of another user's processes when strata is not
+// root. Mappings are found in /proc/PID/maps (only for these images, and
+// only then: it is a read of every process's maps); a writer still not
+// found is reported without a name, unless it is strata itself.
+func (p Processes) unseenWriters(pids []string, imgs []Image, ids []fileID, written []bool, out [][]Holder) {
+	want := map[fileID][]int{}
+	for i := range imgs {
+		if written[i] && len(out[i]) == 0 && !ids[i].block {
+			want[ids[i]] = append(want[ids[i]], i)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	self := strconv.Itoa(os.Getpid())
+	mine := p.mapped(self, want, true)
+	for id, is := range want {
+		for _, i := range is {
+			if mine[i] || p.selfWrites(id) {
+				delete(want, id) // strata's own writing (it counts as a writer too)
+			}
+		}
+	}
+	for _, name := range pids {
+		if name == self || atoi(name) <= 0 || len(want) == 0 {
+			continue
+		}
+		for i := range p.mapped(name, want, false) {
+			out[i] = append(out[i], Holder{PID: atoi(name), Program: program(p.proc(), name), Guest: qemuName(p.proc(), name), How: "has the image mapped for writing"})
+		}
+	}
+	for _, is := range want {
+		for _, i := range is {
+			if len(out[i]) == 0 {
+				out[i] = append(out[i], Holder{How: unseenWriter})
+			}
+		}
+	}
+}
+
+// unseenWriter is how a writer the kernel counts but strata cannot name
+// holds an image. Another source that names it (a loop device, which
+// the kernel's own writing is) replaces it.
+const unseenWriter = "counts a writer of the image that strata cannot see (another user's process, a descriptor in flight, or the kernel's own)"
+
+// mapped lists the images (indexes into want's lists) that process pid
+// maps shared and writable (anyShared: shared at all, which may become
+// writable).
+func (p Processes) mapped(pid string, want map[fileID][]int, anyShared bool) map[int]bool {
+	raw, err := os.ReadFile(p.proc() + "/" + pid + "/maps")
+	if err != nil {
+		return nil
+	}
+	var found map[int]bool
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || len(f[1]) < 4 || f[1][3] != 's' || (!anyShared && f[1][1] != 'w') {
+			continue
+		}
+		majMin := strings.SplitN(f[3], ":", 2)
+		if len(majMin) != 2 {
+			continue
+		}
+		maj, err1 := strconv.ParseUint(majMin[0], 16, 32)
+		mnr, err2 := strconv.ParseUint(majMin[1], 16, 32)
+		ino, err3 := strconv.ParseUint(f[4], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		for _, i := range want[fileID{dev: unix.Mkdev(uint32(maj), uint32(mnr)), ino: ino}] {
+			if found == nil {
+				found = map[int]bool{}
+			}
+			found[i] = true
+		}
+	}
+	return found
+}
+
+// selfWrites tells whether strata itself has the file open for writing.
+func (p Processes) selfWrites(id fileID) bool {
+	dir := p.proc() + "/self/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range fds {
+		var st unix.Stat_t
+		if unix.Stat(dir+"/"+e.Name(), &st) != nil {
+			continue
+		}
+		if uint64(st.Dev) == id.dev && st.Ino == id.ino && openForWriting(p.proc()+"/self/fdinfo/"+e.Name()) {
+			return true
+		}
+	}
+	return false
 }
 
 // openForWriting reads the access mode from /proc/PID/fdinfo/FD.
