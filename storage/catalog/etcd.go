@@ -141,6 +141,10 @@ type etcdStore struct {
 	onFence   func(error)
 }
 
+// maxLease bounds ?lease=: a crashed host's locks and guests stay held
+// for as long as its lease.
+const maxLease = 10 * time.Minute
+
 func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 	u, err := url.Parse(o.URL)
 	bad := func(why string) error {
@@ -198,8 +202,8 @@ func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 		switch k {
 		case "lease":
 			d, err := time.ParseDuration(v[0])
-			if err != nil || d < 2*time.Second {
-				return nil, bad("lease must be a duration of 2s or more")
+			if err != nil || d < 2*time.Second || d > maxLease {
+				return nil, bad("lease must be a duration from 2s to " + maxLease.String() + " (a dead host's locks last as long)")
 			}
 			s.ttl = d
 		default:

@@ -52,3 +52,17 @@ func TestCatalogPrefixesCannotLieInsideAnotherHomesKeys(t *testing.T) {
 		}
 	}
 }
+
+// A lease is how long a dead host's locks and guests stay held: bounded.
+func TestCatalogLeaseIsBounded(t *testing.T) {
+	for _, lease := range []string{"1s", "11m", "876000h", "x"} {
+		if _, err := newEtcdStore(Options{URL: "etcd://h:2379/strata?lease=" + lease, Host: "h"}, time.Second); err == nil {
+			t.Errorf("lease=%s accepted", lease)
+		}
+	}
+	for _, lease := range []string{"2s", "30s", "10m"} {
+		if _, err := newEtcdStore(Options{URL: "etcd://h:2379/strata?lease=" + lease, Host: "h"}, time.Second); err != nil {
+			t.Errorf("lease=%s refused: %v", lease, err)
+		}
+	}
+}
