@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -182,6 +184,10 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 	// current data as the pre-rollback point's: moved there when the
 	// restored volume takes its name (one copy instead of two, and never
 	// data shared by the live name and a point).
+	// Meanwhile the disks whose points keep their fingerprint are
+	// fingerprinted for the journal (early: see earlyFingerprints).
+	early := m.earlyFingerprints(touched)
+	defer early() // no reader outlives a refusal
 	replaced := map[string]bool{}
 	for i, d := range to.Disks {
 		v := restored[i]
@@ -196,6 +202,7 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 			replaced[d.VolumeID] = true
 		}
 	}
+	before := early()
 	undo := CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID)}
 	if po, ok := ctx.Value(postOfKey{}).(postOf); ok && po.pre == to.ID && to.Kind == KindPre {
 		// snapshot run's failed command: the undo point is its post
@@ -205,7 +212,7 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 	pre, err := m.create(ctx, t, CreateOptions{Kind: undo.Kind, PreID: undo.PreID, Description: undo.Description, replaced: replaced, also: also, inUseChecked: true,
 		onReady: func(tx *catalog.Tx, p Point) error {
 			j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
-			if err := m.fingerprintsInto(tx, p, &j); err != nil {
+			if err := m.fingerprintsInto(tx, p, &j, before); err != nil {
 				return err
 			}
 			return tx.Put(bJournal, t.Key, j)
@@ -611,10 +618,18 @@ func (m *Manager) keepFound(ctx context.Context, t Target, j journalEntry, disks
 	return nil
 }
 
-// fingerprintsInto records in j.Before the state of each of p's disks.
-func (m *Manager) fingerprintsInto(tx *catalog.Tx, p Point, j *journalEntry) error {
+// fingerprintsInto records in j.Before the state of each of p's disks:
+// for a disk whose point method KeepsFingerprint, the one read before
+// the point was taken (early) when there is one.
+func (m *Manager) fingerprintsInto(tx *catalog.Tx, p Point, j *journalEntry, early map[string]fingerprint) error {
 	j.Before = map[string]fingerprint{}
 	for _, d := range p.Disks {
+		if fp, ok := early[d.VolumeID]; ok {
+			if _, pm, err := m.pointDriver(d); err == nil && pm.KeepsFingerprint {
+				j.Before[d.VolumeID] = fp
+				continue
+			}
+		}
 		v, err := tx.VolumeByID(d.VolumeID)
 		if err != nil {
 			return err
@@ -630,6 +645,44 @@ func (m *Manager) fingerprintsInto(tx *catalog.Tx, p Point, j *journalEntry) err
 		}
 	}
 	return nil
+}
+
+// earlyFingerprints starts reading the fingerprint of each of vols
+// whose driver has a point method that KeepsFingerprint (a question to
+// a cluster: asked while the restore is checked, not after the
+// pre-rollback point is taken); the returned func waits for them. Read
+// before the point is taken, such a fingerprint is the point's state
+// unless something wrote the disk in between, and then recovery only
+// sees a change that is not one (it keeps a point too many), never the
+// reverse: a disk whose fingerprint is still this one was not written
+// since. A disk that could not be read is left out (read again after
+// the take).
+func (m *Manager) earlyFingerprints(vols []storage.Volume) func() map[string]fingerprint {
+	out := map[string]fingerprint{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, v := range vols {
+		if seen[v.ID] {
+			continue
+		}
+		seen[v.ID] = true
+		drv, pool, err := m.driverOf(v)
+		if err != nil || !slices.ContainsFunc(drv.PointMethods(), func(pm storage.PointMethod) bool { return pm.KeepsFingerprint }) {
+			continue
+		}
+		wg.Go(func() {
+			if fp, ok, err := drv.Fingerprint(pool, v); err == nil && ok {
+				mu.Lock()
+				out[v.ID] = fp
+				mu.Unlock()
+			}
+		})
+	}
+	return func() map[string]fingerprint {
+		wg.Wait()
+		return out
+	}
 }
 
 // abandon undoes a rollback that cannot be finished and says so.

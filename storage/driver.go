@@ -223,6 +223,12 @@ type PointMethod struct {
 	// ReplacesLive: a restore puts a new volume under the live name, so
 	// the pre-rollback point can take the old one by a move (Moved).
 	ReplacesLive bool `json:"replaces_live"`
+	// KeepsFingerprint: taking a point leaves the volume's Fingerprint
+	// as it was (an RBD snapshot writes none of the image's data, size,
+	// mtime or object map), so a caller may read the fingerprint before
+	// the take, alongside other work (it costs a round trip to a
+	// cluster), and keep it as the state the point holds.
+	KeepsFingerprint bool `json:"-"`
 	// Live is how a running guest's hypervisor captures it.
 	Live LiveMechanism `json:"live"`
 }

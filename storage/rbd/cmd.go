@@ -154,6 +154,16 @@ func DiffArgs(s Spec) []string {
 	return append(base("rbd", s.Conn), "diff", "--whole-object", "--format", "json", s.String())
 }
 
+// InfoAtArgs and DiffAtArgs report an image at one of its snapshots:
+// the snapshot's size and allocated objects, the image's ID and
+// modify_timestamp.
+func InfoAtArgs(s Spec, snap string) []string {
+	return append(base("rbd", s.Conn), "info", "--format", "json", s.Snap(snap))
+}
+func DiffAtArgs(s Spec, snap string) []string {
+	return append(base("rbd", s.Conn), "diff", "--whole-object", "--format", "json", s.Snap(snap))
+}
+
 // DUArgs reports the usage of one image (s.Image set) or of every image
 // of the pool or namespace.
 // (A POOL/NAMESPACE argument would be read as POOL/IMAGE: the pool and
@@ -318,6 +328,16 @@ func (c *Client) Info(ctx context.Context, s Spec) (Image, error) {
 	return parse[Image](out, "rbd info")
 }
 
+// InfoAt reports an image at its snapshot snap (storage.ErrNotFound:
+// no such image or snapshot).
+func (c *Client) InfoAt(ctx context.Context, s Spec, snap string) (Image, error) {
+	out, err := c.report(ctx, fmt.Sprintf("snapshot %q", s.Snap(snap)), InfoAtArgs(s, snap))
+	if err != nil {
+		return Image{}, err
+	}
+	return parse[Image](out, "rbd info")
+}
+
 // Exists tells whether the image is there.
 func (c *Client) Exists(ctx context.Context, s Spec) (bool, error) {
 	_, err := c.Info(ctx, s)
@@ -409,6 +429,11 @@ func (c *Client) Watchers(ctx context.Context, s Spec) ([]string, error) {
 // hold data (read from the object map: cheap).
 func (c *Client) Diff(ctx context.Context, s Spec) ([]byte, error) {
 	return c.report(ctx, fmt.Sprintf("allocation of rbd image %q", s.String()), DiffArgs(s))
+}
+
+// DiffAt is Diff of the image at its snapshot snap.
+func (c *Client) DiffAt(ctx context.Context, s Spec, snap string) ([]byte, error) {
+	return c.report(ctx, fmt.Sprintf("allocation of snapshot %q", s.Snap(snap)), DiffAtArgs(s, snap))
 }
 
 // DU reports usage (s.Image "" : every image of the pool or namespace).

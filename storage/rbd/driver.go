@@ -57,6 +57,9 @@ var pointMethods = []storage.PointMethod{{
 	// The snapshot is inside the image: it goes with it.
 	InVolume: true,
 	Live:     storage.LiveClone,
+	// rbd snap create changes neither the image's info (ID, size,
+	// modify_timestamp) nor its object map (rbd diff).
+	KeepsFingerprint: true,
 }}
 
 // PointMethods implements storage.Driver.
@@ -394,13 +397,19 @@ func (d Driver) fingerprint(ctx context.Context, s Spec) (storage.Fingerprint, b
 	if err := errors.Join(infoErr, diffErr); err != nil {
 		return storage.Fingerprint{}, false, err
 	}
+	return fingerprintOf(img, diff), true, nil
+}
+
+// fingerprintOf is the fingerprint of an image whose rbd info is img and
+// rbd diff --whole-object is diff.
+func fingerprintOf(img Image, diff []byte) storage.Fingerprint {
 	id := fnv.New64a()
 	id.Write([]byte(img.ID))
 	state := fnv.New64a()
 	state.Write([]byte(img.Modified))
 	state.Write([]byte{0})
 	state.Write(diff)
-	return storage.Fingerprint{Ino: id.Sum64(), Size: img.Size, Mtime: int64(state.Sum64() >> 1)}, true, nil
+	return storage.Fingerprint{Ino: id.Sum64(), Size: img.Size, Mtime: int64(state.Sum64() >> 1)}
 }
 
 // Locations implements storage.Driver: the live image and the name it

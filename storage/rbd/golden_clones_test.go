@@ -99,7 +99,8 @@ func TestGoldenFiveLinkedClonesIsolated(t *testing.T) {
 
 // TestRollbackRefusedWhileImageOpen: a client holding the image open (a
 // guest strata does not run) makes a rollback refuse before anything is
-// renamed.
+// written: the watchers are listed once the image is renamed aside (the
+// rename is the first call of a rollback), and it is renamed back.
 func TestRollbackRefusedWhileImageOpen(t *testing.T) {
 	ctx := context.Background()
 	p := testPool(t)

@@ -109,21 +109,122 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 // back. Run again after a crash, it finds the image aside and rolls back
 // again (a rollback is idempotent), or finds it back under its live name
 // in the state recorded (done).
+//
+// Every rbd call connects to the cluster anew (50-100 ms): a first run
+// (st.Done nil) asks no question before the rename, which answers them
+// itself (ENOENT: no live image, EEXIST: one aside already). The
+// watchers are listed once the image is aside (a client that has it
+// open keeps it open across a rename; the rename's own process is a
+// watcher while it runs): found, the image is renamed back and the
+// rollback refused before anything is written.
 func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef, st storage.RestoreStep) error {
 	live, err := ParsePath(v.Path)
 	if err != nil {
 		return err
 	}
 	aside := live.WithImage(live.Image + ApplyingSuffix)
+	what := fmt.Sprintf("roll back volume %q", v.Name)
+	moved := false
+	var predicted *storage.Fingerprint
+	if st.Done == nil {
+		err := d.c().Rename(ctx, live, aside.Image)
+		switch {
+		case err == nil:
+			moved = true
+			// The state the rollback will leave, read meanwhile: see
+			// predict.
+			var openErr error
+			predicted, err = d.predict(ctx, aside, ref.Ref, func() error {
+				openErr = d.notOpen(ctx, aside, what)
+				return nil
+			})
+			if openErr == nil {
+				openErr = err
+			}
+			if openErr != nil {
+				// Nothing was written: the image goes back as it was.
+				if err := d.c().Rename(context.WithoutCancel(ctx), aside, live.Image); err != nil {
+					return fmt.Errorf("%w (and renaming rbd image %q back failed: %v; run strata doctor --repair)", openErr, aside.String(), err)
+				}
+				return openErr
+			}
+			storage.Crashpoint("rollback:rbd-moved")
+		case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrExists):
+			// Not a first run after all (or two images): the careful path.
+		default:
+			return err
+		}
+	}
+	if !moved {
+		if err := d.settleAside(ctx, live, aside, v, what, st); err != nil {
+			if errors.Is(err, errRestored) {
+				return nil
+			}
+			return err
+		}
+	}
+	if err := d.c().SnapRollback(ctx, aside, ref.Ref); err != nil {
+		return err
+	}
+	storage.Crashpoint("rollback:rbd-applied")
+	if predicted == nil {
+		fp, ok, err := d.fingerprint(ctx, aside)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return storage.Errorf(storage.ErrNotFound, "volume %q: rbd image %q went away during the rollback", v.Name, aside.String())
+		}
+		predicted = &fp
+	}
+	if st.Record != nil {
+		if err := st.Record(*predicted); err != nil {
+			return err
+		}
+	}
+	return d.c().Rename(ctx, aside, live.Image)
+}
+
+// predict reads, with also, the fingerprint an image will have once
+// rolled back to its snapshot snap: the image's ID and modify_timestamp
+// (rbd snap rollback changes neither: it is no client write), and the
+// snapshot's size and allocated objects (which the rollback gives the
+// image). Read before the rollback, alongside the watchers check, it
+// saves a round of rbd calls after it; the image is aside meanwhile,
+// where no client opens it. Were a Ceph release to change the image's
+// modify_timestamp in a rollback, the state recorded would not be the
+// image's: recovery would take the rolled back image for one a guest
+// wrote and keep it as a point first (one point too many, never a write
+// lost), and the conformance suite's check of the recorded state fails.
+func (d Driver) predict(ctx context.Context, s Spec, snap string, also func() error) (*storage.Fingerprint, error) {
+	var (
+		img  Image
+		diff []byte
+	)
+	err := together(
+		func() (err error) { img, err = d.c().InfoAt(ctx, s, snap); return err },
+		func() (err error) { diff, err = d.c().DiffAt(ctx, s, snap); return err },
+		also)
+	if err != nil {
+		return nil, err
+	}
+	fp := fingerprintOf(img, diff)
+	return &fp, nil
+}
+
+// errRestored: settleAside found the restore done by an interrupted run.
+var errRestored = errors.New("restored already")
+
+// settleAside brings the image to its name aside, whatever an
+// interrupted run left: under its live name (renamed aside now, unless
+// it is in the state st.Done recorded: errRestored), or aside already.
+func (d Driver) settleAside(ctx context.Context, live, aside Spec, v storage.Volume, what string, st storage.RestoreStep) error {
 	var liveOK, asideOK bool
 	var openErr error
-	err = together(
+	err := together(
 		func() (err error) { liveOK, err = d.c().Exists(ctx, live); return err },
 		func() (err error) { asideOK, err = d.c().Exists(ctx, aside); return err },
-		func() error {
-			openErr = d.notOpen(ctx, live, fmt.Sprintf("roll back volume %q", v.Name))
-			return nil
-		})
+		func() error { openErr = d.notOpen(ctx, live, what); return nil })
 	if err != nil {
 		return err
 	}
@@ -135,7 +236,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 	case liveOK:
 		if st.Done != nil {
 			if fp, ok, err := d.fingerprint(ctx, live); err == nil && ok && fp == *st.Done {
-				return nil // an interrupted run had finished
+				return errRestored // an interrupted run had finished
 			}
 		}
 		if openErr != nil {
@@ -146,23 +247,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 		}
 		storage.Crashpoint("rollback:rbd-moved")
 	}
-	if err := d.c().SnapRollback(ctx, aside, ref.Ref); err != nil {
-		return err
-	}
-	storage.Crashpoint("rollback:rbd-applied")
-	fp, ok, err := d.fingerprint(ctx, aside)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return storage.Errorf(storage.ErrNotFound, "volume %q: rbd image %q went away during the rollback", v.Name, aside.String())
-	}
-	if st.Record != nil {
-		if err := st.Record(fp); err != nil {
-			return err
-		}
-	}
-	return d.c().Rename(ctx, aside, live.Image)
+	return nil
 }
 
 // PutBack implements storage.Driver: rbd points are never Moved.

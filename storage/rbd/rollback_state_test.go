@@ -1,0 +1,62 @@
+package rbd_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/rbd"
+	"github.com/strata-vm/strata/storage/storagetest"
+)
+
+// TestRollbackRecordsTheStateItLeaves: a first RestorePoint records the
+// state the rollback will leave before it runs (read from the snapshot
+// and the image's header); after a rollback that shrinks the image back
+// and drops objects written since the point, that state is the image's
+// own fingerprint, as recovery compares it.
+func TestRollbackRecordsTheStateItLeaves(t *testing.T) {
+	ctx := context.Background()
+	p := testPool(t)
+	d := rbd.Driver{}
+	v := storage.Volume{ID: storage.NewID(), Name: "state", Format: storage.FormatRaw}
+	v.Path = d.VolumePath(p, v.ID, v.Format)
+	if err := d.Create(ctx, p, v.Path, v.Format, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x41 0 64k", v.Path)
+	ref, err := d.PlanPoint(ctx, p, v, "0000000000a1", storage.PointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.TakePoint(ctx, p, v, &ref, storage.NoProgress{}); err != nil {
+		t.Fatal(err)
+	}
+	at, _, err := d.Fingerprint(p, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Resize(ctx, p, v.Path, v.Format, 16<<20, false); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x42 0 64k", "-c", "write -P 0x42 12M 64k", v.Path)
+	var rec *storage.Fingerprint
+	if err := d.RestorePoint(ctx, p, v, ref, storage.RestoreStep{Record: func(fp storage.Fingerprint) error { rec = &fp; return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	fp, ok, err := d.Fingerprint(p, v)
+	if err != nil || !ok {
+		t.Fatalf("Fingerprint after the rollback: %v %v", ok, err)
+	}
+	if rec == nil || *rec != fp {
+		t.Fatalf("the rollback recorded %+v, the image is %+v", rec, fp)
+	}
+	if fp.Size != 8<<20 || fp.Ino != at.Ino {
+		t.Fatalf("after the rollback: %+v, want the size and ID of %+v", fp, at)
+	}
+	if got := firstByte(t, v.Path, 0); got != 0x41 {
+		t.Fatalf("after the rollback the volume holds %#x, want 0x41", got)
+	}
+	if err := d.RemovePoint(ctx, p, v, ref); err != nil {
+		t.Fatal(err)
+	}
+}
