@@ -176,8 +176,8 @@ func killedFromOutside(ee *exec.ExitError) bool {
 }
 
 // signalGrace is how long a tool's death by a stop signal waits for the
-// same signal to reach strata.
-const signalGrace = 250 * time.Millisecond
+// same signal to reach strata (a variable for the tests).
+var signalGrace = 250 * time.Millisecond
 
 // awaitOwnSignal gives strata's signal handler a moment to cancel ctx when
 // a tool died of a stop signal: a service stop or a terminal signals every

@@ -100,6 +100,9 @@ func TestReadingToolDiesWithStrata(t *testing.T) {
 // waits a moment for that signal, so the caller sees itself interrupted
 // and does not report the tool's failure as the cause.
 func TestToolKilledByAStopSignalWaitsForStrataOwn(t *testing.T) {
+	// A grace long enough that the signal below comes within it however
+	// loaded the machine is (the run returns as soon as it does).
+	defer run.SetSignalGrace(10 * time.Second)()
 	for _, critical := range []bool{false, true} {
 		ctx, cancel := context.WithCancel(context.Background())
 		argv := []string{"sh", "-c", "kill -TERM $$"}
@@ -116,6 +119,7 @@ func TestToolKilledByAStopSignalWaitsForStrataOwn(t *testing.T) {
 		cancel()
 	}
 	// No signal comes: the tool's failure is reported after the grace.
+	run.SetSignalGrace(250 * time.Millisecond)
 	start := time.Now()
 	if err := run.Run(context.Background(), nil, nil, "sh", "-c", "kill -TERM $$"); err == nil {
 		t.Error("a tool killed by SIGTERM reported success")
