@@ -9,14 +9,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/strata-vm/strata/storage/catalog"
-
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/qga"
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
 )
 
