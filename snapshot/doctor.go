@@ -62,7 +62,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		seen := map[catalog.TargetKey]bool{}
 		if err := tx.Scan(bJournal, "", func(k string, _ []byte) error {
-			key, err := catalog.ParseTargetKey(k)
+			key, err := parsePointTarget(k)
 			if err != nil {
 				unreadable[bJournal+"/"+k] = err
 				return nil
@@ -210,7 +210,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		if err := tx.Scan(bJournal, "", func(k string, raw []byte) error {
 			var j journalEntry
-			if key, err := catalog.ParseTargetKey(k); err == nil && json.Unmarshal(raw, &j) == nil {
+			if key, err := parsePointTarget(k); err == nil && json.Unmarshal(raw, &j) == nil {
 				journals[key] = j
 			}
 			return nil

@@ -675,6 +675,17 @@ func (m *Manager) usage(ctx context.Context, points []Point) {
 	}
 }
 
+// parsePointTarget reads a catalog key of restore point state (a journal,
+// a policy): the key of a guest or a volume, the only targets points are
+// taken of.
+func parsePointTarget(s string) (catalog.TargetKey, error) {
+	k, err := catalog.ParseTargetKey(s)
+	if err == nil && k.Kind() != catalog.KindGuest && k.Kind() != catalog.KindVolume {
+		err = storage.Errorf(storage.ErrInvalid, "target key %q names a %s: restore points are of guests and volumes (the catalog may be damaged: see 'strata doctor')", s, k.Kind())
+	}
+	return k, err
+}
+
 // targetOf is the target key names, with its current name (it may have
 // been renamed since a point was taken): ok is false, and Name empty, when
 // the catalog no longer has it.

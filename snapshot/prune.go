@@ -277,7 +277,7 @@ func (m *Manager) PruneAll(ctx context.Context, dryRun bool) ([]PruneResult, err
 	var refs []TargetRef
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		return tx.Scan(bPolicies, "", func(k string, _ []byte) error {
-			key, err := catalog.ParseTargetKey(k)
+			key, err := parsePointTarget(k)
 			if err != nil {
 				log.Warn().Err(err).Msg("a retention policy of no known target: skipped")
 				return nil

@@ -73,8 +73,12 @@ func TestSnapshotMalformedTargetKeys(t *testing.T) {
 	newDisk(t, home, "v", "qcow2", "")
 	ok(t, home, "snapshot", "create", "--volume", "v")
 	ok(t, home, "snapshot", "policy", "--volume", "v", "--keep-last", "5")
+	var g struct {
+		ID string `json:"id"`
+	}
+	jsonOf(t, home, &g, "golden", "create", "base", "--volume", "v")
 	setMeta(t, home, func(tx *bolt.Tx) error {
-		for _, k := range []string{"x", "gold"} {
+		for _, k := range []string{"x", "gold", "gold-" + g.ID} { // a golden is not a target of points
 			if err := tx.Bucket([]byte("policies")).Put([]byte(k), []byte(`{"keep_last":1}`)); err != nil {
 				return err
 			}
@@ -95,6 +99,6 @@ func TestSnapshotMalformedTargetKeys(t *testing.T) {
 	}
 	jsonOf(t, home, &res, "snapshot", "prune", "--all", "--dry-run")
 	if len(res) != 1 || res[0].Target != "volume:v" || len(res[0].Decisions) != 1 {
-		t.Errorf("prune --all with policies of keys x and gold: %+v, want only volume:v's", res)
+		t.Errorf("prune --all with policies of keys x, gold and a golden's: %+v, want only volume:v's", res)
 	}
 }
