@@ -55,19 +55,27 @@ func strataEntry(e os.DirEntry, pool bool) bool {
 func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	out := []Finding{}
 	// 1. Operations a dead process left: recover them target by target.
-	var targets []string
+	var targets []catalog.TargetKey
 	// unreadable: point records that do not decode. Files and internal
 	// snapshots they may name are then never removed as orphans.
 	unreadable := map[string]error{}
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		seen := map[string]bool{}
-		if err := tx.Scan(bJournal, "", func(k string, _ []byte) error { seen[k] = true; return nil }); err != nil {
+		seen := map[catalog.TargetKey]bool{}
+		if err := tx.Scan(bJournal, "", func(k string, _ []byte) error {
+			key, err := parsePointTarget(k)
+			if err != nil {
+				unreadable[bJournal+"/"+k] = err
+				return nil
+			}
+			seen[key] = true
+			return nil
+		}); err != nil {
 			return err
 		}
 		if err := tx.Scan(bPoints, "", func(k string, raw []byte) error {
 			var p Point
 			if err := json.Unmarshal(raw, &p); err != nil {
-				unreadable[k] = err
+				unreadable[bPoints+"/"+k] = err
 				return nil
 			}
 			if p.State != stateReady {
@@ -85,7 +93,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(targets)
+	sort.Slice(targets, func(i, j int) bool { return targets[i].String() < targets[j].String() })
 	keep := "" // why orphans are not removed, if they must not be
 	if len(unreadable) > 0 {
 		keep = " (not removed: a restore point record strata cannot read may reference it)"
@@ -95,7 +103,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			out = append(out, Finding{Kind: "unreadable-record", Target: "points/" + k,
+			out = append(out, Finding{Kind: "unreadable-record", Target: k,
 				Detail: "the catalog record of a restore point cannot be read (" + unreadable[k].Error() + "): strata leaves it, and any file it may name, alone; restore HOME/catalog.db from a backup, or delete the record if its point is not needed"})
 		}
 	}
@@ -123,10 +131,9 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 	}
 	for _, k := range targets {
-		var name string
-		_ = m.st.Catalog.View(func(tx *catalog.Tx) error { name = currentName(tx, Point{TargetKey: k, Target: k}); return nil })
-		kind, n, _ := strings.Cut(name, ":")
-		t := Target{Kind: kind, Name: n, Key: k}
+		var t Target
+		_ = m.st.Catalog.View(func(tx *catalog.Tx) error { t, _ = targetOf(tx, k); return nil })
+		name := t.String()
 		// An operation whose lock is held is running, not interrupted
 		// (doctor --repair holds the state home exclusively, so none is).
 		l, free := tryLockTarget(m.st.Catalog.Home(), t)
@@ -172,7 +179,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	dirs := map[string]bool{}
 	var vols []storage.Volume
 	var points []Point
-	journals := map[string]journalEntry{} // target key → rollback under way
+	journals := map[catalog.TargetKey]journalEntry{} // target key → rollback under way
 	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
 		var err error
 		if vols, err = tx.Volumes(); err != nil {
@@ -203,16 +210,23 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 		if err := tx.Scan(bJournal, "", func(k string, raw []byte) error {
 			var j journalEntry
-			if json.Unmarshal(raw, &j) == nil {
-				journals[k] = j
+			if key, err := parsePointTarget(k); err == nil && json.Unmarshal(raw, &j) == nil {
+				journals[key] = j
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
+		names := map[catalog.TargetKey]string{}
 		return tx.Scan(bPoints, "", func(_ string, raw []byte) error {
 			var p Point
 			if json.Unmarshal(raw, &p) == nil { // unreadable ones: above
+				n, ok := names[p.TargetKey]
+				if !ok {
+					n = nameOf(tx, p.TargetKey)
+					names[p.TargetKey] = n
+				}
+				p.Target = n
 				points = append(points, p)
 			}
 			return nil
@@ -298,7 +312,7 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 				continue // a network image (rbd:...): not a file to look for
 			}
 			if _, err := os.Stat(d.Path); err != nil {
-				out = append(out, Finding{Kind: "missing-file", Path: d.Path, Target: "golden:" + g.Name, Detail: "an image of golden image " + g.Name + " is missing: its linked clones cannot read their disks; restore it from a backup"})
+				out = append(out, Finding{Kind: "missing-file", Path: d.Path, Target: goldenTarget(g).String(), Detail: "an image of golden image " + g.Name + " is missing: its linked clones cannot read their disks; restore it from a backup"})
 			}
 		}
 	}
@@ -492,7 +506,7 @@ func (m *Manager) inUseByOperation(p string, byPath, byID map[string]storage.Vol
 // volumeBusy tells whether an operation holds v's lock now (a rollback
 // between moving an image and putting its new one in place, say).
 func (m *Manager) volumeBusy(v storage.Volume) bool {
-	release, err := store.LockKey(m.st.Catalog.Home(), "v-"+v.ID, "volume:"+v.Name, 0)
+	release, err := store.LockKey(m.st.Catalog.Home(), catalog.VolumeKey(v.ID).String(), "volume:"+v.Name, 0)
 	if err != nil {
 		return true
 	}

@@ -128,7 +128,7 @@ type cloneJournal struct {
 }
 
 func goldenTarget(g goldenRecord) Target {
-	return Target{Kind: "golden", Name: g.Name, Key: "gold-" + g.ID}
+	return Target{Key: catalog.GoldenKey(g.ID), Name: g.Name}
 }
 
 func init() {
@@ -263,16 +263,16 @@ func (m *Manager) interruptedGoldens() ([]Finding, []string, error) {
 		}
 		l.unlock()
 		if hasJ {
-			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name,
+			out = append(out, Finding{Kind: "interrupted-operation", Target: goldenTarget(g).String(),
 				Detail: "a clone from golden image " + g.Name + " was interrupted: 'strata doctor --repair' removes the " + itoa(len(j.Paths)) + " image(s) it was making; the golden image is not changed"})
 		}
 		switch g.State {
 		case stateReady:
 		case stateDeleting:
-			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name,
+			out = append(out, Finding{Kind: "interrupted-operation", Target: goldenTarget(g).String(),
 				Detail: "the delete of golden image " + g.Name + " was interrupted: 'strata doctor --repair' finishes it (removes its images and record)"})
 		default:
-			out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name,
+			out = append(out, Finding{Kind: "interrupted-operation", Target: goldenTarget(g).String(),
 				Detail: "the creation of golden image " + g.Name + " (from " + g.Source.Kind + " " + g.Source.Name + ") was interrupted: it was never ready; 'strata doctor --repair' removes its half-made images and its record, then create it again"})
 		}
 	}
@@ -303,7 +303,7 @@ func (m *Manager) recoverGolden(ctx context.Context, id string) ([]Finding, erro
 		if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bCloneJournal, id) }); err != nil {
 			return out, err
 		}
-		out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "a clone was interrupted: its half-made images were removed", Repaired: true})
+		out = append(out, Finding{Kind: "interrupted-operation", Target: goldenTarget(g).String(), Detail: "a clone was interrupted: its half-made images were removed", Repaired: true})
 	}
 	if hasG && g.State != stateReady {
 		what := "creation"
@@ -314,7 +314,7 @@ func (m *Manager) recoverGolden(ctx context.Context, id string) ([]Finding, erro
 		if err := m.dropGolden(ctx, g); err != nil {
 			return out, err
 		}
-		out = append(out, Finding{Kind: "interrupted-operation", Target: "golden:" + g.Name, Detail: "the " + what + " of a golden image was interrupted: its images and record were removed", Repaired: true})
+		out = append(out, Finding{Kind: "interrupted-operation", Target: goldenTarget(g).String(), Detail: "the " + what + " of a golden image was interrupted: its images and record were removed", Repaired: true})
 	}
 	return out, nil
 }
@@ -517,8 +517,8 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 // goldenSources resolves what to freeze, and fills in g's kind, source
 // and definition. The caller holds t's lock.
 func (m *Manager) goldenSources(ctx context.Context, t Target, pointRef string, g *goldenRecord) ([]goldenSourceDisk, error) {
-	g.Kind = t.Kind
-	g.Source = GoldenSource{Kind: t.Kind, Name: t.Name, ID: t.Key[2:]}
+	g.Kind = string(t.Kind())
+	g.Source = GoldenSource{Kind: string(t.Kind()), Name: t.Name, ID: t.Key.ID()}
 	var srcs []goldenSourceDisk
 	if pointRef == "" {
 		var vols []storage.Volume
@@ -764,7 +764,7 @@ func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
 		paths[storage.RealPath(d.Path)] = true
 	}
 	var out []CloneInfo
-	index := map[string]int{}
+	index := map[catalog.TargetKey]int{}
 	err := tx.Scan(bGoldenClones, g.ID+"/", func(_ string, raw []byte) error {
 		var l cloneLink
 		if err := json.Unmarshal(raw, &l); err != nil {
@@ -774,11 +774,11 @@ func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
 		if err != nil {
 			return nil // deleted since
 		}
-		key, name, kind := "v-"+v.ID, v.Name, GoldenVolume
+		key, name, kind := catalog.VolumeKey(v.ID), v.Name, GoldenVolume
 		if l.GuestID != "" {
 			gu, err := tx.GuestByID(l.GuestID)
 			if err == nil {
-				key, name, kind = "g-"+gu.ID, gu.Name, GoldenGuest
+				key, name, kind = catalog.GuestKey(gu.ID), gu.Name, GoldenGuest
 			}
 		}
 		i, ok := index[key]

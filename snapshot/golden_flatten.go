@@ -57,19 +57,19 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 					if err != nil {
 						return err
 					}
-					targets = append(targets, Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID})
+					targets = append(targets, Target{Key: catalog.GuestKey(g.ID), Name: g.Name})
 				}
 				return nil
 			}
 			vols, _, err = volumesOf(tx, t)
 			for _, v := range vols {
-				targets = append(targets, Target{Kind: "volume", Name: v.Name, Key: "v-" + v.ID})
+				targets = append(targets, Target{Key: catalog.VolumeKey(v.ID), Name: v.Name})
 			}
 			return err
 		})
 		locks := make([]store.Lock, len(targets))
 		for i, t := range targets {
-			locks[i] = store.Lock{Key: t.Key, What: t.String()}
+			locks[i] = store.Lock{Key: t.Key.String(), What: t.String()}
 		}
 		return locks, err
 	})
@@ -77,7 +77,7 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 		return nil, err
 	}
 	defer unlock()
-	sort.Slice(targets, func(i, j int) bool { return targets[i].Key < targets[j].Key })
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Key.String() < targets[j].Key.String() })
 	for _, t := range targets {
 		if err := m.recoverTarget(ctx, t); err != nil {
 			return nil, fmt.Errorf("finish an interrupted operation on %s: %w", t, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -33,13 +32,13 @@ const guardPoll = 200 * time.Millisecond
 // nil when none is needed (no GuardArgv, or the driver's own watcher
 // releases stale holds).
 func (m *Manager) startGuard(t Target, l *liveGuest, p Point) (*boot.Guard, error) {
-	if m.GuardArgv == nil || t.Kind != "guest" {
+	if m.GuardArgv == nil || t.Kind() != catalog.KindGuest {
 		return nil, nil
 	}
 	if hr, ok := l.drv.(boot.HoldReleaser); ok && hr.ReleasesHolds() {
 		return nil, nil
 	}
-	return boot.StartGuard(m.GuardArgv(strings.TrimPrefix(t.Key, "g-"), p.UID), l.bg.Run.Path(GuardLog))
+	return boot.StartGuard(m.GuardArgv(t.Key.ID(), p.UID), l.bg.Run.Path(GuardLog))
 }
 
 // GuardLog is the guards' log in the guest's runtime directory.
@@ -89,7 +88,7 @@ func (m *Manager) releaseHold(ctx context.Context, guestID string, rd *boot.RunD
 	var t Target
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		g, err := tx.GuestByID(guestID)
-		t = Target{Kind: "guest", Name: g.Name, Key: "g-" + guestID}
+		t = Target{Key: catalog.GuestKey(guestID), Name: g.Name}
 		return err
 	}); err != nil {
 		log.Error().Err(err).Msg("the guest of a stale pause hold")

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"encoding/json"
-	"strings"
 
 	"github.com/rs/zerolog/log"
 
@@ -19,10 +18,7 @@ import (
 // guest, and on every volume among its disks.
 func pointHolds(tx *catalog.Tx, p *Point, put bool) error {
 	holder := catalog.HolderPoint + ":" + key(p.TargetKey, p.ID)
-	kind, id := "volume", p.TargetKey[2:]
-	if strings.HasPrefix(p.TargetKey, "g-") {
-		kind = "guest"
-	}
+	kind, id := p.TargetKey.Kind(), p.TargetKey.ID()
 	h := catalog.Hold{Holder: catalog.HolderPoint, TargetKind: kind, TargetID: id, Point: p.ID}
 	set := func(held, heldID string) error {
 		if put {
@@ -30,7 +26,7 @@ func pointHolds(tx *catalog.Tx, p *Point, put bool) error {
 		}
 		return tx.DeleteHold(held, heldID, holder)
 	}
-	if kind == "guest" {
+	if kind == catalog.KindGuest {
 		if err := set(catalog.HeldGuest, id); err != nil {
 			return err
 		}

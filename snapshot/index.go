@@ -69,7 +69,7 @@ func putPoint(tx *catalog.Tx, p Point) error {
 
 // deletePoint removes a point record and its index entries (no error if
 // there is none).
-func deletePoint(tx *catalog.Tx, targetKey string, id int) error {
+func deletePoint(tx *catalog.Tx, targetKey catalog.TargetKey, id int) error {
 	var old Point
 	had, err := tx.Get(bPoints, key(targetKey, id), &old)
 	if err != nil || !had {
@@ -86,7 +86,7 @@ func deletePoint(tx *catalog.Tx, targetKey string, id int) error {
 func index(tx *catalog.Tx, old, p *Point) error {
 	if old != nil {
 		if old.Name != "" {
-			if err := tx.Delete(bPointNames, old.TargetKey+"/"+old.Name); err != nil {
+			if err := tx.Delete(bPointNames, old.TargetKey.String()+"/"+old.Name); err != nil {
 				return err
 			}
 		}
@@ -104,7 +104,7 @@ func index(tx *catalog.Tx, old, p *Point) error {
 		return nil
 	}
 	if p.Name != "" {
-		if err := tx.Put(bPointNames, p.TargetKey+"/"+p.Name, p.ID); err != nil {
+		if err := tx.Put(bPointNames, p.TargetKey.String()+"/"+p.Name, p.ID); err != nil {
 			return err
 		}
 	}
@@ -128,7 +128,7 @@ func countVolumes(tx *catalog.Tx, p *Point, delta int) error {
 			continue
 		}
 		seen[d.VolumeID] = true
-		k := p.TargetKey + "/" + d.VolumeID
+		k := p.TargetKey.String() + "/" + d.VolumeID
 		var n int
 		if _, err := tx.Get(bPointVolumes, k, &n); err != nil {
 			return err
@@ -146,15 +146,16 @@ func countVolumes(tx *catalog.Tx, p *Point, delta int) error {
 
 // pendingOf returns a target's points that are not ready: those of an
 // operation in progress or interrupted.
-func pendingOf(tx *catalog.Tx, targetKey string) ([]Point, error) {
+func pendingOf(tx *catalog.Tx, targetKey catalog.TargetKey) ([]Point, error) {
 	var keys []string
-	if err := tx.Scan(bPointPending, targetKey+"/", func(k string, _ []byte) error {
+	if err := tx.Scan(bPointPending, targetKey.String()+"/", func(k string, _ []byte) error {
 		keys = append(keys, k)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
 	out := make([]Point, 0, len(keys))
+	name := nameOf(tx, targetKey)
 	for _, k := range keys {
 		var p Point
 		ok, err := tx.Get(bPoints, k, &p)
@@ -162,6 +163,7 @@ func pendingOf(tx *catalog.Tx, targetKey string) ([]Point, error) {
 			return nil, err
 		}
 		if ok {
+			p.Target = name
 			out = append(out, p)
 		}
 	}
@@ -169,16 +171,19 @@ func pendingOf(tx *catalog.Tx, targetKey string) ([]Point, error) {
 }
 
 // pointByNumber returns a target's point by number, whatever its state.
-func pointByNumber(tx *catalog.Tx, targetKey string, id int) (Point, bool, error) {
+func pointByNumber(tx *catalog.Tx, targetKey catalog.TargetKey, id int) (Point, bool, error) {
 	var p Point
 	ok, err := tx.Get(bPoints, key(targetKey, id), &p)
+	if ok && err == nil {
+		p.Target = nameOf(tx, targetKey)
+	}
 	return p, ok, err
 }
 
 // pointByName returns a target's point by name, whatever its state.
-func pointByName(tx *catalog.Tx, targetKey, name string) (Point, bool, error) {
+func pointByName(tx *catalog.Tx, targetKey catalog.TargetKey, name string) (Point, bool, error) {
 	var id int
-	ok, err := tx.Get(bPointNames, targetKey+"/"+name, &id)
+	ok, err := tx.Get(bPointNames, targetKey.String()+"/"+name, &id)
 	if err != nil || !ok {
 		return Point{}, false, err
 	}
@@ -186,9 +191,9 @@ func pointByName(tx *catalog.Tx, targetKey, name string) (Point, bool, error) {
 }
 
 // volumesOfPoints lists the IDs of the volumes a target's points hold.
-func volumesOfPoints(tx *catalog.Tx, targetKey string) ([]string, error) {
+func volumesOfPoints(tx *catalog.Tx, targetKey catalog.TargetKey) ([]string, error) {
 	var ids []string
-	prefix := targetKey + "/"
+	prefix := targetKey.String() + "/"
 	err := tx.Scan(bPointVolumes, prefix, func(k string, _ []byte) error {
 		ids = append(ids, strings.TrimPrefix(k, prefix))
 		return nil

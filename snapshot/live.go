@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/strata-vm/strata/hvm/qga"
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
 )
 
@@ -85,10 +85,10 @@ func (l *liveGuest) close() {
 // or t is a volume). A guest that runs under a driver that cannot take
 // points of running guests is an error of kind ErrInUse saying why.
 func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
-	if m.Drivers == nil || t.Kind != "guest" {
+	if m.Drivers == nil || t.Kind() != catalog.KindGuest {
 		return nil, nil
 	}
-	id := strings.TrimPrefix(t.Key, "g-")
+	id := t.Key.ID()
 	rd := &boot.RunDir{Dir: filepath.Join(m.st.Catalog.Home(), "run", id)}
 	st, err := rd.ReadState()
 	if err != nil || st == nil {

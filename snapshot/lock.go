@@ -11,7 +11,7 @@ import (
 type targetLock struct{ release func() }
 
 func lockTarget(home string, t Target, timeout time.Duration) (*targetLock, error) {
-	release, err := store.LockKey(home, t.Key, t.String(), timeout)
+	release, err := store.LockKey(home, t.Key.String(), t.String(), timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -82,10 +82,10 @@ type TargetRef struct {
 func (r TargetRef) resolve(tx *catalog.Tx) (Target, error) {
 	if r.Volume {
 		v, err := tx.Volume(r.Name)
-		return Target{Kind: "volume", Name: v.Name, Key: "v-" + v.ID}, err
+		return Target{Key: catalog.VolumeKey(v.ID), Name: v.Name}, err
 	}
 	g, err := tx.Guest(r.Name)
-	return Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID}, err
+	return Target{Key: catalog.GuestKey(g.ID), Name: g.Name}, err
 }
 
 func (m *Manager) target(r TargetRef) (Target, error) {
@@ -127,21 +127,21 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 // lockSet is the lock keys an operation on t takes: t's, and for a guest
 // those of its disks now and of every volume its points hold.
 func (m *Manager) lockSet(t Target) ([]string, error) {
-	keys := []string{t.Key}
-	if t.Kind != "guest" {
+	keys := []string{t.Key.String()}
+	if t.Kind() != catalog.KindGuest {
 		return keys, nil
 	}
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		g, err := tx.GuestByID(t.Key[2:])
+		g, err := tx.GuestByID(t.Key.ID())
 		if err != nil {
 			return err
 		}
 		for _, id := range g.Disks {
-			keys = append(keys, "v-"+id)
+			keys = append(keys, catalog.VolumeKey(id).String())
 		}
 		held, err := volumesOfPoints(tx, t.Key)
 		for _, id := range held {
-			keys = append(keys, "v-"+id)
+			keys = append(keys, catalog.VolumeKey(id).String())
 		}
 		return err
 	})
@@ -225,11 +225,11 @@ func isNumber(s string) bool {
 // guest with a writable disk that is not a volume (a host path or device)
 // is refused: a restore point must capture all of its disks.
 func volumesOf(tx *catalog.Tx, t Target) ([]storage.Volume, *storage.Guest, error) {
-	if t.Kind == "volume" {
-		v, err := tx.VolumeByID(strings.TrimPrefix(t.Key, "v-"))
+	if t.Kind() == catalog.KindVolume {
+		v, err := tx.VolumeByID(t.Key.ID())
 		return []storage.Volume{v}, nil, err
 	}
-	g, err := tx.GuestByID(strings.TrimPrefix(t.Key, "g-"))
+	g, err := tx.GuestByID(t.Key.ID())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -464,7 +464,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 }
 
 // seqOf names the sequence of t's point numbers.
-func seqOf(t Target) string { return "points/" + t.Key }
+func seqOf(t Target) string { return "points/" + t.Key.String() }
 
 // pointLabel is the label of point number n for its drivers to name the
 // point's data by (storage.PointOptions.Label): its number, then its name,
@@ -566,13 +566,15 @@ func (m *Manager) removeDisks(ctx context.Context, p Point, filesOnly bool) erro
 	return removeMemory(p)
 }
 
-func pointsOf(tx *catalog.Tx, targetKey string) ([]Point, error) {
+func pointsOf(tx *catalog.Tx, targetKey catalog.TargetKey) ([]Point, error) {
 	var out []Point
-	err := tx.Scan(bPoints, targetKey+"/", func(_ string, raw []byte) error {
+	name := nameOf(tx, targetKey)
+	err := tx.Scan(bPoints, targetKey.String()+"/", func(_ string, raw []byte) error {
 		var p Point
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return err
 		}
+		p.Target = name
 		out = append(out, p)
 		return nil
 	})
@@ -611,13 +613,13 @@ func (m *Manager) List(ctx context.Context, r *TargetRef) ([]Point, error) {
 	out := []Point{}
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		prefix := ""
-		name := map[string]string{}
+		name := map[catalog.TargetKey]string{}
 		if r != nil {
 			t, err := r.resolve(tx)
 			if err != nil {
 				return err
 			}
-			prefix = t.Key + "/"
+			prefix = t.Key.String() + "/"
 			name[t.Key] = t.String()
 		}
 		return tx.Scan(bPoints, prefix, func(_ string, raw []byte) error {
@@ -628,12 +630,12 @@ func (m *Manager) List(ctx context.Context, r *TargetRef) ([]Point, error) {
 			if p.State != stateReady {
 				return nil
 			}
-			if n, ok := name[p.TargetKey]; ok {
-				p.Target = n
-			} else {
-				name[p.TargetKey] = currentName(tx, p)
-				p.Target = name[p.TargetKey]
+			n, ok := name[p.TargetKey]
+			if !ok {
+				n = nameOf(tx, p.TargetKey)
+				name[p.TargetKey] = n
 			}
+			p.Target = n // never the stored name, which a rename made stale
 			out = append(out, p)
 			return nil
 		})
@@ -673,17 +675,46 @@ func (m *Manager) usage(ctx context.Context, points []Point) {
 	}
 }
 
-// currentName is a point's target as named now (it may have been renamed).
-func currentName(tx *catalog.Tx, p Point) string {
-	id := p.TargetKey[2:]
-	if strings.HasPrefix(p.TargetKey, "v-") {
-		if v, err := tx.VolumeByID(id); err == nil {
-			return "volume:" + v.Name
-		}
-	} else if g, err := tx.GuestByID(id); err == nil {
-		return "guest:" + g.Name
+// parsePointTarget reads a catalog key of restore point state (a journal,
+// a policy): the key of a guest or a volume, the only targets points are
+// taken of.
+func parsePointTarget(s string) (catalog.TargetKey, error) {
+	k, err := catalog.ParseTargetKey(s)
+	if err == nil && k.Kind() != catalog.KindGuest && k.Kind() != catalog.KindVolume {
+		err = storage.Errorf(storage.ErrInvalid, "target key %q names a %s: restore points are of guests and volumes (the catalog may be damaged: see 'strata doctor')", s, k.Kind())
 	}
-	return p.Target
+	return k, err
+}
+
+// targetOf is the target key names, with its current name (it may have
+// been renamed since a point was taken): ok is false, and Name empty, when
+// the catalog no longer has it.
+func targetOf(tx *catalog.Tx, k catalog.TargetKey) (t Target, ok bool) {
+	t.Key = k
+	switch k.Kind() {
+	case catalog.KindVolume:
+		if v, err := tx.VolumeByID(k.ID()); err == nil {
+			t.Name, ok = v.Name, true
+		}
+	case catalog.KindGuest:
+		if g, err := tx.GuestByID(k.ID()); err == nil {
+			t.Name, ok = g.Name, true
+		}
+	case catalog.KindGolden:
+		var g goldenRecord
+		if found, err := tx.Get(bGoldens, k.ID(), &g); err == nil && found {
+			t.Name, ok = g.Name, true
+		}
+	}
+	return t, ok
+}
+
+// nameOf is the display name of the target k names, as named now: what a
+// point's Target shows, never the name its record stored when it was
+// taken (a rename since made that stale).
+func nameOf(tx *catalog.Tx, k catalog.TargetKey) string {
+	t, _ := targetOf(tx, k)
+	return t.String()
 }
 
 // Show returns one point.
@@ -853,7 +884,7 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 	var hasJournal bool
 	var pending []Point
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
-		if hasJournal, err = tx.Get(bJournal, t.Key, &j); err != nil {
+		if hasJournal, err = tx.Get(bJournal, t.Key.String(), &j); err != nil {
 			return err
 		}
 		pending, err = pendingOf(tx, t.Key)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -52,7 +51,7 @@ const stateMargin = 64 << 20
 // what cannot have one.
 func planMemory(t Target, live *liveGuest, vols []storage.Volume, p *Point) error {
 	switch {
-	case t.Kind != "guest":
+	case t.Kind() != catalog.KindGuest:
 		return storage.Errorf(storage.ErrInvalid, "%s is a volume: it has no memory to save; leave --memory out", t)
 	case live == nil:
 		return storage.Errorf(storage.ErrPrecondition, "guest %q is not running: it has nothing in memory to save; take the point without --memory (its disks as the guest left them)", t.Name)
@@ -350,7 +349,7 @@ func (m *Manager) keepSaved(p *Point) error {
 // dead strata left it between the driver's save and the restore (see
 // above); false when p is not such a point (it is then undone as any).
 func (m *Manager) finishSaved(ctx context.Context, t Target, p Point) (bool, error) {
-	if !p.Live || p.Memory == nil || p.Memory.Resumed || m.Drivers == nil || t.Kind != "guest" {
+	if !p.Live || p.Memory == nil || p.Memory.Resumed || m.Drivers == nil || t.Kind() != catalog.KindGuest {
 		return false, nil
 	}
 	d, err := m.Drivers.Get(p.Memory.Driver)
@@ -363,7 +362,7 @@ func (m *Manager) finishSaved(ctx context.Context, t Target, p Point) (bool, err
 	if boot.CheckState(p.Memory.Driver, p.Memory.Path, 0) != nil {
 		return false, nil // the save did not finish: nothing to resume from
 	}
-	id := strings.TrimPrefix(t.Key, "g-")
+	id := t.Key.ID()
 	def, err := registry.New(m.st).Resolved(ctx, t.Name)
 	if err != nil {
 		return true, err

@@ -28,10 +28,14 @@ const (
 
 // Point is a restore point.
 type Point struct {
-	ID          int               `json:"id"`
-	Name        string            `json:"name"`
-	Target      string            `json:"target"` // "guest:NAME" or "volume:NAME" when taken
-	TargetKey   string            `json:"target_key"`
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+	// Target is the target's display name ("guest:NAME", "volume:NAME"):
+	// List and Show fill it in from the catalog by TargetKey, so that it
+	// follows renames. New records still store it, as taken, for older
+	// strata versions sharing the catalog; nothing here reads it back.
+	Target      string            `json:"target"`
+	TargetKey   catalog.TargetKey `json:"target_key"`
 	Created     time.Time         `json:"created"`
 	Kind        string            `json:"kind"`
 	Method      string            `json:"method"` // the disks' method, or "mixed"
@@ -81,19 +85,33 @@ type DiskPoint struct {
 }
 
 // key is the catalog key of a point: ordered by target, then number.
-func key(targetKey string, id int) string { return fmt.Sprintf("%s/%010d", targetKey, id) }
+func key(targetKey catalog.TargetKey, id int) string {
+	return fmt.Sprintf("%s/%010d", targetKey, id)
+}
 
 // Target is what restore points are taken of.
 type Target struct {
-	Kind string // "guest" or "volume"
-	Name string
-	Key  string // "g-ID" or "v-ID": stable across renames
+	Key  catalog.TargetKey // stable across renames
+	Name string            // as named when the target was resolved
 }
 
-func (t Target) String() string { return t.Kind + ":" + t.Name }
+// Kind is what the target is (catalog.KindGuest, KindVolume, KindGolden).
+func (t Target) Kind() catalog.TargetKind { return t.Key.Kind() }
+
+// String is the target's display name: "guest:NAME", "volume:NAME",
+// "golden:NAME"; a target without a name (one the catalog no longer has,
+// see targetOf) is shown by its key.
+func (t Target) String() string {
+	if t.Name == "" {
+		return t.Key.String()
+	}
+	return string(t.Key.Kind()) + ":" + t.Name
+}
 
 // Arg is how the target is written on a strata snapshot command line.
-func (t Target) Arg() string { return TargetRef{Name: t.Name, Volume: t.Kind == "volume"}.Arg() }
+func (t Target) Arg() string {
+	return TargetRef{Name: t.Name, Volume: t.Kind() == catalog.KindVolume}.Arg()
+}
 
 // Arg is how the target is written on a strata snapshot command line:
 // "--volume NAME" for a volume, so that a hint run as printed never acts on
@@ -143,15 +161,15 @@ func ParseTags(in []string) (map[string]string, error) {
 // points), never for real use.
 func PutSyntheticPoints(tx *catalog.Tx, t Target, n int, created time.Time) error {
 	var guest *storage.Guest
-	if t.Kind == "guest" { // a guest's points carry its record, definition included
-		g, err := tx.GuestByID(strings.TrimPrefix(t.Key, "g-"))
+	if t.Kind() == catalog.KindGuest { // a guest's points carry its record, definition included
+		g, err := tx.GuestByID(t.Key.ID())
 		if err != nil {
 			return err
 		}
 		guest = &g
 	}
 	for i := 0; i < n; i++ {
-		id, err := tx.NextSeq("points/" + t.Key)
+		id, err := tx.NextSeq(seqOf(t))
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -182,9 +181,9 @@ func (m *Manager) SetPolicy(ctx context.Context, r TargetRef, p Policy) error {
 			return err
 		}
 		if p.Empty() {
-			return tx.Delete(bPolicies, t.Key)
+			return tx.Delete(bPolicies, t.Key.String())
 		}
-		return tx.Put(bPolicies, t.Key, p)
+		return tx.Put(bPolicies, t.Key.String(), p)
 	})
 }
 
@@ -196,7 +195,7 @@ func (m *Manager) GetPolicy(ctx context.Context, r TargetRef) (Policy, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Get(bPolicies, t.Key, &p)
+		_, err = tx.Get(bPolicies, t.Key.String(), &p)
 		return err
 	})
 	return p, err
@@ -278,10 +277,13 @@ func (m *Manager) PruneAll(ctx context.Context, dryRun bool) ([]PruneResult, err
 	var refs []TargetRef
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		return tx.Scan(bPolicies, "", func(k string, _ []byte) error {
-			name := currentName(tx, Point{TargetKey: k})
-			kind, n, _ := strings.Cut(name, ":")
-			if n != "" {
-				refs = append(refs, TargetRef{Name: n, Volume: kind == "volume"})
+			key, err := parsePointTarget(k)
+			if err != nil {
+				log.Warn().Err(err).Msg("a retention policy of no known target: skipped")
+				return nil
+			}
+			if t, ok := targetOf(tx, key); ok { // a deleted target's policy is left alone
+				refs = append(refs, TargetRef{Name: t.Name, Volume: t.Kind() == catalog.KindVolume})
 			}
 			return nil
 		})

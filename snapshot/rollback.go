@@ -147,7 +147,7 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 			if len(deps) > 0 {
 				return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
 			}
-			if t.Kind == "guest" {
+			if t.Kind() == catalog.KindGuest {
 				users, err := tx.GuestsUsing(v.ID)
 				if err != nil {
 					return err
@@ -215,17 +215,17 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 			if err := m.fingerprintsInto(tx, p, &j, before); err != nil {
 				return err
 			}
-			return tx.Put(bJournal, t.Key, j)
+			return tx.Put(bJournal, t.Key.String(), j)
 		}},
 		func(tx *catalog.Tx, p Point) error {
-			return tx.Put(bJournal, t.Key, journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
+			return tx.Put(bJournal, t.Key.String(), journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
 		})
 	if err != nil {
 		// create undid its point; the journal entry made with it goes too.
 		// If it cannot, it stays for the next command on the target (or
 		// doctor), whose recovery finds the pre-rollback point gone and
 		// closes it: nothing was rolled back.
-		if jerr := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) }); jerr != nil {
+		if jerr := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key.String()) }); jerr != nil {
 			log.Warn().Err(jerr).Str("target", t.String()).Msg("the journal entry of the failed rollback stays until the next command on the target closes it")
 		}
 		return res, err
@@ -303,19 +303,19 @@ func interrupted(ctx context.Context) error {
 func (m *Manager) journal(t Target) (journalEntry, bool, error) {
 	var j journalEntry
 	var ok bool
-	err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { ok, err = tx.Get(bJournal, t.Key, &j); return err })
+	err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { ok, err = tx.Get(bJournal, t.Key.String(), &j); return err })
 	return j, ok, err
 }
 
 func (m *Manager) updateJournal(t Target, fn func(j *journalEntry)) error {
 	return m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		var j journalEntry
-		ok, err := tx.Get(bJournal, t.Key, &j)
+		ok, err := tx.Get(bJournal, t.Key.String(), &j)
 		if err != nil || !ok {
 			return err
 		}
 		fn(&j)
-		return tx.Put(bJournal, t.Key, j)
+		return tx.Put(bJournal, t.Key.String(), j)
 	})
 }
 
@@ -374,7 +374,7 @@ func (m *Manager) finishRollback(ctx context.Context, t Target, to, pre Point) e
 				return err
 			}
 		}
-		return tx.Delete(bJournal, t.Key)
+		return tx.Delete(bJournal, t.Key.String())
 	})
 }
 
@@ -476,7 +476,7 @@ func (m *Manager) undoRollback(ctx context.Context, t Target, pre Point) (kept b
 				return err
 			}
 		}
-		return tx.Delete(bJournal, t.Key)
+		return tx.Delete(bJournal, t.Key.String())
 	})
 }
 
@@ -524,7 +524,7 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 		// The pre-rollback point was never completed: nothing was rolled
 		// back, and its remains were undone already.
 		log.Warn().Str("target", t.String()).Int("to", j.To).Msg("an interrupted rollback had not started: nothing to finish")
-		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key) })
+		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key.String()) })
 	}
 	disks := map[string]storage.Volume{}
 	for _, p := range []Point{to, pre} {

@@ -166,12 +166,13 @@ func (m *Manager) postOf(r TargetRef, pre int) (Point, bool, error) {
 		if err != nil {
 			return err
 		}
-		return tx.Scan(bPoints, t.Key+"/", func(_ string, raw []byte) error {
+		return tx.Scan(bPoints, t.Key.String()+"/", func(_ string, raw []byte) error {
 			var p Point
 			if err := json.Unmarshal(raw, &p); err != nil {
 				return err
 			}
 			if p.State == stateReady && p.Kind == KindPost && p.PreID != nil && *p.PreID == pre {
+				p.Target = t.String()
 				out, found = p, true
 			}
 			return nil

@@ -68,7 +68,7 @@ func catalogBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 					if err != nil {
 						return err
 					}
-					return snapshot.PutSyntheticPoints(tx, snapshot.Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID}, 100, time.Now().Add(-time.Hour*24*30))
+					return snapshot.PutSyntheticPoints(tx, snapshot.Target{Key: catalog.GuestKey(g.ID), Name: g.Name}, 100, time.Now().Add(-time.Hour*24*30))
 				}); err != nil {
 					fatal("%v", err)
 				}

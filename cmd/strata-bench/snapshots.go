@@ -202,7 +202,7 @@ func listAmongMany(e env, rounds int) comparison {
 			return err
 		}
 		for _, g := range guests {
-			t := snapshot.Target{Kind: "guest", Name: g.Name, Key: "g-" + g.ID}
+			t := snapshot.Target{Key: catalog.GuestKey(g.ID), Name: g.Name}
 			if err := snapshot.PutSyntheticPoints(tx, t, 100, time.Now().Add(-time.Hour*24*30)); err != nil {
 				return err
 			}
@@ -244,7 +244,7 @@ func createAmongMany(e env, rounds int) comparison {
 		if err != nil {
 			return err
 		}
-		return snapshot.PutSyntheticPoints(tx, snapshot.Target{Kind: "volume", Name: v.Name, Key: "v-" + v.ID}, 10000, time.Now().Add(-time.Hour*24*500))
+		return snapshot.PutSyntheticPoints(tx, snapshot.Target{Key: catalog.VolumeKey(v.ID), Name: v.Name}, 10000, time.Now().Add(-time.Hour*24*500))
 	}); err != nil {
 		fatal("%v", err)
 	}

@@ -38,9 +38,9 @@ type Hold struct {
 	Holder string `json:"holder"`
 	// A point: its target's kind ("guest" or "volume") and catalog ID,
 	// and its number; the store names the target by its current name.
-	TargetKind string `json:"target_kind,omitempty"`
-	TargetID   string `json:"target_id,omitempty"`
-	Point      int    `json:"point,omitempty"`
+	TargetKind TargetKind `json:"target_kind,omitempty"`
+	TargetID   string     `json:"target_id,omitempty"`
+	Point      int        `json:"point,omitempty"`
 	// A golden image: its name.
 	Name string `json:"name,omitempty"`
 }

@@ -74,13 +74,13 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 				return err
 			}
 			id = g.ID
-			locks = append(locks, Lock{Key: "g-" + g.ID, What: "guest:" + g.Name})
+			locks = append(locks, Lock{Key: catalog.GuestKey(g.ID).String(), What: "guest:" + g.Name})
 			for _, n := range volumes {
 				v, err := tx.Volume(n)
 				if err != nil {
 					return err
 				}
-				locks = append(locks, Lock{Key: "v-" + v.ID, What: "volume:" + v.Name})
+				locks = append(locks, Lock{Key: catalog.VolumeKey(v.ID).String(), What: "volume:" + v.Name})
 			}
 			return nil
 		})

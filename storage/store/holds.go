@@ -57,13 +57,13 @@ func holderName(tx *catalog.Tx, h catalog.Hold) string {
 	if h.Holder != catalog.HolderPoint {
 		return "golden image " + h.Name
 	}
-	target := h.TargetKind + ":" + h.TargetID
+	target := string(h.TargetKind) + ":" + h.TargetID
 	switch h.TargetKind {
-	case "volume":
+	case catalog.KindVolume:
 		if v, err := tx.VolumeByID(h.TargetID); err == nil {
 			target = "volume:" + v.Name
 		}
-	case "guest":
+	case catalog.KindGuest:
 		if g, err := tx.GuestByID(h.TargetID); err == nil {
 			target = "guest:" + g.Name
 		}

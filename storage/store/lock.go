@@ -16,8 +16,8 @@ import (
 
 // LockKey takes the exclusive lock HOME/locks/KEY.lock, waiting up to
 // timeout, and returns its release. It is held for the whole of an
-// operation on one thing: a volume ("v-ID"), a guest ("g-ID"), a golden
-// image. The kernel releases it when the process dies, which is how an
+// operation on one thing: a volume, a guest, a golden image (KEY is then
+// its catalog.TargetKey's string), a guest's run or install. The kernel releases it when the process dies, which is how an
 // interrupted operation is known to be abandoned. what names the thing in
 // the "busy" error. With a shared catalog (etcd) it is an etcd lock bound
 // to this process's lease instead, which goes when the process dies or
@@ -147,7 +147,7 @@ func allHeld(locks []Lock, held map[string]bool) bool {
 // lockVolume takes a volume's lock, the one restore point and golden
 // operations on it hold: a resize or delete never runs in their middle.
 func (s *Store) lockVolume(v storage.Volume) (func(), error) {
-	return LockKey(s.Catalog.Home(), "v-"+v.ID, "volume:"+v.Name, s.lockTimeout)
+	return LockKey(s.Catalog.Home(), catalog.VolumeKey(v.ID).String(), "volume:"+v.Name, s.lockTimeout)
 }
 
 // LockGuest takes a guest's lock, the one restore point operations on it
@@ -158,7 +158,7 @@ func (s *Store) LockGuest(name string) (func(), string, error) {
 	if err := s.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = tx.Guest(name); return err }); err != nil {
 		return nil, "", err
 	}
-	unlock, err := LockKey(s.Catalog.Home(), "g-"+g.ID, "guest:"+g.Name, s.lockTimeout)
+	unlock, err := LockKey(s.Catalog.Home(), catalog.GuestKey(g.ID).String(), "guest:"+g.Name, s.lockTimeout)
 	return unlock, g.ID, err
 }
 
