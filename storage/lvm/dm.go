@@ -55,6 +55,7 @@ const (
 	dmTableStatus  = 0xc138fd0c // _IOWR(0xfd, 12, struct dm_ioctl)
 	dmStatusTable  = 1 << 4     // DM_STATUS_TABLE_FLAG
 	dmBufferFull   = 1 << 8     // DM_BUFFER_FULL_FLAG
+	dmNoFlush      = 1 << 11    // DM_NOFLUSH_FLAG
 	dmVersionMajor = 4
 )
 
@@ -77,9 +78,13 @@ func QueryDM(q DMQuery) (DMDevice, error) {
 		le.PutUint32(buf[12:], uint32(size)) // data_size
 		le.PutUint32(buf[16:], dmHeaderSize) // data_start
 		le.PutUint64(buf[40:], q.Dev)        // dev
+		// A thin pool's status commits its metadata first unless told
+		// not to; lvs reports without that commit, and so does this.
+		flags := uint32(dmNoFlush)
 		if q.Table {
-			le.PutUint32(buf[28:], dmStatusTable) // flags
+			flags = dmStatusTable
 		}
+		le.PutUint32(buf[28:], flags)
 		if q.Dev == 0 {
 			copy(buf[48:48+dmNameLen-1], q.Name)
 		}
@@ -111,7 +116,7 @@ func parseDMReply(buf []byte) (DMDevice, error) {
 		return string(b)
 	}
 	d := DMDevice{Dev: le.Uint64(buf[40:]), Name: cstr(buf[48 : 48+dmNameLen]), UUID: cstr(buf[176 : 176+dmUUIDLen])}
-	start, count := int(le.Uint32(buf[16:])), int(le.Uint32(buf[24:]))
+	start, count := int(le.Uint32(buf[16:])), int(le.Uint32(buf[20:])) // data_start, target_count
 	off := start
 	for i := 0; i < count; i++ {
 		if off < 0 || off+dmSpecSize > len(buf) {

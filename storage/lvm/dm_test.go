@@ -99,7 +99,7 @@ func TestDeviceMapperReplyDecodes(t *testing.T) {
 	buf := make([]byte, 4096)
 	le := binary.LittleEndian
 	le.PutUint32(buf[16:], 312) // data_start
-	le.PutUint32(buf[24:], 2)   // target_count
+	le.PutUint32(buf[20:], 2)   // target_count
 	le.PutUint64(buf[40:], 0xfd05)
 	copy(buf[48:], "vg-lv")
 	copy(buf[176:], "LVM-abc")

@@ -335,7 +335,7 @@ func TestGuestRealLVM(t *testing.T) {
 		if err != nil || len(st.Targets) != 1 || st.Targets[0].Type != "thin-pool" || !strings.HasPrefix(table.Targets[0].Params, fmt.Sprintf("%d:%d ", st.Dev>>8&0xfff, st.Dev&0xff|st.Dev>>12&0xfff00)) {
 			t.Fatalf("status of the thin pool: %+v %v (the thin lv's table: %+v)", st, err, table)
 		}
-		out, err := exec.Command("dmsetup", "status", st.Name).Output()
+		out, err := exec.Command("dmsetup", "status", "--noflush", st.Name).Output()
 		tg := st.Targets[0]
 		if want := fmt.Sprintf("%d %d %s %s", tg.Start, tg.Length, tg.Type, tg.Params); err != nil || strings.TrimSpace(string(out)) != want {
 			t.Fatalf("dmsetup status %s: %q %v, read in-process: %q", st.Name, out, err, want)
