@@ -69,7 +69,9 @@
 //     PointRef.Moved, taken at no cost) or aside; the restored LV takes
 //     the live name; what was aside is removed last. O(1). The point
 //     stays. Run again after a crash, the restore finds its restored LV
-//     by the recorded state under either name.
+//     by the recorded state under either name. A first run is lvcreate
+//     and two lvrename, nothing else; the VG's LVs are listed only when
+//     one of them fails for a leftover, or on a run after a crash.
 //   - lvm-thick (thick LVs): a point is a read-only classic snapshot of
 //     --snapshot-size percent of the volume (default 100, which can
 //     never overflow; a smaller one that overflows is reported invalid
@@ -91,11 +93,26 @@
 // PointUsage (storage.PointUsager) reports how full a thick point's
 // snapshot is and whether it overflowed, for snapshot list.
 //
-// Guardrails, checked before anything is made: a thick LV, snapshot or
-// copy needs its size free in the VG; a thin pool whose data or
-// metadata usage is at or over the pool's limits (defaults 85% and 75%)
-// takes no new volume, point, golden image or clone. The refusal gives
-// the numbers and what to do.
+// Guardrails: a thin pool whose data or metadata usage is at or over
+// the pool's limits (defaults 85% and 75%), or that is out of data space
+// or failed, takes no new volume, point, golden image or clone: checked
+// before anything is made. A thick LV, snapshot or copy needs its size
+// free in the VG: LVM's lvcreate checks that itself, atomically (two
+// strata commands cannot count the same free extents), and its refusal
+// (ErrNoSpace) is told as the guardrail's, with the VG's numbers read
+// then. The refusal gives the numbers and what to do.
+//
+// Device-mapper (dm.go): every lvm command is a process that scans the
+// VG's metadata (0.3-1 s under TCG). What the guardrails and a point's
+// plan need of an active LV the kernel knows: QueryDM reads a device's
+// table or status with the DM_TABLE_STATUS ioctl on /dev/mapper/control,
+// as dmsetup does. A volume's table says whether it is thin (target
+// "thin", naming its pool's device) and its size; the thin-pool target's
+// status gives the used and total data and metadata blocks (the
+// percentages lvs reports) and its mode (out_of_data_space, ro, Fail).
+// So a point is planned with no lvm command and taken with one
+// (lvcreate). An inactive LV, or a thin pool with no active device, is
+// asked of lvs as before.
 //
 // Fingerprint: an LV's state is its device-mapper UUID (VG and LV UUIDs:
 // kept by a rename, changed by a replacement), its size and the sectors

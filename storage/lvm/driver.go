@@ -27,16 +27,26 @@ const (
 )
 
 // Driver is the LVM pool driver (see the package doc, "The pool
-// driver"). Its zero value runs LVM through storage/run; Client, when
-// set, runs it otherwise (tests).
+// driver"). Its zero value runs LVM through storage/run and reads
+// device-mapper from the kernel; Client and DM, when set, do it
+// otherwise (tests).
 type Driver struct {
 	Client *Client
+	// DM answers device-mapper queries instead of QueryDM.
+	DM func(DMQuery) (DMDevice, error)
 }
 
 var (
 	_ storage.Driver    = Driver{}
 	_ storage.PoolAdder = Driver{}
 )
+
+func (d Driver) dm(q DMQuery) (DMDevice, error) {
+	if d.DM != nil {
+		return d.DM(q)
+	}
+	return QueryDM(q)
+}
 
 func (d Driver) c() *Client {
 	if d.Client != nil {
@@ -249,10 +259,134 @@ func (d Driver) checkVGFree(ctx context.Context, vgName string, need int64, what
 		return err
 	}
 	if need > vg.Free {
-		return storage.Errorf(storage.ErrPrecondition, "%s needs %s but volume group %q has %s free (of %s): add space (vgextend) or remove logical volumes or restore points",
-			what, storage.FormatSize(need), vgName, storage.FormatSize(vg.Free), storage.FormatSize(vg.Size))
+		return vgFull(vg, need, what, nil)
 	}
 	return nil
+}
+
+func vgFull(vg VG, need int64, what string, cause error) error {
+	msg := fmt.Sprintf("%s needs %s but volume group %q has %s free (of %s): add space (vgextend) or remove logical volumes or restore points",
+		what, storage.FormatSize(need), vg.Name, storage.FormatSize(vg.Free), storage.FormatSize(vg.Size))
+	if cause != nil {
+		return storage.Errorf(storage.ErrPrecondition, "%s (%w)", msg, cause)
+	}
+	return storage.Errorf(storage.ErrPrecondition, "%s", msg)
+}
+
+// spaceRefused is the guardrail for thick LVs: LVM's own refusal, which
+// is atomic (two strata commands cannot both count the same free
+// extents), told with the numbers. Only a refusal costs a report of the
+// VG; any other error is returned as it is.
+func (d Driver) spaceRefused(ctx context.Context, err error, vgName string, need int64, what string) error {
+	if !errors.Is(err, ErrNoSpace) {
+		return err
+	}
+	vg, verr := d.c().VG(ctx, vgName)
+	if verr != nil {
+		return err
+	}
+	return vgFull(vg, need, what, err)
+}
+
+// thinUse is how full a thin pool is, from lvs or from its
+// device-mapper status.
+type thinUse struct {
+	name       string   // VG/POOL
+	data, meta *float64 // percent used
+	health     byte     // lv_attr's health letter: '-' fine
+	state      string   // where health came from, for a message
+}
+
+func thinUseOfLV(tp LV) thinUse {
+	return thinUse{name: tp.FullName(), data: tp.DataPercent, meta: tp.MetadataPercent, health: tp.Attr.Health, state: "lv_attr " + tp.Attr.Raw}
+}
+
+func thinUseOfStatus(name string, st ThinPoolStatus) thinUse {
+	data, meta := st.DataPercent(), st.MetadataPercent()
+	u := thinUse{name: name, health: st.Health(), state: "device-mapper mode " + st.Mode}
+	if st.TotalData > 0 {
+		u.data, u.meta = &data, &meta
+	}
+	return u
+}
+
+// thinPoolStatus reads the status of the thin-pool target of device
+// dev (or, dev 0, of name); ok is false when it is not one.
+func (d Driver) thinPoolStatus(q DMQuery) (thinUse, bool) {
+	dev, err := d.dm(q)
+	if err != nil {
+		return thinUse{}, false
+	}
+	t, ok := dev.single("thin-pool")
+	if !ok {
+		return thinUse{}, false
+	}
+	st, err := ParseThinPoolStatus(t.Params)
+	if err != nil {
+		return thinUse{}, false
+	}
+	name := dev.Name
+	if vg, lv, _, ok := SplitDMName(dev.Name); ok {
+		name = vg + "/" + lv
+	}
+	return thinUseOfStatus(name, st), true
+}
+
+// thinPoolUse is how full thin pool vg/thin is: from device-mapper while
+// it is active (its "-tpool" layer once it has thin LVs, the pool's own
+// device before), else from lvs.
+func (d Driver) thinPoolUse(ctx context.Context, vg, thin string) (thinUse, error) {
+	for _, n := range []string{dmName(vg, thin) + "-tpool", dmName(vg, thin)} {
+		if u, ok := d.thinPoolStatus(DMQuery{Name: n}); ok {
+			u.name = vg + "/" + thin
+			return u, nil
+		}
+	}
+	tp, err := d.c().LV(ctx, vg, thin)
+	if err != nil {
+		return thinUse{}, err
+	}
+	return thinUseOfLV(tp), nil
+}
+
+// activeLV is what device-mapper tells of an active LV.
+type activeLV struct {
+	thin    bool
+	poolDev uint64 // thin: its pool's thin-pool device
+	size    int64
+}
+
+// active reads an active LV's device-mapper table; ok is false when it
+// has no device (inactive) or its table is not read (ask lvs).
+func (d Driver) activeLV(vg, lv string) (activeLV, bool) {
+	num, ok := devOf(DevPath(vg, lv))
+	if !ok {
+		return activeLV{}, false
+	}
+	dev, err := d.dm(DMQuery{Dev: num, Table: true})
+	if err != nil || len(dev.Targets) == 0 {
+		return activeLV{}, false
+	}
+	var a activeLV
+	for _, t := range dev.Targets {
+		a.size += int64(t.Length) * 512
+	}
+	if t, ok := dev.single("thin"); ok {
+		f := strings.Fields(t.Params)
+		if len(f) < 2 {
+			return activeLV{}, false
+		}
+		if a.poolDev, ok = parseDevNum(f[0]); !ok {
+			return activeLV{}, false
+		}
+		a.thin = true
+	}
+	for _, t := range dev.Targets {
+		if t.Type == "thin" && !a.thin {
+			return activeLV{}, false // a thin target among others: not an LV strata knows
+		}
+	}
+	return a, true
 }
 
 // checkThin refuses new data in pool p's thin pool past its limits.
@@ -267,30 +401,31 @@ func (d Driver) checkThin(ctx context.Context, p storage.Pool, what string) erro
 // checkThinPool refuses new data in thin pool vg/thin past pool p's
 // limits (the defaults when p has none).
 func (d Driver) checkThinPool(ctx context.Context, p storage.Pool, vg, thin, what string) error {
-	tp, err := d.c().LV(ctx, vg, thin)
+	u, err := d.thinPoolUse(ctx, vg, thin)
 	if err != nil {
 		return err
 	}
-	return thinLimits(p, tp, what)
+	return thinLimits(p, u, what)
 }
 
-// thinLimits refuses new data in thin pool tp past pool p's limits.
-func thinLimits(p storage.Pool, tp LV, what string) error {
+// thinLimits refuses new data in a thin pool used as u past pool p's
+// limits.
+func thinLimits(p storage.Pool, u thinUse, what string) error {
 	lp := p.LVM
 	if lp == nil {
 		lp = &storage.LVMPool{}
 	}
 	dl, ml := limits(lp)
-	if tp.DataPercent != nil && *tp.DataPercent >= dl {
+	if u.data != nil && *u.data >= dl {
 		return storage.Errorf(storage.ErrPrecondition, "%s refused: thin pool %q is %.2f%% full (data), at or over strata's limit of %g%% for pool %q: extend it (lvextend -L +SIZE %s) or delete volumes or restore points",
-			what, tp.FullName(), *tp.DataPercent, dl, p.Name, tp.FullName())
+			what, u.name, *u.data, dl, p.Name, u.name)
 	}
-	if tp.MetadataPercent != nil && *tp.MetadataPercent >= ml {
+	if u.meta != nil && *u.meta >= ml {
 		return storage.Errorf(storage.ErrPrecondition, "%s refused: the metadata of thin pool %q is %.2f%% full, at or over strata's limit of %g%% for pool %q: extend it (lvextend --poolmetadatasize +SIZE %s) or delete restore points",
-			what, tp.FullName(), *tp.MetadataPercent, ml, p.Name, tp.FullName())
+			what, u.name, *u.meta, ml, p.Name, u.name)
 	}
-	if tp.Attr.Health == 'D' || tp.Attr.Health == 'M' || tp.Attr.Health == 'F' {
-		return storage.Errorf(storage.ErrPrecondition, "%s refused: thin pool %q reports it is out of space or failed (lv_attr %s): repair or extend it first", what, tp.FullName(), tp.Attr.Raw)
+	if u.health == 'D' || u.health == 'M' || u.health == 'F' {
+		return storage.Errorf(storage.ErrPrecondition, "%s refused: thin pool %q reports it is out of space or failed (%s): repair or extend it first", what, u.name, u.state)
 	}
 	return nil
 }
@@ -334,10 +469,10 @@ func (d Driver) Create(ctx context.Context, p storage.Pool, path string, f stora
 		if err := d.checkThin(ctx, p, "a new volume"); err != nil {
 			return err
 		}
-	} else if err := d.checkVGFree(ctx, vg, size, "a new volume"); err != nil {
-		return err
+		return d.c().Create(ctx, CreateOptions{VG: vg, Name: lv, Size: size, ThinPool: lp.ThinPool, Tags: strataTags})
 	}
-	return d.c().Create(ctx, CreateOptions{VG: vg, Name: lv, Size: size, ThinPool: lp.ThinPool, Tags: strataTags})
+	err = d.c().Create(ctx, CreateOptions{VG: vg, Name: lv, Size: size, Tags: strataTags})
+	return d.spaceRefused(ctx, err, vg, size, "a new volume")
 }
 
 // Resize implements storage.Driver: grow only (lvextend); LVM would cut
@@ -358,10 +493,9 @@ func (d Driver) Resize(ctx context.Context, p storage.Pool, path string, f stora
 		return storage.Errorf(storage.ErrNotSupported, "logical volume %q cannot shrink from %d to %d bytes through strata (lvreduce cuts off the end of the disk): shrink the guest's filesystem and the lv yourself, or copy the volume", l.FullName(), l.Size, size)
 	}
 	if !l.Attr.Thin {
-		if err := d.checkVGFree(ctx, vg, size-l.Size, "growing "+l.FullName()); err != nil {
-			return err
-		}
-	} else if err := d.checkThin(ctx, p, "growing "+l.FullName()); err != nil {
+		return d.spaceRefused(ctx, d.c().Extend(ctx, vg, lv, size), vg, size-l.Size, "growing "+l.FullName())
+	}
+	if err := d.checkThin(ctx, p, "growing "+l.FullName()); err != nil {
 		return err
 	}
 	return d.c().Extend(ctx, vg, lv, size)

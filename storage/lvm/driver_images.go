@@ -123,13 +123,15 @@ func (d Driver) copyInto(ctx context.Context, p storage.Pool, src LV, vg, name s
 		if err := d.checkThin(ctx, p, "a copy of "+src.FullName()); err != nil {
 			return err
 		}
-	} else if err := d.checkVGFree(ctx, vg, src.Size, "a copy of "+src.FullName()); err != nil {
-		return err
 	}
 	if err := d.active(ctx, src.VG, src.Name); err != nil {
 		return err
 	}
+	// A thick LV's space: lvcreate refuses atomically (spaceRefused).
 	if err := d.c().Create(ctx, CreateOptions{VG: vg, Name: name, Size: src.Size, ThinPool: lp.ThinPool, Tags: strataTags}); err != nil {
+		if lp.ThinPool == "" {
+			return d.spaceRefused(ctx, err, vg, src.Size, "a copy of "+src.FullName())
+		}
 		return err
 	}
 	return copyDevice(ctx, DevPath(src.VG, src.Name), DevPath(vg, name), mode, prog, "")

@@ -52,7 +52,10 @@ var smallWarned sync.Map
 
 // PlanPoint implements storage.Driver: a thin snapshot for a thin LV, a
 // classic snapshot for a thick one (whatever the pool's record says: an
-// imported LV keeps its kind), with the guardrails checked first.
+// imported LV keeps its kind), with the thin pool's limits checked
+// first. An active LV (a volume's usually is) is read from
+// device-mapper, its thin pool's usage too: no lvm command runs. A thick
+// point's space is left to lvcreate's own refusal (TakePoint).
 func (d Driver) PlanPoint(ctx context.Context, p storage.Pool, v storage.Volume, uid string, o storage.PointOptions) (storage.PointRef, error) {
 	if v.Format != storage.FormatRaw {
 		return storage.PointRef{}, storage.Errorf(storage.ErrNotSupported, "volume %q is %s, which has no restore points in an lvm pool", v.Name, v.Format)
@@ -61,27 +64,32 @@ func (d Driver) PlanPoint(ctx context.Context, p storage.Pool, v storage.Volume,
 	if err != nil {
 		return storage.PointRef{}, err
 	}
-	// One report for the LV and its thin pool.
-	lvs, err := d.c().LVs(ctx, vg)
-	if err != nil {
-		return storage.PointRef{}, err
-	}
-	byName := map[string]LV{}
-	for _, l := range lvs {
-		byName[l.Name] = l
-	}
-	l, ok := byName[live]
-	if !ok {
-		return storage.PointRef{}, storage.Errorf(storage.ErrNotFound, "logical volume %q of volume %q not found", vg+"/"+live, v.Name)
+	thin, use := false, func() (thinUse, error) { return thinUse{}, nil }
+	if a, ok := d.activeLV(vg, live); ok {
+		thin = a.thin
+		use = func() (thinUse, error) {
+			if u, ok := d.thinPoolStatus(DMQuery{Dev: a.poolDev}); ok {
+				return u, nil
+			}
+			_, u, err := d.reportPlan(ctx, vg, live, v)
+			return u, err
+		}
+	} else {
+		l, u, err := d.reportPlan(ctx, vg, live, v)
+		if err != nil {
+			return storage.PointRef{}, err
+		}
+		thin = l.Attr.Thin
+		use = func() (thinUse, error) { return u, nil }
 	}
 	method := MethodThick
-	if l.Attr.Thin {
+	if thin {
 		method = MethodThin
 	}
 	switch o.Method {
 	case "", method:
 	case MethodThin, MethodThick:
-		return storage.PointRef{}, storage.Errorf(storage.ErrInvalid, "method %s does not apply to volume %q: its logical volume %q is %s, whose points are %s; leave --method out", o.Method, v.Name, l.FullName(), map[bool]string{true: "thin", false: "thick"}[l.Attr.Thin], method)
+		return storage.PointRef{}, storage.Errorf(storage.ErrInvalid, "method %s does not apply to volume %q: its logical volume %q is %s, whose points are %s; leave --method out", o.Method, v.Name, vg+"/"+live, map[bool]string{true: "thin", false: "thick"}[thin], method)
 	default:
 		return storage.PointRef{}, storage.Errorf(storage.ErrInvalid, "invalid method %q for volume %q: use %s", o.Method, v.Name, method)
 	}
@@ -95,11 +103,11 @@ func (d Driver) PlanPoint(ctx context.Context, p storage.Pool, v storage.Volume,
 		// renamed aside when the restored one takes its name: no data.
 		ref.Moved = o.ReplacingLive
 		if !ref.Moved {
-			tp, ok := byName[l.Pool]
-			if !ok {
-				return storage.PointRef{}, storage.Errorf(storage.ErrNotFound, "thin pool %q of volume %q not found", vg+"/"+l.Pool, v.Name)
+			u, err := use()
+			if err != nil {
+				return storage.PointRef{}, err
 			}
-			if err := thinLimits(p, tp, "a restore point of volume "+v.Name); err != nil {
+			if err := thinLimits(p, u, "a restore point of volume "+v.Name); err != nil {
 				return storage.PointRef{}, err
 			}
 		}
@@ -110,15 +118,40 @@ func (d Driver) PlanPoint(ctx context.Context, p storage.Pool, v storage.Volume,
 		smallWarned.Store(v.ID, true)
 		log.Warn().Str("volume", v.Name).Int("snapshot_percent", pct).Msg("restore points of this volume are classic snapshots smaller than it: one becomes invalid (and cannot be rolled back to) once the guest changes more than that")
 	}
-	if err := d.checkVGFree(ctx, vg, l.Size*int64(pct)/100, "a restore point of volume "+v.Name); err != nil {
-		return storage.PointRef{}, err
-	}
 	return ref, nil
+}
+
+// reportPlan is PlanPoint's question to lvs, for an LV device-mapper
+// cannot tell about (inactive): one report of the VG gives the LV and
+// its thin pool.
+func (d Driver) reportPlan(ctx context.Context, vg, live string, v storage.Volume) (LV, thinUse, error) {
+	lvs, err := d.c().LVs(ctx, vg)
+	if err != nil {
+		return LV{}, thinUse{}, err
+	}
+	byName := map[string]LV{}
+	for _, l := range lvs {
+		byName[l.Name] = l
+	}
+	l, ok := byName[live]
+	if !ok {
+		return LV{}, thinUse{}, storage.Errorf(storage.ErrNotFound, "logical volume %q of volume %q not found", vg+"/"+live, v.Name)
+	}
+	if !l.Attr.Thin {
+		return l, thinUse{}, nil
+	}
+	tp, ok := byName[l.Pool]
+	if !ok {
+		return l, thinUse{}, storage.Errorf(storage.ErrNotFound, "thin pool %q of volume %q not found", vg+"/"+l.Pool, v.Name)
+	}
+	return l, thinUseOfLV(tp), nil
 }
 
 // TakePoint implements storage.Driver. A Moved point is taken by the
 // rollback that replaces the live LV (RestorePoint, MoveTo): until then
-// the live LV is the point's state and nothing is done here.
+// the live LV is the point's state and nothing is done here. A thick
+// point that does not fit is refused by lvcreate (atomically), and
+// reported with the numbers.
 func (d Driver) TakePoint(ctx context.Context, p storage.Pool, v storage.Volume, ref *storage.PointRef, _ storage.Progress) error {
 	vg, live, err := volumeLV(v)
 	if err != nil {
@@ -137,7 +170,16 @@ func (d Driver) TakePoint(ctx context.Context, p storage.Pool, v storage.Volume,
 	case ref.Method == MethodThin:
 		return d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: live, Name: name, ReadOnly: true, Tags: strataTags})
 	case ref.Method == MethodThick:
-		return d.c().Snapshot(ctx, SnapshotOptions{VG: vg, Origin: live, Name: name, PercentOrigin: snapshotPercent(p.LVM), ReadOnly: true, Tags: strataTags})
+		pct := snapshotPercent(p.LVM)
+		err := d.c().Snapshot(ctx, SnapshotOptions{VG: vg, Origin: live, Name: name, PercentOrigin: pct, ReadOnly: true, Tags: strataTags})
+		if errors.Is(err, ErrNoSpace) {
+			var size int64
+			if l, ok, lerr := d.lookup(ctx, vg, live); lerr == nil && ok {
+				size = l.Size
+			}
+			return d.spaceRefused(ctx, err, vg, size*int64(pct)/100, "a restore point of volume "+v.Name)
+		}
+		return err
 	}
 	return storage.Errorf(storage.ErrInvalid, "invalid lvm point method %q", ref.Method)
 }
@@ -184,13 +226,6 @@ func (d Driver) exists(ctx context.Context, vg, lv string) (bool, error) {
 	return ok, err
 }
 
-func (d Driver) removeIfThere(ctx context.Context, vg, lv string) error {
-	if ok, err := d.exists(ctx, vg, lv); err != nil || !ok {
-		return err
-	}
-	return d.c().Remove(ctx, vg, lv)
-}
-
 func record(s storage.RestoreStep, fp storage.Fingerprint) error {
 	if s.Record == nil {
 		return nil
@@ -203,8 +238,11 @@ func record(s storage.RestoreStep, fp storage.Fingerprint) error {
 // recorded; the live LV is renamed to the pre-rollback point (MoveTo)
 // or aside (strata.aside.VOLID.restore); the new LV takes the live
 // name; what was put aside is removed last. Run again, it finds the
-// restored LV by its recorded state (s.Done) under either name. It
-// reads the VG's LVs once (each lvm command costs a metadata scan).
+// restored LV by its recorded state (s.Done) under either name. A first
+// run runs just those commands (each lvm command costs a metadata scan
+// and a process): it reads the VG's LVs only when one fails for
+// something left over (a temporary or aside LV, or the point gone), or
+// when run again.
 func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
 	vg, live, err := volumeLV(v)
 	if err != nil {
@@ -218,26 +256,58 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 	if err != nil {
 		return err
 	}
-	all, err := d.list(ctx, vg)
-	if err != nil {
+	var all map[string]bool // nil until listed
+	list := func() (err error) {
+		if all == nil {
+			all, err = d.list(ctx, vg)
+		}
 		return err
 	}
-	made := false
-	if s.Done != nil {
-		if fp, ok, err := d.fingerprintLV(vg, live); err != nil {
-			return err
-		} else if ok && fp == *s.Done {
-			// Done but for the cleanup.
-			if all[aside] {
-				d.removeLeftover(ctx, vg, aside)
-			}
-			return nil
+	recordMade := func() error {
+		storage.Crashpoint("rollback:thin-made")
+		fp, ok, err := d.fingerprintLV(vg, tmp)
+		if err == nil && !ok {
+			err = fmt.Errorf("the restored logical volume %q vanished", vg+"/"+tmp)
 		}
-		if all[tmp] {
-			if fp, ok, err := d.fingerprintLV(vg, tmp); err != nil {
+		if err == nil {
+			err = record(s, fp)
+		}
+		if err != nil {
+			_ = d.c().Remove(context.WithoutCancel(ctx), vg, tmp)
+			return err
+		}
+		storage.Crashpoint("rollback:thin-recorded")
+		return nil
+	}
+	made := false
+	if s.Done == nil {
+		if err := d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: point, Name: tmp, Activate: true, Tags: strataTags}); err == nil {
+			if err := recordMade(); err != nil {
+				return err
+			}
+			made = true
+		}
+	}
+	if !made {
+		if err := list(); err != nil {
+			return err
+		}
+		if s.Done != nil {
+			if fp, ok, err := d.fingerprintLV(vg, live); err != nil {
 				return err
 			} else if ok && fp == *s.Done {
-				made = true
+				// Done but for the cleanup.
+				if all[aside] {
+					d.removeLeftover(ctx, vg, aside)
+				}
+				return nil
+			}
+			if all[tmp] {
+				if fp, ok, err := d.fingerprintLV(vg, tmp); err != nil {
+					return err
+				} else if ok && fp == *s.Done {
+					made = true
+				}
 			}
 		}
 	}
@@ -256,28 +326,28 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 		if err := d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: point, Name: tmp, Activate: true, Tags: strataTags}); err != nil {
 			return err
 		}
-		storage.Crashpoint("rollback:thin-made")
-		fp, ok, err := d.fingerprintLV(vg, tmp)
-		if err == nil && !ok {
-			err = fmt.Errorf("the restored logical volume %q vanished", vg+"/"+tmp)
-		}
-		if err == nil {
-			err = record(s, fp)
-		}
-		if err != nil {
-			_ = d.c().Remove(context.WithoutCancel(ctx), vg, tmp)
+		if err := recordMade(); err != nil {
 			return err
 		}
-		storage.Crashpoint("rollback:thin-recorded")
 	}
-	asideThere := all[aside]
-	if all[live] {
+	liveThere := false
+	if all != nil {
+		liveThere = all[live]
+	} else if _, ok := devOf(DevPath(vg, live)); ok {
+		liveThere = true
+	} else if err := list(); err != nil {
+		return err
+	} else {
+		liveThere = all[live]
+	}
+	asideThere := all != nil && all[aside]
+	if liveThere {
 		to := aside
 		if s.MoveTo != "" {
 			if _, to, err = splitRef(s.MoveTo); err != nil {
 				return err
 			}
-			if all[to] {
+			if all != nil && all[to] {
 				return storage.Errorf(storage.ErrExists, "the pre-rollback point %q of volume %q exists already and so does its live logical volume: strata doctor --repair sorts it out", s.MoveTo, v.Name)
 			}
 		} else {
@@ -288,7 +358,17 @@ func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.P
 			}
 			asideThere = true
 		}
-		if err := d.c().Rename(ctx, vg, live, to); err != nil {
+		err := d.c().Rename(ctx, vg, live, to)
+		if errors.Is(err, storage.ErrExists) && all == nil {
+			// Not listed: something is there already under that name.
+			if s.MoveTo != "" {
+				return storage.Errorf(storage.ErrExists, "the pre-rollback point %q of volume %q exists already and so does its live logical volume: strata doctor --repair sorts it out", s.MoveTo, v.Name)
+			}
+			if err = d.c().Remove(ctx, vg, aside); err == nil {
+				err = d.c().Rename(ctx, vg, live, to)
+			}
+		}
+		if err != nil {
 			return err
 		}
 		storage.Crashpoint("rollback:thin-moved")
@@ -428,15 +508,6 @@ func (d Driver) PutBack(ctx context.Context, _ storage.Pool, v storage.Volume, r
 	return nil
 }
 
-// removeIfThereWithLive removes lv only while the live LV is there (an
-// LV renamed aside is the only copy of the live data until then).
-func (d Driver) removeIfThereWithLive(ctx context.Context, vg, live, lv string) error {
-	if ok, err := d.exists(ctx, vg, live); err != nil || !ok {
-		return err
-	}
-	return d.removeIfThere(ctx, vg, lv)
-}
-
 // RemovePoint implements storage.Driver.
 func (d Driver) RemovePoint(ctx context.Context, p storage.Pool, v storage.Volume, ref storage.PointRef) error {
 	vg, point, err := splitRef(ref.Ref)
@@ -510,7 +581,8 @@ func (d Driver) LivePoint(ctx context.Context, p storage.Pool, v storage.Volume,
 }
 
 // CleanRestores implements storage.Driver: the temporary restored LV
-// and, while the live LV is there, what was renamed aside.
+// and, while the live LV is there, what was renamed aside (one report
+// of the VG, then only what is there is removed).
 func (d Driver) CleanRestores(_ storage.Pool, v storage.Volume) {
 	ctx := context.Background()
 	vg, live, err := volumeLV(v)
@@ -521,10 +593,19 @@ func (d Driver) CleanRestores(_ storage.Pool, v storage.Volume) {
 	if err != nil {
 		return
 	}
+	all, err := d.list(ctx, vg)
+	if err != nil {
+		log.Warn().Err(err).Str("volume", v.Name).Msg("could not look for what an interrupted rollback left")
+		return
+	}
 	var errs []error
-	errs = append(errs, d.removeIfThere(ctx, vg, tmp))
+	if all[tmp] {
+		errs = append(errs, d.c().Remove(ctx, vg, tmp))
+	}
 	for _, lv := range []string{aside, undo} {
-		errs = append(errs, d.removeIfThereWithLive(ctx, vg, live, lv))
+		if all[live] && all[lv] {
+			errs = append(errs, d.c().Remove(ctx, vg, lv))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		log.Warn().Err(err).Str("volume", v.Name).Msg("could not remove what an interrupted rollback left")

@@ -96,3 +96,27 @@ func TestLVMPoolsHoldRawVolumesOnly(t *testing.T) {
 		t.Fatalf("AddPool with no VG: %v", err)
 	}
 }
+
+// A thick volume's space is lvcreate's to refuse (atomically, no vgs
+// first); its refusal is told with the VG's numbers, read only then.
+func TestThickLVThatDoesNotFitIsRefusedWithTheNumbers(t *testing.T) {
+	var ran []string
+	d := lvm.Driver{Client: &lvm.Client{Exec: func(_ context.Context, argv []string, change bool) ([]byte, error) {
+		ran = append(ran, argv[1])
+		name := map[string]string{"lvcreate": "lvcreate-no-space", "vgs": "vgs"}[argv[1]]
+		if name == "" {
+			t.Fatalf("ran %v", argv)
+		}
+		r := recording(t, name)
+		return []byte(r.Stdout), r.err()
+	}}}
+	p := storage.Pool{Name: "bulk", Driver: lvm.Name, LVM: &storage.LVMPool{VG: "tvg"}}
+	err := d.Create(context.Background(), p, d.VolumePath(p, "0123456789abcdef", storage.FormatRaw), storage.FormatRaw, 8<<30)
+	if !errors.Is(err, storage.ErrPrecondition) || !errors.Is(err, lvm.ErrNoSpace) || !strings.Contains(err.Error(), "a new volume needs 8") ||
+		!strings.Contains(err.Error(), `volume group "tvg" has 504`) || !strings.Contains(err.Error(), "vgextend") {
+		t.Fatalf("a thick volume bigger than the VG's free space: %v", err)
+	}
+	if !slices.Equal(ran, []string{"lvcreate", "vgs"}) {
+		t.Fatalf("ran %v, want lvcreate then vgs", ran)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
@@ -319,6 +320,33 @@ func TestGuestRealLVM(t *testing.T) {
 			t.Fatalf("thin lv %+v", l)
 		}
 		writeDev(t, l.Path, 0, fill('A', mib))
+		// What the guardrails read in-process (DM_TABLE_STATUS) is what
+		// dmsetup and lvs say: the thin LV's table names its pool's
+		// thin-pool device, whose status gives lvs's percentages.
+		num, err := os.Stat(l.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table, err := lvm.QueryDM(lvm.DMQuery{Dev: uint64(num.Sys().(*syscall.Stat_t).Rdev), Table: true})
+		if err != nil || len(table.Targets) != 1 || table.Targets[0].Type != "thin" {
+			t.Fatalf("table of a thin lv: %+v %v", table, err)
+		}
+		st, err := lvm.QueryDM(lvm.DMQuery{Name: vg + "-" + pool + "-tpool"})
+		if err != nil || len(st.Targets) != 1 || st.Targets[0].Type != "thin-pool" || !strings.HasPrefix(table.Targets[0].Params, fmt.Sprintf("%d:%d ", st.Dev>>8&0xfff, st.Dev&0xff|st.Dev>>12&0xfff00)) {
+			t.Fatalf("status of the thin pool: %+v %v (the thin lv's table: %+v)", st, err, table)
+		}
+		out, err := exec.Command("dmsetup", "status", "--noflush", st.Name).Output()
+		tg := st.Targets[0]
+		// (The kernel ends a thin-pool's status with a space.)
+		if want := strings.TrimSpace(fmt.Sprintf("%d %d %s %s", tg.Start, tg.Length, tg.Type, tg.Params)); err != nil || strings.TrimSpace(string(out)) != want {
+			t.Fatalf("dmsetup status %s: %q %v, read in-process: %q", st.Name, out, err, want)
+		}
+		ps, err := lvm.ParseThinPoolStatus(tg.Params)
+		tp := mustLV(t, c, vg, pool)
+		if err != nil || tp.DataPercent == nil || tp.MetadataPercent == nil || math.Abs(ps.DataPercent()-*tp.DataPercent) > 0.01 || math.Abs(ps.MetadataPercent()-*tp.MetadataPercent) > 0.01 || ps.Health() != '-' {
+			t.Fatalf("thin pool status %+v (%v%%, %v%%) against lvs %v%%, %v%%: %v", ps, ps.DataPercent(), ps.MetadataPercent(), pct(tp.DataPercent), pct(tp.MetadataPercent), err)
+		}
+		t.Logf("thin pool status %q: data %.2f%%, metadata %.2f%%", tg.Params, ps.DataPercent(), ps.MetadataPercent())
 		point := name(t, lvm.KindPoint, "fedcba9876543210", "p1")
 		start := time.Now()
 		if err := c.ThinSnapshot(ctx, lvm.ThinSnapshotOptions{VG: vg, Origin: vol, Name: point, ReadOnly: true, Tags: tags}); err != nil {

@@ -1,0 +1,3 @@
+package lvm
+
+var ParseDMReply = parseDMReply
