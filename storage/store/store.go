@@ -444,15 +444,18 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 				return err
 			}
 			v.Path = d.VolumePath(pool, v.ID, v.Format)
-			if f, err := d.Features(ctx, pool); err == nil && f.BlockDevices {
-				v.Device = true
-			}
 			if !made { // a shared catalog runs a transaction again after a conflict
 				if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
 					return err
 				}
 				made = true
 				undo = func() { _ = d.Delete(context.WithoutCancel(ctx), pool, v, true) }
+			}
+			// What was made, not what the driver declares: a block
+			// device (an LV) or a file. (Asking the driver's Features
+			// would probe the pool's filesystem on every create.)
+			if fi, err := os.Stat(v.Path); err == nil && fi.Mode()&os.ModeDevice != 0 {
+				v.Device = true
 			}
 			v.File = fileID(v.Path)
 			return tx.AddVolume(v)
