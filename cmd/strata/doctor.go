@@ -17,61 +17,74 @@ import (
 
 func doctorCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "doctor",
-		Usage: "check that the catalog and the files agree; --repair finishes or undoes interrupted operations and removes strata's orphans",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "repair", Usage: "repair what can be repaired (waits for other strata processes to finish)"}},
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c); err != nil {
-				return err
-			}
-			st, m, err := openManager(c)
-			if err != nil {
-				return err
-			}
-			if c.Bool("repair") {
-				a := appOf(c)
-				a.opLock.Release()
-				if a.opLock, err = st.LockExclusive(); err != nil {
-					return err
-				}
-			}
-			// The catalog first: bbolt's full check, and what an earlier
-			// command recorded. A damaged catalog is not read further.
-			if findings, err := catalogFindings(st); err != nil || len(findings) > 0 {
-				if err != nil {
-					return err
-				}
-				if err := emitFindings(c, findings); err != nil {
-					return err
-				}
-				return storage.Errorf(storage.ErrDamaged, "the catalog %q is damaged: strata will not write to it; restore a copy with 'strata catalog restore FILE' (see the details above and README, Catalog)", st.Catalog.Path())
-			}
-			findings, err := m.Doctor(c.Context, c.Bool("repair"))
-			if err != nil {
-				return err
-			}
-			if len(findings) == 0 {
-				// A healthy home says what was checked, not an empty table.
-				log.Info().Msg("no problems: " + checkedSummary(c, st, m) + " agree with the files")
-				if c.String("output") != "json" {
-					return nil
-				}
-			}
-			if err := emitFindings(c, findings); err != nil {
-				return err
-			}
-			left := 0
-			for _, f := range findings {
-				if !f.Repaired {
-					left++
-				}
-			}
-			if left > 0 {
-				return storage.Errorf(storage.ErrPrecondition, "%d problem(s) found; run 'strata doctor --repair' or follow the details above", left)
-			}
-			return nil
-		},
+		Name:   "doctor",
+		Usage:  "check that the catalog and the files agree; --repair finishes or undoes interrupted operations and removes strata's orphans",
+		Flags:  []cli.Flag{&cli.BoolFlag{Name: "repair", Usage: "repair what can be repaired (waits for other strata processes to finish)"}},
+		Action: doctorAction,
 	}
+}
+
+func doctorAction(c *cli.Context) error {
+	if err := needArgs(c); err != nil {
+		return err
+	}
+	st, m, err := openManager(c)
+	if err != nil {
+		return err
+	}
+	if c.Bool("repair") {
+		if err := lockExclusive(c, st); err != nil {
+			return err
+		}
+	}
+	// The catalog first: bbolt's full check, and what an earlier command
+	// recorded. A damaged catalog is not read further.
+	if err := checkCatalog(c, st); err != nil {
+		return err
+	}
+	findings, err := m.Doctor(c.Context, c.Bool("repair"))
+	if err != nil {
+		return err
+	}
+	return reportFindings(c, st, m, findings)
+}
+
+// checkCatalog prints what is wrong with the catalog itself, and refuses
+// to go on when anything is.
+func checkCatalog(c *cli.Context, st *store.Store) error {
+	findings, err := catalogFindings(st)
+	if err != nil || len(findings) == 0 {
+		return err
+	}
+	if err := emitFindings(c, findings); err != nil {
+		return err
+	}
+	return storage.Errorf(storage.ErrDamaged, "the catalog %q is damaged: strata will not write to it; restore a copy with 'strata catalog restore FILE' (see the details above and README, Catalog)", st.Catalog.Path())
+}
+
+// reportFindings prints doctor's findings (a healthy home: what was
+// checked), and fails while any is left unrepaired.
+func reportFindings(c *cli.Context, st *store.Store, m *snapshot.Manager, findings []snapshot.Finding) error {
+	if len(findings) == 0 {
+		// A healthy home says what was checked, not an empty table.
+		log.Info().Msg("no problems: " + checkedSummary(c, st, m) + " agree with the files")
+		if c.String("output") != "json" {
+			return nil
+		}
+	}
+	if err := emitFindings(c, findings); err != nil {
+		return err
+	}
+	left := 0
+	for _, f := range findings {
+		if !f.Repaired {
+			left++
+		}
+	}
+	if left > 0 {
+		return storage.Errorf(storage.ErrPrecondition, "%d problem(s) found; run 'strata doctor --repair' or follow the details above", left)
+	}
+	return nil
 }
 
 func emitFindings(c *cli.Context, findings []snapshot.Finding) error {
