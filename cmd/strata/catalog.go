@@ -7,10 +7,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// catalogCommand is the catalog's own care: copies, and the way back from
+// newCatalogCommand is the catalog's own care: copies, and the way back from
 // a catalog that is missing or damaged (these commands work then; every
 // other command refuses with exit code 9).
-func catalogCommand() *cli.Command {
+func newCatalogCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "catalog",
 		Usage: "back up the catalog, restore it when it is missing or damaged, and move it between the file and etcd",

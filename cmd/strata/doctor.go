@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +16,7 @@ import (
 	"github.com/strata-vm/strata/storage/store"
 )
 
-func doctorCommand() *cli.Command {
+func newDoctorCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "doctor",
 		Usage:  "check that the catalog and the files agree; --repair finishes or undoes interrupted operations and removes strata's orphans",
@@ -99,24 +100,33 @@ func emitFindings(c *cli.Context, findings []snapshot.Finding) error {
 // checkedSummary says what doctor looked at: "the catalog's 3 volumes, 1
 // guest, ...".
 func checkedSummary(c *cli.Context, st *store.Store, m *snapshot.Manager) string {
-	var vols, guests, pools int
-	_ = st.Catalog.View(func(tx *catalog.Tx) error {
-		v, _ := tx.Volumes()
-		g, _ := tx.Guests()
-		p, _ := tx.Pools()
-		vols, guests, pools = len(v), len(g), len(p)
-		return nil
-	})
-	points, _ := m.List(c.Context, nil)
-	goldens, _ := m.GoldenList(c.Context)
-	isos, _ := media.New(st.Catalog).List(c.Context)
+	var vols []storage.Volume
+	var guests []storage.Guest
+	var pools []storage.Pool
+	errs := []error{st.Catalog.View(func(tx *catalog.Tx) error {
+		var errV, errG, errP error
+		vols, errV = tx.Volumes()
+		guests, errG = tx.Guests()
+		pools, errP = tx.Pools()
+		return errors.Join(errV, errG, errP)
+	})}
+	points, err := m.List(c.Context, nil)
+	errs = append(errs, err)
+	goldens, err := m.GoldenList(c.Context)
+	errs = append(errs, err)
+	isos, err := media.New(st.Catalog).List(c.Context)
+	if err := errors.Join(append(errs, err)...); err != nil {
+		// Only this summary's counts suffer: doctor's own checks, just
+		// run, report what is wrong with the catalog's records.
+		log.Debug().Err(err).Msg("doctor's summary counts only what it could read")
+	}
 	n := func(k int, one, many string) string {
 		if k == 1 {
 			return "1 " + one
 		}
 		return fmt.Sprintf("%d %s", k, many)
 	}
-	return "the catalog's " + strings.Join([]string{n(pools, "pool", "pools"), n(vols, "volume", "volumes"), n(guests, "guest", "guests"), n(len(points), "restore point", "restore points"), n(len(goldens), "golden image", "golden images"), n(len(isos), "iso", "isos")}, ", ")
+	return "the catalog's " + strings.Join([]string{n(len(pools), "pool", "pools"), n(len(vols), "volume", "volumes"), n(len(guests), "guest", "guests"), n(len(points), "restore point", "restore points"), n(len(goldens), "golden image", "golden images"), n(len(isos), "iso", "isos")}, ", ")
 }
 
 // catalogFindings runs bbolt's consistency check over the whole catalog

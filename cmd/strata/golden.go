@@ -12,7 +12,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 )
 
-func goldenCommand() *cli.Command {
+func newGoldenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "golden",
 		Usage: "golden images: a guest's disks and definition (or a volume) frozen read-only, to clone from",
@@ -103,7 +103,7 @@ func goldenDeleteAction(c *cli.Context) error {
 	return m.DeleteGolden(c.Context, c.Args().First())
 }
 
-func cloneCommand() *cli.Command {
+func newCloneCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "clone",
 		Usage:     "clone a golden image into new guests (or volumes): linked (qcow2 overlays, instant) or --full",
@@ -140,31 +140,35 @@ func emitClones(c *cli.Context, clones []snapshot.CloneInfo) error {
 	return emit(c, v, func(w *tabwriter.Writer) { cloneTable(w, clones) })
 }
 
-// flattenCommand is the "flatten" subcommand of volume (guest=false) and
+// newFlattenCommand is the "flatten" subcommand of volume (guest=false) and
 // guest (guest=true).
-func flattenCommand(guest bool) *cli.Command {
+func newFlattenCommand(guest bool) *cli.Command {
 	arg, what := "VOLUME", "the volume"
 	if guest {
 		arg, what = "GUEST", "every disk of the guest"
 	}
 	return &cli.Command{
 		Name: "flatten", ArgsUsage: arg,
-		Usage: "detach a linked clone from its golden image: " + what + " becomes self-contained (restore points keep working)",
-		Action: func(c *cli.Context) error {
-			m, err := opened(c, openPoints, arg)
-			if err != nil {
-				return err
-			}
-			vols, err := m.Flatten(c.Context, snapshot.TargetRef{Name: c.Args().First(), Volume: !guest})
-			if err != nil {
-				return err
-			}
-			if !guest && len(vols) == 1 {
-				return emitVolumes(c, vols[0])
-			}
-			return emitVolumes(c, vols)
-		},
+		Usage:  "detach a linked clone from its golden image: " + what + " becomes self-contained (restore points keep working)",
+		Action: func(c *cli.Context) error { return flattenAction(c, arg, guest) },
 	}
+}
+
+// flattenAction prints the volumes flatten made self-contained: a
+// volume's alone, a guest's as a list.
+func flattenAction(c *cli.Context, arg string, guest bool) error {
+	m, err := opened(c, openPoints, arg)
+	if err != nil {
+		return err
+	}
+	vols, err := m.Flatten(c.Context, snapshot.TargetRef{Name: c.Args().First(), Volume: !guest})
+	if err != nil {
+		return err
+	}
+	if !guest && len(vols) == 1 {
+		return emitVolumes(c, vols[0])
+	}
+	return emitVolumes(c, vols)
 }
 
 func emitGoldens(c *cli.Context, v any) error {

@@ -20,16 +20,16 @@ import (
 	"github.com/strata-vm/strata/storage/store"
 )
 
-// guestCommand is the guest group: its definition (guest_define.go,
+// newGuestCommand is the guest group: its definition (guest_define.go,
 // guest_render.go), its life (guest_run.go, guest_console.go,
 // guest_install.go), its devices (guest_attach.go) and its owner in a
 // shared catalog (guest_owner.go).
-func guestCommand() *cli.Command {
+func newGuestCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "guest",
 		Usage: "HVM guests: define, import, edit, render, lint; start, stop, install, status, console",
 		Subcommands: append([]*cli.Command{
-			flattenCommand(true),
+			newFlattenCommand(true),
 			newGuestWatchCommand(),
 			newGuestOwnCommand(),
 			newGuestMoveCommand(),
@@ -222,6 +222,8 @@ func showGuest(c *cli.Context, r *registry.Registry, name string) error {
 
 // warnIfRunning says that a change to a running guest's definition takes
 // effect when it next starts.
+// A status it cannot read gives no warning: the change is stored either
+// way, and the warning is only advice.
 func warnIfRunning(c *cli.Context, name string) {
 	lm, err := openLifecycle(c)
 	if err != nil {

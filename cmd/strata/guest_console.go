@@ -85,7 +85,9 @@ func attachConsole(ctx context.Context, lm *lifecycle.Manager, name string) erro
 			if n > 0 {
 				chunk := buf[:n]
 				if i := strings.IndexByte(string(chunk), consoleDetach); i >= 0 {
-					conn.Write(chunk[:i])
+					// Detaching either way: a failed last write loses
+					// only what was typed before Ctrl-].
+					_, _ = conn.Write(chunk[:i])
 					done <- nil
 					return
 				}

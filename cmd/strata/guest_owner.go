@@ -57,6 +57,8 @@ func startKeeper(home, id string, lease int64) error {
 	logPath := filepath.Join(home, "run", id, "owner.log")
 	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		// The keeper runs without a log: it keeps the claim all the same.
+		log.Debug().Err(err).Msg("the guest's keeper starts without its log")
 		out = nil
 	}
 	cmd := exec.Command(exe, "--home", home, "guest", "__own", id, strconv.FormatInt(lease, 10))
@@ -149,6 +151,9 @@ func (r remoteGuests) Holders(_ context.Context, imgs []inuse.Image) ([][]inuse.
 	guests := make([][]storage.Guest, len(imgs))
 	if err := r.st.Catalog.View(func(tx *catalog.Tx) error {
 		for i, img := range imgs {
+			// An image the catalog does not know (or whose record it cannot
+			// read) is no strata guest's disk here: the host's own sources
+			// still check it. The same for a guest record it cannot read.
 			var id string
 			if ok, err := tx.Get("volume_paths", img.Path, &id); err != nil || !ok {
 				continue
@@ -182,7 +187,8 @@ func (r remoteGuests) Holders(_ context.Context, imgs []inuse.Image) ([][]inuse.
 }
 
 // runningOn names the other host running the guest with id in a shared
-// catalog; "" if none (or the catalog is the file).
+// catalog; "" if none (or the catalog is the file). An owner it cannot
+// read gives "": guest list then shows the state this host sees.
 func runningOn(st *store.Store, id string) string {
 	if !st.Catalog.Shared() {
 		return ""
@@ -203,7 +209,8 @@ type elsewhereStatus struct {
 }
 
 // runningElsewhereStatus is the status to show for a guest this host does
-// not run and another host sharing the catalog does.
+// not run and another host sharing the catalog does. A guest or owner it
+// cannot read gives false: guest status then shows this host's status.
 func runningElsewhereStatus(st *store.Store, name string, local boot.Status) (elsewhereStatus, bool) {
 	if !st.Catalog.Shared() || local.State.Live() {
 		return elsewhereStatus{}, false

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -30,9 +31,9 @@ func guestRunCommands() []*cli.Command {
 	return []*cli.Command{
 		newGuestStartCommand(),
 		newGuestStopCommand(),
-		newGuestKillCommand(),
-		newGuestPauseCommand(),
-		newGuestResumeCommand(),
+		newGuestPowerCommand("kill", "end a guest at once (as pulling its power cord)", (*lifecycle.Manager).Kill),
+		newGuestPowerCommand("pause", "pause a running guest", (*lifecycle.Manager).Pause),
+		newGuestPowerCommand("resume", "resume a paused guest", (*lifecycle.Manager).Resume),
 		newGuestRestartCommand(),
 		newGuestStatusCommand(),
 		newGuestVNCCommand(),
@@ -104,40 +105,21 @@ func guestStopAction(c *cli.Context) error {
 	return printResult(c, printStatus)(lm.Stop(c.Context, c.Args().First(), lifecycle.StopOptions{Timeout: c.Duration("timeout"), Force: c.Bool("force")}))
 }
 
-func newGuestKillCommand() *cli.Command {
-	return &cli.Command{Name: "kill", Usage: "end a guest at once (as pulling its power cord)", ArgsUsage: "NAME", Action: guestKillAction}
+// newGuestPowerCommand is kill, pause or resume: one call of the
+// lifecycle (do, a method of lifecycle.Manager) on the guest NAME.
+func newGuestPowerCommand(name, usage string, do func(lm *lifecycle.Manager, ctx context.Context, guest string) (boot.Status, error)) *cli.Command {
+	return &cli.Command{
+		Name: name, Usage: usage, ArgsUsage: "NAME",
+		Action: func(c *cli.Context) error { return guestPowerAction(c, do) },
+	}
 }
 
-func guestKillAction(c *cli.Context) error {
+func guestPowerAction(c *cli.Context, do func(lm *lifecycle.Manager, ctx context.Context, guest string) (boot.Status, error)) error {
 	lm, err := opened(c, openLifecycle, "NAME")
 	if err != nil {
 		return err
 	}
-	return printResult(c, printStatus)(lm.Kill(c.Context, c.Args().First()))
-}
-
-func newGuestPauseCommand() *cli.Command {
-	return &cli.Command{Name: "pause", Usage: "pause a running guest", ArgsUsage: "NAME", Action: guestPauseAction}
-}
-
-func guestPauseAction(c *cli.Context) error {
-	lm, err := opened(c, openLifecycle, "NAME")
-	if err != nil {
-		return err
-	}
-	return printResult(c, printStatus)(lm.Pause(c.Context, c.Args().First()))
-}
-
-func newGuestResumeCommand() *cli.Command {
-	return &cli.Command{Name: "resume", Usage: "resume a paused guest", ArgsUsage: "NAME", Action: guestResumeAction}
-}
-
-func guestResumeAction(c *cli.Context) error {
-	lm, err := opened(c, openLifecycle, "NAME")
-	if err != nil {
-		return err
-	}
-	return printResult(c, printStatus)(lm.Resume(c.Context, c.Args().First()))
+	return printResult(c, printStatus)(do(lm, c.Context, c.Args().First()))
 }
 
 func newGuestRestartCommand() *cli.Command {
@@ -161,12 +143,7 @@ func newGuestStatusCommand() *cli.Command {
 }
 
 func guestStatusAction(c *cli.Context) error {
-	lm, err := opened(c, openLifecycle, "NAME")
-	if err != nil {
-		return err
-	}
-	name := c.Args().First()
-	st, err := lm.Status(c.Context, name)
+	lm, name, st, err := guestStatus(c)
 	if err != nil {
 		return err
 	}
@@ -180,17 +157,23 @@ func guestStatusAction(c *cli.Context) error {
 	return printStatus(c, st)
 }
 
+// guestStatus opens the lifecycle and reads the status of the guest
+// NAME.
+func guestStatus(c *cli.Context) (*lifecycle.Manager, string, boot.Status, error) {
+	lm, err := opened(c, openLifecycle, "NAME")
+	if err != nil {
+		return nil, "", boot.Status{}, err
+	}
+	st, err := lm.Status(c.Context, c.Args().First())
+	return lm, c.Args().First(), st, err
+}
+
 func newGuestVNCCommand() *cli.Command {
 	return &cli.Command{Name: "vnc", Usage: "the address of a running guest's VNC console, for a viewer", ArgsUsage: "NAME", Action: guestVNCAction}
 }
 
 func guestVNCAction(c *cli.Context) error {
-	lm, err := opened(c, openLifecycle, "NAME")
-	if err != nil {
-		return err
-	}
-	name := c.Args().First()
-	st, err := lm.Status(c.Context, name)
+	_, name, st, err := guestStatus(c)
 	if err != nil {
 		return err
 	}

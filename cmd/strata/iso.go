@@ -11,7 +11,7 @@ import (
 	"github.com/strata-vm/strata/storage/media"
 )
 
-func isoCommand() *cli.Command {
+func newISOCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "iso",
 		Usage: "manage install media: ISO images captured from discs, built from directories or imported",

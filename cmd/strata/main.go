@@ -132,7 +132,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
 		}, sharedCatalogFlags()...),
 		Before:         setup,
-		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand(), completionCommand()},
+		Commands:       []*cli.Command{newPoolCommand(), newVolumeCommand(), newGuestCommand(), newSnapshotCommand(), newGoldenCommand(), newCloneCommand(), newDoctorCommand(), newISOCommand(), newCatalogCommand(), newCompletionCommand()},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 		Metadata:       map[string]any{stateKey: &appState{}},

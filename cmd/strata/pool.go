@@ -12,7 +12,7 @@ import (
 	"github.com/strata-vm/strata/storage/lvm"
 )
 
-func poolCommand() *cli.Command {
+func newPoolCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "pool",
 		Usage: "manage pools: places where volumes live",

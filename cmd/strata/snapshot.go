@@ -56,11 +56,11 @@ func openTarget(c *cli.Context, rest ...string) (*snapshot.Manager, snapshot.Tar
 	return m, t, args, err
 }
 
-// snapshotCommand is the snapshot group: taking and listing points (here),
+// newSnapshotCommand is the snapshot group: taking and listing points (here),
 // rollback (snapshot_rollback.go), run (snapshot_run.go), prune and
 // policy (snapshot_prune.go), and the hidden guard of a live point
 // (snapshot_guard.go).
-func snapshotCommand() *cli.Command {
+func newSnapshotCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "snapshot",
 		Usage: "restore points of a guest (all its disks and its definition) or of one volume",

@@ -38,6 +38,17 @@ func policyOf(c *cli.Context) (snapshot.Policy, error) {
 	return p, err
 }
 
+// openWithPolicy reads the retention rules given (policyOf), then opens the
+// restore-point manager.
+func openWithPolicy(c *cli.Context) (*snapshot.Manager, snapshot.Policy, error) {
+	p, err := policyOf(c)
+	if err != nil {
+		return nil, p, err
+	}
+	m, err := openPoints(c)
+	return m, p, err
+}
+
 func newSnapshotPruneCommand() *cli.Command {
 	return &cli.Command{
 		Name: "prune", Usage: "delete the points no retention rule keeps (pinned points always stay)", ArgsUsage: "GUEST",
@@ -51,11 +62,7 @@ func newSnapshotPruneCommand() *cli.Command {
 }
 
 func snapshotPruneAction(c *cli.Context) error {
-	p, err := policyOf(c)
-	if err != nil {
-		return err
-	}
-	m, err := openPoints(c)
+	m, p, err := openWithPolicy(c)
 	if err != nil {
 		return err
 	}
@@ -118,11 +125,7 @@ func snapshotPolicyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := policyOf(c)
-	if err != nil {
-		return err
-	}
-	m, err := openPoints(c)
+	m, p, err := openWithPolicy(c)
 	if err != nil {
 		return err
 	}

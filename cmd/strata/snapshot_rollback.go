@@ -80,7 +80,9 @@ type rollbackOutput struct {
 
 // definitionChanges says what a rollback changed in a guest's definition:
 // the pre-rollback point holds it as it was, the point rolled back to as
-// it is now (the name aside: a rollback does not undo a rename).
+// it is now (the name aside: a rollback does not undo a rename). A
+// definition it cannot read or compare (a point from an older strata)
+// shows as no change: the rollback itself is done and reported either way.
 func definitionChanges(res snapshot.RollbackResult) []registry.Change {
 	was, now := res.PreRollback.Guest, res.To.Guest
 	if was == nil || now == nil || was.Definition == "" || now.Definition == "" {

@@ -11,12 +11,12 @@ import (
 	"github.com/strata-vm/strata/storage/store"
 )
 
-func volumeCommand() *cli.Command {
+func newVolumeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "volume",
 		Usage: "manage volumes: virtual disks (raw and qcow2 images, block devices)",
 		Subcommands: []*cli.Command{
-			flattenCommand(false),
+			newFlattenCommand(false),
 			newVolumeCreateCommand(),
 			newVolumeImportCommand(),
 			newVolumeListCommand(),
