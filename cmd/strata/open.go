@@ -28,8 +28,8 @@ func opened[T any](c *cli.Context, open func(*cli.Context) (T, error), args ...s
 	return open(c)
 }
 
-// openStore opens the state home with the restore-point manager attached
-// (its checks guard volume and guest deletes).
+// openStore opens the state home as every command does (openManager): a
+// disk a guest runs on is in use, a running guest is not deleted.
 func openStore(c *cli.Context) (*store.Store, error) {
 	st, _, err := openManager(c)
 	return st, err
@@ -41,6 +41,9 @@ func openPoints(c *cli.Context) (*snapshot.Manager, error) {
 	return m, err
 }
 
+// openManager opens the state home and the restore-point manager, and
+// takes this process's shared hold on the home (once per run): every
+// opener above goes through it.
 func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
 	st, err := store.OpenWith(c.String("home"), c.Duration("lock-timeout"), catalogOptions(c))
 	if err != nil {
@@ -100,8 +103,9 @@ func lockExclusive(c *cli.Context, st *store.Store) (err error) {
 	return err
 }
 
+// openRegistry opens the guest definitions.
 func openRegistry(c *cli.Context) (*registry.Registry, error) {
-	st, err := openStore(c) // the manager's hooks guard guest deletes
+	st, err := openStore(c)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +121,7 @@ func openLifecycle(c *cli.Context) (*lifecycle.Manager, error) {
 	return &lifecycle.Manager{St: st, Reg: registry.New(st), Points: m, Drivers: drivers(c), LockTimeout: c.Duration("lock-timeout"), Owner: guestOwner(st)}, nil
 }
 
+// openMedia opens the install media (isos).
 func openMedia(c *cli.Context) (*media.Manager, error) {
 	st, err := openStore(c)
 	if err != nil {
