@@ -22,10 +22,6 @@ func sharedCatalogFlags() []cli.Flag {
 	}
 }
 
-// openedCatalog is the catalog this process opened, closed (its etcd
-// lease revoked, so its locks go at once) when the command ends.
-var openedCatalog *catalog.Catalog
-
 func catalogOptions(c *cli.Context) catalog.Options {
 	return catalog.Options{URL: c.String("catalog"), CACert: c.String("catalog-cacert"), Cert: c.String("catalog-cert"), Key: c.String("catalog-key"), Host: c.String("host")}
 }
@@ -48,48 +44,36 @@ func setupSharedCatalog(c *cli.Context) {
 	}
 }
 
-func closeCatalog() {
-	if openedCatalog != nil {
-		openedCatalog.Close()
-	}
-}
-
 // catalogMoveCommands are `catalog export` and `catalog import`: the whole
 // catalog as one JSON document, to move it between the file and etcd.
 func catalogMoveCommands() []*cli.Command {
 	return []*cli.Command{
 		{
 			Name: "export", Usage: "write the whole catalog as one JSON document (to move it between the file and etcd)", ArgsUsage: "FILE|-",
-			Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "replace FILE if it exists"}},
-			Action: func(c *cli.Context) error {
-				if err := needArgs(c, "FILE"); err != nil {
-					return err
-				}
-				st, err := openStore(c)
-				if err != nil {
-					return err
-				}
-				return st.Catalog.ExportFile(c.Args().First(), c.Bool("force"))
-			},
+			Flags:  []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "replace FILE if it exists"}},
+			Action: catalogExportAction,
 		},
 		{
 			Name: "import", Usage: "put an exported catalog in place of this one (an etcd catalog must be empty, a file catalog missing or damaged, unless --force)", ArgsUsage: "FILE|-",
-			Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "replace the records there are (a file catalog is kept in HOME/backups)"}},
-			Action: func(c *cli.Context) error {
-				if err := needArgs(c, "FILE"); err != nil {
-					return err
-				}
-				st, err := exclusiveStore(c)
-				if err != nil {
-					return err
-				}
-				n, err := st.Catalog.Import(c.Args().First(), c.Bool("force"))
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "%d records imported into %s; run 'strata doctor': files the catalog does not know are reported and kept. When every one is accounted for, run 'strata catalog accept'\n", n, st.Catalog.Where())
-				return nil
-			},
+			Flags:  []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "replace the records there are (a file catalog is kept in HOME/backups)"}},
+			Action: catalogImportAction,
 		},
 	}
+}
+
+func catalogExportAction(c *cli.Context) error {
+	st, err := opened(c, openStore, "FILE")
+	if err != nil {
+		return err
+	}
+	return st.Catalog.ExportFile(c.Args().First(), c.Bool("force"))
+}
+
+func catalogImportAction(c *cli.Context) error {
+	st, err := opened(c, exclusiveStore, "FILE")
+	if err != nil {
+		return err
+	}
+	n, err := st.Catalog.Import(c.Args().First(), c.Bool("force"))
+	return thenSay(err, fmt.Sprintf("%d records imported into %s; run 'strata doctor': files the catalog does not know are reported and kept. When every one is accounted for, run 'strata catalog accept'", n, st.Catalog.Where()))
 }

@@ -34,23 +34,25 @@ const completeCommand = "__complete"
 // another strata process writes: a shell must not hang on TAB.
 const completionLockWait = 300 * time.Millisecond
 
-func completionCommand() *cli.Command {
+func newCompletionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "completion",
 		Usage:     "print a shell completion script: bash, zsh or fish (see README: Shell completion)",
 		ArgsUsage: "bash|zsh|fish",
-		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return storage.Errorf(storage.ErrInvalid, "completion takes one argument, the shell: bash, zsh or fish")
-			}
-			script, ok := completionScripts[c.Args().First()]
-			if !ok {
-				return storage.Errorf(storage.ErrInvalid, "invalid shell %q: give bash, zsh or fish", c.Args().First())
-			}
-			_, err := io.WriteString(c.App.Writer, script)
-			return err
-		},
+		Action:    completionAction,
 	}
+}
+
+func completionAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return storage.Errorf(storage.ErrInvalid, "completion takes one argument, the shell: bash, zsh or fish")
+	}
+	script, ok := completionScripts[c.Args().First()]
+	if !ok {
+		return storage.Errorf(storage.ErrInvalid, "invalid shell %q: give bash, zsh or fish", c.Args().First())
+	}
+	_, err := io.WriteString(c.App.Writer, script)
+	return err
 }
 
 var completionScripts = map[string]string{
@@ -242,7 +244,9 @@ func first(s []string) string {
 }
 
 // names lists the catalog's names of one kind (points: of target), or
-// nothing when the home has no catalog or it is busy.
+// nothing when the home has no catalog or it is busy. Errors are dropped
+// on purpose: a completion offers what it could read, and anything it
+// printed about an error the shell would offer as a candidate.
 func names(app *cli.App, values map[string]string, kind string, target snapshot.TargetRef) []string {
 	home := values["home"]
 	if home == "" {

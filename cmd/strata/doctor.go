@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -15,63 +16,76 @@ import (
 	"github.com/strata-vm/strata/storage/store"
 )
 
-func doctorCommand() *cli.Command {
+func newDoctorCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "doctor",
-		Usage: "check that the catalog and the files agree; --repair finishes or undoes interrupted operations and removes strata's orphans",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "repair", Usage: "repair what can be repaired (waits for other strata processes to finish)"}},
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c); err != nil {
-				return err
-			}
-			st, m, err := openManager(c)
-			if err != nil {
-				return err
-			}
-			if c.Bool("repair") {
-				a := appOf(c)
-				a.opLock.Release()
-				if a.opLock, err = st.LockExclusive(); err != nil {
-					return err
-				}
-			}
-			// The catalog first: bbolt's full check, and what an earlier
-			// command recorded. A damaged catalog is not read further.
-			if findings, err := catalogFindings(st); err != nil || len(findings) > 0 {
-				if err != nil {
-					return err
-				}
-				if err := emitFindings(c, findings); err != nil {
-					return err
-				}
-				return storage.Errorf(storage.ErrDamaged, "the catalog %q is damaged: strata will not write to it; restore a copy with 'strata catalog restore FILE' (see the details above and README, Catalog)", st.Catalog.Path())
-			}
-			findings, err := m.Doctor(c.Context, c.Bool("repair"))
-			if err != nil {
-				return err
-			}
-			if len(findings) == 0 {
-				// A healthy home says what was checked, not an empty table.
-				log.Info().Msg("no problems: " + checkedSummary(c, st, m) + " agree with the files")
-				if c.String("output") != "json" {
-					return nil
-				}
-			}
-			if err := emitFindings(c, findings); err != nil {
-				return err
-			}
-			left := 0
-			for _, f := range findings {
-				if !f.Repaired {
-					left++
-				}
-			}
-			if left > 0 {
-				return storage.Errorf(storage.ErrPrecondition, "%d problem(s) found; run 'strata doctor --repair' or follow the details above", left)
-			}
-			return nil
-		},
+		Name:   "doctor",
+		Usage:  "check that the catalog and the files agree; --repair finishes or undoes interrupted operations and removes strata's orphans",
+		Flags:  []cli.Flag{&cli.BoolFlag{Name: "repair", Usage: "repair what can be repaired (waits for other strata processes to finish)"}},
+		Action: doctorAction,
 	}
+}
+
+func doctorAction(c *cli.Context) error {
+	if err := needArgs(c); err != nil {
+		return err
+	}
+	st, m, err := openManager(c)
+	if err != nil {
+		return err
+	}
+	if c.Bool("repair") {
+		if err := lockExclusive(c, st); err != nil {
+			return err
+		}
+	}
+	// The catalog first: bbolt's full check, and what an earlier command
+	// recorded. A damaged catalog is not read further.
+	if err := checkCatalog(c, st); err != nil {
+		return err
+	}
+	findings, err := m.Doctor(c.Context, c.Bool("repair"))
+	if err != nil {
+		return err
+	}
+	return reportFindings(c, st, m, findings)
+}
+
+// checkCatalog prints what is wrong with the catalog itself, and refuses
+// to go on when anything is.
+func checkCatalog(c *cli.Context, st *store.Store) error {
+	findings, err := catalogFindings(st)
+	if err != nil || len(findings) == 0 {
+		return err
+	}
+	if err := emitFindings(c, findings); err != nil {
+		return err
+	}
+	return storage.Errorf(storage.ErrDamaged, "the catalog %q is damaged: strata will not write to it; restore a copy with 'strata catalog restore FILE' (see the details above and README, Catalog)", st.Catalog.Path())
+}
+
+// reportFindings prints doctor's findings (a healthy home: what was
+// checked), and fails while any is left unrepaired.
+func reportFindings(c *cli.Context, st *store.Store, m *snapshot.Manager, findings []snapshot.Finding) error {
+	if len(findings) == 0 {
+		// A healthy home says what was checked, not an empty table.
+		log.Info().Msg("no problems: " + checkedSummary(c, st, m) + " agree with the files")
+		if c.String("output") != "json" {
+			return nil
+		}
+	}
+	if err := emitFindings(c, findings); err != nil {
+		return err
+	}
+	left := 0
+	for _, f := range findings {
+		if !f.Repaired {
+			left++
+		}
+	}
+	if left > 0 {
+		return storage.Errorf(storage.ErrPrecondition, "%d problem(s) found; run 'strata doctor --repair' or follow the details above", left)
+	}
+	return nil
 }
 
 func emitFindings(c *cli.Context, findings []snapshot.Finding) error {
@@ -86,24 +100,33 @@ func emitFindings(c *cli.Context, findings []snapshot.Finding) error {
 // checkedSummary says what doctor looked at: "the catalog's 3 volumes, 1
 // guest, ...".
 func checkedSummary(c *cli.Context, st *store.Store, m *snapshot.Manager) string {
-	var vols, guests, pools int
-	_ = st.Catalog.View(func(tx *catalog.Tx) error {
-		v, _ := tx.Volumes()
-		g, _ := tx.Guests()
-		p, _ := tx.Pools()
-		vols, guests, pools = len(v), len(g), len(p)
-		return nil
-	})
-	points, _ := m.List(c.Context, nil)
-	goldens, _ := m.GoldenList(c.Context)
-	isos, _ := media.New(st.Catalog).List(c.Context)
+	var vols []storage.Volume
+	var guests []storage.Guest
+	var pools []storage.Pool
+	errs := []error{st.Catalog.View(func(tx *catalog.Tx) error {
+		var errV, errG, errP error
+		vols, errV = tx.Volumes()
+		guests, errG = tx.Guests()
+		pools, errP = tx.Pools()
+		return errors.Join(errV, errG, errP)
+	})}
+	points, err := m.List(c.Context, nil)
+	errs = append(errs, err)
+	goldens, err := m.GoldenList(c.Context)
+	errs = append(errs, err)
+	isos, err := media.New(st.Catalog).List(c.Context)
+	if err := errors.Join(append(errs, err)...); err != nil {
+		// Only this summary's counts suffer: doctor's own checks, just
+		// run, report what is wrong with the catalog's records.
+		log.Debug().Err(err).Msg("doctor's summary counts only what it could read")
+	}
 	n := func(k int, one, many string) string {
 		if k == 1 {
 			return "1 " + one
 		}
 		return fmt.Sprintf("%d %s", k, many)
 	}
-	return "the catalog's " + strings.Join([]string{n(pools, "pool", "pools"), n(vols, "volume", "volumes"), n(guests, "guest", "guests"), n(len(points), "restore point", "restore points"), n(len(goldens), "golden image", "golden images"), n(len(isos), "iso", "isos")}, ", ")
+	return "the catalog's " + strings.Join([]string{n(len(pools), "pool", "pools"), n(len(vols), "volume", "volumes"), n(len(guests), "guest", "guests"), n(len(points), "restore point", "restore points"), n(len(goldens), "golden image", "golden images"), n(len(isos), "iso", "isos")}, ", ")
 }
 
 // catalogFindings runs bbolt's consistency check over the whole catalog

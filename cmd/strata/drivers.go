@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/hvm/boot"
@@ -15,26 +13,19 @@ import (
 // drivers returns the boot drivers of this host; none probes anything
 // until asked.
 func drivers(c *cli.Context) *boot.Set {
-	if s, ok := c.App.Metadata["drivers"].(*boot.Set); ok {
-		return s
+	a := appOf(c)
+	if a.drivers != nil {
+		return a.drivers
 	}
-	s := boot.NewSet(xl.New(xl.Config{}), lvboot.New(lvboot.Config{}), qemu.New(qemu.Config{
+	a.drivers = boot.NewSet(xl.New(xl.Config{}), lvboot.New(lvboot.Config{}), qemu.New(qemu.Config{
 		Home: c.String("home"),
 		// The watcher that records why a guest's QEMU stopped is this
 		// binary's hidden `guest __watch`.
 		WatcherArgv: func(runDir string) []string {
-			exe, err := os.Executable()
-			if err != nil {
-				exe = os.Args[0]
-			}
-			return []string{exe, "guest", "__watch", runDir}
+			return []string{executable(), "guest", "__watch", runDir}
 		},
 	}))
-	if c.App.Metadata == nil {
-		c.App.Metadata = map[string]any{}
-	}
-	c.App.Metadata["drivers"] = s
-	return s
+	return a.drivers
 }
 
 // inUseChecker is the in-use check of every command: the host's own

@@ -12,97 +12,98 @@ import (
 	"github.com/strata-vm/strata/storage"
 )
 
-func goldenCommand() *cli.Command {
+func newGoldenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "golden",
 		Usage: "golden images: a guest's disks and definition (or a volume) frozen read-only, to clone from",
 		Subcommands: []*cli.Command{
-			{
-				Name: "create", Usage: "freeze a guest (--from) or a volume (--volume), now or at a restore point, as a golden image", ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "from", Usage: "GUEST or GUEST@POINT (a restore point's number or name)"},
-					&cli.StringFlag{Name: "volume", Usage: "VOLUME or VOLUME@POINT, instead of a guest"},
-					&cli.StringFlag{Name: "pool", Usage: "pool for the golden's images (default: each source volume's pool)"},
-				},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "NAME"); err != nil {
-						return err
-					}
-					from, vol := c.String("from"), c.String("volume")
-					if (from == "") == (vol == "") {
-						return storage.Errorf(storage.ErrInvalid, "give exactly one source: --from GUEST[@POINT] or --volume VOLUME[@POINT]")
-					}
-					src := from
-					if vol != "" {
-						src = vol
-					}
-					name, point, err := snapshot.ParseSourceRef(src)
-					if err != nil {
-						return err
-					}
-					_, m, err := openManager(c)
-					if err != nil {
-						return err
-					}
-					g, err := m.CreateGolden(c.Context, snapshot.GoldenOptions{Name: c.Args().First(), Source: snapshot.TargetRef{Name: name, Volume: vol != ""}, Point: point, Pool: c.String("pool")})
-					if err != nil {
-						return err
-					}
-					return emitGoldens(c, g)
-				},
-			},
-			{
-				Name: "list", Usage: "list golden images with their clone counts, space and lineage",
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c); err != nil {
-						return err
-					}
-					_, m, err := openManager(c)
-					if err != nil {
-						return err
-					}
-					gs, err := m.GoldenList(c.Context)
-					if err != nil {
-						return err
-					}
-					return emitGoldens(c, gs)
-				},
-			},
-			{
-				Name: "show", Usage: "show a golden image and its clones", ArgsUsage: "NAME",
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "NAME"); err != nil {
-						return err
-					}
-					_, m, err := openManager(c)
-					if err != nil {
-						return err
-					}
-					g, err := m.GoldenShow(c.Context, c.Args().First())
-					if err != nil {
-						return err
-					}
-					return emitGoldens(c, g)
-				},
-			},
-			{
-				Name: "delete", Usage: "delete a golden image (refused while linked clones depend on it)", ArgsUsage: "NAME",
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "NAME"); err != nil {
-						return err
-					}
-					_, m, err := openManager(c)
-					if err != nil {
-						return err
-					}
-					return m.DeleteGolden(c.Context, c.Args().First())
-				},
-			},
+			newGoldenCreateCommand(),
+			newGoldenListCommand(),
+			newGoldenShowCommand(),
+			newGoldenDeleteCommand(),
 		},
 	}
 }
 
-func cloneCommand() *cli.Command {
+func newGoldenCreateCommand() *cli.Command {
+	return &cli.Command{
+		Name: "create", Usage: "freeze a guest (--from) or a volume (--volume), now or at a restore point, as a golden image", ArgsUsage: "NAME",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "GUEST or GUEST@POINT (a restore point's number or name)"},
+			&cli.StringFlag{Name: "volume", Usage: "VOLUME or VOLUME@POINT, instead of a guest"},
+			&cli.StringFlag{Name: "pool", Usage: "pool for the golden's images (default: each source volume's pool)"},
+		},
+		Action: goldenCreateAction,
+	}
+}
+
+func goldenCreateAction(c *cli.Context) error {
+	o, err := goldenOptions(c)
+	if err != nil {
+		return err
+	}
+	m, err := openPoints(c)
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitGoldens)(m.CreateGolden(c.Context, o))
+}
+
+// goldenOptions reads golden create's NAME, its source (--from or
+// --volume, maybe @POINT) and --pool.
+func goldenOptions(c *cli.Context) (snapshot.GoldenOptions, error) {
+	if err := needArgs(c, "NAME"); err != nil {
+		return snapshot.GoldenOptions{}, err
+	}
+	from, vol := c.String("from"), c.String("volume")
+	if (from == "") == (vol == "") {
+		return snapshot.GoldenOptions{}, storage.Errorf(storage.ErrInvalid, "give exactly one source: --from GUEST[@POINT] or --volume VOLUME[@POINT]")
+	}
+	src := from
+	if vol != "" {
+		src = vol
+	}
+	name, point, err := snapshot.ParseSourceRef(src)
+	return snapshot.GoldenOptions{Name: c.Args().First(), Source: snapshot.TargetRef{Name: name, Volume: vol != ""}, Point: point, Pool: c.String("pool")}, err
+}
+
+func newGoldenListCommand() *cli.Command {
+	return &cli.Command{Name: "list", Usage: "list golden images with their clone counts, space and lineage", Action: goldenListAction}
+}
+
+func goldenListAction(c *cli.Context) error {
+	m, err := opened(c, openPoints)
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitGoldens)(m.GoldenList(c.Context))
+}
+
+func newGoldenShowCommand() *cli.Command {
+	return &cli.Command{Name: "show", Usage: "show a golden image and its clones", ArgsUsage: "NAME", Action: goldenShowAction}
+}
+
+func goldenShowAction(c *cli.Context) error {
+	m, err := opened(c, openPoints, "NAME")
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitGoldens)(m.GoldenShow(c.Context, c.Args().First()))
+}
+
+func newGoldenDeleteCommand() *cli.Command {
+	return &cli.Command{Name: "delete", Usage: "delete a golden image (refused while linked clones depend on it)", ArgsUsage: "NAME", Action: goldenDeleteAction}
+}
+
+func goldenDeleteAction(c *cli.Context) error {
+	m, err := opened(c, openPoints, "NAME")
+	if err != nil {
+		return err
+	}
+	return m.DeleteGolden(c.Context, c.Args().First())
+}
+
+func newCloneCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "clone",
 		Usage:     "clone a golden image into new guests (or volumes): linked (qcow2 overlays, instant) or --full",
@@ -112,58 +113,62 @@ func cloneCommand() *cli.Command {
 			&cli.StringFlag{Name: "pool", Usage: "pool for the clones' disks (default: the golden's pool)"},
 			&cli.IntFlag{Name: "count", DefaultText: "one clone, named NEWNAME", Usage: "make N clones named NEWNAME-1 ... NEWNAME-N"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, "GOLDEN", "NEWNAME"); err != nil {
-				return err
-			}
-			if c.IsSet("count") && c.Int("count") < 1 {
-				return storage.Errorf(storage.ErrInvalid, "invalid --count %d: give 1 or more", c.Int("count"))
-			}
-			_, m, err := openManager(c)
-			if err != nil {
-				return err
-			}
-			clones, err := m.Clone(c.Context, snapshot.CloneOptions{Golden: c.Args().Get(0), Name: c.Args().Get(1), Count: c.Int("count"), Full: c.Bool("full"), Pool: c.String("pool")})
-			if err != nil {
-				return err
-			}
-			var v any = clones
-			if !c.IsSet("count") {
-				v = clones[0]
-			}
-			return emit(c, v, func(w *tabwriter.Writer) { cloneTable(w, clones) })
-		},
+		Action: cloneAction,
 	}
 }
 
-// flattenCommand is the "flatten" subcommand of volume (guest=false) and
+func cloneAction(c *cli.Context) error {
+	if err := needArgs(c, "GOLDEN", "NEWNAME"); err != nil {
+		return err
+	}
+	if c.IsSet("count") && c.Int("count") < 1 {
+		return storage.Errorf(storage.ErrInvalid, "invalid --count %d: give 1 or more", c.Int("count"))
+	}
+	m, err := openPoints(c)
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitClones)(m.Clone(c.Context, snapshot.CloneOptions{Golden: c.Args().Get(0), Name: c.Args().Get(1), Count: c.Int("count"), Full: c.Bool("full"), Pool: c.String("pool")}))
+}
+
+// emitClones prints clone's clones: one, unless --count asked for a list.
+func emitClones(c *cli.Context, clones []snapshot.CloneInfo) error {
+	var v any = clones
+	if !c.IsSet("count") {
+		v = clones[0]
+	}
+	return emit(c, v, func(w *tabwriter.Writer) { cloneTable(w, clones) })
+}
+
+// newFlattenCommand is the "flatten" subcommand of volume (guest=false) and
 // guest (guest=true).
-func flattenCommand(guest bool) *cli.Command {
+func newFlattenCommand(guest bool) *cli.Command {
 	arg, what := "VOLUME", "the volume"
 	if guest {
 		arg, what = "GUEST", "every disk of the guest"
 	}
 	return &cli.Command{
 		Name: "flatten", ArgsUsage: arg,
-		Usage: "detach a linked clone from its golden image: " + what + " becomes self-contained (restore points keep working)",
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, arg); err != nil {
-				return err
-			}
-			_, m, err := openManager(c)
-			if err != nil {
-				return err
-			}
-			vols, err := m.Flatten(c.Context, snapshot.TargetRef{Name: c.Args().First(), Volume: !guest})
-			if err != nil {
-				return err
-			}
-			if !guest && len(vols) == 1 {
-				return emitVolumes(c, vols[0])
-			}
-			return emitVolumes(c, vols)
-		},
+		Usage:  "detach a linked clone from its golden image: " + what + " becomes self-contained (restore points keep working)",
+		Action: func(c *cli.Context) error { return flattenAction(c, arg, guest) },
 	}
+}
+
+// flattenAction prints the volumes flatten made self-contained: a
+// volume's alone, a guest's as a list.
+func flattenAction(c *cli.Context, arg string, guest bool) error {
+	m, err := opened(c, openPoints, arg)
+	if err != nil {
+		return err
+	}
+	vols, err := m.Flatten(c.Context, snapshot.TargetRef{Name: c.Args().First(), Volume: !guest})
+	if err != nil {
+		return err
+	}
+	if !guest && len(vols) == 1 {
+		return emitVolumes(c, vols[0])
+	}
+	return emitVolumes(c, vols)
 }
 
 func emitGoldens(c *cli.Context, v any) error {

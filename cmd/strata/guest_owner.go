@@ -57,6 +57,8 @@ func startKeeper(home, id string, lease int64) error {
 	logPath := filepath.Join(home, "run", id, "owner.log")
 	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		// The keeper runs without a log: it keeps the claim all the same.
+		log.Debug().Err(err).Msg("the guest's keeper starts without its log")
 		out = nil
 	}
 	cmd := exec.Command(exe, "--home", home, "guest", "__own", id, strconv.FormatInt(lease, 10))
@@ -72,58 +74,56 @@ func startKeeper(home, id string, lease int64) error {
 	return cmd.Process.Release()
 }
 
-// guestOwnCommand is the keeper of a running guest's claim.
-var guestOwnCommand = &cli.Command{
-	Name: "__own", Hidden: true, ArgsUsage: "ID LEASE",
-	Usage: "keep this host's claim on a running guest in a shared catalog (started by guest start)",
-	Action: func(c *cli.Context) error {
-		if c.NArg() != 2 {
-			return storage.Errorf(storage.ErrInvalid, "guest __own takes a guest ID and a lease")
-		}
-		id := c.Args().Get(0)
-		lease, err := strconv.ParseInt(c.Args().Get(1), 10, 64)
-		if err != nil {
-			return storage.Errorf(storage.ErrInvalid, "invalid lease %q", c.Args().Get(1))
-		}
-		cat, err := catalog.OpenWith(c.String("home"), c.Duration("lock-timeout"), catalogOptions(c))
-		if err != nil {
-			return err
-		}
-		return cat.KeepGuest(c.Context, lease, func() bool {
-			running, _ := lifecycle.Running(cat.Home(), id)
-			return running
-		})
-	},
+// newGuestOwnCommand is the keeper of a running guest's claim.
+func newGuestOwnCommand() *cli.Command {
+	return hiddenCommand("guest", "__own", "ID LEASE",
+		"keep this host's claim on a running guest in a shared catalog (started by guest start)",
+		"a guest ID and a lease", guestOwnAction)
 }
 
-// guestMoveCommand hands a stopped guest over to another host.
-func guestMoveCommand() *cli.Command {
+func guestOwnAction(c *cli.Context, args []string) error {
+	id := args[0]
+	lease, err := strconv.ParseInt(args[1], 10, 64)
+	if err != nil {
+		return storage.Errorf(storage.ErrInvalid, "invalid lease %q", args[1])
+	}
+	cat, err := catalog.OpenWith(c.String("home"), c.Duration("lock-timeout"), catalogOptions(c))
+	if err != nil {
+		return err
+	}
+	return cat.KeepGuest(c.Context, lease, func() bool {
+		running, _ := lifecycle.Running(cat.Home(), id) // the driver does not matter here
+		return running
+	})
+}
+
+// newGuestMoveCommand hands a stopped guest over to another host.
+func newGuestMoveCommand() *cli.Command {
 	return &cli.Command{
 		Name: "move", Usage: "hand a stopped guest over to another host sharing the catalog (--catalog etcd://...)", ArgsUsage: "NAME",
-		Flags: []cli.Flag{&cli.StringFlag{Name: "to", Usage: "the host that may start it from now on (its --host name)", Required: true}},
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, "NAME"); err != nil {
-				return err
-			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			name := c.Args().First()
-			var g storage.Guest
-			if err := st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = tx.Guest(name); return err }); err != nil {
-				return err
-			}
-			if running, driver := lifecycle.Running(st.Catalog.Home(), g.ID); running {
-				return storage.Errorf(storage.ErrInUse, "guest %q runs here (driver %s): stop it first (strata guest stop %s)", name, driver, name)
-			}
-			if err := st.Catalog.MoveGuest(g.ID, name, c.String("to")); err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "guest %q belongs to host %s now\n", name, c.String("to"))
-			return nil
-		},
+		Flags:  []cli.Flag{&cli.StringFlag{Name: "to", Usage: "the host that may start it from now on (its --host name)", Required: true}},
+		Action: guestMoveAction,
 	}
+}
+
+func guestMoveAction(c *cli.Context) error {
+	st, err := opened(c, openStore, "NAME")
+	if err != nil {
+		return err
+	}
+	name := c.Args().First()
+	var g storage.Guest
+	if err := st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = tx.Guest(name); return err }); err != nil {
+		return err
+	}
+	if running, driver := lifecycle.Running(st.Catalog.Home(), g.ID); running {
+		return storage.Errorf(storage.ErrInUse, "guest %q runs here (driver %s): stop it first (strata guest stop %s)", name, driver, name)
+	}
+	if err := st.Catalog.MoveGuest(g.ID, name, c.String("to")); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "guest %q belongs to host %s now\n", name, c.String("to"))
+	return nil
 }
 
 // runningElsewhere refuses a change to a guest another host runs.
@@ -151,6 +151,9 @@ func (r remoteGuests) Holders(_ context.Context, imgs []inuse.Image) ([][]inuse.
 	guests := make([][]storage.Guest, len(imgs))
 	if err := r.st.Catalog.View(func(tx *catalog.Tx) error {
 		for i, img := range imgs {
+			// An image the catalog does not know (or whose record it cannot
+			// read) is no strata guest's disk here: the host's own sources
+			// still check it. The same for a guest record it cannot read.
 			var id string
 			if ok, err := tx.Get("volume_paths", img.Path, &id); err != nil || !ok {
 				continue
@@ -184,7 +187,8 @@ func (r remoteGuests) Holders(_ context.Context, imgs []inuse.Image) ([][]inuse.
 }
 
 // runningOn names the other host running the guest with id in a shared
-// catalog; "" if none (or the catalog is the file).
+// catalog; "" if none (or the catalog is the file). An owner it cannot
+// read gives "": guest list then shows the state this host sees.
 func runningOn(st *store.Store, id string) string {
 	if !st.Catalog.Shared() {
 		return ""
@@ -205,7 +209,8 @@ type elsewhereStatus struct {
 }
 
 // runningElsewhereStatus is the status to show for a guest this host does
-// not run and another host sharing the catalog does.
+// not run and another host sharing the catalog does. A guest or owner it
+// cannot read gives false: guest status then shows this host's status.
 func runningElsewhereStatus(st *store.Store, name string, local boot.Status) (elsewhereStatus, bool) {
 	if !st.Catalog.Shared() || local.State.Live() {
 		return elsewhereStatus{}, false

@@ -7,172 +7,156 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/media"
 )
 
-func isoCommand() *cli.Command {
+func newISOCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "iso",
 		Usage: "manage install media: ISO images captured from discs, built from directories or imported",
 		Subcommands: []*cli.Command{
-			{
-				Name: "capture", Usage: "copy an ISO from a drive, loop device or image file into a pool", ArgsUsage: "SOURCE NAME",
-				Description: "Copies exactly the image (the ISO9660 volume size, plus partitions a hybrid image appends),\n" +
-					"never the padding a drive adds, computing its SHA-256 on the way.",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
-					&cli.BoolFlag{Name: "verify", Usage: "read the source a second time and compare SHA-256s"},
-					&cli.IntFlag{Name: "retries", Value: media.DefaultRetries, Usage: "how often to re-read an unreadable sector"},
-					&cli.BoolFlag{Name: "allow-bad-sectors", Usage: "zero-fill sectors that stay unreadable (recorded on the iso) instead of failing"},
-					&cli.BoolFlag{Name: "raw", Usage: "copy the whole source, for sources without an ISO9660 filesystem"},
-				},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "SOURCE", "NAME"); err != nil {
-						return err
-					}
-					mg, err := openMedia(c)
-					if err != nil {
-						return err
-					}
-					m, err := mg.Capture(c.Context, media.CaptureOptions{
-						Source: c.Args().Get(0), Name: c.Args().Get(1), Pool: c.String("pool"),
-						Verify: c.Bool("verify"), Retries: c.Int("retries"), AllowBadSectors: c.Bool("allow-bad-sectors"), Raw: c.Bool("raw"),
-					}, progress())
-					if err != nil {
-						return err
-					}
-					return emitMedia(c, m)
-				},
-			},
-			{
-				Name: "build", Usage: "build an ISO9660 image from a directory (the directory is only read)", ArgsUsage: "DIR NAME",
-				Description: "Builds with Rock Ridge and Joliet by default (as genisoimage -R -J): Linux and Windows guests\n" +
-					"both see the long names. A name Joliet cannot hold (over 64 characters, or with * / : ; ? \\)\n" +
-					"is refused, naming the file: rename it, or build with --joliet=false.",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
-					&cli.StringFlag{Name: "label", Usage: "volume label, up to 32 characters (default: NAME)"},
-					&cli.BoolFlag{Name: "rock-ridge", Value: true, Usage: "Rock Ridge: POSIX names, modes, symlinks, deep trees; what Linux reads (Joliet needs it: drop both with --plain)"},
-					&cli.BoolFlag{Name: "joliet", Value: true, Usage: "Joliet: long Unicode names (up to 64 characters) for Windows (--joliet=false drops it)"},
-					&cli.BoolFlag{Name: "plain", Usage: "bare ISO9660 (8.3 upper-case names), without Rock Ridge and Joliet"},
-					&cli.StringFlag{Name: "boot", Usage: "make it bootable (BIOS, El Torito no emulation) with this boot image, a path inside DIR, e.g. isolinux/isolinux.bin"},
-					&cli.StringFlag{Name: "boot-catalog", Usage: "path of the boot catalog in the image (default: boot.catalog, BOOT.CAT with --plain)"},
-					&cli.BoolFlag{Name: "boot-info-table", Usage: "patch a boot information table into the boot image (isolinux needs it)"},
-				},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "DIR", "NAME"); err != nil {
-						return err
-					}
-					mg, err := openMedia(c)
-					if err != nil {
-						return err
-					}
-					rr, joliet := c.Bool("rock-ridge"), c.Bool("joliet")
-					if c.Bool("plain") {
-						if (c.IsSet("rock-ridge") && rr) || (c.IsSet("joliet") && joliet) {
-							return storage.Errorf(storage.ErrInvalid, "--plain builds without Rock Ridge and Joliet: drop --rock-ridge and --joliet, or --plain")
-						}
-						rr, joliet = false, false
-					}
-					m, err := mg.Build(c.Context, media.BuildOptions{
-						Dir: c.Args().Get(0), Name: c.Args().Get(1), Pool: c.String("pool"), Label: c.String("label"),
-						Joliet: joliet, RockRidge: rr,
-						Boot: c.String("boot"), BootCatalog: c.String("boot-catalog"), BootInfoTable: c.Bool("boot-info-table"),
-					}, progress())
-					if err != nil {
-						return err
-					}
-					return emitMedia(c, m)
-				},
-			},
-			{
-				Name: "import", Usage: "register an existing ISO image file (in place, or copied with --pool)", ArgsUsage: "PATH",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "name", Usage: "iso name (default: the file name without extension)"},
-					&cli.StringFlag{Name: "pool", Usage: "copy the file, byte for byte, into this pool instead of registering it in place"},
-				},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "PATH"); err != nil {
-						return err
-					}
-					mg, err := openMedia(c)
-					if err != nil {
-						return err
-					}
-					m, err := mg.Import(c.Context, media.ImportOptions{Path: c.Args().First(), Name: c.String("name"), Pool: c.String("pool")}, progress())
-					if err != nil {
-						return err
-					}
-					return emitMedia(c, m)
-				},
-			},
-			{
-				Name: "list", Usage: "list install media",
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c); err != nil {
-						return err
-					}
-					mg, err := openMedia(c)
-					if err != nil {
-						return err
-					}
-					list, err := mg.List(c.Context)
-					if err != nil {
-						return err
-					}
-					return emitMedia(c, list)
-				},
-			},
-			{
-				Name: "info", Usage: "show an iso, or any ISO image file: label, size, SHA-256, extensions, boot entries", ArgsUsage: "NAME|PATH",
-				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "files", Usage: "also list the files of each tree the image has (Rock Ridge, Joliet, ISO9660); an unreadable tree is an error"},
-				},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "NAME|PATH"); err != nil {
-						return err
-					}
-					mg, err := openMedia(c)
-					if err != nil {
-						return err
-					}
-					m, err := mg.Info(c.Context, c.Args().First(), c.Bool("files"), progress())
-					if err != nil {
-						return err
-					}
-					return emitMedia(c, m)
-				},
-			},
-			{
-				Name: "delete", Usage: "delete an iso (an imported image file is kept unless --purge)", ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "purge", Usage: "also remove the image file of an imported iso"},
-				},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, "NAME"); err != nil {
-						return err
-					}
-					mg, err := openMedia(c)
-					if err != nil {
-						return err
-					}
-					return mg.Delete(c.Context, c.Args().First(), c.Bool("purge"))
-				},
-			},
+			newISOCaptureCommand(),
+			newISOBuildCommand(),
+			newISOImportCommand(),
+			newISOListCommand(),
+			newISOInfoCommand(),
+			newISODeleteCommand(),
 		},
 	}
 }
 
-func openMedia(c *cli.Context) (*media.Manager, error) {
-	st, err := openStore(c)
-	if err != nil {
-		return nil, err
+func newISOCaptureCommand() *cli.Command {
+	return &cli.Command{
+		Name: "capture", Usage: "copy an ISO from a drive, loop device or image file into a pool", ArgsUsage: "SOURCE NAME",
+		Description: "Copies exactly the image (the ISO9660 volume size, plus partitions a hybrid image appends),\n" +
+			"never the padding a drive adds, computing its SHA-256 on the way.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
+			&cli.BoolFlag{Name: "verify", Usage: "read the source a second time and compare SHA-256s"},
+			&cli.IntFlag{Name: "retries", Value: media.DefaultRetries, Usage: "how often to re-read an unreadable sector"},
+			&cli.BoolFlag{Name: "allow-bad-sectors", Usage: "zero-fill sectors that stay unreadable (recorded on the iso) instead of failing"},
+			&cli.BoolFlag{Name: "raw", Usage: "copy the whole source, for sources without an ISO9660 filesystem"},
+		},
+		Action: isoCaptureAction,
 	}
-	mg := media.New(st.Catalog)
-	mg.Users = registry.MediaUsers // an iso a guest uses is not deleted
-	return mg, nil
+}
+
+func isoCaptureAction(c *cli.Context) error {
+	mg, err := opened(c, openMedia, "SOURCE", "NAME")
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitMedia)(mg.Capture(c.Context, media.CaptureOptions{
+		Source: c.Args().Get(0), Name: c.Args().Get(1), Pool: c.String("pool"),
+		Verify: c.Bool("verify"), Retries: c.Int("retries"), AllowBadSectors: c.Bool("allow-bad-sectors"), Raw: c.Bool("raw"),
+	}, progress()))
+}
+
+func newISOBuildCommand() *cli.Command {
+	return &cli.Command{
+		Name: "build", Usage: "build an ISO9660 image from a directory (the directory is only read)", ArgsUsage: "DIR NAME",
+		Description: "Builds with Rock Ridge and Joliet by default (as genisoimage -R -J): Linux and Windows guests\n" +
+			"both see the long names. A name Joliet cannot hold (over 64 characters, or with * / : ; ? \\)\n" +
+			"is refused, naming the file: rename it, or build with --joliet=false.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "pool", Value: "default", Usage: "pool to keep the image in"},
+			&cli.StringFlag{Name: "label", Usage: "volume label, up to 32 characters (default: NAME)"},
+			&cli.BoolFlag{Name: "rock-ridge", Value: true, Usage: "Rock Ridge: POSIX names, modes, symlinks, deep trees; what Linux reads (Joliet needs it: drop both with --plain)"},
+			&cli.BoolFlag{Name: "joliet", Value: true, Usage: "Joliet: long Unicode names (up to 64 characters) for Windows (--joliet=false drops it)"},
+			&cli.BoolFlag{Name: "plain", Usage: "bare ISO9660 (8.3 upper-case names), without Rock Ridge and Joliet"},
+			&cli.StringFlag{Name: "boot", Usage: "make it bootable (BIOS, El Torito no emulation) with this boot image, a path inside DIR, e.g. isolinux/isolinux.bin"},
+			&cli.StringFlag{Name: "boot-catalog", Usage: "path of the boot catalog in the image (default: boot.catalog, BOOT.CAT with --plain)"},
+			&cli.BoolFlag{Name: "boot-info-table", Usage: "patch a boot information table into the boot image (isolinux needs it)"},
+		},
+		Action: isoBuildAction,
+	}
+}
+
+func isoBuildAction(c *cli.Context) error {
+	mg, err := opened(c, openMedia, "DIR", "NAME")
+	if err != nil {
+		return err
+	}
+	o := media.BuildOptions{
+		Dir: c.Args().Get(0), Name: c.Args().Get(1), Pool: c.String("pool"), Label: c.String("label"),
+		Joliet: c.Bool("joliet"), RockRidge: c.Bool("rock-ridge"),
+		Boot: c.String("boot"), BootCatalog: c.String("boot-catalog"), BootInfoTable: c.Bool("boot-info-table"),
+	}
+	if c.Bool("plain") {
+		if (c.IsSet("rock-ridge") && o.RockRidge) || (c.IsSet("joliet") && o.Joliet) {
+			return storage.Errorf(storage.ErrInvalid, "--plain builds without Rock Ridge and Joliet: drop --rock-ridge and --joliet, or --plain")
+		}
+		o.RockRidge, o.Joliet = false, false
+	}
+	return printResult(c, emitMedia)(mg.Build(c.Context, o, progress()))
+}
+
+func newISOImportCommand() *cli.Command {
+	return &cli.Command{
+		Name: "import", Usage: "register an existing ISO image file (in place, or copied with --pool)", ArgsUsage: "PATH",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "iso name (default: the file name without extension)"},
+			&cli.StringFlag{Name: "pool", Usage: "copy the file, byte for byte, into this pool instead of registering it in place"},
+		},
+		Action: isoImportAction,
+	}
+}
+
+func isoImportAction(c *cli.Context) error {
+	mg, err := opened(c, openMedia, "PATH")
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitMedia)(mg.Import(c.Context, media.ImportOptions{Path: c.Args().First(), Name: c.String("name"), Pool: c.String("pool")}, progress()))
+}
+
+func newISOListCommand() *cli.Command {
+	return &cli.Command{Name: "list", Usage: "list install media", Action: isoListAction}
+}
+
+func isoListAction(c *cli.Context) error {
+	mg, err := opened(c, openMedia)
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitMedia)(mg.List(c.Context))
+}
+
+func newISOInfoCommand() *cli.Command {
+	return &cli.Command{
+		Name: "info", Usage: "show an iso, or any ISO image file: label, size, SHA-256, extensions, boot entries", ArgsUsage: "NAME|PATH",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "files", Usage: "also list the files of each tree the image has (Rock Ridge, Joliet, ISO9660); an unreadable tree is an error"},
+		},
+		Action: isoInfoAction,
+	}
+}
+
+func isoInfoAction(c *cli.Context) error {
+	mg, err := opened(c, openMedia, "NAME|PATH")
+	if err != nil {
+		return err
+	}
+	return printResult(c, emitMedia)(mg.Info(c.Context, c.Args().First(), c.Bool("files"), progress()))
+}
+
+func newISODeleteCommand() *cli.Command {
+	return &cli.Command{
+		Name: "delete", Usage: "delete an iso (an imported image file is kept unless --purge)", ArgsUsage: "NAME",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "purge", Usage: "also remove the image file of an imported iso"},
+		},
+		Action: isoDeleteAction,
+	}
+}
+
+func isoDeleteAction(c *cli.Context) error {
+	mg, err := opened(c, openMedia, "NAME")
+	if err != nil {
+		return err
+	}
+	return mg.Delete(c.Context, c.Args().First(), c.Bool("purge"))
 }
 
 func emitMedia(c *cli.Context, v any) error {

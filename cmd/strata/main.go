@@ -20,11 +20,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/strata-vm/strata/hvm/lifecycle"
-	"github.com/strata-vm/strata/snapshot"
+	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/storage"
-	"github.com/strata-vm/strata/storage/lvm"
-	"github.com/strata-vm/strata/storage/rbd"
+	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -134,7 +132,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
 		}, sharedCatalogFlags()...),
 		Before:         setup,
-		Commands:       []*cli.Command{poolCommand(), volumeCommand(), guestCommand(), snapshotCommand(), goldenCommand(), cloneCommand(), doctorCommand(), isoCommand(), catalogCommand(), completionCommand()},
+		Commands:       []*cli.Command{newPoolCommand(), newVolumeCommand(), newGuestCommand(), newSnapshotCommand(), newGoldenCommand(), newCloneCommand(), newDoctorCommand(), newISOCommand(), newCatalogCommand(), newCompletionCommand()},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 		Metadata:       map[string]any{stateKey: &appState{}},
@@ -184,6 +182,11 @@ type appState struct {
 	// arguments (not a flag's value), as given: the command of snapshot
 	// run, whatever "--" it holds itself. nil when there is none.
 	afterDash []string
+	// catalog is the catalog this process opened, closed (its etcd lease
+	// revoked, so its locks go at once) when the command ends.
+	catalog *catalog.Catalog
+	// drivers are the host's boot drivers (see drivers), made once.
+	drivers *boot.Set
 }
 
 const stateKey = "strata"
@@ -192,49 +195,6 @@ func stateOf(app *cli.App) *appState { return app.Metadata[stateKey].(*appState)
 
 // appOf is the state of the app running c.
 func appOf(c *cli.Context) *appState { return stateOf(c.App) }
-
-// openStore opens the state home with the restore-point manager attached
-// (its checks guard volume and guest deletes).
-func openStore(c *cli.Context) (*store.Store, error) {
-	st, _, err := openManager(c)
-	return st, err
-}
-
-func openManager(c *cli.Context) (*store.Store, *snapshot.Manager, error) {
-	st, err := store.OpenWith(c.String("home"), c.Duration("lock-timeout"), catalogOptions(c))
-	if err != nil {
-		return nil, nil, err
-	}
-	st.AddDriver(lvm.Name, lvm.Driver{})
-	st.AddDriver(rbd.Name, rbd.Driver{})
-	openedCatalog = st.Catalog
-	if a := appOf(c); a.opLock == nil {
-		if a.opLock, err = st.LockShared(); err != nil {
-			return nil, nil, err
-		}
-	}
-	m := snapshot.New(st, c.Duration("lock-timeout"))
-	m.Progress = progress()
-	// A running guest's points are taken live, through its driver.
-	m.Drivers = drivers(c)
-	// A live point of a guest no watcher of strata's watches (libvirt)
-	// is guarded by this binary's hidden `snapshot __guard`.
-	m.GuardArgv = guardArgv(st.Catalog.Home(), c.Duration("lock-timeout"))
-	// A disk of a guest any driver runs is in use, named by driver and
-	// guest; and a running guest cannot be deleted.
-	st.InUse = inUseChecker(drivers(c))
-	if st.Catalog.Shared() {
-		st.InUse.Sources = append(st.InUse.Sources, remoteGuests{st})
-	}
-	home := st.Catalog.Home()
-	st.Running = func(g storage.Guest) error {
-		if running, driver := lifecycle.Running(home, g.ID); running {
-			return storage.Errorf(storage.ErrInUse, "guest %q is running (driver %s): stop it first (strata guest stop %s)", g.Name, driver, g.Name)
-		}
-		return runningElsewhere(st, g)
-	}
-	return st, m, nil
-}
 
 // withUsageErrors makes every command's flag errors an invalid-argument
 // error (exit code 2) with one line of text, not a help page on stdout,
@@ -272,7 +232,9 @@ func main() {
 	}
 	err := app.RunContext(ctx, interspersed(app, os.Args))
 	stop()
-	closeCatalog()
+	if cat := stateOf(app).catalog; cat != nil {
+		cat.Close()
+	}
 	if err != nil && strings.HasPrefix(err.Error(), "No help topic for ") {
 		// urfave/cli's answer to an unknown command or subcommand.
 		err = storage.Errorf(storage.ErrInvalid, "unknown command %s: see strata --help", strings.TrimPrefix(err.Error(), "No help topic for "))

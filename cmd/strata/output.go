@@ -63,6 +63,17 @@ func emitOneOrList[T any](c *cli.Context, v any, p oneOrList[T]) error {
 	return fmt.Errorf("internal error: cannot print a %T", v)
 }
 
+// printResult prints what a library call returns, v with print, or
+// returns its error: `return printResult(c, emitVolumes)(st.Volume(...))`.
+func printResult[T any](c *cli.Context, print func(*cli.Context, T) error) func(v T, err error) error {
+	return func(v T, err error) error {
+		if err != nil {
+			return err
+		}
+		return print(c, v)
+	}
+}
+
 func row(w *tabwriter.Writer, cells ...any) {
 	s := make([]string, len(cells))
 	for i, c := range cells {
