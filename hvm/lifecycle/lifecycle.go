@@ -251,7 +251,7 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 	if err := boot.WriteJSON(l.bg.Run.Path(startOptionsFile), StartOptions{Driver: d.Name(), Network: o.Network}); err != nil {
 		log.Warn().Str("guest", name).Err(err).Msg("how the guest was started is not recorded: a restart uses the defaults")
 	}
-	log.Info().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")
+	log.Debug().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")
 	return st, nil
 }
 
@@ -329,7 +329,7 @@ func (m *Manager) stop(ctx context.Context, l loaded, o StopOptions) (boot.Statu
 	st, err := d.Stop(ctx, l.bg, o)
 	st.Guest, st.Driver = l.def.Name, d.Name()
 	if err == nil {
-		log.Info().Str("guest", l.def.Name).Msg("guest stopped")
+		log.Debug().Str("guest", l.def.Name).Msg("guest stopped")
 	}
 	return st, err
 }

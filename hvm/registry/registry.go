@@ -350,7 +350,7 @@ func (r *Registry) Define(ctx context.Context, g *hvm.Guest) (*hvm.Guest, []lint
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info().Str("guest", g.Name).Msg("guest defined")
+	log.Debug().Str("guest", g.Name).Msg("guest defined")
 	return g, warn(g), nil
 }
 
@@ -413,7 +413,7 @@ func (r *Registry) Update(ctx context.Context, name string, change func(g *hvm.G
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info().Str("guest", g.Name).Msg("guest changed")
+	log.Debug().Str("guest", g.Name).Msg("guest changed")
 	return g, warn(g), nil
 }
 
