@@ -232,6 +232,15 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	return res, nil
 }
 
+// bestEffort runs a QMP command whose failure leaves nothing that
+// matters (why says what covers it: QEMU's exit, the next step, an
+// undo); a failure is logged at debug with that reason.
+func bestEffort(ctx context.Context, mon Monitor, why, cmd string, args any) {
+	if _, err := mon.Execute(ctx, cmd, args); err != nil {
+		log.Debug().Err(err).Str("command", cmd).Interface("args", args).Msg("best effort, " + why)
+	}
+}
+
 // liveRun is one TakeLive: the transaction's actions, and what it made
 // inside QEMU for backups (target nodes, descriptor sets, jobs) that
 // cleanup takes out again. jobs is emptied once they have ended well or
@@ -350,11 +359,8 @@ func (lr *liveRun) capture(ctx context.Context, left func() time.Duration) error
 func (lr *liveRun) cleanup(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	exec := func(cmd string, args map[string]any) {
-		if _, err := lr.mon.Execute(dctx, cmd, args); err != nil {
-			log.Debug().Err(err).Str("command", cmd).Interface("args", args).Msg("live point cleanup left this to QEMU's exit or the point's undo")
-		}
-	}
+	const why = "left to QEMU's exit or the point's undo"
+	exec := func(cmd string, args map[string]any) { bestEffort(dctx, lr.mon, why, cmd, args) }
 	for _, j := range lr.jobs {
 		exec("job-cancel", map[string]any{"id": j})
 		exec("job-dismiss", map[string]any{"id": j})
@@ -454,7 +460,7 @@ func pauseFor(ctx context.Context, mon Monitor, max time.Duration, fn func(left 
 			// It may pause all the same, later: resume it then.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			_, _ = mon.Execute(rctx, "cont", nil)
+			bestEffort(rctx, mon, "a guest that did not pause needs no resume", "cont", nil)
 		}
 		return 0, fmt.Errorf("pause the guest: %w", err)
 	}
@@ -560,7 +566,7 @@ func waitJobs(ctx context.Context, mon Monitor, jobs []string) error {
 			case i < 0:
 				return fmt.Errorf("the point's copy (job %s) vanished from QEMU", id)
 			case js[i].Status == "concluded":
-				_, _ = mon.Execute(ctx, "job-dismiss", map[string]any{"id": id})
+				bestEffort(ctx, mon, "a concluded job left undismissed is removed by the point's cleanup", "job-dismiss", map[string]any{"id": id})
 				if js[i].Error != "" {
 					return fmt.Errorf("the point's copy failed: %s", js[i].Error)
 				}
@@ -653,50 +659,58 @@ func LiveInternalExists(ctx context.Context, mon Monitor, path, name string) (bo
 func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if raw, err := mon.Execute(ctx, "query-jobs", nil); err == nil {
-		var js []jobInfo
-		_ = json.Unmarshal(raw, &js)
+	const why = "AbandonLive is best effort: QEMU drops what is left when it exits"
+	// query runs a query; what of its answer decodes is used.
+	query := func(cmd string, args any, v any) bool {
+		raw, err := mon.Execute(ctx, cmd, args)
+		if err != nil {
+			log.Debug().Err(err).Str("command", cmd).Msg(why)
+			return false
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			log.Debug().Err(err).Str("command", cmd).Msg(why + " (its answer decoded in part)")
+		}
+		return true
+	}
+	var js []jobInfo
+	if query("query-jobs", nil, &js) {
 		for _, j := range js {
 			if strings.HasPrefix(j.ID, "strata-"+id+"-") {
-				_, _ = mon.Execute(ctx, "job-cancel", map[string]any{"id": j.ID, "force": true})
-				_, _ = mon.Execute(ctx, "job-dismiss", map[string]any{"id": j.ID})
+				bestEffort(ctx, mon, why, "job-cancel", map[string]any{"id": j.ID, "force": true})
+				bestEffort(ctx, mon, why, "job-dismiss", map[string]any{"id": j.ID})
 			}
 		}
 	}
-	if raw, err := mon.Execute(ctx, "query-named-block-nodes", map[string]any{"flat": true}); err == nil {
-		var ns []struct {
-			NodeName string `json:"node-name"`
-		}
-		_ = json.Unmarshal(raw, &ns)
+	var ns []struct {
+		NodeName string `json:"node-name"`
+	}
+	if query("query-named-block-nodes", map[string]any{"flat": true}, &ns) {
 		for _, n := range ns {
 			if strings.HasPrefix(n.NodeName, "strata-bk-"+id+"-") {
-				_, _ = mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": n.NodeName})
+				bestEffort(ctx, mon, why, "blockdev-del", map[string]any{"node-name": n.NodeName})
 			}
 		}
 	}
-	if raw, err := mon.Execute(ctx, "query-fdsets", nil); err == nil {
-		var sets []struct {
-			ID  int64 `json:"fdset-id"`
-			FDs []struct {
-				Opaque string `json:"opaque"`
-			} `json:"fds"`
-		}
-		_ = json.Unmarshal(raw, &sets)
+	var sets []struct {
+		ID  int64 `json:"fdset-id"`
+		FDs []struct {
+			Opaque string `json:"opaque"`
+		} `json:"fds"`
+	}
+	if query("query-fdsets", nil, &sets) {
 		for _, set := range sets {
 			for _, fd := range set.FDs {
 				if strings.HasPrefix(fd.Opaque, "strata-bk-"+id+"-") {
-					_, _ = mon.Execute(ctx, "remove-fd", map[string]any{"fdset-id": set.ID})
+					bestEffort(ctx, mon, why, "remove-fd", map[string]any{"fdset-id": set.ID})
 					break
 				}
 			}
 		}
 	}
 	abandonMemory(ctx, mon)
-	if raw, err := mon.Execute(ctx, "query-status", nil); err == nil {
-		var s qmp.Status
-		// postmigrate: a memory point's migration completed.
-		if json.Unmarshal(raw, &s) == nil && (s.Status == "paused" || s.Status == "postmigrate") && resume {
-			_, _ = mon.Execute(ctx, "cont", nil)
-		}
+	// postmigrate: a memory point's migration completed.
+	var st qmp.Status
+	if resume && query("query-status", nil, &st) && (st.Status == "paused" || st.Status == "postmigrate") {
+		bestEffort(ctx, mon, why+" (the guest stays paused: strata guest resume)", "cont", nil)
 	}
 }

@@ -76,7 +76,11 @@ const startOptionsFile = "start.json"
 // recorded), for restart and rollback --restart.
 func lastStart(l loaded) StartOptions {
 	var o StartOptions
-	_, _ = boot.ReadJSON(l.bg.Run.Path(startOptionsFile), &o)
+	if _, err := boot.ReadJSON(l.bg.Run.Path(startOptionsFile), &o); err != nil {
+		// Safe: the defaults start the guest as a plain start would.
+		log.Warn().Err(err).Str("guest", l.def.Name).Msg("how the guest was last started is unreadable: it starts with the defaults")
+		return StartOptions{}
+	}
 	return o
 }
 
@@ -169,6 +173,8 @@ func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
 	s.Guest, s.Driver = l.def.Name, d.Name()
 	if s.State.Live() {
 		s.Features = boot.Features(d, l.bg.Def)
+		// A hold that cannot be read is not shown: status reports the
+		// guest as its driver sees it, paused or running.
 		if h, _ := l.bg.Run.ReadHold(); h != nil {
 			s.Hold = boot.HoldNote(h, s.State)
 		}

@@ -366,6 +366,8 @@ func (d *Driver) lockLive(ctx context.Context, g *boot.Guest) (*boot.RunState, f
 // otherwise the reason is strata's intent, or "died".
 func settle(rd *boot.RunDir, st *boot.RunState, locked bool) error {
 	var w watcher
+	// Unreadable watcher or state files only skip the wait for the
+	// watcher's own record: the stop is recorded as "died" below.
 	if ok, _ := boot.ReadJSON(rd.Path(watcherFile), &w); ok && !locked {
 		deadline := time.Now().Add(3 * time.Second)
 		for boot.SameProcess(w.PID, w.Start) && time.Now().Before(deadline) {
