@@ -59,6 +59,26 @@ func list(set []string) string { return strings.Join(set, ", ") }
 // FillDefaults first for a definition that is to be rendered.
 func (g *Guest) Validate() error {
 	p := &problems{guest: g.Name}
+	for _, check := range []func(*problems){
+		g.validateIdentity,
+		g.validateSizes,
+		g.validateBoot,
+		g.validateDisks,
+		g.validateNICs,
+		g.validateXLKeys,
+		g.validateDisplay,
+		g.validateDevices,
+		g.validateLifecycle,
+		g.validateInstall,
+		g.validateExtra,
+	} {
+		check(p)
+	}
+	return errors.Join(p.errs...)
+}
+
+// validateIdentity checks the API version, name, UUID, driver and OS hint.
+func (g *Guest) validateIdentity(p *problems) {
 	if g.APIVersion != "" && g.APIVersion != APIVersion {
 		p.add("api_version", "%q is not supported; write api_version: %s", g.APIVersion, APIVersion)
 	}
@@ -74,7 +94,11 @@ func (g *Guest) Validate() error {
 	if g.OS != "" && !oneOf(g.OS, OSHints) {
 		p.add("os", "%q is not known; use one of %s", g.OS, list(OSHints))
 	}
-	g.validateSizes(p)
+}
+
+// validateBoot checks Viridian groups, the firmware, the boot order and
+// a directly booted kernel.
+func (g *Guest) validateBoot(p *problems) {
 	if v := g.Features.Viridian; v != nil {
 		for _, grp := range v.Groups {
 			if !oneOf(strings.TrimPrefix(grp, "!"), ViridianGroups) {
@@ -106,10 +130,11 @@ func (g *Guest) Validate() error {
 			p.add("direct_boot.ramdisk", "%q is not an absolute path", b.Ramdisk)
 		}
 	}
-	g.validateDisks(p)
-	g.validateNICs(p)
-	g.validateXLKeys(p)
-	g.validateDisplay(p)
+}
+
+// validateDevices checks USB devices, character devices, sound cards and
+// PCI addresses.
+func (g *Guest) validateDevices(p *problems) {
 	for i, u := range g.USBDevices {
 		if !oneOf(u, usbDeviceValues) && !usbHostPattern.MatchString(u) {
 			p.add(fmt.Sprintf("usb_devices[%d]", i), "%q is not supported; use tablet, mouse, keyboard or host:VENDOR:PRODUCT", u)
@@ -135,6 +160,11 @@ func (g *Guest) Validate() error {
 			p.add(fmt.Sprintf("pci[%d]", i), "%q is not a PCI address; write [DOMAIN:]BUS:SLOT.FUNC[@VSLOT][,key=value...], e.g. 0000:01:00.0", s)
 		}
 	}
+}
+
+// validateLifecycle checks the on_* actions, the device model and the
+// clock offset.
+func (g *Guest) validateLifecycle(p *problems) {
 	for _, f := range []struct{ field, v string }{{"lifecycle.on_poweroff", g.Lifecycle.OnPoweroff}, {"lifecycle.on_reboot", g.Lifecycle.OnReboot}, {"lifecycle.on_crash", g.Lifecycle.OnCrash}} {
 		if f.v != "" && !oneOf(f.v, lifecycleActions) {
 			p.add(f.field, "%q is not an action; use one of %s", f.v, list(lifecycleActions))
@@ -152,25 +182,36 @@ func (g *Guest) Validate() error {
 	if o := g.RTCTimeOffset; o != nil && (*o < -maxRTCOffset || *o > maxRTCOffset) {
 		p.add("rtc_timeoffset", "%d seconds is more than 100 years; give the offset of the guest's clock in seconds", *o)
 	}
-	if in := g.Install; in != nil {
-		if in.VCPUs != nil && *in.VCPUs < 1 {
-			p.add("install.vcpus", "%d is not a number of vCPUs", *in.VCPUs)
-		}
-		if in.Memory != nil && *in.Memory < 1 {
-			p.add("install.memory", "%d MiB is not a memory size", *in.Memory)
-		}
-		if in.MAC != "" {
-			if _, err := NormalizeMAC(in.MAC); err != nil {
-				p.add("install.mac", "%v", err)
-			}
-		}
-		if in.By != "" && in.By != InstallByInstall && in.By != InstallByInstalled {
-			p.add("install.by", "%q is not known: strata records %s or %s", in.By, InstallByInstall, InstallByInstalled)
-		}
-		if in.CDROM != "" && !VdevPattern.MatchString(in.CDROM) {
-			p.add("install.cdrom", "%q is not a device name such as hdc", in.CDROM)
+}
+
+// validateInstall checks the record of how the guest was installed.
+func (g *Guest) validateInstall(p *problems) {
+	in := g.Install
+	if in == nil {
+		return
+	}
+	if in.VCPUs != nil && *in.VCPUs < 1 {
+		p.add("install.vcpus", "%d is not a number of vCPUs", *in.VCPUs)
+	}
+	if in.Memory != nil && *in.Memory < 1 {
+		p.add("install.memory", "%d MiB is not a memory size", *in.Memory)
+	}
+	if in.MAC != "" {
+		if _, err := NormalizeMAC(in.MAC); err != nil {
+			p.add("install.mac", "%v", err)
 		}
 	}
+	if in.By != "" && in.By != InstallByInstall && in.By != InstallByInstalled {
+		p.add("install.by", "%q is not known: strata records %s or %s", in.By, InstallByInstall, InstallByInstalled)
+	}
+	if in.CDROM != "" && !VdevPattern.MatchString(in.CDROM) {
+		p.add("install.cdrom", "%q is not a device name such as hdc", in.CDROM)
+	}
+}
+
+// validateExtra checks the extra xl.cfg keys, sorted so the problems
+// come in a stable order.
+func (g *Guest) validateExtra(p *problems) {
 	for _, k := range slices.Sorted(maps.Keys(g.Extra)) {
 		v := g.Extra[k]
 		if !xlKeyPattern.MatchString(k) {
@@ -180,7 +221,6 @@ func (g *Guest) Validate() error {
 			p.add("extra."+k, "the value is empty; write it in xl.cfg syntax, e.g. \"text\", 1 or [ \"a\" ]")
 		}
 	}
-	return errors.Join(p.errs...)
 }
 
 func (g *Guest) validateSizes(p *problems) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog/log"
+
 	"github.com/strata-vm/strata/hvm/qmp"
 	"github.com/strata-vm/strata/storage"
 )
@@ -194,61 +196,14 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	if err != nil {
 		return res, err
 	}
-	var actions []map[string]any
-	var targets, jobs []string
-	var fdsets []int64
-	defer func() {
-		// Backup targets leave QEMU once their jobs are over (or never
-		// began): the point's file is then the caller's alone.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		for _, j := range jobs {
-			_, _ = mon.Execute(dctx, "job-cancel", map[string]any{"id": j})
-			_, _ = mon.Execute(dctx, "job-dismiss", map[string]any{"id": j})
-		}
-		for _, n := range targets {
-			_, _ = mon.Execute(dctx, "blockdev-del", map[string]any{"node-name": n})
-		}
-		// QEMU closes a set's descriptors once removed and unused.
-		for _, id := range fdsets {
-			_, _ = mon.Execute(dctx, "remove-fd", map[string]any{"fdset-id": id})
-		}
-	}()
-	for i, d := range req.Disks {
-		node, err := nodeOf(nodes, d.Path)
-		if err != nil {
-			return res, err
-		}
-		switch d.Method {
-		case LiveInternal:
-			actions = append(actions, map[string]any{"type": "blockdev-snapshot-internal-sync", "data": map[string]any{"device": node, "name": d.Name}})
-		case LiveBackup:
-			target := fmt.Sprintf("strata-bk-%s-%d", req.ID, i)
-			// Zeros become holes in the target: the copy stays as
-			// sparse as the disk.
-			filename, fdset, err := liveTarget(ctx, mon, d, target)
-			if err != nil {
-				return res, err
-			}
-			if fdset >= 0 {
-				fdsets = append(fdsets, fdset)
-			}
-			if _, err := mon.Execute(ctx, "blockdev-add", map[string]any{"driver": "raw", "node-name": target,
-				"discard": "unmap", "detect-zeroes": "unmap",
-				"file": map[string]any{"driver": "file", "filename": filename, "discard": "unmap"}}); err != nil {
-				return res, fmt.Errorf("open the point's file %s in QEMU: %w", d.Target, err)
-			}
-			targets = append(targets, target)
-			job := fmt.Sprintf("strata-%s-%d", req.ID, i)
-			// No copy offload (copy_file_range): where the filesystem
-			// cannot share blocks it fills the holes in.
-			actions = append(actions, map[string]any{"type": "blockdev-backup", "data": map[string]any{"job-id": job, "device": node, "target": target, "sync": "full", "auto-dismiss": false,
-				"x-perf": map[string]any{"use-copy-range": false}}})
-			jobs = append(jobs, job)
-		case LiveClone:
-		default:
-			return res, fmt.Errorf("live point: unknown method %q", d.Method)
-		}
+	lr := &liveRun{mon: mon, req: req}
+	defer lr.cleanup(ctx)
+	if err := lr.prepare(ctx, nodes); err != nil {
+		return res, err
+	}
+	hold, thaw, err := holdAndFreeze(ctx, req)
+	if err != nil {
+		return res, err
 	}
 	during := pauseFor
 	if req.Paused {
@@ -256,77 +211,10 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 			return 0, fn(func() time.Duration { return time.Hour })
 		}
 	}
-	// Nothing in the pause waits on QEMU for ever: a QEMU that stops
-	// answering ends the point (and the guest is resumed if it can be).
-	step := 30 * time.Second
-	if req.MaxPause > 0 {
-		step = req.MaxPause + 5*time.Second
-	}
-	hold, err := newHolder(req)
-	if err != nil {
-		return res, err
-	}
-	frozen := req.Freeze != nil
-	if err := hold.set(false, frozen); err != nil {
-		return res, err
-	}
-	thaw, err := freezeFor(ctx, req)
-	if err != nil {
-		// freezeFor thawed (or its error says it could not: the hold
-		// stays for the watcher to try again once this process ends).
-		if !errors.Is(err, errNotThawed) {
-			_ = hold.set(false, false)
-		}
-		return res, err
-	}
-	if err := hold.set(!req.Paused, frozen); err != nil {
-		err = errors.Join(err, thaw())
-		if !errors.Is(err, errNotThawed) {
-			_ = hold.set(false, false)
-		}
-		return res, err
-	}
 	pause, err := during(ctx, mon, req.MaxPause, func(left func() time.Duration) error {
-		if len(actions) > 0 {
-			tctx, cancel := context.WithTimeout(ctx, step)
-			defer cancel()
-			if _, err := mon.Execute(tctx, "transaction", map[string]any{"actions": actions}); err != nil {
-				jobs = nil // a failed transaction started none
-				return err
-			}
-		}
-		if req.DuringPause != nil {
-			req.DuringPause()
-		}
-		for _, d := range req.Disks {
-			if d.Method != LiveClone {
-				continue
-			}
-			if req.MaxPause > 0 && left() <= 0 {
-				return ErrPauseTooLong
-			}
-			if err := d.Clone(); err != nil {
-				return err
-			}
-		}
-		if req.State != nil {
-			// QEMU ends a migration by deactivating every disk, which
-			// a running copy forbids: the copies finish first.
-			if err := finishCopies(ctx, mon, jobs, left, req.MaxPause > 0); err != nil {
-				return err
-			}
-			jobs = nil
-			return saveState(ctx, mon, req.State, left, req.MaxPause > 0, req.DuringState)
-		}
-		return nil
+		return lr.capture(ctx, left)
 	})
-	// A guest left paused (its resume failed) keeps its hold: the
-	// watcher resumes it once this process has ended.
-	notResumed := errors.Is(err, errNotResumed)
-	_ = hold.set(notResumed, frozen)
-	terr := thaw()
-	_ = hold.set(notResumed, frozen && errors.Is(terr, errNotThawed))
-	err = errors.Join(err, terr)
+	err = release(hold, thaw, req.Freeze != nil, err)
 	res.Pause = pause
 	if err != nil {
 		return res, err
@@ -337,11 +225,197 @@ func TakeLive(ctx context.Context, mon Monitor, req LiveRequest) (LiveResult, er
 	if req.MaxPause > 0 && pause > req.MaxPause {
 		return res, fmt.Errorf("%w: the guest was paused %s, more than --max-pause %s", ErrPauseTooLong, pause.Round(time.Millisecond), req.MaxPause)
 	}
-	if err := waitJobs(ctx, mon, jobs); err != nil {
+	if err := waitJobs(ctx, mon, lr.jobs); err != nil {
 		return res, err
 	}
-	jobs = nil
+	lr.jobs = nil
 	return res, nil
+}
+
+// bestEffort runs a QMP command whose failure leaves nothing that
+// matters (why says what covers it: QEMU's exit, the next step, an
+// undo); a failure is logged at debug with that reason.
+func bestEffort(ctx context.Context, mon Monitor, why, cmd string, args any) {
+	if _, err := mon.Execute(ctx, cmd, args); err != nil {
+		log.Debug().Err(err).Str("command", cmd).Interface("args", args).Msg("best effort, " + why)
+	}
+}
+
+// liveRun is one TakeLive: the transaction's actions, and what it made
+// inside QEMU for backups (target nodes, descriptor sets, jobs) that
+// cleanup takes out again. jobs is emptied once they have ended well or
+// never began.
+type liveRun struct {
+	mon     Monitor
+	req     LiveRequest
+	actions []map[string]any
+	targets []string
+	jobs    []string
+	fdsets  []int64
+}
+
+// prepare plans one transaction action per disk (an internal snapshot or
+// a backup job; clones run during the pause) and opens each backup's
+// target in QEMU.
+func (lr *liveRun) prepare(ctx context.Context, nodes map[string]string) error {
+	for i, d := range lr.req.Disks {
+		node, err := nodeOf(nodes, d.Path)
+		if err != nil {
+			return err
+		}
+		switch d.Method {
+		case LiveInternal:
+			lr.actions = append(lr.actions, map[string]any{"type": "blockdev-snapshot-internal-sync", "data": map[string]any{"device": node, "name": d.Name}})
+		case LiveBackup:
+			if err := lr.addBackup(ctx, i, d, node); err != nil {
+				return err
+			}
+		case LiveClone:
+		default:
+			return fmt.Errorf("live point: unknown method %q", d.Method)
+		}
+	}
+	return nil
+}
+
+// addBackup opens disk i's backup target as a node of QEMU's and plans
+// its backup job.
+func (lr *liveRun) addBackup(ctx context.Context, i int, d LiveDisk, node string) error {
+	target := fmt.Sprintf("strata-bk-%s-%d", lr.req.ID, i)
+	// Zeros become holes in the target: the copy stays as
+	// sparse as the disk.
+	filename, fdset, err := liveTarget(ctx, lr.mon, d, target)
+	if err != nil {
+		return err
+	}
+	if fdset >= 0 {
+		lr.fdsets = append(lr.fdsets, fdset)
+	}
+	if _, err := lr.mon.Execute(ctx, "blockdev-add", map[string]any{"driver": "raw", "node-name": target,
+		"discard": "unmap", "detect-zeroes": "unmap",
+		"file": map[string]any{"driver": "file", "filename": filename, "discard": "unmap"}}); err != nil {
+		return fmt.Errorf("open the point's file %s in QEMU: %w", d.Target, err)
+	}
+	lr.targets = append(lr.targets, target)
+	job := fmt.Sprintf("strata-%s-%d", lr.req.ID, i)
+	// No copy offload (copy_file_range): where the filesystem
+	// cannot share blocks it fills the holes in.
+	lr.actions = append(lr.actions, map[string]any{"type": "blockdev-backup", "data": map[string]any{"job-id": job, "device": node, "target": target, "sync": "full", "auto-dismiss": false,
+		"x-perf": map[string]any{"use-copy-range": false}}})
+	lr.jobs = append(lr.jobs, job)
+	return nil
+}
+
+// capture is the work inside the pause: the transaction, DuringPause,
+// the clones, and for a memory point the guest's state (after the
+// copies, which must end first). left says how much of MaxPause is left.
+func (lr *liveRun) capture(ctx context.Context, left func() time.Duration) error {
+	req := lr.req
+	if len(lr.actions) > 0 {
+		// Nothing in the pause waits on QEMU for ever: a QEMU that stops
+		// answering ends the point (and the guest is resumed if it can be).
+		step := 30 * time.Second
+		if req.MaxPause > 0 {
+			step = req.MaxPause + 5*time.Second
+		}
+		tctx, cancel := context.WithTimeout(ctx, step)
+		defer cancel()
+		if _, err := lr.mon.Execute(tctx, "transaction", map[string]any{"actions": lr.actions}); err != nil {
+			lr.jobs = nil // a failed transaction started none
+			return err
+		}
+	}
+	if req.DuringPause != nil {
+		req.DuringPause()
+	}
+	for _, d := range req.Disks {
+		if d.Method != LiveClone {
+			continue
+		}
+		if req.MaxPause > 0 && left() <= 0 {
+			return ErrPauseTooLong
+		}
+		if err := d.Clone(); err != nil {
+			return err
+		}
+	}
+	if req.State == nil {
+		return nil
+	}
+	// QEMU ends a migration by deactivating every disk, which
+	// a running copy forbids: the copies finish first.
+	if err := finishCopies(ctx, lr.mon, lr.jobs, left, req.MaxPause > 0); err != nil {
+		return err
+	}
+	lr.jobs = nil
+	return saveState(ctx, lr.mon, req.State, left, req.MaxPause > 0, req.DuringState)
+}
+
+// cleanup takes the backup targets out of QEMU once their jobs are over
+// (or never began): the point's file is then the caller's alone. It is
+// best effort, each step logged when it fails: a job, node or descriptor
+// set left behind holds the point's file open until QEMU exits, and the
+// caller undoes a failed point as a whole (AbandonLive finds them).
+func (lr *liveRun) cleanup(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	const why = "left to QEMU's exit or the point's undo"
+	exec := func(cmd string, args map[string]any) { bestEffort(dctx, lr.mon, why, cmd, args) }
+	for _, j := range lr.jobs {
+		exec("job-cancel", map[string]any{"id": j})
+		exec("job-dismiss", map[string]any{"id": j})
+	}
+	for _, n := range lr.targets {
+		exec("blockdev-del", map[string]any{"node-name": n})
+	}
+	// QEMU closes a set's descriptors once removed and unused.
+	for _, id := range lr.fdsets {
+		exec("remove-fd", map[string]any{"fdset-id": id})
+	}
+}
+
+// holdAndFreeze records the pause hold, freezes the guest's filesystems
+// (req.Freeze) and records the hold as the pause will leave the guest.
+// On error nothing is held or frozen, unless the error says the guest
+// could not be thawed: then the hold stays for the watcher to try again
+// once this process ends.
+func holdAndFreeze(ctx context.Context, req LiveRequest) (*holder, func() error, error) {
+	hold, err := newHolder(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	frozen := req.Freeze != nil
+	if err := hold.set(false, frozen); err != nil {
+		return nil, nil, err
+	}
+	thaw, err := freezeFor(ctx, req)
+	if err != nil {
+		// freezeFor thawed (or its error says it could not).
+		if !errors.Is(err, errNotThawed) {
+			hold.keep(false, false)
+		}
+		return nil, nil, err
+	}
+	if err := hold.set(!req.Paused, frozen); err != nil {
+		err = errors.Join(err, thaw())
+		if !errors.Is(err, errNotThawed) {
+			hold.keep(false, false)
+		}
+		return nil, nil, err
+	}
+	return hold, thaw, nil
+}
+
+// release thaws the guest after the pause (err is the pause's error) and
+// records what the point leaves held: a guest left paused (its resume
+// failed) or frozen keeps its hold, for the watcher to resume and thaw
+// once this process has ended.
+func release(hold *holder, thaw func() error, frozen bool, err error) error {
+	notResumed := errors.Is(err, errNotResumed)
+	hold.keep(notResumed, frozen)
+	terr := thaw()
+	hold.keep(notResumed, frozen && errors.Is(terr, errNotThawed))
+	return errors.Join(err, terr)
 }
 
 // errNotResumed is the error of a pause whose resume failed while QEMU
@@ -386,7 +460,7 @@ func pauseFor(ctx context.Context, mon Monitor, max time.Duration, fn func(left 
 			// It may pause all the same, later: resume it then.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			_, _ = mon.Execute(rctx, "cont", nil)
+			bestEffort(rctx, mon, "a guest that did not pause needs no resume", "cont", nil)
 		}
 		return 0, fmt.Errorf("pause the guest: %w", err)
 	}
@@ -492,7 +566,7 @@ func waitJobs(ctx context.Context, mon Monitor, jobs []string) error {
 			case i < 0:
 				return fmt.Errorf("the point's copy (job %s) vanished from QEMU", id)
 			case js[i].Status == "concluded":
-				_, _ = mon.Execute(ctx, "job-dismiss", map[string]any{"id": id})
+				bestEffort(ctx, mon, "a concluded job left undismissed is removed by the point's cleanup", "job-dismiss", map[string]any{"id": id})
 				if js[i].Error != "" {
 					return fmt.Errorf("the point's copy failed: %s", js[i].Error)
 				}
@@ -585,50 +659,58 @@ func LiveInternalExists(ctx context.Context, mon Monitor, path, name string) (bo
 func AbandonLive(ctx context.Context, mon Monitor, id string, resume bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if raw, err := mon.Execute(ctx, "query-jobs", nil); err == nil {
-		var js []jobInfo
-		_ = json.Unmarshal(raw, &js)
+	const why = "AbandonLive is best effort: QEMU drops what is left when it exits"
+	// query runs a query; what of its answer decodes is used.
+	query := func(cmd string, args any, v any) bool {
+		raw, err := mon.Execute(ctx, cmd, args)
+		if err != nil {
+			log.Debug().Err(err).Str("command", cmd).Msg(why)
+			return false
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			log.Debug().Err(err).Str("command", cmd).Msg(why + " (its answer decoded in part)")
+		}
+		return true
+	}
+	var js []jobInfo
+	if query("query-jobs", nil, &js) {
 		for _, j := range js {
 			if strings.HasPrefix(j.ID, "strata-"+id+"-") {
-				_, _ = mon.Execute(ctx, "job-cancel", map[string]any{"id": j.ID, "force": true})
-				_, _ = mon.Execute(ctx, "job-dismiss", map[string]any{"id": j.ID})
+				bestEffort(ctx, mon, why, "job-cancel", map[string]any{"id": j.ID, "force": true})
+				bestEffort(ctx, mon, why, "job-dismiss", map[string]any{"id": j.ID})
 			}
 		}
 	}
-	if raw, err := mon.Execute(ctx, "query-named-block-nodes", map[string]any{"flat": true}); err == nil {
-		var ns []struct {
-			NodeName string `json:"node-name"`
-		}
-		_ = json.Unmarshal(raw, &ns)
+	var ns []struct {
+		NodeName string `json:"node-name"`
+	}
+	if query("query-named-block-nodes", map[string]any{"flat": true}, &ns) {
 		for _, n := range ns {
 			if strings.HasPrefix(n.NodeName, "strata-bk-"+id+"-") {
-				_, _ = mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": n.NodeName})
+				bestEffort(ctx, mon, why, "blockdev-del", map[string]any{"node-name": n.NodeName})
 			}
 		}
 	}
-	if raw, err := mon.Execute(ctx, "query-fdsets", nil); err == nil {
-		var sets []struct {
-			ID  int64 `json:"fdset-id"`
-			FDs []struct {
-				Opaque string `json:"opaque"`
-			} `json:"fds"`
-		}
-		_ = json.Unmarshal(raw, &sets)
+	var sets []struct {
+		ID  int64 `json:"fdset-id"`
+		FDs []struct {
+			Opaque string `json:"opaque"`
+		} `json:"fds"`
+	}
+	if query("query-fdsets", nil, &sets) {
 		for _, set := range sets {
 			for _, fd := range set.FDs {
 				if strings.HasPrefix(fd.Opaque, "strata-bk-"+id+"-") {
-					_, _ = mon.Execute(ctx, "remove-fd", map[string]any{"fdset-id": set.ID})
+					bestEffort(ctx, mon, why, "remove-fd", map[string]any{"fdset-id": set.ID})
 					break
 				}
 			}
 		}
 	}
 	abandonMemory(ctx, mon)
-	if raw, err := mon.Execute(ctx, "query-status", nil); err == nil {
-		var s qmp.Status
-		// postmigrate: a memory point's migration completed.
-		if json.Unmarshal(raw, &s) == nil && (s.Status == "paused" || s.Status == "postmigrate") && resume {
-			_, _ = mon.Execute(ctx, "cont", nil)
-		}
+	// postmigrate: a memory point's migration completed.
+	var st qmp.Status
+	if resume && query("query-status", nil, &st) && (st.Status == "paused" || st.Status == "postmigrate") {
+		bestEffort(ctx, mon, why+" (the guest stays paused: strata guest resume)", "cont", nil)
 	}
 }

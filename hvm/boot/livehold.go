@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog/log"
+
 	"github.com/strata-vm/strata/hvm/qmp"
 )
 
@@ -124,6 +126,18 @@ func (h *holder) set(paused, frozen bool) error {
 		h.h.Deadline = time.Now().Add(h.deadline).UTC()
 	}
 	return WriteRuntimeJSON(h.rd.Path(HoldFile), h.h)
+}
+
+// keep is set for a point already past its work, whose own error (if
+// any) matters more: a hold that cannot be written or cleared is logged.
+// That is safe: a stale hold makes the watcher resume and thaw the guest
+// once this process ends, which a running, thawed guest takes as a no-op;
+// for a guest left paused whose hold could not be written, the warning
+// is what tells the admin to resume it.
+func (h *holder) keep(paused, frozen bool) {
+	if err := h.set(paused, frozen); err != nil {
+		log.Warn().Err(err).Bool("paused", paused).Bool("frozen", frozen).Msg("the live point's pause hold was not updated")
+	}
 }
 
 // ResumeHeld resumes a guest that the stale hold h keeps paused, through

@@ -74,7 +74,8 @@ func passFile(ctx context.Context, mon Monitor, f *os.File) error {
 	if !ok {
 		return storage.Errorf(storage.ErrNotSupported, "this guest's monitor cannot pass a file to QEMU, so its memory cannot be saved or loaded")
 	}
-	_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
+	// An earlier point's descriptor, if one was left: usually none.
+	bestEffort(ctx, mon, "no earlier descriptor to close", "closefd", map[string]any{"fdname": stateFD})
 	if _, err := fm.ExecuteFile(ctx, "getfd", map[string]any{"fdname": stateFD}, f); err != nil {
 		return fmt.Errorf("pass the state file to QEMU: %w", err)
 	}
@@ -95,7 +96,7 @@ func saveState(ctx context.Context, mon Monitor, f *os.File, left func() time.Du
 		return fmt.Errorf("save the guest's memory: %w", err)
 	}
 	if _, err := mon.Execute(ctx, "migrate", map[string]any{"uri": "fd:" + stateFD}); err != nil {
-		_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
+		bestEffort(ctx, mon, "the next point closes it first, QEMU's exit at the latest", "closefd", map[string]any{"fdname": stateFD})
 		return fmt.Errorf("save the guest's memory: %w", err)
 	}
 	if during != nil {
@@ -168,7 +169,7 @@ func cancelMigration(ctx context.Context, mon Monitor) {
 	if err != nil || !migrating(mi.Status) {
 		return
 	}
-	_, _ = mon.Execute(ctx, "migrate_cancel", nil)
+	bestEffort(ctx, mon, "whether the migration ended is polled next", "migrate_cancel", nil)
 	for ctx.Err() == nil {
 		if mi, err := queryMigrate(ctx, mon); err != nil || !migrating(mi.Status) {
 			return
@@ -223,7 +224,7 @@ func LoadState(ctx context.Context, mon Monitor, f *os.File) error {
 // running and forgets its descriptor.
 func abandonMemory(ctx context.Context, mon Monitor) {
 	cancelMigration(ctx, mon)
-	_, _ = mon.Execute(ctx, "closefd", map[string]any{"fdname": stateFD})
+	bestEffort(ctx, mon, "the next point closes it first, QEMU's exit at the latest", "closefd", map[string]any{"fdname": stateFD})
 }
 
 // stateMagic is how each driver's state files begin: QEMU's migration

@@ -88,11 +88,35 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 	if g.EffectiveVCPUs() != g.EffectiveMaxVCPUs() {
 		d.VCPU.Current = uint(g.EffectiveVCPUs())
 	}
-	if err := renderOS(d, g, hv); err != nil {
-		return nil, err
+	for _, section := range domainSections {
+		if err := section(d, g, hv); err != nil {
+			return nil, err
+		}
 	}
-	renderFeatures(d, g, hv)
-	renderPassthrough(d, g, hv)
+	return d, nil
+}
+
+// domainSections fill the domain one element family each. Devices of one
+// kind keep the order they are appended in (USB host devices before PCI
+// ones), and the first that cannot be written is the error.
+var domainSections = []func(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) error{
+	renderOS,
+	func(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) error {
+		renderFeatures(d, g, hv)
+		renderPassthrough(d, g, hv)
+		return nil
+	},
+	renderLifecycle,
+	renderDisksNICs,
+	renderChardevs,
+	renderUSB,
+	func(d *libvirtxml.Domain, g *hvm.Guest, _ Hypervisor) error { return renderGraphics(d, g) },
+	renderSoundVideo,
+	renderPCI,
+}
+
+// renderLifecycle writes the on_* actions; only on_crash may dump core.
+func renderLifecycle(d *libvirtxml.Domain, g *hvm.Guest, _ Hypervisor) error {
 	for _, a := range []struct {
 		name, v string
 		dst     *string
@@ -103,13 +127,18 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 			*a.dst = a.v
 		case "coredump-destroy", "coredump-restart":
 			if !a.crash {
-				return nil, notSupported(g, "lifecycle.%s %s cannot be written in libvirt XML (only on_crash may dump core)", a.name, a.v)
+				return notSupported(g, "lifecycle.%s %s cannot be written in libvirt XML (only on_crash may dump core)", a.name, a.v)
 			}
 			*a.dst = a.v
 		default:
-			return nil, notSupported(g, "lifecycle.%s %s cannot be written in libvirt XML: use destroy, restart, preserve or rename-restart", a.name, a.v)
+			return notSupported(g, "lifecycle.%s %s cannot be written in libvirt XML: use destroy, restart, preserve or rename-restart", a.name, a.v)
 		}
 	}
+	return nil
+}
+
+// renderDisksNICs writes the emulator (Xen only), disks and interfaces.
+func renderDisksNICs(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) error {
 	dev := d.Devices
 	if hv == Xen {
 		dev.Emulator = g.DeviceModel.Override
@@ -117,21 +146,28 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 	for i, k := range g.Disks {
 		disk, err := renderDisk(g, k, hv)
 		if err != nil {
-			return nil, fmt.Errorf("disks[%d]: %w", i, err)
+			return fmt.Errorf("disks[%d]: %w", i, err)
 		}
 		dev.Disks = append(dev.Disks, disk)
 	}
 	for i, n := range g.NICs {
 		nic, err := renderNIC(g, n, hv)
 		if err != nil {
-			return nil, fmt.Errorf("nics[%d]: %w", i, err)
+			return fmt.Errorf("nics[%d]: %w", i, err)
 		}
 		dev.Interfaces = append(dev.Interfaces, nic)
 	}
+	return nil
+}
+
+// renderChardevs writes serial ports, the guest agent's channel (KVM)
+// and parallel ports.
+func renderChardevs(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) error {
+	dev := d.Devices
 	for i, s := range g.Serial {
 		src, proto, err := charDev(s)
 		if err != nil {
-			return nil, errf(g, "serial[%d]: %v", i, err)
+			return errf(g, "serial[%d]: %v", i, err)
 		}
 		dev.Serials = append(dev.Serials, libvirtxml.DomainSerial{Source: src, Protocol: proto, Target: &libvirtxml.DomainSerialTarget{Port: uintp(uint(i))}})
 	}
@@ -148,10 +184,16 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 	for i, s := range g.Parallel {
 		src, proto, err := charDev(s)
 		if err != nil {
-			return nil, errf(g, "parallel[%d]: %v", i, err)
+			return errf(g, "parallel[%d]: %v", i, err)
 		}
 		dev.Parallels = append(dev.Parallels, libvirtxml.DomainParallel{Source: src, Protocol: proto, Target: &libvirtxml.DomainParallelTarget{Port: uintp(uint(i))}})
 	}
+	return nil
+}
+
+// renderUSB writes USB input devices and passed-through host devices.
+func renderUSB(d *libvirtxml.Domain, g *hvm.Guest, _ Hypervisor) error {
+	dev := d.Devices
 	for _, u := range g.USBDevices {
 		switch {
 		case u == "tablet" || u == "mouse" || u == "keyboard":
@@ -159,19 +201,27 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 		case strings.HasPrefix(u, "host:"):
 			parts := strings.Split(u, ":")
 			if len(parts) != 3 {
-				return nil, errf(g, "usb device %q is not host:VENDOR:PRODUCT", u)
+				return errf(g, "usb device %q is not host:VENDOR:PRODUCT", u)
 			}
 			dev.Hostdevs = append(dev.Hostdevs, libvirtxml.DomainHostdev{SubsysUSB: &libvirtxml.DomainHostdevSubsysUSB{Source: &libvirtxml.DomainHostdevSubsysUSBSource{
 				Vendor:  &libvirtxml.DomainHostDevProductVendorID{ID: "0x" + parts[1]},
 				Product: &libvirtxml.DomainHostDevProductVendorID{ID: "0x" + parts[2]},
 			}}})
 		default:
-			return nil, notSupported(g, "usb device %q has no libvirt equivalent", u)
+			return notSupported(g, "usb device %q has no libvirt equivalent", u)
 		}
 	}
-	if err := renderGraphics(d, g); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// vgaModels are xl's vga names as libvirt's video models.
+var vgaModels = map[string]string{"stdvga": "vga", "cirrus": "cirrus", "qxl": "qxl", "none": "none"}
+
+// renderSoundVideo writes sound cards (xl's hda is libvirt's ich6) and
+// the video card, when one is named or sized: by default cirrus for Xen,
+// vga for KVM.
+func renderSoundVideo(d *libvirtxml.Domain, g *hvm.Guest, hv Hypervisor) error {
+	dev := d.Devices
 	for _, s := range g.SoundCards() {
 		model := s
 		if s == "hda" {
@@ -179,30 +229,37 @@ func Domain(g *hvm.Guest, hv Hypervisor) (*libvirtxml.Domain, error) {
 		}
 		dev.Sounds = append(dev.Sounds, libvirtxml.DomainSound{Model: model})
 	}
-	if v := g.Display.VGA; v != "" || g.Display.VideoRAM != nil {
-		model := map[string]string{"stdvga": "vga", "cirrus": "cirrus", "qxl": "qxl", "none": "none"}[v]
-		if model == "" {
-			model = "cirrus"
-			if hv == KVM {
-				model = "vga"
-			}
-		}
-		video := libvirtxml.DomainVideo{Model: libvirtxml.DomainVideoModel{Type: model}}
-		if g.Display.VideoRAM != nil && model != "none" {
-			video.Model.VRam = uint(*g.Display.VideoRAM) * 1024
-		}
-		dev.Videos = append(dev.Videos, video)
+	v := g.Display.VGA
+	if v == "" && g.Display.VideoRAM == nil {
+		return nil
 	}
+	model := vgaModels[v]
+	if model == "" {
+		model = "cirrus"
+		if hv == KVM {
+			model = "vga"
+		}
+	}
+	video := libvirtxml.DomainVideo{Model: libvirtxml.DomainVideoModel{Type: model}}
+	if g.Display.VideoRAM != nil && model != "none" {
+		video.Model.VRam = uint(*g.Display.VideoRAM) * 1024
+	}
+	dev.Videos = append(dev.Videos, video)
+	return nil
+}
+
+// renderPCI writes passed-through PCI functions, managed by libvirt.
+func renderPCI(d *libvirtxml.Domain, g *hvm.Guest, _ Hypervisor) error {
 	for i, p := range g.PCI {
 		addr, err := pciAddress(p)
 		if err != nil {
-			return nil, errf(g, "pci[%d]: %v", i, err)
+			return errf(g, "pci[%d]: %v", i, err)
 		}
-		dev.Hostdevs = append(dev.Hostdevs, libvirtxml.DomainHostdev{Managed: "yes", SubsysPCI: &libvirtxml.DomainHostdevSubsysPCI{
+		d.Devices.Hostdevs = append(d.Devices.Hostdevs, libvirtxml.DomainHostdev{Managed: "yes", SubsysPCI: &libvirtxml.DomainHostdevSubsysPCI{
 			Source: &libvirtxml.DomainHostdevSubsysPCISource{Address: addr},
 		}})
 	}
-	return d, nil
+	return nil
 }
 
 func uintp(u uint) *uint { return &u }

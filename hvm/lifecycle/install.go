@@ -138,11 +138,6 @@ func (m *Manager) InstallStatus(ctx context.Context, name string) (*InstallRecor
 // off), or with the phase it failed in. A second call goes on where an
 // interrupted one stopped.
 func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*InstallRecord, error) {
-	say := func(format string, args ...any) {
-		if o.Progress != nil {
-			o.Progress(fmt.Sprintf(format, args...))
-		}
-	}
 	if o.Poll == 0 {
 		o.Poll = 200 * time.Millisecond
 	}
@@ -158,119 +153,188 @@ func (m *Manager) Install(ctx context.Context, name string, o InstallOptions) (*
 		return nil, err
 	}
 	defer unlock()
-	rec, err := readInstall(l.bg.Run)
+	in := &installRun{m: m, l: l, name: name, o: o}
+	rec, err := in.resume()
+	if err != nil {
+		return rec, err
+	}
+	if rec == nil {
+		if rec, err = in.begin(ctx); err != nil {
+			return rec, err
+		}
+	}
+	// Each step does its part only when the record says it is due, so an
+	// interrupted install goes on from where it stopped.
+	for _, step := range []func(context.Context, *InstallRecord) error{
+		in.endPhase1,
+		in.endPhase2,
+		in.takePoint,
+		in.freezeGolden,
+	} {
+		if err := step(ctx, rec); err != nil {
+			return rec, err
+		}
+	}
+	log.Debug().Str("guest", name).Msg("install done")
+	return rec, nil
+}
+
+// installRun is one Install call: the guest, its options and progress.
+type installRun struct {
+	m    *Manager
+	l    loaded
+	name string
+	o    InstallOptions
+}
+
+func (in *installRun) say(format string, args ...any) {
+	if in.o.Progress != nil {
+		in.o.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// resume reads the install record: nil to begin a new install (none yet,
+// or an ended one with --media given to install again).
+func (in *installRun) resume() (*InstallRecord, error) {
+	rec, err := readInstall(in.l.bg.Run)
 	if err != nil {
 		return nil, err
 	}
 	if rec != nil && (rec.State == InstallDone || rec.State == InstallFailed) {
-		if o.Media == "" {
-			return rec, storage.Errorf(storage.ErrPrecondition, "guest %q: its install has %s (see strata guest install %s --status); give --media to install again", name, map[string]string{InstallDone: "finished", InstallFailed: "failed"}[rec.State], name)
+		if in.o.Media == "" {
+			return rec, storage.Errorf(storage.ErrPrecondition, "guest %q: its install has %s (see strata guest install %s --status); give --media to install again", in.name, map[string]string{InstallDone: "finished", InstallFailed: "failed"}[rec.State], in.name)
 		}
-		rec = nil // a new install over the old one
+		return nil, nil // a new install over the old one
 	}
-	if rec == nil {
-		if o.Media == "" {
-			return nil, storage.Errorf(storage.ErrInvalid, "guest install needs --media ISO (an iso name or an ISO file)")
-		}
-		cur, err := m.status(ctx, l)
-		if err != nil {
-			return nil, err
-		}
-		if cur.State.Live() {
-			return nil, storage.Errorf(storage.ErrPrecondition, "guest %q is %s: stop it before installing into it", name, cur.State)
-		}
-		if err := m.checkMedia(ctx, "--media", o.Media); err != nil {
-			return nil, err
-		}
-		rec = &InstallRecord{Guest: name, State: InstallPhase1, Media: o.Media, XP: o.XP, Driver: o.Driver,
-			Defined: InstallSaved{Boot: l.def.Boot, OnReboot: l.def.Lifecycle.OnReboot, ACPI: l.def.Features.ACPI, APIC: l.def.Features.APIC, Install: l.def.Install}}
-		unattend := ""
-		if o.Unattend != "" {
-			if unattend, err = m.unattendMedium(ctx, l.def, o); err != nil {
-				return nil, err
-			}
-		}
-		// The record (with what phase 1 changes, to give back) first: a
-		// crash between the two leaves a record whose guest never
-		// started, which the next install ends as failed, putting the
-		// definition back.
-		p := rec.phase(1)
-		p.Started = time.Now().UTC()
-		if err := writeInstall(l.bg.Run, rec); err != nil {
-			return nil, err
-		}
-		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error { return phase1(g, o, unattend) }); err != nil {
-			_ = os.Remove(l.bg.Run.Path(InstallFile))
-			return nil, err
-		}
-		say("phase 1: booting %s from %s", name, o.Media)
-		if _, err := m.Start(ctx, name, StartOptions{Driver: o.Driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
-			return rec, m.failInstall(ctx, l, rec, 1, "did not start", nil, err)
-		}
-	}
-	if rec.State == InstallPhase1 {
-		stop, err := m.waitPhase(ctx, l, rec, 1, o)
-		if err != nil {
-			return rec, err
-		}
-		say("phase 1 ended: %s", stop.Reason)
-		// Phase 2: boot from the disk, with the lifecycle and firmware
-		// tables the admin defined; Windows installs its HAL now, so the
-		// install record (lint's HAL and activation checks) is taken from
-		// this definition.
-		if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error {
-			phase2(g, rec.Defined)
-			g.Install = registry.InstallRecordOf(g, hvm.InstallByInstall)
-			return nil
-		}); err != nil {
-			return rec, err
-		}
-		rec.State = InstallPhase2
-		p := rec.phase(2)
-		p.Started = time.Now().UTC()
-		if err := writeInstall(l.bg.Run, rec); err != nil {
-			return rec, err
-		}
-		say("phase 2: booting %s from its disk", name)
-		driver := rec.Driver
-		if _, err := m.Start(ctx, name, StartOptions{Driver: driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
-			return rec, m.failInstall(ctx, l, rec, 2, "did not start", nil, err)
-		}
-	}
-	if rec.State == InstallPhase2 {
-		stop, err := m.waitPhase(ctx, l, rec, 2, o)
-		if err != nil {
-			return rec, err
-		}
-		say("phase 2 ended: %s", stop.Reason)
-		rec.State = InstallDone
-		if err := writeInstall(l.bg.Run, rec); err != nil {
-			return rec, err
-		}
-	}
-	if o.Snapshot && rec.Point == 0 {
-		p, err := m.Points.Create(ctx, snapshot.TargetRef{Name: name}, snapshot.CreateOptions{Name: "installed", Description: "after strata guest install from " + rec.Media})
-		if err != nil {
-			return rec, fmt.Errorf("installed, but the restore point was not taken: %w", err)
-		}
-		rec.Point = p.ID
-		say("restore point %d (installed) taken", p.ID)
-		if err := writeInstall(l.bg.Run, rec); err != nil {
-			return rec, err
-		}
-	}
-	if o.Golden != "" && rec.Golden == "" {
-		if _, err := m.Points.CreateGolden(ctx, snapshot.GoldenOptions{Name: o.Golden, Source: snapshot.TargetRef{Name: name}}); err != nil {
-			return rec, fmt.Errorf("installed, but the golden image was not made: %w", err)
-		}
-		rec.Golden = o.Golden
-		say("golden image %s frozen", o.Golden)
-		if err := writeInstall(l.bg.Run, rec); err != nil {
-			return rec, err
-		}
-	}
-	log.Info().Str("guest", name).Msg("install done")
 	return rec, nil
+}
+
+// begin checks a new install can start (media given and usable, the
+// guest stopped), records it, switches the definition to phase 1's and
+// boots the guest from the media. Before the record exists it returns
+// no record.
+func (in *installRun) begin(ctx context.Context) (*InstallRecord, error) {
+	m, l, name, o := in.m, in.l, in.name, in.o
+	if o.Media == "" {
+		return nil, storage.Errorf(storage.ErrInvalid, "guest install needs --media ISO (an iso name or an ISO file)")
+	}
+	cur, err := m.status(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	if cur.State.Live() {
+		return nil, storage.Errorf(storage.ErrPrecondition, "guest %q is %s: stop it before installing into it", name, cur.State)
+	}
+	if err := m.checkMedia(ctx, "--media", o.Media); err != nil {
+		return nil, err
+	}
+	rec := &InstallRecord{Guest: name, State: InstallPhase1, Media: o.Media, XP: o.XP, Driver: o.Driver,
+		Defined: InstallSaved{Boot: l.def.Boot, OnReboot: l.def.Lifecycle.OnReboot, ACPI: l.def.Features.ACPI, APIC: l.def.Features.APIC, Install: l.def.Install}}
+	unattend := ""
+	if o.Unattend != "" {
+		if unattend, err = m.unattendMedium(ctx, l.def, o); err != nil {
+			return nil, err
+		}
+	}
+	// The record (with what phase 1 changes, to give back) first: a
+	// crash between the two leaves a record whose guest never
+	// started, which the next install ends as failed, putting the
+	// definition back.
+	p := rec.phase(1)
+	p.Started = time.Now().UTC()
+	if err := writeInstall(l.bg.Run, rec); err != nil {
+		return nil, err
+	}
+	if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error { return phase1(g, o, unattend) }); err != nil {
+		if rmErr := os.Remove(l.bg.Run.Path(InstallFile)); rmErr != nil {
+			// Safe: a record whose guest never started is ended as
+			// failed by the next install, as after a crash here.
+			log.Warn().Err(rmErr).Str("guest", name).Msg("the install record of an install that did not begin stays; the next install ends it")
+		}
+		return nil, err
+	}
+	in.say("phase 1: booting %s from %s", name, o.Media)
+	if _, err := m.Start(ctx, name, StartOptions{Driver: o.Driver, AllowExposed: o.AllowExposed, Network: o.Network}); err != nil {
+		return rec, m.failInstall(ctx, l, rec, 1, "did not start", nil, err)
+	}
+	return rec, nil
+}
+
+// endPhase1 waits for phase 1 to end, then switches the definition to
+// phase 2 and boots the guest from its disk. Phase 2 boots with the
+// lifecycle and firmware tables the admin defined; Windows installs its
+// HAL now, so the install record (lint's HAL and activation checks) is
+// taken from this definition.
+func (in *installRun) endPhase1(ctx context.Context, rec *InstallRecord) error {
+	if rec.State != InstallPhase1 {
+		return nil
+	}
+	m, l, name := in.m, in.l, in.name
+	stop, err := m.waitPhase(ctx, l, rec, 1, in.o)
+	if err != nil {
+		return err
+	}
+	in.say("phase 1 ended: %s", stop.Reason)
+	if _, _, err := m.Reg.Update(ctx, name, func(g *hvm.Guest) error {
+		phase2(g, rec.Defined)
+		g.Install = registry.InstallRecordOf(g, hvm.InstallByInstall)
+		return nil
+	}); err != nil {
+		return err
+	}
+	rec.State = InstallPhase2
+	p := rec.phase(2)
+	p.Started = time.Now().UTC()
+	if err := writeInstall(l.bg.Run, rec); err != nil {
+		return err
+	}
+	in.say("phase 2: booting %s from its disk", name)
+	if _, err := m.Start(ctx, name, StartOptions{Driver: rec.Driver, AllowExposed: in.o.AllowExposed, Network: in.o.Network}); err != nil {
+		return m.failInstall(ctx, l, rec, 2, "did not start", nil, err)
+	}
+	return nil
+}
+
+// endPhase2 waits for phase 2 to end and records the install done.
+func (in *installRun) endPhase2(ctx context.Context, rec *InstallRecord) error {
+	if rec.State != InstallPhase2 {
+		return nil
+	}
+	stop, err := in.m.waitPhase(ctx, in.l, rec, 2, in.o)
+	if err != nil {
+		return err
+	}
+	in.say("phase 2 ended: %s", stop.Reason)
+	rec.State = InstallDone
+	return writeInstall(in.l.bg.Run, rec)
+}
+
+// takePoint takes the "installed" restore point when asked to, once.
+func (in *installRun) takePoint(ctx context.Context, rec *InstallRecord) error {
+	if !in.o.Snapshot || rec.Point != 0 {
+		return nil
+	}
+	p, err := in.m.Points.Create(ctx, snapshot.TargetRef{Name: in.name}, snapshot.CreateOptions{Name: "installed", Description: "after strata guest install from " + rec.Media})
+	if err != nil {
+		return fmt.Errorf("installed, but the restore point was not taken: %w", err)
+	}
+	rec.Point = p.ID
+	in.say("restore point %d (installed) taken", p.ID)
+	return writeInstall(in.l.bg.Run, rec)
+}
+
+// freezeGolden freezes the installed guest as a golden image when asked
+// to, once.
+func (in *installRun) freezeGolden(ctx context.Context, rec *InstallRecord) error {
+	if in.o.Golden == "" || rec.Golden != "" {
+		return nil
+	}
+	if _, err := in.m.Points.CreateGolden(ctx, snapshot.GoldenOptions{Name: in.o.Golden, Source: snapshot.TargetRef{Name: in.name}}); err != nil {
+		return fmt.Errorf("installed, but the golden image was not made: %w", err)
+	}
+	rec.Golden = in.o.Golden
+	in.say("golden image %s frozen", in.o.Golden)
+	return writeInstall(in.l.bg.Run, rec)
 }
 
 // checkMedia refuses install media that is not an optical disc image
@@ -379,7 +443,10 @@ func (m *Manager) waitPhase(ctx context.Context, l loaded, rec *InstallRecord, n
 			return nil, m.failInstall(ctx, l, rec, n, "the guest crashed", st.LastStop, nil)
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
-			kst, _ := m.Kill(ctx, rec.Guest)
+			kst, err := m.Kill(ctx, rec.Guest)
+			if err != nil {
+				return nil, m.failInstall(ctx, l, rec, n, fmt.Sprintf("timed out after %s, and the guest could not be ended", o.PhaseTimeout), kst.LastStop, err)
+			}
 			return nil, m.failInstall(ctx, l, rec, n, fmt.Sprintf("timed out after %s (the guest was ended)", o.PhaseTimeout), kst.LastStop, nil)
 		}
 		select {
@@ -390,6 +457,10 @@ func (m *Manager) waitPhase(ctx context.Context, l loaded, rec *InstallRecord, n
 	}
 }
 
+// failInstall records that phase n failed (why, with the stop that ended
+// it or the error that caused it) and, for phase 1, gives the guest its
+// own definition back. A failure to record or give back is added to the
+// install's failure, which keeps its kind.
 func (m *Manager) failInstall(ctx context.Context, l loaded, rec *InstallRecord, n int, why string, stop *boot.StopRecord, cause error) error {
 	p := rec.phase(n)
 	p.Ended, p.Result, p.Stop = time.Now().UTC(), "failed", stop
@@ -398,8 +469,9 @@ func (m *Manager) failInstall(ctx context.Context, l loaded, rec *InstallRecord,
 	if cause != nil {
 		rec.Error += ": " + cause.Error()
 	}
+	failure := installFailure(rec, n, why, stop, cause)
 	if err := writeInstall(l.bg.Run, rec); err != nil {
-		return err
+		return fmt.Errorf("%w; and the failure was not recorded: %w", failure, err)
 	}
 	if n == 1 {
 		// Phase 1's boot order, on_reboot and firmware tables are not the
@@ -413,9 +485,15 @@ func (m *Manager) failInstall(ctx context.Context, l loaded, rec *InstallRecord,
 			}
 			return nil
 		}); err != nil {
-			return fmt.Errorf("guest %q: install failed in phase 1 (%s), and its definition was not given back (boot %q, on_reboot %q, acpi and apic as before): %w", rec.Guest, rec.Error, rec.Defined.Boot, rec.Defined.OnReboot, err)
+			return fmt.Errorf("%w; and its definition was not given back (boot %q, on_reboot %q, acpi and apic as before): %w", failure, rec.Defined.Boot, rec.Defined.OnReboot, err)
 		}
 	}
+	return failure
+}
+
+// installFailure is the error an install failed in phase n with: the
+// cause's kind when there is one, else a failed precondition.
+func installFailure(rec *InstallRecord, n int, why string, stop *boot.StopRecord, cause error) error {
 	msg := fmt.Sprintf("guest %q: install failed: phase %d %s", rec.Guest, n, why) // the cause is wrapped below
 	if stop != nil && len(stop.SerialTail) > 0 {
 		msg += "; last serial lines: " + strings.Join(stop.SerialTail, " | ")

@@ -76,7 +76,11 @@ const startOptionsFile = "start.json"
 // recorded), for restart and rollback --restart.
 func lastStart(l loaded) StartOptions {
 	var o StartOptions
-	_, _ = boot.ReadJSON(l.bg.Run.Path(startOptionsFile), &o)
+	if _, err := boot.ReadJSON(l.bg.Run.Path(startOptionsFile), &o); err != nil {
+		// Safe: the defaults start the guest as a plain start would.
+		log.Warn().Err(err).Str("guest", l.def.Name).Msg("how the guest was last started is unreadable: it starts with the defaults")
+		return StartOptions{}
+	}
 	return o
 }
 
@@ -169,6 +173,8 @@ func (m *Manager) status(ctx context.Context, l loaded) (boot.Status, error) {
 	s.Guest, s.Driver = l.def.Name, d.Name()
 	if s.State.Live() {
 		s.Features = boot.Features(d, l.bg.Def)
+		// A hold that cannot be read is not shown: status reports the
+		// guest as its driver sees it, paused or running.
 		if h, _ := l.bg.Run.ReadHold(); h != nil {
 			s.Hold = boot.HoldNote(h, s.State)
 		}
@@ -251,7 +257,7 @@ func (m *Manager) start(ctx context.Context, name string, o StartOptions) (boot.
 	if err := boot.WriteJSON(l.bg.Run.Path(startOptionsFile), StartOptions{Driver: d.Name(), Network: o.Network}); err != nil {
 		log.Warn().Str("guest", name).Err(err).Msg("how the guest was started is not recorded: a restart uses the defaults")
 	}
-	log.Info().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")
+	log.Debug().Str("guest", name).Str("driver", d.Name()).Str("state", string(st.State)).Msg("guest started")
 	return st, nil
 }
 
@@ -329,7 +335,7 @@ func (m *Manager) stop(ctx context.Context, l loaded, o StopOptions) (boot.Statu
 	st, err := d.Stop(ctx, l.bg, o)
 	st.Guest, st.Driver = l.def.Name, d.Name()
 	if err == nil {
-		log.Info().Str("guest", l.def.Name).Msg("guest stopped")
+		log.Debug().Str("guest", l.def.Name).Msg("guest stopped")
 	}
 	return st, err
 }

@@ -316,9 +316,25 @@ type adder func(id string, sev Severity, field, fix, format string, args ...any)
 
 const tunnelFix = "bind it to 127.0.0.1 (or a unix: socket) and tunnel over SSH, or remove it"
 
+// checkExposure adds a finding for each way g opens a console, a monitor
+// or a root process to the network, one check per kind.
 func checkExposure(g *hvm.Guest, add adder) {
+	for _, check := range []func(*hvm.Guest, adder){
+		checkVNCExposure,
+		checkSpiceExposure,
+		checkChardevExposure,
+		checkDeviceModelArgs,
+		checkVFBExposure,
+		checkDeviceModelBinary,
+	} {
+		check(g, add)
+	}
+}
+
+// checkVNCExposure: a VNC console off loopback without a password. The
+// model's fields win; extra keys count where the field is unset.
+func checkVNCExposure(g *hvm.Guest, add adder) {
 	d := g.Display
-	// VNC.
 	vnc, listen, field := d.VNCEnabled(), d.EffectiveVNCListen(), "display.vnclisten"
 	if d.VNC == nil {
 		if t, ok := extraText(g, "vnc"); ok {
@@ -338,8 +354,12 @@ func checkExposure(g *hvm.Guest, add adder) {
 		add(IDVNCExposed, Error, field, "set vncpasswd, or vnclisten = 127.0.0.1 and tunnel over SSH",
 			"the VNC console listens on %s without a password: anyone who can reach it controls the guest", listen)
 	}
-	// SPICE.
-	sp, field := d.Spice, "display.spice.host"
+}
+
+// checkSpiceExposure: a SPICE console off loopback without a ticket,
+// from the model or, when it has none, from extra spice* keys.
+func checkSpiceExposure(g *hvm.Guest, add adder) {
+	sp, field := g.Display.Spice, "display.spice.host"
 	if sp == nil {
 		if t, ok := extraText(g, "spice"); ok && xlTrue(t) {
 			sp, field = &hvm.Spice{Enabled: true}, "extra.spicehost"
@@ -351,15 +371,20 @@ func checkExposure(g *hvm.Guest, add adder) {
 			}
 		}
 	}
-	if sp != nil && sp.Enabled {
-		host := hvm.SpiceListen(sp.Host)
-		open := sp.Passwd.IsZero() || hvm.Val(sp.DisableTicketing, false)
-		if !hvm.IsLoopback(host) && open {
-			add(IDSpiceExposed, Error, field, "set display.spice.passwd (and leave ticketing on), or host = 127.0.0.1 and tunnel over SSH",
-				"the SPICE console listens on %s without a password: anyone who can reach it controls the guest", host)
-		}
+	if sp == nil || !sp.Enabled {
+		return
 	}
-	// Serial and parallel ports.
+	host := hvm.SpiceListen(sp.Host)
+	open := sp.Passwd.IsZero() || hvm.Val(sp.DisableTicketing, false)
+	if !hvm.IsLoopback(host) && open {
+		add(IDSpiceExposed, Error, field, "set display.spice.passwd (and leave ticketing on), or host = 127.0.0.1 and tunnel over SSH",
+			"the SPICE console listens on %s without a password: anyone who can reach it controls the guest", host)
+	}
+}
+
+// checkChardevExposure: serial and parallel ports reachable from off the
+// host, from the model or else from extra serial/parallel keys.
+func checkChardevExposure(g *hvm.Guest, add adder) {
 	for _, cd := range []struct {
 		key   string
 		specs []string
@@ -380,7 +405,11 @@ func checkExposure(g *hvm.Guest, add adder) {
 			}
 		}
 	}
-	// Device model arguments, passed to QEMU as they are.
+}
+
+// checkDeviceModelArgs: monitors and consoles opened by device model
+// arguments, passed to QEMU as they are.
+func checkDeviceModelArgs(g *hvm.Guest, add adder) {
 	for _, key := range slices.Sorted(maps.Keys(g.Extra)) {
 		if key != "device_model_args" && !strings.HasPrefix(key, "device_model_args_") {
 			continue
@@ -395,30 +424,40 @@ func checkExposure(g *hvm.Guest, add adder) {
 				"%s: %s: anyone who can reach it controls the guest or the device model", key, e)
 		}
 	}
-	// Paravirtual framebuffers.
-	if specs, ok, err := extraStrings(g, "vfb"); ok {
-		if err != nil {
-			add(IDVFBExposed, Error, "extra.vfb", "write it as a list of strings", "vfb cannot be checked: %v", err)
+}
+
+// checkVFBExposure: paravirtual framebuffers (extra vfb) opening VNC off
+// loopback without a password.
+func checkVFBExposure(g *hvm.Guest, add adder) {
+	specs, ok, err := extraStrings(g, "vfb")
+	if !ok {
+		return
+	}
+	if err != nil {
+		add(IDVFBExposed, Error, "extra.vfb", "write it as a list of strings", "vfb cannot be checked: %v", err)
+	}
+	for i, spec := range specs {
+		kv := map[string]string{}
+		for item := range strings.SplitSeq(spec, ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(item), "=")
+			kv[k] = v
 		}
-		for i, spec := range specs {
-			kv := map[string]string{}
-			for item := range strings.SplitSeq(spec, ",") {
-				k, v, _ := strings.Cut(strings.TrimSpace(item), "=")
-				kv[k] = v
-			}
-			if v, ok := kv["vnc"]; ok && !xlTrue(v) {
-				continue
-			}
-			if kv["vncpasswd"] != "" {
-				continue
-			}
-			if r := reach(vncListenHost(kv["vnclisten"])); kv["vnclisten"] != "" && r != "" {
-				add(IDVFBExposed, Error, fmt.Sprintf("extra.vfb[%d]", i), "add vncpasswd=... to the vfb spec (from a file: strata guest set --secret-file), or vnclisten=127.0.0.1 and tunnel over SSH",
-					"vfb[%d] opens a VNC console on %s without a password: anyone who can reach it controls the guest", i, r)
-			}
+		if v, ok := kv["vnc"]; ok && !xlTrue(v) {
+			continue
+		}
+		if kv["vncpasswd"] != "" {
+			continue
+		}
+		if r := reach(vncListenHost(kv["vnclisten"])); kv["vnclisten"] != "" && r != "" {
+			add(IDVFBExposed, Error, fmt.Sprintf("extra.vfb[%d]", i), "add vncpasswd=... to the vfb spec (from a file: strata guest set --secret-file), or vnclisten=127.0.0.1 and tunnel over SSH",
+				"vfb[%d] opens a VNC console on %s without a password: anyone who can reach it controls the guest", i, r)
 		}
 	}
-	// The device model binary.
+}
+
+// checkDeviceModelBinary: a device model other than a well-known one,
+// which xl would run as root in dom0.
+func checkDeviceModelBinary(g *hvm.Guest, add adder) {
 	dm, field := g.DeviceModel.Override, "device_model.override"
 	if dm == "" {
 		dm, _ = extraText(g, "device_model_override")

@@ -19,6 +19,7 @@ package lint
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/strata-vm/strata/hvm"
@@ -117,92 +118,117 @@ func Check(g *hvm.Guest) []Finding {
 	add := func(id string, sev Severity, field, fix, format string, args ...any) {
 		fs = append(fs, Finding{ID: id, Severity: sev, Field: field, Message: fmt.Sprintf(format, args...), Fix: fix})
 	}
+	for _, check := range []func(*hvm.Guest, adder){
+		checkInstall,
+		checkXP,
+		checkMACsPinned,
+		checkBalloon,
+		checkExposure,
+	} {
+		check(g, add)
+	}
+	return fs
+}
+
+// checkInstall: for Windows, the HAL the firmware implies and, once
+// installed, what changed since the install record.
+func checkInstall(g *hvm.Guest, add adder) {
+	if !isWindows(g.OS) {
+		return
+	}
 	acpi, apic, vcpus := g.EffectiveACPI(), g.EffectiveAPIC(), g.EffectiveVCPUs()
 	hal := HALFor(acpi, apic, vcpus)
-	windows := isWindows(g.OS)
 	in := g.Install
-	if windows && in == nil {
+	if in == nil {
 		add(IDHAL, Info, "features", "", "Windows XP/2003 Setup would install the %s HAL (%s) with acpi=%d, apic=%d, vcpus=%d (%s); the HAL is fixed when Windows is installed",
 			hal.Name, hal.DLL, b2i(acpi), b2i(apic), vcpus, alternatives(acpi, apic, vcpus))
 		add(IDNotInstalled, Info, "install", fmt.Sprintf("strata guest install %s records it; for Windows installed outside strata: strata guest installed %s", g.Name, g.Name),
 			"no install record yet: until Windows is installed, changes to acpi, apic, vcpus, the MAC, memory and the CD-ROM are free")
+		return
 	}
-	if windows && in != nil {
-		add(IDHAL, Info, "features", "", "Windows XP/2003 Setup installs the %s HAL (%s) with acpi=%d, apic=%d, vcpus=%d; it cannot change after install", hal.Name, hal.DLL, b2i(acpi), b2i(apic), vcpus)
-		// A record strata took when the guest was defined (before issue
-		// 14) may not be what Windows saw: its differences are warnings.
-		sev, old := Error, in.By == ""
-		if old {
-			sev = Warning
-			add(IDInstallOld, Info, "install", fmt.Sprintf("once Windows runs with the settings it was installed with: strata guest installed %s", g.Name),
-				"the install record was taken when the guest was defined, which may be before Windows was installed with other settings")
-		}
-		was := HALFor(hvm.Val(in.ACPI, acpi), hvm.Val(in.APIC, apic), hvm.Val(in.VCPUs, vcpus))
+	add(IDHAL, Info, "features", "", "Windows XP/2003 Setup installs the %s HAL (%s) with acpi=%d, apic=%d, vcpus=%d; it cannot change after install", hal.Name, hal.DLL, b2i(acpi), b2i(apic), vcpus)
+	// A record strata took when the guest was defined (before issue
+	// 14) may not be what Windows saw: its differences are warnings.
+	sev := Error
+	if in.By == "" {
+		sev = Warning
+		add(IDInstallOld, Info, "install", fmt.Sprintf("once Windows runs with the settings it was installed with: strata guest installed %s", g.Name),
+			"the install record was taken when the guest was defined, which may be before Windows was installed with other settings")
+	}
+	was := HALFor(hvm.Val(in.ACPI, acpi), hvm.Val(in.APIC, apic), hvm.Val(in.VCPUs, vcpus))
+	switch {
+	case was == hal:
+	case was.MP && !hal.MP && was.ACPI == hal.ACPI:
+		add(IDHALMPToUP, Warning, "vcpus", "", "installed with the %s HAL (%s); with one vCPU it keeps running that HAL, which works but is slower", was.Name, was.DLL)
+	default:
+		add(IDHALChanged, sev, "features",
+			fmt.Sprintf("restore acpi=%d, apic=%d, vcpus=%d as at install, or reinstall Windows", b2i(was.ACPI), b2i(hvm.Val(in.APIC, apic)), hvm.Val(in.VCPUs, vcpus)),
+			"installed with the %s HAL (%s) but the firmware now describes %s (%s): Windows may hang at boot or stop with 0x7B", was.Name, was.DLL, hal.Name, hal.DLL)
+	}
+	checkActivation(g, in, add)
+}
+
+// checkActivation: changes to what Windows' activation counts (the MAC,
+// memory, the CD-ROM) since the install record.
+func checkActivation(g *hvm.Guest, in *hvm.Install, add adder) {
+	if in.MAC != "" {
+		found := slices.ContainsFunc(g.NICs, func(n hvm.NIC) bool { return strings.EqualFold(n.MAC, in.MAC) })
 		switch {
-		case was == hal:
-		case was.MP && !hal.MP && was.ACPI == hal.ACPI:
-			add(IDHALMPToUP, Warning, "vcpus", "", "installed with the %s HAL (%s); with one vCPU it keeps running that HAL, which works but is slower", was.Name, was.DLL)
-		default:
-			add(IDHALChanged, sev, "features",
-				fmt.Sprintf("restore acpi=%d, apic=%d, vcpus=%d as at install, or reinstall Windows", b2i(was.ACPI), b2i(hvm.Val(in.APIC, apic)), hvm.Val(in.VCPUs, vcpus)),
-				"installed with the %s HAL (%s) but the firmware now describes %s (%s): Windows may hang at boot or stop with 0x7B", was.Name, was.DLL, hal.Name, hal.DLL)
+		case in.CloneOf != "":
+			add(IDCloneIdentity, Info, "nics", "sysprep (generalize) Windows before freezing a golden image to spare each clone the reactivation",
+				"a clone of golden image %q: same HAL, new hardware identity (UUID, and MAC %s instead of %s): Windows asks for reactivation unless the golden was sysprepped", in.CloneOf, firstMAC(g), strings.ToLower(in.MAC))
+		case !found:
+			add(IDMACChanged, Warning, "nics", "set mac="+strings.ToLower(in.MAC)+" on the first NIC", "no NIC has the MAC address %s that Windows was installed with: Windows will ask for reactivation", in.MAC)
 		}
-		if in.MAC != "" {
-			found := false
-			for _, n := range g.NICs {
-				if strings.EqualFold(n.MAC, in.MAC) {
-					found = true
-				}
-			}
-			switch {
-			case in.CloneOf != "":
-				add(IDCloneIdentity, Info, "nics", "sysprep (generalize) Windows before freezing a golden image to spare each clone the reactivation",
-					"a clone of golden image %q: same HAL, new hardware identity (UUID, and MAC %s instead of %s): Windows asks for reactivation unless the golden was sysprepped", in.CloneOf, firstMAC(g), strings.ToLower(in.MAC))
-			case !found:
-				add(IDMACChanged, Warning, "nics", "set mac="+strings.ToLower(in.MAC)+" on the first NIC", "no NIC has the MAC address %s that Windows was installed with: Windows will ask for reactivation", in.MAC)
-			}
-		}
-		if in.Memory != nil && g.Memory != nil && *in.Memory != *g.Memory {
-			add(IDMemoryChanged, Warning, "memory", fmt.Sprintf("set memory = %d", *in.Memory), "memory is %d MiB but Windows was installed with %d MiB: a change counts toward reactivation", *g.Memory, *in.Memory)
-		}
-		if in.CDROM != "" {
-			found := false
-			for _, d := range g.Disks {
-				if d.CDROM && d.Vdev == in.CDROM {
-					found = true
-				}
-			}
-			if !found {
-				add(IDCDROMChanged, Warning, "disks", "keep an (empty) CD-ROM drive at "+in.CDROM, "there is no CD-ROM at %s as at install: a change counts toward reactivation", in.CDROM)
-			}
-		}
+	}
+	if in.Memory != nil && g.Memory != nil && *in.Memory != *g.Memory {
+		add(IDMemoryChanged, Warning, "memory", fmt.Sprintf("set memory = %d", *in.Memory), "memory is %d MiB but Windows was installed with %d MiB: a change counts toward reactivation", *g.Memory, *in.Memory)
+	}
+	if in.CDROM != "" && !slices.ContainsFunc(g.Disks, func(d hvm.Disk) bool { return d.CDROM && d.Vdev == in.CDROM }) {
+		add(IDCDROMChanged, Warning, "disks", "keep an (empty) CD-ROM drive at "+in.CDROM, "there is no CD-ROM at %s as at install: a change counts toward reactivation", in.CDROM)
+	}
+}
+
+// checkXP: what XP-era Windows cannot do.
+func checkXP(g *hvm.Guest, add adder) {
+	if !isXPEra(g.OS) {
+		return
 	}
 	// Text-mode Setup (phase 1) hangs with ACPI on: it matters while
 	// Windows is being installed from CD, i.e. booting from the CD with no
 	// record of a finished install.
-	if isXPEra(g.OS) && in == nil && strings.HasPrefix(g.EffectiveBoot(), "d") && acpi {
+	if g.Install == nil && strings.HasPrefix(g.EffectiveBoot(), "d") && g.EffectiveACPI() {
 		add(IDXPInstallACPI, Warning, "features.acpi", "for phase 1 set acpi = 0, apic = 0 and on_reboot = destroy; then restore on_reboot = restart and boot from disk for phase 2 (strata guest install --xp does both)",
 			"installing %s from CD with ACPI on: text-mode Setup (phase 1) may hang", g.OS)
 	}
-	if isXPEra(g.OS) && g.HasGuestAgent() {
+	if g.HasGuestAgent() {
 		add(IDGuestAgentXP, Warning, "features.guest_agent", "remove features.guest_agent: its live points are crash-consistent",
 			"%s has no QEMU guest agent (qemu-ga runs on Windows Vista and later): snapshot create --quiesce will find none to answer, and the agent's virtio-serial port is a device without a driver in the guest", g.OS)
 	}
+}
+
+// checkMACsPinned: NICs without a fixed MAC address.
+func checkMACsPinned(g *hvm.Guest, add adder) {
 	for i, n := range g.NICs {
-		if n.MAC == "" {
-			fix := "set a fixed MAC in Xen's range 00:16:3e:xx:xx:xx"
-			if mac, err := hvm.GenerateMAC(nil); err == nil {
-				fix = "set mac=" + mac + " (a free address in Xen's range)"
-			}
-			add(IDMACUnpinned, Warning, fmt.Sprintf("nics[%d]", i), fix, "nics[%d] has no fixed MAC address: a new one at every boot changes Windows' hardware hash and the guest's DHCP lease", i)
+		if n.MAC != "" {
+			continue
 		}
+		// The fix names a free address when one can be drawn; without
+		// one (no randomness) it says what to write instead.
+		fix := "set a fixed MAC in Xen's range 00:16:3e:xx:xx:xx"
+		if mac, err := hvm.GenerateMAC(nil); err == nil {
+			fix = "set mac=" + mac + " (a free address in Xen's range)"
+		}
+		add(IDMACUnpinned, Warning, fmt.Sprintf("nics[%d]", i), fix, "nics[%d] has no fixed MAC address: a new one at every boot changes Windows' hardware hash and the guest's DHCP lease", i)
 	}
+}
+
+// checkBalloon: a guest that starts ballooned.
+func checkBalloon(g *hvm.Guest, add adder) {
 	if g.MaxMem != nil && g.Memory != nil && *g.MaxMem > *g.Memory {
 		add(IDBalloon, Warning, "maxmem", fmt.Sprintf("set maxmem = %d (equal to memory) unless the guest has a balloon driver", *g.Memory),
 			"maxmem (%d MiB) is above memory (%d MiB): the guest starts ballooned and crashes without a balloon driver", *g.MaxMem, *g.Memory)
 	}
-	checkExposure(g, add)
-	return fs
 }
 
 // alternatives says which HAL other settings would give, so the admin

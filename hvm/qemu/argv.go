@@ -141,6 +141,40 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 	if g.UUID != "" {
 		a = append(a, "-uuid", g.UUID)
 	}
+	a = append(a, machineArgs(g, accel)...)
+	if rtc := rtcBase(g, o.Now); rtc != "" {
+		a = append(a, "-rtc", "base="+rtc)
+	}
+	a = append(a, "-m", strconv.Itoa(*g.Memory))
+	a = append(a, "-smp", fmt.Sprintf("%d,maxcpus=%d", g.EffectiveVCPUs(), g.EffectiveMaxVCPUs()))
+	a = append(a, firmwareArgs(g, o)...)
+	a = append(a, "-boot", "order="+g.EffectiveBoot())
+	// The devices, each family from its own function, in QEMU's usual
+	// order; the first that cannot be expressed is the error.
+	for _, devices := range []func() ([]string, error){
+		func() ([]string, error) { return drives(g) },
+		func() ([]string, error) { return netArgs(g.RemapBridges(o.Bridges), o.Network) },
+		func() ([]string, error) { return display(g), nil },
+		func() ([]string, error) { return usbArgs(g) },
+		func() ([]string, error) { return charArgs(g), nil },
+		func() ([]string, error) { return soundArgs(g, o.Audio) },
+		func() ([]string, error) { return pciArgs(g), nil },
+	} {
+		more, err := devices()
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, more...)
+	}
+	if o.QMP != "" {
+		a = append(a, "-qmp", "unix:"+escape(o.QMP)+",server=on,wait=off")
+	}
+	return append(a, lifecycleArgs(g)...), nil
+}
+
+// machineArgs gives -machine and, when a feature is off or Hyper-V
+// enlightenments apply (KVM only), -cpu.
+func machineArgs(g *hvm.Guest, accel string) []string {
 	machine := "pc,accel=" + accel
 	if !g.EffectiveACPI() {
 		machine += ",acpi=off"
@@ -148,7 +182,7 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 	if g.Features.HPET != nil {
 		machine += ",hpet=" + onOff(*g.Features.HPET)
 	}
-	a = append(a, "-machine", machine)
+	a := []string{"-machine", machine}
 	var cpu []string
 	if !hvm.Val(g.Features.PAE, true) {
 		cpu = append(cpu, "-pae")
@@ -165,11 +199,14 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 	if len(cpu) > 0 {
 		a = append(a, "-cpu", "qemu64,"+strings.Join(cpu, ","))
 	}
-	if rtc := rtcBase(g, o.Now); rtc != "" {
-		a = append(a, "-rtc", "base="+rtc)
-	}
-	a = append(a, "-m", strconv.Itoa(*g.Memory))
-	a = append(a, "-smp", fmt.Sprintf("%d,maxcpus=%d", g.EffectiveVCPUs(), g.EffectiveMaxVCPUs()))
+	return a
+}
+
+// firmwareArgs gives OVMF's pflash drives (code from the options, the
+// guest or the default; vars only when given) and a directly booted
+// kernel.
+func firmwareArgs(g *hvm.Guest, o Options) []string {
+	var a []string
 	if g.Firmware == "ovmf" {
 		code := o.OVMFCode
 		if code == "" {
@@ -192,65 +229,78 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 			a = append(a, "-append", b.Cmdline)
 		}
 	}
-	a = append(a, "-boot", "order="+g.EffectiveBoot())
-	disks, err := drives(g)
-	if err != nil {
-		return nil, err
-	}
-	a = append(a, disks...)
-	nics, err := netArgs(g.RemapBridges(o.Bridges), o.Network)
-	if err != nil {
-		return nil, err
-	}
-	a = append(a, nics...)
-	a = append(a, display(g)...)
+	return a
+}
+
+// usbDevices are xl's usbdevice names as QEMU devices.
+var usbDevices = map[string]string{"tablet": "usb-tablet", "mouse": "usb-mouse", "keyboard": "usb-kbd"}
+
+// usbArgs gives -usb and one device per USB device (host:VENDOR:PRODUCT
+// passes a host device through).
+func usbArgs(g *hvm.Guest) ([]string, error) {
+	var a []string
 	if g.USB != nil && *g.USB || len(g.USBDevices) > 0 {
 		a = append(a, "-usb")
 	}
 	for _, u := range g.USBDevices {
-		switch {
-		case u == "tablet":
-			a = append(a, "-device", "usb-tablet")
-		case u == "mouse":
-			a = append(a, "-device", "usb-mouse")
-		case u == "keyboard":
-			a = append(a, "-device", "usb-kbd")
-		case strings.HasPrefix(u, "host:"):
-			p := strings.Split(u, ":")
-			if len(p) != 3 {
-				return nil, bad(g, storage.ErrInvalid, "usb device %q is not host:VENDOR:PRODUCT", u)
-			}
-			a = append(a, "-device", "usb-host,vendorid=0x"+p[1]+",productid=0x"+p[2])
-		default:
+		if dev, ok := usbDevices[u]; ok {
+			a = append(a, "-device", dev)
+			continue
+		}
+		if !strings.HasPrefix(u, "host:") {
 			return nil, bad(g, storage.ErrNotSupported, "usb device %q has no QEMU equivalent", u)
 		}
+		p := strings.Split(u, ":")
+		if len(p) != 3 {
+			return nil, bad(g, storage.ErrInvalid, "usb device %q is not host:VENDOR:PRODUCT", u)
+		}
+		a = append(a, "-device", "usb-host,vendorid=0x"+p[1]+",productid=0x"+p[2])
 	}
+	return a, nil
+}
+
+// charArgs gives the serial and parallel ports, xl's specs being QEMU's.
+func charArgs(g *hvm.Guest) []string {
+	var a []string
 	for _, s := range g.Serial {
 		a = append(a, "-serial", s)
 	}
 	for _, s := range g.Parallel {
 		a = append(a, "-parallel", s)
 	}
-	if len(g.SoundHW) > 0 {
-		backend := o.Audio
-		if backend == "" {
-			backend = "none"
+	return a
+}
+
+// soundArgs gives one audio backend (none unless given) shared by every
+// sound card.
+func soundArgs(g *hvm.Guest, backend string) ([]string, error) {
+	if len(g.SoundHW) == 0 {
+		return nil, nil
+	}
+	if backend == "" {
+		backend = "none"
+	}
+	a := []string{"-audiodev", backend + ",id=snd0"}
+	for _, s := range g.SoundCards() {
+		devs, ok := soundDevices[s]
+		if !ok {
+			return nil, bad(g, storage.ErrNotSupported, "sound card %q has no QEMU device here; use one of sb16, es1370, ac97, hda, adlib, gus, cs4231a", s)
 		}
-		a = append(a, "-audiodev", backend+",id=snd0")
-		for _, s := range g.SoundCards() {
-			devs, ok := soundDevices[s]
-			if !ok {
-				return nil, bad(g, storage.ErrNotSupported, "sound card %q has no QEMU device here; use one of sb16, es1370, ac97, hda, adlib, gus, cs4231a", s)
-			}
-			for _, d := range devs {
-				if d == "intel-hda" {
-					a = append(a, "-device", d)
-				} else {
-					a = append(a, "-device", d+",audiodev=snd0")
-				}
+		for _, d := range devs {
+			if d == "intel-hda" {
+				a = append(a, "-device", d)
+			} else {
+				a = append(a, "-device", d+",audiodev=snd0")
 			}
 		}
 	}
+	return a, nil
+}
+
+// pciArgs passes PCI functions through with VFIO; xl's options after
+// ',' and its '@' slot are dropped, a missing domain is 0000.
+func pciArgs(g *hvm.Guest) []string {
+	var a []string
 	for _, p := range g.PCI {
 		bdf, _, _ := strings.Cut(p, ",")
 		bdf, _, _ = strings.Cut(bdf, "@")
@@ -259,9 +309,13 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 		}
 		a = append(a, "-device", "vfio-pci,host="+bdf)
 	}
-	if o.QMP != "" {
-		a = append(a, "-qmp", "unix:"+escape(o.QMP)+",server=on,wait=off")
-	}
+	return a
+}
+
+// lifecycleArgs gives the flags that keep QEMU from rebooting or exiting
+// where xl's on_reboot and on_poweroff say so.
+func lifecycleArgs(g *hvm.Guest) []string {
+	var a []string
 	switch g.Lifecycle.OnReboot {
 	case "destroy", "preserve", "coredump-destroy":
 		a = append(a, "-no-reboot")
@@ -269,7 +323,7 @@ func Argv(g *hvm.Guest, o Options) ([]string, error) {
 	if g.Lifecycle.OnPoweroff == "preserve" {
 		a = append(a, "-no-shutdown")
 	}
-	return a, nil
+	return a
 }
 
 // rtcBase is QEMU's -rtc base for the guest's clock: "" (UTC, QEMU's

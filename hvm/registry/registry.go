@@ -18,6 +18,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -184,14 +185,7 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 	if err := storage.ValidateName("guest", g.Name); err != nil {
 		return nil, nil, err
 	}
-	oldUUID := ""
-	if previous != "" {
-		if rec, err := tx.Guest(previous); err == nil && rec.Definition != "" {
-			if old, err := decode(tx, rec); err == nil {
-				oldUUID = old.UUID
-			}
-		}
-	}
+	oldUUID := previousUUID(tx, previous)
 	if err := g.FillDefaults(); err != nil {
 		return nil, nil, err
 	}
@@ -200,16 +194,7 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 			return nil, nil, err
 		}
 	}
-	inUse, err := MACsInUse(tx, previous)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, n := range g.NICs {
-		if n.MAC != "" && inUse[strings.ToLower(n.MAC)] {
-			return nil, nil, storage.Errorf(storage.ErrExists, "guest %q: nics[%d] MAC %s is already used by another guest or a golden image: give another or omit it to get a fresh one", g.Name, i, n.MAC)
-		}
-	}
-	if err := g.PinMACs(inUse); err != nil {
+	if err := pinMACs(tx, g, previous); err != nil {
 		return nil, nil, err
 	}
 	if err := g.Validate(); err != nil {
@@ -226,6 +211,52 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 	if err := checkWriters(tx, g, previous); err != nil {
 		return nil, nil, err
 	}
+	// No install record here: Windows fixes its HAL when it is
+	// installed, not when the guest is defined (guest install and guest
+	// installed take the record).
+	return resolveDisks(tx, g, previous)
+}
+
+// previousUUID is the UUID of the definition stored as previous, or ""
+// when there is none or it cannot be read. That is safe: with "" the new
+// UUID is checked against every other guest's (checkUUID), the stricter
+// path, and an unreadable definition is being replaced anyway.
+func previousUUID(tx *catalog.Tx, previous string) string {
+	if previous == "" {
+		return ""
+	}
+	rec, err := tx.Guest(previous)
+	if err == nil && rec.Definition != "" {
+		var old *hvm.Guest
+		if old, err = decode(tx, rec); err == nil {
+			return old.UUID
+		}
+	}
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		log.Debug().Err(err).Str("guest", previous).Msg("previous definition unreadable: the new UUID is checked against every guest")
+	}
+	return ""
+}
+
+// pinMACs refuses a MAC another guest or golden image uses and gives
+// every NIC without one a fresh one.
+func pinMACs(tx *catalog.Tx, g *hvm.Guest, previous string) error {
+	inUse, err := MACsInUse(tx, previous)
+	if err != nil {
+		return err
+	}
+	for i, n := range g.NICs {
+		if n.MAC != "" && inUse[strings.ToLower(n.MAC)] {
+			return storage.Errorf(storage.ErrExists, "guest %q: nics[%d] MAC %s is already used by another guest or a golden image: give another or omit it to get a fresh one", g.Name, i, n.MAC)
+		}
+	}
+	return g.PinMACs(inUse)
+}
+
+// resolveDisks checks the volumes and media g's disks name and sets each
+// volume disk's format from the volume. It returns the IDs of the
+// volumes g writes and of every volume it names.
+func resolveDisks(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string, err error) {
 	seen := map[string]bool{}
 	for i := range g.Disks {
 		d := &g.Disks[i]
@@ -247,17 +278,8 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 			if d.CDROM || d.ReadOnly() || seen[v.ID] {
 				continue
 			}
-			// Two guests writing one disk corrupt it, and a rollback of
-			// one would overwrite the other's data (checkWriters checked
-			// the definitions; this the records restore points use).
-			writers, err := tx.GuestsWriting(v.ID)
-			if err != nil {
+			if err := checkOneWriter(tx, g, v, previous); err != nil {
 				return nil, nil, err
-			}
-			for _, w := range writers {
-				if w != previous {
-					return nil, nil, storage.Errorf(storage.ErrInUse, "guest %q: volume %q is already a writable disk of guest %q: give it read-only (access: ro) or use another volume", g.Name, v.Name, w)
-				}
 			}
 			seen[v.ID] = true
 			ids = append(ids, v.ID)
@@ -267,10 +289,24 @@ func prepare(tx *catalog.Tx, g *hvm.Guest, previous string) (ids, uses []string,
 			}
 		}
 	}
-	// No install record here: Windows fixes its HAL when it is
-	// installed, not when the guest is defined (guest install and guest
-	// installed take the record).
 	return ids, uses, nil
+}
+
+// checkOneWriter refuses a writable disk on a volume another guest
+// writes: two guests writing one disk corrupt it, and a rollback of one
+// would overwrite the other's data (checkWriters checked the
+// definitions; this the records restore points use).
+func checkOneWriter(tx *catalog.Tx, g *hvm.Guest, v storage.Volume, previous string) error {
+	writers, err := tx.GuestsWriting(v.ID)
+	if err != nil {
+		return err
+	}
+	for _, w := range writers {
+		if w != previous {
+			return storage.Errorf(storage.ErrInUse, "guest %q: volume %q is already a writable disk of guest %q: give it read-only (access: ro) or use another volume", g.Name, v.Name, w)
+		}
+	}
+	return nil
 }
 
 // InstallRecordOf notes the hardware Windows sees when it is installed on
@@ -314,7 +350,7 @@ func (r *Registry) Define(ctx context.Context, g *hvm.Guest) (*hvm.Guest, []lint
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info().Str("guest", g.Name).Msg("guest defined")
+	log.Debug().Str("guest", g.Name).Msg("guest defined")
 	return g, warn(g), nil
 }
 
@@ -377,7 +413,7 @@ func (r *Registry) Update(ctx context.Context, name string, change func(g *hvm.G
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info().Str("guest", g.Name).Msg("guest changed")
+	log.Debug().Str("guest", g.Name).Msg("guest changed")
 	return g, warn(g), nil
 }
 

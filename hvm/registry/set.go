@@ -485,62 +485,16 @@ func applyList(g *hvm.Guest, a assignment) error {
 	switch list {
 	case "disks":
 		if add {
-			d, err := diskFrom(g, a.value)
-			if err != nil {
-				return storage.Errorf(storage.ErrInvalid, "%s: %v", a, err)
-			}
-			g.Disks = append(g.Disks, d)
-			return nil
+			return addDisk(g, a)
 		}
-		var match []int
-		for i, d := range g.Disks {
-			_, src := d.Source()
-			if d.Vdev == a.value || src == a.value && src != "" {
-				match = append(match, i)
-			}
-		}
-		switch len(match) {
-		case 0:
-			return storage.Errorf(storage.ErrNotFound, "%s: no disk has that vdev, volume, medium or path (the guest's: %s)", a, diskNames(g))
-		case 1:
-			g.Disks = slices.Delete(g.Disks, match[0], match[0]+1)
-			return nil
-		}
-		return storage.Errorf(storage.ErrInvalid, "%s: %d disks match; give the vdev of the one to remove (%s)", a, len(match), diskNames(g))
+		return removeDisk(g, a)
 	case "nics":
 		if add {
-			n, _, err := xlcfg.ParseVif(a.value)
-			if err != nil {
-				return storage.Errorf(storage.ErrInvalid, "%s: %v", a, err)
-			}
-			g.NICs = append(g.NICs, n)
-			return nil
+			return addNIC(g, a)
 		}
-		for i, n := range g.NICs {
-			if strings.EqualFold(n.MAC, a.value) || strconv.Itoa(i) == a.value {
-				g.NICs = slices.Delete(g.NICs, i, i+1)
-				return nil
-			}
-		}
-		var macs []string
-		for _, n := range g.NICs {
-			macs = append(macs, n.MAC)
-		}
-		return storage.Errorf(storage.ErrNotFound, "%s: no NIC has that MAC (the guest's: %s); give the MAC or the NIC's index", a, strings.Join(macs, ", "))
+		return removeNIC(g, a)
 	}
-	var l *[]string
-	switch list {
-	case "serial":
-		l = &g.Serial
-	case "parallel":
-		l = &g.Parallel
-	case "soundhw":
-		l = &g.SoundHW
-	case "pci":
-		l = &g.PCI
-	case "usb_devices":
-		l = &g.USBDevices
-	}
+	l := stringList(g, list)
 	if add {
 		if slices.Contains(*l, a.value) {
 			return storage.Errorf(storage.ErrExists, "%s: %s already has it", a, a.typed)
@@ -554,6 +508,72 @@ func applyList(g *hvm.Guest, a assignment) error {
 	}
 	*l = slices.Delete(*l, i, i+1)
 	return nil
+}
+
+// stringList is the guest's list of plain strings called list.
+func stringList(g *hvm.Guest, list string) *[]string {
+	return map[string]*[]string{
+		"serial":      &g.Serial,
+		"parallel":    &g.Parallel,
+		"soundhw":     &g.SoundHW,
+		"pci":         &g.PCI,
+		"usb_devices": &g.USBDevices,
+	}[list]
+}
+
+// addDisk appends the disk an xl spec or a volume/medium name describes.
+func addDisk(g *hvm.Guest, a assignment) error {
+	d, err := diskFrom(g, a.value)
+	if err != nil {
+		return storage.Errorf(storage.ErrInvalid, "%s: %v", a, err)
+	}
+	g.Disks = append(g.Disks, d)
+	return nil
+}
+
+// removeDisk removes the one disk with that vdev or source; a source
+// two disks share is refused, naming the vdevs to choose from.
+func removeDisk(g *hvm.Guest, a assignment) error {
+	var match []int
+	for i, d := range g.Disks {
+		_, src := d.Source()
+		if d.Vdev == a.value || src == a.value && src != "" {
+			match = append(match, i)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return storage.Errorf(storage.ErrNotFound, "%s: no disk has that vdev, volume, medium or path (the guest's: %s)", a, diskNames(g))
+	case 1:
+		g.Disks = slices.Delete(g.Disks, match[0], match[0]+1)
+		return nil
+	}
+	return storage.Errorf(storage.ErrInvalid, "%s: %d disks match; give the vdev of the one to remove (%s)", a, len(match), diskNames(g))
+}
+
+// addNIC appends the NIC an xl vif spec describes.
+func addNIC(g *hvm.Guest, a assignment) error {
+	n, _, err := xlcfg.ParseVif(a.value)
+	if err != nil {
+		return storage.Errorf(storage.ErrInvalid, "%s: %v", a, err)
+	}
+	g.NICs = append(g.NICs, n)
+	return nil
+}
+
+// removeNIC removes the first NIC with that MAC (any case) or index.
+func removeNIC(g *hvm.Guest, a assignment) error {
+	for i, n := range g.NICs {
+		if strings.EqualFold(n.MAC, a.value) || strconv.Itoa(i) == a.value {
+			g.NICs = slices.Delete(g.NICs, i, i+1)
+			return nil
+		}
+	}
+	var macs []string
+	for _, n := range g.NICs {
+		macs = append(macs, n.MAC)
+	}
+	return storage.Errorf(storage.ErrNotFound, "%s: no NIC has that MAC (the guest's: %s); give the MAC or the NIC's index", a, strings.Join(macs, ", "))
 }
 
 func diskNames(g *hvm.Guest) string {

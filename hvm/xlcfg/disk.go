@@ -55,235 +55,293 @@ const (
 // ("phy:/dev/vg/lv,hda,w", "qcow2:/img,,hda", "file:/x.iso,hdc:cdrom,r",
 // ",hdc:cdrom,r" for an empty drive). A phy target without a leading '/'
 // is under /dev, as xl reads it.
+//
+// It splits the spec at commas (target= takes the rest, commas and
+// all), hands each token to diskParser.token, then checks the whole.
 func ParseDisk(spec string) (hvm.Disk, error) {
-	var d hvm.Disk
 	if len(spec) > MaxSpecSize {
-		return d, specError("disk", spec, "longer than %d bytes", MaxSpecSize)
+		return hvm.Disk{}, specError("disk", spec, "longer than %d bytes", MaxSpecSize)
 	}
-	var (
-		target             string
-		slot               = slotTarget
-		depr, empty, phy   bool
-		formatBy, accessBy string // "" or how it was given, for "given twice"
-		vdevBy             string
-	)
-	twice := func(what, by string) error {
-		return specError("disk", spec, "%s is given twice (%s and again): give it once", what, by)
-	}
-	vdevAndDevtype := func(s string) bool {
-		s = strings.TrimPrefix(s, "ioemu:")
-		v, dt, ok := strings.Cut(s, ":")
-		if !ok || dt != "cdrom" && dt != "disk" || !hvm.VdevPattern.MatchString(v) {
-			return false
-		}
-		d.Vdev, d.CDROM, vdevBy = v, dt == "cdrom", v
-		return true
-	}
-	setFormat := func(s, by string) error {
-		if formatBy != "" && s != "" {
-			return twice("format", formatBy)
-		}
-		formatBy = by
-		switch {
-		case s == "":
-		case s == "empty":
-			empty = true
-		case slices.Contains(hvm.Formats, s):
-			d.Format = s
-		default:
-			return specError("disk", spec, "unknown format %q: use raw, qcow, qcow2, vhd, qed or empty", s)
-		}
-		return nil
-	}
-	setVdev := func(s string) error {
-		if s == "" {
-			return nil
-		}
-		if vdevBy != "" {
-			return twice("vdev", vdevBy)
-		}
-		if vdevAndDevtype(s) {
-			return nil
-		}
-		s = strings.TrimPrefix(s, "ioemu:")
-		if !hvm.VdevPattern.MatchString(s) {
-			return specError("disk", spec, "vdev %q is not hdX, sdX or xvdX", s)
-		}
-		d.Vdev, vdevBy = s, s
-		return nil
-	}
-	setAccess := func(s, by string) error {
-		if s == "" {
-			return nil
-		}
-		if accessBy != "" {
-			return twice("access", accessBy)
-		}
-		accessBy = by
-		switch s {
-		case "r", "ro":
-			d.Access = "ro"
-		case "w", "rw", "w!":
-			d.Access = "rw"
-		default:
-			return specError("disk", spec, "access %q is not r, ro, w or rw", s)
-		}
-		return nil
-	}
-	setDevtype := func(s string) error {
-		switch s {
-		case "cdrom":
-			d.CDROM = true
-		case "disk":
-			d.CDROM = false
-		default:
-			return specError("disk", spec, "devtype %q is not cdrom or disk", s)
-		}
-		return nil
-	}
-	// positional fills the next slot; an empty field takes its default.
-	positional := func(tok string) error {
-		switch slot {
-		case slotTarget:
-			target, slot = tok, slotFormat
-			for {
-				m := prefixPattern.FindStringSubmatch(target)
-				if m == nil {
-					break
-				}
-				depr = true
-				switch p := m[1]; p {
-				case "phy":
-					phy = true
-				case "file", "aio", "ioemu", "tapdisk":
-				case "tap", "tap2":
-					d.Backend = "tap"
-				case "raw", "qcow", "qcow2", "vhd":
-					d.Format, formatBy = p, p+":"
-				case "iscsi", "nbd", "enbd", "drbd":
-					d.Script = "block-" + p
-				default:
-					return specError("disk", spec, "unknown prefix %q: use phy: for a block device, file: for an image file, or the key=value form (target= last)", p+":")
-				}
-				target = target[len(m[0]):]
-			}
-			return nil
-		case slotFormat:
-			slot = slotVdev
-			switch {
-			case depr && tok == "":
-				// "qcow2:/img,,hda": the empty format field.
-				return nil
-			case depr:
-				// The legacy "prefix:target,vdev,access".
-				slot = slotAccess
-				return setVdev(tok)
-			case target == "" && vdevAndDevtype(tok):
-				// ",hdc:cdrom,r": xm's empty drive.
-				empty, slot = true, slotAccess
-				return nil
-			case tok == "" || tok == "empty" || slices.Contains(hvm.Formats, tok):
-				return setFormat(tok, "format field "+tok)
-			case hvm.VdevPattern.MatchString(strings.TrimPrefix(tok, "ioemu:")) || vdevAndDevtype(tok):
-				// xm wrote "target,vdev,access" without a prefix.
-				slot = slotAccess
-				if vdevBy == tok {
-					return nil
-				}
-				return setVdev(tok)
-			}
-			return setFormat(tok, tok)
-		case slotVdev:
-			slot = slotAccess
-			return setVdev(tok)
-		case slotAccess:
-			slot = slotNone
-			return setAccess(tok, "access field "+tok)
-		}
-		if tok == "" {
-			return nil
-		}
-		return specError("disk", spec, "too many positional parameters at %q", tok)
-	}
-
+	p := &diskParser{spec: spec}
 	rest := spec
 	for first := true; first || rest != ""; first = false {
-		var tok string
-		trimmed := strings.TrimLeft(rest, " \t")
-		if strings.HasPrefix(trimmed, "target=") {
-			target, slot = strings.TrimPrefix(trimmed, "target="), max(slot, slotFormat)
+		if t, ok := strings.CutPrefix(strings.TrimLeft(rest, " \t"), "target="); ok {
+			p.target, p.slot = t, max(p.slot, slotFormat)
 			break
 		}
+		var tok string
 		tok, rest, _ = strings.Cut(rest, ",")
-		tok = strings.TrimSpace(tok)
-		var err error
-		switch {
-		case paramPattern.MatchString(tok):
-			k, v, _ := strings.Cut(tok, "=")
-			switch k {
-			case "format":
-				err = setFormat(v, "format="+v)
-			case "vdev":
-				err = setVdev(v)
-			case "access":
-				err = setAccess(v, "access="+v)
-			case "devtype":
-				err = setDevtype(v)
-			case "backendtype":
-				switch v {
-				case "phy":
-					phy, d.Backend = true, ""
-				case "qdisk", "tap", "standalone":
-					d.Backend = v
-				default:
-					err = specError("disk", spec, "backendtype %q is not phy, qdisk, tap or standalone", v)
-				}
-			case "backend":
-				d.BackendDomain = v
-			case "script":
-				d.Script = v
-			default:
-				vals, ok := diskOptions[k+"="]
-				switch {
-				case !ok:
-					err = specError("disk", spec, "unknown parameter %q (xl-disk-configuration(5) lists them)", k)
-				case vals != nil && !slices.Contains(vals, v):
-					err = specError("disk", spec, "%s %q is not one of %s", k, v, strings.Join(vals, ", "))
-				case strings.ContainsAny(v, " \t"):
-					err = specError("disk", spec, "%s %q contains a space", k, v)
-				default:
-					d.Options = append(d.Options, tok)
-				}
-			}
-		case tok == "cdrom":
-			d.CDROM = true
-		case tok == "discard":
-			d.Discard = hvm.Bool(true)
-		case tok == "no-discard":
-			d.Discard = hvm.Bool(false)
-		case diskOptions[tok] == nil && hasKey(diskOptions, tok):
-			d.Options = append(d.Options, tok)
+		if err := p.token(strings.TrimSpace(tok)); err != nil {
+			return p.d, err
+		}
+	}
+	return p.finish()
+}
+
+// diskParser is the state of one ParseDisk: the disk so far, the target,
+// the next positional slot, and how format, vdev and access were given
+// (empty until they are), so a second one is refused by naming the first.
+type diskParser struct {
+	spec   string
+	d      hvm.Disk
+	target string
+	slot   int
+	// depr: the target had an xm prefix ("phy:", "qcow2:", ...), so the
+	// next field is the vdev; empty: format=empty or xm's empty drive;
+	// phy: the target is a block device.
+	depr, empty, phy           bool
+	formatBy, accessBy, vdevBy string
+}
+
+func (p *diskParser) errorf(format string, args ...any) error {
+	return specError("disk", p.spec, format, args...)
+}
+
+func (p *diskParser) twice(what, by string) error {
+	return p.errorf("%s is given twice (%s and again): give it once", what, by)
+}
+
+// diskParams are the key=value parameters with a field of their own;
+// other known keys are kept verbatim in Options (diskOptions).
+var diskParams = map[string]func(p *diskParser, v string) error{
+	"format":      func(p *diskParser, v string) error { return p.setFormat(v, "format="+v) },
+	"vdev":        (*diskParser).setVdev,
+	"access":      func(p *diskParser, v string) error { return p.setAccess(v, "access="+v) },
+	"devtype":     (*diskParser).setDevtype,
+	"backendtype": (*diskParser).setBackendType,
+	"backend":     func(p *diskParser, v string) error { p.d.BackendDomain = v; return nil },
+	"script":      func(p *diskParser, v string) error { p.d.Script = v; return nil },
+}
+
+// diskFlags are the bare flags with a field of their own.
+var diskFlags = map[string]func(d *hvm.Disk){
+	"cdrom":      func(d *hvm.Disk) { d.CDROM = true },
+	"discard":    func(d *hvm.Disk) { d.Discard = hvm.Bool(true) },
+	"no-discard": func(d *hvm.Disk) { d.Discard = hvm.Bool(false) },
+}
+
+// token reads one comma-separated token: a key=value parameter, a flag,
+// or else the next positional field.
+func (p *diskParser) token(tok string) error {
+	if paramPattern.MatchString(tok) {
+		k, v, _ := strings.Cut(tok, "=")
+		if set, ok := diskParams[k]; ok {
+			return set(p, v)
+		}
+		return p.option(tok, k, v)
+	}
+	if set, ok := diskFlags[tok]; ok {
+		set(&p.d)
+		return nil
+	}
+	if diskOptions[tok] == nil && hasKey(diskOptions, tok) {
+		p.d.Options = append(p.d.Options, tok)
+		return nil
+	}
+	return p.positional(tok)
+}
+
+// option keeps a known key=value option verbatim, checking its value.
+func (p *diskParser) option(tok, k, v string) error {
+	vals, ok := diskOptions[k+"="]
+	switch {
+	case !ok:
+		return p.errorf("unknown parameter %q (xl-disk-configuration(5) lists them)", k)
+	case vals != nil && !slices.Contains(vals, v):
+		return p.errorf("%s %q is not one of %s", k, v, strings.Join(vals, ", "))
+	case strings.ContainsAny(v, " \t"):
+		return p.errorf("%s %q contains a space", k, v)
+	}
+	p.d.Options = append(p.d.Options, tok)
+	return nil
+}
+
+// positional fills the next slot; an empty field takes its default.
+func (p *diskParser) positional(tok string) error {
+	switch p.slot {
+	case slotTarget:
+		p.slot = slotFormat
+		return p.setTarget(tok)
+	case slotFormat:
+		return p.formatField(tok)
+	case slotVdev:
+		p.slot = slotAccess
+		return p.setVdev(tok)
+	case slotAccess:
+		p.slot = slotNone
+		return p.setAccess(tok, "access field "+tok)
+	}
+	if tok == "" {
+		return nil
+	}
+	return p.errorf("too many positional parameters at %q", tok)
+}
+
+// setTarget reads the target field, peeling off xm's prefixes
+// ("tap:qcow2:/img"), each of which says something about the disk.
+func (p *diskParser) setTarget(target string) error {
+	for {
+		m := prefixPattern.FindStringSubmatch(target)
+		if m == nil {
+			break
+		}
+		p.depr = true
+		switch pre := m[1]; pre {
+		case "phy":
+			p.phy = true
+		case "file", "aio", "ioemu", "tapdisk":
+		case "tap", "tap2":
+			p.d.Backend = "tap"
+		case "raw", "qcow", "qcow2", "vhd":
+			p.d.Format, p.formatBy = pre, pre+":"
+		case "iscsi", "nbd", "enbd", "drbd":
+			p.d.Script = "block-" + pre
 		default:
-			err = positional(tok)
+			return p.errorf("unknown prefix %q: use phy: for a block device, file: for an image file, or the key=value form (target= last)", pre+":")
 		}
-		if err != nil {
-			return d, err
-		}
+		target = target[len(m[0]):]
 	}
+	p.target = target
+	return nil
+}
+
+// formatField reads the second positional field, which is the format in
+// xl's form but the vdev in xm's: the token and what came before decide.
+func (p *diskParser) formatField(tok string) error {
+	p.slot = slotVdev
+	switch {
+	case p.depr && tok == "":
+		// "qcow2:/img,,hda": the empty format field.
+		return nil
+	case p.depr:
+		// The legacy "prefix:target,vdev,access".
+		p.slot = slotAccess
+		return p.setVdev(tok)
+	case p.target == "" && p.vdevAndDevtype(tok):
+		// ",hdc:cdrom,r": xm's empty drive.
+		p.empty, p.slot = true, slotAccess
+		return nil
+	case tok == "" || tok == "empty" || slices.Contains(hvm.Formats, tok):
+		return p.setFormat(tok, "format field "+tok)
+	case hvm.VdevPattern.MatchString(strings.TrimPrefix(tok, "ioemu:")) || p.vdevAndDevtype(tok):
+		// xm wrote "target,vdev,access" without a prefix.
+		p.slot = slotAccess
+		if p.vdevBy == tok {
+			return nil
+		}
+		return p.setVdev(tok)
+	}
+	return p.setFormat(tok, tok)
+}
+
+// vdevAndDevtype reads xm's "hdc:cdrom" (or ":disk"), reporting whether
+// s was one.
+func (p *diskParser) vdevAndDevtype(s string) bool {
+	s = strings.TrimPrefix(s, "ioemu:")
+	v, dt, ok := strings.Cut(s, ":")
+	if !ok || dt != "cdrom" && dt != "disk" || !hvm.VdevPattern.MatchString(v) {
+		return false
+	}
+	p.d.Vdev, p.d.CDROM, p.vdevBy = v, dt == "cdrom", v
+	return true
+}
+
+func (p *diskParser) setFormat(s, by string) error {
+	if p.formatBy != "" && s != "" {
+		return p.twice("format", p.formatBy)
+	}
+	p.formatBy = by
+	switch {
+	case s == "":
+	case s == "empty":
+		p.empty = true
+	case slices.Contains(hvm.Formats, s):
+		p.d.Format = s
+	default:
+		return p.errorf("unknown format %q: use raw, qcow, qcow2, vhd, qed or empty", s)
+	}
+	return nil
+}
+
+func (p *diskParser) setVdev(s string) error {
+	if s == "" {
+		return nil
+	}
+	if p.vdevBy != "" {
+		return p.twice("vdev", p.vdevBy)
+	}
+	if p.vdevAndDevtype(s) {
+		return nil
+	}
+	s = strings.TrimPrefix(s, "ioemu:")
+	if !hvm.VdevPattern.MatchString(s) {
+		return p.errorf("vdev %q is not hdX, sdX or xvdX", s)
+	}
+	p.d.Vdev, p.vdevBy = s, s
+	return nil
+}
+
+func (p *diskParser) setAccess(s, by string) error {
+	if s == "" {
+		return nil
+	}
+	if p.accessBy != "" {
+		return p.twice("access", p.accessBy)
+	}
+	p.accessBy = by
+	switch s {
+	case "r", "ro":
+		p.d.Access = "ro"
+	case "w", "rw", "w!":
+		p.d.Access = "rw"
+	default:
+		return p.errorf("access %q is not r, ro, w or rw", s)
+	}
+	return nil
+}
+
+func (p *diskParser) setDevtype(s string) error {
+	switch s {
+	case "cdrom":
+		p.d.CDROM = true
+	case "disk":
+		p.d.CDROM = false
+	default:
+		return p.errorf("devtype %q is not cdrom or disk", s)
+	}
+	return nil
+}
+
+func (p *diskParser) setBackendType(v string) error {
+	switch v {
+	case "phy":
+		p.phy, p.d.Backend = true, ""
+	case "qdisk", "tap", "standalone":
+		p.d.Backend = v
+	default:
+		return p.errorf("backendtype %q is not phy, qdisk, tap or standalone", v)
+	}
+	return nil
+}
+
+// finish checks the whole spec: a vdev, and a target unless the drive is
+// an empty CD-ROM; a phy target becomes the disk's device.
+func (p *diskParser) finish() (hvm.Disk, error) {
+	d, target := p.d, p.target
 	if d.Vdev == "" {
-		return d, specError("disk", spec, "no vdev: name the device the guest sees, e.g. hda (vdev=hda)")
+		return d, p.errorf("no vdev: name the device the guest sees, e.g. hda (vdev=hda)")
 	}
-	if target == "" || empty {
+	if target == "" || p.empty {
 		if !d.CDROM {
-			return d, specError("disk", spec, "no target: give the image path or device (target= last), or mark an empty drive as a CD-ROM")
+			return d, p.errorf("no target: give the image path or device (target= last), or mark an empty drive as a CD-ROM")
 		}
-		if empty && target != "" {
-			return d, specError("disk", spec, "format empty with target %q: an empty CD-ROM has no target", target)
+		if p.empty && target != "" {
+			return d, p.errorf("format empty with target %q: an empty CD-ROM has no target", target)
 		}
 		d.Format = ""
 		return d, nil
 	}
-	if phy {
+	if p.phy {
 		if !strings.HasPrefix(target, "/") {
 			target = "/dev/" + target
 		}

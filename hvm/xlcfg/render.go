@@ -74,11 +74,39 @@ func RenderXM(g *hvm.Guest) ([]byte, error) {
 	return render(g, true)
 }
 
+// render writes g in the xl dialect, or xm's when xm is set, one
+// section after the other (renderSections).
 func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	if err := hvm.Unresolved(g); err != nil {
 		return nil, err
 	}
 	w := &writer{keys: map[string]bool{}}
+	for _, section := range renderSections {
+		if err := section(w, g, xm); err != nil {
+			return nil, err
+		}
+	}
+	return w.buf.Bytes(), nil
+}
+
+// renderSections write the config in order, one family of keys each; xm
+// is the legacy dialect. The order is the file's order (golden files
+// hold it) and extra keys come last, after every key strata models.
+var renderSections = []func(w *writer, g *hvm.Guest, xm bool) error{
+	renderHeader,
+	renderCPUMemory,
+	renderFeatures,
+	renderFirmware,
+	renderDisksVifs,
+	renderDisplay,
+	renderDevices,
+	renderClockLifecycle,
+	renderDeviceModel,
+	renderExtra,
+}
+
+// renderHeader writes the comment line, the name and the builder.
+func renderHeader(w *writer, g *hvm.Guest, xm bool) error {
 	dialect := "xl.cfg(5)"
 	if xm {
 		dialect = "xm (xmdomain.cfg(5))"
@@ -92,11 +120,18 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	} else {
 		w.str("type", "hvm")
 	}
+	return nil
+}
+
+// renderCPUMemory writes memory and vCPUs; xm has no maxvcpus, so a
+// guest starting with fewer vCPUs than its maximum gets a vcpu_avail
+// bitmap (64 bits at most).
+func renderCPUMemory(w *writer, g *hvm.Guest, xm bool) error {
 	w.int("memory", g.Memory)
 	w.int("maxmem", g.MaxMem)
 	if xm && g.MaxVCPUs != nil && *g.MaxVCPUs != g.EffectiveVCPUs() {
 		if *g.MaxVCPUs > 64 {
-			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm cannot express more than 64 vCPUs", g.Name)
+			return storage.Errorf(storage.ErrNotSupported, "guest %q: xm cannot express more than 64 vCPUs", g.Name)
 		}
 		w.int("vcpus", g.MaxVCPUs)
 		w.raw("vcpu_avail", strconv.FormatUint(1<<uint(g.EffectiveVCPUs())-1, 10))
@@ -104,6 +139,11 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 		w.int("vcpus", g.VCPUs)
 		w.int("maxvcpus", g.MaxVCPUs)
 	}
+	return nil
+}
+
+// renderFeatures writes the platform features and passthrough.
+func renderFeatures(w *writer, g *hvm.Guest, xm bool) error {
 	f := g.Features
 	w.bool("acpi", f.ACPI)
 	w.bool("apic", f.APIC)
@@ -120,10 +160,16 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	}
 	if g.Passthrough != "" {
 		if xm {
-			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no passthrough key (Xen 4.13 added it); use xl", g.Name)
+			return storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no passthrough key (Xen 4.13 added it); use xl", g.Name)
 		}
 		w.str("passthrough", g.Passthrough)
 	}
+	return nil
+}
+
+// renderFirmware writes the firmware, the boot order and a directly
+// booted kernel, which xm cannot express for HVM guests.
+func renderFirmware(w *writer, g *hvm.Guest, xm bool) error {
 	switch g.Firmware {
 	case "":
 	case "bios":
@@ -132,7 +178,7 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 		}
 	case "ovmf":
 		if xm {
-			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no UEFI firmware (ovmf); use xl", g.Name)
+			return storage.Errorf(storage.ErrNotSupported, "guest %q: xm has no UEFI firmware (ovmf); use xl", g.Name)
 		}
 		w.str("bios", g.Firmware)
 	default:
@@ -142,12 +188,18 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	w.str("boot", g.Boot)
 	if b := g.DirectBoot; b != nil {
 		if xm {
-			return nil, storage.Errorf(storage.ErrNotSupported, "guest %q: xm HVM guests cannot boot a kernel directly; use xl", g.Name)
+			return storage.Errorf(storage.ErrNotSupported, "guest %q: xm HVM guests cannot boot a kernel directly; use xl", g.Name)
 		}
 		w.str("kernel", b.Kernel)
 		w.str("ramdisk", b.Ramdisk)
 		w.str("cmdline", b.Cmdline)
 	}
+	return nil
+}
+
+// renderDisksVifs writes the disk and vif lists; xm's NICs are emulated
+// (ioemu) unless they say otherwise.
+func renderDisksVifs(w *writer, g *hvm.Guest, xm bool) error {
 	var disks []string
 	for _, d := range g.Disks {
 		var s string
@@ -158,7 +210,7 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 			s, err = FormatDisk(d)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("guest %q: %w", g.Name, err)
+			return fmt.Errorf("guest %q: %w", g.Name, err)
 		}
 		disks = append(disks, s)
 	}
@@ -170,26 +222,22 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 		}
 		s, err := FormatVif(n)
 		if err != nil {
-			return nil, fmt.Errorf("guest %q: %w", g.Name, err)
+			return fmt.Errorf("guest %q: %w", g.Name, err)
 		}
 		vifs = append(vifs, s)
 	}
 	w.list("vif", vifs)
-	if err := renderDisplay(w, g, xm); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// renderDevices writes USB, serial and parallel ports (one as a string,
+// more as a list), sound and PCI passthrough.
+func renderDevices(w *writer, g *hvm.Guest, xm bool) error {
 	w.bool("usb", g.USB)
-	switch len(g.USBDevices) {
-	case 0:
-	case 1:
-		w.str("usbdevice", g.USBDevices[0])
-	default:
-		w.list("usbdevice", g.USBDevices)
-	}
 	for _, cd := range []struct {
 		key  string
 		devs []string
-	}{{"serial", g.Serial}, {"parallel", g.Parallel}} {
+	}{{"usbdevice", g.USBDevices}, {"serial", g.Serial}, {"parallel", g.Parallel}} {
 		switch len(cd.devs) {
 		case 0:
 		case 1:
@@ -200,45 +248,63 @@ func render(g *hvm.Guest, xm bool) ([]byte, error) {
 	}
 	w.str("soundhw", strings.Join(g.SoundHW, ","))
 	w.list("pci", g.PCI)
+	return nil
+}
+
+// renderClockLifecycle writes the clock and the on_* actions.
+func renderClockLifecycle(w *writer, g *hvm.Guest, xm bool) error {
 	w.bool("localtime", g.Localtime)
 	w.int("rtc_timeoffset", g.RTCTimeOffset)
 	w.str("on_poweroff", g.Lifecycle.OnPoweroff)
 	w.str("on_reboot", g.Lifecycle.OnReboot)
 	w.str("on_crash", g.Lifecycle.OnCrash)
+	return nil
+}
+
+// renderDeviceModel writes the device model: xl's version and override,
+// or xm's emulator path.
+func renderDeviceModel(w *writer, g *hvm.Guest, xm bool) error {
 	w.str("device_model_version", g.DeviceModel.Version)
-	if xm {
-		// The emulator the imported config named, else the one found on
-		// this host (FindXMDeviceModel, set by the caller); with neither,
-		// xm (3.3 and later) runs its own qemu-dm. Never a guessed path:
-		// a 64-bit host keeps it under lib64 or a versioned directory.
-		dm := g.DeviceModel.Override
-		if dm == "" {
-			dm = g.DeviceModel.XMPath
-		}
-		if dm == "" {
-			fmt.Fprintf(&w.buf, "# device_model: no qemu-dm known for this guest or found on this host; xm runs its own\n")
-		}
-		w.str("device_model", dm)
-	} else {
+	if !xm {
 		w.str("device_model_override", g.DeviceModel.Override)
+		return nil
 	}
+	// The emulator the imported config named, else the one found on
+	// this host (FindXMDeviceModel, set by the caller); with neither,
+	// xm (3.3 and later) runs its own qemu-dm. Never a guessed path:
+	// a 64-bit host keeps it under lib64 or a versioned directory.
+	dm := g.DeviceModel.Override
+	if dm == "" {
+		dm = g.DeviceModel.XMPath
+	}
+	if dm == "" {
+		fmt.Fprintf(&w.buf, "# device_model: no qemu-dm known for this guest or found on this host; xm runs its own\n")
+	}
+	w.str("device_model", dm)
+	return nil
+}
+
+// renderExtra writes the extra keys, sorted, each one xl.cfg value; a
+// key strata models (written above) is refused, so it cannot be set
+// twice.
+func renderExtra(w *writer, g *hvm.Guest, xm bool) error {
 	for _, k := range slices.Sorted(maps.Keys(g.Extra)) {
 		if w.keys[k] {
-			return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q is one strata models: set it in its own field", g.Name, k)
+			return storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q is one strata models: set it in its own field", g.Name, k)
 		}
 		if !xlKey(k) {
-			return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q is not an xl.cfg key", g.Name, k)
+			return storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q is not an xl.cfg key", g.Name, k)
 		}
 		val, err := ParseValue(g.Extra[k])
 		if err != nil {
 			if hvm.SecretKey(k) || hvm.SecretValue(g.Extra[k]) {
-				return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q: the value (not quoted: it holds a password) is not one xl.cfg value", g.Name, k)
+				return storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q: the value (not quoted: it holds a password) is not one xl.cfg value", g.Name, k)
 			}
-			return nil, storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q: the value %q is not one xl.cfg value: %w", g.Name, k, g.Extra[k], err)
+			return storage.Errorf(storage.ErrInvalid, "guest %q: extra key %q: the value %q is not one xl.cfg value: %w", g.Name, k, g.Extra[k], err)
 		}
 		w.raw(k, val.String())
 	}
-	return w.buf.Bytes(), nil
+	return nil
 }
 
 func renderDisplay(w *writer, g *hvm.Guest, xm bool) error {

@@ -69,6 +69,9 @@ const (
 // write has completed in QEMU when the call returns), and print a COUNT line
 // when the BIOS tick count has changed since the last one. A failed read or
 // write prints a COUNTER ERROR line and halts.
+//
+// Long by nature: one hand-assembled real-mode program written out as its
+// listing, one instruction a line, its labels spanning the whole of it.
 func CounterProgram() []byte {
 	var a realModeAsm
 	le := func(v int) (byte, byte) { return byte(v), byte(v >> 8) }

@@ -275,17 +275,9 @@ func makeRunKit(ctx context.Context, tmp string, spec RunKitSpec, kernel, busybo
 		return err
 	}
 	k := &RunKit{Spec: spec.Name, KernelPackage: kernel.Pkg, KernelVersion: kernel.Version, BusyboxVersion: busybox.Version, Packages: map[string]string{}}
-	trees := map[string]string{}
-	for _, d := range []debPackage{kernel, busybox} {
-		deb, err := aptDownload(ctx, tmp, d)
-		if err != nil {
-			return err
-		}
-		tree := filepath.Join(tmp, "x-"+d.Pkg)
-		if _, err := run.Output(ctx, "dpkg-deb", "-x", deb, tree); err != nil {
-			return err
-		}
-		trees[d.Pkg] = tree
+	trees, modDir, err := unpackKernel(ctx, tmp, out, kernel, busybox, "run kit")
+	if err != nil {
+		return err
 	}
 	tools := filepath.Join(tmp, "x-tools")
 	for _, d := range pkgs {
@@ -298,15 +290,7 @@ func makeRunKit(ctx context.Context, tmp string, spec RunKitSpec, kernel, busybo
 		}
 		k.Packages[d.Pkg] = d.Version
 	}
-	vmlinuz, _ := filepath.Glob(filepath.Join(trees[kernel.Pkg], "boot", "vmlinuz-*"))
-	mods, _ := filepath.Glob(filepath.Join(trees[kernel.Pkg], "lib", "modules", "*"))
-	if len(vmlinuz) != 1 || len(mods) != 1 {
-		return fmt.Errorf("run kit: %s holds %d kernels and %d module trees, want one of each", kernel.Pkg, len(vmlinuz), len(mods))
-	}
-	if err := copyFile(vmlinuz[0], filepath.Join(out, "vmlinuz")); err != nil {
-		return err
-	}
-	order, err := moduleLoadOrder(mods[0], append(append([]string{}, guestModules...), spec.Modules...), nil)
+	order, err := moduleLoadOrder(modDir, append(append([]string{}, guestModules...), spec.Modules...), nil)
 	if err != nil {
 		return err
 	}
@@ -315,51 +299,16 @@ func makeRunKit(ctx context.Context, tmp string, spec RunKitSpec, kernel, busybo
 		a.dir(d)
 	}
 	a.node("dev/console", syscall.S_IFCHR|0o600, 5, 1)
-	bb, err := os.ReadFile(filepath.Join(trees[busybox.Pkg], "bin", "busybox"))
-	if err != nil {
-		return fmt.Errorf("run kit: %s: %w", busybox.Pkg, err)
+	if err := addBusybox(&a, trees[busybox.Pkg], busybox.Pkg, "run kit"); err != nil {
+		return err
 	}
-	a.file("bin/busybox", 0o755, bb)
-	a.symlink("bin/sh", "busybox")
 	a.file("init", 0o755, runInit)
-	var load strings.Builder
-	for _, m := range order {
-		b, err := os.ReadFile(m)
-		if err != nil {
-			return err
-		}
-		a.file("lib/modules/"+filepath.Base(m), 0o644, b)
-		fmt.Fprintln(&load, filepath.Base(m))
-		k.Modules = append(k.Modules, filepath.Base(m))
+	if k.Modules, err = addModules(&a, order); err != nil {
+		return err
 	}
-	a.file("lib/modules/load", 0o644, []byte(load.String()))
-
-	libs := map[string]string{}
-	interp := ""
-	for _, bin := range spec.Binaries {
-		p := filepath.Join(tools, bin)
-		in, l, err := elfClosure(tools, p)
-		if err != nil {
-			return fmt.Errorf("run kit %s: %s: %w", spec.Name, bin, err)
-		}
-		interp = in
-		for n, f := range l {
-			libs[n] = f
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		a.file(bin, 0o755, b)
-		// The package's links to the binary (lvcreate -> lvm), so that
-		// every command name works in the guest.
-		ents, _ := os.ReadDir(filepath.Dir(p))
-		for _, e := range ents {
-			lp := filepath.Join(filepath.Dir(p), e.Name())
-			if t, err := os.Readlink(lp); err == nil && filepath.Base(t) == filepath.Base(bin) {
-				a.symlink(filepath.Join(filepath.Dir(bin), e.Name()), t)
-			}
-		}
+	libs, interp, err := addBinaries(&a, tools, spec)
+	if err != nil {
+		return err
 	}
 	// glibc loads libgcc_s when a thread is cancelled or exits early.
 	if p, err := findLib(tools, "libgcc_s.so.1"); err == nil {
@@ -368,13 +317,60 @@ func makeRunKit(ctx context.Context, tmp string, spec RunKitSpec, kernel, busybo
 	if k.Libs, err = addLibs(&a, libs, interp); err != nil {
 		return err
 	}
-	files := make([]string, 0, len(spec.Files))
-	for f := range spec.Files {
+	addSpecFiles(&a, spec.Files)
+	// Uncompressed: under TCG the kernel's gunzip of the tools costs
+	// more than QEMU's copy of the bigger file.
+	if err := os.WriteFile(filepath.Join(out, "initrd.cpio"), a.finish(), 0o644); err != nil {
+		return err
+	}
+	meta, _ := json.MarshalIndent(k, "", "  ")
+	return os.WriteFile(filepath.Join(out, "kit.json"), append(meta, '\n'), 0o644)
+}
+
+// addBinaries adds the spec's binaries from the unpacked tools with the
+// package's links to each; it returns the libraries they need (by
+// soname) and their ELF interpreter.
+func addBinaries(a *cpioArchive, tools string, spec RunKitSpec) (map[string]string, string, error) {
+	libs := map[string]string{}
+	interp := ""
+	for _, bin := range spec.Binaries {
+		p := filepath.Join(tools, bin)
+		in, l, err := elfClosure(tools, p)
+		if err != nil {
+			return nil, "", fmt.Errorf("run kit %s: %s: %w", spec.Name, bin, err)
+		}
+		interp = in
+		for n, f := range l {
+			libs[n] = f
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, "", err
+		}
+		a.file(bin, 0o755, b)
+		// The package's links to the binary (lvcreate -> lvm), so that
+		// every command name works in the guest. An unreadable
+		// directory has no links to add.
+		ents, _ := os.ReadDir(filepath.Dir(p))
+		for _, e := range ents {
+			lp := filepath.Join(filepath.Dir(p), e.Name())
+			if t, err := os.Readlink(lp); err == nil && filepath.Base(t) == filepath.Base(bin) {
+				a.symlink(filepath.Join(filepath.Dir(bin), e.Name()), t)
+			}
+		}
+	}
+	return libs, interp, nil
+}
+
+// addSpecFiles adds the spec's files (guest path to content) in sorted
+// order, after their directories, parents first (a parent sorts before
+// its children); etc is already there.
+func addSpecFiles(a *cpioArchive, specFiles map[string]string) {
+	files := make([]string, 0, len(specFiles))
+	for f := range specFiles {
 		files = append(files, f)
 	}
 	sort.Strings(files)
-	// Their directories, parents first (a parent sorts before its
-	// children); etc is already there.
 	made := map[string]bool{}
 	for _, f := range files {
 		for d := filepath.Dir(f); d != "." && d != "etc"; d = filepath.Dir(d) {
@@ -390,15 +386,8 @@ func makeRunKit(ctx context.Context, tmp string, spec RunKitSpec, kernel, busybo
 		a.dir(d)
 	}
 	for _, f := range files {
-		a.file(f, 0o644, []byte(spec.Files[f]))
+		a.file(f, 0o644, []byte(specFiles[f]))
 	}
-	// Uncompressed: under TCG the kernel's gunzip of the tools costs
-	// more than QEMU's copy of the bigger file.
-	if err := os.WriteFile(filepath.Join(out, "initrd.cpio"), a.finish(), 0o644); err != nil {
-		return err
-	}
-	meta, _ := json.MarshalIndent(k, "", "  ")
-	return os.WriteFile(filepath.Join(out, "kit.json"), append(meta, '\n'), 0o644)
 }
 
 // RunOptions is one run of a program in a run kit's guest.
@@ -444,15 +433,8 @@ type RunResult struct {
 // result still holds what it printed); a program that failed is an exit
 // code other than 0, not an error.
 func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
-	for _, s := range append(append([]string{}, o.Args...), o.Env...) {
-		if strings.ContainsAny(s, "\n\x00") {
-			return nil, fmt.Errorf("run kit: argument or environment %q holds a newline", s)
-		}
-	}
-	for _, e := range o.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return nil, fmt.Errorf("run kit: environment entry %q is not KEY=VALUE", e)
-		}
+	if err := checkRunOptions(o); err != nil {
+		return nil, err
 	}
 	work := o.WorkDir
 	if work == "" {
@@ -463,36 +445,87 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		defer os.RemoveAll(d)
 		work = d
 	}
+	initrd, err := k.runInitrd(o, work)
+	if err != nil {
+		return nil, err
+	}
+	console := filepath.Join(work, "console.log")
+	args, err := k.qemuArgs(o, work, initrd, console)
+	if err != nil {
+		return nil, err
+	}
+	res, werr, scanErr, err := runQEMU(ctx, args, o.Output)
+	if err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(console); err == nil {
+		res.Console = string(b)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("run kit: the guest did not finish in time: %w", ctx.Err())
+	case werr != nil:
+		return res, werr
+	case scanErr != nil:
+		return res, fmt.Errorf("run kit: reading the program's output: %w", scanErr)
+	case res.ExitCode < 0:
+		return res, errors.New("run kit: the guest powered off without the program's exit code (see its console)")
+	}
+	return res, nil
+}
+
+// checkRunOptions refuses arguments and environment entries the guest's
+// line-based files cannot carry.
+func checkRunOptions(o RunOptions) error {
+	for _, s := range append(append([]string{}, o.Args...), o.Env...) {
+		if strings.ContainsAny(s, "\n\x00") {
+			return fmt.Errorf("run kit: argument or environment %q holds a newline", s)
+		}
+	}
+	for _, e := range o.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("run kit: environment entry %q is not KEY=VALUE", e)
+		}
+	}
+	return nil
+}
+
+// runInitrd writes the run's initrd into work: the kit's, with the run's
+// part (program, arguments, environment, disk count, files) as a second
+// archive appended (the kernel unpacks them in order; each must start
+// 4-byte aligned).
+func (k *RunKit) runInitrd(o RunOptions, work string) (string, error) {
 	prog, err := os.ReadFile(o.Program)
 	if err != nil {
-		return nil, fmt.Errorf("run kit: %w", err)
+		return "", fmt.Errorf("run kit: %w", err)
 	}
-	// The run's part is a second archive appended to the kit's (the
-	// kernel unpacks them in order; each must start 4-byte aligned).
 	var a cpioArchive
 	a.file("strata/program", 0o755, prog)
 	a.file("strata/args", 0o644, []byte(lines(o.Args)))
 	a.file("strata/env", 0o644, []byte(lines(o.Env)))
 	a.file("strata/disks", 0o644, []byte(strconv.Itoa(len(o.Disks))+"\n"))
 	if err := addFiles(&a, o.Files); err != nil {
-		return nil, err
+		return "", err
 	}
 	base, err := os.ReadFile(k.Initrd)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	for len(base)%4 != 0 {
 		base = append(base, 0)
 	}
 	initrd := filepath.Join(work, "initrd")
-	if err := os.WriteFile(initrd, append(base, a.finish()...), 0o644); err != nil {
-		return nil, err
-	}
+	return initrd, os.WriteFile(initrd, append(base, a.finish()...), 0o644)
+}
+
+// qemuArgs is QEMU's command line for the run (TCG, the kernel's console
+// to a file, the program's output on stdout), with its scratch disks
+// made in work.
+func (k *RunKit) qemuArgs(o RunOptions, work, initrd, console string) ([]string, error) {
 	mem := o.MemoryMiB
 	if mem == 0 {
 		mem = 512
 	}
-	console := filepath.Join(work, "console.log")
 	args := []string{"-machine", "pc", "-accel", "tcg", "-m", strconv.Itoa(mem), "-display", "none", "-nodefaults", "-no-reboot",
 		"-kernel", k.Kernel, "-initrd", initrd, "-append", "console=ttyS0,115200 quiet panic=1",
 		"-chardev", "file,id=console,path=" + console, "-serial", "chardev:console", "-serial", "stdio"}
@@ -510,9 +543,16 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		// cache=unsafe: scratch disks need no flush to the host's disk.
 		args = append(args, "-drive", "file="+p+",format=raw,if=virtio,cache=unsafe")
 	}
+	return args, nil
+}
+
+// runQEMU runs QEMU and reads the program's output from its stdout until
+// it ends. err: QEMU did not start; werr: it ended badly; scanErr: the
+// output could not be read.
+func runQEMU(ctx context.Context, args []string, echo io.Writer) (res *RunResult, werr, scanErr, err error) {
 	qemu, err := run.Look("qemu-system-x86_64")
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
@@ -521,13 +561,28 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	res := &RunResult{ExitCode: -1}
+	res = &RunResult{ExitCode: -1}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
+	scanErr = readProgramOutput(stdout, res, start, echo)
+	// A line too long for the scanner ends the loop: keep reading, so
+	// that QEMU never blocks on a full pipe.
+	io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil {
+		werr = fmt.Errorf("run kit: qemu: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	res.Total = time.Since(start)
+	return res, werr, scanErr, nil
+}
+
+// readProgramOutput reads the guest's stdout into res: the start and
+// exit markers, and every other line as the program's output (echoed
+// when echo is set).
+func readProgramOutput(stdout io.Reader, res *RunResult, start time.Time, echo io.Writer) error {
 	var out strings.Builder
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -548,31 +603,12 @@ func (k *RunKit) Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		}
 		out.WriteString(line)
 		out.WriteByte('\n')
-		if o.Output != nil {
-			fmt.Fprintln(o.Output, line)
+		if echo != nil {
+			fmt.Fprintln(echo, line)
 		}
 	}
-	// A line too long for the scanner ends the loop: keep reading, so
-	// that QEMU never blocks on a full pipe.
-	scanErr := sc.Err()
-	io.Copy(io.Discard, stdout)
-	werr := cmd.Wait()
-	res.Total = time.Since(start)
 	res.Output = out.String()
-	if b, err := os.ReadFile(console); err == nil {
-		res.Console = string(b)
-	}
-	switch {
-	case ctx.Err() != nil:
-		return res, fmt.Errorf("run kit: the guest did not finish in time: %w", ctx.Err())
-	case werr != nil:
-		return res, fmt.Errorf("run kit: qemu: %v: %s", werr, strings.TrimSpace(stderr.String()))
-	case scanErr != nil:
-		return res, fmt.Errorf("run kit: reading the program's output: %w", scanErr)
-	case res.ExitCode < 0:
-		return res, errors.New("run kit: the guest powered off without the program's exit code (see its console)")
-	}
-	return res, nil
+	return sc.Err()
 }
 
 // addFiles adds host files to a, under the guest paths given, with the

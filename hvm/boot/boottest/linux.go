@@ -656,27 +656,11 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage, agent
 	if err := os.Mkdir(out, 0o755); err != nil {
 		return nil, err
 	}
-	trees := map[string]string{}
-	for _, d := range []debPackage{kernel, busybox} {
-		deb, err := aptDownload(ctx, tmp, d)
-		if err != nil {
-			return nil, err
-		}
-		tree := filepath.Join(tmp, "x-"+d.Pkg)
-		if _, err := run.Output(ctx, "dpkg-deb", "-x", deb, tree); err != nil {
-			return nil, err
-		}
-		trees[d.Pkg] = tree
-	}
-	vmlinuz, _ := filepath.Glob(filepath.Join(trees[kernel.Pkg], "boot", "vmlinuz-*"))
-	mods, _ := filepath.Glob(filepath.Join(trees[kernel.Pkg], "lib", "modules", "*"))
-	if len(vmlinuz) != 1 || len(mods) != 1 {
-		return nil, fmt.Errorf("test guest: %s holds %d kernels and %d module trees, want one of each", kernel.Pkg, len(vmlinuz), len(mods))
-	}
-	if err := copyFile(vmlinuz[0], filepath.Join(out, "vmlinuz")); err != nil {
+	trees, modDir, err := unpackKernel(ctx, tmp, out, kernel, busybox, "test guest")
+	if err != nil {
 		return nil, err
 	}
-	order, err := moduleLoadOrder(mods[0], guestModules, optionalModules)
+	order, err := moduleLoadOrder(modDir, guestModules, optionalModules)
 	if err != nil {
 		return nil, err
 	}
@@ -694,25 +678,14 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage, agent
 	// The kernel opens /dev/console before /init runs: without it /init
 	// has no output.
 	a.node("dev/console", syscall.S_IFCHR|0o600, 5, 1)
-	bb, err := os.ReadFile(filepath.Join(trees[busybox.Pkg], "bin", "busybox"))
-	if err != nil {
-		return nil, fmt.Errorf("test guest: %s: %w", busybox.Pkg, err)
+	if err := addBusybox(&a, trees[busybox.Pkg], busybox.Pkg, "test guest"); err != nil {
+		return nil, err
 	}
-	a.file("bin/busybox", 0o755, bb)
-	a.symlink("bin/sh", "busybox")
 	a.file("init", 0o755, guestInit)
 	a.file("strata/bootsector.bin", 0o644, MarkerBootSector())
-	var load strings.Builder
-	for _, m := range order {
-		b, err := os.ReadFile(m)
-		if err != nil {
-			return nil, err
-		}
-		a.file("lib/modules/"+filepath.Base(m), 0o644, b)
-		fmt.Fprintln(&load, filepath.Base(m))
-		k.Modules = append(k.Modules, filepath.Base(m))
+	if k.Modules, err = addModules(&a, order); err != nil {
+		return nil, err
 	}
-	a.file("lib/modules/load", 0o644, []byte(load.String()))
 	base, err := gzipped(a.finish())
 	if err != nil {
 		return nil, err
@@ -732,6 +705,65 @@ func buildKit(ctx context.Context, tmp string, kernel, busybox debPackage, agent
 		return nil, err
 	}
 	return k, nil
+}
+
+// unpackKernel downloads and unpacks the kernel and busybox packages
+// under tmp and copies the kernel to out/vmlinuz; it returns the
+// unpacked trees by package and the kernel's module tree. what names the
+// kit in errors.
+func unpackKernel(ctx context.Context, tmp, out string, kernel, busybox debPackage, what string) (map[string]string, string, error) {
+	trees := map[string]string{}
+	for _, d := range []debPackage{kernel, busybox} {
+		deb, err := aptDownload(ctx, tmp, d)
+		if err != nil {
+			return nil, "", err
+		}
+		tree := filepath.Join(tmp, "x-"+d.Pkg)
+		if _, err := run.Output(ctx, "dpkg-deb", "-x", deb, tree); err != nil {
+			return nil, "", err
+		}
+		trees[d.Pkg] = tree
+	}
+	// A Glob error is a bad pattern, and these are constant: none.
+	vmlinuz, _ := filepath.Glob(filepath.Join(trees[kernel.Pkg], "boot", "vmlinuz-*"))
+	mods, _ := filepath.Glob(filepath.Join(trees[kernel.Pkg], "lib", "modules", "*"))
+	if len(vmlinuz) != 1 || len(mods) != 1 {
+		return nil, "", fmt.Errorf("%s: %s holds %d kernels and %d module trees, want one of each", what, kernel.Pkg, len(vmlinuz), len(mods))
+	}
+	if err := copyFile(vmlinuz[0], filepath.Join(out, "vmlinuz")); err != nil {
+		return nil, "", err
+	}
+	return trees, mods[0], nil
+}
+
+// addBusybox adds busybox from its unpacked package, and sh as a link
+// to it.
+func addBusybox(a *cpioArchive, tree, pkg, what string) error {
+	bb, err := os.ReadFile(filepath.Join(tree, "bin", "busybox"))
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", what, pkg, err)
+	}
+	a.file("bin/busybox", 0o755, bb)
+	a.symlink("bin/sh", "busybox")
+	return nil
+}
+
+// addModules adds the kernel modules in load order, with the list /init
+// loads them from (lib/modules/load); it returns their names.
+func addModules(a *cpioArchive, order []string) ([]string, error) {
+	var names []string
+	var load strings.Builder
+	for _, m := range order {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			return nil, err
+		}
+		a.file("lib/modules/"+filepath.Base(m), 0o644, b)
+		fmt.Fprintln(&load, filepath.Base(m))
+		names = append(names, filepath.Base(m))
+	}
+	a.file("lib/modules/load", 0o644, []byte(load.String()))
+	return names, nil
 }
 
 func gzipped(b []byte) ([]byte, error) {

@@ -51,6 +51,9 @@ const (
 // stop the machine it writes 0 to isa-debug-exit (port 0xf4, QEMU exit code
 // 1 when that device is present) and halts. A read error prints
 // "STRATA-BOOTSECTOR: cannot read the marker sector" instead.
+//
+// Long by nature: one hand-assembled real-mode program written out as its
+// listing, one instruction a line, its labels spanning the whole of it.
 func MarkerBootSector() []byte {
 	var a realModeAsm
 	a.emit(0xfa)             // cli

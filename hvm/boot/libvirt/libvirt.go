@@ -353,6 +353,8 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 func (d *Driver) recordRun(c *conn, g *boot.Guest, dm lv.Domain, rs boot.RunState, before map[string][2]int) (boot.Status, error) {
 	if pid := d.pid(dm.Name); pid > 0 {
 		rs.PID = pid
+		// Without a start time (QEMU gone already) the pid alone is
+		// recorded; status then finds it gone.
 		rs.PIDStart, _ = boot.ProcStart(pid)
 	}
 	if lx, err := liveXML(c, dm); err == nil {

@@ -36,6 +36,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog/log"
+
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/boot"
 	qemuargv "github.com/strata-vm/strata/hvm/qemu"
@@ -149,7 +151,11 @@ func (d *Driver) AttachDisk(ctx context.Context, g *boot.Guest, k hvm.Disk) erro
 	// the names. Without the device they are nobody's: removed first.
 	if !s.hasDevice(qctx, node) {
 		for _, n := range []string{node, file} {
-			_, _ = s.c.Execute(qctx, "blockdev-del", map[string]string{"node-name": n})
+			if _, err := s.c.Execute(qctx, "blockdev-del", map[string]string{"node-name": n}); err != nil {
+				// Usually there is none; one that stays makes the
+				// blockdev-add below fail, and that is reported.
+				log.Debug().Err(err).Str("node", n).Msg("no leftover node removed")
+			}
 		}
 	}
 	if _, err := s.c.Execute(qctx, "blockdev-add", proto); err != nil {
@@ -341,10 +347,13 @@ func (s *attachSession) deviceGone(ctx context.Context, id string) (bool, error)
 func editStarted(rd *boot.RunDir, fn func(*started)) {
 	st, err := readStarted(rd)
 	if err != nil || st == nil {
+		log.Debug().Err(err).Str("run_dir", rd.Dir).Msg("started.json not read: the in-use view of the guest's disks is stale until it stops")
 		return
 	}
 	fn(st)
-	_ = boot.WriteRuntimeJSON(rd.Path(startedFile), st)
+	if err := boot.WriteRuntimeJSON(rd.Path(startedFile), st); err != nil {
+		log.Debug().Err(err).Str("run_dir", rd.Dir).Msg("started.json not updated: the in-use view of the guest's disks is stale until it stops")
+	}
 }
 
 // AttachNIC implements boot.Attacher: netdev_add (the network mode the

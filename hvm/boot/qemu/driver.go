@@ -69,6 +69,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/hvm"
@@ -365,6 +366,8 @@ func (d *Driver) lockLive(ctx context.Context, g *boot.Guest) (*boot.RunState, f
 // otherwise the reason is strata's intent, or "died".
 func settle(rd *boot.RunDir, st *boot.RunState, locked bool) error {
 	var w watcher
+	// Unreadable watcher or state files only skip the wait for the
+	// watcher's own record: the stop is recorded as "died" below.
 	if ok, _ := boot.ReadJSON(rd.Path(watcherFile), &w); ok && !locked {
 		deadline := time.Now().Add(3 * time.Second)
 		for boot.SameProcess(w.PID, w.Start) && time.Now().Before(deadline) {
@@ -423,37 +426,10 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if st != nil {
 		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q is already running (qemu pid %d): stop it first", g.Def.Name, st.PID)
 	}
-	bin, err := run.Look(d.binary())
+	p, err := d.planStart(ctx, g, o)
 	if err != nil {
 		return boot.Status{}, err
 	}
-	for _, k := range g.Def.Disks {
-		if kind, src := k.Source(); kind == hvm.SourcePath || kind == hvm.SourceDevice {
-			if strings.Contains(src, ":") && !strings.HasPrefix(src, "/") {
-				continue // a backend URL (rbd:...)
-			}
-			if _, err := os.Stat(src); err != nil {
-				return boot.Status{}, storage.Errorf(storage.ErrNotFound, "guest %q: disk %s: %s does not exist: restore it or remove the disk from the definition", g.Def.Name, k.Vdev, src)
-			}
-		}
-	}
-	for _, s := range []string{qmpSock, eventsSock, serialSock, agentSock} {
-		if p := rd.Path(s); len(p) > sockPathMax {
-			return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "socket path %s is %d bytes, more than a unix socket takes (%d): use a shorter state home", p, len(p), sockPathMax)
-		}
-	}
-	accel := d.Accel(ctx)
-	network := o.Network
-	if network == "" {
-		network = d.cfg.Network
-	}
-	argv, err := qemuargv.Argv(g.Def, qemuargv.Options{Binary: bin, Accel: accel, Network: network})
-	if err != nil {
-		return boot.Status{}, err
-	}
-	own := len(g.Def.Serial) == 0
-	acts := lifecycleActions(g.Def.Lifecycle)
-	argv = append(argv, runtimeArgs(rd, own, acts)...)
 	var stateFile *os.File
 	if o.FromState != "" {
 		// Opened here, passed over QMP once QEMU listens: QEMU never
@@ -462,69 +438,165 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 			return boot.Status{}, storage.Errorf(storage.ErrNotFound, "guest %q: its saved memory state: %w", g.Def.Name, err)
 		}
 		defer stateFile.Close()
-		argv = append(argv, "-incoming", "defer")
+	}
+	if err := prepareRunDir(rd, g, p); err != nil {
+		return boot.Status{}, err
+	}
+	c, st, w, err := d.launchWatched(ctx, g, p)
+	if err != nil {
+		return boot.Status{}, err
+	}
+	defer c.Close()
+	if err := bringUp(ctx, g, o, c, st, stateFile, w.ready); err != nil {
+		w.stop()
+		d.abort(rd, st)
+		return boot.Status{}, fmt.Errorf("guest %q: %w", g.Def.Name, err)
+	}
+	state := boot.Running
+	if o.Paused {
+		state = boot.Paused
+	}
+	return d.status(g, st, state), nil
+}
+
+// startPlan is what a start will run, settled before anything is
+// touched: QEMU's argv, the accelerator and NIC mode it uses, the
+// lifecycle actions and serial log it is given, and the run's id.
+type startPlan struct {
+	argv           []string
+	accel, network string
+	own            bool // the first serial port is strata's log and socket
+	acts           actions
+	logMax         int64
+	run            string
+}
+
+// planStart checks what a start needs (QEMU, the disks, short enough
+// socket paths) and builds its argv.
+func (d *Driver) planStart(ctx context.Context, g *boot.Guest, o boot.StartOptions) (*startPlan, error) {
+	rd := g.Run
+	bin, err := run.Look(d.binary())
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range g.Def.Disks {
+		if kind, src := k.Source(); kind == hvm.SourcePath || kind == hvm.SourceDevice {
+			if strings.Contains(src, ":") && !strings.HasPrefix(src, "/") {
+				continue // a backend URL (rbd:...)
+			}
+			if _, err := os.Stat(src); err != nil {
+				return nil, storage.Errorf(storage.ErrNotFound, "guest %q: disk %s: %s does not exist: restore it or remove the disk from the definition", g.Def.Name, k.Vdev, src)
+			}
+		}
+	}
+	for _, s := range []string{qmpSock, eventsSock, serialSock, agentSock} {
+		if p := rd.Path(s); len(p) > sockPathMax {
+			return nil, storage.Errorf(storage.ErrPrecondition, "socket path %s is %d bytes, more than a unix socket takes (%d): use a shorter state home", p, len(p), sockPathMax)
+		}
+	}
+	p := &startPlan{accel: d.Accel(ctx), network: o.Network, own: len(g.Def.Serial) == 0, acts: lifecycleActions(g.Def.Lifecycle), logMax: d.cfg.SerialLogMax}
+	if p.network == "" {
+		p.network = d.cfg.Network
+	}
+	if p.logMax <= 0 {
+		p.logMax = DefaultSerialLogMax
+	}
+	if p.argv, err = qemuargv.Argv(g.Def, qemuargv.Options{Binary: bin, Accel: p.accel, Network: p.network}); err != nil {
+		return nil, err
+	}
+	p.argv = append(p.argv, runtimeArgs(rd, p.own, p.acts)...)
+	if o.FromState != "" {
+		p.argv = append(p.argv, "-incoming", "defer")
 	}
 	if g.Def.HasGuestAgent() {
-		argv = append(argv, agentArgs(rd)...)
+		p.argv = append(p.argv, agentArgs(rd)...)
 	}
+	var runID [8]byte
+	if _, err := rand.Read(runID[:]); err != nil {
+		return nil, err
+	}
+	p.run = hex.EncodeToString(runID[:])
+	return p, nil
+}
+
+// prepareRunDir readies the runtime directory for a start: a QEMU a
+// killed start left is ended, what a run leaves is removed, and
+// started.json says what this run is.
+func prepareRunDir(rd *boot.RunDir, g *boot.Guest, p *startPlan) error {
 	// A QEMU a killed start left is ended before its pidfile goes.
 	if err := reapLocked(rd); err != nil {
-		return boot.Status{}, err
+		return err
 	}
 	removeTransient(rd)
 	// QEMU opens the serial log by name, following a symlink and
 	// truncating what it points at: it gets a path with nothing there.
 	if err := os.Remove(rd.Path(SerialLog)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return boot.Status{}, err
+		return err
 	}
 	l := g.Def.Lifecycle
-	logMax := d.cfg.SerialLogMax
-	if logMax <= 0 {
-		logMax = DefaultSerialLogMax
-	}
-	var runID [8]byte
-	if _, err := rand.Read(runID[:]); err != nil {
-		return boot.Status{}, err
-	}
-	if err := boot.WriteRuntimeJSON(rd.Path(startedFile), started{Run: hex.EncodeToString(runID[:]), Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: own, SerialLogMax: logMax, Actions: acts, Network: network,
-		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash}); err != nil {
-		return boot.Status{}, err
-	}
-	// The watcher starts first and waits for the guest's state.json:
-	// its own start-up overlaps QEMU's, not the guest's boot.
-	watcherReady, stopWatcher, err := d.startWatcher(ctx, rd, hex.EncodeToString(runID[:]))
-	if err != nil {
+	return boot.WriteRuntimeJSON(rd.Path(startedFile), started{Run: p.run, Name: g.Def.Name, Disks: diskPaths(g.Def), OwnSerial: p.own, SerialLogMax: p.logMax, Actions: p.acts, Network: p.network,
+		OnPoweroff: l.OnPoweroff, OnReboot: l.OnReboot, OnCrash: l.OnCrash})
+}
+
+// watcherHandle is a started watcher: ready waits until it holds the
+// events socket, stop kills it.
+type watcherHandle struct {
+	ready func() error
+	stop  func()
+}
+
+// launchWatched starts the watcher, then QEMU (paused, in prelaunch),
+// and reads QEMU's pid. The watcher starts first and waits for the
+// guest's state.json: its own start-up overlaps QEMU's, not the guest's
+// boot. On error nothing of the start is left running.
+func (d *Driver) launchWatched(ctx context.Context, g *boot.Guest, p *startPlan) (*qmp.Client, *boot.RunState, watcherHandle, error) {
+	rd := g.Run
+	var w watcherHandle
+	var err error
+	if w.ready, w.stop, err = d.startWatcher(ctx, rd, p.run); err != nil {
 		removeTransient(rd)
-		return boot.Status{}, err
+		return nil, nil, w, err
 	}
-	c, err := d.launch(ctx, rd, argv)
+	c, err := d.launch(ctx, rd, p.argv)
 	if err != nil {
-		stopWatcher()
+		w.stop()
 		// QEMU may be up all the same (the start interrupted at
 		// that moment): end it while its pidfile names it.
-		reapLocked(rd)
+		reapAfterFailedStart(rd)
 		removeTransient(rd)
 		if ctx.Err() != nil {
-			return boot.Status{}, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
+			return nil, nil, w, fmt.Errorf("guest %q: QEMU did not start: %w", g.Def.Name, err)
 		}
 		// QEMU refused what this host lacks (a bridge, a device, a file):
 		// a failed precondition, in QEMU's own words.
-		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "guest %q: QEMU did not start: %w", g.Def.Name, err)
+		return nil, nil, w, storage.Errorf(storage.ErrPrecondition, "guest %q: QEMU did not start: %w", g.Def.Name, err)
 	}
-	defer c.Close()
 	pid, start, err := readPID(rd)
 	if err != nil {
-		stopWatcher()
-		reapLocked(rd)
+		c.Close()
+		w.stop()
+		reapAfterFailedStart(rd)
 		removeTransient(rd)
-		return boot.Status{}, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
+		return nil, nil, w, fmt.Errorf("guest %q: QEMU started but %w", g.Def.Name, err)
 	}
-	st = &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, BootID: boot.BootID(), Accel: accel, Started: time.Now().UTC()}
-	fail := func(err error) (boot.Status, error) {
-		stopWatcher()
-		d.abort(rd, st)
-		return boot.Status{}, fmt.Errorf("guest %q: %w", g.Def.Name, err)
+	st := &boot.RunState{Driver: boot.QEMU, PID: pid, PIDStart: start, BootID: boot.BootID(), Accel: p.accel, Started: time.Now().UTC()}
+	return c, st, w, nil
+}
+
+// reapAfterFailedStart ends the QEMU a failed start may have left. A
+// failure is only logged: the start fails anyway, and the QEMU its
+// pidfile names is reaped by the next command on the guest (reapLocked).
+func reapAfterFailedStart(rd *boot.RunDir) {
+	if err := reapLocked(rd); err != nil {
+		log.Warn().Err(err).Str("run_dir", rd.Dir).Msg("the QEMU of a failed start was not ended; the next command on the guest ends it")
 	}
+}
+
+// bringUp takes a launched QEMU to a running (or paused, as asked)
+// guest: the memory state loaded, the VNC password set, state.json
+// written while starting, the watcher ready, cont, state.json final.
+func bringUp(ctx context.Context, g *boot.Guest, o boot.StartOptions, c *qmp.Client, st *boot.RunState, stateFile *os.File, watcherReady func() error) error {
+	rd := g.Run
 	// Until state.json is written, a start killed here leaves a paused
 	// QEMU that the pidfile names: the next command reaps it.
 	crashpoint("start:launched")
@@ -534,19 +606,20 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 		err := boot.LoadState(lctx, c, stateFile)
 		lcancel()
 		if err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if pw := g.Def.Display.VNCPasswd; !pw.IsZero() && g.Def.Display.VNCEnabled() {
 		if _, err := c.Execute(qctx, "set_password", map[string]string{"protocol": "vnc", "password": pw.Value()}); err != nil {
-			return fail(fmt.Errorf("set the VNC password: %w", err))
+			return fmt.Errorf("set the VNC password: %w", err)
 		}
 	}
 	if g.Def.Display.VNCEnabled() {
+		var err error
 		if st.VNC, err = queryVNC(qctx, c); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	// Recorded as starting until the guest was let run (or left paused
@@ -556,31 +629,24 @@ func (d *Driver) start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	// an orphan (liveState) instead of reporting a paused guest.
 	st.Extra = map[string]string{startingKey: "1"}
 	if err := rd.WriteState(*st); err != nil {
-		return fail(err)
+		return err
 	}
 	// The watcher must hold its socket before the guest runs, so that it
 	// sees every event: checked before cont.
 	if err := watcherReady(); err != nil {
-		return fail(err)
+		return err
 	}
 	crashpoint("start:recorded")
 	if !o.Paused {
 		if _, err := c.Execute(qctx, "cont", nil); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	st.Extra = nil
 	if err := rd.WriteState(*st); err != nil {
-		return fail(err)
+		return err
 	}
-	if err := rd.ClearStopped(); err != nil {
-		return fail(err)
-	}
-	state := boot.Running
-	if o.Paused {
-		state = boot.Paused
-	}
-	return d.status(g, st, state), nil
+	return rd.ClearStopped()
 }
 
 func readPID(rd *boot.RunDir) (int, uint64, error) {

@@ -102,6 +102,8 @@ func readStarted(rd *boot.RunDir) (*started, error) {
 
 func readIntent(rd *boot.RunDir) *intent {
 	var in intent
+	// An unreadable intent reads as none: the stop is then recorded as
+	// QEMU's own (its event) or "died", never as one strata did not ask.
 	if ok, _ := boot.ReadJSON(rd.Path(intentFile), &in); !ok {
 		return nil
 	}
@@ -109,6 +111,8 @@ func readIntent(rd *boot.RunDir) *intent {
 }
 
 func writeIntent(rd *boot.RunDir, reason string) error {
+	// Without its start time (no /proc entry: cannot happen for this
+	// process) the intent still names the pid.
 	start, _ := boot.ProcStart(os.Getpid())
 	return boot.WriteRuntimeJSON(rd.Path(intentFile), intent{Reason: reason, At: time.Now().UTC(), PID: os.Getpid(), Start: start})
 }

@@ -22,56 +22,14 @@ import (
 // does not run.
 func Watch(ctx context.Context, runDir string) error {
 	rd := &boot.RunDir{Dir: runDir}
-	// The start that ran this watcher wrote started.json first; a later
-	// start writes its own (another run id). A watcher whose start was killed
-	// before state.json must not take the next start's guest (QEMU serves
-	// one client on the events socket): it watches only the state.json of
-	// its own started.json.
-	// The run id comes from the start itself (the environment), not from
-	// started.json, which a start right after a killed one may already
-	// have rewritten when this watcher reads it.
-	run := os.Getenv(WatchRunEnv)
-	if run == "" {
-		mine, err := readStarted(rd)
-		if err != nil || mine == nil {
-			return fmt.Errorf("no guest is starting in %s (%v)", runDir, err)
-		}
-		run = mine.Run
+	run, err := watchedRun(rd)
+	if err != nil {
+		return err
 	}
-	// Started before QEMU (so that its start-up overlaps QEMU's), the
-	// watcher takes the events socket as soon as QEMU opens it, while its
-	// start still talks to QEMU: the guest runs (cont) only once the
-	// watcher holds it. Before each try it checks that started.json is
-	// still its start's: a watcher whose start was killed must not take
-	// the next start's QEMU. A start that fails kills it; one whose strata
-	// died leaves it to give up after 10 s.
 	deadline := time.Now().Add(10 * time.Second)
-	var c *qmp.Client
-	var sd *started
-	for {
-		var err error
-		if sd, err = readStarted(rd); err != nil {
-			return err
-		}
-		if sd == nil || sd.Run != run {
-			return fmt.Errorf("the start that ran this watcher in %s was abandoned; another start runs the guest", runDir)
-		}
-		if _, err := os.Lstat(rd.Path(eventsSock)); err == nil {
-			dctx, cancel := context.WithTimeout(ctx, time.Until(deadline))
-			c, err = qmp.Dial(dctx, rd.Path(eventsSock))
-			cancel()
-			if err == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no guest started in %s within 10 s", runDir)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(socketPoll):
-		}
+	c, err := takeEvents(ctx, rd, run, deadline)
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	me, err := boot.ProcStart(os.Getpid())
@@ -82,32 +40,13 @@ func Watch(ctx context.Context, runDir string) error {
 		return err
 	}
 	signalReady()
-	// The start writes state.json (QEMU's pid) before it lets the guest
-	// run: events that come meanwhile wait in the client's buffer.
-	var st *boot.RunState
-	for {
-		if st, err = rd.ReadState(); err != nil {
-			return err
-		}
-		if st != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no guest started in %s within 10 s", runDir)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-c.Done():
-			return fmt.Errorf("QEMU closed its events socket before its start recorded it")
-		case <-time.After(boot.PollInterval):
-		}
-	}
-	if sd, err = readStarted(rd); err != nil {
+	st, err := waitRecorded(ctx, rd, c, deadline)
+	if err != nil {
 		return err
 	}
-	if sd == nil || sd.Run != run {
-		return fmt.Errorf("the start that ran this watcher in %s was abandoned; another start runs the guest", runDir)
+	sd, err := ownStart(rd, run)
+	if err != nil {
+		return err
 	}
 	if sd.OwnSerial {
 		max := sd.SerialLogMax
@@ -116,89 +55,209 @@ func Watch(ctx context.Context, runDir string) error {
 		}
 		defer capLog(rd.Path(SerialLog), max, 100*time.Millisecond)()
 	}
-	rec := boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended without a shutdown event (killed from outside, or it crashed)"}
-	quitting := false
-	act := func(want string) {
-		if readIntent(rd) != nil {
-			return // strata is ending the guest
-		}
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		switch {
-		case want == "preserve":
-		case isRestart(want):
-			if _, err := c.Execute(actx, "system_reset", nil); err != nil {
-				fmt.Fprintln(os.Stderr, "restart:", err)
-				return
-			}
-			if _, err := c.Execute(actx, "cont", nil); err != nil {
-				fmt.Fprintln(os.Stderr, "restart:", err)
-				return
-			}
-			rec = boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended without a shutdown event (killed from outside, or it crashed)"}
-		default: // destroy
-			quitting = true // the quit's own SHUTDOWN does not replace the reason
-			if _, err := c.Execute(actx, "quit", nil); err != nil {
-				fmt.Fprintln(os.Stderr, "quit:", err)
-			}
-		}
-	}
-	// A live point's pause hold (boot.PauseHold) whose holder died, or
-	// hung past its deadline, is resumed and thawed here: resume always
-	// happens, even when strata does not live to do it.
-	thawTries := map[string]int{}
-	tick := time.NewTicker(holdPoll)
-	defer tick.Stop()
-	events := c.Events()
-	for events != nil {
-		var ev qmp.Event
-		select {
-		case <-tick.C:
-			releaseHold(ctx, rd, c, thawTries)
-			continue
-		case e, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			ev = e
-		}
-		switch ev.Name {
-		case "SHUTDOWN":
-			if quitting {
-				continue
-			}
-			var data struct {
-				Guest  bool   `json:"guest"`
-				Reason string `json:"reason"`
-			}
-			json.Unmarshal(ev.Data, &data)
-			r, detail, want, guest := classify(data.Reason, sd)
-			rec = boot.StopRecord{At: ev.Time.UTC(), Reason: r, Detail: detail}
-			if guest && sd.Actions.Shutdown == "pause" {
-				act(want)
-			}
-		case "GUEST_PANICKED":
-			var data struct {
-				Action string `json:"action"`
-			}
-			json.Unmarshal(ev.Data, &data)
-			rec = boot.StopRecord{At: ev.Time.UTC(), Reason: boot.ReasonCrash, Detail: "the guest panicked"}
-			if data.Action == "pause" {
-				act(sd.OnCrash)
-			}
-		}
-	}
+	w := &guestWatch{rd: rd, c: c, sd: sd, rec: diedUnseen()}
+	w.follow(ctx)
 	// QEMU closed its socket: it is on its way out. The stop is recorded
 	// only once its process is gone, so that nobody is told the guest
 	// stopped while QEMU still holds its disks.
 	if !boot.WaitGone(ctx, st, 0) {
 		return ctx.Err()
 	}
-	if rec.At.IsZero() {
-		rec.At = time.Now().UTC()
+	if w.rec.At.IsZero() {
+		w.rec.At = time.Now().UTC()
 	}
-	return finish(rd, st, rec)
+	return finish(rd, st, w.rec)
+}
+
+// watchedRun is the run id of the start that ran this watcher. The start
+// that ran it wrote started.json first; a later start writes its own
+// (another run id). A watcher whose start was killed before state.json
+// must not take the next start's guest (QEMU serves one client on the
+// events socket): it watches only the state.json of its own
+// started.json. The run id comes from the start itself (the
+// environment), not from started.json, which a start right after a
+// killed one may already have rewritten when this watcher reads it.
+func watchedRun(rd *boot.RunDir) (string, error) {
+	if run := os.Getenv(WatchRunEnv); run != "" {
+		return run, nil
+	}
+	mine, err := readStarted(rd)
+	if err != nil || mine == nil {
+		return "", fmt.Errorf("no guest is starting in %s (%v)", rd.Dir, err)
+	}
+	return mine.Run, nil
+}
+
+// ownStart reads started.json and checks it is still the watcher's own
+// start's.
+func ownStart(rd *boot.RunDir, run string) (*started, error) {
+	sd, err := readStarted(rd)
+	if err != nil {
+		return nil, err
+	}
+	if sd == nil || sd.Run != run {
+		return nil, fmt.Errorf("the start that ran this watcher in %s was abandoned; another start runs the guest", rd.Dir)
+	}
+	return sd, nil
+}
+
+// takeEvents connects to QEMU's events socket. Started before QEMU (so
+// that its start-up overlaps QEMU's), the watcher takes the socket as
+// soon as QEMU opens it, while its start still talks to QEMU: the guest
+// runs (cont) only once the watcher holds it. Before each try it checks
+// that started.json is still its start's: a watcher whose start was
+// killed must not take the next start's QEMU. A start that fails kills
+// it; one whose strata died leaves it to give up at the deadline.
+func takeEvents(ctx context.Context, rd *boot.RunDir, run string, deadline time.Time) (*qmp.Client, error) {
+	for {
+		if _, err := ownStart(rd, run); err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(rd.Path(eventsSock)); err == nil {
+			dctx, cancel := context.WithTimeout(ctx, time.Until(deadline))
+			c, err := qmp.Dial(dctx, rd.Path(eventsSock))
+			cancel()
+			if err == nil {
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no guest started in %s within 10 s", rd.Dir)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(socketPoll):
+		}
+	}
+}
+
+// waitRecorded waits for the start to write state.json (QEMU's pid),
+// which it does before it lets the guest run: events that come
+// meanwhile wait in the client's buffer.
+func waitRecorded(ctx context.Context, rd *boot.RunDir, c *qmp.Client, deadline time.Time) (*boot.RunState, error) {
+	for {
+		st, err := rd.ReadState()
+		if err != nil || st != nil {
+			return st, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no guest started in %s within 10 s", rd.Dir)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.Done():
+			return nil, fmt.Errorf("QEMU closed its events socket before its start recorded it")
+		case <-time.After(boot.PollInterval):
+		}
+	}
+}
+
+// diedUnseen is the stop record until QEMU says why it stops.
+func diedUnseen() boot.StopRecord {
+	return boot.StopRecord{Reason: boot.ReasonDied, Detail: "QEMU ended without a shutdown event (killed from outside, or it crashed)"}
+}
+
+// guestWatch follows one running guest's events: rec is why it stops, as
+// far as the events said; quitting is set once the watcher told QEMU to
+// quit (that quit's own SHUTDOWN does not replace the reason).
+type guestWatch struct {
+	rd       *boot.RunDir
+	c        *qmp.Client
+	sd       *started
+	rec      boot.StopRecord
+	quitting bool
+}
+
+// follow reads QEMU's events until it closes the socket. A live point's
+// pause hold (boot.PauseHold) whose holder died, or hung past its
+// deadline, is resumed and thawed here: resume always happens, even
+// when strata does not live to do it.
+func (w *guestWatch) follow(ctx context.Context) {
+	thawTries := map[string]int{}
+	tick := time.NewTicker(holdPoll)
+	defer tick.Stop()
+	events := w.c.Events()
+	for {
+		select {
+		case <-tick.C:
+			releaseHold(ctx, w.rd, w.c, thawTries)
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			w.event(ctx, ev)
+		}
+	}
+}
+
+// event records why the guest stops and carries out the lifecycle action
+// QEMU paused for instead (its -action shutdown=pause, panic=pause).
+func (w *guestWatch) event(ctx context.Context, ev qmp.Event) {
+	switch ev.Name {
+	case "SHUTDOWN":
+		if w.quitting {
+			return
+		}
+		var data struct {
+			Guest  bool   `json:"guest"`
+			Reason string `json:"reason"`
+		}
+		eventData(ev, &data)
+		r, detail, want, guest := classify(data.Reason, w.sd)
+		w.rec = boot.StopRecord{At: ev.Time.UTC(), Reason: r, Detail: detail}
+		if guest && w.sd.Actions.Shutdown == "pause" {
+			w.act(ctx, want)
+		}
+	case "GUEST_PANICKED":
+		var data struct {
+			Action string `json:"action"`
+		}
+		eventData(ev, &data)
+		w.rec = boot.StopRecord{At: ev.Time.UTC(), Reason: boot.ReasonCrash, Detail: "the guest panicked"}
+		if data.Action == "pause" {
+			w.act(ctx, w.sd.OnCrash)
+		}
+	}
+}
+
+// eventData decodes an event's data into v. Data QEMU did not send as
+// expected leaves v empty, which reads as a stop for an unknown reason
+// (recorded as such) and no action: safe, and said on stderr.
+func eventData(ev qmp.Event, v any) {
+	if err := json.Unmarshal(ev.Data, v); err != nil {
+		fmt.Fprintf(os.Stderr, "event %s: its data is not what QEMU sends (%v); read as no data\n", ev.Name, err)
+	}
+}
+
+// act carries out a lifecycle action on a guest QEMU paused: preserve
+// keeps it, restart resets and runs it, destroy makes QEMU quit. Nothing
+// is done while strata itself is ending the guest.
+func (w *guestWatch) act(ctx context.Context, want string) {
+	if readIntent(w.rd) != nil {
+		return // strata is ending the guest
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch {
+	case want == "preserve":
+	case isRestart(want):
+		if _, err := w.c.Execute(actx, "system_reset", nil); err != nil {
+			fmt.Fprintln(os.Stderr, "restart:", err)
+			return
+		}
+		if _, err := w.c.Execute(actx, "cont", nil); err != nil {
+			fmt.Fprintln(os.Stderr, "restart:", err)
+			return
+		}
+		w.rec = diedUnseen()
+	default: // destroy
+		w.quitting = true
+		if _, err := w.c.Execute(actx, "quit", nil); err != nil {
+			fmt.Fprintln(os.Stderr, "quit:", err)
+		}
+	}
 }
 
 // holdPoll is how often the watcher looks for a stale pause hold.
@@ -233,13 +292,21 @@ func releaseHold(ctx context.Context, rd *boot.RunDir, c *qmp.Client, thawTries 
 			if h.Paused {
 				// Resumed: the hold now says only frozen.
 				h.Paused = false
-				_ = boot.WriteRuntimeJSON(rd.Path(boot.HoldFile), h)
+				if err := boot.WriteRuntimeJSON(rd.Path(boot.HoldFile), h); err != nil {
+					// Safe: the hold still says paused, so the next
+					// tick resumes a running guest again (a no-op).
+					fmt.Fprintln(os.Stderr, "record that the guest runs again:", err)
+				}
 			}
 			return // tried again at the next tick, up to maxThawTries
 		}
 		fmt.Fprintf(os.Stderr, "%s thawed the guest's filesystems an interrupted restore point (pid %d) left frozen\n", time.Now().UTC().Format(time.RFC3339), h.PID)
 	}
-	_ = rd.ClearHold(h.Point)
+	if err := rd.ClearHold(h.Point); err != nil {
+		// Safe: the stale hold is released again at the next tick, a
+		// no-op for a guest that runs and is thawed.
+		fmt.Fprintln(os.Stderr, "clear the released pause hold:", err)
+	}
 }
 
 // thawHeld thaws the guest's filesystems through its agent's socket
@@ -293,6 +360,10 @@ func signalReady() {
 		return
 	}
 	f := os.NewFile(uintptr(fd), "watcher-ready")
-	_, _ = f.Write([]byte{1})
+	if _, err := f.Write([]byte{1}); err != nil {
+		// The start then reads a closed pipe and fails, quoting this
+		// line of the watcher's log.
+		fmt.Fprintln(os.Stderr, "tell the start the watcher is ready:", err)
+	}
 	f.Close()
 }
