@@ -61,7 +61,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,43 +169,6 @@ func (d *Driver) Supports(g *hvm.Guest, f boot.Feature) error {
 		return nil
 	}
 	return storage.Errorf(storage.ErrNotSupported, "unknown feature %q", f)
-}
-
-// Accel returns the accelerator guests start with: kvm only when the CPU
-// shows vmx or svm, /dev/kvm opens and a probe QEMU starts with it.
-func (d *Driver) Accel(ctx context.Context) string {
-	if d.cfg.Accel != "" {
-		return d.cfg.Accel
-	}
-	d.accelOnce.Do(func() { d.accel = probeAccel(ctx, d.binary()) })
-	return d.accel
-}
-
-var virtFlag = regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`)
-
-// CPUHasVirt reports whether /proc/cpuinfo's text shows hardware
-// virtualisation (vmx or svm).
-func CPUHasVirt(cpuinfo []byte) bool { return virtFlag.Match(cpuinfo) }
-
-func probeAccel(ctx context.Context, bin string) string {
-	// /dev/kvm may exist over a software backend that is far slower than
-	// TCG (as on these build machines): the CPU flags decide first.
-	if b, err := os.ReadFile("/proc/cpuinfo"); err != nil || !CPUHasVirt(b) {
-		return "tcg"
-	}
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return "tcg"
-	}
-	f.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	err = run.Run(ctx, strings.NewReader(`{"execute":"qmp_capabilities"}{"execute":"quit"}`), nil,
-		bin, "-machine", "none,accel=kvm", "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", "-qmp", "stdio")
-	if err != nil {
-		return "tcg"
-	}
-	return "kvm"
 }
 
 func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
