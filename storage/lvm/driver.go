@@ -317,7 +317,7 @@ func (d Driver) thinPoolStatus(q DMQuery) (thinUse, bool) {
 	if err != nil {
 		return thinUse{}, false
 	}
-	t, ok := dev.single("thin-pool")
+	t, ok := dev.Single("thin-pool")
 	if !ok {
 		return thinUse{}, false
 	}
@@ -371,7 +371,7 @@ func (d Driver) activeLV(vg, lv string) (activeLV, bool) {
 	for _, t := range dev.Targets {
 		a.size += int64(t.Length) * 512
 	}
-	if t, ok := dev.single("thin"); ok {
+	if t, ok := dev.Single("thin"); ok {
 		f := strings.Fields(t.Params)
 		if len(f) < 2 {
 			return activeLV{}, false
