@@ -127,8 +127,12 @@ func TestGuestStrataOnLVM(t *testing.T) {
 
 	t.Run("AGuestOnAnLVRendersItAsABlockDevice", func(t *testing.T) {
 		s.t = t
-		s.ok("pool", "add", "render", "--driver", "lvm", "--vg", conformanceVG)
-		s.ok("volume", "create", "sys", "--pool", "render", "--size", "8M", "--format", "raw")
+		// A second pool on the VG's thick volumes is refused, naming
+		// the first; the guest's volume goes into that one.
+		if _, errOut, code := s.run(nil, "pool", "add", "render", "--driver", "lvm", "--vg", conformanceVG); code != 4 || !strings.Contains(errOut, `already pool "thick"`) {
+			t.Fatalf("a second thick pool on %s: exit %d, %s", conformanceVG, code, errOut)
+		}
+		s.ok("volume", "create", "sys", "--pool", "thick", "--size", "8M", "--format", "raw")
 		path := s.volumePath("sys")
 		s.ok("guest", "define", "lvguest", "--disk", "sys:xvda")
 		for format, want := range map[string]string{
