@@ -39,7 +39,8 @@ import (
 // ends processes (the others open the image while they look, which would
 // count). An open that lasts milliseconds (udev's blkid after a change,
 // lvs scanning) is waited out: a count above strata's own is read again
-// twice, 20 and 40 ms later, and only a count that stays is a holder.
+// 20 and 60 ms after the first look, and only a count that stays is a
+// holder.
 //
 // The dm devices stacked on the device (/sys/dev/block/M:m/holders: a
 // kpartx map of a guest's partitions, dm-crypt, a device an admin made

@@ -212,6 +212,19 @@ func TestNamedHolderReplacesTheCount(t *testing.T) {
 	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), "claimed") || strings.Contains(err.Error(), "device-mapper counts") {
 		t.Fatalf("a mounted device: %v", err)
 	}
+	// An LV is checked at its /dev/VG/LV link (where only the count is
+	// seen) and at its device node: the refusal names the mount.
+	link := filepath.Join(t.TempDir(), "lv")
+	if err := os.Symlink(dev, link); err != nil {
+		t.Fatal(err)
+	}
+	err = c.CheckAll(context.Background(), []inuse.Image{{What: `volume "lv"`, Path: link}, {What: `volume "lv"`, Path: dev}})
+	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), "("+dev+")") || !strings.Contains(err.Error(), "claimed") {
+		t.Fatalf("a mounted device checked at a link to it and at its node: %v", err)
+	}
+	if err := c.CheckAll(context.Background(), []inuse.Image{{What: `volume "lv"`, Path: link}}); !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), "device-mapper counts 1 open") {
+		t.Fatalf("a mounted device checked at a link to it: %v", err)
+	}
 }
 
 // A loop device over a block device (losetup on an LV) holds it, named.

@@ -215,16 +215,30 @@ func (c *Checker) Check(ctx context.Context, what, path string) error {
 }
 
 // CheckAll refuses if anything holds any of imgs, naming the first image
-// held and its holders.
+// held and its holders: the first whose holders have a name, if one
+// has (the same LV is often among imgs twice, as its /dev/VG/LV link,
+// where only DeviceMapper's count of opens is seen, and as its device
+// node, where a mount or a loop device is named).
 func (c *Checker) CheckAll(ctx context.Context, imgs []Image) error {
 	hs, err := c.HoldersAll(ctx, imgs)
 	if err != nil {
 		return err
 	}
+	first := -1
 	for i, h := range hs {
-		if len(h) > 0 {
-			return inUse(imgs[i].What, imgs[i].Path, h)
+		if len(h) == 0 {
+			continue
 		}
+		if !slices.ContainsFunc(h, func(h Holder) bool { return !strings.HasPrefix(h.How, dmUnseen) }) {
+			if first < 0 {
+				first = i
+			}
+			continue
+		}
+		return inUse(imgs[i].What, imgs[i].Path, h)
+	}
+	if first >= 0 {
+		return inUse(imgs[first].What, imgs[first].Path, hs[first])
 	}
 	return nil
 }

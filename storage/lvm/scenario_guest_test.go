@@ -326,11 +326,15 @@ func TestGuestLVInUse(t *testing.T) {
 	})
 
 	t.Run("ByALoopDevice", func(t *testing.T) {
-		raw, err := exec.Command("losetup", "-f", "--show", path).CombinedOutput()
+		// busybox's losetup: -f names a free device, then attach.
+		raw, err := exec.Command("losetup", "-f").CombinedOutput()
 		if err != nil {
-			t.Fatalf("losetup: %v %s", err, raw)
+			t.Fatalf("losetup -f: %v %s", err, raw)
 		}
 		loop := strings.TrimSpace(string(raw))
+		if out, err := exec.Command("losetup", loop, path).CombinedOutput(); err != nil {
+			t.Fatalf("losetup %s %s: %v %s", loop, path, err, out)
+		}
 		defer exec.Command("losetup", "-d", loop).Run()
 		s.t = t
 		refused(t, s, "loop device "+loop)
