@@ -109,7 +109,10 @@ func blockDev(img Image) (uint64, bool) {
 			return 0, false
 		}
 		sys, ok := img.st.Sys().(*syscall.Stat_t)
-		return uint64(sys.Rdev), ok
+		if !ok {
+			return 0, false
+		}
+		return uint64(sys.Rdev), true
 	}
 	if !img.link {
 		return 0, false
