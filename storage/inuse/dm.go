@@ -1,7 +1,6 @@
 package inuse
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -145,17 +144,26 @@ func (d DeviceMapper) isDM(dev uint64) bool {
 }
 
 // readDMMajor finds "N device-mapper" among the block devices of
-// /proc/devices (0: none, device-mapper is not loaded).
+// /proc/devices (0: none, device-mapper is not loaded). Read with plain
+// system calls (open, read, close): no poller for a file read once.
 func readDMMajor(path string) uint32 {
-	f, err := os.Open(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
+	defer unix.Close(fd)
+	var raw []byte
+	buf := make([]byte, 4096)
+	for len(raw) < 1<<16 {
+		n, err := unix.Read(fd, buf)
+		if n <= 0 || err != nil {
+			break
+		}
+		raw = append(raw, buf[:n]...)
+	}
 	block := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
 		if strings.HasSuffix(line, ":") {
 			block = line == "Block devices:"
 			continue
