@@ -74,6 +74,15 @@ type PoolAdder interface {
 	AddPool(ctx context.Context, p *Pool) error
 }
 
+// PoolOverlapper is a PoolAdder whose pools can overlap on the host under
+// different names (two lvm pools on one volume group): pool add refuses
+// a new pool p when Overlap(q, p) fails for a pool q of the same driver
+// that the catalog has (ErrExists, naming q), in the transaction that
+// records p.
+type PoolOverlapper interface {
+	Overlap(existing, p Pool) error
+}
+
 // PointUsager is a driver whose points have a fixed size the changes to
 // their volume can outgrow (LVM classic snapshots): PointUsage reports
 // how full one is (percent) and whether it overflowed (invalid: nothing

@@ -51,5 +51,7 @@ func inUseChecker(ds *boot.Set) *inuse.Checker {
 	// A guest a killed `guest start` left paused (it never ran) is ended
 	// first: it must not hold a disk for ever.
 	srcs = append(srcs, inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, virsh)
-	return &inuse.Checker{First: []inuse.Source{boot.Reaping(ds)}, Sources: append(srcs, boot.InUseSources(boot.NewSet(own...))...)}
+	// The device-mapper open count is read alone, after the orphans are
+	// gone and before the other sources open the image to look.
+	return &inuse.Checker{First: []inuse.Source{boot.Reaping(ds), inuse.DeviceMapper{}}, Sources: append(srcs, boot.InUseSources(boot.NewSet(own...))...)}
 }

@@ -7,16 +7,19 @@
 //     a way that forbids changing it under it: QEMU's image locks (the OFD
 //     byte-range locks QEMU takes on every image it opens; qemu-img takes
 //     them too), a process with the image open for writing, a kernel claim
-//     on a block device (mounted, device-mapper, a Xen block backend), or a
-//     running domain of xl or libvirt whose disk it is.
+//     on a block device (mounted, device-mapper, a Xen block backend), an
+//     open of a device-mapper device (an LV) the kernel counts beyond
+//     strata's own, or a running domain of xl or libvirt whose disk it
+//     is.
 //   - Source: one way of finding holders. Checker asks every source;
 //     guest drivers (hvm/boot) add theirs, so there is one check for every
 //     operation and every toolstack.
 //
 // Invariants: a check never changes the image (it opens it read-only,
-// without following a symlink, and takes no lock); a holder is named by
-// pid and program, or by toolstack and domain, never by its full command
-// line (QEMU's may hold secrets).
+// without following a symlink, and takes no lock; only DeviceMapper
+// follows a link, to a block device, with O_PATH, which opens nothing);
+// a holder is named by pid and program, or by toolstack and domain,
+// never by its full command line (QEMU's may hold secrets).
 package inuse
 
 import (
@@ -57,6 +60,8 @@ func (h Holder) String() string {
 		who = "loop device " + h.Domain
 	case h.Toolstack == "ceph":
 		who = "a ceph client"
+	case h.Toolstack == "device-mapper":
+		who = "device-mapper device " + h.Domain
 	case h.Domain != "":
 		who = fmt.Sprintf("%s domain %q", h.Toolstack, h.Domain)
 	case h.PID > 0:
@@ -76,13 +81,15 @@ type Image struct {
 	What string // how the user knows it: volume "win7"
 	Path string
 	st   os.FileInfo // what Lstat found there; nil if nothing
+	link bool        // Lstat found a symbolic link (st is nil)
 	held int         // the file strata holds it with (see Hold), or -1
 }
 
 // Source finds holders of images. It answers for all the images of one
 // operation at once (one scan of the host's processes, one question to a
 // toolstack): holders[i] are those of imgs[i]. An image with a nil Stat
-// does not exist and has no holders; none is a symlink.
+// does not exist and has no holders, or is a symbolic link, which no
+// source follows but DeviceMapper (to a block device: /dev/VG/LV).
 type Source interface {
 	Holders(ctx context.Context, imgs []Image) ([][]Holder, error)
 }
@@ -101,12 +108,14 @@ type Checker struct {
 	Sources []Source
 }
 
-// Default is the check for this host: image locks and writers (every
-// process on the host), block-device claims, loop devices backed by the
-// image, the running domains of xl and libvirt where those toolstacks
-// answer, and the watchers of RBD images.
+// Default is the check for this host: the device-mapper open count of a
+// dm device (first and alone: it counts opens, which the others make),
+// image locks and writers (every process on the host), block-device
+// claims, loop devices backed by the image, the running domains of xl
+// and libvirt where those toolstacks answer, and the watchers of RBD
+// images.
 func Default() *Checker {
-	return &Checker{Sources: []Source{Processes{}, BlockClaim{}, LoopDevices{}, NewXL(), NewLibvirt(), RBDWatchers{}}}
+	return &Checker{First: []Source{DeviceMapper{}}, Sources: []Source{Processes{}, BlockClaim{}, LoopDevices{}, NewXL(), NewLibvirt(), RBDWatchers{}}}
 }
 
 // HoldersAll lists who holds each image (none for an image that does not
@@ -125,7 +134,9 @@ func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, err
 		}
 		if st.Mode()&os.ModeSymlink != 0 {
 			// Not the image strata recorded, and never followed: whether
-			// to refuse it is image.VerifyImage's to say.
+			// to refuse it is image.VerifyImage's to say. (A link to a
+			// dm device, /dev/VG/LV, is DeviceMapper's to follow.)
+			imgs[i].link = true
 			continue
 		}
 		imgs[i].st = st
@@ -161,6 +172,11 @@ func (c *Checker) HoldersAll(ctx context.Context, imgs []Image) ([][]Holder, err
 		all[i] = dedupe(all[i])
 		if slices.ContainsFunc(all[i], func(h Holder) bool { return h.Toolstack == "loop" }) {
 			all[i] = slices.DeleteFunc(all[i], func(h Holder) bool { return h.How == unseenWriter })
+		}
+		if len(all[i]) > 1 {
+			// Another source named a holder (a mount, a loop device, a
+			// QEMU): the count of opens strata cannot name says less.
+			all[i] = slices.DeleteFunc(all[i], func(h Holder) bool { return strings.HasPrefix(h.How, dmUnseen) })
 		}
 	}
 	return all, nil
@@ -199,16 +215,30 @@ func (c *Checker) Check(ctx context.Context, what, path string) error {
 }
 
 // CheckAll refuses if anything holds any of imgs, naming the first image
-// held and its holders.
+// held and its holders: the first whose holders have a name, if one
+// has (the same LV is often among imgs twice, as its /dev/VG/LV link,
+// where only DeviceMapper's count of opens is seen, and as its device
+// node, where a mount or a loop device is named).
 func (c *Checker) CheckAll(ctx context.Context, imgs []Image) error {
 	hs, err := c.HoldersAll(ctx, imgs)
 	if err != nil {
 		return err
 	}
+	first := -1
 	for i, h := range hs {
-		if len(h) > 0 {
-			return inUse(imgs[i].What, imgs[i].Path, h)
+		if len(h) == 0 {
+			continue
 		}
+		if !slices.ContainsFunc(h, func(h Holder) bool { return !strings.HasPrefix(h.How, dmUnseen) }) {
+			if first < 0 {
+				first = i
+			}
+			continue
+		}
+		return inUse(imgs[i].What, imgs[i].Path, h)
+	}
+	if first >= 0 {
+		return inUse(imgs[first].What, imgs[first].Path, hs[first])
 	}
 	return nil
 }
@@ -676,7 +706,8 @@ func (BlockClaim) Holders(_ context.Context, imgs []Image) ([][]Holder, error) {
 // LoopDevices finds loop devices backed by the image (losetup, kpartx, an
 // admin mounting a guest's disk to look inside): the kernel holds the file
 // with no process file and no lock. The device's backing file is read by
-// identity (LOOP_GET_STATUS64), so a rename does not hide it.
+// identity (LOOP_GET_STATUS64), so a rename does not hide it; a block
+// device (an LV) backing a loop device is found by its device number.
 type LoopDevices struct {
 	// Sys is the sysfs root; "" means /sys.
 	Sys string
@@ -687,11 +718,18 @@ func (l LoopDevices) Holders(_ context.Context, imgs []Image) ([][]Holder, error
 	out := make([][]Holder, len(imgs))
 	want := map[fileID][]int{}
 	for i, img := range imgs {
-		if img.st == nil || !img.st.Mode().IsRegular() {
+		if img.st == nil {
+			continue
+		}
+		block := img.st.Mode()&os.ModeDevice != 0 && img.st.Mode()&os.ModeCharDevice == 0
+		if !img.st.Mode().IsRegular() && !block {
 			continue
 		}
 		if sys, ok := img.st.Sys().(*syscall.Stat_t); ok {
 			id := fileID{dev: uint64(sys.Dev), ino: sys.Ino}
+			if block {
+				id = fileID{dev: uint64(sys.Rdev), block: true}
+			}
 			want[id] = append(want[id], i)
 		}
 	}
@@ -714,8 +752,14 @@ func (l LoopDevices) Holders(_ context.Context, imgs []Image) ([][]Holder, error
 		if err != nil {
 			continue // detached meanwhile
 		}
-		for _, i := range want[fileID{dev: info.Device, ino: info.Inode}] {
-			out[i] = append(out[i], Holder{Domain: "/dev/" + name, Toolstack: "loop", How: "the image backs a loop device (losetup -d it when done)"})
+		ids := []fileID{{dev: info.Device, ino: info.Inode}}
+		if info.Rdevice != 0 {
+			ids = append(ids, fileID{dev: info.Rdevice, block: true})
+		}
+		for _, id := range ids {
+			for _, i := range want[id] {
+				out[i] = append(out[i], Holder{Domain: "/dev/" + name, Toolstack: "loop", How: "the image backs a loop device (losetup -d it when done)"})
+			}
 		}
 	}
 	return out, nil

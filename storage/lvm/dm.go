@@ -1,142 +1,36 @@
 package lvm
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/dm"
 )
 
-// Device-mapper, read in-process. Every lvm command reads the VG's
-// metadata from its disks and costs a process (0.3 to 1 s under
+// Device-mapper, read in-process (storage/dm). Every lvm command reads
+// the VG's metadata from its disks and costs a process (0.3 to 1 s under
 // emulation, tens of milliseconds on hardware); the kernel already knows
 // what a guardrail asks of an active LV: its target (thin or not), its
 // size and, for a thin pool, the used and total data and metadata
-// blocks. QueryDM asks it with the DM_TABLE_STATUS ioctl on
-// /dev/mapper/control (linux/dm-ioctl.h), as `dmsetup table` and
-// `dmsetup status` do. Only active LVs have a device: for others the
-// driver asks lvs as before.
+// blocks. QueryDM asks it with the DM_TABLE_STATUS ioctl, as `dmsetup
+// table` and `dmsetup status` do. Only active LVs have a device: for
+// others the driver asks lvs as before.
 
-// DMQuery names a device-mapper device by its device number (Dev) or,
-// when Dev is 0, by its name; Table asks for its table (`dmsetup
-// table`) instead of its status (`dmsetup status`).
-type DMQuery struct {
-	Name  string
-	Dev   uint64
-	Table bool
-}
-
-// DMTarget is one line of a device's table or status.
-type DMTarget struct {
-	Start, Length uint64 // sectors
-	Type          string // linear, thin, thin-pool, snapshot-origin...
-	Params        string
-}
-
-// DMDevice is a device-mapper device and its targets.
-type DMDevice struct {
-	Name, UUID string
-	Dev        uint64
-	Targets    []DMTarget
-}
-
-// The parts of linux/dm-ioctl.h QueryDM uses.
-const (
-	dmHeaderSize   = 312 // sizeof(struct dm_ioctl)
-	dmSpecSize     = 40  // sizeof(struct dm_target_spec)
-	dmNameLen      = 128
-	dmUUIDLen      = 129
-	dmTableStatus  = 0xc138fd0c // _IOWR(0xfd, 12, struct dm_ioctl)
-	dmStatusTable  = 1 << 4     // DM_STATUS_TABLE_FLAG
-	dmBufferFull   = 1 << 8     // DM_BUFFER_FULL_FLAG
-	dmNoFlush      = 1 << 11    // DM_NOFLUSH_FLAG
-	dmVersionMajor = 4
+// DMQuery, DMTarget and DMDevice are storage/dm's, under the names this
+// package has always given them.
+type (
+	DMQuery  = dm.Query
+	DMTarget = dm.Target
+	DMDevice = dm.Device
 )
 
 // QueryDM reads a device's table or status from the kernel.
 // storage.ErrNotFound: no such device; storage.ErrNotSupported: no
 // device-mapper here.
-func QueryDM(q DMQuery) (DMDevice, error) {
-	if q.Dev == 0 && (q.Name == "" || len(q.Name) >= dmNameLen) {
-		return DMDevice{}, storage.Errorf(storage.ErrInvalid, "device-mapper device %q: give a device number or a name", q.Name)
-	}
-	fd, err := unix.Open("/dev/mapper/control", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return DMDevice{}, storage.Errorf(storage.ErrNotSupported, "device-mapper: /dev/mapper/control: %v", err)
-	}
-	defer unix.Close(fd)
-	for size := 16 << 10; size <= 1<<20; size *= 4 {
-		buf := make([]byte, size)
-		le := binary.LittleEndian
-		le.PutUint32(buf[0:], dmVersionMajor)
-		le.PutUint32(buf[12:], uint32(size)) // data_size
-		le.PutUint32(buf[16:], dmHeaderSize) // data_start
-		le.PutUint64(buf[40:], q.Dev)        // dev
-		// A thin pool's status commits its metadata first unless told
-		// not to; lvs reports without that commit, and so does this.
-		flags := uint32(dmNoFlush)
-		if q.Table {
-			flags = dmStatusTable
-		}
-		le.PutUint32(buf[28:], flags)
-		if q.Dev == 0 {
-			copy(buf[48:48+dmNameLen-1], q.Name)
-		}
-		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), dmTableStatus, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
-			what := q.Name
-			if q.Dev != 0 {
-				what = fmt.Sprintf("%d:%d", unix.Major(q.Dev), unix.Minor(q.Dev))
-			}
-			if errno == unix.ENXIO || errno == unix.ENODEV || errno == unix.ENOENT {
-				return DMDevice{}, storage.Errorf(storage.ErrNotFound, "device-mapper device %s not found", what)
-			}
-			return DMDevice{}, fmt.Errorf("device-mapper status of %s: %w", what, errno)
-		}
-		if le.Uint32(buf[28:])&dmBufferFull != 0 {
-			continue
-		}
-		return parseDMReply(buf)
-	}
-	return DMDevice{}, errors.New("device-mapper: the status of the device does not fit in 1 MiB")
-}
-
-// parseDMReply decodes the dm_ioctl and target specs the kernel wrote.
-func parseDMReply(buf []byte) (DMDevice, error) {
-	le := binary.LittleEndian
-	cstr := func(b []byte) string {
-		if i := strings.IndexByte(string(b), 0); i >= 0 {
-			b = b[:i]
-		}
-		return string(b)
-	}
-	d := DMDevice{Dev: le.Uint64(buf[40:]), Name: cstr(buf[48 : 48+dmNameLen]), UUID: cstr(buf[176 : 176+dmUUIDLen])}
-	start, count := int(le.Uint32(buf[16:])), int(le.Uint32(buf[20:])) // data_start, target_count
-	off := start
-	for i := 0; i < count; i++ {
-		if off < 0 || off+dmSpecSize > len(buf) {
-			return d, fmt.Errorf("device-mapper reply for %q: target %d out of bounds", d.Name, i)
-		}
-		s := buf[off:]
-		d.Targets = append(d.Targets, DMTarget{Start: le.Uint64(s[0:]), Length: le.Uint64(s[8:]), Type: cstr(s[24:40]), Params: cstr(s[dmSpecSize:])})
-		// next: from the first spec to the next one (DM_TABLE_STATUS).
-		off = start + int(le.Uint32(s[20:]))
-	}
-	return d, nil
-}
-
-// single is a device's only target, of type typ.
-func (d DMDevice) single(typ string) (DMTarget, bool) {
-	if len(d.Targets) != 1 || d.Targets[0].Type != typ {
-		return DMTarget{}, false
-	}
-	return d.Targets[0], true
-}
+func QueryDM(q DMQuery) (DMDevice, error) { return dm.Status(q) }
 
 // ThinPoolStatus is a thin-pool target's status (the kernel's
 // Documentation/admin-guide/device-mapper/thin-provisioning.rst):

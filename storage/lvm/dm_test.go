@@ -2,7 +2,6 @@ package lvm_test
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -90,36 +89,5 @@ func TestThinPoolGuardrailFromDeviceMapperRunsNoLVM(t *testing.T) {
 	err = d.Create(context.Background(), p, d.VolumePath(p, "0123456789abcdef", storage.FormatRaw), storage.FormatRaw, 1<<20)
 	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "out_of_data_space") {
 		t.Fatalf("a new volume in a thin pool out of data space: %v", err)
-	}
-}
-
-// The reply of DM_TABLE_STATUS is decoded at the offsets of
-// linux/dm-ioctl.h.
-func TestDeviceMapperReplyDecodes(t *testing.T) {
-	buf := make([]byte, 4096)
-	le := binary.LittleEndian
-	le.PutUint32(buf[16:], 312) // data_start
-	le.PutUint32(buf[20:], 2)   // target_count
-	le.PutUint64(buf[40:], 0xfd05)
-	copy(buf[48:], "vg-lv")
-	copy(buf[176:], "LVM-abc")
-	spec := func(off int, start, length uint64, next uint32, typ, params string) {
-		le.PutUint64(buf[off:], start)
-		le.PutUint64(buf[off+8:], length)
-		le.PutUint32(buf[off+20:], next)
-		copy(buf[off+24:], typ)
-		copy(buf[off+40:], params)
-	}
-	spec(312, 0, 8, 48, "linear", "253:1 0")
-	spec(360, 8, 16, 96, "thin", "253:4 1")
-	dev, err := lvm.ParseDMReply(buf)
-	if err != nil || dev.Name != "vg-lv" || dev.UUID != "LVM-abc" || dev.Dev != 0xfd05 || len(dev.Targets) != 2 ||
-		dev.Targets[0] != (lvm.DMTarget{Start: 0, Length: 8, Type: "linear", Params: "253:1 0"}) ||
-		dev.Targets[1] != (lvm.DMTarget{Start: 8, Length: 16, Type: "thin", Params: "253:4 1"}) {
-		t.Fatalf("%+v %v", dev, err)
-	}
-	le.PutUint32(buf[16:], 5000)
-	if _, err := lvm.ParseDMReply(buf); err == nil {
-		t.Fatal("a reply with targets past its end decoded")
 	}
 }

@@ -112,7 +112,13 @@
 // percentages lvs reports) and its mode (out_of_data_space, ro, Fail).
 // So a point is planned with no lvm command and taken with one
 // (lvcreate). An inactive LV, or a thin pool with no active device, is
-// asked of lvs as before.
+// asked of lvs as before. The ioctls live in storage/dm, which the in-use check
+// (storage/inuse, DeviceMapper) shares: it reads an LV's open count, so
+// an LV held where no process file shows it (another PID namespace, a
+// mount, a loop device, a kpartx map) is in use.
+//
+// Pools do not overlap (Overlap, storage.PoolOverlapper): one VG's thick
+// LVs, or one thin pool, belong to one pool of a home.
 //
 // Fingerprint: an LV's state is its device-mapper UUID (VG and LV UUIDs:
 // kept by a rename, changed by a replacement), its size and the sectors

@@ -37,8 +37,9 @@ type Driver struct {
 }
 
 var (
-	_ storage.Driver    = Driver{}
-	_ storage.PoolAdder = Driver{}
+	_ storage.Driver         = Driver{}
+	_ storage.PoolAdder      = Driver{}
+	_ storage.PoolOverlapper = Driver{}
 )
 
 func (d Driver) dm(q DMQuery) (DMDevice, error) {
@@ -171,6 +172,23 @@ func (d Driver) AddPool(ctx context.Context, p *storage.Pool) error {
 		log.Warn().Str("thin_pool", tp.FullName()).Msg("the thin pool queues writes when its data is full, which hangs guests: add the pool with --errorwhenfull (lvchange --errorwhenfull y) so that they get I/O errors instead")
 	}
 	return nil
+}
+
+// Overlap implements storage.PoolOverlapper: a pool is a VG's thick LVs
+// or one thin pool's thin LVs, so two pools on the same VG and thin pool
+// (or both thick on one VG) would hold the same LVs under two names, with
+// two sets of guardrail limits. A thick pool and thin pools on one VG,
+// or pools on different thin pools of it, do not overlap: each LV is of
+// one kind and, if thin, of one thin pool.
+func (Driver) Overlap(existing, p storage.Pool) error {
+	a, b := existing.LVM, p.LVM
+	if a == nil || b == nil || a.VG != b.VG || a.ThinPool != b.ThinPool {
+		return nil
+	}
+	if b.ThinPool != "" {
+		return storage.Errorf(storage.ErrExists, "thin pool %s/%s is already pool %q: use that pool (strata volume create --pool %s), or give another --thinpool", b.VG, b.ThinPool, existing.Name, existing.Name)
+	}
+	return storage.Errorf(storage.ErrExists, "the thick volumes of volume group %q are already pool %q: use that pool (strata volume create --pool %s), or give a --thinpool or another --vg", b.VG, existing.Name, existing.Name)
 }
 
 // Status implements storage.Driver: the VG's (thick) or thin pool's
@@ -317,7 +335,7 @@ func (d Driver) thinPoolStatus(q DMQuery) (thinUse, bool) {
 	if err != nil {
 		return thinUse{}, false
 	}
-	t, ok := dev.single("thin-pool")
+	t, ok := dev.Single("thin-pool")
 	if !ok {
 		return thinUse{}, false
 	}
@@ -371,7 +389,7 @@ func (d Driver) activeLV(vg, lv string) (activeLV, bool) {
 	for _, t := range dev.Targets {
 		a.size += int64(t.Length) * 512
 	}
-	if t, ok := dev.single("thin"); ok {
+	if t, ok := dev.Single("thin"); ok {
 		f := strings.Fields(t.Params)
 		if len(f) < 2 {
 			return activeLV{}, false

@@ -37,7 +37,7 @@ func TestRealLVMInAGuest(t *testing.T) {
 	}
 	// STRATA_LVM_GUEST_RUN narrows the guest's tests while working on
 	// some (e.g. ^TestGuestStrata); then only those are required.
-	pattern, names := "^TestGuest", []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven", "TestGuestLVMDriverConformance", "TestGuestStrataOnLVM"}
+	pattern, names := "^TestGuest", []string{"TestGuestRealLVM", "TestGuestSeesTheFilesItWasGiven", "TestGuestLVMDriverConformance", "TestGuestStrataOnLVM", "TestGuestLVInUse"}
 	if p := os.Getenv("STRATA_LVM_GUEST_RUN"); p != "" {
 		pattern, names = p, nil
 	}

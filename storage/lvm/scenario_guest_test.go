@@ -6,6 +6,7 @@ package lvm_test
 // gives the guest a static strata at /strataBin.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,12 +28,15 @@ const strataBin = "/strata/bin/strata"
 type strataRun struct {
 	t    *testing.T
 	home string
+	// wrap runs strata through a command (unshare ...).
+	wrap []string
 }
 
 // run runs strata; code is its exit code (-9: killed by SIGKILL).
 func (s strataRun) run(env []string, args ...string) (stdout, stderr string, code int) {
 	s.t.Helper()
-	cmd := exec.Command(strataBin, append([]string{"--home", s.home}, args...)...)
+	argv := append(append(append([]string{}, s.wrap...), strataBin, "--home", s.home), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -127,8 +131,12 @@ func TestGuestStrataOnLVM(t *testing.T) {
 
 	t.Run("AGuestOnAnLVRendersItAsABlockDevice", func(t *testing.T) {
 		s.t = t
-		s.ok("pool", "add", "render", "--driver", "lvm", "--vg", conformanceVG)
-		s.ok("volume", "create", "sys", "--pool", "render", "--size", "8M", "--format", "raw")
+		// A second pool on the VG's thick volumes is refused, naming
+		// the first; the guest's volume goes into that one.
+		if _, errOut, code := s.run(nil, "pool", "add", "render", "--driver", "lvm", "--vg", conformanceVG); code != 4 || !strings.Contains(errOut, `already pool "thick"`) {
+			t.Fatalf("a second thick pool on %s: exit %d, %s", conformanceVG, code, errOut)
+		}
+		s.ok("volume", "create", "sys", "--pool", "thick", "--size", "8M", "--format", "raw")
 		path := s.volumePath("sys")
 		s.ok("guest", "define", "lvguest", "--disk", "sys:xvda")
 		for format, want := range map[string]string{
@@ -248,6 +256,138 @@ func TestGuestStrataOnLVM(t *testing.T) {
 					t.Errorf("after a crash at %s and doctor --repair, %s is left", step, l.Name)
 				}
 			}
+		}
+	})
+}
+
+// TestGuestLVInUse: an LV held where no process file shows it is in
+// use, found by its device-mapper open count (inuse.DeviceMapper): a
+// process strata cannot see (strata runs in a PID namespace of its own),
+// a loop device over the LV, a mount. Each refuses volume delete and
+// snapshot rollback (exit 5) naming the volume; released, both work, with
+// strata's own hold on the LV (its open during a rollback) not counted.
+func TestGuestLVInUse(t *testing.T) {
+	inGuest(t)
+	vgReady(t)
+	s := strataRun{t: t, home: filepath.Join(t.TempDir(), "home")}
+	s.ok("pool", "add", "held", "--driver", "lvm", "--vg", conformanceVG, "--thinpool", conformanceThin, "--errorwhenfull")
+	s.ok("volume", "create", "held", "--pool", "held", "--size", "8M", "--format", "raw")
+	path := s.volumePath("held")
+	writeDev(t, path, 0, fill('A', mib))
+	s.ok("snapshot", "create", "--volume", "held", "--name", "a")
+	writeDev(t, path, 0, fill('B', mib))
+
+	refused := func(t *testing.T, s strataRun, holder string) {
+		t.Helper()
+		for _, args := range [][]string{{"volume", "delete", "held"}, {"snapshot", "rollback", "--volume", "held", "a"}} {
+			_, errOut, code := s.run(nil, args...)
+			if code != 5 || !strings.Contains(errOut, `volume "held"`) || !strings.Contains(errOut, holder) {
+				t.Fatalf("strata %s while the LV is held: exit %d, want 5 naming the volume and %q:\n%s", strings.Join(args, " "), code, holder, errOut)
+			}
+			t.Logf("strata %s: %s", strings.Join(args, " "), strings.TrimSpace(errOut))
+		}
+		if got := readDev(t, path, 0, mib); !bytes.Equal(got, fill('B', mib)) {
+			t.Fatal("a refused operation changed the disk")
+		}
+	}
+
+	t.Run("ByAProcessInAnotherPIDNamespace", func(t *testing.T) {
+		// The holder writes the LV from a PID namespace of its own;
+		// strata runs in another, whose /proc shows neither the holder
+		// nor its open file.
+		// It lets go when its stdin closes.
+		holder := exec.Command("unshare", "-p", "-f", "--mount-proc", "sh", "-c", `exec 3<>"$1"; echo open; read x; exit 0`, "sh", path)
+		in, err := holder.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := holder.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := holder.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { in.Close(); holder.Wait() }()
+		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "open\n" {
+			t.Fatalf("the holder did not open the LV: %q %v", line, err)
+		}
+		hidden := s
+		hidden.t, hidden.wrap = t, []string{"unshare", "-p", "-f", "--mount-proc"}
+		refused(t, hidden, "device-mapper counts 1 open")
+		in.Close()
+		if err := holder.Wait(); err != nil {
+			t.Fatalf("the holder: %v", err)
+		}
+		lv := strings.TrimPrefix(path, "/dev/"+conformanceVG+"/")
+		if l, err := (&lvm.Client{}).LV(context.Background(), conformanceVG, lv); err != nil || l.DeviceOpen {
+			t.Fatalf("the LV after its holder let go: %+v %v", l, err)
+		}
+	})
+
+	t.Run("ByALoopDevice", func(t *testing.T) {
+		// busybox's losetup: -f names a free device, then attach.
+		raw, err := exec.Command("losetup", "-f").CombinedOutput()
+		if err != nil {
+			t.Fatalf("losetup -f: %v %s", err, raw)
+		}
+		loop := strings.TrimSpace(string(raw))
+		if out, err := exec.Command("losetup", loop, path).CombinedOutput(); err != nil {
+			t.Fatalf("losetup %s %s: %v %s", loop, path, err, out)
+		}
+		defer exec.Command("losetup", "-d", loop).Run()
+		s.t = t
+		refused(t, s, "loop device "+loop)
+		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
+			t.Fatalf("losetup -d: %v %s", err, out)
+		}
+	})
+
+	t.Run("MountedAndReleased", func(t *testing.T) {
+		if out, err := exec.Command("mke2fs", "-q", path).CombinedOutput(); err != nil {
+			t.Fatalf("mke2fs: %v %s", err, out)
+		}
+		if err := syscall.Mount(path, "/mnt", "ext2", 0, ""); err != nil {
+			t.Fatalf("mount: %v", err)
+		}
+		mounted := true
+		defer func() {
+			if mounted {
+				syscall.Unmount("/mnt", 0)
+			}
+		}()
+		s.t = t
+		refusedAt := func(holder string) {
+			for _, args := range [][]string{{"volume", "delete", "held"}, {"snapshot", "rollback", "--volume", "held", "a"}} {
+				_, errOut, code := s.run(nil, args...)
+				if code != 5 || !strings.Contains(errOut, `volume "held"`) || !strings.Contains(errOut, holder) {
+					t.Fatalf("strata %s while the LV is mounted: exit %d:\n%s", strings.Join(args, " "), code, errOut)
+				}
+			}
+		}
+		refusedAt("claimed")
+		if err := syscall.Unmount("/mnt", 0); err != nil {
+			t.Fatal(err)
+		}
+		mounted = false
+		// Released: the rollback (which holds the LV open itself while
+		// it works) and then the delete go through.
+		s.ok("snapshot", "rollback", "--volume", "held", "a")
+		if got := readDev(t, path, 0, mib); !bytes.Equal(got, fill('A', mib)) {
+			t.Fatal("the rollback after the release did not restore the point")
+		}
+		var points []struct {
+			ID int `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(s.ok("-o", "json", "snapshot", "list", "--volume", "held")), &points); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range points {
+			s.ok("snapshot", "delete", "--volume", "held", strconv.Itoa(p.ID))
+		}
+		s.ok("volume", "delete", "held")
+		if _, err := (&lvm.Client{}).LV(context.Background(), conformanceVG, strings.TrimPrefix(path, "/dev/"+conformanceVG+"/")); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the LV of the deleted volume: %v", err)
 		}
 	})
 }

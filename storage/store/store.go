@@ -240,7 +240,22 @@ func (s *Store) addDevicePool(ctx context.Context, d storage.PoolAdder, p storag
 	if err := d.AddPool(ctx, &p); err != nil {
 		return storage.PoolStatus{}, err
 	}
-	if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddPool(p) }); err != nil {
+	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
+		if o, ok := d.(storage.PoolOverlapper); ok {
+			pools, err := tx.Pools()
+			if err != nil {
+				return err
+			}
+			for _, q := range pools {
+				if q.Driver == p.Driver {
+					if err := o.Overlap(q, p); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return tx.AddPool(p)
+	}); err != nil {
 		return storage.PoolStatus{}, err
 	}
 	log.Info().Str("pool", p.Name).Str("driver", p.Driver).Msg("pool added")

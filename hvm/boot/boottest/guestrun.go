@@ -59,8 +59,9 @@ type RunKitSpec struct {
 
 // LVMSpec is the LVM run kit: lvm2, dmsetup and thin-provisioning-tools
 // (thin_check, which lvm runs when it activates a thin pool) from
-// Debian 12, the device-mapper modules, and an lvm.conf for a guest
-// without udev, dmeventd or lvmpolld.
+// Debian 12, the device-mapper modules, the loop module (a loop device
+// over an LV is one of the in-use checks' cases), and an lvm.conf for a
+// guest without udev, dmeventd or lvmpolld.
 var LVMSpec = RunKitSpec{
 	Name:     "lvm",
 	Packages: []string{"lvm2", "dmsetup", "thin-provisioning-tools"},
@@ -68,7 +69,7 @@ var LVMSpec = RunKitSpec{
 	// in a guest whose /init runs one program.
 	Skip:     []string{"dmeventd", "init-system-helpers", "sysvinit-utils", "lsb-base", "gcc-12-base"},
 	Binaries: []string{"sbin/lvm", "sbin/dmsetup", "usr/sbin/pdata_tools"},
-	Modules:  []string{"dm_mod", "dm_snapshot", "dm_thin_pool"},
+	Modules:  []string{"dm_mod", "dm_snapshot", "dm_thin_pool", "loop"},
 	Files:    map[string]string{"etc/lvm/lvm.conf": guestLVMConf},
 }
 

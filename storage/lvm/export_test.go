@@ -1,3 +1,0 @@
-package lvm
-
-var ParseDMReply = parseDMReply
