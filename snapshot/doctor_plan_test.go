@@ -27,9 +27,9 @@ func TestDoctorPlansRecoveryOfAnInterruptedPoint(t *testing.T) {
 	ready := Point{ID: 1, TargetKey: catalog.VolumeKey("00000000000000cc"), State: stateReady}
 	deleting := Point{ID: 2, TargetKey: catalog.GuestKey("00000000000000dd"), State: stateDeleting}
 	points := map[string][]byte{
-		key(creating.TargetKey, 3): rawPoint(t, creating),
-		key(ready.TargetKey, 1):    rawPoint(t, ready),
-		key(deleting.TargetKey, 2): rawPoint(t, deleting),
+		key(creating.TargetKey, 3):      rawPoint(t, creating),
+		key(ready.TargetKey, 1):         rawPoint(t, ready),
+		key(deleting.TargetKey, 2):      rawPoint(t, deleting),
 		"v-00000000000000ee/0000000001": []byte("{not json"),
 	}
 	journals := []string{catalog.GuestKey("00000000000000aa").String(), "gold-00000000000000ff", catalog.VolumeKey("00000000000000bb").String()}
