@@ -593,18 +593,39 @@ func lineage(tx *catalog.Tx, srcs []goldenSourceDisk) (id, name string) {
 	return id, name
 }
 
-// freeze records g as being created, copies every source disk into its
-// image, protects the images and marks g ready.
-func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourceDisk) (err error) {
+// freeze records g as being created (once the copies are known to fit:
+// checkFreezeSpace), has each pool's driver copy its source disk into
+// its image (freezeDisks), and marks g ready. On failure it undoes the
+// golden (undoGolden).
+func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourceDisk) error {
 	l, err := lockTarget(m.st.Catalog.Home(), goldenTarget(g), m.lockTimeout)
 	if err != nil {
 		return err
 	}
 	defer l.unlock()
-	// Every copy into a pool must fit at once: checked before anything
-	// is written, not disk by disk.
+	if err := m.checkFreezeSpace(ctx, g, srcs); err != nil {
+		return err
+	}
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return recordGolden(tx, g) }); err != nil {
+		return err
+	}
+	crashpoint("golden:recorded")
+	if err := m.freezeDisks(ctx, &g, srcs); err != nil {
+		return m.undoGolden(ctx, g, err)
+	}
+	g.State = stateReady
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putGolden(tx, g) }); err != nil {
+		return m.undoGolden(ctx, g, err)
+	}
+	log.Debug().Str("golden", g.Name).Str("source", g.Source.Kind+":"+g.Source.Name).Int("disks", len(g.Disks)).Msg("golden image created")
+	return nil
+}
+
+// checkFreezeSpace refuses a golden whose copies do not all fit in their
+// pools at once: checked before anything is written, not disk by disk.
+func (m *Manager) checkFreezeSpace(ctx context.Context, g goldenRecord, srcs []goldenSourceDisk) error {
 	need := map[string]int64{}
-	var order []string
+	var order []storage.Pool
 	for _, s := range srcs {
 		drv, err := m.st.Driver(s.pool)
 		if err != nil {
@@ -618,47 +639,39 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 			continue
 		}
 		if _, ok := need[s.pool.Name]; !ok {
-			order = append(order, s.pool.Name)
+			order = append(order, s.pool)
 		}
 		need[s.pool.Name] += n
 	}
-	for _, name := range order {
-		var p storage.Pool
-		for _, s := range srcs {
-			if s.pool.Name == name {
-				p = s.pool
-			}
-		}
-		if err := m.spaceFor(ctx, p, need[name], func(free int64) error {
-			return storage.Errorf(storage.ErrPrecondition, "not enough space for golden image %q: its disks hold %s and %q has %s free; free space, or put the golden in another pool (--pool)", g.Name, storage.FormatSize(need[name]), p.Path, storage.FormatSize(free))
+	for _, p := range order {
+		if err := m.spaceFor(ctx, p, need[p.Name], func(free int64) error {
+			return storage.Errorf(storage.ErrPrecondition, "not enough space for golden image %q: its disks hold %s and %q has %s free; free space, or put the golden in another pool (--pool)", g.Name, storage.FormatSize(need[p.Name]), p.Path, storage.FormatSize(free))
 		}); err != nil {
 			return err
 		}
 	}
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		// The name index, not only ready goldens: another process may be
-		// freezing a golden of this name right now.
-		var other string
-		if taken, err := tx.Get(bGoldenNames, g.Name, &other); err != nil {
-			return err
-		} else if taken {
-			return storage.Errorf(storage.ErrExists, "golden image %q already exists (or is being created): choose another name", g.Name)
-		}
-		if err := tx.Put(bGoldenNames, g.Name, g.ID); err != nil {
-			return err
-		}
-		return putGolden(tx, g)
-	}); err != nil {
+	return nil
+}
+
+// recordGolden records g as being created, under a name no golden has:
+// the name index, not only ready goldens, since another process may be
+// freezing a golden of this name right now.
+func recordGolden(tx *catalog.Tx, g goldenRecord) error {
+	var other string
+	if taken, err := tx.Get(bGoldenNames, g.Name, &other); err != nil {
+		return err
+	} else if taken {
+		return storage.Errorf(storage.ErrExists, "golden image %q already exists (or is being created): choose another name", g.Name)
+	}
+	if err := tx.Put(bGoldenNames, g.Name, g.ID); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			if uerr := m.dropGolden(context.WithoutCancel(ctx), g); uerr != nil {
-				log.Error().Err(uerr).Msg("could not undo the partial golden image; the next golden command or strata doctor --repair will")
-			}
-		}
-	}()
-	crashpoint("golden:recorded")
+	return putGolden(tx, g)
+}
+
+// freezeDisks copies every source disk into g's image of it, noting
+// each image's sizes in g.
+func (m *Manager) freezeDisks(ctx context.Context, g *goldenRecord, srcs []goldenSourceDisk) error {
 	for i, s := range srcs {
 		d := &g.Disks[i]
 		drv, err := m.st.Driver(s.pool)
@@ -670,12 +683,17 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		}
 		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
 	}
-	g.State = stateReady
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putGolden(tx, g) }); err != nil {
-		return err
-	}
-	log.Info().Str("golden", g.Name).Str("source", g.Source.Kind+":"+g.Source.Name).Int("disks", len(g.Disks)).Msg("golden image created")
 	return nil
+}
+
+// undoGolden removes a golden that failed half-made, and returns err, the
+// failure. What it cannot undo is left to the next golden command or
+// strata doctor --repair (the record stays, not ready), and logged.
+func (m *Manager) undoGolden(ctx context.Context, g goldenRecord, err error) error {
+	if uerr := m.dropGolden(context.WithoutCancel(ctx), g); uerr != nil {
+		log.Error().Err(uerr).Msg("could not undo the partial golden image; the next golden command or strata doctor --repair will")
+	}
+	return err
 }
 
 // GoldenList lists every golden image.
@@ -875,7 +893,7 @@ func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 		if err := m.dropGolden(ctx, g); err != nil {
 			return err
 		}
-		log.Info().Str("golden", g.Name).Msg("golden image deleted")
+		log.Debug().Str("golden", g.Name).Msg("golden image deleted")
 		return nil
 	})
 }
