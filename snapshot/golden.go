@@ -793,11 +793,11 @@ func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
 			return nil // deleted since
 		}
 		key, name, kind := catalog.VolumeKey(v.ID), v.Name, GoldenVolume
+		var gu storage.Guest
 		if l.GuestID != "" {
-			gu, err := tx.GuestByID(l.GuestID)
-			if err == nil {
+			if gu, err = tx.GuestByID(l.GuestID); err == nil {
 				key, name, kind = catalog.GuestKey(gu.ID), gu.Name, GoldenGuest
-			}
+			} // else deleted since: its volume is listed as a volume clone
 		}
 		i, ok := index[key]
 		if !ok {
@@ -806,7 +806,6 @@ func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
 			out = append(out, CloneInfo{Name: name, Kind: kind, Golden: g.Name, MACs: []string{}, Disks: []CloneDisk{}})
 		}
 		if !ok && kind == GoldenGuest {
-			gu, _ := tx.GuestByID(l.GuestID)
 			out[i].UUID, out[i].MACs = identity(gu.Definition)
 		}
 		out[i].Disks = append(out[i].Disks, cloneDiskOf(v, l.Method, paths))
@@ -851,7 +850,11 @@ func (m *Manager) dependants(ctx context.Context, tx *catalog.Tx, g goldenRecord
 			}
 		}
 		what := fmt.Sprintf("volume %q", v.Name)
-		if guests, _ := tx.GuestsUsing(v.ID); len(guests) > 0 {
+		guests, err := tx.GuestsUsing(v.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(guests) > 0 {
 			what = fmt.Sprintf("guest %q", guests[0])
 		}
 		if _, ok := linked[what]; !ok {

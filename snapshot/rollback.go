@@ -609,17 +609,18 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 			return err
 		}
 	}
-	// Restored copies a dead process left that this recovery does not
-	// use go once it is done (they are made only under the disks' locks,
-	// which this process holds).
-	defer m.cleanRestores(disks)
 	if j.Undo {
 		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing the undo of a rollback that failed or was interrupted: the disks go back as they were")
-		_, err := m.undoRollback(ctx, t, pre)
-		return err
+		_, err = m.undoRollback(ctx, t, pre)
+	} else {
+		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", pre.ID).Msg("finishing an interrupted rollback")
+		err = m.completeRollback(ctx, t, to, pre)
 	}
-	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", pre.ID).Msg("finishing an interrupted rollback")
-	return m.completeRollback(ctx, t, to, pre)
+	// Restored copies a dead process left that this recovery did not use
+	// go once it is done, whichever way it went (they are made only under
+	// the disks' locks, which this process holds).
+	m.cleanRestores(disks)
+	return err
 }
 
 // cleanRestores has each disk's driver remove what interrupted restores
