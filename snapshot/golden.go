@@ -464,47 +464,11 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 		if err != nil {
 			return err
 		}
-		pools := map[string]storage.Pool{}
-		if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-			if _, err := goldenByName(tx, o.Name); err == nil {
-				return storage.Errorf(storage.ErrExists, "golden image %q already exists: a golden never changes; freeze a new one (e.g. %s-v2) or delete it first", o.Name, o.Name)
-			}
-			all, err := tx.Pools()
-			if err != nil {
-				return err
-			}
-			for _, p := range all {
-				pools[p.Name] = p
-			}
-			if o.Pool != "" {
-				if _, err := tx.Pool(o.Pool); err != nil {
-					return err
-				}
-			}
-			g.FromID, g.FromName = lineage(tx, srcs)
-			return nil
-		}); err != nil {
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) error { return planGolden(tx, o, srcs, &g) }); err != nil {
 			return err
 		}
-		for i, s := range srcs {
-			pool := o.Pool
-			if pool == "" {
-				pool = s.vol.Pool
-			}
-			if pool == "" {
-				pool = catalog.DefaultPool
-			}
-			p := pools[pool]
-			drv, err := m.st.Driver(p)
-			if err != nil {
-				return err
-			}
-			if err := storage.MkdirPassable(p.Path); err != nil {
-				return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
-			}
-			srcs[i].pool = p
-			g.Disks = append(g.Disks, GoldenDisk{Volume: s.vol.Name, VolumeID: s.vol.ID, SourcePath: s.vol.Path, Format: s.format, Pool: pool,
-				Path: drv.VolumePath(p, storage.NewID(), s.format)})
+		if err := m.placeGolden(srcs, &g); err != nil {
+			return err
 		}
 		return m.freeze(ctx, g, srcs)
 	})
@@ -512,6 +476,59 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 		return GoldenInfo{}, err
 	}
 	return m.GoldenShow(ctx, o.Name)
+}
+
+// planGolden checks a golden o describes against the catalog (its name
+// free, its pool there) and chooses the pool of each source disk's image
+// (o's, else the source volume's, else the default pool), with g's
+// lineage.
+func planGolden(tx *catalog.Tx, o GoldenOptions, srcs []goldenSourceDisk, g *goldenRecord) error {
+	if _, err := goldenByName(tx, o.Name); err == nil {
+		return storage.Errorf(storage.ErrExists, "golden image %q already exists: a golden never changes; freeze a new one (e.g. %s-v2) or delete it first", o.Name, o.Name)
+	}
+	pools := map[string]storage.Pool{}
+	all, err := tx.Pools()
+	if err != nil {
+		return err
+	}
+	for _, p := range all {
+		pools[p.Name] = p
+	}
+	if o.Pool != "" {
+		if _, err := tx.Pool(o.Pool); err != nil {
+			return err
+		}
+	}
+	g.FromID, g.FromName = lineage(tx, srcs)
+	for i, s := range srcs {
+		pool := o.Pool
+		if pool == "" {
+			pool = s.vol.Pool
+		}
+		if pool == "" {
+			pool = catalog.DefaultPool
+		}
+		srcs[i].pool = pools[pool]
+	}
+	return nil
+}
+
+// placeGolden asks each pool's driver where g's image of each source
+// disk goes (under a new ID), the pool's directory made first.
+func (m *Manager) placeGolden(srcs []goldenSourceDisk, g *goldenRecord) error {
+	for _, s := range srcs {
+		p := s.pool
+		drv, err := m.st.Driver(p)
+		if err != nil {
+			return err
+		}
+		if err := storage.MkdirPassable(p.Path); err != nil {
+			return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
+		}
+		g.Disks = append(g.Disks, GoldenDisk{Volume: s.vol.Name, VolumeID: s.vol.ID, SourcePath: s.vol.Path, Format: s.format, Pool: p.Name,
+			Path: drv.VolumePath(p, storage.NewID(), s.format)})
+	}
+	return nil
 }
 
 // goldenSources resolves what to freeze, and fills in g's kind, source

@@ -547,33 +547,17 @@ func restoredGuest(tx *catalog.Tx, p Point) (storage.Guest, error) {
 // interruption by anyone but strata, it keeps the disks as they are now as
 // a restore point first: recovery never discards a guest's writes.
 func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry) error {
-	var pre, to Point
-	var preOK, toOK bool
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
-		if pre, preOK, err = pointByNumber(tx, t.Key, j.Pre); err != nil {
-			return err
-		}
-		to, toOK, err = pointByNumber(tx, t.Key, j.To)
-		return err
-	}); err != nil {
+	var rr recoveredRollback
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { rr, err = planRecoveredRollback(tx, t, j); return err }); err != nil {
 		return err
 	}
-	if !preOK || pre.State != stateReady || !toOK {
+	if !rr.started {
 		// The pre-rollback point was never completed: nothing was rolled
 		// back, and its remains were undone already.
 		log.Warn().Str("target", t.String()).Int("to", j.To).Msg("an interrupted rollback had not started: nothing to finish")
 		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key.String()) })
 	}
-	disks := map[string]storage.Volume{}
-	for _, p := range []Point{to, pre} {
-		for _, d := range p.Disks {
-			v, err := m.volumeByID(d.VolumeID)
-			if err != nil {
-				return err
-			}
-			disks[v.ID] = v
-		}
-	}
+	to, pre, disks := rr.to, rr.pre, rr.disks
 	var vols []storage.Volume
 	for _, v := range disks {
 		for _, p := range m.locations(v) {
@@ -621,6 +605,41 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 	// the disks' locks, which this process holds).
 	m.cleanRestores(disks)
 	return err
+}
+
+// recoveredRollback is what recovery of a journaled rollback works on:
+// its point and its pre-rollback point, and every volume either has (by
+// ID). started is false when the pre-rollback point was never completed
+// (or the point is gone): nothing was rolled back.
+type recoveredRollback struct {
+	to, pre Point
+	disks   map[string]storage.Volume
+	started bool
+}
+
+// planRecoveredRollback reads what recovery of the rollback j journals
+// on t works on.
+func planRecoveredRollback(tx *catalog.Tx, t Target, j journalEntry) (recoveredRollback, error) {
+	var rr recoveredRollback
+	pre, preOK, err := pointByNumber(tx, t.Key, j.Pre)
+	if err != nil {
+		return rr, err
+	}
+	to, toOK, err := pointByNumber(tx, t.Key, j.To)
+	if err != nil || !preOK || pre.State != stateReady || !toOK {
+		return rr, err
+	}
+	rr = recoveredRollback{to: to, pre: pre, disks: map[string]storage.Volume{}, started: true}
+	for _, p := range []Point{to, pre} {
+		for _, d := range p.Disks {
+			v, err := tx.VolumeByID(d.VolumeID)
+			if err != nil {
+				return rr, err
+			}
+			rr.disks[v.ID] = v
+		}
+	}
+	return rr, nil
 }
 
 // cleanRestores has each disk's driver remove what interrupted restores
