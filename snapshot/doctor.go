@@ -25,10 +25,6 @@ type Finding struct {
 	Repaired bool   `json:"repaired"`
 }
 
-// extraRefs lets other parts of this package (golden images, clones) add
-// the files they reference, so doctor never calls them orphans.
-var extraRefs []func(tx *catalog.Tx, refs map[string]bool) error
-
 // isTemp tells whether a name is a strata temporary (atomicfile's scheme).
 func isTemp(name string) bool {
 	_, ok := atomicfile.Target(name)
@@ -215,10 +211,8 @@ func readDoctorRecords(tx *catalog.Tx) (doctorRecords, error) {
 	if r.pools, err = tx.Pools(); err != nil {
 		return r, err
 	}
-	for _, add := range extraRefs {
-		if err := add(tx, r.extra); err != nil {
-			return r, err
-		}
+	if err := goldenRefs(tx, r.extra); err != nil {
+		return r, err
 	}
 	// Install media: an ISO in a pool that no medium records is left by a
 	// crash between the rename of its image and its record.

@@ -131,10 +131,6 @@ func goldenTarget(g goldenRecord) Target {
 	return Target{Key: catalog.GoldenKey(g.ID), Name: g.Name}
 }
 
-func init() {
-	extraRefs = append(extraRefs, goldenRefs)
-}
-
 // goldenRefs tells doctor the images of ready goldens. Images of
 // unfinished creates, deletes and clones are left out on purpose: doctor
 // --repair holds the state home exclusively, so they are leftovers of a
