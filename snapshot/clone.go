@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog/log"
 
@@ -113,68 +114,88 @@ func (m *Manager) Clone(ctx context.Context, o CloneOptions) ([]CloneInfo, error
 	return out, err
 }
 
-// planClones checks the names and chooses each disk's path and method.
+// planClones plans the clones named names of g: the pools their disks go
+// to, checked against the catalog (clonePools), each disk's method as its
+// pool's driver chooses it (cloneMethods), the space full copies need
+// (checkCloneSpace), then every clone's records (layoutClones).
 func (m *Manager) planClones(ctx context.Context, g goldenRecord, o CloneOptions, names []string) ([]clonePlan, error) {
-	pools := map[string]storage.Pool{}
-	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		if err := namesFree(tx, g, names); err != nil {
-			return err
-		}
-		for _, d := range g.Disks {
-			name := o.Pool
-			if name == "" {
-				name = d.Pool
-			}
-			p, err := tx.Pool(name)
-			if err != nil {
-				return err
-			}
-			pools[name] = p
-		}
-		return nil
-	})
-	if err != nil {
+	var dests []storage.Pool
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { dests, err = clonePools(tx, g, o, names); return err }); err != nil {
 		return nil, err
 	}
-	now := m.Now()
-	methods := make([]storage.ClonePlan, len(g.Disks))
-	dests := make([]storage.Pool, len(g.Disks))
 	drivers := make([]storage.Driver, len(g.Disks))
-	need := map[string]int64{} // bytes full copies need, per pool
-	var order []string
+	methods := make([]storage.ClonePlan, len(g.Disks))
 	for k, d := range g.Disks {
-		p := pools[o.Pool]
-		if o.Pool == "" {
-			p = pools[d.Pool]
-		}
-		dests[k] = p
-		drv, err := m.st.Driver(p)
+		drv, err := m.st.Driver(dests[k])
 		if err != nil {
 			return nil, err
 		}
 		drivers[k] = drv
-		if err := storage.MkdirPassable(p.Path); err != nil {
-			return nil, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
+		if err := storage.MkdirPassable(dests[k].Path); err != nil {
+			return nil, storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", dests[k].Name, dests[k].Path, err)
 		}
-		if methods[k], err = drv.PlanClone(ctx, storage.Image{Path: d.Path, Format: d.Format}, p, o.Full); err != nil {
+		if methods[k], err = drv.PlanClone(ctx, storage.Image{Path: d.Path, Format: d.Format}, dests[k], o.Full); err != nil {
 			return nil, err
 		}
-		if n := methods[k].Need; n > 0 {
-			if _, ok := need[p.Name]; !ok {
-				order = append(order, p.Name)
-			}
-			need[p.Name] += n * int64(len(names))
-		}
 	}
-	for _, name := range order {
-		p := pools[name]
-		if err := m.spaceFor(ctx, p, need[name], func(free int64) error {
+	if err := m.checkCloneSpace(ctx, g, len(names), dests, methods); err != nil {
+		return nil, err
+	}
+	volumePath := func(k int, id string, f storage.Format) string { return drivers[k].VolumePath(dests[k], id, f) }
+	return layoutClones(g, names, dests, methods, m.Now(), volumePath), nil
+}
+
+// clonePools refuses names already taken and returns, per disk of g, the
+// pool its clones' disks go to: o's, else the golden image's own.
+func clonePools(tx *catalog.Tx, g goldenRecord, o CloneOptions, names []string) ([]storage.Pool, error) {
+	if err := namesFree(tx, g, names); err != nil {
+		return nil, err
+	}
+	pools := make([]storage.Pool, len(g.Disks))
+	for k, d := range g.Disks {
+		name := o.Pool
+		if name == "" {
+			name = d.Pool
+		}
+		p, err := tx.Pool(name)
+		if err != nil {
+			return nil, err
+		}
+		pools[k] = p
+	}
+	return pools, nil
+}
+
+// checkCloneSpace refuses count clones whose full copies do not fit in
+// their pools (all of them at once, before anything is written).
+func (m *Manager) checkCloneSpace(ctx context.Context, g goldenRecord, count int, dests []storage.Pool, methods []storage.ClonePlan) error {
+	need := map[string]int64{} // bytes full copies need, per pool
+	var order []storage.Pool
+	for k, pl := range methods {
+		if pl.Need <= 0 {
+			continue
+		}
+		if _, ok := need[dests[k].Name]; !ok {
+			order = append(order, dests[k])
+		}
+		need[dests[k].Name] += pl.Need * int64(count)
+	}
+	for _, p := range order {
+		if err := m.spaceFor(ctx, p, need[p.Name], func(free int64) error {
 			return storage.Errorf(storage.ErrPrecondition, "not enough space for %d full clone(s) of golden image %q: they need %s and %q has %s free; make linked clones (drop --full), use a reflink pool (XFS reflink=1, btrfs) or free space",
-				len(names), g.Name, storage.FormatSize(need[name]), p.Path, storage.FormatSize(free))
+				count, g.Name, storage.FormatSize(need[p.Name]), p.Path, storage.FormatSize(free))
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// layoutClones makes the records of the clones named names of g: for
+// each, its guest (for a guest golden), one new volume per disk of g in
+// dests[k] made by methods[k] (at volumePath), and its links to g. Every
+// guest and volume gets a new ID.
+func layoutClones(g goldenRecord, names []string, dests []storage.Pool, methods []storage.ClonePlan, now time.Time, volumePath func(k int, id string, f storage.Format) string) []clonePlan {
 	var plans []clonePlan
 	for _, n := range names {
 		pl := clonePlan{info: CloneInfo{Name: n, Kind: g.Kind, Golden: g.Name, MACs: []string{}}}
@@ -188,7 +209,7 @@ func (m *Manager) planClones(ctx context.Context, g goldenRecord, o CloneOptions
 			}
 			format := methods[k].Format
 			v := storage.Volume{ID: storage.NewID(), Name: vname, Pool: dests[k].Name, Format: format, Created: now}
-			v.Path = drivers[k].VolumePath(dests[k], v.ID, format)
+			v.Path = volumePath(k, v.ID, format)
 			v.Backing = methods[k].Backing
 			pl.vols = append(pl.vols, v)
 			pl.plans = append(pl.plans, methods[k])
@@ -201,7 +222,7 @@ func (m *Manager) planClones(ctx context.Context, g goldenRecord, o CloneOptions
 		}
 		plans = append(plans, pl)
 	}
-	return plans, nil
+	return plans
 }
 
 // namesFree refuses names already taken, by a guest or a volume.
@@ -223,8 +244,10 @@ func namesFree(tx *catalog.Tx, g goldenRecord, names []string) error {
 	return nil
 }
 
-// makeClones journals, makes every image, then records everything at once.
-func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []clonePlan) (out []CloneInfo, err error) {
+// makeClones journals every image the plans make, makes them, then
+// records everything at once (recordClones); on failure it undoes the
+// images and the journal (undoClones).
+func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []clonePlan) ([]CloneInfo, error) {
 	j := cloneJournal{Op: "clone", Started: m.Now()}
 	for _, pl := range plans {
 		for _, v := range pl.vols {
@@ -234,19 +257,48 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Put(bCloneJournal, g.ID, j) }); err != nil {
 		return nil, err
 	}
-	committed := false
-	defer func() {
-		if err != nil && !committed {
-			uerr := m.removeImages(context.WithoutCancel(ctx), j.Paths, j.Pools)
-			if uerr == nil {
-				uerr = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bCloneJournal, g.ID) })
-			}
-			if uerr != nil {
-				log.Error().Err(uerr).Msg("could not undo the partial clones; the next command on the golden image or strata doctor --repair will")
-			}
-		}
-	}()
 	crashpoint("clone:journaled")
+	if err := m.makeCloneImages(ctx, g, plans); err != nil {
+		return nil, m.undoClones(ctx, g, j, err)
+	}
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return recordClones(tx, g, plans) }); err != nil {
+		return nil, m.undoClones(ctx, g, j, err)
+	}
+	crashpoint("clone:recorded")
+	paths := map[string]bool{}
+	for _, d := range g.Disks {
+		paths[storage.RealPath(d.Path)] = true
+	}
+	var out []CloneInfo
+	for _, pl := range plans {
+		for k, v := range pl.vols {
+			pl.info.Disks = append(pl.info.Disks, cloneDiskOf(v, pl.links[k].Method, paths))
+		}
+		out = append(out, pl.info)
+		log.Debug().Str("clone", pl.info.Name).Str("golden", g.Name).Str("kind", g.Kind).Msg("clone created")
+	}
+	return out, nil
+}
+
+// undoClones removes what a failed clone made and closes its journal,
+// and returns err, the failure. What it cannot undo is left to the next
+// command on the golden image or strata doctor --repair (the journal
+// stays), and logged.
+func (m *Manager) undoClones(ctx context.Context, g goldenRecord, j cloneJournal, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	uerr := m.removeImages(ctx, j.Paths, j.Pools)
+	if uerr == nil {
+		uerr = m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bCloneJournal, g.ID) })
+	}
+	if uerr != nil {
+		log.Error().Err(uerr).Msg("could not undo the partial clones; the next command on the golden image or strata doctor --repair will")
+	}
+	return err
+}
+
+// makeCloneImages has each pool's driver make every clone's images, then
+// syncs the directories they are in.
+func (m *Manager) makeCloneImages(ctx context.Context, g goldenRecord, plans []clonePlan) error {
 	n := 0
 	dirs := map[string]bool{}
 	for _, pl := range plans {
@@ -254,10 +306,10 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 			d := g.Disks[k]
 			drv, pool, err := m.driverOf(v)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if err := drv.Clone(ctx, pool, storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {
-				return nil, fmt.Errorf("clone %q of golden image %q, disk %d: %w", pl.info.Name, g.Name, k+1, err)
+				return fmt.Errorf("clone %q of golden image %q, disk %d: %w", pl.info.Name, g.Name, k+1, err)
 			}
 			if filepath.IsAbs(v.Path) { // a file's directory (not an rbd: image)
 				dirs[filepath.Dir(v.Path)] = true
@@ -268,77 +320,74 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 	}
 	for d := range dirs {
 		if err := image.SyncPath(d); err != nil {
-			return nil, err
-		}
-	}
-	err = m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		names := make([]string, len(plans))
-		for i, pl := range plans {
-			names[i] = pl.info.Name
-		}
-		if err := namesFree(tx, g, names); err != nil {
 			return err
 		}
-		var inUse map[string]bool
-		for i := range plans {
-			pl := &plans[i]
-			for _, v := range pl.vols {
-				if err := tx.AddVolume(v); err != nil {
-					return err
-				}
-			}
-			if pl.guest != nil {
-				if inUse == nil && definitionHasNICs(g.Definition) {
-					if inUse, err = registry.MACsInUse(tx, ""); err != nil {
-						return err
-					}
-				}
-				r := DefinitionRewrite{Name: pl.info.Name, Golden: g.Name, Volumes: map[string]RewriteDisk{}, Paths: map[string]RewriteDisk{}, InUse: inUse}
-				for k, d := range g.Disks {
-					nd := RewriteDisk{Volume: pl.vols[k].Name, Format: pl.vols[k].Format}
-					r.Volumes[d.Volume], r.Paths[d.SourcePath] = nd, nd
-				}
-				def, uuid, macs, err := CloneDefinition(g.Definition, r)
-				if err != nil {
-					return fmt.Errorf("golden image %q: %w", g.Name, err)
-				}
-				// Checked as a definition of its own, which also finds the
-				// volumes it names besides its disks (read-only ones), so
-				// that none can be deleted under the clone.
-				def, _, uses, err := registry.Recheck(tx, *pl.guest, def)
-				if err != nil {
-					return fmt.Errorf("golden image %q, clone %q: %w", g.Name, pl.info.Name, err)
-				}
-				pl.guest.Definition, pl.guest.Uses, pl.info.UUID, pl.info.MACs = def, uses, uuid, macs
-				if err := tx.PutGuest(*pl.guest); err != nil {
-					return err
-				}
-			}
-			for _, l := range pl.links {
-				if err := tx.Put(bGoldenClones, g.ID+"/"+l.VolumeID, l); err != nil {
-					return err
-				}
+	}
+	return nil
+}
+
+// recordClones records every clone of plans, its volumes, guest and
+// links, and closes the clone journal: the names are checked again (free
+// when planned, but the golden's lock does not keep them so), and each
+// guest's definition is made (recordCloneGuest) with MACs no guest or
+// golden has, nor any other clone of plans.
+func recordClones(tx *catalog.Tx, g goldenRecord, plans []clonePlan) error {
+	names := make([]string, len(plans))
+	for i, pl := range plans {
+		names[i] = pl.info.Name
+	}
+	if err := namesFree(tx, g, names); err != nil {
+		return err
+	}
+	var inUse map[string]bool
+	for i := range plans {
+		pl := &plans[i]
+		for _, v := range pl.vols {
+			if err := tx.AddVolume(v); err != nil {
+				return err
 			}
 		}
-		return tx.Delete(bCloneJournal, g.ID)
-	})
+		if pl.guest != nil {
+			if inUse == nil && definitionHasNICs(g.Definition) {
+				var err error
+				if inUse, err = registry.MACsInUse(tx, ""); err != nil {
+					return err
+				}
+			}
+			if err := recordCloneGuest(tx, g, pl, inUse); err != nil {
+				return err
+			}
+		}
+		for _, l := range pl.links {
+			if err := tx.Put(bGoldenClones, g.ID+"/"+l.VolumeID, l); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Delete(bCloneJournal, g.ID)
+}
+
+// recordCloneGuest makes the definition of clone pl from g's (new name,
+// UUID and MACs, unique among inUse, to which they are added; disks on
+// pl's volumes), checks it as a definition of its own, which also finds
+// the volumes it names besides its disks (read-only ones) so that none
+// can be deleted under the clone, and records the guest.
+func recordCloneGuest(tx *catalog.Tx, g goldenRecord, pl *clonePlan, inUse map[string]bool) error {
+	r := DefinitionRewrite{Name: pl.info.Name, Golden: g.Name, Volumes: map[string]RewriteDisk{}, Paths: map[string]RewriteDisk{}, InUse: inUse}
+	for k, d := range g.Disks {
+		nd := RewriteDisk{Volume: pl.vols[k].Name, Format: pl.vols[k].Format}
+		r.Volumes[d.Volume], r.Paths[d.SourcePath] = nd, nd
+	}
+	def, uuid, macs, err := CloneDefinition(g.Definition, r)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("golden image %q: %w", g.Name, err)
 	}
-	committed = true
-	crashpoint("clone:recorded")
-	paths := map[string]bool{}
-	for _, d := range g.Disks {
-		paths[storage.RealPath(d.Path)] = true
+	def, _, uses, err := registry.Recheck(tx, *pl.guest, def)
+	if err != nil {
+		return fmt.Errorf("golden image %q, clone %q: %w", g.Name, pl.info.Name, err)
 	}
-	for _, pl := range plans {
-		for k, v := range pl.vols {
-			pl.info.Disks = append(pl.info.Disks, cloneDiskOf(v, pl.links[k].Method, paths))
-		}
-		out = append(out, pl.info)
-		log.Info().Str("clone", pl.info.Name).Str("golden", g.Name).Str("kind", g.Kind).Msg("clone created")
-	}
-	return out, nil
+	pl.guest.Definition, pl.guest.Uses, pl.info.UUID, pl.info.MACs = def, uses, uuid, macs
+	return tx.PutGuest(*pl.guest)
 }
 
 // DefinitionRewrite says how a golden's definition becomes a clone's.

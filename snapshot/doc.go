@@ -19,6 +19,13 @@
 //     method does: inside the volume, replaces the live volume on restore,
 //     live mechanism), and never which driver it talks to.
 //
+// Every operation is a plan, then its execution: the plan reads the
+// catalog and applies its rules without touching a file, a driver or a
+// tool (planPoint, planRollback, planRecoveredRollback, clonePools and
+// layoutClones, planGolden, planFlatten, doctor's planRecovery and
+// planScan); the execution does the disk work the plan calls for, through
+// the drivers.
+//
 // What is the same for every driver stays here: the catalog records, the
 // journal, the locks, retention, all of a guest's disks or none, the
 // pre-rollback point, golden and clone records; the disk work (points,

@@ -131,10 +131,6 @@ func goldenTarget(g goldenRecord) Target {
 	return Target{Key: catalog.GoldenKey(g.ID), Name: g.Name}
 }
 
-func init() {
-	extraRefs = append(extraRefs, goldenRefs)
-}
-
 // goldenRefs tells doctor the images of ready goldens. Images of
 // unfinished creates, deletes and clones are left out on purpose: doctor
 // --repair holds the state home exclusively, so they are leftovers of a
@@ -464,47 +460,11 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 		if err != nil {
 			return err
 		}
-		pools := map[string]storage.Pool{}
-		if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-			if _, err := goldenByName(tx, o.Name); err == nil {
-				return storage.Errorf(storage.ErrExists, "golden image %q already exists: a golden never changes; freeze a new one (e.g. %s-v2) or delete it first", o.Name, o.Name)
-			}
-			all, err := tx.Pools()
-			if err != nil {
-				return err
-			}
-			for _, p := range all {
-				pools[p.Name] = p
-			}
-			if o.Pool != "" {
-				if _, err := tx.Pool(o.Pool); err != nil {
-					return err
-				}
-			}
-			g.FromID, g.FromName = lineage(tx, srcs)
-			return nil
-		}); err != nil {
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) error { return planGolden(tx, o, srcs, &g) }); err != nil {
 			return err
 		}
-		for i, s := range srcs {
-			pool := o.Pool
-			if pool == "" {
-				pool = s.vol.Pool
-			}
-			if pool == "" {
-				pool = catalog.DefaultPool
-			}
-			p := pools[pool]
-			drv, err := m.st.Driver(p)
-			if err != nil {
-				return err
-			}
-			if err := storage.MkdirPassable(p.Path); err != nil {
-				return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
-			}
-			srcs[i].pool = p
-			g.Disks = append(g.Disks, GoldenDisk{Volume: s.vol.Name, VolumeID: s.vol.ID, SourcePath: s.vol.Path, Format: s.format, Pool: pool,
-				Path: drv.VolumePath(p, storage.NewID(), s.format)})
+		if err := m.placeGolden(srcs, &g); err != nil {
+			return err
 		}
 		return m.freeze(ctx, g, srcs)
 	})
@@ -512,6 +472,59 @@ func (m *Manager) CreateGolden(ctx context.Context, o GoldenOptions) (GoldenInfo
 		return GoldenInfo{}, err
 	}
 	return m.GoldenShow(ctx, o.Name)
+}
+
+// planGolden checks a golden o describes against the catalog (its name
+// free, its pool there) and chooses the pool of each source disk's image
+// (o's, else the source volume's, else the default pool), with g's
+// lineage.
+func planGolden(tx *catalog.Tx, o GoldenOptions, srcs []goldenSourceDisk, g *goldenRecord) error {
+	if _, err := goldenByName(tx, o.Name); err == nil {
+		return storage.Errorf(storage.ErrExists, "golden image %q already exists: a golden never changes; freeze a new one (e.g. %s-v2) or delete it first", o.Name, o.Name)
+	}
+	pools := map[string]storage.Pool{}
+	all, err := tx.Pools()
+	if err != nil {
+		return err
+	}
+	for _, p := range all {
+		pools[p.Name] = p
+	}
+	if o.Pool != "" {
+		if _, err := tx.Pool(o.Pool); err != nil {
+			return err
+		}
+	}
+	g.FromID, g.FromName = lineage(tx, srcs)
+	for i, s := range srcs {
+		pool := o.Pool
+		if pool == "" {
+			pool = s.vol.Pool
+		}
+		if pool == "" {
+			pool = catalog.DefaultPool
+		}
+		srcs[i].pool = pools[pool]
+	}
+	return nil
+}
+
+// placeGolden asks each pool's driver where g's image of each source
+// disk goes (under a new ID), the pool's directory made first.
+func (m *Manager) placeGolden(srcs []goldenSourceDisk, g *goldenRecord) error {
+	for _, s := range srcs {
+		p := s.pool
+		drv, err := m.st.Driver(p)
+		if err != nil {
+			return err
+		}
+		if err := storage.MkdirPassable(p.Path); err != nil {
+			return storage.Errorf(storage.ErrPrecondition, "pool %q: cannot create its directory %q: %w", p.Name, p.Path, err)
+		}
+		g.Disks = append(g.Disks, GoldenDisk{Volume: s.vol.Name, VolumeID: s.vol.ID, SourcePath: s.vol.Path, Format: s.format, Pool: p.Name,
+			Path: drv.VolumePath(p, storage.NewID(), s.format)})
+	}
+	return nil
 }
 
 // goldenSources resolves what to freeze, and fills in g's kind, source
@@ -593,18 +606,39 @@ func lineage(tx *catalog.Tx, srcs []goldenSourceDisk) (id, name string) {
 	return id, name
 }
 
-// freeze records g as being created, copies every source disk into its
-// image, protects the images and marks g ready.
-func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourceDisk) (err error) {
+// freeze records g as being created (once the copies are known to fit:
+// checkFreezeSpace), has each pool's driver copy its source disk into
+// its image (freezeDisks), and marks g ready. On failure it undoes the
+// golden (undoGolden).
+func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourceDisk) error {
 	l, err := lockTarget(m.st.Catalog.Home(), goldenTarget(g), m.lockTimeout)
 	if err != nil {
 		return err
 	}
 	defer l.unlock()
-	// Every copy into a pool must fit at once: checked before anything
-	// is written, not disk by disk.
+	if err := m.checkFreezeSpace(ctx, g, srcs); err != nil {
+		return err
+	}
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return recordGolden(tx, g) }); err != nil {
+		return err
+	}
+	crashpoint("golden:recorded")
+	if err := m.freezeDisks(ctx, &g, srcs); err != nil {
+		return m.undoGolden(ctx, g, err)
+	}
+	g.State = stateReady
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putGolden(tx, g) }); err != nil {
+		return m.undoGolden(ctx, g, err)
+	}
+	log.Debug().Str("golden", g.Name).Str("source", g.Source.Kind+":"+g.Source.Name).Int("disks", len(g.Disks)).Msg("golden image created")
+	return nil
+}
+
+// checkFreezeSpace refuses a golden whose copies do not all fit in their
+// pools at once: checked before anything is written, not disk by disk.
+func (m *Manager) checkFreezeSpace(ctx context.Context, g goldenRecord, srcs []goldenSourceDisk) error {
 	need := map[string]int64{}
-	var order []string
+	var order []storage.Pool
 	for _, s := range srcs {
 		drv, err := m.st.Driver(s.pool)
 		if err != nil {
@@ -618,47 +652,39 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 			continue
 		}
 		if _, ok := need[s.pool.Name]; !ok {
-			order = append(order, s.pool.Name)
+			order = append(order, s.pool)
 		}
 		need[s.pool.Name] += n
 	}
-	for _, name := range order {
-		var p storage.Pool
-		for _, s := range srcs {
-			if s.pool.Name == name {
-				p = s.pool
-			}
-		}
-		if err := m.spaceFor(ctx, p, need[name], func(free int64) error {
-			return storage.Errorf(storage.ErrPrecondition, "not enough space for golden image %q: its disks hold %s and %q has %s free; free space, or put the golden in another pool (--pool)", g.Name, storage.FormatSize(need[name]), p.Path, storage.FormatSize(free))
+	for _, p := range order {
+		if err := m.spaceFor(ctx, p, need[p.Name], func(free int64) error {
+			return storage.Errorf(storage.ErrPrecondition, "not enough space for golden image %q: its disks hold %s and %q has %s free; free space, or put the golden in another pool (--pool)", g.Name, storage.FormatSize(need[p.Name]), p.Path, storage.FormatSize(free))
 		}); err != nil {
 			return err
 		}
 	}
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		// The name index, not only ready goldens: another process may be
-		// freezing a golden of this name right now.
-		var other string
-		if taken, err := tx.Get(bGoldenNames, g.Name, &other); err != nil {
-			return err
-		} else if taken {
-			return storage.Errorf(storage.ErrExists, "golden image %q already exists (or is being created): choose another name", g.Name)
-		}
-		if err := tx.Put(bGoldenNames, g.Name, g.ID); err != nil {
-			return err
-		}
-		return putGolden(tx, g)
-	}); err != nil {
+	return nil
+}
+
+// recordGolden records g as being created, under a name no golden has:
+// the name index, not only ready goldens, since another process may be
+// freezing a golden of this name right now.
+func recordGolden(tx *catalog.Tx, g goldenRecord) error {
+	var other string
+	if taken, err := tx.Get(bGoldenNames, g.Name, &other); err != nil {
+		return err
+	} else if taken {
+		return storage.Errorf(storage.ErrExists, "golden image %q already exists (or is being created): choose another name", g.Name)
+	}
+	if err := tx.Put(bGoldenNames, g.Name, g.ID); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			if uerr := m.dropGolden(context.WithoutCancel(ctx), g); uerr != nil {
-				log.Error().Err(uerr).Msg("could not undo the partial golden image; the next golden command or strata doctor --repair will")
-			}
-		}
-	}()
-	crashpoint("golden:recorded")
+	return putGolden(tx, g)
+}
+
+// freezeDisks copies every source disk into g's image of it, noting
+// each image's sizes in g.
+func (m *Manager) freezeDisks(ctx context.Context, g *goldenRecord, srcs []goldenSourceDisk) error {
 	for i, s := range srcs {
 		d := &g.Disks[i]
 		drv, err := m.st.Driver(s.pool)
@@ -670,12 +696,17 @@ func (m *Manager) freeze(ctx context.Context, g goldenRecord, srcs []goldenSourc
 		}
 		crashpoint(fmt.Sprintf("golden:disk-%d", i+1))
 	}
-	g.State = stateReady
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return putGolden(tx, g) }); err != nil {
-		return err
-	}
-	log.Info().Str("golden", g.Name).Str("source", g.Source.Kind+":"+g.Source.Name).Int("disks", len(g.Disks)).Msg("golden image created")
 	return nil
+}
+
+// undoGolden removes a golden that failed half-made, and returns err, the
+// failure. What it cannot undo is left to the next golden command or
+// strata doctor --repair (the record stays, not ready), and logged.
+func (m *Manager) undoGolden(ctx context.Context, g goldenRecord, err error) error {
+	if uerr := m.dropGolden(context.WithoutCancel(ctx), g); uerr != nil {
+		log.Error().Err(uerr).Msg("could not undo the partial golden image; the next golden command or strata doctor --repair will")
+	}
+	return err
 }
 
 // GoldenList lists every golden image.
@@ -775,11 +806,11 @@ func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
 			return nil // deleted since
 		}
 		key, name, kind := catalog.VolumeKey(v.ID), v.Name, GoldenVolume
+		var gu storage.Guest
 		if l.GuestID != "" {
-			gu, err := tx.GuestByID(l.GuestID)
-			if err == nil {
+			if gu, err = tx.GuestByID(l.GuestID); err == nil {
 				key, name, kind = catalog.GuestKey(gu.ID), gu.Name, GoldenGuest
-			}
+			} // else deleted since: its volume is listed as a volume clone
 		}
 		i, ok := index[key]
 		if !ok {
@@ -788,7 +819,6 @@ func clonesOf(tx *catalog.Tx, g goldenRecord) ([]CloneInfo, error) {
 			out = append(out, CloneInfo{Name: name, Kind: kind, Golden: g.Name, MACs: []string{}, Disks: []CloneDisk{}})
 		}
 		if !ok && kind == GoldenGuest {
-			gu, _ := tx.GuestByID(l.GuestID)
 			out[i].UUID, out[i].MACs = identity(gu.Definition)
 		}
 		out[i].Disks = append(out[i].Disks, cloneDiskOf(v, l.Method, paths))
@@ -833,7 +863,11 @@ func (m *Manager) dependants(ctx context.Context, tx *catalog.Tx, g goldenRecord
 			}
 		}
 		what := fmt.Sprintf("volume %q", v.Name)
-		if guests, _ := tx.GuestsUsing(v.ID); len(guests) > 0 {
+		guests, err := tx.GuestsUsing(v.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(guests) > 0 {
 			what = fmt.Sprintf("guest %q", guests[0])
 		}
 		if _, ok := linked[what]; !ok {
@@ -875,6 +909,9 @@ func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 		if err := m.dropGolden(ctx, g); err != nil {
 			return err
 		}
+		// At info, unlike other successes: it is all 'golden delete' says
+		// (the CLI prints nothing on success yet; when it does, this goes
+		// to debug).
 		log.Info().Str("golden", g.Name).Msg("golden image deleted")
 		return nil
 	})

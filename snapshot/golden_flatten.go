@@ -35,38 +35,7 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 	// set read again once held), then finish whatever a dead process left
 	// on them.
 	unlock, err := store.LockSet(m.st.Catalog.Home(), m.lockTimeout, func() ([]store.Lock, error) {
-		vols, targets = nil, nil
-		err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-			t, err := r.resolve(tx)
-			if err != nil {
-				return err
-			}
-			targets = append(targets, t)
-			if r.Volume {
-				v, err := tx.Volume(r.Name)
-				if err != nil {
-					return err
-				}
-				vols = []storage.Volume{v}
-				names, err := tx.GuestsUsing(v.ID)
-				if err != nil {
-					return err
-				}
-				for _, n := range names {
-					g, err := tx.Guest(n)
-					if err != nil {
-						return err
-					}
-					targets = append(targets, Target{Key: catalog.GuestKey(g.ID), Name: g.Name})
-				}
-				return nil
-			}
-			vols, _, err = volumesOf(tx, t)
-			for _, v := range vols {
-				targets = append(targets, Target{Key: catalog.VolumeKey(v.ID), Name: v.Name})
-			}
-			return err
-		})
+		err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { vols, targets, err = planFlatten(tx, r); return err })
 		locks := make([]store.Lock, len(targets))
 		for i, t := range targets {
 			locks[i] = store.Lock{Key: t.Key.String(), What: t.String()}
@@ -77,7 +46,6 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 		return nil, err
 	}
 	defer unlock()
-	sort.Slice(targets, func(i, j int) bool { return targets[i].Key.String() < targets[j].Key.String() })
 	for _, t := range targets {
 		if err := m.recoverTarget(ctx, t); err != nil {
 			return nil, fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
@@ -99,6 +67,43 @@ func (m *Manager) Flatten(ctx context.Context, r TargetRef) ([]storage.VolumeInf
 		out = append(out, vi)
 	}
 	return out, nil
+}
+
+// planFlatten plans a flatten of r: its volumes (a guest's disks, or the
+// one volume), and every target whose points include them (r itself, the
+// guest's disks as volume targets, or the guests using the volume), in
+// key order: the targets whose locks the flatten holds.
+func planFlatten(tx *catalog.Tx, r TargetRef) (vols []storage.Volume, targets []Target, err error) {
+	t, err := r.resolve(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets = append(targets, t)
+	if r.Volume {
+		v, err := tx.Volume(r.Name)
+		if err != nil {
+			return nil, targets, err
+		}
+		names, err := tx.GuestsUsing(v.ID)
+		if err != nil {
+			return nil, targets, err
+		}
+		for _, n := range names {
+			g, err := tx.Guest(n)
+			if err != nil {
+				return nil, targets, err
+			}
+			targets = append(targets, Target{Key: catalog.GuestKey(g.ID), Name: g.Name})
+		}
+		vols = []storage.Volume{v}
+	} else {
+		vols, _, err = volumesOf(tx, t)
+		for _, v := range vols {
+			targets = append(targets, Target{Key: catalog.VolumeKey(v.ID), Name: v.Name})
+		}
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Key.String() < targets[j].Key.String() })
+	return vols, targets, err
 }
 
 func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
@@ -143,6 +148,6 @@ func (m *Manager) flattenVolume(ctx context.Context, v storage.Volume) error {
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.ReplaceVolume(v) }); err != nil {
 		return err
 	}
-	log.Info().Str("volume", v.Name).Str("was_backed_by", backing).Msg("volume flattened: it no longer depends on a backing file")
+	log.Debug().Str("volume", v.Name).Str("was_backed_by", backing).Msg("volume flattened: it no longer depends on a backing file")
 	return nil
 }

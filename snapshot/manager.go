@@ -259,35 +259,115 @@ func volumesOf(tx *catalog.Tx, t Target) ([]storage.Volume, *storage.Guest, erro
 // create takes a point with the target's lock held. extra runs inside the
 // transaction that records the point as being created (rollback journals
 // itself there, so the two can never be separated by a crash).
+//
+// The point is planned from the catalog first (planPoint), then each step
+// is one function: how the disks are kept still (capture, or a hold),
+// where each driver will put its data (planDisks), the record (state
+// creating, checked against the catalog: checkNewPoint), the take, and
+// the record made ready.
 func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra func(tx *catalog.Tx, p Point) error) (Point, error) {
 	if o.Kind == "" {
 		o.Kind = KindSingle
 	}
-	var vols []storage.Volume
-	var guest *storage.Guest
-	var last uint64 // the target's last point number
+	var pl pointPlan
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
-		if vols, guest, err = volumesOf(tx, t); err != nil {
-			return err
-		}
-		if last, err = tx.LastSeq(seqOf(t)); err != nil {
-			return err
-		}
-		for _, id := range o.also {
-			if !slices.ContainsFunc(vols, func(v storage.Volume) bool { return v.ID == id }) {
-				v, err := tx.VolumeByID(id)
-				if err != nil {
-					return err
-				}
-				vols = append(vols, v)
-			}
-		}
-		return nil
+		pl, err = planPoint(tx, t, o, m.Now(), newUID())
+		return err
 	}); err != nil {
 		return Point{}, err
 	}
-	p := Point{Disks: []DiskPoint{}, Name: o.Name, Target: t.String(), TargetKey: t.Key, Created: m.Now(), Kind: o.Kind, Description: o.Description,
-		Tags: o.Tags, State: stateCreating, UID: newUID(), Guest: guest}
+	p := &pl.point
+	live, err := m.capture(ctx, t, o, p, pl.vols)
+	defer live.close()
+	if err != nil {
+		return Point{}, err
+	}
+	if !o.inUseChecked && live == nil {
+		var release func()
+		if ctx, release, err = m.hold(ctx, pl.vols); err != nil {
+			return Point{}, err
+		}
+		defer release()
+	}
+	if err := m.planDisks(ctx, o, &pl); err != nil {
+		return Point{}, err
+	}
+	if live != nil {
+		// Started before the point is recorded, over once it is
+		// recorded ready or undone: a strata that dies in between
+		// leaves neither a paused guest nor a half point (guard.go).
+		g, err := m.startGuard(t, live, *p)
+		if err != nil {
+			return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
+		}
+		defer g.Done()
+	}
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return recordPoint(tx, t, o, p, extra) }); err != nil {
+		return Point{}, err
+	}
+	crashpoint("create:recorded")
+	if live != nil {
+		err = m.takeLivePoint(ctx, t, live, p, pl.vols, o)
+	} else {
+		err = m.takeDisks(ctx, t, &pl)
+	}
+	if err != nil {
+		return Point{}, err
+	}
+	p.State = stateReady
+	p.Bytes = sumBytes(p.Disks)
+	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if o.onReady != nil {
+			if err := o.onReady(tx, *p); err != nil {
+				return err
+			}
+		}
+		return putPoint(tx, *p)
+	}); err != nil {
+		return Point{}, err
+	}
+	ev := log.Debug().Str("target", t.String()).Int("point", p.ID).Str("method", p.Method).Str("kind", p.Kind)
+	if p.PauseMS != nil {
+		ev = ev.Float64("pause_ms", *p.PauseMS)
+	}
+	ev.Msg("restore point created")
+	return *p, nil
+}
+
+// pointPlan is a point to take, planned from the catalog: its record (in
+// state creating, disks not yet planned), the volumes it captures, and
+// the label its drivers name its data by. planDisks adds each volume's
+// driver, pool and planned data (the record's Disks).
+type pointPlan struct {
+	point   Point
+	vols    []storage.Volume
+	label   string
+	drivers []storage.Driver
+	pools   []storage.Pool
+}
+
+// planPoint plans a point of t: the target's volumes now (and those o
+// adds), the guest record, the next number's label, and the record.
+func planPoint(tx *catalog.Tx, t Target, o CreateOptions, now time.Time, uid string) (pointPlan, error) {
+	vols, guest, err := volumesOf(tx, t)
+	if err != nil {
+		return pointPlan{}, err
+	}
+	last, err := tx.LastSeq(seqOf(t)) // the target's last point number
+	if err != nil {
+		return pointPlan{}, err
+	}
+	for _, id := range o.also {
+		if !slices.ContainsFunc(vols, func(v storage.Volume) bool { return v.ID == id }) {
+			v, err := tx.VolumeByID(id)
+			if err != nil {
+				return pointPlan{}, err
+			}
+			vols = append(vols, v)
+		}
+	}
+	p := Point{Disks: []DiskPoint{}, Name: o.Name, Target: t.String(), TargetKey: t.Key, Created: now, Kind: o.Kind, Description: o.Description,
+		Tags: o.Tags, State: stateCreating, UID: uid, Guest: guest}
 	if p.Tags == nil {
 		p.Tags = map[string]string{}
 	}
@@ -295,9 +375,16 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		pre := o.PreID
 		p.PreID = &pre
 	}
-	// A guest that runs is captured through its driver, in one pause;
-	// otherwise no one may be writing the disks (a point would be torn,
-	// and qemu-img would refuse a qcow2 one).
+	return pointPlan{point: p, vols: vols, label: pointLabel(last+1, o)}, nil
+}
+
+// capture finds whether t is a guest that runs: such a guest is captured
+// through its driver, in one pause (live; quiesced by its agent if o
+// asks), and p says so; otherwise no one may be writing the disks (a
+// point would be torn, and qemu-img would refuse a qcow2 one): the caller
+// holds them. A memory point is planned here too. The returned live
+// guest, even with an error, is the caller's to close.
+func (m *Manager) capture(ctx context.Context, t Target, o CreateOptions, p *Point, vols []storage.Volume) (*liveGuest, error) {
 	var live *liveGuest
 	if !o.inUseChecked {
 		lctx := ctx
@@ -306,14 +393,13 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		var err error
 		if live, err = m.liveOf(lctx, t); err != nil {
-			return Point{}, err
+			return nil, err
 		}
-		defer live.close()
 	}
 	if live != nil && o.Quiesce {
 		var err error
 		if live.agent, err = live.quiesceAgent(ctx); err != nil {
-			return Point{}, err
+			return live, err
 		}
 		// Recorded before the freeze: undoing an interrupted point
 		// thaws the guest (quiesce.go).
@@ -325,33 +411,28 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		p.Consistency = consistencyOffline
 	}
 	if o.Memory {
-		if err := planMemory(t, live, vols, &p); err != nil {
-			return Point{}, err
+		if err := planMemory(t, live, vols, p); err != nil {
+			return live, err
 		}
 	}
-	if !o.inUseChecked && live == nil {
-		var release func()
-		var err error
-		if ctx, release, err = m.hold(ctx, vols); err != nil {
-			return Point{}, err
-		}
-		defer release()
-	}
-	label := pointLabel(last+1, o)
+	return live, nil
+}
+
+// planDisks asks each volume's driver where its point data will be
+// (Moved included), before the take is recorded, so that undoing an
+// interrupted one knows where its data may be.
+func (m *Manager) planDisks(ctx context.Context, o CreateOptions, pl *pointPlan) error {
+	p := &pl.point
 	methods := map[string]bool{}
-	drivers := make([]storage.Driver, len(vols))
-	pools := make([]storage.Pool, len(vols))
-	for i, v := range vols {
+	for _, v := range pl.vols {
 		drv, pool, err := m.driverOf(v)
 		if err != nil {
-			return Point{}, err
+			return err
 		}
-		drivers[i], pools[i] = drv, pool
-		// Planned (Moved included) before the take is recorded, so that
-		// undoing an interrupted one knows where its data may be.
-		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID], Label: label})
+		pl.drivers, pl.pools = append(pl.drivers, drv), append(pl.pools, pool)
+		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID], Label: pl.label})
 		if err != nil {
-			return Point{}, err
+			return err
 		}
 		p.Disks = append(p.Disks, DiskPoint{VolumeID: v.ID, Volume: v.Name, Format: v.Format, PointRef: ref})
 		methods[ref.Method] = true
@@ -360,107 +441,97 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	if len(methods) == 1 {
 		p.Method = p.Disks[0].Method
 	}
-	if live != nil {
-		// Started before the point is recorded, over once it is
-		// recorded ready or undone: a strata that dies in between
-		// leaves neither a paused guest nor a half point (guard.go).
-		g, err := m.startGuard(t, live, p)
-		if err != nil {
-			return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
-		}
-		defer g.Done()
+	return nil
+}
+
+// recordPoint numbers p and records it as being created, once
+// checkNewPoint accepts it; extra (if set) runs in the same transaction.
+func recordPoint(tx *catalog.Tx, t Target, o CreateOptions, p *Point, extra func(tx *catalog.Tx, p Point) error) error {
+	if err := checkNewPoint(tx, t, o); err != nil {
+		return err
 	}
-	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		if o.Name != "" {
-			q, ok, err := pointByName(tx, t.Key, o.Name)
-			if err != nil {
-				return err
-			}
-			if ok {
-				return storage.Errorf(storage.ErrExists, "%s already has a restore point named %q (number %d)", t, o.Name, q.ID)
-			}
+	n, err := tx.NextSeq(seqOf(t))
+	if err != nil {
+		return err
+	}
+	p.ID = int(n)
+	if extra != nil {
+		if err := extra(tx, *p); err != nil {
+			return err
 		}
-		if o.Kind == KindPost {
-			pre, ok, err := pointByNumber(tx, t.Key, o.PreID)
-			if err != nil {
-				return err
-			}
-			if !ok || pre.State != stateReady {
-				return storage.Errorf(storage.ErrNotFound, "%s has no restore point %d to pair a post point with", t, o.PreID)
-			}
-			if pre.Kind != KindPre {
-				return storage.Errorf(storage.ErrInvalid, "restore point %d of %s is of kind %s: a post point pairs with a pre point (snapshot create --pre)", o.PreID, t, pre.Kind)
-			}
-		}
-		n, err := tx.NextSeq(seqOf(t))
+	}
+	return putPoint(tx, *p)
+}
+
+// checkNewPoint refuses a point o describes that the catalog cannot take:
+// a name another point of t has, a post point without a ready pre point
+// of t to pair with.
+func checkNewPoint(tx *catalog.Tx, t Target, o CreateOptions) error {
+	if o.Name != "" {
+		q, ok, err := pointByName(tx, t.Key, o.Name)
 		if err != nil {
 			return err
 		}
-		p.ID = int(n)
-		if extra != nil {
-			if err := extra(tx, p); err != nil {
-				return err
-			}
+		if ok {
+			return storage.Errorf(storage.ErrExists, "%s already has a restore point named %q (number %d)", t, o.Name, q.ID)
 		}
-		return putPoint(tx, p)
-	})
+	}
+	if o.Kind != KindPost {
+		return nil
+	}
+	pre, ok, err := pointByNumber(tx, t.Key, o.PreID)
 	if err != nil {
-		return Point{}, err
+		return err
 	}
-	crashpoint("create:recorded")
-	if live != nil {
-		if o.MaxPause == 0 {
-			o.MaxPause = DefaultMaxPause
-		}
-		if err := m.takeLive(ctx, live, &p, vols, o); err != nil {
-			if errors.Is(err, errPointKept) {
-				// It holds the memory of a guest that did not come back
-				// from it (memory.go): never undone.
-				return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
-			}
-			uctx := context.WithoutCancel(ctx)
-			if uerr := m.undoLive(uctx, t, live, p); uerr != nil {
-				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
-			}
-			return Point{}, fmt.Errorf("restore point of %s: %w", t, err)
+	if !ok || pre.State != stateReady {
+		return storage.Errorf(storage.ErrNotFound, "%s has no restore point %d to pair a post point with", t, o.PreID)
+	}
+	if pre.Kind != KindPre {
+		return storage.Errorf(storage.ErrInvalid, "restore point %d of %s is of kind %s: a post point pairs with a pre point (snapshot create --pre)", o.PreID, t, pre.Kind)
+	}
+	return nil
+}
+
+// takeLivePoint takes a recorded point of a running guest through its
+// driver; on failure it undoes it, unless the point holds the memory of
+// a guest that did not come back from it (memory.go): that is never
+// undone.
+func (m *Manager) takeLivePoint(ctx context.Context, t Target, live *liveGuest, p *Point, vols []storage.Volume, o CreateOptions) error {
+	if o.MaxPause == 0 {
+		o.MaxPause = DefaultMaxPause
+	}
+	err := m.takeLive(ctx, live, p, vols, o)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, errPointKept) {
+		if uerr := m.undoLive(context.WithoutCancel(ctx), t, live, *p); uerr != nil {
+			log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
 		}
 	}
+	return fmt.Errorf("restore point of %s: %w", t, err)
+}
+
+// takeDisks has each disk's driver take a recorded point of disks that
+// no one writes; on failure (or a signal) it undoes the point.
+func (m *Manager) takeDisks(ctx context.Context, t Target, pl *pointPlan) error {
+	p := &pl.point
 	for i := range p.Disks {
-		if live != nil {
-			break
-		}
 		var err error
 		if ctx.Err() != nil {
 			err = interrupted(ctx)
 		} else {
-			err = drivers[i].TakePoint(ctx, pools[i], vols[i], &p.Disks[i].PointRef, m.Progress)
+			err = pl.drivers[i].TakePoint(ctx, pl.pools[i], pl.vols[i], &p.Disks[i].PointRef, m.Progress)
 		}
 		if err != nil {
-			if uerr := m.undoCreate(context.WithoutCancel(ctx), p); uerr != nil {
+			if uerr := m.undoCreate(context.WithoutCancel(ctx), *p); uerr != nil {
 				log.Error().Err(uerr).Msg("could not undo the partial restore point; strata doctor --repair will")
 			}
-			return Point{}, fmt.Errorf("restore point of %s, volume %q: %w", t, vols[i].Name, err)
+			return fmt.Errorf("restore point of %s, volume %q: %w", t, pl.vols[i].Name, err)
 		}
 		crashpoint(fmt.Sprintf("create:disk-%d", i+1))
 	}
-	p.State = stateReady
-	p.Bytes = sumBytes(p.Disks)
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		if o.onReady != nil {
-			if err := o.onReady(tx, p); err != nil {
-				return err
-			}
-		}
-		return putPoint(tx, p)
-	}); err != nil {
-		return Point{}, err
-	}
-	ev := log.Info().Str("target", t.String()).Int("point", p.ID).Str("method", p.Method).Str("kind", p.Kind)
-	if p.PauseMS != nil {
-		ev = ev.Float64("pause_ms", *p.PauseMS)
-	}
-	ev.Msg("restore point created")
-	return p, nil
+	return nil
 }
 
 // seqOf names the sequence of t's point numbers.
@@ -873,12 +944,18 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, t.Key, p.ID) }); err != nil {
 		return err
 	}
+	// At info, unlike other successes: it is all that 'snapshot delete'
+	// and 'guest delete' say of the points they deleted (the CLI prints
+	// nothing of DeleteMany's result yet; when it does, this goes to
+	// debug).
 	log.Info().Str("target", t.String()).Int("point", p.ID).Msg("restore point deleted")
 	return nil
 }
 
 // recoverTarget finishes or undoes what a dead process left on t; the
-// caller holds t's lock, so nobody else is working on it.
+// caller holds t's lock, so nobody else is working on it: first every
+// point left creating or deleting (through the guest's monitor if it
+// runs), then the rollback its journal records.
 func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 	var j journalEntry
 	var hasJournal bool
@@ -901,72 +978,74 @@ func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
 		defer live.close()
 	}
 	for _, p := range pending {
+		settle := m.recoverPoint
 		if live != nil {
-			// The guest runs: what the point made is removed through
-			// its monitor (and a guest a live point left paused runs
-			// again).
-			switch p.State {
-			case stateCreating:
-				log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
-				if p.Live {
-					abandonLive(ctx, live, p, true)
-				}
-				if err := m.removeLive(ctx, live, p); err != nil {
-					return err
-				}
-				if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) }); err != nil {
-					return err
-				}
-			case stateDeleting:
-				// Through this connection: QEMU serves one client on
-				// the guest's QMP socket, so delete must not open another.
-				log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing an interrupted delete of a restore point")
-				if err := m.removeLive(context.WithoutCancel(ctx), live, p); err != nil {
-					return err
-				}
-				if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, t.Key, p.ID) }); err != nil {
-					return err
-				}
-			}
-			continue
+			settle = func(ctx context.Context, t Target, p Point) error { return m.recoverLivePoint(ctx, t, live, p) }
 		}
-		// A qemu-img that outlived its strata may still be changing the
-		// image: let it finish before deciding anything.
-		for _, d := range p.Disks {
-			if !m.inVolume(d) {
-				continue
-			}
-			if v, err := m.volumeByID(d.VolumeID); err == nil {
-				if err := m.st.InUse.Wait(ctx, fmt.Sprintf("volume %q", v.Name), v.Path, m.lockTimeout); err != nil {
-					return err
-				}
-			}
-		}
-		switch p.State {
-		case stateCreating:
-			// A memory point stopped between the driver's save and the
-			// restore is finished, the guest continuing (memory.go).
-			if done, err := m.finishSaved(ctx, t, p); done || err != nil {
-				if err != nil {
-					return err
-				}
-				continue
-			}
-			log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
-			if err := m.undoCreate(ctx, p); err != nil {
-				return err
-			}
-		case stateDeleting:
-			log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing an interrupted delete of a restore point")
-			if err := m.delete(ctx, t, p); err != nil {
-				return err
-			}
+		if err := settle(ctx, t, p); err != nil {
+			return err
 		}
 	}
 	if !hasJournal {
 		return nil
 	}
 	return m.recoverRollback(ctx, t, j)
+}
+
+// recoverLivePoint undoes (creating) or finishes (deleting) point p of a
+// guest that runs: what the point made is removed through its monitor
+// (and a guest a live point left paused runs again). Through live's
+// connection: QEMU serves one client on the guest's QMP socket, so
+// nothing here may open another.
+func (m *Manager) recoverLivePoint(ctx context.Context, t Target, live *liveGuest, p Point) error {
+	switch p.State {
+	case stateCreating:
+		log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
+		if p.Live {
+			abandonLive(ctx, live, p, true)
+		}
+		if err := m.removeLive(ctx, live, p); err != nil {
+			return err
+		}
+	case stateDeleting:
+		log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing an interrupted delete of a restore point")
+		if err := m.removeLive(context.WithoutCancel(ctx), live, p); err != nil {
+			return err
+		}
+	default:
+		return nil
+	}
+	return m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) })
+}
+
+// recoverPoint undoes (creating) or finishes (deleting) point p of a
+// target no guest runs. A qemu-img that outlived its strata may still be
+// changing an image: it is let finish before anything is decided.
+func (m *Manager) recoverPoint(ctx context.Context, t Target, p Point) error {
+	for _, d := range p.Disks {
+		if !m.inVolume(d) {
+			continue
+		}
+		if v, err := m.volumeByID(d.VolumeID); err == nil {
+			if err := m.st.InUse.Wait(ctx, fmt.Sprintf("volume %q", v.Name), v.Path, m.lockTimeout); err != nil {
+				return err
+			}
+		}
+	}
+	switch p.State {
+	case stateCreating:
+		// A memory point stopped between the driver's save and the
+		// restore is finished, the guest continuing (memory.go).
+		if done, err := m.finishSaved(ctx, t, p); done || err != nil {
+			return err
+		}
+		log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("undoing a restore point whose creation was interrupted")
+		return m.undoCreate(ctx, p)
+	case stateDeleting:
+		log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("finishing an interrupted delete of a restore point")
+		return m.delete(ctx, t, p)
+	}
+	return nil
 }
 
 // hasInVolume tells whether a point has data inside a volume (an internal

@@ -266,9 +266,9 @@ func (m *Manager) takeSaved(ctx context.Context, l *liveGuest, ss boot.StateSave
 		if err := m.keepSaved(p); err != nil {
 			return fmt.Errorf("guest %q did not come back from its saved memory (%w), and its point could not be recorded: %v; strata doctor --repair finishes it", l.name, rerr, err)
 		}
-		return fmt.Errorf("%w: guest %q did not come back from its saved memory: %v; restore point %d holds it (its disks and memory of one instant): strata snapshot rollback %s %d --memory resumes it", errPointKept, l.name, rerr, p.ID, l.name, p.ID)
+		return fmt.Errorf("%w: guest %q did not come back from its saved memory: %w; restore point %d holds it (its disks and memory of one instant): strata snapshot rollback %s %d --memory resumes it", errPointKept, l.name, rerr, p.ID, l.name, p.ID)
 	case rerr != nil:
-		return fmt.Errorf("%w: guest %q: %v; and the guest did not come back from its saved memory: %v; the next snapshot command on the guest (or strata doctor --repair) finishes the point and starts the guest from its memory", errPointKept, l.name, derr, rerr)
+		return fmt.Errorf("%w: guest %q: %w; and the guest did not come back from its saved memory: %v; the next snapshot command on the guest (or strata doctor --repair) finishes the point and starts the guest from its memory", errPointKept, l.name, derr, rerr)
 	case derr != nil:
 		return derr
 	}

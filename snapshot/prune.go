@@ -256,7 +256,7 @@ func (m *Manager) Prune(ctx context.Context, r TargetRef, p Policy, dryRun, empt
 				return err
 			}
 		}
-		log.Info().Str("target", t.String()).Int("deleted", countRemoved(res.Decisions)).Msg("pruned")
+		log.Debug().Str("target", t.String()).Int("deleted", countRemoved(res.Decisions)).Msg("pruned")
 		return nil
 	})
 	return res, err

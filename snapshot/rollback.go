@@ -116,110 +116,154 @@ func (m *Manager) WithGuest(ctx context.Context, name string, fn func(ctx contex
 	return m.withTarget(ctx, TargetRef{Name: name}, func(Target) error { return fn(ctx) })
 }
 
-func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res RollbackResult, err error) {
+// rollback rolls t back to its point ref, t's locks held: planned from
+// the catalog (planRollback), the disks held from guests, each driver's
+// check that the restore can succeed (checkRestores), the pre-rollback
+// point with the journal (takePreRollback), then the disks.
+func (m *Manager) rollback(ctx context.Context, t Target, ref string) (RollbackResult, error) {
 	to, err := m.point(t, ref)
 	if err != nil {
-		return res, err
+		return RollbackResult{}, err
 	}
-	var also []string
-	var touched []storage.Volume // every disk the rollback writes
-	var restored []storage.Volume
-	err = m.st.Catalog.View(func(tx *catalog.Tx) error {
-		cur, _, err := volumesOf(tx, t)
-		if err != nil {
-			return err
-		}
-		touched = append(touched, cur...)
-		for _, d := range to.Disks {
-			v, err := tx.VolumeByID(d.VolumeID)
-			if err != nil {
-				return storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
-			}
-			restored = append(restored, v)
-			also = append(also, v.ID)
-			touched = append(touched, v)
-			// Overlays read the volume's blocks: rolling it back
-			// under them would silently change what they hold.
-			deps, err := tx.Dependants(v.Path)
-			if err != nil {
-				return err
-			}
-			if len(deps) > 0 {
-				return storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
-			}
-			if t.Kind() == catalog.KindGuest {
-				users, err := tx.GuestsUsing(v.ID)
-				if err != nil {
-					return err
-				}
-				for _, u := range users {
-					if u != t.Name {
-						return storage.Errorf(storage.ErrInUse, "restore point %d of %s includes volume %q, which is now a disk of guest %q: rolling it back would overwrite that guest's disk; remove it from %q first", to.ID, t, v.Name, u, u)
-					}
-				}
-			}
-		}
-		if to.Guest != nil {
-			// What the guest record will become must fit the catalog
-			// as it is now: checked before any disk is touched.
-			if _, err := restoredGuest(tx, to); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return res, err
+	var rp rollbackPlan
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { rp, err = planRollback(tx, t, to); return err }); err != nil {
+		return RollbackResult{}, err
 	}
 	// Checked, and kept so until the rollback is done: a guest started
 	// by hand meanwhile cannot open a disk halfway through.
-	ctx, release, err := m.hold(ctx, touched)
+	ctx, release, err := m.hold(ctx, rp.touched)
 	if err != nil {
-		return res, err
+		return RollbackResult{}, err
 	}
 	defer release()
-	// Each driver refuses now, not halfway, a restore that cannot
-	// succeed (no space for a copy) or would lose data.
-	// A disk whose restore puts a new volume under the live name keeps its
-	// current data as the pre-rollback point's: moved there when the
-	// restored volume takes its name (one copy instead of two, and never
-	// data shared by the live name and a point).
 	// Meanwhile the disks whose points keep their fingerprint are
 	// fingerprinted for the journal (early: see earlyFingerprints).
-	early := m.earlyFingerprints(touched)
+	early := m.earlyFingerprints(rp.touched)
 	defer early() // no reader outlives a refusal
-	replaced := map[string]bool{}
+	replaced, err := m.checkRestores(ctx, t, to, rp.restored)
+	if err != nil {
+		return RollbackResult{}, err
+	}
+	pre, err := m.takePreRollback(ctx, t, to, rp, replaced, early())
+	if err != nil {
+		return RollbackResult{}, err
+	}
+	crashpoint("rollback:pre-point")
+	if err := m.completeRollback(ctx, t, to, pre); err != nil {
+		return RollbackResult{}, err
+	}
+	log.Debug().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msgf("rolled back; undo with a rollback to point %d", pre.ID)
+	return RollbackResult{To: to, PreRollback: pre}, nil
+}
+
+// rollbackPlan is what a rollback writes, planned from the catalog.
+type rollbackPlan struct {
+	touched  []storage.Volume // every disk the rollback writes: the target's now and the point's
+	restored []storage.Volume // the point's disks, in its order
+	also     []string         // their IDs: the pre-rollback point covers them too
+}
+
+// planRollback plans a rollback of t to point to and refuses, before any
+// disk is touched, one the catalog as it is now cannot take: a volume of
+// the point that is gone, that overlays read from (rolling it back under
+// them would silently change what they hold), or that is now another
+// guest's disk; a definition of the point that no longer fits.
+func planRollback(tx *catalog.Tx, t Target, to Point) (rollbackPlan, error) {
+	var rp rollbackPlan
+	cur, _, err := volumesOf(tx, t)
+	if err != nil {
+		return rp, err
+	}
+	rp.touched = append(rp.touched, cur...)
+	for _, d := range to.Disks {
+		v, err := tx.VolumeByID(d.VolumeID)
+		if err != nil {
+			return rp, storage.Errorf(storage.ErrPrecondition, "restore point %d of %s includes volume %q, which no longer exists", to.ID, t, d.Volume)
+		}
+		rp.restored = append(rp.restored, v)
+		rp.also = append(rp.also, v.ID)
+		rp.touched = append(rp.touched, v)
+		deps, err := tx.Dependants(v.Path)
+		if err != nil {
+			return rp, err
+		}
+		if len(deps) > 0 {
+			return rp, storage.Errorf(storage.ErrInUse, "volume %q is the backing file of %s: rolling it back would corrupt them; delete or flatten them first", v.Name, storage.QuoteList(deps))
+		}
+		if t.Kind() != catalog.KindGuest {
+			continue
+		}
+		users, err := tx.GuestsUsing(v.ID)
+		if err != nil {
+			return rp, err
+		}
+		for _, u := range users {
+			if u != t.Name {
+				return rp, storage.Errorf(storage.ErrInUse, "restore point %d of %s includes volume %q, which is now a disk of guest %q: rolling it back would overwrite that guest's disk; remove it from %q first", to.ID, t, v.Name, u, u)
+			}
+		}
+	}
+	if to.Guest != nil {
+		// What the guest record will become must fit the catalog as it
+		// is now.
+		if _, err := restoredGuest(tx, to); err != nil {
+			return rp, err
+		}
+	}
+	return rp, nil
+}
+
+// checkRestores has each driver refuse now, not halfway, a restore that
+// cannot succeed (no space for a copy) or would lose data. It returns the
+// disks whose restore puts a new volume under the live name: each keeps
+// its current data as the pre-rollback point's, moved there when the
+// restored volume takes its name (one copy instead of two, and never data
+// shared by the live name and a point).
+func (m *Manager) checkRestores(ctx context.Context, t Target, to Point, restored []storage.Volume) (replaced map[string]bool, err error) {
+	replaced = map[string]bool{}
 	for i, d := range to.Disks {
 		v := restored[i]
 		drv, pool, err := m.driverOf(v)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		if err := drv.CheckRestore(ctx, pool, v, d.PointRef); err != nil {
-			return res, fmt.Errorf("restore point %d of %s: %w", to.ID, t, err)
+			return nil, fmt.Errorf("restore point %d of %s: %w", to.ID, t, err)
 		}
 		if _, pm, err := m.pointDriver(d); err == nil && pm.ReplacesLive {
 			replaced[d.VolumeID] = true
 		}
 	}
-	before := early()
-	undo := CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID)}
+	return replaced, nil
+}
+
+// preRollbackOptions describe the point a rollback to to takes first:
+// a pre-rollback point, or for snapshot run's failed command (ctx says
+// so) the post point of its pre point (run.go).
+func preRollbackOptions(ctx context.Context, to Point) CreateOptions {
 	if po, ok := ctx.Value(postOfKey{}).(postOf); ok && po.pre == to.ID && to.Kind == KindPre {
-		// snapshot run's failed command: the undo point is its post
-		// point (run.go).
-		undo = CreateOptions{Kind: KindPost, PreID: po.pre, Description: po.description}
+		return CreateOptions{Kind: KindPost, PreID: po.pre, Description: po.description}
 	}
-	pre, err := m.create(ctx, t, CreateOptions{Kind: undo.Kind, PreID: undo.PreID, Description: undo.Description, replaced: replaced, also: also, inUseChecked: true,
-		onReady: func(tx *catalog.Tx, p Point) error {
-			j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
-			if err := m.fingerprintsInto(tx, p, &j, before); err != nil {
-				return err
-			}
-			return tx.Put(bJournal, t.Key.String(), j)
-		}},
-		func(tx *catalog.Tx, p Point) error {
-			return tx.Put(bJournal, t.Key.String(), journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
-		})
+	return CreateOptions{Kind: KindPreRollback, Description: fmt.Sprintf("before rollback to %d", to.ID)}
+}
+
+// takePreRollback takes the point that undoes a rollback to to, and
+// journals the rollback in the transaction that records it (then again,
+// with the disks' fingerprints before (read early where the method keeps
+// them), when it is ready).
+func (m *Manager) takePreRollback(ctx context.Context, t Target, to Point, rp rollbackPlan, replaced map[string]bool, before map[string]fingerprint) (Point, error) {
+	o := preRollbackOptions(ctx, to)
+	o.replaced, o.also, o.inUseChecked = replaced, rp.also, true
+	o.onReady = func(tx *catalog.Tx, p Point) error {
+		j := journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()}
+		if err := m.fingerprintsInto(tx, p, &j, before); err != nil {
+			return err
+		}
+		return tx.Put(bJournal, t.Key.String(), j)
+	}
+	pre, err := m.create(ctx, t, o, func(tx *catalog.Tx, p Point) error {
+		return tx.Put(bJournal, t.Key.String(), journalEntry{Op: "rollback", To: to.ID, Pre: p.ID, Started: m.Now()})
+	})
 	if err != nil {
 		// create undid its point; the journal entry made with it goes too.
 		// If it cannot, it stays for the next command on the target (or
@@ -228,15 +272,9 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (res Rollb
 		if jerr := m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key.String()) }); jerr != nil {
 			log.Warn().Err(jerr).Str("target", t.String()).Msg("the journal entry of the failed rollback stays until the next command on the target closes it")
 		}
-		return res, err
+		return Point{}, err
 	}
-	crashpoint("rollback:pre-point")
-	if err := m.completeRollback(ctx, t, to, pre); err != nil {
-		return res, err
-	}
-	res = RollbackResult{To: to, PreRollback: pre}
-	log.Info().Str("target", t.String()).Int("to", to.ID).Int("pre_rollback", pre.ID).Msgf("rolled back; undo with a rollback to point %d", pre.ID)
-	return res, nil
+	return pre, nil
 }
 
 // checkNotInUse refuses if anything holds the image of any of vols (one
@@ -509,33 +547,17 @@ func restoredGuest(tx *catalog.Tx, p Point) (storage.Guest, error) {
 // interruption by anyone but strata, it keeps the disks as they are now as
 // a restore point first: recovery never discards a guest's writes.
 func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry) error {
-	var pre, to Point
-	var preOK, toOK bool
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
-		if pre, preOK, err = pointByNumber(tx, t.Key, j.Pre); err != nil {
-			return err
-		}
-		to, toOK, err = pointByNumber(tx, t.Key, j.To)
-		return err
-	}); err != nil {
+	var rr recoveredRollback
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { rr, err = planRecoveredRollback(tx, t, j); return err }); err != nil {
 		return err
 	}
-	if !preOK || pre.State != stateReady || !toOK {
+	if !rr.started {
 		// The pre-rollback point was never completed: nothing was rolled
 		// back, and its remains were undone already.
 		log.Warn().Str("target", t.String()).Int("to", j.To).Msg("an interrupted rollback had not started: nothing to finish")
 		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return tx.Delete(bJournal, t.Key.String()) })
 	}
-	disks := map[string]storage.Volume{}
-	for _, p := range []Point{to, pre} {
-		for _, d := range p.Disks {
-			v, err := m.volumeByID(d.VolumeID)
-			if err != nil {
-				return err
-			}
-			disks[v.ID] = v
-		}
-	}
+	to, pre, disks := rr.to, rr.pre, rr.disks
 	var vols []storage.Volume
 	for _, v := range disks {
 		for _, p := range m.locations(v) {
@@ -571,17 +593,53 @@ func (m *Manager) recoverRollback(ctx context.Context, t Target, j journalEntry)
 			return err
 		}
 	}
-	// Restored copies a dead process left that this recovery does not
-	// use go once it is done (they are made only under the disks' locks,
-	// which this process holds).
-	defer m.cleanRestores(disks)
 	if j.Undo {
 		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", j.Pre).Msg("finishing the undo of a rollback that failed or was interrupted: the disks go back as they were")
-		_, err := m.undoRollback(ctx, t, pre)
-		return err
+		_, err = m.undoRollback(ctx, t, pre)
+	} else {
+		log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", pre.ID).Msg("finishing an interrupted rollback")
+		err = m.completeRollback(ctx, t, to, pre)
 	}
-	log.Warn().Str("target", t.String()).Int("to", j.To).Int("pre_rollback", pre.ID).Msg("finishing an interrupted rollback")
-	return m.completeRollback(ctx, t, to, pre)
+	// Restored copies a dead process left that this recovery did not use
+	// go once it is done, whichever way it went (they are made only under
+	// the disks' locks, which this process holds).
+	m.cleanRestores(disks)
+	return err
+}
+
+// recoveredRollback is what recovery of a journaled rollback works on:
+// its point and its pre-rollback point, and every volume either has (by
+// ID). started is false when the pre-rollback point was never completed
+// (or the point is gone): nothing was rolled back.
+type recoveredRollback struct {
+	to, pre Point
+	disks   map[string]storage.Volume
+	started bool
+}
+
+// planRecoveredRollback reads what recovery of the rollback j journals
+// on t works on.
+func planRecoveredRollback(tx *catalog.Tx, t Target, j journalEntry) (recoveredRollback, error) {
+	var rr recoveredRollback
+	pre, preOK, err := pointByNumber(tx, t.Key, j.Pre)
+	if err != nil {
+		return rr, err
+	}
+	to, toOK, err := pointByNumber(tx, t.Key, j.To)
+	if err != nil || !preOK || pre.State != stateReady || !toOK {
+		return rr, err
+	}
+	rr = recoveredRollback{to: to, pre: pre, disks: map[string]storage.Volume{}, started: true}
+	for _, p := range []Point{to, pre} {
+		for _, d := range p.Disks {
+			v, err := tx.VolumeByID(d.VolumeID)
+			if err != nil {
+				return rr, err
+			}
+			rr.disks[v.ID] = v
+		}
+	}
+	return rr, nil
 }
 
 // cleanRestores has each disk's driver remove what interrupted restores
