@@ -282,13 +282,6 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	if err != nil {
 		return Point{}, err
 	}
-	if !o.inUseChecked && live == nil {
-		var release func()
-		if ctx, release, err = m.hold(ctx, pl.vols); err != nil {
-			return Point{}, err
-		}
-		defer release()
-	}
 	if err := m.planDisks(ctx, o, &pl); err != nil {
 		return Point{}, err
 	}
@@ -302,7 +295,16 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		}
 		defer g.Done()
 	}
-	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return recordPoint(tx, t, o, p, extra) }); err != nil {
+	record := func() error {
+		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return recordPoint(tx, t, o, p, extra) })
+	}
+	if !o.inUseChecked && live == nil {
+		var release func()
+		if ctx, release, err = m.holdWhileRecording(ctx, t, pl.vols, p, record); err != nil {
+			return Point{}, err
+		}
+		defer release()
+	} else if err := record(); err != nil {
 		return Point{}, err
 	}
 	crashpoint("create:recorded")
@@ -332,6 +334,37 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	ev.Msg("restore point created")
 	return *p, nil
+}
+
+// holdWhileRecording takes the hold on the disks of a stopped target (the
+// in-use check, then the locks that keep writers out) while record
+// commits point p as creating: the check and the durable commit are the
+// two slow steps before the take and need nothing of each other. Both
+// must succeed before anything is taken, so the rule stays the same: a
+// point is recorded before its data exists, and a strata killed after
+// the commit leaves a creating point the next command undoes (waiting
+// for a writer it may have met, recoverPoint). A hold refused (the
+// disks are in use) deletes the record again, never touching the disks.
+func (m *Manager) holdWhileRecording(ctx context.Context, t Target, vols []storage.Volume, p *Point, record func() error) (context.Context, func(), error) {
+	recorded := make(chan error, 1)
+	go func() { recorded <- record() }()
+	hctx, release, herr := m.hold(ctx, vols)
+	rerr := <-recorded // p.ID is set from here on
+	switch {
+	case herr != nil && rerr == nil:
+		if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) }); err != nil {
+			// Safe: the point holds no data; the next command on the
+			// target (or doctor) undoes the creating record.
+			log.Warn().Err(err).Str("target", t.String()).Int("point", p.ID).Msg("cannot remove the record of a point its disks being in use stopped; the next command on it will")
+		}
+		return ctx, nil, herr
+	case herr != nil:
+		return ctx, nil, herr // in use says more than a refused record
+	case rerr != nil:
+		release()
+		return ctx, nil, rerr
+	}
+	return hctx, release, nil
 }
 
 // pointPlan is a point to take, planned from the catalog: its record (in
