@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,6 +150,15 @@ func CopyArgs(src Spec, snap string, dst Spec) []string {
 }
 func StatusArgs(s Spec) []string {
 	return append(base("rbd", s.Conn), "status", "--format", "json", s.String())
+}
+
+// MetaArgs lists an image's metadata (image-meta: key-value pairs in
+// its header, which no snapshot or rollback touches); MetaSetArgs sets one.
+func MetaArgs(s Spec) []string {
+	return append(base("rbd", s.Conn), "image-meta", "list", "--format", "json", s.String())
+}
+func MetaSetArgs(s Spec, key, value string) []string {
+	return append(base("rbd", s.Conn), "image-meta", "set", s.String(), key, value)
 }
 func DiffArgs(s Spec) []string {
 	return append(base("rbd", s.Conn), "diff", "--whole-object", "--format", "json", s.String())
@@ -423,6 +433,23 @@ func (c *Client) Watchers(ctx context.Context, s Spec) ([]string, error) {
 		return nil, err
 	}
 	return ParseStatus(out)
+}
+
+// Meta reads an image's metadata (rbd prints nothing when it has none).
+func (c *Client) Meta(ctx context.Context, s Spec) (map[string]string, error) {
+	out, err := c.report(ctx, fmt.Sprintf("metadata of rbd image %q", s.String()), MetaArgs(s))
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(out)) == 0 {
+		return map[string]string{}, nil
+	}
+	return parse[map[string]string](out, "rbd image-meta list")
+}
+
+// MetaSet sets one metadata key of an image.
+func (c *Client) MetaSet(ctx context.Context, s Spec, key, value string) error {
+	return c.change(ctx, fmt.Sprintf("set metadata %q of rbd image %q", key, s.String()), MetaSetArgs(s, key, value))
 }
 
 // Diff is the raw `rbd diff --whole-object` of an image: the objects that

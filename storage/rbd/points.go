@@ -2,6 +2,8 @@ package rbd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -103,12 +105,25 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 	return nil
 }
 
+// RestoredKey is the image metadata key (rbd image-meta) holding an
+// image's restore generation: a fresh random value each rollback sets,
+// so that a rollback always changes the image's fingerprint.
+const RestoredKey = "strata.restored"
+
+// newGeneration is a fresh restore generation.
+func newGeneration() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // RestorePoint implements storage.Driver: the image is renamed aside
 // (IMAGE.strata-applying), the snapshot rolled back into it (rbd snap
-// rollback: every snapshot stays), its state recorded, and it is renamed
-// back. Run again after a crash, it finds the image aside and rolls back
-// again (a rollback is idempotent), or finds it back under its live name
-// in the state recorded (done).
+// rollback: every snapshot stays), a new restore generation set
+// (RestoredKey) and its state recorded, and it is renamed back. Run
+// again after a crash, it finds the image aside and rolls back again (a
+// rollback is idempotent), or finds it back under its live name in the
+// state recorded (done).
 //
 // Every rbd call connects to the cluster anew (50-100 ms): a first run
 // (st.Done nil) asks no question before the rename, which answers them
@@ -116,7 +131,11 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 // watchers are listed once the image is aside (a client that has it
 // open keeps it open across a rename; the rename's own process is a
 // watcher while it runs): found, the image is renamed back and the
-// rollback refused before anything is written.
+// rollback refused before anything is written. The generation is set
+// after the rollback (image-meta set opens the image: it cannot run
+// beside the watchers check, and a rollback with the exclusive lock
+// held cannot share it), while the state is recorded: the image takes
+// its live name only once both are done.
 func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef, st storage.RestoreStep) error {
 	live, err := ParsePath(v.Path)
 	if err != nil {
@@ -124,6 +143,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 	}
 	aside := live.WithImage(live.Image + ApplyingSuffix)
 	what := fmt.Sprintf("roll back volume %q", v.Name)
+	gen := newGeneration()
 	moved := false
 	var predicted *storage.Fingerprint
 	if st.Done == nil {
@@ -134,7 +154,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 			// The state the rollback will leave, read meanwhile: see
 			// predict.
 			var openErr error
-			predicted, err = d.predict(ctx, aside, ref.Ref, func() error {
+			predicted, err = d.predict(ctx, aside, ref.Ref, gen, func() error {
 				openErr = d.notOpen(ctx, aside, what)
 				return nil
 			})
@@ -168,17 +188,36 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 	}
 	storage.Crashpoint("rollback:rbd-applied")
 	if predicted == nil {
-		fp, ok, err := d.fingerprint(ctx, aside)
+		// The careful path reads the state the rollback left (with the
+		// generation being set: it is known).
+		var img Image
+		var diff []byte
+		err := together(
+			func() error { return d.c().MetaSet(ctx, aside, RestoredKey, gen) },
+			func() (err error) { img, err = d.c().Info(ctx, aside); return err },
+			func() (err error) { diff, err = d.c().Diff(ctx, aside); return err })
+		if errors.Is(err, storage.ErrNotFound) {
+			return storage.Errorf(storage.ErrNotFound, "volume %q: rbd image %q went away during the rollback", v.Name, aside.String())
+		}
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return storage.Errorf(storage.ErrNotFound, "volume %q: rbd image %q went away during the rollback", v.Name, aside.String())
+		fp := fingerprintOf(img, diff, gen)
+		if st.Record != nil {
+			if err := st.Record(fp); err != nil {
+				return err
+			}
 		}
-		predicted = &fp
-	}
-	if st.Record != nil {
-		if err := st.Record(*predicted); err != nil {
+	} else {
+		err := together(
+			func() error { return d.c().MetaSet(ctx, aside, RestoredKey, gen) },
+			func() error {
+				if st.Record != nil {
+					return st.Record(*predicted)
+				}
+				return nil
+			})
+		if err != nil {
 			return err
 		}
 	}
@@ -187,16 +226,17 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 
 // predict reads, with also, the fingerprint an image will have once
 // rolled back to its snapshot snap: the image's ID and modify_timestamp
-// (rbd snap rollback changes neither: it is no client write), and the
+// (rbd snap rollback changes neither: it is no client write), the
 // snapshot's size and allocated objects (which the rollback gives the
-// image). Read before the rollback, alongside the watchers check, it
-// saves a round of rbd calls after it; the image is aside meanwhile,
-// where no client opens it. Were a Ceph release to change the image's
+// image), and the restore generation gen it will be given. Read before
+// the rollback, alongside the watchers check, it saves a round of rbd
+// calls after it; the image is aside meanwhile, where no client opens
+// it. Were a Ceph release to change the image's
 // modify_timestamp in a rollback, the state recorded would not be the
 // image's: recovery would take the rolled back image for one a guest
 // wrote and keep it as a point first (one point too many, never a write
 // lost), and the conformance suite's check of the recorded state fails.
-func (d Driver) predict(ctx context.Context, s Spec, snap string, also func() error) (*storage.Fingerprint, error) {
+func (d Driver) predict(ctx context.Context, s Spec, snap, gen string, also func() error) (*storage.Fingerprint, error) {
 	var (
 		img  Image
 		diff []byte
@@ -208,7 +248,7 @@ func (d Driver) predict(ctx context.Context, s Spec, snap string, also func() er
 	if err != nil {
 		return nil, err
 	}
-	fp := fingerprintOf(img, diff)
+	fp := fingerprintOf(img, diff, gen)
 	return &fp, nil
 }
 

@@ -70,6 +70,13 @@ func TestRecordedReportsParse(t *testing.T) {
 	if err != nil || len(w) != 0 {
 		t.Fatalf("status: %v %v", w, err)
 	}
+	// rbd prints nothing for an image without metadata.
+	if m, err := replay(t, "meta-none", &n).Meta(ctx, spec); err != nil || len(m) != 0 {
+		t.Fatalf("image-meta list of none: %v %v", m, err)
+	}
+	if m, err := replay(t, "meta", &n).Meta(ctx, spec); err != nil || m[rbd.RestoredKey] != "0123456789abcdef" {
+		t.Fatalf("image-meta list: %v %v", m, err)
+	}
 	st, err := replay(t, "pool-stats", &n).PoolStats(ctx, spec)
 	if err != nil || st.Images < 2 {
 		t.Fatalf("pool stats: %+v %v", st, err)
