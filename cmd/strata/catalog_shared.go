@@ -83,11 +83,14 @@ func catalogMoveCommands() []*cli.Command {
 				if err != nil {
 					return err
 				}
-				n, err := st.Catalog.Import(c.Args().First(), c.Bool("force"))
+				res, err := st.Catalog.Import(c.Args().First(), c.Bool("force"))
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(os.Stderr, "%d records imported into %s; run 'strata doctor': files the catalog does not know are reported and kept. When every one is accounted for, run 'strata catalog accept'\n", n, st.Catalog.Where())
+				if res.Backup != "" {
+					fmt.Fprintf(os.Stderr, "the catalog it replaced is kept in %s\n", res.Backup)
+				}
+				fmt.Fprintf(os.Stderr, "%d records imported into %s; run 'strata doctor': files the catalog does not know are reported and kept. When every one is accounted for, run 'strata catalog accept'\n", res.Records, st.Catalog.Where())
 				return nil
 			},
 		},
