@@ -32,12 +32,7 @@ func TestRBDGuestBootsUnderLibvirtWithCephx(t *testing.T) {
 	if !strings.Contains(v.Path, ":id="+c.Client) {
 		t.Fatalf("volume path %q names no cephx client", v.Path)
 	}
-	sector := filepath.Join(t.TempDir(), "sector.raw")
-	if err := os.WriteFile(sector, make([]byte, 1<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	writeBootSector(t, sector, "STRATA-LV-RBD", boottest.PowerButton)
-	storagetest.Cmd(t, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", sector, v.Path)
+	writeRBDBootSector(t, v.Path, "STRATA-LV-RBD", boottest.PowerButton)
 	ok(t, home, "guest", "define", name, "--disk", name, "--memory", "16", "--boot", "c", "--os", "other", "--driver", "libvirt")
 	ok(t, home, "guest", "set", name, "vncunused=0", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+3)%50))
 
@@ -79,6 +74,18 @@ func TestRBDGuestBootsUnderLibvirtWithCephx(t *testing.T) {
 	fails(t, home, 8, []string{"namespace", "driver=qemu"}, "guest", "start", name)
 	ok(t, home, "guest", "delete", name)
 	ok(t, home, "volume", "delete", name)
+}
+
+// writeRBDBootSector puts a boot sector at the start of the RBD image of
+// an rbd: volume path (through qemu-img: the image keeps its identity).
+func writeRBDBootSector(t *testing.T, path, marker string, then boottest.Action) {
+	t.Helper()
+	sector := filepath.Join(t.TempDir(), "sector.raw")
+	if err := os.WriteFile(sector, make([]byte, 512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeBootSector(t, sector, marker, then)
+	storagetest.Cmd(t, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", sector, path)
 }
 
 // rbdImage is POOL/IMAGE of an rbd: volume path.
