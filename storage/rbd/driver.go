@@ -315,6 +315,11 @@ func (d Driver) Delete(ctx context.Context, _ storage.Pool, v storage.Volume, pu
 			return err
 		}
 	}
+	if err := d.c().ForgetGeneration(ctx, s); err != nil {
+		// A key of a few bytes left in the pool's strata_restored
+		// object, under a name no image will have again.
+		log.Warn().Err(err).Str("image", s.String()).Msg("the removed image's restore generation stays")
+	}
 	return nil
 }
 
@@ -367,7 +372,7 @@ func childList(kids []Child) string {
 // rename keeps it, a replacement changes it) in Ino, its size, and in
 // Mtime a hash of its modify_timestamp, of the objects that hold data
 // (the object map, read by rbd diff --whole-object) and of its restore
-// generation (RestoredKey). A write that allocates an object, or comes
+// generation (GenerationObject: no client opens the image to read it). A write that allocates an object, or comes
 // after librbd's mtime interval (60 s by default), changes it; an
 // overwrite within allocated objects inside the interval does not:
 // recovery can miss such a guest write. (A content hash would catch it
@@ -388,19 +393,19 @@ func (d Driver) fingerprint(ctx context.Context, s Spec) (storage.Fingerprint, b
 	var (
 		img  Image
 		diff []byte
-		meta map[string]string
+		gen  string
 	)
 	err := together(
 		func() (err error) { img, err = d.c().Info(ctx, s); return err },
 		func() (err error) { diff, err = d.c().Diff(ctx, s); return err },
-		func() (err error) { meta, err = d.c().Meta(ctx, s); return err })
+		func() (err error) { gen, err = d.c().Generation(ctx, s); return err })
 	if errors.Is(err, storage.ErrNotFound) {
 		return storage.Fingerprint{}, false, nil
 	}
 	if err != nil {
 		return storage.Fingerprint{}, false, err
 	}
-	return fingerprintOf(img, diff, meta[RestoredKey]), true, nil
+	return fingerprintOf(img, diff, gen), true, nil
 }
 
 // fingerprintOf is the fingerprint of an image whose rbd info is img,

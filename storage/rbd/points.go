@@ -105,11 +105,6 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 	return nil
 }
 
-// RestoredKey is the image metadata key (rbd image-meta) holding an
-// image's restore generation: a fresh random value each rollback sets,
-// so that a rollback always changes the image's fingerprint.
-const RestoredKey = "strata.restored"
-
 // newGeneration is a fresh restore generation.
 func newGeneration() string {
 	b := make([]byte, 8)
@@ -119,8 +114,8 @@ func newGeneration() string {
 
 // RestorePoint implements storage.Driver: the image is renamed aside
 // (IMAGE.strata-applying), the snapshot rolled back into it (rbd snap
-// rollback: every snapshot stays), a new restore generation set
-// (RestoredKey) and its state recorded, and it is renamed back. Run
+// rollback: every snapshot stays) while a new restore generation is set
+// (GenerationObject), its state recorded, and it is renamed back. Run
 // again after a crash, it finds the image aside and rolls back again (a
 // rollback is idempotent), or finds it back under its live name in the
 // state recorded (done).
@@ -131,11 +126,9 @@ func newGeneration() string {
 // watchers are listed once the image is aside (a client that has it
 // open keeps it open across a rename; the rename's own process is a
 // watcher while it runs): found, the image is renamed back and the
-// rollback refused before anything is written. The generation is set
-// after the rollback (image-meta set opens the image: it cannot run
-// beside the watchers check, and a rollback with the exclusive lock
-// held cannot share it), while the state is recorded: the image takes
-// its live name only once both are done.
+// rollback refused before anything is written (the generation too: a
+// refused rollback leaves the fingerprint as it was). The image takes
+// its live name only once the generation is set and the state recorded.
 func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef, st storage.RestoreStep) error {
 	live, err := ParsePath(v.Path)
 	if err != nil {
@@ -183,41 +176,27 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 			return err
 		}
 	}
-	if err := d.c().SnapRollback(ctx, aside, ref.Ref); err != nil {
+	// The new generation is set while the rollback runs (no client
+	// opens the image for it: it is a RADOS object of strata's own).
+	err = together(
+		func() error { return d.c().SnapRollback(ctx, aside, ref.Ref) },
+		func() error { return d.c().SetGeneration(ctx, aside, gen) })
+	if err != nil {
 		return err
 	}
 	storage.Crashpoint("rollback:rbd-applied")
 	if predicted == nil {
-		// The careful path reads the state the rollback left (with the
-		// generation being set: it is known).
-		var img Image
-		var diff []byte
-		err := together(
-			func() error { return d.c().MetaSet(ctx, aside, RestoredKey, gen) },
-			func() (err error) { img, err = d.c().Info(ctx, aside); return err },
-			func() (err error) { diff, err = d.c().Diff(ctx, aside); return err })
-		if errors.Is(err, storage.ErrNotFound) {
-			return storage.Errorf(storage.ErrNotFound, "volume %q: rbd image %q went away during the rollback", v.Name, aside.String())
-		}
+		fp, ok, err := d.fingerprint(ctx, aside)
 		if err != nil {
 			return err
 		}
-		fp := fingerprintOf(img, diff, gen)
-		if st.Record != nil {
-			if err := st.Record(fp); err != nil {
-				return err
-			}
+		if !ok {
+			return storage.Errorf(storage.ErrNotFound, "volume %q: rbd image %q went away during the rollback", v.Name, aside.String())
 		}
-	} else {
-		err := together(
-			func() error { return d.c().MetaSet(ctx, aside, RestoredKey, gen) },
-			func() error {
-				if st.Record != nil {
-					return st.Record(*predicted)
-				}
-				return nil
-			})
-		if err != nil {
+		predicted = &fp
+	}
+	if st.Record != nil {
+		if err := st.Record(*predicted); err != nil {
 			return err
 		}
 	}

@@ -120,3 +120,40 @@ func TestRollbackAlwaysChangesTheFingerprint(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFingerprintOpensNoImage: reading a fingerprint (which every
+// rollback's check does while another process may be asking whether a
+// guest has the image open) never shows as a client of the image: rbd
+// status lists no watcher while fingerprints are read.
+func TestFingerprintOpensNoImage(t *testing.T) {
+	ctx := context.Background()
+	p := testPool(t)
+	d := rbd.Driver{}
+	v := storage.Volume{ID: storage.NewID(), Name: "watched", Format: storage.FormatRaw}
+	v.Path = d.VolumePath(p, v.ID, v.Format)
+	if err := d.Create(ctx, p, v.Path, v.Format, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	s, err := rbd.ParsePath(v.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 6)
+	for range 6 {
+		go func() { _, _, err := d.Fingerprint(p, v); done <- err }()
+	}
+	c := &rbd.Client{}
+	for left := 6; left > 0; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			left--
+		default:
+			if w, err := c.Watchers(ctx, s); err != nil || len(w) > 0 {
+				t.Fatalf("watchers while fingerprints are read: %v %v", w, err)
+			}
+		}
+	}
+}
