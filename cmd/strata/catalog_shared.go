@@ -74,6 +74,9 @@ func catalogImportAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	n, err := st.Catalog.Import(c.Args().First(), c.Bool("force"))
-	return thenSay(err, fmt.Sprintf("%d records imported into %s; run 'strata doctor': files the catalog does not know are reported and kept. When every one is accounted for, run 'strata catalog accept'", n, st.Catalog.Where()))
+	res, err := st.Catalog.Import(c.Args().First(), c.Bool("force"))
+	if err == nil && res.Backup != "" {
+		fmt.Fprintf(os.Stderr, "the catalog it replaced is kept in %s\n", res.Backup)
+	}
+	return thenSay(err, fmt.Sprintf("%d records imported into %s; run 'strata doctor': files the catalog does not know are reported and kept. When every one is accounted for, run 'strata catalog accept'", res.Records, st.Catalog.Where()))
 }

@@ -100,6 +100,13 @@ func TestSharedCatalogTwoHostsSeeOneCatalog(t *testing.T) {
 	if out := ok(t, fresh, "volume", "list"); !strings.Contains(out, "kept") {
 		t.Fatalf("volume list of the file catalog imported from etcd:\n%s", out)
 	}
+	// --force over the etcd catalog keeps it as an export in the state
+	// home, and says where.
+	r := b.run(t, nil, "catalog", "import", "--force", back)
+	copies, _ := filepath.Glob(filepath.Join(b.home, "backups", "catalog-before-import-*.json"))
+	if r.code != 0 || len(copies) != 1 || !strings.Contains(r.stderr, copies[0]) {
+		t.Fatalf("catalog import --force: exit %d, copies %v\n%s", r.code, copies, r.stderr)
+	}
 }
 
 // A guest runs on one host at a time: while host A runs it, host B may not

@@ -219,9 +219,9 @@ func TestCatalogExportImportBetweenBackends(t *testing.T) {
 	etcdHome := t.TempDir()
 	url := storagetest.Etcd(t)
 	dst := backends[1].open(t, etcdHome, url)
-	n, err := dst.Import(file, false)
-	if err != nil || n == 0 {
-		t.Fatalf("import: %d %v", n, err)
+	res, err := dst.Import(file, false)
+	if err != nil || res.Records == 0 || res.Backup != "" {
+		t.Fatalf("import into an empty catalog: %+v %v", res, err)
 	}
 	if _, err := dst.Import(file, false); !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("import over a catalog with records: %v, want ErrExists", err)

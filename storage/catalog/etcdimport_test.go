@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,22 +14,31 @@ import (
 	"github.com/strata-vm/strata/storage/storagetest"
 )
 
-// An import etcd refuses part-way (a record over its request limit) says
-// so, and what to do: the catalog it leaves is taken for a missing one
-// until the file is imported whole.
-func TestEtcdImportRefusedPartWaySaysWhatItLeft(t *testing.T) {
+// exportWith writes an export of a file catalog holding n volumes named
+// prefix-0..., and, with pad > 0, a volume record "zzzz" of pad bytes
+// (the last of its bucket).
+func exportWith(t *testing.T, prefix string, n, pad int) string {
+	t.Helper()
 	src := backends[0].open(t, t.TempDir(), "")
 	if err := src.Update(func(tx *catalog.Tx) error {
-		return tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "v", Pool: "default", Path: "/p/00000000000000aa.img"})
+		for i := range n {
+			id := fmt.Sprintf("%016x", 0xa000+i)
+			if err := tx.AddVolume(storage.Volume{ID: id, Name: fmt.Sprintf("%s-%d", prefix, i), Pool: "default", Path: "/p/" + id + ".img"}); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	good, big := filepath.Join(dir, "good.json"), filepath.Join(dir, "big.json")
-	if err := src.ExportFile(good, false); err != nil {
+	file := filepath.Join(t.TempDir(), prefix+".json")
+	if err := src.ExportFile(file, false); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(good)
+	if pad == 0 {
+		return file
+	}
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,20 +46,124 @@ func TestEtcdImportRefusedPartWaySaysWhatItLeft(t *testing.T) {
 	if err := json.Unmarshal(raw, &e); err != nil {
 		t.Fatal(err)
 	}
-	e["buckets"].(map[string]any)["volumes"].(map[string]any)["zzzz"] = map[string]string{"pad": strings.Repeat("x", 1700<<10)}
+	e["buckets"].(map[string]any)["volumes"].(map[string]any)["zzzz"] = map[string]string{"pad": strings.Repeat("x", pad)}
 	raw, _ = json.Marshal(e)
-	if err := os.WriteFile(big, raw, 0o600); err != nil {
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dst := backends[1].open(t, t.TempDir(), storagetest.Etcd(t))
-	_, err = dst.Import(big, false)
-	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "--max-request-bytes") || !strings.Contains(err.Error(), "import the file again with --force") {
+	return file
+}
+
+func volumeNames(t *testing.T, c *catalog.Catalog) []string {
+	t.Helper()
+	var names []string
+	if err := c.View(func(tx *catalog.Tx) error {
+		vols, err := tx.Volumes()
+		for _, v := range vols {
+			names = append(names, v.Name)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func ownEtcd(t *testing.T, flags ...string) *storagetest.EtcdServer {
+	t.Helper()
+	srv, err := storagetest.StartEtcdWith(flags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// TestEtcdImportForceChecksLimitsAndKeepsTheOldCatalog: on an etcd that
+// takes 16 operations and 64 KiB per request, an import with a record
+// larger than that is refused before anything is deleted, naming the
+// record, its size and the --max-request-bytes to start etcd with; one
+// of 40 records goes in transactions etcd takes; the catalog it replaced
+// is kept as an export (mode 0600, in HOME/backups) that imports back.
+func TestEtcdImportForceChecksLimitsAndKeepsTheOldCatalog(t *testing.T) {
+	srv := ownEtcd(t, "--max-txn-ops", "16", "--max-request-bytes", "65536")
+	home := t.TempDir()
+	dst := backends[1].open(t, home, srv.EtcdURL())
+	if err := dst.Update(func(tx *catalog.Tx) error {
+		return tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "old", Pool: "default", Path: "/p/00000000000000aa.img"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	big := exportWith(t, "big", 40, 100<<10)
+	_, err := dst.Import(big, true)
+	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "volumes/zzzz") || !strings.Contains(err.Error(), "--max-request-bytes") ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("an import with a record over etcd's request limit: %v", err)
+	}
+	if got := volumeNames(t, dst); len(got) != 1 || got[0] != "old" {
+		t.Fatalf("after a refused import the catalog holds %v, want [old]", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(home, catalog.BackupDir, "*")); len(left) != 0 {
+		t.Fatalf("a refused import left %v", left)
+	}
+
+	good := exportWith(t, "new", 40, 0)
+	res, err := dst.Import(good, true)
+	if err != nil {
+		t.Fatalf("an import in transactions of up to 16 operations: %v", err)
+	}
+	if got := volumeNames(t, dst); len(got) != 40 {
+		t.Fatalf("after the import the catalog holds %d volumes: %v", len(got), got)
+	}
+	if res.Records < 40 || filepath.Dir(res.Backup) != filepath.Join(home, catalog.BackupDir) {
+		t.Fatalf("import result %+v", res)
+	}
+	st, err := os.Stat(res.Backup)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the copy of the replaced catalog: %v %v", st, err)
+	}
+	// The copy is an export: it brings the old catalog back.
+	if _, err := dst.Import(res.Backup, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := volumeNames(t, dst); len(got) != 1 || got[0] != "old" {
+		t.Fatalf("after importing the copy back the catalog holds %v", got)
+	}
+}
+
+// TestEtcdImportFailingPartWayPutsTheCatalogBack: a write etcd refuses
+// after the old catalog was deleted and part of the export written (the
+// test switch skips the check that would have refused it first) has the
+// import put the old catalog back from its copy, and say so.
+func TestEtcdImportFailingPartWayPutsTheCatalogBack(t *testing.T) {
+	srv := ownEtcd(t, "--max-request-bytes", "65536")
+	home := t.TempDir()
+	dst := backends[1].open(t, home, srv.EtcdURL())
+	if err := dst.Update(func(tx *catalog.Tx) error {
+		return tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "old", Pool: "default", Path: "/p/00000000000000aa.img"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// 150 volumes (with their index keys, several transactions) go
+	// first; the last transaction, with the 100 KiB record, is refused.
+	big := exportWith(t, "big", 150, 100<<10)
+	t.Setenv("STRATA_TEST_SKIP_IMPORT_CHECK", "1")
+	_, err := dst.Import(big, true)
+	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "failed part-way") || !strings.Contains(err.Error(), "transaction ") || strings.Contains(err.Error(), "transaction 1 of") ||
+		!strings.Contains(err.Error(), "back as it was") {
 		t.Fatalf("an import etcd refuses part-way: %v", err)
 	}
-	if _, err := dst.Import(good, true); err != nil {
-		t.Fatalf("the whole file again: %v", err)
+	copies, _ := filepath.Glob(filepath.Join(home, catalog.BackupDir, "catalog-before-import-*.json"))
+	if len(copies) != 1 || !strings.Contains(err.Error(), copies[0]) {
+		t.Fatalf("copies %v; the error names %v", copies, err)
 	}
-	if err := dst.View(func(tx *catalog.Tx) error { _, err := tx.Volume("v"); return err }); err != nil {
+	if got := volumeNames(t, dst); len(got) != 1 || got[0] != "old" {
+		t.Fatalf("after the failed import the catalog holds %v, want [old]", got)
+	}
+	// And it is whole: a change and a new volume work.
+	if err := dst.Update(func(tx *catalog.Tx) error {
+		return tx.AddVolume(storage.Volume{ID: "00000000000000ab", Name: "after", Pool: "default", Path: "/p/00000000000000ab.img"})
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -123,17 +123,27 @@ func readExport(path string) (*Export, error) {
 	return &e, nil
 }
 
+// ImportResult is what Import did.
+type ImportResult struct {
+	Records int
+	// Backup is the export of the etcd catalog the import replaced
+	// (HOME/backups, mode 0600); "" when there was none.
+	Backup string
+}
+
 // Import puts an export in place of this catalog. An etcd catalog must be
-// empty (no record under its prefix) unless force is set, which removes
-// what is there first; a bbolt catalog is replaced as Restore replaces it
-// (the old file kept in HOME/backups, a sound one only with force). As
-// after a restore, doctor removes no file the catalog does not know until
-// the admin accepts it (Accept). Older schemas are migrated by the next
+// empty (no record under its prefix) unless force is set, which replaces
+// what is there (see etcdStore.importExport: checked against etcd's
+// limits first, kept as an export in HOME/backups, restored from it if a
+// write fails); a bbolt catalog is replaced as Restore replaces it (the
+// old file kept in HOME/backups, a sound one only with force). As after a
+// restore, doctor removes no file the catalog does not know until the
+// admin accepts it (Accept). Older schemas are migrated by the next
 // command, as always. The caller holds the state home exclusively.
-func (c *Catalog) Import(path string, force bool) (int, error) {
+func (c *Catalog) Import(path string, force bool) (ImportResult, error) {
 	e, err := readExport(path)
 	if err != nil {
-		return 0, err
+		return ImportResult{}, err
 	}
 	abs := path
 	if path != "-" {
@@ -141,12 +151,13 @@ func (c *Catalog) Import(path string, force bool) (int, error) {
 	}
 	how := Restored{At: time.Now().UTC(), From: "an export (" + abs + ")"}
 	if c.remote != nil {
-		return e.Records, c.remote.importExport(c, e, how, force)
+		backup, err := c.remote.importExport(c, e, how, force)
+		return ImportResult{Records: e.Records, Backup: backup}, err
 	}
 	if err := c.refuseHealthy(force); err != nil {
-		return 0, err
+		return ImportResult{}, err
 	}
-	return e.Records, c.replace(func(tmp string) error {
+	return ImportResult{Records: e.Records}, c.replace(func(tmp string) error {
 		db, err := bolt.Open(tmp, 0o600, nil)
 		if err != nil {
 			return err
@@ -173,94 +184,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// importExport writes an export to an etcd catalog in transactions of at
-// most 100 keys (etcd's limit on one transaction is 128 by default), the
-// meta bucket last: until then the catalog has no schema version, and no
-// command uses it (a command would refuse to start one over the records
-// already there, see mayCreate: import again with --force).
-func (s *etcdStore) importExport(c *Catalog, e *Export, how Restored, force bool) error {
-	deadline := time.Now().Add(c.timeout)
-	data := s.prefix + "/c/"
-	var resp rangeResponse
-	if err := s.do(deadline, "/v3/kv/range", rangeRequest{Key: []byte(data), RangeEnd: prefixEnd(data), CountOnly: true}, &resp); err != nil {
-		return err
-	}
-	if resp.Count > 0 {
-		if !force {
-			return storage.Errorf(storage.ErrExists, "the catalog %s holds %d records already: importing over them would lose every change they hold; add --force to replace them", s.display, resp.Count)
-		}
-		for _, p := range []string{data, s.prefix + "/v/"} {
-			var dr struct{}
-			if err := s.do(deadline, "/v3/kv/deleterange", deleteRequest{Key: []byte(p), RangeEnd: prefixEnd(p)}, &dr); err != nil {
-				return err
-			}
-		}
-	}
-	var ops []op
-	flush := func() error {
-		if len(ops) == 0 {
-			return nil
-		}
-		var tr txnResponse
-		err := s.do(deadline, "/v3/kv/txn", txnRequest{Success: ops}, &tr)
-		ops = ops[:0]
-		if err != nil {
-			// The records already written are there without the meta
-			// bucket, written last: every command takes the catalog for
-			// missing and changes nothing until it is imported whole.
-			why := err.Error()
-			var e *etcdError
-			if errors.As(err, &e) && (strings.Contains(e.Message, "request is too large") || strings.Contains(e.Message, "message larger than max")) {
-				why = "a record is larger than etcd accepts in one request: start etcd with a larger --max-request-bytes"
-			}
-			return storage.Errorf(storage.ErrPrecondition, "the import into %s stopped part-way (%s); the catalog holds part of the export, which strata takes for a missing catalog: import the file again with --force once etcd accepts it", s.display, why)
-		}
-		return nil
-	}
-	add := func(b, k string, v []byte) error {
-		ops = append(ops, op{Put: &putRequest{Key: []byte(s.dataKey(b, k)), Value: v}})
-		if len(ops) == 100 {
-			return flush()
-		}
-		return nil
-	}
-	stamp := []byte(fmt.Sprint(time.Now().UnixNano()))
-	for _, b := range sortedKeys(e.Buckets) {
-		if b == string(bMeta) {
-			continue
-		}
-		for _, k := range sortedKeys(e.Buckets[b]) {
-			if err := add(b, k, e.Buckets[b][k]); err != nil {
-				return err
-			}
-		}
-		ops = append(ops, op{Put: &putRequest{Key: []byte(s.versionKey(b)), Value: stamp}})
-		if err := flush(); err != nil {
-			return err
-		}
-	}
-	meta := e.Buckets[string(bMeta)]
-	if meta == nil {
-		meta = map[string]json.RawMessage{}
-	}
-	rawHow, _ := json.Marshal(how)
-	meta[string(kRestored)] = rawHow
-	for _, k := range sortedKeys(meta) {
-		ops = append(ops, op{Put: &putRequest{Key: []byte(s.dataKey(string(bMeta), k)), Value: meta[k]}})
-	}
-	ops = append(ops, op{Put: &putRequest{Key: []byte(s.versionKey(string(bMeta))), Value: stamp}})
-	if err := flush(); err != nil {
-		return err
-	}
-	c.migrated, c.homeChecked = false, false
-	if e.HomeID != "" {
-		if err := WriteFileAtomic(filepath.Join(c.home, HomeIDFile), []byte(e.HomeID+"\n")); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // keepBeforeMigration keeps a copy of a catalog about to be migrated: a

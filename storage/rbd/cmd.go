@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/strata-vm/strata/storage"
@@ -150,6 +151,39 @@ func CopyArgs(src Spec, snap string, dst Spec) []string {
 func StatusArgs(s Spec) []string {
 	return append(base("rbd", s.Conn), "status", "--format", "json", s.String())
 }
+
+// GenerationObject is the RADOS object, in each pool (and namespace)
+// strata's images are in, whose omap maps an image's live name to its
+// restore generation (see Driver.Fingerprint). An object of its own,
+// read with rados and not with rbd image-meta: rbd opens an image for
+// its metadata, and an open image has a watcher, which a concurrent
+// check would take for a running guest.
+const GenerationObject = "strata_restored"
+
+func radosBase(s Spec) []string {
+	argv := append(base("rados", s.Conn), "--pool", s.Pool)
+	if s.Namespace != "" {
+		argv = append(argv, "--namespace", s.Namespace)
+	}
+	return argv
+}
+
+// GenerationArgs reads image s's generation (to stdout), SetGenerationArgs
+// sets it, ForgetGenerationArgs removes it.
+func GenerationArgs(s Spec) []string {
+	return append(radosBase(s), "getomapval", GenerationObject, liveName(s.Image), "/dev/stdout")
+}
+func SetGenerationArgs(s Spec, gen string) []string {
+	return append(radosBase(s), "setomapval", GenerationObject, liveName(s.Image), gen)
+}
+func ForgetGenerationArgs(s Spec) []string {
+	return append(radosBase(s), "rmomapkey", GenerationObject, liveName(s.Image))
+}
+
+// liveName is an image's name without the suffix a rollback under way
+// gives it.
+func liveName(image string) string { return strings.TrimSuffix(image, ApplyingSuffix) }
+
 func DiffArgs(s Spec) []string {
 	return append(base("rbd", s.Conn), "diff", "--whole-object", "--format", "json", s.String())
 }
@@ -423,6 +457,34 @@ func (c *Client) Watchers(ctx context.Context, s Spec) ([]string, error) {
 		return nil, err
 	}
 	return ParseStatus(out)
+}
+
+// Generation reads image s's restore generation ("": none set).
+func (c *Client) Generation(ctx context.Context, s Spec) (string, error) {
+	out, err := c.exec(ctx, false, GenerationArgs(s))
+	var re *run.Error
+	if errors.As(err, &re) && (strings.Contains(re.Stderr, "No such file or directory") || strings.Contains(string(out), "No such key")) {
+		return "", nil // no object (no image of the pool has one) or no key
+	}
+	if err != nil {
+		return "", Classify(err, fmt.Sprintf("restore generation of rbd image %q", s.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// SetGeneration sets image s's restore generation.
+func (c *Client) SetGeneration(ctx context.Context, s Spec, gen string) error {
+	return c.change(ctx, fmt.Sprintf("set the restore generation of rbd image %q", s.String()), SetGenerationArgs(s, gen))
+}
+
+// ForgetGeneration removes image s's restore generation (none: success).
+func (c *Client) ForgetGeneration(ctx context.Context, s Spec) error {
+	_, err := c.exec(ctx, true, ForgetGenerationArgs(s))
+	var re *run.Error
+	if errors.As(err, &re) && strings.Contains(re.Stderr, "No such file or directory") {
+		return nil
+	}
+	return Classify(err, fmt.Sprintf("remove the restore generation of rbd image %q", s.String()))
 }
 
 // Diff is the raw `rbd diff --whole-object` of an image: the objects that

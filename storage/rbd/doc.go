@@ -45,17 +45,28 @@
 //     flatten would have to follow a growing tree of images. The rename
 //     aside keeps the crash contract: a half rolled-back image is never
 //     under the live name, where a guest started by hand would open it,
-//     and running the rollback again finishes it. Each rbd call is a
-//     process and a connection to the cluster (50-100 ms), so a rollback
-//     is counted in rounds of calls (the calls of one round run at once):
-//     snapshot's check (the point's snapshot, the watchers, and the
-//     journal's fingerprint of the image: an RBD snapshot does not change
-//     it, PointMethod.KeepsFingerprint), the pre-rollback point, the
-//     rename aside, the watchers again with the state the rollback will
-//     leave (the image's ID and modify time, which a rollback keeps, and
-//     the snapshot's size and objects), the rollback, the rename back:
-//     six, where the bare rbd snap create + rbd snap rollback is two. A
-//     run resumed after a crash checks the names and fingerprints first.
+//     and running the rollback again finishes it. A rollback sets a new
+//     restore generation for the image (a random value in the omap of
+//     the pool's RADOS object strata_restored, GenerationObject, under
+//     the image's name) while it runs, and the image takes its live name
+//     again only once it is set: rbd snap rollback keeps the image's ID
+//     and modify time, and to a point whose objects the image still has
+//     it would keep its whole fingerprint, so the undo of a multi-disk
+//     rollback could not tell a restored disk from an untouched one.
+//     (Not rbd image-meta: rbd opens the image to read or write it, and
+//     the open image's watcher would make a concurrent check see a
+//     running guest.) Each rbd call is a process and a connection to the
+//     cluster (50-100 ms), so a rollback is counted in rounds of calls
+//     (the calls of one round run at once): snapshot's check (the
+//     point's snapshot, the watchers, and the journal's fingerprint of
+//     the image: an RBD snapshot does not change it,
+//     PointMethod.KeepsFingerprint), the pre-rollback point, the rename
+//     aside, the watchers again with the state the rollback will leave
+//     (the image's ID and modify time, which a rollback keeps, the
+//     snapshot's size and objects, and the new generation), the rollback
+//     with the generation set, the rename back: six, where the bare rbd
+//     snap create + rbd snap rollback is two. A run resumed after a
+//     crash checks the names and fingerprints first.
 //   - A golden image is an image (a full copy, `rbd cp`, of the volume or
 //     of its point: no snapshots come with it) with one protected
 //     snapshot, GoldenSnap. A linked clone is an RBD clone of it; a full

@@ -58,7 +58,7 @@ var pointMethods = []storage.PointMethod{{
 	InVolume: true,
 	Live:     storage.LiveClone,
 	// rbd snap create changes neither the image's info (ID, size,
-	// modify_timestamp) nor its object map (rbd diff).
+	// modify_timestamp) nor its object map (rbd diff) nor its metadata.
 	KeepsFingerprint: true,
 }}
 
@@ -315,6 +315,11 @@ func (d Driver) Delete(ctx context.Context, _ storage.Pool, v storage.Volume, pu
 			return err
 		}
 	}
+	if err := d.c().ForgetGeneration(ctx, s); err != nil {
+		// A key of a few bytes left in the pool's strata_restored
+		// object, under a name no image will have again.
+		log.Warn().Err(err).Str("image", s.String()).Msg("the removed image's restore generation stays")
+	}
 	return nil
 }
 
@@ -365,12 +370,17 @@ func childList(kids []Child) string {
 // Fingerprint implements storage.Driver. An RBD image has no inode or
 // mtime that every write changes: the fingerprint is the image's ID (a
 // rename keeps it, a replacement changes it) in Ino, its size, and in
-// Mtime a hash of its modify_timestamp and of the objects that hold data
-// (the object map, read by rbd diff --whole-object). A write that
-// allocates an object, or comes after librbd's mtime interval (60 s by
-// default), changes it; an overwrite within allocated objects inside the
-// interval does not: recovery can miss such a guest write. (A content
-// hash would catch it at the cost of reading the whole image.)
+// Mtime a hash of its modify_timestamp, of the objects that hold data
+// (the object map, read by rbd diff --whole-object) and of its restore
+// generation (GenerationObject: no client opens the image to read it). A write that allocates an object, or comes
+// after librbd's mtime interval (60 s by default), changes it; an
+// overwrite within allocated objects inside the interval does not:
+// recovery can miss such a guest write. (A content hash would catch it
+// at the cost of reading the whole image.) A rollback always changes it:
+// rbd snap rollback keeps the ID and modify_timestamp, and to a point
+// with the same objects it would keep the rest too, so every rollback
+// sets a new generation (see RestorePoint). Without it, the undo of a
+// multi-disk rollback would take a restored disk for one never touched.
 func (d Driver) Fingerprint(_ storage.Pool, v storage.Volume) (storage.Fingerprint, bool, error) {
 	s, err := ParsePath(v.Path)
 	if err != nil {
@@ -381,34 +391,34 @@ func (d Driver) Fingerprint(_ storage.Pool, v storage.Volume) (storage.Fingerpri
 
 func (d Driver) fingerprint(ctx context.Context, s Spec) (storage.Fingerprint, bool, error) {
 	var (
-		img     Image
-		diff    []byte
-		infoErr error
-		diffErr error
-		wg      sync.WaitGroup
+		img  Image
+		diff []byte
+		gen  string
 	)
-	wg.Add(2)
-	go func() { defer wg.Done(); img, infoErr = d.c().Info(ctx, s) }()
-	go func() { defer wg.Done(); diff, diffErr = d.c().Diff(ctx, s) }()
-	wg.Wait()
-	if errors.Is(infoErr, storage.ErrNotFound) || errors.Is(diffErr, storage.ErrNotFound) {
+	err := together(
+		func() (err error) { img, err = d.c().Info(ctx, s); return err },
+		func() (err error) { diff, err = d.c().Diff(ctx, s); return err },
+		func() (err error) { gen, err = d.c().Generation(ctx, s); return err })
+	if errors.Is(err, storage.ErrNotFound) {
 		return storage.Fingerprint{}, false, nil
 	}
-	if err := errors.Join(infoErr, diffErr); err != nil {
+	if err != nil {
 		return storage.Fingerprint{}, false, err
 	}
-	return fingerprintOf(img, diff), true, nil
+	return fingerprintOf(img, diff, gen), true, nil
 }
 
-// fingerprintOf is the fingerprint of an image whose rbd info is img and
-// rbd diff --whole-object is diff.
-func fingerprintOf(img Image, diff []byte) storage.Fingerprint {
+// fingerprintOf is the fingerprint of an image whose rbd info is img,
+// rbd diff --whole-object is diff and restore generation is gen.
+func fingerprintOf(img Image, diff []byte, gen string) storage.Fingerprint {
 	id := fnv.New64a()
 	id.Write([]byte(img.ID))
 	state := fnv.New64a()
 	state.Write([]byte(img.Modified))
 	state.Write([]byte{0})
 	state.Write(diff)
+	state.Write([]byte{0})
+	state.Write([]byte(gen))
 	return storage.Fingerprint{Ino: id.Sum64(), Size: img.Size, Mtime: int64(state.Sum64() >> 1)}
 }
 

@@ -2,6 +2,8 @@ package rbd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -103,12 +105,20 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 	return nil
 }
 
+// newGeneration is a fresh restore generation.
+func newGeneration() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // RestorePoint implements storage.Driver: the image is renamed aside
 // (IMAGE.strata-applying), the snapshot rolled back into it (rbd snap
-// rollback: every snapshot stays), its state recorded, and it is renamed
-// back. Run again after a crash, it finds the image aside and rolls back
-// again (a rollback is idempotent), or finds it back under its live name
-// in the state recorded (done).
+// rollback: every snapshot stays) while a new restore generation is set
+// (GenerationObject), its state recorded, and it is renamed back. Run
+// again after a crash, it finds the image aside and rolls back again (a
+// rollback is idempotent), or finds it back under its live name in the
+// state recorded (done).
 //
 // Every rbd call connects to the cluster anew (50-100 ms): a first run
 // (st.Done nil) asks no question before the rename, which answers them
@@ -116,7 +126,9 @@ func (d Driver) CheckRestore(ctx context.Context, _ storage.Pool, v storage.Volu
 // watchers are listed once the image is aside (a client that has it
 // open keeps it open across a rename; the rename's own process is a
 // watcher while it runs): found, the image is renamed back and the
-// rollback refused before anything is written.
+// rollback refused before anything is written (the generation too: a
+// refused rollback leaves the fingerprint as it was). The image takes
+// its live name only once the generation is set and the state recorded.
 func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef, st storage.RestoreStep) error {
 	live, err := ParsePath(v.Path)
 	if err != nil {
@@ -124,6 +136,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 	}
 	aside := live.WithImage(live.Image + ApplyingSuffix)
 	what := fmt.Sprintf("roll back volume %q", v.Name)
+	gen := newGeneration()
 	moved := false
 	var predicted *storage.Fingerprint
 	if st.Done == nil {
@@ -134,7 +147,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 			// The state the rollback will leave, read meanwhile: see
 			// predict.
 			var openErr error
-			predicted, err = d.predict(ctx, aside, ref.Ref, func() error {
+			predicted, err = d.predict(ctx, aside, ref.Ref, gen, func() error {
 				openErr = d.notOpen(ctx, aside, what)
 				return nil
 			})
@@ -163,7 +176,12 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 			return err
 		}
 	}
-	if err := d.c().SnapRollback(ctx, aside, ref.Ref); err != nil {
+	// The new generation is set while the rollback runs (no client
+	// opens the image for it: it is a RADOS object of strata's own).
+	err = together(
+		func() error { return d.c().SnapRollback(ctx, aside, ref.Ref) },
+		func() error { return d.c().SetGeneration(ctx, aside, gen) })
+	if err != nil {
 		return err
 	}
 	storage.Crashpoint("rollback:rbd-applied")
@@ -187,16 +205,17 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 
 // predict reads, with also, the fingerprint an image will have once
 // rolled back to its snapshot snap: the image's ID and modify_timestamp
-// (rbd snap rollback changes neither: it is no client write), and the
+// (rbd snap rollback changes neither: it is no client write), the
 // snapshot's size and allocated objects (which the rollback gives the
-// image). Read before the rollback, alongside the watchers check, it
-// saves a round of rbd calls after it; the image is aside meanwhile,
-// where no client opens it. Were a Ceph release to change the image's
+// image), and the restore generation gen it will be given. Read before
+// the rollback, alongside the watchers check, it saves a round of rbd
+// calls after it; the image is aside meanwhile, where no client opens
+// it. Were a Ceph release to change the image's
 // modify_timestamp in a rollback, the state recorded would not be the
 // image's: recovery would take the rolled back image for one a guest
 // wrote and keep it as a point first (one point too many, never a write
 // lost), and the conformance suite's check of the recorded state fails.
-func (d Driver) predict(ctx context.Context, s Spec, snap string, also func() error) (*storage.Fingerprint, error) {
+func (d Driver) predict(ctx context.Context, s Spec, snap, gen string, also func() error) (*storage.Fingerprint, error) {
 	var (
 		img  Image
 		diff []byte
@@ -208,7 +227,7 @@ func (d Driver) predict(ctx context.Context, s Spec, snap string, also func() er
 	if err != nil {
 		return nil, err
 	}
-	fp := fingerprintOf(img, diff)
+	fp := fingerprintOf(img, diff, gen)
 	return &fp, nil
 }
 

@@ -70,6 +70,19 @@ func TestRecordedReportsParse(t *testing.T) {
 	if err != nil || len(w) != 0 {
 		t.Fatalf("status: %v %v", w, err)
 	}
+	// An image never rolled back has no restore generation: no object
+	// yet in its pool, or no key for it (rados exits 1 for both).
+	for _, none := range []string{"gen-no-object", "gen-no-key"} {
+		if g, err := replay(t, none, &n).Generation(ctx, spec); err != nil || g != "" {
+			t.Fatalf("%s: %q %v", none, g, err)
+		}
+	}
+	if g, err := replay(t, "gen", &n).Generation(ctx, spec); err != nil || g != "0123456789abcdef" {
+		t.Fatalf("generation: %q %v", g, err)
+	}
+	if g, err := replay(t, "unreachable", &n).Generation(ctx, spec); err == nil {
+		t.Fatalf("generation from an unreachable cluster: %q, want an error", g)
+	}
 	st, err := replay(t, "pool-stats", &n).PoolStats(ctx, spec)
 	if err != nil || st.Images < 2 {
 		t.Fatalf("pool stats: %+v %v", st, err)

@@ -21,12 +21,44 @@ type Ceph struct {
 	*minicluster.Cluster
 }
 
-var (
-	cephOnce sync.Once
-	cephUp   *Ceph
-	cephErr  error
-	cephSkip string
-)
+// oneCluster is a cluster a test binary starts once.
+type oneCluster struct {
+	once sync.Once
+	up   *Ceph
+	err  error
+	skip string
+}
+
+var plain, cephx oneCluster
+
+func (o *oneCluster) get(t testing.TB, start func(int64) (*minicluster.Cluster, error), mem int64) *Ceph {
+	t.Helper()
+	o.once.Do(func() {
+		for _, tool := range minicluster.Tools {
+			if _, err := exec.LookPath(tool); err != nil {
+				if os.Geteuid() != 0 {
+					o.skip = tool + " is not installed and this is not root: install ceph-mon, ceph-osd and ceph-common (make test-deps)"
+				} else {
+					o.err = errorf("%s is not installed: run 'make test-deps' (or make test) first", tool)
+				}
+				return
+			}
+		}
+		c, err := start(mem)
+		if err != nil {
+			o.err = err
+			return
+		}
+		o.up = &Ceph{c}
+	})
+	if o.skip != "" {
+		t.Skip(o.skip)
+	}
+	if o.err != nil {
+		t.Fatalf("start a single-node ceph cluster: %v", o.err)
+	}
+	return o.up
+}
 
 // CephCluster returns the test binary's cluster, starting it on first
 // use. It skips the test, with the reason, only where the Ceph daemons
@@ -34,39 +66,25 @@ var (
 // start fails the test.
 func CephCluster(t testing.TB) *Ceph {
 	t.Helper()
-	cephOnce.Do(func() {
-		for _, tool := range minicluster.Tools {
-			if _, err := exec.LookPath(tool); err != nil {
-				if os.Geteuid() != 0 {
-					cephSkip = tool + " is not installed and this is not root: install ceph-mon, ceph-osd and ceph-common (make test-deps)"
-				} else {
-					cephErr = errorf("%s is not installed: run 'make test-deps' (or make test) first", tool)
-				}
-				return
-			}
-		}
-		c, err := minicluster.Start(6 << 30)
-		if err != nil {
-			cephErr = err
-			return
-		}
-		cephUp = &Ceph{c}
-	})
-	if cephSkip != "" {
-		t.Skip(cephSkip)
-	}
-	if cephErr != nil {
-		t.Fatalf("start a single-node ceph cluster: %v", cephErr)
-	}
-	return cephUp
+	return plain.get(t, minicluster.Start, 6<<30)
 }
 
-// StopCeph stops the cluster if one was started and removes its files.
-// A package whose tests use CephCluster calls it from TestMain after
-// m.Run.
+// CephxCluster is CephCluster for a second cluster, with cephx on
+// (minicluster.StartCephx): Client is a cephx client with the rbd
+// profile on Pool, its keyring named by the ceph.conf.
+func CephxCluster(t testing.TB) *Ceph {
+	t.Helper()
+	return cephx.get(t, minicluster.StartCephx, 1<<30)
+}
+
+// StopCeph stops the clusters that were started and removes their
+// files. A package whose tests use CephCluster or CephxCluster calls it
+// from TestMain after m.Run.
 func StopCeph() {
-	if cephUp != nil {
-		cephUp.Stop()
+	for _, o := range []*oneCluster{&plain, &cephx} {
+		if o.up != nil {
+			o.up.Stop()
+		}
 	}
 }
 

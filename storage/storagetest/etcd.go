@@ -71,11 +71,20 @@ type EtcdTLS struct{ CA, Cert, Key string }
 
 // StartEtcd starts a single-member etcd of its own (a test that stops it
 // on purpose); Stop ends it.
-func StartEtcd() (*EtcdServer, error) { return StartEtcdTLS(nil) }
+func StartEtcd() (*EtcdServer, error) { return startEtcd(nil, nil) }
 
 // StartEtcdTLS is StartEtcd with TLS for clients (nil: none). client is a
 // client certificate the health check presents.
-func StartEtcdTLS(tlsFiles *EtcdTLS) (*EtcdServer, error) {
+func StartEtcdTLS(tlsFiles *EtcdTLS) (*EtcdServer, error) { return startEtcd(tlsFiles, nil) }
+
+// StartEtcdWith is StartEtcd with more etcd flags (they override the
+// harness's own: --max-txn-ops 16, --max-request-bytes 65536).
+func StartEtcdWith(flags ...string) (*EtcdServer, error) { return startEtcd(nil, flags) }
+
+// EtcdURL is a catalog address with a fresh prefix on s.
+func (s *EtcdServer) EtcdURL() string { return "etcd://" + s.Endpoint + "/" + UniquePrefix() }
+
+func startEtcd(tlsFiles *EtcdTLS, flags []string) (*EtcdServer, error) {
 	if _, err := os.Stat(EtcdBinary); err != nil {
 		return nil, fmt.Errorf("%s is not installed (etcd-server): run 'make test-deps' (or make test) first", EtcdBinary)
 	}
@@ -102,6 +111,7 @@ func StartEtcdTLS(tlsFiles *EtcdTLS) (*EtcdServer, error) {
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", "strata-test="+peer, "--log-level", "error",
 			"--max-txn-ops", "1024", "--quota-backend-bytes", strconv.Itoa(1<<30))
+		cmd.Args = append(cmd.Args, flags...)
 		hc := http.DefaultClient
 		if tlsFiles != nil {
 			cmd.Args = append(cmd.Args, "--cert-file", tlsFiles.Cert, "--key-file", tlsFiles.Key, "--trusted-ca-file", tlsFiles.CA, "--client-cert-auth")

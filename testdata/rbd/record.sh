@@ -21,6 +21,13 @@ rec children rbd children --format json rbd/rec-img@strata-golden
 rec du rbd du --format json rbd/rec-img
 rec status rbd status --format json rbd/rec-img
 rec diff rbd diff --whole-object --format json rbd/rec-img
+rados --pool rbd rm strata_restored 2>/dev/null
+rec gen-no-object rados --pool rbd getomapval strata_restored rec-img /dev/stdout
+rados --pool rbd setomapval strata_restored other-img 0123456789abcdef
+rec gen-no-key rados --pool rbd getomapval strata_restored rec-img /dev/stdout
+rados --pool rbd setomapval strata_restored rec-img 0123456789abcdef
+rec gen rados --pool rbd getomapval strata_restored rec-img /dev/stdout
+rados --pool rbd rm strata_restored
 rec pool-stats rbd pool stats --format json rbd
 rec info-missing rbd info --format json rbd/no-such-image
 rec create-exists rbd create --size 4194304B rbd/rec-img

@@ -320,6 +320,9 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 	if err := d.forgetOldName(c, g); err != nil {
 		return boot.Status{}, err
 	}
+	if err := d.cephSecrets(ctx, c, g.Def); err != nil {
+		return boot.Status{}, err
+	}
 	x, accel, err := d.domainXML(c, g)
 	if err != nil {
 		return boot.Status{}, err
@@ -339,7 +342,7 @@ func (d *Driver) Start(ctx context.Context, g *boot.Guest, o boot.StartOptions) 
 			// Nothing changed: the definition goes with the failed start.
 			c.DomainUndefineFlags(dm, lv.DomainUndefineNvram)
 		}
-		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "libvirt could not start guest %q: %v%s", g.Def.Name, err, permissionHint(err, g.Def))
+		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "libvirt could not start guest %q: %v%s%s", g.Def.Name, err, permissionHint(err, g.Def), cephConfHint(err))
 	}
 	rs := boot.RunState{Driver: boot.Libvirt, Domain: dm.Name, Accel: accel, Started: started,
 		Extra: map[string]string{"uuid": uuidString(dm.UUID)}}

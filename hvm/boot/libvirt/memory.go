@@ -106,6 +106,9 @@ func (d *Driver) restore(ctx context.Context, g *boot.Guest, path string, o boot
 	if _, _, err := d.mineStopped(c, g); err != nil {
 		return boot.Status{}, err
 	}
+	if err := d.cephSecrets(ctx, c, g.Def); err != nil {
+		return boot.Status{}, err
+	}
 	sx, err := c.DomainSaveImageGetXMLDesc(path, 0)
 	if err != nil {
 		return boot.Status{}, storage.Errorf(storage.ErrPrecondition, "libvirt cannot read the saved memory state %s: %v", path, err)

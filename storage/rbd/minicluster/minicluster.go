@@ -35,7 +35,11 @@ type Cluster struct {
 	Pool string
 	// Quota is the pool's quota in bytes.
 	Quota int64
-	procs []*exec.Cmd
+	// Client is, on a cluster with cephx (StartCephx), the ID of a
+	// client with the rbd profile on Pool, for --id; its keyring (0600)
+	// is named by Conf's [client.ID] section. "" without cephx.
+	Client string
+	procs  []*exec.Cmd
 }
 
 // Tools are the programs the cluster needs (Debian ceph-mon, ceph-osd,
@@ -46,7 +50,18 @@ var Tools = []string{"ceph-mon", "ceph-osd", "ceph", "rbd", "monmaptool"}
 // the caller's children, killed with it (Pdeathsig) if Stop never runs.
 // memBytes bounds what the OSD keeps in memory.
 func Start(memBytes int64) (*Cluster, error) {
-	return startCeph(memBytes)
+	return startCeph(memBytes, false)
+}
+
+// StartCephx starts a cluster as Start does, with cephx required of
+// every daemon and client, laid out as on a host where /etc/ceph holds
+// the cluster's files: the ceph.conf readable by every user (a QEMU run
+// by libvirt as libvirt-qemu reads it), each keyring readable by root
+// only (0600: libvirt hands QEMU the key from its secret instead), the
+// directory traversable but not listable (0711). Client is a cephx
+// client with the rbd profile on the test pool.
+func StartCephx(memBytes int64) (*Cluster, error) {
+	return startCeph(memBytes, true)
 }
 
 // Stop stops the daemons and removes the cluster's files.
@@ -136,15 +151,28 @@ admin_socket =
 log_file =
 `
 
-func startCeph(memBytes int64) (c *Cluster, err error) {
+// cephxConf replaces the [global] auth lines of cephConf.
+const cephxConf = `auth_cluster_required = cephx
+auth_service_required = cephx
+auth_client_required = cephx
+keyring = {{dir}}/keyring
+[osd]
+keyring = {{dir}}/osd/keyring
+[client.{{client}}]
+keyring = {{dir}}/ceph.client.{{client}}.keyring
+[global]
+`
+
+func startCeph(memBytes int64, cephx bool) (c *Cluster, err error) {
 	dir, err := os.MkdirTemp("", "strata-ceph-")
 	if err != nil {
 		return nil, err
 	}
 	c = &Cluster{Dir: dir, Conf: filepath.Join(dir, "ceph.conf"), Pool: "strata", Quota: 4 << 30}
+	started := c // (a failure returns a nil c: its daemons still stop)
 	defer func() {
 		if err != nil {
-			c.stop()
+			started.stop()
 		}
 	}()
 	for _, d := range []string{"run", "log", "mon", "osd"} {
@@ -157,23 +185,76 @@ func startCeph(memBytes int64) (c *Cluster, err error) {
 		return nil, err
 	}
 	fsid := uuid()
-	conf := strings.NewReplacer("{{fsid}}", fsid, "{{port}}", fmt.Sprint(port), "{{dir}}", dir, "{{bytes}}", fmt.Sprint(memBytes)).Replace(cephConf)
-	if err := os.WriteFile(c.Conf, []byte(conf), 0o600); err != nil {
+	tmpl, mode := cephConf, os.FileMode(0o600)
+	if cephx {
+		tmpl = strings.Replace(tmpl, "auth_cluster_required = none\nauth_service_required = none\nauth_client_required = none\n", cephxConf, 1)
+		mode = 0o644
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	if cephx {
+		// A client ID of its own: a libvirt secret is named after the
+		// client, and two test binaries may share one libvirtd.
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.Client = "strata-" + hex.EncodeToString(b)
+	}
+	conf := strings.NewReplacer("{{fsid}}", fsid, "{{port}}", fmt.Sprint(port), "{{dir}}", dir, "{{bytes}}", fmt.Sprint(memBytes), "{{client}}", c.Client).Replace(tmpl)
+	if err := os.WriteFile(c.Conf, []byte(conf), mode); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(c.Conf, mode); err != nil {
 		return nil, err
 	}
 	monmap := filepath.Join(dir, "monmap")
 	if err := c.run("monmaptool", "--create", "--addv", "a", fmt.Sprintf("[v2:127.0.0.1:%d]", port), "--fsid", fsid, monmap); err != nil {
 		return nil, err
 	}
-	if err := c.run("ceph-mon", "-c", c.Conf, "--mkfs", "-i", "a", "--monmap", monmap); err != nil {
+	mkfs := []string{"ceph-mon", "-c", c.Conf, "--mkfs", "-i", "a", "--monmap", monmap}
+	if cephx {
+		// One keyring for the monitor and the admin (as vstart.sh has
+		// it), given to the monitor's mkfs: its auth database starts
+		// with client.admin.
+		keyring := filepath.Join(dir, "keyring")
+		if err := c.run("ceph-authtool", "--create-keyring", keyring, "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"); err != nil {
+			return nil, err
+		}
+		if err := c.run("ceph-authtool", keyring, "--gen-key", "-n", "client.admin", "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *"); err != nil {
+			return nil, err
+		}
+		mkfs = append(mkfs, "--keyring", keyring)
+	}
+	if err := c.run(mkfs...); err != nil {
 		return nil, err
 	}
 	if err := c.daemon("ceph-mon", "-c", c.Conf, "-f", "-i", "a"); err != nil {
 		return nil, err
 	}
 	osdUUID := uuid()
-	if err := c.run("ceph", "-c", c.Conf, "--connect-timeout", "20", "osd", "new", osdUUID); err != nil {
+	newOSD := []string{"ceph", "-c", c.Conf, "--connect-timeout", "20", "osd", "new", osdUUID}
+	var osdKey string
+	if cephx {
+		// The OSD's key, registered with the monitor by osd new, and
+		// written to the OSD's keyring (the key on no command line).
+		key, err := exec.Command("ceph-authtool", "--gen-print-key").Output()
+		if err != nil {
+			return nil, fmt.Errorf("ceph-authtool --gen-print-key: %v", err)
+		}
+		osdKey = strings.TrimSpace(string(key))
+		secrets := filepath.Join(dir, "osd-secret.json")
+		if err := os.WriteFile(secrets, []byte(`{"cephx_secret": "`+osdKey+`"}`), 0o600); err != nil {
+			return nil, err
+		}
+		newOSD = append(newOSD, "-i", secrets)
+	}
+	if err := c.run(newOSD...); err != nil {
 		return nil, err
+	}
+	if cephx {
+		if err := os.WriteFile(filepath.Join(dir, "osd", "keyring"), []byte("[osd.0]\n\tkey = "+osdKey+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.run("ceph-osd", "-c", c.Conf, "-i", "0", "--mkfs", "--osd-uuid", osdUUID); err != nil {
 		return nil, err
@@ -189,6 +270,15 @@ func startCeph(memBytes int64) (c *Cluster, err error) {
 	}
 	if err := c.run("rbd", "-c", c.Conf, "pool", "init", c.Pool); err != nil {
 		return nil, err
+	}
+	if cephx {
+		kr := filepath.Join(dir, "ceph.client."+c.Client+".keyring")
+		if err := c.run("ceph", "-c", c.Conf, "auth", "get-or-create", "client."+c.Client, "mon", "profile rbd", "osd", "profile rbd pool="+c.Pool, "-o", kr); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(kr, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
