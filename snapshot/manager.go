@@ -106,14 +106,7 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 	// The set is read again once its locks are held (store.LockSet): a
 	// guest set that held the guest's lock meanwhile may have given it
 	// another disk, which would be written without its lock.
-	unlock, err := store.LockSet(m.st.Catalog.Home(), m.lockTimeout, func() ([]store.Lock, error) {
-		keys, err := m.lockSet(t)
-		locks := make([]store.Lock, len(keys))
-		for i, k := range keys {
-			locks[i] = store.Lock{Key: k, What: t.String()}
-		}
-		return locks, err
-	})
+	unlock, err := store.LockSet(m.st.Catalog.Home(), m.lockTimeout, func() ([]store.Lock, error) { return m.lockSet(t) })
 	if err != nil {
 		return err
 	}
@@ -124,28 +117,30 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 	return fn(t)
 }
 
-// lockSet is the lock keys an operation on t takes: t's, and for a guest
-// those of its disks now and of every volume its points hold.
-func (m *Manager) lockSet(t Target) ([]string, error) {
-	keys := []string{t.Key.String()}
+// lockSet is the locks an operation on t takes: t's, and for a guest
+// those of its disks now and of every volume its points hold, each
+// naming its own volume in a "busy" error.
+func (m *Manager) lockSet(t Target) ([]store.Lock, error) {
+	locks := []store.Lock{{Key: t.Key.String(), What: t.String()}}
 	if t.Kind() != catalog.KindGuest {
-		return keys, nil
+		return locks, nil
 	}
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
 		g, err := tx.GuestByID(t.Key.ID())
 		if err != nil {
 			return err
 		}
-		for _, id := range g.Disks {
-			keys = append(keys, catalog.VolumeKey(id).String())
-		}
 		held, err := volumesOfPoints(tx, t.Key)
-		for _, id := range held {
-			keys = append(keys, catalog.VolumeKey(id).String())
+		for _, id := range append(slices.Clone(g.Disks), held...) {
+			what := fmt.Sprintf("volume %s (a disk of %s)", id, t)
+			if v, verr := tx.VolumeByID(id); verr == nil {
+				what = fmt.Sprintf("volume %q (a disk of %s)", v.Name, t)
+			}
+			locks = append(locks, store.Lock{Key: catalog.VolumeKey(id).String(), What: what})
 		}
 		return err
 	})
-	return keys, err
+	return locks, err
 }
 
 // CreateOptions describe a new restore point.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 // Unit tests of the plans: catalog checks made before any disk is
@@ -271,5 +272,25 @@ func TestClonePlanRefusesTakenNamesAndRecordsEachCloneWithItsOwnIdentity(t *test
 	})
 	if !errors.Is(err, storage.ErrExists) {
 		t.Errorf("the clones' names are free again after they are recorded: %v", err)
+	}
+}
+
+// A guest operation locks the guest and each of its disks, and a "busy"
+// error names the one that is held: the disk's volume when another
+// strata works on that volume alone, not the guest.
+func TestGuestLockSetNamesEachDiskInItsBusyError(t *testing.T) {
+	c := planCatalog(t,
+		[]storage.Volume{{ID: "00000000000000a1", Name: "sys"}, {ID: "00000000000000a2", Name: "data"}},
+		[]storage.Guest{{ID: "00000000000000b1", Name: "web", Disks: []string{"00000000000000a1", "00000000000000a2"}}})
+	m := &Manager{st: &store.Store{Catalog: c}, lockTimeout: 50 * time.Millisecond}
+	web := Target{Key: catalog.GuestKey("00000000000000b1"), Name: "web"}
+	release, err := store.LockKey(c.Home(), catalog.VolumeKey("00000000000000a2").String(), "volume:data", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	_, err = store.LockSet(c.Home(), m.lockTimeout, func() ([]store.Lock, error) { return m.lockSet(web) })
+	if !errors.Is(err, storage.ErrBusy) || !strings.HasPrefix(err.Error(), `volume "data" (a disk of guest:web) is busy`) {
+		t.Fatalf("guest locks while its disk data is locked: %v", err)
 	}
 }
