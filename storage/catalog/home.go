@@ -329,6 +329,9 @@ func (c *Catalog) Check(limit int) ([]string, error) {
 	}
 	problems, err := checkFile(c, c.path, limit)
 	if len(problems) > 0 && c.damaged == nil {
+		// Its result is the damaged error, kept in c.damaged as well
+		// (a failure to record it is logged there); the problems are
+		// what Check returns.
 		_ = c.markDamaged(problems[0])
 	}
 	return problems, err
@@ -418,7 +421,7 @@ func (c *Catalog) Backup(dst string, overwrite bool) error {
 	if err := c.View(func(t *Tx) error { return writeCopy(t.bolt, abs, overwrite) }); err != nil {
 		return err
 	}
-	log.Info().Str("file", abs).Msg("catalog backed up")
+	log.Debug().Str("file", abs).Msg("catalog backed up")
 	return nil
 }
 

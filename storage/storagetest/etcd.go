@@ -126,6 +126,7 @@ func etcdHealthClient(tlsFiles *EtcdTLS) (*http.Client, error) {
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}, nil
 }
+
 // startEtcdOn starts etcd in dir on client port cp and peer port pp and
 // waits for its health check. retry: it exited, or did not answer in
 // time (and was killed); err: it could not be started.

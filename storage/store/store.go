@@ -333,6 +333,8 @@ func (s *Store) checkUnowned(given, abs, homeID string) error {
 		}
 		return nil
 	}
+	// A directory that cannot be listed (or is not there yet) shows no
+	// strata files: creating or claiming it fails later if it matters.
 	entries, _ := os.ReadDir(abs)
 	for _, e := range entries {
 		if strataFile.MatchString(e.Name()) {
@@ -508,7 +510,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 			return storage.VolumeInfo{}, err
 		}
 	}
-	log.Info().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
+	log.Debug().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
 	return s.describe(ctx, v, !o.Layout.Empty())
 }
 
@@ -812,7 +814,7 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 	if err := d.Resize(ctx, pool, vi.Path, vi.Format, size, shrink); err != nil {
 		return vi, err
 	}
-	log.Info().Str("volume", name).Int64("size", size).Msg("volume resized")
+	log.Debug().Str("volume", name).Int64("size", size).Msg("volume resized")
 	return s.info(ctx, vi.Volume, true)
 }
 
@@ -926,6 +928,6 @@ func (l *OpLock) Release() {
 		l.release()
 		return
 	}
-	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN) // the Close below drops it anyway
 	l.f.Close()
 }
