@@ -50,30 +50,7 @@ func catalogBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 			if home == shared {
 				o.URL = url
 			}
-			cat, err := catalog.OpenWith(home, time.Minute, o)
-			if err != nil {
-				fatal("%v", err)
-			}
-			var guests []string
-			_ = cat.View(func(tx *catalog.Tx) error {
-				gs, err := tx.Guests()
-				for _, g := range gs {
-					guests = append(guests, g.Name)
-				}
-				return err
-			})
-			for _, name := range guests { // one transaction per guest: etcd bounds a transaction's size
-				if err := cat.Update(func(tx *catalog.Tx) error {
-					g, err := tx.Guest(name)
-					if err != nil {
-						return err
-					}
-					return snapshot.PutSyntheticPoints(tx, snapshot.Target{Key: catalog.GuestKey(g.ID), Name: g.Name}, 100, time.Now().Add(-time.Hour*24*30))
-				}); err != nil {
-					fatal("%v", err)
-				}
-			}
-			cat.Close()
+			addPoints(home, o)
 		}
 		cs = append(cs, comparison{
 			title: etcdListTitle, reference: "bbolt: strata snapshot list g050", rounds: rounds,
@@ -102,4 +79,35 @@ func catalogBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 		})
 	}
 	return cs, nil
+}
+
+// addPoints gives every guest of home 100 restore points, straight into
+// its catalog (o: a shared one's address).
+func addPoints(home string, o catalog.Options) {
+	cat, err := catalog.OpenWith(home, time.Minute, o)
+	if err != nil {
+		fatal("%v", err)
+	}
+	defer cat.Close()
+	var guests []string
+	if err := cat.View(func(tx *catalog.Tx) error {
+		gs, err := tx.Guests()
+		for _, g := range gs {
+			guests = append(guests, g.Name)
+		}
+		return err
+	}); err != nil {
+		fatal("%v", err)
+	}
+	for _, name := range guests { // one transaction per guest: etcd bounds a transaction's size
+		if err := cat.Update(func(tx *catalog.Tx) error {
+			g, err := tx.Guest(name)
+			if err != nil {
+				return err
+			}
+			return snapshot.PutSyntheticPoints(tx, snapshot.Target{Key: catalog.GuestKey(g.ID), Name: g.Name}, 100, time.Now().Add(-time.Hour*24*30))
+		}); err != nil {
+			fatal("%v", err)
+		}
+	}
 }

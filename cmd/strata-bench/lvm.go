@@ -66,88 +66,23 @@ func lvmGuestMain(strataBin string, rounds int) {
 	if len(disks) == 0 {
 		fatal("no scratch disk (-lvm-guest runs inside the LVM test guest)")
 	}
-	const vg, thin = "bvg", "bthin"
-	run("lvm", "vgcreate", "--yes", vg, disks[0])
-	run("lvm", "lvcreate", "--yes", "--type", "thin-pool", "-n", thin, "-L", "2G", vg)
-	e := env{strata: strataBin, dir: "/tmp", home: "/tmp/home"}
-	s := func(args ...string) []string {
-		return append([]string{e.strata, "--home", e.home, "--log-level", "error"}, args...)
-	}
-	run(s("pool", "add", "thin", "--driver", "lvm", "--vg", vg, "--thinpool", thin, "--errorwhenfull")...)
-	run(s("pool", "add", "thick", "--driver", "lvm", "--vg", vg)...)
+	l := lvmGuestBench{e: env{strata: strataBin, dir: "/tmp", home: "/tmp/home"}, vg: "bvg", thin: "bthin", rounds: rounds}
+	run("lvm", "vgcreate", "--yes", l.vg, disks[0])
+	run("lvm", "lvcreate", "--yes", "--type", "thin-pool", "-n", l.thin, "-L", "2G", l.vg)
+	run(l.strata("pool", "add", "thin", "--driver", "lvm", "--vg", l.vg, "--thinpool", l.thin, "--errorwhenfull")...)
+	run(l.strata("pool", "add", "thick", "--driver", "lvm", "--vg", l.vg)...)
 	const unit = 8 << 20 // 1x data
-	volume := func(name, pool string, data int64) string {
-		run(s("volume", "create", name, "--pool", pool, "--format", "raw", "--size", fmt.Sprint(2*data))...)
-		var v struct {
-			Path string `json:"path"`
-		}
-		strataJSON(e, e.home, &v, "volume", "info", name)
-		fillDev(v.Path, data)
-		return v.Path
-	}
-	bare := func(name string, data int64, thick bool) {
-		if thick {
-			run("lvm", "lvcreate", "--yes", "-n", name, "-L", fmt.Sprint(2*data)+"b", vg)
-		} else {
-			run("lvm", "lvcreate", "--yes", "-n", name, "-V", fmt.Sprint(2*data)+"b", "--thinpool", vg+"/"+thin)
-		}
-		fillDev("/dev/"+vg+"/"+name, data)
-	}
-	volume("t1", "thin", unit)
-	volume("t16", "thin", 16*unit)
-	volume("k1", "thick", unit)
-	bare("b1", unit, false)
-	bare("b16", 16*unit, false)
-	bare("bk1", unit, true)
-
-	point := func(title, vol, bareLV string, thick bool) comparison {
-		bareArgs := func(round int) []string {
-			a := []string{"lvm", "lvcreate", "--yes", "-s", "-n", fmt.Sprintf("%s.p%d", bareLV, round+1), "-p", "r"}
-			if thick {
-				a = append(a, "-l", "100%ORIGIN")
-			} else {
-				a = append(a, "-k", "y", "-a", "n")
-			}
-			return append(a, vg+"/"+bareLV)
-		}
-		return comparison{title: title, reference: "lvcreate -s", rounds: rounds, targets: map[string]float64{"strata": 1.5},
-			contenders: []contender{
-				{name: "lvcreate -s", prepare: bareArgs, cleanup: func(round int) {
-					run("lvm", "lvremove", "--yes", fmt.Sprintf("%s/%s.p%d", vg, bareLV, round+1))
-				}},
-				{name: "strata", prepare: func(round int) []string {
-					return s("snapshot", "create", "--volume", vol, "--name", fmt.Sprintf("p%d", round+1))
-				}, cleanup: func(round int) {
-					run(s("snapshot", "delete", "--volume", vol, fmt.Sprintf("p%d", round+1))...)
-				}},
-			}}
-	}
-	// A rollback: strata's, against the same rename-away by hand (a
-	// writable thin snapshot of the point, the live LV renamed aside and
-	// kept, the new LV renamed to the live name).
-	rollback := func(title, vol, bareLV string) comparison {
-		run(s("snapshot", "create", "--volume", vol, "--name", "base")...)
-		run("lvm", "lvcreate", "--yes", "-s", "-n", bareLV+".base", "-p", "r", "-k", "y", "-a", "n", vg+"/"+bareLV)
-		return comparison{title: title, reference: "lvcreate -s + 2 lvrename", rounds: rounds, targets: map[string]float64{"strata": 1.5},
-			contenders: []contender{
-				{name: "lvcreate -s + 2 lvrename", sample: func(round int) time.Duration {
-					tmp, old := bareLV+".tmp", fmt.Sprintf("%s.old%d", bareLV, round+1)
-					start := time.Now()
-					run("lvm", "lvcreate", "--yes", "-s", "-n", tmp, "-p", "rw", "-k", "n", "-a", "y", vg+"/"+bareLV+".base")
-					run("lvm", "lvrename", vg, bareLV, old)
-					run("lvm", "lvrename", vg, tmp, bareLV)
-					return time.Since(start)
-				}},
-				{name: "strata", prepare: func(int) []string {
-					return s("snapshot", "rollback", "--volume", vol, "base")
-				}},
-			}}
-	}
+	l.volume("t1", "thin", unit)
+	l.volume("t16", "thin", 16*unit)
+	l.volume("k1", "thick", unit)
+	l.bare("b1", unit, false)
+	l.bare("b16", 16*unit, false)
+	l.bare("bk1", unit, true)
 	comps := []comparison{
-		point("lvm thin point (8 MiB written)", "t1", "b1", false),
-		rollback("lvm thin rollback (8 MiB written)", "t1", "b1"),
-		rollback("lvm thin rollback (128 MiB written)", "t16", "b16"),
-		point("lvm thick point (8 MiB volume data, 100% snapshot)", "k1", "bk1", true),
+		l.point("lvm thin point (8 MiB written)", "t1", "b1", false),
+		l.rollback("lvm thin rollback (8 MiB written)", "t1", "b1"),
+		l.rollback("lvm thin rollback (128 MiB written)", "t16", "b16"),
+		l.point("lvm thick point (8 MiB volume data, 100% snapshot)", "k1", "bk1", true),
 	}
 	var rows []row
 	for _, c := range comps {
@@ -161,6 +96,86 @@ func lvmGuestMain(strataBin string, rounds int) {
 	if failed := report(rows, flats); failed > 0 {
 		fmt.Printf("\n%d target(s) missed\n", failed)
 	}
+}
+
+// lvmGuestBench is the LVM rows' setting in the guest: strata's home,
+// the VG and its thin pool.
+type lvmGuestBench struct {
+	e        env
+	vg, thin string
+	rounds   int
+}
+
+func (l lvmGuestBench) strata(args ...string) []string {
+	return append([]string{l.e.strata, "--home", l.e.home, "--log-level", "error"}, args...)
+}
+
+// volume makes a strata volume of twice data in pool, data written.
+func (l lvmGuestBench) volume(name, pool string, data int64) string {
+	run(l.strata("volume", "create", name, "--pool", pool, "--format", "raw", "--size", fmt.Sprint(2*data))...)
+	var v struct {
+		Path string `json:"path"`
+	}
+	strataJSON(l.e, l.e.home, &v, "volume", "info", name)
+	fillDev(v.Path, data)
+	return v.Path
+}
+
+// bare makes the same by hand: an LV (thin, or thick) with data written.
+func (l lvmGuestBench) bare(name string, data int64, thick bool) {
+	if thick {
+		run("lvm", "lvcreate", "--yes", "-n", name, "-L", fmt.Sprint(2*data)+"b", l.vg)
+	} else {
+		run("lvm", "lvcreate", "--yes", "-n", name, "-V", fmt.Sprint(2*data)+"b", "--thinpool", l.vg+"/"+l.thin)
+	}
+	fillDev("/dev/"+l.vg+"/"+name, data)
+}
+
+// point: a restore point of vol against lvcreate -s of bareLV.
+func (l lvmGuestBench) point(title, vol, bareLV string, thick bool) comparison {
+	bareArgs := func(round int) []string {
+		a := []string{"lvm", "lvcreate", "--yes", "-s", "-n", fmt.Sprintf("%s.p%d", bareLV, round+1), "-p", "r"}
+		if thick {
+			a = append(a, "-l", "100%ORIGIN")
+		} else {
+			a = append(a, "-k", "y", "-a", "n")
+		}
+		return append(a, l.vg+"/"+bareLV)
+	}
+	return comparison{title: title, reference: "lvcreate -s", rounds: l.rounds, targets: map[string]float64{"strata": 1.5},
+		contenders: []contender{
+			{name: "lvcreate -s", prepare: bareArgs, cleanup: func(round int) {
+				run("lvm", "lvremove", "--yes", fmt.Sprintf("%s/%s.p%d", l.vg, bareLV, round+1))
+			}},
+			{name: "strata", prepare: func(round int) []string {
+				return l.strata("snapshot", "create", "--volume", vol, "--name", fmt.Sprintf("p%d", round+1))
+			}, cleanup: func(round int) {
+				run(l.strata("snapshot", "delete", "--volume", vol, fmt.Sprintf("p%d", round+1))...)
+			}},
+		}}
+}
+
+// rollback: strata's, against the same rename-away by hand (a writable
+// thin snapshot of the point, the live LV renamed aside and kept, the
+// new LV renamed to the live name).
+func (l lvmGuestBench) rollback(title, vol, bareLV string) comparison {
+	vg := l.vg
+	run(l.strata("snapshot", "create", "--volume", vol, "--name", "base")...)
+	run("lvm", "lvcreate", "--yes", "-s", "-n", bareLV+".base", "-p", "r", "-k", "y", "-a", "n", vg+"/"+bareLV)
+	return comparison{title: title, reference: "lvcreate -s + 2 lvrename", rounds: l.rounds, targets: map[string]float64{"strata": 1.5},
+		contenders: []contender{
+			{name: "lvcreate -s + 2 lvrename", sample: func(round int) time.Duration {
+				tmp, old := bareLV+".tmp", fmt.Sprintf("%s.old%d", bareLV, round+1)
+				start := time.Now()
+				run("lvm", "lvcreate", "--yes", "-s", "-n", tmp, "-p", "rw", "-k", "n", "-a", "y", vg+"/"+bareLV+".base")
+				run("lvm", "lvrename", vg, bareLV, old)
+				run("lvm", "lvrename", vg, tmp, bareLV)
+				return time.Since(start)
+			}},
+			{name: "strata", prepare: func(int) []string {
+				return l.strata("snapshot", "rollback", "--volume", vol, "base")
+			}},
+		}}
 }
 
 // fillDev writes n bytes of 0x5a from the start of a block device, synced.

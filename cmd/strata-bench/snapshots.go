@@ -68,115 +68,128 @@ func snapshotBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	}
 	var comps []comparison
 	sizes := []int64{unit, 4 * unit, 16 * unit}
-	label := func(n int64) string { return storage.FormatSize(n) + " data" }
-	xfs := ""
+	// Raw: reflink on XFS, full copy on the scratch filesystem, both
+	// against the naive copy.
+	pools := []rawPool{{"default", "copy"}}
 	if os.Geteuid() == 0 {
-		xfs = loopFS(e.dir, "xfs", 24<<30)
+		xfs := loopFS(e.dir, "xfs", 24<<30)
 		run(e.strata, "--home", e.home, "pool", "add", "xfs", "--path", filepath.Join(xfs, "pool"))
+		pools = append(pools, rawPool{"xfs", "reflink"})
 	} else {
 		fmt.Fprintln(os.Stderr, "strata-bench: not root: no XFS loop mount, the reflink rows are left out")
 	}
 	for i, n := range sizes {
-		// qcow2: strata's internal snapshots against qemu-img's own.
-		var q volumeInfo
-		strataJSON(e, e.home, &q, "volume", "create", fmt.Sprintf("q%d", i), "--size", "20G", "--format", "qcow2")
-		fill(q.Path, "qcow2", n)
-		// Points to roll back to, untimed: strata's 1 and qemu-img's bench-0.
-		run(e.strata, "--home", e.home, "snapshot", "create", "--volume", q.Name)
-		run("qemu-img", "snapshot", "-c", "bench-0", q.Path)
-		comps = append(comps, qcow2Create(e, "snapshot create, qcow2, "+label(n), q, rounds), comparison{
-			title: "snapshot rollback, qcow2, " + label(n), reference: "qemu-img snapshot -a", rounds: rounds,
-			contenders: []contender{
-				{name: "qemu-img snapshot -a", prepare: func(int) []string { return []string{"qemu-img", "snapshot", "-a", "bench-0", q.Path} }},
-				{name: "strata snapshot rollback", prepare: func(int) []string {
-					return []string{e.strata, "--home", e.home, "--log-level", "warn", "snapshot", "rollback", "--volume", q.Name, "1"}
-				}},
-			},
-		})
-		// Raw: reflink on XFS, full copy on the scratch filesystem, both
-		// against the naive copy.
-		pools := []struct{ pool, method, where string }{{"default", "copy", e.dir}}
-		if xfs != "" {
-			pools = append(pools, struct{ pool, method, where string }{"xfs", "reflink", xfs})
-		}
+		comps = append(comps, qcow2Comparisons(e, i, n, rounds)...)
 		for _, p := range pools {
-			var r volumeInfo
-			name := fmt.Sprintf("r%s%d", p.method, i)
-			strataJSON(e, e.home, &r, "volume", "create", name, "--size", "20G", "--pool", p.pool)
-			fill(r.Path, "raw", n)
-			// Point 1, untimed, for the rollbacks to go back to.
-			run(e.strata, "--home", e.home, "snapshot", "create", "--volume", name)
-			cpDst := filepath.Join(filepath.Dir(r.Path), "cp-copy.img")
-			// Durable against durable: a point exists only once its data
-			// is on disk, as a copy does only after sync (plain cp stays
-			// for reference).
-			c := comparison{
-				title: fmt.Sprintf("snapshot create, raw %s, %s", p.method, label(n)), reference: "cp --sparse=always + sync",
-				rounds: min(rounds, 3), settle: true,
-				contenders: []contender{
-					{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", r.Path, cpDst} },
-						cleanup: func(int) { os.Remove(cpDst) }},
-					{name: "cp --sparse=always + sync", prepare: func(int) []string { return cpSync(r.Path, cpDst) },
-						cleanup: func(int) { os.Remove(cpDst) }},
-					{name: "strata snapshot create", prepare: func(int) []string {
-						return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "create", "--volume", name}
-					}, cleanup: func(int) { deleteNewest(e, name) }}, // copies must not fill the disk
-				},
-			}
-			if p.method == "copy" {
-				c.targets = map[string]float64{"strata snapshot create": 1.0}
-				// What writing the data to disk takes at the least: the
-				// bound of any copy that is durable when it ends. (Not
-				// beside reflinks: freeing gigabytes it wrote would slow
-				// the O(1) rows after it.)
-				c.contenders = slices.Insert(c.contenders, 2, contender{name: "dd oflag=direct (the data, to disk)", prepare: func(int) []string {
-					return []string{"dd", "if=" + r.Path, "of=" + cpDst, "bs=16M", fmt.Sprintf("count=%d", n>>24), "oflag=direct", "conv=fsync", "status=none"}
-				}, cleanup: func(int) { os.Remove(cpDst) }})
-			}
-			comps = append(comps, c)
-			comps = append(comps, comparison{
-				title: fmt.Sprintf("snapshot rollback, raw %s, %s", p.method, label(n)), reference: "cp --sparse=always",
-				rounds: min(rounds, 3), settle: true,
-				contenders: []contender{
-					{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", r.Path, cpDst} },
-						cleanup: func(int) { os.Remove(cpDst) }},
-					{name: "strata snapshot rollback", prepare: func(int) []string {
-						return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "rollback", "--volume", name, "1"}
-					}, cleanup: func(int) { deleteNewest(e, name) }}, // the pre-rollback point
-				},
-			})
+			comps = append(comps, rawComparisons(e, p, i, n, rounds)...)
 		}
 	}
 	comps = append(comps, listAmongMany(e, rounds), createAmongMany(e, rounds))
-	return comps, func(rows []row) []flat {
-		var fl []flat
-		if many := find(rows, manyTitle, "strata snapshot create"); many > 0 {
-			fl = append(fl, flat{what: "strata snapshot create, qcow2: a few points → 10,000 on the volume",
-				small: find(rows, "snapshot create, qcow2, "+label(sizes[0]), "strata snapshot create"), large: many, maxRatio: 1.5})
-		}
-		methods := []string{"qcow2", "raw reflink"}
-		for _, m := range methods {
-			for _, op := range []string{"create", "rollback"} {
-				small := find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, label(sizes[0])), "strata snapshot "+op)
-				large := find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, label(sizes[2])), "strata snapshot "+op)
-				if small > 0 && large > 0 {
-					fl = append(fl, flat{what: fmt.Sprintf("strata snapshot %s, %s, 1x → 16x data", op, m), small: small, large: large, maxRatio: 1.5})
-				}
-				if m != "qcow2" {
-					continue
-				}
-				// qemu-img's own internal snapshots update a refcount per
-				// allocated cluster: the floor under strata's qcow2 rows.
-				peer := map[string]string{"create": "qemu-img snapshot -c", "rollback": "qemu-img snapshot -a"}[op]
-				small = find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, label(sizes[0])), peer)
-				large = find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, label(sizes[2])), peer)
-				if small > 0 && large > 0 {
-					fl = append(fl, flat{what: peer + ", 1x → 16x data", small: small, large: large})
-				}
+	return comps, func(rows []row) []flat { return snapshotFlats(rows, sizes) }
+}
+
+// qcow2Comparisons: strata's internal snapshots of volume q<i>, holding
+// n bytes, against qemu-img's own.
+func qcow2Comparisons(e env, i int, n int64, rounds int) []comparison {
+	var q volumeInfo
+	strataJSON(e, e.home, &q, "volume", "create", fmt.Sprintf("q%d", i), "--size", "20G", "--format", "qcow2")
+	fill(q.Path, "qcow2", n)
+	// Points to roll back to, untimed: strata's 1 and qemu-img's bench-0.
+	run(e.strata, "--home", e.home, "snapshot", "create", "--volume", q.Name)
+	run("qemu-img", "snapshot", "-c", "bench-0", q.Path)
+	return []comparison{qcow2Create(e, "snapshot create, qcow2, "+dataLabel(n), q, rounds), {
+		title: "snapshot rollback, qcow2, " + dataLabel(n), reference: "qemu-img snapshot -a", rounds: rounds,
+		contenders: []contender{
+			{name: "qemu-img snapshot -a", prepare: func(int) []string { return []string{"qemu-img", "snapshot", "-a", "bench-0", q.Path} }},
+			{name: "strata snapshot rollback", prepare: func(int) []string {
+				return []string{e.strata, "--home", e.home, "--log-level", "warn", "snapshot", "rollback", "--volume", q.Name, "1"}
+			}},
+		},
+	}}
+}
+
+// rawPool is a pool of the raw rows and the point method it gives.
+type rawPool struct{ pool, method string }
+
+// rawComparisons: points of a raw volume in pool p, holding n bytes,
+// against copying it.
+func rawComparisons(e env, p rawPool, i int, n int64, rounds int) []comparison {
+	var r volumeInfo
+	name := fmt.Sprintf("r%s%d", p.method, i)
+	strataJSON(e, e.home, &r, "volume", "create", name, "--size", "20G", "--pool", p.pool)
+	fill(r.Path, "raw", n)
+	// Point 1, untimed, for the rollbacks to go back to.
+	run(e.strata, "--home", e.home, "snapshot", "create", "--volume", name)
+	cpDst := filepath.Join(filepath.Dir(r.Path), "cp-copy.img")
+	// Durable against durable: a point exists only once its data
+	// is on disk, as a copy does only after sync (plain cp stays
+	// for reference).
+	c := comparison{
+		title: fmt.Sprintf("snapshot create, raw %s, %s", p.method, dataLabel(n)), reference: "cp --sparse=always + sync",
+		rounds: min(rounds, 3), settle: true,
+		contenders: []contender{
+			{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", r.Path, cpDst} },
+				cleanup: func(int) { os.Remove(cpDst) }},
+			{name: "cp --sparse=always + sync", prepare: func(int) []string { return cpSync(r.Path, cpDst) },
+				cleanup: func(int) { os.Remove(cpDst) }},
+			{name: "strata snapshot create", prepare: func(int) []string {
+				return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "create", "--volume", name}
+			}, cleanup: func(int) { deleteNewest(e, name) }}, // copies must not fill the disk
+		},
+	}
+	if p.method == "copy" {
+		c.targets = map[string]float64{"strata snapshot create": 1.0}
+		// What writing the data to disk takes at the least: the
+		// bound of any copy that is durable when it ends. (Not
+		// beside reflinks: freeing gigabytes it wrote would slow
+		// the O(1) rows after it.)
+		c.contenders = slices.Insert(c.contenders, 2, contender{name: "dd oflag=direct (the data, to disk)", prepare: func(int) []string {
+			return []string{"dd", "if=" + r.Path, "of=" + cpDst, "bs=16M", fmt.Sprintf("count=%d", n>>24), "oflag=direct", "conv=fsync", "status=none"}
+		}, cleanup: func(int) { os.Remove(cpDst) }})
+	}
+	return []comparison{c, {
+		title: fmt.Sprintf("snapshot rollback, raw %s, %s", p.method, dataLabel(n)), reference: "cp --sparse=always",
+		rounds: min(rounds, 3), settle: true,
+		contenders: []contender{
+			{name: "cp --sparse=always", prepare: func(int) []string { return []string{"cp", "--sparse=always", r.Path, cpDst} },
+				cleanup: func(int) { os.Remove(cpDst) }},
+			{name: "strata snapshot rollback", prepare: func(int) []string {
+				return []string{e.strata, "--home", e.home, "--log-level", "error", "snapshot", "rollback", "--volume", name, "1"}
+			}, cleanup: func(int) { deleteNewest(e, name) }}, // the pre-rollback point
+		},
+	}}
+}
+
+// snapshotFlats: how the strata rows (and qemu-img's) grow from 1x to
+// 16x data, and from a few points to 10,000.
+func snapshotFlats(rows []row, sizes []int64) []flat {
+	var fl []flat
+	if many := find(rows, manyTitle, "strata snapshot create"); many > 0 {
+		fl = append(fl, flat{what: "strata snapshot create, qcow2: a few points → 10,000 on the volume",
+			small: find(rows, "snapshot create, qcow2, "+dataLabel(sizes[0]), "strata snapshot create"), large: many, maxRatio: 1.5})
+	}
+	methods := []string{"qcow2", "raw reflink"}
+	for _, m := range methods {
+		for _, op := range []string{"create", "rollback"} {
+			small := find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, dataLabel(sizes[0])), "strata snapshot "+op)
+			large := find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, dataLabel(sizes[2])), "strata snapshot "+op)
+			if small > 0 && large > 0 {
+				fl = append(fl, flat{what: fmt.Sprintf("strata snapshot %s, %s, 1x → 16x data", op, m), small: small, large: large, maxRatio: 1.5})
+			}
+			if m != "qcow2" {
+				continue
+			}
+			// qemu-img's own internal snapshots update a refcount per
+			// allocated cluster: the floor under strata's qcow2 rows.
+			peer := map[string]string{"create": "qemu-img snapshot -c", "rollback": "qemu-img snapshot -a"}[op]
+			small = find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, dataLabel(sizes[0])), peer)
+			large = find(rows, fmt.Sprintf("snapshot %s, %s, %s", op, m, dataLabel(sizes[2])), peer)
+			if small > 0 && large > 0 {
+				fl = append(fl, flat{what: peer + ", 1x → 16x data", small: small, large: large})
 			}
 		}
-		return fl
 	}
+	return fl
 }
 
 type volumeInfo struct {

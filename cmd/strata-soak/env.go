@@ -422,18 +422,7 @@ func (h home) runKilled(how, step string, delay time.Duration, duringChild bool,
 		case err = <-done:
 		case <-fire:
 			k.child = child
-			// A signal sent to the group reaches the children too, as a
-			// terminal's Ctrl-C or a power cut would.
-			switch how {
-			case "kill9":
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			case "kill9-group":
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-			case "term":
-				_ = syscall.Kill(pid, syscall.SIGTERM)
-			case "int-group":
-				_ = syscall.Kill(-pid, syscall.SIGINT)
-			}
+			interrupt(how, pid)
 			k.sent = true
 			select {
 			case err = <-done:
@@ -447,14 +436,37 @@ func (h home) runKilled(how, step string, delay time.Duration, duringChild bool,
 	k.took = time.Since(start)
 	k.code = exitCode(err)
 	k.stderr = errb.String()
-	k.orphans = groupAlive(pid, 0)
-	if how == "kill9-group" && len(k.orphans) > 0 {
-		// A child killed with strata may take a moment to exit and be
-		// reaped: only one still there after that is an orphan.
-		time.Sleep(100 * time.Millisecond)
-		k.orphans = groupAlive(pid, 0)
-	}
+	k.orphans = orphansOf(how, pid)
 	return k
+}
+
+// interrupt sends how's signal to strata (pid) or its group. A signal
+// sent to the group reaches the children too, as a terminal's Ctrl-C or
+// a power cut would. One that finds strata gone already is no failure:
+// the run simply ended first.
+func interrupt(how string, pid int) {
+	switch how {
+	case "kill9":
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	case "kill9-group":
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	case "term":
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	case "int-group":
+		_ = syscall.Kill(-pid, syscall.SIGINT)
+	}
+}
+
+// orphansOf lists the processes of strata's group still alive after it
+// ended. A child killed with strata (kill9-group) may take a moment to
+// exit and be reaped: only one still there after that is an orphan.
+func orphansOf(how string, pid int) []string {
+	o := groupAlive(pid, 0)
+	if how == "kill9-group" && len(o) > 0 {
+		time.Sleep(100 * time.Millisecond)
+		o = groupAlive(pid, 0)
+	}
+	return o
 }
 
 // groupAlive lists the processes (pid and command line) in process group

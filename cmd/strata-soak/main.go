@@ -136,22 +136,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	e := &env{cfg: cfg, ctx: ctx, rng: rand.New(rand.NewPCG(cfg.Seed, 0x50a4)), rep: &Report{Seed: cfg.Seed}}
-	for _, tool := range []string{"qemu-img", "qemu-io", "xorriso", "losetup", "mkfs.xfs", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s not found (make soak installs it)", tool)
-		}
-	}
-	dir := cfg.Dir
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("/var/tmp", "strata-soak-"); err != nil {
-			return nil, err
-		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := e.prepare(); err != nil {
 		return nil, err
 	}
-	e.dir = dir
-	e.cleanups = append(e.cleanups, func() { os.RemoveAll(dir) })
 	defer e.cleanup()
 	start := time.Now()
 	defer func() { e.rep.Duration = time.Since(start) }()
@@ -171,11 +158,42 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return e.rep, fmt.Errorf("set-up: %v", err)
 	}
-	e.logf("soak: seed %d, scratch %s", cfg.Seed, dir)
+	e.logf("soak: seed %d, scratch %s", cfg.Seed, e.dir)
+	e.soak(w, xfs, small, start)
+	return e.rep, nil
+}
+
+// prepare checks the tools and makes the scratch directory (removed by
+// cleanup).
+func (e *env) prepare() error {
+	for _, tool := range []string{"qemu-img", "qemu-io", "xorriso", "losetup", "mkfs.xfs", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found (make soak installs it)", tool)
+		}
+	}
+	dir := e.cfg.Dir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("/var/tmp", "strata-soak-"); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	e.dir = dir
+	e.cleanups = append(e.cleanups, func() { os.RemoveAll(dir) })
+	return nil
+}
+
+// soak runs the trials, with a verification, a concurrency round and an
+// ENOSPC round at their intervals, until the trials, the time or ctx
+// end; a run that was not cancelled ends with each kind of check.
+func (e *env) soak(w *world, xfs, small string, start time.Time) {
+	cfg := e.cfg
 	mixes, enospcs := 0, 0
 	lastVerify, lastMix, lastEnospc := 0, 0, 0
 	for n := 1; ; n++ {
-		if ctx.Err() != nil || (cfg.Trials > 0 && n > cfg.Trials) || (cfg.Duration > 0 && time.Since(start) > cfg.Duration) {
+		if e.ctx.Err() != nil || (cfg.Trials > 0 && n > cfg.Trials) || (cfg.Duration > 0 && time.Since(start) > cfg.Duration) {
 			break
 		}
 		w.runTrial()
@@ -194,10 +212,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			lastEnospc = n
 		}
 	}
-	if ctx.Err() != nil {
-		return e.rep, nil
+	if e.ctx.Err() != nil {
+		return
 	}
-	// Every run ends with each kind of check.
 	if lastVerify != w.trial {
 		w.verifyAll(fmt.Sprintf("final verification (seed %d)", cfg.Seed))
 	}
@@ -207,5 +224,4 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if lastEnospc != w.trial || enospcs == 0 {
 		e.enospcRound(enospcs+1, small, w.iso)
 	}
-	return e.rep, nil
 }

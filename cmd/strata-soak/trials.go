@@ -355,22 +355,7 @@ func (w *world) runTrial() {
 		w.e.find("the soak could not prepare a trial", "%v", err)
 		return
 	}
-	run := ops
-	if w.e.cfg.Ops != nil {
-		run = slices.DeleteFunc(slices.Clone(ops), func(o op) bool { return !slices.Contains(w.e.cfg.Ops, o.name) })
-	}
-	total := 0
-	for _, o := range run {
-		total += o.weight
-	}
-	r := w.e.rngInt(total)
-	var o op
-	for _, o = range run {
-		if r < o.weight {
-			break
-		}
-		r -= o.weight
-	}
+	o := w.pickOp()
 	args, check, ok := o.prepare(w)
 	if !ok {
 		return
@@ -415,18 +400,7 @@ func (w *world) runTrial() {
 	var wrote *state
 	if guestWrites && k.sent {
 		label += ", then the guest writes before any strata command runs"
-		// A guest cannot open an image a qemu-img still holds.
-		waitGroupGone(k.pgid, 120*time.Second)
-		if err := w.guestCanStart(); err != nil {
-			// strata keeps a guest out of a disk it is changing (moved
-			// aside, or held by the qemu-img it started): the guest
-			// does not start, and writes nothing.
-			w.e.find("the guest could not start after the interruption (a disk moved aside or held)", "%s: %v", label, err)
-		} else if err := w.writeDisks(); err != nil {
-			w.e.loss("", "%s: the guest cannot write its disks after the interruption: %v", label, err)
-		} else if st, err := w.measure(); err == nil {
-			wrote = &st
-		}
+		wrote = w.guestWritesAfter(k, label)
 	}
 	orphaned := w.recover(k, label)
 	if wrote != nil {
@@ -435,18 +409,69 @@ func (w *world) runTrial() {
 	}
 	check(k, label)
 	w.extra = nil
-	if n := len(w.e.rep.Losses) - before; n > 0 {
-		w.e.tally(kind).losses += n
-		for i := before; i < len(w.e.rep.Losses); i++ {
-			if orphaned {
-				w.e.rep.Losses[i] += " [an orphaned child of the killed strata was still running when doctor --repair ran]"
-			}
-			if k.code > 0 {
-				w.e.rep.Losses[i] += fmt.Sprintf(" [strata exited %d: %s]", k.code, lastLines(k.stderr, 2))
-			}
+	w.noteLosses(before, kind, k, orphaned)
+	w.tidy()
+}
+
+// pickOp draws the trial's operation by weight, among those asked for.
+func (w *world) pickOp() op {
+	run := ops
+	if w.e.cfg.Ops != nil {
+		run = slices.DeleteFunc(slices.Clone(ops), func(o op) bool { return !slices.Contains(w.e.cfg.Ops, o.name) })
+	}
+	total := 0
+	for _, o := range run {
+		total += o.weight
+	}
+	r := w.e.rngInt(total)
+	var o op
+	for _, o = range run {
+		if r < o.weight {
+			break
+		}
+		r -= o.weight
+	}
+	return o
+}
+
+// guestWritesAfter starts the guest after an interruption and has it
+// write its disks; what they then hold, or nil when it could not.
+func (w *world) guestWritesAfter(k killResult, label string) *state {
+	// A guest cannot open an image a qemu-img still holds.
+	waitGroupGone(k.pgid, 120*time.Second)
+	if err := w.guestCanStart(); err != nil {
+		// strata keeps a guest out of a disk it is changing (moved
+		// aside, or held by the qemu-img it started): the guest
+		// does not start, and writes nothing.
+		w.e.find("the guest could not start after the interruption (a disk moved aside or held)", "%s: %v", label, err)
+		return nil
+	}
+	if err := w.writeDisks(); err != nil {
+		w.e.loss("", "%s: the guest cannot write its disks after the interruption: %v", label, err)
+		return nil
+	}
+	if st, err := w.measure(); err == nil {
+		return &st
+	}
+	return nil
+}
+
+// noteLosses counts the losses the trial found (from before on) against
+// its kind and adds what may explain them.
+func (w *world) noteLosses(before int, kind string, k killResult, orphaned bool) {
+	n := len(w.e.rep.Losses) - before
+	if n <= 0 {
+		return
+	}
+	w.e.tally(kind).losses += n
+	for i := before; i < len(w.e.rep.Losses); i++ {
+		if orphaned {
+			w.e.rep.Losses[i] += " [an orphaned child of the killed strata was still running when doctor --repair ran]"
+		}
+		if k.code > 0 {
+			w.e.rep.Losses[i] += fmt.Sprintf(" [strata exited %d: %s]", k.code, lastLines(k.stderr, 2))
 		}
 	}
-	w.tidy()
 }
 
 // keptWrites checks that what the guest wrote after an interruption

@@ -146,70 +146,11 @@ type etcdStore struct {
 const maxLease = 10 * time.Minute
 
 func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
-	u, err := url.Parse(o.URL)
-	bad := func(why string) error {
-		return storage.Errorf(storage.ErrInvalid, "invalid catalog address %q: %s; use etcd://HOST:2379[,HOST:2379...]/PREFIX", redactAddress(o.URL), why)
-	}
+	a, err := parseEtcdAddress(o.URL, o.CACert != "" || o.Cert != "")
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the address, which may hold a password
-		}
-		return nil, bad(err.Error())
+		return nil, err
 	}
-	scheme := "http"
-	switch u.Scheme {
-	case "etcd":
-		if o.CACert != "" || o.Cert != "" {
-			scheme = "https"
-		}
-	case "etcds":
-		scheme = "https"
-	default:
-		return nil, bad("the scheme must be etcd or etcds")
-	}
-	if u.User != nil {
-		return nil, bad("etcd's user names and passwords are not supported: use client certificates (--catalog-cert)")
-	}
-	prefix := strings.TrimRight(u.Path, "/")
-	if prefix == "" || strings.Contains(prefix, "//") {
-		return nil, bad("give a key prefix after the hosts, e.g. /strata")
-	}
-	if u.Fragment != "" || strings.HasSuffix(o.URL, "#") {
-		return nil, bad("an address has no #fragment")
-	}
-	for _, part := range strings.Split(prefix, "/") {
-		// A prefix inside another home's keys (/strata/c/volumes in the
-		// home at /strata) would put each home's records among the
-		// other's: every key strata writes under a prefix starts with
-		// one of these after it.
-		switch part {
-		case "c", "v", "locks", "op", "owners", ".", "..":
-			return nil, bad(fmt.Sprintf("no part of the key prefix may be %q (strata's own keys under a prefix start with c, v, locks, op and owners: a prefix with one of them may lie inside another home's keys)", part))
-		}
-	}
-	s := &etcdStore{prefix: prefix, ttl: DefaultLeaseTTL, timeout: timeout, host: o.Host, held: map[string]int64{}}
-	for _, h := range strings.Split(u.Host, ",") {
-		if h == "" {
-			return nil, bad("an empty host")
-		}
-		if !strings.Contains(h, ":") {
-			h += ":2379"
-		}
-		s.endpoints = append(s.endpoints, scheme+"://"+h)
-	}
-	for k, v := range u.Query() {
-		switch k {
-		case "lease":
-			d, err := time.ParseDuration(v[0])
-			if err != nil || d < 2*time.Second || d > maxLease {
-				return nil, bad("lease must be a duration from 2s to " + maxLease.String() + " (a dead host's locks last as long)")
-			}
-			s.ttl = d
-		default:
-			return nil, bad("unknown parameter " + k + " (known: lease)")
-		}
-	}
+	s := &etcdStore{prefix: a.prefix, endpoints: a.endpoints, display: a.display, ttl: a.ttl, timeout: timeout, host: o.Host, held: map[string]int64{}}
 	if s.host == "" {
 		if s.host, err = os.Hostname(); err != nil {
 			return nil, storage.Errorf(storage.ErrPrecondition, "cannot tell this host's name (%v): give --host", err)
@@ -218,32 +159,122 @@ func newEtcdStore(o Options, timeout time.Duration) (*etcdStore, error) {
 	if err := storage.ValidateName("host", s.host); err != nil {
 		return nil, err
 	}
-	u.RawQuery = ""
-	s.display = u.String()
 	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: 10 * time.Second}
-	if scheme == "https" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if o.CACert != "" {
-			pem, err := os.ReadFile(o.CACert)
-			if err != nil {
-				return nil, storage.Errorf(storage.ErrInvalid, "cannot read the catalog's CA certificate: %v", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, storage.Errorf(storage.ErrInvalid, "%q holds no PEM certificate", o.CACert)
-			}
+	if a.https {
+		if tr.TLSClientConfig, err = etcdTLS(o); err != nil {
+			return nil, err
 		}
-		if o.Cert != "" || o.Key != "" {
-			cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
-			if err != nil {
-				return nil, storage.Errorf(storage.ErrInvalid, "cannot load the catalog's client certificate and key: %v", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		tr.TLSClientConfig = cfg
 	}
 	s.hc = &http.Client{Transport: tr}
 	return s, nil
+}
+
+// etcdAddress is a catalog address read: the endpoints (http or https
+// URLs), the key prefix, the lease's time to live, and the address as
+// messages show it (without its query).
+type etcdAddress struct {
+	https     bool
+	endpoints []string
+	prefix    string
+	ttl       time.Duration
+	display   string
+}
+
+// parseEtcdAddress reads etcd[s]://HOST[:PORT][,HOST...]/PREFIX[?lease=D];
+// an etcd:// address is https when a certificate is given (tlsGiven).
+func parseEtcdAddress(raw string, tlsGiven bool) (etcdAddress, error) {
+	u, err := url.Parse(raw)
+	bad := func(why string) error {
+		return storage.Errorf(storage.ErrInvalid, "invalid catalog address %q: %s; use etcd://HOST:2379[,HOST:2379...]/PREFIX", redactAddress(raw), why)
+	}
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the address, which may hold a password
+		}
+		return etcdAddress{}, bad(err.Error())
+	}
+	a := etcdAddress{ttl: DefaultLeaseTTL}
+	switch u.Scheme {
+	case "etcd":
+		a.https = tlsGiven
+	case "etcds":
+		a.https = true
+	default:
+		return etcdAddress{}, bad("the scheme must be etcd or etcds")
+	}
+	if u.User != nil {
+		return etcdAddress{}, bad("etcd's user names and passwords are not supported: use client certificates (--catalog-cert)")
+	}
+	a.prefix = strings.TrimRight(u.Path, "/")
+	if a.prefix == "" || strings.Contains(a.prefix, "//") {
+		return etcdAddress{}, bad("give a key prefix after the hosts, e.g. /strata")
+	}
+	if u.Fragment != "" || strings.HasSuffix(raw, "#") {
+		return etcdAddress{}, bad("an address has no #fragment")
+	}
+	for _, part := range strings.Split(a.prefix, "/") {
+		// A prefix inside another home's keys (/strata/c/volumes in the
+		// home at /strata) would put each home's records among the
+		// other's: every key strata writes under a prefix starts with
+		// one of these after it.
+		switch part {
+		case "c", "v", "locks", "op", "owners", ".", "..":
+			return etcdAddress{}, bad(fmt.Sprintf("no part of the key prefix may be %q (strata's own keys under a prefix start with c, v, locks, op and owners: a prefix with one of them may lie inside another home's keys)", part))
+		}
+	}
+	scheme := "http"
+	if a.https {
+		scheme = "https"
+	}
+	for _, h := range strings.Split(u.Host, ",") {
+		if h == "" {
+			return etcdAddress{}, bad("an empty host")
+		}
+		if !strings.Contains(h, ":") {
+			h += ":2379"
+		}
+		a.endpoints = append(a.endpoints, scheme+"://"+h)
+	}
+	for k, v := range u.Query() {
+		switch k {
+		case "lease":
+			d, err := time.ParseDuration(v[0])
+			if err != nil || d < 2*time.Second || d > maxLease {
+				return etcdAddress{}, bad("lease must be a duration from 2s to " + maxLease.String() + " (a dead host's locks last as long)")
+			}
+			a.ttl = d
+		default:
+			return etcdAddress{}, bad("unknown parameter " + k + " (known: lease)")
+		}
+	}
+	u.RawQuery = ""
+	a.display = u.String()
+	return a, nil
+}
+
+// etcdTLS is the TLS configuration of an https catalog: the CA and the
+// client certificate given, if any.
+func etcdTLS(o Options) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
+		if err != nil {
+			return nil, storage.Errorf(storage.ErrInvalid, "cannot read the catalog's CA certificate: %v", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, storage.Errorf(storage.ErrInvalid, "%q holds no PEM certificate", o.CACert)
+		}
+	}
+	if o.Cert != "" || o.Key != "" {
+		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+		if err != nil {
+			return nil, storage.Errorf(storage.ErrInvalid, "cannot load the catalog's client certificate and key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // redactAddress is a catalog address as messages may show it: a user name

@@ -244,7 +244,10 @@ func (c *Catalog) Close() {
 	if s == nil {
 		return
 	}
-	_ = s.awaitOp()
+	if err := s.awaitOp(); err != nil {
+		// Closing anyway: the lease's locks go with it, or lapse.
+		log.Debug().Err(err).Msg("closing the shared catalog before its last operation answered")
+	}
 	s.mu.Lock()
 	id, stop, done := s.lease, s.stopKA, s.kaDone
 	s.lease = 0
@@ -255,7 +258,9 @@ func (c *Catalog) Close() {
 	close(stop)
 	<-done
 	var resp struct{}
-	_ = s.do(time.Now().Add(2*time.Second), "/v3/lease/revoke", map[string]any{"ID": i64(id)}, &resp)
+	if err := s.do(time.Now().Add(2*time.Second), "/v3/lease/revoke", map[string]any{"ID": i64(id)}, &resp); err != nil {
+		log.Debug().Err(err).Msg("could not revoke this process's lease on the shared catalog: its locks go when it expires")
+	}
 }
 
 // SharedLock is store.LockKey on a shared catalog: ok is false when the

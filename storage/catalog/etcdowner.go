@@ -17,6 +17,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog/log"
+
 	"github.com/strata-vm/strata/storage"
 )
 
@@ -154,7 +156,9 @@ func (c *Catalog) ReleaseGuest(lease int64) {
 		return
 	}
 	var resp struct{}
-	_ = c.remote.do(time.Now().Add(c.timeout), "/v3/lease/revoke", map[string]any{"ID": i64(lease)}, &resp)
+	if err := c.remote.do(time.Now().Add(c.timeout), "/v3/lease/revoke", map[string]any{"ID": i64(lease)}, &resp); err != nil {
+		log.Debug().Err(err).Msg("could not revoke a guest's claim on the shared catalog: it goes when its lease expires")
+	}
 }
 
 // KeepGuest renews a claim while running() says the guest runs here, and

@@ -329,6 +329,9 @@ func (c *Catalog) Check(limit int) ([]string, error) {
 	}
 	problems, err := checkFile(c, c.path, limit)
 	if len(problems) > 0 && c.damaged == nil {
+		// Its result is the damaged error, kept in c.damaged as well
+		// (a failure to record it is logged there); the problems are
+		// what Check returns.
 		_ = c.markDamaged(problems[0])
 	}
 	return problems, err
@@ -418,6 +421,8 @@ func (c *Catalog) Backup(dst string, overwrite bool) error {
 	if err := c.View(func(t *Tx) error { return writeCopy(t.bolt, abs, overwrite) }); err != nil {
 		return err
 	}
+	// The command's only report (a backup prints nothing on stdout):
+	// logged here until the command says it itself.
 	log.Info().Str("file", abs).Msg("catalog backed up")
 	return nil
 }

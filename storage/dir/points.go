@@ -247,17 +247,20 @@ func (Driver) SamePoint(_ context.Context, _ storage.Pool, _ storage.Volume, a, 
 // CleanRestores implements storage.Driver: the temporary restored images
 // (IMAGE.strata-rollback-UID) of v.
 func (Driver) CleanRestores(_ storage.Pool, v storage.Volume) {
+	// Glob fails only on a bad pattern, and globEscape makes none.
 	left, _ := filepath.Glob(globEscape(v.Path) + RollbackSuffix + "-*")
 	for _, tmp := range left {
-		if err := os.Remove(tmp); err == nil {
-			log.Info().Str("file", tmp).Msg("removed a restored copy an interrupted rollback left")
+		if err := os.Remove(tmp); err != nil {
+			log.Warn().Err(err).Str("file", tmp).Msg("could not remove a restored copy an interrupted rollback left; nothing reads it, and the next recovery of the volume tries again")
+			continue
 		}
+		log.Debug().Str("file", tmp).Msg("removed a restored copy an interrupted rollback left")
 	}
 }
 
 func newUID() string {
 	b := make([]byte, 6)
-	_, _ = rand.Read(b)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (it crashes instead)
 	return hex.EncodeToString(b)
 }
 
@@ -522,7 +525,7 @@ func leftRestored(v storage.Volume, done *storage.Fingerprint) string {
 	if done == nil {
 		return ""
 	}
-	left, _ := filepath.Glob(globEscape(v.Path) + RollbackSuffix + "-*")
+	left, _ := filepath.Glob(globEscape(v.Path) + RollbackSuffix + "-*") // no bad pattern: escaped
 	for _, tmp := range left {
 		if fp, ok, err := storage.FingerprintOf(tmp); err == nil && ok && fp == *done {
 			return tmp

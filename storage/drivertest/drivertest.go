@@ -450,23 +450,7 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 	p := s.take(t, src, "", false)
 	s.removeLater(t, src, p)
 	write(t, src, 0xb2)
-	img := func(name string, from *storage.PointRef) storage.Image {
-		g := storage.Image{Path: s.Driver.VolumePath(s.pool, storage.NewID(), f), Format: f}
-		fsrc := storage.FreezeSource{Volume: src, Format: f, Point: from}
-		if _, err := s.Driver.FreezeCost(s.ctx, fsrc, s.pool); err != nil {
-			t.Fatalf("FreezeCost: %v", err)
-		}
-		virt, _, err := s.Driver.Freeze(s.ctx, s.pool, fsrc, g, storage.NoProgress{})
-		if err != nil {
-			t.Fatalf("Freeze %s: %v", name, err)
-		}
-		if virt != s.Size {
-			t.Fatalf("golden %s: virtual size %d, want %d", name, virt, s.Size)
-		}
-		t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), s.pool, []string{g.Path}) })
-		return g
-	}
-	gNow, gPoint := img("now", nil), img("at-point", &p)
+	gNow, gPoint := s.freeze(t, src, f, "now", nil), s.freeze(t, src, f, "at-point", &p)
 	if got := contents(t, gNow.Path, f); got != [2]byte{0xb2, 0xb2} {
 		t.Fatalf("golden frozen now holds %#x", got)
 	}
@@ -474,29 +458,7 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 		t.Fatalf("golden frozen at a point holds %#x", got)
 	}
 	write(t, src, 0xc3) // the source lives on; the golden does not change
-	clone := func(name string, g storage.Image, full bool) storage.Volume {
-		plan, err := s.Driver.PlanClone(s.ctx, g, s.pool, full)
-		if err != nil {
-			t.Fatalf("PlanClone(full=%v): %v", full, err)
-		}
-		if !full && plan.Linked != s.features.LinkedClones {
-			t.Fatalf("PlanClone linked=%v but Features.LinkedClones=%v", plan.Linked, s.features.LinkedClones)
-		}
-		if full && plan.Linked {
-			t.Fatal("a full clone was planned linked")
-		}
-		v := storage.Volume{ID: storage.NewID(), Name: name, Pool: s.pool.Name, Format: plan.Format, Backing: plan.Backing, Created: time.Now().UTC()}
-		v.Path = s.Driver.VolumePath(s.pool, v.ID, plan.Format)
-		if err := s.Driver.Clone(s.ctx, s.pool, g, v, plan, storage.NoProgress{}); err != nil {
-			t.Fatalf("Clone %s: %v", name, err)
-		}
-		t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, v, true) })
-		if b := s.backing(t, v); (b != "") != plan.Linked {
-			t.Fatalf("clone %s (linked %v) reads from %q", name, plan.Linked, b)
-		}
-		return v
-	}
-	c1, c2, c3 := clone("c1", gNow, false), clone("c2", gNow, false), clone("c3", gPoint, true)
+	c1, c2, c3 := s.clone(t, "c1", gNow, false), s.clone(t, "c2", gNow, false), s.clone(t, "c3", gPoint, true)
 	expect(t, c1, 0xb2, "a new linked clone")
 	expect(t, c3, 0xa1, "a new full clone of the golden frozen at a point")
 	write(t, c1, 0xd4)
@@ -536,6 +498,53 @@ func (s *suite) golden(t *testing.T, f storage.Format) {
 	expect(t, c3, 0xe5, "a full clone, its golden removed")
 	s.removeLater(t, c1, s.rollback(t, c1, cp))
 	expect(t, c1, 0xd4, "a flattened clone rolled back to its point from before the flatten")
+}
+
+// freeze makes golden image name of src, now or at point from, removed
+// when the test ends.
+func (s *suite) freeze(t *testing.T, src storage.Volume, f storage.Format, name string, from *storage.PointRef) storage.Image {
+	t.Helper()
+	g := storage.Image{Path: s.Driver.VolumePath(s.pool, storage.NewID(), f), Format: f}
+	fsrc := storage.FreezeSource{Volume: src, Format: f, Point: from}
+	if _, err := s.Driver.FreezeCost(s.ctx, fsrc, s.pool); err != nil {
+		t.Fatalf("FreezeCost: %v", err)
+	}
+	virt, _, err := s.Driver.Freeze(s.ctx, s.pool, fsrc, g, storage.NoProgress{})
+	if err != nil {
+		t.Fatalf("Freeze %s: %v", name, err)
+	}
+	if virt != s.Size {
+		t.Fatalf("golden %s: virtual size %d, want %d", name, virt, s.Size)
+	}
+	t.Cleanup(func() { _ = s.Driver.RemoveImages(context.Background(), s.pool, []string{g.Path}) })
+	return g
+}
+
+// clone makes clone name of golden g (full, or linked where the driver
+// links), deleted when the test ends, and checks that it reads from its
+// golden exactly when linked.
+func (s *suite) clone(t *testing.T, name string, g storage.Image, full bool) storage.Volume {
+	t.Helper()
+	plan, err := s.Driver.PlanClone(s.ctx, g, s.pool, full)
+	if err != nil {
+		t.Fatalf("PlanClone(full=%v): %v", full, err)
+	}
+	if !full && plan.Linked != s.features.LinkedClones {
+		t.Fatalf("PlanClone linked=%v but Features.LinkedClones=%v", plan.Linked, s.features.LinkedClones)
+	}
+	if full && plan.Linked {
+		t.Fatal("a full clone was planned linked")
+	}
+	v := storage.Volume{ID: storage.NewID(), Name: name, Pool: s.pool.Name, Format: plan.Format, Backing: plan.Backing, Created: time.Now().UTC()}
+	v.Path = s.Driver.VolumePath(s.pool, v.ID, plan.Format)
+	if err := s.Driver.Clone(s.ctx, s.pool, g, v, plan, storage.NoProgress{}); err != nil {
+		t.Fatalf("Clone %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = s.Driver.Delete(context.Background(), s.pool, v, true) })
+	if b := s.backing(t, v); (b != "") != plan.Linked {
+		t.Fatalf("clone %s (linked %v) reads from %q", name, plan.Linked, b)
+	}
+	return v
 }
 
 func (s *suite) backing(t *testing.T, v storage.Volume) string {
@@ -786,61 +795,84 @@ func (s *suite) crashRollback(t *testing.T, m storage.PointMethod, f storage.For
 		if !killed {
 			t.Fatalf("a %s rollback traced %s but a child told to crash there was not killed", m.Name, step)
 		}
-		phase, _ := os.ReadFile(ch.Phase)
-		switch string(phase) {
-		case "pre": // the pre-rollback point was not complete: undone
-			if err := s.Driver.RemovePoint(s.ctx, s.pool, v, pre); err != nil {
-				t.Fatalf("RemovePoint of an interrupted point: %v", err)
-			}
-			expect(t, v, 0xb2, "after undoing a pre-rollback point interrupted at "+step)
-		case "restore":
-			var done *storage.Fingerprint
-			if b, err := os.ReadFile(ch.Rec); err == nil {
-				var fp storage.Fingerprint
-				if json.Unmarshal(b, &fp) == nil {
-					done = &fp
-				}
-			}
-			if finish {
-				var rec *storage.Fingerprint
-				st := storage.RestoreStep{Progress: storage.NoProgress{}, Done: done, Record: func(fp storage.Fingerprint) error { rec = &fp; return nil }}
-				if pre.Moved {
-					st.MoveTo = pre.Ref
-				}
-				if err := s.Driver.RestorePoint(s.ctx, s.pool, v, to, st); err != nil {
-					t.Fatalf("RestorePoint run again after a crash at %s: %v", step, err)
-				}
-				if rec == nil && done != nil {
-					rec = done // the first run had finished its record
-				}
-				s.recorded(t, v, rec)
-				expect(t, v, 0xa1, "after finishing a rollback interrupted at "+step)
-			} else {
-				// Undo: settle the volume under its live name first (a
-				// restore moved it aside), then put the pre point back.
-				if _, ok, _ := s.Driver.Fingerprint(s.pool, v); !ok && !pre.Moved {
-					st := storage.RestoreStep{Progress: storage.NoProgress{}, Done: done, Record: func(storage.Fingerprint) error { return nil }}
-					if err := s.Driver.RestorePoint(s.ctx, s.pool, v, to, st); err != nil {
-						t.Fatalf("settle a restore interrupted at %s: %v", step, err)
-					}
-				}
-				if kept := s.undo(t, v, pre); kept {
-					s.remove(t, v, pre)
-				}
-				expect(t, v, 0xb2, "after undoing a rollback interrupted at "+step)
-			}
-		default:
-			t.Fatalf("the child was killed in phase %q", phase)
-		}
+		phase := s.recoverRollback(t, v, to, pre, ch, step, finish)
 		s.Driver.CleanRestores(s.pool, v)
 		if !s.exists(t, v, to) {
 			t.Fatal("the point rolled back to is gone after the recovery")
 		}
 		s.remove(t, v, to)
 		_ = s.Driver.RemovePoint(s.ctx, s.pool, v, pre)
-		expect(t, v, map[bool]byte{true: 0xa1, false: 0xb2}[finish && string(phase) == "restore"], "after removing every point")
+		expect(t, v, map[bool]byte{true: 0xa1, false: 0xb2}[finish && phase == "restore"], "after removing every point")
 	})
 	return steps
+}
+
+// recoverRollback recovers volume v as snapshot does from a rollback to
+// point to, with pre-rollback point pre, killed at step in the phase the
+// child noted (returned): an incomplete pre-rollback point is removed; a
+// restore under way is finished (finish) or undone.
+func (s *suite) recoverRollback(t *testing.T, v storage.Volume, to, pre storage.PointRef, ch child, step string, finish bool) string {
+	t.Helper()
+	phase, _ := os.ReadFile(ch.Phase)
+	switch string(phase) {
+	case "pre": // the pre-rollback point was not complete: undone
+		if err := s.Driver.RemovePoint(s.ctx, s.pool, v, pre); err != nil {
+			t.Fatalf("RemovePoint of an interrupted point: %v", err)
+		}
+		expect(t, v, 0xb2, "after undoing a pre-rollback point interrupted at "+step)
+	case "restore":
+		var done *storage.Fingerprint
+		if b, err := os.ReadFile(ch.Rec); err == nil {
+			var fp storage.Fingerprint
+			if json.Unmarshal(b, &fp) == nil {
+				done = &fp
+			}
+		}
+		if finish {
+			s.finishRestore(t, v, to, pre, done, step)
+		} else {
+			s.undoRestore(t, v, to, pre, done, step)
+		}
+	default:
+		t.Fatalf("the child was killed in phase %q", phase)
+	}
+	return string(phase)
+}
+
+// finishRestore runs an interrupted restore again with the state its
+// first run recorded (done).
+func (s *suite) finishRestore(t *testing.T, v storage.Volume, to, pre storage.PointRef, done *storage.Fingerprint, step string) {
+	t.Helper()
+	var rec *storage.Fingerprint
+	st := storage.RestoreStep{Progress: storage.NoProgress{}, Done: done, Record: func(fp storage.Fingerprint) error { rec = &fp; return nil }}
+	if pre.Moved {
+		st.MoveTo = pre.Ref
+	}
+	if err := s.Driver.RestorePoint(s.ctx, s.pool, v, to, st); err != nil {
+		t.Fatalf("RestorePoint run again after a crash at %s: %v", step, err)
+	}
+	if rec == nil && done != nil {
+		rec = done // the first run had finished its record
+	}
+	s.recorded(t, v, rec)
+	expect(t, v, 0xa1, "after finishing a rollback interrupted at "+step)
+}
+
+// undoRestore undoes an interrupted restore: the volume is settled under
+// its live name first (a restore moved it aside), then the pre-rollback
+// point is put back.
+func (s *suite) undoRestore(t *testing.T, v storage.Volume, to, pre storage.PointRef, done *storage.Fingerprint, step string) {
+	t.Helper()
+	if _, ok, _ := s.Driver.Fingerprint(s.pool, v); !ok && !pre.Moved {
+		st := storage.RestoreStep{Progress: storage.NoProgress{}, Done: done, Record: func(storage.Fingerprint) error { return nil }}
+		if err := s.Driver.RestorePoint(s.ctx, s.pool, v, to, st); err != nil {
+			t.Fatalf("settle a restore interrupted at %s: %v", step, err)
+		}
+	}
+	if kept := s.undo(t, v, pre); kept {
+		s.remove(t, v, pre)
+	}
+	expect(t, v, 0xb2, "after undoing a rollback interrupted at "+step)
 }
 
 // crashFlatten is crashRollback for a flatten of a linked clone.

@@ -141,6 +141,8 @@ func (w *WriteBehind) Reached(end int64) {
 	if w.fd == 0 || end-w.off < writeWindow {
 		return
 	}
+	// Hints that keep the page cache small; the copy's own fsync makes
+	// it durable, so a refused hint costs memory, not data.
 	_ = unix.SyncFileRange(w.fd, w.off, end-w.off, unix.SYNC_FILE_RANGE_WRITE)
 	if w.off > w.prev {
 		_ = unix.SyncFileRange(w.fd, w.prev, w.off-w.prev, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)

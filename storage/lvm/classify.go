@@ -2,7 +2,6 @@ package lvm
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/strata-vm/strata/storage"
@@ -21,28 +20,25 @@ const (
 	exitFailed         = 5
 )
 
-// The classes of LVM's messages, first match wins; texts are LVM
-// 2.03's (lower-cased), seen in the recordings in testdata/lvm.
-var classes = []struct {
-	kind   error
-	extra  error // wrapped besides the kind (ErrNoSpace)
-	phrase []string
-	hint   string
-}{
-	{storage.ErrNotSupported, nil, []string{"target(s) not detected", "/dev/mapper/control", "device-mapper driver"},
-		"load the device-mapper modules (dm-mod, dm-snapshot, dm-thin-pool) or use a host that has them"},
-	{storage.ErrNotSupported, nil, []string{"not supported", "unsupported"}, ""},
-	{storage.ErrBusy, nil, []string{"can't get lock", "giving up waiting for lock", "resource temporarily unavailable"},
-		"another lvm command holds the volume group's lock: try again"},
-	{storage.ErrPrecondition, ErrNoSpace, []string{"insufficient free space", "insufficient suitable", "no free extents", "not enough free", "out of data space", "thin pool is full", "no space left"},
-		"free space in the volume group (vgextend, or remove logical volumes) or extend the thin pool (lvextend)"},
-	{storage.ErrExists, nil, []string{"already exists"}, ""},
-	{storage.ErrPrecondition, nil, []string{"invalidated snapshot", "snapshot is invalid", "merge failed", "is already merging", "merging snapshot", "is under conversion"},
-		""},
-	{storage.ErrInUse, nil, []string{"in use", "is open", "open logical volume", "device or resource busy", "still open"},
-		"stop what holds it open (a running guest, a mount) and try again"},
-	{storage.ErrNotFound, nil, []string{"not found", "failed to find", "doesn't exist", "does not exist", "no such", "cannot process volume group"}, ""},
-	{storage.ErrInvalid, nil, []string{"invalid", "is reserved", "not a valid", "too long", "must be", "unrecognised", "unrecognized", "please specify", "cannot be used with", "not larger than", "run `"}, ""},
+// LVM's failures by message, first match wins; texts are LVM 2.03's
+// (lower-cased), seen in the recordings in testdata/lvm. A bad command
+// line with a message none of them knows is invalid; anything else
+// (exit 5 with a new message, a crash) is internal: no kind.
+var rules = []run.Rule{
+	{Kind: storage.ErrNotSupported, Phrases: []string{"target(s) not detected", "/dev/mapper/control", "device-mapper driver"},
+		Hint: "load the device-mapper modules (dm-mod, dm-snapshot, dm-thin-pool) or use a host that has them"},
+	{Kind: storage.ErrNotSupported, Phrases: []string{"not supported", "unsupported"}},
+	{Kind: storage.ErrBusy, Phrases: []string{"can't get lock", "giving up waiting for lock", "resource temporarily unavailable"},
+		Hint: "another lvm command holds the volume group's lock: try again"},
+	{Kind: storage.ErrPrecondition, Reason: ErrNoSpace, Phrases: []string{"insufficient free space", "insufficient suitable", "no free extents", "not enough free", "out of data space", "thin pool is full", "no space left"},
+		Hint: "free space in the volume group (vgextend, or remove logical volumes) or extend the thin pool (lvextend)"},
+	{Kind: storage.ErrExists, Phrases: []string{"already exists"}},
+	{Kind: storage.ErrPrecondition, Phrases: []string{"invalidated snapshot", "snapshot is invalid", "merge failed", "is already merging", "merging snapshot", "is under conversion"}},
+	{Kind: storage.ErrInUse, Phrases: []string{"in use", "is open", "open logical volume", "device or resource busy", "still open"},
+		Hint: "stop what holds it open (a running guest, a mount) and try again"},
+	{Kind: storage.ErrNotFound, Phrases: []string{"not found", "failed to find", "doesn't exist", "does not exist", "no such", "cannot process volume group"}},
+	{Kind: storage.ErrInvalid, Phrases: []string{"invalid", "is reserved", "not a valid", "too long", "must be", "unrecognised", "unrecognized", "please specify", "cannot be used with", "not larger than", "run `"}},
+	{Kind: storage.ErrInvalid, Codes: []int{exitInvalidCmdLine}},
 }
 
 // Classify turns a failed LVM command into a storage error of the right
@@ -52,67 +48,15 @@ var classes = []struct {
 // that is not a *run.Error (the tool is missing, a context ended) keeps
 // its own kind.
 func Classify(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var re *run.Error
-	if !errors.As(err, &re) {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	msg := message(re.Stderr)
-	low := strings.ToLower(re.Stderr)
-	for _, c := range classes {
-		for _, p := range c.phrase {
-			if !strings.Contains(low, p) {
-				continue
-			}
-			cause := error(&lvmError{msg: msg, run: re})
-			if c.extra != nil {
-				cause = &lvmError{msg: msg, run: re, reason: c.extra}
-			}
-			if c.hint != "" {
-				return storage.Errorf(c.kind, "%s: %w: %s", what, cause, c.hint)
-			}
-			return storage.Errorf(c.kind, "%s: %w", what, cause)
-		}
-	}
-	cause := &lvmError{msg: msg, run: re}
-	if re.ExitCode == exitInvalidCmdLine {
-		return storage.Errorf(storage.ErrInvalid, "%s: %w", what, cause)
-	}
-	// Anything else (exit 5 with a message none of the above knows, a
-	// crash) is internal: no kind.
-	return &internalError{what: what, cause: cause}
+	return run.Classify(err, what, rules, lvmMessage)
 }
 
-type internalError struct {
-	what  string
-	cause *lvmError
-}
-
-func (e *internalError) Error() string { return e.what + ": " + e.cause.Error() }
-func (e *internalError) Unwrap() error { return e.cause }
-
-// lvmError is LVM's message for a failure, wrapping the command's error
-// (and ErrNoSpace where that is the reason).
-type lvmError struct {
-	msg    string
-	run    *run.Error
-	reason error
-}
-
-func (e *lvmError) Error() string {
-	if e.msg == "" {
-		return e.run.Error()
+// lvmMessage is LVM's message, marked as LVM's.
+func lvmMessage(stderr string) string {
+	if m := message(stderr); m != "" {
+		return "lvm: " + m
 	}
-	return "lvm: " + e.msg
-}
-
-func (e *lvmError) Unwrap() []error {
-	if e.reason != nil {
-		return []error{e.reason, e.run}
-	}
-	return []error{e.run}
+	return ""
 }
 
 // message is LVM's stderr as one line: its lines trimmed, joined with

@@ -32,18 +32,35 @@ var pointMethods = []storage.PointMethod{
 // PointMethods implements storage.Driver.
 func (Driver) PointMethods() []storage.PointMethod { return pointMethods }
 
-// restoreNames are the names a restore of volume id gives its LVs for a
-// moment: the restored LV before it takes the live name, the live LV
-// renamed aside (a restore), and the live LV renamed aside by PutBack.
-func restoreNames(id string) (tmp, aside, undo string, err error) {
-	if tmp, err = LVName(KindTemp, id, "restore"); err != nil {
-		return
+// restoreLVs are the LVs a restore (or put-back, or recovery) of a
+// volume deals with: the volume's VG and live LV, the point's LV (empty
+// without a point), and the names a restore gives its LVs for a moment:
+// the restored LV before it takes the live name (tmp), the live LV
+// renamed aside by a restore (aside) and by PutBack (undo).
+type restoreLVs struct {
+	vg, live, point  string
+	tmp, aside, undo string
+}
+
+// restoreNames names the LVs a restore of volume v to the point at ref
+// ("VG/LV"; "" for none) deals with.
+func restoreNames(v storage.Volume, ref string) (n restoreLVs, err error) {
+	if n.vg, n.live, err = volumeLV(v); err != nil {
+		return n, err
 	}
-	if aside, err = LVName(KindAside, id, "restore"); err != nil {
-		return
+	if ref != "" {
+		if _, n.point, err = splitRef(ref); err != nil {
+			return n, err
+		}
 	}
-	undo, err = LVName(KindAside, id, "undo")
-	return
+	if n.tmp, err = LVName(KindTemp, v.ID, "restore"); err != nil {
+		return n, err
+	}
+	if n.aside, err = LVName(KindAside, v.ID, "restore"); err != nil {
+		return n, err
+	}
+	n.undo, err = LVName(KindAside, v.ID, "undo")
+	return n, err
 }
 
 // smallWarned: volumes (by ID) this process warned about points smaller
@@ -244,143 +261,201 @@ func record(s storage.RestoreStep, fp storage.Fingerprint) error {
 // something left over (a temporary or aside LV, or the point gone), or
 // when run again.
 func (d Driver) restoreThin(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
-	vg, live, err := volumeLV(v)
+	n, err := restoreNames(v, ref.Ref)
 	if err != nil {
 		return err
 	}
-	_, point, err := splitRef(ref.Ref)
+	r := &thinRestore{d: d, ctx: ctx, v: v, ref: ref, s: s, n: n}
+	if done, err := r.restored(); err != nil || done {
+		return err
+	}
+	asideThere, err := r.moveLive()
 	if err != nil {
 		return err
 	}
-	tmp, aside, _, err := restoreNames(v.ID)
-	if err != nil {
-		return err
-	}
-	var all map[string]bool // nil until listed
-	list := func() (err error) {
-		if all == nil {
-			all, err = d.list(ctx, vg)
-		}
-		return err
-	}
-	recordMade := func() error {
-		storage.Crashpoint("rollback:thin-made")
-		fp, ok, err := d.fingerprintLV(vg, tmp)
-		if err == nil && !ok {
-			err = fmt.Errorf("the restored logical volume %q vanished", vg+"/"+tmp)
-		}
-		if err == nil {
-			err = record(s, fp)
-		}
-		if err != nil {
-			_ = d.c().Remove(context.WithoutCancel(ctx), vg, tmp)
-			return err
-		}
-		storage.Crashpoint("rollback:thin-recorded")
-		return nil
-	}
-	made := false
-	if s.Done == nil {
-		if err := d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: point, Name: tmp, Activate: true, Tags: strataTags}); err == nil {
-			if err := recordMade(); err != nil {
-				return err
-			}
-			made = true
-		}
-	}
-	if !made {
-		if err := list(); err != nil {
-			return err
-		}
-		if s.Done != nil {
-			if fp, ok, err := d.fingerprintLV(vg, live); err != nil {
-				return err
-			} else if ok && fp == *s.Done {
-				// Done but for the cleanup.
-				if all[aside] {
-					d.removeLeftover(ctx, vg, aside)
-				}
-				return nil
-			}
-			if all[tmp] {
-				if fp, ok, err := d.fingerprintLV(vg, tmp); err != nil {
-					return err
-				} else if ok && fp == *s.Done {
-					made = true
-				}
-			}
-		}
-	}
-	if !made {
-		if !all[point] {
-			if ref.Moved {
-				return nil // a Moved point not moved yet is the live state
-			}
-			return storage.Errorf(storage.ErrNotFound, "the data of this restore point of volume %q (logical volume %q) is gone", v.Name, ref.Ref)
-		}
-		if all[tmp] {
-			if err := d.c().Remove(ctx, vg, tmp); err != nil {
-				return err
-			}
-		}
-		if err := d.c().ThinSnapshot(ctx, ThinSnapshotOptions{VG: vg, Origin: point, Name: tmp, Activate: true, Tags: strataTags}); err != nil {
-			return err
-		}
-		if err := recordMade(); err != nil {
-			return err
-		}
-	}
-	liveThere := false
-	if all != nil {
-		liveThere = all[live]
-	} else if _, ok := devOf(DevPath(vg, live)); ok {
-		liveThere = true
-	} else if err := list(); err != nil {
-		return err
-	} else {
-		liveThere = all[live]
-	}
-	asideThere := all != nil && all[aside]
-	if liveThere {
-		to := aside
-		if s.MoveTo != "" {
-			if _, to, err = splitRef(s.MoveTo); err != nil {
-				return err
-			}
-			if all != nil && all[to] {
-				return storage.Errorf(storage.ErrExists, "the pre-rollback point %q of volume %q exists already and so does its live logical volume: strata doctor --repair sorts it out", s.MoveTo, v.Name)
-			}
-		} else {
-			if asideThere {
-				if err := d.c().Remove(ctx, vg, aside); err != nil {
-					return err
-				}
-			}
-			asideThere = true
-		}
-		err := d.c().Rename(ctx, vg, live, to)
-		if errors.Is(err, storage.ErrExists) && all == nil {
-			// Not listed: something is there already under that name.
-			if s.MoveTo != "" {
-				return storage.Errorf(storage.ErrExists, "the pre-rollback point %q of volume %q exists already and so does its live logical volume: strata doctor --repair sorts it out", s.MoveTo, v.Name)
-			}
-			if err = d.c().Remove(ctx, vg, aside); err == nil {
-				err = d.c().Rename(ctx, vg, live, to)
-			}
-		}
-		if err != nil {
-			return err
-		}
-		storage.Crashpoint("rollback:thin-moved")
-	}
-	if err := d.c().Rename(ctx, vg, tmp, live); err != nil {
+	if err := d.c().Rename(ctx, n.vg, n.tmp, n.live); err != nil {
 		return err
 	}
 	storage.Crashpoint("rollback:thin-renamed")
 	if asideThere {
-		d.removeLeftover(ctx, vg, aside)
+		d.removeLeftover(ctx, n.vg, n.aside)
 	}
 	return nil
+}
+
+// thinRestore is one run of restoreThin: its names, its step, and the
+// VG's LVs once it had to list them.
+type thinRestore struct {
+	d   Driver
+	ctx context.Context
+	v   storage.Volume
+	ref storage.PointRef
+	s   storage.RestoreStep
+	n   restoreLVs
+	all map[string]bool // the VG's LVs by name; nil until listed
+}
+
+// list reads the VG's LVs, once.
+func (r *thinRestore) list() (err error) {
+	if r.all == nil {
+		r.all, err = r.d.list(r.ctx, r.n.vg)
+	}
+	return err
+}
+
+// restored brings the restored LV under the temporary name, recorded.
+// done: nothing is left to do (a run after the restore finished, or a
+// Moved point not moved yet, whose state is the live LV).
+func (r *thinRestore) restored() (done bool, err error) {
+	if r.s.Done == nil {
+		// A first run tries the snapshot blind; if it fails (a leftover
+		// temporary LV, the point gone), its error is not the answer:
+		// the VG is listed below and the snapshot made again or refused
+		// with the reason.
+		if r.snapshot() == nil {
+			return false, r.recordMade()
+		}
+	}
+	if err := r.list(); err != nil {
+		return false, err
+	}
+	if r.s.Done != nil {
+		found, done, err := r.findDone()
+		if err != nil || done || found {
+			return done, err
+		}
+	}
+	if !r.all[r.n.point] {
+		if r.ref.Moved {
+			return true, nil // a Moved point not moved yet is the live state
+		}
+		return false, storage.Errorf(storage.ErrNotFound, "the data of this restore point of volume %q (logical volume %q) is gone", r.v.Name, r.ref.Ref)
+	}
+	if r.all[r.n.tmp] {
+		if err := r.d.c().Remove(r.ctx, r.n.vg, r.n.tmp); err != nil {
+			return false, err
+		}
+	}
+	if err := r.snapshot(); err != nil {
+		return false, err
+	}
+	return false, r.recordMade()
+}
+
+// snapshot makes the restored LV: a writable, active thin snapshot of
+// the point under the temporary name.
+func (r *thinRestore) snapshot() error {
+	return r.d.c().ThinSnapshot(r.ctx, ThinSnapshotOptions{VG: r.n.vg, Origin: r.n.point, Name: r.n.tmp, Activate: true, Tags: strataTags})
+}
+
+// findDone looks, on a run after a crash, for the restored LV by its
+// recorded state: under the live name (done, but for removing what was
+// put aside) or still under the temporary one (found).
+func (r *thinRestore) findDone() (found, done bool, err error) {
+	n := r.n
+	if fp, ok, err := r.d.fingerprintLV(n.vg, n.live); err != nil {
+		return false, false, err
+	} else if ok && fp == *r.s.Done {
+		if r.all[n.aside] {
+			r.d.removeLeftover(r.ctx, n.vg, n.aside)
+		}
+		return false, true, nil
+	}
+	if !r.all[n.tmp] {
+		return false, false, nil
+	}
+	fp, ok, err := r.d.fingerprintLV(n.vg, n.tmp)
+	if err != nil {
+		return false, false, err
+	}
+	return ok && fp == *r.s.Done, false, nil
+}
+
+// recordMade records the state of the restored LV just made, or removes
+// it again.
+func (r *thinRestore) recordMade() error {
+	storage.Crashpoint("rollback:thin-made")
+	fp, ok, err := r.d.fingerprintLV(r.n.vg, r.n.tmp)
+	if err == nil && !ok {
+		err = fmt.Errorf("the restored logical volume %q vanished", r.n.vg+"/"+r.n.tmp)
+	}
+	if err == nil {
+		err = record(r.s, fp)
+	}
+	if err != nil {
+		if rerr := r.d.c().Remove(context.WithoutCancel(r.ctx), r.n.vg, r.n.tmp); rerr != nil {
+			// Unrecorded, it is never taken for the restored LV: the
+			// next restore of the volume, or recovery, removes it.
+			log.Warn().Err(rerr).Str("lv", r.n.vg+"/"+r.n.tmp).Msg("left the temporary logical volume of a failed rollback; the next rollback of the volume or strata doctor --repair removes it")
+		}
+		return err
+	}
+	storage.Crashpoint("rollback:thin-recorded")
+	return nil
+}
+
+// moveLive renames the live LV, where there is one, to the pre-rollback
+// point (s.MoveTo) or aside. asideThere: an LV is under the aside name,
+// to be removed once the restored LV has the live name.
+func (r *thinRestore) moveLive() (asideThere bool, err error) {
+	n, c := r.n, r.d.c()
+	liveThere, err := r.liveThere()
+	if err != nil {
+		return false, err
+	}
+	asideThere = r.all != nil && r.all[n.aside]
+	if !liveThere {
+		return asideThere, nil
+	}
+	to := n.aside
+	if r.s.MoveTo != "" {
+		if _, to, err = splitRef(r.s.MoveTo); err != nil {
+			return false, err
+		}
+		if r.all != nil && r.all[to] {
+			return false, r.moveToExists()
+		}
+	} else {
+		if asideThere {
+			if err := c.Remove(r.ctx, n.vg, n.aside); err != nil {
+				return false, err
+			}
+		}
+		asideThere = true
+	}
+	err = c.Rename(r.ctx, n.vg, n.live, to)
+	if errors.Is(err, storage.ErrExists) && r.all == nil {
+		// Not listed: something is there already under that name.
+		if r.s.MoveTo != "" {
+			return false, r.moveToExists()
+		}
+		if err = c.Remove(r.ctx, n.vg, n.aside); err == nil {
+			err = c.Rename(r.ctx, n.vg, n.live, to)
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	storage.Crashpoint("rollback:thin-moved")
+	return asideThere, nil
+}
+
+// liveThere reports the live LV: from the listing when there is one,
+// else from its device node (an active LV), else from a listing.
+func (r *thinRestore) liveThere() (bool, error) {
+	if r.all == nil {
+		if _, ok := devOf(DevPath(r.n.vg, r.n.live)); ok {
+			return true, nil
+		}
+		if err := r.list(); err != nil {
+			return false, err
+		}
+	}
+	return r.all[r.n.live], nil
+}
+
+func (r *thinRestore) moveToExists() error {
+	return storage.Errorf(storage.ErrExists, "the pre-rollback point %q of volume %q exists already and so does its live logical volume: strata doctor --repair sorts it out", r.s.MoveTo, r.v.Name)
 }
 
 // removeLeftover removes an LV a finished step put aside. It may still
@@ -413,14 +488,11 @@ func (d Driver) list(ctx context.Context, vg string) (map[string]bool, error) {
 // LV: a rename-away would take them all with the old LV. Run again, it
 // copies again (what is there already is not rewritten).
 func (d Driver) restoreThick(ctx context.Context, v storage.Volume, ref storage.PointRef, s storage.RestoreStep) error {
-	vg, live, err := volumeLV(v)
+	n, err := restoreNames(v, ref.Ref)
 	if err != nil {
 		return err
 	}
-	_, point, err := splitRef(ref.Ref)
-	if err != nil {
-		return err
-	}
+	vg, live, point := n.vg, n.live, n.point
 	if s.Done != nil {
 		if fp, ok, err := d.fingerprintLV(vg, live); err != nil {
 			return err
@@ -465,18 +537,11 @@ func (d Driver) active(ctx context.Context, vg, lv string) error {
 // the live name again; the restored LV there is renamed aside first
 // (strata.aside.VOLID.undo) and removed last.
 func (d Driver) PutBack(ctx context.Context, _ storage.Pool, v storage.Volume, ref storage.PointRef) error {
-	vg, live, err := volumeLV(v)
+	n, err := restoreNames(v, ref.Ref)
 	if err != nil {
 		return err
 	}
-	_, point, err := splitRef(ref.Ref)
-	if err != nil {
-		return err
-	}
-	_, _, undo, err := restoreNames(v.ID)
-	if err != nil {
-		return err
-	}
+	vg, live, point, undo := n.vg, n.live, n.point, n.undo
 	all, err := d.list(ctx, vg)
 	if err != nil {
 		return err
@@ -585,24 +650,24 @@ func (d Driver) LivePoint(ctx context.Context, p storage.Pool, v storage.Volume,
 // of the VG, then only what is there is removed).
 func (d Driver) CleanRestores(_ storage.Pool, v storage.Volume) {
 	ctx := context.Background()
-	vg, live, err := volumeLV(v)
+	n, err := restoreNames(v, "")
 	if err != nil {
+		// Not a logical volume strata names (an invalid path or ID): no
+		// restore of it ever made an LV to clean up.
+		log.Debug().Err(err).Str("volume", v.Name).Msg("no interrupted rollback to look for")
 		return
 	}
-	tmp, aside, undo, err := restoreNames(v.ID)
-	if err != nil {
-		return
-	}
+	vg, live := n.vg, n.live
 	all, err := d.list(ctx, vg)
 	if err != nil {
 		log.Warn().Err(err).Str("volume", v.Name).Msg("could not look for what an interrupted rollback left")
 		return
 	}
 	var errs []error
-	if all[tmp] {
-		errs = append(errs, d.c().Remove(ctx, vg, tmp))
+	if all[n.tmp] {
+		errs = append(errs, d.c().Remove(ctx, vg, n.tmp))
 	}
-	for _, lv := range []string{aside, undo} {
+	for _, lv := range []string{n.aside, n.undo} {
 		if all[live] && all[lv] {
 			errs = append(errs, d.c().Remove(ctx, vg, lv))
 		}

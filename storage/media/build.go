@@ -53,136 +53,29 @@ const maxExtent = 1<<32 - 1
 // only read.
 func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progress) (Medium, error) {
 	prog = progressOr(prog)
-	if err := storage.ValidateName("iso", o.Name); err != nil {
-		return Medium{}, err
-	}
-	if o.Label == "" {
-		o.Label = o.Name[:min(len(o.Name), 32)]
-	}
-	if err := validateLabel(o.Label); err != nil {
-		return Medium{}, err
-	}
-	if o.Boot == "" && (o.BootCatalog != "" || o.BootInfoTable) {
-		return Medium{}, storage.Errorf(storage.ErrInvalid, "--boot-catalog and --boot-info-table apply to a bootable image: give --boot FILE too")
-	}
-	if o.Joliet && !o.RockRidge {
-		return Medium{}, storage.Errorf(storage.ErrInvalid, "a Joliet image carries Rock Ridge too (strata names its Joliet tree from the Rock Ridge one; Windows ignores Rock Ridge): keep Rock Ridge, or build a bare ISO9660 image with --plain")
-	}
-	if o.Dir == "" {
-		return Medium{}, storage.Errorf(storage.ErrInvalid, "give the directory whose contents become the image")
-	}
-	src, err := filepath.Abs(o.Dir)
-	if err == nil {
-		src, err = filepath.EvalSymlinks(src)
-	}
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return Medium{}, storage.Errorf(storage.ErrNotFound, "directory %q does not exist: give the directory whose contents become the image", o.Dir)
-		}
-		return Medium{}, storage.Errorf(storage.ErrInvalid, "invalid directory %q: %w", o.Dir, err)
-	}
-	if st, err := os.Stat(src); err != nil {
-		return Medium{}, openError(o.Dir, "a directory", err)
-	} else if !st.IsDir() {
-		return Medium{}, storage.Errorf(storage.ErrInvalid, "%q is not a directory: iso build takes a directory whose contents become the image (import an image file with 'strata iso import')", o.Dir)
-	}
-	var et *iso9660.ElTorito
-	skip := ""
-	if o.Boot != "" {
-		if et, skip, err = bootConfig(src, o); err != nil {
-			return Medium{}, err
-		}
-	}
-	tree, err := survey(src, o.RockRidge, o.Joliet, skip)
+	pl, err := mg.planBuild(ctx, o)
 	if err != nil {
 		return Medium{}, err
 	}
-	pool, err := mg.newMediumPool(o.Name, o.Pool)
-	if err != nil {
-		return Medium{}, err
-	}
-	if inside(absPath(pool.Path), src) {
-		return Medium{}, storage.Errorf(storage.ErrInvalid, "pool %q (%s) is inside %q, so the build would copy its own staging files: build into a pool elsewhere (--pool)", pool.Name, pool.Path, o.Dir)
-	}
-	estimate := tree.estimate(o.Joliet, o.Boot != "")
-	if err := checkSpace(ctx, pool, estimate+tree.bytes, fmt.Sprintf("building from %q (the image, about %s, and a staged copy of the directory, %s)", o.Dir, storage.FormatSize(estimate), storage.FormatSize(tree.bytes))); err != nil {
-		return Medium{}, err
-	}
-
-	m := Medium{ID: storage.NewID(), Name: o.Name, Pool: pool.Name, Origin: OriginBuild, Source: src}
+	o = pl.o
+	m := Medium{ID: storage.NewID(), Name: o.Name, Pool: pl.pool.Name, Origin: OriginBuild, Source: pl.src}
 	var tmp string
-	m.Path, tmp = imagePaths(pool, m.ID)
-	stage := atomicfile.Path(filepath.Join(pool.Path, m.ID+".d"), "") // a staging directory for ID.iso
+	m.Path, tmp = imagePaths(pl.pool, m.ID)
+	stage := atomicfile.Path(filepath.Join(pl.pool.Path, m.ID+".d"), "") // a staging directory for ID.iso
 	if err := os.Mkdir(stage, 0o700); err != nil {
 		return m, fmt.Errorf("create staging directory: %w", err)
 	}
 	defer os.RemoveAll(stage) // ours; go-diskfs usually removed it already
-	if err := stageTree(ctx, src, stage, o.RockRidge, skip, tree.bytes, prog); err != nil {
+	if err := stageTree(ctx, pl.src, stage, o.RockRidge, pl.skip, pl.tree.bytes, prog); err != nil {
 		if storage.NoSpace(err) || ctx.Err() != nil {
-			return m, spaceError(pool, stage, err)
+			return m, spaceError(pl.pool, stage, err)
 		}
 		return m, fmt.Errorf("copy %q to a staging directory: %w", o.Dir, err)
 	}
-
-	out, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return m, fmt.Errorf("create %q: %w", tmp, err)
-	}
-	fail := func(err error) (Medium, error) {
-		out.Close()
-		os.Remove(tmp)
+	if m.Size, m.SHA256, err = pl.writeImage(ctx, stage, tmp, prog); err != nil {
 		return m, err
 	}
-	b := &fileBackend{f: out, writable: true}
-	// DeepDirectories with Rock Ridge: directories nested deeper than 8
-	// stay in place (as mkisofs -D does; Linux and xorriso read them),
-	// because go-diskfs v1.9.4's Rock Ridge relocation turns the moved
-	// directory into a file and loses its contents.
-	if err := finalize(b, stage, iso9660.FinalizeOptions{
-		RockRidge: o.RockRidge, Joliet: o.Joliet, VolumeIdentifier: o.Label, ElTorito: et, DeepDirectories: o.RockRidge,
-	}); err != nil {
-		if b.werr != nil {
-			return fail(spaceError(pool, tmp, b.werr))
-		}
-		return fail(fmt.Errorf("build the image from %q: %w", o.Dir, err))
-	}
-	if b.werr != nil {
-		return fail(spaceError(pool, tmp, b.werr))
-	}
-	if et != nil {
-		if err := bootRecordFirst(out); err != nil {
-			return fail(spaceError(pool, tmp, err))
-		}
-	}
-	if o.Joliet {
-		if err := jolietFix(out, tmp, o.Label); err != nil {
-			if errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotSupported) {
-				return fail(err)
-			}
-			return fail(spaceError(pool, tmp, err))
-		}
-	}
-	h, err := ReadHeader(out, tmp)
-	if err != nil {
-		return fail(fmt.Errorf("go-diskfs wrote an unreadable image: %w", err))
-	}
-	// go-diskfs may leave the file longer than the volume (the size given
-	// to Create, or padding); the image is what the PVD says.
-	if err := out.Truncate(h.Size()); err != nil {
-		return fail(spaceError(pool, tmp, err))
-	}
-	if err := out.Sync(); err != nil {
-		return fail(spaceError(pool, tmp, err))
-	}
-	res, err := copyHashed(ctx, out, h.Size(), discard{}, readPolicy{what: tmp, size: h.Size()}, prog)
-	if err != nil {
-		return fail(err)
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return m, spaceError(pool, tmp, err)
-	}
-	m.Size, m.SHA256, m.BadSectors = h.Size(), res.SHA256, []int64{}
+	m.BadSectors = []int64{}
 	if err := describeInto(&m, tmp); err != nil {
 		os.Remove(tmp)
 		return m, err
@@ -191,8 +84,169 @@ func (mg *Manager) Build(ctx context.Context, o BuildOptions, prog storage.Progr
 	if m, err = mg.commit(m, tmp); err != nil {
 		return m, err
 	}
-	log.Info().Str("iso", m.Name).Str("dir", src).Int64("size", m.Size).Bool("bootable", m.Bootable).Msg("iso built")
+	log.Debug().Str("iso", m.Name).Str("dir", pl.src).Int64("size", m.Size).Bool("bootable", m.Bootable).Msg("iso built")
 	return m, nil
+}
+
+// buildPlan is what Build checked before writing anything: the options
+// (with their defaults), the source directory, its boot configuration
+// and survey, and the pool, with room for the image and a staged copy.
+type buildPlan struct {
+	o    BuildOptions
+	src  string // the directory, absolute, symlinks resolved
+	et   *iso9660.ElTorito
+	skip string // an old boot catalog in src, left out
+	tree treeStats
+	pool storage.Pool
+}
+
+// planBuild checks the options and the directory and chooses the pool.
+func (mg *Manager) planBuild(ctx context.Context, o BuildOptions) (buildPlan, error) {
+	if err := storage.ValidateName("iso", o.Name); err != nil {
+		return buildPlan{}, err
+	}
+	if o.Label == "" {
+		o.Label = o.Name[:min(len(o.Name), 32)]
+	}
+	if err := checkBuildOptions(o); err != nil {
+		return buildPlan{}, err
+	}
+	pl := buildPlan{o: o}
+	var err error
+	if pl.src, err = buildSource(o.Dir); err != nil {
+		return buildPlan{}, err
+	}
+	if o.Boot != "" {
+		if pl.et, pl.skip, err = bootConfig(pl.src, o); err != nil {
+			return buildPlan{}, err
+		}
+	}
+	if pl.tree, err = survey(pl.src, o.RockRidge, o.Joliet, pl.skip); err != nil {
+		return buildPlan{}, err
+	}
+	if pl.pool, err = mg.newMediumPool(o.Name, o.Pool); err != nil {
+		return buildPlan{}, err
+	}
+	if inside(absPath(pl.pool.Path), pl.src) {
+		return buildPlan{}, storage.Errorf(storage.ErrInvalid, "pool %q (%s) is inside %q, so the build would copy its own staging files: build into a pool elsewhere (--pool)", pl.pool.Name, pl.pool.Path, o.Dir)
+	}
+	estimate := pl.tree.estimate(o.Joliet, o.Boot != "")
+	if err := checkSpace(ctx, pl.pool, estimate+pl.tree.bytes, fmt.Sprintf("building from %q (the image, about %s, and a staged copy of the directory, %s)", o.Dir, storage.FormatSize(estimate), storage.FormatSize(pl.tree.bytes))); err != nil {
+		return buildPlan{}, err
+	}
+	return pl, nil
+}
+
+// checkBuildOptions refuses options that contradict each other.
+func checkBuildOptions(o BuildOptions) error {
+	if err := validateLabel(o.Label); err != nil {
+		return err
+	}
+	if o.Boot == "" && (o.BootCatalog != "" || o.BootInfoTable) {
+		return storage.Errorf(storage.ErrInvalid, "--boot-catalog and --boot-info-table apply to a bootable image: give --boot FILE too")
+	}
+	if o.Joliet && !o.RockRidge {
+		return storage.Errorf(storage.ErrInvalid, "a Joliet image carries Rock Ridge too (strata names its Joliet tree from the Rock Ridge one; Windows ignores Rock Ridge): keep Rock Ridge, or build a bare ISO9660 image with --plain")
+	}
+	if o.Dir == "" {
+		return storage.Errorf(storage.ErrInvalid, "give the directory whose contents become the image")
+	}
+	return nil
+}
+
+// buildSource resolves the directory to build from: absolute, symlinks
+// resolved, and a directory.
+func buildSource(dir string) (string, error) {
+	src, err := filepath.Abs(dir)
+	if err == nil {
+		src, err = filepath.EvalSymlinks(src)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", storage.Errorf(storage.ErrNotFound, "directory %q does not exist: give the directory whose contents become the image", dir)
+		}
+		return "", storage.Errorf(storage.ErrInvalid, "invalid directory %q: %w", dir, err)
+	}
+	if st, err := os.Stat(src); err != nil {
+		return "", openError(dir, "a directory", err)
+	} else if !st.IsDir() {
+		return "", storage.Errorf(storage.ErrInvalid, "%q is not a directory: iso build takes a directory whose contents become the image (import an image file with 'strata iso import')", dir)
+	}
+	return src, nil
+}
+
+// writeImage builds the image at tmp from the staged tree and reads it
+// back for its size and SHA-256; on failure tmp is removed.
+func (pl buildPlan) writeImage(ctx context.Context, stage, tmp string, prog storage.Progress) (size int64, sum string, err error) {
+	out, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, "", fmt.Errorf("create %q: %w", tmp, err)
+	}
+	fail := func(err error) (int64, string, error) {
+		out.Close()
+		os.Remove(tmp)
+		return 0, "", err
+	}
+	if err := pl.finalizeInto(out, stage, tmp); err != nil {
+		return fail(err)
+	}
+	h, err := ReadHeader(out, tmp)
+	if err != nil {
+		return fail(fmt.Errorf("go-diskfs wrote an unreadable image: %w", err))
+	}
+	// go-diskfs may leave the file longer than the volume (the size given
+	// to Create, or padding); the image is what the PVD says.
+	if err := out.Truncate(h.Size()); err != nil {
+		return fail(spaceError(pl.pool, tmp, err))
+	}
+	if err := out.Sync(); err != nil {
+		return fail(spaceError(pl.pool, tmp, err))
+	}
+	res, err := copyHashed(ctx, out, h.Size(), discard{}, readPolicy{what: tmp, size: h.Size()}, prog)
+	if err != nil {
+		return fail(err)
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return 0, "", spaceError(pl.pool, tmp, err)
+	}
+	return h.Size(), res.SHA256, nil
+}
+
+// finalizeInto has go-diskfs write the image into out, then puts the
+// boot record first and writes strata's Joliet tree.
+func (pl buildPlan) finalizeInto(out *os.File, stage, tmp string) error {
+	o := pl.o
+	b := &fileBackend{f: out, writable: true}
+	// DeepDirectories with Rock Ridge: directories nested deeper than 8
+	// stay in place (as mkisofs -D does; Linux and xorriso read them),
+	// because go-diskfs v1.9.4's Rock Ridge relocation turns the moved
+	// directory into a file and loses its contents.
+	if err := finalize(b, stage, iso9660.FinalizeOptions{
+		RockRidge: o.RockRidge, Joliet: o.Joliet, VolumeIdentifier: o.Label, ElTorito: pl.et, DeepDirectories: o.RockRidge,
+	}); err != nil {
+		if b.werr != nil {
+			return spaceError(pl.pool, tmp, b.werr)
+		}
+		return fmt.Errorf("build the image from %q: %w", o.Dir, err)
+	}
+	if b.werr != nil {
+		return spaceError(pl.pool, tmp, b.werr)
+	}
+	if pl.et != nil {
+		if err := bootRecordFirst(out); err != nil {
+			return spaceError(pl.pool, tmp, err)
+		}
+	}
+	if o.Joliet {
+		if err := jolietFix(out, tmp, o.Label); err != nil {
+			if errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotSupported) {
+				return err
+			}
+			return spaceError(pl.pool, tmp, err)
+		}
+	}
+	return nil
 }
 
 // finalize runs go-diskfs, turning a panic into an error.

@@ -195,7 +195,7 @@ func (mg *Manager) Capture(ctx context.Context, o CaptureOptions, prog storage.P
 	if err != nil {
 		return m, err
 	}
-	log.Info().Str("iso", m.Name).Str("source", src.path).Int64("size", m.Size).Str("sha256", m.SHA256).Msg("iso captured")
+	log.Debug().Str("iso", m.Name).Str("source", src.path).Int64("size", m.Size).Str("sha256", m.SHA256).Msg("iso captured")
 	if len(m.BadSectors) > 0 {
 		log.Warn().Str("iso", m.Name).Int("count", len(m.BadSectors)).Msg("unreadable sectors were zero-filled at byte offsets " + formatOffsets(m.BadSectors))
 	}
@@ -245,7 +245,7 @@ func (mg *Manager) copyIn(ctx context.Context, src *source, size int64, pool sto
 		os.Remove(tmp)
 		return m, err
 	}
-	_ = unix.Fadvise(int(src.f.Fd()), 0, size, unix.FADV_SEQUENTIAL)
+	_ = unix.Fadvise(int(src.f.Fd()), 0, size, unix.FADV_SEQUENTIAL) // a hint: refused, the read is only slower
 	policy.what = src.path
 	res, err := copyHashed(ctx, src.r, size, out, policy, prog)
 	if err != nil {
@@ -265,6 +265,8 @@ func (mg *Manager) copyIn(ctx context.Context, src *source, size int64, pool sto
 	if verify {
 		// Drop the source's cached pages so that the second read comes
 		// from the drive, not from memory.
+		// A hint: refused, the second read may come from memory and
+		// prove less, which is all a failed hint costs.
 		_ = unix.Fadvise(int(src.f.Fd()), 0, 0, unix.FADV_DONTNEED)
 		policy.what = src.path + " (verify)"
 		again, err := copyHashed(ctx, src.r, size, discard{}, policy, prog)
@@ -275,7 +277,7 @@ func (mg *Manager) copyIn(ctx context.Context, src *source, size int64, pool sto
 			os.Remove(tmp)
 			return m, err
 		}
-		log.Info().Str("source", src.path).Str("sha256", res.SHA256).Msg("verified: a second read matches")
+		log.Debug().Str("source", src.path).Str("sha256", res.SHA256).Msg("verified: a second read matches")
 	}
 	m.Size, m.SHA256, m.BadSectors = size, res.SHA256, res.BadSectors
 	if err := describeInto(&m, tmp); err != nil {
@@ -358,7 +360,7 @@ func (mg *Manager) Import(ctx context.Context, o ImportOptions, prog storage.Pro
 		m := Medium{Name: o.Name, Pool: pool.Name, Origin: OriginImport, Source: abs}
 		m, err = mg.copyIn(ctx, src, src.size, pool, m, readPolicy{size: src.size}, false, prog)
 		if err == nil {
-			log.Info().Str("iso", m.Name).Str("path", m.Path).Msg("iso imported (copied)")
+			log.Debug().Str("iso", m.Name).Str("path", m.Path).Msg("iso imported (copied)")
 		}
 		return m, err
 	}
@@ -391,6 +393,6 @@ func (mg *Manager) Import(ctx context.Context, o ImportOptions, prog storage.Pro
 	if err := mg.Catalog.Update(func(tx *catalog.Tx) error { return add(tx, m) }); err != nil {
 		return Medium{}, err
 	}
-	log.Info().Str("iso", m.Name).Str("path", m.Path).Msg("iso imported in place")
+	log.Debug().Str("iso", m.Name).Str("path", m.Path).Msg("iso imported in place")
 	return m, nil
 }

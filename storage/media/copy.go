@@ -61,52 +61,14 @@ type chunk struct {
 func copyHashed(ctx context.Context, src io.ReaderAt, size int64, dst io.Writer, p readPolicy, prog storage.Progress) (copyResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	free := make(chan *chunk, inFlight)
-	for range inFlight {
-		free <- &chunk{buf: make([]byte, chunkSize)}
-	}
-	release := func(c *chunk) {
-		if c.refs.Add(-1) == 0 {
-			free <- c // never blocks: free holds every chunk
-		}
-	}
-	toHash := make(chan *chunk, inFlight)
-	toWrite := make(chan *chunk, inFlight)
-
-	var readErr error
-	var bad []int64
-	go func() {
-		defer close(toWrite)
-		defer close(toHash)
-		for off := int64(0); off < size; {
-			var c *chunk
-			select {
-			case c = <-free:
-			case <-ctx.Done():
-				readErr = ctx.Err()
-				return
-			}
-			n := min(int64(chunkSize), size-off)
-			b, err := p.read(ctx, src, c.buf[:n], off)
-			bad = append(bad, b...)
-			if err != nil {
-				readErr = err
-				return
-			}
-			c.n = int(n)
-			c.refs.Store(2)
-			toHash <- c
-			toWrite <- c
-			off += n
-		}
-	}()
-
+	cp := newChunkPipe()
+	go cp.read(ctx, src, size, p)
 	h := sha256.New()
 	var hashing sync.WaitGroup
 	hashing.Go(func() {
-		for c := range toHash {
+		for c := range cp.toHash {
 			h.Write(c.buf[:c.n])
-			release(c)
+			cp.release(c)
 		}
 	})
 
@@ -117,7 +79,7 @@ func copyHashed(ctx context.Context, src io.ReaderAt, size int64, dst io.Writer,
 	if f, ok := dst.(*os.File); ok {
 		wb = image.NewWriteBehind(f)
 	}
-	for c := range toWrite {
+	for c := range cp.toWrite {
 		if werr == nil {
 			if _, err := dst.Write(c.buf[:c.n]); err != nil {
 				werr = &writeError{err}
@@ -128,20 +90,78 @@ func copyHashed(ctx context.Context, src io.ReaderAt, size int64, dst io.Writer,
 				wb.Reached(written)
 			}
 		}
-		release(c)
+		cp.release(c)
 	}
 	hashing.Wait()
 	prog.Done()
 	switch {
 	case werr != nil:
 		return copyResult{}, werr
-	case readErr != nil:
-		return copyResult{BadSectors: bad}, readErr
+	case cp.readErr != nil:
+		return copyResult{BadSectors: cp.bad}, cp.readErr
 	}
+	bad := cp.bad
 	if bad == nil {
 		bad = []int64{}
 	}
 	return copyResult{SHA256: hex.EncodeToString(h.Sum(nil)), BadSectors: bad}, nil
+}
+
+// chunkPipe carries copyHashed's chunks: free ones to the reader, read
+// ones to both the hasher and the writer. readErr and bad are the
+// reader's, to be read once toWrite is closed.
+type chunkPipe struct {
+	free, toHash, toWrite chan *chunk
+	readErr               error
+	bad                   []int64
+}
+
+func newChunkPipe() *chunkPipe {
+	cp := &chunkPipe{
+		free:    make(chan *chunk, inFlight),
+		toHash:  make(chan *chunk, inFlight),
+		toWrite: make(chan *chunk, inFlight),
+	}
+	for range inFlight {
+		cp.free <- &chunk{buf: make([]byte, chunkSize)}
+	}
+	return cp
+}
+
+// release gives a consumer's chunk back; the second release frees it.
+func (cp *chunkPipe) release(c *chunk) {
+	if c.refs.Add(-1) == 0 {
+		cp.free <- c // never blocks: free holds every chunk
+	}
+}
+
+// read is the reader goroutine: size bytes of src in chunks, to both
+// consumers, until the end, a read error or ctx's end; then it closes
+// both channels.
+func (cp *chunkPipe) read(ctx context.Context, src io.ReaderAt, size int64, p readPolicy) {
+	defer close(cp.toWrite)
+	defer close(cp.toHash)
+	for off := int64(0); off < size; {
+		var c *chunk
+		select {
+		case c = <-cp.free:
+		case <-ctx.Done():
+			cp.readErr = ctx.Err()
+			return
+		}
+		n := min(int64(chunkSize), size-off)
+		b, err := p.read(ctx, src, c.buf[:n], off)
+		cp.bad = append(cp.bad, b...)
+		if err != nil {
+			cp.readErr = err
+			return
+		}
+		c.n = int(n)
+		c.refs.Store(2)
+		cp.toHash <- c
+		cp.toWrite <- c
+		off += n
+	}
 }
 
 // read fills b from src at off. On a read error it falls back to single

@@ -396,117 +396,156 @@ func (v *isoVolume) ReadTree(ext string) ([]File, error) {
 	default:
 		return nil, storage.Errorf(storage.ErrInvalid, "unknown tree %q: use iso9660, rock_ridge or joliet", ext)
 	}
-	out := []File{}
-	seen := map[int64]bool{}
-	// A Joliet tree has directories of its own: one that lands in the
-	// primary tree reads its 8-bit names as UCS-2.
-	primary := map[int64]bool{}
+	w := &treeWalk{v: v, ext: ext, out: []File{}, seen: map[int64]bool{}, primary: map[int64]bool{}}
 	if ext == ExtJoliet {
 		for blk := range v.primaryDirs() {
-			primary[blk] = true
+			w.primary[blk] = true
 		}
 	}
-	// parent is the extent of the directory that lists d; -1 when d was
-	// reached through a Rock Ridge CL entry (its ".." is RR_MOVED's).
-	var walk func(d record, dir string, depth int, parent int64) error
-	walk = func(d record, dir string, depth int, parent int64) error {
-		if depth > 64 || seen[d.extent] {
-			return fmt.Errorf("directory %q: directories nested deeper than 64 or in a loop", dir)
-		}
-		seen[d.extent] = true
-		if primary[d.extent] {
-			return fmt.Errorf("directory %q at block %d is a directory of the ISO9660 tree (a cross-linked tree)", dir, d.extent)
-		}
-		recs, err := v.readDir(d)
-		if err != nil {
-			return fmt.Errorf("directory %q: %v", dir, err)
-		}
-		// A directory's "." and ".." records point at itself and at the
-		// directory that lists it; a tree whose records point into
-		// another tree (go-diskfs v1.9.4's Joliet) fails here.
-		if len(recs) < 2 || !recs[0].selfLike || !recs[1].selfLike {
-			return fmt.Errorf("directory %q at block %d: no \".\" and \"..\" records (not a directory)", dir, d.extent)
-		}
-		// (libisofs points a Joliet subdirectory's ".." at itself:
-		// readers follow the path, so that is let pass.)
-		if recs[0].extent != d.extent || (parent >= 0 && recs[1].extent != parent && recs[1].extent != d.extent) {
-			return fmt.Errorf("directory %q at block %d: its \".\" and \"..\" records point at blocks %d and %d, not at itself and its parent (a cross-linked tree)", dir, d.extent, recs[0].extent, recs[1].extent)
-		}
-		byPath := map[string]int64{}
-		var files []File
-		var dirs = map[string]record{}
-		names := map[string]bool{}
-		for _, r := range recs {
-			if r.selfLike {
-				continue
-			}
-			f := File{Type: "file", Size: r.size}
-			var name string
-			switch ext {
-			case ExtISO9660:
-				name = plainName(r.name)
-			case ExtJoliet:
-				if name, err = jolietName(r.name); err != nil {
-					return fmt.Errorf("directory %q: %v", dir, err)
-				}
-			case ExtRockRidge:
-				ri, err := v.rockRidgeOf(r)
-				if err != nil {
-					return fmt.Errorf("directory %q: %v", dir, err)
-				}
-				if ri.relocated {
-					continue
-				}
-				name = plainName(r.name)
-				if ri.hasName {
-					name = ri.name
-				}
-				if ri.hasMode {
-					f.Mode = modeString(ri.mode)
-				}
-				if ri.child != 0 {
-					if r, err = v.dirAt(ri.child); err != nil {
-						return fmt.Errorf("directory %q: relocated directory %q: %v", dir, name, err)
-					}
-					byPath[path.Join(dir, name)] = -1
-				}
-				if ri.isSymlink {
-					f.Type, f.Target, f.Size = "symlink", ri.symlink, 0
-				}
-			}
-			if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-				return fmt.Errorf("directory %q: invalid name %q", dir, name)
-			}
-			if names[name] {
-				return fmt.Errorf("directory %q: name %q twice", dir, name)
-			}
-			names[name] = true
-			f.Path = path.Join(dir, name)
-			if r.dir {
-				f.Type, f.Size = "dir", 0
-				dirs[f.Path] = r
-			}
-			files = append(files, f)
-		}
-		sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-		for _, f := range files {
-			out = append(out, f)
-			if f.Type == "dir" {
-				parent, moved := byPath[f.Path]
-				if !moved {
-					parent = d.extent
-				}
-				if err := walk(dirs[f.Path], f.Path, depth+1, parent); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(root, "/", 0, root.extent); err != nil {
+	if err := w.walk(root, "/", 0, root.extent); err != nil {
 		return nil, storage.Errorf(storage.ErrInvalid, "the %s tree of %q is unreadable (a corrupt image): %v", ExtensionName(ext), v.what, err)
 	}
-	return out, nil
+	return w.out, nil
+}
+
+// treeWalk is one ReadTree: the tree read (ext), the entries so far,
+// the directories seen (a loop is an error) and, for a Joliet tree, the
+// directories of the primary tree (a Joliet tree has directories of its
+// own: one that lands in the primary tree reads its 8-bit names as
+// UCS-2).
+type treeWalk struct {
+	v       *isoVolume
+	ext     string
+	out     []File
+	seen    map[int64]bool
+	primary map[int64]bool
+}
+
+// walk reads directory d (at path dir) and, depth first in name order,
+// its subdirectories. parent is the extent of the directory that lists
+// d; -1 when d was reached through a Rock Ridge CL entry (its ".." is
+// RR_MOVED's).
+func (w *treeWalk) walk(d record, dir string, depth int, parent int64) error {
+	recs, err := w.readDir(d, dir, depth, parent)
+	if err != nil {
+		return err
+	}
+	byPath := map[string]int64{} // relocated directories: -1
+	var files []File
+	dirs := map[string]record{}
+	names := map[string]bool{}
+	for _, r := range recs {
+		if r.selfLike {
+			continue
+		}
+		f, r, moved, skip, err := w.entry(r, dir)
+		if err != nil {
+			return err
+		}
+		if skip {
+			continue
+		}
+		if moved {
+			byPath[f.Path] = -1
+		}
+		name := path.Base(f.Path)
+		if names[name] {
+			return fmt.Errorf("directory %q: name %q twice", dir, name)
+		}
+		names[name] = true
+		if r.dir {
+			f.Type, f.Size = "dir", 0
+			dirs[f.Path] = r
+		}
+		files = append(files, f)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	for _, f := range files {
+		w.out = append(w.out, f)
+		if f.Type == "dir" {
+			parent, moved := byPath[f.Path]
+			if !moved {
+				parent = d.extent
+			}
+			if err := w.walk(dirs[f.Path], f.Path, depth+1, parent); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readDir reads the records of directory d, refusing loops, trees
+// nested too deep, cross-linked trees and extents that are no directory.
+func (w *treeWalk) readDir(d record, dir string, depth int, parent int64) ([]record, error) {
+	if depth > 64 || w.seen[d.extent] {
+		return nil, fmt.Errorf("directory %q: directories nested deeper than 64 or in a loop", dir)
+	}
+	w.seen[d.extent] = true
+	if w.primary[d.extent] {
+		return nil, fmt.Errorf("directory %q at block %d is a directory of the ISO9660 tree (a cross-linked tree)", dir, d.extent)
+	}
+	recs, err := w.v.readDir(d)
+	if err != nil {
+		return nil, fmt.Errorf("directory %q: %v", dir, err)
+	}
+	// A directory's "." and ".." records point at itself and at the
+	// directory that lists it; a tree whose records point into
+	// another tree (go-diskfs v1.9.4's Joliet) fails here.
+	if len(recs) < 2 || !recs[0].selfLike || !recs[1].selfLike {
+		return nil, fmt.Errorf("directory %q at block %d: no \".\" and \"..\" records (not a directory)", dir, d.extent)
+	}
+	// (libisofs points a Joliet subdirectory's ".." at itself:
+	// readers follow the path, so that is let pass.)
+	if recs[0].extent != d.extent || (parent >= 0 && recs[1].extent != parent && recs[1].extent != d.extent) {
+		return nil, fmt.Errorf("directory %q at block %d: its \".\" and \"..\" records point at blocks %d and %d, not at itself and its parent (a cross-linked tree)", dir, d.extent, recs[0].extent, recs[1].extent)
+	}
+	return recs, nil
+}
+
+// entry is record r of directory dir as the tree names it. With Rock
+// Ridge, a relocated directory's CL entry gives the record of the
+// directory itself (moved); the relocated placeholder is skipped.
+func (w *treeWalk) entry(r record, dir string) (f File, _ record, moved, skip bool, err error) {
+	f = File{Type: "file", Size: r.size}
+	var name string
+	switch w.ext {
+	case ExtISO9660:
+		name = plainName(r.name)
+	case ExtJoliet:
+		if name, err = jolietName(r.name); err != nil {
+			return f, r, false, false, fmt.Errorf("directory %q: %v", dir, err)
+		}
+	case ExtRockRidge:
+		ri, err := w.v.rockRidgeOf(r)
+		if err != nil {
+			return f, r, false, false, fmt.Errorf("directory %q: %v", dir, err)
+		}
+		if ri.relocated {
+			return f, r, false, true, nil
+		}
+		name = plainName(r.name)
+		if ri.hasName {
+			name = ri.name
+		}
+		if ri.hasMode {
+			f.Mode = modeString(ri.mode)
+		}
+		if ri.child != 0 {
+			if r, err = w.v.dirAt(ri.child); err != nil {
+				return f, r, false, false, fmt.Errorf("directory %q: relocated directory %q: %v", dir, name, err)
+			}
+			moved = true
+		}
+		if ri.isSymlink {
+			f.Type, f.Target, f.Size = "symlink", ri.symlink, 0
+		}
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return f, r, false, false, fmt.Errorf("directory %q: invalid name %q", dir, name)
+	}
+	f.Path = path.Join(dir, name)
+	return f, r, moved, false, nil
 }
 
 // ExtensionName is an extension as prose ("Rock Ridge").

@@ -201,8 +201,68 @@ func jolietFix(f *os.File, what, label string) error {
 	if !v.rockRidge {
 		return fmt.Errorf("the image has no Rock Ridge tree to name its Joliet tree from")
 	}
-	// The sectors of the primary and the supplementary descriptors.
-	pvdAt, svdAt := int64(-1), int64(-1)
+	pvdAt, svdAt := findDescriptors(f)
+	if pvdAt < 0 || svdAt < 0 {
+		return fmt.Errorf("go-diskfs wrote no Joliet volume descriptor")
+	}
+	root, _, err := buildJolietTree(v)
+	if err != nil {
+		return err
+	}
+	order, loc, err := layoutJoliet(root, h.Blocks)
+	if err != nil {
+		return err
+	}
+	ptL, ptM := pathTables(order)
+	ptSize := int64(len(ptL))
+	ptBlocks := (ptSize + sectorSize - 1) / sectorSize
+	ptLAt, ptMAt := loc, loc+ptBlocks
+	total := ptMAt + ptBlocks
+
+	for _, d := range order {
+		if _, err := f.WriteAt(dirExtent(d), d.loc*sectorSize); err != nil {
+			return err
+		}
+	}
+	pad := func(b []byte) []byte { return append(b, make([]byte, ptBlocks*sectorSize-int64(len(b)))...) }
+	if _, err := f.WriteAt(pad(ptL), ptLAt*sectorSize); err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(pad(ptM), ptMAt*sectorSize); err != nil {
+		return err
+	}
+
+	pvd := make([]byte, sectorSize)
+	if _, err := f.ReadAt(pvd, pvdAt*sectorSize); err != nil {
+		return err
+	}
+	svd := jolietDescriptor(pvd, label, root, ptSize, ptLAt, ptMAt)
+	for _, vd := range [][]byte{pvd, svd} {
+		binary.LittleEndian.PutUint32(vd[80:], uint32(total))
+		binary.BigEndian.PutUint32(vd[84:], uint32(total))
+	}
+	if _, err := f.WriteAt(svd, svdAt*sectorSize); err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(pvd, pvdAt*sectorSize); err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() < total*sectorSize {
+		return f.Truncate(total * sectorSize)
+	}
+	return nil
+}
+
+// findDescriptors finds the sectors of the primary and the Joliet
+// supplementary volume descriptors (-1: none). The list ends at the
+// terminator, at a sector that is no descriptor, or at the end of the
+// file (a short read).
+func findDescriptors(f *os.File) (pvdAt, svdAt int64) {
+	pvdAt, svdAt = -1, -1
 	sec := make([]byte, sectorSize)
 	for i := int64(0); i < maxDescriptors; i++ {
 		if _, err := f.ReadAt(sec, descriptorStart+i*sectorSize); err != nil || string(sec[1:6]) != "CD001" || sec[0] == vdTerminator {
@@ -215,17 +275,15 @@ func jolietFix(f *os.File, what, label string) error {
 			svdAt = 16 + i
 		}
 	}
-	if pvdAt < 0 || svdAt < 0 {
-		return fmt.Errorf("go-diskfs wrote no Joliet volume descriptor")
-	}
+	return pvdAt, svdAt
+}
 
-	root, _, err := buildJolietTree(v)
-	if err != nil {
-		return err
-	}
-	// Level order (what the path table lists, and parents before
-	// children on the disc, which libarchive requires).
-	order := []*jnode{root}
+// layoutJoliet numbers the directories of the tree in level order (what
+// the path table lists, and parents before children on the disc, which
+// libarchive requires) and places their extents from block start on;
+// end is the first block after them.
+func layoutJoliet(root *jnode, start int64) (order []*jnode, end int64, err error) {
+	order = []*jnode{root}
 	for i := 0; i < len(order); i++ {
 		order[i].num = i + 1
 		for _, c := range order[i].children {
@@ -235,19 +293,24 @@ func jolietFix(f *os.File, what, label string) error {
 		}
 	}
 	if len(order) > 0xffff {
-		return storage.Errorf(storage.ErrNotSupported, "%d directories are more than a Joliet path table can number (65535)", len(order))
+		return nil, 0, storage.Errorf(storage.ErrNotSupported, "%d directories are more than a Joliet path table can number (65535)", len(order))
 	}
 	// Sizes first (a directory's size depends only on its children's
 	// names), then locations.
-	loc := h.Blocks
 	for _, d := range order {
 		d.size = int64(len(dirExtent(d)))
 	}
+	end = start
 	for _, d := range order {
-		d.loc = loc
-		loc += d.size / sectorSize
+		d.loc = end
+		end += d.size / sectorSize
 	}
-	var ptL, ptM []byte
+	return order, end, nil
+}
+
+// pathTables are the little- and big-endian path tables of the
+// directories in level order.
+func pathTables(order []*jnode) (ptL, ptM []byte) {
 	for _, d := range order {
 		name := d.name
 		if d.parent == nil {
@@ -267,30 +330,12 @@ func jolietFix(f *os.File, what, label string) error {
 		binary.BigEndian.PutUint16(m[6:], uint16(parent))
 		ptL, ptM = append(ptL, e...), append(ptM, m...)
 	}
-	ptSize := int64(len(ptL))
-	ptBlocks := (ptSize + sectorSize - 1) / sectorSize
-	ptLAt, ptMAt := loc, loc+ptBlocks
-	total := ptMAt + ptBlocks
+	return ptL, ptM
+}
 
-	for _, d := range order {
-		if _, err := f.WriteAt(dirExtent(d), d.loc*sectorSize); err != nil {
-			return err
-		}
-	}
-	pad := func(b []byte) []byte { return append(b, make([]byte, ptBlocks*sectorSize-int64(len(b)))...) }
-	if _, err := f.WriteAt(pad(ptL), ptLAt*sectorSize); err != nil {
-		return err
-	}
-	if _, err := f.WriteAt(pad(ptM), ptMAt*sectorSize); err != nil {
-		return err
-	}
-
-	// The supplementary descriptor: the primary's dates and structure,
-	// identifiers in UCS-2, this tree's root and path tables.
-	pvd := make([]byte, sectorSize)
-	if _, err := f.ReadAt(pvd, pvdAt*sectorSize); err != nil {
-		return err
-	}
+// jolietDescriptor is the supplementary descriptor: the primary's dates
+// and structure, identifiers in UCS-2, this tree's root and path tables.
+func jolietDescriptor(pvd []byte, label string, root *jnode, ptSize, ptLAt, ptMAt int64) []byte {
 	svd := bytes.Clone(pvd)
 	svd[0] = 2
 	copy(svd[88:120], make([]byte, 32))
@@ -307,20 +352,5 @@ func jolietFix(f *os.File, what, label string) error {
 	binary.BigEndian.PutUint32(svd[148:], uint32(ptMAt))
 	binary.BigEndian.PutUint32(svd[152:], 0)
 	copy(svd[156:190], jolietRecord([]byte{0}, root.loc, root.size, root.rec.date, true))
-	for _, vd := range [][]byte{pvd, svd} {
-		binary.LittleEndian.PutUint32(vd[80:], uint32(total))
-		binary.BigEndian.PutUint32(vd[84:], uint32(total))
-	}
-	if _, err := f.WriteAt(svd, svdAt*sectorSize); err != nil {
-		return err
-	}
-	if _, err := f.WriteAt(pvd, pvdAt*sectorSize); err != nil {
-		return err
-	}
-	if st, err := f.Stat(); err == nil && st.Size() < total*sectorSize {
-		if err := f.Truncate(total * sectorSize); err != nil {
-			return err
-		}
-	}
-	return nil
+	return svd
 }

@@ -2,7 +2,6 @@ package rbd
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/strata-vm/strata/storage"
@@ -42,92 +41,31 @@ const (
 // *run.Error stays reachable through errors.As. An error that is not a
 // *run.Error (a missing tool, a context that ended) keeps its own kind.
 func Classify(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var re *run.Error
-	if !errors.As(err, &re) {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	cause := &cephError{msg: message(re.Stderr), run: re}
-	kind, hint := kindOf(re.ExitCode, strings.ToLower(re.Stderr))
-	if kind == errNoSpaceKind {
-		cause.reason = ErrNoSpace
-		kind = storage.ErrPrecondition
-	}
-	if kind == nil {
-		return &internalError{what: what, cause: cause}
-	}
-	if hint != "" {
-		return storage.Errorf(kind, "%s: %w: %s", what, cause, hint)
-	}
-	return storage.Errorf(kind, "%s: %w", what, cause)
+	return run.Classify(err, what, rules, message)
 }
 
-var errNoSpaceKind = errors.New("no space")
-
-func kindOf(code int, stderr string) (kind error, hint string) {
-	switch code {
-	case errNOENT:
-		return storage.ErrNotFound, ""
-	case errEXIST:
-		return storage.ErrExists, ""
-	case errINVAL, errRANGE, errFBIG, errXDEV:
-		return storage.ErrInvalid, ""
-	case errBUSY:
-		switch {
-		case strings.Contains(stderr, "watchers"):
-			return storage.ErrInUse, "a client has the image open (a running guest?): stop it and try again"
-		case strings.Contains(stderr, "child"):
-			return storage.ErrInUse, "clones depend on it: flatten or delete them first"
-		case strings.Contains(stderr, "protected"):
-			return storage.ErrInUse, "the snapshot is protected (a golden image's): unprotect it first"
-		}
-		return storage.ErrInUse, ""
-	case errNOTEMPTY:
-		return storage.ErrPrecondition, ""
-	case errNOSPC, errDQUOT:
-		return errNoSpaceKind, "free space in the cluster or raise the pool's quota (ceph osd pool set-quota)"
-	case errROFS:
-		return storage.ErrPrecondition, ""
-	case errNOSYS, errOPNOTSUPP:
-		return storage.ErrNotSupported, ""
-	case errTIMEDOUT, errCONNREF, errSHUTDOWN:
-		return storage.ErrBusy, "the ceph cluster does not answer: check that its monitors run and that the pool's ceph.conf (mon_host) names them"
-	case errPERM, errACCES:
-		return storage.ErrPrecondition, "the cluster refused the client: check the pool's --id and the keyring its ceph.conf names"
-	}
-	return nil, ""
-}
-
-type internalError struct {
-	what  string
-	cause *cephError
-}
-
-func (e *internalError) Error() string { return e.what + ": " + e.cause.Error() }
-func (e *internalError) Unwrap() error { return e.cause }
-
-// cephError is the tool's message for a failure, wrapping the command's
-// error (and ErrNoSpace where that is the reason).
-type cephError struct {
-	msg    string
-	run    *run.Error
-	reason error
-}
-
-func (e *cephError) Error() string {
-	if e.msg == "" {
-		return e.run.Error()
-	}
-	return e.msg
-}
-
-func (e *cephError) Unwrap() []error {
-	if e.reason != nil {
-		return []error{e.reason, e.run}
-	}
-	return []error{e.run}
+// rbd's and ceph's failures by errno, first match wins; an errno none
+// of them names is internal: no kind.
+var rules = []run.Rule{
+	{Codes: []int{errNOENT}, Kind: storage.ErrNotFound},
+	{Codes: []int{errEXIST}, Kind: storage.ErrExists},
+	{Codes: []int{errINVAL, errRANGE, errFBIG, errXDEV}, Kind: storage.ErrInvalid},
+	{Codes: []int{errBUSY}, Phrases: []string{"watchers"}, Kind: storage.ErrInUse,
+		Hint: "a client has the image open (a running guest?): stop it and try again"},
+	{Codes: []int{errBUSY}, Phrases: []string{"child"}, Kind: storage.ErrInUse,
+		Hint: "clones depend on it: flatten or delete them first"},
+	{Codes: []int{errBUSY}, Phrases: []string{"protected"}, Kind: storage.ErrInUse,
+		Hint: "the snapshot is protected (a golden image's): unprotect it first"},
+	{Codes: []int{errBUSY}, Kind: storage.ErrInUse},
+	{Codes: []int{errNOTEMPTY}, Kind: storage.ErrPrecondition},
+	{Codes: []int{errNOSPC, errDQUOT}, Kind: storage.ErrPrecondition, Reason: ErrNoSpace,
+		Hint: "free space in the cluster or raise the pool's quota (ceph osd pool set-quota)"},
+	{Codes: []int{errROFS}, Kind: storage.ErrPrecondition},
+	{Codes: []int{errNOSYS, errOPNOTSUPP}, Kind: storage.ErrNotSupported},
+	{Codes: []int{errTIMEDOUT, errCONNREF, errSHUTDOWN}, Kind: storage.ErrBusy,
+		Hint: "the ceph cluster does not answer: check that its monitors run and that the pool's ceph.conf (mon_host) names them"},
+	{Codes: []int{errPERM, errACCES}, Kind: storage.ErrPrecondition,
+		Hint: "the cluster refused the client: check the pool's --id and the keyring its ceph.conf names"},
 }
 
 // message is the tool's stderr as one line: the "rbd: ..." lines, or

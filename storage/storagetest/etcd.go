@@ -89,6 +89,10 @@ func startEtcd(tlsFiles *EtcdTLS, flags []string) (*EtcdServer, error) {
 		return nil, fmt.Errorf("%s is not installed (etcd-server): run 'make test-deps' (or make test) first", EtcdBinary)
 	}
 	cleanStaleEtcdDirs()
+	hc, err := etcdHealthClient(tlsFiles)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "strata-etcd-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return nil, err
@@ -100,76 +104,89 @@ func startEtcd(tlsFiles *EtcdTLS, flags []string) (*EtcdServer, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("no free port: %v %v", err1, err2)
 		}
-		scheme := "http"
-		if tlsFiles != nil {
-			scheme = "https"
+		s, retry, err := startEtcdOn(dir, cp, pp, tlsFiles, flags, hc)
+		if s != nil || err != nil {
+			return s, err
 		}
-		client := fmt.Sprintf("%s://127.0.0.1:%d", scheme, cp)
-		peer := fmt.Sprintf("http://127.0.0.1:%d", pp)
-		cmd := exec.Command(EtcdBinary, "--name", "strata-test", "--data-dir", filepath.Join(dir, "data"),
-			"--listen-client-urls", client, "--advertise-client-urls", client,
-			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--initial-cluster", "strata-test="+peer, "--log-level", "error",
-			"--max-txn-ops", "1024", "--quota-backend-bytes", strconv.Itoa(1<<30))
-		cmd.Args = append(cmd.Args, flags...)
-		hc := http.DefaultClient
-		if tlsFiles != nil {
-			cmd.Args = append(cmd.Args, "--cert-file", tlsFiles.Cert, "--key-file", tlsFiles.Key, "--trusted-ca-file", tlsFiles.CA, "--client-cert-auth")
-			pool := x509.NewCertPool()
-			pem, err := os.ReadFile(tlsFiles.CA)
-			if err != nil {
-				return nil, err
-			}
-			pool.AppendCertsFromPEM(pem)
-			// The server's own pair is signed by the same CA: good enough
-			// as a client certificate for the health check.
-			pair, err := tls.LoadX509KeyPair(tlsFiles.Cert, tlsFiles.Key)
-			if err != nil {
-				return nil, err
-			}
-			hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
-		}
-		logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-		if err != nil {
-			return nil, err
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			return nil, err
-		}
-		logf.Close()
-		s := &EtcdServer{Endpoint: fmt.Sprintf("127.0.0.1:%d", cp), cmd: cmd, dir: dir}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
-				last = fmt.Errorf("etcd exited: %s", tail(string(log)))
-			default:
-			}
-			if last != nil {
-				break
-			}
-			res, err := hc.Get(client + "/health")
-			if err == nil {
-				res.Body.Close()
-				if res.StatusCode == 200 {
-					return s, nil
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if last == nil {
-			_ = cmd.Process.Kill()
-			last = fmt.Errorf("etcd did not answer on %s within 15 s", client)
-		}
+		// It exited or did not answer (a port taken meanwhile): again,
+		// on other ports, from no data.
+		last = retry
 		_ = os.RemoveAll(filepath.Join(dir, "data"))
 	}
 	return nil, last
+}
+
+// etcdHealthClient is the client of the health check: with TLS, it
+// trusts the test CA and shows the server's own pair (signed by the same
+// CA: good enough as a client certificate).
+func etcdHealthClient(tlsFiles *EtcdTLS) (*http.Client, error) {
+	if tlsFiles == nil {
+		return http.DefaultClient, nil
+	}
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(tlsFiles.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool.AppendCertsFromPEM(pem)
+	pair, err := tls.LoadX509KeyPair(tlsFiles.Cert, tlsFiles.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}, nil
+}
+
+// startEtcdOn starts etcd in dir on client port cp and peer port pp and
+// waits for its health check (flags added to the harness's own). retry: it exited, or did not answer in
+// time (and was killed); err: it could not be started.
+func startEtcdOn(dir string, cp, pp int, tlsFiles *EtcdTLS, flags []string, hc *http.Client) (s *EtcdServer, retry, err error) {
+	scheme := "http"
+	if tlsFiles != nil {
+		scheme = "https"
+	}
+	client := fmt.Sprintf("%s://127.0.0.1:%d", scheme, cp)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", pp)
+	cmd := exec.Command(EtcdBinary, "--name", "strata-test", "--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "strata-test="+peer, "--log-level", "error",
+		"--max-txn-ops", "1024", "--quota-backend-bytes", strconv.Itoa(1<<30))
+	cmd.Args = append(cmd.Args, flags...)
+	if tlsFiles != nil {
+		cmd.Args = append(cmd.Args, "--cert-file", tlsFiles.Cert, "--key-file", tlsFiles.Key, "--trusted-ca-file", tlsFiles.CA, "--client-cert-auth")
+	}
+	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, nil, err
+	}
+	logf.Close()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
+			return nil, fmt.Errorf("etcd exited: %s", tail(string(log))), nil
+		default:
+		}
+		res, err := hc.Get(client + "/health")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return &EtcdServer{Endpoint: fmt.Sprintf("127.0.0.1:%d", cp), cmd: cmd, dir: dir}, nil, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	return nil, fmt.Errorf("etcd did not answer on %s within 15 s", client), nil
 }
 
 func tail(s string) string {

@@ -50,29 +50,60 @@ type ImportOptions struct {
 // partition table) before it is registered: an image strata cannot read
 // leaves no volume behind.
 func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.Progress) (storage.VolumeInfo, error) {
-	if o.Path == "" {
-		return storage.VolumeInfo{}, storage.Errorf(storage.ErrInvalid, "give the path of an image file or block device to import")
-	}
-	abs, err := filepath.Abs(o.Path)
-	if _, _, isLV := lvm.SplitDevPath(abs); isLV {
-		// /dev/VG/LV is a logical volume's stable name (LVM keeps the
-		// link; the dm-N it leads to changes with each activation).
-		_, err = os.Stat(abs)
-	} else if err == nil {
-		abs, err = filepath.EvalSymlinks(abs)
-	}
+	pl, err := s.planImport(o)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return storage.VolumeInfo{}, storage.Errorf(storage.ErrNotFound, "%q does not exist: give the path of an image file or block device", o.Path)
+		return storage.VolumeInfo{}, err
+	}
+	o, abs, info := pl.o, pl.abs, pl.info
+	v := storage.Volume{ID: storage.NewID(), Name: o.Name, Pool: o.Pool, Format: info.Format, Path: abs, Created: time.Now().UTC()}
+	backing := resolveBacking(abs, info.BackingFile)
+	if o.Copy {
+		if v.Path, err = s.copyImport(ctx, pl, v, backing, prog); err != nil {
+			return storage.VolumeInfo{}, err
 		}
-		return storage.VolumeInfo{}, storage.Errorf(storage.ErrInvalid, "invalid path %q: %w", o.Path, err)
+	} else {
+		v.Imported, v.Device = true, info.Device
+	}
+	v.Backing = backing
+	vi, err := s.registerImport(ctx, v, o)
+	if err != nil {
+		if o.Copy {
+			os.Remove(v.Path)
+		}
+		return storage.VolumeInfo{}, err
+	}
+	log.Debug().Str("volume", v.Name).Str("path", v.Path).Str("format", string(v.Format)).Bool("copied", o.Copy).Msg("volume imported")
+	if !o.Copy && !v.Device {
+		if w, why := image.WritableByOthers(abs); w {
+			log.Warn().Str("volume", v.Name).Str("path", abs).Msgf("the image is registered in place but %s: whoever can write there can replace it (strata refuses to use a replaced image or one behind a symbolic link, but the guest's data is theirs to change); copy it into a pool with 'strata volume import --copy' to keep it safe", why)
+		}
+	}
+	return vi, nil
+}
+
+// importPlan is what ImportVolume checked before writing anything: the
+// options with their defaults (name, pool, format), the image's path
+// and header, and the pool a copy goes to.
+type importPlan struct {
+	o    ImportOptions
+	abs  string
+	info image.Info
+	pool storage.Pool
+}
+
+// planImport checks the path, the image and its backing file, the name
+// and the pool.
+func (s *Store) planImport(o ImportOptions) (importPlan, error) {
+	abs, err := importPath(o.Path)
+	if err != nil {
+		return importPlan{}, err
 	}
 	if o.Format != "" && o.Format != storage.FormatRaw && o.Format != storage.FormatQcow2 {
-		return storage.VolumeInfo{}, storage.Errorf(storage.ErrInvalid, "invalid format %q: use raw or qcow2", o.Format)
+		return importPlan{}, storage.Errorf(storage.ErrInvalid, "invalid format %q: use raw or qcow2", o.Format)
 	}
 	if !o.Copy {
 		if err := s.checkForeign(abs); err != nil {
-			return storage.VolumeInfo{}, err
+			return importPlan{}, err
 		}
 	}
 	var trust backingTrust
@@ -83,29 +114,29 @@ func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.
 		trust, err = s.trustOf(tx)
 		return err
 	}); err != nil {
-		return storage.VolumeInfo{}, err
+		return importPlan{}, err
 	}
 	info, err := inspectDeclared(abs, o.Format)
 	if err != nil {
-		return storage.VolumeInfo{}, err
+		return importPlan{}, err
 	}
 	if err := trust.check(abs, info, o); err != nil {
-		return storage.VolumeInfo{}, err
+		return importPlan{}, err
 	}
 	if o.Name == "" {
 		o.Name = strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))
 		if err := storage.ValidateName("volume", o.Name); err != nil {
-			return storage.VolumeInfo{}, storage.Errorf(storage.ErrInvalid, "%q does not make a valid volume name: give one with --name", filepath.Base(abs))
+			return importPlan{}, storage.Errorf(storage.ErrInvalid, "%q does not make a valid volume name: give one with --name", filepath.Base(abs))
 		}
 	}
 	if err := storage.ValidateName("volume", o.Name); err != nil {
-		return storage.VolumeInfo{}, err
+		return importPlan{}, err
 	}
 	if o.Copy && o.Pool == "" {
 		o.Pool = catalog.DefaultPool
 	}
-	var pool storage.Pool
-	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+	pl := importPlan{o: o, abs: abs, info: info}
+	err = s.Catalog.View(func(tx *catalog.Tx) error {
 		if _, err := tx.Volume(o.Name); err == nil {
 			return storage.Errorf(storage.ErrExists, "volume %q already exists: choose another name with --name", o.Name)
 		}
@@ -113,60 +144,71 @@ func (s *Store) ImportVolume(ctx context.Context, o ImportOptions, prog storage.
 			return nil
 		}
 		var err error
-		pool, err = tx.Pool(o.Pool)
+		pl.pool, err = tx.Pool(o.Pool)
 		return err
-	}); err != nil {
-		return storage.VolumeInfo{}, err
+	})
+	return pl, err
+}
+
+// importPath is the path to import as strata records it: absolute, and
+// with symlinks resolved except a logical volume's /dev/VG/LV.
+func importPath(path string) (string, error) {
+	if path == "" {
+		return "", storage.Errorf(storage.ErrInvalid, "give the path of an image file or block device to import")
 	}
-	v := storage.Volume{ID: storage.NewID(), Name: o.Name, Pool: o.Pool, Format: info.Format, Path: abs, Created: time.Now().UTC()}
-	backing := resolveBacking(abs, info.BackingFile)
-	if o.Copy {
-		d, err := s.Driver(pool)
-		if err != nil {
-			return storage.VolumeInfo{}, err
-		}
-		v.Path = d.VolumePath(pool, v.ID, v.Format)
-		if err := copyInto(ctx, d, abs, v.Path, pool, info, prog); err != nil {
-			return storage.VolumeInfo{}, err
-		}
-		if backing != info.BackingFile {
-			// A relative backing name would break in the new directory.
-			if err := qcow2.SetBacking(ctx, v.Path, backing, backingFormat(info)); err != nil {
-				os.Remove(v.Path)
-				return storage.VolumeInfo{}, err
-			}
-		}
-	} else {
-		v.Imported, v.Device = true, info.Device
+	abs, err := filepath.Abs(path)
+	if _, _, isLV := lvm.SplitDevPath(abs); isLV {
+		// /dev/VG/LV is a logical volume's stable name (LVM keeps the
+		// link; the dm-N it leads to changes with each activation).
+		_, err = os.Stat(abs)
+	} else if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
 	}
-	v.Backing = backing
-	discard := func() {
-		if o.Copy {
-			os.Remove(v.Path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return "", storage.Errorf(storage.ErrNotFound, "%q does not exist: give the path of an image file or block device", path)
+		}
+		return "", storage.Errorf(storage.ErrInvalid, "invalid path %q: %w", path, err)
+	}
+	return abs, nil
+}
+
+// copyImport copies the image into the plan's pool as volume v's image
+// and returns its path; a relative backing name is made absolute.
+func (s *Store) copyImport(ctx context.Context, pl importPlan, v storage.Volume, backing string, prog storage.Progress) (string, error) {
+	d, err := s.Driver(pl.pool)
+	if err != nil {
+		return "", err
+	}
+	path := d.VolumePath(pl.pool, v.ID, v.Format)
+	if err := copyInto(ctx, d, pl.abs, path, pl.pool, pl.info, prog); err != nil {
+		return "", err
+	}
+	if backing != pl.info.BackingFile {
+		// A relative backing name would break in the new directory.
+		if err := qcow2.SetBacking(ctx, path, backing, backingFormat(pl.info)); err != nil {
+			os.Remove(path)
+			return "", err
 		}
 	}
+	return path, nil
+}
+
+// registerImport reads the image as strata will (header, partition
+// table) before it has a name, so that an image that fails here is not
+// registered, then records the volume.
+func (s *Store) registerImport(ctx context.Context, v storage.Volume, o ImportOptions) (storage.VolumeInfo, error) {
 	id, err := image.Identify(v.Path)
 	if err != nil {
-		discard()
 		return storage.VolumeInfo{}, err
 	}
 	v.File = &id
-	// Read it as strata will (header, partition table) before it has a
-	// name: an image that fails here is not registered.
 	vi, err := s.describe(ctx, v, true)
 	if err != nil {
-		discard()
 		return storage.VolumeInfo{}, fmt.Errorf("%q was not imported: %w", o.Path, err)
 	}
 	if err := s.Catalog.Update(func(tx *catalog.Tx) error { return tx.AddVolume(v) }); err != nil {
-		discard()
 		return storage.VolumeInfo{}, err
-	}
-	log.Info().Str("volume", v.Name).Str("path", v.Path).Str("format", string(v.Format)).Bool("copied", o.Copy).Msg("volume imported")
-	if !o.Copy && !v.Device {
-		if w, why := image.WritableByOthers(abs); w {
-			log.Warn().Str("volume", v.Name).Str("path", abs).Msgf("the image is registered in place but %s: whoever can write there can replace it (strata refuses to use a replaced image or one behind a symbolic link, but the guest's data is theirs to change); copy it into a pool with 'strata volume import --copy' to keep it safe", why)
-		}
 	}
 	return vi, nil
 }

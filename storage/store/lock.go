@@ -37,7 +37,7 @@ func LockKey(home, key, what string, timeout time.Duration) (func(), error) {
 		return nil, err
 	}
 	return func() {
-		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN) // the Close below drops it anyway
 		f.Close()
 	}, nil
 }

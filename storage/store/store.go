@@ -126,10 +126,11 @@ func (s *Store) PointDriver(method string) (storage.Driver, storage.PointMethod,
 	return nil, storage.PointMethod{}, storage.Errorf(storage.ErrInvalid, "invalid method %q: use %s", method, list)
 }
 
-// AddPool registers a directory as a pool, creating it (mode 0711) if
-// missing.
+// AddPool registers a pool: a directory (created, mode 0711, if
+// missing) or, for a driver that is a storage.PoolAdder, what that
+// driver checks.
 func (s *Store) AddPool(ctx context.Context, spec storage.Pool) (storage.PoolStatus, error) {
-	name, driver, path := spec.Name, spec.Driver, spec.Path
+	name, driver := spec.Name, spec.Driver
 	if err := storage.ValidateName("pool", name); err != nil {
 		return storage.PoolStatus{}, err
 	}
@@ -140,59 +141,42 @@ func (s *Store) AddPool(ctx context.Context, spec storage.Pool) (storage.PoolSta
 	if adder, ok := d.(storage.PoolAdder); ok {
 		return s.addDevicePool(ctx, adder, spec)
 	}
-	if path == "" {
-		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "pool %q needs a directory: give --path DIR", name)
-	}
-	abs, err := filepath.Abs(path)
+	return s.addDirPool(ctx, spec)
+}
+
+// addDirPool adds a pool that is a directory: checked, created when
+// missing, claimed with this home's marker, then recorded; a failure
+// undoes what it made.
+func (s *Store) addDirPool(ctx context.Context, spec storage.Pool) (storage.PoolStatus, error) {
+	name, path := spec.Name, spec.Path
+	p, homeID, err := s.planDirPool(spec)
 	if err != nil {
-		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid path %q: %w", path, err)
-	}
-	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
-		return storage.PoolStatus{}, storage.Errorf(storage.ErrInvalid, "invalid path %q: it is not a directory", path)
-	}
-	if err := s.checkPoolPlace(path, abs); err != nil {
-		return storage.PoolStatus{}, err
-	}
-	p := storage.Pool{Name: name, Driver: driver, Path: abs, Created: time.Now().UTC()}
-	var homeID string
-	if err := s.Catalog.View(func(tx *catalog.Tx) error {
-		homeID = tx.HomeID()
-		_, err := tx.Pool(name)
-		if err == nil {
-			return storage.Errorf(storage.ErrExists, "pool %q already exists", name)
-		}
-		return nil
-	}); err != nil {
-		return storage.PoolStatus{}, err
-	}
-	// A directory is one home's pool: another home's (its marker says so),
-	// or one holding strata's files without a marker (a pool of a home from
-	// before markers), is refused, since each home's doctor would take the
-	// other's images for orphans.
-	if err := s.checkUnowned(path, abs, homeID); err != nil {
 		return storage.PoolStatus{}, err
 	}
 	created := false
-	if _, err := os.Stat(abs); os.IsNotExist(err) {
-		if err := storage.MkdirPassable(abs); err != nil {
-			return storage.PoolStatus{}, storage.Errorf(storage.ErrPrecondition, "cannot create pool directory %q: %w", abs, err)
+	if _, err := os.Stat(p.Path); os.IsNotExist(err) {
+		if err := storage.MkdirPassable(p.Path); err != nil {
+			return storage.PoolStatus{}, storage.Errorf(storage.ErrPrecondition, "cannot create pool directory %q: %w", p.Path, err)
 		}
 		created = true
 	}
-	abs = storage.RealPath(abs) // images in it are recorded under one spelling
+	abs := storage.RealPath(p.Path) // images in it are recorded under one spelling
 	p.Path = abs
+	undo := func() {
+		if created {
+			os.Remove(abs)
+		}
+	}
 	// A pool must be writable: strata makes images in it.
 	if err := unix.Access(abs, unix.W_OK|unix.X_OK); err != nil {
-		if created {
-			os.Remove(abs)
-		}
+		undo()
 		return storage.PoolStatus{}, storage.Errorf(storage.ErrPrecondition, "pool directory %q is not writable (%v): strata makes its images there", abs, err)
 	}
+	// An unreadable marker counts as none here: Claim reads it again
+	// and refuses it, so it is never removed below.
 	_, hadMarker, _ := catalog.ReadMarker(abs)
 	if err := s.Catalog.Claim(abs, homeID); err != nil {
-		if created {
-			os.Remove(abs)
-		}
+		undo()
 		return storage.PoolStatus{}, err
 	}
 	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
@@ -213,13 +197,49 @@ func (s *Store) AddPool(ctx context.Context, spec storage.Pool) (storage.PoolSta
 		if !hadMarker {
 			os.Remove(filepath.Join(abs, catalog.MarkerFile))
 		}
-		if created {
-			os.Remove(abs)
-		}
+		undo()
 		return storage.PoolStatus{}, err
 	}
-	log.Info().Str("pool", name).Str("path", abs).Msg("pool added")
+	log.Debug().Str("pool", name).Str("path", abs).Msg("pool added")
 	return s.status(ctx, p, 0)
+}
+
+// planDirPool checks a directory pool before anything is made: its
+// path, its name free, the directory no other home's; p.Path is
+// absolute.
+func (s *Store) planDirPool(spec storage.Pool) (p storage.Pool, homeID string, err error) {
+	name, driver, path := spec.Name, spec.Driver, spec.Path
+	if path == "" {
+		return p, "", storage.Errorf(storage.ErrInvalid, "pool %q needs a directory: give --path DIR", name)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return p, "", storage.Errorf(storage.ErrInvalid, "invalid path %q: %w", path, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return p, "", storage.Errorf(storage.ErrInvalid, "invalid path %q: it is not a directory", path)
+	}
+	if err := s.checkPoolPlace(path, abs); err != nil {
+		return p, "", err
+	}
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		homeID = tx.HomeID()
+		_, err := tx.Pool(name)
+		if err == nil {
+			return storage.Errorf(storage.ErrExists, "pool %q already exists", name)
+		}
+		return nil
+	}); err != nil {
+		return p, "", err
+	}
+	// A directory is one home's pool: another home's (its marker says so),
+	// or one holding strata's files without a marker (a pool of a home from
+	// before markers), is refused, since each home's doctor would take the
+	// other's images for orphans.
+	if err := s.checkUnowned(path, abs, homeID); err != nil {
+		return p, "", err
+	}
+	return storage.Pool{Name: name, Driver: driver, Path: abs, Created: time.Now().UTC()}, homeID, nil
 }
 
 // addDevicePool adds a pool that is not a directory: its driver checks
@@ -258,7 +278,7 @@ func (s *Store) addDevicePool(ctx context.Context, d storage.PoolAdder, p storag
 	}); err != nil {
 		return storage.PoolStatus{}, err
 	}
-	log.Info().Str("pool", p.Name).Str("driver", p.Driver).Msg("pool added")
+	log.Debug().Str("pool", p.Name).Str("driver", p.Driver).Msg("pool added")
 	return s.status(ctx, p, 0)
 }
 
@@ -328,6 +348,8 @@ func (s *Store) checkUnowned(given, abs, homeID string) error {
 		}
 		return nil
 	}
+	// A directory that cannot be listed (or is not there yet) shows no
+	// strata files: creating or claiming it fails later if it matters.
 	entries, _ := os.ReadDir(abs)
 	for _, e := range entries {
 		if strataFile.MatchString(e.Name()) {
@@ -506,7 +528,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 			return storage.VolumeInfo{}, err
 		}
 	}
-	log.Info().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
+	log.Debug().Str("volume", v.Name).Str("format", string(v.Format)).Int64("size", o.Size).Str("path", v.Path).Msg("volume created")
 	return s.describe(ctx, v, !o.Layout.Empty())
 }
 
@@ -810,7 +832,7 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 	if err := d.Resize(ctx, pool, vi.Path, vi.Format, size, shrink); err != nil {
 		return vi, err
 	}
-	log.Info().Str("volume", name).Int64("size", size).Msg("volume resized")
+	log.Debug().Str("volume", name).Int64("size", size).Msg("volume resized")
 	return s.info(ctx, vi.Volume, true)
 }
 
@@ -924,6 +946,6 @@ func (l *OpLock) Release() {
 		l.release()
 		return
 	}
-	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN) // the Close below drops it anyway
 	l.f.Close()
 }
