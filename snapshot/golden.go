@@ -909,10 +909,7 @@ func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
 		if err := m.dropGolden(ctx, g); err != nil {
 			return err
 		}
-		// At info, unlike other successes: it is all 'golden delete' says
-		// (the CLI prints nothing on success yet; when it does, this goes
-		// to debug).
-		log.Info().Str("golden", g.Name).Msg("golden image deleted")
+		log.Debug().Str("golden", g.Name).Msg("golden image deleted")
 		return nil
 	})
 }

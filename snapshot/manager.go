@@ -972,11 +972,7 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 	if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, t.Key, p.ID) }); err != nil {
 		return err
 	}
-	// At info, unlike other successes: it is all that 'snapshot delete'
-	// and 'guest delete' say of the points they deleted (the CLI prints
-	// nothing of DeleteMany's result yet; when it does, this goes to
-	// debug).
-	log.Info().Str("target", t.String()).Int("point", p.ID).Msg("restore point deleted")
+	log.Debug().Str("target", t.String()).Int("point", p.ID).Msg("restore point deleted")
 	return nil
 }
 

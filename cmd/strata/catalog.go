@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 )
@@ -36,7 +37,11 @@ func catalogBackupAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return st.Catalog.Backup(c.Args().First(), c.Bool("force"))
+	file := c.Args().First()
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	return reported(st.Catalog.Backup(c.Args().First(), c.Bool("force")), "catalog backed up", "file", file)
 }
 
 func newCatalogRestoreCommand() *cli.Command {

@@ -66,7 +66,12 @@ func catalogExportAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return st.Catalog.ExportFile(c.Args().First(), c.Bool("force"))
+	file := c.Args().First()
+	err = st.Catalog.ExportFile(file, c.Bool("force"))
+	if file == "-" {
+		return err
+	}
+	return reported(err, "catalog exported", "file", file)
 }
 
 func catalogImportAction(c *cli.Context) error {

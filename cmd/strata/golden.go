@@ -100,7 +100,8 @@ func goldenDeleteAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return m.DeleteGolden(c.Context, c.Args().First())
+	name := c.Args().First()
+	return reported(m.DeleteGolden(c.Context, name), "golden image deleted", "golden", name)
 }
 
 func newCloneCommand() *cli.Command {

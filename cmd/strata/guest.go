@@ -172,8 +172,7 @@ func deletePointsOf(c *cli.Context, lm *lifecycle.Manager, name string) error {
 	for i, p := range points {
 		refs[i] = strconv.Itoa(p.ID)
 	}
-	_, err = lm.Points.DeleteMany(c.Context, t, refs)
-	return err
+	return reportPointsDeleted(lm.Points.DeleteMany(c.Context, t, refs))(t)
 }
 
 // showGuest prints a guest: YAML (the schema, for define -f), JSON (the

@@ -482,3 +482,45 @@ func TestGuestDeleteWithPoints(t *testing.T) {
 	fails(t, h, 3, nil, "guest", "show", "g")
 	fails(t, h, 3, nil, "volume", "info", "v")
 }
+
+// Commands that print nothing on stdout say what they did in one line on
+// stderr, from the command (the libraries log their steps at debug): a
+// volume, an iso, a golden image, restore points deleted, a catalog
+// backed up or exported; an imported image that stays says so instead.
+func TestDeletesAndBackupsSayWhatTheyDid(t *testing.T) {
+	h := filepath.Join(t.TempDir(), "home")
+	says := func(want string, args ...string) {
+		t.Helper()
+		r := runIn(t, h, nil, args...)
+		if r.code != 0 || strings.Count(r.stderr, want) != 1 || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q: want the one line %q", args, r.code, r.stderr, want)
+		}
+	}
+	ok(t, h, "volume", "create", "v", "--size", "16M", "--format", "qcow2")
+	ok(t, h, "snapshot", "create", "--volume", "v")
+	ok(t, h, "snapshot", "create", "--volume", "v")
+	r := runIn(t, h, nil, "snapshot", "delete", "--volume", "v", "1-2")
+	if r.code != 0 || strings.Count(r.stderr, "restore point deleted") != 2 || !strings.Contains(r.stderr, "target=volume:v") {
+		t.Errorf("snapshot delete 1-2: exit %d, stderr %q", r.code, r.stderr)
+	}
+	ok(t, h, "golden", "create", "base", "--volume", "v")
+	says("golden image deleted golden=base", "golden", "delete", "base")
+	says("catalog backed up", "catalog", "backup", filepath.Join(h, "copy.db"))
+	says("catalog exported", "catalog", "export", filepath.Join(h, "export.json"))
+	says("volume deleted volume=v", "volume", "delete", "v")
+	img := filepath.Join(t.TempDir(), "kept.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, h, "volume", "import", img, "--name", "kept")
+	says("forgotten; its image is kept", "volume", "delete", "kept")
+	if _, err := os.Stat(img); err != nil {
+		t.Errorf("the imported image: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "README.TXT"), []byte("drivers\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, h, "iso", "build", dir, "drivers")
+	says("iso deleted iso=drivers", "iso", "delete", "drivers")
+}

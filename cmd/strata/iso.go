@@ -156,7 +156,12 @@ func isoDeleteAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return mg.Delete(c.Context, c.Args().First(), c.Bool("purge"))
+	name := c.Args().First()
+	m, err := mg.Delete(c.Context, name, c.Bool("purge"))
+	if m.Imported && !c.Bool("purge") {
+		return err // the library said the image is kept
+	}
+	return reported(err, "iso deleted", "iso", name)
 }
 
 func emitMedia(c *cli.Context, v any) error {

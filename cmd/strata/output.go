@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rs/zerolog/log"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
@@ -139,4 +140,20 @@ func (p *bar) draw() {
 func (p *bar) Done() {
 	p.draw()
 	fmt.Fprintln(os.Stderr)
+}
+
+// reported logs what a command deleted or wrote when it prints nothing
+// on stdout (a delete, a backup): its one line on stderr. The libraries
+// log their own steps at debug only; the command says what was done.
+// kv are field pairs (name, value), as the line's key=value fields.
+func reported(err error, msg string, kv ...string) error {
+	if err != nil {
+		return err
+	}
+	ev := log.Info()
+	for i := 0; i+1 < len(kv); i += 2 {
+		ev = ev.Str(kv[i], kv[i+1])
+	}
+	ev.Msg(msg)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rs/zerolog/log"
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/snapshot"
@@ -192,8 +193,25 @@ func snapshotDeleteAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = m.DeleteMany(c.Context, t, refs)
-	return err
+	return reportPointsDeleted(m.DeleteMany(c.Context, t, refs))(t)
+}
+
+// reportPointsDeleted says which points of a target a delete removed,
+// one line each.
+func reportPointsDeleted(ids []int, err error) func(t snapshot.TargetRef) error {
+	return func(t snapshot.TargetRef) error {
+		if err != nil {
+			return err
+		}
+		target := "guest:" + t.Name
+		if t.Volume {
+			target = "volume:" + t.Name
+		}
+		for _, id := range ids {
+			log.Info().Str("target", target).Int("point", id).Msg("restore point deleted")
+		}
+		return nil
+	}
 }
 
 // newSnapshotPinCommand is snapshot pin (pin), or unpin.

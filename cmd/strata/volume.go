@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/store"
 )
@@ -182,7 +183,20 @@ func volumeDeleteAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return st.DeleteVolume(c.Context, c.Args().First(), c.Bool("purge"))
+	name := c.Args().First()
+	var imported bool
+	if err := st.Catalog.View(func(tx *catalog.Tx) error {
+		v, err := tx.Volume(name)
+		imported = err == nil && v.Imported
+		return nil // DeleteVolume reports a missing volume
+	}); err != nil {
+		return err
+	}
+	err = st.DeleteVolume(c.Context, name, c.Bool("purge"))
+	if imported && !c.Bool("purge") {
+		return err // the driver said its data is kept
+	}
+	return reported(err, "volume deleted", "volume", name)
 }
 
 func emitVolumes(c *cli.Context, v any) error {

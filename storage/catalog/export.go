@@ -91,7 +91,7 @@ func (c *Catalog) ExportFile(path string, overwrite bool) error {
 	if err := WriteFileAtomic(path, []byte(b.String())); err != nil {
 		return storage.Errorf(storage.ErrPrecondition, "cannot write %q: %v", path, err)
 	}
-	log.Info().Str("file", path).Msg("catalog exported")
+	log.Debug().Str("file", path).Msg("catalog exported")
 	return nil
 }
 

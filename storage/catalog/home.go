@@ -421,9 +421,7 @@ func (c *Catalog) Backup(dst string, overwrite bool) error {
 	if err := c.View(func(t *Tx) error { return writeCopy(t.bolt, abs, overwrite) }); err != nil {
 		return err
 	}
-	// The command's only report (a backup prints nothing on stdout):
-	// logged here until the command says it itself.
-	log.Info().Str("file", abs).Msg("catalog backed up")
+	log.Debug().Str("file", abs).Msg("catalog backed up")
 	return nil
 }
 

@@ -187,9 +187,8 @@ func Discard(what, name, path string, imported, purge bool) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s %q is deleted from the catalog but its image %q could not be removed: %w", what, name, path, err)
 	}
-	// The command's only report (a delete prints nothing on stdout):
-	// logged here until the commands say it themselves.
-	log.Info().Str(what, name).Msgf("%s deleted", what)
+	// The commands say what they deleted (cmd/strata reportDeleted).
+	log.Debug().Str(what, name).Msgf("%s deleted", what)
 	return nil
 }
 

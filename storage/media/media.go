@@ -453,10 +453,11 @@ func openError(path, want string, err error) error {
 // Delete forgets the medium called name and removes its image, unless the
 // image was imported (kept unless purge). A medium that a guest definition
 // uses is refused. The record goes first, so a crash leaves at worst an
-// orphan file.
-func (mg *Manager) Delete(ctx context.Context, name string, purge bool) error {
+// orphan file. It returns the medium's record as it was (the caller
+// tells whether its image was kept: an imported one without purge).
+func (mg *Manager) Delete(ctx context.Context, name string, purge bool) (Medium, error) {
 	if err := storage.ValidateName("iso", name); err != nil {
-		return err
+		return Medium{}, err
 	}
 	var m Medium
 	err := mg.Catalog.Update(func(tx *catalog.Tx) error {
@@ -480,9 +481,9 @@ func (mg *Manager) Delete(ctx context.Context, name string, purge bool) error {
 		return tx.Delete(bucketMedia, m.ID)
 	})
 	if err != nil {
-		return err
+		return Medium{}, err
 	}
-	return image.Discard("iso", name, m.Path, m.Imported, purge)
+	return m, image.Discard("iso", name, m.Path, m.Imported, purge)
 }
 
 // poolFor returns the pool called name (default: the default pool),

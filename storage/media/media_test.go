@@ -501,7 +501,7 @@ func TestDeleteRefusedWhileInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	mg.Users = nil
-	if err := mg.Delete(context.Background(), "used", false); err == nil || errors.Is(err, storage.ErrInUse) {
+	if _, err := mg.Delete(context.Background(), "used", false); err == nil || errors.Is(err, storage.ErrInUse) {
 		t.Fatalf("a delete with no Users wired: %v; want an internal error", err)
 	}
 	mg.Users = func(tx *catalog.Tx, name string) ([]string, error) {
@@ -510,7 +510,7 @@ func TestDeleteRefusedWhileInUse(t *testing.T) {
 		}
 		return nil, nil
 	}
-	err = mg.Delete(context.Background(), "used", false)
+	_, err = mg.Delete(context.Background(), "used", false)
 	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), `"web1", "web2"`) {
 		t.Fatalf("error %v; want in use by web1, web2", err)
 	}
@@ -518,7 +518,7 @@ func TestDeleteRefusedWhileInUse(t *testing.T) {
 		t.Fatal("the image went away")
 	}
 	mg.Users = func(*catalog.Tx, string) ([]string, error) { return nil, nil }
-	if err := mg.Delete(context.Background(), "used", false); err != nil {
+	if _, err := mg.Delete(context.Background(), "used", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(m.Path); !os.IsNotExist(err) {
@@ -548,7 +548,7 @@ func TestImportResolveDelete(t *testing.T) {
 		}
 		return nil
 	})
-	if err := mg.Delete(context.Background(), "x", false); err != nil {
+	if _, err := mg.Delete(context.Background(), "x", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(iso); err != nil {
