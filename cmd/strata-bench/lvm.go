@@ -1,3 +1,5 @@
+//go:build strata_bench
+
 package main
 
 // LVM restore points against the bare LVM commands. The host has no

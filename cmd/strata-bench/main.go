@@ -1,3 +1,5 @@
+//go:build strata_bench
+
 // Command strata-bench compares strata with the tools admins use instead,
 // side by side in one run: each comparison runs every contender in turn,
 // round after round, times whole processes (start-up and catalog

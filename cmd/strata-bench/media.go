@@ -1,3 +1,5 @@
+//go:build strata_bench
+
 package main
 
 import (
