@@ -163,6 +163,9 @@ keyring = {{dir}}/ceph.client.{{client}}.keyring
 [global]
 `
 
+// startCeph starts a cluster of one monitor and one OSD (memstore of
+// memBytes) with the pool, in steps: its files, the monitor, the OSD, the
+// pool (and, with cephx, the client that may use it).
 func startCeph(memBytes int64, cephx bool) (c *Cluster, err error) {
 	dir, err := os.MkdirTemp("", "strata-ceph-")
 	if err != nil {
@@ -175,112 +178,133 @@ func startCeph(memBytes int64, cephx bool) (c *Cluster, err error) {
 			started.stop()
 		}
 	}()
-	for _, d := range []string{"run", "log", "mon", "osd"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
-			return nil, err
-		}
-	}
-	port, err := freePort()
+	port, fsid, err := c.writeConf(memBytes, cephx)
 	if err != nil {
 		return nil, err
 	}
-	fsid := uuid()
+	if err := c.startMon(port, fsid, cephx); err != nil {
+		return nil, err
+	}
+	if err := c.startOSD(cephx); err != nil {
+		return nil, err
+	}
+	if err := c.makePool(cephx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// writeConf makes the cluster's directories and its ceph.conf (with
+// cephx: readable by all, as Ceph installs it, in a searchable directory,
+// and a client ID of the cluster's own); it returns the monitor's port
+// and the cluster's fsid.
+func (c *Cluster) writeConf(memBytes int64, cephx bool) (port int, fsid string, err error) {
+	for _, d := range []string{"run", "log", "mon", "osd"} {
+		if err := os.Mkdir(filepath.Join(c.Dir, d), 0o700); err != nil {
+			return 0, "", err
+		}
+	}
+	if port, err = freePort(); err != nil {
+		return 0, "", err
+	}
+	fsid = uuid()
 	tmpl, mode := cephConf, os.FileMode(0o600)
 	if cephx {
 		tmpl = strings.Replace(tmpl, "auth_cluster_required = none\nauth_service_required = none\nauth_client_required = none\n", cephxConf, 1)
 		mode = 0o644
-		if err := os.Chmod(dir, 0o711); err != nil {
-			return nil, err
+		if err := os.Chmod(c.Dir, 0o711); err != nil {
+			return 0, "", err
 		}
-	}
-	if cephx {
 		// A client ID of its own: a libvirt secret is named after the
 		// client, and two test binaries may share one libvirtd.
 		b := make([]byte, 4)
 		_, _ = rand.Read(b)
 		c.Client = "strata-" + hex.EncodeToString(b)
 	}
-	conf := strings.NewReplacer("{{fsid}}", fsid, "{{port}}", fmt.Sprint(port), "{{dir}}", dir, "{{bytes}}", fmt.Sprint(memBytes), "{{client}}", c.Client).Replace(tmpl)
+	conf := strings.NewReplacer("{{fsid}}", fsid, "{{port}}", fmt.Sprint(port), "{{dir}}", c.Dir, "{{bytes}}", fmt.Sprint(memBytes), "{{client}}", c.Client).Replace(tmpl)
 	if err := os.WriteFile(c.Conf, []byte(conf), mode); err != nil {
-		return nil, err
+		return 0, "", err
 	}
-	if err := os.Chmod(c.Conf, mode); err != nil {
-		return nil, err
-	}
-	monmap := filepath.Join(dir, "monmap")
+	return port, fsid, os.Chmod(c.Conf, mode)
+}
+
+// startMon makes the monitor's map and store (with cephx, its keyring,
+// which holds client.admin too, as vstart.sh has it) and starts it.
+func (c *Cluster) startMon(port int, fsid string, cephx bool) error {
+	monmap := filepath.Join(c.Dir, "monmap")
 	if err := c.run("monmaptool", "--create", "--addv", "a", fmt.Sprintf("[v2:127.0.0.1:%d]", port), "--fsid", fsid, monmap); err != nil {
-		return nil, err
+		return err
 	}
 	mkfs := []string{"ceph-mon", "-c", c.Conf, "--mkfs", "-i", "a", "--monmap", monmap}
 	if cephx {
-		// One keyring for the monitor and the admin (as vstart.sh has
-		// it), given to the monitor's mkfs: its auth database starts
-		// with client.admin.
-		keyring := filepath.Join(dir, "keyring")
+		keyring := filepath.Join(c.Dir, "keyring")
 		if err := c.run("ceph-authtool", "--create-keyring", keyring, "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"); err != nil {
-			return nil, err
+			return err
 		}
 		if err := c.run("ceph-authtool", keyring, "--gen-key", "-n", "client.admin", "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *"); err != nil {
-			return nil, err
+			return err
 		}
 		mkfs = append(mkfs, "--keyring", keyring)
 	}
 	if err := c.run(mkfs...); err != nil {
-		return nil, err
+		return err
 	}
-	if err := c.daemon("ceph-mon", "-c", c.Conf, "-f", "-i", "a"); err != nil {
-		return nil, err
-	}
+	return c.daemon("ceph-mon", "-c", c.Conf, "-f", "-i", "a")
+}
+
+// startOSD registers the OSD with the monitor (with cephx, its key,
+// written to its keyring and never on a command line), makes its store
+// and starts it.
+func (c *Cluster) startOSD(cephx bool) error {
 	osdUUID := uuid()
 	newOSD := []string{"ceph", "-c", c.Conf, "--connect-timeout", "20", "osd", "new", osdUUID}
 	var osdKey string
 	if cephx {
-		// The OSD's key, registered with the monitor by osd new, and
-		// written to the OSD's keyring (the key on no command line).
 		key, err := exec.Command("ceph-authtool", "--gen-print-key").Output()
 		if err != nil {
-			return nil, fmt.Errorf("ceph-authtool --gen-print-key: %v", err)
+			return fmt.Errorf("ceph-authtool --gen-print-key: %v", err)
 		}
 		osdKey = strings.TrimSpace(string(key))
-		secrets := filepath.Join(dir, "osd-secret.json")
+		secrets := filepath.Join(c.Dir, "osd-secret.json")
 		if err := os.WriteFile(secrets, []byte(`{"cephx_secret": "`+osdKey+`"}`), 0o600); err != nil {
-			return nil, err
+			return err
 		}
 		newOSD = append(newOSD, "-i", secrets)
 	}
 	if err := c.run(newOSD...); err != nil {
-		return nil, err
+		return err
 	}
 	if cephx {
-		if err := os.WriteFile(filepath.Join(dir, "osd", "keyring"), []byte("[osd.0]\n\tkey = "+osdKey+"\n"), 0o600); err != nil {
-			return nil, err
+		if err := os.WriteFile(filepath.Join(c.Dir, "osd", "keyring"), []byte("[osd.0]\n\tkey = "+osdKey+"\n"), 0o600); err != nil {
+			return err
 		}
 	}
 	if err := c.run("ceph-osd", "-c", c.Conf, "-i", "0", "--mkfs", "--osd-uuid", osdUUID); err != nil {
-		return nil, err
+		return err
 	}
-	if err := c.daemon("ceph-osd", "-c", c.Conf, "-f", "-i", "0"); err != nil {
-		return nil, err
-	}
+	return c.daemon("ceph-osd", "-c", c.Conf, "-f", "-i", "0")
+}
+
+// makePool creates the RBD pool with its quota (and, with cephx, the
+// client with profile rbd on it, its keyring 0600).
+func (c *Cluster) makePool(cephx bool) error {
 	if err := c.run("ceph", "-c", c.Conf, "osd", "pool", "create", c.Pool, "8"); err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.run("ceph", "-c", c.Conf, "osd", "pool", "set-quota", c.Pool, "max_bytes", fmt.Sprint(c.Quota)); err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.run("rbd", "-c", c.Conf, "pool", "init", c.Pool); err != nil {
-		return nil, err
+		return err
 	}
-	if cephx {
-		kr := filepath.Join(dir, "ceph.client."+c.Client+".keyring")
-		if err := c.run("ceph", "-c", c.Conf, "auth", "get-or-create", "client."+c.Client, "mon", "profile rbd", "osd", "profile rbd pool="+c.Pool, "-o", kr); err != nil {
-			return nil, err
-		}
-		if err := os.Chmod(kr, 0o600); err != nil {
-			return nil, err
-		}
+	if !cephx {
+		return nil
 	}
-	return c, nil
+	kr := filepath.Join(c.Dir, "ceph.client."+c.Client+".keyring")
+	if err := c.run("ceph", "-c", c.Conf, "auth", "get-or-create", "client."+c.Client, "mon", "profile rbd", "osd", "profile rbd pool="+c.Pool, "-o", kr); err != nil {
+		return err
+	}
+	return os.Chmod(kr, 0o600)
 }
 
 // run runs a set-up command with a deadline.
