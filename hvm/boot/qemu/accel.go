@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/hvm/boot"
+	"github.com/strata-vm/strata/storage/pattern"
 	"github.com/strata-vm/strata/storage/run"
 )
 
@@ -96,11 +96,11 @@ func accelStamp(bin string) string {
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
-var virtFlag = regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`)
+var virtFlag = pattern.New(`(?m)^flags\s*:.*\b(vmx|svm)\b`)
 
 // CPUHasVirt reports whether /proc/cpuinfo's text shows hardware
 // virtualisation (vmx or svm).
-func CPUHasVirt(cpuinfo []byte) bool { return virtFlag.Match(cpuinfo) }
+func CPUHasVirt(cpuinfo []byte) bool { return virtFlag.MatchString(string(cpuinfo)) }
 
 // kvmDevice is KVM's device node (a variable for the cache's test).
 var kvmDevice = "/dev/kvm"
