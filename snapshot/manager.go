@@ -347,7 +347,14 @@ func (m *Manager) holdWhileRecording(ctx context.Context, t Target, vols []stora
 	rerr := <-recorded // p.ID is set from here on
 	switch {
 	case herr != nil && rerr == nil:
-		if err := m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) }); err != nil {
+		// Under the target's lock nobody saw the record: its number is
+		// given back, so a refusal leaves no gap in the numbers.
+		if err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+			if err := deletePoint(tx, p.TargetKey, p.ID); err != nil {
+				return err
+			}
+			return tx.GiveBackSeq(seqOf(t), uint64(p.ID))
+		}); err != nil {
 			// Safe: the point holds no data; the next command on the
 			// target (or doctor) undoes the creating record.
 			log.Warn().Err(err).Str("target", t.String()).Int("point", p.ID).Msg("cannot remove the record of a point its disks being in use stopped; the next command on it will")

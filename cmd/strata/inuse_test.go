@@ -80,6 +80,15 @@ func TestWriterWithoutLockHoldsAVolume(t *testing.T) {
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	waitFor(t, func() bool { return d.hasRange(t, 7, "0 1M") })
 	fails(t, home, 5, []string{"in use by pid", "qemu-io", "open for writing"}, "snapshot", "rollback", "--volume", "d", "1")
+	// A point refused because the disk is in use leaves no record and no
+	// gap in the numbers.
+	fails(t, home, 5, []string{"in use by pid", "qemu-io"}, "snapshot", "create", "--volume", "d")
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	var p struct{ ID int }
+	if jsonOf(t, home, &p, "snapshot", "create", "--volume", "d"); p.ID != 2 {
+		t.Errorf("the point after a refused one is number %d, want 2", p.ID)
+	}
 }
 
 // waitFor polls cond for up to 10 s.

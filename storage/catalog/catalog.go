@@ -517,6 +517,18 @@ func (t *Tx) NextSeq(name string) (uint64, error) {
 	return n, t.Put(bSequences, name, n)
 }
 
+// GiveBackSeq returns number n to sequence name if it is the last one
+// the sequence gave (a number taken for a record that was removed again
+// before anyone could see it, in a transaction after the one that took
+// it); otherwise it does nothing.
+func (t *Tx) GiveBackSeq(name string, n uint64) error {
+	last, err := t.LastSeq(name)
+	if err != nil || last != n || n == 0 {
+		return err
+	}
+	return t.Put(bSequences, name, n-1)
+}
+
 // bSequences holds the last number each sequence gave.
 const bSequences = "sequences"
 
