@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +66,64 @@ func TestSharedCatalogRBDGuestMovesAndRollsBackOnAnotherHost(t *testing.T) {
 	if len(pts) != 2 || pts[1].Kind != "pre-rollback" {
 		t.Fatalf("points host A sees after B's rollback: %+v", pts)
 	}
+}
+
+// Twenty strata processes on each host at once take restore points of two
+// volumes on the shared rbd pool: the catalog lists exactly the points
+// taken and every one rolls back (as on a shared directory above).
+func TestSharedCatalogConcurrentProcessesOnTwoHostsOnRBD(t *testing.T) {
+	a, b := rbdHosts(t, storagetest.Etcd(t))
+	concurrentPointsOnTwoHosts(t, a, b, "ceph")
+}
+
+// Host A dies in the middle of an RBD rollback (killed with the image
+// renamed aside, and again after rbd snap rollback ran): while its lease
+// lives host B is held off naming host A; then B finishes or undoes the
+// rollback from the journal: the image is back under its name holding
+// the point's bytes or those before, and every point still restores.
+func TestSharedCatalogRBDRollbackOfACrashedHostIsRecoveredByAnother(t *testing.T) {
+	for _, step := range []string{"rollback:rbd-moved", "rollback:rbd-applied"} {
+		t.Run(step, func(t *testing.T) {
+			a, b := rbdHosts(t, storagetest.Etcd(t)+"?lease=2s")
+			d := newDiskOn(t, a, "v", "ceph")
+			d.write(t, 0xa1)
+			a.ok(t, "snapshot", "create", "--volume", "v")
+			d.write(t, 0xb2)
+			r := a.run(t, []string{"STRATA_CRASH_AT=" + step}, "snapshot", "rollback", "--volume", "v", "1")
+			if r.code != -1 && r.code != 137 {
+				t.Fatalf("host A's rollback with STRATA_CRASH_AT=%s: exit %d, want it killed\n%s", step, r.code, r.stderr)
+			}
+			killed := time.Now()
+			r = b.run(t, []string{"STRATA_LOCK_TIMEOUT=300ms"}, "snapshot", "rollback", "--volume", "v", "1")
+			if early := time.Since(killed) < 1500*time.Millisecond; early && (r.code != 6 || !strings.Contains(r.stderr, "host hosta")) {
+				t.Fatalf("B while A's lease lives: exit %d, want 6 naming host hosta\n%s", r.code, r.stderr)
+			}
+			time.Sleep(2500 * time.Millisecond) // A's lease runs out
+			b.ok(t, "doctor", "--repair")
+			if !d.has(t, 0xa1) && !d.has(t, 0xb2) {
+				t.Fatalf("after recovery the volume holds neither the point's bytes nor those before the rollback")
+			}
+			var pts []struct {
+				ID   int
+				Kind string
+			}
+			b.json(t, &pts, "snapshot", "list", "--volume", "v")
+			for _, p := range pts {
+				b.ok(t, "snapshot", "rollback", "--volume", "v", fmt.Sprint(p.ID))
+			}
+			b.ok(t, "snapshot", "rollback", "--volume", "v", "1")
+			d.expect(t, 0xa1, "point 1 after the recovery")
+			if r := a.run(t, nil, "doctor"); r.code != 0 {
+				t.Fatalf("doctor on host A: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+// newDiskOn is newDisk on host h (its shared catalog).
+func newDiskOn(t *testing.T, h host, name, pool string) disk {
+	t.Helper()
+	var v volumeJSON
+	h.json(t, &v, "volume", "create", name, "--size", "32M", "--pool", pool)
+	return disk{v.Path, "raw"}
 }

@@ -163,8 +163,15 @@ func TestSharedCatalogConcurrentProcessesOnTwoHosts(t *testing.T) {
 	a, b := twoHosts(t, storagetest.Etcd(t))
 	pool := filepath.Join(t.TempDir(), "shared")
 	a.ok(t, "pool", "add", "shared", "--path", pool)
+	concurrentPointsOnTwoHosts(t, a, b, "shared")
+}
+
+// concurrentPointsOnTwoHosts runs the test above on pool, which both
+// hosts share.
+func concurrentPointsOnTwoHosts(t *testing.T, a, b host, pool string) {
+	t.Helper()
 	for _, v := range []string{"v1", "v2"} {
-		a.ok(t, "volume", "create", v, "--size", "1M", "--pool", "shared")
+		a.ok(t, "volume", "create", v, "--size", "1M", "--pool", pool)
 	}
 	const each = 20
 	var wg sync.WaitGroup
