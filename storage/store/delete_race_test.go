@@ -70,3 +70,48 @@ func TestDeleteVolumeRefusesAVolumeReplacedWhileWaitingForItsLock(t *testing.T) 
 		t.Errorf("the new volume's record was removed: %v", err)
 	}
 }
+
+// The same for a resize: a volume made again under the name while the
+// resize waited is not resized without its lock (here held, as a restore
+// point being taken of it would hold it).
+func TestResizeVolumeRefusesAVolumeReplacedWhileWaitingForItsLock(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	st, err := store.Open(home, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	old, err := st.CreateVolume(ctx, store.CreateOptions{Name: "data", Size: 1 << 20, Format: storage.FormatRaw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := store.LockKey(home, catalog.VolumeKey(old.ID).String(), "volume:data", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := st.ResizeVolume(ctx, "data", 2<<20, false); done <- err }()
+	time.Sleep(300 * time.Millisecond) // the resize has looked "data" up and waits for its lock
+
+	if err := st.Catalog.Update(func(tx *catalog.Tx) error { return tx.RemoveVolume(old.Volume) }); err != nil {
+		t.Fatal(err)
+	}
+	nu, err := st.CreateVolume(ctx, store.CreateOptions{Name: "data", Size: 1 << 20, Format: storage.FormatRaw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	releaseNew, err := store.LockKey(home, catalog.VolumeKey(nu.ID).String(), "volume:data", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseNew()
+	release()
+
+	err = <-done
+	if !errors.Is(err, storage.ErrBusy) {
+		t.Errorf("resize of a volume replaced while it waited: %v, want busy", err)
+	}
+	if fi, err := os.Stat(nu.Path); err != nil || fi.Size() != 1<<20 {
+		t.Errorf("the new volume (whose lock is held) was resized: %v %v", fi.Size(), err)
+	}
+}

@@ -778,8 +778,12 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 		return vi, err
 	}
 	defer unlock()
+	locked := vi.ID
 	if vi, err = s.Volume(ctx, name); err != nil {
 		return vi, err
+	}
+	if vi.ID != locked {
+		return vi, storage.Errorf(storage.ErrBusy, "volume %q changed while strata waited for its lock: try again", name)
 	}
 	if size <= 0 {
 		return vi, storage.Errorf(storage.ErrInvalid, "volume %q needs a new size: give --size", name)
