@@ -59,11 +59,11 @@ func (s *Store) Guests(ctx context.Context) ([]GuestView, error) {
 	return out, err
 }
 
-// checkDisksFree refuses, as DeleteVolume does, volumes whose image a
+// CheckDisksFree refuses, as DeleteVolume does, volumes whose image a
 // process writes (a QEMU started by hand, a tool): their images are about
 // to be removed. A guest strata runs is refused by Running first, with
 // its own message.
-func (s *Store) checkDisksFree(ctx context.Context, name string, volumes []string) error {
+func (s *Store) CheckDisksFree(ctx context.Context, name string, volumes []string) error {
 	if len(volumes) == 0 {
 		return nil
 	}
@@ -124,7 +124,7 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 		return err
 	}
 	defer unlock()
-	if err := s.checkDisksFree(ctx, name, volumes); err != nil {
+	if err := s.CheckDisksFree(ctx, name, volumes); err != nil {
 		return err
 	}
 	var gone []storage.Volume
