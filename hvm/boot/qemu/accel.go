@@ -3,7 +3,6 @@ package qemu
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,16 +84,7 @@ func (d *Driver) cachedAccel(ctx context.Context, probe func(context.Context, st
 // would hang on it), never reading a huge file whole.
 func readAccelCache(path string) (accelCache, bool) {
 	var c accelCache
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return c, false
-	}
-	defer f.Close()
-	const limit = 64 << 10
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > limit {
-		return c, false
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit))
+	b, err := boot.ReadRuntimeFile(path, 64<<10)
 	return c, err == nil && json.Unmarshal(b, &c) == nil
 }
 
