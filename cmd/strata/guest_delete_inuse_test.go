@@ -3,9 +3,10 @@ package main_test
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/strata-vm/strata/storage/storagetest"
 )
 
 // guest delete --with-points --with-disks of a guest one of whose disks a
@@ -29,17 +30,7 @@ func TestGuestDeleteWithPointsAndDisksInUseDeletesNothing(t *testing.T) {
 			b = v.Path
 		}
 	}
-	f, err := os.OpenFile(b, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writer := exec.Command("sleep", "30")
-	writer.ExtraFiles = []*os.File{f}
-	if err := writer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	t.Cleanup(func() { writer.Process.Kill(); writer.Wait() })
+	storagetest.Writer(t, b)
 
 	if r := runIn(t, h, nil, "guest", "delete", "g", "--with-points", "--with-disks"); r.code != 5 {
 		t.Fatalf("guest delete with a disk in use: exit %d, stderr %q; want 5", r.code, r.stderr)

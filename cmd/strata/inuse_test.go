@@ -131,17 +131,7 @@ func TestLVLinkHeldThroughItsDeviceIsInUse(t *testing.T) {
 	}
 	home := filepath.Join(t.TempDir(), "home")
 	ok(t, home, "volume", "import", link, "--name", "lv")
-	w, err := os.OpenFile(dev, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sleep", "1000")
-	cmd.ExtraFiles = []*os.File{w}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	cmd := storagetest.Writer(t, dev)
 	fails(t, home, 5, []string{"in use by pid", "sleep", "open for writing"}, "volume", "delete", "lv")
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/storagetest"
 	"github.com/strata-vm/strata/storage/store"
 )
 
@@ -20,46 +18,10 @@ import (
 // its lock was never taken and its image never checked for a writer (here
 // a process has it open for writing, as a guest would).
 func TestDeleteVolumeRefusesAVolumeReplacedWhileWaitingForItsLock(t *testing.T) {
-	home := filepath.Join(t.TempDir(), "home")
-	st, err := store.Open(home, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	old, err := st.CreateVolume(ctx, store.CreateOptions{Name: "data", Size: 1 << 20, Format: storage.FormatRaw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := store.LockKey(home, catalog.VolumeKey(old.ID).String(), "volume:data", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- st.DeleteVolume(ctx, "data", false) }()
-	time.Sleep(300 * time.Millisecond) // the delete has looked "data" up and waits for its lock
-
-	// Meanwhile "data" is forgotten and made again, and a writer opens it.
-	if err := st.Catalog.Update(func(tx *catalog.Tx) error { return tx.RemoveVolume(old.Volume) }); err != nil {
-		t.Fatal(err)
-	}
-	nu, err := st.CreateVolume(ctx, store.CreateOptions{Name: "data", Size: 1 << 20, Format: storage.FormatRaw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(nu.Path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writer := exec.Command("sleep", "30")
-	writer.ExtraFiles = []*os.File{f}
-	if err := writer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	t.Cleanup(func() { writer.Process.Kill(); writer.Wait() })
-	release()
-
-	err = <-done
+	var st *store.Store
+	nu, err := replacedWhileWaiting(t,
+		func(s *store.Store) error { st = s; return s.DeleteVolume(context.Background(), "data", false) },
+		func(_ string, nu storage.VolumeInfo) { storagetest.Writer(t, nu.Path) })
 	if !errors.Is(err, storage.ErrBusy) {
 		t.Errorf("delete of a volume replaced while it waited: %v, want busy", err)
 	}
@@ -75,39 +37,18 @@ func TestDeleteVolumeRefusesAVolumeReplacedWhileWaitingForItsLock(t *testing.T) 
 // resize waited is not resized without its lock (here held, as a restore
 // point being taken of it would hold it).
 func TestResizeVolumeRefusesAVolumeReplacedWhileWaitingForItsLock(t *testing.T) {
-	home := filepath.Join(t.TempDir(), "home")
-	st, err := store.Open(home, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	old, err := st.CreateVolume(ctx, store.CreateOptions{Name: "data", Size: 1 << 20, Format: storage.FormatRaw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := store.LockKey(home, catalog.VolumeKey(old.ID).String(), "volume:data", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { _, err := st.ResizeVolume(ctx, "data", 2<<20, false); done <- err }()
-	time.Sleep(300 * time.Millisecond) // the resize has looked "data" up and waits for its lock
-
-	if err := st.Catalog.Update(func(tx *catalog.Tx) error { return tx.RemoveVolume(old.Volume) }); err != nil {
-		t.Fatal(err)
-	}
-	nu, err := st.CreateVolume(ctx, store.CreateOptions{Name: "data", Size: 1 << 20, Format: storage.FormatRaw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	releaseNew, err := store.LockKey(home, catalog.VolumeKey(nu.ID).String(), "volume:data", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer releaseNew()
-	release()
-
-	err = <-done
+	nu, err := replacedWhileWaiting(t,
+		func(s *store.Store) error {
+			_, err := s.ResizeVolume(context.Background(), "data", 2<<20, false)
+			return err
+		},
+		func(home string, nu storage.VolumeInfo) {
+			releaseNew, err := store.LockKey(home, catalog.VolumeKey(nu.ID).String(), "volume:data", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(releaseNew)
+		})
 	if !errors.Is(err, storage.ErrBusy) {
 		t.Errorf("resize of a volume replaced while it waited: %v, want busy", err)
 	}

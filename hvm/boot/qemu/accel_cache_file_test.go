@@ -15,16 +15,7 @@ import (
 // probes again instead of hanging, following the link or reading it all.
 // (No usable KVM here: the probe is a function counting its calls.)
 func TestAccelCacheThatIsNotAFileOfItsOwnIsProbedOver(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "qemu-system-x86_64")
-	kvm := filepath.Join(t.TempDir(), "kvm")
-	for _, p := range []string{bin, kvm} {
-		if err := os.WriteFile(p, []byte("#!/bin/true\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old := kvmDevice
-	kvmDevice = kvm
-	t.Cleanup(func() { kvmDevice = old })
+	bin, _ := fakeKVMHost(t)
 
 	// A good cache, written by a probe, to link to and to pad.
 	good := t.TempDir()
