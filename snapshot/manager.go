@@ -20,6 +20,8 @@ import (
 	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/inuse"
+	"github.com/strata-vm/strata/storage/run"
 	"github.com/strata-vm/strata/storage/store"
 )
 
@@ -266,8 +268,10 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	var pl pointPlan
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
-		pl, err = planPoint(tx, t, o, m.Now(), newUID())
-		return err
+		if pl, err = planPoint(tx, t, o, m.Now(), newUID()); err != nil {
+			return err
+		}
+		return m.driversOf(tx, &pl)
 	}); err != nil {
 		return Point{}, err
 	}
@@ -295,7 +299,7 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 	}
 	if !o.inUseChecked && live == nil {
 		var release func()
-		if ctx, release, err = m.holdWhileRecording(ctx, t, pl.vols, p, record); err != nil {
+		if ctx, release, err = m.holdWhileRecording(ctx, t, pl.images(), p, record); err != nil {
 			return Point{}, err
 		}
 		defer release()
@@ -340,7 +344,8 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 // the commit leaves a creating point the next command undoes (waiting
 // for a writer it may have met, recoverPoint). A hold refused (the
 // disks are in use) deletes the record again, never touching the disks.
-func (m *Manager) holdWhileRecording(ctx context.Context, t Target, vols []storage.Volume, p *Point, record func() error) (context.Context, func(), error) {
+func (m *Manager) holdWhileRecording(ctx context.Context, t Target, imgs []inuse.Image, p *Point, record func() error) (context.Context, func(), error) {
+	run.Warm() // the take's tool starts right after both
 	recorded := make(chan error, 1)
 	go func() {
 		err := record()
@@ -349,7 +354,7 @@ func (m *Manager) holdWhileRecording(ctx context.Context, t Target, vols []stora
 		}
 		recorded <- err
 	}()
-	hctx, release, herr := m.hold(ctx, vols)
+	hctx, release, herr := m.st.InUse.HoldAll(ctx, imgs)
 	rerr := <-recorded // p.ID is set from here on
 	switch {
 	case herr != nil && rerr == nil:
@@ -377,8 +382,9 @@ func (m *Manager) holdWhileRecording(ctx context.Context, t Target, vols []stora
 
 // pointPlan is a point to take, planned from the catalog: its record (in
 // state creating, disks not yet planned), the volumes it captures, and
-// the label its drivers name its data by. planDisks adds each volume's
-// driver, pool and planned data (the record's Disks).
+// the label its drivers name its data by. driversOf adds each volume's
+// driver and pool (in the same transaction), planDisks its planned data
+// (the record's Disks).
 type pointPlan struct {
 	point   Point
 	vols    []storage.Volume
@@ -459,18 +465,33 @@ func (m *Manager) capture(ctx context.Context, t Target, o CreateOptions, p *Poi
 	return live, nil
 }
 
+// driversOf finds the driver and pool of each of pl's volumes, in the
+// transaction that planned it (one catalog read for the whole plan).
+func (m *Manager) driversOf(tx *catalog.Tx, pl *pointPlan) error {
+	for _, v := range pl.vols {
+		drv, pool, err := m.st.VolumeDriverTx(tx, v)
+		if err != nil {
+			return err
+		}
+		pl.drivers, pl.pools = append(pl.drivers, drv), append(pl.pools, pool)
+	}
+	return nil
+}
+
+// images are the paths a guest could open pl's volumes under (see
+// Manager.images), from the drivers the plan found.
+func (pl *pointPlan) images() []inuse.Image {
+	return imagesOf(pl.vols, func(i int) []string { return pl.drivers[i].Locations(pl.pools[i], pl.vols[i]) })
+}
+
 // planDisks asks each volume's driver where its point data will be
 // (Moved included), before the take is recorded, so that undoing an
 // interrupted one knows where its data may be.
 func (m *Manager) planDisks(ctx context.Context, o CreateOptions, pl *pointPlan) error {
 	p := &pl.point
 	methods := map[string]bool{}
-	for _, v := range pl.vols {
-		drv, pool, err := m.driverOf(v)
-		if err != nil {
-			return err
-		}
-		pl.drivers, pl.pools = append(pl.drivers, drv), append(pl.pools, pool)
+	for i, v := range pl.vols {
+		drv, pool := pl.drivers[i], pl.pools[i]
 		ref, err := drv.PlanPoint(ctx, pool, v, p.UID, storage.PointOptions{Method: o.Method, ReplacingLive: o.replaced[v.ID], Label: pl.label})
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/inuse"
+	"github.com/strata-vm/strata/storage/run"
 )
 
 // journalEntry records a rollback under way. Its direction is what
@@ -131,6 +132,7 @@ func (m *Manager) rollback(ctx context.Context, t Target, ref string) (RollbackR
 	}
 	// Checked, and kept so until the rollback is done: a guest started
 	// by hand meanwhile cannot open a disk halfway through.
+	run.Warm()
 	ctx, release, err := m.hold(ctx, rp.touched)
 	if err != nil {
 		return RollbackResult{}, err
@@ -290,13 +292,18 @@ func (m *Manager) hold(ctx context.Context, vols []storage.Volume) (context.Cont
 	return m.st.InUse.HoldAll(ctx, m.images(vols))
 }
 
+// images are the paths a guest could open vols under (each volume once).
 func (m *Manager) images(vols []storage.Volume) []inuse.Image {
+	return imagesOf(vols, func(i int) []string { return m.locations(vols[i]) })
+}
+
+func imagesOf(vols []storage.Volume, locations func(i int) []string) []inuse.Image {
 	seen := map[string]bool{}
 	var imgs []inuse.Image
-	for _, v := range vols {
+	for i, v := range vols {
 		if !seen[v.ID] {
 			seen[v.ID] = true
-			for _, p := range m.locations(v) {
+			for _, p := range locations(i) {
 				imgs = append(imgs, inuse.Image{What: fmt.Sprintf("volume %q", v.Name), Path: p})
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,6 +74,24 @@ func Look(tool string) (string, error) {
 		return "", storage.Errorf(storage.ErrPrecondition, "%s is not installed or not on PATH", tool)
 	}
 	return p, nil
+}
+
+// warmed makes Warm's work happen once per process.
+var warmed sync.Once
+
+// Warm does in the background, now, what Go does before the first process
+// it starts (it checks that pidfds work by starting a throwaway child:
+// about 0.1 ms), so that a tool an operation is about to run while it
+// waits on something else (the catalog's commit, the in-use check) starts
+// without that delay. Harmless if no tool runs.
+func Warm() {
+	warmed.Do(func() {
+		go func() {
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				p.Release()
+			}
+		}()
+	})
 }
 
 // Output runs argv and returns its stdout. stderr is kept for the error.
