@@ -29,6 +29,7 @@ import (
 	"github.com/strata-vm/strata/storage/lvm"
 	"github.com/strata-vm/strata/storage/media"
 	"github.com/strata-vm/strata/storage/pattern"
+	"github.com/strata-vm/strata/storage/run"
 )
 
 // Store is an open state home.
@@ -470,6 +471,7 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 		o.Pool = catalog.DefaultPool
 	}
 	v := storage.Volume{ID: storage.NewID(), Name: o.Name, Pool: o.Pool, Format: o.Format, Created: time.Now().UTC()}
+	run.Warm() // qemu-img create (a qcow2, a layout) starts without Go's first-process check
 	if o.Layout.Empty() {
 		// An empty image takes microseconds (raw) to a few milliseconds
 		// (qemu-img): make it inside the catalog transaction, so the
