@@ -471,7 +471,9 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 		o.Pool = catalog.DefaultPool
 	}
 	v := storage.Volume{ID: storage.NewID(), Name: o.Name, Pool: o.Pool, Format: o.Format, Created: time.Now().UTC()}
-	run.Warm() // qemu-img create (a qcow2, a layout) starts without Go's first-process check
+	if o.Format == storage.FormatQcow2 {
+		run.Warm() // qemu-img create starts without Go's first-process check
+	}
 	if o.Layout.Empty() {
 		// An empty image takes microseconds (raw) to a few milliseconds
 		// (qemu-img): make it inside the catalog transaction, so the
