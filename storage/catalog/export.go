@@ -19,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 )
 
 // ExportFormat names the document Export writes.
@@ -236,7 +237,7 @@ func (c *Catalog) keepBeforeMigration(tx *Tx) error {
 		return err
 	}
 	dir := filepath.Join(c.home, BackupDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return storage.Errorf(storage.ErrPrecondition, "cannot keep a copy of the catalog before migrating it: %w", err)
 	}
 	p := filepath.Join(dir, fmt.Sprintf("catalog-schema-%d-%s.json", v, stamp()))

@@ -468,7 +468,7 @@ func (c *Catalog) backupBeforeMigration(tx *Tx) error {
 		return nil // nothing to lose yet (a catalog started by InitOver)
 	}
 	dir := filepath.Join(c.home, BackupDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return storage.Errorf(storage.ErrPrecondition, "cannot keep a copy of the catalog before migrating it: %w", err)
 	}
 	p := filepath.Join(dir, fmt.Sprintf("catalog-schema-%d-%s.db", v, stamp()))
@@ -613,12 +613,16 @@ func (c *Catalog) replace(make func(tmp string) error, how Restored, adoptID boo
 	}
 	if !missing(c.path) {
 		dir := filepath.Join(c.home, BackupDir)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
 		aside := filepath.Join(dir, "catalog-replaced-"+stamp()+".db")
 		if err := os.Rename(c.path, aside); err != nil {
 			return fmt.Errorf("move the catalog aside: %w", err)
+		}
+		// Its new name durable (the home's sync below covers the old).
+		if err := atomicfile.SyncDir(dir); err != nil {
+			return err
 		}
 		log.Info().Str("copy", aside).Msg("the catalog it replaces is kept")
 	}

@@ -597,6 +597,12 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 		os.Remove(v.Path)
 		return err
 	}
+	// Durable before the record that names it (the raw image was, by
+	// the driver's Create and the layout's sync).
+	if err := atomicfile.Settle(v.Path); err != nil {
+		os.Remove(v.Path)
+		return err
+	}
 	return nil
 }
 
