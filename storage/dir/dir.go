@@ -136,7 +136,8 @@ func (Driver) VolumePath(p storage.Pool, id string, f storage.Format) string {
 // (its size), a qcow2 one qemu-img syncs itself (it flushes the image as
 // it closes it; TestVolumeCreateIsDurableBeforeItsRecord checks), and
 // then the pool's directory (the image's name). Measured on ext4 here: a
-// raw create about 0.12 ms more, a qcow2 one about 0.05 ms.
+// raw create about 0.12 ms more (both fsyncs), a qcow2 one about 0.2 ms
+// (the directory's, after qemu-img's own; about 1% of its 16 ms).
 func (Driver) Create(ctx context.Context, _ storage.Pool, path string, f storage.Format, size int64) error {
 	switch f {
 	case storage.FormatRaw:
