@@ -203,10 +203,14 @@ func TestCatalogBackendsSerialiseConcurrentTransactions(t *testing.T) {
 func TestCatalogExportImportBetweenBackends(t *testing.T) {
 	src := backends[0].open(t, t.TempDir(), "")
 	err := src.Update(func(tx *catalog.Tx) error {
-		if err := tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "v", Pool: "default", Path: "/p/00000000000000aa.img"}); err != nil {
+		pool, err := tx.Pool("default")
+		if err != nil {
 			return err
 		}
-		_, err := tx.NextSeq("points/x")
+		if err := tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "v", Pool: "default", Format: storage.FormatRaw, Path: filepath.Join(pool.Path, "00000000000000aa.img")}); err != nil {
+			return err
+		}
+		_, err = tx.NextSeq("points/x")
 		return err
 	})
 	if err != nil {

@@ -36,6 +36,8 @@ type Export struct {
 	Buckets  map[string]map[string]json.RawMessage `json:"buckets"`
 	Records  int                                   `json:"records"`
 	Versions map[string]int                        `json:"-"`
+
+	knownDriver func(string) bool // checkRecords' pool drivers
 }
 
 func exportTx(tx *Tx, from string) (*Export, error) {
@@ -170,6 +172,9 @@ type ImportResult struct {
 func (c *Catalog) Import(path string, force bool) (ImportResult, error) {
 	e, err := readExport(path)
 	if err != nil {
+		return ImportResult{}, err
+	}
+	if err := e.checkRecords(path, c.PoolDriver); err != nil {
 		return ImportResult{}, err
 	}
 	abs := path

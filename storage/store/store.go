@@ -59,7 +59,9 @@ func OpenWith(home string, lockTimeout time.Duration, o catalog.Options) (*Store
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Catalog: c, InUse: inuse.Default(), lockTimeout: lockTimeout, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}, nil
+	s := &Store{Catalog: c, InUse: inuse.Default(), lockTimeout: lockTimeout, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}
+	c.PoolDriver = func(name string) bool { _, ok := s.drivers[name]; return ok }
+	return s, nil
 }
 
 // Driver returns the driver serving pool p.
