@@ -50,7 +50,13 @@ func TestCatalogBackendsServeTheSameRecords(t *testing.T) {
 			c := b.open(t, home, b.url(t))
 			var pools []storage.Pool
 			var id string
-			if err := c.View(func(tx *catalog.Tx) (err error) { pools, err = tx.Pools(); id = tx.HomeID(); return err }); err != nil {
+			if err := c.View(func(tx *catalog.Tx) (err error) {
+				if pools, err = tx.Pools(); err != nil {
+					return err
+				}
+				id, err = tx.HomeID()
+				return err
+			}); err != nil {
 				t.Fatal(err)
 			}
 			if len(pools) != 1 || pools[0].Name != catalog.DefaultPool || pools[0].Path != filepath.Join(storage.RealPath(home), "pools", "default") {
@@ -233,7 +239,9 @@ func TestCatalogExportImportBetweenBackends(t *testing.T) {
 	var restored bool
 	var vol storage.Volume
 	if err := dst.View(func(tx *catalog.Tx) (err error) {
-		_, restored = tx.Restored()
+		if _, restored, err = tx.Restored(); err != nil {
+			return err
+		}
 		vol, err = tx.Volume("v")
 		return err
 	}); err != nil || !restored || vol.ID != "00000000000000aa" {

@@ -87,8 +87,8 @@ var migrations = []func(c *Catalog, tx *Tx) error{
 	// InitOver) takes the ID the home already has, so its pools stay its
 	// own; otherwise the home is new and gets a new ID.
 	func(c *Catalog, tx *Tx) error {
-		if id := tx.HomeID(); id != "" {
-			return nil
+		if id, err := tx.HomeID(); err != nil || id != "" {
+			return err
 		}
 		id, err := readHomeIDFile(c.home)
 		if err != nil {

@@ -41,7 +41,11 @@ type Export struct {
 }
 
 func exportTx(tx *Tx, from string) (*Export, error) {
-	e := &Export{Format: ExportFormat, Version: 1, From: from, At: time.Now().UTC(), Schema: versionAt(tx, kSchema), HomeID: tx.HomeID(), Buckets: map[string]map[string]json.RawMessage{}}
+	homeID, err := tx.HomeID()
+	if err != nil {
+		return nil, err
+	}
+	e := &Export{Format: ExportFormat, Version: 1, From: from, At: time.Now().UTC(), Schema: versionAt(tx, kSchema), HomeID: homeID, Buckets: map[string]map[string]json.RawMessage{}}
 	names, err := tx.kv.buckets()
 	if err != nil {
 		return nil, err

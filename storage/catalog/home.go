@@ -60,23 +60,16 @@ func readHomeIDFile(home string) (string, error) {
 	return strings.TrimSpace(string(raw)), nil
 }
 
-func homeIDOf(tx *bolt.Tx) string {
-	b := tx.Bucket(bMeta)
-	if b == nil {
-		return ""
-	}
-	var id string
-	if raw := b.Get(kHomeID); raw != nil {
-		_ = json.Unmarshal(raw, &id)
-	}
-	return id
-}
+func homeIDOf(tx *bolt.Tx) (string, error) { return newTx(tx).HomeID() }
 
-// HomeID is the ID of the home this catalog belongs to.
-func (t *Tx) HomeID() string {
+// HomeID is the ID of the home this catalog belongs to ("" if it has
+// none yet). A record that cannot be read is an error (ErrDamaged), never
+// taken for no ID: an ID mistaken for absent would let a home take
+// another's pools for its own.
+func (t *Tx) HomeID() (string, error) {
 	var id string
-	_, _ = t.Get(string(bMeta), string(kHomeID), &id)
-	return id
+	_, err := t.Get(string(bMeta), string(kHomeID), &id)
+	return id, err
 }
 
 // Restored tells how this catalog was put in place, if it was restored
@@ -89,19 +82,25 @@ type Restored struct {
 }
 
 // Restored returns how the catalog was restored; false if it was not, or
-// the admin has accepted it since.
-func (t *Tx) Restored() (Restored, bool) {
+// the admin has accepted it since. A record that cannot be read is an
+// error (ErrDamaged), never taken for "not restored": doctor --repair
+// would then remove files a restored catalog does not know.
+func (t *Tx) Restored() (Restored, bool, error) {
 	var r Restored
-	ok, _ := t.Get(string(bMeta), string(kRestored), &r)
-	return r, ok
+	ok, err := t.Get(string(bMeta), string(kRestored), &r)
+	return r, ok, err
 }
 
 // Accept declares a restored catalog complete: doctor --repair may remove
-// the files it does not know again.
+// the files it does not know again. A mark that cannot be read is
+// removed too (that is what the admin declares), and counts as one.
 func (c *Catalog) Accept() (bool, error) {
 	was := false
 	err := c.Update(func(t *Tx) error {
-		_, was = t.Restored()
+		var err error
+		if _, was, err = t.Restored(); err != nil {
+			was = true
+		}
 		return t.Delete(string(bMeta), string(kRestored))
 	})
 	return was, err
@@ -145,7 +144,7 @@ func ReadMarker(dir string) (Marker, bool, error) {
 
 // HomeID returns this home's ID.
 func (c *Catalog) HomeID() (id string, err error) {
-	err = c.View(func(t *Tx) error { id = t.HomeID(); return nil })
+	err = c.View(func(t *Tx) (err error) { id, err = t.HomeID(); return err })
 	return id, err
 }
 
@@ -178,9 +177,10 @@ func (c *Catalog) settleHome(db *bolt.DB) error {
 	var id string
 	var pools []storage.Pool
 	if err := c.guard(func() error {
-		return db.View(func(tx *bolt.Tx) error {
-			id = homeIDOf(tx)
-			var err error
+		return db.View(func(tx *bolt.Tx) (err error) {
+			if id, err = homeIDOf(tx); err != nil {
+				return err
+			}
 			pools, err = newTx(tx).Pools()
 			return err
 		})
@@ -508,10 +508,13 @@ func (c *Catalog) Restore(src string, force bool) error {
 	}
 	var id string
 	var schema int
-	if err := readFile(c, abs, func(tx *bolt.Tx) error {
-		id, schema = homeIDOf(tx), versionAt(newTx(tx), kSchema)
-		return nil
-	}); err != nil {
+	if err := readFile(c, abs, func(tx *bolt.Tx) (err error) {
+		id, err = homeIDOf(tx)
+		schema = versionAt(newTx(tx), kSchema)
+		return err
+	}); errors.Is(err, storage.ErrDamaged) {
+		return storage.Errorf(storage.ErrInvalid, "%q is not a sound strata catalog (%v): give another copy", src, err)
+	} else if err != nil {
 		return err
 	}
 	if schema == 0 {
@@ -601,7 +604,10 @@ func (c *Catalog) replace(make func(tmp string) error, how Restored, adoptID boo
 		return err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		id = homeIDOf(tx)
+		var err error
+		if id, err = homeIDOf(tx); err != nil {
+			return err
+		}
 		meta, err := tx.CreateBucketIfNotExists(bMeta)
 		if err != nil {
 			return err

@@ -224,9 +224,11 @@ func (s *Store) planDirPool(spec storage.Pool) (p storage.Pool, homeID string, e
 	if err := s.checkPoolPlace(path, abs); err != nil {
 		return p, "", err
 	}
-	if err := s.Catalog.View(func(tx *catalog.Tx) error {
-		homeID = tx.HomeID()
-		_, err := tx.Pool(name)
+	if err := s.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if homeID, err = tx.HomeID(); err != nil {
+			return err
+		}
+		_, err = tx.Pool(name)
 		if err == nil {
 			return storage.Errorf(storage.ErrExists, "pool %q already exists", name)
 		}
