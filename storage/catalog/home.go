@@ -4,12 +4,12 @@ package catalog
 // package doc.
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/atomicfile"
+	"github.com/strata-vm/strata/storage/image"
 )
 
 // Files of the state home besides the catalog.
@@ -534,20 +535,7 @@ func (c *Catalog) Restore(src string, force bool) error {
 		return err
 	}
 	return c.replace(func(tmp string) error {
-		in, err := os.Open(abs)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
+		return image.CopyFile(context.Background(), abs, tmp, image.CopyOptions{Durable: true})
 	}, Restored{At: time.Now().UTC(), From: abs}, force && id != "" && id != home)
 }
 
