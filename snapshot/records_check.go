@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	dirdriver "github.com/strata-vm/strata/storage/dir"
 )
@@ -198,6 +199,18 @@ func checkPointRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 		if err := catalog.NotNegative("memory.bytes", p.Memory.Bytes); err != nil {
 			return err
 		}
+		// Beside one of its disks' volumes, in its .strata-points.
+		beside := false
+		for i, d := range p.Disks {
+			v, err := e.ExportVolume(fmt.Sprintf("disks[%d].volume_id", i), d.VolumeID)
+			if err != nil {
+				return err
+			}
+			beside = beside || filepath.Dir(p.Memory.Path) == filepath.Join(filepath.Dir(v.Path), dirdriver.PointsDir)
+		}
+		if !beside {
+			return catalog.FieldError("memory.path", "%q is not in the %s of one of the point's volumes", p.Memory.Path, dirdriver.PointsDir)
+		}
 	}
 	for i, d := range p.Disks {
 		f := fmt.Sprintf("disks[%d]", i)
@@ -247,8 +260,8 @@ func checkGoldenRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 	pools := make([]string, len(g.Disks))
 	for i, d := range g.Disks {
 		f := fmt.Sprintf("disks[%d]", i)
-		if err := catalog.ValidFormat(f+".format", d.Format); err != nil {
-			return err
+		if d.Format != storage.FormatRaw && d.Format != storage.FormatQcow2 {
+			return catalog.FieldError(f+".format", "%q is not a format golden images hold (raw or qcow2)", d.Format)
 		}
 		if err := catalog.NotNegative(f+".virtual_size", d.VirtualSize); err != nil {
 			return err

@@ -27,6 +27,20 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok(t, home, "iso", "build", src, "disc")
+	// Volumes of every kind an export may hold: an iso image copied in as
+	// a volume, an image registered in place.
+	var disc struct{ Path string }
+	jsonOf(t, home, &disc, "iso", "info", "disc")
+	isoFile := filepath.Join(t.TempDir(), "disc.iso")
+	if raw, err := os.ReadFile(disc.Path); err != nil || os.WriteFile(isoFile, raw, 0o600) != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "volume", "import", "--copy", "--name", "isovol", isoFile)
+	outside := filepath.Join(t.TempDir(), "outside.img")
+	if err := os.WriteFile(outside, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, home, "volume", "import", "--format", "raw", outside)
 	file := filepath.Join(t.TempDir(), "cat.json")
 	ok(t, home, "catalog", "export", file)
 	raw, err := os.ReadFile(file)

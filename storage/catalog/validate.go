@@ -131,12 +131,14 @@ func ValidPath(field, p string) error {
 	return nil
 }
 
-// ValidFormat checks a disk image format in field: raw or qcow2.
+// ValidFormat checks a volume's format in field: raw, qcow2, or iso (an
+// ISO image imported as a volume).
 func ValidFormat(field string, f storage.Format) error {
-	if f != storage.FormatRaw && f != storage.FormatQcow2 {
-		return FieldError(field, "%q is not a disk format strata records (raw or qcow2)", f)
+	switch f {
+	case storage.FormatRaw, storage.FormatQcow2, storage.FormatISO:
+		return nil
 	}
-	return nil
+	return FieldError(field, "%q is not a volume format strata records (raw, qcow2 or iso)", f)
 }
 
 // NotNegative checks a size or count in field.
