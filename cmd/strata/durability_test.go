@@ -137,3 +137,19 @@ func TestIsoImagesAreDurableBeforeTheirRecords(t *testing.T) {
 	tr, out = traced(t, home, "iso", "import", "--name", "imported", "--pool", "default", built)
 	tr.CheckDurable(t, pathOf(t, out), db)
 }
+
+// A catalog restore keeps the catalog it replaces in HOME/backups: that
+// copy's name (and the new backups directory's) is durable before the
+// home's directory is synced with the restored catalog in place.
+func TestReplacedCatalogCopyIsDurable(t *testing.T) {
+	home := t.TempDir()
+	ok(t, home, "volume", "create", "--size", "1M", "v")
+	bk := filepath.Join(t.TempDir(), "bk.db")
+	ok(t, home, "catalog", "backup", bk)
+	tr, _ := traced(t, home, "catalog", "restore", "--force", bk)
+	kept, _ := filepath.Glob(filepath.Join(home, "backups", "catalog-replaced-*.db"))
+	if len(kept) != 1 {
+		t.Fatalf("the replaced catalog is not kept: %v", kept)
+	}
+	tr.CheckDurable(t, kept[0], home)
+}

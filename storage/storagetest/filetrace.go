@@ -193,8 +193,10 @@ func (tr FileTrace) CheckDurable(t testing.TB, path, commit string) {
 		return false
 	}
 	// Names the file had (a temporary renamed into place), and from
-	// when on a sync of them counts.
-	names, from := []string{path}, named
+	// when on a sync of them counts. A file the command did not create
+	// (renamed from a name it had before) has its data from earlier
+	// commands: only its new name is this command's to make durable.
+	names, from, made := []string{path}, named, true
 	for e := tr.Events[named]; e.Op == "rename" || e.Op == "link"; {
 		names = append(names, e.Path)
 		prev := -1
@@ -205,11 +207,12 @@ func (tr FileTrace) CheckDurable(t testing.TB, path, commit string) {
 			}
 		}
 		if prev < 0 {
+			made = false
 			break
 		}
 		from, e = prev, tr.Events[prev]
 	}
-	if tr.Events[named].Op != "mkdir" {
+	if made && tr.Events[named].Op != "mkdir" {
 		ok := false
 		for _, n := range names {
 			ok = ok || synced(n, from)
