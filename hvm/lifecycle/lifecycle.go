@@ -692,7 +692,9 @@ func (m *Manager) Delete(ctx context.Context, name string, withDisks bool) error
 				if !ok {
 					continue
 				}
-				if err := d.Available(ctx); err != nil {
+				if err := d.Available(ctx); errors.Is(err, context.Canceled) {
+					return err // interrupted: nothing is deleted
+				} else if err != nil {
 					log.Warn().Str("guest", name).Str("driver", d.Name()).Err(err).Msg("cannot ask whether the guest is still defined there; undefine it by hand if it is")
 					continue
 				}
