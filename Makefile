@@ -19,7 +19,7 @@ GUEST_DEPS := apt-get=apt dpkg-deb=dpkg qemu-system-x86_64=qemu-system-x86 \
 DEMO_DEPS := qemu-img=qemu-utils sfdisk=fdisk mdir=mtools $(GUEST_DEPS)
 TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 \
 	xorriso=xorriso bsdtar=libarchive-tools zsh=zsh fish=fish man=man-db mkfs.xfs=xfsprogs mkfs.btrfs=btrfs-progs mkfs.ext4=e2fsprogs \
-	losetup=mount virsh=libvirt-clients virt-xml-validate=libvirt-clients xmllint=libxml2-utils \
+	losetup=mount strace=strace virsh=libvirt-clients virt-xml-validate=libvirt-clients xmllint=libxml2-utils \
 	/usr/sbin/libvirtd=libvirt-daemon /usr/sbin/virtlogd=libvirt-daemon /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so=libvirt-daemon-driver-qemu \
 	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common \
 	/usr/bin/etcd=etcd-server \

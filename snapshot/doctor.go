@@ -50,10 +50,12 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	var restored catalog.Restored
 	var isRestored bool
 	var homeID string
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		restored, isRestored = tx.Restored()
-		homeID = tx.HomeID()
-		return nil
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if restored, isRestored, err = tx.Restored(); err != nil {
+			return err
+		}
+		homeID, err = tx.HomeID()
+		return err
 	}); err != nil {
 		return nil, err
 	}

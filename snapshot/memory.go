@@ -16,6 +16,7 @@ import (
 	"github.com/strata-vm/strata/hvm/qmp"
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
 )
@@ -70,7 +71,7 @@ func planMemory(t Target, live *liveGuest, vols []storage.Volume, p *Point) erro
 // (as its QEMU reports it) fits beside it with a margin.
 func openState(l *liveGuest, p *Point) (*os.File, error) {
 	dir := filepath.Dir(p.Memory.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	ram := int64(l.ramMiB) << 20

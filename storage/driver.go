@@ -111,8 +111,10 @@ type VolumeDriver interface {
 	// format lives: a pure plan, recorded before the volume is made.
 	VolumePath(p Pool, id string, f Format) string
 	// Create makes an empty volume of size bytes at path (planned with
-	// VolumePath) in pool p; raw images are sparse. A failed Create
-	// leaves nothing.
+	// VolumePath) in pool p; raw images are sparse. When Create returns
+	// the volume is durable, its data and its name (the caller records it
+	// in the catalog next: a power cut must not leave a record naming a
+	// missing or empty image). A failed Create leaves nothing.
 	Create(ctx context.Context, p Pool, path string, f Format, size int64) error
 	// Resize changes the virtual size of the volume at path in pool p;
 	// shrinking only when shrink is set.

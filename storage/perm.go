@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+
+	"github.com/strata-vm/strata/storage/atomicfile"
 )
 
 // Modes of strata's directories. Guests run by libvirt run QEMU as
@@ -36,7 +38,9 @@ func MkdirPassable(dir string) error {
 		missing = append(missing, d)
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
-		if err := os.Mkdir(missing[i], DirPassable); err != nil && !errors.Is(err, os.ErrExist) {
+		// Durable (parent synced): a volume, iso or golden recorded in
+		// the catalog next must not outlive its pool's directory.
+		if err := atomicfile.Mkdir(missing[i], DirPassable); err != nil {
 			return err
 		}
 		if err := OpenPassable(missing[i]); err != nil {

@@ -448,3 +448,46 @@ func TestDamagedRecordIsAClearError(t *testing.T) {
 		t.Errorf("a bad record was recorded as damage of the whole catalog")
 	}
 }
+
+// A restored catalog's mark (meta/restored) or home ID (meta/home_id)
+// whose bytes were damaged is a clear "damaged" error, never read as "not
+// restored" or "no ID": doctor --repair would then remove the image of a
+// volume the restored copy lacks, and the other home's copy would pass
+// as this home's.
+func TestDamagedRestoredMarkOrHomeIDIsAnErrorNotAValue(t *testing.T) {
+	home := homeWithData(t)
+	bk := filepath.Join(t.TempDir(), "bk.db")
+	ok(t, home, "catalog", "backup", bk)
+	ok(t, home, "volume", "create", "later", "--size", "1M")
+	var later volumeJSON
+	jsonOf(t, home, &later, "volume", "info", "later")
+	ok(t, home, "catalog", "restore", "--force", bk)
+	editCatalog(t, home, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("restored"), []byte("{\"at\":\x13"))
+	})
+	r := fails(t, home, exitDamaged, []string{"catalog record meta/restored is damaged"}, "doctor", "--repair")
+	noPanic(t, r, "doctor --repair")
+	if !exists(t, later.Path) {
+		t.Fatalf("doctor --repair with a damaged restored mark removed %s, the image of a volume the copy lacks", later.Path)
+	}
+	ok(t, home, "catalog", "accept") // removes the damaged mark: the admin's call
+
+	editCatalog(t, home, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("home_id"), []byte("\"12\x13"))
+	})
+	fails(t, home, exitDamaged, []string{"catalog record meta/home_id is damaged"}, "doctor")
+	fails(t, home, exitDamaged, []string{"catalog record meta/home_id is damaged"}, "pool", "add", "p", "--path", filepath.Join(t.TempDir(), "p"))
+	// A copy whose home ID is damaged is not one to restore.
+	editCopy, err := bolt.Open(bk, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := editCopy.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("home_id"), []byte("\"12\x13"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	editCopy.Close()
+	other := homeWithData(t)
+	fails(t, other, 2, []string{"not a sound strata catalog", "meta/home_id"}, "catalog", "restore", "--force", bk)
+}

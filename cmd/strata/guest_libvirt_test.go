@@ -161,3 +161,36 @@ func TestForeignLibvirtDomainHoldsTheVolumeItUses(t *testing.T) {
 	}
 	fails(t, home, 5, []string{fmt.Sprintf(`libvirt domain %q`, name)}, "volume", "resize", name, "--size", "2M")
 }
+
+// A guest delete strata refuses (a restore point holds the guest; with
+// --with-disks, one holds its disk) leaves its libvirt domain
+// defined: every check that can refuse runs before the undefine. The
+// delete that passes them undefines it.
+func TestRefusedGuestDeleteKeepsItsLibvirtDomain(t *testing.T) {
+	home, name := libvirtHome(t)
+	bootSectorGuest(t, home, name, "STRATA-LV-DEL", boottest.Halt)
+	ok(t, home, "guest", "set", name, "driver=libvirt", "vncunused=0", fmt.Sprintf("vncdisplay=%d", 40+(os.Getpid()+3)%50))
+	ok(t, home, "guest", "start", name, "--wait-serial", "STRATA-LV-DEL")
+	ok(t, home, "guest", "kill", name)
+	defined := func() bool {
+		return exec.Command("virsh", "-c", "qemu:///system", "dominfo", name).Run() == nil
+	}
+	if !defined() {
+		t.Fatal("the guest is not defined in libvirt after a start and a kill")
+	}
+	ok(t, home, "snapshot", "create", name)
+	fails(t, home, 5, []string{"restore point"}, "guest", "delete", name)
+	if !defined() {
+		t.Fatal("a guest delete refused for its restore point undefined its libvirt domain")
+	}
+	ok(t, home, "snapshot", "delete", name, "1")
+	ok(t, home, "snapshot", "create", "--volume", name)
+	fails(t, home, 5, []string{"restore point"}, "guest", "delete", name, "--with-disks")
+	if !defined() {
+		t.Fatal("a guest delete --with-disks refused for a disk a restore point holds undefined its libvirt domain")
+	}
+	ok(t, home, "guest", "delete", name)
+	if defined() {
+		t.Fatal("guest delete left the libvirt domain defined")
+	}
+}

@@ -2,10 +2,13 @@ package main_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,4 +174,73 @@ func TestPointKilledBesideItsInUseCheckIsForgottenWithoutWaiting(t *testing.T) {
 	_ = cmd.Wait()
 	ok(t, home, "doctor")
 	ok(t, home, "snapshot", "create", "--volume", "q")
+}
+
+// hungLibvirt is a unix socket that takes connections and never answers,
+// as a libvirtd that hangs does.
+func hungLibvirt(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "libvirt-sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return sock
+}
+
+// A SIGTERM while the in-use check waits for libvirt ends the command as
+// interrupted (exit 130), and nothing says libvirt does not answer or is
+// not running: it was strata that was stopped.
+func TestInterruptedInUseCheckDoesNotBlameLibvirt(t *testing.T) {
+	needTool(t, "virsh", "libvirt-clients")
+	storagetest.Libvirtd(t) // the in-process libvirt source asks a real one too
+	home := filepath.Join(t.TempDir(), "home")
+	ok(t, home, "volume", "create", "v", "--size", "1M")
+	sock := hungLibvirt(t)
+	cmd := exec.Command(strataBinary(t), "--home", home, "golden", "create", "--volume", "v", "g")
+	cmd.Env = append(os.Environ(), "LIBVIRT_DEFAULT_URI=qemu+unix:///system?socket="+sock)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // in the in-use check, waiting for the hung socket
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	code := 0
+	if ee, isExit := err.(*exec.ExitError); isExit {
+		code = ee.ExitCode()
+	}
+	for _, bad := range []string{"did not answer", "not asked", "is libvirtd running", "does not answer"} {
+		if strings.Contains(stderr.String(), bad) {
+			t.Errorf("an interrupted in-use check blames libvirt (%q):\n%s", bad, stderr.String())
+		}
+	}
+	if code != 130 {
+		t.Errorf("exit %d, want 130 (interrupted)\n%s", code, stderr.String())
+	}
+	if out := ok(t, home, "golden", "list"); strings.Contains(out, "g ") {
+		t.Errorf("an interrupted golden create left a golden:\n%s", out)
+	}
 }

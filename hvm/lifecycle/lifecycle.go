@@ -671,8 +671,13 @@ type undefiner interface {
 }
 
 // Delete forgets a guest (and with withDisks its volumes): refused while
-// it runs; its definitions in toolstacks that keep one (libvirt) are
-// removed first and its runtime directory after.
+// it runs. Every check that can refuse the delete runs first (it runs,
+// it has restore points, a disk is in use or still needed); then its
+// definitions in toolstacks that keep one (libvirt) are removed, then
+// the guest is deleted from the catalog, then its runtime directory. A
+// refused delete so leaves the guest defined everywhere it was; a delete
+// that fails after the undefine (the catalog unreachable) says so and
+// what to do.
 func (m *Manager) Delete(ctx context.Context, name string, withDisks bool) error {
 	return m.locked(ctx, name, func(l loaded) error {
 		if cur, err := m.status(ctx, l); err != nil {
@@ -680,20 +685,33 @@ func (m *Manager) Delete(ctx context.Context, name string, withDisks bool) error
 		} else if cur.State.Live() {
 			return storage.Errorf(storage.ErrInUse, "guest %q is %s (driver %s): stop it first (strata guest stop %s)", name, cur.State, cur.Driver, name)
 		}
-		for _, d := range m.Drivers.Drivers() {
-			u, ok := d.(undefiner)
-			if !ok {
-				continue
+		var undefined []string
+		undefine := func() error {
+			for _, d := range m.Drivers.Drivers() {
+				u, ok := d.(undefiner)
+				if !ok {
+					continue
+				}
+				if err := d.Available(ctx); errors.Is(err, context.Canceled) {
+					return err // interrupted: nothing is deleted
+				} else if err != nil {
+					log.Warn().Str("guest", name).Str("driver", d.Name()).Err(err).Msg("cannot ask whether the guest is still defined there; undefine it by hand if it is")
+					continue
+				}
+				if err := u.Undefine(ctx, l.bg); err != nil {
+					if len(undefined) > 0 {
+						return fmt.Errorf("guest %q was undefined from %s but not from %s (%w), and is not deleted: strata still has it; run 'strata guest delete %s' again", name, strings.Join(undefined, ", "), d.Name(), err, name)
+					}
+					return err
+				}
+				undefined = append(undefined, d.Name())
 			}
-			if err := d.Available(ctx); err != nil {
-				log.Warn().Str("guest", name).Str("driver", d.Name()).Err(err).Msg("cannot ask whether the guest is still defined there; undefine it by hand if it is")
-				continue
-			}
-			if err := u.Undefine(ctx, l.bg); err != nil {
-				return err
-			}
+			return nil
 		}
-		if err := m.Reg.Delete(ctx, name, withDisks); err != nil {
+		if err := m.Reg.DeleteThen(ctx, name, withDisks, undefine); err != nil {
+			if len(undefined) > 0 {
+				return fmt.Errorf("guest %q was undefined from %s, but strata could not delete it: %w; strata still has the guest: run 'strata guest delete %s' again once that is fixed, or 'strata guest start %s' defines it there again", name, strings.Join(undefined, ", "), err, name, name)
+			}
 			return err
 		}
 		if err := os.RemoveAll(l.bg.Run.Dir); err != nil {

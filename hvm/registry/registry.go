@@ -429,6 +429,13 @@ func (r *Registry) Lint(ctx context.Context, name string) ([]lint.Finding, error
 // Delete forgets a guest, and with withDisks deletes its volumes too (all
 // or nothing).
 func (r *Registry) Delete(ctx context.Context, name string, withDisks bool) error {
+	return r.DeleteThen(ctx, name, withDisks, nil)
+}
+
+// DeleteThen deletes as Delete does, running then once nothing strata
+// checks can refuse the delete any more, right before it is committed
+// (store.DeleteGuestThen).
+func (r *Registry) DeleteThen(ctx context.Context, name string, withDisks bool, then func() error) error {
 	g, _, err := r.Get(ctx, name)
 	if err != nil {
 		return err
@@ -441,7 +448,7 @@ func (r *Registry) Delete(ctx context.Context, name string, withDisks bool) erro
 			}
 		}
 	}
-	return r.st.DeleteGuest(ctx, name, vols)
+	return r.st.DeleteGuestThen(ctx, name, vols, then)
 }
 
 // InstalledOptions describe a Windows installed outside strata: the

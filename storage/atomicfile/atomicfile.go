@@ -20,9 +20,11 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Prefix begins the name of every temporary file and staging directory
@@ -160,4 +162,57 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// Settle makes a new file (or directory) at path durable before a catalog
+// record names it: path itself is synced (its data and size, whoever
+// wrote them), then its directory (its name). Without both, a power cut
+// after the record's commit can leave a record naming a missing or empty
+// image (ext4, XFS and btrfs all may).
+func Settle(path string) error {
+	if err := SyncDir(path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// MkdirAll creates dir and its missing parents with perm, as os.MkdirAll
+// does, and makes the name of each directory it creates durable (its
+// parent synced): a record naming a file inside must not outlive the
+// directory after a power cut. A directory already there costs one stat.
+func MkdirAll(dir string, perm os.FileMode) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := Mkdir(missing[i], perm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Mkdir creates dir with perm (one already there is success) and, if it
+// made it, syncs its parent so that its name is durable.
+func Mkdir(dir string, perm os.FileMode) error {
+	if err := os.Mkdir(dir, perm); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+				return nil
+			}
+		}
+		return err
+	}
+	return SyncDir(filepath.Dir(dir))
 }

@@ -50,7 +50,13 @@ func TestCatalogBackendsServeTheSameRecords(t *testing.T) {
 			c := b.open(t, home, b.url(t))
 			var pools []storage.Pool
 			var id string
-			if err := c.View(func(tx *catalog.Tx) (err error) { pools, err = tx.Pools(); id = tx.HomeID(); return err }); err != nil {
+			if err := c.View(func(tx *catalog.Tx) (err error) {
+				if pools, err = tx.Pools(); err != nil {
+					return err
+				}
+				id, err = tx.HomeID()
+				return err
+			}); err != nil {
 				t.Fatal(err)
 			}
 			if len(pools) != 1 || pools[0].Name != catalog.DefaultPool || pools[0].Path != filepath.Join(storage.RealPath(home), "pools", "default") {
@@ -203,10 +209,14 @@ func TestCatalogBackendsSerialiseConcurrentTransactions(t *testing.T) {
 func TestCatalogExportImportBetweenBackends(t *testing.T) {
 	src := backends[0].open(t, t.TempDir(), "")
 	err := src.Update(func(tx *catalog.Tx) error {
-		if err := tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "v", Pool: "default", Path: "/p/00000000000000aa.img"}); err != nil {
+		pool, err := tx.Pool("default")
+		if err != nil {
 			return err
 		}
-		_, err := tx.NextSeq("points/x")
+		if err := tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "v", Pool: "default", Format: storage.FormatRaw, Path: filepath.Join(pool.Path, "00000000000000aa.img")}); err != nil {
+			return err
+		}
+		_, err = tx.NextSeq("points/x")
 		return err
 	})
 	if err != nil {
@@ -229,7 +239,9 @@ func TestCatalogExportImportBetweenBackends(t *testing.T) {
 	var restored bool
 	var vol storage.Volume
 	if err := dst.View(func(tx *catalog.Tx) (err error) {
-		_, restored = tx.Restored()
+		if _, restored, err = tx.Restored(); err != nil {
+			return err
+		}
 		vol, err = tx.Volume("v")
 		return err
 	}); err != nil || !restored || vol.ID != "00000000000000aa" {

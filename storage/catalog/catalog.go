@@ -87,8 +87,8 @@ var migrations = []func(c *Catalog, tx *Tx) error{
 	// InitOver) takes the ID the home already has, so its pools stay its
 	// own; otherwise the home is new and gets a new ID.
 	func(c *Catalog, tx *Tx) error {
-		if id := tx.HomeID(); id != "" {
-			return nil
+		if id, err := tx.HomeID(); err != nil || id != "" {
+			return err
 		}
 		id, err := readHomeIDFile(c.home)
 		if err != nil {
@@ -144,6 +144,10 @@ type Catalog struct {
 	warned  bool // about a catalog an earlier command found damaged
 	// remote is the etcd catalog, nil for the file (see OpenWith).
 	remote *etcdStore
+	// PoolDriver tells whether this program has the pool driver called
+	// name: an import refuses a pool of another (nil: any name). The
+	// store sets it.
+	PoolDriver func(name string) bool
 }
 
 // Open prepares the catalog in home, creating home (mode 0711, see

@@ -918,9 +918,9 @@ func (c *Catalog) settleShared(tx *Tx) error {
 		c.homeChecked = true
 		return nil
 	}
-	id := tx.HomeID()
-	if id == "" {
-		return nil
+	id, err := tx.HomeID()
+	if err != nil || id == "" {
+		return err
 	}
 	pools, err := tx.Pools()
 	if err != nil {

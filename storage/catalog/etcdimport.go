@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog/log"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 )
 
 // The bounds an import's transactions start from (etcd's defaults are
@@ -287,7 +288,7 @@ func (c *Catalog) keepExport(e *Export, name string) (string, error) {
 		return "", err
 	}
 	dir := filepath.Join(c.home, BackupDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	p := filepath.Join(dir, fmt.Sprintf("%s-%s.json", name, stamp()))

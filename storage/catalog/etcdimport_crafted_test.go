@@ -26,7 +26,7 @@ func TestEtcdImportRefusesAnExportItWouldReadBackAsSomethingElse(t *testing.T) {
 	home := t.TempDir()
 	dst := backends[1].open(t, home, url)
 	if err := dst.Update(func(tx *catalog.Tx) error {
-		return tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "old", Pool: "default", Path: "/p/00000000000000aa.img"})
+		return addVolume(tx, "00000000000000aa", "old")
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,9 +21,13 @@ func exportWith(t *testing.T, prefix string, n, pad int) string {
 	t.Helper()
 	src := backends[0].open(t, t.TempDir(), "")
 	if err := src.Update(func(tx *catalog.Tx) error {
+		pool, err := tx.Pool("default")
+		if err != nil {
+			return err
+		}
 		for i := range n {
 			id := fmt.Sprintf("%016x", 0xa000+i)
-			if err := tx.AddVolume(storage.Volume{ID: id, Name: fmt.Sprintf("%s-%d", prefix, i), Pool: "default", Path: "/p/" + id + ".img"}); err != nil {
+			if err := tx.AddVolume(storage.Volume{ID: id, Name: fmt.Sprintf("%s-%d", prefix, i), Pool: "default", Format: storage.FormatRaw, Path: filepath.Join(pool.Path, id+".img")}); err != nil {
 				return err
 			}
 		}
@@ -46,12 +50,23 @@ func exportWith(t *testing.T, prefix string, n, pad int) string {
 	if err := json.Unmarshal(raw, &e); err != nil {
 		t.Fatal(err)
 	}
-	e["buckets"].(map[string]any)["volumes"].(map[string]any)["zzzz"] = map[string]string{"pad": strings.Repeat("x", pad)}
+	// In a bucket nothing reads (so no import check refuses it first),
+	// last in order.
+	e["buckets"].(map[string]any)["zz-padding"] = map[string]any{"zzzz": map[string]string{"pad": strings.Repeat("x", pad)}}
 	raw, _ = json.Marshal(e)
 	if err := os.WriteFile(file, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// addVolume records a volume as volume create would, in the default pool.
+func addVolume(tx *catalog.Tx, id, name string) error {
+	pool, err := tx.Pool("default")
+	if err != nil {
+		return err
+	}
+	return tx.AddVolume(storage.Volume{ID: id, Name: name, Pool: "default", Format: storage.FormatRaw, Path: filepath.Join(pool.Path, id+".img")})
 }
 
 func volumeNames(t *testing.T, c *catalog.Catalog) []string {
@@ -90,13 +105,13 @@ func TestEtcdImportForceChecksLimitsAndKeepsTheOldCatalog(t *testing.T) {
 	home := t.TempDir()
 	dst := backends[1].open(t, home, srv.EtcdURL())
 	if err := dst.Update(func(tx *catalog.Tx) error {
-		return tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "old", Pool: "default", Path: "/p/00000000000000aa.img"})
+		return addVolume(tx, "00000000000000aa", "old")
 	}); err != nil {
 		t.Fatal(err)
 	}
 	big := exportWith(t, "big", 40, 100<<10)
 	_, err := dst.Import(big, true)
-	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "volumes/zzzz") || !strings.Contains(err.Error(), "--max-request-bytes") ||
+	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), "padding/zzzz") || !strings.Contains(err.Error(), "--max-request-bytes") ||
 		!strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("an import with a record over etcd's request limit: %v", err)
 	}
@@ -140,7 +155,7 @@ func TestEtcdImportFailingPartWayPutsTheCatalogBack(t *testing.T) {
 	home := t.TempDir()
 	dst := backends[1].open(t, home, srv.EtcdURL())
 	if err := dst.Update(func(tx *catalog.Tx) error {
-		return tx.AddVolume(storage.Volume{ID: "00000000000000aa", Name: "old", Pool: "default", Path: "/p/00000000000000aa.img"})
+		return addVolume(tx, "00000000000000aa", "old")
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +177,7 @@ func TestEtcdImportFailingPartWayPutsTheCatalogBack(t *testing.T) {
 	}
 	// And it is whole: a change and a new volume work.
 	if err := dst.Update(func(tx *catalog.Tx) error {
-		return tx.AddVolume(storage.Volume{ID: "00000000000000ab", Name: "after", Pool: "default", Path: "/p/00000000000000ab.img"})
+		return addVolume(tx, "00000000000000ab", "after")
 	}); err != nil {
 		t.Fatal(err)
 	}

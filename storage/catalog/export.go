@@ -19,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 )
 
 // ExportFormat names the document Export writes.
@@ -35,10 +36,16 @@ type Export struct {
 	Buckets  map[string]map[string]json.RawMessage `json:"buckets"`
 	Records  int                                   `json:"records"`
 	Versions map[string]int                        `json:"-"`
+
+	knownDriver func(string) bool // checkRecords' pool drivers
 }
 
 func exportTx(tx *Tx, from string) (*Export, error) {
-	e := &Export{Format: ExportFormat, Version: 1, From: from, At: time.Now().UTC(), Schema: versionAt(tx, kSchema), HomeID: tx.HomeID(), Buckets: map[string]map[string]json.RawMessage{}}
+	homeID, err := tx.HomeID()
+	if err != nil {
+		return nil, err
+	}
+	e := &Export{Format: ExportFormat, Version: 1, From: from, At: time.Now().UTC(), Schema: versionAt(tx, kSchema), HomeID: homeID, Buckets: map[string]map[string]json.RawMessage{}}
 	names, err := tx.kv.buckets()
 	if err != nil {
 		return nil, err
@@ -171,6 +178,9 @@ func (c *Catalog) Import(path string, force bool) (ImportResult, error) {
 	if err != nil {
 		return ImportResult{}, err
 	}
+	if err := e.checkRecords(path, c.PoolDriver); err != nil {
+		return ImportResult{}, err
+	}
 	abs := path
 	if path != "-" {
 		abs, _ = filepath.Abs(path)
@@ -236,7 +246,7 @@ func (c *Catalog) keepBeforeMigration(tx *Tx) error {
 		return err
 	}
 	dir := filepath.Join(c.home, BackupDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return storage.Errorf(storage.ErrPrecondition, "cannot keep a copy of the catalog before migrating it: %w", err)
 	}
 	p := filepath.Join(dir, fmt.Sprintf("catalog-schema-%d-%s.json", v, stamp()))

@@ -4,12 +4,12 @@ package catalog
 // package doc.
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/atomicfile"
+	"github.com/strata-vm/strata/storage/image"
 )
 
 // Files of the state home besides the catalog.
@@ -60,23 +61,16 @@ func readHomeIDFile(home string) (string, error) {
 	return strings.TrimSpace(string(raw)), nil
 }
 
-func homeIDOf(tx *bolt.Tx) string {
-	b := tx.Bucket(bMeta)
-	if b == nil {
-		return ""
-	}
-	var id string
-	if raw := b.Get(kHomeID); raw != nil {
-		_ = json.Unmarshal(raw, &id)
-	}
-	return id
-}
+func homeIDOf(tx *bolt.Tx) (string, error) { return newTx(tx).HomeID() }
 
-// HomeID is the ID of the home this catalog belongs to.
-func (t *Tx) HomeID() string {
+// HomeID is the ID of the home this catalog belongs to ("" if it has
+// none yet). A record that cannot be read is an error (ErrDamaged), never
+// taken for no ID: an ID mistaken for absent would let a home take
+// another's pools for its own.
+func (t *Tx) HomeID() (string, error) {
 	var id string
-	_, _ = t.Get(string(bMeta), string(kHomeID), &id)
-	return id
+	_, err := t.Get(string(bMeta), string(kHomeID), &id)
+	return id, err
 }
 
 // Restored tells how this catalog was put in place, if it was restored
@@ -89,19 +83,25 @@ type Restored struct {
 }
 
 // Restored returns how the catalog was restored; false if it was not, or
-// the admin has accepted it since.
-func (t *Tx) Restored() (Restored, bool) {
+// the admin has accepted it since. A record that cannot be read is an
+// error (ErrDamaged), never taken for "not restored": doctor --repair
+// would then remove files a restored catalog does not know.
+func (t *Tx) Restored() (Restored, bool, error) {
 	var r Restored
-	ok, _ := t.Get(string(bMeta), string(kRestored), &r)
-	return r, ok
+	ok, err := t.Get(string(bMeta), string(kRestored), &r)
+	return r, ok, err
 }
 
 // Accept declares a restored catalog complete: doctor --repair may remove
-// the files it does not know again.
+// the files it does not know again. A mark that cannot be read is
+// removed too (that is what the admin declares), and counts as one.
 func (c *Catalog) Accept() (bool, error) {
 	was := false
 	err := c.Update(func(t *Tx) error {
-		_, was = t.Restored()
+		var err error
+		if _, was, err = t.Restored(); err != nil {
+			was = true
+		}
 		return t.Delete(string(bMeta), string(kRestored))
 	})
 	return was, err
@@ -145,7 +145,7 @@ func ReadMarker(dir string) (Marker, bool, error) {
 
 // HomeID returns this home's ID.
 func (c *Catalog) HomeID() (id string, err error) {
-	err = c.View(func(t *Tx) error { id = t.HomeID(); return nil })
+	err = c.View(func(t *Tx) (err error) { id, err = t.HomeID(); return err })
 	return id, err
 }
 
@@ -178,9 +178,10 @@ func (c *Catalog) settleHome(db *bolt.DB) error {
 	var id string
 	var pools []storage.Pool
 	if err := c.guard(func() error {
-		return db.View(func(tx *bolt.Tx) error {
-			id = homeIDOf(tx)
-			var err error
+		return db.View(func(tx *bolt.Tx) (err error) {
+			if id, err = homeIDOf(tx); err != nil {
+				return err
+			}
 			pools, err = newTx(tx).Pools()
 			return err
 		})
@@ -468,7 +469,7 @@ func (c *Catalog) backupBeforeMigration(tx *Tx) error {
 		return nil // nothing to lose yet (a catalog started by InitOver)
 	}
 	dir := filepath.Join(c.home, BackupDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return storage.Errorf(storage.ErrPrecondition, "cannot keep a copy of the catalog before migrating it: %w", err)
 	}
 	p := filepath.Join(dir, fmt.Sprintf("catalog-schema-%d-%s.db", v, stamp()))
@@ -508,10 +509,13 @@ func (c *Catalog) Restore(src string, force bool) error {
 	}
 	var id string
 	var schema int
-	if err := readFile(c, abs, func(tx *bolt.Tx) error {
-		id, schema = homeIDOf(tx), versionAt(newTx(tx), kSchema)
-		return nil
-	}); err != nil {
+	if err := readFile(c, abs, func(tx *bolt.Tx) (err error) {
+		id, err = homeIDOf(tx)
+		schema = versionAt(newTx(tx), kSchema)
+		return err
+	}); errors.Is(err, storage.ErrDamaged) {
+		return storage.Errorf(storage.ErrInvalid, "%q is not a sound strata catalog (%v): give another copy", src, err)
+	} else if err != nil {
 		return err
 	}
 	if schema == 0 {
@@ -531,20 +535,7 @@ func (c *Catalog) Restore(src string, force bool) error {
 		return err
 	}
 	return c.replace(func(tmp string) error {
-		in, err := os.Open(abs)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
+		return image.CopyFile(context.Background(), abs, tmp, image.CopyOptions{Durable: true})
 	}, Restored{At: time.Now().UTC(), From: abs}, force && id != "" && id != home)
 }
 
@@ -601,7 +592,10 @@ func (c *Catalog) replace(make func(tmp string) error, how Restored, adoptID boo
 		return err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		id = homeIDOf(tx)
+		var err error
+		if id, err = homeIDOf(tx); err != nil {
+			return err
+		}
 		meta, err := tx.CreateBucketIfNotExists(bMeta)
 		if err != nil {
 			return err
@@ -613,12 +607,16 @@ func (c *Catalog) replace(make func(tmp string) error, how Restored, adoptID boo
 	}
 	if !missing(c.path) {
 		dir := filepath.Join(c.home, BackupDir)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
 		aside := filepath.Join(dir, "catalog-replaced-"+stamp()+".db")
 		if err := os.Rename(c.path, aside); err != nil {
 			return fmt.Errorf("move the catalog aside: %w", err)
+		}
+		// Its new name durable (the home's sync below covers the old).
+		if err := atomicfile.SyncDir(dir); err != nil {
+			return err
 		}
 		log.Info().Str("copy", aside).Msg("the catalog it replaces is kept")
 	}

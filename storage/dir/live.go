@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/image"
 )
 
@@ -23,14 +24,14 @@ func (Driver) LivePoint(_ context.Context, _ storage.Pool, v storage.Volume, ref
 	case MethodQcow2:
 		return storage.LivePoint{Mechanism: storage.LiveInternal, Name: ref.Ref}, nil
 	case MethodReflink:
-		if err := os.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
+		if err := atomicfile.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
 			return storage.LivePoint{}, err
 		}
 		src, dst := v.Path, ref.Ref
 		return storage.LivePoint{Mechanism: storage.LiveClone, Clone: func() error { return image.Reflink(src, dst) },
 			Finish: syncPointDir}, nil
 	case MethodCopy:
-		if err := os.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
+		if err := atomicfile.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
 			return storage.LivePoint{}, err
 		}
 		if err := checkSpace(v.Path, filepath.Dir(ref.Ref)); err != nil {

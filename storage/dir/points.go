@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/atomicfile"
 	"github.com/strata-vm/strata/storage/image"
 	"github.com/strata-vm/strata/storage/inuse"
 	"github.com/strata-vm/strata/storage/qcow2"
@@ -411,7 +412,7 @@ func (m fileCopy) take(ctx context.Context, v storage.Volume, ref *storage.Point
 	if err := image.VerifyImage(v); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
 		return err
 	}
 	if err := m.materialise(ctx, v.Path, ref.Ref, prog); err != nil {
@@ -436,7 +437,7 @@ func (m fileCopy) move(_ context.Context, v storage.Volume, ref *storage.PointRe
 	if err := image.VerifyImage(v); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Dir(ref.Ref), 0o700); err != nil {
 		return err
 	}
 	info, err := image.InspectAs(v.Path, v.Format)

@@ -29,12 +29,37 @@ var zeros [zeroBlock]byte // in BSS: no allocation at start-up
 // skipped so they become holes too (as cp --sparse=always does). Memory use
 // is constant. dst is synced before CopySparse returns; on error it is
 // removed.
-func CopySparse(ctx context.Context, src, dst string, prog storage.Progress) (err error) {
+func CopySparse(ctx context.Context, src, dst string, prog storage.Progress) error {
 	in, err := OpenImage(src, os.O_RDONLY)
 	if err != nil {
 		return openError(src, err)
 	}
 	defer in.Close()
+	return copySparse(ctx, in, src, dst, CopyOptions{Durable: true, Progress: prog})
+}
+
+// CopyOptions say how CopyFile copies.
+type CopyOptions struct {
+	// Durable: dst is synced before CopyFile returns (a copy a record
+	// names next); a scratch copy skips the sync.
+	Durable bool
+	// Progress is told the bytes copied (nil: nothing).
+	Progress storage.Progress
+}
+
+// CopyFile copies the file src to dst, a new file (mode 0600) that must
+// not exist, sparsely as CopySparse does; for files that are not images
+// (a catalog copy, a staged tree's files). On error dst is removed.
+func CopyFile(ctx context.Context, src, dst string, o CopyOptions) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return copySparse(ctx, in, src, dst, o)
+}
+
+func copySparse(ctx context.Context, in *os.File, src, dst string, o CopyOptions) (err error) {
 	size, err := in.Seek(0, io.SeekEnd)
 	if err != nil {
 		return err
@@ -54,6 +79,7 @@ func CopySparse(ctx context.Context, src, dst string, prog storage.Progress) (er
 	if err := out.Truncate(size); err != nil {
 		return fmt.Errorf("size %q: %w", dst, err)
 	}
+	prog := o.Progress
 	if prog == nil {
 		prog = storage.NoProgress{}
 	}
@@ -86,6 +112,9 @@ func CopySparse(ctx context.Context, src, dst string, prog storage.Progress) (er
 		off = end
 	}
 	prog.Add(size - done)
+	if !o.Durable {
+		return nil
+	}
 	if err := out.Sync(); err != nil {
 		return writeError(dst, err)
 	}

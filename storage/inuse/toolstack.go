@@ -2,6 +2,7 @@ package inuse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -149,6 +150,9 @@ func (l *Libvirt) Holders(ctx context.Context, imgs []Image) ([][]Holder, error)
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	out, err := run.Output(ctx, "virsh", "-c", l.uri, "-q", "list", "--name")
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil, ctx.Err() // strata was interrupted: libvirt is not to blame
+	}
 	if ctx.Err() != nil {
 		log.Warn().Str("uri", l.uri).Dur("timeout", l.Timeout).Msg("libvirt did not answer: its domains are not asked (the QEMU they run holds image locks, which strata checks)")
 		return hs, nil
@@ -158,6 +162,9 @@ func (l *Libvirt) Holders(ctx context.Context, imgs []Image) ([][]Holder, error)
 	}
 	for _, dom := range strings.Fields(string(out)) {
 		blk, err := run.Output(ctx, "virsh", "-c", l.uri, "-q", "domblklist", "--details", dom)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, ctx.Err()
+		}
 		if err != nil {
 			continue // gone meanwhile
 		}
@@ -204,6 +211,9 @@ func (d Domains) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) 
 		return hs, nil
 	}
 	doms, err := d.List(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil, err // interrupted: no toolstack to blame
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: cannot list running guests: %w", d.Toolstack, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	iofs "io/fs"
 	"os"
 	"path"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/atomicfile"
+	"github.com/strata-vm/strata/storage/image"
 )
 
 // BuildOptions describes an image to build from a directory.
@@ -459,7 +459,9 @@ func stageTree(ctx context.Context, src, dst string, rockRidge bool, skip string
 			}
 			dirs = append(dirs, later{to, info})
 		case info.Mode().IsRegular():
-			if err := copyFile(p, to); err != nil {
+			// A scratch copy (go-diskfs reads it into the image):
+			// sparse, not synced.
+			if err := image.CopyFile(ctx, p, to, image.CopyOptions{}); err != nil {
 				return err
 			}
 			prog.Add(info.Size())
@@ -486,23 +488,6 @@ func stageTree(ctx context.Context, src, dst string, rockRidge bool, skip string
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // setAttrs gives a staged entry the source's owner (when strata runs as

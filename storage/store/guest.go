@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -97,6 +98,23 @@ func (s *Store) CheckDisksFree(ctx context.Context, name string, volumes []strin
 // still needed, nothing changes. A running guest (Running) and a guest with
 // restore points (its holds) are refused.
 func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) error {
+	return s.DeleteGuestThen(ctx, name, volumes, nil)
+}
+
+// errTried ends the transaction that tries a delete's checks.
+var errTried = errors.New("the delete's checks passed")
+
+// DeleteGuestThen deletes as DeleteGuest does, and runs then (if not nil)
+// once every check that can refuse the delete has passed, right before
+// the delete is committed: the locks are held, the disks are free, and
+// the transaction's own checks (points, goldens, a running guest, each
+// volume still needed) were tried in a transaction rolled back. The
+// caller undoes there what keeps the guest outside the catalog (a libvirt
+// definition) only when strata will not refuse the delete; a failure of
+// then changes nothing here. The commit itself may still fail (the
+// catalog unreachable, something changed that the locks do not cover):
+// the caller says what to do then.
+func (s *Store) DeleteGuestThen(ctx context.Context, name string, volumes []string, then func() error) error {
 	// The guest's lock and its volumes', as restore point operations take
 	// them (LockSet): nothing is deleted under one of them.
 	var id string
@@ -128,7 +146,7 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 		return err
 	}
 	var gone []storage.Volume
-	err = s.Catalog.Update(func(tx *catalog.Tx) error {
+	remove := func(tx *catalog.Tx) error {
 		gone = gone[:0] // a shared catalog runs a transaction again after a conflict
 		g, err := tx.Guest(name)
 		if err != nil {
@@ -157,8 +175,22 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 			gone = append(gone, v)
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if then != nil {
+		err := s.Catalog.Update(func(tx *catalog.Tx) error {
+			if err := remove(tx); err != nil {
+				return err
+			}
+			return errTried
+		})
+		if !errors.Is(err, errTried) {
+			return err
+		}
+		if err := then(); err != nil {
+			return err
+		}
+	}
+	if err := s.Catalog.Update(remove); err != nil {
 		return err
 	}
 	for _, v := range gone {

@@ -42,3 +42,57 @@ func TestGuestDeleteWithDisksRefusesADiskOpenForWriting(t *testing.T) {
 		t.Errorf("the guest: %v", err)
 	}
 }
+
+// DeleteGuestThen runs then only once nothing strata checks refuses the
+// delete (a guest a restore point holds is refused before it), a failure
+// of then deletes nothing, and a commit refused after then returns its
+// error with the guest still there (the caller says what to do).
+func TestGuestDeleteThenRunsOnlyOnceTheChecksPass(t *testing.T) {
+	st, _ := openTestStore(t)
+	ctx := context.Background()
+	sys := rawVolume(t, st, "sys")
+	const id = "00000000000000aa"
+	if err := st.Catalog.Update(func(tx *catalog.Tx) error {
+		return tx.PutGuest(storage.Guest{ID: id, Name: "web", Disks: []string{sys.ID}, Created: time.Now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(put bool) {
+		t.Helper()
+		if err := st.Catalog.Update(func(tx *catalog.Tx) error {
+			if put {
+				return tx.PutHold(catalog.HeldGuest, id, "point:g-"+id+"/1", catalog.Hold{Holder: catalog.HolderPoint, TargetKind: catalog.KindGuest, TargetID: id, Point: 1})
+			}
+			return tx.DeleteHold(catalog.HeldGuest, id, "point:g-"+id+"/1")
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func() bool {
+		return st.Catalog.View(func(tx *catalog.Tx) error { _, err := tx.Guest("web"); return err }) == nil
+	}
+	ran := 0
+	then := func() error { ran++; return nil }
+
+	hold(true)
+	if err := st.DeleteGuestThen(ctx, "web", nil, then); !errors.Is(err, storage.ErrInUse) || ran != 0 || !exists() {
+		t.Fatalf("delete of a guest a point holds: %v, then ran %d times, guest there %v", err, ran, exists())
+	}
+	hold(false)
+	boom := errors.New("undefine failed")
+	if err := st.DeleteGuestThen(ctx, "web", nil, func() error { return boom }); !errors.Is(err, boom) || !exists() {
+		t.Fatalf("delete whose then fails: %v, guest there %v", err, exists())
+	}
+	// Something the locks do not keep out changes between the checks
+	// and the commit: the commit refuses, after then.
+	if err := st.DeleteGuestThen(ctx, "web", nil, func() error { ran++; hold(true); return nil }); !errors.Is(err, storage.ErrInUse) || ran != 1 || !exists() {
+		t.Fatalf("delete refused at its commit: %v, then ran %d times, guest there %v", err, ran, exists())
+	}
+	hold(false)
+	if err := st.DeleteGuestThen(ctx, "web", []string{"sys"}, then); err != nil || ran != 2 || exists() {
+		t.Fatalf("delete: %v, then ran %d times, guest there %v", err, ran, exists())
+	}
+	if _, err := os.Stat(sys.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the deleted disk's image: %v", err)
+	}
+}

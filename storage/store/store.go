@@ -60,7 +60,9 @@ func OpenWith(home string, lockTimeout time.Duration, o catalog.Options) (*Store
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Catalog: c, InUse: inuse.Default(), lockTimeout: lockTimeout, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}, nil
+	s := &Store{Catalog: c, InUse: inuse.Default(), lockTimeout: lockTimeout, drivers: map[string]storage.Driver{dir.Name: dir.Driver{}}}
+	c.PoolDriver = func(name string) bool { _, ok := s.drivers[name]; return ok }
+	return s, nil
 }
 
 // Driver returns the driver serving pool p.
@@ -223,9 +225,11 @@ func (s *Store) planDirPool(spec storage.Pool) (p storage.Pool, homeID string, e
 	if err := s.checkPoolPlace(path, abs); err != nil {
 		return p, "", err
 	}
-	if err := s.Catalog.View(func(tx *catalog.Tx) error {
-		homeID = tx.HomeID()
-		_, err := tx.Pool(name)
+	if err := s.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if homeID, err = tx.HomeID(); err != nil {
+			return err
+		}
+		_, err = tx.Pool(name)
 		if err == nil {
 			return storage.Errorf(storage.ErrExists, "pool %q already exists", name)
 		}
@@ -598,6 +602,12 @@ func (s *Store) makeImage(ctx context.Context, d storage.Driver, pool storage.Po
 		return nil
 	}
 	if err := image.Convert(ctx, rawPath, storage.FormatRaw, v.Path, v.Format); err != nil {
+		os.Remove(v.Path)
+		return err
+	}
+	// Durable before the record that names it (the raw image was, by
+	// the driver's Create and the layout's sync).
+	if err := atomicfile.Settle(v.Path); err != nil {
 		os.Remove(v.Path)
 		return err
 	}

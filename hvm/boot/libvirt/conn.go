@@ -73,6 +73,11 @@ func (d *Driver) connect(ctx context.Context) (*conn, error) {
 	if err != nil {
 		c.stop()
 		dl.close()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// strata was interrupted (a signal): not libvirt's doing,
+			// whatever the closed connection made the call return.
+			return nil, fmt.Errorf("libvirt at %s: interrupted: %w", d.cfg.Socket, ctx.Err())
+		}
 		return nil, storage.Errorf(storage.ErrPrecondition, "libvirt at %s (%s) does not answer: %v; is libvirtd running?", d.cfg.Socket, d.cfg.URI, err)
 	}
 	return c, nil

@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"context"
+	"errors"
 	"os"
 
 	"github.com/rs/zerolog/log"
@@ -26,12 +27,18 @@ func (d *Driver) InUse() inuse.Source {
 			log.Warn().Err(err).Str("uri", d.cfg.URI).Msg("libvirt's domains are not asked (the QEMU they run holds image locks, which strata checks)")
 		}
 		c, err := d.connect(ctx)
+		if errors.Is(err, context.Canceled) {
+			return nil, err // strata was interrupted: libvirt is not to blame
+		}
 		if err != nil {
 			warn(err)
 			return nil, nil
 		}
 		defer c.close()
 		rs, err := d.listRunning(c)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, ctx.Err()
+		}
 		if err != nil {
 			warn(err)
 			return nil, nil
