@@ -52,8 +52,11 @@ func agentGuest(t *testing.T, extra ...string) (sock string, serial func() strin
 	}
 	t.Cleanup(func() { qcancel(); cmd.Wait() })
 	serial = func() string { b, _ := os.ReadFile(log); return string(b) }
+	// Until QEMU listens: its socket file exists from bind, a moment
+	// before listen, and a connection then is refused.
 	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			break
 		}
 		if i > 500 {
