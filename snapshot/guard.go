@@ -8,8 +8,10 @@ import (
 
 	"github.com/rs/zerolog/log"
 
+	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/qga"
+	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 )
@@ -51,21 +53,34 @@ const GuardLog = "guard.log"
 // is over either way.
 func (m *Manager) Guard(ctx context.Context, guestID, point string) error {
 	rd := &boot.RunDir{Dir: filepath.Join(m.st.Catalog.Home(), "run", guestID)}
-	gone, err := boot.AwaitHolder(ctx, guardPoll, func() { m.releaseHold(ctx, guestID, rd, point, false) })
+	// What resuming the guest takes from the catalog (its name, its
+	// definition) is read now, while the strata taking the point lives and
+	// holds the guest's lock (nothing changes them meanwhile): when that
+	// strata dies, the guest is resumed without waiting for the catalog,
+	// which another process may hold for seconds or a shared catalog's
+	// etcd may not answer.
+	g, err := m.guarded(ctx, guestID)
+	if err != nil {
+		log.Warn().Err(err).Str("point", point).Msg("the guest of a live point, read ahead for its guard: it is read again if the point's strata dies")
+		g = guardedGuest{id: guestID}
+	}
+	gone, err := boot.AwaitHolder(ctx, guardPoll, func() { m.releaseHold(ctx, g, rd, point, false) })
 	if err != nil || !gone {
 		return err
 	}
 	log.Warn().Str("point", point).Msg("the strata taking a live restore point died: resuming the guest and finishing or undoing the point")
 	// The hold of this point is a dead holder's, even while its process
 	// is still being torn down (the pipe closes before /proc says so).
-	m.releaseHold(ctx, guestID, rd, point, true)
-	var name string
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		g, err := tx.GuestByID(guestID)
-		name = g.Name
-		return err
-	}); err != nil {
-		return err
+	m.releaseHold(ctx, g, rd, point, true)
+	name := g.t.Name
+	if g.def == nil {
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+			r, err := tx.GuestByID(guestID)
+			name = r.Name
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 	// Recovered as the next command on the guest would (withTarget).
 	if err := m.withTarget(context.WithoutCancel(ctx), TargetRef{Name: name}, func(Target) error { return nil }); err != nil {
@@ -75,28 +90,52 @@ func (m *Manager) Guard(ctx context.Context, guestID, point string) error {
 	return nil
 }
 
+// guardedGuest is the guest a guard watches over: its ID, and once read
+// its target and resolved definition (def nil: not read yet).
+type guardedGuest struct {
+	id  string
+	t   Target
+	def *hvm.Guest
+}
+
+// guarded reads the guest with ID id and its resolved definition.
+func (m *Manager) guarded(ctx context.Context, id string) (guardedGuest, error) {
+	g := guardedGuest{id: id}
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		r, err := tx.GuestByID(id)
+		g.t = Target{Key: catalog.GuestKey(id), Name: r.Name}
+		return err
+	}); err != nil {
+		return g, err
+	}
+	def, err := registry.New(m.st).Resolved(ctx, g.t.Name)
+	if err != nil {
+		return guardedGuest{id: id}, err
+	}
+	g.def = def
+	return g, nil
+}
+
 // releaseHold resumes and thaws the guest that point's pause hold keeps
 // paused or frozen, if the hold is stale (its holder gone or past its
 // deadline; dead: the caller knows the holder died), and clears the hold
 // once that is done; a hold that is not stale, or another point's, is
-// left alone.
-func (m *Manager) releaseHold(ctx context.Context, guestID string, rd *boot.RunDir, point string, dead bool) {
+// left alone. The guest is g as read ahead, or read now.
+func (m *Manager) releaseHold(ctx context.Context, g guardedGuest, rd *boot.RunDir, point string, dead bool) {
 	h, err := rd.ReadHold()
 	if err != nil || h == nil || h.Point != point || !(dead || h.Stale()) {
 		return
 	}
-	var t Target
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) error {
-		g, err := tx.GuestByID(guestID)
-		t = Target{Key: catalog.GuestKey(guestID), Name: g.Name}
-		return err
-	}); err != nil {
-		log.Error().Err(err).Msg("the guest of a stale pause hold")
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	l, err := m.liveOf(ctx, t)
+	if g.def == nil {
+		if g, err = m.guarded(ctx, g.id); err != nil {
+			log.Error().Err(err).Msg("the guest of a stale pause hold")
+			return
+		}
+	}
+	t := g.t
+	l, err := m.liveOfDef(ctx, t, g.def)
 	if err != nil {
 		log.Error().Err(err).Str("guest", t.Name).Msg("resume the guest an interrupted restore point left paused")
 		return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog/log"
 
+	"github.com/strata-vm/strata/hvm"
 	"github.com/strata-vm/strata/hvm/boot"
 	"github.com/strata-vm/strata/hvm/qga"
 	"github.com/strata-vm/strata/hvm/registry"
@@ -85,6 +86,12 @@ func (l *liveGuest) close() {
 // or t is a volume). A guest that runs under a driver that cannot take
 // points of running guests is an error of kind ErrInUse saying why.
 func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
+	return m.liveOfDef(ctx, t, nil)
+}
+
+// liveOfDef is liveOf with t's definition resolved already (nil: read it
+// from the catalog).
+func (m *Manager) liveOfDef(ctx context.Context, t Target, def *hvm.Guest) (*liveGuest, error) {
 	if m.Drivers == nil || t.Kind() != catalog.KindGuest {
 		return nil, nil
 	}
@@ -98,9 +105,10 @@ func (m *Manager) liveOf(ctx context.Context, t Target) (*liveGuest, error) {
 	if err != nil {
 		return nil, err
 	}
-	def, err := registry.New(m.st).Resolved(ctx, t.Name)
-	if err != nil {
-		return nil, err
+	if def == nil {
+		if def, err = registry.New(m.st).Resolved(ctx, t.Name); err != nil {
+			return nil, err
+		}
 	}
 	bg := &boot.Guest{ID: id, Def: def, Run: rd}
 	s, err := d.Status(ctx, bg)

@@ -395,8 +395,17 @@ var crashAt = os.Getenv("STRATA_CRASH_AT")
 // passed is appended to: a crash test learns the steps of a path from it.
 var crashTrace = os.Getenv("STRATA_CRASH_TRACE")
 
-// Crashpoint kills the process at step when STRATA_CRASH_AT names it.
+// stopAt (STRATA_STOP_AT, tests only) names a step at which strata stops
+// itself (SIGSTOP) instead: a test acts while it is frozen mid-operation
+// (holds the catalog, changes a file), then kills it.
+var stopAt = os.Getenv("STRATA_STOP_AT")
+
+// Crashpoint kills the process at step when STRATA_CRASH_AT names it, and
+// stops it when STRATA_STOP_AT does.
 func Crashpoint(step string) {
+	if stopAt != "" && stopAt == step {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	}
 	if crashTrace != "" {
 		if f, err := os.OpenFile(crashTrace, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
 			_, _ = f.WriteString(step + "\n")

@@ -1,10 +1,12 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -115,6 +117,65 @@ func TestKilledLivePointThroughLibvirtResumesTheGuest(t *testing.T) {
 		t.Fatalf("a live point through libvirt after the guard's recovery: %+v", p)
 	}
 	waitGuardsGone(t, home, 5*time.Second)
+}
+
+// A strata killed while a live point through libvirt keeps the guest
+// paused, at a moment another process holds the catalog (a long import,
+// an etcd that does not answer): the guard resumes the domain at once all
+// the same, from what it read of the guest when it started (it waited
+// for the catalog before), and undoes the point once the catalog is free.
+func TestKilledLivePointResumesTheGuestWhileTheCatalogIsHeld(t *testing.T) {
+	home, name := libvirtCounterGuest(t, "qcow2", 33)
+	before := lastCount(t, home, name)
+	cmd := exec.Command(strataBinary(t), "--home", home, "snapshot", "create", name, "--name", "torn")
+	cmd.Env = append(os.Environ(), "STRATA_STOP_AT=create:live-paused")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, cmd.Process.Pid, 60*time.Second)
+	if s := domState(t, name); s != "paused" {
+		t.Fatalf("the domain is %q with the point's strata stopped mid-pause", s)
+	}
+	// What a bbolt writer holds for its transaction: readers wait for it.
+	db, err := os.OpenFile(filepath.Join(home, "catalog.db"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := syscall.Flock(int(db.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	took := waitDomRunning(t, name, 5*time.Second)
+	t.Logf("the domain runs again %s after strata died, the catalog held", took.Round(time.Millisecond))
+	syscall.Flock(int(db.Fd()), syscall.LOCK_UN)
+	waitGuardsGone(t, home, 60*time.Second)
+	if out := ok(t, home, "--output", "json", "snapshot", "list", name); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("points after the guard's recovery: %s", out)
+	}
+	if fs, code := doctor(t, home); code != 0 || len(fs) != 0 {
+		t.Fatalf("doctor (no --repair) after the guard's recovery: exit %d, %+v", code, fs)
+	}
+	countAbove(t, home, name, before)
+}
+
+// waitStopped waits until process pid is stopped (STRATA_STOP_AT).
+func waitStopped(t *testing.T, pid int, bound time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(bound); ; time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatalf("strata ended before its stop: %v", err)
+		}
+		// The state follows the command's name in parentheses.
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "T" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strata did not reach its stop within %s", bound)
+		}
+	}
 }
 
 // A strata killed once libvirt has saved the guest's memory (the domain is
