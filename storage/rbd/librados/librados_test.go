@@ -143,7 +143,8 @@ func threads(t *testing.T) int {
 	return 0
 }
 
-// TestRollbackInProcessRestoresTheBytes: twenty times in one process,
+// TestRollbackInProcessRestoresTheBytes: five times in one process
+// (twenty with STRATA_LIBRADOS_BENCH=1: about 20 s, qemu-io's),
 // each on a connection of its own, a point is taken, the image written,
 // and the driver's rollback sequence run in process: the image holds
 // the point's bytes again, keeps both snapshots, has the new generation,
@@ -155,8 +156,12 @@ func TestRollbackInProcessRestoresTheBytes(t *testing.T) {
 	f.rbd(t, "create", "--size", "8M", "--image-feature", features, f.spec(img))
 	f.write(t, img, 0x41)
 	before := threads(t)
-	peak := 0
-	for i := 0; i < 20; i++ {
+	peak, rounds := 0, 5
+	if os.Getenv("STRATA_LIBRADOS_BENCH") != "" {
+		rounds = 20
+	}
+	last := fmt.Sprintf("%02d", rounds-1)
+	for i := 0; i < rounds; i++ {
 		conn, err := librados.Connect(f.c.Conf, "", librados.Options{MountTimeout: 15 * time.Second, OpTimeout: 120 * time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -191,7 +196,7 @@ func TestRollbackInProcessRestoresTheBytes(t *testing.T) {
 		}
 	}
 	snaps := f.rbd(t, "snap", "ls", f.spec(img))
-	for _, s := range []string{"p00", "pre00", "p19", "pre19"} {
+	for _, s := range []string{"p00", "pre00", "p" + last, "pre" + last} {
 		if !strings.Contains(snaps, " "+s+" ") {
 			t.Fatalf("snapshot %s is gone:\n%s", s, snaps)
 		}
@@ -199,9 +204,9 @@ func TestRollbackInProcessRestoresTheBytes(t *testing.T) {
 	// rados_shutdown joins librados' threads: what is left are Go's own.
 	time.Sleep(100 * time.Millisecond)
 	after := threads(t)
-	t.Logf("threads: %d before, %d with a connection, %d after 20 connections closed", before, peak, after)
+	t.Logf("threads: %d before, %d with a connection, %d after %d connections closed", before, peak, after, rounds)
 	if after > before+8 {
-		t.Fatalf("threads: %d before, %d after 20 connections were closed: librados threads leak", before, after)
+		t.Fatalf("threads: %d before, %d after %d connections were closed: librados threads leak", before, after, rounds)
 	}
 }
 
@@ -252,4 +257,112 @@ func TestErrorsAreErrno(t *testing.T) {
 	if n, err := ro.Watchers(); err != nil || n != 1 {
 		t.Fatalf("Watchers of an image qemu-io holds: %d %v, want 1", n, err)
 	}
+}
+
+// childEnv, when set, makes the test binary a stand-in for one strata
+// process that rolls an image back in process (TestRollbackTiming):
+// "CONF|POOL|NS|IMAGE|POINT|PRE|GEN".
+const childEnv = "STRATA_LIBRADOS_CHILD"
+
+func init() {
+	v := os.Getenv(childEnv)
+	if v == "" {
+		return
+	}
+	a := strings.Split(v, "|")
+	err := func() error {
+		conn, err := librados.Connect(a[0], "", librados.Options{MountTimeout: 15 * time.Second, OpTimeout: 120 * time.Second})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		io, err := conn.IOCtx(a[1], a[2])
+		if err != nil {
+			return err
+		}
+		defer io.Close()
+		return rollback(io, a[3], a[4], a[5], a[6])
+	}()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// TestRollbackTiming (STRATA_LIBRADOS_BENCH=1: it takes about 10 s) times
+// the driver's rollback sequence in process, as one process start and one
+// connection (this test binary run again as the child), against the
+// bench's reference, rbd snap create + rbd snap rollback as two
+// processes, on 2 GiB images holding 16 MiB (the bench's 1x), and logs
+// the medians of 10 rounds and their ratio. It fails above 1.5x.
+func TestRollbackTiming(t *testing.T) {
+	if os.Getenv("STRATA_LIBRADOS_BENCH") == "" {
+		t.Skip("a timing: run with STRATA_LIBRADOS_BENCH=1")
+	}
+	f := newFixture(t)
+	for _, img := range []string{"bare", "inproc", "cli"} {
+		f.rbd(t, "create", "--size", "2G", "--image-feature", features, f.spec(img))
+		storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x41 0 16M", f.path(img))
+		f.rbd(t, "snap", "create", "--no-progress", f.spec(img)+"@base")
+		storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x42 0 16M", f.path(img))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed := func(argv []string, env ...string) time.Duration {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), env...)
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+		}
+		return time.Since(start)
+	}
+	var ref, in, cli []time.Duration
+	rbd := func(args ...string) []string { return append([]string{"rbd", "--conf", f.c.Conf}, args...) }
+	for i := 0; i < 10; i++ {
+		// The same sequence as the driver runs it today: one process per
+		// call (its concurrent calls run one after the other here).
+		var d time.Duration
+		for _, argv := range [][]string{
+			rbd("snap", "create", "--no-progress", fmt.Sprintf("%s@pre%d", f.spec("cli"), i)),
+			rbd("rename", f.spec("cli"), f.spec("cli.strata-applying")),
+			rbd("status", "--format", "json", f.spec("cli.strata-applying")),
+			rbd("snap", "rollback", "--no-progress", f.spec("cli.strata-applying")+"@base"),
+			{"rados", "--conf", f.c.Conf, "--pool", f.c.Pool, "--namespace", f.ns, "setomapval", genObject, "cli", fmt.Sprint(i)},
+			rbd("rename", f.spec("cli.strata-applying"), f.spec("cli")),
+		} {
+			d += timed(argv)
+		}
+		cli = append(cli, d)
+		d = timed([]string{"rbd", "--conf", f.c.Conf, "snap", "create", "--no-progress", fmt.Sprintf("%s@p%d", f.spec("bare"), i)})
+		d += timed([]string{"rbd", "--conf", f.c.Conf, "snap", "rollback", "--no-progress", f.spec("bare") + "@base"})
+		ref = append(ref, d)
+		in = append(in, timed([]string{self, "-test.run=^$"}, childEnv+"="+strings.Join([]string{f.c.Conf, f.c.Pool, f.ns, "inproc", "base", fmt.Sprintf("pre%d", i), fmt.Sprint(i)}, "|")))
+	}
+	if !f.holds(t, "inproc", 0x41) {
+		t.Fatal("the in-process rollback did not bring the point's data back")
+	}
+	mr, mi := median(ref), median(in)
+	ratio := float64(mi) / float64(mr)
+	t.Logf("median of 10: rbd snap create + rbd snap rollback %v; in-process sequence (process start, connect, 2 renames, pre-point, watchers, rollback, omap, shutdown) %v; ratio %.2fx", mr.Round(time.Millisecond), mi.Round(time.Millisecond), ratio)
+	t.Logf("the same sequence as 6 rbd/rados processes: median %v, %.2fx the reference", median(cli).Round(time.Millisecond), float64(median(cli))/float64(mr))
+	t.Logf("all: reference %v\n in-process %v\n processes %v", ref, in, cli)
+	if ratio > 1.5 {
+		t.Fatalf("in-process rollback is %.2fx the reference, over 1.5x", ratio)
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
 }
