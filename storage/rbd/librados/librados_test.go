@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/strata-vm/strata/storage/rbd/librados"
 	"github.com/strata-vm/strata/storage/storagetest"
@@ -365,4 +368,87 @@ func median(d []time.Duration) time.Duration {
 		}
 	}
 	return s[len(s)/2]
+}
+
+// handlers are the addresses of the process's handlers of signals 1-31
+// (rt_sigaction with no new action reads them).
+func handlers(t *testing.T) [32]uintptr {
+	t.Helper()
+	var h [32]uintptr
+	for sig := 1; sig < 32; sig++ {
+		var old struct {
+			handler, flags, restorer uintptr
+			mask                     uint64
+		}
+		if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 && e != syscall.EINVAL {
+			t.Fatalf("rt_sigaction %d: %v", sig, e)
+		}
+		h[sig] = old.handler
+	}
+	return h
+}
+
+// TestGoKeepsItsSignalsAndRunsConcurrently: connecting (librados starts
+// its threads) changes none of the process's signal handlers, a SIGTERM
+// still reaches Go's signal.Notify, and four goroutines rolling back
+// images of their own at once on one connection, with the collector
+// running, each get their point's bytes back.
+func TestGoKeepsItsSignalsAndRunsConcurrently(t *testing.T) {
+	f := newFixture(t)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	before := handlers(t)
+	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io, err := conn.IOCtx(f.c.Pool, f.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Close()
+	imgs := []string{"c0", "c1", "c2", "c3"}
+	for _, img := range imgs {
+		f.rbd(t, "create", "--size", "8M", "--image-feature", features, f.spec(img))
+		f.write(t, img, 0x41)
+		f.rbd(t, "snap", "create", "--no-progress", f.spec(img)+"@base")
+		f.write(t, img, 0x42)
+	}
+	after := handlers(t)
+	for sig := range before {
+		if after[sig] != before[sig] {
+			t.Errorf("librados changed the handler of signal %d (%v): %#x before, %#x after", sig, syscall.Signal(sig), before[sig], after[sig])
+		}
+	}
+	errs := make(chan error, len(imgs))
+	for _, img := range imgs {
+		go func() {
+			var err error
+			for i := 0; i < 3 && err == nil; i++ {
+				runtime.GC()
+				err = rollback(io, img, "base", fmt.Sprintf("pre%d", i), img+fmt.Sprint(i))
+			}
+			errs <- err
+		}()
+	}
+	for range imgs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, img := range imgs {
+		if !f.holds(t, img, 0x41) {
+			t.Fatalf("%s does not hold its point's bytes after concurrent rollbacks", img)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sigs:
+	case <-time.After(2 * time.Second):
+		t.Fatal("SIGTERM did not reach signal.Notify with librados connected")
+	}
 }
