@@ -96,6 +96,10 @@ var fn struct {
 	rbdRename       func(ioctx uintptr, src, dst *byte) int32
 	rbdWatchersList func(image uintptr, watchers unsafe.Pointer, max *uintptr) int32
 	rbdWatchersFree func(watchers unsafe.Pointer, n uintptr)
+	rbdStat         func(image uintptr, info unsafe.Pointer, size uintptr) int32
+	rbdGetID        func(image uintptr, id *byte, size uintptr) int32
+	rbdGetModified  func(image uintptr, ts unsafe.Pointer) int32
+	rbdDiffIterate2 func(image uintptr, fromsnap *byte, ofs, length uint64, parent, whole uint8, cb uintptr, arg uintptr) int32
 }
 
 var (
@@ -154,6 +158,15 @@ func load() error {
 		reg(rbd, &fn.rbdRename, "rbd_rename")
 		reg(rbd, &fn.rbdWatchersList, "rbd_watchers_list")
 		reg(rbd, &fn.rbdWatchersFree, "rbd_watchers_list_cleanup")
+		reg(rbd, &fn.rbdStat, "rbd_stat")
+		reg(rbd, &fn.rbdGetID, "rbd_get_id")
+		reg(rbd, &fn.rbdGetModified, "rbd_get_modify_timestamp")
+		reg(rbd, &fn.rbdDiffIterate2, "rbd_diff_iterate2")
+		if loadErr == nil {
+			// One C function pointer for every diff (purego cannot
+			// free callbacks: at most 2000 per process).
+			diffCB = purego.NewCallback(diffCallback)
+		}
 	})
 	return loadErr
 }
@@ -398,4 +411,92 @@ func (im *Image) Watchers() (int, error) {
 		fn.rbdWatchersFree(unsafe.Pointer(&ws[0]), n)
 		return int(n), nil
 	}
+}
+
+// OpenAt opens image name read-only at its snapshot snap (no watch).
+func (io *IOCtx) OpenAt(name, snap string) (*Image, error) {
+	var h uintptr
+	if err := check(fn.rbdOpenReadOnly(io.h, cstr(name), &h, cstr(snap)), "rbd_open_read_only", name+"@"+snap); err != nil {
+		return nil, err
+	}
+	return &Image{h: h, name: name + "@" + snap}, nil
+}
+
+// Size is the image's size in bytes (at its snapshot, if opened at one).
+func (im *Image) Size() (uint64, error) {
+	var info [256]byte // rbd_image_info_t is 160 bytes; librbd checks only that it fits
+	if err := check(fn.rbdStat(im.h, unsafe.Pointer(&info[0]), uintptr(len(info))), "rbd_stat", im.name); err != nil {
+		return 0, err
+	}
+	return *(*uint64)(unsafe.Pointer(&info[0])), nil
+}
+
+// ID is the image's ID (it stays through renames and rollbacks).
+func (im *Image) ID() (string, error) {
+	buf := make([]byte, 64)
+	if err := check(fn.rbdGetID(im.h, &buf[0], uintptr(len(buf))), "rbd_get_id", im.name); err != nil {
+		return "", err
+	}
+	for i, b := range buf {
+		if b == 0 {
+			return string(buf[:i]), nil
+		}
+	}
+	return string(buf), nil
+}
+
+// Modified is the image's modify timestamp (librbd updates it on client
+// writes, at most every rbd_mtime_update_interval).
+func (im *Image) Modified() (time.Time, error) {
+	var ts syscall.Timespec
+	if err := check(fn.rbdGetModified(im.h, unsafe.Pointer(&ts)), "rbd_get_modify_timestamp", im.name); err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(ts.Sec, ts.Nsec), nil
+}
+
+// Extent is an allocated range of an image (rbd diff --whole-object).
+type Extent struct {
+	Offset, Length uint64
+	Exists         bool
+}
+
+var (
+	diffCB    uintptr
+	diffMu    sync.Mutex
+	diffNext  uintptr
+	diffSinks = map[uintptr]*[]Extent{}
+)
+
+// diffCallback is librbd's diff_iterate callback: arg names the slice
+// the extents go to (no Go pointer passes through C).
+func diffCallback(off uint64, length uintptr, exists int32, arg uintptr) int32 {
+	diffMu.Lock()
+	sink := diffSinks[arg]
+	diffMu.Unlock()
+	if sink == nil {
+		return -int32(syscall.EINVAL)
+	}
+	*sink = append(*sink, Extent{Offset: off, Length: uint64(length), Exists: exists != 0})
+	return 0
+}
+
+// Diff lists the image's allocated objects (whole-object extents; from
+// the image's creation, at its snapshot if opened at one).
+func (im *Image) Diff() ([]Extent, error) {
+	size, err := im.Size()
+	if err != nil {
+		return nil, err
+	}
+	var out []Extent
+	diffMu.Lock()
+	diffNext++
+	key := diffNext
+	diffSinks[key] = &out
+	diffMu.Unlock()
+	defer func() { diffMu.Lock(); delete(diffSinks, key); diffMu.Unlock() }()
+	if err := check(fn.rbdDiffIterate2(im.h, nil, 0, size, 1, 1, diffCB, key), "rbd_diff_iterate2", im.name); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

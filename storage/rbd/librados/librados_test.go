@@ -1,6 +1,7 @@
 package librados_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -450,5 +451,77 @@ func TestGoKeepsItsSignalsAndRunsConcurrently(t *testing.T) {
 	case <-sigs:
 	case <-time.After(2 * time.Second):
 		t.Fatal("SIGTERM did not reach signal.Notify with librados connected")
+	}
+}
+
+// TestImageStateMatchesTheCLI: what the driver's fingerprint reads (the
+// image's ID, its size and allocated objects at a snapshot, its modify
+// time) comes out in process as rbd info and rbd diff --whole-object
+// report it; the diff goes through a Go callback called from librbd.
+func TestImageStateMatchesTheCLI(t *testing.T) {
+	f := newFixture(t)
+	const img = "state"
+	f.rbd(t, "create", "--size", "64M", "--image-feature", features, f.spec(img))
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x41 0 64k", "-c", "write -P 0x41 20M 5M", f.path(img))
+	f.rbd(t, "snap", "create", "--no-progress", f.spec(img)+"@s")
+	storagetest.Cmd(t, "qemu-io", "-f", "raw", "-c", "write -P 0x42 40M 64k", f.path(img))
+	f.rbd(t, "resize", "--no-progress", "--size", "80M", f.spec(img))
+	var info struct {
+		ID   string `json:"id"`
+		Size uint64 `json:"size"`
+	}
+	if err := json.Unmarshal([]byte(f.rbd(t, "info", "--format", "json", f.spec(img)+"@s")), &info); err != nil {
+		t.Fatal(err)
+	}
+	var want []struct {
+		Offset uint64 `json:"offset"`
+		Length uint64 `json:"length"`
+		Exists string `json:"exists"`
+	}
+	if err := json.Unmarshal([]byte(f.rbd(t, "diff", "--whole-object", "--format", "json", f.spec(img)+"@s")), &want); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io, err := conn.IOCtx(f.c.Pool, f.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Close()
+	start := time.Now()
+	im, err := io.OpenAt(img, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	id, err := im.ID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := im.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := im.Diff()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.Modified(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ID, size, diff and modify time at a snapshot in process: %v", time.Since(start))
+	if id != info.ID || size != info.Size || size != 64<<20 {
+		t.Fatalf("in process: id %q size %d; rbd info: %+v", id, size, info)
+	}
+	if len(got) != len(want) || len(got) < 2 {
+		t.Fatalf("in process %d extents %+v; rbd diff %d: %+v", len(got), got, len(want), want)
+	}
+	for i := range got {
+		if got[i].Offset != want[i].Offset || got[i].Length != want[i].Length || got[i].Exists != (want[i].Exists == "true") {
+			t.Fatalf("extent %d: in process %+v, rbd diff %+v", i, got[i], want[i])
+		}
 	}
 }
