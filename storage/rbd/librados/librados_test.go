@@ -393,7 +393,8 @@ func handlers(t *testing.T) [32]uintptr {
 // its threads) changes none of the process's signal handlers, a SIGTERM
 // still reaches Go's signal.Notify, and four goroutines rolling back
 // images of their own at once on one connection, with the collector
-// running, each get their point's bytes back.
+// running and processes started meanwhile, each get their point's bytes
+// back.
 func TestGoKeepsItsSignalsAndRunsConcurrently(t *testing.T) {
 	f := newFixture(t)
 	sigs := make(chan os.Signal, 1)
@@ -423,7 +424,16 @@ func TestGoKeepsItsSignalsAndRunsConcurrently(t *testing.T) {
 			t.Errorf("librados changed the handler of signal %d (%v): %#x before, %#x after", sig, syscall.Signal(sig), before[sig], after[sig])
 		}
 	}
-	errs := make(chan error, len(imgs))
+	errs := make(chan error, len(imgs)+1)
+	// strata starts processes (qemu-img, qemu-io) while it is connected:
+	// fork and exec go on beside librados' threads.
+	go func() {
+		var err error
+		for i := 0; i < 20 && err == nil; i++ {
+			err = exec.Command("true").Run()
+		}
+		errs <- err
+	}()
 	for _, img := range imgs {
 		go func() {
 			var err error
@@ -434,7 +444,7 @@ func TestGoKeepsItsSignalsAndRunsConcurrently(t *testing.T) {
 			errs <- err
 		}()
 	}
-	for range imgs {
+	for range len(imgs) + 1 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
