@@ -398,8 +398,14 @@ func (m *Manager) withGolden(ctx context.Context, name string, fn func(g goldenR
 		return err
 	}
 	defer l.unlock()
+	locked := g.ID
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = goldenByName(tx, name); return err }); err != nil {
 		return err
+	}
+	if g.ID != locked {
+		// Deleted and made again while strata waited: the lock held
+		// is not the new one's.
+		return storage.Errorf(storage.ErrBusy, "golden image %q changed while strata waited for its lock: try again", name)
 	}
 	return fn(g)
 }

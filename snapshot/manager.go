@@ -342,7 +342,13 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 // disks are in use) deletes the record again, never touching the disks.
 func (m *Manager) holdWhileRecording(ctx context.Context, t Target, vols []storage.Volume, p *Point, record func() error) (context.Context, func(), error) {
 	recorded := make(chan error, 1)
-	go func() { recorded <- record() }()
+	go func() {
+		err := record()
+		if err == nil {
+			crashpoint("create:recorded-beside-hold")
+		}
+		recorded <- err
+	}()
 	hctx, release, herr := m.hold(ctx, vols)
 	rerr := <-recorded // p.ID is set from here on
 	switch {
@@ -1053,6 +1059,17 @@ func (m *Manager) recoverLivePoint(ctx context.Context, t Target, live *liveGues
 // target no guest runs. A qemu-img that outlived its strata may still be
 // changing an image: it is let finish before anything is decided.
 func (m *Manager) recoverPoint(ctx context.Context, t Target, p Point) error {
+	if p.State == stateCreating && p.Memory == nil && m.nothingTaken(ctx, p) {
+		// Killed before the take (during the in-use check that runs
+		// beside the record, holdWhileRecording): the record names data
+		// no disk holds, so it goes at once, without waiting for a
+		// writer that check may have met. (A qemu-img of that strata
+		// still running would finish an internal snapshot no record
+		// names: doctor reports it as an orphan snapshot and --repair
+		// removes it.)
+		log.Warn().Str("target", t.String()).Int("point", p.ID).Msg("forgetting a restore point whose creation was interrupted before anything was taken")
+		return m.st.Catalog.Update(func(tx *catalog.Tx) error { return deletePoint(tx, p.TargetKey, p.ID) })
+	}
 	for _, d := range p.Disks {
 		if !m.inVolume(d) {
 			continue
@@ -1077,6 +1094,33 @@ func (m *Manager) recoverPoint(ctx context.Context, t Target, p Point) error {
 		return m.delete(ctx, t, p)
 	}
 	return nil
+}
+
+// nothingTaken reports that no disk of point p holds any of its data
+// (each driver's PointExists, which reads without taking the image's
+// locks); a disk that cannot be asked counts as holding data.
+func (m *Manager) nothingTaken(ctx context.Context, p Point) bool {
+	for _, d := range p.Disks {
+		drv, _, err := m.pointDriver(d)
+		if err != nil {
+			return false
+		}
+		var v storage.Volume
+		var pool storage.Pool
+		if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+			if v, err = tx.VolumeByID(d.VolumeID); err != nil {
+				return err
+			}
+			_, pool, err = m.st.VolumeDriverTx(tx, v)
+			return err
+		}); err != nil {
+			return false
+		}
+		if ok, err := drv.PointExists(ctx, pool, v, d.PointRef); err != nil || ok {
+			return false
+		}
+	}
+	return true
 }
 
 // hasInVolume tells whether a point has data inside a volume (an internal

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -137,6 +138,23 @@ func guestDeleteAction(c *cli.Context) error {
 	}
 	name := c.Args().First()
 	if c.Bool("with-points") {
+		if c.Bool("with-disks") {
+			// Checked before the points go: a disk in use refuses the
+			// delete, which would otherwise come after them.
+			g, _, err := lm.Reg.Get(c.Context, name)
+			if err != nil {
+				return err
+			}
+			var vols []string
+			for _, d := range g.Disks {
+				if d.Volume != "" && !slices.Contains(vols, d.Volume) {
+					vols = append(vols, d.Volume)
+				}
+			}
+			if err := lm.St.CheckDisksFree(c.Context, name, vols); err != nil {
+				return err
+			}
+		}
 		if err := deletePointsOf(c, lm, name); err != nil {
 			return err
 		}

@@ -131,19 +131,44 @@ func TestLVLinkHeldThroughItsDeviceIsInUse(t *testing.T) {
 	}
 	home := filepath.Join(t.TempDir(), "home")
 	ok(t, home, "volume", "import", link, "--name", "lv")
-	w, err := os.OpenFile(dev, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sleep", "1000")
-	cmd.ExtraFiles = []*os.File{w}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	cmd := storagetest.Writer(t, dev)
 	fails(t, home, 5, []string{"in use by pid", "sleep", "open for writing"}, "volume", "delete", "lv")
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	ok(t, home, "volume", "delete", "lv")
+}
+
+// A strata killed after recording a point as creating but before the
+// in-use check beside it was done (and so before any take) leaves a
+// record that names no data: the next command forgets it at once instead
+// of waiting --lock-timeout for the writer the check would have found,
+// and refuses (in use) as it would have anyway.
+func TestPointKilledBesideItsInUseCheckIsForgottenWithoutWaiting(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := newDisk(t, home, "q", "qcow2", "")
+	cmd := exec.Command("qemu-io", "-c", "write -P 7 0 1M", "-c", "sleep 600000", "--image-opts", "driver=qcow2,file.driver=file,file.filename="+d.path+",file.locking=off")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitFor(t, func() bool { return d.hasRange(t, 7, "0 1M") })
+	r := runIn(t, home, []string{"STRATA_CRASH_AT=create:recorded-beside-hold"}, "snapshot", "create", "--volume", "q")
+	if r.code != -1 && r.code != 137 {
+		t.Fatalf("snapshot create with STRATA_CRASH_AT=create:recorded-beside-hold: exit %d, want killed\n%s", r.code, r.stderr)
+	}
+	start := time.Now()
+	r = runIn(t, home, []string{"STRATA_LOCK_TIMEOUT=20s"}, "snapshot", "create", "--volume", "q")
+	if r.code != 5 || !strings.Contains(r.stderr, "in use by pid") {
+		t.Fatalf("the next create while the writer runs: exit %d, want 5 (in use)\n%s", r.code, r.stderr)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the next create took %s: it waited for the writer before forgetting a point that holds nothing", took)
+	}
+	if ps := points(t, home, "--volume", "q"); len(ps) != 0 {
+		t.Fatalf("points after the interrupted create: %+v, want none", ps)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	ok(t, home, "doctor")
+	ok(t, home, "snapshot", "create", "--volume", "q")
 }

@@ -360,3 +360,27 @@ func TestSharedCatalogHostThatLostItsLeaseStopsBeforeWriting(t *testing.T) {
 		t.Fatal("point 1 does not restore its bytes")
 	}
 }
+
+// An etcd catalog left empty by an import killed after it cleared the
+// prefix: every command refuses (damaged) and says how to put a copy back
+// on etcd (catalog import --force, with the copy the import kept), not
+// catalog restore, which is for files; that import brings it all back.
+func TestSharedCatalogLeftEmptyByAKilledImportSaysToImport(t *testing.T) {
+	a, _ := twoHosts(t, storagetest.Etcd(t))
+	a.ok(t, "volume", "create", "v", "--size", "1M")
+	export := filepath.Join(t.TempDir(), "catalog.json")
+	a.ok(t, "catalog", "export", export)
+	r := a.run(t, []string{"STRATA_CRASH_AT=import:cleared"}, "catalog", "import", export, "--force")
+	if r.code != -1 && r.code != 137 {
+		t.Fatalf("import killed after clearing: exit %d\n%s", r.code, r.stderr)
+	}
+	r = a.run(t, nil, "volume", "list")
+	if r.code != 9 || !strings.Contains(r.stderr, "strata catalog import FILE --force") || strings.Contains(r.stderr, "catalog restore") {
+		t.Fatalf("a command on the emptied catalog: exit %d, want 9 and the import hint\n%s", r.code, r.stderr)
+	}
+	a.ok(t, "catalog", "import", export, "--force")
+	var vs []struct{ Name string }
+	if a.json(t, &vs, "volume", "list"); len(vs) != 1 || vs[0].Name != "v" {
+		t.Fatalf("volumes after the import: %+v", vs)
+	}
+}

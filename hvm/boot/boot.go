@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/strata-vm/strata/hvm"
@@ -447,17 +448,45 @@ func (r *RunDir) ClearStopped() error {
 // ReadJSON reads a runtime record into v; false when there is none. A
 // record that does not parse is an error saying what to do.
 func ReadJSON(path string, v any) (bool, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadRuntimeFile(path, runtimeFileMax)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, storage.Errorf(storage.ErrPrecondition, "%s: %w: remove it if no guest runs", path, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return false, storage.Errorf(storage.ErrPrecondition, "%s is damaged (%v): remove it if no guest runs", path, err)
 	}
 	return true, nil
+}
+
+// runtimeFileMax bounds what ReadJSON reads: strata's runtime records are
+// a few hundred bytes.
+const runtimeFileMax = 1 << 20
+
+// ReadRuntimeFile reads a file of a runtime directory that strata wrote
+// itself: only a regular file of at most limit bytes, opened without
+// following a symbolic link and without blocking (a FIFO put there would
+// hang every command that looks), so that nothing put in its place is
+// trusted or read whole.
+func ReadRuntimeFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%d bytes, more than a runtime record (%d)", fi.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // WriteJSON replaces a record in a runtime directory atomically and

@@ -223,13 +223,14 @@ func (p *diskParser) formatField(tok string) error {
 		return nil
 	case tok == "" || tok == "empty" || slices.Contains(hvm.Formats, tok):
 		return p.setFormat(tok, "format field "+tok)
-	case hvm.VdevPattern.MatchString(strings.TrimPrefix(tok, "ioemu:")) || p.vdevAndDevtype(tok):
+	case hvm.VdevPattern.MatchString(strings.TrimPrefix(tok, "ioemu:")):
 		// xm wrote "target,vdev,access" without a prefix.
 		p.slot = slotAccess
-		if p.vdevBy == tok {
-			return nil
-		}
 		return p.setVdev(tok)
+	case p.vdevAndDevtype(tok):
+		// The same with the device type: "target,hdc:cdrom,r".
+		p.slot = slotAccess
+		return nil
 	}
 	return p.setFormat(tok, tok)
 }

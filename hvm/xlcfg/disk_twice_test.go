@@ -32,6 +32,7 @@ func TestParseDiskSecondFieldIsFormatOrVdev(t *testing.T) {
 		"/img,qcow2,hdb":   "/img hdb qcow2 ",
 		"/img,ioemu:hdb,r": "/img hdb  ro",
 		"/img,,hdb,ro":     "/img hdb  ro",
+		"/img,hdc:cdrom,r": "/img hdc  ro",
 	} {
 		d, err := xlcfg.ParseDisk(spec)
 		src := d.Path + d.Device

@@ -120,7 +120,33 @@ func readExport(path string) (*Export, error) {
 	if e.Schema > SchemaVersion() {
 		return nil, storage.Errorf(storage.ErrPrecondition, "%q has schema version %d, newer than this strata understands (%d): upgrade strata", path, e.Schema, SchemaVersion())
 	}
+	if err := checkExportBuckets(path, &e); err != nil {
+		return nil, err
+	}
 	return &e, nil
+}
+
+// checkExportBuckets refuses an export a catalog would read back as
+// something else, and counts its records (the file's count is a claim):
+// an etcd catalog keeps a record at PREFIX/c/BUCKET/KEY and splits it at
+// the first "/", so a bucket name with one (or none at all) would land
+// its records in another bucket; the schema version checked above must be
+// the one the meta bucket records, which is what the catalog then has.
+func checkExportBuckets(path string, e *Export) error {
+	e.Records = 0
+	for b, recs := range e.Buckets {
+		if b == "" || strings.Contains(b, "/") {
+			return storage.Errorf(storage.ErrInvalid, "%q holds a bucket named %q, which no strata catalog has: it is not an export strata wrote (fix or remove that bucket)", path, b)
+		}
+		e.Records += len(recs)
+	}
+	if raw, ok := e.Buckets[string(bMeta)][string(kSchema)]; ok {
+		var v int
+		if err := json.Unmarshal(raw, &v); err != nil || v != e.Schema {
+			return storage.Errorf(storage.ErrInvalid, "%q declares schema version %d but its meta bucket records %s: it is not an export strata wrote (make the two agree)", path, e.Schema, raw)
+		}
+	}
+	return nil
 }
 
 // ImportResult is what Import did.

@@ -230,7 +230,7 @@ func (c *Catalog) mayCreate() error {
 	if len(signs) == 0 {
 		return nil
 	}
-	return storage.Errorf(storage.ErrDamaged, "the catalog %q is missing or empty, but the state home holds strata's files (%s): strata will not start a new catalog over them, which would take every image for an orphan. Restore a copy with 'strata catalog restore FILE'%s, or start an empty catalog that keeps every file with 'strata catalog init --over-existing'", c.path, strings.Join(signs, ", "), c.copiesHint())
+	return storage.Errorf(storage.ErrDamaged, "the catalog %q is missing or empty, but the state home holds strata's files (%s): strata will not start a new catalog over them, which would take every image for an orphan. %s%s, or start an empty catalog that keeps every file with 'strata catalog init --over-existing'", c.path, strings.Join(signs, ", "), c.restoreHow(), c.copiesHint())
 }
 
 // panickedInBolt tells, from inside a deferred recover, whether the panic
@@ -280,7 +280,19 @@ func (c *Catalog) damagedError(reason string) error {
 }
 
 // copiesHint says where copies of the catalog may be.
+// restoreHow is the command that puts a copy in place: restore for the
+// catalog file, import for an etcd catalog (restore is for files).
+func (c *Catalog) restoreHow() string {
+	if c.Shared() {
+		return "Import a copy with 'strata catalog import FILE --force' (an export; an interrupted import keeps the catalog it replaced in HOME/backups/catalog-before-import-*.json)"
+	}
+	return "Restore a copy with 'strata catalog restore FILE'"
+}
+
 func (c *Catalog) copiesHint() string {
+	if c.Shared() {
+		return "" // restoreHow says where an import keeps them
+	}
 	dir := filepath.Join(c.home, BackupDir)
 	if es, _ := os.ReadDir(dir); len(es) > 0 {
 		return fmt.Sprintf(" (strata keeps copies in %s; 'strata catalog backup' makes them)", dir)

@@ -196,6 +196,12 @@ func (Driver) Delete(_ context.Context, _ storage.Pool, v storage.Volume, purge 
 		log.Warn().Err(err).Msg("the volume is deleted from the catalog; what is at its image's path now is left alone")
 		return nil
 	}
+	if v.Device {
+		// Never removed (the store refuses --purge for one): no hint
+		// to purge it.
+		log.Info().Str("volume", v.Name).Str("path", v.Path).Msg("volume forgotten; its block device is kept (strata never removes one)")
+		return nil
+	}
 	return image.Discard("volume", v.Name, v.Path, v.Imported, purge)
 }
 

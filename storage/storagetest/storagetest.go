@@ -99,3 +99,22 @@ func Loop(t testing.TB, file string) string {
 	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
 	return dev
 }
+
+// Writer starts a process that holds the file at path open for writing
+// and does nothing else (a tool, or a guest, writing a disk without a
+// lock), ended with the test; the caller may kill it sooner.
+func Writer(t testing.TB, path string) *exec.Cmd {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("sleep", "1000")
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/image"
+	"github.com/strata-vm/strata/storage/inuse"
 )
 
 // GuestView is a guest record for printing: with its disks' names and
@@ -58,6 +59,39 @@ func (s *Store) Guests(ctx context.Context) ([]GuestView, error) {
 	return out, err
 }
 
+// CheckDisksFree refuses, as DeleteVolume does, volumes whose image a
+// process writes (a QEMU started by hand, a tool): their images are about
+// to be removed. A guest strata runs is refused by Running first, with
+// its own message.
+func (s *Store) CheckDisksFree(ctx context.Context, name string, volumes []string) error {
+	if len(volumes) == 0 {
+		return nil
+	}
+	var imgs []inuse.Image
+	if err := s.Catalog.View(func(tx *catalog.Tx) error {
+		g, err := tx.Guest(name)
+		if err != nil {
+			return err
+		}
+		if s.Running != nil {
+			if err := s.Running(g); err != nil {
+				return err
+			}
+		}
+		for _, n := range volumes {
+			v, err := tx.Volume(n)
+			if err != nil {
+				return err
+			}
+			imgs = append(imgs, s.imagesOf(v)...)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return s.InUse.CheckAll(ctx, imgs)
+}
+
 // DeleteGuest forgets a guest and deletes the named volumes (its disks,
 // with guest delete --with-disks) in one transaction: if any of them is
 // still needed, nothing changes. A running guest (Running) and a guest with
@@ -90,6 +124,9 @@ func (s *Store) DeleteGuest(ctx context.Context, name string, volumes []string) 
 		return err
 	}
 	defer unlock()
+	if err := s.CheckDisksFree(ctx, name, volumes); err != nil {
+		return err
+	}
 	var gone []storage.Volume
 	err = s.Catalog.Update(func(tx *catalog.Tx) error {
 		gone = gone[:0] // a shared catalog runs a transaction again after a conflict

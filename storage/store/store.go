@@ -778,8 +778,12 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size int64, shrin
 		return vi, err
 	}
 	defer unlock()
+	locked := vi.ID
 	if vi, err = s.Volume(ctx, name); err != nil {
 		return vi, err
+	}
+	if vi.ID != locked {
+		return vi, storage.Errorf(storage.ErrBusy, "volume %q changed while strata waited for its lock: try again", name)
 	}
 	if size <= 0 {
 		return vi, storage.Errorf(storage.ErrInvalid, "volume %q needs a new size: give --size", name)
@@ -856,8 +860,13 @@ func (s *Store) DeleteVolume(ctx context.Context, name string, purge bool) error
 	if err := s.InUse.CheckAll(ctx, s.imagesOf(v)); err != nil {
 		return err
 	}
+	locked := v.ID
 	err = s.Catalog.Update(func(tx *catalog.Tx) (err error) {
-		v, err = s.removeVolume(tx, name, purge)
+		if v, err = s.removeVolume(tx, name, purge); err == nil && v.ID != locked {
+			// Deleted and made again while strata waited for the lock:
+			// the new one was neither locked nor checked for a writer.
+			err = storage.Errorf(storage.ErrBusy, "volume %q changed while strata waited for its lock: try again", name)
+		}
 		return err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,8 +63,7 @@ func (d *Driver) cachedAccel(ctx context.Context, probe func(context.Context, st
 		path = filepath.Join(d.cfg.Home, "run", accelFile)
 	}
 	if path != "" && want.BootID != "" && want.Stamp != "" {
-		var got accelCache
-		if ok, _ := boot.ReadJSON(path, &got); ok && got.BootID == want.BootID && got.Binary == want.Binary && got.Stamp == want.Stamp && (got.Accel == "kvm" || got.Accel == "tcg") {
+		if got, ok := readAccelCache(path); ok && got.BootID == want.BootID && got.Binary == want.Binary && got.Stamp == want.Stamp && (got.Accel == "kvm" || got.Accel == "tcg") {
 			return got.Accel
 		}
 	}
@@ -77,6 +77,15 @@ func (d *Driver) cachedAccel(ctx context.Context, probe func(context.Context, st
 		}
 	}
 	return want.Accel
+}
+
+// readAccelCache reads the cache at path only if it is a small regular
+// file: never through a symbolic link, never blocking on a FIFO (a start
+// would hang on it), never reading a huge file whole.
+func readAccelCache(path string) (accelCache, bool) {
+	var c accelCache
+	b, err := boot.ReadRuntimeFile(path, 64<<10)
+	return c, err == nil && json.Unmarshal(b, &c) == nil
 }
 
 // accelStamp identifies the QEMU binary and /dev/kvm as they are now

@@ -15,16 +15,7 @@ import (
 // a file of the test's.)
 func TestAccelProbeIsCachedPerBootBinaryAndDevice(t *testing.T) {
 	home := t.TempDir()
-	bin := filepath.Join(t.TempDir(), "qemu-system-x86_64")
-	kvm := filepath.Join(t.TempDir(), "kvm")
-	for _, p := range []string{bin, kvm} {
-		if err := os.WriteFile(p, []byte("#!/bin/true\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old := kvmDevice
-	kvmDevice = kvm
-	t.Cleanup(func() { kvmDevice = old })
+	bin, kvm := fakeKVMHost(t)
 	probes := 0
 	probe := func(context.Context, string) string { probes++; return "kvm" }
 	accel := func() string { return New(Config{Home: home, Binary: bin}).cachedAccel(context.Background(), probe) }
@@ -61,4 +52,21 @@ func TestAccelProbeIsCachedPerBootBinaryAndDevice(t *testing.T) {
 	if a := accel(); a != "kvm" || probes != 4 {
 		t.Fatalf("damaged cache: accel %q after %d probes, want a new probe", a, probes)
 	}
+}
+
+// fakeKVMHost stands in for a KVM host's QEMU binary and /dev/kvm (files
+// of the test's, kvmDevice pointed at the latter) for the probe cache.
+func fakeKVMHost(t *testing.T) (bin, kvm string) {
+	t.Helper()
+	bin = filepath.Join(t.TempDir(), "qemu-system-x86_64")
+	kvm = filepath.Join(t.TempDir(), "kvm")
+	for _, p := range []string{bin, kvm} {
+		if err := os.WriteFile(p, []byte("#!/bin/true\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := kvmDevice
+	kvmDevice = kvm
+	t.Cleanup(func() { kvmDevice = old })
+	return bin, kvm
 }
