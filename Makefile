@@ -36,8 +36,12 @@ SOAK_FLAGS    ?=
 
 all: build
 
+# bin/strata-rbd, strata's Ceph helper, beside it: the only program that
+# loads librados/librbd (at run time, still CGO_ENABLED=0; it is
+# dynamically linked). strata runs it only from its own directory.
 build:
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strata
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/strata-rbd ./cmd/strata-rbd
 
 demo: build
 	@./.ci/deps $(DEMO_DEPS)

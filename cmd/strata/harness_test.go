@@ -31,6 +31,13 @@ func strataBinary(t testing.TB) string {
 		out, err := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = &buildError{out: string(out), err: err}
+			return
+		}
+		// strata's Ceph helper beside it, as make build puts it: the rbd
+		// tests run the helper path (STRATA_RBD_CLIENT=cli the tools').
+		out, err = exec.Command("go", "build", "-o", filepath.Join(dir, "strata-rbd"), "../strata-rbd").CombinedOutput()
+		if err != nil {
+			buildErr = &buildError{out: string(out), err: err}
 		}
 	})
 	if buildErr != nil {

@@ -100,6 +100,21 @@ var fn struct {
 	rbdGetID        func(image uintptr, id *byte, size uintptr) int32
 	rbdGetModified  func(image uintptr, ts unsafe.Pointer) int32
 	rbdDiffIterate2 func(image uintptr, fromsnap *byte, ofs, length uint64, parent, whole uint8, cb uintptr, arg uintptr) int32
+
+	radosInstanceID  func(cluster uintptr) uint64
+	createReadOp     func() uintptr
+	releaseReadOp    func(op uintptr)
+	readOpOmapByKeys func(op uintptr, keys *uintptr, num uintptr, iter *uintptr, prval *int32)
+	readOpOperate    func(op, ioctx uintptr, oid *byte, flags int32) int32
+	omapGetNext      func(iter uintptr, key, val **byte, length *uintptr) int32
+	omapGetEnd       func(iter uintptr)
+	rbdSnapList      func(image uintptr, snaps unsafe.Pointer, max *int32) int32
+	rbdSnapListEnd   func(snaps unsafe.Pointer)
+	rbdSnapProtected func(image uintptr, snap *byte, protected *int32) int32
+
+	// The C library's ctime_r: rbd info prints timestamps with ctime(3).
+	ctimeR func(t *int64, buf *byte) uintptr
+	tzset  func()
 }
 
 var (
@@ -162,7 +177,27 @@ func load() error {
 		reg(rbd, &fn.rbdGetID, "rbd_get_id")
 		reg(rbd, &fn.rbdGetModified, "rbd_get_modify_timestamp")
 		reg(rbd, &fn.rbdDiffIterate2, "rbd_diff_iterate2")
+		reg(rados, &fn.radosInstanceID, "rados_get_instance_id")
+		reg(rados, &fn.createReadOp, "rados_create_read_op")
+		reg(rados, &fn.releaseReadOp, "rados_release_read_op")
+		reg(rados, &fn.readOpOmapByKeys, "rados_read_op_omap_get_vals_by_keys")
+		reg(rados, &fn.readOpOperate, "rados_read_op_operate")
+		reg(rados, &fn.omapGetNext, "rados_omap_get_next")
+		reg(rados, &fn.omapGetEnd, "rados_omap_get_end")
+		reg(rbd, &fn.rbdSnapList, "rbd_snap_list")
+		reg(rbd, &fn.rbdSnapListEnd, "rbd_snap_list_end")
+		reg(rbd, &fn.rbdSnapProtected, "rbd_snap_is_protected")
 		if loadErr == nil {
+			libc, err := purego.Dlopen("libc.so.6", purego.RTLD_NOW|purego.RTLD_GLOBAL)
+			if err != nil {
+				loadErr = fmt.Errorf("%w: %v", ErrUnavailable, err)
+				return
+			}
+			reg(libc, &fn.ctimeR, "ctime_r")
+			reg(libc, &fn.tzset, "tzset")
+		}
+		if loadErr == nil {
+			fn.tzset()
 			// One C function pointer for every diff (purego cannot
 			// free callbacks: at most 2000 per process).
 			diffCB = purego.NewCallback(diffCallback)
@@ -390,7 +425,7 @@ func (im *Image) SnapRollback(snap string) error {
 
 // rbdImageWatcher is librbd's rbd_image_watcher_t.
 type rbdImageWatcher struct {
-	addr   uintptr // char *
+	addr   *byte // char *, C memory
 	id     int64
 	cookie uint64
 }
@@ -499,4 +534,186 @@ func (im *Image) Diff() ([]Extent, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// InstanceID is this connection's client instance ID (client.N's N):
+// the ID a watch this connection holds is listed under.
+func (c *Conn) InstanceID() uint64 { return fn.radosInstanceID(c.h) }
+
+// Watcher is a client that has an image open.
+type Watcher struct {
+	Addr string // its address, as rbd status reports it
+	ID   int64  // its client instance ID
+}
+
+// WatcherList lists the clients that watch the image (an image this
+// process opened read-write lists this connection too).
+func (im *Image) WatcherList() ([]Watcher, error) {
+	for max := uintptr(8); ; max *= 4 {
+		ws := make([]rbdImageWatcher, max)
+		n := max
+		ret := fn.rbdWatchersList(im.h, unsafe.Pointer(&ws[0]), &n)
+		if ret == -int32(syscall.ERANGE) && max < 1024 {
+			continue
+		}
+		if err := check(ret, "rbd_watchers_list", im.name); err != nil {
+			return nil, err
+		}
+		out := make([]Watcher, 0, n)
+		for _, w := range ws[:n] {
+			out = append(out, Watcher{Addr: goString(w.addr), ID: w.id})
+		}
+		fn.rbdWatchersFree(unsafe.Pointer(&ws[0]), n)
+		return out, nil
+	}
+}
+
+// OtherWatchers lists the addresses of the clients other than this
+// connection that have image name open. The image is opened read-only
+// to ask (no watch of its own), and a watch this connection holds (an
+// open of the image for a change running meanwhile) is left out: this
+// process never counts itself.
+func (io *IOCtx) OtherWatchers(c *Conn, name string) ([]string, error) {
+	im, err := io.OpenReadOnly(name)
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	ws, err := im.WatcherList()
+	if err != nil {
+		return nil, err
+	}
+	self := int64(c.InstanceID())
+	var out []string
+	for _, w := range ws {
+		if w.ID != self {
+			out = append(out, w.Addr)
+		}
+	}
+	return out, nil
+}
+
+// goString copies the NUL-terminated C string at p.
+func goString(p *byte) string {
+	if p == nil {
+		return ""
+	}
+	var b []byte
+	for i := 0; ; i++ {
+		c := *(*byte)(unsafe.Add(unsafe.Pointer(p), i))
+		if c == 0 {
+			return string(b)
+		}
+		b = append(b, c)
+	}
+}
+
+// rbdSnapInfo is librbd's rbd_snap_info_t.
+type rbdSnapInfo struct {
+	id   uint64
+	size uint64
+	name *byte // const char *, C memory
+}
+
+// Snap is one snapshot of an image.
+type Snap struct {
+	ID        uint64
+	Size      uint64
+	Name      string
+	Protected bool
+}
+
+// Snaps lists the image's snapshots, oldest first (as rbd snap ls).
+func (im *Image) Snaps() ([]Snap, error) {
+	for max := int32(16); ; max *= 4 {
+		buf := make([]rbdSnapInfo, max)
+		n := max
+		ret := fn.rbdSnapList(im.h, unsafe.Pointer(&buf[0]), &n)
+		if ret == -int32(syscall.ERANGE) && max < 1<<16 {
+			if n > max {
+				max = n / 4
+				max++
+			}
+			continue
+		}
+		if err := check(ret, "rbd_snap_list", im.name); err != nil {
+			return nil, err
+		}
+		out := make([]Snap, 0, ret)
+		for _, s := range buf[:ret] {
+			out = append(out, Snap{ID: s.id, Size: s.size, Name: goString(s.name)})
+		}
+		fn.rbdSnapListEnd(unsafe.Pointer(&buf[0]))
+		for i := range out {
+			var p int32
+			if err := check(fn.rbdSnapProtected(im.h, cstr(out[i].Name), &p), "rbd_snap_is_protected", im.name+"@"+out[i].Name); err != nil {
+				return nil, err
+			}
+			out[i].Protected = p != 0
+		}
+		return out, nil
+	}
+}
+
+// OmapGet reads key of object oid's omap; ok is false when the object
+// or the key does not exist.
+func (io *IOCtx) OmapGet(oid, key string) (val []byte, ok bool, err error) {
+	op := fn.createReadOp()
+	defer fn.releaseReadOp(op)
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	kp := cstr(key)
+	pin.Pin(kp)
+	keys := []uintptr{uintptr(unsafe.Pointer(kp))}
+	var iter uintptr
+	var prval int32
+	fn.readOpOmapByKeys(op, &keys[0], 1, &iter, &prval)
+	ret := fn.readOpOperate(op, io.h, cstr(oid), 0)
+	if ret == -int32(syscall.ENOENT) {
+		return nil, false, nil
+	}
+	if err := check(ret, "rados_read_op_operate", oid); err != nil {
+		return nil, false, err
+	}
+	defer fn.omapGetEnd(iter)
+	if err := check(prval, "rados_read_op_omap_get_vals_by_keys", oid); err != nil {
+		return nil, false, err
+	}
+	for {
+		var k, v *byte
+		var n uintptr
+		if err := check(fn.omapGetNext(iter, &k, &v, &n), "rados_omap_get_next", oid); err != nil {
+			return nil, false, err
+		}
+		if k == nil {
+			return nil, false, nil
+		}
+		if goString(k) == key {
+			out := make([]byte, n)
+			if n > 0 {
+				copy(out, unsafe.Slice(v, n))
+			}
+			return out, true, nil
+		}
+	}
+}
+
+// CTime is t as ctime(3) prints it in the local time zone, without the
+// newline: the form rbd info gives timestamps (the C library's own
+// function, so that the text is the tool's to the byte).
+func CTime(t time.Time) string {
+	if err := load(); err != nil {
+		return t.Format("Mon Jan _2 15:04:05 2006")
+	}
+	sec := t.Unix()
+	buf := make([]byte, 64) // ctime_r needs 26
+	if fn.ctimeR(&sec, &buf[0]) == 0 {
+		return t.Format("Mon Jan _2 15:04:05 2006")
+	}
+	for i, b := range buf {
+		if b == 0 || b == '\n' {
+			return string(buf[:i])
+		}
+	}
+	return string(buf)
 }
