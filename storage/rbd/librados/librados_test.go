@@ -535,3 +535,95 @@ func TestImageStateMatchesTheCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherWatchersLeaveThisClientOut: an image this connection holds
+// open read-write is watched by it (WatcherList lists it), yet
+// OtherWatchers, which the helper's in-use answers come from, lists
+// nobody; a client elsewhere (qemu-io) is listed, under the address
+// rbd status gives.
+func TestOtherWatchersLeaveThisClientOut(t *testing.T) {
+	f := newFixture(t)
+	f.rbd(t, "create", "--size", "4M", "--image-feature", features, f.spec("own"))
+	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io, err := conn.IOCtx(f.c.Pool, f.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Close()
+	im, err := io.Open("own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := im.WatcherList()
+	if err != nil || len(ws) != 1 || uint64(ws[0].ID) != conn.InstanceID() {
+		t.Fatalf("watchers of an image this connection opened read-write: %+v %v (instance %d)", ws, err, conn.InstanceID())
+	}
+	if o, err := io.OtherWatchers(conn, "own"); err != nil || len(o) != 0 {
+		t.Fatalf("OtherWatchers with only this connection's watch: %v %v", o, err)
+	}
+	if err := im.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stop := storagetest.HoldRBDOpen(t, f.path("own"))
+	defer stop()
+	o, err := io.OtherWatchers(conn, "own")
+	if err != nil || len(o) != 1 {
+		t.Fatalf("OtherWatchers of an image qemu-io holds: %v %v", o, err)
+	}
+	var st struct {
+		Watchers []struct {
+			Address string `json:"address"`
+		} `json:"watchers"`
+	}
+	if err := json.Unmarshal([]byte(f.rbd(t, "status", "--format", "json", f.spec("own"))), &st); err != nil || len(st.Watchers) != 1 || st.Watchers[0].Address != o[0] {
+		t.Fatalf("rbd status: %+v %v; OtherWatchers %v", st, err, o)
+	}
+}
+
+// TestSnapsAndOmapGetMatchTheTools: Snaps lists what rbd snap ls does
+// (protected ones marked), and OmapGet reads what rados setomapval set;
+// a missing key or object is not found, not an error.
+func TestSnapsAndOmapGetMatchTheTools(t *testing.T) {
+	f := newFixture(t)
+	f.rbd(t, "create", "--size", "4M", "--image-feature", features, f.spec("sn"))
+	f.rbd(t, "snap", "create", "--no-progress", f.spec("sn")+"@a")
+	f.rbd(t, "snap", "create", "--no-progress", f.spec("sn")+"@b")
+	f.rbd(t, "snap", "protect", f.spec("sn")+"@b")
+	defer f.rbd(t, "snap", "unprotect", f.spec("sn")+"@b")
+	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io, err := conn.IOCtx(f.c.Pool, f.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Close()
+	if _, ok, err := io.OmapGet(genObject, "sn"); ok || err != nil {
+		t.Fatalf("OmapGet of a missing object: %v %v", ok, err)
+	}
+	out, err := exec.Command("rados", "--conf", f.c.Conf, "--pool", f.c.Pool, "--namespace", f.ns, "setomapval", genObject, "sn", "g1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("rados setomapval: %v %s", err, out)
+	}
+	if v, ok, err := io.OmapGet(genObject, "sn"); !ok || err != nil || string(v) != "g1" {
+		t.Fatalf("OmapGet: %q %v %v", v, ok, err)
+	}
+	if _, ok, err := io.OmapGet(genObject, "other"); ok || err != nil {
+		t.Fatalf("OmapGet of a missing key: %v %v", ok, err)
+	}
+	im, err := io.OpenReadOnly("sn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	snaps, err := im.Snaps()
+	if err != nil || len(snaps) != 2 || snaps[0].Name != "a" || snaps[0].Protected || snaps[1].Name != "b" || !snaps[1].Protected || snaps[0].Size != 4<<20 {
+		t.Fatalf("Snaps: %+v %v", snaps, err)
+	}
+}
