@@ -165,7 +165,12 @@ func (h *Helper) fail(err error) {
 // Err starts the helper if it is not yet started and says why it cannot
 // be used (nil: it runs).
 func (h *Helper) Err() error {
-	h.once.Do(func() { h.proc, h.startErr = startHelper(h.Path) })
+	h.once.Do(func() {
+		h.proc, h.startErr = startHelper(h.Path)
+		if h.startErr == nil {
+			log.Debug().Str("helper", h.Path).Int("pid", h.proc.cmd.Process.Pid).Msg("rbd: the strata-rbd helper runs the hot paths' calls")
+		}
+	})
 	if h.startErr != nil {
 		return h.startErr
 	}
