@@ -41,7 +41,7 @@ all: build
 # dynamically linked). strata runs it only from its own directory.
 build:
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strata
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/strata-rbd ./cmd/strata-rbd
+	$(GO) build -o bin/strata-rbd ./cmd/strata-rbd
 
 demo: build
 	@./.ci/deps $(DEMO_DEPS)

@@ -41,6 +41,11 @@ func rbdBenches(e env, rounds int) ([]comparison, func([]row) []flat) {
 	if err != nil {
 		fatal("%v", err)
 	}
+	// strata runs the hot paths' calls in strata-rbd beside it (make
+	// build puts it there); without it the rows measure the tools.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(e.strata), "strata-rbd")); err != nil {
+		fmt.Fprintf(os.Stderr, "strata-bench: no strata-rbd beside %s (make build): strata runs the rbd tools, one process per call\n", e.strata)
+	}
 	r := startRBDBench(e)
 	var comps []comparison
 	sizes := []int64{unit, 4 * unit, 16 * unit}
@@ -137,6 +142,11 @@ func (r rbdBench) pointComparisons(i int, n int64, rounds int) []comparison {
 			{name: "strata snapshot rollback", prepare: func(int) []string {
 				return r.strata("snapshot", "rollback", "--volume", name, "1")
 			}, cleanup: func(int) { deleteNewestIn(r.e, r.home, name) }}, // the pre-rollback point
+			// The same through the rbd and rados tools (one process per
+			// call), for comparison: no target.
+			{name: "strata snapshot rollback, tools", prepare: func(int) []string {
+				return append([]string{"env", "STRATA_RBD_CLIENT=cli"}, r.strata("snapshot", "rollback", "--volume", name, "1")...)
+			}, cleanup: func(int) { deleteNewestIn(r.e, r.home, name) }},
 		},
 	}}
 }
