@@ -96,3 +96,21 @@ func TestRBDHelperBesideTheBinaryOrTheTools(t *testing.T) {
 		t.Fatalf("STRATA_RBD_CLIENT=helper with no helper beside strata: exit %d, want 7 saying why\n%s", r.code, r.stderr)
 	}
 }
+
+// TestStrataDoesNotLoadCephLibraries: the strata binary never imports
+// purego (storage/rbd/librados): a program that does is dynamically
+// linked and starts slower; only strata-rbd does.
+func TestStrataDoesNotLoadCephLibraries(t *testing.T) {
+	for _, c := range []struct {
+		pkg  string
+		want bool
+	}{{".", false}, {"../strata-rbd", true}} {
+		out, err := exec.Command("go", "list", "-tags", "urfave_cli_no_docs", "-deps", c.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", c.pkg, err, out)
+		}
+		if got := strings.Contains(string(out), "github.com/ebitengine/purego"); got != c.want {
+			t.Errorf("%s imports purego: %v, want %v", c.pkg, got, c.want)
+		}
+	}
+}

@@ -15,7 +15,9 @@ import (
 // and the image's header); after a rollback that shrinks the image back
 // and drops objects written since the point, that state is the image's
 // own fingerprint, as recovery compares it.
-func TestRollbackRecordsTheStateItLeaves(t *testing.T) { eachPath(t, testRollbackRecordsTheStateItLeaves) }
+func TestRollbackRecordsTheStateItLeaves(t *testing.T) {
+	eachPath(t, testRollbackRecordsTheStateItLeaves)
+}
 
 func testRollbackRecordsTheStateItLeaves(t *testing.T, d rbd.Driver) {
 	ctx := context.Background()
@@ -70,7 +72,9 @@ func testRollbackRecordsTheStateItLeaves(t *testing.T, d rbd.Driver) {
 // another, and a second rollback to the same point another again, each
 // the one the rollback recorded. (Undoing a multi-disk rollback tells a
 // restored disk from an untouched one by this.)
-func TestRollbackAlwaysChangesTheFingerprint(t *testing.T) { eachPath(t, testRollbackAlwaysChangesTheFingerprint) }
+func TestRollbackAlwaysChangesTheFingerprint(t *testing.T) {
+	eachPath(t, testRollbackAlwaysChangesTheFingerprint)
+}
 
 func testRollbackAlwaysChangesTheFingerprint(t *testing.T, d rbd.Driver) {
 	ctx := context.Background()

@@ -1,9 +1,9 @@
-// Package librados is a PROTOTYPE of an in-process client of a Ceph
-// cluster for the rbd driver: it loads librados.so.2 and librbd.so.1 at
-// run time (github.com/ebitengine/purego: no cgo, strata stays built
-// with CGO_ENABLED=0) and calls the few C functions a rollback needs, on
-// one connection to the cluster, where the driver otherwise starts one
-// rbd/rados process per call (each process connects anew: 60-100 ms).
+// Package librados is an in-process client of a Ceph cluster for the rbd
+// driver's helper (cmd/strata-rbd): it loads librados.so.2 and
+// librbd.so.1 at run time (github.com/ebitengine/purego: no cgo, built
+// with CGO_ENABLED=0) and calls the few C functions the hot paths need,
+// on one connection to the cluster, where the driver otherwise starts
+// one rbd/rados process per call (each connects anew: 60-100 ms).
 //
 // Vocabulary (librados' and librbd's own):
 //
@@ -23,10 +23,12 @@
 // cannot be loaded, Connect returns an error wrapping ErrUnavailable: the
 // caller falls back to the command-line tools.
 //
-// What loading them does to the process: the strata binary becomes
-// dynamically linked against the C library (purego's internal fakecgo
-// makes the Go runtime start threads with pthread_create, as with cgo),
-// even where no Ceph library is ever loaded.
+// What importing it does to a program: it becomes dynamically linked
+// against the C library (purego's internal fakecgo makes the Go runtime
+// start threads with pthread_create, as with cgo), even where no Ceph
+// library is ever loaded. So only cmd/strata-rbd, strata's helper,
+// imports it; the strata binary stays static (storage/rbd's package doc
+// tells how strata talks to the helper).
 package librados
 
 import (
