@@ -39,7 +39,9 @@ func helperBinary(t testing.TB) string {
 			return
 		}
 		bin := filepath.Join(helperDir, rbd.HelperName)
-		out, err := exec.Command("go", "build", "-o", bin, "../../cmd/strata-rbd").CombinedOutput()
+		build := exec.Command("go", "build", "-o", bin, "../../cmd/strata-rbd")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make builds it
+		out, err := build.CombinedOutput()
 		if err != nil {
 			helperErr = errors.New(err.Error() + ": " + string(out))
 			return
