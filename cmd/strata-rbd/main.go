@@ -98,6 +98,15 @@ func (s *server) connect(req rbd.HelperRequest) (*cluster, error) {
 		c.conn, c.err = librados.Connect(req.Conf, req.Client, librados.Options{
 			MountTimeout: rbd.MountTimeout * time.Second, OpTimeout: rbd.OpTimeout * time.Second})
 	})
+	if c.err != nil {
+		// The next request tries again (a cluster that did not answer
+		// may answer later).
+		s.mu.Lock()
+		if s.conns[key] == c {
+			delete(s.conns, key)
+		}
+		s.mu.Unlock()
+	}
 	return c, c.err
 }
 

@@ -23,7 +23,7 @@ type RBDWatchers struct {
 // Holders implements Source.
 func (w RBDWatchers) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
 	out := make([][]Holder, len(imgs))
-	var c rbd.Ops = rbd.DefaultOps()
+	var c rbd.Ops
 	if w.Client != nil {
 		c = w.Client
 	}
@@ -34,6 +34,9 @@ func (w RBDWatchers) Holders(ctx context.Context, imgs []Image) ([][]Holder, err
 		s, err := rbd.ParsePath(img.Path)
 		if err != nil {
 			return nil, err
+		}
+		if c == nil {
+			c = rbd.DefaultOps() // only once an image is RBD's
 		}
 		addrs, err := c.Watchers(ctx, s)
 		if errors.Is(err, storage.ErrNotFound) {
