@@ -23,9 +23,11 @@ TEST_DEPS := $(DEMO_DEPS) qemu-io=qemu-utils qemu-system-x86_64=qemu-system-x86 
 	/usr/sbin/libvirtd=libvirt-daemon /usr/sbin/virtlogd=libvirt-daemon /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so=libvirt-daemon-driver-qemu \
 	/usr/lib/ISOLINUX/isolinux.bin=isolinux /usr/lib/syslinux/modules/bios/ldlinux.c32=syslinux-common \
 	/usr/bin/etcd=etcd-server \
-	ceph-mon=ceph-mon ceph-osd=ceph-osd rbd=ceph-common /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so=qemu-block-extra
+	ceph-mon=ceph-mon ceph-osd=ceph-osd rbd=ceph-common /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so=qemu-block-extra \
+	/usr/lib/x86_64-linux-gnu/librados.so.2=librados2 /usr/lib/x86_64-linux-gnu/librbd.so.1=librbd1
 BENCH_DEPS := $(DEMO_DEPS) /usr/bin/time=time xorriso=xorriso mkfs.xfs=xfsprogs qemu-io=qemu-utils /usr/bin/etcd=etcd-server \
-	ceph-mon=ceph-mon ceph-osd=ceph-osd rbd=ceph-common /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so=qemu-block-extra
+	ceph-mon=ceph-mon ceph-osd=ceph-osd rbd=ceph-common /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so=qemu-block-extra \
+	/usr/lib/x86_64-linux-gnu/librados.so.2=librados2 /usr/lib/x86_64-linux-gnu/librbd.so.1=librbd1
 SOAK_DEPS  := qemu-img=qemu-utils qemu-io=qemu-utils xorriso=xorriso mkfs.xfs=xfsprogs mkfs.ext4=e2fsprogs losetup=mount
 # make soak runs for SOAK_DURATION, or SOAK_TRIALS kill trials if given.
 SOAK_DURATION ?= 30m
@@ -36,8 +38,12 @@ SOAK_FLAGS    ?=
 
 all: build
 
+# bin/strata-rbd, strata's Ceph helper, beside it: the only program that
+# loads librados/librbd (at run time, still CGO_ENABLED=0; it is
+# dynamically linked). strata runs it only from its own directory.
 build:
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strata
+	$(GO) build -o bin/strata-rbd ./cmd/strata-rbd
 
 demo: build
 	@./.ci/deps $(DEMO_DEPS)

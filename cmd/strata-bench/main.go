@@ -285,6 +285,11 @@ func main() {
 	// A private copy: a rebuild during the run must not change what is measured.
 	bin := filepath.Join(scratch, "strata")
 	run("cp", *strata, bin)
+	// strata's Ceph helper goes with it: strata runs it only from its
+	// own directory.
+	if helper := filepath.Join(filepath.Dir(*strata), "strata-rbd"); fileExists(helper) {
+		run("cp", helper, filepath.Join(scratch, "strata-rbd"))
+	}
 	e := env{strata: bin, dir: scratch, home: filepath.Join(scratch, "home"), only: *only}
 	run(bin, "--home", e.home, "pool", "list") // first use outside the timings
 
@@ -398,4 +403,9 @@ func find(rows []row, title, contender string) time.Duration {
 // are before they are recorded), run without a shell: find runs both.
 func cpSync(src, dst string) []string {
 	return []string{"find", src, "-maxdepth", "0", "-exec", "cp", "--sparse=always", "{}", dst, ";", "-exec", "sync", dst, ";"}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -31,6 +31,16 @@ func strataBinary(t testing.TB) string {
 		out, err := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = &buildError{out: string(out), err: err}
+			return
+		}
+		// strata's Ceph helper beside it, as make build puts it: the rbd
+		// tests run the helper path (STRATA_RBD_CLIENT=cli the tools').
+		// (CGO_ENABLED=0 as make builds it: purego needs no C compiler.)
+		helper := exec.Command("go", "build", "-o", filepath.Join(dir, "strata-rbd"), "../strata-rbd")
+		helper.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err = helper.CombinedOutput()
+		if err != nil {
+			buildErr = &buildError{out: string(out), err: err}
 		}
 	})
 	if buildErr != nil {

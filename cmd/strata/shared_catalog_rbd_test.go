@@ -81,10 +81,20 @@ func TestSharedCatalogConcurrentProcessesOnTwoHostsOnRBD(t *testing.T) {
 // lives host B is held off naming host A; then B finishes or undoes the
 // rollback from the journal: the image is back under its name holding
 // the point's bytes or those before, and every point still restores.
+// Host A runs its rollback in the strata-rbd helper and host B runs the
+// tools (and once the other way round): the state A's journal recorded
+// is compared by a process that reads it on the other path.
 func TestSharedCatalogRBDRollbackOfACrashedHostIsRecoveredByAnother(t *testing.T) {
-	for _, step := range []string{"rollback:rbd-moved", "rollback:rbd-applied"} {
-		t.Run(step, func(t *testing.T) {
+	for _, c := range []struct{ step, pathA, pathB string }{
+		{"rollback:rbd-moved", "helper", "cli"},
+		{"rollback:rbd-applied", "helper", "cli"},
+		{"rollback:rbd-applied", "cli", "helper"},
+	} {
+		step := c.step
+		t.Run(step+"/"+c.pathA+"-then-"+c.pathB, func(t *testing.T) {
 			a, b := rbdHosts(t, storagetest.Etcd(t)+"?lease=2s")
+			a.env = append(a.env, "STRATA_RBD_CLIENT="+c.pathA)
+			b.env = append(b.env, "STRATA_RBD_CLIENT="+c.pathB)
 			d := newDiskOn(t, a, "v", "ceph")
 			d.write(t, 0xa1)
 			a.ok(t, "snapshot", "create", "--volume", "v")

@@ -12,17 +12,20 @@ import (
 // RBDWatchers finds the clients that have an RBD image open (an rbd
 // pool's volume, path rbd:...): `rbd status` lists its watchers, on
 // whichever host they run (a guest's QEMU, librbd in any process, or
-// another host's strata). Images that are files are not its to answer.
+// another host's strata; never this strata process itself). Images that
+// are files are not its to answer.
 type RBDWatchers struct {
+	// Client asks (nil: rbd.DefaultOps, the strata-rbd helper or the
+	// tools).
 	Client *rbd.Client
 }
 
 // Holders implements Source.
 func (w RBDWatchers) Holders(ctx context.Context, imgs []Image) ([][]Holder, error) {
 	out := make([][]Holder, len(imgs))
-	c := w.Client
-	if c == nil {
-		c = &rbd.Client{}
+	var c rbd.Ops
+	if w.Client != nil {
+		c = w.Client
 	}
 	for i, img := range imgs {
 		if !strings.HasPrefix(img.Path, "rbd:") {
@@ -31,6 +34,9 @@ func (w RBDWatchers) Holders(ctx context.Context, imgs []Image) ([][]Holder, err
 		s, err := rbd.ParsePath(img.Path)
 		if err != nil {
 			return nil, err
+		}
+		if c == nil {
+			c = rbd.DefaultOps() // only once an image is RBD's
 		}
 		addrs, err := c.Watchers(ctx, s)
 		if errors.Is(err, storage.ErrNotFound) {

@@ -14,6 +14,9 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	storagetest.StopCeph()
+	if helperDir != "" {
+		os.RemoveAll(helperDir)
+	}
 	os.Exit(code)
 }
 
@@ -34,5 +37,13 @@ func testPool(t *testing.T) storage.Pool {
 // real single-node Ceph cluster (mon + memstore OSD).
 func TestRBDDriverConformance(t *testing.T) {
 	drivertest.Run(t, drivertest.Config{Driver: rbd.Driver{}, CrashSteps: crashSteps,
+		Pool: func(t *testing.T) storage.Pool { return testPool(t) }})
+}
+
+// TestRBDDriverConformanceHelper runs the suite with the hot paths in
+// the strata-rbd helper (no fallback to the tools): the crash steps kill
+// a child that has a helper running the rollback.
+func TestRBDDriverConformanceHelper(t *testing.T) {
+	drivertest.Run(t, drivertest.Config{Driver: rbd.Driver{Ops: helperOps(t)}, CrashSteps: crashSteps,
 		Pool: func(t *testing.T) storage.Pool { return testPool(t) }})
 }

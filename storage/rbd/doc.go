@@ -2,9 +2,66 @@
 // command layer under it: it builds the argv of the `rbd` and `ceph`
 // command-line tools, runs them through storage/run (argv, never a shell,
 // LC_ALL=C), reads their answers as JSON (`--format json`) and turns
-// their failures into storage error kinds. No cgo and no Ceph library
-// binding: the tools are what Incus and Proxmox drive too, and they keep
-// working across Ceph releases.
+// their failures into storage error kinds. No cgo and no Ceph library in
+// the strata binary: the tools are what Incus and Proxmox drive too, and
+// they keep working across Ceph releases; the hot paths' calls may go to
+// strata's helper program instead (below).
+//
+// The helper (Ops, Helper, cmd/strata-rbd). A rollback is six rounds of
+// tool processes, each connecting to the cluster anew (50-100 ms): the
+// calls of the rollback's and the point create's hot paths (Ops: snap
+// create, snap rollback, rename, snapshot list, exists, watchers, the
+// restore generation's omap get and set, and the fingerprint's reads)
+// have a second implementation, Helper, which hands them to strata-rbd:
+// a separate program that loads librados and librbd at run time
+// (storage/rbd/librados, purego, no cgo) and keeps one connection per
+// cluster. strata itself never loads them, and stays static (a program
+// that imports purego is dynamically linked and starts about 0.65 ms
+// slower).
+//
+//   - Where: only HelperName in the directory of the running strata
+//     executable (os.Executable), never $PATH; refused (CheckHelper)
+//     unless a regular file owned by root or the effective user that
+//     neither group nor others may write.
+//   - When: started at most once per strata process, on the first Ops
+//     call (DefaultOps); it dies with strata (Pdeathsig SIGKILL, and it
+//     exits when its stdin closes) and runs in a process group of its
+//     own (a terminal's Ctrl-C to strata does not stop a change under
+//     way). A strata killed mid-rollback kills it too: the journal
+//     finishes or undoes the rollback as after a killed rbd.
+//   - Fallback: when the helper is missing, refused, exits, cannot load
+//     the libraries, or cannot connect to a cluster (but not when the
+//     cluster does not answer: the tools would wait as long again), the
+//     calls go to the tools, and why is logged once at debug level.
+//     STRATA_RBD_CLIENT (ClientEnv) forces a path: cli (the tools),
+//     helper (no fallback: calls fail with a failed precondition saying
+//     why), auto or unset (the helper when it works).
+//   - Protocol: JSON lines. The helper greets first with {"id":0,
+//     "ready":true,"version":1} (or an error, and exits); then each line
+//     on its stdin is a HelperRequest ({"id":N,"op":"snap_rollback",
+//     "conf":...,"client":...,"pool":...,"namespace":...,"image":...,
+//     "snap":...}) and each line on its stdout a HelperResponse with the
+//     same id ({"id":N} on success, with the op's result; {"id":N,
+//     "errno":E,"error":"..."} on failure, "connect":true when the
+//     failure was connecting). Requests may overlap: the helper serves
+//     each in a goroutine and answers when it is done (the driver asks
+//     independent questions at once, as it runs tools at once). Errors
+//     are classified as the tools' exit codes are (Classify, by errno),
+//     EBUSY retried as for the tools; a change is waited for even when
+//     the context ends (as run.Critical does).
+//   - Secrets: none passes. The pool's ceph.conf and client ID go in
+//     each request; librados reads the keyring the conf names, as rbd
+//     does.
+//   - Reads open images read-only (no watch), and Watchers leaves out
+//     the helper's own client instance: strata never counts itself as a
+//     client of an image it is changing.
+//   - The fingerprint is a hash of the tools' text (rbd info's
+//     modify_timestamp, printed with ctime(3); rbd diff's JSON): the
+//     helper produces that text to the byte (the C library's ctime_r,
+//     rbd's JSON layout), so that a fingerprint recorded on one path
+//     compares equal on the other.
+//   - Off the hot paths (create, resize, delete, clone, flatten, copy,
+//     usage, pool checks, point removal) the tools stay.
 //
 // Vocabulary (Ceph's own, as in rbd(8)):
 //
@@ -65,8 +122,9 @@
 //     (the image's ID and modify time, which a rollback keeps, the
 //     snapshot's size and objects, and the new generation), the rollback
 //     with the generation set, the rename back: six, where the bare rbd
-//     snap create + rbd snap rollback is two. A run resumed after a
-//     crash checks the names and fingerprints first.
+//     snap create + rbd snap rollback is two (with the helper: six
+//     rounds of calls on one connection, and one process start). A run
+//     resumed after a crash checks the names and fingerprints first.
 //   - A golden image is an image (a full copy, `rbd cp`, of the volume or
 //     of its point: no snapshots come with it) with one protected
 //     snapshot, GoldenSnap. A linked clone is an RBD clone of it; a full

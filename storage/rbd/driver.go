@@ -33,7 +33,13 @@ const (
 // Driver is the rbd pool driver (storage.Driver, storage.PoolAdder).
 // The zero value runs the real tools.
 type Driver struct {
+	// Client runs the calls off the hot paths (nil: the tools through
+	// storage/run), and the hot ones too when Ops is nil (tests that
+	// replay recorded outputs).
 	Client *Client
+	// Ops runs the hot paths' calls; nil: DefaultOps (the strata-rbd
+	// helper beside the executable, or the tools), or Client when set.
+	Ops Ops
 }
 
 var (
@@ -41,6 +47,17 @@ var (
 	_ storage.PoolAdder = Driver{}
 	_ storage.Describer = Driver{}
 )
+
+// ops is what runs the hot paths' calls.
+func (d Driver) ops() Ops {
+	if d.Ops != nil {
+		return d.Ops
+	}
+	if d.Client != nil {
+		return d.Client
+	}
+	return DefaultOps()
+}
 
 func (d Driver) c() *Client {
 	if d.Client != nil {
@@ -391,35 +408,34 @@ func (d Driver) Fingerprint(_ storage.Pool, v storage.Volume) (storage.Fingerpri
 
 func (d Driver) fingerprint(ctx context.Context, s Spec) (storage.Fingerprint, bool, error) {
 	var (
-		img  Image
-		diff []byte
-		gen  string
+		st  State
+		gen string
 	)
 	err := together(
-		func() (err error) { img, err = d.c().Info(ctx, s); return err },
-		func() (err error) { diff, err = d.c().Diff(ctx, s); return err },
-		func() (err error) { gen, err = d.c().Generation(ctx, s); return err })
+		func() (err error) { st, err = d.ops().State(ctx, s, ""); return err },
+		func() (err error) { gen, err = d.ops().Generation(ctx, s); return err })
 	if errors.Is(err, storage.ErrNotFound) {
 		return storage.Fingerprint{}, false, nil
 	}
 	if err != nil {
 		return storage.Fingerprint{}, false, err
 	}
-	return fingerprintOf(img, diff, gen), true, nil
+	return FingerprintOf(st, gen), true, nil
 }
 
-// fingerprintOf is the fingerprint of an image whose rbd info is img,
-// rbd diff --whole-object is diff and restore generation is gen.
-func fingerprintOf(img Image, diff []byte, gen string) storage.Fingerprint {
+// FingerprintOf is the fingerprint of an image in state st (rbd info's
+// ID, size and modify_timestamp, rbd diff --whole-object's output) with
+// restore generation gen.
+func FingerprintOf(st State, gen string) storage.Fingerprint {
 	id := fnv.New64a()
-	id.Write([]byte(img.ID))
+	id.Write([]byte(st.ID))
 	state := fnv.New64a()
-	state.Write([]byte(img.Modified))
+	state.Write([]byte(st.Modified))
 	state.Write([]byte{0})
-	state.Write(diff)
+	state.Write(st.Diff)
 	state.Write([]byte{0})
 	state.Write([]byte(gen))
-	return storage.Fingerprint{Ino: id.Sum64(), Size: img.Size, Mtime: int64(state.Sum64() >> 1)}
+	return storage.Fingerprint{Ino: id.Sum64(), Size: st.Size, Mtime: int64(state.Sum64() >> 1)}
 }
 
 // Locations implements storage.Driver: the live image and the name it
@@ -436,7 +452,7 @@ func (Driver) Locations(_ storage.Pool, v storage.Volume) []string {
 // hand the change to the client holding the exclusive lock, under a
 // running guest.
 func (d Driver) notOpen(ctx context.Context, s Spec, what string) error {
-	w, err := d.c().Watchers(ctx, s)
+	w, err := d.ops().Watchers(ctx, s)
 	if err != nil {
 		return err
 	}

@@ -101,10 +101,11 @@ func TestGoldenFiveLinkedClonesIsolated(t *testing.T) {
 // guest strata does not run) makes a rollback refuse before anything is
 // written: the watchers are listed once the image is renamed aside (the
 // rename is the first call of a rollback), and it is renamed back.
-func TestRollbackRefusedWhileImageOpen(t *testing.T) {
+func TestRollbackRefusedWhileImageOpen(t *testing.T) { eachPath(t, testRollbackRefusedWhileImageOpen) }
+
+func testRollbackRefusedWhileImageOpen(t *testing.T, d rbd.Driver) {
 	ctx := context.Background()
 	p := testPool(t)
-	d := rbd.Driver{}
 	v := storage.Volume{ID: storage.NewID(), Name: "busy", Format: storage.FormatRaw}
 	v.Path = d.VolumePath(p, v.ID, v.Format)
 	if err := d.Create(ctx, p, v.Path, v.Format, 4<<20); err != nil {
@@ -133,10 +134,11 @@ func TestRollbackRefusedWhileImageOpen(t *testing.T) {
 // TestLivePointOfOpenImage: the live mechanism of an rbd point is a
 // snapshot taken while the image is open by its guest's QEMU (librbd has
 // the lock holder take it); the point then exists and restores.
-func TestLivePointOfOpenImage(t *testing.T) {
+func TestLivePointOfOpenImage(t *testing.T) { eachPath(t, testLivePointOfOpenImage) }
+
+func testLivePointOfOpenImage(t *testing.T, d rbd.Driver) {
 	ctx := context.Background()
 	p := testPool(t)
-	d := rbd.Driver{}
 	v := storage.Volume{ID: storage.NewID(), Name: "live", Format: storage.FormatRaw}
 	v.Path = d.VolumePath(p, v.ID, v.Format)
 	if err := d.Create(ctx, p, v.Path, v.Format, 4<<20); err != nil {

@@ -33,7 +33,7 @@ func (d Driver) TakePoint(ctx context.Context, _ storage.Pool, v storage.Volume,
 	if err != nil {
 		return err
 	}
-	return d.c().SnapCreate(ctx, s, ref.Ref)
+	return d.ops().SnapCreate(ctx, s, ref.Ref)
 }
 
 // together runs fs at once (each rbd call costs a connection to the
@@ -53,7 +53,7 @@ func together(fs ...func() error) error {
 // the same image renamed aside by a rollback under way; ok false: none.
 func (d Driver) holder(ctx context.Context, s Spec) (Spec, []Snapshot, bool, error) {
 	for _, img := range []Spec{s, s.WithImage(s.Image + ApplyingSuffix)} {
-		snaps, err := d.c().Snapshots(ctx, img)
+		snaps, err := d.ops().Snapshots(ctx, img)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -140,7 +140,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 	moved := false
 	var predicted *storage.Fingerprint
 	if st.Done == nil {
-		err := d.c().Rename(ctx, live, aside.Image)
+		err := d.ops().Rename(ctx, live, aside.Image)
 		switch {
 		case err == nil:
 			moved = true
@@ -156,7 +156,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 			}
 			if openErr != nil {
 				// Nothing was written: the image goes back as it was.
-				if err := d.c().Rename(context.WithoutCancel(ctx), aside, live.Image); err != nil {
+				if err := d.ops().Rename(context.WithoutCancel(ctx), aside, live.Image); err != nil {
 					return fmt.Errorf("%w (and renaming rbd image %q back failed: %v; run strata doctor --repair)", openErr, aside.String(), err)
 				}
 				return openErr
@@ -179,8 +179,8 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 	// The new generation is set while the rollback runs (no client
 	// opens the image for it: it is a RADOS object of strata's own).
 	err = together(
-		func() error { return d.c().SnapRollback(ctx, aside, ref.Ref) },
-		func() error { return d.c().SetGeneration(ctx, aside, gen) })
+		func() error { return d.ops().SnapRollback(ctx, aside, ref.Ref) },
+		func() error { return d.ops().SetGeneration(ctx, aside, gen) })
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 			return err
 		}
 	}
-	return d.c().Rename(ctx, aside, live.Image)
+	return d.ops().Rename(ctx, aside, live.Image)
 }
 
 // predict reads, with also, the fingerprint an image will have once
@@ -216,18 +216,14 @@ func (d Driver) RestorePoint(ctx context.Context, _ storage.Pool, v storage.Volu
 // wrote and keep it as a point first (one point too many, never a write
 // lost), and the conformance suite's check of the recorded state fails.
 func (d Driver) predict(ctx context.Context, s Spec, snap, gen string, also func() error) (*storage.Fingerprint, error) {
-	var (
-		img  Image
-		diff []byte
-	)
+	var st State
 	err := together(
-		func() (err error) { img, err = d.c().InfoAt(ctx, s, snap); return err },
-		func() (err error) { diff, err = d.c().DiffAt(ctx, s, snap); return err },
+		func() (err error) { st, err = d.ops().State(ctx, s, snap); return err },
 		also)
 	if err != nil {
 		return nil, err
 	}
-	fp := fingerprintOf(img, diff, gen)
+	fp := FingerprintOf(st, gen)
 	return &fp, nil
 }
 
@@ -241,8 +237,8 @@ func (d Driver) settleAside(ctx context.Context, live, aside Spec, v storage.Vol
 	var liveOK, asideOK bool
 	var openErr error
 	err := together(
-		func() (err error) { liveOK, err = d.c().Exists(ctx, live); return err },
-		func() (err error) { asideOK, err = d.c().Exists(ctx, aside); return err },
+		func() (err error) { liveOK, err = d.ops().Exists(ctx, live); return err },
+		func() (err error) { asideOK, err = d.ops().Exists(ctx, aside); return err },
 		func() error { openErr = d.notOpen(ctx, live, what); return nil })
 	if err != nil {
 		return err
@@ -261,7 +257,7 @@ func (d Driver) settleAside(ctx context.Context, live, aside Spec, v storage.Vol
 		if openErr != nil {
 			return openErr
 		}
-		if err := d.c().Rename(ctx, live, aside.Image); err != nil {
+		if err := d.ops().Rename(ctx, live, aside.Image); err != nil {
 			return err
 		}
 		storage.Crashpoint("rollback:rbd-moved")
@@ -319,7 +315,7 @@ func (d Driver) LivePoint(_ context.Context, _ storage.Pool, v storage.Volume, r
 	}
 	name := ref.Ref
 	return storage.LivePoint{Mechanism: storage.LiveClone, Clone: func() error {
-		return d.c().SnapCreate(context.Background(), s, name)
+		return d.ops().SnapCreate(context.Background(), s, name)
 	}}, nil
 }
 

@@ -16,9 +16,12 @@ import (
 // and drops objects written since the point, that state is the image's
 // own fingerprint, as recovery compares it.
 func TestRollbackRecordsTheStateItLeaves(t *testing.T) {
+	eachPath(t, testRollbackRecordsTheStateItLeaves)
+}
+
+func testRollbackRecordsTheStateItLeaves(t *testing.T, d rbd.Driver) {
 	ctx := context.Background()
 	p := testPool(t)
-	d := rbd.Driver{}
 	v := storage.Volume{ID: storage.NewID(), Name: "state", Format: storage.FormatRaw}
 	v.Path = d.VolumePath(p, v.ID, v.Format)
 	if err := d.Create(ctx, p, v.Path, v.Format, 8<<20); err != nil {
@@ -70,9 +73,12 @@ func TestRollbackRecordsTheStateItLeaves(t *testing.T) {
 // the one the rollback recorded. (Undoing a multi-disk rollback tells a
 // restored disk from an untouched one by this.)
 func TestRollbackAlwaysChangesTheFingerprint(t *testing.T) {
+	eachPath(t, testRollbackAlwaysChangesTheFingerprint)
+}
+
+func testRollbackAlwaysChangesTheFingerprint(t *testing.T, d rbd.Driver) {
 	ctx := context.Background()
 	p := testPool(t)
-	d := rbd.Driver{}
 	v := storage.Volume{ID: storage.NewID(), Name: "same-objects", Format: storage.FormatRaw}
 	v.Path = d.VolumePath(p, v.ID, v.Format)
 	if err := d.Create(ctx, p, v.Path, v.Format, 8<<20); err != nil {
@@ -125,10 +131,11 @@ func TestRollbackAlwaysChangesTheFingerprint(t *testing.T) {
 // rollback's check does while another process may be asking whether a
 // guest has the image open) never shows as a client of the image: rbd
 // status lists no watcher while fingerprints are read.
-func TestFingerprintOpensNoImage(t *testing.T) {
+func TestFingerprintOpensNoImage(t *testing.T) { eachPath(t, testFingerprintOpensNoImage) }
+
+func testFingerprintOpensNoImage(t *testing.T, d rbd.Driver) {
 	ctx := context.Background()
 	p := testPool(t)
-	d := rbd.Driver{}
 	v := storage.Volume{ID: storage.NewID(), Name: "watched", Format: storage.FormatRaw}
 	v.Path = d.VolumePath(p, v.ID, v.Format)
 	if err := d.Create(ctx, p, v.Path, v.Format, 4<<20); err != nil {

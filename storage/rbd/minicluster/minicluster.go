@@ -7,7 +7,10 @@
 // (mon_allow_pool_size_one), osd_crush_chooseleaf_type 0 (one host),
 // paxos_propose_interval 0.1 (else every map change waits a second),
 // mon_data_avail_crit 0 (else the monitor stops itself when the host's
-// disk is low), and no client admin socket (concurrent clients of one
+// disk is low), osd_snap_trim_sleep_* 0 (removed snapshots' objects are
+// freed at once: with the default 5 s sleep a benchmark that takes and
+// removes a snapshot per rollback fills the memstore faster than it
+// trims), and no client admin socket (concurrent clients of one
 // name would collide on it). Without a manager `ceph df` reports no
 // usage: the pool gets a quota so that its free space is known.
 package minicluster
@@ -142,6 +145,9 @@ mon_data_avail_warn = 0
 mon_allow_pool_delete = true
 osd_objectstore = memstore
 memstore_device_bytes = {{bytes}}
+osd_snap_trim_sleep_hdd = 0
+osd_snap_trim_sleep_ssd = 0
+osd_snap_trim_sleep_hybrid = 0
 run_dir = {{dir}}/run
 log_file = {{dir}}/log/$name.log
 mon_data = {{dir}}/mon
