@@ -121,7 +121,7 @@ func init() {
 		if len(j.Pools) != 0 && len(j.Pools) != len(j.Paths) {
 			return catalog.FieldError("pools", "%d pools for %d paths", len(j.Pools), len(j.Paths))
 		}
-		return checkImages(e, "paths", j.Paths, j.Pools)
+		return checkImages(e, "paths", j.Paths, j.Pools, false)
 	})
 }
 
@@ -271,12 +271,13 @@ func checkGoldenRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 		}
 		paths[i], pools[i] = d.Path, d.Pool
 	}
-	return checkImages(e, "disks", paths, pools)
+	return checkImages(e, "disks", paths, pools, true)
 }
 
 // checkImages checks the images of a golden or a clone under way: each
-// path in its pool (pools[i]; none given: only the path's form).
-func checkImages(e *catalog.Export, field string, paths, pools []string) error {
+// path in its pool (pools[i]; none given: only the path's form), named
+// as strata names images there; a golden's is no volume's image.
+func checkImages(e *catalog.Export, field string, paths, pools []string, golden bool) error {
 	for i, path := range paths {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if i >= len(pools) {
@@ -295,8 +296,13 @@ func checkImages(e *catalog.Export, field string, paths, pools []string) error {
 		if err := catalog.ValidPath(f+".path", path); err != nil {
 			return err
 		}
-		if err := catalog.InPool(f+".path", path, p); err != nil {
+		if err := catalog.InPool(f+".path", path, p, "", "img", "qcow2"); err != nil {
 			return err
+		}
+		// A golden's image is its own (golden delete removes it); a
+		// clone journal's are the clones' (volumes once recorded).
+		if ids := e.VolumesAt(path); golden && len(ids) > 0 {
+			return catalog.FieldError(f+".path", "%q is the image of volume %s", path, ids[0])
 		}
 	}
 	return nil

@@ -13,7 +13,8 @@ import (
 // command would write (exit 2, naming the record and the field), with
 // nothing changed: an iso of negative size, a point copy outside its
 // volume's pool (a rollback would copy it over the live image), a golden
-// image outside its pool (golden delete removes it), a point name with a
+// image outside its pool (golden delete removes it) or that is a
+// volume's image, an iso not named after its ID, a point name with a
 // '/', a pool of a driver strata does not have.
 func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 	home := t.TempDir()
@@ -87,6 +88,22 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 		{"golden image outside its pool", "goldens", `"disks[0].path"`, func(b map[string]map[string]any) string {
 			k, m := only(b, "goldens", "")
 			m["disks"].([]any)[0].(map[string]any)["path"] = "/var/lib/important.img"
+			return k
+		}},
+		{"golden image that is a volume's", "goldens", `"disks[0].path"`, func(b map[string]map[string]any) string {
+			var sys string
+			for _, v := range b["volumes"] {
+				if v.(map[string]any)["name"] == "sys" {
+					sys = v.(map[string]any)["path"].(string)
+				}
+			}
+			k, m := only(b, "goldens", "")
+			m["disks"].([]any)[0].(map[string]any)["path"] = sys
+			return k
+		}},
+		{"iso not named after its ID", "media", `"path"`, func(b map[string]map[string]any) string {
+			k, m := only(b, "media", "")
+			m["path"] = filepath.Join(filepath.Dir(m["path"].(string)), "0123456789abcdef.iso")
 			return k
 		}},
 		{"pool of an unknown driver", "pools", `"driver"`, func(b map[string]map[string]any) string {
