@@ -281,7 +281,17 @@ func checkImages(e *catalog.Export, field string, paths, pools []string, golden 
 	for i, path := range paths {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if i >= len(pools) {
+			// A journal from before pools were journaled: its images
+			// were the dir driver's, in a dir pool (recovery removes
+			// them).
 			if err := catalog.ValidPath(f, path); err != nil {
+				return err
+			}
+			p, ok := e.DirPoolAt(filepath.Dir(path))
+			if !ok {
+				return catalog.FieldError(f, "%q is in no dir pool of the export", path)
+			}
+			if err := catalog.InPool(f, path, p, "", "img", "qcow2"); err != nil {
 				return err
 			}
 			continue

@@ -14,7 +14,9 @@ import (
 // nothing changed: an iso of negative size, a point copy outside its
 // volume's pool (a rollback would copy it over the live image), a golden
 // image outside its pool (golden delete removes it) or that is a
-// volume's image, an iso not named after its ID, a point name with a
+// volume's image, a clone journal naming a file outside every pool
+// (recovering the clone removes it), an iso not named after its ID, a
+// point name with a
 // '/', a pool of a driver strata does not have.
 func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 	home := t.TempDir()
@@ -61,6 +63,7 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 		t.Fatalf("no record %s/%s* in the export", bucket, prefix)
 		return "", nil
 	}
+	victim := filepath.Join(t.TempDir(), "victim.img") // never /etc/passwd: a regression would remove it
 	cases := []struct {
 		name, bucket, field string
 		fn                  func(b map[string]map[string]any) string // returns the record's key
@@ -101,6 +104,11 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 			m["disks"].([]any)[0].(map[string]any)["path"] = sys
 			return k
 		}},
+		{"clone journal naming a file outside every pool", "golden_journal", `"paths[0]"`, func(b map[string]map[string]any) string {
+			k, _ := only(b, "goldens", "")
+			b["golden_journal"] = map[string]any{k: map[string]any{"op": "clone", "paths": []string{victim}, "started": "2026-11-30T20:00:00Z"}}
+			return k
+		}},
 		{"iso not named after its ID", "media", `"path"`, func(b map[string]map[string]any) string {
 			k, m := only(b, "media", "")
 			m["path"] = filepath.Join(filepath.Dir(m["path"].(string)), "0123456789abcdef.iso")
@@ -123,6 +131,7 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 				b[name] = recs.(map[string]any)
 			}
 			k := c.fn(b)
+			e["buckets"] = b // with any bucket c.fn added
 			crafted, _ := json.Marshal(e)
 			path := filepath.Join(t.TempDir(), "crafted.json")
 			if err := os.WriteFile(path, crafted, 0o600); err != nil {

@@ -220,6 +220,17 @@ func InPool(field, path string, p storage.Pool, id string, exts ...string) error
 // imageID: the ID part of an image's name in a dir pool.
 var imageID = pattern.New(`^[0-9a-f]{16}$`)
 
+// DirPoolAt returns the export's dir pool whose directory is dir.
+func (e *Export) DirPoolAt(dir string) (storage.Pool, bool) {
+	for _, raw := range e.Buckets[string(bPools)] {
+		var p storage.Pool
+		if json.Unmarshal(raw, &p) == nil && p.Driver == "dir" && p.Path == dir {
+			return p, true
+		}
+	}
+	return storage.Pool{}, false
+}
+
 // VolumesAt lists the IDs of the export's volumes whose path is path.
 func (e *Export) VolumesAt(path string) []string {
 	if e.volumePaths == nil {
