@@ -143,8 +143,9 @@ func TestImportRefusesRecordsNoCommandWouldWrite(t *testing.T) {
 
 // An import refuses a dir pool where pool add refuses one, in the home it
 // imports into: the root directory, the home itself (a volume there named
-// catalog.db was deleted with it), a directory holding the home, one
-// inside the home other than HOME/pools/NAME, or a link to one of them.
+// catalog.db was deleted with it), one inside the home other than
+// HOME/pools/NAME, or a link to one of them. A pool holding the home (a
+// shared catalog's pool of another host) goes in.
 func TestImportRefusesAPoolWherePoolAddRefusesOne(t *testing.T) {
 	src := backends[0].open(t, t.TempDir(), "")
 	file := filepath.Join(t.TempDir(), "src.json")
@@ -163,7 +164,7 @@ func TestImportRefusesAPoolWherePoolAddRefusesOne(t *testing.T) {
 			if err := os.Symlink(home, link); err != nil {
 				t.Fatal(err)
 			}
-			for _, at := range []string{"/", home, filepath.Dir(home), filepath.Join(home, "backups"), filepath.Join(home, "pools"), link} {
+			for _, at := range []string{"/", home, filepath.Join(home, "backups"), filepath.Join(home, "pools"), link} {
 				var e map[string]any
 				if err := json.Unmarshal(raw, &e); err != nil {
 					t.Fatal(err)
@@ -178,12 +179,13 @@ func TestImportRefusesAPoolWherePoolAddRefusesOne(t *testing.T) {
 					t.Errorf("import of a pool at %s: %v\nwant invalid, naming pools/evil and its path", at, err)
 				}
 			}
-			// A pool of its own in HOME/pools goes in.
+			// A pool of its own in HOME/pools goes in, and one holding the home.
 			var e map[string]any
 			if err := json.Unmarshal(raw, &e); err != nil {
 				t.Fatal(err)
 			}
 			e["buckets"].(map[string]any)["pools"].(map[string]any)["more"] = map[string]any{"name": "more", "driver": "dir", "path": filepath.Join(home, "pools", "more")}
+			e["buckets"].(map[string]any)["pools"].(map[string]any)["above"] = map[string]any{"name": "above", "driver": "dir", "path": filepath.Dir(home)}
 			crafted, _ := json.Marshal(e)
 			path := filepath.Join(t.TempDir(), "good.json")
 			if err := os.WriteFile(path, crafted, 0o600); err != nil {

@@ -249,9 +249,12 @@ func (e *Export) VolumesAt(path string) []string {
 
 // checkPoolPlace refuses a dir pool's directory that pool add refuses
 // (storage/store checkPoolPlace) in the state home imported into: the
-// root directory, the home, a directory holding it, or one inside it
-// other than HOME/pools/NAME: a pool there takes strata's own files for
-// its images.
+// root directory, the home, or one inside it other than HOME/pools/NAME:
+// a pool there takes strata's own files for its images. A directory
+// holding the home, which pool add refuses too, is let through: on a
+// shared catalog another host's pool (/srv) may hold this host's home
+// (/srv/strata), and the images a pool's records name are pinned to
+// strata's names (InPool), which the home never holds.
 func (e *Export) checkPoolPlace(path string) error {
 	real := resolvePath(path)
 	if real == "/" {
@@ -264,8 +267,6 @@ func (e *Export) checkPoolPlace(path string) error {
 	switch {
 	case real == home:
 		return FieldError("path", "%q is the state home %q, which cannot be a pool", path, e.home)
-	case strings.HasPrefix(home, real+"/"):
-		return FieldError("path", "%q holds the state home %q, so it cannot be a pool", path, e.home)
 	case strings.HasPrefix(real, home+"/") && filepath.Dir(real) != filepath.Join(home, "pools"):
 		return FieldError("path", "%q is inside the state home %q, where a pool is only HOME/pools/NAME", path, e.home)
 	}
