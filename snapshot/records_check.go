@@ -199,17 +199,19 @@ func checkPointRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 		if err := catalog.NotNegative("memory.bytes", p.Memory.Bytes); err != nil {
 			return err
 		}
-		// Beside one of its disks' volumes, in its .strata-points.
+		// Beside one of its disks' volumes, in its .strata-points, named
+		// VOLID-UID.state (planMemory): never another point's file,
+		// which deleting this point would remove.
 		beside := false
 		for i, d := range p.Disks {
 			v, err := e.ExportVolume(fmt.Sprintf("disks[%d].volume_id", i), d.VolumeID)
 			if err != nil {
 				return err
 			}
-			beside = beside || filepath.Dir(p.Memory.Path) == filepath.Join(filepath.Dir(v.Path), dirdriver.PointsDir)
+			beside = beside || p.Memory.Path == filepath.Join(filepath.Dir(v.Path), dirdriver.PointsDir, v.ID+"-"+p.UID+".state")
 		}
 		if !beside {
-			return catalog.FieldError("memory.path", "%q is not in the %s of one of the point's volumes", p.Memory.Path, dirdriver.PointsDir)
+			return catalog.FieldError("memory.path", "%q is not VOLUMEID-%s.state in the %s of one of the point's volumes", p.Memory.Path, p.UID, dirdriver.PointsDir)
 		}
 	}
 	for i, d := range p.Disks {
@@ -236,6 +238,12 @@ func checkPointRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 			}
 			if want := filepath.Join(filepath.Dir(v.Path), dirdriver.PointsDir); filepath.Dir(d.Ref) != want {
 				return catalog.FieldError(f+".ref", "%q is not in its volume's %s", d.Ref, want)
+			}
+			// Named VOLID-UID[.EXT] (the dir driver's plan): never
+			// another point's copy, which deleting this point removes.
+			base := filepath.Base(d.Ref)
+			if strings.TrimSuffix(base, filepath.Ext(base)) != v.ID+"-"+p.UID {
+				return catalog.FieldError(f+".ref", "%q is not this point's copy of its volume (%s-%s)", base, v.ID, p.UID)
 			}
 		}
 	}

@@ -12,7 +12,8 @@ import (
 // golden images, clones and isos, and refuses one whose records no
 // command would write (exit 2, naming the record and the field), with
 // nothing changed: an iso of negative size, a point copy outside its
-// volume's pool (a rollback would copy it over the live image), a golden
+// volume's pool (a rollback would copy it over the live image) or naming
+// another point's copy (deleting the point would remove it), a golden
 // image outside its pool (golden delete removes it) or that is a
 // volume's image, a clone journal naming a file outside every pool
 // (recovering the clone removes it), an iso not named after its ID, a
@@ -81,6 +82,12 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 		{"point copy outside its pool", "points", `"disks[0].ref"`, func(b map[string]map[string]any) string {
 			k, m := only(b, "points", "g-")
 			m["disks"].([]any)[0].(map[string]any)["ref"] = "/etc/passwd"
+			return k
+		}},
+		{"point copy naming another point's file", "points", `"disks[0].ref"`, func(b map[string]map[string]any) string {
+			k, m := only(b, "points", "g-")
+			d := m["disks"].([]any)[0].(map[string]any)
+			d["ref"] = filepath.Join(filepath.Dir(d["ref"].(string)), d["volume_id"].(string)+"-000000000000.img")
 			return k
 		}},
 		{"point name with a slash", "points", `"name"`, func(b map[string]map[string]any) string {
