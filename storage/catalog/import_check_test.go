@@ -87,15 +87,6 @@ func TestImportRefusesRecordsNoCommandWouldWrite(t *testing.T) {
 		{"volume image named after another ID", "volumes/" + vid, `"path"`, func(b map[string]map[string]any) {
 			vol(b)["path"] = filepath.Join(filepath.Dir(vol(b)["path"].(string)), "00000000000000aa.img")
 		}},
-		{"two volumes of one image", "volumes/" + vid, `"path"`, func(b map[string]map[string]any) {
-			twin := map[string]any{}
-			for k, v := range vol(b) {
-				twin[k] = v
-			}
-			twin["id"], twin["name"], twin["imported"] = "00000000000000b2", "twin", true
-			b["volumes"]["00000000000000b2"] = twin
-			b["volume_names"]["twin"] = "00000000000000b2"
-		}},
 		{"volume of a missing pool", "volumes/" + vid, `"pool"`, func(b map[string]map[string]any) { vol(b)["pool"] = "nowhere" }},
 		{"pool of an unknown driver", "pools/more", `"driver"`, func(b map[string]map[string]any) {
 			b["pools"]["more"].(map[string]any)["driver"] = "zfs"

@@ -439,11 +439,10 @@ func checkVolume(e *Export, key string, raw json.RawMessage) error {
 			return err
 		}
 	}
-	// One image, one volume (the volume_paths index): deleting either
-	// would remove the other's image.
-	if ids := e.VolumesAt(v.Path); len(ids) > 1 {
-		return FieldError("path", "%q is the image of %d volumes (%s)", v.Path, len(ids), strings.Join(ids, ", "))
-	}
+	// Two records of one image are not refused: two volumes strata made
+	// cannot share one (each is named after its ID, below), an imported
+	// record's image is kept by its delete, and catalogs from before the
+	// path index (schema 1) may hold an image imported twice.
 	if !v.Imported {
 		return InPool("path", v.Path, pool, v.ID, "img", "qcow2")
 	}
