@@ -121,7 +121,7 @@ func init() {
 		if len(j.Pools) != 0 && len(j.Pools) != len(j.Paths) {
 			return catalog.FieldError("pools", "%d pools for %d paths", len(j.Pools), len(j.Paths))
 		}
-		return checkImages(e, "paths", j.Paths, j.Pools)
+		return checkImages(e, "paths", j.Paths, j.Pools, false)
 	})
 }
 
@@ -199,17 +199,19 @@ func checkPointRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 		if err := catalog.NotNegative("memory.bytes", p.Memory.Bytes); err != nil {
 			return err
 		}
-		// Beside one of its disks' volumes, in its .strata-points.
+		// Beside one of its disks' volumes, in its .strata-points, named
+		// VOLID-UID.state (planMemory): never another point's file,
+		// which deleting this point would remove.
 		beside := false
 		for i, d := range p.Disks {
 			v, err := e.ExportVolume(fmt.Sprintf("disks[%d].volume_id", i), d.VolumeID)
 			if err != nil {
 				return err
 			}
-			beside = beside || filepath.Dir(p.Memory.Path) == filepath.Join(filepath.Dir(v.Path), dirdriver.PointsDir)
+			beside = beside || p.Memory.Path == filepath.Join(filepath.Dir(v.Path), dirdriver.PointsDir, v.ID+"-"+p.UID+".state")
 		}
 		if !beside {
-			return catalog.FieldError("memory.path", "%q is not in the %s of one of the point's volumes", p.Memory.Path, dirdriver.PointsDir)
+			return catalog.FieldError("memory.path", "%q is not VOLUMEID-%s.state in the %s of one of the point's volumes", p.Memory.Path, p.UID, dirdriver.PointsDir)
 		}
 	}
 	for i, d := range p.Disks {
@@ -236,6 +238,12 @@ func checkPointRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 			}
 			if want := filepath.Join(filepath.Dir(v.Path), dirdriver.PointsDir); filepath.Dir(d.Ref) != want {
 				return catalog.FieldError(f+".ref", "%q is not in its volume's %s", d.Ref, want)
+			}
+			// Named VOLID-UID[.EXT] (the dir driver's plan): never
+			// another point's copy, which deleting this point removes.
+			base := filepath.Base(d.Ref)
+			if strings.TrimSuffix(base, filepath.Ext(base)) != v.ID+"-"+p.UID {
+				return catalog.FieldError(f+".ref", "%q is not this point's copy of its volume (%s-%s)", base, v.ID, p.UID)
 			}
 		}
 	}
@@ -271,16 +279,27 @@ func checkGoldenRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 		}
 		paths[i], pools[i] = d.Path, d.Pool
 	}
-	return checkImages(e, "disks", paths, pools)
+	return checkImages(e, "disks", paths, pools, true)
 }
 
 // checkImages checks the images of a golden or a clone under way: each
-// path in its pool (pools[i]; none given: only the path's form).
-func checkImages(e *catalog.Export, field string, paths, pools []string) error {
+// path in its pool (pools[i]; none given: only the path's form), named
+// as strata names images there; a golden's is no volume's image.
+func checkImages(e *catalog.Export, field string, paths, pools []string, golden bool) error {
 	for i, path := range paths {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if i >= len(pools) {
+			// A journal from before pools were journaled: its images
+			// were the dir driver's, in a dir pool (recovery removes
+			// them).
 			if err := catalog.ValidPath(f, path); err != nil {
+				return err
+			}
+			p, ok := e.DirPoolAt(filepath.Dir(path))
+			if !ok {
+				return catalog.FieldError(f, "%q is in no dir pool of the export", path)
+			}
+			if err := catalog.InPool(f, path, p, "", "img", "qcow2"); err != nil {
 				return err
 			}
 			continue
@@ -295,8 +314,13 @@ func checkImages(e *catalog.Export, field string, paths, pools []string) error {
 		if err := catalog.ValidPath(f+".path", path); err != nil {
 			return err
 		}
-		if err := catalog.InPool(f+".path", path, p); err != nil {
+		if err := catalog.InPool(f+".path", path, p, "", "img", "qcow2"); err != nil {
 			return err
+		}
+		// A golden's image is its own (golden delete removes it); a
+		// clone journal's are the clones' (volumes once recorded).
+		if ids := e.VolumesAt(path); golden && len(ids) > 0 {
+			return catalog.FieldError(f+".path", "%q is the image of volume %s", path, ids[0])
 		}
 	}
 	return nil

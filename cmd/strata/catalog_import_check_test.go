@@ -12,8 +12,12 @@ import (
 // golden images, clones and isos, and refuses one whose records no
 // command would write (exit 2, naming the record and the field), with
 // nothing changed: an iso of negative size, a point copy outside its
-// volume's pool (a rollback would copy it over the live image), a golden
-// image outside its pool (golden delete removes it), a point name with a
+// volume's pool (a rollback would copy it over the live image) or naming
+// another point's copy (deleting the point would remove it), a golden
+// image outside its pool (golden delete removes it) or that is a
+// volume's image, a clone journal naming a file outside every pool
+// (recovering the clone removes it), an iso not named after its ID, a
+// point name with a
 // '/', a pool of a driver strata does not have.
 func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 	home := t.TempDir()
@@ -60,6 +64,7 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 		t.Fatalf("no record %s/%s* in the export", bucket, prefix)
 		return "", nil
 	}
+	victim := filepath.Join(t.TempDir(), "victim.img") // never /etc/passwd: a regression would remove it
 	cases := []struct {
 		name, bucket, field string
 		fn                  func(b map[string]map[string]any) string // returns the record's key
@@ -79,6 +84,12 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 			m["disks"].([]any)[0].(map[string]any)["ref"] = "/etc/passwd"
 			return k
 		}},
+		{"point copy naming another point's file", "points", `"disks[0].ref"`, func(b map[string]map[string]any) string {
+			k, m := only(b, "points", "g-")
+			d := m["disks"].([]any)[0].(map[string]any)
+			d["ref"] = filepath.Join(filepath.Dir(d["ref"].(string)), d["volume_id"].(string)+"-000000000000.img")
+			return k
+		}},
 		{"point name with a slash", "points", `"name"`, func(b map[string]map[string]any) string {
 			k, m := only(b, "points", "g-")
 			m["name"] = "a/b"
@@ -87,6 +98,27 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 		{"golden image outside its pool", "goldens", `"disks[0].path"`, func(b map[string]map[string]any) string {
 			k, m := only(b, "goldens", "")
 			m["disks"].([]any)[0].(map[string]any)["path"] = "/var/lib/important.img"
+			return k
+		}},
+		{"golden image that is a volume's", "goldens", `"disks[0].path"`, func(b map[string]map[string]any) string {
+			var sys string
+			for _, v := range b["volumes"] {
+				if v.(map[string]any)["name"] == "sys" {
+					sys = v.(map[string]any)["path"].(string)
+				}
+			}
+			k, m := only(b, "goldens", "")
+			m["disks"].([]any)[0].(map[string]any)["path"] = sys
+			return k
+		}},
+		{"clone journal naming a file outside every pool", "golden_journal", `"paths[0]"`, func(b map[string]map[string]any) string {
+			k, _ := only(b, "goldens", "")
+			b["golden_journal"] = map[string]any{k: map[string]any{"op": "clone", "paths": []string{victim}, "started": "2026-11-30T20:00:00Z"}}
+			return k
+		}},
+		{"iso not named after its ID", "media", `"path"`, func(b map[string]map[string]any) string {
+			k, m := only(b, "media", "")
+			m["path"] = filepath.Join(filepath.Dir(m["path"].(string)), "0123456789abcdef.iso")
 			return k
 		}},
 		{"pool of an unknown driver", "pools", `"driver"`, func(b map[string]map[string]any) string {
@@ -106,6 +138,7 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 				b[name] = recs.(map[string]any)
 			}
 			k := c.fn(b)
+			e["buckets"] = b // with any bucket c.fn added
 			crafted, _ := json.Marshal(e)
 			path := filepath.Join(t.TempDir(), "crafted.json")
 			if err := os.WriteFile(path, crafted, 0o600); err != nil {

@@ -687,6 +687,14 @@ func (m *Manager) Delete(ctx context.Context, name string, withDisks bool) error
 		}
 		var undefined []string
 		undefine := func() error {
+			// The guest the store is about to delete is the one this
+			// command locked, checked and undefines: the name may have
+			// become another guest's while it waited for the lock.
+			if _, rec, err := m.Reg.Get(ctx, name); err != nil {
+				return err
+			} else if err := store.SameGuest(rec, l.bg.ID); err != nil {
+				return err
+			}
 			for _, d := range m.Drivers.Drivers() {
 				u, ok := d.(undefiner)
 				if !ok {

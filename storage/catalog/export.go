@@ -38,6 +38,8 @@ type Export struct {
 	Versions map[string]int                        `json:"-"`
 
 	knownDriver func(string) bool // checkRecords' pool drivers
+	home        string            // checkRecords' state home ("": none known)
+	volumePaths map[string][]string
 }
 
 func exportTx(tx *Tx, from string) (*Export, error) {
@@ -178,7 +180,7 @@ func (c *Catalog) Import(path string, force bool) (ImportResult, error) {
 	if err != nil {
 		return ImportResult{}, err
 	}
-	if err := e.checkRecords(path, c.PoolDriver); err != nil {
+	if err := e.checkRecords(path, c.home, c.PoolDriver); err != nil {
 		return ImportResult{}, err
 	}
 	abs := path

@@ -78,6 +78,15 @@ func TestImportRefusesRecordsNoCommandWouldWrite(t *testing.T) {
 			p := vol(b)["path"].(string)
 			vol(b)["path"] = filepath.Dir(p) + "/../" + filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)
 		}},
+		{"volume image not named after its ID", "volumes/" + vid, `"path"`, func(b map[string]map[string]any) {
+			p := filepath.Join(filepath.Dir(vol(b)["path"].(string)), "catalog.db")
+			delete(b["volume_paths"], vol(b)["path"].(string))
+			vol(b)["path"] = p
+			b["volume_paths"][p] = vid
+		}},
+		{"volume image named after another ID", "volumes/" + vid, `"path"`, func(b map[string]map[string]any) {
+			vol(b)["path"] = filepath.Join(filepath.Dir(vol(b)["path"].(string)), "00000000000000aa.img")
+		}},
 		{"volume of a missing pool", "volumes/" + vid, `"pool"`, func(b map[string]map[string]any) { vol(b)["pool"] = "nowhere" }},
 		{"pool of an unknown driver", "pools/more", `"driver"`, func(b map[string]map[string]any) {
 			b["pools"]["more"].(map[string]any)["driver"] = "zfs"
@@ -118,6 +127,63 @@ func TestImportRefusesRecordsNoCommandWouldWrite(t *testing.T) {
 			}
 			if got := volumeNames(t, dst); len(got) != 1 || got[0] != "disk" {
 				t.Errorf("after the import the catalog holds %v, want [disk]", got)
+			}
+		})
+	}
+}
+
+// An import refuses a dir pool where pool add refuses one, in the home it
+// imports into: the root directory, the home itself (a volume there named
+// catalog.db was deleted with it), one inside the home other than
+// HOME/pools/NAME, or a link to one of them. A pool holding the home (a
+// shared catalog's pool of another host) goes in.
+func TestImportRefusesAPoolWherePoolAddRefusesOne(t *testing.T) {
+	src := backends[0].open(t, t.TempDir(), "")
+	file := filepath.Join(t.TempDir(), "src.json")
+	if err := src.ExportFile(file, false); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			home := t.TempDir()
+			dst := be.open(t, home, be.url(t))
+			link := filepath.Join(t.TempDir(), "link")
+			if err := os.Symlink(home, link); err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range []string{"/", home, filepath.Join(home, "backups"), filepath.Join(home, "pools"), link} {
+				var e map[string]any
+				if err := json.Unmarshal(raw, &e); err != nil {
+					t.Fatal(err)
+				}
+				e["buckets"].(map[string]any)["pools"].(map[string]any)["evil"] = map[string]any{"name": "evil", "driver": "dir", "path": at}
+				crafted, _ := json.Marshal(e)
+				path := filepath.Join(t.TempDir(), "crafted.json")
+				if err := os.WriteFile(path, crafted, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := dst.Import(path, true); !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "record pools/evil ") || !strings.Contains(err.Error(), `field "path"`) {
+					t.Errorf("import of a pool at %s: %v\nwant invalid, naming pools/evil and its path", at, err)
+				}
+			}
+			// A pool of its own in HOME/pools goes in, and one holding the home.
+			var e map[string]any
+			if err := json.Unmarshal(raw, &e); err != nil {
+				t.Fatal(err)
+			}
+			e["buckets"].(map[string]any)["pools"].(map[string]any)["more"] = map[string]any{"name": "more", "driver": "dir", "path": filepath.Join(home, "pools", "more")}
+			e["buckets"].(map[string]any)["pools"].(map[string]any)["above"] = map[string]any{"name": "above", "driver": "dir", "path": filepath.Dir(home)}
+			crafted, _ := json.Marshal(e)
+			path := filepath.Join(t.TempDir(), "good.json")
+			if err := os.WriteFile(path, crafted, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := dst.Import(path, true); err != nil {
+				t.Errorf("import of a pool in HOME/pools: %v", err)
 			}
 		})
 	}

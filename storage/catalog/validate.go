@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/pattern"
 )
 
 // A RecordCheck checks one record (key, raw) of its bucket in export e as
@@ -83,9 +85,10 @@ func DecodeValue(field string, raw json.RawMessage, v any) error {
 }
 
 // checkRecords runs every registered check, and the pool drivers known
-// to the program (known; nil: any non-empty name), over e.
-func (e *Export) checkRecords(path string, known func(driver string) bool) error {
-	e.knownDriver = known
+// to the program (known; nil: any non-empty name), over e, imported into
+// the state home home.
+func (e *Export) checkRecords(path, home string, known func(driver string) bool) error {
+	e.knownDriver, e.home = known, home
 	for _, b := range checkOrder {
 		check := recordChecks[b]
 		keys := make([]string, 0, len(e.Buckets[b]))
@@ -188,15 +191,99 @@ func (e *Export) ExportGuest(field, id string) (storage.Guest, error) {
 }
 
 // InPool checks that path (field) is an image strata names in dir pool p:
-// directly in its directory (a volume's or golden's image, an iso).
-func InPool(field, path string, p storage.Pool) error {
+// directly in its directory (a volume's or golden's image, an iso), named
+// as strata names its images there: an ID and an extension (exts), as
+// storage/dir's layout does (IDImageName). A name is pinned: an image
+// strata makes is never called catalog.db, nor another record's image,
+// which the record's delete would remove. id, when set, is the ID the
+// name must hold (a volume's or an iso's own).
+func InPool(field, path string, p storage.Pool, id string, exts ...string) error {
 	if p.Driver != "dir" || p.Path == "" {
 		return nil
 	}
 	if filepath.Dir(path) != p.Path {
 		return FieldError(field, "%q is outside its pool %q (%s)", path, p.Name, p.Path)
 	}
+	base := filepath.Base(path)
+	stem, ext, _ := strings.Cut(base, ".")
+	named := imageID.MatchString(stem) && (id == "" || stem == id)
+	if !named || !slices.Contains(exts, ext) {
+		want := "ID"
+		if id != "" {
+			want = id
+		}
+		return FieldError(field, "%q is not a name strata gives an image in its pool (%s.%s)", base, want, strings.Join(exts, "|"))
+	}
 	return nil
+}
+
+// imageID: the ID part of an image's name in a dir pool.
+var imageID = pattern.New(`^[0-9a-f]{16}$`)
+
+// DirPoolAt returns the export's dir pool whose directory is dir.
+func (e *Export) DirPoolAt(dir string) (storage.Pool, bool) {
+	for _, raw := range e.Buckets[string(bPools)] {
+		var p storage.Pool
+		if json.Unmarshal(raw, &p) == nil && p.Driver == "dir" && p.Path == dir {
+			return p, true
+		}
+	}
+	return storage.Pool{}, false
+}
+
+// VolumesAt lists the IDs of the export's volumes whose path is path.
+func (e *Export) VolumesAt(path string) []string {
+	if e.volumePaths == nil {
+		e.volumePaths = map[string][]string{}
+		for id, raw := range e.Buckets[string(bVolumes)] {
+			var v storage.Volume
+			if json.Unmarshal(raw, &v) == nil && v.Path != "" {
+				e.volumePaths[v.Path] = append(e.volumePaths[v.Path], id)
+			}
+		}
+	}
+	ids := e.volumePaths[path]
+	sort.Strings(ids)
+	return ids
+}
+
+// checkPoolPlace refuses a dir pool's directory that pool add refuses
+// (storage/store checkPoolPlace) in the state home imported into: the
+// root directory, the home, or one inside it other than HOME/pools/NAME:
+// a pool there takes strata's own files for its images. A directory
+// holding the home, which pool add refuses too, is let through: on a
+// shared catalog another host's pool (/srv) may hold this host's home
+// (/srv/strata), and the images a pool's records name are pinned to
+// strata's names (InPool), which the home never holds.
+func (e *Export) checkPoolPlace(path string) error {
+	real := resolvePath(path)
+	if real == "/" {
+		return FieldError("path", "%q is the root directory, which cannot be a pool", path)
+	}
+	if e.home == "" {
+		return nil
+	}
+	home := resolvePath(e.home)
+	switch {
+	case real == home:
+		return FieldError("path", "%q is the state home %q, which cannot be a pool", path, e.home)
+	case strings.HasPrefix(real, home+"/") && filepath.Dir(real) != filepath.Join(home, "pools"):
+		return FieldError("path", "%q is inside the state home %q, where a pool is only HOME/pools/NAME", path, e.home)
+	}
+	return nil
+}
+
+// resolvePath resolves the symbolic links of the part of p that exists.
+func resolvePath(p string) string {
+	p = filepath.Clean(p)
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	parent := filepath.Dir(p)
+	if parent == p {
+		return p
+	}
+	return filepath.Join(resolvePath(parent), filepath.Base(p))
 }
 
 // nameIndex checks a NAME → ID index record against the record it names.
@@ -294,7 +381,10 @@ func checkPool(e *Export, key string, raw json.RawMessage) error {
 	}
 	switch p.Driver {
 	case "dir":
-		return ValidPath("path", p.Path)
+		if err := ValidPath("path", p.Path); err != nil {
+			return err
+		}
+		return e.checkPoolPlace(p.Path)
 	case "lvm":
 		if p.LVM == nil || p.LVM.VG == "" {
 			return FieldError("lvm", "an lvm pool needs its volume group")
@@ -349,8 +439,12 @@ func checkVolume(e *Export, key string, raw json.RawMessage) error {
 			return err
 		}
 	}
+	// Two records of one image are not refused: two volumes strata made
+	// cannot share one (each is named after its ID, below), an imported
+	// record's image is kept by its delete, and catalogs from before the
+	// path index (schema 1) may hold an image imported twice.
 	if !v.Imported {
-		return InPool("path", v.Path, pool)
+		return InPool("path", v.Path, pool, v.ID, "img", "qcow2")
 	}
 	return nil
 }

@@ -76,5 +76,5 @@ func checkMediumRecord(e *catalog.Export, k string, raw json.RawMessage) error {
 	if m.Imported {
 		return nil
 	}
-	return catalog.InPool("path", m.Path, p)
+	return catalog.InPool("path", m.Path, p, m.ID, "iso")
 }
