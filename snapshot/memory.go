@@ -63,8 +63,16 @@ func planMemory(t Target, live *liveGuest, vols []storage.Volume, p *Point) erro
 	case len(vols) == 0:
 		return storage.Errorf(storage.ErrPrecondition, "guest %q has no disk volume to keep its memory beside", t.Name)
 	}
-	p.Memory = &MemoryState{Path: filepath.Join(filepath.Dir(vols[0].Path), pointsDir, vols[0].ID+"-"+p.UID+".state"), Driver: live.driver}
-	return nil
+	// Beside the first disk that is a file in a directory: an LV's
+	// directory is /dev/VG (memory, gone at the next boot), an RBD image
+	// has none.
+	for _, v := range vols {
+		if !v.Device && filepath.IsAbs(v.Path) {
+			p.Memory = &MemoryState{Path: filepath.Join(filepath.Dir(v.Path), pointsDir, v.ID+"-"+p.UID+".state"), Driver: live.driver}
+			return nil
+		}
+	}
+	return storage.Errorf(storage.ErrNotSupported, "guest %q has no disk in a directory pool to keep its memory beside (its disks are LVs or RBD images): add a small volume of a directory pool to its disks (strata volume create NAME --size 16M), or take the point without --memory", t.Name)
 }
 
 // openState creates p's state file, after checking that the guest's RAM
