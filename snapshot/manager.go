@@ -346,16 +346,25 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 // disks are in use) deletes the record again, never touching the disks.
 func (m *Manager) holdWhileRecording(ctx context.Context, t Target, imgs []inuse.Image, p *Point, record func() error) (context.Context, func(), error) {
 	run.Warm() // the take's tool starts right after both
-	recorded := make(chan error, 1)
+	// The check's sources run in goroutines of their own; the commit,
+	// the longer of the two, runs at once on this one (a goroutine
+	// waited its turn behind the check's).
+	type hold struct {
+		ctx     context.Context
+		release func()
+		err     error
+	}
+	held := make(chan hold, 1)
 	go func() {
-		err := record()
-		if err == nil {
-			crashpoint("create:recorded-beside-hold")
-		}
-		recorded <- err
+		hctx, release, err := m.st.InUse.HoldAll(ctx, imgs)
+		held <- hold{hctx, release, err}
 	}()
-	hctx, release, herr := m.st.InUse.HoldAll(ctx, imgs)
-	rerr := <-recorded // p.ID is set from here on
+	rerr := record() // p.ID is set from here on
+	if rerr == nil {
+		crashpoint("create:recorded-beside-hold")
+	}
+	h := <-held
+	hctx, release, herr := h.ctx, h.release, h.err
 	switch {
 	case herr != nil && rerr == nil:
 		// Under the target's lock nobody saw the record: its number is
