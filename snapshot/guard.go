@@ -64,6 +64,7 @@ func (m *Manager) Guard(ctx context.Context, guestID, point string) error {
 		log.Warn().Err(err).Str("point", point).Msg("the guest of a live point, read ahead for its guard: it is read again if the point's strata dies")
 		g = guardedGuest{id: guestID}
 	}
+	boot.GuardReady() // the point's strata pauses the guest only now
 	gone, err := boot.AwaitHolder(ctx, guardPoll, func() { m.releaseHold(ctx, g, rd, point, false) })
 	if err != nil || !gone {
 		return err

@@ -465,7 +465,7 @@ func TestDamagedRestoredMarkOrHomeIDIsAnErrorNotAValue(t *testing.T) {
 	editCatalog(t, home, func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte("meta")).Put([]byte("restored"), []byte("{\"at\":\x13"))
 	})
-	r := fails(t, home, exitDamaged, []string{"catalog record meta/restored is damaged"}, "doctor", "--repair")
+	r := fails(t, home, exitDamaged, []string{"catalog record meta/restored is damaged", "catalog accept"}, "doctor", "--repair")
 	noPanic(t, r, "doctor --repair")
 	if !exists(t, later.Path) {
 		t.Fatalf("doctor --repair with a damaged restored mark removed %s, the image of a volume the copy lacks", later.Path)
@@ -477,6 +477,11 @@ func TestDamagedRestoredMarkOrHomeIDIsAnErrorNotAValue(t *testing.T) {
 	})
 	fails(t, home, exitDamaged, []string{"catalog record meta/home_id is damaged"}, "doctor")
 	fails(t, home, exitDamaged, []string{"catalog record meta/home_id is damaged"}, "pool", "add", "p", "--path", filepath.Join(t.TempDir(), "p"))
+	// JSON, but not of the type strata writes there: damaged all the same.
+	editCatalog(t, home, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("home_id"), []byte("12"))
+	})
+	fails(t, home, exitDamaged, []string{"catalog record meta/home_id is damaged", "cannot unmarshal number"}, "doctor")
 	// A copy whose home ID is damaged is not one to restore.
 	editCopy, err := bolt.Open(bk, 0o600, nil)
 	if err != nil {

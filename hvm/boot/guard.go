@@ -37,6 +37,18 @@ import (
 // end.
 const GuardFDEnv = "STRATA_GUARD_FD"
 
+// GuardReadyFDEnv names the guard's second descriptor: the writing end of
+// a pipe on which it says, once (GuardReady), that it has read what it
+// needs to resume the guest without the catalog. StartGuard waits for
+// that (at most guardReadyWait), so a guest is never paused before its
+// guard could resume it with the catalog held or unreachable.
+const GuardReadyFDEnv = "STRATA_GUARD_READY_FD"
+
+// guardReadyWait bounds StartGuard's wait for a guard to be ready: a guard
+// that is slower starts all the same (it then reads what it needs when
+// the point's strata dies).
+var guardReadyWait = 10 * time.Second
+
 // guardDone is the byte a point that is over writes to its guard.
 const guardDone = 'd'
 
@@ -54,12 +66,14 @@ type Guard struct {
 
 // guardEnvDrop lists the test-only fault injection variables a guard does
 // not inherit: it must not crash at the steps its point was told to.
-var guardEnvDrop = []string{"STRATA_CRASH_AT=", "STRATA_TEST_KILL_GUEST_AT=", "STRATA_CRASH_TRACE="}
+var guardEnvDrop = []string{"STRATA_CRASH_AT=", "STRATA_STOP_AT=", "STRATA_TEST_KILL_GUEST_AT=", "STRATA_CRASH_TRACE="}
 
 // StartGuard starts argv as a point's guard, detached (a session of its
 // own, so that a signal to strata's process group does not reach it),
 // with its output appended to logPath. The guard runs once StartGuard
-// returns: from then on, strata's death is seen.
+// returns: from then on, strata's death is seen, and (unless it was not
+// ready within guardReadyWait) the guard holds what it needs to resume
+// the guest.
 func StartGuard(argv []string, logPath string) (*Guard, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
@@ -74,22 +88,53 @@ func StartGuard(argv []string, logPath string) (*Guard, error) {
 		return nil, err
 	}
 	defer pr.Close()
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		pw.Close()
+		return nil, err
+	}
+	defer rr.Close()
+	defer rw.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.ExtraFiles = []*os.File{pr}
+	cmd.ExtraFiles = []*os.File{pr, rw}
 	for _, e := range os.Environ() {
 		if !slices.ContainsFunc(guardEnvDrop, func(p string) bool { return strings.HasPrefix(e, p) }) {
 			cmd.Env = append(cmd.Env, e)
 		}
 	}
-	cmd.Env = append(cmd.Env, GuardFDEnv+"=3")
+	cmd.Env = append(cmd.Env, GuardFDEnv+"=3", GuardReadyFDEnv+"=4")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		return nil, fmt.Errorf("start the point's guard (%s): %w", strings.Join(argv, " "), err)
 	}
 	go func() { _ = cmd.Wait() }() // reaped in a long-lived caller
+	rw.Close()                     // the guard's alone: a guard that dies is end of file
+	awaitReady(rr)
 	return &Guard{w: pw}, nil
+}
+
+// awaitReady waits (at most guardReadyWait) for the guard's byte on r.
+func awaitReady(r *os.File) {
+	_ = r.SetReadDeadline(time.Now().Add(guardReadyWait))
+	var b [1]byte
+	if _, err := r.Read(b[:]); err != nil {
+		log.Debug().Err(err).Msg("the point's guard did not say it is ready: it reads what it needs when it must")
+	}
+}
+
+// GuardReady is the guard's word that it has read what it needs to resume
+// the guest (see GuardReadyFDEnv). Once; harmless without the descriptor.
+func GuardReady() {
+	fd, err := strconv.Atoi(os.Getenv(GuardReadyFDEnv))
+	if err != nil || fd < 3 {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "guard-ready")
+	_, _ = f.Write([]byte{'r'})
+	f.Close()
+	os.Unsetenv(GuardReadyFDEnv)
 }
 
 // Done tells the guard that the point is over: it exits. Nil-safe.

@@ -72,3 +72,35 @@ func TestGuardTakesOnlyTheEndOfItsPipeForDeath(t *testing.T) {
 		})
 	}
 }
+
+// StartGuard returns once the guard says it is ready (GuardReady): a guest
+// is paused only when its guard can resume it without the catalog. A
+// guard that dies before it says so does not hold strata up.
+func TestStartGuardWaitsUntilTheGuardIsReady(t *testing.T) {
+	if mode := os.Getenv("STRATA_TEST_GUARD"); mode != "" {
+		if mode == "slow" {
+			time.Sleep(300 * time.Millisecond)
+			GuardReady()
+		}
+		os.Exit(0)
+	}
+	for _, tc := range []struct {
+		mode     string
+		min, max time.Duration
+	}{
+		{"slow", 300 * time.Millisecond, 5 * time.Second},
+		{"dies", 0, 2 * time.Second},
+	} {
+		t.Setenv("STRATA_TEST_GUARD", tc.mode)
+		start := time.Now()
+		g, err := StartGuard([]string{os.Args[0], "-test.run=^TestStartGuardWaitsUntilTheGuardIsReady$"}, t.TempDir()+"/guard.log")
+		took := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Done()
+		if took < tc.min || took > tc.max {
+			t.Fatalf("a guard that %s: StartGuard returned after %v, want %v to %v", tc.mode, took, tc.min, tc.max)
+		}
+	}
+}

@@ -495,13 +495,14 @@ func (t *Tx) Scan(bucket, prefix string, fn func(key string, raw []byte) error) 
 	return err
 }
 
-// badRecord makes a record that is not JSON at all (strata writes only
-// JSON: its bytes were changed on disk) a "catalog damaged" error, exit
-// 9. It is not recorded as damage of the whole catalog: bbolt's pages
+// badRecord makes a record that is not JSON at all, or JSON of another
+// type than strata writes there (strata writes only its own records: the
+// bytes were changed behind it), a "catalog damaged" error, exit 9. It is not recorded as damage of the whole catalog: bbolt's pages
 // are sound, and the record can be restored from a copy or deleted.
 func badRecord(bucket, key string, err error) error {
 	var se *json.SyntaxError
-	if !errors.As(err, &se) || errors.Is(err, storage.ErrDamaged) {
+	var te *json.UnmarshalTypeError
+	if !(errors.As(err, &se) || errors.As(err, &te)) || errors.Is(err, storage.ErrDamaged) {
 		return err
 	}
 	return storage.Errorf(storage.ErrDamaged, "the catalog record %s/%s is damaged (%v): restore the catalog from a copy ('strata catalog restore FILE'); 'strata doctor' tells more", bucket, key, err)

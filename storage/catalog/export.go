@@ -55,8 +55,9 @@ func exportTx(tx *Tx, from string) (*Export, error) {
 	for _, b := range names {
 		recs := map[string]json.RawMessage{}
 		if err := tx.kv.scan(b, "", func(k string, v []byte) error {
-			if !json.Valid(v) {
-				return badRecord(b, k, &json.SyntaxError{})
+			var r json.RawMessage
+			if err := json.Unmarshal(v, &r); err != nil { // says where it is not JSON
+				return badRecord(b, k, err)
 			}
 			recs[k] = append(json.RawMessage(nil), v...)
 			return nil

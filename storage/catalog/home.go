@@ -89,6 +89,9 @@ type Restored struct {
 func (t *Tx) Restored() (Restored, bool, error) {
 	var r Restored
 	ok, err := t.Get(string(bMeta), string(kRestored), &r)
+	if errors.Is(err, storage.ErrDamaged) {
+		err = fmt.Errorf("%w; or, if the catalog in place is complete, 'strata catalog accept' removes the mark", err)
+	}
 	return r, ok, err
 }
 

@@ -414,6 +414,9 @@ type helperProc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stderr *tailBuffer
+	// wait is cmd.Wait, once: it also waits until all the helper wrote
+	// on stderr is in stderr (a helper that exits says why there).
+	wait func() error
 
 	mu      sync.Mutex
 	next    uint64
@@ -444,7 +447,7 @@ func startHelper(path string) (*helperProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &helperProc{cmd: cmd, stdin: stdin, stderr: &tailBuffer{max: 4096}, pending: map[uint64]chan HelperResponse{}}
+	p := &helperProc{cmd: cmd, stdin: stdin, stderr: &tailBuffer{max: 4096}, pending: map[uint64]chan HelperResponse{}, wait: sync.OnceValue(cmd.Wait)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
@@ -454,7 +457,8 @@ func startHelper(path string) (*helperProc, error) {
 	go func() {
 		line, err := r.ReadBytes('\n')
 		if err != nil {
-			hello <- fmt.Errorf("%s exited before it was ready: %v %s", path, err, strings.TrimSpace(p.stderr.String()))
+			werr := p.wait()
+			hello <- fmt.Errorf("%s exited before it was ready: %v (%v) %s", path, err, werr, strings.TrimSpace(p.stderr.String()))
 			return
 		}
 		var g HelperResponse
@@ -476,7 +480,7 @@ func startHelper(path string) (*helperProc, error) {
 	}
 	if err != nil {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_ = p.wait()
 		return nil, err
 	}
 	return p, nil
@@ -503,7 +507,7 @@ func (p *helperProc) read(r *bufio.Reader) {
 			ch <- resp
 		}
 	}
-	werr := p.cmd.Wait()
+	werr := p.wait()
 	p.mu.Lock()
 	p.exitErr = fmt.Errorf("the %s helper ended (%v, %v) %s", HelperName, err, werr, strings.TrimSpace(p.stderr.String()))
 	for id, ch := range p.pending {
