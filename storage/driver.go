@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"os"
+	"runtime"
 	"syscall"
 )
 
@@ -404,7 +405,12 @@ var stopAt = os.Getenv("STRATA_STOP_AT")
 // stops it when STRATA_STOP_AT does.
 func Crashpoint(step string) {
 	if stopAt != "" && stopAt == step {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		// To this thread: it stops before it runs another instruction of
+		// the step (a process-wide SIGSTOP may be taken by another thread
+		// while this one goes on for a moment).
+		runtime.LockOSThread()
+		_ = syscall.Tgkill(os.Getpid(), syscall.Gettid(), syscall.SIGSTOP)
+		runtime.UnlockOSThread()
 	}
 	if crashTrace != "" {
 		if f, err := os.OpenFile(crashTrace, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {

@@ -133,8 +133,14 @@ func TestKilledLivePointResumesTheGuestWhileTheCatalogIsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStopped(t, cmd.Process.Pid, 60*time.Second)
-	if s := domState(t, name); s != "paused" {
-		t.Fatalf("the domain is %q with the point's strata stopped mid-pause", s)
+	// libvirt learns of the pause from QEMU's event: a moment later.
+	for deadline := time.Now().Add(5 * time.Second); domState(t, name) != "paused"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			guardLogs(t, home)
+			why, _ := exec.Command("virsh", "-c", "qemu:///system", "domstate", "--reason", name).CombinedOutput()
+			t.Logf("libvirt's reason: %s", why)
+			t.Fatalf("the domain is %q 5 s after the point's strata stopped mid-pause", domState(t, name))
+		}
 	}
 	// What a bbolt writer holds for its transaction: readers wait for it.
 	db, err := os.OpenFile(filepath.Join(home, "catalog.db"), os.O_RDWR, 0)

@@ -256,14 +256,14 @@ func (e *Export) VolumesAt(path string) []string {
 // (/srv/strata), and the images a pool's records name are pinned to
 // strata's names (InPool), which the home never holds.
 func (e *Export) checkPoolPlace(path string) error {
-	real := resolvePath(path)
+	real := storage.ResolvePath(path)
 	if real == "/" {
 		return FieldError("path", "%q is the root directory, which cannot be a pool", path)
 	}
 	if e.home == "" {
 		return nil
 	}
-	home := resolvePath(e.home)
+	home := storage.ResolvePath(e.home)
 	switch {
 	case real == home:
 		return FieldError("path", "%q is the state home %q, which cannot be a pool", path, e.home)
@@ -271,19 +271,6 @@ func (e *Export) checkPoolPlace(path string) error {
 		return FieldError("path", "%q is inside the state home %q, where a pool is only HOME/pools/NAME", path, e.home)
 	}
 	return nil
-}
-
-// resolvePath resolves the symbolic links of the part of p that exists.
-func resolvePath(p string) string {
-	p = filepath.Clean(p)
-	if r, err := filepath.EvalSymlinks(p); err == nil {
-		return r
-	}
-	parent := filepath.Dir(p)
-	if parent == p {
-		return p
-	}
-	return filepath.Join(resolvePath(parent), filepath.Base(p))
 }
 
 // nameIndex checks a NAME → ID index record against the record it names.

@@ -303,8 +303,8 @@ func (s *Store) driverNames() []string {
 // directory, and a pool there would mix images with strata's own files.
 // A new folder directly under HOME/pools is allowed.
 func (s *Store) checkPoolPlace(given, abs string) error {
-	real := resolve(abs)
-	home := resolve(s.Catalog.Home())
+	real := storage.ResolvePath(abs)
+	home := storage.ResolvePath(s.Catalog.Home())
 	sep := string(filepath.Separator)
 	switch {
 	case real == sep:
@@ -322,20 +322,6 @@ func (s *Store) checkPoolPlace(given, abs string) error {
 		}
 	}
 	return nil
-}
-
-// resolve is storage.RealPath for a path that may not exist yet: its
-// nearest existing parent is resolved.
-func resolve(p string) string {
-	p = filepath.Clean(p)
-	if r, err := filepath.EvalSymlinks(p); err == nil {
-		return r
-	}
-	parent := filepath.Dir(p)
-	if parent == p {
-		return p
-	}
-	return filepath.Join(resolve(parent), filepath.Base(p))
 }
 
 // strataFile: names strata gives its files in a pool.

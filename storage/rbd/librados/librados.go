@@ -435,19 +435,8 @@ type rbdImageWatcher struct {
 // Watchers is how many clients watch the image (an image this process
 // opened read-write counts itself).
 func (im *Image) Watchers() (int, error) {
-	for max := uintptr(8); ; max *= 4 {
-		ws := make([]rbdImageWatcher, max)
-		n := max
-		ret := fn.rbdWatchersList(im.h, unsafe.Pointer(&ws[0]), &n)
-		if ret == -int32(syscall.ERANGE) && max < 1024 {
-			continue
-		}
-		if err := check(ret, "rbd_watchers_list", im.name); err != nil {
-			return 0, err
-		}
-		fn.rbdWatchersFree(unsafe.Pointer(&ws[0]), n)
-		return int(n), nil
-	}
+	ws, err := im.WatcherList()
+	return len(ws), err
 }
 
 // OpenAt opens image name read-only at its snapshot snap (no watch).
