@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,7 +61,7 @@ func (m *Manager) Run(ctx context.Context, r TargetRef, description string, roll
 		}
 	}
 	if description == "" {
-		description = fmt.Sprint(argv)
+		description = strings.Join(argv, " ")
 	}
 	var res RunResult
 	if res.Pre, err = m.Create(ctx, r, CreateOptions{Kind: KindPre, Description: description, LiveOptions: live}); err != nil {

@@ -97,6 +97,8 @@ func catalogAcceptAction(c *cli.Context) error {
 	was, err := st.Catalog.Accept()
 	if err == nil && !was {
 		fmt.Fprintln(os.Stderr, "the catalog was not restored: nothing to accept")
+	} else if err == nil {
+		fmt.Fprintln(os.Stderr, "catalog accepted: doctor --repair removes files it does not know again")
 	}
 	return err
 }

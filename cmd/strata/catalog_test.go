@@ -136,3 +136,21 @@ func currentSchema(t *testing.T) int {
 	}
 	return v
 }
+
+// catalog accept of a restored catalog says what it did on stderr, as
+// every change without a result does (it printed nothing).
+func TestCatalogAcceptSaysWhatItDid(t *testing.T) {
+	home := t.TempDir()
+	ok(t, home, "volume", "create", "a", "--size", "1M")
+	copyFile := filepath.Join(t.TempDir(), "copy.db")
+	ok(t, home, "catalog", "backup", copyFile)
+	ok(t, home, "catalog", "restore", "--force", copyFile)
+	r := runIn(t, home, nil, "catalog", "accept")
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "catalog accepted") {
+		t.Fatalf("catalog accept: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runIn(t, home, nil, "catalog", "accept")
+	if r.code != 0 || !strings.Contains(r.stderr, "nothing to accept") {
+		t.Fatalf("catalog accept again: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -72,6 +72,7 @@ func reportFindings(c *cli.Context, st *store.Store, m *snapshot.Manager, findin
 		if c.String("output") != "json" {
 			return nil
 		}
+		findings = []snapshot.Finding{} // [], not null
 	}
 	if err := emitFindings(c, findings); err != nil {
 		return err

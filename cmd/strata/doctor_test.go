@@ -302,3 +302,13 @@ func TestDoctorOfAHealthyHomeSaysWhatItChecked(t *testing.T) {
 		t.Fatalf("doctor of a healthy home: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// doctor -o json of a healthy home prints an empty array, as every other
+// listing does, never null.
+func TestDoctorJSONOfAHealthyHomeIsAnEmptyArray(t *testing.T) {
+	h := t.TempDir()
+	r := runIn(t, h, nil, "--output", "json", "doctor")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("doctor -o json of a healthy home: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}

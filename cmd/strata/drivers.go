@@ -32,7 +32,7 @@ func drivers(c *cli.Context) *boot.Set {
 // sources (image locks, writers, block claims, loop devices), libvirt's
 // domains (strata's or not: in this process through the libvirt driver,
 // and through virsh for another local URI that LIBVIRT_DEFAULT_URI
-// names), and the
+// names), the watchers of RBD images (a client on any host), and the
 // guests the qemu and xl drivers run (xl's replace inuse's own xl source:
 // one xl list parser, one holder per domain); the drivers' orphans are
 // ended before any of them is asked.
@@ -50,7 +50,7 @@ func inUseChecker(ds *boot.Set) *inuse.Checker {
 	}
 	// A guest a killed `guest start` left paused (it never ran) is ended
 	// first: it must not hold a disk for ever.
-	srcs = append(srcs, inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, virsh)
+	srcs = append(srcs, inuse.Processes{}, inuse.BlockClaim{}, inuse.LoopDevices{}, virsh, inuse.RBDWatchers{})
 	// The device-mapper open count is read alone, after the orphans are
 	// gone and before the other sources open the image to look.
 	return &inuse.Checker{First: []inuse.Source{boot.Reaping(ds), inuse.DeviceMapper{}}, Sources: append(srcs, boot.InUseSources(boot.NewSet(own...))...)}

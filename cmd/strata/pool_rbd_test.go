@@ -2,9 +2,12 @@ package main_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/strata-vm/strata/storage/storagetest"
 )
@@ -136,4 +139,43 @@ func TestDoctorReportsRBDImageDeletedBehindStrata(t *testing.T) {
 	if code != 7 || len(fs) != 1 || fs[0].Kind != "missing-image" || !strings.Contains(fs[0].Detail, "gone") {
 		t.Fatalf("doctor after rbd rm: exit %d, %+v", code, fs)
 	}
+}
+
+// TestRBDVolumeOpenByAClientIsInUse: an RBD image a QEMU has open (a
+// watcher, whichever host it runs on) is in use for the CLI's check as
+// for the library's: volume delete and a point refuse (exit 5) naming a
+// ceph client, and change nothing (delete removed the record, then rbd rm
+// refused, leaving the image without its volume).
+func TestRBDVolumeOpenByAClientIsInUse(t *testing.T) {
+	c := storagetest.CephCluster(t)
+	home := t.TempDir()
+	ok(t, home, "pool", "add", "ceph", "--driver", "rbd", "--pool", c.Pool, "--namespace", c.Namespace(t), "--ceph-conf", c.Conf)
+	ok(t, home, "volume", "create", "held", "--pool", "ceph", "--size", "4M")
+	var vol struct {
+		Path string `json:"path"`
+	}
+	jsonOf(t, home, &vol, "volume", "info", "held")
+	spec := vol.Path[len("rbd:"):strings.Index(vol.Path, ":conf=")]
+	q := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-nodefaults",
+		"-drive", "file="+vol.Path+",format=raw,if=virtio")
+	if err := q.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Process.Kill(); _ = q.Wait() })
+	for i := 0; !strings.Contains(storagetest.Cmd(t, "rbd", "--conf", c.Conf, "status", spec), "watcher="); i++ {
+		if i == 100 {
+			t.Fatal("QEMU never opened the image")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fails(t, home, 5, []string{`volume "held"`, "a ceph client"}, "volume", "delete", "held")
+	fails(t, home, 5, []string{`volume "held"`, "a ceph client"}, "snapshot", "create", "--volume", "held")
+	if out := ok(t, home, "snapshot", "list", "--volume", "held"); strings.Contains(out, "held") {
+		t.Fatalf("a refused point was recorded:\n%s", out)
+	}
+	// SIGTERM: QEMU closes the image (a killed client's watch lasts
+	// until the cluster times it out).
+	_ = q.Process.Signal(syscall.SIGTERM)
+	_ = q.Wait()
+	ok(t, home, "volume", "delete", "held")
 }

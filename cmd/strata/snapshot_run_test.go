@@ -125,3 +125,18 @@ func TestSnapshotRunOnFullCopiesKeepsOneCopyOfTheFailedState(t *testing.T) {
 		t.Fatalf("doctor: exit %d, %+v", code, fs)
 	}
 }
+
+// Without --description, the pre and post points are described by the
+// command as typed (words joined by spaces), not as a Go list "[a b]".
+func TestSnapshotRunDescribesPointsByTheCommand(t *testing.T) {
+	home := t.TempDir()
+	ok(t, home, "volume", "create", "v", "--size", "1M")
+	ok(t, home, "snapshot", "run", "--volume", "v", "--", "/bin/echo", "patch", "one")
+	var ps []struct {
+		Description string `json:"description"`
+	}
+	jsonOf(t, home, &ps, "snapshot", "list", "--volume", "v")
+	if len(ps) != 2 || ps[0].Description != "/bin/echo patch one" || ps[1].Description != "/bin/echo patch one" {
+		t.Fatalf("descriptions of the pre and post points: %+v, want %q", ps, "/bin/echo patch one")
+	}
+}

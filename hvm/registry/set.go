@@ -503,7 +503,9 @@ func applyList(g *hvm.Guest, a assignment) error {
 		return nil
 	}
 	i := slices.Index(*l, a.value)
-	if i < 0 {
+	if i < 0 && len(*l) == 0 {
+		return storage.Errorf(storage.ErrNotFound, "%s: %s has none", a, a.typed)
+	} else if i < 0 {
 		return storage.Errorf(storage.ErrNotFound, "%s: %s has no such item (it has: %s)", a, a.typed, strings.Join(*l, ", "))
 	}
 	*l = slices.Delete(*l, i, i+1)

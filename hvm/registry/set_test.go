@@ -130,3 +130,16 @@ func TestSetErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+// Removing from an empty list says the list is empty, not "it has: ".
+func TestSetRemoveFromAnEmptyListSaysItHasNone(t *testing.T) {
+	g := baseGuest()
+	g.SoundHW = nil
+	err := registry.Assign(g, "soundhw-=ac97")
+	if err == nil || !strings.Contains(err.Error(), "soundhw-=ac97: soundhw has none") || !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("soundhw-=ac97 on a guest without sound: %v", err)
+	}
+	if err := registry.Assign(g, "soundhw+=ac97", "soundhw-=sb16"); err == nil || !strings.Contains(err.Error(), "soundhw has no such item (it has: ac97)") {
+		t.Fatalf("soundhw-=sb16 on a guest with ac97: %v", err)
+	}
+}

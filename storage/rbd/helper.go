@@ -177,6 +177,20 @@ func (h *Helper) Err() error {
 	return h.proc.dead()
 }
 
+// Usable is, for a Strict helper, why it cannot run (nil: it runs, or
+// the tools may take over). A restore point asks it when it is planned,
+// before anything is recorded: else its creating record would be left
+// for recovery, whose undo needs the same helper.
+func (h *Helper) Usable() error {
+	if !h.Strict {
+		return nil
+	}
+	if err := h.Err(); err != nil {
+		return storage.Errorf(storage.ErrPrecondition, "%s=helper, and the %s helper cannot be used: %v", ClientEnv, HelperName, err)
+	}
+	return nil
+}
+
 // route is the helper process for calls on cluster c, or nil when they
 // go to the tools (errNo: Strict, and the helper cannot be used).
 func (h *Helper) route(c Conn) (*helperProc, error) {

@@ -286,3 +286,34 @@ func TestHelperFallsBackToTheTools(t *testing.T) {
 		t.Fatalf("the helper on the reachable cluster: %v %v", snaps, err)
 	}
 }
+
+// With STRATA_RBD_CLIENT=helper (Strict) and a helper that cannot run, a
+// restore point is refused when it is planned, before strata records it:
+// a refusal changes nothing (it left a creating point for doctor, whose
+// undo went to the same helper).
+func TestStrictHelperThatCannotRunRefusesThePointAtPlan(t *testing.T) {
+	h := rbd.NewHelper(filepath.Join(t.TempDir(), "missing", rbd.HelperName), nil)
+	h.Strict = true
+	d := rbd.Driver{Ops: h}
+	v := storage.Volume{ID: storage.NewID(), Name: "strict", Format: storage.FormatRaw, Path: "rbd:pool/strata-0123456789abcdef"}
+	_, err := d.PlanPoint(context.Background(), storage.Pool{}, v, "0123456789ab", storage.PointOptions{})
+	if !errors.Is(err, storage.ErrPrecondition) || !strings.Contains(err.Error(), rbd.ClientEnv+"=helper") {
+		t.Fatalf("PlanPoint with a strict helper that cannot run: %v, want a failed precondition naming %s", err, rbd.ClientEnv)
+	}
+	loose := rbd.NewHelper(h.Path, nil)
+	if _, err := (rbd.Driver{Ops: loose}).PlanPoint(context.Background(), storage.Pool{}, v, "0123456789ab", storage.PointOptions{}); err != nil {
+		t.Fatalf("PlanPoint without Strict (the tools take over): %v", err)
+	}
+}
+
+// Questions asked at once that fail for one cause (the helper cannot
+// run) give one error, not the same line twice: a refusal is one line.
+func TestQuestionsAskedAtOnceReportOneCauseOnce(t *testing.T) {
+	h := rbd.NewHelper(filepath.Join(t.TempDir(), "missing", rbd.HelperName), nil)
+	h.Strict = true
+	v := storage.Volume{ID: storage.NewID(), Name: "once", Format: storage.FormatRaw, Path: "rbd:pool/strata-0123456789abcdef"}
+	err := (rbd.Driver{Ops: h}).CheckRestore(context.Background(), storage.Pool{}, v, storage.PointRef{Method: rbd.MethodSnapshot, Ref: "strata-0123456789ab"})
+	if !errors.Is(err, storage.ErrPrecondition) || strings.Count(err.Error(), rbd.ClientEnv) != 1 || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("CheckRestore with a strict helper that cannot run: %q, want the cause once, on one line", err)
+	}
+}

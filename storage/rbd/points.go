@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/strata-vm/strata/storage"
@@ -13,12 +14,17 @@ import (
 
 // PlanPoint implements storage.Driver: every point of a raw rbd volume
 // is an RBD snapshot named from uid.
-func (Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid string, o storage.PointOptions) (storage.PointRef, error) {
+func (d Driver) PlanPoint(_ context.Context, _ storage.Pool, v storage.Volume, uid string, o storage.PointOptions) (storage.PointRef, error) {
 	if v.Format != storage.FormatRaw {
 		return storage.PointRef{}, storage.Errorf(storage.ErrNotSupported, "volume %q is %s, which has no restore points in an rbd pool", v.Name, v.Format)
 	}
 	if o.Method != "" && o.Method != MethodSnapshot {
 		return storage.PointRef{}, storage.Errorf(storage.ErrInvalid, "invalid method %q for volume %q in an rbd pool: its restore points are RBD snapshots (%s); leave --method out", o.Method, v.Name, MethodSnapshot)
+	}
+	if h, ok := d.ops().(*Helper); ok {
+		if err := h.Usable(); err != nil {
+			return storage.PointRef{}, fmt.Errorf("volume %q: %w", v.Name, err)
+		}
 	}
 	return storage.PointRef{Method: MethodSnapshot, Ref: PointPrefix + uid}, nil
 }
@@ -46,7 +52,15 @@ func together(fs ...func() error) error {
 		go func() { defer wg.Done(); errs[i] = f() }()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	// One cause (a helper that cannot run, a cluster that does not
+	// answer) fails every question alike: say it once.
+	var distinct []error
+	for _, err := range errs {
+		if err != nil && !slices.ContainsFunc(distinct, func(e error) bool { return e.Error() == err.Error() }) {
+			distinct = append(distinct, err)
+		}
+	}
+	return errors.Join(distinct...)
 }
 
 // holder is the image that holds v's snapshots now: the live image, or
