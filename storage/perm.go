@@ -3,7 +3,6 @@ package storage
 import (
 	"errors"
 	"os"
-	"path/filepath"
 
 	"github.com/strata-vm/strata/storage/atomicfile"
 )
@@ -29,23 +28,11 @@ const (
 // strata made DirPrivate before it knew about libvirt's QEMU user. Any
 // other mode is the admin's choice and is kept.
 func MkdirPassable(dir string) error {
-	dir = filepath.Clean(dir)
-	var missing []string
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
-			break
-		}
-		missing = append(missing, d)
-	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		// Durable (parent synced): a volume, iso or golden recorded in
-		// the catalog next must not outlive its pool's directory.
-		if err := atomicfile.Mkdir(missing[i], DirPassable); err != nil {
-			return err
-		}
-		if err := OpenPassable(missing[i]); err != nil {
-			return err
-		}
+	// Durable (parents synced): a volume, iso or golden recorded in the
+	// catalog next must not outlive its pool's directory. OpenPassable on
+	// each made: the umask took the mode's x bits for others.
+	if err := atomicfile.MkdirAllEach(dir, DirPassable, OpenPassable); err != nil {
+		return err
 	}
 	return OpenPassable(dir)
 }

@@ -180,7 +180,11 @@ func Settle(path string) error {
 // does, and makes the name of each directory it creates durable (its
 // parent synced): a record naming a file inside must not outlive the
 // directory after a power cut. A directory already there costs one stat.
-func MkdirAll(dir string, perm os.FileMode) error {
+func MkdirAll(dir string, perm os.FileMode) error { return MkdirAllEach(dir, perm, nil) }
+
+// MkdirAllEach is MkdirAll that also runs made (if set) on each directory
+// it creates, outermost first, right after creating it.
+func MkdirAllEach(dir string, perm os.FileMode, made func(dir string) error) error {
 	dir = filepath.Clean(dir)
 	if fi, err := os.Stat(dir); err == nil {
 		if !fi.IsDir() {
@@ -198,6 +202,11 @@ func MkdirAll(dir string, perm os.FileMode) error {
 	for i := len(missing) - 1; i >= 0; i-- {
 		if err := Mkdir(missing[i], perm); err != nil {
 			return err
+		}
+		if made != nil {
+			if err := made(missing[i]); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
