@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog/log"
@@ -67,7 +68,7 @@ func planMemory(t Target, live *liveGuest, vols []storage.Volume, p *Point) erro
 	// directory is /dev/VG (memory, gone at the next boot), an RBD image
 	// has none.
 	for _, v := range vols {
-		if !v.Device && filepath.IsAbs(v.Path) {
+		if !v.Device && filepath.IsAbs(v.Path) && !strings.HasPrefix(v.Path, "/dev/") {
 			p.Memory = &MemoryState{Path: filepath.Join(filepath.Dir(v.Path), pointsDir, v.ID+"-"+p.UID+".state"), Driver: live.driver}
 			return nil
 		}

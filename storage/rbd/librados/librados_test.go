@@ -85,50 +85,43 @@ func (f fixture) generation(t *testing.T, img string) string {
 // point, on one connection: the pre-rollback point, the rename aside,
 // the watchers check, the rollback, the new generation, the rename back.
 func rollback(io *librados.IOCtx, img, point, pre, gen string) error {
-	live, err := io.Open(img)
-	if err != nil {
-		return err
-	}
-	err = live.SnapCreate(pre)
-	if cerr := live.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := withImage(io.Open, img, func(im *librados.Image) error { return im.SnapCreate(pre) }); err != nil {
 		return err
 	}
 	aside := img + ".strata-applying"
 	if err := io.Rename(img, aside); err != nil {
 		return err
 	}
-	ro, err := io.OpenReadOnly(aside)
-	if err != nil {
+	if err := withImage(io.OpenReadOnly, aside, func(im *librados.Image) error {
+		n, err := im.Watchers()
+		if err == nil && n != 0 {
+			err = fmt.Errorf("%d watchers on %s", n, aside)
+		}
+		return err
+	}); err != nil {
 		return err
 	}
-	n, err := ro.Watchers()
-	if cerr := ro.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if n != 0 {
-		return fmt.Errorf("%d watchers on %s", n, aside)
-	}
-	im, err := io.Open(aside)
-	if err != nil {
-		return err
-	}
-	err = im.SnapRollback(point)
-	if cerr := im.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := withImage(io.Open, aside, func(im *librados.Image) error { return im.SnapRollback(point) }); err != nil {
 		return err
 	}
 	if err := io.OmapSet(genObject, map[string][]byte{img: []byte(gen)}); err != nil {
 		return err
 	}
 	return io.Rename(aside, img)
+}
+
+// withImage opens name with open, runs fn on it and closes it; fn's error
+// comes first.
+func withImage(open func(string) (*librados.Image, error), name string, fn func(*librados.Image) error) error {
+	im, err := open(name)
+	if err != nil {
+		return err
+	}
+	err = fn(im)
+	if cerr := im.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func threads(t *testing.T) int {
