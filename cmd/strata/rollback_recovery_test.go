@@ -58,9 +58,23 @@ func startStrata(t *testing.T, home string, env []string, args ...string) (*exec
 	return cmd, &stderr
 }
 
+// opensUnder tells whether process pid has a file under dir open: a tool
+// counts as at work once it has its image open (between its exec and its
+// open, a strata killed would leave nothing to wait for yet).
+func opensUnder(pid, dir string) bool {
+	fds, _ := os.ReadDir(filepath.Join("/proc", pid, "fd"))
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join("/proc", pid, "fd", fd.Name())); err == nil && strings.HasPrefix(l, dir) {
+			return true
+		}
+	}
+	return false
+}
+
 // waitForTool waits until a process runs with all of words in its
 // command line and an argument under dir (other tests, and other test
-// binaries, run qemu-img too), and returns its pid.
+// binaries, run qemu-img too) and has a file under dir open, and returns
+// its pid.
 func waitForTool(t *testing.T, dir string, words ...string) int {
 	t.Helper()
 	// Generous: on a busy machine strata takes a while to get there.
@@ -86,7 +100,7 @@ func waitForTool(t *testing.T, dir string, words ...string) int {
 				}
 				all = all && found
 			}
-			if all {
+			if all && opensUnder(e.Name(), dir) {
 				var pid int
 				fmt.Sscan(e.Name(), &pid)
 				return pid
