@@ -24,6 +24,7 @@ import (
 	"github.com/strata-vm/strata/hvm/registry"
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
+	"github.com/strata-vm/strata/storage/dir"
 	"github.com/strata-vm/strata/storage/image"
 )
 
@@ -81,6 +82,10 @@ type clonePlan struct {
 	vols  []storage.Volume
 	plans []storage.ClonePlan // per disk, as the pool's driver chose
 	links []cloneLink
+	// drivers and pools are, per disk, the pool the clone's volume goes
+	// to and its driver, as planned (the catalog is not read again).
+	drivers []storage.Driver
+	pools   []storage.Pool
 }
 
 // Clone makes new guests (or volumes) from a golden image. It is all or
@@ -92,8 +97,9 @@ func (m *Manager) Clone(ctx context.Context, o CloneOptions) ([]CloneInfo, error
 		return nil, storage.Errorf(storage.ErrInvalid, "invalid --count %d: give 1 to 1000", o.Count)
 	}
 	var out []CloneInfo
-	err := m.withGolden(ctx, o.Golden, func(g goldenRecord) error {
-		names := o.CloneNames()
+	names := o.CloneNames()
+	var dests []storage.Pool
+	plan := func(tx *catalog.Tx, g goldenRecord) (err error) {
 		for _, n := range names {
 			if err := storage.ValidateName(g.Kind, n); err != nil {
 				return err
@@ -104,25 +110,29 @@ func (m *Manager) Clone(ctx context.Context, o CloneOptions) ([]CloneInfo, error
 				}
 			}
 		}
-		plans, err := m.planClones(ctx, g, o, names)
+		dests, err = clonePools(tx, g, o, names)
+		return err
+	}
+	err := m.withGolden(ctx, o.Golden, plan, func(g goldenRecord) error {
+		plans, err := m.planClones(ctx, g, o, names, dests)
 		if err != nil {
 			return err
 		}
-		out, err = m.makeClones(ctx, g, plans)
+		if quickClone(plans) {
+			out, err = m.makeQuickClone(ctx, g, plans)
+		} else {
+			out, err = m.makeClones(ctx, g, plans)
+		}
 		return err
 	})
 	return out, err
 }
 
-// planClones plans the clones named names of g: the pools their disks go
-// to, checked against the catalog (clonePools), each disk's method as its
-// pool's driver chooses it (cloneMethods), the space full copies need
-// (checkCloneSpace), then every clone's records (layoutClones).
-func (m *Manager) planClones(ctx context.Context, g goldenRecord, o CloneOptions, names []string) ([]clonePlan, error) {
-	var dests []storage.Pool
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { dests, err = clonePools(tx, g, o, names); return err }); err != nil {
-		return nil, err
-	}
+// planClones plans the clones named names of g, whose disks go to dests
+// (per disk, as clonePools found them): each disk's method as its pool's
+// driver chooses it, the space full copies need (checkCloneSpace), then
+// every clone's records (layoutClones).
+func (m *Manager) planClones(ctx context.Context, g goldenRecord, o CloneOptions, names []string, dests []storage.Pool) ([]clonePlan, error) {
 	drivers := make([]storage.Driver, len(g.Disks))
 	methods := make([]storage.ClonePlan, len(g.Disks))
 	for k, d := range g.Disks {
@@ -142,7 +152,11 @@ func (m *Manager) planClones(ctx context.Context, g goldenRecord, o CloneOptions
 		return nil, err
 	}
 	volumePath := func(k int, id string, f storage.Format) string { return drivers[k].VolumePath(dests[k], id, f) }
-	return layoutClones(g, names, dests, methods, m.Now(), volumePath), nil
+	plans := layoutClones(g, names, dests, methods, m.Now(), volumePath)
+	for i := range plans {
+		plans[i].drivers, plans[i].pools = drivers, dests
+	}
+	return plans, nil
 }
 
 // clonePools refuses names already taken and returns, per disk of g, the
@@ -265,6 +279,55 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 		return nil, m.undoClones(ctx, g, j, err)
 	}
 	crashpoint("clone:recorded")
+	return cloneInfos(g, plans), nil
+}
+
+// quickClone tells whether plans are one clone whose every image is a
+// qcow2 overlay in a directory pool: made in milliseconds, so it is made
+// inside the transaction that records it (makeQuickClone), as volume
+// create makes a volume, and what a crash leaves behind is an orphan file
+// that doctor finds (no journal is needed to find it).
+func quickClone(plans []clonePlan) bool {
+	if len(plans) != 1 {
+		return false
+	}
+	for k, pl := range plans[0].plans {
+		if !pl.Linked || plans[0].pools[k].Driver != dir.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// makeQuickClone makes and records a quickClone in one transaction: one
+// catalog commit instead of makeClones' two (journal, then records).
+func (m *Manager) makeQuickClone(ctx context.Context, g goldenRecord, plans []clonePlan) ([]CloneInfo, error) {
+	made := false
+	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
+		if !made { // a shared catalog runs a transaction again after a conflict
+			if err := m.makeCloneImages(ctx, g, plans); err != nil {
+				return err
+			}
+			made = true
+		}
+		return recordClones(tx, g, plans)
+	})
+	if err != nil {
+		var paths, pools []string
+		for _, v := range plans[0].vols {
+			paths, pools = append(paths, v.Path), append(pools, v.Pool)
+		}
+		if uerr := m.removeImages(context.WithoutCancel(ctx), paths, pools); uerr != nil {
+			log.Error().Err(uerr).Msg("could not remove the images of a failed clone; strata doctor --repair will")
+		}
+		return nil, err
+	}
+	crashpoint("clone:recorded")
+	return cloneInfos(g, plans), nil
+}
+
+// cloneInfos is what Clone says of the clones of plans, made and recorded.
+func cloneInfos(g goldenRecord, plans []clonePlan) []CloneInfo {
 	paths := map[string]bool{}
 	for _, d := range g.Disks {
 		paths[storage.RealPath(d.Path)] = true
@@ -277,7 +340,7 @@ func (m *Manager) makeClones(ctx context.Context, g goldenRecord, plans []cloneP
 		out = append(out, pl.info)
 		log.Debug().Str("clone", pl.info.Name).Str("golden", g.Name).Str("kind", g.Kind).Msg("clone created")
 	}
-	return out, nil
+	return out
 }
 
 // undoClones removes what a failed clone made and closes its journal,
@@ -304,11 +367,7 @@ func (m *Manager) makeCloneImages(ctx context.Context, g goldenRecord, plans []c
 	for _, pl := range plans {
 		for k, v := range pl.vols {
 			d := g.Disks[k]
-			drv, pool, err := m.driverOf(v)
-			if err != nil {
-				return err
-			}
-			if err := drv.Clone(ctx, pool, storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {
+			if err := pl.drivers[k].Clone(ctx, pl.pools[k], storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {
 				return fmt.Errorf("clone %q of golden image %q, disk %d: %w", pl.info.Name, g.Name, k+1, err)
 			}
 			if filepath.IsAbs(v.Path) { // a file's directory (not an rbd: image)

@@ -188,10 +188,15 @@ func goldens(tx *catalog.Tx) ([]goldenRecord, error) {
 // whose lock is held are running and left alone. Every golden and clone
 // command calls it first, and so does doctor.
 func (m *Manager) recoverGoldens(ctx context.Context) ([]Finding, error) {
-	pending, err := m.pendingGoldens()
-	if err != nil || len(pending) == 0 {
+	pending, err := m.pendingGoldens(nil)
+	if err != nil {
 		return nil, err
 	}
+	return m.recoverPending(ctx, pending)
+}
+
+// recoverPending is recoverGoldens for the pending goldens given.
+func (m *Manager) recoverPending(ctx context.Context, pending []goldenRecord) ([]Finding, error) {
 	var out []Finding
 	for _, g := range pending {
 		l, ok := tryLockTarget(m.st.Catalog.Home(), goldenTarget(g))
@@ -209,10 +214,13 @@ func (m *Manager) recoverGoldens(ctx context.Context) ([]Finding, error) {
 }
 
 // pendingGoldens lists the goldens with an operation under way or
-// interrupted.
-func (m *Manager) pendingGoldens() ([]goldenRecord, error) {
+// interrupted. also, if not nil, runs in the same catalog read.
+func (m *Manager) pendingGoldens(also func(*catalog.Tx)) ([]goldenRecord, error) {
 	var pending []goldenRecord
 	err := m.st.Catalog.View(func(tx *catalog.Tx) error {
+		if also != nil {
+			also(tx)
+		}
 		journaled := map[string]bool{}
 		if err := tx.Scan(bCloneJournal, "", func(k string, _ []byte) error { journaled[k] = true; return nil }); err != nil {
 			return err
@@ -236,7 +244,7 @@ func (m *Manager) pendingGoldens() ([]goldenRecord, error) {
 // --repair will do; it also returns the images of operations running now
 // (their lock is held), which are not orphans.
 func (m *Manager) interruptedGoldens() ([]Finding, []string, error) {
-	pending, err := m.pendingGoldens()
+	pending, err := m.pendingGoldens(nil)
 	if err != nil || len(pending) == 0 {
 		return nil, nil, err
 	}
@@ -381,17 +389,29 @@ func (m *Manager) removeImages(ctx context.Context, paths, pools []string) error
 
 // withGolden recovers abandoned operations, resolves a ready golden by
 // name, takes its lock and runs fn with the record as it is under the
-// lock.
-func (m *Manager) withGolden(ctx context.Context, name string, fn func(g goldenRecord) error) error {
+// lock. plan, if not nil, runs in the catalog read that finds the record
+// under the lock (what fn needs from the catalog, without a read of its
+// own).
+func (m *Manager) withGolden(ctx context.Context, name string, plan func(*catalog.Tx, goldenRecord) error, fn func(g goldenRecord) error) error {
 	if err := storage.ValidateName("golden image", name); err != nil {
 		return err
 	}
-	if _, err := m.recoverGoldens(ctx); err != nil {
+	// Goldens to recover and the one named, in one catalog read (a
+	// recovery changes the catalog: then it is read again).
+	var g goldenRecord
+	var found error
+	pending, err := m.pendingGoldens(func(tx *catalog.Tx) { g, found = goldenByName(tx, name) })
+	if err != nil {
 		return err
 	}
-	var g goldenRecord
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = goldenByName(tx, name); return err }); err != nil {
-		return err
+	if len(pending) > 0 {
+		if _, err := m.recoverPending(ctx, pending); err != nil {
+			return err
+		}
+		found = m.st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = goldenByName(tx, name); return err })
+	}
+	if found != nil {
+		return found
 	}
 	l, err := lockTarget(m.st.Catalog.Home(), goldenTarget(g), m.lockTimeout)
 	if err != nil {
@@ -399,7 +419,12 @@ func (m *Manager) withGolden(ctx context.Context, name string, fn func(g goldenR
 	}
 	defer l.unlock()
 	locked := g.ID
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = goldenByName(tx, name); return err }); err != nil {
+	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
+		if g, err = goldenByName(tx, name); err != nil || g.ID != locked || plan == nil {
+			return err
+		}
+		return plan(tx, g)
+	}); err != nil {
 		return err
 	}
 	if g.ID != locked {
@@ -895,7 +920,7 @@ func (m *Manager) dependants(ctx context.Context, tx *catalog.Tx, g goldenRecord
 // DeleteGolden removes a golden image and its images; refused while
 // linked clones depend on it (the error lists them).
 func (m *Manager) DeleteGolden(ctx context.Context, name string) error {
-	return m.withGolden(ctx, name, func(g goldenRecord) error {
+	return m.withGolden(ctx, name, nil, func(g goldenRecord) error {
 		err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
 			deps, err := m.dependants(ctx, tx, g)
 			if err != nil {

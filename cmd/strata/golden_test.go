@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -358,9 +359,9 @@ func TestGoldenFullClones(t *testing.T) {
 	}
 }
 
-// A crash at any step of clone --count 5 (or of golden create, or of
-// flatten) leaves nothing half-made listed, and doctor --repair (or the
-// next command on the golden) leaves no orphan.
+// A crash at any step of clone --count 5 or of one clone (or of golden
+// create, or of flatten) leaves nothing half-made listed, and doctor
+// --repair (or the next command on the golden) leaves no orphan.
 func TestCloneCrash(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
 	webGuest(t, home)
@@ -391,6 +392,9 @@ func TestCloneCrash(t *testing.T) {
 		{"golden:recorded", []string{"golden", "create", "g2", "--from", "web"}},
 		{"golden:disk-1", []string{"golden", "create", "g2", "--from", "web"}},
 		{"golden:disk-2", []string{"golden", "create", "g2", "--from", "web"}},
+		// One linked clone is made inside the transaction that records
+		// it (no journal): a crash leaves orphan files doctor finds.
+		{"clone:disk-2", []string{"clone", "base", "c"}},
 	}
 	for i, s := range steps {
 		crash(t, home, s.step, s.args...)
@@ -619,4 +623,44 @@ func TestGoldenEmptyNamesAreBadInput(t *testing.T) {
 	if snapshotState(t, home) != before {
 		t.Errorf("state changed")
 	}
+}
+
+// One linked clone whose second disk cannot be made leaves nothing: not
+// the first disk's overlay, not a record.
+func TestOneCloneThatFailsLeavesNothing(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	webGuest(t, home)
+	ok(t, home, "golden", "create", "base", "--from", "web")
+	var g goldenJSON
+	jsonOf(t, home, &g, "golden", "show", "base")
+	files := func() []string {
+		var out []string
+		_ = filepath.Walk(filepath.Join(home, "pools"), func(p string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	}
+	before := files()
+	second := g.Disks[1].Path
+	if err := os.Rename(second, second+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	r := runIn(t, home, nil, "clone", "base", "c")
+	if err := os.Rename(second+".aside", second); err != nil {
+		t.Fatal(err)
+	}
+	if r.code == 0 {
+		t.Fatalf("clone of a golden missing its second image succeeded:\n%s", r.stdout)
+	}
+	if got := files(); !slices.Equal(got, before) {
+		t.Errorf("a failed clone left files:\n%v\nwant:\n%v", got, before)
+	}
+	if out := ok(t, home, "volume", "list"); strings.Contains(out, "c-disk") {
+		t.Errorf("a failed clone left volumes:\n%s", out)
+	}
+	ok(t, home, "doctor")
+	ok(t, home, "clone", "base", "c") // the name is free
 }

@@ -110,7 +110,55 @@ func buildVersion() string {
 	return "dev"
 }
 
+// commands are strata's commands, in the order help lists them, each
+// with the function that builds it.
+var commands = []struct {
+	name string
+	make func() *cli.Command
+}{
+	{"pool", newPoolCommand}, {"volume", newVolumeCommand}, {"guest", newGuestCommand}, {"snapshot", newSnapshotCommand},
+	{"golden", newGoldenCommand}, {"clone", newCloneCommand}, {"doctor", newDoctorCommand}, {"iso", newISOCommand},
+	{"catalog", newCatalogCommand}, {"completion", newCompletionCommand},
+}
+
+// newApp is strata's command line, every command in it.
 func newApp() *cli.App {
+	app := newAppWithout()
+	for _, c := range commands {
+		app.Commands = append(app.Commands, c.make())
+	}
+	return app
+}
+
+// newAppFor is the command line to run args with: when args name a
+// command (after the global flags), the app holds that command only, as
+// building all of them (some 170 flags) costs every run about 0.2 ms;
+// else (help, a misspelt name) all of them.
+func newAppFor(args []string) *cli.App {
+	app := newAppWithout()
+	for i := 1; i < len(args); {
+		a := args[i]
+		if a == "--" || a == "-h" || a == "--help" || a == "-help" {
+			break
+		}
+		if strings.HasPrefix(a, "-") {
+			n, _ := flagWidth(app.Flags, a)
+			i += n
+			continue
+		}
+		for _, c := range commands {
+			if c.name == a {
+				app.Commands = []*cli.Command{c.make()}
+				return app
+			}
+		}
+		break
+	}
+	return newApp()
+}
+
+// newAppWithout is the app with its global flags and no command.
+func newAppWithout() *cli.App {
 	return &cli.App{
 		Name:    "strata",
 		Usage:   "storage and restore points for virtual machine guests",
@@ -132,7 +180,6 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another strata process holding the catalog", Value: 30 * time.Second, EnvVars: []string{"STRATA_LOCK_TIMEOUT"}},
 		}, sharedCatalogFlags()...),
 		Before:         setup,
-		Commands:       []*cli.Command{newPoolCommand(), newVolumeCommand(), newGuestCommand(), newSnapshotCommand(), newGoldenCommand(), newCloneCommand(), newDoctorCommand(), newISOCommand(), newCatalogCommand(), newCompletionCommand()},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 		Metadata:       map[string]any{stateKey: &appState{}},
@@ -223,13 +270,14 @@ func main() {
 	// only: images hold guests' data.
 	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	app := newApp()
+	app := newAppFor(os.Args)
 	withUsageErrors(app.Commands)
 	if len(os.Args) > 1 && os.Args[1] == completeCommand {
 		complete(app, os.Stdout, os.Args[2:])
 		stop()
 		return
 	}
+	withFixedFlagNames(app)
 	err := app.RunContext(ctx, interspersed(app, os.Args))
 	stop()
 	if cat := stateOf(app).catalog; cat != nil {
