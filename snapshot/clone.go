@@ -304,13 +304,21 @@ func quickClone(plans []clonePlan) bool {
 func (m *Manager) makeQuickClone(ctx context.Context, g goldenRecord, plans []clonePlan) ([]CloneInfo, error) {
 	made := false
 	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
-		if !made { // a shared catalog runs a transaction again after a conflict
-			if err := m.makeCloneImages(ctx, g, plans); err != nil {
-				return err
-			}
-			made = true
+		if made { // a shared catalog runs a transaction again after a conflict
+			return recordClones(tx, g, plans)
 		}
-		return recordClones(tx, g, plans)
+		// The records (a guest's definition rewritten and checked) are
+		// made while qemu-img makes the images; the commit waits for
+		// both.
+		recorded := make(chan error, 1)
+		go func() { recorded <- recordClones(tx, g, plans) }()
+		err := m.makeCloneImages(ctx, g, plans)
+		rerr := <-recorded
+		made = err == nil
+		if err != nil {
+			return err
+		}
+		return rerr
 	})
 	if err != nil {
 		var paths, pools []string
@@ -364,7 +372,10 @@ func (m *Manager) undoClones(ctx context.Context, g goldenRecord, j cloneJournal
 func (m *Manager) makeCloneImages(ctx context.Context, g goldenRecord, plans []clonePlan) error {
 	n := 0
 	dirs := map[string]bool{}
-	for _, pl := range plans {
+	for i := range plans {
+		// Only the fields planned for the images: makeQuickClone fills
+		// the others (a guest's UUID and MACs) at the same time.
+		pl := &plans[i]
 		for k, v := range pl.vols {
 			d := g.Disks[k]
 			if err := pl.drivers[k].Clone(ctx, pl.pools[k], storage.Image{Path: d.Path, Format: d.Format}, v, pl.plans[k], m.Progress); err != nil {

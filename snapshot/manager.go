@@ -101,6 +101,14 @@ func (m *Manager) target(r TargetRef) (Target, error) {
 // volume-only target on one disk exclude each other), finishes or undoes
 // any operation a dead process left on it, and runs fn.
 func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) error) error {
+	return m.withTargetRead(ctx, r, nil, func(t Target, _ bool) error { return fn(t) })
+}
+
+// withTargetRead is withTarget that also runs read, under the locks, in
+// the catalog read that finds nothing to finish or undo: fn is told
+// whether it ran (after a recovery it did not; fn reads the catalog
+// itself).
+func (m *Manager) withTargetRead(ctx context.Context, r TargetRef, read func(*catalog.Tx, Target) error, fn func(t Target, read bool) error) error {
 	t, err := m.target(r)
 	if err != nil {
 		return err
@@ -113,10 +121,18 @@ func (m *Manager) withTarget(ctx context.Context, r TargetRef, fn func(Target) e
 		return err
 	}
 	defer unlock()
-	if err := m.recoverTarget(ctx, t); err != nil {
+	var inView func(*catalog.Tx) error
+	if read != nil {
+		inView = func(tx *catalog.Tx) error { return read(tx, t) }
+	}
+	ran, err := m.recoverTargetOr(ctx, t, inView)
+	if err != nil {
+		if ran {
+			return err // read's own error
+		}
 		return fmt.Errorf("finish an interrupted operation on %s: %w", t, err)
 	}
-	return fn(t)
+	return fn(t, ran)
 }
 
 // lockSet is the locks an operation on t takes: t's, and for a guest
@@ -156,6 +172,9 @@ type CreateOptions struct {
 	// also adds volumes (by ID) to the guest's current disks: a
 	// pre-rollback point covers every disk the rollback will write.
 	also []string
+	// plan is the point planned in the catalog read that found nothing
+	// to recover on the target (nil: create reads the catalog itself).
+	plan *pointPlan
 	// replaced lists the volumes (by ID) whose live image a rollback
 	// replaces right after this pre-rollback point: a full-copy point of
 	// one is the live image itself, moved into the point when the
@@ -202,7 +221,12 @@ func (m *Manager) Create(ctx context.Context, r TargetRef, o CreateOptions) (Poi
 		return Point{}, storage.Errorf(storage.ErrInvalid, "--memory and --quiesce exclude each other: a memory point resumes the guest exactly as it was, and with --quiesce that is with its filesystems frozen; leave --quiesce out (a memory point is consistent anyway)")
 	}
 	var p Point
-	err := m.withTarget(ctx, r, func(t Target) (err error) {
+	var pl pointPlan
+	plan := func(tx *catalog.Tx, t Target) error { return m.planInto(tx, t, o, &pl) }
+	err := m.withTargetRead(ctx, r, plan, func(t Target, planned bool) (err error) {
+		if planned {
+			o.plan = &pl
+		}
 		p, err = m.create(ctx, t, o, nil)
 		return err
 	})
@@ -253,6 +277,18 @@ func volumesOf(tx *catalog.Tx, t Target) ([]storage.Volume, *storage.Guest, erro
 	return vols, &g, nil
 }
 
+// planInto plans a point of t as o describes it, with its disks'
+// drivers, from the catalog read tx.
+func (m *Manager) planInto(tx *catalog.Tx, t Target, o CreateOptions, pl *pointPlan) (err error) {
+	if o.Kind == "" {
+		o.Kind = KindSingle
+	}
+	if *pl, err = planPoint(tx, t, o, m.Now(), newUID()); err != nil {
+		return err
+	}
+	return m.driversOf(tx, pl)
+}
+
 // create takes a point with the target's lock held. extra runs inside the
 // transaction that records the point as being created (rollback journals
 // itself there, so the two can never be separated by a crash).
@@ -267,12 +303,9 @@ func (m *Manager) create(ctx context.Context, t Target, o CreateOptions, extra f
 		o.Kind = KindSingle
 	}
 	var pl pointPlan
-	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
-		if pl, err = planPoint(tx, t, o, m.Now(), newUID()); err != nil {
-			return err
-		}
-		return m.driversOf(tx, &pl)
-	}); err != nil {
+	if o.plan != nil {
+		pl = *o.plan
+	} else if err := m.st.Catalog.View(func(tx *catalog.Tx) error { return m.planInto(tx, t, o, &pl) }); err != nil {
 		return Point{}, err
 	}
 	p := &pl.point
@@ -1024,18 +1057,40 @@ func (m *Manager) delete(ctx context.Context, t Target, p Point) error {
 // point left creating or deleting (through the guest's monitor if it
 // runs), then the rollback its journal records.
 func (m *Manager) recoverTarget(ctx context.Context, t Target) error {
+	_, err := m.recoverTargetOr(ctx, t, nil)
+	return err
+}
+
+// recoverTargetOr is recoverTarget that, when there is nothing to finish
+// or undo, runs read (if not nil) in the same catalog read and says so
+// (ran true, with read's error).
+func (m *Manager) recoverTargetOr(ctx context.Context, t Target, read func(*catalog.Tx) error) (ran bool, err error) {
 	var j journalEntry
 	var hasJournal bool
 	var pending []Point
+	var readErr error
 	if err := m.st.Catalog.View(func(tx *catalog.Tx) (err error) {
 		if hasJournal, err = tx.Get(bJournal, t.Key.String(), &j); err != nil {
 			return err
 		}
-		pending, err = pendingOf(tx, t.Key)
-		return err
+		if pending, err = pendingOf(tx, t.Key); err != nil {
+			return err
+		}
+		if read != nil && !hasJournal && len(pending) == 0 {
+			ran, readErr = true, read(tx)
+		}
+		return nil
 	}); err != nil {
-		return err
+		return false, err
 	}
+	if ran {
+		return true, readErr
+	}
+	return false, m.settleTarget(ctx, t, j, hasJournal, pending)
+}
+
+// settleTarget finishes or undoes what recoverTarget found.
+func (m *Manager) settleTarget(ctx context.Context, t Target, j journalEntry, hasJournal bool, pending []Point) error {
 	var live *liveGuest
 	if len(pending) > 0 {
 		var err error

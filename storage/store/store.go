@@ -475,21 +475,34 @@ func (s *Store) CreateVolume(ctx context.Context, o CreateOptions) (storage.Volu
 				return err
 			}
 			v.Path = d.VolumePath(pool, v.ID, v.Format)
-			if !made { // a shared catalog runs a transaction again after a conflict
+			if made { // a shared catalog runs a transaction again after a conflict
+				return addMadeVolume(tx, &v)
+			}
+			if !runsATool(pool, v.Format) {
 				if err := d.Create(ctx, pool, v.Path, v.Format, o.Size); err != nil {
 					return err
 				}
 				made = true
 				undo = func() { _ = d.Delete(context.WithoutCancel(ctx), pool, v, true) }
+				return addMadeVolume(tx, &v)
 			}
-			// What was made, not what the driver declares: a block
-			// device (an LV) or a file. (Asking the driver's Features
-			// would probe the pool's filesystem on every create.)
-			if fi, err := os.Stat(v.Path); err == nil && fi.Mode()&os.ModeDevice != 0 {
-				v.Device = true
+			// The image takes a tool's run (milliseconds): the records
+			// are checked and put meanwhile, the image's identity added
+			// to them once it is made; the commit waits for both.
+			added := make(chan error, 1)
+			go func(v storage.Volume) { added <- tx.AddVolume(v) }(v)
+			err = d.Create(ctx, pool, v.Path, v.Format, o.Size)
+			aerr := <-added
+			if err != nil {
+				return err
 			}
-			v.File = fileID(v.Path)
-			return tx.AddVolume(v)
+			made = true
+			undo = func() { _ = d.Delete(context.WithoutCancel(ctx), pool, v, true) }
+			if aerr != nil {
+				return aerr
+			}
+			identify(&v)
+			return tx.ReplaceVolume(v)
 		})
 		if err != nil {
 			// The transaction failed after the image was made (a refused
@@ -539,6 +552,30 @@ func (s *Store) imagesOf(v storage.Volume) []inuse.Image {
 		imgs = append(imgs, inuse.Image{What: what, Path: l})
 	}
 	return imgs
+}
+
+// runsATool tells whether making an image of format f in pool p runs a
+// tool (qemu-img, lvcreate, rbd): milliseconds, against microseconds for a
+// raw file made in place.
+func runsATool(p storage.Pool, f storage.Format) bool {
+	return p.Driver != dir.Name || f != storage.FormatRaw
+}
+
+// identify records what was made at v.Path, not what the driver
+// declares: a block device (an LV) or a file, and its identity. (Asking
+// the driver's Features would probe the pool's filesystem on every
+// create.)
+func identify(v *storage.Volume) {
+	if fi, err := os.Stat(v.Path); err == nil && fi.Mode()&os.ModeDevice != 0 {
+		v.Device = true
+	}
+	v.File = fileID(v.Path)
+}
+
+// addMadeVolume records a volume whose image is made, with its identity.
+func addMadeVolume(tx *catalog.Tx, v *storage.Volume) error {
+	identify(v)
+	return tx.AddVolume(*v)
 }
 
 // fileID is the identity of a new image, recorded with its volume.
