@@ -664,3 +664,23 @@ func TestOneCloneThatFailsLeavesNothing(t *testing.T) {
 	ok(t, home, "doctor")
 	ok(t, home, "clone", "base", "c") // the name is free
 }
+
+// One linked clone killed right after the commit that records it is
+// whole: listed, its disks read the golden's data, doctor finds nothing.
+func TestOneCloneKilledAfterItsRecordIsWhole(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	webGuest(t, home)
+	ok(t, home, "golden", "create", "base", "--from", "web")
+	crash(t, home, "clone:recorded", "clone", "base", "c")
+	var g goldenJSON
+	jsonOf(t, home, &g, "golden", "show", "base")
+	if len(g.CloneList) != 1 || g.CloneList[0].Name != "c" || len(g.CloneList[0].Disks) != 2 {
+		t.Fatalf("golden show lists the clones %+v, want c with 2 disks", g.CloneList)
+	}
+	for _, v := range []string{"c-disk1", "c-disk2"} {
+		var vi volumeJSON
+		jsonOf(t, home, &vi, "volume", "info", v)
+		(disk{vi.Path, "qcow2"}).hasRange(t, 0x55, "8M 1M")
+	}
+	ok(t, home, "doctor")
+}
