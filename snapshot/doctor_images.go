@@ -46,6 +46,9 @@ func (m *Manager) imageOrphans(ctx context.Context, recs doctorRecords, running 
 			log.Warn().Err(err).Str("pool", p.Name).Msg("cannot list the pool's images: its orphans are not looked for")
 			continue
 		}
+		if len(orphans) == 0 && !repair {
+			continue // nothing to report: the owner marker is not read
+		}
 		why := keep
 		if why == "" {
 			why = m.networkPoolOwnership(ctx, f, p, homeID, repair, len(orphans) == 0)
