@@ -1,7 +1,8 @@
 // Package librados is an in-process client of a Ceph cluster for the rbd
 // driver's helper (cmd/strata-rbd): it loads librados.so.2 and
 // librbd.so.1 at run time (github.com/ebitengine/purego: no cgo, built
-// with CGO_ENABLED=0) and calls the few C functions the hot paths need,
+// with CGO_ENABLED=0) and calls the few C functions the hot paths (and
+// doctor's listing of a pool) need,
 // on one connection to the cluster, where the driver otherwise starts
 // one rbd/rados process per call (each connects anew: 60-100 ms).
 //
