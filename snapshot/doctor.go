@@ -18,7 +18,7 @@ import (
 
 // Finding is one problem strata doctor found.
 type Finding struct {
-	Kind     string `json:"kind"` // interrupted-operation, orphan-file, orphan-snapshot, missing-file, missing-point-data, qcow2-check, in-use
+	Kind     string `json:"kind"` // interrupted-operation, orphan-file, orphan-image, orphan-snapshot, missing-file, missing-point-data, qcow2-check, in-use
 	Path     string `json:"path,omitempty"`
 	Target   string `json:"target,omitempty"`
 	Detail   string `json:"detail"`
@@ -89,6 +89,8 @@ func (m *Manager) Doctor(ctx context.Context, repair bool) ([]Finding, error) {
 	for _, d := range sp.dirList() {
 		out = append(out, m.orphansIn(d, sp, repair, keep, homeID)...)
 	}
+	// And images strata made in pools that are no directories (RBD).
+	out = append(out, m.imageOrphans(ctx, recs, running, repair, keep, homeID)...)
 	// 4. qcow2 images: internal snapshots strata made that no point
 	// references, and qemu-img check.
 	fs, err = m.checkImages(ctx, recs.vols, sp.snaps, keep, repair)

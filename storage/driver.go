@@ -84,6 +84,27 @@ type PoolOverlapper interface {
 	Overlap(existing, p Pool) error
 }
 
+// OrphanFinder is a driver whose pools hold images that are no files in
+// a directory (RBD): doctor asks it for the images strata made there
+// that no record names (a create killed between making the image and
+// the commit that records it), and removes them only from pools whose
+// owner marker names this home (as a dir pool's marker file does:
+// catalog.Marker, as JSON).
+type OrphanFinder interface {
+	// Orphans lists, in one listing of pool p, the images there the
+	// driver names as strata's that are none of known (volume paths and
+	// their other locations, golden images' paths), as paths.
+	Orphans(ctx context.Context, p Pool, known []string) ([]string, error)
+	// RemoveOrphan removes one with its snapshots; refused (ErrInUse)
+	// while a client has it open, (ErrPrecondition) while it has a
+	// snapshot named in keep (a restore point record's).
+	RemoveOrphan(ctx context.Context, p Pool, path string, keep map[string]bool) error
+	// PoolOwner reads the owner marker of pool p (ok false: none);
+	// ClaimPool writes one where there is none.
+	PoolOwner(ctx context.Context, p Pool) (marker []byte, ok bool, err error)
+	ClaimPool(ctx context.Context, p Pool, marker []byte) error
+}
+
 // PointUsager is a driver whose points have a fixed size the changes to
 // their volume can outgrow (LVM classic snapshots): PointUsage reports
 // how full one is (percent) and whether it overflowed (invalid: nothing

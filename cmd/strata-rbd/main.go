@@ -201,6 +201,10 @@ func do(conn *librados.Conn, io *librados.IOCtx, req rbd.HelperRequest) (rbd.Hel
 		w, err := io.OtherWatchers(conn, req.Image)
 		r.Watchers = w
 		return r, err
+	case rbd.OpList:
+		names, err := io.List()
+		r.Images = names
+		return r, err
 	case rbd.OpOmapGet:
 		v, ok, err := io.OmapGet(req.Object, req.Key)
 		r.Value, r.Found = string(v), ok

@@ -153,3 +153,36 @@ func TestCatalogImportRefusesCraftedRecords(t *testing.T) {
 	// The export itself goes in.
 	ok(t, home, "catalog", "import", "--force", file)
 }
+
+// catalog import refuses an lvm or rbd pool whose names its driver would
+// refuse (exit 2, naming the record and the field), nothing imported.
+func TestCatalogImportRefusesPoolNamesTheDriverRefuses(t *testing.T) {
+	home := t.TempDir()
+	file := filepath.Join(t.TempDir(), "cat.json")
+	ok(t, home, "catalog", "export", file)
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		field string
+		pool  map[string]any
+	}{
+		{`"lvm.vg"`, map[string]any{"name": "bad", "driver": "lvm", "lvm": map[string]any{"vg": "vg0 --yes"}}},
+		{`"lvm.thin_pool"`, map[string]any{"name": "bad", "driver": "lvm", "lvm": map[string]any{"vg": "vg0", "thin_pool": "../tp"}}},
+		{`"rbd.namespace"`, map[string]any{"name": "bad", "driver": "rbd", "rbd": map[string]any{"pool": "rbd", "namespace": "ns/x"}}},
+		{`"rbd.pool"`, map[string]any{"name": "bad", "driver": "rbd", "rbd": map[string]any{"pool": "rbd:id=admin"}}},
+	} {
+		var e map[string]any
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatal(err)
+		}
+		e["buckets"].(map[string]any)["pools"].(map[string]any)["bad"] = c.pool
+		out, _ := json.Marshal(e)
+		path := filepath.Join(t.TempDir(), "crafted.json")
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fails(t, home, 2, []string{"record pools/bad ", "field " + c.field, "nothing was imported"}, "catalog", "import", "--force", path)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/strata-vm/strata/storage/storagetest"
 )
 
 var (
@@ -41,12 +43,8 @@ func strataBinary(t testing.TB) string {
 		}
 		// strata's Ceph helper beside it, as make build puts it: the rbd
 		// tests run the helper path (STRATA_RBD_CLIENT=cli the tools').
-		// (CGO_ENABLED=0 as make builds it: purego needs no C compiler.)
-		helper := exec.Command("go", "build", "-o", filepath.Join(dir, "strata-rbd"), "../strata-rbd")
-		helper.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err = helper.CombinedOutput()
-		if err != nil {
-			buildErr = &buildError{out: string(out), err: err}
+		if _, err := storagetest.BuildRBDHelper(dir); err != nil {
+			buildErr = err
 		}
 	})
 	if buildErr != nil {

@@ -642,3 +642,77 @@ func TestDoctorCountsAnInterruptedRollbacksCopyAsItsJournals(t *testing.T) {
 		t.Errorf("doctor after --repair: exit %d, %+v", code, fs)
 	}
 }
+
+// kill -9 of strata in the moment between a critical qemu-img's exec and
+// its open of the image leaves a tool that holds nothing yet but is about
+// to apply the snapshot: recovery must not overtake it. Here the tool
+// waits before it opens the image (a qemu-img on strata's PATH that
+// blocks reading a FIFO, then runs the real one with the same arguments;
+// not SIGSTOP: a stopped process in the process group strata's death
+// orphans gets SIGHUP and SIGCONT from the kernel), and strata is killed
+// meanwhile: doctor --repair waits for it (it names the image on its
+// command line) and gives up busy, the rollback still journaled; once
+// the tool has run, the next doctor --repair finishes the rollback, and
+// every point restores its bytes.
+func TestRecoveryWaitsForAToolThatHasNotOpenedTheImageYet(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	d := slowQcow2(t, home, 0xa1, 0xb2)
+	real, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrap := t.TempDir()
+	fifo := filepath.Join(t.TempDir(), "go")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -a ] && read go < " + fifo + "; done\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(wrap, "qemu-img"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	release := func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString("go\n")
+		f.Close()
+	}
+	cmd, _ := startStrata(t, home, []string{"PATH=" + wrap + ":" + os.Getenv("PATH")}, "snapshot", "rollback", "--volume", "slow", "1")
+	tool := waitForTool(t, wrap, "snapshot", "-a")
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if opensUnder(fmt.Sprint(tool), filepath.Dir(d.path)) {
+		t.Fatal("the tool opened the image before it was let go")
+	}
+	r := runIn(t, home, []string{"STRATA_LOCK_TIMEOUT=1s"}, "doctor", "--repair")
+	if r.code != 5 || !strings.Contains(r.stderr, "waiting for") || !strings.Contains(r.stderr, fmt.Sprintf("pid %d", tool)) {
+		t.Fatalf("doctor --repair while a qemu-img about to apply the point waits: exit %d, want 5 after waiting for pid %d\n%s%s", r.code, tool, r.stdout, r.stderr)
+	}
+	if r := runIn(t, home, nil, "doctor"); r.code != 7 || !strings.Contains(r.stdout, "interrupted-operation") {
+		t.Errorf("the refused recovery did not leave the rollback journaled: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// The tool goes on, applies the point and exits; then recovery runs.
+	release()
+	for deadline := time.Now().Add(time.Minute); syscall.Kill(tool, 0) == nil && !isZombie(tool); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the let go qemu-img did not finish")
+		}
+	}
+	ok(t, home, "doctor", "--repair")
+	qcow2Clean(t, d.path)
+	if !d.holds(t, 0xa1) {
+		t.Error("the journaled rollback was not finished")
+	}
+	ok(t, home, "snapshot", "rollback", "--volume", "slow", "2")
+	if !d.holds(t, 0xb2) {
+		t.Error("the pre-rollback point does not restore the state before the rollback")
+	}
+}
+
+// isZombie tells whether pid has exited and waits to be reaped.
+func isZombie(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	i := bytes.LastIndexByte(stat, ')')
+	return err != nil || i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z'
+}

@@ -18,7 +18,9 @@ import (
 	"strings"
 
 	"github.com/strata-vm/strata/storage"
+	"github.com/strata-vm/strata/storage/lvm"
 	"github.com/strata-vm/strata/storage/pattern"
+	"github.com/strata-vm/strata/storage/rbd"
 )
 
 // A RecordCheck checks one record (key, raw) of its bucket in export e as
@@ -376,6 +378,15 @@ func checkPool(e *Export, key string, raw json.RawMessage) error {
 		if p.LVM == nil || p.LVM.VG == "" {
 			return FieldError("lvm", "an lvm pool needs its volume group")
 		}
+		// The names go to lvm's tools as they are: lvm's rules (storage/lvm).
+		if err := lvm.ValidVGName(p.LVM.VG); err != nil {
+			return FieldError("lvm.vg", "%v", err)
+		}
+		if p.LVM.ThinPool != "" {
+			if err := lvm.ValidThinPoolName(p.LVM.ThinPool); err != nil {
+				return FieldError("lvm.thin_pool", "%v", err)
+			}
+		}
 		for f, v := range map[string]float64{"data_limit_percent": p.LVM.DataLimit, "metadata_limit_percent": p.LVM.MetadataLimit, "snapshot_percent": float64(p.LVM.SnapshotPercent)} {
 			if v < 0 || v > 100 {
 				return FieldError("lvm."+f, "%v is not a percentage", v)
@@ -384,6 +395,18 @@ func checkPool(e *Export, key string, raw json.RawMessage) error {
 	case "rbd":
 		if p.RBD == nil || p.RBD.Pool == "" {
 			return FieldError("rbd", "an rbd pool needs its Ceph pool")
+		}
+		// The names go into image specs and QEMU's rbd: filenames
+		// (storage/rbd), the ceph.conf to every tool as -c.
+		for _, f := range [][2]string{{"rbd.pool", p.RBD.Pool}, {"rbd.namespace", p.RBD.Namespace}, {"rbd.id", p.RBD.ID}} {
+			if err := rbd.ValidSpecName(f[1]); err != nil {
+				return FieldError(f[0], "%q: %v", f[1], err)
+			}
+		}
+		if p.RBD.CephConf != "" {
+			if err := ValidPath("rbd.ceph_conf", p.RBD.CephConf); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -252,17 +252,23 @@ func inUse(what, path string, hs []Holder) error {
 		what, path, strings.Join(names, "; "))
 }
 
-// Wait waits up to timeout for every holder of path to let go, saying once
-// whom it waits for. Recovery uses it: a process that outlived strata (a
-// qemu-img still applying a snapshot) must finish before strata decides
-// what state the image is in.
+// Wait waits up to timeout for every holder of path to let go, and for
+// every process whose command line names it (Processes.Naming), saying
+// once whom it waits for. Recovery uses it: a process that outlived
+// strata (a qemu-img still applying a snapshot, or one not yet at the
+// point of opening the image) must finish before strata decides what
+// state the image is in.
 func (c *Checker) Wait(ctx context.Context, what, path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	said := false
 	for {
 		hs, err := c.Holders(ctx, path)
-		if err != nil || len(hs) == 0 {
+		if err != nil {
 			return err
+		}
+		hs = dedupe(append(hs, c.naming(path)...))
+		if len(hs) == 0 {
+			return nil
 		}
 		if !said {
 			names := make([]string, len(hs))
@@ -281,6 +287,17 @@ func (c *Checker) Wait(ctx context.Context, what, path string, timeout time.Dura
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// naming is what the checker's process scan (Processes) finds naming the
+// image at path on a command line.
+func (c *Checker) naming(path string) []Holder {
+	for _, s := range append(append([]Source(nil), c.First...), c.Sources...) {
+		if p, ok := s.(Processes); ok {
+			return p.Naming(path)
+		}
+	}
+	return nil
 }
 
 // Processes finds holders among the host's processes: whoever holds a

@@ -147,6 +147,11 @@ func (d Driver) AddPool(ctx context.Context, p *storage.Pool) error {
 	if lp.ThinPool == "" && lp.ErrorWhenFull {
 		return storage.Errorf(storage.ErrInvalid, "--errorwhenfull applies to thin pools: give --thinpool too")
 	}
+	if lp.ThinPool != "" {
+		if err := ValidThinPoolName(lp.ThinPool); err != nil {
+			return err
+		}
+	}
 	if _, err := d.c().VG(ctx, lp.VG); err != nil {
 		return err
 	}

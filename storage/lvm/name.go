@@ -169,13 +169,21 @@ var reservedInfixes = []string{"_cdata", "_cmeta", "_corig", "_cpool", "_cvol", 
 
 // ValidVGName reports whether name is a VG name LVM accepts and strata
 // can pass on a command line: the LV rules without the reserved words.
-func ValidVGName(name string) error {
+func ValidVGName(name string) error { return validName("volume group", name) }
+
+// ValidThinPoolName reports whether name can be the thin pool of a pool
+// (an LV that exists): LVM's characters and length, as for a VG; the
+// reserved words bind only names given to new LVs, and pool add looks
+// the thin pool up by this name.
+func ValidThinPoolName(name string) error { return validName("thin pool", name) }
+
+func validName(what, name string) error {
 	if name == "" || name == "." || name == ".." || len(name) > MaxLVName || name[0] == '-' {
-		return storage.Errorf(storage.ErrInvalid, "invalid volume group name %q", name)
+		return storage.Errorf(storage.ErrInvalid, "invalid %s name %q", what, name)
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '_' || c == '.' || c == '-') {
-			return storage.Errorf(storage.ErrInvalid, "invalid volume group name %q: character %q is not allowed", name, c)
+			return storage.Errorf(storage.ErrInvalid, "invalid %s name %q: character %q is not allowed", what, name, c)
 		}
 	}
 	return nil

@@ -12,7 +12,8 @@
 // calls of the rollback's and the point create's hot paths (Ops: snap
 // create, snap rollback, rename, snapshot list, exists, watchers, the
 // restore generation's omap get and set, and the fingerprint's reads)
-// have a second implementation, Helper, which hands them to strata-rbd:
+// (and doctor's one listing of each pool, List) have a second
+// implementation, Helper, which hands them to strata-rbd:
 // a separate program that loads librados and librbd at run time
 // (storage/rbd/librados, purego, no cgo) and keeps one connection per
 // cluster. strata itself never loads them, and stays static (a program
@@ -133,6 +134,19 @@
 //     `rbd flatten` (deep-flatten: the clone's snapshots are completed
 //     too); it rewrites nothing that a crash could leave half done: the
 //     parent link is cut only once every object is copied.
+//
+// Orphans (storage.OrphanFinder): doctor lists each rbd pool once (Ops
+// List) for images named as strata names them (StrataImage: ImagePrefix
+// and a 16-hex-digit ID, or that name set aside by a rollback) that no
+// record names: left by a create killed between rbd create and its
+// record, or a delete that could not remove the image. --repair removes
+// them only from a pool this home owns: pool add marks the pool (or
+// namespace) with the home's owner marker (the omap key OwnerKey of the
+// RADOS object OwnerObject, the JSON a dir pool's marker file holds),
+// and refuses one another home's marker names, or one holding strata's
+// images but no marker; doctor marks a pool with no marker once it
+// holds no orphan. An image a client has open, or holding a snapshot a
+// restore point record names, is never removed.
 //
 // Errors: rbd exits with the errno of its failure. Classify maps ENOENT
 // to storage.ErrNotFound, EEXIST to ErrExists, EINVAL to ErrInvalid,

@@ -91,8 +91,8 @@ func (d Driver) AddPool(ctx context.Context, p *storage.Pool) error {
 	}
 	r := p.RBD
 	for _, f := range []struct{ what, v string }{{"--pool", r.Pool}, {"--namespace", r.Namespace}, {"--id", r.ID}} {
-		if strings.ContainsAny(f.v, "/@: \t\n\\") {
-			return storage.Errorf(storage.ErrInvalid, "pool %q: invalid %s %q: it cannot hold '/', '@', ':', '\\' or spaces", p.Name, f.what, f.v)
+		if err := ValidSpecName(f.v); err != nil {
+			return storage.Errorf(storage.ErrInvalid, "pool %q: invalid %s %q: %w", p.Name, f.what, f.v, err)
 		}
 	}
 	r.ID = strings.TrimPrefix(r.ID, "client.")

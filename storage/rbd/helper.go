@@ -39,6 +39,7 @@ const (
 	OpOmapGet      = "omap_get"      // Object, Key → Value, Found
 	OpOmapSet      = "omap_set"      // Object, Key, Value
 	OpState        = "state"         // Image, Snap ("": the image) → State
+	OpList         = "list"          // (the pool and namespace) → Images
 )
 
 // HelperRequest is one call. Conf and Client say which cluster and
@@ -81,6 +82,7 @@ type HelperResponse struct {
 	Value    string       `json:"value,omitempty"`
 	Found    bool         `json:"found,omitempty"`
 	State    *State       `json:"state,omitempty"`
+	Images   []string     `json:"images,omitempty"`
 }
 
 // HelperSnap is a snapshot in a HelperResponse.
@@ -345,6 +347,22 @@ func (h *Helper) Exists(ctx context.Context, s Spec) (bool, error) {
 		return h.CLI.Exists(ctx, s)
 	}
 	return resp.Exists, err
+}
+
+// List implements Ops.
+func (h *Helper) List(ctx context.Context, s Spec) ([]string, error) {
+	p, err := h.route(s.Conn)
+	if p == nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return h.CLI.List(ctx, s)
+	}
+	resp, err := h.call(ctx, p, s, HelperRequest{Op: OpList}, false, fmt.Sprintf("images of %q", s.PoolSpec()))
+	if errors.Is(err, errCLI) {
+		return h.CLI.List(ctx, s)
+	}
+	return resp.Images, err
 }
 
 // Watchers implements Ops: the helper's own watches (an image it has

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,12 +37,9 @@ func helperBinary(t testing.TB) string {
 		if helperDir, helperErr = os.MkdirTemp("", "strata-rbd-"); helperErr != nil {
 			return
 		}
-		bin := filepath.Join(helperDir, rbd.HelperName)
-		build := exec.Command("go", "build", "-o", bin, "../../cmd/strata-rbd")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make builds it
-		out, err := build.CombinedOutput()
+		bin, err := storagetest.BuildRBDHelper(helperDir)
 		if err != nil {
-			helperErr = errors.New(err.Error() + ": " + string(out))
+			helperErr = err
 			return
 		}
 		os.Setenv(helperEnv, bin)

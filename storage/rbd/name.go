@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/strata-vm/strata/storage"
@@ -40,6 +41,16 @@ func ParseImageName(name string) (id string, applying, ok bool) {
 		return "", false, false
 	}
 	return rest, applying, true
+}
+
+// ValidSpecName checks a Ceph pool, namespace or client ID name as an
+// image spec and QEMU's rbd: filename carry it (POOL/NAMESPACE/IMAGE@SNAP,
+// ':'-separated options): none of '/', '@', ':', '\' or white space.
+func ValidSpecName(v string) error {
+	if strings.ContainsAny(v, "/@: \t\n\\") {
+		return errors.New("it cannot hold '/', '@', ':', '\\' or spaces")
+	}
+	return nil
 }
 
 // Conn is how the tools reach a cluster: a ceph.conf ("" the default,

@@ -10,7 +10,7 @@ import (
 
 // Ops are the calls of the rollback's and the point create's hot paths:
 // the ones a rollback and a point create make, and the reads of the
-// journal's fingerprint. Two implementations: *Client (one rbd or rados
+// journal's fingerprint; and the listing of a pool doctor makes. Two implementations: *Client (one rbd or rados
 // process per call) and *Helper (one strata-rbd process per strata
 // process, on one connection to the cluster). Every other call (create,
 // resize, delete, clone, flatten, copy, usage, pool checks) stays with
@@ -23,6 +23,9 @@ type Ops interface {
 	// Snapshots lists an image's snapshots (ErrNotFound: no image).
 	Snapshots(ctx context.Context, s Spec) ([]Snapshot, error)
 	Exists(ctx context.Context, s Spec) (bool, error)
+	// List names the images of s's pool and namespace (doctor's one
+	// listing per pool).
+	List(ctx context.Context, s Spec) ([]string, error)
 	// Watchers lists the addresses of the clients that have the image
 	// open, never this strata process itself.
 	Watchers(ctx context.Context, s Spec) ([]string, error)

@@ -265,6 +265,10 @@ func (s *Store) addDevicePool(ctx context.Context, d storage.PoolAdder, p storag
 	if err := d.AddPool(ctx, &p); err != nil {
 		return storage.PoolStatus{}, err
 	}
+	claim, err := s.checkNetworkPoolOwner(ctx, d, p)
+	if err != nil {
+		return storage.PoolStatus{}, err
+	}
 	if err := s.Catalog.Update(func(tx *catalog.Tx) error {
 		if o, ok := d.(storage.PoolOverlapper); ok {
 			pools, err := tx.Pools()
@@ -283,6 +287,7 @@ func (s *Store) addDevicePool(ctx context.Context, d storage.PoolAdder, p storag
 	}); err != nil {
 		return storage.PoolStatus{}, err
 	}
+	claim()
 	log.Debug().Str("pool", p.Name).Str("driver", p.Driver).Msg("pool added")
 	return s.status(ctx, p, 0)
 }

@@ -1,7 +1,8 @@
 // Package librados is an in-process client of a Ceph cluster for the rbd
 // driver's helper (cmd/strata-rbd): it loads librados.so.2 and
 // librbd.so.1 at run time (github.com/ebitengine/purego: no cgo, built
-// with CGO_ENABLED=0) and calls the few C functions the hot paths need,
+// with CGO_ENABLED=0) and calls the few C functions the hot paths (and
+// doctor's listing of a pool) need,
 // on one connection to the cluster, where the driver otherwise starts
 // one rbd/rados process per call (each connects anew: 60-100 ms).
 //
@@ -35,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -96,6 +98,7 @@ var fn struct {
 	rbdSnapRollback func(image uintptr, snap *byte) int32
 	rbdSnapRemove   func(image uintptr, snap *byte) int32
 	rbdRename       func(ioctx uintptr, src, dst *byte) int32
+	rbdList         func(ioctx uintptr, names *byte, size *uintptr) int32
 	rbdWatchersList func(image uintptr, watchers unsafe.Pointer, max *uintptr) int32
 	rbdWatchersFree func(watchers unsafe.Pointer, n uintptr)
 	rbdStat         func(image uintptr, info unsafe.Pointer, size uintptr) int32
@@ -173,6 +176,7 @@ func load() error {
 		reg(rbd, &fn.rbdSnapRollback, "rbd_snap_rollback")
 		reg(rbd, &fn.rbdSnapRemove, "rbd_snap_remove")
 		reg(rbd, &fn.rbdRename, "rbd_rename")
+		reg(rbd, &fn.rbdList, "rbd_list")
 		reg(rbd, &fn.rbdWatchersList, "rbd_watchers_list")
 		reg(rbd, &fn.rbdWatchersFree, "rbd_watchers_list_cleanup")
 		reg(rbd, &fn.rbdStat, "rbd_stat")
@@ -371,6 +375,37 @@ func (io *IOCtx) OmapRemove(oid string, keys ...string) error {
 // open in this process).
 func (io *IOCtx) Rename(from, to string) error {
 	return check(fn.rbdRename(io.h, cstr(from), cstr(to)), "rbd_rename", from)
+}
+
+// listSize is List's first buffer (names of about 25 bytes: 160 images).
+var listSize uintptr = 4096
+
+// List names the images of the I/O context's pool and namespace
+// (rbd_list: the names, NUL-separated, in a buffer it says the size of
+// when the one given is too small).
+func (io *IOCtx) List() ([]string, error) {
+	size := listSize
+	for range 8 {
+		buf := make([]byte, size)
+		n := size
+		ret := fn.rbdList(io.h, &buf[0], &n) // never NULL: rbd_list refuses it even with no image
+		runtime.KeepAlive(buf)
+		if ret == -int32(syscall.ERANGE) && n > size {
+			size = n
+			continue
+		}
+		if err := check(ret, "rbd_list", ""); err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, name := range strings.Split(string(buf[:ret]), "\x00") {
+			if name != "" {
+				names = append(names, name)
+			}
+		}
+		return names, nil
+	}
+	return nil, &Error{Op: "rbd_list", Errno: syscall.ERANGE}
 }
 
 // Image is an open RBD image.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -618,5 +619,46 @@ func TestSnapsAndOmapGetMatchTheTools(t *testing.T) {
 	snaps, err := im.Snaps()
 	if err != nil || len(snaps) != 2 || snaps[0].Name != "a" || snaps[0].Protected || snaps[1].Name != "b" || !snaps[1].Protected || snaps[0].Size != 4<<20 {
 		t.Fatalf("Snaps: %+v %v", snaps, err)
+	}
+}
+
+// List names every image of the namespace as rbd ls does: none in an
+// empty one (rbd_list refuses a NULL buffer even then), and all of them
+// when the first buffer is too small for the names (rbd_list says the
+// size it needs).
+func TestListNamesEveryImageAsTheToolDoes(t *testing.T) {
+	f := newFixture(t)
+	conn, err := librados.Connect(f.c.Conf, "", librados.Options{MountTimeout: 15 * time.Second, OpTimeout: 120 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io, err := conn.IOCtx(f.c.Pool, f.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Close()
+	if names, err := io.List(); err != nil || len(names) != 0 {
+		t.Fatalf("List of an empty namespace: %q, %v", names, err)
+	}
+	var want []string
+	for _, img := range []string{"a", "strata-0123456789abcdef", "strata-0123456789abcdef.strata-applying", "other-image"} {
+		f.rbd(t, "create", "--size", "1M", f.spec(img))
+		want = append(want, img)
+	}
+	sort.Strings(want)
+	var tool []string
+	if err := json.Unmarshal([]byte(f.rbd(t, "ls", "--format", "json", f.c.Pool+"/"+f.ns)), &tool); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(tool)
+	for _, size := range []uintptr{4096, 8} {
+		restore := librados.SetListSize(size)
+		names, err := io.List()
+		restore()
+		sort.Strings(names)
+		if err != nil || strings.Join(names, ",") != strings.Join(want, ",") || strings.Join(names, ",") != strings.Join(tool, ",") {
+			t.Errorf("List with a first buffer of %d bytes: %q, %v\nwant %q (rbd ls: %q)", size, names, err, want, tool)
+		}
 	}
 }
