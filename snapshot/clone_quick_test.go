@@ -24,8 +24,8 @@ import (
 	"github.com/strata-vm/strata/storage"
 	"github.com/strata-vm/strata/storage/catalog"
 	"github.com/strata-vm/strata/storage/dir"
-	"github.com/strata-vm/strata/storage/store"
 	"github.com/strata-vm/strata/storage/storagetest"
+	"github.com/strata-vm/strata/storage/store"
 )
 
 // meddlingDir is the dir driver, which lets another process change the
