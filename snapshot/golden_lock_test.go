@@ -38,6 +38,12 @@ func TestGoldenDeleteRefusesAGoldenReplacedWhileWaitingForItsLock(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another process changes the catalog (a handle of its own: a Catalog
+	// is one process's, not shared by goroutines).
+	other, err := store.Open(home, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- m.DeleteGolden(ctx, "base") }()
 	time.Sleep(300 * time.Millisecond) // the delete has looked "base" up and waits for its lock
@@ -45,7 +51,7 @@ func TestGoldenDeleteRefusesAGoldenReplacedWhileWaitingForItsLock(t *testing.T) 
 	// "base" is now another golden, whose creator holds its lock.
 	nu := old
 	nu.ID = storage.NewID()
-	if err := st.Catalog.Update(func(tx *catalog.Tx) error {
+	if err := other.Catalog.Update(func(tx *catalog.Tx) error {
 		if err := tx.Delete(bGoldens, old.ID); err != nil {
 			return err
 		}
@@ -67,7 +73,7 @@ func TestGoldenDeleteRefusesAGoldenReplacedWhileWaitingForItsLock(t *testing.T) 
 		t.Errorf("delete of a golden replaced while it waited: %v, want busy", err)
 	}
 	var now goldenRecord
-	if err := st.Catalog.View(func(tx *catalog.Tx) (err error) { now, err = goldenByName(tx, "base"); return err }); err != nil || now.ID != nu.ID || now.State != nu.State {
+	if err := other.Catalog.View(func(tx *catalog.Tx) (err error) { now, err = goldenByName(tx, "base"); return err }); err != nil || now.ID != nu.ID || now.State != nu.State {
 		t.Errorf("the new golden after the delete: %+v, %v", now, err)
 	}
 }
@@ -101,11 +107,17 @@ func TestCloneRefusesAGoldenReplacedOrDeletedWhileWaitingForItsLock(t *testing.T
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Another process changes the catalog (a handle of its own: a
+		// Catalog is one process's, not shared by goroutines).
+		other, err := store.Open(home, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan error, 1)
 		go func() { _, err := m.Clone(ctx, CloneOptions{Golden: "base", Name: "c"}); done <- err }()
 		time.Sleep(300 * time.Millisecond) // the clone has looked "base" up and waits for its lock
 
-		if err := st.Catalog.Update(func(tx *catalog.Tx) error {
+		if err := other.Catalog.Update(func(tx *catalog.Tx) error {
 			if err := tx.Delete(bGoldens, old.ID); err != nil {
 				return err
 			}
@@ -133,7 +145,7 @@ func TestCloneRefusesAGoldenReplacedOrDeletedWhileWaitingForItsLock(t *testing.T
 		if after, _ := filepath.Glob(filepath.Join(pool, "*")); len(after) != len(before) {
 			t.Errorf("the refused clone left files: %v, before %v", after, before)
 		}
-		if err := st.Catalog.View(func(tx *catalog.Tx) error {
+		if err := other.Catalog.View(func(tx *catalog.Tx) error {
 			if _, err := tx.Volume("c"); err == nil {
 				return errors.New("volume c recorded")
 			}
