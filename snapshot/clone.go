@@ -302,7 +302,7 @@ func quickClone(plans []clonePlan) bool {
 // makeQuickClone makes and records a quickClone in one transaction: one
 // catalog commit instead of makeClones' two (journal, then records).
 func (m *Manager) makeQuickClone(ctx context.Context, g goldenRecord, plans []clonePlan) ([]CloneInfo, error) {
-	made := false
+	made, tried := false, false
 	err := m.st.Catalog.Update(func(tx *catalog.Tx) error {
 		if made { // a shared catalog runs a transaction again after a conflict
 			return recordClones(tx, g, plans)
@@ -312,6 +312,7 @@ func (m *Manager) makeQuickClone(ctx context.Context, g goldenRecord, plans []cl
 		// both.
 		recorded := make(chan error, 1)
 		go func() { recorded <- recordClones(tx, g, plans) }()
+		tried = true
 		err := m.makeCloneImages(ctx, g, plans)
 		rerr := <-recorded
 		made = err == nil
@@ -320,14 +321,18 @@ func (m *Manager) makeQuickClone(ctx context.Context, g goldenRecord, plans []cl
 		}
 		return rerr
 	})
+	if err != nil && tried {
+		// By the drivers and pools planned, as the images were made:
+		// the catalog is not read again (it may be what failed, busy
+		// past the lock timeout).
+		pl := plans[0]
+		for k, v := range pl.vols {
+			if uerr := pl.drivers[k].RemoveImages(context.WithoutCancel(ctx), pl.pools[k], []string{v.Path}); uerr != nil {
+				log.Error().Err(uerr).Str("path", v.Path).Msg("could not remove an image of a failed clone; strata doctor --repair will")
+			}
+		}
+	}
 	if err != nil {
-		var paths, pools []string
-		for _, v := range plans[0].vols {
-			paths, pools = append(paths, v.Path), append(pools, v.Pool)
-		}
-		if uerr := m.removeImages(context.WithoutCancel(ctx), paths, pools); uerr != nil {
-			log.Error().Err(uerr).Msg("could not remove the images of a failed clone; strata doctor --repair will")
-		}
 		return nil, err
 	}
 	crashpoint("clone:recorded")

@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -118,8 +119,17 @@ func TestFixedFlagNamesChangeNothingAUserSees(t *testing.T) {
 		t.Errorf("only %d flags wrapped: a flag type is missing from fixFlagNames", wrapped)
 	}
 	// The app main runs (the command named only, flags wrapped) prints
-	// the help the whole tree does.
-	for _, path := range [][]string{{}, {"volume"}, {"volume", "create"}, {"guest", "define"}, {"snapshot", "create"}, {"clone"}, {"doctor"}} {
+	// the help the whole tree does, for every command.
+	var paths []string
+	for p := range want {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	if len(paths) < 70 {
+		t.Fatalf("only %d command paths: %v", len(paths), paths)
+	}
+	for _, p := range paths {
+		path := strings.Fields(p)
 		run := newAppFor(append([]string{"strata"}, path...))
 		withUsageErrors(run.Commands)
 		withFixedFlagNames(run)

@@ -27,6 +27,12 @@ func interspersed(app *cli.App, args []string) []string {
 				// A global flag after a command ("volume -o json list"):
 				// it goes in front, with its value.
 				if gn, gok := flagWidth(app.Flags, args[i]); gok {
+					if i+gn > len(args) {
+						// Its value is missing: alone after the global
+						// flags, so that urfave/cli says so (before the
+						// command, it would take its name for the value).
+						return append(append([]string{out[0]}, early...), args[i])
+					}
 					early = append(early, args[i:min(i+gn, len(args))]...)
 					i += gn
 					continue
@@ -63,6 +69,16 @@ func interspersed(app *cli.App, args []string) []string {
 				if gn, gok := flagWidth(app.Flags, a); gok {
 					n, dst = gn, &global
 				}
+			}
+			if i+n > len(args) {
+				// The last argument, its value missing: it goes last, so
+				// that urfave/cli says so (it would take a name for the
+				// value, or a slice would be out of range).
+				if dst == &global {
+					return append(append(append([]string{out[0]}, early...), global...), a)
+				}
+				out = append(append(append([]string{out[0]}, early...), global...), out[1:]...)
+				return append(append(out, moved...), a)
 			}
 			*dst = append(*dst, args[i:min(i+n, len(args))]...)
 			i += n
