@@ -163,6 +163,9 @@ func newAppWithout() *cli.App {
 		Name:    "strata",
 		Usage:   "storage and restore points for virtual machine guests",
 		Version: buildVersion(),
+		// Not shown anywhere; unset, urfave/cli would stat the
+		// executable at every run to fill it in.
+		Compiled: time.Unix(0, 0),
 		Description: "strata keeps the storage of Xen and KVM guests: sparse raw and qcow2 volumes in pools,\n" +
 			"install media, HVM guest definitions (imported from xm/xl or libvirt, rendered for xl, libvirt\n" +
 			"and QEMU), restore points of all of a guest's disks that roll back to any point, and golden\n" +
