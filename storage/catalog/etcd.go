@@ -16,6 +16,8 @@ package catalog
 //	PREFIX/locks/KEY      an operation lock, bound to its holder's lease
 //	PREFIX/op/...         the state home's operation lock (shared/exclusive)
 //	PREFIX/owners/GUESTID the host running a guest, bound to a lease
+//	PREFIX/t/LEASE        the mark of the last transaction this process
+//	                      committed (a random value), bound to its lease
 //
 // A transaction reads at one revision (the first read's), so it sees one
 // consistent catalog, and buffers its writes. Its commit compares, for
@@ -24,13 +26,21 @@ package catalog
 // absent, which no per-key compare covers), plus the locks this process
 // holds (fencing: a process whose lease expired has lost them, and must
 // not write). If anything changed meanwhile the transaction runs again
-// from the start, until the lock timeout.
+// from the start, until the lock timeout. A transaction also writes its
+// own mark: when its reply is lost (the connection drops after etcd
+// applied it), the client sends it again and that send fails its
+// compares, since the first one changed what they compare; reading the
+// mark back tells that the transaction is in, so it is neither taken for
+// a conflict and run again over its own writes (a volume create would
+// find its own record and remove the image it names) nor reported failed.
 
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -783,9 +793,16 @@ func (t *etcdKV) commit() error {
 	for b := range t.touched {
 		req.Success = append(req.Success, op{Put: &putRequest{Key: []byte(t.s.versionKey(b)), Value: stamp}})
 	}
+	mark, markValue := t.s.markKey(), randomMark()
+	if mark != "" {
+		req.Success = append(req.Success, op{Put: &putRequest{Key: []byte(mark), Value: markValue, Lease: i64(t.s.leaseID())}})
+	}
 	var resp txnResponse
 	if err := t.s.do(t.deadline, "/v3/kv/txn", req, &resp); err != nil {
 		var e *etcdError
+		if mark != "" && !errors.As(err, &e) && t.s.marked(t.deadline, mark, markValue) {
+			return nil // in: only its reply was lost
+		}
 		if errors.As(err, &e) && strings.Contains(e.Message, "too many operations") {
 			return storage.Errorf(storage.ErrPrecondition, "this change of the catalog needs %d operations in one etcd transaction, more than etcd allows: start etcd with --max-txn-ops %d or more", max(len(req.Compare), len(req.Success)), 2*max(len(req.Compare), len(req.Success)))
 		}
@@ -795,12 +812,53 @@ func (t *etcdKV) commit() error {
 		return err
 	}
 	if !resp.Succeeded {
+		if mark != "" && t.s.marked(t.deadline, mark, markValue) {
+			return nil // an earlier send of this transaction is in (its reply was lost)
+		}
 		if err := t.s.checkFences(t.deadline); err != nil {
 			return err
 		}
 		return errConflict
 	}
 	return nil
+}
+
+// markKey is the key of this process's transaction mark, "" while it has
+// no lease (the mark is bound to it, so that it goes with the process).
+func (s *etcdStore) markKey() string {
+	id := s.leaseID()
+	if id == 0 {
+		return ""
+	}
+	return s.prefix + "/t/" + strconv.FormatInt(id, 16)
+}
+
+func (s *etcdStore) leaseID() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lease
+}
+
+// randomMark is a transaction's mark: no other transaction writes the
+// same.
+func randomMark() []byte {
+	b := make([]byte, 16)
+	if _, err := crand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return []byte(hex.EncodeToString(b))
+}
+
+// marked tells whether the mark key holds value: the transaction that
+// wrote it is in. Only this process writes its mark, so a later value is
+// a later transaction of its own (never the case while one is being
+// committed).
+func (s *etcdStore) marked(deadline time.Time, key string, value []byte) bool {
+	var resp rangeResponse
+	if err := s.do(deadline, "/v3/kv/range", rangeRequest{Key: []byte(key)}, &resp); err != nil {
+		return false
+	}
+	return len(resp.Kvs) == 1 && bytes.Equal(resp.Kvs[0].Value, value)
 }
 
 // coarsen replaces the transaction's per-key compares by the versions of
