@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -122,4 +123,50 @@ func TestTransactionWhoseReplyIsLostIsInOnce(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A lock whose reply is lost after etcd put it is held: the resend finds
+// the process's own record (not another holder's), instead of waiting
+// for itself until the timeout and saying the lock is busy.
+func TestLockWhoseReplyIsLostIsHeld(t *testing.T) {
+	u, err := url.Parse(storagetest.Etcd(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &lostReply{upstream: u.Host, drop: "/locks/"}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	homeA, homeB := t.TempDir(), t.TempDir()
+	a, err := catalog.OpenWith(homeA, 3*time.Second, catalog.Options{URL: "etcd://" + l.Addr().String() + u.Path, Host: "hostA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	b, err := catalog.OpenWith(homeB, 3*time.Second, catalog.Options{URL: "etcd://" + u.Host + u.Path, Host: "hostB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	start := time.Now()
+	release, _, err := catalog.SharedLock(a.Home(), "g-lost", "guest:lost", 2*time.Second)
+	if proxy.dropped.Load() != 1 {
+		t.Fatalf("the proxy lost %d replies: the test did not happen", proxy.dropped.Load())
+	}
+	if err != nil {
+		t.Fatalf("a lock whose reply was lost, after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if _, _, err := catalog.SharedLock(b.Home(), "g-lost", "guest:lost", 200*time.Millisecond); !errors.Is(err, storage.ErrBusy) {
+		t.Fatalf("another host took the lock A holds: %v", err)
+	}
+	release()
+	rb, _, err := catalog.SharedLock(b.Home(), "g-lost", "guest:lost", time.Second)
+	if err != nil {
+		t.Fatalf("once A released it: %v", err)
+	}
+	rb()
 }

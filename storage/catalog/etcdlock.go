@@ -11,6 +11,7 @@ package catalog
 // it takes no more locks, and OnLeaseLost is called (strata stops).
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -206,8 +207,15 @@ func (s *etcdStore) putWhenAbsent(key, absent string, value []byte, lease int64,
 		if err := s.do(callDeadline(), "/v3/kv/txn", req, &resp); err != nil {
 			return nil, err
 		}
-		if resp.Succeeded {
-			rev := int64(resp.Header.Revision)
+		rev, ok := int64(0), resp.Succeeded
+		if ok {
+			rev = int64(resp.Header.Revision)
+		} else if kv := rangeKV(resp); kv != nil && key == absent && int64(kv.Lease) == lease && bytes.Equal(kv.Value, value) {
+			// This process's own record, put by an earlier send whose
+			// reply was lost: the lock is held, since then.
+			rev, ok = int64(kv.CreateRevision), true
+		}
+		if ok {
 			s.mu.Lock()
 			s.held[key] = rev
 			s.mu.Unlock()
@@ -216,13 +224,22 @@ func (s *etcdStore) putWhenAbsent(key, absent string, value []byte, lease int64,
 		if time.Now().After(deadline) {
 			var h Holder
 			found := false
-			if len(resp.Responses) > 0 && resp.Responses[0].Range != nil && len(resp.Responses[0].Range.Kvs) > 0 {
-				found = json.Unmarshal(resp.Responses[0].Range.Kvs[0].Value, &h) == nil
+			if kv := rangeKV(resp); kv != nil {
+				found = json.Unmarshal(kv.Value, &h) == nil
 			}
 			return nil, busy(h, found)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// rangeKV is the key a transaction's first response (a range) found, or
+// nil.
+func rangeKV(resp txnResponse) *keyValue {
+	if len(resp.Responses) > 0 && resp.Responses[0].Range != nil && len(resp.Responses[0].Range.Kvs) > 0 {
+		return &resp.Responses[0].Range.Kvs[0]
+	}
+	return nil
 }
 
 // release deletes a lock key if it is still the one this process made.
