@@ -48,6 +48,25 @@ func (p *lostReply) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
+// startLostReply starts a lostReply in front of the test etcd; it
+// returns the proxy and the catalog addresses through it and direct.
+func startLostReply(t *testing.T, drop string) (p *lostReply, proxied, direct string) {
+	t.Helper()
+	u, err := url.Parse(storagetest.Etcd(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = &lostReply{upstream: u.Host, drop: drop}
+	srv := &http.Server{Handler: p}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return p, "etcd://" + l.Addr().String() + u.Path, "etcd://" + u.Host + u.Path
+}
+
 func (p *lostReply) writes(body []byte) bool {
 	var req struct {
 		Success []struct {
@@ -74,23 +93,12 @@ func (p *lostReply) writes(body []byte) bool {
 // already taken, and removed the image the record names) nor reported
 // failed.
 func TestTransactionWhoseReplyIsLostIsInOnce(t *testing.T) {
-	u, err := url.Parse(storagetest.Etcd(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := &lostReply{upstream: u.Host, drop: "lost-reply"}
-	srv := &http.Server{Handler: proxy}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	proxy, addr, _ := startLostReply(t, "lost-reply")
 	home := t.TempDir()
 	if err := os.Chmod(home, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	c, err := catalog.OpenWith(home, 5*time.Second, catalog.Options{URL: "etcd://" + l.Addr().String() + u.Path, Host: "h"})
+	c, err := catalog.OpenWith(home, 5*time.Second, catalog.Options{URL: addr, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,25 +137,14 @@ func TestTransactionWhoseReplyIsLostIsInOnce(t *testing.T) {
 // the process's own record (not another holder's), instead of waiting
 // for itself until the timeout and saying the lock is busy.
 func TestLockWhoseReplyIsLostIsHeld(t *testing.T) {
-	u, err := url.Parse(storagetest.Etcd(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := &lostReply{upstream: u.Host, drop: "/locks/"}
-	srv := &http.Server{Handler: proxy}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	proxy, addr, direct := startLostReply(t, "/locks/")
 	homeA, homeB := t.TempDir(), t.TempDir()
-	a, err := catalog.OpenWith(homeA, 3*time.Second, catalog.Options{URL: "etcd://" + l.Addr().String() + u.Path, Host: "hostA"})
+	a, err := catalog.OpenWith(homeA, 3*time.Second, catalog.Options{URL: addr, Host: "hostA"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
-	b, err := catalog.OpenWith(homeB, 3*time.Second, catalog.Options{URL: "etcd://" + u.Host + u.Path, Host: "hostB"})
+	b, err := catalog.OpenWith(homeB, 3*time.Second, catalog.Options{URL: direct, Host: "hostB"})
 	if err != nil {
 		t.Fatal(err)
 	}
