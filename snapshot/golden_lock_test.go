@@ -17,23 +17,8 @@ import (
 // deleted, a new one is being created, its creator holding its lock), the
 // operation must not run on the new one without its lock.
 func TestGoldenDeleteRefusesAGoldenReplacedWhileWaitingForItsLock(t *testing.T) {
-	home := filepath.Join(t.TempDir(), "home")
-	st, err := store.Open(home, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := New(st, 5*time.Second)
+	home, _, m, old := newGoldenBase(t)
 	ctx := context.Background()
-	if _, err := st.CreateVolume(ctx, store.CreateOptions{Name: "v", Size: 1 << 20, Format: storage.FormatQcow2}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.CreateGolden(ctx, GoldenOptions{Name: "base", Source: TargetRef{Name: "v", Volume: true}}); err != nil {
-		t.Fatal(err)
-	}
-	var old goldenRecord
-	if err := st.Catalog.View(func(tx *catalog.Tx) (err error) { old, err = goldenByName(tx, "base"); return err }); err != nil {
-		t.Fatal(err)
-	}
 	l, err := lockTarget(home, goldenTarget(old), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -84,23 +69,8 @@ func TestGoldenDeleteRefusesAGoldenReplacedWhileWaitingForItsLock(t *testing.T) 
 // golden deleted meanwhile is not found.
 func TestCloneRefusesAGoldenReplacedOrDeletedWhileWaitingForItsLock(t *testing.T) {
 	for _, replace := range []bool{true, false} {
-		home := filepath.Join(t.TempDir(), "home")
-		st, err := store.Open(home, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := New(st, 5*time.Second)
+		home, _, m, old := newGoldenBase(t)
 		ctx := context.Background()
-		if _, err := st.CreateVolume(ctx, store.CreateOptions{Name: "v", Size: 1 << 20, Format: storage.FormatQcow2}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.CreateGolden(ctx, GoldenOptions{Name: "base", Source: TargetRef{Name: "v", Volume: true}}); err != nil {
-			t.Fatal(err)
-		}
-		var old goldenRecord
-		if err := st.Catalog.View(func(tx *catalog.Tx) (err error) { old, err = goldenByName(tx, "base"); return err }); err != nil {
-			t.Fatal(err)
-		}
 		pool := filepath.Join(home, "pools", catalog.DefaultPool)
 		before, _ := filepath.Glob(filepath.Join(pool, "*"))
 		l, err := lockTarget(home, goldenTarget(old), 0)
@@ -154,4 +124,28 @@ func TestCloneRefusesAGoldenReplacedOrDeletedWhileWaitingForItsLock(t *testing.T
 			t.Error(err)
 		}
 	}
+}
+
+// newGoldenBase is a home holding golden image "base" of a 1 MiB qcow2
+// volume "v": its store, manager and the golden's record.
+func newGoldenBase(t *testing.T) (string, *store.Store, *Manager, goldenRecord) {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), "home")
+	st, err := store.Open(home, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(st, 5*time.Second)
+	ctx := context.Background()
+	if _, err := st.CreateVolume(ctx, store.CreateOptions{Name: "v", Size: 1 << 20, Format: storage.FormatQcow2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateGolden(ctx, GoldenOptions{Name: "base", Source: TargetRef{Name: "v", Volume: true}}); err != nil {
+		t.Fatal(err)
+	}
+	var g goldenRecord
+	if err := st.Catalog.View(func(tx *catalog.Tx) (err error) { g, err = goldenByName(tx, "base"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return home, st, m, g
 }

@@ -395,16 +395,7 @@ func TestGoKeepsItsSignalsAndRunsConcurrently(t *testing.T) {
 	signal.Notify(sigs, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	before := handlers(t)
-	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	io, err := conn.IOCtx(f.c.Pool, f.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer io.Close()
+	io := f.ioctx(t, librados.Options{})
 	imgs := []string{"c0", "c1", "c2", "c3"}
 	for _, img := range imgs {
 		f.rbd(t, "create", "--size", "8M", "--image-feature", features, f.spec(img))
@@ -485,16 +476,7 @@ func TestImageStateMatchesTheCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(f.rbd(t, "diff", "--whole-object", "--format", "json", f.spec(img)+"@s")), &want); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	io, err := conn.IOCtx(f.c.Pool, f.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer io.Close()
+	io := f.ioctx(t, librados.Options{})
 	start := time.Now()
 	im, err := io.OpenAt(img, "s")
 	if err != nil {
@@ -538,16 +520,7 @@ func TestImageStateMatchesTheCLI(t *testing.T) {
 func TestOtherWatchersLeaveThisClientOut(t *testing.T) {
 	f := newFixture(t)
 	f.rbd(t, "create", "--size", "4M", "--image-feature", features, f.spec("own"))
-	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	io, err := conn.IOCtx(f.c.Pool, f.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer io.Close()
+	conn, io := f.connIOCtx(t, librados.Options{})
 	im, err := io.Open("own")
 	if err != nil {
 		t.Fatal(err)
@@ -588,16 +561,7 @@ func TestSnapsAndOmapGetMatchTheTools(t *testing.T) {
 	f.rbd(t, "snap", "create", "--no-progress", f.spec("sn")+"@b")
 	f.rbd(t, "snap", "protect", f.spec("sn")+"@b")
 	defer f.rbd(t, "snap", "unprotect", f.spec("sn")+"@b")
-	conn, err := librados.Connect(f.c.Conf, "", librados.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	io, err := conn.IOCtx(f.c.Pool, f.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer io.Close()
+	io := f.ioctx(t, librados.Options{})
 	if _, ok, err := io.OmapGet(genObject, "sn"); ok || err != nil {
 		t.Fatalf("OmapGet of a missing object: %v %v", ok, err)
 	}
@@ -628,16 +592,7 @@ func TestSnapsAndOmapGetMatchTheTools(t *testing.T) {
 // size it needs).
 func TestListNamesEveryImageAsTheToolDoes(t *testing.T) {
 	f := newFixture(t)
-	conn, err := librados.Connect(f.c.Conf, "", librados.Options{MountTimeout: 15 * time.Second, OpTimeout: 120 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	io, err := conn.IOCtx(f.c.Pool, f.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer io.Close()
+	io := f.ioctx(t, librados.Options{MountTimeout: 15 * time.Second, OpTimeout: 120 * time.Second})
 	if names, err := io.List(); err != nil || len(names) != 0 {
 		t.Fatalf("List of an empty namespace: %q, %v", names, err)
 	}
@@ -661,4 +616,28 @@ func TestListNamesEveryImageAsTheToolDoes(t *testing.T) {
 			t.Errorf("List with a first buffer of %d bytes: %q, %v\nwant %q (rbd ls: %q)", size, names, err, want, tool)
 		}
 	}
+}
+
+// ioctx connects to the fixture's cluster with o and opens its namespace;
+// both are closed when the test ends.
+func (f fixture) ioctx(t *testing.T, o librados.Options) *librados.IOCtx {
+	t.Helper()
+	_, io := f.connIOCtx(t, o)
+	return io
+}
+
+// connIOCtx is ioctx with its connection.
+func (f fixture) connIOCtx(t *testing.T, o librados.Options) (*librados.Conn, *librados.IOCtx) {
+	t.Helper()
+	conn, err := librados.Connect(f.c.Conf, "", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	io, err := conn.IOCtx(f.c.Pool, f.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(io.Close)
+	return conn, io
 }
